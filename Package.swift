@@ -1,0 +1,71 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// One multi-call executable, `ssi`; everything else is a library target so
+// that the unit tests reach it. C libraries come from Debian's -dev packages
+// through system library targets (pkg-config), never vendored.
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "ssi",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "ssi", targets: ["ssi"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CKmod", pkgConfig: "libkmod", providers: [.apt(["libkmod-dev"])]),
+        .systemLibrary(name: "CBlkid", pkgConfig: "blkid", providers: [.apt(["libblkid-dev"])]),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "CLzma", pkgConfig: "liblzma", providers: [.apt(["liblzma-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        // The few syscalls Glibc does not wrap (openat2) and errno access.
+        .target(name: "CSSIShim"),
+
+        .target(
+            name: "SSICore",
+            dependencies: [.product(name: "SystemPackage", package: "swift-system")],
+            swiftSettings: strict),
+        .target(
+            name: "SSILinux",
+            dependencies: ["SSICore", "CSSIShim", "CKmod", "CBlkid",
+                           .product(name: "SystemPackage", package: "swift-system")],
+            swiftSettings: strict),
+        .target(
+            name: "SSIInitramfs",
+            dependencies: ["SSICore", "SSILinux", "CKmod", "CZstd", "CLzma", "CZlib",
+                           .product(name: "SystemPackage", package: "swift-system")],
+            swiftSettings: strict),
+        .target(
+            name: "SSIBoot",
+            dependencies: ["SSICore", "SSILinux"],
+            swiftSettings: strict),
+        .executableTarget(
+            name: "ssi",
+            dependencies: ["SSICore", "SSILinux", "SSIInitramfs", "SSIBoot",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strict),
+
+        .testTarget(
+            name: "SSICoreTests",
+            dependencies: ["SSICore"],
+            swiftSettings: strict),
+        // The qemu harness every VM test uses: guests, a test-made network
+        // namespace with a bridge and taps, serial logs, markers, cleanup.
+        .target(
+            name: "SSIVMHarness",
+            path: "Tests/SSIVMHarness"),
+        .testTarget(
+            name: "VMTests",
+            dependencies: ["SSIVMHarness"]),
+        .testTarget(
+            name: "SSIInitramfsTests",
+            dependencies: ["SSIInitramfs", "SSILinux", "CKmod"],
+            swiftSettings: strict),
+    ]
+)

@@ -1,0 +1,88 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// Early-boot logging: one line per event to the console (stderr, which the
+/// kernel opened on /dev/console for PID 1) with the boot clock's timestamp,
+/// and to /dev/kmsg so that `dmesg` and the journal keep it after hand-off.
+///
+/// The kmsg copy is written at priority 7 (debug): the kernel's console
+/// loglevel prints anything below 7, so a lower priority would show every
+/// line twice on the console.
+public struct Log: ~Copyable {
+    public let tag: String
+    private var kmsg: Int32
+    public var quiet: Bool
+
+    public init(tag: String, useKmsg: Bool, quiet: Bool = false) {
+        self.tag = tag
+        self.quiet = quiet
+        self.kmsg = useKmsg ? open("/dev/kmsg", O_WRONLY | O_CLOEXEC) : -1
+    }
+
+    deinit {
+        if kmsg >= 0 { close(kmsg) }
+    }
+
+    /// Re-open /dev/kmsg, e.g. once devtmpfs is mounted.
+    public mutating func attachKmsg() {
+        if kmsg < 0 { kmsg = open("/dev/kmsg", O_WRONLY | O_CLOEXEC) }
+    }
+
+    public func info(_ step: String, _ message: String) {
+        emit(step, message, console: !quiet)
+    }
+
+    /// Errors always reach the console, quiet or not.
+    public func error(_ step: String, _ message: String) {
+        emit(step, "ERROR: " + message, console: true)
+    }
+
+    private func emit(_ step: String, _ message: String, console: Bool) {
+        if console {
+            let line = "\(tag): [\(Log.uptimeString())] \(step): \(message)\n"
+            writeAll(2, line)
+        }
+        if kmsg >= 0 {
+            // kmsg takes one record per write; keep it one line.
+            let flat = message.replacingNewlines()
+            writeAll(kmsg, "<7>\(tag): \(step): \(flat)\n")
+        }
+    }
+
+    /// Seconds since boot (CLOCK_BOOTTIME), "%5d.%03d" like the kernel's
+    /// own timestamps, so the two line up in a serial log.
+    public static func uptimeString() -> String {
+        var ts = timespec()
+        clock_gettime(CLOCK_BOOTTIME, &ts)
+        let ms = Int(ts.tv_nsec) / 1_000_000
+        let secs = String(Int(ts.tv_sec))
+        let frac = String(ms)
+        return String(repeating: " ", count: max(0, 5 - secs.count)) + secs + "."
+            + String(repeating: "0", count: 3 - frac.count) + frac
+    }
+}
+
+/// Writes the whole string, retrying short writes and EINTR.
+public func writeAll(_ fd: Int32, _ text: String) {
+    var text = text
+    text.withUTF8 { buf in
+        var off = 0
+        while off < buf.count {
+            let n = write(fd, buf.baseAddress! + off, buf.count - off)
+            if n < 0 {
+                if errno == EINTR { continue }
+                return
+            }
+            off += n
+        }
+    }
+}
+
+extension String {
+    func replacingNewlines() -> String {
+        String(self.map { $0 == "\n" ? " " : $0 })
+    }
+}

@@ -1,0 +1,77 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+public import SSICore
+
+public enum Mount {
+    public struct Flags: OptionSet, Sendable {
+        public let rawValue: UInt
+        public init(rawValue: UInt) { self.rawValue = rawValue }
+        public static let readOnly = Flags(rawValue: UInt(MS_RDONLY))
+        public static let noSuid = Flags(rawValue: UInt(MS_NOSUID))
+        public static let noDev = Flags(rawValue: UInt(MS_NODEV))
+        public static let noExec = Flags(rawValue: UInt(MS_NOEXEC))
+        public static let move = Flags(rawValue: UInt(MS_MOVE))
+        public static let bind = Flags(rawValue: UInt(MS_BIND))
+        public static let recursive = Flags(rawValue: UInt(MS_REC))
+        public static let remount = Flags(rawValue: UInt(MS_REMOUNT))
+    }
+
+    public static func mount(
+        source: String, target: String, type: String?, flags: Flags = [], data: String? = nil
+    ) throws(SystemCallError) {
+        let what = "mount \(source) on \(target)" + (type.map { " (\($0))" } ?? "")
+        try syscall(what) {
+            Glibc.mount(source, target, type, flags.rawValue, data)
+        }
+    }
+
+    /// mount --move: the whole mount (and what is under it) to a new place.
+    public static func move(_ from: String, to: String) throws(SystemCallError) {
+        try syscall("move mount \(from) to \(to)") {
+            Glibc.mount(from, to, nil, UInt(MS_MOVE), nil)
+        }
+    }
+
+    public static func unmount(_ target: String, detach: Bool = false) throws(SystemCallError) {
+        try syscall("umount \(target)") { umount2(target, detach ? Int32(MNT_DETACH) : 0) }
+    }
+
+    /// True if `path` is a mount point: its device differs from its parent's.
+    public static func isMountPoint(_ path: String) -> Bool {
+        guard let me = try? FileSystem.status(path, followSymlinks: true),
+              let parent = try? FileSystem.status(path == "/" ? "/" : path + "/..", followSymlinks: true)
+        else { return false }
+        return me.device != parent.device || path == "/"
+    }
+
+    /// Mount points listed in /proc/self/mounts, in mount order.
+    public static func mountPoints() -> [String] {
+        guard let text = try? FileSystem.readText("/proc/self/mounts") else { return [] }
+        return text.split(separator: "\n").compactMap { line in
+            let fields = line.split(separator: " ")
+            return fields.count > 1 ? unescapeMountField(String(fields[1])) : nil
+        }
+    }
+}
+
+/// /proc/self/mounts escapes space, tab, newline and backslash as \ooo.
+func unescapeMountField(_ s: String) -> String {
+    guard s.contains("\\") else { return s }
+    var out: [UInt8] = []
+    let b = Array(s.utf8)
+    var i = 0
+    while i < b.count {
+        if b[i] == UInt8(ascii: "\\"), i + 3 < b.count + 0,
+           let v = UInt8(String(decoding: b[(i + 1)...(i + 3)], as: UTF8.self), radix: 8) {
+            out.append(v)
+            i += 4
+        } else {
+            out.append(b[i])
+            i += 1
+        }
+    }
+    return String(decoding: out, as: UTF8.self)
+}

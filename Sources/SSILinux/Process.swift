@@ -1,0 +1,97 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+public import SSICore
+
+/// Starting and reaping children from PID 1. No threads, no child monitor
+/// of its own: a PID 1 must be the only one calling waitpid(-1), or the
+/// exit statuses of the children it reaps for the kernel go astray.
+public enum Process {
+    public enum Exit: Sendable, Equatable, CustomStringConvertible {
+        case exited(Int32)
+        case signaled(Int32)
+
+        public var description: String {
+            switch self {
+            case .exited(let c): return "exit status \(c)"
+            case .signaled(let s): return "killed by signal \(s)"
+            }
+        }
+    }
+
+    /// posix_spawn the program with the given argv and environment.
+    public static func spawn(_ path: String, _ args: [String], environment: [String]) throws(SystemCallError) -> pid_t {
+        var pid: pid_t = 0
+        let argv = args.map { strdup($0) } + [nil]
+        let envp = environment.map { strdup($0) } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+        }
+        let rc = posix_spawn(&pid, path, nil, nil, argv, envp)
+        if rc != 0 { throw SystemCallError("spawn \(path)", errno: rc) }
+        return pid
+    }
+
+    /// Waits for `pid`, reaping (and discarding) any other child that exits
+    /// meanwhile: as PID 1 we inherit every orphan in the initramfs.
+    public static func wait(for pid: pid_t) throws(SystemCallError) -> Exit {
+        while true {
+            var status: Int32 = 0
+            let got = waitpid(-1, &status, 0)
+            if got == -1 {
+                if errno == EINTR { continue }
+                throw SystemCallError("waitpid \(pid)", errno: errno)
+            }
+            if got == pid { return decode(status) }
+        }
+    }
+
+    /// Reaps every child that has exited, without blocking.
+    public static func reapZombies() {
+        var status: Int32 = 0
+        while waitpid(-1, &status, WNOHANG) > 0 {}
+    }
+
+    static func decode(_ status: Int32) -> Exit {
+        // WIFEXITED/WEXITSTATUS are macros Swift does not import.
+        let sig = status & 0x7f
+        if sig == 0 { return .exited((status >> 8) & 0xff) }
+        return .signaled(sig)
+    }
+
+    /// execve: only returns by throwing.
+    public static func exec(_ path: String, _ args: [String], environment: [String]) throws(SystemCallError) -> Never {
+        let argv = args.map { strdup($0) } + [nil]
+        let envp = environment.map { strdup($0) } + [nil]
+        execve(path, argv, envp)
+        let e = errno
+        argv.forEach { free($0) }
+        envp.forEach { free($0) }
+        throw SystemCallError("exec \(path)", errno: e)
+    }
+
+    public static func sleep(milliseconds: Int) {
+        var req = timespec(tv_sec: milliseconds / 1000, tv_nsec: (milliseconds % 1000) * 1_000_000)
+        var rem = timespec()
+        while nanosleep(&req, &rem) == -1 && errno == EINTR { req = rem }
+    }
+
+    /// Monotonic seconds, for bounded waits.
+    public static func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+
+    /// The kernel release the running kernel reports (uname -r).
+    public static func kernelRelease() -> String {
+        var u = utsname()
+        uname(&u)
+        return withUnsafeBytes(of: u.release) { raw in
+            String(cString: raw.bindMemory(to: CChar.self).baseAddress!)
+        }
+    }
+}
