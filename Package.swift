@@ -16,7 +16,6 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-        .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
     ],
     targets: [
         .systemLibrary(name: "CKmod", pkgConfig: "libkmod", providers: [.apt(["libkmod-dev"])]),
@@ -29,17 +28,14 @@ let package = Package(
 
         .target(
             name: "SSICore",
-            dependencies: [.product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: strict),
         .target(
             name: "SSILinux",
-            dependencies: ["SSICore", "CSSIShim", "CKmod", "CBlkid",
-                           .product(name: "SystemPackage", package: "swift-system")],
+            dependencies: ["SSICore", "CSSIShim", "CKmod", "CBlkid"],
             swiftSettings: strict),
         .target(
             name: "SSIInitramfs",
-            dependencies: ["SSICore", "SSILinux", "CKmod", "CZstd", "CLzma", "CZlib",
-                           .product(name: "SystemPackage", package: "swift-system")],
+            dependencies: ["SSICore", "SSILinux", "CKmod", "CZstd", "CLzma", "CZlib"],
             swiftSettings: strict),
         .target(
             name: "SSIBoot",
@@ -49,7 +45,10 @@ let package = Package(
             name: "ssi",
             dependencies: ["SSICore", "SSILinux", "SSIInitramfs", "SSIBoot",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
-            swiftSettings: strict),
+            swiftSettings: strict,
+            // The binary rides in every image: no symbol tables or debug
+            // info in release builds (about 12 MB less).
+            linkerSettings: [.unsafeFlags(["-Xlinker", "--strip-all"], .when(configuration: .release))]),
 
         .testTarget(
             name: "SSICoreTests",

@@ -130,6 +130,31 @@ public final class KmodContext {
         }
     }
 
+    /// Inserts the module unless it is already loaded or built in.
+    /// Returns true when something was inserted now.
+    public func insertIfNeeded(_ nameOrAlias: String) throws(SSIError) -> Bool {
+        var list: OpaquePointer?
+        guard kmod_module_new_from_lookup(ctx, nameOrAlias, &list) >= 0, list != nil else {
+            try insert(nameOrAlias)   // reports the lookup failure
+            return true
+        }
+        defer { kmod_module_unref_list(list) }
+        var cur = list
+        var allLive = true
+        while let entry = cur {
+            let mod = kmod_module_get_module(entry)
+            let state = kmod_module_get_initstate(mod)
+            if state != Int32(KMOD_MODULE_LIVE.rawValue) && state != Int32(KMOD_MODULE_BUILTIN.rawValue) {
+                allLive = false
+            }
+            kmod_module_unref(mod)
+            cur = kmod_list_next(list, entry)
+        }
+        if allLive { return false }
+        try insert(nameOrAlias)
+        return true
+    }
+
     private func handle(_ name: String) -> OpaquePointer? {
         var mod: OpaquePointer?
         guard kmod_module_new_from_name(ctx, name, &mod) >= 0 else { return nil }

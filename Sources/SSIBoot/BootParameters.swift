@@ -1,0 +1,87 @@
+public import SSICore
+public import SSILinux
+
+/// The steps where `ssi.break=` can stop the boot on purpose.
+public enum BreakPoint: String, CaseIterable, Sendable {
+    /// After the modules are loaded.
+    case modules
+    /// Before the root is mounted (mount it yourself at /sysroot and exit).
+    case root
+    /// After the root is mounted, just before switching to it.
+    case prePivot = "pre-pivot"
+}
+
+/// What ssi-init takes from the kernel command line. Parsing is pure, so it
+/// is unit tested; `ssi init --explain` prints it for a given line.
+public struct BootParameters: Sendable, Equatable {
+    public var root: DeviceSpec?
+    public var rootFSType: String?
+    public var rootFlags: String?
+    public var readOnly = true
+    public var initPath = "/sbin/init"
+    public var breaks: Set<BreakPoint> = []
+    /// Seconds to wait for the root device.
+    public var rootTimeout = 30
+    /// Seconds to sleep before looking for the root (kernel's rootdelay=).
+    public var rootDelay = 0
+    public var quiet = false
+    /// Problems that do not stop the boot (an unknown break point...).
+    public var warnings: [String] = []
+
+    public init() {}
+
+    public init(_ cmdline: KernelCommandLine) throws(SSIError) {
+        if let r = cmdline.value("root") {
+            root = try DeviceSpec(parsing: r, field: "root")
+        }
+        rootFSType = cmdline.value("rootfstype").flatMap { $0.isEmpty ? nil : $0 }
+        rootFlags = cmdline.value("rootflags").flatMap { $0.isEmpty ? nil : $0 }
+        // The kernel's rule: "ro" unless "rw", the last one winning.
+        readOnly = cmdline.lastFlag(of: ["ro", "rw"]) != "rw"
+        if let i = cmdline.value("init") {
+            guard i.hasPrefix("/") else {
+                throw SSIError("cmdline", "init=\(i) must be an absolute path", hint: "e.g. init=/lib/systemd/systemd")
+            }
+            initPath = i
+        }
+        quiet = cmdline.has("quiet")
+        if cmdline.has("ssi.break") { breaks.insert(.prePivot) }
+        for b in cmdline.values("ssi.break") {
+            if let p = BreakPoint(rawValue: b) {
+                breaks.insert(p)
+            } else {
+                warnings.append("ssi.break=\(b) is not a step; known: \(BreakPoint.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+        }
+        // rootwait=N (Linux 6.4+) and our own ssi.timeout=N bound the wait;
+        // the later one on the line wins. A bare "rootwait" keeps our
+        // bounded default: a boot that never ends helps nobody.
+        for key in ["rootwait", "ssi.timeout"] {
+            if let v = cmdline.value(key) {
+                guard let n = Int(v), n >= 0 else {
+                    throw SSIError("cmdline", "\(key)=\(v) is not a number of seconds")
+                }
+                rootTimeout = n
+            }
+        }
+        if let d = cmdline.value("rootdelay") {
+            guard let n = Int(d), n >= 0 else { throw SSIError("cmdline", "rootdelay=\(d) is not a number of seconds") }
+            rootDelay = n
+        }
+    }
+
+    /// A multi-line description for `ssi init --explain`.
+    public var explanation: String {
+        var lines: [String] = []
+        lines.append("root: \(root?.description ?? "(none: root= is missing)")")
+        lines.append("rootfstype: \(rootFSType ?? "(from the device's superblock)")")
+        lines.append("rootflags: \(rootFlags ?? "(none)")")
+        lines.append("mount: \(readOnly ? "read-only" : "read-write")")
+        lines.append("wait for root: \(rootTimeout) s" + (rootDelay > 0 ? " after \(rootDelay) s delay" : ""))
+        lines.append("init: \(initPath)")
+        let b = BreakPoint.allCases.filter { breaks.contains($0) }.map(\.rawValue)
+        lines.append("break at: \(b.isEmpty ? "(nowhere)" : b.joined(separator: ", "))")
+        for w in warnings { lines.append("warning: \(w)") }
+        return lines.joined(separator: "\n")
+    }
+}

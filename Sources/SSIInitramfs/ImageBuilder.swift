@@ -1,0 +1,204 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+public import SSICore
+import SSILinux
+
+/// What an image is built from.
+public struct ImageSpec: Sendable {
+    public var kernelVersion: String
+    public var moduleDirectory: String
+    /// Modules (or aliases) to carry, with their dependency closure.
+    public var modules: [String]
+    /// Modules ssi-init always loads at boot (also carried). The others
+    /// load when a device or a file system asks for them.
+    public var loadAtBoot: [String] = []
+    /// Extra host files (with their ELF closure).
+    public var installs: [String] = []
+    /// The multi-call binary that becomes /init.
+    public var ssiBinary: String
+    /// A static busybox for the emergency shell, if any.
+    public var busybox: String?
+    public var compression: Compression = .zstd
+    public var compressionLevel: Int32?
+    public var threads: Int = 0
+    /// Seconds since the epoch for every entry (SOURCE_DATE_EPOCH).
+    public var mtime: UInt32 = 0
+    /// Extra files generated in memory (image path -> bytes, mode).
+    public var generated: [String: (bytes: [UInt8], permissions: UInt32)] = [:]
+
+    public init(kernelVersion: String, moduleDirectory: String, modules: [String], ssiBinary: String) {
+        self.kernelVersion = kernelVersion
+        self.moduleDirectory = moduleDirectory
+        self.modules = modules
+        self.ssiBinary = ssiBinary
+    }
+
+    /// The modules an image carries unless told otherwise: enough to boot a
+    /// virtio qemu guest or a common server from a local disk, and the
+    /// cluster file systems and their network.
+    public static let defaultModules = [
+        "virtio_pci", "virtio_blk", "virtio_scsi", "virtio_net", "virtio_console",
+        "ahci", "nvme", "sd_mod",
+        "ext4", "nfsv4", "gfs2", "dlm", "configfs",
+    ]
+
+    /// Multi-call names the image links to the ssi binary.
+    public static let appletNames = ["ssi-init", "ssi-mkinitrd"]
+}
+
+public struct ImageReport: Sendable {
+    public var output: String
+    public var compression: Compression
+    public var bytes: Int
+    public var uncompressedBytes: Int
+    public var entries: Int
+    public var modules: Int
+    public var builtinRequested: [String]
+    public var firmware: Int
+    public var missingFirmware: [String]
+    public var seconds: Double
+}
+
+public enum ImageBuilder {
+    /// Resolves everything first (modules, ELF closures), so that bad input
+    /// fails before a byte is written; then streams the archive to a
+    /// temporary file beside `output` and renames it into place. A failure
+    /// at any point leaves `output` as it was.
+    public static func build(_ spec: ImageSpec, output: String, force: Bool) throws(SSIError) -> ImageReport {
+        let started = Process.now()
+        if FileSystem.exists(output) && !force {
+            throw SSIError("mkinitrd", "\(output) already exists", hint: "pass --force to replace it")
+        }
+        let outDir = dirname(of: output)
+        guard FileSystem.isDirectory(outDir) else {
+            throw SSIError("mkinitrd", "cannot write \(output): directory \(outDir) does not exist")
+        }
+
+        var tree = try skeleton(spec)
+        var names = spec.modules
+        for m in spec.loadAtBoot where !names.contains(m) { names.append(m) }
+        let modules = try ModuleSet.resolve(names: names, kernelVersion: spec.kernelVersion,
+                                            directory: spec.moduleDirectory)
+        try modules.install(into: &tree, loadAtBoot: spec.loadAtBoot.filter { !modules.builtin.contains($0) })
+        var installer = try HostInstaller(tree: tree)
+        try installer.install(spec.ssiBinary, as: "usr/bin/ssi", permissions: 0o755)
+        if let bb = spec.busybox {
+            try installer.install(bb, as: "usr/bin/busybox", permissions: 0o755)
+        }
+        for path in spec.installs {
+            guard path.hasPrefix("/") else {
+                throw SSIError("mkinitrd", "--install \(path): give an absolute path")
+            }
+            try installer.install(path)
+        }
+        tree = installer.tree
+        try tree.add("init", .symlink(target: "usr/bin/ssi"))
+        for name in ImageSpec.appletNames {
+            try tree.add("usr/sbin/\(name)", .symlink(target: "../bin/ssi"))
+        }
+        if spec.busybox != nil, tree.node("usr/bin/sh") == nil {
+            try tree.add("usr/bin/sh", .symlink(target: "busybox"))
+        }
+        for (path, g) in spec.generated {
+            try tree.add(path, .data(g.bytes, permissions: g.permissions))
+        }
+        let info = "kernel=\(spec.kernelVersion)\ncompression=\(spec.compression.rawValue)\nmodules=\(modules.modules.count)\n"
+        try tree.add("etc/ssi/image", .data(Array(info.utf8), permissions: 0o644))
+
+        let bytes = try writeAtomically(tree, spec: spec, output: output)
+        return ImageReport(output: output, compression: spec.compression, bytes: bytes,
+                           uncompressedBytes: tree.payloadBytes, entries: tree.nodes.count,
+                           modules: modules.modules.count, builtinRequested: modules.builtin,
+                           firmware: modules.firmware.count, missingFirmware: modules.missingFirmware,
+                           seconds: Process.now() - started)
+    }
+
+    /// The directories and nodes every image has before anything is added.
+    static func skeleton(_ spec: ImageSpec) throws(SSIError) -> ImageTree {
+        var tree = ImageTree()
+        for d in ["dev", "proc", "sys", "run", "tmp", "sysroot", "etc/ssi", "root", "var"] {
+            try tree.add(d, .directory(permissions: d == "tmp" ? 0o1777 : (d == "root" ? 0o700 : 0o755)))
+        }
+        // The kernel opens /dev/console for PID 1 before devtmpfs exists.
+        try tree.add("dev/console", .characterDevice(permissions: 0o600, major: 5, minor: 1))
+        try tree.add("dev/null", .characterDevice(permissions: 0o666, major: 1, minor: 3))
+        return tree
+    }
+
+    static func writeAtomically(_ tree: ImageTree, spec: ImageSpec, output: String) throws(SSIError) -> Int {
+        var template = Array((dirname(of: output) + "/." + basename(of: output) + ".tmp-XXXXXX").utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        guard fd >= 0 else {
+            throw SSIError("mkinitrd", "cannot write \(output): \(errnoDescription(errno))",
+                           hint: "choose a writable place with -o")
+        }
+        let tmp = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        var committed = false
+        defer {
+            close(fd)
+            if !committed { unlink(tmp) }
+        }
+        // Images without secrets are world-readable like the distro's own.
+        fchmod(fd, 0o644)
+        let file = FileSink(fd: fd, name: tmp)
+        let compressed = try spec.compression.sink(into: file, level: spec.compressionLevel, threads: spec.threads)
+        let sink = BufferedSink(compressed)
+        let cpio = CpioWriter(sink: sink, mtime: spec.mtime)
+        try stream(tree, into: cpio)
+        try cpio.finish()
+        try sink.finish()
+        if fsync(fd) != 0 {
+            throw SSIError("mkinitrd", "cannot write \(output): fsync: \(errnoDescription(errno))")
+        }
+        if rename(tmp, output) != 0 {
+            throw SSIError("mkinitrd", "cannot write \(output): rename: \(errnoDescription(errno))")
+        }
+        committed = true
+        return file.bytesWritten
+    }
+
+    /// Writes the tree in sorted order, streaming host files in chunks.
+    public static func stream(_ tree: ImageTree, into cpio: CpioWriter) throws(SSIError) {
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        for path in tree.sortedPaths {
+            switch tree.nodes[path]! {
+            case .directory(let perm):
+                try cpio.directory(path, permissions: perm)
+            case .symlink(let target):
+                try cpio.symlink(path, target: target)
+            case .characterDevice(let perm, let major, let minor):
+                try cpio.characterDevice(path, permissions: perm, major: major, minor: minor)
+            case .data(let bytes, let perm):
+                try cpio.file(path, permissions: perm, contents: bytes)
+            case .hostFile(let source, let perm, let size):
+                try cpio.file(path, permissions: perm, size: size) { (sink) throws(SSIError) -> Int in
+                    let fd = open(source, O_RDONLY | O_CLOEXEC)
+                    guard fd >= 0 else {
+                        throw SSIError("mkinitrd", "cannot read \(source): \(errnoDescription(errno))")
+                    }
+                    defer { close(fd) }
+                    var total = 0
+                    while total < size {
+                        let want = min(buffer.count, size - total)
+                        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, want) }
+                        if n < 0 {
+                            if errno == EINTR { continue }
+                            throw SSIError("mkinitrd", "cannot read \(source): \(errnoDescription(errno))")
+                        }
+                        if n == 0 { break }
+                        let failure = buffer.withUnsafeBytes { raw -> SSIError? in
+                            do throws(SSIError) {
+                                try sink.write(UnsafeRawBufferPointer(rebasing: raw[0..<n]))
+                                return nil
+                            } catch { return error }
+                        }
+                        if let failure { throw failure }
+                        total += n
+                    }
+                    return total
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,211 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import SSICore
+import SSILinux
+import SSIInitramfs
+
+struct MkinitrdCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mkinitrd",
+        abstract: "Build the initramfs that brings a node into the cluster.",
+        discussion: """
+            The image holds ssi (as /init), the kernel modules asked for with their \
+            dependency closure and firmware, libkmod indexes for them, busybox for the \
+            emergency shell when it is installed, and any --install'ed programs with \
+            their shared libraries. Builds are reproducible: the same inputs give \
+            byte-identical images (SOURCE_DATE_EPOCH sets the timestamps, else 0).
+            """)
+
+    @Option(name: .shortAndLong, help: ArgumentHelp("Where to write the image.", valueName: "file"))
+    var output: String?
+
+    @Option(name: [.customShort("k"), .long], help: ArgumentHelp("Kernel version (default: the running kernel).", valueName: "version"))
+    var kver: String?
+
+    @Option(help: ArgumentHelp("Kernel module directory (default: /lib/modules/VERSION).", valueName: "dir"))
+    var kmoddir: String?
+
+    @Option(name: .customLong("add-modules"), parsing: .singleValue,
+            help: ArgumentHelp("Modules or aliases to add, comma separated; repeatable.", valueName: "a,b"))
+    var addModules: [String] = []
+
+    @Option(name: .customLong("force-modules"), parsing: .singleValue,
+            help: ArgumentHelp("Modules to carry and always load at boot, comma separated; repeatable.", valueName: "a,b"))
+    var forceModules: [String] = []
+
+    @Flag(name: .customLong("no-default-modules"), help: "Carry only the modules named with --add-modules and --force-modules.")
+    var noDefaultModules = false
+
+    @Option(name: .customLong("install"), parsing: .upToNextOption,
+            help: ArgumentHelp("Host programs or files to add, with their shared libraries.", valueName: "path"))
+    var installs: [String] = []
+
+    @Option(help: ArgumentHelp("Cluster configuration to bake into the image.", valueName: "file"))
+    var config: String?
+
+    @Option(help: ArgumentHelp("zstd, gzip, xz or none.", valueName: "method"))
+    var compress: String = "zstd"
+
+    @Option(name: .customLong("compress-level"), help: ArgumentHelp("Compression level (default: per method).", valueName: "n"))
+    var compressLevel: Int32?
+
+    @Option(help: ArgumentHelp("Compression threads (default: the CPUs online).", valueName: "n"))
+    var threads: Int?
+
+    @Option(name: .customLong("ssi-binary"), help: ArgumentHelp("The ssi binary to use as /init (default: this one).", valueName: "file"))
+    var ssiBinary: String?
+
+    @Option(help: ArgumentHelp("busybox for the emergency shell (default: /usr/bin/busybox if installed).", valueName: "file"))
+    var busybox: String?
+
+    @Flag(name: .customLong("no-busybox"), help: "No emergency shell in the image.")
+    var noBusybox = false
+
+    @Flag(help: "Replace an existing output file.")
+    var force = false
+
+    @Flag(name: .shortAndLong, help: "Print nothing but errors.")
+    var quiet = false
+
+    @Option(name: .customLong("list"), help: ArgumentHelp("List the contents of an image (any generator's) and exit.", valueName: "image"))
+    var listImage: String?
+
+    func run() throws {
+        do {
+            if let listImage {
+                try list(listImage)
+                return
+            }
+            try build()
+        } catch {
+            printError(tool: "ssi-mkinitrd", error)
+            throw ExitCode(1)
+        }
+    }
+
+    func build() throws(SSIError) {
+        let kernel = kver ?? Process.kernelRelease()
+        let moduleDir = kmoddir ?? "/lib/modules/\(kernel)"
+        guard FileSystem.isDirectory(moduleDir) else {
+            let installed = (try? FileSystem.list("/lib/modules"))?.sorted() ?? []
+            throw SSIError("mkinitrd", "kernel module directory \(moduleDir) not found",
+                           hint: installed.isEmpty
+                               ? "install a kernel (linux-image-amd64) or pass --kmoddir"
+                               : "pass --kver with one of: \(installed.joined(separator: ", "))")
+        }
+        guard let method = Compression(rawValue: compress) else {
+            throw SSIError("mkinitrd", "--compress \(compress): unknown method",
+                           hint: "use one of: \(Compression.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        func names(_ lists: [String]) -> [String] {
+            lists.flatMap { $0.split(separator: ",").map { String($0).trimmed() } }.filter { !$0.isEmpty }
+        }
+        var modules = noDefaultModules ? [] : ImageSpec.defaultModules
+        for m in names(addModules) where !modules.contains(m) { modules.append(m) }
+
+        var binary = ssiBinary ?? ""
+        if binary.isEmpty { binary = try FileSystem.realPathOrThrow("/proc/self/exe") }
+        var spec = ImageSpec(kernelVersion: kernel, moduleDirectory: moduleDir, modules: modules, ssiBinary: binary)
+        spec.loadAtBoot = names(forceModules)
+        spec.installs = installs.flatMap { $0.split(separator: " ").map(String.init) }
+        spec.compression = method
+        spec.compressionLevel = compressLevel
+        spec.threads = threads ?? Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        if !noBusybox {
+            if let busybox {
+                guard FileSystem.isExecutableFile(busybox) else {
+                    throw SSIError("mkinitrd", "--busybox \(busybox) is not an executable file")
+                }
+                spec.busybox = busybox
+            } else {
+                spec.busybox = ["/usr/bin/busybox", "/bin/busybox"].first(where: FileSystem.isExecutableFile)
+            }
+        }
+        if let epoch = getenv("SOURCE_DATE_EPOCH") {
+            let text = String(cString: epoch)
+            guard let v = UInt32(text) else {
+                throw SSIError("mkinitrd", "SOURCE_DATE_EPOCH=\(text) is not a number of seconds")
+            }
+            spec.mtime = v
+        }
+        if let config {
+            let bytes: [UInt8]
+            do { bytes = try FileSystem.readFile(config) } catch {
+                throw SSIError("mkinitrd", "--config \(config): \(errnoDescription(error.errno))")
+            }
+            spec.generated["etc/ssi/cluster.conf"] = (bytes, 0o644)
+        }
+        let out = output ?? "/boot/initrd.img-\(kernel)"
+        let report = try ImageBuilder.build(spec, output: out, force: force)
+        if !quiet {
+            print(summary(report))
+            if !report.builtinRequested.isEmpty {
+                print("  built into \(kernel), nothing to carry: \(report.builtinRequested.joined(separator: ", "))")
+            }
+            if !report.missingFirmware.isEmpty {
+                print("  firmware declared but not installed on this host (\(report.missingFirmware.count)): "
+                      + report.missingFirmware.prefix(5).joined(separator: ", ")
+                      + (report.missingFirmware.count > 5 ? ", ..." : ""))
+            }
+        }
+    }
+
+    func summary(_ r: ImageReport) -> String {
+        "ssi-mkinitrd: wrote \(r.output): \(mib(r.bytes)) \(r.compression.rawValue)"
+            + " (\(mib(r.uncompressedBytes)) unpacked), \(r.entries) entries, \(r.modules) modules,"
+            + " \(r.firmware) firmware files, \(String(format3(r.seconds))) s"
+    }
+
+    func list(_ path: String) throws(SSIError) {
+        let segments = try ImageReader.read(path: path)
+        var out = ""
+        for (i, seg) in segments.enumerated() {
+            out += "# archive \(i + 1) at byte \(seg.offset): \(seg.format == .cpio ? "uncompressed" : seg.format.rawValue), \(seg.entries.count) entries\n"
+            for e in seg.entries {
+                let size = String(e.size)
+                out += ImageReader.modeString(e.header.mode) + " "
+                    + String(repeating: " ", count: max(0, 10 - size.count)) + size + " " + e.path
+                if let t = e.linkTarget { out += " -> " + t }
+                out += "\n"
+            }
+        }
+        print(out, terminator: "")
+    }
+}
+
+/// "ssi-mkinitrd: modules: unknown module ..."; the step is left out when
+/// it only repeats the tool's name.
+func printError(tool: String, _ e: SSIError) {
+    let text = e.step == "mkinitrd" ? String(e.description.dropFirst(e.step.count + 2)) : e.description
+    writeAll(2, "\(tool): \(text)\n")
+}
+
+func mib(_ bytes: Int) -> String {
+    format3(Double(bytes) / 1048576.0, digits: 1) + " MiB"
+}
+
+func format3(_ v: Double, digits: Int = 2) -> String {
+    var scale = 1.0
+    for _ in 0..<digits { scale *= 10 }
+    let r = (v * scale).rounded() / scale
+    var s = String(r)
+    if let dot = s.firstIndex(of: ".") {
+        let decimals = s.distance(from: dot, to: s.endIndex) - 1
+        if decimals < digits { s += String(repeating: "0", count: digits - decimals) }
+    }
+    return s
+}
+
+extension String {
+    func trimmed() -> String {
+        String(self.drop(while: { $0 == " " }).reversed().drop(while: { $0 == " " }).reversed())
+    }
+}
+
+extension FileSystem {
+    static func realPathOrThrow(_ path: String) throws(SSIError) -> String {
+        do { return try realPath(path) } catch { throw SSIError("mkinitrd", error.description) }
+    }
+}
