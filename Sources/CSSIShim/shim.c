@@ -12,3 +12,20 @@ int ssi_open_in_root(int dirfd, const char *path, int flags) {
     how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
     return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof how);
 }
+
+#include <stdlib.h>
+
+/* The Swift runtime seeds its hashing from getrandom(2) in a static
+ * initializer, before main. Early in boot the kernel's random pool is not
+ * ready yet, and getrandom blocks until it is: about a second under qemu
+ * TCG, and on real machines without a hardware RNG. PID 1 in the initramfs
+ * needs no hash-flooding protection, so ask the runtime for its
+ * deterministic seed. This constructor has a priority, so it runs before
+ * every default-priority initializer of the runtime. Only PID 1: every
+ * other command keeps randomized hashing. */
+__attribute__((constructor(101)))
+static void ssi_early_init(void) {
+    if (getpid() == 1) {
+        setenv("SWIFT_DETERMINISTIC_HASHING", "1", 0);
+    }
+}
