@@ -63,6 +63,10 @@ let package = Package(
             name: "VMTests",
             dependencies: ["SSIVMHarness"]),
         .testTarget(
+            name: "SSIBootTests",
+            dependencies: ["SSIBoot", "SSICore", "SSILinux"],
+            swiftSettings: strict),
+        .testTarget(
             name: "SSIInitramfsTests",
             dependencies: ["SSIInitramfs", "SSILinux", "CKmod"],
             swiftSettings: strict),

@@ -168,37 +168,24 @@ public struct CpioEntry: Sendable, Equatable {
     public var isRegular: Bool { header.mode & Cpio.typeMask == Cpio.typeRegular }
 }
 
-/// Parses newc archives from bytes: a sequence of archives, each ended by a
-/// trailer and possibly followed by zero padding.
+/// Parses newc archives from bytes.
 public struct CpioReader {
-    public enum Stop: Sendable, Equatable {
-        case end
-        /// Bytes that are not a cpio header at this offset: the start of a
-        /// compressed archive appended after an uncompressed one.
-        case foreign(offset: Int)
-    }
-
-    /// Reads every entry from `bytes[start...]`. Stops at the end, or at
-    /// the first thing after a trailer that is not a cpio header.
-    public static func read(_ bytes: [UInt8], from start: Int = 0, keepData: Bool,
-                            source: String) throws(SSIError) -> (entries: [CpioEntry], stop: Stop) {
+    /// Reads one archive starting at `start`, up to and including its
+    /// trailer. Returns the entries and the offset just past the trailer
+    /// (or the end of the bytes, for an archive without one).
+    public static func readArchive(_ bytes: [UInt8], from start: Int = 0, keepData: Bool,
+                                   source: String) throws(SSIError) -> (entries: [CpioEntry], end: Int) {
         var entries: [CpioEntry] = []
         var pos = start
-        var afterTrailer = pos != 0
-        while true {
-            // Zero padding between concatenated archives.
-            if afterTrailer { while pos < bytes.count && bytes[pos] == 0 { pos += 1 } }
-            if pos >= bytes.count { return (entries, .end) }
+        while pos < bytes.count {
             guard pos + 110 <= bytes.count,
                   bytes[pos..<(pos + 6)].elementsEqual(Cpio.magic) || bytes[pos..<(pos + 6)].elementsEqual(Cpio.magicCRC)
             else {
-                if afterTrailer { return (entries, .foreign(offset: pos)) }
                 throw SSIError("cpio", "\(source): no cpio header at byte \(pos)")
             }
             var f: [UInt32] = []
             for i in 0..<13 {
-                let s = pos + 6 + i * 8
-                guard let v = parseHex8(bytes, s) else {
+                guard let v = parseHex8(bytes, pos + 6 + i * 8) else {
                     throw SSIError("cpio", "\(source): corrupt header at byte \(pos)")
                 }
                 f.append(v)
@@ -209,23 +196,18 @@ public struct CpioReader {
                 throw SSIError("cpio", "\(source): truncated name at byte \(pos)")
             }
             let name = String(decoding: bytes[nameStart..<(nameStart + nameSize - 1)], as: UTF8.self)
-            var dataStart = nameStart + nameSize
-            dataStart = (dataStart + 3) & ~3
+            let dataStart = (nameStart + nameSize + 3) & ~3
             let size = Int(f[6])
             guard dataStart + size <= bytes.count else {
                 throw SSIError("cpio", "\(source): \(name) is truncated (\(size) bytes declared)")
             }
             pos = (dataStart + size + 3) & ~3
-            if name == Cpio.trailer {
-                afterTrailer = true
-                continue
-            }
-            afterTrailer = false
-            let header = CpioHeader(inode: f[0], mode: f[1], nlink: f[4], mtime: f[5], fileSize: f[6],
+            if name == Cpio.trailer { return (entries, min(pos, bytes.count)) }
+            var header = CpioHeader(inode: f[0], mode: f[1], nlink: f[4], mtime: f[5], fileSize: f[6],
                                     rdevMajor: f[9], rdevMinor: f[10], name: name)
+            header.uid = f[2]
+            header.gid = f[3]
             var entry = CpioEntry(header: header)
-            entry.header.uid = f[2]
-            entry.header.gid = f[3]
             if entry.isSymlink {
                 entry.linkTarget = String(decoding: bytes[dataStart..<(dataStart + size)], as: UTF8.self)
             } else if keepData && entry.isRegular {
@@ -233,6 +215,7 @@ public struct CpioReader {
             }
             entries.append(entry)
         }
+        return (entries, bytes.count)
     }
 }
 

@@ -22,26 +22,30 @@ public enum ImageReader {
     public static func read(bytes: [UInt8], source: String, keepData: Bool) throws(SSIError) -> [Segment] {
         var segments: [Segment] = []
         var pos = 0
-        while pos < bytes.count {
+        while true {
             while pos < bytes.count && bytes[pos] == 0 { pos += 1 }   // padding
             if pos >= bytes.count { break }
             let format = ArchiveFormat.detect(bytes[pos...])
             switch format {
             case .cpio:
-                let (entries, stop) = try CpioReader.read(bytes, from: pos, keepData: keepData, source: source)
+                let (entries, end) = try CpioReader.readArchive(bytes, from: pos, keepData: keepData, source: source)
                 segments.append(Segment(format: .cpio, offset: pos, entries: entries))
-                switch stop {
-                case .end: pos = bytes.count
-                case .foreign(let next): pos = next
-                }
+                pos = end
             case .unknown:
                 throw SSIError("list", "\(source): unrecognized data at byte \(pos)",
                                hint: "not a cpio archive nor a zstd, gzip or xz stream")
             default:
-                // A compressed archive runs to the end of the image.
+                // A compressed stream runs to the end of the image; inside
+                // it there may be several archives again.
                 let plain = try Decompress.all(bytes[pos...], format: format, source: source)
-                let (entries, _) = try CpioReader.read(plain, from: 0, keepData: keepData, source: "\(source) (\(format.rawValue))")
-                segments.append(Segment(format: format, offset: pos, entries: entries))
+                var inner = 0
+                while inner < plain.count {
+                    let (entries, end) = try CpioReader.readArchive(plain, from: inner, keepData: keepData,
+                                                                    source: "\(source) (\(format.rawValue))")
+                    segments.append(Segment(format: format, offset: pos, entries: entries))
+                    inner = end
+                    while inner < plain.count && plain[inner] == 0 { inner += 1 }
+                }
                 pos = bytes.count
             }
         }

@@ -16,6 +16,17 @@ public struct BlockDevice: Sendable, Equatable, CustomStringConvertible {
     public var partUUID: String?
     public var partLabel: String?
 
+    public init(name: String, path: String, type: String? = nil, uuid: String? = nil,
+                label: String? = nil, partUUID: String? = nil, partLabel: String? = nil) {
+        self.name = name
+        self.path = path
+        self.type = type
+        self.uuid = uuid
+        self.label = label
+        self.partUUID = partUUID
+        self.partLabel = partLabel
+    }
+
     /// "vda1 (ext4, LABEL=root)": the shape of the "devices seen" lists.
     public var description: String {
         var parts: [String] = [type ?? "no file system"]
