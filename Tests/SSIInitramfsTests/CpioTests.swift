@@ -66,6 +66,27 @@ import SSICore
         #expect(segments[1].entries.map(\.path) == ["init"])
     }
 
+    /// The common real-world layout: an uncompressed early-microcode cpio,
+    /// padding, then the compressed main archive.
+    @Test(arguments: [Compression.zstd, .gzip, .xz])
+    func earlyCpioThenCompressedArchive(_ method: Compression) throws {
+        var bytes = try archive { try $0.file("kernel/x86/microcode/AuthenticAMD.bin", permissions: 0o644, contents: [7]) }
+        bytes += [UInt8](repeating: 0, count: 512 - bytes.count % 512)
+        let main = try archive { w in
+            try w.directory("usr", permissions: 0o755)
+            try w.symlink("init", target: "usr/bin/ssi")
+        }
+        let out = MemorySink()
+        let s = try method.sink(into: out, level: nil, threads: 1)
+        try s.write(main)
+        try s.finish()
+        bytes += out.bytes
+        let segments = try ImageReader.read(bytes: bytes, source: "img", keepData: false)
+        #expect(segments.map(\.format) == [.cpio, ArchiveFormat(rawValue: method.rawValue)!])
+        #expect(segments[1].entries.map(\.path) == ["usr", "init"])
+        #expect(segments[1].offset == 512)
+    }
+
     @Test func corruptDataIsNamed() throws {
         var bytes = try archive { try $0.file("a", permissions: 0o644, contents: [1]) }
         bytes[10] = UInt8(ascii: "z")

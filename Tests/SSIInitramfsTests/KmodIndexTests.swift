@@ -88,3 +88,22 @@ import SSILinux
         #expect(moduleName(fromPath: "x/y.ko.zst") == "y")
     }
 }
+
+@Suite struct FirmwareTests {
+    /// The kernel loader's search order: updates/VER, updates, VER, then
+    /// the top, each with the compressed variants it can unpack.
+    @Test func searchOrder() throws {
+        let root = TempDir()
+        func put(_ p: String) throws {
+            try FileSystem.makeDirectories(dirname(of: root.file(p)))
+            try Data([1]).write(to: URL(fileURLWithPath: root.file(p)))
+        }
+        try put("vendor/fw.bin")
+        #expect(ModuleSet.findFirmware("vendor/fw.bin", kernelVersion: "6.1", root: root.path) == root.file("vendor/fw.bin"))
+        try put("6.1/vendor/fw.bin.zst")
+        #expect(ModuleSet.findFirmware("vendor/fw.bin", kernelVersion: "6.1", root: root.path) == root.file("6.1/vendor/fw.bin.zst"))
+        try put("updates/vendor/fw.bin.xz")
+        #expect(ModuleSet.findFirmware("vendor/fw.bin", kernelVersion: "6.1", root: root.path) == root.file("updates/vendor/fw.bin.xz"))
+        #expect(ModuleSet.findFirmware("vendor/other.bin", kernelVersion: "6.1", root: root.path) == nil)
+    }
+}
