@@ -1,0 +1,403 @@
+// One qemu guest: its command line, the wrapper that bounds its life, its
+// serial console (a log file to read, a socket to type into).
+
+import Foundation
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A disk attached as virtio-blk (vda, vdb, ... in this order).
+public struct Disk: Sendable {
+    public var path: String
+    /// Attached to several guests at once: `file.locking=off` on the drive,
+    /// `share-rw=on` on the device.
+    public var shared: Bool
+    public var readOnly: Bool
+    public var format: String
+
+    public init(_ path: String, shared: Bool = false, readOnly: Bool = false, format: String = "raw") {
+        self.path = path
+        self.shared = shared
+        self.readOnly = readOnly
+        self.format = format
+    }
+}
+
+/// How to start a guest. Defaults boot the host's kernel under TCG with
+/// 512 MB and one CPU, the console on ttyS0, no disks and no NICs.
+public struct GuestConfig: Sendable {
+    public var name: String
+    public var kernel: String
+    public var initrd: String?
+    /// Appended to "console=ttyS0 panic=-1".
+    public var kernelArguments: [String]
+    public var memoryMB: Int = 512
+    public var cpus: Int = 1
+    /// q35 and pc boot equally fast under TCG here; q35 is the modern one.
+    public var machine: String = "q35"
+    /// `max` gives the guest every feature TCG emulates (what CRIU and
+    /// modern binaries expect); `qemu64` boots about 10 % faster.
+    public var cpu: String = "max"
+    public var disks: [Disk] = []
+    public var nics: [NIC] = []
+    /// Hard limit for the qemu process (`timeout -k 5 LIMIT`), whatever the
+    /// test does.
+    public var timeLimit: Duration = .seconds(300)
+    /// Load the NICs' iPXE option ROM (needed only for network boot).
+    public var nicBootROM: Bool = false
+    public var extraQEMUArguments: [String] = []
+
+    public init(name: String, kernel: String? = nil, initrd: String? = nil, kernelArguments: [String] = []) {
+        self.name = name
+        self.kernel = kernel ?? VMHost.kernel?.path ?? "/boot/vmlinuz"
+        self.initrd = initrd
+        self.kernelArguments = kernelArguments
+    }
+}
+
+/// Output of a command run in a guest's console shell.
+public struct ShellResult: Sendable, CustomStringConvertible {
+    public let command: String
+    /// The lines between the start and end markers (kernel messages that
+    /// landed in between are left out), joined with "\n".
+    public let output: String
+    public let status: Int32
+    public var description: String { "$ \(command)\n\(output)\n(status \(status))" }
+}
+
+public final class Guest: Sendable {
+    public let name: String
+    public let config: GuestConfig
+    /// The pid of the wrapper (`timeout`); qemu is its child.
+    public let pid: pid_t
+    public let serialLogPath: String
+    public let serialSocketPath: String
+    public let pidFilePath: String
+    /// qemu's (and the wrapper's) stdout and stderr.
+    public let qemuOutputPath: String
+    /// The full wrapper + qemu command line, for messages.
+    public let commandLine: String
+    public let startedAt: ContinuousClock.Instant
+
+    /// Lines that end any wait at once: the guest is not going anywhere.
+    public static let defaultFailOn: [LineMatch] = ["Kernel panic - not syncing"]
+
+    private struct State {
+        var log: SerialLog
+        var cursor = 0
+        var exitStatus: Int32?
+        var connection: SerialConnection?
+        var nonce = 0
+    }
+    private let state: Mutex<State>
+
+    private init(config: GuestConfig, pid: pid_t, files: (log: String, socket: String, pid: String, out: String),
+                 commandLine: String) {
+        self.name = config.name
+        self.config = config
+        self.pid = pid
+        self.serialLogPath = files.log
+        self.serialSocketPath = files.socket
+        self.pidFilePath = files.pid
+        self.qemuOutputPath = files.out
+        self.commandLine = commandLine
+        self.startedAt = .now
+        self.state = Mutex(State(log: SerialLog(path: files.log)))
+    }
+
+    deinit { kill() }
+
+    /// Starts qemu for `config`, its files (NAME.serial.log, NAME.sock,
+    /// NAME.pid, NAME.qemu.log) in `directory`, wrapped as
+    /// `setpriv --pdeathsig KILL timeout -k 5 LIMIT setpriv --pdeathsig KILL
+    /// [ip netns exec NS] qemu-system-x86_64 ...` so that it dies with the
+    /// test process and within its time limit.
+    public static func start(_ config: GuestConfig, in directory: String) throws -> Guest {
+        guard let qemu = VMHost.qemu else { throw HarnessError("qemu-system-x86_64 not found") }
+        guard let setpriv = Command.find("setpriv"), let timeout = Command.find("timeout") else {
+            throw HarnessError("setpriv and timeout are needed to bound qemu (util-linux, coreutils)")
+        }
+        guard FileManager.default.fileExists(atPath: config.kernel) else {
+            throw HarnessError("guest \(config.name): kernel \(config.kernel) not found")
+        }
+        let base = directory + "/" + config.name
+        let files = (log: base + ".serial.log", socket: base + ".sock", pid: base + ".pid", out: base + ".qemu.log")
+        guard files.socket.utf8.count < 100 else {
+            throw HarnessError("serial socket path too long for AF_UNIX (set a shorter TMPDIR): \(files.socket)")
+        }
+        let namespaces = Set(config.nics.map(\.namespace))
+        guard namespaces.count <= 1 else {
+            throw HarnessError("guest \(config.name): NICs in several namespaces: \(namespaces.sorted())")
+        }
+
+        var wrapper = [setpriv, "--pdeathsig", "KILL",
+                       timeout, "-k", "5", "\(Int(config.timeLimit.components.seconds))s",
+                       setpriv, "--pdeathsig", "KILL"]
+        if let ns = namespaces.first {
+            guard let ip = Command.find("ip") else { throw HarnessError("ip not found (iproute2)") }
+            wrapper += [ip, "netns", "exec", ns]
+        }
+        let argv = wrapper + [qemu] + qemuArguments(config, files: files)
+        let line = Command.commandLine(argv)
+        try? (line + "\n").write(toFile: files.out, atomically: false, encoding: .utf8)
+        let pid = try Command.spawn(argv, stdout: files.out, stderr: files.out)
+        return Guest(config: config, pid: pid, files: files, commandLine: line)
+    }
+
+    static func qemuArguments(_ c: GuestConfig, files: (log: String, socket: String, pid: String, out: String)) -> [String] {
+        func esc(_ s: String) -> String { s.replacingOccurrences(of: ",", with: ",,") }
+        var a = ["-name", c.name,
+                 "-machine", c.machine, "-accel", "tcg", "-cpu", c.cpu,
+                 "-m", "\(c.memoryMB)", "-smp", "\(c.cpus)",
+                 "-nodefaults", "-no-reboot", "-display", "none",
+                 "-kernel", c.kernel]
+        if let initrd = c.initrd { a += ["-initrd", initrd] }
+        a += ["-append", (["console=ttyS0", "panic=-1"] + c.kernelArguments).joined(separator: " ")]
+        for (i, d) in c.disks.enumerated() {
+            var drive = "file=\(esc(d.path)),format=\(d.format),if=none,id=disk\(i)"
+            if d.shared { drive += ",file.locking=off" }
+            if d.readOnly { drive += ",readonly=on" }
+            a += ["-drive", drive, "-device", "virtio-blk-pci,drive=disk\(i)" + (d.shared ? ",share-rw=on" : "")]
+        }
+        a += ["-chardev", "socket,id=ser0,path=\(esc(files.socket)),server=on,wait=off,logfile=\(esc(files.log))",
+              "-serial", "chardev:ser0"]
+        for (i, n) in c.nics.enumerated() {
+            a += ["-netdev", "tap,id=net\(i),ifname=\(n.tap),script=no,downscript=no",
+                  "-device", "virtio-net-pci,netdev=net\(i),mac=\(n.mac)" + (c.nicBootROM ? "" : ",romfile=")]
+        }
+        a += ["-pidfile", files.pid]
+        return a + c.extraQEMUArguments
+    }
+
+    // MARK: - Reading the console
+
+    /// The serial log so far (carriage returns dropped).
+    public var log: String {
+        state.withLock { s in
+            s.log.refresh()
+            return s.log.text
+        }
+    }
+
+    /// The serial log so far, as lines.
+    public var lines: [String] {
+        state.withLock { s in
+            s.log.refresh()
+            return s.log.lines + (s.log.partialLine.map { [$0] } ?? [])
+        }
+    }
+
+    /// Time since qemu was started.
+    public var elapsed: Duration { ContinuousClock.now - startedAt }
+
+    /// Waits for a line matching `match` after the previous match (each wait
+    /// moves a cursor past the line it returns, so consecutive waits check
+    /// the order of the lines) and returns it. Throws, with the tail of the
+    /// serial log, on timeout, when the guest exits first, or at once when
+    /// a line matches one of `failOn` (and not `match`).
+    @discardableResult
+    public func waitFor(_ match: LineMatch, timeout: Duration = .seconds(90),
+                        failOn: [LineMatch] = Guest.defaultFailOn) async throws -> String {
+        try await waitForLine(match, timeout: timeout, failOn: failOn).line
+    }
+
+    /// Waits for the first line that matches any of `matches`; returns which
+    /// one and the line.
+    public func waitFor(anyOf matches: [LineMatch], timeout: Duration = .seconds(90),
+                        failOn: [LineMatch] = Guest.defaultFailOn) async throws -> (index: Int, line: String) {
+        let any = LineMatch(description: matches.map(\.description).joined(separator: " or ")) { line in
+            matches.contains { $0.matches(line) }
+        }
+        let line = try await waitForLine(any, timeout: timeout, failOn: failOn).line
+        return (matches.firstIndex { $0.matches(line) }!, line)
+    }
+
+    /// Moves the wait cursor back to the first line (or to the end).
+    public func rewind(toEnd: Bool = false) {
+        state.withLock { s in
+            s.log.refresh()
+            s.cursor = toEnd ? s.log.lines.count : 0
+        }
+    }
+
+    private func waitForLine(_ match: LineMatch, timeout: Duration,
+                             failOn: [LineMatch]) async throws -> (index: Int, line: String) {
+        let deadline = ContinuousClock.now + timeout
+        var next = state.withLock { $0.cursor }
+        while true {
+            let exit = exitStatus()        // before reading: then the log is complete
+            let (fresh, partial, count) = state.withLock { s in
+                s.log.refresh()
+                return (Array(s.log.lines[min(next, s.log.lines.count)...]), s.log.partialLine, s.log.lines.count)
+            }
+            for (offset, line) in fresh.enumerated() {
+                if match.matches(line) {
+                    let index = next + offset
+                    state.withLock { $0.cursor = index + 1 }
+                    return (index, line)
+                }
+                if let bad = failOn.first(where: { $0.matches(line) }) {
+                    throw failure("printed \"\(line)\" (\(bad)) while waiting for \(match)")
+                }
+            }
+            next = count
+            if let partial, match.matches(partial) {
+                state.withLock { $0.cursor = count }
+                return (count, partial)
+            }
+            if let exit {
+                throw failure("exited (\(Self.describe(exit: exit, limit: config.timeLimit))) "
+                              + "while waiting for \(match)")
+            }
+            if ContinuousClock.now >= deadline {
+                throw failure("timed out after \(timeout) waiting for \(match)")
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+    }
+
+    // MARK: - Typing into the console
+
+    /// Writes `text` to the serial port (connecting to qemu's socket the
+    /// first time).
+    public func send(_ text: String) throws {
+        let connection = try state.withLock { s -> SerialConnection in
+            if let c = s.connection { return c }
+            let c = try SerialConnection.connect(path: serialSocketPath, timeout: .seconds(10))
+            s.connection = c
+            return c
+        }
+        try connection.write(Array(text.utf8))
+    }
+
+    /// Types `command` (one line) into the shell on the console, framed by
+    /// markers, and returns what it printed and its exit status. The shell
+    /// must already be running (wait for its marker first). With
+    /// `expectStatus` set (the default 0), another status throws.
+    @discardableResult
+    public func run(_ command: String, timeout: Duration = .seconds(30),
+                    expectStatus: Int32? = 0) async throws -> ShellResult {
+        precondition(!command.contains("\n"), "run() takes one line")
+        let nonce = state.withLock { s -> String in
+            s.nonce += 1
+            return "\(getpid())x\(s.nonce)x\(UInt32.random(in: 0...UInt32.max))"
+        }
+        let start = "__S_\(nonce)", end = "__E_\(nonce) "
+        // The typed line is echoed; quoting keeps the markers out of the echo.
+        try send("echo \"__S_\"'\(nonce)'; \(command); echo \"__E_\"'\(nonce)' $?\n")
+        let deadline = ContinuousClock.now + timeout
+        let first = try await waitForLine(.exactly(start), timeout: timeout, failOn: Self.defaultFailOn)
+        let last = try await waitForLine(LineMatch(description: "the end marker of `\(command)`") { $0.contains(end) },
+                                         timeout: max(deadline - .now, .seconds(1)), failOn: Self.defaultFailOn)
+        let all = lines
+        var output = all[(first.index + 1)..<last.index].filter { !SerialLog.isKernelMessage($0) }
+        let marker = last.line.range(of: end)!
+        let before = String(last.line[..<marker.lowerBound])
+        if !before.isEmpty { output.append(before) }    // output without a final newline
+        let statusText = last.line[marker.upperBound...].prefix { $0.isNumber }
+        let result = ShellResult(command: command, output: output.joined(separator: "\n"),
+                                 status: Int32(statusText) ?? -1)
+        if let expectStatus, result.status != expectStatus {
+            throw failure("`\(command)` exited with status \(result.status), not \(expectStatus); output:\n\(result.output)")
+        }
+        return result
+    }
+
+    // MARK: - Lifetime
+
+    /// The wrapper's exit status once it has exited (124: the time limit
+    /// hit), else nil.
+    public func exitStatus() -> Int32? {
+        state.withLock { s in
+            if s.exitStatus == nil { s.exitStatus = Command.reap(pid: pid) }
+            return s.exitStatus
+        }
+    }
+
+    public var isRunning: Bool { exitStatus() == nil }
+
+    /// Waits for qemu to exit (a guest that powers off or reboots) and
+    /// returns its status (0 after a power-off).
+    @discardableResult
+    public func waitForExit(timeout: Duration = .seconds(60)) async throws -> Int32 {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            if let status = exitStatus() { return status }
+            if ContinuousClock.now >= deadline {
+                throw failure("still running after \(timeout) (waiting for it to exit)")
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+    }
+
+    /// Stops qemu: SIGTERM through the wrapper, SIGKILL if that takes more
+    /// than 3 s. Safe to call more than once; returns promptly.
+    public func kill() {
+        let connection = state.withLock { s -> SerialConnection? in
+            defer { s.connection = nil }
+            return s.connection
+        }
+        connection?.close()
+        guard exitStatus() == nil else { return }
+        Glibc.kill(pid, SIGTERM)
+        if waitSync(.seconds(3)) { return }
+        Glibc.kill(pid, SIGKILL)
+        if let text = try? String(contentsOfFile: pidFilePath, encoding: .utf8),
+           let qemuPID = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), qemuPID > 1 {
+            Glibc.kill(qemuPID, SIGKILL)
+        }
+        _ = waitSync(.seconds(5))
+    }
+
+    private func waitSync(_ timeout: Duration) -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if exitStatus() != nil { return true }
+            usleep(20_000)
+        }
+        return exitStatus() != nil
+    }
+
+    // MARK: - Diagnostics
+
+    /// The last `lines` lines of the serial log, with its path, and qemu's
+    /// own output when it said more than its command line.
+    public func diagnostics(lines count: Int = 60) -> String {
+        let tail = state.withLock { s -> [String] in
+            s.log.refresh()
+            return s.log.tail(count)
+        }
+        var text = "guest \(name): serial log \(serialLogPath) (last \(tail.count) lines):\n"
+        text += tail.map { "  | " + $0 }.joined(separator: "\n")
+        if let out = try? String(contentsOfFile: qemuOutputPath, encoding: .utf8) {
+            let extra = out.split(separator: "\n").dropFirst()     // line 1 is the command line
+            if !extra.isEmpty {
+                text += "\nqemu output (\(qemuOutputPath)):\n" + extra.suffix(20).map { "  ! " + $0 }.joined(separator: "\n")
+            }
+        }
+        return text
+    }
+
+    private func failure(_ what: String) -> HarnessError {
+        HarnessError("guest \(name) \(what) [after \(Self.seconds(elapsed))]\n\(diagnostics())")
+    }
+
+    static func describe(exit status: Int32, limit: Duration) -> String {
+        switch status {
+        case 0: "status 0"
+        case 124: "status 124: its time limit of \(limit) was hit"
+        case 137: "status 137: killed"
+        default: "status \(status)"
+        }
+    }
+
+    /// A kernel printk line ("[    1.234567] ...").
+    public static func isKernelMessage(_ line: String) -> Bool { SerialLog.isKernelMessage(line) }
+
+    /// "12.3 s"
+    public static func seconds(_ d: Duration) -> String {
+        let ms = d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000
+        return String(format: "%.1f s", Double(ms) / 1000)
+    }
+}

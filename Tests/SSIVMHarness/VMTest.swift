@@ -1,0 +1,165 @@
+// The scope of one VM test: a scratch folder, and every guest and network
+// the test makes, all stopped and removed on every exit path.
+
+import Foundation
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Use through `VMTest.run(_:_:)`:
+///
+///     try await VMTest.run("good-boot") { vm in
+///         let root = try vm.rootDisk()
+///         var config = GuestConfig(name: "g", initrd: image, kernelArguments: [root.rootByUUID])
+///         config.disks = [Disk(root.path)]
+///         let guest = try vm.start(config)
+///         try await guest.waitFor(RootDisk.Marker.realInitPID1)
+///     }
+///
+/// When the body throws (a harness wait, a `try #require`), the tail of
+/// every guest's serial log is printed before the error propagates; the
+/// guests are killed, the namespaces deleted, and the scratch folder
+/// removed (with SSI_KEEP_VM=1 it is kept; after a failure the logs in it
+/// are kept and the images removed).
+public final class VMTest: Sendable {
+    public let name: String
+    /// The scratch folder for images, logs, sockets.
+    public let directory: String
+
+    private struct Owned {
+        var guests: [Guest] = []
+        var networks: [TestNetwork] = []
+        var cleaned = false
+    }
+    private let owned = Mutex(Owned())
+
+    private init(name: String) throws {
+        self.name = name
+        let safe = String(name.map { $0.isLetter || $0.isNumber || $0 == "-" ? $0 : "-" }.prefix(20))
+        Self.collectStaleScratch()
+        directory = try Command.makeTemporaryDirectory(prefix: "ssi-vm-\(getpid())-\(safe)")
+    }
+
+    /// Scratch folders are named ssi-vm-<runner pid>-<test>.XXXXXX. One whose
+    /// runner is gone and that was not kept on purpose (no .kept file: the
+    /// run crashed before its clean-up) is removed, once per process.
+    public static func collectStaleScratch() { _ = staleScratchCollection }
+
+    private static let staleScratchCollection: Void = {
+        let base = VMHost.environment("TMPDIR") ?? "/tmp"
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: base)) ?? [] where entry.hasPrefix("ssi-vm-") {
+            guard let pid = pid_t(entry.dropFirst("ssi-vm-".count).prefix { $0.isNumber }), pid > 0, pid != getpid(),
+                  kill(pid, 0) == -1, errno == ESRCH,
+                  !FileManager.default.fileExists(atPath: base + "/" + entry + "/.kept") else { continue }
+            try? FileManager.default.removeItem(atPath: base + "/" + entry)
+        }
+    }()
+
+    deinit { cleanUp(failed: false) }
+
+    /// Runs `body` in a fresh scope and cleans up after it, whatever happens.
+    public static func run<T>(_ name: String, _ body: (VMTest) async throws -> T) async throws -> T {
+        let vm = try VMTest(name: name)
+        let value: T
+        do {
+            value = try await body(vm)
+        } catch {
+            vm.report(error)
+            vm.cleanUp(failed: true)
+            throw error
+        }
+        vm.cleanUp(failed: false)
+        return value
+    }
+
+    /// A path in the scratch folder.
+    public func path(_ name: String) -> String { directory + "/" + name }
+
+    /// Builds a test root image in the scratch folder (see `RootDisk.make`).
+    public func rootDisk(name: String = "root", uuid: String = UUID().uuidString.lowercased(),
+                         label: String = "ssi-testroot", initProgram: RootDisk.Init = .markers,
+                         initExecutable: Bool = true,
+                         extraFiles: [(source: String, destination: String)] = []) throws -> RootDisk {
+        try RootDisk.make(at: path(name + ".img"), uuid: uuid, label: label, initProgram: initProgram,
+                          initExecutable: initExecutable, extraFiles: extraFiles)
+    }
+
+    /// A sparse raw disk of `megabytes` (for a shared disk, say).
+    public func blankDisk(name: String, megabytes: Int) throws -> String {
+        let file = path(name + ".img")
+        guard FileManager.default.createFile(atPath: file, contents: nil),
+              truncate(file, off_t(megabytes) << 20) == 0 else {
+            throw HarnessError("cannot make \(file): \(String(cString: strerror(errno)))")
+        }
+        return file
+    }
+
+    /// A new network namespace with a bridge, deleted with this scope.
+    public func network(hostAddress: String? = nil) throws -> TestNetwork {
+        let network = try TestNetwork(hostAddress: hostAddress)
+        owned.withLock { $0.networks.append(network) }
+        return network
+    }
+
+    /// Starts a guest, stopped with this scope.
+    public func start(_ config: GuestConfig) throws -> Guest {
+        let guest = try Guest.start(config, in: directory)
+        owned.withLock { $0.guests.append(guest) }
+        return guest
+    }
+
+    /// The guests started so far.
+    public var guests: [Guest] { owned.withLock { $0.guests } }
+
+    /// Prints what the guests said, for a failing test. A HarnessError
+    /// already carries its guest's log tail (and the test library prints
+    /// it), so only the other guests are shown then.
+    public func report(_ error: any Error) {
+        var text = "\n=== VM test \"\(name)\" failed"
+        let message: String
+        if let error = error as? HarnessError {
+            message = error.message
+            text += " (the harness error above has the log of the guest it names)\n"
+        } else if "\(type(of: error))" == "ExpectationFailedError" {
+            message = ""
+            text += ": a #require failed (the issue above says which)\n"
+        } else {
+            message = ""
+            let description = "\(error)"
+            text += ": " + (description.count > 300 ? description.prefix(300) + "..." : description) + "\n"
+        }
+        for guest in guests where !message.contains(guest.serialLogPath) {
+            text += guest.diagnostics() + "\n"
+        }
+        if VMHost.keepScratch || !guests.isEmpty {
+            text += "=== scratch: \(directory)" + (VMHost.keepScratch ? "\n" : " (logs kept, images removed; SSI_KEEP_VM=1 keeps all)\n")
+        }
+        FileHandle.standardError.write(Data(text.utf8))
+    }
+
+    /// Kills the guests, deletes the namespaces, removes the scratch folder.
+    /// Runs once.
+    public func cleanUp(failed: Bool) {
+        let owned = owned.withLock { o -> (guests: [Guest], networks: [TestNetwork])? in
+            guard !o.cleaned else { return nil }
+            o.cleaned = true
+            return (o.guests, o.networks)
+        }
+        guard let (guests, networks) = owned else { return }
+        for guest in guests { guest.kill() }
+        for network in networks { network.teardown() }
+        if VMHost.keepScratch {
+            _ = FileManager.default.createFile(atPath: path(".kept"), contents: nil)
+            FileHandle.standardError.write(Data("VM test \"\(name)\": kept \(directory)\n".utf8))
+        } else if failed && !guests.isEmpty {
+            _ = FileManager.default.createFile(atPath: path(".kept"), contents: nil)
+            let files = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+            for file in files where !file.hasSuffix(".log") && file != ".kept" {
+                try? FileManager.default.removeItem(atPath: path(file))
+            }
+        } else {
+            try? FileManager.default.removeItem(atPath: directory)
+        }
+    }
+}

@@ -1,0 +1,205 @@
+// ssi-init boots in qemu: an image from `ssi mkinitrd`, the test root disk,
+// and assertions on what ssi-init and the root's init print on the console.
+
+import Foundation
+import SSIVMHarness
+import Synchronization
+import Testing
+
+/// The ssi binary under test: SSI_BIN, else <package>/.build/release/ssi.
+enum SSIBinary {
+    static let path: String = {
+        if let env = ProcessInfo.processInfo.environment["SSI_BIN"], !env.isEmpty { return env }
+        return VMHost.packageRoot + "/.build/release/ssi"
+    }()
+
+    /// Fails the test (it does not skip it) when the binary is missing: a
+    /// VM-capable host without it means the build step was forgotten.
+    static func require() throws -> String {
+        try #require(FileManager.default.isExecutableFile(atPath: path),
+                     "ssi binary not found at \(path): build it first with `swift build -c release --static-swift-stdlib` (or set SSI_BIN)")
+        return path
+    }
+}
+
+/// One image per test process, built on first use with
+/// `ssi mkinitrd -o IMG --kver VER --force -q` and removed at exit.
+actor SSIImage {
+    static let shared = SSIImage()
+    private var built: Result<String, HarnessError>?
+
+    func path(ssi: String) throws -> String {
+        if let built { return try built.get() }
+        let result: Result<String, HarnessError>
+        do {
+            guard let kernel = VMHost.kernel else { throw HarnessError(VMHost.kernelProblem ?? "no kernel") }
+            // ssi-vm-<pid>-*: collected like a scratch folder if this run crashes.
+            let dir = (VMHost.environment("TMPDIR") ?? "/tmp") + "/ssi-vm-\(getpid())-initrd"
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            imageDirectory.withLock { $0 = dir }
+            atexit { removeImageDirectory() }
+            let image = dir + "/ssi-initrd.img"
+            let started = ContinuousClock.now
+            try Command.run([ssi, "mkinitrd", "-o", image, "--kver", kernel.version, "--force", "-q"],
+                            timeout: .seconds(300))
+            log("ssi mkinitrd: \(image) in \(Guest.seconds(.now - started))")
+            result = .success(image)
+        } catch let error as HarnessError {
+            result = .failure(error)
+        } catch {
+            result = .failure(HarnessError("\(error)"))
+        }
+        built = result
+        return try result.get()
+    }
+}
+
+private let imageDirectory = Mutex<String?>(nil)
+
+private func removeImageDirectory() {
+    if let dir = imageDirectory.withLock({ $0 }), !VMHost.keepScratch {
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+}
+
+/// Line matchers for ssi-init's console lines: "ssi-init: [ t] STEP: ...".
+enum SSIInit {
+    static func step(_ step: String, _ words: String...) -> LineMatch {
+        LineMatch.containsInOrder(["ssi-init:", "] \(step):"] + words)
+    }
+
+    static func error(_ step: String, _ words: String...) -> LineMatch {
+        LineMatch.containsInOrder(["ssi-init:", "] \(step):", "ERROR:"] + words)
+    }
+
+    /// Any ssi-init error: ends a wait at once in a boot that should work.
+    static let anyError = LineMatch.containsInOrder(["ssi-init:", "ERROR:"])
+    static let failFast = Guest.defaultFailOn + [anyError]
+}
+
+/// A guest booting the ssi image with one test root disk.
+func bootSSI(_ vm: VMTest, ssi: String, root: RootDisk, _ arguments: [String]) async throws -> Guest {
+    let image = try await SSIImage.shared.path(ssi: ssi)
+    var config = GuestConfig(name: "ssi", initrd: image, kernelArguments: arguments)
+    config.disks = [Disk(root.path)]
+    return try vm.start(config)
+}
+
+/// The markers of the test root's init after a good hand-off, through its
+/// power-off.
+func expectRealInit(_ guest: Guest, root: RootDisk) async throws {
+    try await guest.waitFor(.exactly(RootDisk.Marker.realInitPID1), timeout: .seconds(60), failOn: SSIInit.failFast)
+    log("\(guest.name): real init after \(Guest.seconds(guest.elapsed))")
+    try await guest.waitFor(.exactly(RootDisk.Marker.procYes), timeout: .seconds(10))
+    try await guest.waitFor(.exactly(RootDisk.Marker.devConsoleYes), timeout: .seconds(10))
+    let mount = try await guest.waitFor(.contains(RootDisk.Marker.rootMount), timeout: .seconds(10))
+    #expect(mount.contains("=/dev/vda / ext4 ro"), "root mount line: \(mount)")
+    let uptime = try await guest.waitFor(.contains(RootDisk.Marker.uptime), timeout: .seconds(10))
+    log("\(guest.name): \(uptime)")
+    try await guest.waitFor(.exactly(RootDisk.Marker.poweroff), timeout: .seconds(10))
+    #expect(try await guest.waitForExit(timeout: .seconds(30)) == 0)
+}
+
+let bootSkipReason: String? = VMHost.bootSkipReason
+
+extension VM {
+    @Suite struct BootTests {
+        @Test("ssi-init loads modules, finds the root by UUID and hands off to its init",
+              .enabled(if: bootSkipReason == nil, Comment(rawValue: bootSkipReason ?? "")),
+              .timeLimit(.minutes(5)))
+        func goodBoot() async throws {
+            let ssi = try SSIBinary.require()
+            try await VMTest.run("ssi-good") { vm in
+                let root = try vm.rootDisk(label: "ssi-good")
+                let guest = try await bootSSI(vm, ssi: ssi, root: root, [root.rootByUUID, "ro"])
+                let fail = SSIInit.failFast
+
+                try await guest.waitFor(SSIInit.step("start"), timeout: .seconds(120), failOn: fail)
+                log("ssi-init started after \(Guest.seconds(guest.elapsed))")
+                let modules = try await guest.waitFor(SSIInit.step("modules", "loaded"), timeout: .seconds(60), failOn: fail)
+                #expect(modules.contains("virtio_blk"), "\(modules)")
+                try await guest.waitFor(SSIInit.step("root", "found", "UUID=\(root.uuid)", "/dev/vda", "ext4"),
+                                        timeout: .seconds(30), failOn: fail)
+                try await guest.waitFor(SSIInit.step("root", "mounted", "/dev/vda", "/sysroot"),
+                                        timeout: .seconds(30), failOn: fail)
+                try await guest.waitFor(SSIInit.step("switch-root", "handing off", "/sbin/init"),
+                                        timeout: .seconds(30), failOn: fail)
+                try await expectRealInit(guest, root: root)
+                let cmdline = guest.lines.first { $0.hasPrefix(RootDisk.Marker.cmdline) } ?? ""
+                #expect(cmdline.contains(root.rootByUUID), "the real init sees the kernel command line: \(cmdline)")
+                #expect(!guest.lines.contains { SSIInit.anyError.matches($0) })
+            }
+        }
+
+        @Test("a root that is not there: a named error listing the disks seen, then a working emergency shell",
+              .enabled(if: bootSkipReason == nil, Comment(rawValue: bootSkipReason ?? "")),
+              .timeLimit(.minutes(5)))
+        func missingRoot() async throws {
+            let ssi = try SSIBinary.require()
+            try await VMTest.run("ssi-noroot") { vm in
+                let root = try vm.rootDisk(label: "ssi-other")
+                let missing = "00000000-0000-0000-0000-000000000000"
+                let guest = try await bootSSI(vm, ssi: ssi, root: root, ["root=UUID=\(missing)", "ssi.timeout=5"])
+
+                let error = try await guest.waitFor(SSIInit.error("root", "UUID=\(missing)", "not found"),
+                                                    timeout: .seconds(150))
+                #expect(error.contains("vda"), "the error lists the disks seen: \(error)")
+                #expect(error.contains(root.uuid) || error.contains(root.label), "\(error)")
+                try await guest.waitFor(SSIInit.step("emergency"), timeout: .seconds(30))
+                #expect(try await guest.run("echo hello-$((1+1))").output == "hello-2")
+                let cmdline = try await guest.run("cat /proc/cmdline").output
+                #expect(cmdline.contains("ssi.timeout=5"))
+                #expect(try await guest.run("[ -b /dev/vda ]", expectStatus: nil).status == 0,
+                        "the emergency shell sees the disk")
+                #expect(!guest.log.contains(RootDisk.Marker.realInit))
+            }
+        }
+
+        @Test("ssi.break=root stops in a shell before the root; exiting it boots on (root by LABEL)",
+              .enabled(if: bootSkipReason == nil, Comment(rawValue: bootSkipReason ?? "")),
+              .timeLimit(.minutes(5)))
+        func breakAtRoot() async throws {
+            let ssi = try SSIBinary.require()
+            try await VMTest.run("ssi-break") { vm in
+                let root = try vm.rootDisk(label: "ssi-label")
+                let guest = try await bootSSI(vm, ssi: ssi, root: root, [root.rootByLabel, "ro", "ssi.break=root"])
+                let fail = SSIInit.failFast
+
+                try await guest.waitFor(SSIInit.step("break", "ssi.break=root"), timeout: .seconds(150), failOn: fail)
+                try await guest.waitFor(SSIInit.step("emergency"), timeout: .seconds(30), failOn: fail)
+                let cmdline = try await guest.run("cat /proc/cmdline").output
+                #expect(cmdline.contains("ssi.break=root"))
+                #expect(cmdline.contains(root.rootByLabel))
+                let mounted = try await guest.run("grep -c ' /sysroot ' /proc/mounts", expectStatus: nil).output
+                #expect(mounted == "0", "the root is not mounted yet at the break")
+
+                try guest.send("exit\n")
+                try await guest.waitFor(SSIInit.step("root", "found", "LABEL=\(root.label)", "/dev/vda"),
+                                        timeout: .seconds(60), failOn: fail)
+                try await guest.waitFor(SSIInit.step("switch-root", "handing off", "/sbin/init"),
+                                        timeout: .seconds(30), failOn: fail)
+                try await expectRealInit(guest, root: root)
+            }
+        }
+
+        @Test("a root whose /sbin/init is not executable: an error naming init, then the emergency shell",
+              .enabled(if: bootSkipReason == nil, Comment(rawValue: bootSkipReason ?? "")),
+              .timeLimit(.minutes(5)))
+        func initNotExecutable() async throws {
+            let ssi = try SSIBinary.require()
+            try await VMTest.run("ssi-noexec") { vm in
+                let root = try vm.rootDisk(label: "ssi-noexec", initExecutable: false)
+                let guest = try await bootSSI(vm, ssi: ssi, root: root, [root.rootByUUID, "ro"])
+
+                try await guest.waitFor(SSIInit.step("root", "mounted", "/dev/vda"), timeout: .seconds(150),
+                                        failOn: SSIInit.failFast)
+                let error = try await guest.waitFor(SSIInit.error("init", "/sbin/init"), timeout: .seconds(30))
+                #expect(error.contains("not executable"), "\(error)")
+                try await guest.waitFor(SSIInit.step("emergency"), timeout: .seconds(30))
+                let ls = try await guest.run("ls -l /sysroot/sbin/init").output
+                #expect(ls.hasPrefix("-rw-r--r--"), "\(ls)")
+                #expect(!guest.log.contains(RootDisk.Marker.realInit))
+            }
+        }
+    }
+}

@@ -1,0 +1,195 @@
+// The harness proves itself, independent of ssi: Debian's own initramfs
+// boots the test root (markers, power-off), and two guests on a test
+// network namespace reach each other and a host-side address in it.
+
+import Foundation
+import SSIVMHarness
+import Testing
+
+/// Every VM test sits in this suite so that guests do not compete for the
+/// runner's cores (TCG takes one core per guest; timeouts assume that).
+@Suite(.serialized)
+struct VM {}
+
+/// Debian's initramfs-tools image for the harness kernel, when installed.
+let debianInitrd: String? = {
+    guard let kernel = VMHost.kernel else { return nil }
+    let path = "/boot/initrd.img-\(kernel.version)"
+    return FileManager.default.isReadableFile(atPath: path) ? path : nil
+}()
+
+let noDebianInitrd = debianInitrd == nil
+    ? "no /boot/initrd.img-\(VMHost.kernel?.version ?? "?") (Debian's initramfs-tools image) to boot the test root with" : nil
+
+/// Why the harness cannot boot the test root with Debian's initramfs here.
+let debianBootSkipReason: String? = VMHost.bootSkipReason ?? noDebianInitrd
+
+/// ... and why it cannot do so on a test network.
+let harnessSkipReason: String? = VMHost.skipReason ?? noDebianInitrd
+
+func log(_ text: String) {
+    FileHandle.standardError.write(Data(("[vm] " + text + "\n").utf8))
+}
+
+extension VM {
+    @Suite struct HarnessTests {
+        @Test("the test root boots under Debian's own initramfs and reports its markers",
+              .enabled(if: debianBootSkipReason == nil, Comment(rawValue: debianBootSkipReason ?? "")),
+              .timeLimit(.minutes(5)))
+        func debianInitramfsBootsTestRoot() async throws {
+            try await VMTest.run("debian-boot") { vm in
+                let root = try vm.rootDisk(label: "harness-root")
+                var config = GuestConfig(name: "deb", initrd: debianInitrd, kernelArguments: [root.rootByUUID, "ro"])
+                config.disks = [Disk(root.path)]
+                let guest = try vm.start(config)
+
+                try await guest.waitFor(.exactly(RootDisk.Marker.realInitPID1), timeout: .seconds(120))
+                log("debian initramfs: real init after \(Guest.seconds(guest.elapsed))")
+                try await guest.waitFor(.exactly(RootDisk.Marker.procYes), timeout: .seconds(10))
+                try await guest.waitFor(.exactly(RootDisk.Marker.devConsoleYes), timeout: .seconds(10))
+                let mount = try await guest.waitFor(.contains(RootDisk.Marker.rootMount), timeout: .seconds(10))
+                #expect(mount.contains("=/dev/vda / ext4 ro"), "root mount line: \(mount)")
+                let uptime = try await guest.waitFor(.contains(RootDisk.Marker.uptime), timeout: .seconds(10))
+                log("debian initramfs: guest \(uptime)")
+                let cmdline = try await guest.waitFor(.contains(RootDisk.Marker.cmdline), timeout: .seconds(10))
+                #expect(cmdline.contains(root.rootByUUID))
+                try await guest.waitFor(.exactly(RootDisk.Marker.poweroff), timeout: .seconds(10))
+                let status = try await guest.waitForExit(timeout: .seconds(30))
+                #expect(status == 0)
+                log("debian initramfs: powered off after \(Guest.seconds(guest.elapsed))")
+                // Debian's initramfs found the disk through virtio_blk and ext4 modules.
+                #expect(guest.log.contains("virtio_blk"))
+            }
+        }
+
+        @Test("two guests on a test network reach each other and the bridge, and the console shell runs commands",
+              .enabled(if: harnessSkipReason == nil, Comment(rawValue: harnessSkipReason ?? "")),
+              .timeLimit(.minutes(6)))
+        func twoGuestsOnATestNetwork() async throws {
+            try await VMTest.run("two-guests") { vm in
+                let network = try vm.network(hostAddress: "10.77.0.254/24")
+                let cluster = try Cluster(in: vm, nodes: 2, network: network) { n, config in
+                    let root = try vm.rootDisk(name: "root\(n)", label: "node\(n)")
+                    config.initrd = debianInitrd
+                    config.kernelArguments = [root.rootByUUID, "ro", RootDisk.Marker.shellArgument]
+                    config.disks = [Disk(root.path)]
+                }
+                try await cluster.waitAll(for: .exactly(RootDisk.Marker.shell), timeout: .seconds(240))
+                log("two guests: both shells up after \(Guest.seconds(cluster.node(2).elapsed))")
+
+                // The console plumbing: output, exit status, no final newline.
+                let node1 = cluster.node(1)
+                #expect(try await node1.run("echo hello-$((1+1))").output == "hello-2")
+                #expect(try await node1.run("false", expectStatus: nil).status == 1)
+                #expect(try await node1.run("printf no-newline").output == "no-newline")
+                #expect(try await node1.run("echo a; echo b").output == "a\nb")
+
+                for n in 1...2 {
+                    let guest = cluster.node(n)
+                    let mac = Cluster.mac(node: n)
+                    // The NIC's name depends on the initramfs (udev may rename it); find it by MAC.
+                    let ifname = try await guest.run(
+                        "for i in /sys/class/net/*; do [ \"$(cat $i/address)\" = \(mac) ] && echo ${i##*/}; done; true"
+                    ).output
+                    try #require(!ifname.isEmpty, "node\(n) has no NIC with MAC \(mac)")
+                    try await guest.run("ip addr add 10.77.0.\(n)/24 dev \(ifname) && ip link set \(ifname) up")
+                    let link = try await guest.run("ip link show \(ifname)").output
+                    #expect(link.contains(mac))
+                }
+                // Bounded pings, all inside the namespace.
+                let ping = try await node1.run("ping -c 3 -W 2 10.77.0.2", timeout: .seconds(60))
+                #expect(ping.output.contains("3 packets received"), "\(ping)")
+                try await cluster.node(2).run("ping -c 2 -W 2 10.77.0.254", timeout: .seconds(60))
+                // And from the namespace's side (the address on br0) to a guest.
+                try network.exec(["busybox", "ping", "-c", "2", "-W", "2", "10.77.0.1"], timeout: .seconds(30))
+                cluster.shutdown()
+            }
+        }
+
+        @Test("a wait that times out says what the guest printed, and the per-guest time limit stops qemu",
+              .enabled(if: VMHost.bootSkipReason == nil, Comment(rawValue: VMHost.bootSkipReason ?? "")),
+              .timeLimit(.minutes(2)))
+        func timeoutsAreBounded() async throws {
+            try await VMTest.run("limits") { vm in
+                // No initrd, no disk: the kernel would panic (and exit) once it
+                // finds no root; the time limit comes first.
+                var config = GuestConfig(name: "limit", kernelArguments: ["rootdelay=600"])
+                config.timeLimit = .seconds(8)
+                let guest = try vm.start(config)
+                try await guest.waitFor("Linux version", timeout: .seconds(60))
+                do {
+                    try await guest.waitFor("a line no kernel prints", timeout: .seconds(1))
+                    Issue.record("waitFor did not time out")
+                } catch let error as HarnessError {
+                    #expect(error.message.contains("timed out after"))
+                    #expect(error.message.contains(guest.serialLogPath))
+                    let quoted = error.message.split(separator: "\n").filter { $0.hasPrefix("  | ") }.map { String($0.dropFirst(4)) }
+                    let lines = guest.lines
+                    #expect(!quoted.isEmpty && quoted.allSatisfy(lines.contains), "the error quotes the serial log")
+                }
+                let status = try await guest.waitForExit(timeout: .seconds(30))
+                #expect(status == 124, "timeout(1) ends qemu at the guest's time limit")
+                log("time limit: qemu stopped after \(Guest.seconds(guest.elapsed)) (limit 8 s)")
+            }
+        }
+    }
+
+    /// Quick checks of harness pieces that need no VM.
+    @Suite struct HarnessUnitTests {
+        @Test func kernelVersionsSortNumerically() {
+            #expect(VMHost.versionLess("6.1.0-10-amd64", "6.1.0-56-amd64"))
+            #expect(VMHost.versionLess("6.1.0-9-amd64", "6.1.0-10-amd64"))
+            #expect(VMHost.versionLess("6.1", "6.12"))
+            #expect(!VMHost.versionLess("6.12.0", "6.1.0"))
+        }
+
+        @Test func staleNamespaceNames() {
+            #expect(TestNetwork.runnerPID(of: "ssi-t123-4") == 123)
+            #expect(TestNetwork.runnerPID(of: "ssi-t123") == nil)
+            #expect(TestNetwork.runnerPID(of: "other-1-2") == nil)
+            #expect(TestNetwork.runnerPID(of: "ssi-tx-1") == nil)
+        }
+
+        @Test func kernelMessagesAreRecognized() {
+            #expect(Guest.isKernelMessage("[    1.234567] virtio_blk virtio1: [vda] 131072 512-byte"))
+            #expect(!Guest.isKernelMessage("ssi-init: [    1.234] start"))
+            #expect(!Guest.isKernelMessage("hello"))
+        }
+
+        @Test func lineMatches() {
+            let m: LineMatch = "root: found"
+            #expect(m.matches("ssi-init: [ 1.0] root: found UUID=x"))
+            #expect(LineMatch.containsInOrder("ssi-init:", "root:", "ERROR:").matches("ssi-init: [ 2.1] root: ERROR: x"))
+            #expect(!LineMatch.containsInOrder("ERROR:", "root:").matches("ssi-init: [ 2.1] root: ERROR: x"))
+            #expect(LineMatch.regex(#"pid=\d+$"#).matches("SSI-TEST real-init pid=1"))
+            #expect(LineMatch.exactly("__S_1").matches("  __S_1 "))
+        }
+
+        @Test("mkroot.sh rejects bad usage with a clear message",
+              .enabled(if: VMHost.bootSkipReason == nil, Comment(rawValue: VMHost.bootSkipReason ?? "")))
+        func mkrootUsage() throws {
+            let script = VMHost.testrootDirectory + "/mkroot.sh"
+            let noImage = try Command.run([script], check: false)
+            #expect(noImage.status == 2)
+            #expect(noImage.stderr.contains("missing IMG"))
+            let badUUID = try Command.run([script, "/nonexistent/x.img", "--uuid", "nope"], check: false)
+            #expect(badUUID.status == 2)
+            #expect(badUUID.stderr.contains("not a UUID"))
+        }
+
+        @Test("the root disk gets its UUID and label; a non-executable init is possible",
+              .enabled(if: VMHost.bootSkipReason == nil, Comment(rawValue: VMHost.bootSkipReason ?? "")))
+        func rootDiskContent() async throws {
+            try await VMTest.run("rootdisk") { vm in
+                let root = try vm.rootDisk(uuid: "0a0b0c0d-1111-2222-3333-444455556666", label: "unit-root",
+                                           initExecutable: false)
+                let probe = try Command.run(["blkid", "-p", "-o", "export", root.path])
+                #expect(probe.stdout.contains("UUID=0a0b0c0d-1111-2222-3333-444455556666"))
+                #expect(probe.stdout.contains("LABEL=unit-root"))
+                #expect(probe.stdout.contains("TYPE=ext4"))
+                let stat = try Command.run(["debugfs", "-R", "stat /usr/sbin/init", root.path])
+                #expect(stat.stdout.contains("Mode:  0644"), "\(stat.stdout)")
+            }
+        }
+    }
+}
