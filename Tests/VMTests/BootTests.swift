@@ -155,14 +155,15 @@ extension VM {
             }
         }
 
-        @Test("ssi.break=root stops in a shell before the root; exiting it boots on (root by LABEL)",
+        @Test("ssi.break=root stops in a shell before the root; exiting it boots on (root by LABEL) into a clean hand-off",
               .enabled(if: bootSkipReason == nil, Comment(rawValue: bootSkipReason ?? "")),
               .timeLimit(.minutes(5)))
         func breakAtRoot() async throws {
             let ssi = try SSIBinary.require()
             try await VMTest.run("ssi-break") { vm in
                 let root = try vm.rootDisk(label: "ssi-label")
-                let guest = try await bootSSI(vm, ssi: ssi, root: root, [root.rootByLabel, "ro", "ssi.break=root"])
+                let guest = try await bootSSI(vm, ssi: ssi, root: root,
+                                              [root.rootByLabel, "ro", "ssi.break=root", RootDisk.Marker.shellArgument])
                 let fail = SSIInit.failFast
 
                 try await guest.waitFor(SSIInit.step("break", "ssi.break=root"), timeout: .seconds(150), failOn: fail)
@@ -178,7 +179,48 @@ extension VM {
                                         timeout: .seconds(60), failOn: fail)
                 try await guest.waitFor(SSIInit.step("switch-root", "handing off", "/sbin/init"),
                                         timeout: .seconds(30), failOn: fail)
-                try await expectRealInit(guest, root: root)
+                try await guest.waitFor(.exactly(RootDisk.Marker.realInitPID1), timeout: .seconds(60), failOn: fail)
+                try await guest.waitFor(.exactly(RootDisk.Marker.shell), timeout: .seconds(30))
+
+                // The handed-off system: the API file systems were moved,
+                // not remounted; ssi-init's log is in the kernel's ring
+                // buffer; no process of the initramfs survived.
+                for (mountPoint, type) in [("/proc", "proc"), ("/sys", "sysfs"), ("/dev", "devtmpfs"), ("/run", "tmpfs")] {
+                    let line = try await guest.run("grep ' \(mountPoint) ' /proc/mounts", expectStatus: nil).output
+                    #expect(line.hasPrefix(type + " \(mountPoint) \(type)"), "\(mountPoint): \(line)")
+                }
+                let kmsg = try await guest.run("dmesg | grep -c 'ssi-init: switch-root: handing off'", expectStatus: nil).output
+                #expect(kmsg == "1", "ssi-init logs to /dev/kmsg")
+                let pids = try await guest.run("ls -d /proc/[0-9]* | wc -l", expectStatus: nil).output
+                let comm = try await guest.run("cat /proc/[0-9]*/comm | sort -u | tr '\\n' ' '", expectStatus: nil).output
+                #expect(!comm.contains("ssi"), "no initramfs process left: \(comm) (\(pids) processes)")
+                try guest.send("poweroff -f\n")
+                #expect(try await guest.waitForExit(timeout: .seconds(30)) == 0)
+            }
+        }
+
+        @Test("an image without the disk's driver: the root error says no disk was seen and names the fix",
+              .enabled(if: bootSkipReason == nil, Comment(rawValue: bootSkipReason ?? "")),
+              .timeLimit(.minutes(5)))
+        func missingDiskDriver() async throws {
+            let ssi = try SSIBinary.require()
+            try await VMTest.run("ssi-nodriver") { vm in
+                let root = try vm.rootDisk(label: "ssi-nodrv")
+                let image = vm.path("nodriver.img")
+                try Command.run([ssi, "mkinitrd", "-o", image, "--kver", VMHost.kernel!.version, "-q",
+                                 "--no-default-modules", "--add-modules", "ext4"], timeout: .seconds(300))
+                var config = GuestConfig(name: "nodriver", initrd: image,
+                                         kernelArguments: [root.rootByUUID, "ro", "ssi.timeout=3"])
+                config.disks = [Disk(root.path)]
+                let guest = try vm.start(config)
+                let error = try await guest.waitFor(SSIInit.error("root", "UUID=\(root.uuid)", "not found after 3 s"),
+                                                    timeout: .seconds(150))
+                #expect(error.contains("block devices seen: none"), "\(error)")
+                #expect(error.contains("--add-modules"), "the hint names the fix: \(error)")
+                try await guest.waitFor(SSIInit.step("emergency"), timeout: .seconds(30))
+                // The driver is not in the image: loading it by hand fails.
+                let modprobe = try await guest.run("modprobe virtio_blk", expectStatus: nil)
+                #expect(modprobe.status != 0)
             }
         }
 
