@@ -16,7 +16,7 @@ public enum Compression: String, CaseIterable, Sendable {
     /// on 2 cores; `--compress-level` overrides.
     public var defaultLevel: Int32 {
         switch self {
-        case .zstd: return 15
+        case .zstd: return 3
         case .gzip: return 6
         case .xz: return 6
         case .none: return 0

@@ -67,6 +67,8 @@ while [ $# -gt 0 ]; do
 done
 
 [ -n "$img" ] || { usage; die "missing IMG"; }
+# Absolute, because the script changes directory before mkfs runs.
+case "$img" in /*) ;; *) img="$PWD/$img" ;; esac
 [ -f "$init" ] || die "init file not found: $init"
 [ -f "$busybox" ] || die "busybox not found: $busybox"
 if [ -n "$uuid" ] && ! [[ "$uuid" =~ ^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$ ]]; then
