@@ -23,6 +23,10 @@ let package = Package(
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CLzma", pkgConfig: "liblzma", providers: [.apt(["liblzma-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        // corosync's client libraries. Linked from the module map, not
+        // pkg-config: their .pc files add -pthread, which SwiftPM refuses.
+        .systemLibrary(name: "CCorosync",
+                       providers: [.apt(["libcpg-dev", "libquorum-dev", "libvotequorum-dev", "libcmap-dev"])]),
         // The few syscalls Glibc does not wrap (openat2) and errno access.
         .target(name: "CSSIShim"),
 
@@ -37,13 +41,24 @@ let package = Package(
             name: "SSIInitramfs",
             dependencies: ["SSICore", "SSILinux", "CKmod", "CZstd", "CLzma", "CZlib"],
             swiftSettings: strict),
+        // The cluster configuration: format, validation, corosync.conf,
+        // OpenSSI clustertab import.
+        .target(
+            name: "SSIConfig",
+            dependencies: ["SSICore"],
+            swiftSettings: strict),
+        // corosync bindings, the membership agent and the cluster view.
+        .target(
+            name: "SSIMembership",
+            dependencies: ["SSICore", "SSILinux", "SSIConfig", "CCorosync", "CSSIShim"],
+            swiftSettings: strict),
         .target(
             name: "SSIBoot",
-            dependencies: ["SSICore", "SSILinux"],
+            dependencies: ["SSICore", "SSILinux", "SSIConfig", "SSIMembership", "CSSIShim"],
             swiftSettings: strict),
         .executableTarget(
             name: "ssi",
-            dependencies: ["SSICore", "SSILinux", "SSIInitramfs", "SSIBoot",
+            dependencies: ["SSICore", "SSILinux", "SSIInitramfs", "SSIBoot", "SSIConfig", "SSIMembership",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict,
             // The binary rides in every image: no symbol tables or debug
@@ -62,6 +77,14 @@ let package = Package(
         .testTarget(
             name: "VMTests",
             dependencies: ["SSIVMHarness"]),
+        .testTarget(
+            name: "SSIConfigTests",
+            dependencies: ["SSIConfig", "SSICore"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "SSILinuxTests",
+            dependencies: ["SSILinux", "SSICore"],
+            swiftSettings: strict),
         .testTarget(
             name: "SSIBootTests",
             dependencies: ["SSIBoot", "SSICore", "SSILinux"],

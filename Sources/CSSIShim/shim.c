@@ -29,3 +29,24 @@ static void ssi_early_init(void) {
         setenv("SWIFT_DETERMINISTIC_HASHING", "1", 0);
     }
 }
+
+#include <fcntl.h>
+#include <signal.h>
+
+pid_t ssi_spawn_in_root(const char *root, const char *path, char *const argv[],
+                        char *const envp[], int null_stdin) {
+    pid_t pid = fork();
+    if (pid != 0) return pid;
+    /* Child: only async-signal-safe calls from here on. */
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    if (chroot(root) != 0 || chdir("/") != 0) _exit(126);
+    setsid();
+    if (null_stdin) {
+        int fd = open("/dev/null", O_RDONLY);
+        if (fd >= 0) { dup2(fd, 0); if (fd > 2) close(fd); }
+    }
+    execve(path, argv, envp);
+    _exit(127);
+}

@@ -25,6 +25,12 @@ public struct BootParameters: Sendable, Equatable {
     /// Seconds to sleep before looking for the root (kernel's rootdelay=).
     public var rootDelay = 0
     public var quiet = false
+    /// `ssi.node=N`: this machine's node number, instead of finding it by
+    /// MAC address in the cluster configuration.
+    public var node: Int?
+    /// `ssi.quorum_wait=N`: seconds to wait for quorum, overriding the
+    /// configuration's boot wait.
+    public var quorumWait: Int?
     /// Problems that do not stop the boot (an unknown break point...).
     public var warnings: [String] = []
 
@@ -64,6 +70,16 @@ public struct BootParameters: Sendable, Equatable {
                 rootTimeout = n
             }
         }
+        if let n = cmdline.value("ssi.node") {
+            guard let v = Int(n), v > 0 else {
+                throw SSIError("cmdline", "ssi.node=\(n) is not a node number", hint: "node numbers start at 1")
+            }
+            node = v
+        }
+        if let w = cmdline.value("ssi.quorum_wait") {
+            guard let v = Int(w), v >= 0 else { throw SSIError("cmdline", "ssi.quorum_wait=\(w) is not a number of seconds") }
+            quorumWait = v
+        }
         if let d = cmdline.value("rootdelay") {
             guard let n = Int(d), n >= 0 else { throw SSIError("cmdline", "rootdelay=\(d) is not a number of seconds") }
             rootDelay = n
@@ -79,6 +95,8 @@ public struct BootParameters: Sendable, Equatable {
         lines.append("mount: \(readOnly ? "read-only" : "read-write")")
         lines.append("wait for root: \(rootTimeout) s" + (rootDelay > 0 ? " after \(rootDelay) s delay" : ""))
         lines.append("init: \(initPath)")
+        lines.append("node: \(node.map { String($0) } ?? "(by MAC address, from the cluster configuration)")")
+        if let quorumWait { lines.append("quorum wait: \(quorumWait) s") }
         let b = BreakPoint.allCases.filter { breaks.contains($0) }.map(\.rawValue)
         lines.append("break at: \(b.isEmpty ? "(nowhere)" : b.joined(separator: ", "))")
         for w in warnings { lines.append("warning: \(w)") }

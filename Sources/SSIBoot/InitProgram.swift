@@ -47,6 +47,7 @@ final class Boot {
     var params = BootParameters()
     var argv: [String] = []
     var environment: [String] = []
+    let cluster = ClusterState()
 
     init(log: consuming Log) {
         self.log = log
@@ -58,7 +59,9 @@ final class Boot {
         step("cmdline") { () throws(SSIError) in try readCommandLine() }
         step("modules") { () throws(SSIError) in try loadModules(kernel: kernel) }
         breakIfAsked(.modules, "after loading modules")
+        bootCluster()
         breakIfAsked(.root, "before mounting the root; mount it at /sysroot yourself, or exit to go on")
+        if cluster.config != nil { cluster.stage.set("root") }
         step("root") { () throws(SSIError) in try mountRoot() }
         step("init") { () throws(SSIError) in try checkInit() }
         breakIfAsked(.prePivot, "with the root mounted at /sysroot, before switching to it")
@@ -248,6 +251,7 @@ final class Boot {
     }
 
     func handOff() -> Never {
+        if cluster.config != nil { cluster.stage.set("up") }
         log.info("switch-root", "handing off to \(params.initPath)")
         do {
             try SwitchRoot.moveAPIFileSystems(into: "/sysroot")

@@ -26,6 +26,9 @@ public struct ImageSpec: Sendable {
     public var mtime: UInt32 = 0
     /// Extra files generated in memory (image path -> bytes, mode).
     public var generated: [String: (bytes: [UInt8], permissions: UInt32)] = [:]
+    /// The cluster daemons and their configuration, when the image is
+    /// built for a cluster (`--config`).
+    public var cluster: ClusterPayload?
 
     public init(kernelVersion: String, moduleDirectory: String, modules: [String], ssiBinary: String) {
         self.kernelVersion = kernelVersion
@@ -47,6 +50,29 @@ public struct ImageSpec: Sendable {
     public static let appletNames = ["ssi-init", "ssi-mkinitrd"]
 }
 
+/// What a cluster node's image carries besides the boot essentials:
+/// corosync with the plugins it loads at run time, its configuration and
+/// key, and the cluster configuration itself. ssi-init runs the daemons
+/// chrooted in a copy of exactly these files (and the ssi binary's), listed
+/// in /etc/ssi/agents.list, so that they outlive the initramfs.
+public struct ClusterPayload: Sendable {
+    /// Host programs and dlopen()ed plugins the daemons need.
+    public var daemons: [String]
+    /// Image path -> (bytes, mode): corosync.conf, cluster.conf.
+    public var files: [String: (bytes: [UInt8], permissions: UInt32)]
+    /// corosync's authkey, placed at /etc/corosync/authkey mode 0400.
+    public var authkey: [UInt8]?
+
+    public init(daemons: [String], files: [String: (bytes: [UInt8], permissions: UInt32)], authkey: [UInt8]?) {
+        self.daemons = daemons
+        self.files = files
+        self.authkey = authkey
+    }
+
+    /// The payload holds a secret: the image must not be world-readable.
+    public var holdsKey: Bool { authkey != nil }
+}
+
 public struct ImageReport: Sendable {
     public var output: String
     public var compression: Compression
@@ -57,6 +83,8 @@ public struct ImageReport: Sendable {
     public var builtinRequested: [String]
     public var firmware: Int
     public var missingFirmware: [String]
+    /// The image carries the cluster key and was written mode 0600.
+    public var holdsKey: Bool
     public var seconds: Double
 }
 
@@ -103,15 +131,48 @@ public enum ImageBuilder {
         for (path, g) in spec.generated {
             try tree.add(path, .data(g.bytes, permissions: g.permissions))
         }
+        if let cluster = spec.cluster {
+            try addCluster(cluster, spec: spec, to: &tree)
+        }
         let info = "kernel=\(spec.kernelVersion)\ncompression=\(spec.compression.rawValue)\nmodules=\(modules.modules.count)\n"
         try tree.add("etc/ssi/image", .data(Array(info.utf8), permissions: 0o644))
 
-        let bytes = try writeAtomically(tree, spec: spec, output: output)
+        let bytes = try writeAtomically(tree, spec: spec, output: output,
+                                        mode: spec.cluster?.holdsKey == true ? 0o600 : 0o644)
         return ImageReport(output: output, compression: spec.compression, bytes: bytes,
                            uncompressedBytes: tree.payloadBytes, entries: tree.nodes.count,
                            modules: modules.modules.count, builtinRequested: modules.builtin,
                            firmware: modules.firmware.count, missingFirmware: modules.missingFirmware,
+                           holdsKey: spec.cluster?.holdsKey == true,
                            seconds: Process.now() - started)
+    }
+
+    static func addCluster(_ cluster: ClusterPayload, spec: ImageSpec, to tree: inout ImageTree) throws(SSIError) {
+        // The daemons' closure, computed on its own so it can be listed.
+        var closure = try HostInstaller(tree: ImageTree())
+        try closure.install(spec.ssiBinary, as: "usr/bin/ssi", permissions: 0o755)
+        var main = try HostInstaller(tree: tree)
+        for daemon in cluster.daemons {
+            try closure.install(daemon)
+            try main.install(daemon)
+        }
+        tree = main.tree
+        var listed: [String] = []
+        for (path, node) in closure.tree.nodes {
+            switch node {
+            case .hostFile, .symlink: listed.append(path)
+            default: break
+            }
+        }
+        var files = cluster.files
+        if let key = cluster.authkey { files["etc/corosync/authkey"] = (key, 0o400) }
+        for (path, f) in files {
+            try tree.add(path, .data(f.bytes, permissions: f.permissions))
+            listed.append(ImageTree.normalize(path))
+        }
+        // The merged-/usr links are made by ssi-init, not copied.
+        listed = listed.filter { HostInstaller.mergedUsrLinks[$0] == nil }.sorted()
+        try tree.add("etc/ssi/agents.list", .data(Array(listed.map { $0 + "\n" }.joined().utf8), permissions: 0o644))
     }
 
     /// The directories and nodes every image has before anything is added.
@@ -126,7 +187,7 @@ public enum ImageBuilder {
         return tree
     }
 
-    static func writeAtomically(_ tree: ImageTree, spec: ImageSpec, output: String) throws(SSIError) -> Int {
+    static func writeAtomically(_ tree: ImageTree, spec: ImageSpec, output: String, mode: mode_t) throws(SSIError) -> Int {
         var template = Array((dirname(of: output) + "/." + basename(of: output) + ".tmp-XXXXXX").utf8CString)
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         guard fd >= 0 else {
@@ -139,8 +200,9 @@ public enum ImageBuilder {
             close(fd)
             if !committed { unlink(tmp) }
         }
-        // Images without secrets are world-readable like the distro's own.
-        fchmod(fd, 0o644)
+        // Images without secrets are world-readable like the distro's own;
+        // one that holds the cluster key is not.
+        fchmod(fd, mode)
         let file = FileSink(fd: fd, name: tmp)
         let compressed = try spec.compression.sink(into: file, level: spec.compressionLevel, threads: spec.threads)
         let sink = BufferedSink(compressed)

@@ -137,6 +137,23 @@ public enum FileSystem {
         if n != bytes.count { throw SystemCallError("write \(path)", errno: n < 0 ? errno : EIO) }
     }
 
+    /// Copies a regular file's bytes to a new file with `mode`.
+    public static func copyFile(_ source: String, to dest: String, mode: mode_t) throws(SystemCallError) {
+        let input = try syscall("open \(source)") { open(source, O_RDONLY | O_CLOEXEC) }
+        defer { close(input) }
+        let output = try syscall("create \(dest)") { open(dest, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode) }
+        defer { close(output) }
+        let size = 1 << 20
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 16)
+        defer { buffer.deallocate() }
+        while true {
+            let n = try syscall("read \(source)") { read(input, buffer, size) }
+            if n == 0 { break }
+            try writeAll(output, UnsafeRawBufferPointer(start: buffer, count: n), name: dest)
+        }
+        fchmod(output, mode)
+    }
+
     public static func unlink(_ path: String) throws(SystemCallError) {
         try syscall("unlink \(path)") { Glibc.unlink(path) }
     }

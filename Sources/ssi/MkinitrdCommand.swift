@@ -5,6 +5,7 @@ import ArgumentParser
 import SSICore
 import SSILinux
 import SSIInitramfs
+import SSIConfig
 
 struct MkinitrdCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -42,8 +43,11 @@ struct MkinitrdCommand: ParsableCommand {
             help: ArgumentHelp("Host programs or files to add, with their shared libraries.", valueName: "path"))
     var installs: [String] = []
 
-    @Option(help: ArgumentHelp("Cluster configuration to bake into the image.", valueName: "file"))
+    @Option(help: ArgumentHelp("Cluster configuration: the image joins that cluster at boot (corosync, key, agents).", valueName: "file"))
     var config: String?
+
+    @Option(help: ArgumentHelp("The cluster key to carry (default: the config's [cluster] authkey).", valueName: "file"))
+    var authkey: String?
 
     @Option(help: ArgumentHelp("zstd, gzip, xz or none.", valueName: "method"))
     var compress: String = "zstd"
@@ -131,11 +135,9 @@ struct MkinitrdCommand: ParsableCommand {
             spec.mtime = v
         }
         if let config {
-            let bytes: [UInt8]
-            do { bytes = try FileSystem.readFile(config) } catch {
-                throw SSIError("mkinitrd", "--config \(config): \(errnoDescription(error.errno))")
-            }
-            spec.generated["etc/ssi/cluster.conf"] = (bytes, 0o644)
+            spec.cluster = try clusterPayload(config)
+        } else if authkey != nil {
+            throw SSIError("mkinitrd", "--authkey needs --config", hint: "the key belongs to a cluster configuration")
         }
         let out = output ?? "/boot/initrd.img-\(kernel)"
         let report = try ImageBuilder.build(spec, output: out, force: force)
@@ -144,12 +146,45 @@ struct MkinitrdCommand: ParsableCommand {
             if !report.builtinRequested.isEmpty {
                 print("  built into \(kernel), nothing to carry: \(report.builtinRequested.joined(separator: ", "))")
             }
+            if report.holdsKey {
+                print("  the image holds the cluster key: written mode 0600, keep it that way")
+            }
             if !report.missingFirmware.isEmpty {
                 print("  firmware declared but not installed on this host (\(report.missingFirmware.count)): "
                       + report.missingFirmware.prefix(5).joined(separator: ", ")
                       + (report.missingFirmware.count > 5 ? ", ..." : ""))
             }
         }
+    }
+
+    /// corosync and what it loads at run time, its configuration generated
+    /// from the cluster configuration (refused, with every problem listed,
+    /// when invalid), and the key.
+    func clusterPayload(_ path: String) throws(SSIError) -> ClusterPayload {
+        let cfg = try ClusterConfig.load(path: path)
+        let key = try AuthKey.read(path: authkey ?? cfg.cluster.authkey)
+        let corosync = "/usr/sbin/corosync"
+        guard FileSystem.isExecutableFile(corosync) else {
+            throw SSIError("mkinitrd", "\(corosync) is not installed", hint: "apt-get install corosync")
+        }
+        // knet loads its crypto backend with dlopen: no ELF reference
+        // leads to it, so it is named here.
+        var daemons = [corosync]
+        let plugins = ["/usr/lib/x86_64-linux-gnu/kronosnet", "/usr/lib/kronosnet", "/usr/lib64/kronosnet"]
+            .map { $0 + "/crypto_openssl.so" }.filter(FileSystem.exists)
+        guard let plugin = plugins.first else {
+            throw SSIError("mkinitrd", "knet's crypto_openssl.so plugin was not found",
+                           hint: "apt-get install libknet1 (it comes with corosync)")
+        }
+        daemons.append(plugin)
+        let text: [UInt8]
+        do { text = try FileSystem.readFile(path) } catch {
+            throw SSIError("mkinitrd", "--config \(path): \(errnoDescription(error.errno))")
+        }
+        return ClusterPayload(daemons: daemons,
+                              files: ["etc/corosync/corosync.conf": (Array(cfg.corosyncConf(keyfile: "/etc/corosync/authkey").utf8), 0o644),
+                                      "etc/ssi/cluster.conf": (text, 0o644)],
+                              authkey: key)
     }
 
     func summary(_ r: ImageReport) -> String {

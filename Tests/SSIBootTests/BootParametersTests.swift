@@ -52,6 +52,17 @@ import SSILinux
         #expect(throws: SSIError.self) { try parse("rootwait=-1") }
     }
 
+    @Test func clusterParameters() throws {
+        let p = try parse("ssi.node=3 ssi.quorum_wait=20")
+        #expect(p.node == 3)
+        #expect(p.quorumWait == 20)
+        #expect(try parse("quiet").node == nil)
+        #expect(throws: SSIError.self) { try parse("ssi.node=0") }
+        #expect(throws: SSIError.self) { try parse("ssi.node=three") }
+        #expect(throws: SSIError.self) { try parse("ssi.quorum_wait=-5") }
+        #expect(try parse("ssi.node=2").explanation.contains("node: 2"))
+    }
+
     @Test func initMustBeAbsolute() throws {
         #expect(try parse("init=/lib/systemd/systemd").initPath == "/lib/systemd/systemd")
         #expect(throws: SSIError.self) { try parse("init=bash") }

@@ -1,0 +1,85 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CSSIShim
+import SSICore
+import SSILinux
+
+/// Where the cluster daemons live so that they outlive the initramfs.
+///
+/// The initramfs is freed at the hand-off, and a process started from it
+/// keeps the old rootfs as its "/" — an emptied tree with no /dev. So the
+/// daemons (corosync, the agents) run chrooted in /run/ssi/root: a copy of
+/// exactly their files (listed by ssi-mkinitrd in /etc/ssi/agents.list) in
+/// the /run tmpfs, which moves into the new root at the hand-off. Their
+/// /dev, /proc, /sys and /run are bind mounts of the real ones, so
+/// clients outside the chroot share corosync's /dev/shm and the agent's
+/// /run/ssi. Their files stay visible and accounted for in the booted
+/// system's /run, and nothing of the initramfs is kept alive.
+enum AgentsRoot {
+    static let path = "/run/ssi/root"
+    static let listFile = "/etc/ssi/agents.list"
+
+    /// Copies the listed files and links, creates the directories the
+    /// daemons write to, and binds the API file systems in.
+    static func prepare() throws(SSIError) {
+        let list: [String]
+        do {
+            list = try FileSystem.readText(listFile).split(separator: "\n").map(String.init).filter { !$0.isEmpty }
+        } catch {
+            throw SSIError("membership", "\(listFile) is missing from the image: \(error.description)",
+                           hint: "rebuild the image with ssi-mkinitrd --config")
+        }
+        do {
+            for dir in ["dev", "proc", "sys", "run", "tmp", "var/lib/corosync", "var/log", "etc"] {
+                try FileSystem.makeDirectories(path + "/" + dir)
+            }
+            for (link, target) in [("bin", "usr/bin"), ("sbin", "usr/sbin"), ("lib", "usr/lib"), ("lib64", "usr/lib64")]
+            where !FileSystem.exists(path + "/" + link) {
+                try FileSystem.symlink(target: target, at: path + "/" + link)
+            }
+            for entry in list { try copy("/" + entry, to: path + "/" + entry) }
+            // corosync's IPC (libqb) keeps its rings in /dev/shm.
+            try FileSystem.makeDirectories("/dev/shm")
+            if !Mount.isMountPoint("/dev/shm") {
+                try Mount.mount(source: "shm", target: "/dev/shm", type: "tmpfs", flags: [.noSuid, .noDev], data: "mode=1777")
+            }
+            try Mount.mount(source: "/dev", target: path + "/dev", type: nil, flags: [.bind, .recursive])
+            try Mount.mount(source: "/proc", target: path + "/proc", type: nil, flags: [.bind])
+            try Mount.mount(source: "/sys", target: path + "/sys", type: nil, flags: [.bind])
+            try Mount.mount(source: "/run", target: path + "/run", type: nil, flags: [.bind])
+        } catch {
+            throw SSIError("membership", "preparing \(path): \(error.description)")
+        }
+    }
+
+    private static func copy(_ source: String, to dest: String) throws(SystemCallError) {
+        try FileSystem.makeDirectories(dirname(of: dest))
+        let st = try FileSystem.status(source)
+        switch st.kind {
+        case .symlink:
+            if !FileSystem.exists(dest) { try FileSystem.symlink(target: try FileSystem.readLink(source), at: dest) }
+        case .directory:
+            try FileSystem.makeDirectories(dest)
+        default:
+            try FileSystem.copyFile(source, to: dest, mode: mode_t(st.mode))
+        }
+    }
+
+    /// Starts a daemon chrooted in the agents root. argv[0] starting with
+    /// "@" is systemd's mark for a process that must survive its
+    /// shutdown-time killing spree (a root storage daemon): these go last.
+    static func spawn(_ program: String, _ args: [String], environment: [String]) throws(SSIError) -> pid_t {
+        let argv = args.map { strdup($0) } + [nil]
+        let envp = environment.map { strdup($0) } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+        }
+        let pid = ssi_spawn_in_root(path, program, argv, envp, 1)
+        if pid < 0 {
+            throw SSIError("membership", "starting \(program): \(errnoDescription(errno))")
+        }
+        return pid
+    }
+}

@@ -1,0 +1,92 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SSICore
+import SSILinux
+import SSIMembership
+
+/// Starting corosync and the membership agent from ssi-init, and waiting
+/// for quorum.
+extension Boot {
+    /// corosync in the foreground (-f) so that it stays our child until the
+    /// hand-off; "@" for systemd (see AgentsRoot.spawn).
+    func startCorosync() throws(SSIError) -> pid_t {
+        let pid = try AgentsRoot.spawn("/usr/sbin/corosync", ["@corosync", "-f"],
+                                       environment: ["PATH=/usr/sbin:/usr/bin"])
+        log.info("membership", "started corosync (pid \(pid))")
+        return pid
+    }
+
+    func startAgent() throws(SSIError) -> pid_t {
+        let pid = try AgentsRoot.spawn("/usr/bin/ssi", ["@ssi-agent", "cluster", "agent"],
+                                       environment: ["PATH=/usr/sbin:/usr/bin"])
+        log.info("membership", "started the membership agent (pid \(pid))")
+        return pid
+    }
+
+    /// corosync accepts clients once its services are up (crypto setup and
+    /// knet take a few seconds under TCG).
+    func connect(corosync pid: pid_t, timeout: Double) throws(SSIError) -> QuorumClient {
+        let deadline = Process.now() + timeout
+        while true {
+            if let q = try? QuorumClient() { return q }
+            var status: Int32 = 0
+            if waitpid(pid, &status, WNOHANG) == pid {
+                throw SSIError("membership", "corosync exited (status \(status >> 8)) before it accepted clients",
+                               hint: "its own messages are above; check /etc/corosync/corosync.conf and the authkey in the image")
+            }
+            if Process.now() > deadline {
+                throw SSIError("membership", "corosync did not accept clients within \(Int(timeout)) s")
+            }
+            Process.sleep(milliseconds: 100)
+        }
+    }
+
+    enum Outcome { case quorate, timedOut(String) }
+
+    /// Waits until the partition is quorate, for at most `seconds`,
+    /// reporting progress every 5 s. Returns what was seen on timeout.
+    func waitForQuorum(_ quorum: QuorumClient, seconds: Int, names: [UInt32: String]) throws(SSIError) -> Outcome {
+        try quorum.track()
+        let fd = try quorum.fileDescriptor()
+        let votequorum = try? VotequorumClient()
+        let started = Process.now()
+        var lastReport = started
+        func seen() -> String {
+            let members = quorum.members.sorted().map { "\(names[$0] ?? "node") (\($0))" }
+            var s = "members: " + (members.isEmpty ? "none" : members.joined(separator: ", "))
+            if let i = try? votequorum?.info() {
+                s += "; votes \(i.totalVotes) of \(i.expectedVotes) expected, \(i.quorum) needed"
+            }
+            return s
+        }
+        while true {
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            if poll(&p, 1, 200) > 0 { try quorum.dispatch() }
+            if quorum.quorate {
+                let ms = Int((Process.now() - started) * 1000)
+                log.info("membership", "quorate after \(ms) ms; \(seen())")
+                return .quorate
+            }
+            let now = Process.now()
+            if now - started >= Double(seconds) { return .timedOut(seen()) }
+            if now - lastReport >= 5 {
+                log.info("membership", "waiting for quorum (\(Int(Double(seconds) - (now - started))) s left); \(seen())")
+                lastReport = now
+            }
+        }
+    }
+}
+
+/// The boot stage the agent publishes while the node is COMINGUP; "up"
+/// at the hand-off. ssi-init writes it and tells the agent with SIGHUP.
+struct BootStage {
+    static let file = "/run/ssi/stage"
+    var agent: pid_t?
+
+    func set(_ stage: String) {
+        try? FileSystem.makeDirectories("/run/ssi")
+        try? FileSystem.writeFile(BootStage.file, stage + "\n")
+        if let agent { kill(agent, SIGHUP) }
+    }
+}

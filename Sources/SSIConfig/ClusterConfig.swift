@@ -1,0 +1,239 @@
+public import SSICore
+
+/// The cluster configuration, `/etc/ssi/cluster.conf` (TOML, see
+/// configs/README.md for every key).
+///
+/// Defaults that depend on the root type:
+///
+/// | key                      | root `gfs2`        | root `cfs`                               |
+/// |--------------------------|--------------------|------------------------------------------|
+/// | `quorum.wait_for_all`    | `true`             | `false` (`true` when `two_node`)         |
+/// | `quorum.on_timeout`      | `stop` on every node | `continue` on the init node, `stop` on the others |
+///
+/// Why: with GFS2 every node mounts the shared disk, so no node may mount it
+/// from a partitioned minority; quorum comes first and the cluster waits
+/// for all nodes once (`wait_for_all`). `continue` is refused with gfs2.
+/// With CFS only the init node touches the disk, and the diskless nodes
+/// boot from it, so the init node must be able to come up alone; the other
+/// nodes never go on without quorum.
+///
+/// Other defaults: `cluster.authkey` /etc/ssi/authkey, `crypto_cipher`
+/// aes256, `crypto_hash` sha256, `token_timeout_ms` 3000,
+/// `quorum.expected_votes` the sum of the nodes' votes,
+/// `quorum.two_node` false, `quorum.boot_wait_seconds` 60, `root.export`
+/// "/", `root.server` the init node, `node.name` "node<number>",
+/// `node.role` member, `node.votes` 1.
+public struct ClusterConfig: Sendable, Equatable {
+    /// Where the config was read from, as given (for messages).
+    public var file: String
+    public var cluster: Cluster
+    public var network: Network
+    public var quorum: Quorum
+    public var root: Root
+    /// In file order.
+    public var nodes: [Node]
+
+    public static let defaultPath = "/etc/ssi/cluster.conf"
+
+    public init(file: String, cluster: Cluster, network: Network, quorum: Quorum, root: Root, nodes: [Node]) {
+        self.file = file
+        self.cluster = cluster
+        self.network = network
+        self.quorum = quorum
+        self.root = root
+        self.nodes = nodes
+    }
+
+    // MARK: Sections
+
+    public struct Cluster: Sendable, Equatable {
+        /// corosync's `totem.cluster_name`; dlm takes it from there and a
+        /// GFS2 lock table must start with it. 1-32 letters, digits, `-`,
+        /// `_` (mkfs.gfs2's limit for the lock table's cluster part).
+        public var name: String
+        /// The corosync authkey on the host building images (and where the
+        /// image puts it). Default /etc/ssi/authkey.
+        public var authkey: String
+        public var cryptoCipher: CryptoCipher
+        public var cryptoHash: CryptoHash
+        /// corosync `totem.token`, ms: how long until a silent node is
+        /// declared gone. Default 3000.
+        public var tokenTimeoutMs: Int
+
+        public static let defaultAuthkey = "/etc/ssi/authkey"
+        public static let defaultTokenTimeoutMs = 3000
+        public static let maxNameLength = 32
+    }
+
+    public enum CryptoCipher: String, Sendable, CaseIterable {
+        case none, aes256, aes192, aes128
+    }
+
+    public enum CryptoHash: String, Sendable, CaseIterable {
+        case none, md5, sha1, sha256, sha384, sha512
+    }
+
+    public struct Network: Sendable, Equatable {
+        /// The cluster network, in network form (host bits zero: `address`
+        /// is the network address); every node address is a host address in it.
+        public var prefix: IPv4CIDR
+        public var gateway: IPv4Address?
+        /// The interface to configure, when it cannot be found by the
+        /// node's MAC (required when a node has no MAC).
+        public var interface: String?
+    }
+
+    public struct Quorum: Sendable, Equatable {
+        /// votequorum `expected_votes`; default: the sum of the votes.
+        public var expectedVotes: Int
+        public var waitForAll: Bool
+        public var twoNode: Bool
+        /// How long ssi-init waits for quorum at boot. Default 60.
+        public var bootWaitSeconds: Int
+        /// As set in [quorum]; nil means the default per root type and
+        /// role (see `ClusterConfig.onTimeout(for:)`).
+        public var onTimeout: OnTimeout?
+
+        public static let defaultBootWaitSeconds = 60
+
+        /// Votes needed for quorum: a simple majority of expected_votes.
+        public var quorumVotes: Int { expectedVotes / 2 + 1 }
+    }
+
+    /// What a node does when it has no quorum at the end of the boot wait.
+    public enum OnTimeout: String, Sendable, CaseIterable {
+        /// Stop with a clear message (emergency shell when there is one).
+        case stop
+        /// Go on without quorum.
+        case `continue`
+    }
+
+    public enum Root: Sendable, Equatable {
+        case cfs(CFS)
+        case gfs2(GFS2)
+
+        public var type: String {
+            switch self {
+            case .cfs: return "cfs"
+            case .gfs2: return "gfs2"
+            }
+        }
+    }
+
+    /// The init node's disk, exported over NFSv4 to the other nodes.
+    public struct CFS: Sendable, Equatable {
+        /// The serving node's number (the init node).
+        public var server: Int
+        /// The NFSv4 path the server exports and the others mount. Default "/".
+        public var export: String
+        /// The init node's root device; nil: the kernel's `root=`.
+        public var device: String?
+        /// Extra mount options.
+        public var options: String?
+    }
+
+    /// One shared block device, mounted by every node with lock_dlm.
+    public struct GFS2: Sendable, Equatable {
+        /// UUID=..., LABEL=..., PARTUUID=..., PARTLABEL=... or /dev/...
+        public var device: String
+        /// CLUSTER:FSNAME as given to `mkfs.gfs2 -t`; CLUSTER is the
+        /// cluster name.
+        public var lockTable: String
+        public var options: String?
+    }
+
+    public struct Node: Sendable, Equatable {
+        /// corosync's node id; 1...2^31-1.
+        public var number: Int
+        /// Host name (one DNS label); default "node<number>".
+        public var name: String
+        /// The NICs that identify this node at boot; may be empty (then
+        /// the node needs `ssi.node=` and [network] interface).
+        public var macs: [MACAddress]
+        /// The node's address on the cluster network (corosync ring0_addr).
+        public var address: IPv4Address
+        public var role: Role
+        /// votequorum `quorum_votes`; default 1.
+        public var votes: Int
+        /// The node's own swap device, if any (used by ssi-swapon).
+        public var swap: String?
+        /// Node-private paths on the shared root.
+        public var privatePaths: [String]
+        /// Overrides [quorum] on_timeout for this node.
+        public var onTimeout: OnTimeout?
+        /// The line of the node's [[node]] header.
+        public var line: Int
+    }
+
+    public enum Role: String, Sendable, CaseIterable {
+        /// Owns the root disk (serves it, for CFS).
+        case initNode = "init"
+        /// Boots from the network and has no root disk of its own.
+        case diskless
+        case member
+    }
+
+    // MARK: Lookups
+
+    public func node(number: Int) -> Node? {
+        nodes.first { $0.number == number }
+    }
+
+    public func node(named name: String) -> Node? {
+        nodes.first { $0.name.lowercased() == name.lowercased() }
+    }
+
+    public func nodeForMAC(_ mac: MACAddress) -> Node? {
+        nodes.first { $0.macs.contains(mac) }
+    }
+
+    /// `text` as in /sys/class/net/IF/address, any case, ':' or '-'.
+    public func nodeForMAC(_ text: String) -> Node? {
+        guard let mac = try? MACAddress(parsing: text) else { return nil }
+        return nodeForMAC(mac)
+    }
+
+    /// The first node (in file order) whose MAC is one of `macs`: ssi-init
+    /// passes every NIC's MAC and learns which node it is.
+    public func nodeForAnyMAC(_ macs: [MACAddress]) -> Node? {
+        nodes.first { node in node.macs.contains(where: macs.contains) }
+    }
+
+    public var initNode: Node? { nodes.first { $0.role == .initNode } }
+
+    /// The sum of all nodes' votes.
+    public var totalVotes: Int { nodes.reduce(0) { $0 + $1.votes } }
+
+    /// What `node` does when the boot wait for quorum ends without quorum:
+    /// its own `on_timeout`, else [quorum] `on_timeout`, else the default
+    /// for the root type (gfs2: stop; cfs: continue on the init node, stop
+    /// on the others).
+    public func onTimeout(for node: Node) -> OnTimeout {
+        if let own = node.onTimeout { return own }
+        if let all = quorum.onTimeout { return all }
+        return ClusterConfig.defaultOnTimeout(root: root, role: node.role)
+    }
+
+    public static func defaultOnTimeout(root: Root, role: Role) -> OnTimeout {
+        switch root {
+        case .gfs2: return .stop
+        case .cfs: return role == .initNode ? .continue : .stop
+        }
+    }
+
+    public static func defaultWaitForAll(rootType: String, twoNode: Bool) -> Bool {
+        rootType == "gfs2" || twoNode
+    }
+
+    /// "3 nodes, root cfs from node 1" for `config check`.
+    public var summary: String {
+        let count = nodes.count == 1 ? "1 node" : "\(nodes.count) nodes"
+        switch root {
+        case .cfs(let c):
+            let server = node(number: c.server).map { " (\($0.name))" } ?? ""
+            return "\(count), root cfs from node \(c.server)\(server), export \(c.export)"
+        case .gfs2(let g):
+            return "\(count), root gfs2 on \(g.device), lock table \(g.lockTable)"
+        }
+    }
+}

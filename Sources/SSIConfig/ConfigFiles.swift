@@ -1,0 +1,123 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+public import SSICore
+
+/// The little file I/O the config needs, on Glibc alone (this module is
+/// linked into PID 1: no Foundation).
+public enum ConfigFiles {
+    /// Reads a whole file. `what` names it in the error ("cluster config").
+    public static func readBytes(_ path: String, what: String) throws(SSIError) -> [UInt8] {
+        let fd = retrying { open(path, O_RDONLY | O_CLOEXEC) }
+        guard fd >= 0 else {
+            let e = errno
+            throw SSIError("config", "\(what) \(path): \(errnoDescription(e))",
+                           hint: e == ENOENT && what == "cluster config"
+                               ? "write one (examples in configs/), or pass the file to use" : nil)
+        }
+        defer { close(fd) }
+        var out: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { buf in retrying { read(fd, buf.baseAddress, buf.count) } }
+            if n < 0 { throw SSIError("config", "\(what) \(path): read: \(errnoDescription(errno))") }
+            if n == 0 { break }
+            out.append(contentsOf: chunk[0..<n])
+            if out.count > 16 << 20 { throw SSIError("config", "\(what) \(path): larger than 16 MiB; is it the right file?") }
+        }
+        return out
+    }
+
+    /// Reads a UTF-8 text file; invalid UTF-8 is an error, not replaced.
+    public static func readText(_ path: String, what: String) throws(SSIError) -> String {
+        let bytes = try readBytes(path, what: what)
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            throw SSIError("config", "\(what) \(path): line \(firstInvalidLine(bytes) ?? 1) is not UTF-8 text")
+        }
+        if text.hasPrefix("\u{FEFF}") { return String(text.dropFirst()) }
+        return text
+    }
+
+    static func firstInvalidLine(_ bytes: [UInt8]) -> Int? {
+        var line = 1
+        var start = 0
+        for (k, b) in bytes.enumerated() where b == 10 {
+            if String(validating: bytes[start..<k], as: UTF8.self) == nil { return line }
+            line += 1
+            start = k + 1
+        }
+        return String(validating: bytes[start...], as: UTF8.self) == nil ? line : nil
+    }
+
+    /// Writes `bytes` to `path` atomically: a temporary file in the same
+    /// directory, created with `mode`, written, fsynced, then renamed over
+    /// `path` (with `replace`) or linked to it (without: linking fails if
+    /// `path` exists, so nothing is ever overwritten by a race), and the
+    /// directory fsynced. `step` names the command in errors.
+    public static func writeAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t, replace: Bool, step: String) throws(SSIError) {
+        if !replace && access(path, F_OK) == 0 {
+            throw SSIError(step, "\(path) exists", hint: "pass --force to replace it")
+        }
+        let dir = directory(of: path)
+        var template = Array((dir == "/" ? "/" : dir + "/").utf8CString.dropLast()) + Array(".\(baseName(of: path)).XXXXXX".utf8CString)
+        // mkstemp creates the file 0600, so the bytes are never readable
+        // by others, even before the chmod.
+        let fd = template.withUnsafeMutableBufferPointer { buf in mkstemp(buf.baseAddress!) }
+        guard fd >= 0 else {
+            let e = errno
+            throw SSIError(step, "create a file in \(dir): \(errnoDescription(e))",
+                           hint: e == ENOENT ? "make the directory first (mkdir -p \(dir))" : nil)
+        }
+        let tmp = String(decoding: template.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        var done = false
+        defer {
+            close(fd)
+            if !done { unlink(tmp) }
+        }
+        guard fchmod(fd, mode) == 0 else { throw SSIError(step, "chmod \(tmp): \(errnoDescription(errno))") }
+        var off = 0
+        while off < bytes.count {
+            let n = bytes.withUnsafeBytes { buf in retrying { write(fd, buf.baseAddress! + off, buf.count - off) } }
+            if n < 0 { throw SSIError(step, "write \(tmp): \(errnoDescription(errno))") }
+            off += n
+        }
+        guard fsync(fd) == 0 else { throw SSIError(step, "fsync \(tmp): \(errnoDescription(errno))") }
+        if replace {
+            guard rename(tmp, path) == 0 else { throw SSIError(step, "rename \(tmp) to \(path): \(errnoDescription(errno))") }
+        } else {
+            guard link(tmp, path) == 0 else {
+                let e = errno
+                throw SSIError(step, "\(path): \(errnoDescription(e))", hint: e == EEXIST ? "pass --force to replace it" : nil)
+            }
+            unlink(tmp)
+        }
+        done = true
+        let dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dfd >= 0 {
+            _ = fsync(dfd)
+            close(dfd)
+        }
+    }
+
+    static func directory(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        let d = String(path[..<slash])
+        return d.isEmpty ? "/" : d
+    }
+
+    static func baseName(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return path }
+        return String(path[path.index(after: slash)...])
+    }
+
+    @inline(__always)
+    static func retrying<T: FixedWidthInteger>(_ body: () -> T) -> T {
+        while true {
+            let rc = body()
+            if rc == -1 && errno == EINTR { continue }
+            return rc
+        }
+    }
+}

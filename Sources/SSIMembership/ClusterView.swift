@@ -1,0 +1,178 @@
+public import SSICore
+import SSILinux
+
+/// OpenSSI's node states.
+public enum NodeState: String, Sendable, CaseIterable {
+    case comingUp = "COMINGUP"
+    case up = "UP"
+    case goingDown = "GOINGDOWN"
+    case down = "DOWN"
+}
+
+/// One node as this node sees it.
+public struct NodeRecord: Sendable, Equatable {
+    public var number: UInt32
+    public var name: String
+    public var address: String
+    public var state: NodeState
+    /// The boot stage while COMINGUP ("network", "membership", "root" ...).
+    public var stage: String
+
+    public init(number: UInt32, name: String, address: String, state: NodeState, stage: String) {
+        self.number = number
+        self.name = name
+        self.address = address
+        self.state = state
+        self.stage = stage
+    }
+}
+
+/// The cluster view the membership agent keeps in /run/ssi, for
+/// `ssi-cluster status`, scripts and the other ssi commands: plain text,
+/// one node per line, replaced atomically on every change.
+public struct ClusterView: Sendable, Equatable {
+    public var clusterName: String
+    public var localNode: UInt32
+    public var quorate: Bool
+    public var expectedVotes: UInt32
+    public var totalVotes: UInt32
+    public var quorum: UInt32
+    public var nodes: [NodeRecord]
+
+    public init(clusterName: String, localNode: UInt32, quorate: Bool, expectedVotes: UInt32,
+                totalVotes: UInt32, quorum: UInt32, nodes: [NodeRecord]) {
+        self.clusterName = clusterName
+        self.localNode = localNode
+        self.quorate = quorate
+        self.expectedVotes = expectedVotes
+        self.totalVotes = totalVotes
+        self.quorum = quorum
+        self.nodes = nodes
+    }
+
+    public static let defaultDirectory = "/run/ssi"
+
+    /// The file format:
+    ///   cluster NAME
+    ///   local N
+    ///   quorum quorate=1 expected=3 total=3 needed=2
+    ///   node N STATE STAGE NAME ADDRESS
+    public func serialized() -> String {
+        var s = "cluster \(clusterName)\nlocal \(localNode)\n"
+        s += "quorum quorate=\(quorate ? 1 : 0) expected=\(expectedVotes) total=\(totalVotes) needed=\(quorum)\n"
+        for n in nodes.sorted(by: { $0.number < $1.number }) {
+            s += "node \(n.number) \(n.state.rawValue) \(n.stage.isEmpty ? "-" : n.stage) \(n.name.isEmpty ? "-" : n.name) \(n.address.isEmpty ? "-" : n.address)\n"
+        }
+        return s
+    }
+
+    public init(parsing text: String, source: String) throws(SSIError) {
+        var view = ClusterView(clusterName: "", localNode: 0, quorate: false, expectedVotes: 0,
+                               totalVotes: 0, quorum: 0, nodes: [])
+        for (i, line) in text.split(separator: "\n").enumerated() {
+            let f = line.split(separator: " ").map(String.init)
+            func bad() -> SSIError { SSIError("status", "\(source):\(i + 1): cannot read '\(line)'") }
+            switch f.first {
+            case "cluster": view.clusterName = f.count > 1 ? f[1] : ""
+            case "local": view.localNode = f.count > 1 ? UInt32(f[1]) ?? 0 : 0
+            case "quorum":
+                for kv in f.dropFirst() {
+                    let p = kv.split(separator: "=").map(String.init)
+                    guard p.count == 2, let v = UInt32(p[1]) else { throw bad() }
+                    switch p[0] {
+                    case "quorate": view.quorate = v != 0
+                    case "expected": view.expectedVotes = v
+                    case "total": view.totalVotes = v
+                    case "needed": view.quorum = v
+                    default: break
+                    }
+                }
+            case "node":
+                guard f.count == 6, let n = UInt32(f[1]), let st = NodeState(rawValue: f[2]) else { throw bad() }
+                func v(_ s: String) -> String { s == "-" ? "" : s }
+                view.nodes.append(NodeRecord(number: n, name: v(f[4]), address: v(f[5]), state: st, stage: v(f[3])))
+            default:
+                throw bad()
+            }
+        }
+        self = view
+    }
+
+    public static func load(directory: String = defaultDirectory) throws(SSIError) -> ClusterView {
+        let path = directory + "/members"
+        let text: String
+        do { text = try FileSystem.readText(path) } catch {
+            throw SSIError("status", "no cluster view at \(path): \(errnoDescription(error.errno))",
+                           hint: "is the membership agent running (ssi cluster agent)?")
+        }
+        return try ClusterView(parsing: text, source: path)
+    }
+
+    public func write(directory: String = defaultDirectory) throws(SSIError) {
+        do {
+            try FileSystem.makeDirectories(directory)
+            let tmp = directory + "/.members.tmp"
+            try FileSystem.writeFile(tmp, serialized())
+            try FileSystem.rename(tmp, directory + "/members")
+        } catch {
+            throw SSIError("agent", "writing the cluster view in \(directory): \(error.description)")
+        }
+    }
+
+    /// `ssi-cluster status` text, like `corosync-quorumtool -s` and
+    /// OpenSSI's `cluster -v`.
+    public func statusText(roles: [UInt32: String] = [:]) -> String {
+        let up = nodes.filter { $0.state == .up || $0.state == .comingUp }.count
+        var s = "Cluster \(clusterName.isEmpty ? "(unnamed)" : clusterName): \(nodes.count) nodes, \(up) members, "
+        s += quorate ? "quorate" : "NOT quorate"
+        s += " (expected votes \(expectedVotes), total votes \(totalVotes), quorum \(quorum))\n"
+        var rows = [["node", "name", "address", "state", "role", "stage"]]
+        for n in nodes.sorted(by: { $0.number < $1.number }) {
+            rows.append(["\(n.number)\(n.number == localNode ? "*" : "")", n.name.isEmpty ? "-" : n.name,
+                         n.address.isEmpty ? "-" : n.address, n.state.rawValue, roles[n.number] ?? "-",
+                         n.state == .comingUp && !n.stage.isEmpty ? n.stage : "-"])
+        }
+        let widths = (0..<6).map { c in rows.map { $0[c].count }.max() ?? 0 }
+        for r in rows {
+            var line = ""
+            for (c, cell) in r.enumerated() {
+                line += c == 0 ? String(repeating: " ", count: widths[c] - cell.count) + cell
+                               : "  " + cell + String(repeating: " ", count: widths[c] - cell.count)
+            }
+            s += line.trimmingTrailingSpaces() + "\n"
+        }
+        s += "(* = this node)\n"
+        return s
+    }
+
+    public func json(roles: [UInt32: String] = [:]) -> String {
+        func q(_ s: String) -> String {
+            var out = "\""
+            for c in s.unicodeScalars {
+                switch c {
+                case "\"": out += "\\\""
+                case "\\": out += "\\\\"
+                case "\n": out += "\\n"
+                default:
+                    if c.value < 0x20 { out += "\\u00" + (c.value < 16 ? "0" : "") + String(c.value, radix: 16) } else { out.unicodeScalars.append(c) }
+                }
+            }
+            return out + "\""
+        }
+        let ns = nodes.sorted(by: { $0.number < $1.number }).map { n in
+            "{\"node\":\(n.number),\"name\":\(q(n.name)),\"address\":\(q(n.address)),\"state\":\(q(n.state.rawValue)),"
+                + "\"role\":\(q(roles[n.number] ?? "")),\"stage\":\(q(n.stage)),\"local\":\(n.number == localNode)}"
+        }
+        return "{\"cluster\":\(q(clusterName)),\"local_node\":\(localNode),\"quorate\":\(quorate),"
+            + "\"expected_votes\":\(expectedVotes),\"total_votes\":\(totalVotes),\"quorum\":\(quorum),"
+            + "\"nodes\":[\(ns.joined(separator: ","))]}"
+    }
+}
+
+extension String {
+    func trimmingTrailingSpaces() -> String {
+        var s = Substring(self)
+        while s.hasSuffix(" ") { s = s.dropLast() }
+        return String(s)
+    }
+}

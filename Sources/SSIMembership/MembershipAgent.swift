@@ -1,0 +1,256 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+public import SSICore
+import SSILinux
+import CSSIShim
+
+/// The membership agent: one per node, started by ssi-init right after
+/// corosync, kept running after the hand-off.
+///
+/// It publishes this node's state (COMINGUP with its boot stage, UP,
+/// GOINGDOWN) to the CPG group "ssi-membership", learns everyone else's,
+/// tracks corosync's quorum, keeps the cluster view in /run/ssi, and runs
+/// the hook programs when a node comes up or goes down (OpenSSI's
+/// rc.nodeup). Single-threaded: poll on corosync's fds and a signalfd.
+public final class MembershipAgent {
+    public struct Options: Sendable {
+        public var stateDirectory = ClusterView.defaultDirectory
+        public var hooksDirectory = "/etc/ssi/hooks.d"
+        public var group = "ssi-membership"
+        public init() {}
+    }
+
+    let options: Options
+    let log: (String) -> Void
+    private var cpg: CPGClient!
+    private var quorum: QuorumClient!
+    private var votequorum: VotequorumClient?
+    private var view: ClusterView
+    private var myState = NodeState.comingUp
+    private var myStage = "membership"
+    private var running = true
+
+    public init(options: Options, log: @escaping (String) -> Void) {
+        self.options = options
+        self.log = log
+        view = ClusterView(clusterName: "", localNode: 0, quorate: false, expectedVotes: 0,
+                           totalVotes: 0, quorum: 0, nodes: [])
+    }
+
+    /// Runs until SIGTERM/SIGINT or until corosync goes away.
+    public func run() throws(SSIError) {
+        let signals = try blockSignals()
+        defer { close(signals) }
+        cpg = try CPGClient(group: options.group)
+        quorum = try QuorumClient()
+        votequorum = try? VotequorumClient()
+        view.localNode = try cpg.localNode()
+        loadNodeList()
+        readStage()
+
+        cpg.onMessage = { [unowned self] node, payload in self.received(from: node, payload) }
+        cpg.onMembership = { [unowned self] _, left, joined in self.membershipChanged(left: left, joined: joined) }
+        quorum.onChange = { [unowned self] q in self.quorumChanged(q) }
+        try cpg.join()
+        try quorum.track()
+        try announce()
+        writeView()
+        log("agent: node \(view.localNode) joined \(options.group) in cluster \(view.clusterName)")
+
+        var fds = [pollfd(fd: try cpg.fileDescriptor(), events: Int16(POLLIN), revents: 0),
+                   pollfd(fd: try quorum.fileDescriptor(), events: Int16(POLLIN), revents: 0),
+                   pollfd(fd: signals, events: Int16(POLLIN), revents: 0)]
+        while running {
+            let n = poll(&fds, nfds_t(fds.count), 5000)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw SSIError("agent", "poll: \(errnoDescription(errno))")
+            }
+            if fds[0].revents != 0 { try cpg.dispatch() }
+            if fds[1].revents != 0 { try quorum.dispatch() }
+            if fds[2].revents != 0 { try handleSignal(signals) }
+            if fds[0].revents & Int16(POLLHUP | POLLERR) != 0 || fds[1].revents & Int16(POLLHUP | POLLERR) != 0 {
+                throw SSIError("agent", "corosync closed the connection", hint: "corosync stopped or crashed; see its log")
+            }
+            Process.reapZombies()
+        }
+        myState = .goingDown
+        try? announce()
+        cpg.leave()
+        log("agent: node \(view.localNode) leaving")
+    }
+
+    // MARK: events
+
+    private func received(from node: UInt32, _ payload: [UInt8]) {
+        // "v1 STATE STAGE"
+        let f = String(decoding: payload, as: UTF8.self).split(separator: " ").map(String.init)
+        guard f.count == 3, f[0] == "v1", let state = NodeState(rawValue: f[1]) else {
+            log("agent: ignoring a malformed message from node \(node)")
+            return
+        }
+        let old = record(node).state
+        update(node) {
+            $0.state = state
+            $0.stage = f[2] == "-" ? "" : f[2]
+        }
+        if old != .up && state == .up { runHooks("up", node: node) }
+        if old != .down && state == .down { runHooks("down", node: node) }
+        writeView()
+    }
+
+    private func membershipChanged(left: [CPGClient.Member], joined: [CPGClient.Member]) {
+        for m in left where m.node != view.localNode {
+            let old = record(m.node).state
+            update(m.node) {
+                $0.state = .down
+                $0.stage = ""
+            }
+            if old != .down { runHooks("down", node: m.node) }
+            log("agent: node \(m.node) left")
+        }
+        if !joined.isEmpty {
+            for m in joined where m.node != view.localNode && record(m.node).state == .down {
+                update(m.node) { $0.state = .comingUp }
+            }
+            // A newcomer knows nobody's state: everyone says theirs again.
+            try? announce()
+        }
+        writeView()
+    }
+
+    private func quorumChanged(_ q: QuorumClient) {
+        view.quorate = q.quorate
+        if let info = try? votequorum?.info() {
+            view.expectedVotes = info.expectedVotes
+            view.totalVotes = info.totalVotes
+            view.quorum = info.quorum
+        }
+        // Nodes corosync no longer sees are down even before CPG says so.
+        for i in view.nodes.indices where !q.members.contains(view.nodes[i].number) && view.nodes[i].number != view.localNode {
+            if view.nodes[i].state != .down {
+                view.nodes[i].state = .down
+                view.nodes[i].stage = ""
+                runHooks("down", node: view.nodes[i].number)
+            }
+        }
+        writeView()
+    }
+
+    private func handleSignal(_ fd: Int32) throws(SSIError) {
+        var info = signalfd_siginfo()
+        let n = read(fd, &info, MemoryLayout<signalfd_siginfo>.size)
+        guard n == MemoryLayout<signalfd_siginfo>.size else { return }
+        switch Int32(info.ssi_signo) {
+        case SIGTERM, SIGINT:
+            running = false
+        case SIGHUP:
+            // ssi-init moved to another boot stage (/run/ssi/stage).
+            readStage()
+            try announce()
+            writeView()
+        default:
+            break  // SIGCHLD: reaped in the loop
+        }
+    }
+
+    // MARK: state
+
+    private func readStage() {
+        let text = (try? FileSystem.readText(options.stateDirectory + "/stage")) ?? ""
+        let stage = String(text.prefix { $0 != "\n" })
+        if stage == "up" {
+            myState = .up
+            myStage = ""
+        } else if !stage.isEmpty {
+            myState = .comingUp
+            myStage = stage
+        }
+        update(view.localNode) {
+            $0.state = myState
+            $0.stage = myStage
+        }
+    }
+
+    private func announce() throws(SSIError) {
+        let msg = "v1 \(myState.rawValue) \(myStage.isEmpty ? "-" : myStage)"
+        try cpg.send(Array(msg.utf8))
+    }
+
+    private func record(_ node: UInt32) -> NodeRecord {
+        view.nodes.first { $0.number == node }
+            ?? NodeRecord(number: node, name: "", address: "", state: .down, stage: "")
+    }
+
+    private func update(_ node: UInt32, _ change: (inout NodeRecord) -> Void) {
+        if let i = view.nodes.firstIndex(where: { $0.number == node }) {
+            change(&view.nodes[i])
+        } else {
+            var r = NodeRecord(number: node, name: "", address: "", state: .down, stage: "")
+            change(&r)
+            view.nodes.append(r)
+        }
+    }
+
+    /// Names and addresses from corosync's own nodelist: every configured
+    /// node is in the view from the start, DOWN until heard from.
+    private func loadNodeList() {
+        guard let cmap = try? CmapClient() else { return }
+        view.clusterName = cmap.string("totem.cluster_name") ?? ""
+        for i in 0..<1024 {
+            guard let id = cmap.uint32("nodelist.node.\(i).nodeid") else { break }
+            let name = cmap.string("nodelist.node.\(i).name") ?? ""
+            let addr = cmap.string("nodelist.node.\(i).ring0_addr") ?? ""
+            update(id) {
+                $0.name = name
+                $0.address = addr
+            }
+        }
+    }
+
+    private func writeView() {
+        do {
+            try view.write(directory: options.stateDirectory)
+        } catch {
+            log("agent: \(error.description)")
+        }
+    }
+
+    /// Runs every executable in the hooks directory, in name order, with
+    /// the event and node number as arguments and the node in the
+    /// environment. The agent itself lives chrooted among the daemons'
+    /// files; hooks are the administrator's programs and run in the
+    /// system's root, which is PID 1's ("/proc/1/root": the initramfs
+    /// before the hand-off, the distro after). Not waited for here:
+    /// children are reaped in the loop.
+    private func runHooks(_ event: String, node: UInt32) {
+        let systemRoot = "/proc/1/root"
+        guard let names = try? FileSystem.list(systemRoot + options.hooksDirectory) else { return }
+        let r = record(node)
+        let env = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "SSI_EVENT=\(event)", "SSI_NODE_NUM=\(node)",
+                   "SSI_NODE_NAME=\(r.name)", "SSI_LOCAL_NODE=\(view.localNode)"]
+        for name in names.sorted() where !name.hasPrefix(".") {
+            let path = options.hooksDirectory + "/" + name
+            guard FileSystem.isExecutableFile(systemRoot + path) else { continue }
+            let args: [String] = [path, event, String(node)]
+            let argv: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
+            let envp: [UnsafeMutablePointer<CChar>?] = env.map { strdup($0) } + [nil]
+            if ssi_spawn_in_root(systemRoot, path, argv, envp, 1) < 0 {
+                log("agent: hook \(path): \(errnoDescription(errno))")
+            }
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+        }
+    }
+
+    private func blockSignals() throws(SSIError) -> Int32 {
+        var set = sigset_t()
+        sigemptyset(&set)
+        for s in [SIGTERM, SIGINT, SIGHUP, SIGCHLD] { sigaddset(&set, s) }
+        pthread_sigmask(SIG_BLOCK, &set, nil)
+        let fd = signalfd(-1, &set, Int32(SFD_CLOEXEC))
+        guard fd >= 0 else { throw SSIError("agent", "signalfd: \(errnoDescription(errno))") }
+        return fd
+    }
+}

@@ -1,0 +1,117 @@
+import ArgumentParser
+import SSICore
+import SSILinux
+import SSIMembership
+import SSIConfig
+
+struct StatusCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status",
+        abstract: "Show the members, their states and roles, and quorum.")
+
+    @Flag(help: "Print JSON for scripts.")
+    var json = false
+
+    @Option(name: .customLong("state-dir"), help: ArgumentHelp("Where the membership agent keeps the view.", valueName: "dir"))
+    var stateDirectory = ClusterView.defaultDirectory
+
+    func run() throws {
+        do {
+            let view = try currentView()
+            let roles = ClusterRoles.load()
+            print(json ? view.json(roles: roles) : view.statusText(roles: roles), terminator: json ? "\n" : "")
+        } catch {
+            printError(tool: "ssi-cluster", error)
+            throw ExitCode(1)
+        }
+    }
+
+    /// The agent's view with live quorum figures from corosync. Without the
+    /// agent, corosync's own membership (states are then only UP/DOWN).
+    func currentView() throws(SSIError) -> ClusterView {
+        let quorum: QuorumClient
+        do {
+            quorum = try QuorumClient()
+        } catch {
+            throw SSIError("status", "corosync is not running on this node (its IPC cannot be reached)",
+                           hint: "boot the node with an image built with --config, or start corosync")
+        }
+        var view: ClusterView
+        if let v = try? ClusterView.load(directory: stateDirectory) {
+            view = v
+        } else {
+            view = ClusterView(clusterName: "", localNode: 0, quorate: false, expectedVotes: 0,
+                               totalVotes: 0, quorum: 0, nodes: [])
+            let cmap = try CmapClient()
+            view.clusterName = cmap.string("totem.cluster_name") ?? ""
+            view.localNode = cmap.uint32("runtime.votequorum.this_node_id") ?? 0
+            try quorum.track()
+            try quorum.dispatch()
+            for i in 0..<1024 {
+                guard let id = cmap.uint32("nodelist.node.\(i).nodeid") else { break }
+                view.nodes.append(NodeRecord(number: id, name: cmap.string("nodelist.node.\(i).name") ?? "",
+                                             address: cmap.string("nodelist.node.\(i).ring0_addr") ?? "",
+                                             state: quorum.members.contains(id) ? .up : .down, stage: ""))
+            }
+        }
+        view.quorate = try quorum.refreshQuorate()
+        if let info = try? VotequorumClient().info() {
+            view.expectedVotes = info.expectedVotes
+            view.totalVotes = info.totalVotes
+            view.quorum = info.quorum
+        }
+        return view
+    }
+}
+
+struct NodeNumCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "node-num",
+        abstract: "Print this node's number (OpenSSI's clusternode_num).")
+
+    func run() throws {
+        do {
+            let cpg = try CPGClient(group: "ssi-node-num")
+            print(try cpg.localNode())
+        } catch {
+            printError(tool: "ssi-cluster", error)
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct AgentCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "agent",
+        abstract: "Run the membership agent (started by ssi-init; stays after the hand-off).")
+
+    @Option(name: .customLong("state-dir"), help: ArgumentHelp("Where to keep the cluster view.", valueName: "dir"))
+    var stateDirectory = ClusterView.defaultDirectory
+
+    @Option(name: .customLong("hooks"), help: ArgumentHelp("Programs run when a node comes up or goes down.", valueName: "dir"))
+    var hooksDirectory = "/etc/ssi/hooks.d"
+
+    func run() throws {
+        var options = MembershipAgent.Options()
+        options.stateDirectory = stateDirectory
+        options.hooksDirectory = hooksDirectory
+        let agent = MembershipAgent(options: options) { line in writeAll(2, "ssi-cluster: \(line)\n") }
+        do {
+            try agent.run()
+        } catch {
+            printError(tool: "ssi-cluster agent", error)
+            throw ExitCode(1)
+        }
+    }
+}
+
+/// Roles come from the cluster configuration (corosync does not know
+/// them); no configuration, no roles.
+enum ClusterRoles {
+    static func load() -> [UInt32: String] {
+        guard let config = try? ClusterConfig.load(path: ClusterConfig.defaultPath) else { return [:] }
+        var roles: [UInt32: String] = [:]
+        for n in config.nodes { roles[UInt32(n.number)] = n.role.rawValue }
+        return roles
+    }
+}

@@ -1,0 +1,172 @@
+// Cluster membership in the initramfs: three qemu nodes on a test-made
+// network boot one image built from one cluster configuration, form a
+// quorate corosync cluster before their roots are mounted, and keep it
+// after the hand-off. One boot of the cluster, many assertions.
+
+import Foundation
+import SSIVMHarness
+import Testing
+
+let clusterSkipReason: String? = VMHost.skipReason
+
+/// The example CFS configuration (configs/cfs-3node.conf) with the test's
+/// key and a shorter boot wait.
+func testClusterConfig(_ vm: VMTest, authkey: String) throws -> String {
+    var text = try String(contentsOfFile: VMHost.packageRoot + "/configs/cfs-3node.conf", encoding: .utf8)
+    text = text.replacingOccurrences(of: "authkey = \"/etc/ssi/authkey\"", with: "authkey = \"\(authkey)\"")
+    let path = vm.path("cluster.conf")
+    try text.write(toFile: path, atomically: true, encoding: .utf8)
+    return path
+}
+
+/// `ssi cluster ...` inside a booted test root: the root is busybox only,
+/// so the command runs in the daemons' root that ssi-init prepared.
+func ssiCluster(_ guest: Guest, _ args: String, expectStatus: Int32? = 0) async throws -> ShellResult {
+    try await guest.run("chroot /run/ssi/root /usr/bin/ssi cluster \(args)", timeout: .seconds(60), expectStatus: expectStatus)
+}
+
+/// Polls `ssi cluster status` on `guest` until `line` (node N ... STATE)
+/// appears; returns the seconds it took.
+func waitForStatus(_ guest: Guest, node: Int, state: String, timeout: Double) async throws -> Double {
+    let started = ContinuousClock.now
+    while true {
+        let out = try await ssiCluster(guest, "status", expectStatus: nil).output
+        let row = out.split(separator: "\n").first { $0.split(separator: " ").first.map { $0.hasPrefix("\(node)") } == true }
+        if let row, row.split(separator: " ").contains(Substring(state)) {
+            let d = ContinuousClock.now - started
+            return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+        }
+        if ContinuousClock.now - started > .seconds(timeout) {
+            Issue.record("node \(node) not \(state) on \(guest.name) after \(timeout) s:\n\(out)")
+            return timeout
+        }
+        try await Task.sleep(for: .seconds(1))
+    }
+}
+
+extension VM {
+    @Suite struct MembershipTests {
+        @Test("three nodes form a quorate cluster before their roots; a dead node is seen gone and rejoins; a wrong key stays out",
+              .enabled(if: clusterSkipReason == nil, Comment(rawValue: clusterSkipReason ?? "")),
+              .timeLimit(.minutes(15)))
+        func threeNodes() async throws {
+            let ssi = try SSIBinary.require()
+            try await VMTest.run("membership") { vm in
+                let key = vm.path("authkey"), otherKey = vm.path("authkey.other")
+                try Command.run([ssi, "cluster", "keygen", "-o", key])
+                try Command.run([ssi, "cluster", "keygen", "-o", otherKey])
+                let conf = try testClusterConfig(vm, authkey: key)
+                let kver = VMHost.kernel!.version
+                let good = vm.path("node.img"), wrong = vm.path("wrongkey.img")
+                let built = try Command.run([ssi, "mkinitrd", "--config", conf, "--kver", kver, "-o", good], timeout: .seconds(300))
+                #expect(built.stdout.contains("holds the cluster key"), "\(built.stdout)")
+                let mode = try FileManager.default.attributesOfItem(atPath: good)[.posixPermissions] as? Int
+                #expect(mode == 0o600, "an image with the key is not world-readable")
+                try Command.run([ssi, "mkinitrd", "--config", conf, "--authkey", otherKey, "--kver", kver, "-o", wrong, "-q"],
+                                timeout: .seconds(300))
+
+                let roots = try (1...3).map { try vm.rootDisk(name: "root\($0)", label: "node\($0)") }
+                let cluster = try Cluster(in: vm, nodes: 3) { n, c in
+                    c.initrd = good
+                    c.disks = [Disk(roots[n - 1].path)]
+                    c.kernelArguments = [roots[n - 1].rootByUUID, "ro", RootDisk.Marker.shellArgument]
+                }
+                // Each node found itself by MAC, configured its interface,
+                // and was quorate before it mounted its root.
+                let network = try await cluster.waitAll(for: SSIInit.step("network", "this is node"), timeout: .seconds(240),
+                                                        failOn: SSIInit.failFast)
+                for n in 1...3 {
+                    #expect(network[n - 1].contains("node \(n) (node\(n), by MAC)"), "\(network[n - 1])")
+                    #expect(network[n - 1].contains("10.77.0.\(n)/24"))
+                }
+                try await cluster.waitAll(for: SSIInit.step("membership", "quorate"), timeout: .seconds(240), failOn: SSIInit.failFast)
+                try await cluster.waitAll(for: SSIInit.step("root", "mounted"), timeout: .seconds(60), failOn: SSIInit.failFast)
+                try await cluster.waitAll(for: .exactly(RootDisk.Marker.shell), timeout: .seconds(60))
+
+                // After the hand-off: corosync and the agent still run, and
+                // every node sees the same quorate 3-node view.
+                for n in 1...3 {
+                    let g = cluster.node(n)
+                    let status = try await ssiCluster(g, "status").output
+                    #expect(status.contains("Cluster ssi: 3 nodes, 3 members, quorate"), "node\(n):\n\(status)")
+                    #expect(status.contains("expected votes 3"), "\(status)")
+                    let _ = try await waitForStatus(g, node: n, state: "UP", timeout: 30)
+                    #expect(try await ssiCluster(g, "node-num").output == "\(n)")
+                    #expect(try await g.run("hostname").output == "node\(n)")
+                    let procs = try await g.run("cat /proc/[0-9]*/cmdline | tr '\\\\0' ' '", expectStatus: nil).output
+                    #expect(procs.contains("@corosync -f") && procs.contains("@ssi-agent cluster agent"), "\(procs)")
+                }
+                let json = try await ssiCluster(cluster.node(1), "status --json").output
+                let parsed = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any]
+                #expect(parsed?["quorate"] as? Bool == true)
+                let states = (parsed?["nodes"] as? [[String: Any]])?.compactMap { $0["state"] as? String }
+                #expect(states == ["UP", "UP", "UP"], "\(json)")
+                #expect((parsed?["nodes"] as? [[String: Any]])?.first?["role"] as? String == "init")
+
+                // Hooks run in the system's root when nodes come and go.
+                let node1 = cluster.node(1)
+                try await node1.run("mount -t tmpfs tmpfs /etc && mkdir -p /etc/ssi/hooks.d && "
+                    + "printf '#!/bin/busybox sh\\necho \"$1 $2 $SSI_NODE_NAME\" >> /run/hooks.log\\n' > /etc/ssi/hooks.d/10-log && "
+                    + "chmod +x /etc/ssi/hooks.d/10-log")
+
+                // Node 3 dies: the others see it gone within corosync's
+                // token timeout (3 s, plus consensus) and keep quorum.
+                cluster.node(3).kill()
+                let noticed = try await waitForStatus(node1, node: 3, state: "DOWN", timeout: 30)
+                log("node 3 seen DOWN on node1 \(noticed) s after it was killed (token timeout 3 s)")
+                #expect(noticed < 15)
+                let after = try await ssiCluster(node1, "status").output
+                #expect(after.contains("2 members, quorate"), "\(after)")
+                #expect(try await node1.run("cat /run/hooks.log").output.contains("down 3 node3"))
+
+                // Node 3 with another key: it cannot decrypt the cluster's
+                // traffic, stays alone, says why, and nobody sees it.
+                var bad = cluster.node(3).config
+                bad.name = "node3-wrongkey"
+                bad.initrd = wrong
+                bad.kernelArguments += ["ssi.quorum_wait=25"]
+                let intruder = try vm.start(bad)
+                let refused = try await intruder.waitFor(SSIInit.error("membership", "no quorum after 25 s"), timeout: .seconds(240))
+                #expect(refused.contains("members: node3 (3)"), "\(refused)")
+                #expect(refused.contains("authkey"), "the message names the likely cause: \(refused)")
+                let meanwhile = try await ssiCluster(node1, "status").output
+                #expect(meanwhile.contains("2 members, quorate"), "\(meanwhile)")
+                intruder.kill()
+
+                // Node 3 again with the right key: it rejoins.
+                var again = cluster.node(3).config
+                again.name = "node3-again"
+                let back = try vm.start(again)
+                try await back.waitFor(SSIInit.step("membership", "quorate"), timeout: .seconds(240), failOn: SSIInit.failFast)
+                let rejoined = try await waitForStatus(node1, node: 3, state: "UP", timeout: 90)
+                log("node 3 UP again on node1 after \(rejoined) s")
+                #expect(try await ssiCluster(node1, "status").output.contains("3 members, quorate"))
+                #expect(try await node1.run("cat /run/hooks.log").output.contains("up 3 node3"))
+            }
+        }
+
+        @Test("ssi-mkinitrd refuses an invalid cluster configuration, naming file, line and field",
+              .enabled(if: bootSkipReason == nil, Comment(rawValue: bootSkipReason ?? "")))
+        func invalidConfigRefused() throws {
+            let ssi = try SSIBinary.require()
+            let dir = NSTemporaryDirectory() + "ssi-badconf-\(getpid())"
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            var text = try String(contentsOfFile: VMHost.packageRoot + "/configs/cfs-3node.conf", encoding: .utf8)
+            text = text.replacingOccurrences(of: "mac = \"52:54:00:00:00:03\"", with: "mac = \"52:54:00:00:00:02\"")
+            let conf = dir + "/cluster.conf"
+            try text.write(toFile: conf, atomically: true, encoding: .utf8)
+            let out = dir + "/img"
+            let r = try Command.run([ssi, "mkinitrd", "--config", conf, "--kver", VMHost.kernel!.version, "-o", out],
+                                    timeout: .seconds(120), check: false)
+            #expect(r.status != 0)
+            // The duplicate is node 3's line; the message names it and node 2.
+            let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+            let dup = lines.indices.filter { lines[$0].hasPrefix("mac = \"52:54:00:00:00:02\"") }.last! + 1
+            #expect(r.stderr.contains("\(conf):\(dup):"), "names file and line \(dup): \(r.stderr)")
+            #expect(r.stderr.contains("mac"), "\(r.stderr)")
+            #expect(r.stderr.contains("node2") || r.stderr.contains("node 2"), "\(r.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: out), "no image is written")
+        }
+    }
+}
