@@ -34,7 +34,10 @@ enum AgentsRoot {
             for dir in ["dev", "proc", "sys", "run", "tmp", "var/lib/corosync", "var/log", "etc"] {
                 try FileSystem.makeDirectories(path + "/" + dir)
             }
-            for (link, target) in [("bin", "usr/bin"), ("sbin", "usr/sbin"), ("lib", "usr/lib"), ("lib64", "usr/lib64")]
+            // var/run: corosync's lock file (/var/run/corosync.pid) lands in
+            // the real /run, where the distro's corosync.service sees it.
+            for (link, target) in [("bin", "usr/bin"), ("sbin", "usr/sbin"), ("lib", "usr/lib"), ("lib64", "usr/lib64"),
+                                   ("var/run", "../run")]
             where !FileSystem.exists(path + "/" + link) {
                 try FileSystem.symlink(target: target, at: path + "/" + link)
             }

@@ -93,7 +93,8 @@ extension VM {
                     let _ = try await waitForStatus(g, node: n, state: "UP", timeout: 30)
                     #expect(try await ssiCluster(g, "node-num").output == "\(n)")
                     #expect(try await g.run("hostname").output == "node\(n)")
-                    let procs = try await g.run("cat /proc/[0-9]*/cmdline | tr '\\\\0' ' '", expectStatus: nil).output
+                    let procs = try await g.run("for p in /proc/[0-9]*; do cat $p/cmdline; echo; done | tr '\\0' ' '",
+                                                expectStatus: nil).output
                     #expect(procs.contains("@corosync -f") && procs.contains("@ssi-agent cluster agent"), "\(procs)")
                 }
                 let json = try await ssiCluster(cluster.node(1), "status --json").output
