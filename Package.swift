@@ -74,6 +74,11 @@ let package = Package(
         .target(
             name: "SSIVMHarness",
             path: "Tests/SSIVMHarness"),
+        // Benchmarks on the same harness (not tests; see BENCHMARKS.md).
+        .executableTarget(
+            name: "ssi-bench-membership",
+            dependencies: ["SSIVMHarness"],
+            path: "bench/membership"),
         .testTarget(
             name: "VMTests",
             dependencies: ["SSIVMHarness"]),
