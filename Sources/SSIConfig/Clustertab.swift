@@ -179,10 +179,10 @@ public enum Clustertab {
         out += """
 
             [cluster]
-            name = \(tomlString(name))
+            name = \(quotedString(name))
 
             [network]
-            prefix = \(tomlString(net.description))
+            prefix = \(quotedString(net.description))
 
             [root]
             # OpenSSI's CFS: the init node serves its root disk to the others.
@@ -199,8 +199,8 @@ public enum Clustertab {
                 # clustertab line \(e.line)\(e.bootProtocol.map { ", boot protocol \(bootProtocolName($0))" } ?? "")\(e.bootDevice.map { ", boot device \($0)" } ?? "")
                 number = \(e.number)
                 name = "node\(e.number)"
-                mac = \(tomlString(e.mac.description))
-                address = \(tomlString(e.address.description))
+                mac = \(quotedString(e.mac.description))
+                address = \(quotedString(e.address.description))
                 role = "\(role)"
 
                 """
@@ -249,24 +249,3 @@ public enum Clustertab {
     }
 }
 
-/// A TOML basic string for `s`.
-func tomlString(_ s: String) -> String {
-    var out = "\""
-    for c in s.unicodeScalars {
-        switch c {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\t": out += "\\t"
-        case "\r": out += "\\r"
-        default:
-            if c.value < 0x20 || c.value == 0x7f {
-                let h = String(c.value, radix: 16, uppercase: true)
-                out += "\\u" + String(repeating: "0", count: 4 - h.count) + h
-            } else {
-                out.unicodeScalars.append(c)
-            }
-        }
-    }
-    return out + "\""
-}

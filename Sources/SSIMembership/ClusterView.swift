@@ -146,19 +146,7 @@ public struct ClusterView: Sendable, Equatable {
     }
 
     public func json(roles: [UInt32: String] = [:]) -> String {
-        func q(_ s: String) -> String {
-            var out = "\""
-            for c in s.unicodeScalars {
-                switch c {
-                case "\"": out += "\\\""
-                case "\\": out += "\\\\"
-                case "\n": out += "\\n"
-                default:
-                    if c.value < 0x20 { out += "\\u00" + (c.value < 16 ? "0" : "") + String(c.value, radix: 16) } else { out.unicodeScalars.append(c) }
-                }
-            }
-            return out + "\""
-        }
+        let q = quotedString
         let ns = nodes.sorted(by: { $0.number < $1.number }).map { n in
             "{\"node\":\(n.number),\"name\":\(q(n.name)),\"address\":\(q(n.address)),\"state\":\(q(n.state.rawValue)),"
                 + "\"role\":\(q(roles[n.number] ?? "")),\"stage\":\(q(n.stage)),\"local\":\(n.number == localNode)}"
