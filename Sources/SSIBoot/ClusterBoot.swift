@@ -68,7 +68,7 @@ extension Boot {
             }
             try nl.setUp(link.index)
             if try !nl.waitForCarrier(link.index, timeout: .seconds(10)) {
-                log.error("network", "\(link.name) has no carrier after 10 s (cable, switch port?); going on")
+                log.warning("network", "\(link.name) has no carrier after 10 s (cable, switch port?); going on")
             }
             try nl.addAddress(node.address, prefixLength: config.network.prefix.prefixLength, to: link.index)
             if let gw = config.network.gateway {
@@ -84,12 +84,25 @@ extension Boot {
         }
     }
 
+    /// The distro's own corosync.service must not start a second corosync
+    /// beside ours (it would fail on the running one's lock file). A
+    /// runtime mask in /run/systemd/system, which moves into the new root
+    /// with /run, outranks /etc and /lib and vanishes at the next boot.
+    func maskDistroCorosync() {
+        let dir = "/run/systemd/system"
+        try? FileSystem.makeDirectories(dir)
+        if !FileSystem.exists(dir + "/corosync.service") {
+            try? FileSystem.symlink(target: "/dev/null", at: dir + "/corosync.service")
+        }
+    }
+
     func joinCluster() throws(SSIError) {
         guard let config = cluster.config, let node = cluster.node else {
             throw SSIError("membership", "the network step did not finish")
         }
         if cluster.corosync == nil {
             let started = Process.now()
+            maskDistroCorosync()
             try AgentsRoot.prepare()
             log.info("membership", "agents root ready in \(Int((Process.now() - started) * 1000)) ms")
             cluster.stage.set("membership")
@@ -109,7 +122,7 @@ extension Boot {
             let policy = config.onTimeout(for: node)
             let why = "no quorum after \(wait) s (\(seen))"
             if policy == .continue {
-                log.error("membership", "\(why); going on without quorum (on_timeout = continue for \(node.name))")
+                log.warning("membership", "\(why); going on without quorum (on_timeout = continue for \(node.name))")
                 return
             }
             throw SSIError("membership", why,

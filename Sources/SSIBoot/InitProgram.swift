@@ -76,7 +76,7 @@ final class Boot {
             throw SSIError("cmdline", "cannot read /proc/cmdline: \(error)")
         }
         params = try BootParameters(KernelCommandLine(text))
-        for w in params.warnings { log.error("cmdline", w) }
+        for w in params.warnings { log.warning("cmdline", w) }
         // Our own argv and environment as the kernel gave them: its
         // leftover words ("single", "emergency") and key=value pairs are
         // for the real init, which gets them unchanged.

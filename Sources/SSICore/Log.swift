@@ -35,6 +35,11 @@ public struct Log: ~Copyable {
         emit(step, message, console: !quiet)
     }
 
+    /// Something is wrong but the boot goes on (a policy chose to).
+    public func warning(_ step: String, _ message: String) {
+        emit(step, "WARNING: " + message, console: true)
+    }
+
     /// Errors always reach the console, quiet or not.
     public func error(_ step: String, _ message: String) {
         emit(step, "ERROR: " + message, console: true)

@@ -14,12 +14,17 @@ public struct Disk: Sendable {
     /// `share-rw=on` on the device.
     public var shared: Bool
     public var readOnly: Bool
+    /// Writes go to a temporary overlay qemu throws away: one image can
+    /// back several guests that each think they own it.
+    public var snapshot: Bool
     public var format: String
 
-    public init(_ path: String, shared: Bool = false, readOnly: Bool = false, format: String = "raw") {
+    public init(_ path: String, shared: Bool = false, readOnly: Bool = false, snapshot: Bool = false,
+                format: String = "raw") {
         self.path = path
         self.shared = shared
         self.readOnly = readOnly
+        self.snapshot = snapshot
         self.format = format
     }
 }
@@ -158,6 +163,7 @@ public final class Guest: Sendable {
             var drive = "file=\(esc(d.path)),format=\(d.format),if=none,id=disk\(i)"
             if d.shared { drive += ",file.locking=off" }
             if d.readOnly { drive += ",readonly=on" }
+            if d.snapshot { drive += ",snapshot=on" }
             a += ["-drive", drive, "-device", "virtio-blk-pci,drive=disk\(i)" + (d.shared ? ",share-rw=on" : "")]
         }
         a += ["-chardev", "socket,id=ser0,path=\(esc(files.socket)),server=on,wait=off,logfile=\(esc(files.log))",

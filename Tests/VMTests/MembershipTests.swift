@@ -171,3 +171,62 @@ extension VM {
         }
     }
 }
+
+extension VM.MembershipTests {
+    @Test("the hand-off to systemd: corosync and the agent survive it, the distro's corosync.service stays off, the cluster view works in the booted Debian",
+          .enabled(if: clusterSkipReason == nil, Comment(rawValue: clusterSkipReason ?? "")),
+          .timeLimit(.minutes(20)))
+    func handOffToSystemd() async throws {
+        let ssi = try SSIBinary.require()
+        try await VMTest.run("systemd") { vm in
+            let key = vm.path("authkey")
+            try Command.run([ssi, "cluster", "keygen", "-o", key])
+            let conf = try testClusterConfig(vm, authkey: key)
+            let image = vm.path("node.img")
+            try Command.run([ssi, "mkinitrd", "--config", conf, "--kver", VMHost.kernel!.version, "-o", image, "-q"],
+                            timeout: .seconds(300))
+            // A Debian 12 root with systemd and the distro's own corosync
+            // package enabled (built once, cached in /var/cache/ssi-test).
+            let debian = vm.path("debian.img")
+            let uuid = "0de0de0d-1111-4222-8333-444455556666"
+            try Command.run([VMHost.packageRoot + "/initramfs/testroot/mkdebian.sh", debian, "--uuid", uuid],
+                            timeout: .seconds(900))
+            // Nodes 1 and 2 of the 3-node configuration: 2 of 3 votes.
+            let cluster = try Cluster(in: vm, nodes: 2) { _, c in
+                c.initrd = image
+                c.memoryMB = 512
+                c.disks = [Disk(debian, snapshot: true)]
+                c.kernelArguments = ["root=UUID=\(uuid)", "rw"]
+                c.timeLimit = .seconds(1200)
+            }
+            try await cluster.waitAll(for: SSIInit.step("membership", "quorate"), timeout: .seconds(300), failOn: SSIInit.failFast)
+            try await cluster.waitAll(for: SSIInit.step("switch-root", "handing off"), timeout: .seconds(120), failOn: SSIInit.failFast)
+            let reached = try await cluster.waitAll(for: .contains("SSI-TEST multi-user"), timeout: .seconds(900))
+            log("multi-user.target reached: \(reached)")
+            try await cluster.waitAll(for: .contains("ABSOLUTELY NO WARRANTY"), timeout: .seconds(120))
+
+            for n in 1...2 {
+                let g = cluster.node(n)
+                #expect(try await g.run("hostname", timeout: .seconds(60)).output == "node\(n)")
+                // The distro's corosync.service is masked for this boot; the
+                // one corosync is ours, started in the initramfs.
+                #expect(try await g.run("systemctl is-enabled corosync.service", expectStatus: nil).output == "masked-runtime")
+                #expect(try await g.run("systemctl is-active corosync.service", expectStatus: nil).output == "inactive")
+                let corosyncs = try await g.run("ps -o args= -C corosync", expectStatus: nil).output
+                #expect(corosyncs == "@corosync -f", "exactly our corosync runs: \(corosyncs)")
+                let agent = try await g.run("ps -o args= -C ssi", expectStatus: nil).output
+                #expect(agent.contains("@ssi-agent cluster agent"), "\(agent)")
+                let status = try await g.run("chroot /run/ssi/root /usr/bin/ssi cluster status", timeout: .seconds(60)).output
+                #expect(status.contains("Cluster ssi: 3 nodes, 2 members, quorate"), "node\(n):\n\(status)")
+                #expect(status.contains("init") && status.contains("diskless"), "roles from the configuration:\n\(status)")
+                let members = try await g.run("grep '^node' /run/ssi/members").output
+                #expect(members.contains("node 1 UP") && members.contains("node 2 UP"), "\(members)")
+            }
+            // A clean power-off of node 2 with the daemons still running
+            // (systemd spares "@" processes); node 1 sees it leave.
+            try cluster.node(2).send("systemctl poweroff\n")
+            #expect(try await cluster.node(2).waitForExit(timeout: .seconds(300)) == 0)
+            let _ = try await waitForStatus(cluster.node(1), node: 2, state: "DOWN", timeout: 60)
+        }
+    }
+}

@@ -1,0 +1,80 @@
+#!/bin/bash
+# Build the Debian 12 root the VM tests hand off to: debootstrap minbase
+# with systemd and the cluster's run-time libraries (cached in CACHE, built
+# when missing: about a minute from Debian's mirror), then an ext4 image of
+# it made without mounting (mkfs.ext4 -d) with the test's changes:
+#   - root logs in on the serial console by itself (the tests type there);
+#   - ssi-test-marker.service prints "SSI-TEST multi-user" on the console
+#     when multi-user.target is reached;
+#   - no /etc/hostname and an empty machine-id: the hostname comes from
+#     ssi-init (the cluster node's name), the machine-id is made at boot.
+# The distro's corosync package is installed and its service enabled, as an
+# administrator's would be: ssi-init must keep it from starting a second
+# corosync.
+#
+# usage: mkdebian.sh IMG [--cache DIR] [--uuid UUID] [--label LABEL] [--size SIZE]
+set -euo pipefail
+
+prog=$(basename "$0")
+die() { echo "$prog: error: $*" >&2; exit 2; }
+
+img=""; cache=/var/cache/ssi-test; uuid=""; label=ssi-debian; size=1G
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --cache) cache=${2:?--cache needs a value}; shift 2 ;;
+        --uuid) uuid=${2:?--uuid needs a value}; shift 2 ;;
+        --label) label=${2:?--label needs a value}; shift 2 ;;
+        --size) size=${2:?--size needs a value}; shift 2 ;;
+        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        -*) die "unknown option: $1" ;;
+        *) [ -z "$img" ] || die "more than one image path"; img=$1; shift ;;
+    esac
+done
+[ -n "$img" ] || die "missing IMG"
+case "$img" in /*) ;; *) img="$PWD/$img" ;; esac
+command -v mkfs.ext4 >/dev/null || die "mkfs.ext4 not found (apt-get install e2fsprogs)"
+
+root="$cache/debian-root"
+packages=systemd,systemd-sysv,udev,libkmod2,libblkid1,libcpg4,libquorum5,libvotequorum8,libcmap4,libzstd1,liblzma5,procps,iproute2,corosync
+if [ ! -x "$root/lib/systemd/systemd" ]; then
+    command -v debootstrap >/dev/null || die "debootstrap not found (apt-get install debootstrap)"
+    mkdir -p "$cache"
+    rm -rf "$root.tmp"
+    echo "$prog: building the Debian root in $root (debootstrap, about a minute)" >&2
+    debootstrap --variant=minbase --include="$packages" bookworm "$root.tmp" >&2 \
+        || die "debootstrap failed (see above)"
+    mv "$root.tmp" "$root"
+fi
+
+staging=$(mktemp -d)
+trap 'rm -rf "$staging"' EXIT
+cp -a "$root/." "$staging/"
+rm -f "$staging/etc/hostname"
+: > "$staging/etc/machine-id"
+mkdir -p "$staging/etc/systemd/system/serial-getty@ttyS0.service.d"
+cat > "$staging/etc/systemd/system/serial-getty@ttyS0.service.d/autologin.conf" <<'UNIT'
+[Service]
+ExecStart=
+ExecStart=-/sbin/agetty --autologin root --noclear --keep-baud 115200 %I linux
+UNIT
+cat > "$staging/etc/systemd/system/ssi-test-marker.service" <<'UNIT'
+[Unit]
+Description=Tell the VM test that multi-user.target was reached
+After=multi-user.target
+[Service]
+Type=oneshot
+ExecStart=/bin/sh -c 'echo "SSI-TEST multi-user $(cut -d" " -f1 /proc/uptime)" > /dev/console'
+[Install]
+WantedBy=multi-user.target
+UNIT
+ln -sf ../ssi-test-marker.service "$staging/etc/systemd/system/multi-user.target.wants/ssi-test-marker.service"
+# A quiet prompt the harness can type after, and no bracketed-paste escapes
+# around command output (they would glue onto the harness's marker lines).
+echo 'PS1="# "' >> "$staging/root/.bashrc"
+echo 'set enable-bracketed-paste off' > "$staging/root/.inputrc"
+
+args=(-q -F -d "$staging" -L "$label")
+[ -z "$uuid" ] || args+=(-U "$uuid")
+rm -f "$img"
+: > "$img"
+mkfs.ext4 "${args[@]}" "$img" "$size"
