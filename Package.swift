@@ -74,7 +74,11 @@ let package = Package(
         .target(
             name: "SSIVMHarness",
             path: "Tests/SSIVMHarness"),
-        // Benchmarks on the same harness (not tests; see BENCHMARKS.md).
+        // The demo and the benchmarks run on the same harness (not tests).
+        .executableTarget(
+            name: "ssi-demo",
+            dependencies: ["SSIVMHarness"],
+            path: "demo"),
         .executableTarget(
             name: "ssi-bench-membership",
             dependencies: ["SSIVMHarness"],
