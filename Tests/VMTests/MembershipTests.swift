@@ -173,7 +173,7 @@ extension VM {
 }
 
 extension VM.MembershipTests {
-    @Test("the hand-off to systemd: corosync and the agent survive it, the distro's corosync.service stays off, the cluster view works in the booted Debian",
+    @Test("the hand-off to systemd: the CFS init node goes on alone, a late node joins; corosync and the agent survive the hand-off, the distro's corosync.service stays off, the cluster view works in the booted Debian",
           .enabled(if: clusterSkipReason == nil, Comment(rawValue: clusterSkipReason ?? "")),
           .timeLimit(.minutes(20)))
     func handOffToSystemd() async throws {
@@ -191,22 +191,39 @@ extension VM.MembershipTests {
             let uuid = "0de0de0d-1111-4222-8333-444455556666"
             try Command.run([VMHost.packageRoot + "/initramfs/testroot/mkdebian.sh", debian, "--uuid", uuid],
                             timeout: .seconds(900))
-            // Nodes 1 and 2 of the 3-node configuration: 2 of 3 votes.
-            let cluster = try Cluster(in: vm, nodes: 2) { _, c in
+            // Node 1 (the CFS init node) boots alone: after a short quorum
+            // wait it goes on without quorum, by the CFS policy. Node 2
+            // joins later; with 2 of 3 votes both are quorate.
+            func configure(_ c: inout GuestConfig) {
                 c.initrd = image
                 c.memoryMB = 512
                 c.disks = [Disk(debian, snapshot: true)]
                 c.kernelArguments = ["root=UUID=\(uuid)", "rw"]
                 c.timeLimit = .seconds(1200)
             }
-            try await cluster.waitAll(for: SSIInit.step("membership", "quorate"), timeout: .seconds(300), failOn: SSIInit.failFast)
-            try await cluster.waitAll(for: SSIInit.step("switch-root", "handing off"), timeout: .seconds(120), failOn: SSIInit.failFast)
-            let reached = try await cluster.waitAll(for: .contains("SSI-TEST multi-user"), timeout: .seconds(900))
-            log("multi-user.target reached: \(reached)")
-            try await cluster.waitAll(for: .contains("ABSOLUTELY NO WARRANTY"), timeout: .seconds(120))
+            let cluster = try Cluster(in: vm, nodes: 1) { _, c in
+                configure(&c)
+                c.kernelArguments += ["ssi.quorum_wait=5"]
+            }
+            let node1 = cluster.node(1)
+            let alone = try await node1.waitFor(.containsInOrder("ssi-init:", "membership:", "WARNING:", "no quorum after 5 s"),
+                                                timeout: .seconds(300), failOn: SSIInit.failFast)
+            #expect(alone.contains("going on without quorum (on_timeout = continue for node1)"), "\(alone)")
+            try await node1.waitFor(SSIInit.step("switch-root", "handing off"), timeout: .seconds(120), failOn: SSIInit.failFast)
+            var second = GuestConfig(name: "node2")
+            configure(&second)
+            second.nics = [try cluster.network.addNIC(mac: Cluster.mac(node: 2))]
+            let node2 = try vm.start(second)
+            try await node2.waitFor(SSIInit.step("membership", "quorate"), timeout: .seconds(300), failOn: SSIInit.failFast)
+            let nodes = [node1, node2]
+            for g in nodes {
+                let reached = try await g.waitFor(.contains("SSI-TEST multi-user"), timeout: .seconds(900))
+                log("\(g.name): \(reached)")
+                try await g.waitFor(.contains("ABSOLUTELY NO WARRANTY"), timeout: .seconds(120))
+            }
 
-            for n in 1...2 {
-                let g = cluster.node(n)
+            for (i, g) in nodes.enumerated() {
+                let n = i + 1
                 #expect(try await g.run("hostname", timeout: .seconds(60)).output == "node\(n)")
                 // The distro's corosync.service is masked for this boot; the
                 // one corosync is ours, started in the initramfs.
@@ -224,9 +241,9 @@ extension VM.MembershipTests {
             }
             // A clean power-off of node 2 with the daemons still running
             // (systemd spares "@" processes); node 1 sees it leave.
-            try cluster.node(2).send("systemctl poweroff\n")
-            #expect(try await cluster.node(2).waitForExit(timeout: .seconds(300)) == 0)
-            let _ = try await waitForStatus(cluster.node(1), node: 2, state: "DOWN", timeout: 60)
+            try node2.send("systemctl poweroff\n")
+            #expect(try await node2.waitForExit(timeout: .seconds(300)) == 0)
+            let _ = try await waitForStatus(node1, node: 2, state: "DOWN", timeout: 60)
         }
     }
 }
