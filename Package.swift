@@ -95,6 +95,10 @@ let package = Package(
             dependencies: ["SSILinux", "SSICore"],
             swiftSettings: strict),
         .testTarget(
+            name: "SSIMembershipTests",
+            dependencies: ["SSIMembership", "SSICore"],
+            swiftSettings: strict),
+        .testTarget(
             name: "SSIBootTests",
             dependencies: ["SSIBoot", "SSICore", "SSILinux"],
             swiftSettings: strict),

@@ -24,7 +24,6 @@ public struct BootParameters: Sendable, Equatable {
     public var rootTimeout = 30
     /// Seconds to sleep before looking for the root (kernel's rootdelay=).
     public var rootDelay = 0
-    public var quiet = false
     /// `ssi.node=N`: this machine's node number, instead of finding it by
     /// MAC address in the cluster configuration.
     public var node: Int?
@@ -50,7 +49,6 @@ public struct BootParameters: Sendable, Equatable {
             }
             initPath = i
         }
-        quiet = cmdline.has("quiet")
         if cmdline.has("ssi.break") { breaks.insert(.prePivot) }
         for b in cmdline.values("ssi.break") {
             if let p = BreakPoint(rawValue: b) {

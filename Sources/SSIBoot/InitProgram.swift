@@ -14,9 +14,7 @@ import SSILinux
 public enum InitProgram {
     public static func run() -> Never {
         mountAPIFileSystems()
-        var log = Log(tag: "ssi-init", useKmsg: true)
-        log.attachKmsg()
-        let boot = Boot(log: log)
+        let boot = Boot(log: Log(tag: "ssi-init", useKmsg: true))
         boot.main()
     }
 

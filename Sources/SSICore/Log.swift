@@ -13,12 +13,11 @@ import Musl
 /// line twice on the console.
 public struct Log: ~Copyable {
     public let tag: String
-    private var kmsg: Int32
-    public var quiet: Bool
+    private let kmsg: Int32
 
-    public init(tag: String, useKmsg: Bool, quiet: Bool = false) {
+    /// `useKmsg`: also write to /dev/kmsg (devtmpfs must be mounted).
+    public init(tag: String, useKmsg: Bool) {
         self.tag = tag
-        self.quiet = quiet
         self.kmsg = useKmsg ? open("/dev/kmsg", O_WRONLY | O_CLOEXEC) : -1
     }
 
@@ -26,30 +25,24 @@ public struct Log: ~Copyable {
         if kmsg >= 0 { close(kmsg) }
     }
 
-    /// Re-open /dev/kmsg, e.g. once devtmpfs is mounted.
-    public mutating func attachKmsg() {
-        if kmsg < 0 { kmsg = open("/dev/kmsg", O_WRONLY | O_CLOEXEC) }
-    }
-
+    /// One line per step: few enough to print even with `quiet`, and the
+    /// first thing an administrator reads on a cluster node's console.
     public func info(_ step: String, _ message: String) {
-        emit(step, message, console: !quiet)
+        emit(step, message)
     }
 
     /// Something is wrong but the boot goes on (a policy chose to).
     public func warning(_ step: String, _ message: String) {
-        emit(step, "WARNING: " + message, console: true)
+        emit(step, "WARNING: " + message)
     }
 
-    /// Errors always reach the console, quiet or not.
+    /// The boot cannot go on: the line names the step and the cause.
     public func error(_ step: String, _ message: String) {
-        emit(step, "ERROR: " + message, console: true)
+        emit(step, "ERROR: " + message)
     }
 
-    private func emit(_ step: String, _ message: String, console: Bool) {
-        if console {
-            let line = "\(tag): [\(Log.uptimeString())] \(step): \(message)\n"
-            writeAll(2, line)
-        }
+    private func emit(_ step: String, _ message: String) {
+        writeAll(2, "\(tag): [\(Log.uptimeString())] \(step): \(message)\n")
         if kmsg >= 0 {
             // kmsg takes one record per write; keep it one line.
             let flat = message.replacingNewlines()

@@ -24,8 +24,6 @@ public struct ImageSpec: Sendable {
     public var threads: Int = 0
     /// Seconds since the epoch for every entry (SOURCE_DATE_EPOCH).
     public var mtime: UInt32 = 0
-    /// Extra files generated in memory (image path -> bytes, mode).
-    public var generated: [String: (bytes: [UInt8], permissions: UInt32)] = [:]
     /// The cluster daemons and their configuration, when the image is
     /// built for a cluster (`--config`).
     public var cluster: ClusterPayload?
@@ -127,9 +125,6 @@ public enum ImageBuilder {
         }
         if spec.busybox != nil, tree.node("usr/bin/sh") == nil {
             try tree.add("usr/bin/sh", .symlink(target: "busybox"))
-        }
-        for (path, g) in spec.generated {
-            try tree.add(path, .data(g.bytes, permissions: g.permissions))
         }
         if let cluster = spec.cluster {
             try addCluster(cluster, spec: spec, to: &tree)

@@ -42,16 +42,17 @@ struct StatusCommand: ParsableCommand {
         } else {
             view = ClusterView(clusterName: "", localNode: 0, quorate: false, expectedVotes: 0,
                                totalVotes: 0, quorum: 0, nodes: [])
+            // corosync's own membership: votequorum knows each node's state.
             let cmap = try CmapClient()
+            let votes = try? VotequorumClient()
             view.clusterName = cmap.string("totem.cluster_name") ?? ""
             view.localNode = cmap.uint32("runtime.votequorum.this_node_id") ?? 0
-            try quorum.track()
-            try quorum.dispatch()
             for i in 0..<1024 {
                 guard let id = cmap.uint32("nodelist.node.\(i).nodeid") else { break }
+                let member = (try? votes?.info(node: id))??.state == 1
                 view.nodes.append(NodeRecord(number: id, name: cmap.string("nodelist.node.\(i).name") ?? "",
                                              address: cmap.string("nodelist.node.\(i).ring0_addr") ?? "",
-                                             state: quorum.members.contains(id) ? .up : .down, stage: ""))
+                                             state: member ? .up : .down, stage: ""))
             }
         }
         view.quorate = try quorum.refreshQuorate()
