@@ -130,6 +130,13 @@ extension VM {
                 let refused = try await intruder.waitFor(SSIInit.error("membership", "no quorum after 25 s"), timeout: .seconds(240))
                 #expect(refused.contains("members: node3 (3)"), "\(refused)")
                 #expect(refused.contains("authkey"), "the message names the likely cause: \(refused)")
+                // In the initramfs's emergency shell, ssi-cluster shows where
+                // this node is stuck.
+                try await intruder.waitFor(SSIInit.step("emergency"), timeout: .seconds(30))
+                let stuck = try await intruder.run("ssi cluster status", timeout: .seconds(60)).output
+                #expect(stuck.contains("1 members, NOT quorate"), "\(stuck)")
+                #expect(stuck.split(separator: "\n").contains { $0.contains("3*") && $0.contains("COMINGUP") && $0.contains("membership") },
+                        "\(stuck)")
                 let meanwhile = try await ssiCluster(node1, "status").output
                 #expect(meanwhile.contains("2 members, quorate"), "\(meanwhile)")
                 intruder.kill()
