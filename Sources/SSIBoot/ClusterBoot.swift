@@ -14,6 +14,8 @@ final class ClusterState {
     var node: ClusterConfig.Node?
     var corosync: pid_t?
     var stage = BootStage()
+    /// Configured agents already started (a retried step skips them).
+    var agents: [String: pid_t] = [:]
 }
 
 extension Boot {
@@ -111,6 +113,9 @@ extension Boot {
         let quorum = try connect(corosync: cluster.corosync!, timeout: 30)
         if cluster.stage.agent == nil {
             cluster.stage.agent = try startAgent()
+        }
+        for agent in config.agents where cluster.agents[agent.name] == nil {
+            cluster.agents[agent.name] = try startDaemon(agent.name, agent.command, what: "agent \(agent.name)")
         }
         var names: [UInt32: String] = [:]
         for n in config.nodes { names[UInt32(n.number)] = n.name }

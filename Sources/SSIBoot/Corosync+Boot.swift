@@ -8,20 +8,25 @@ import SSIMembership
 /// Starting corosync and the membership agent from ssi-init, and waiting
 /// for quorum.
 extension Boot {
-    /// corosync in the foreground (-f) so that it stays our child until the
-    /// hand-off; "@" for systemd (see AgentsRoot.spawn).
-    func startCorosync() throws(SSIError) -> pid_t {
-        let pid = try AgentsRoot.spawn("/usr/sbin/corosync", ["@corosync", "-f"],
-                                       environment: ["PATH=/usr/sbin:/usr/bin"])
-        log.info("membership", "started corosync (pid \(pid))")
+    /// Starts a daemon in the agents root. Its argv[0] is its path with an
+    /// "@" in front, systemd's mark (see AgentsRoot.spawn): the path, not a
+    /// bare name, so that multi-call programs (busybox, ssi itself) that
+    /// pick their applet from argv[0]'s last component still work.
+    func startDaemon(_ name: String, _ command: [String], what: String) throws(SSIError) -> pid_t {
+        let pid = try AgentsRoot.spawn(command[0], ["@" + command[0]] + command.dropFirst(),
+                                       environment: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "SSI_AGENT=\(name)"])
+        log.info("membership", "started \(what) (pid \(pid))")
         return pid
     }
 
+    /// corosync in the foreground (-f), so that it stays our child until
+    /// the hand-off.
+    func startCorosync() throws(SSIError) -> pid_t {
+        try startDaemon("corosync", ["/usr/sbin/corosync", "-f"], what: "corosync")
+    }
+
     func startAgent() throws(SSIError) -> pid_t {
-        let pid = try AgentsRoot.spawn("/usr/bin/ssi", ["@ssi-agent", "cluster", "agent"],
-                                       environment: ["PATH=/usr/sbin:/usr/bin"])
-        log.info("membership", "started the membership agent (pid \(pid))")
-        return pid
+        try startDaemon("ssi-agent", ["/usr/bin/ssi", "cluster", "agent"], what: "the membership agent")
     }
 
     /// corosync accepts clients once its services are up (crypto setup and

@@ -32,16 +32,48 @@ public struct ClusterConfig: Sendable, Equatable {
     public var root: Root
     /// In file order.
     public var nodes: [Node]
+    /// Extra cluster agents ssi-init starts before the hand-off, after
+    /// corosync and the membership agent, in file order.
+    public var agents: [Agent]
 
     public static let defaultPath = "/etc/ssi/cluster.conf"
 
-    public init(file: String, cluster: Cluster, network: Network, quorum: Quorum, root: Root, nodes: [Node]) {
+    public init(file: String, cluster: Cluster, network: Network, quorum: Quorum, root: Root, nodes: [Node],
+                agents: [Agent] = []) {
         self.file = file
         self.cluster = cluster
         self.network = network
         self.quorum = quorum
         self.root = root
         self.nodes = nodes
+        self.agents = agents
+    }
+
+    /// A daemon that must outlive the initramfs: ssi-mkinitrd carries its
+    /// program and files (with their shared libraries) among the daemons'
+    /// files, and ssi-init starts it chrooted there with them, argv[0]
+    /// "@" + its path, so that systemd's shutdown spares it, and SSI_AGENT=NAME
+    /// in its environment.
+    public struct Agent: Sendable, Equatable {
+        /// Letters, digits and '-', starting with a letter, at most 32.
+        public var name: String
+        /// The program (an absolute path on the build host, the same in
+        /// the image) and its arguments.
+        public var command: [String]
+        /// More host files the agent needs at run time (data, dlopen()ed
+        /// plugins), absolute paths.
+        public var files: [String]
+        public var line: Int
+
+        public init(name: String, command: [String], files: [String], line: Int) {
+            self.name = name
+            self.command = command
+            self.files = files
+            self.line = line
+        }
+
+        /// Names ssi itself uses for its daemons.
+        public static let reserved = ["corosync", "ssi-agent"]
     }
 
     // MARK: Sections

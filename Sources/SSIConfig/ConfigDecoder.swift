@@ -41,12 +41,13 @@ struct ConfigDecoder {
 
     /// Every section and its keys, in the order hints look them up.
     static let sections: [(name: String, keys: [String])] = [
-        ("", ["cluster", "network", "quorum", "root", "node"]),
+        ("", ["cluster", "network", "quorum", "root", "node", "agent"]),
         ("cluster", ["name", "authkey", "crypto_cipher", "crypto_hash", "token_timeout_ms"]),
         ("network", ["prefix", "gateway", "interface"]),
         ("quorum", ["expected_votes", "wait_for_all", "two_node", "boot_wait_seconds", "on_timeout"]),
         ("root", ["type", "server", "export", "device", "lock_table", "options"]),
         ("node", ["number", "name", "mac", "address", "role", "votes", "swap", "private", "on_timeout"]),
+        ("agent", ["name", "command", "files"]),
     ]
 
     static func keys(of section: String) -> [String] {
@@ -199,11 +200,73 @@ struct ConfigDecoder {
 
         let root = rootTable.flatMap { decodeRoot($0, clusterName: cluster?.name, nodes: drafts) }
         let quorum = decodeQuorum(quorumTable, nodes: drafts, rootType: root?.root.type ?? rootTable?["type"]?.string)
+        let agents = decodeAgents(doc)
 
-        guard let cluster, let network, network.valid, let root, let quorum,
+        guard let cluster, let network, network.valid, let root, let quorum, let agents,
               !drafts.isEmpty, drafts.allSatisfy(\.valid) else { return nil }
         return ClusterConfig(file: file, cluster: cluster.value, network: network.value, quorum: quorum,
-                             root: root.root, nodes: drafts.map(\.node))
+                             root: root.root, nodes: drafts.map(\.node), agents: agents)
+    }
+
+    // MARK: [[agent]]
+
+    /// nil when an agent has a problem (reported).
+    mutating func decodeAgents(_ doc: TOMLTable) -> [ClusterConfig.Agent]? {
+        guard let e = doc.entry("agent") else { return [] }
+        guard let elements = e.value.array, elements.allSatisfy({ $0.table != nil }) else {
+            report(e.line, "agent", "must be [[agent]] sections, not \(e.value.typeName)", hint: "write [[agent]] before each agent")
+            return nil
+        }
+        var agents: [ClusterConfig.Agent] = []
+        var ok = true
+        for v in elements {
+            let t = v.table!
+            checkKeys(t, section: "agent")
+            var agent = ClusterConfig.Agent(name: "", command: [], files: [], line: v.line)
+            if let (name, line) = string(t, "name", "agent") {
+                if name.isEmpty || name.count > 32 || !(name.first!.isLetter && name.first!.isASCII)
+                    || !name.allSatisfy({ ($0.isLetter || $0.isNumber || $0 == "-") && $0.isASCII }) {
+                    report(line, "agent.name", "\(name) is not a name", hint: "letters, digits and '-', starting with a letter, at most 32")
+                    ok = false
+                } else if ClusterConfig.Agent.reserved.contains(name) {
+                    report(line, "agent.name", "\(name) is ssi's own daemon", hint: "choose another name")
+                    ok = false
+                } else if let other = agents.first(where: { $0.name == name }) {
+                    report(line, "agent.name", "\(name) is already the name of the agent at line \(other.line)")
+                    ok = false
+                }
+                agent.name = name
+            } else {
+                if t.entry("name") == nil { report(v.line, "agent.name", "missing", hint: "name = \"my-agent\"") }
+                ok = false
+            }
+            if let command = strings(t, "command", "agent", single: false) {
+                if command.isEmpty {
+                    report(t.entry("command")!.line, "agent.command", "is empty", hint: "command = [\"/usr/sbin/daemon\", \"--foreground\"]")
+                    ok = false
+                } else if let problem = absolutePathProblem(command[0].value) {
+                    report(command[0].line, "agent.command", "the program \(problem)", hint: "give the program's absolute path")
+                    ok = false
+                }
+                agent.command = command.map(\.value)
+            } else {
+                if t.entry("command") == nil { report(v.line, "agent.command", "missing", hint: "command = [\"/usr/sbin/daemon\", \"--foreground\"]") }
+                ok = false
+            }
+            if let files = strings(t, "files", "agent", single: false) {
+                for f in files {
+                    if let problem = absolutePathProblem(f.value) {
+                        report(f.line, "agent.files", "\(f.value): \(problem)")
+                        ok = false
+                    }
+                }
+                agent.files = files.map(\.value)
+            } else if t.entry("files") != nil {
+                ok = false
+            }
+            agents.append(agent)
+        }
+        return ok ? agents : nil
     }
 
     mutating func section(_ doc: TOMLTable, _ name: String, required: Bool) -> TOMLTable? {

@@ -177,6 +177,16 @@ struct MkinitrdCommand: ParsableCommand {
                            hint: "apt-get install libknet1 (it comes with corosync)")
         }
         daemons.append(plugin)
+        // Configured agents: their programs and files join the daemons'.
+        for agent in cfg.agents {
+            for path in [agent.command[0]] + agent.files where !daemons.contains(path) {
+                guard FileSystem.exists(path) else {
+                    throw SSIError("mkinitrd", "\(cfg.file):\(agent.line): agent \(agent.name): \(path) is not on this machine",
+                                   hint: "install it, or fix the [[agent]] entry")
+                }
+                daemons.append(path)
+            }
+        }
         let text: [UInt8]
         do { text = try FileSystem.readFile(path) } catch {
             throw SSIError("mkinitrd", "--config \(path): \(errnoDescription(error.errno))")

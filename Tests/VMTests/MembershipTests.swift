@@ -10,10 +10,18 @@ import Testing
 let clusterSkipReason: String? = VMHost.skipReason
 
 /// The example CFS configuration (configs/cfs-3node.conf) with the test's
-/// key and a shorter boot wait.
+/// key, and one configured agent: a busybox shell that says it started in
+/// /run and then stays.
 func testClusterConfig(_ vm: VMTest, authkey: String) throws -> String {
     var text = try String(contentsOfFile: VMHost.packageRoot + "/configs/cfs-3node.conf", encoding: .utf8)
     text = text.replacingOccurrences(of: "authkey = \"/etc/ssi/authkey\"", with: "authkey = \"\(authkey)\"")
+    text += """
+
+        [[agent]]
+        name = "probe"
+        command = ["/usr/bin/busybox", "sh", "-c", "echo $SSI_AGENT up > /run/ssi-agent-probe; while :; do /usr/bin/busybox sleep 3600; done"]
+
+        """
     let path = vm.path("cluster.conf")
     try text.write(toFile: path, atomically: true, encoding: .utf8)
     return path
@@ -95,7 +103,11 @@ extension VM {
                     #expect(try await g.run("hostname").output == "node\(n)")
                     let procs = try await g.run("for p in /proc/[0-9]*; do cat $p/cmdline; echo; done | tr '\\0' ' '",
                                                 expectStatus: nil).output
-                    #expect(procs.contains("@corosync -f") && procs.contains("@ssi-agent cluster agent"), "\(procs)")
+                    #expect(procs.contains("@/usr/sbin/corosync -f") && procs.contains("@/usr/bin/ssi cluster agent"), "\(procs)")
+                    // The configured agent started in the initramfs and
+                    // survived the hand-off.
+                    #expect(procs.contains("@/usr/bin/busybox sh -c"), "\(procs)")
+                    #expect(try await g.run("cat /run/ssi-agent-probe").output == "probe up")
                 }
                 let json = try await ssiCluster(cluster.node(1), "status --json").output
                 let parsed = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any]
@@ -237,9 +249,9 @@ extension VM.MembershipTests {
                 #expect(try await g.run("systemctl is-enabled corosync.service", expectStatus: nil).output == "masked-runtime")
                 #expect(try await g.run("systemctl is-active corosync.service", expectStatus: nil).output == "inactive")
                 let corosyncs = try await g.run("ps -o args= -C corosync", expectStatus: nil).output
-                #expect(corosyncs == "@corosync -f", "exactly our corosync runs: \(corosyncs)")
+                #expect(corosyncs == "@/usr/sbin/corosync -f", "exactly our corosync runs: \(corosyncs)")
                 let agent = try await g.run("ps -o args= -C ssi", expectStatus: nil).output
-                #expect(agent.contains("@ssi-agent cluster agent"), "\(agent)")
+                #expect(agent.contains("@/usr/bin/ssi cluster agent"), "\(agent)")
                 let status = try await g.run("chroot /run/ssi/root /usr/bin/ssi cluster status", timeout: .seconds(60)).output
                 #expect(status.contains("Cluster ssi: 3 nodes, 2 members, quorate"), "node\(n):\n\(status)")
                 #expect(status.contains("init") && status.contains("diskless"), "roles from the configuration:\n\(status)")
