@@ -224,6 +224,13 @@ struct MkinitrdCommand: ParsableCommand {
 /// it only repeats the tool's name.
 func printError(tool: String, _ e: SSIError) {
     let text = e.step == "mkinitrd" ? String(e.description.dropFirst(e.step.count + 2)) : e.description
+    // Several problems (a configuration check): each FILE:LINE on a line
+    // of its own, under one line that says what refused them.
+    if text.contains("\n") {
+        let step = e.step == "mkinitrd" ? "" : "\(e.step): "
+        writeAll(2, "\(tool): \(step)refused:\n" + String(text.dropFirst(step.count)) + "\n")
+        return
+    }
     writeAll(2, "\(tool): \(text)\n")
 }
 
