@@ -52,13 +52,19 @@ let package = Package(
             name: "SSIMembership",
             dependencies: ["SSICore", "SSILinux", "SSIConfig", "CCorosync", "CSSIShim"],
             swiftSettings: strict),
+        // Cluster roots: node-private paths, the CFS export and network
+        // boot files, generated from the configuration.
+        .target(
+            name: "SSIClusterFS",
+            dependencies: ["SSICore", "SSILinux", "SSIConfig"],
+            swiftSettings: strict),
         .target(
             name: "SSIBoot",
-            dependencies: ["SSICore", "SSILinux", "SSIConfig", "SSIMembership", "CSSIShim"],
+            dependencies: ["SSICore", "SSILinux", "SSIConfig", "SSIMembership", "SSIClusterFS", "CSSIShim"],
             swiftSettings: strict),
         .executableTarget(
             name: "ssi",
-            dependencies: ["SSICore", "SSILinux", "SSIInitramfs", "SSIBoot", "SSIConfig", "SSIMembership",
+            dependencies: ["SSICore", "SSILinux", "SSIInitramfs", "SSIBoot", "SSIConfig", "SSIMembership", "SSIClusterFS",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict,
             // The binary rides in every image: no symbol tables or debug
@@ -97,6 +103,10 @@ let package = Package(
         .testTarget(
             name: "SSIMembershipTests",
             dependencies: ["SSIMembership", "SSICore"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "SSIClusterFSTests",
+            dependencies: ["SSIClusterFS", "SSIConfig", "SSILinux", "SSICore"],
             swiftSettings: strict),
         .testTarget(
             name: "SSIBootTests",

@@ -50,3 +50,38 @@ pid_t ssi_spawn_in_root(const char *root, const char *path, char *const argv[],
     execve(path, argv, envp);
     _exit(127);
 }
+
+#include <errno.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
+#include <time.h>
+
+int ssi_mount_bounded(const char *source, const char *target, const char *type,
+                      unsigned long flags, const char *data, int timeout_ms) {
+    pid_t pid = fork();
+    if (pid < 0) return errno;
+    if (pid == 0) {
+        /* Child: async-signal-safe calls only. The exit code carries errno. */
+        if (mount(source, target, type, flags, data) == 0) _exit(0);
+        _exit(errno > 0 && errno < 255 ? errno : 255);
+    }
+    struct timespec start, now, nap = { 0, 20 * 1000 * 1000 };
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        int status = 0;
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid) {
+            if (WIFEXITED(status)) return WEXITSTATUS(status);
+            return EINTR;
+        }
+        if (r < 0 && errno != EINTR) return errno;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long ms = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+        if (ms >= timeout_ms) {
+            kill(pid, SIGKILL);
+            while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+            return ETIMEDOUT;
+        }
+        nanosleep(&nap, NULL);
+    }
+}

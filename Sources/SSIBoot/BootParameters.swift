@@ -33,6 +33,10 @@ public struct BootParameters: Sendable, Equatable {
     /// Problems that do not stop the boot (an unknown break point...).
     public var warnings: [String] = []
 
+    /// ssi.root_wait=N: how long a CFS node waits for the init node's NFS
+    /// server (default: the configuration's [root] wait_seconds).
+    public var clusterRootWait: Int?
+
     public init() {}
 
     public init(_ cmdline: KernelCommandLine) throws(SSIError) {
@@ -78,6 +82,10 @@ public struct BootParameters: Sendable, Equatable {
             guard let v = Int(w), v >= 0 else { throw SSIError("cmdline", "ssi.quorum_wait=\(w) is not a number of seconds") }
             quorumWait = v
         }
+        if let w = cmdline.value("ssi.root_wait") {
+            guard let v = Int(w), v > 0 else { throw SSIError("cmdline", "ssi.root_wait=\(w) is not a number of seconds") }
+            clusterRootWait = v
+        }
         if let d = cmdline.value("rootdelay") {
             guard let n = Int(d), n >= 0 else { throw SSIError("cmdline", "rootdelay=\(d) is not a number of seconds") }
             rootDelay = n
@@ -95,6 +103,7 @@ public struct BootParameters: Sendable, Equatable {
         lines.append("init: \(initPath)")
         lines.append("node: \(node.map { String($0) } ?? "(by MAC address, from the cluster configuration)")")
         if let quorumWait { lines.append("quorum wait: \(quorumWait) s") }
+        if let clusterRootWait { lines.append("wait for the CFS server: \(clusterRootWait) s") }
         let b = BreakPoint.allCases.filter { breaks.contains($0) }.map(\.rawValue)
         lines.append("break at: \(b.isEmpty ? "(nowhere)" : b.joined(separator: ", "))")
         for w in warnings { lines.append("warning: \(w)") }

@@ -14,6 +14,11 @@ final class ClusterState {
     var node: ClusterConfig.Node?
     var corosync: pid_t?
     var stage = BootStage()
+    /// The cluster interface's name, once the network step configured it.
+    var interface: String?
+    /// Which root this node mounted.
+    var root: RootKind?
+    enum RootKind { case local, cfsServer, cfsClient }
     /// Configured agents already started (a retried step skips them).
     var agents: [String: pid_t] = [:]
 }
@@ -68,6 +73,7 @@ extension Boot {
                 throw SSIError("network", "node \(node.number) (\(node.name)): no interface \(wanted) on this machine (interfaces: \(seen.isEmpty ? "none" : seen))",
                                hint: "check the image has the NIC's driver (--add-modules) and the MAC in the configuration")
             }
+            cluster.interface = link.name
             try nl.setUp(link.index)
             if try !nl.waitForCarrier(link.index, timeout: .seconds(10)) {
                 log.warning("network", "\(link.name) has no carrier after 10 s (cable, switch port?); going on")
@@ -122,12 +128,17 @@ extension Boot {
         let wait = params.quorumWait ?? config.quorum.bootWaitSeconds
         switch try waitForQuorum(quorum, seconds: wait, names: names) {
         case .quorate:
+            cluster.stage.set("joined")
             return
-        case .timedOut(let seen):
+        case .timedOut(let seen, let members):
             let policy = config.onTimeout(for: node)
-            let why = "no quorum after \(wait) s (\(seen))"
+            var why = "no quorum after \(wait) s (\(seen))"
+            if let server = config.cfsServer, server.number != node.number, !members.contains(UInt32(server.number)) {
+                why += "; the init node \(server.name) (\(server.address)), which serves this node's root, is not among them"
+            }
             if policy == .continue {
                 log.warning("membership", "\(why); going on without quorum (on_timeout = continue for \(node.name))")
+                cluster.stage.set("joined")
                 return
             }
             throw SSIError("membership", why,

@@ -47,7 +47,7 @@ extension Boot {
         }
     }
 
-    enum Outcome { case quorate, timedOut(String) }
+    enum Outcome { case quorate, timedOut(String, members: [UInt32]) }
 
     /// Waits until the partition is quorate, for at most `seconds`,
     /// reporting progress every 5 s. Returns what was seen on timeout.
@@ -74,7 +74,7 @@ extension Boot {
                 return .quorate
             }
             let now = Process.now()
-            if now - started >= Double(seconds) { return .timedOut(seen()) }
+            if now - started >= Double(seconds) { return .timedOut(seen(), members: quorum.members.sorted()) }
             if now - lastReport >= 5 {
                 log.info("membership", "waiting for quorum (\(Int(Double(seconds) - (now - started))) s left); \(seen())")
                 lastReport = now

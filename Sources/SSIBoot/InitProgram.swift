@@ -59,8 +59,8 @@ final class Boot {
         breakIfAsked(.modules, "after loading modules")
         bootCluster()
         breakIfAsked(.root, "before mounting the root; mount it at /sysroot yourself, or exit to go on")
-        if cluster.config != nil { cluster.stage.set("root") }
         step("root") { () throws(SSIError) in try mountRoot() }
+        mountClusterRootExtras()
         step("init") { () throws(SSIError) in try checkInit() }
         breakIfAsked(.prePivot, "with the root mounted at /sysroot, before switching to it")
         handOff()
@@ -161,12 +161,51 @@ final class Boot {
         return text.split(separator: "\n").first { $0.hasPrefix("kernel=") }.map { String($0.dropFirst(7)) }
     }
 
+    /// The root: a cluster's (CFS: the init node's own disk, or the init
+    /// node's export over NFSv4) when the image has a configuration, else
+    /// the kernel's root=.
     func mountRoot() throws(SSIError) {
         mkdir("/sysroot", 0o755)
         if Mount.isMountPoint("/sysroot") {
             log.info("root", "/sysroot is already mounted; using it")
             return
         }
+        if let config = cluster.config, let me = cluster.node, case .cfs(let cfs) = config.root {
+            if me.number == cfs.server {
+                try mountCFSServerRoot(config, cfs)
+                cluster.root = .cfsServer
+                return
+            }
+            if params.root == nil {
+                try mountCFSClientRoot(config, cfs, me: me)
+                cluster.root = .cfsClient
+                return
+            }
+            // The command line wins (DESIGN.md §3): a node told root= boots
+            // that disk, not the cluster's root.
+            log.info("root", "root= is on the command line: mounting it rather than the CFS root from node \(cfs.server)")
+        }
+        try mountLocalRoot()
+        cluster.root = .local
+    }
+
+    /// After the cluster root: the init node's export and boot services,
+    /// or this node's private paths; each a step of its own, retried from
+    /// the emergency shell.
+    func mountClusterRootExtras() {
+        guard let config = cluster.config, let me = cluster.node else { return }
+        if case .cfs(let cfs) = config.root {
+            switch cluster.root {
+            case .cfsServer: step("cfs-server") { () throws(SSIError) in try serveCFS(config, cfs, me: me) }
+            case .cfsClient: step("private") { () throws(SSIError) in try mountPrivatePaths(config, me: me) }
+            case .local, nil: break
+            }
+        }
+        cluster.stage.set("root-mounted")
+    }
+
+    /// The kernel's root= (or [root] device), a local block device.
+    func mountLocalRoot() throws(SSIError) {
         guard let spec = params.root else {
             throw SSIError("root", "no root= on the kernel command line",
                            hint: "add root=UUID=... (or LABEL=, PARTUUID=, /dev/NAME)")

@@ -35,11 +35,15 @@ public struct ClusterConfig: Sendable, Equatable {
     /// Extra cluster agents ssi-init starts before the hand-off, after
     /// corosync and the membership agent, in file order.
     public var agents: [Agent]
+    /// The node-private paths on a shared root.
+    public var privatePaths: PrivatePaths
+    /// What the CFS init node serves to network-booting nodes.
+    public var netboot: Netboot
 
     public static let defaultPath = "/etc/ssi/cluster.conf"
 
     public init(file: String, cluster: Cluster, network: Network, quorum: Quorum, root: Root, nodes: [Node],
-                agents: [Agent] = []) {
+                agents: [Agent] = [], privatePaths: PrivatePaths = PrivatePaths(), netboot: Netboot = Netboot()) {
         self.file = file
         self.cluster = cluster
         self.network = network
@@ -47,6 +51,58 @@ public struct ClusterConfig: Sendable, Equatable {
         self.root = root
         self.nodes = nodes
         self.agents = agents
+        self.privatePaths = privatePaths
+        self.netboot = netboot
+    }
+
+    /// `[private]`: the paths of a shared root that each node keeps for
+    /// itself (OpenSSI's context-dependent links). Node N sees
+    /// `DIRECTORY/NAME/PATH` of the shared root at `PATH`, bind-mounted by
+    /// ssi-init before the hand-off; a node's first boot seeds its copy
+    /// from the shared path. `/etc/hostname` holds the node's name and
+    /// `/etc/machine-id` a machine id made once per node.
+    public struct PrivatePaths: Sendable, Equatable {
+        public var paths: [String]
+        public var directory: String
+
+        public static let defaultPaths = ["/etc/hostname", "/etc/machine-id", "/var", "/tmp"]
+        public static let defaultDirectory = "/cluster/nodes"
+
+        public init(paths: [String] = PrivatePaths.defaultPaths, directory: String = PrivatePaths.defaultDirectory) {
+            self.paths = paths
+            self.directory = directory
+        }
+    }
+
+    /// `[netboot]`: DHCP and TFTP on the CFS init node for the nodes that
+    /// boot from the network (qemu's and real PXE ROMs, iPXE).
+    public struct Netboot: Sendable, Equatable {
+        /// Serve DHCP and TFTP from the init node (dnsmasq, on the cluster
+        /// interface only).
+        public var enabled: Bool
+        /// Where `ssi-mkinitrd --netboot` writes the kernel, the image and
+        /// the boot script, on the init node's root; the TFTP root.
+        public var directory: String
+        /// The kernel command line of network-booted nodes.
+        public var kernelArguments: String
+
+        public static let defaultDirectory = "/srv/ssi/netboot"
+        public static let defaultKernelArguments = "console=tty0 console=ttyS0,115200n8"
+
+        public init(enabled: Bool = true, directory: String = Netboot.defaultDirectory,
+                    kernelArguments: String = Netboot.defaultKernelArguments) {
+            self.enabled = enabled
+            self.directory = directory
+            self.kernelArguments = kernelArguments
+        }
+    }
+
+    /// The private paths of `node`: `[private] paths`, then the node's own
+    /// `private` entries.
+    public func privatePaths(for node: Node) -> [String] {
+        var paths = privatePaths.paths
+        for p in node.privatePaths where !paths.contains(p) { paths.append(p) }
+        return paths
     }
 
     /// A daemon that must outlive the initramfs: ssi-mkinitrd carries its
@@ -160,8 +216,27 @@ public struct ClusterConfig: Sendable, Equatable {
         public var export: String
         /// The init node's root device; nil: the kernel's `root=`.
         public var device: String?
-        /// Extra mount options.
+        /// Extra mount options, after the defaults (a later option wins).
         public var options: String?
+        /// How long a node waits for the server's NFS service at boot.
+        public var waitSeconds: Int = CFS.defaultWaitSeconds
+
+        public static let defaultWaitSeconds = 180
+        /// Coherence first: hard mounts (a server restart stalls I/O, never
+        /// fails it), no attribute cache (a size or mtime changed on
+        /// another node is seen at the next stat), no lookup cache (a file
+        /// created or removed on another node is seen at the next lookup).
+        /// Data follows NFS's close-to-open rule: what a node wrote and
+        /// closed is read by the next open anywhere.
+        public static let defaultMountOptions = "vers=4.2,proto=tcp,hard,timeo=600,retrans=2,actimeo=0,lookupcache=none"
+
+        public init(server: Int, export: String, device: String?, options: String?, waitSeconds: Int = CFS.defaultWaitSeconds) {
+            self.server = server
+            self.export = export
+            self.device = device
+            self.options = options
+            self.waitSeconds = waitSeconds
+        }
     }
 
     /// One shared block device, mounted by every node with lock_dlm.
@@ -232,6 +307,12 @@ public struct ClusterConfig: Sendable, Equatable {
     }
 
     public var initNode: Node? { nodes.first { $0.role == .initNode } }
+
+    /// The node serving a CFS root (nil for gfs2).
+    public var cfsServer: Node? {
+        guard case .cfs(let c) = root else { return nil }
+        return node(number: c.server)
+    }
 
     /// The sum of all nodes' votes.
     public var totalVotes: Int { nodes.reduce(0) { $0 + $1.votes } }

@@ -41,11 +41,13 @@ struct ConfigDecoder {
 
     /// Every section and its keys, in the order hints look them up.
     static let sections: [(name: String, keys: [String])] = [
-        ("", ["cluster", "network", "quorum", "root", "node", "agent"]),
+        ("", ["cluster", "network", "quorum", "root", "private", "netboot", "node", "agent"]),
         ("cluster", ["name", "authkey", "crypto_cipher", "crypto_hash", "token_timeout_ms"]),
         ("network", ["prefix", "gateway", "interface"]),
         ("quorum", ["expected_votes", "wait_for_all", "two_node", "boot_wait_seconds", "on_timeout"]),
-        ("root", ["type", "server", "export", "device", "lock_table", "options"]),
+        ("root", ["type", "server", "export", "device", "lock_table", "options", "wait_seconds"]),
+        ("private", ["paths", "directory"]),
+        ("netboot", ["enabled", "directory", "kernel_arguments"]),
         ("node", ["number", "name", "mac", "address", "role", "votes", "swap", "private", "on_timeout"]),
         ("agent", ["name", "command", "files"]),
     ]
@@ -201,11 +203,14 @@ struct ConfigDecoder {
         let root = rootTable.flatMap { decodeRoot($0, clusterName: cluster?.name, nodes: drafts) }
         let quorum = decodeQuorum(quorumTable, nodes: drafts, rootType: root?.root.type ?? rootTable?["type"]?.string)
         let agents = decodeAgents(doc)
+        let privatePaths = decodePrivate(section(doc, "private", required: false))
+        let netboot = decodeNetboot(section(doc, "netboot", required: false))
 
-        guard let cluster, let network, network.valid, let root, let quorum, let agents,
+        guard let cluster, let network, network.valid, let root, let quorum, let agents, let privatePaths, let netboot,
               !drafts.isEmpty, drafts.allSatisfy(\.valid) else { return nil }
         return ClusterConfig(file: file, cluster: cluster.value, network: network.value, quorum: quorum,
-                             root: root.root, nodes: drafts.map(\.node), agents: agents)
+                             root: root.root, nodes: drafts.map(\.node), agents: agents,
+                             privatePaths: privatePaths, netboot: netboot)
     }
 
     // MARK: [[agent]]
@@ -581,7 +586,7 @@ struct ConfigDecoder {
         let initNodes = nodes.filter { $0.node.role == .initNode }
         switch type {
         case "cfs":
-            checkKeys(t, section: "root", allowed: ["type", "server", "export", "device", "options", "lock_table"])
+            checkKeys(t, section: "root", allowed: ["type", "server", "export", "device", "options", "lock_table", "wait_seconds"])
             if let e = t.entry("lock_table") {
                 report(e.line, "root.lock_table", "only for type = \"gfs2\"", hint: "remove it: a cfs root has no lock table")
             }
@@ -631,12 +636,15 @@ struct ConfigDecoder {
                 device = d
             } else if t.entry("device") != nil { ok = false }
             let options = rootOptions(t, &ok)
+            var wait = ClusterConfig.CFS.defaultWaitSeconds
+            if let (w, _) = integer(t, "wait_seconds", "root", range: 1...86400) { wait = w } else if t.entry("wait_seconds") != nil { ok = false }
             guard ok, let serverNumber = server ?? initNodes.first?.node.number else { return nil }
-            return RootDraft(root: .cfs(.init(server: serverNumber, export: export, device: device, options: options)))
+            return RootDraft(root: .cfs(.init(server: serverNumber, export: export, device: device, options: options,
+                                              waitSeconds: wait)))
 
         case "gfs2":
-            checkKeys(t, section: "root", allowed: ["type", "device", "lock_table", "options", "server", "export"])
-            for key in ["server", "export"] {
+            checkKeys(t, section: "root", allowed: ["type", "device", "lock_table", "options", "server", "export", "wait_seconds"])
+            for key in ["server", "export", "wait_seconds"] {
                 if let e = t.entry(key) {
                     report(e.line, "root.\(key)", "only for type = \"cfs\"", hint: "remove it: every node mounts the gfs2 device itself")
                 }

@@ -4,6 +4,7 @@ import Glibc
 import Musl
 #endif
 public import SSICore
+import CSSIShim
 
 public enum Mount {
     public struct Flags: OptionSet, Sendable {
@@ -25,6 +26,18 @@ public enum Mount {
         let what = "mount \(source) on \(target)" + (type.map { " (\($0))" } ?? "")
         try syscall(what) {
             Glibc.mount(source, target, type, flags.rawValue, data)
+        }
+    }
+
+    /// mount(2) in a child process, waited for at most `timeoutMs`: for
+    /// network file systems, whose mount can block while the server is
+    /// silent. Throws ETIMEDOUT when the wait ran out (the child is killed).
+    public static func mountBounded(
+        source: String, target: String, type: String, flags: Flags = [], data: String?, timeoutMs: Int32
+    ) throws(SystemCallError) {
+        let rc = ssi_mount_bounded(source, target, type, flags.rawValue, data, timeoutMs)
+        if rc != 0 {
+            throw SystemCallError("mount \(source) on \(target) (\(type))", errno: rc)
         }
     }
 

@@ -3,6 +3,7 @@ import Glibc
 #endif
 public import SSICore
 import SSILinux
+import SSIConfig
 import CSSIShim
 
 /// The membership agent: one per node, started by ssi-init right after
@@ -18,6 +19,12 @@ public final class MembershipAgent {
         public var stateDirectory = ClusterView.defaultDirectory
         public var hooksDirectory = "/etc/ssi/hooks.d"
         public var group = "ssi-membership"
+        /// The cluster configuration in the agent's root (ssi-init copies
+        /// the image's): which node serves a CFS root.
+        public var configPath = "/etc/ssi/cluster.conf"
+        /// Lines dnsmasq's script appends on the CFS init node ("dhcp IP
+        /// MAC", "tftp IP FILE"): network-booting nodes' first stages.
+        public var bootEventsPath = "/run/ssi/netboot/events"
         public init() {}
     }
 
@@ -30,6 +37,9 @@ public final class MembershipAgent {
     private var myState = NodeState.comingUp
     private var myStage = "membership"
     private var running = true
+    /// The node serving the CFS root, if the root is CFS.
+    private var cfsServer: (number: UInt32, name: String, address: String)?
+    private var bootEventsOffset = 0
 
     public init(options: Options, log: @escaping (String) -> Void) {
         self.options = options
@@ -47,6 +57,7 @@ public final class MembershipAgent {
         votequorum = try? VotequorumClient()
         view.localNode = try cpg.localNode()
         loadNodeList()
+        loadConfig()
         readStage()
 
         cpg.onMessage = { [unowned self] node, payload in self.received(from: node, payload) }
@@ -62,7 +73,7 @@ public final class MembershipAgent {
                    pollfd(fd: try quorum.fileDescriptor(), events: Int16(POLLIN), revents: 0),
                    pollfd(fd: signals, events: Int16(POLLIN), revents: 0)]
         while running {
-            let n = poll(&fds, nfds_t(fds.count), 5000)
+            let n = poll(&fds, nfds_t(fds.count), 1000)
             if n < 0 {
                 if errno == EINTR { continue }
                 throw SSIError("agent", "poll: \(errnoDescription(errno))")
@@ -74,6 +85,7 @@ public final class MembershipAgent {
                 throw SSIError("agent", "corosync closed the connection", hint: "corosync stopped or crashed; see its log")
             }
             Process.reapZombies()
+            readBootEvents()
         }
         myState = .goingDown
         try? announce()
@@ -84,8 +96,19 @@ public final class MembershipAgent {
     // MARK: events
 
     private func received(from node: UInt32, _ payload: [UInt8]) {
-        // "v1 STATE STAGE"
+        // "v1 STATE STAGE", or "boot NODE STAGE" from the CFS init node
+        // about a node that is booting from the network and not yet a member.
         let f = String(decoding: payload, as: UTF8.self).split(separator: " ").map(String.init)
+        if f.count == 3, f[0] == "boot", let target = UInt32(f[1]) {
+            let r = record(target)
+            guard r.state == .down || (r.state == .comingUp && Self.firmwareStages.contains(r.stage)) else { return }
+            update(target) {
+                $0.state = .comingUp
+                $0.stage = f[2]
+            }
+            writeView()
+            return
+        }
         guard f.count == 3, f[0] == "v1", let state = NodeState(rawValue: f[1]) else {
             log("agent: ignoring a malformed message from node \(node)")
             return
@@ -184,12 +207,81 @@ public final class MembershipAgent {
     }
 
     private func update(_ node: UInt32, _ change: (inout NodeRecord) -> Void) {
+        let before = record(node)
         if let i = view.nodes.firstIndex(where: { $0.number == node }) {
             change(&view.nodes[i])
         } else {
             var r = NodeRecord(number: node, name: "", address: "", state: .down, stage: "")
             change(&r)
             view.nodes.append(r)
+        }
+        changed(from: before, to: record(node))
+    }
+
+    /// Stages a network-booting node goes through before its own agent
+    /// speaks, as the init node's dnsmasq saw them.
+    static let firmwareStages: Set<String> = ["dhcp", "image"]
+
+    /// Every state or stage change goes to `stages.log` in the state
+    /// directory (a node's boot, step by step, for whoever asks later).
+    /// The CFS init node going down is said on this node's console: every
+    /// node's root lives on it.
+    private func changed(from old: NodeRecord, to new: NodeRecord) {
+        guard old.state != new.state || old.stage != new.stage else { return }
+        let line = "\(Log.uptimeString()) node \(new.number) \(new.state.rawValue) \(new.stage.isEmpty ? "-" : new.stage)\n"
+        let fd = open(options.stateDirectory + "/stages.log", O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+        if fd >= 0 {
+            writeAll(fd, line)
+            close(fd)
+        }
+        if let server = cfsServer, new.number == server.number, server.number != view.localNode,
+           new.state == .down, old.state != .down {
+            let message = "the CFS init node \(server.name) (node \(server.number), \(server.address)) is DOWN: "
+                + "this node's root file system is served by it and every access to it waits until it is back; "
+                + "CFS cannot survive the loss of its init node (see INSTALL.md)"
+            log("agent: " + message)
+            kernelLog(critical: "ssi-agent: " + message)
+        }
+    }
+
+    /// A line on the console and in dmesg, whatever the booted system's
+    /// logging (crit: above every console log level but "quiet"'s).
+    private func kernelLog(critical text: String) {
+        let fd = open("/dev/kmsg", O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        writeAll(fd, "<2>" + text + "\n")
+        close(fd)
+    }
+
+    private func loadConfig() {
+        guard let config = try? ClusterConfig.load(path: options.configPath), let server = config.cfsServer else { return }
+        cfsServer = (UInt32(server.number), server.name, server.address.description)
+    }
+
+    /// New lines from dnsmasq's script (only on the CFS init node): a DHCP
+    /// lease or a finished image transfer to a node that is not a member
+    /// yet becomes its stage, told to the whole cluster.
+    private func readBootEvents() {
+        guard cfsServer?.number == view.localNode else { return }
+        var st = stat()
+        guard stat(options.bootEventsPath, &st) == 0 else { return }
+        let size = Int(st.st_size)
+        if size < bootEventsOffset { bootEventsOffset = 0 }
+        guard size > bootEventsOffset, let bytes = try? FileSystem.readFile(options.bootEventsPath) else { return }
+        let end = bytes.lastIndex(of: 10).map { $0 + 1 } ?? bootEventsOffset
+        guard end > bootEventsOffset else { return }
+        let text = String(decoding: bytes[bootEventsOffset..<end], as: UTF8.self)
+        bootEventsOffset = end
+        for line in text.split(separator: "\n") {
+            let f = line.split(separator: " ").map(String.init)
+            guard f.count >= 3, let node = view.nodes.first(where: { $0.address == f[1] }) else { continue }
+            let stage: String
+            switch f[0] {
+            case "dhcp": stage = "dhcp"
+            case "tftp" where f[2] == "initrd.img": stage = "image"
+            default: continue
+            }
+            try? cpg.send(Array("boot \(node.number) \(stage)".utf8))
         }
     }
 

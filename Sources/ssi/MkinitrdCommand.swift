@@ -6,6 +6,7 @@ import SSICore
 import SSILinux
 import SSIInitramfs
 import SSIConfig
+import SSIClusterFS
 
 struct MkinitrdCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -73,6 +74,12 @@ struct MkinitrdCommand: ParsableCommand {
     @Flag(name: .shortAndLong, help: "Print nothing but errors.")
     var quiet = false
 
+    @Option(help: ArgumentHelp("Write what the CFS init node serves to network-booting nodes into this folder (needs --config): the image, the kernel, iPXE's boot script and dnsmasq's DHCP hosts; a running ssi-netboot dnsmasq re-reads them.", valueName: "dir"))
+    var netboot: String?
+
+    @Option(name: .customLong("kernel-image"), help: ArgumentHelp("The kernel --netboot serves (default: /boot/vmlinuz-VERSION).", valueName: "file"))
+    var kernelImage: String?
+
     @Option(name: .customLong("list"), help: ArgumentHelp("List the contents of an image (any generator's) and exit.", valueName: "image"))
     var listImage: String?
 
@@ -139,8 +146,27 @@ struct MkinitrdCommand: ParsableCommand {
         } else if authkey != nil {
             throw SSIError("mkinitrd", "--authkey needs --config", hint: "the key belongs to a cluster configuration")
         }
-        let out = output ?? "/boot/initrd.img-\(kernel)"
-        let report = try ImageBuilder.build(spec, output: out, force: force)
+        var out = output ?? "/boot/initrd.img-\(kernel)"
+        var netbootFiles: NetbootWriter? = nil
+        if let netboot {
+            guard let config, let cfg = try? ClusterConfig.load(path: config) else {
+                throw SSIError("mkinitrd", "--netboot needs --config", hint: "the network-booted nodes join the cluster it describes")
+            }
+            guard output == nil else {
+                throw SSIError("mkinitrd", "--netboot writes \(netboot)/\(CFSFiles.imageName); drop -o")
+            }
+            let writer = try NetbootWriter(directory: netboot, config: cfg,
+                                           kernelImage: kernelImage ?? "/boot/vmlinuz-\(kernel)")
+            out = writer.imagePath
+            netbootFiles = writer
+        } else if kernelImage != nil {
+            throw SSIError("mkinitrd", "--kernel-image is for --netboot")
+        }
+        let report = try ImageBuilder.build(spec, output: out, force: force || netbootFiles != nil)
+        if let netbootFiles {
+            let notes = try netbootFiles.finish(holdsKey: report.holdsKey)
+            if !quiet { for n in notes { print("  " + n) } }
+        }
         if !quiet {
             print(summary(report))
             if !report.builtinRequested.isEmpty {

@@ -51,6 +51,10 @@ public struct GuestConfig: Sendable {
     public var timeLimit: Duration = .seconds(300)
     /// Load the NICs' iPXE option ROM (needed only for network boot).
     public var nicBootROM: Bool = false
+    /// Boot from the network like a diskless machine: no `-kernel`, the
+    /// firmware's PXE (qemu's iPXE ROM on the first NIC) fetches kernel
+    /// and image; SeaBIOS and iPXE print on the serial console.
+    public var networkBoot: Bool = false
     public var extraQEMUArguments: [String] = []
 
     public init(name: String, kernel: String? = nil, initrd: String? = nil, kernelArguments: [String] = []) {
@@ -123,7 +127,7 @@ public final class Guest: Sendable {
         guard let setpriv = Command.find("setpriv"), let timeout = Command.find("timeout") else {
             throw HarnessError("setpriv and timeout are needed to bound qemu (util-linux, coreutils)")
         }
-        guard FileManager.default.fileExists(atPath: config.kernel) else {
+        guard config.networkBoot || FileManager.default.fileExists(atPath: config.kernel) else {
             throw HarnessError("guest \(config.name): kernel \(config.kernel) not found")
         }
         let base = directory + "/" + config.name
@@ -155,10 +159,15 @@ public final class Guest: Sendable {
         var a = ["-name", c.name,
                  "-machine", c.machine, "-accel", "tcg", "-cpu", c.cpu,
                  "-m", "\(c.memoryMB)", "-smp", "\(c.cpus)",
-                 "-nodefaults", "-no-reboot", "-display", "none",
-                 "-kernel", c.kernel]
-        if let initrd = c.initrd { a += ["-initrd", initrd] }
-        a += ["-append", (["console=ttyS0", "panic=-1"] + c.kernelArguments).joined(separator: " ")]
+                 "-nodefaults", "-no-reboot", "-display", "none"]
+        if c.networkBoot {
+            a[a.firstIndex(of: c.machine)!] = c.machine + ",graphics=off"
+            a += ["-boot", "n"]
+        } else {
+            a += ["-kernel", c.kernel]
+            if let initrd = c.initrd { a += ["-initrd", initrd] }
+            a += ["-append", (["console=ttyS0", "panic=-1"] + c.kernelArguments).joined(separator: " ")]
+        }
         for (i, d) in c.disks.enumerated() {
             var drive = "file=\(esc(d.path)),format=\(d.format),if=none,id=disk\(i)"
             if d.shared { drive += ",file.locking=off" }
@@ -170,7 +179,7 @@ public final class Guest: Sendable {
               "-serial", "chardev:ser0"]
         for (i, n) in c.nics.enumerated() {
             a += ["-netdev", "tap,id=net\(i),ifname=\(n.tap),script=no,downscript=no",
-                  "-device", "virtio-net-pci,netdev=net\(i),mac=\(n.mac)" + (c.nicBootROM ? "" : ",romfile=")]
+                  "-device", "virtio-net-pci,netdev=net\(i),mac=\(n.mac)" + (c.nicBootROM || (c.networkBoot && i == 0) ? "" : ",romfile=")]
         }
         a += ["-pidfile", files.pid]
         return a + c.extraQEMUArguments

@@ -10,22 +10,29 @@
 #     ssi-init (the cluster node's name), the machine-id is made at boot.
 # The distro's corosync package is installed and its service enabled, as an
 # administrator's would be: ssi-init must keep it from starting a second
-# corosync.
+# corosync. The CFS init node's services come from the distro too: the
+# kernel NFS server (nfs-kernel-server) and dnsmasq (dnsmasq-base: the
+# program without a system-wide service).
+#
+# The cache is rebuilt when it is missing or was made with another package
+# list (a stamp file beside it holds the list).
 #
 # usage: mkdebian.sh IMG [--cache DIR] [--uuid UUID] [--label LABEL] [--size SIZE]
+#                        [--copy SRC:DEST]...   (host file or folder SRC to DEST in the image)
 set -euo pipefail
 
 prog=$(basename "$0")
 die() { echo "$prog: error: $*" >&2; exit 2; }
 
-img=""; cache=/var/cache/ssi-test; uuid=""; label=ssi-debian; size=1G
+img=""; cache=/var/cache/ssi-test; uuid=""; label=ssi-debian; size=1G; copies=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --cache) cache=${2:?--cache needs a value}; shift 2 ;;
         --uuid) uuid=${2:?--uuid needs a value}; shift 2 ;;
         --label) label=${2:?--label needs a value}; shift 2 ;;
         --size) size=${2:?--size needs a value}; shift 2 ;;
-        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        --copy) case "${2:?--copy needs SRC:DEST}" in *:/*) copies+=("$2") ;; *) die "--copy $2: want SRC:/DEST" ;; esac; shift 2 ;;
+        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
         -*) die "unknown option: $1" ;;
         *) [ -z "$img" ] || die "more than one image path"; img=$1; shift ;;
     esac
@@ -35,15 +42,18 @@ case "$img" in /*) ;; *) img="$PWD/$img" ;; esac
 command -v mkfs.ext4 >/dev/null || die "mkfs.ext4 not found (apt-get install e2fsprogs)"
 
 root="$cache/debian-root"
-packages=systemd,systemd-sysv,udev,libkmod2,libblkid1,libcpg4,libquorum5,libvotequorum8,libcmap4,libzstd1,liblzma5,procps,iproute2,corosync
-if [ ! -x "$root/lib/systemd/systemd" ]; then
+packages=systemd,systemd-sysv,udev,libkmod2,libblkid1,libcpg4,libquorum5,libvotequorum8,libcmap4,libzstd1,liblzma5,procps,iproute2,corosync,nfs-kernel-server,dnsmasq-base
+stamp="$root.packages"
+if [ ! -x "$root/lib/systemd/systemd" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$packages" ]; then
     command -v debootstrap >/dev/null || die "debootstrap not found (apt-get install debootstrap)"
     mkdir -p "$cache"
     rm -rf "$root.tmp"
     echo "$prog: building the Debian root in $root (debootstrap, about a minute)" >&2
     debootstrap --variant=minbase --include="$packages" bookworm "$root.tmp" >&2 \
         || die "debootstrap failed (see above)"
+    rm -rf "$root"
     mv "$root.tmp" "$root"
+    echo "$packages" > "$stamp"
 fi
 
 staging=$(mktemp -d)
@@ -72,6 +82,12 @@ ln -sf ../ssi-test-marker.service "$staging/etc/systemd/system/multi-user.target
 # around command output (they would glue onto the harness's marker lines).
 echo 'PS1="# "' >> "$staging/root/.bashrc"
 echo 'set enable-bracketed-paste off' > "$staging/root/.inputrc"
+for c in "${copies[@]}"; do
+    src=${c%%:/*}; dest=/${c#*:/}
+    [ -e "$src" ] || die "--copy $c: $src does not exist"
+    mkdir -p "$staging$(dirname "$dest")"
+    cp -a "$src" "$staging$dest"
+done
 
 args=(-q -F -d "$staging" -L "$label")
 [ -z "$uuid" ] || args+=(-U "$uuid")

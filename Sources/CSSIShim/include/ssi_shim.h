@@ -18,4 +18,13 @@ int ssi_open_in_root(int dirfd, const char *path, int flags);
  * child exits with 127. */
 pid_t ssi_spawn_in_root(const char *root, const char *path, char *const argv[],
                         char *const envp[], int null_stdin);
+
+/* mount(2) in a forked child, waited for at most timeout_ms. A network
+ * file system's mount can block for minutes when its server does not
+ * answer; PID 1 must not. Returns 0 when mounted, else an errno value:
+ * the mount's own, or ETIMEDOUT when the child was still waiting (it is
+ * killed: NFS waits are killable). The mount is in the caller's mount
+ * namespace, as if it had been made there. */
+int ssi_mount_bounded(const char *source, const char *target, const char *type,
+                      unsigned long flags, const char *data, int timeout_ms);
 #endif

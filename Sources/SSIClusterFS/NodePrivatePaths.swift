@@ -1,0 +1,146 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+public import SSICore
+import SSILinux
+
+/// Node-private paths on a shared root: OpenSSI's context-dependent links,
+/// done with bind mounts. Node NAME keeps its own copy of each private
+/// PATH at `DIRECTORY/NAME/PATH` on the shared root and sees it at PATH.
+///
+/// Two phases, because binding `/var` hides the shared `/var` a later
+/// seed would copy: `seed` makes every missing copy first (from the shared
+/// path, into a temporary name renamed into place, so a failed copy is
+/// never mistaken for a finished one), then `bind` mounts them all.
+public struct NodePrivatePaths: Sendable {
+    /// Where the shared root is mounted ("/sysroot" in the initramfs).
+    public let root: String
+    /// `[private] directory`, absolute within the shared root.
+    public let directory: String
+    public let nodeName: String
+    /// Absolute within the shared root, not nested (the config checks).
+    public let paths: [String]
+
+    public init(root: String, directory: String, nodeName: String, paths: [String]) {
+        self.root = root
+        self.directory = directory
+        self.nodeName = nodeName
+        self.paths = paths.sorted()
+    }
+
+    /// The node's copy of `path`, within the shared root.
+    public func copyPath(_ path: String) -> String { directory + "/" + nodeName + path }
+
+    /// What `seed` did for one path.
+    public enum Seeded: Sendable, Equatable {
+        case kept, copied(entries: Int), created
+    }
+
+    /// Makes the node's copies that do not exist yet. `/etc/hostname` is
+    /// (re)written with the node's name at every boot, `/etc/machine-id`
+    /// gets a new random id once; other paths are copied from the shared
+    /// root (an empty folder when the shared root has none).
+    public func seed() throws(SSIError) -> [(path: String, result: Seeded)] {
+        var results: [(String, Seeded)] = []
+        do {
+            try makeBase()
+            for path in paths {
+                let copy = root + copyPath(path)
+                try FileSystem.makeDirectories(dirname(of: copy))
+                switch path {
+                case "/etc/hostname":
+                    let existed = FileSystem.exists(copy)
+                    try writeAtomically(copy, nodeName + "\n", mode: 0o644)
+                    results.append((path, existed ? .kept : .created))
+                case "/etc/machine-id":
+                    if let text = try? FileSystem.readText(copy), text.count >= 32 {
+                        results.append((path, .kept))
+                    } else {
+                        try writeAtomically(copy, try Self.newMachineID() + "\n", mode: 0o444)
+                        results.append((path, .created))
+                    }
+                default:
+                    if FileSystem.exists(copy) {
+                        results.append((path, .kept))
+                        continue
+                    }
+                    let shared = root + path
+                    let temp = copy + ".ssi-seed-\(getpid())"
+                    try? FileSystem.removeTree(temp)
+                    if FileSystem.exists(shared) {
+                        let n = try FileSystem.copyTree(shared, to: temp)
+                        try FileSystem.rename(temp, copy)
+                        results.append((path, .copied(entries: n)))
+                    } else {
+                        try FileSystem.makeDirectories(temp, mode: path == "/tmp" ? 0o1777 : 0o755)
+                        if path == "/tmp" { chmod(temp, 0o1777) }
+                        try FileSystem.rename(temp, copy)
+                        results.append((path, .created))
+                    }
+                }
+            }
+        } catch {
+            throw SSIError("private", "seeding \(nodeName)'s copies in \(root)\(directory): \(error.description)",
+                           hint: "the shared root must be writable by this node (exported rw, no_root_squash)")
+        }
+        return results
+    }
+
+    /// Binds every copy over its path. A path the shared root lacks is
+    /// made there first (an empty file or folder, like the copy) to mount on.
+    public func bind() throws(SSIError) {
+        for path in paths {
+            let copy = root + copyPath(path)
+            let target = root + path
+            do {
+                let st = try FileSystem.status(copy)
+                if !FileSystem.exists(target) {
+                    try FileSystem.makeDirectories(dirname(of: target))
+                    if st.kind == .directory {
+                        try FileSystem.makeDirectories(target)
+                    } else {
+                        try FileSystem.writeFile(target, "", mode: 0o644)
+                    }
+                }
+                try Mount.mount(source: copy, target: target, type: nil, flags: [.bind])
+            } catch {
+                throw SSIError("private", "binding \(copyPath(path)) on \(path): \(error.description)")
+            }
+        }
+    }
+
+    private func makeBase() throws(SystemCallError) {
+        let base = root + directory
+        if !FileSystem.exists(base) {
+            try FileSystem.makeDirectories(base)
+            try? FileSystem.writeFile(base + "/README", """
+                Node-private copies made by ssi (see [private] in /etc/ssi/cluster.conf).
+                Node NAME sees NAME/PATH here at PATH: its own /var, /tmp, hostname and
+                machine-id on a root every node shares. A node's first boot seeds its
+                copies from the shared paths; remove a node's folder to reseed it.
+
+                """)
+        }
+        try FileSystem.makeDirectories(base + "/" + nodeName)
+    }
+
+    private func writeAtomically(_ path: String, _ text: String, mode: mode_t) throws(SystemCallError) {
+        let temp = path + ".ssi-new"
+        try FileSystem.writeFile(temp, text, mode: mode)
+        chmod(temp, mode)
+        try FileSystem.rename(temp, path)
+    }
+
+    /// 128 random bits as 32 lowercase hex digits, machine-id(5)'s format.
+    /// /dev/urandom rather than getrandom(2): early in boot the kernel's
+    /// pool may not be ready, and a machine id needs uniqueness, not secrecy.
+    static func newMachineID() throws(SystemCallError) -> String {
+        let fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw SystemCallError("open /dev/urandom", errno: errno) }
+        defer { close(fd) }
+        var bytes = [UInt8](repeating: 0, count: 16)
+        guard read(fd, &bytes, 16) == 16 else { throw SystemCallError("read /dev/urandom", errno: errno) }
+        let digits = Array("0123456789abcdef")
+        return String(bytes.flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 15)]] })
+    }
+}

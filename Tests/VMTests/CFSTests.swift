@@ -1,0 +1,183 @@
+// The CFS root, for real: an init node boots Debian 12 from its own disk
+// and serves it (the distro's kernel NFS server, dnsmasq for DHCP/TFTP);
+// two diskless nodes boot from the network through qemu's iPXE ROM, mount
+// that root over NFSv4, keep their own hostname, machine-id, /var and /tmp,
+// and hand off to systemd. One boot of the cluster, many assertions.
+
+import Foundation
+import SSIVMHarness
+import Testing
+
+/// The example CFS configuration with the test's key and a serial console
+/// for the network-booted nodes.
+func cfsClusterConfig(_ vm: VMTest, authkey: String) throws -> String {
+    var text = try String(contentsOfFile: VMHost.packageRoot + "/configs/cfs-3node.conf", encoding: .utf8)
+    text = text.replacingOccurrences(of: "authkey = \"/etc/ssi/authkey\"", with: "authkey = \"\(authkey)\"")
+    text = text.replacingOccurrences(of: "kernel_arguments = \"console=tty0 console=ttyS0,115200n8\"",
+                                     with: "kernel_arguments = \"console=ttyS0 panic=-1\"")
+    let path = vm.path("cluster.conf")
+    try text.write(toFile: path, atomically: true, encoding: .utf8)
+    return path
+}
+
+/// `ssi cluster ARGS` from the booted Debian: the binary ssi-init left in
+/// the daemons' root runs in the distro with the distro's libraries.
+func ssiClusterInDistro(_ g: Guest, _ args: String, expectStatus: Int32? = 0) async throws -> String {
+    try await g.run("/run/ssi/root/usr/bin/ssi cluster \(args)", timeout: .seconds(60), expectStatus: expectStatus).output
+}
+
+extension VM {
+    @Suite struct CFSTests {
+        @Test("CFS: the init node serves its root; two diskless nodes PXE-boot, mount it over NFSv4 and reach multi-user with their own hostname, machine-id and /var; coherence across nodes, an NFS server restart mid-write, the init node's death announced, an unreachable init node at boot",
+              .enabled(if: clusterSkipReason == nil, Comment(rawValue: clusterSkipReason ?? "")),
+              .timeLimit(.minutes(25)))
+        func disklessCluster() async throws {
+            let ssi = try SSIBinary.require()
+            let kernel = VMHost.kernel!
+            try await VMTest.run("cfs") { vm in
+                let key = vm.path("authkey")
+                try Command.run([ssi, "cluster", "keygen", "-o", key])
+                let conf = try cfsClusterConfig(vm, authkey: key)
+                let netboot = vm.path("netboot")
+                let built = try Command.run([ssi, "mkinitrd", "--config", conf, "--kver", kernel.version,
+                                             "--netboot", netboot, "--kernel-image", kernel.path], timeout: .seconds(300))
+                #expect(built.stdout.contains("serves node2, node3"), "\(built.stdout)")
+                for f in ["initrd.img", "vmlinuz", "boot.ipxe", "dhcp-hosts"] {
+                    #expect(FileManager.default.fileExists(atPath: netboot + "/" + f), "--netboot wrote \(f)")
+                }
+                let hosts = try String(contentsOfFile: netboot + "/dhcp-hosts", encoding: .utf8)
+                #expect(hosts.contains("52:54:00:00:00:02,10.77.0.2,node2,infinite"), "\(hosts)")
+                #expect(!hosts.contains("10.77.0.1,"), "the init node is not served DHCP: \(hosts)")
+
+                // The init node's disk: Debian 12 with the netboot folder.
+                let debian = vm.path("debian.img")
+                let uuid = "0de0de0d-2222-4222-8333-444455556666"
+                try Command.run([VMHost.packageRoot + "/initramfs/testroot/mkdebian.sh", debian, "--uuid", uuid,
+                                 "--size", "1500M", "--copy", netboot + ":/srv/ssi/netboot"], timeout: .seconds(900))
+
+                let network = try vm.network()
+                var c1 = GuestConfig(name: "node1", initrd: netboot + "/initrd.img",
+                                     kernelArguments: ["root=UUID=\(uuid)", "ro", "ssi.quorum_wait=5"])
+                c1.memoryMB = 640
+                c1.disks = [Disk(debian, snapshot: true)]
+                c1.timeLimit = .seconds(1500)
+                c1.nics = [try network.addNIC(mac: Cluster.mac(node: 1))]
+                let node1 = try vm.start(c1)
+                let served = try await node1.waitFor(SSIInit.step("cfs-server", "exporting / to 10.77.0.0/24"),
+                                                     timeout: .seconds(300), failOn: SSIInit.failFast)
+                #expect(served.contains("seeded node2:/var"), "the init node seeds the diskless nodes' copies: \(served)")
+                try await node1.waitFor(.contains("SSI-TEST multi-user"), timeout: .seconds(600))
+                try await node1.waitFor(.contains("ABSOLUTELY NO WARRANTY"), timeout: .seconds(120))
+                #expect(try await node1.run("systemctl is-active nfs-server ssi-netboot", timeout: .seconds(60)).output
+                        == "active\nactive")
+                let exports = try await node1.run("exportfs -v", timeout: .seconds(30)).output
+                #expect(exports.contains("10.77.0.0/24") && exports.contains("fsid=0"), "\(exports)")
+
+                // The diskless nodes: no disk, no -kernel; qemu's iPXE ROM
+                // asks node 1's dnsmasq.
+                var diskless: [Guest] = []
+                for n in 2...3 {
+                    var c = GuestConfig(name: "node\(n)")
+                    c.networkBoot = true
+                    c.memoryMB = 512
+                    c.timeLimit = .seconds(1500)
+                    c.nics = [try network.addNIC(mac: Cluster.mac(node: n))]
+                    diskless.append(try vm.start(c))
+                }
+                let (node2, node3) = (diskless[0], diskless[1])
+                for g in diskless {
+                    let mounted = try await g.waitFor(SSIInit.step("root", "mounted 10.77.0.1:/"), timeout: .seconds(600),
+                                                      failOn: SSIInit.failFast)
+                    #expect(mounted.contains("actimeo=0") && mounted.contains("lookupcache=none") && mounted.contains("hard"),
+                            "coherence-first options: \(mounted)")
+                    try await g.waitFor(SSIInit.step("private"), timeout: .seconds(120), failOn: SSIInit.failFast)
+                }
+                for g in diskless {
+                    let reached = try await g.waitFor(.contains("SSI-TEST multi-user"), timeout: .seconds(600))
+                    log("\(g.name): \(reached)")
+                    try await g.waitFor(.contains("ABSOLUTELY NO WARRANTY"), timeout: .seconds(120))
+                }
+
+                // Each node: its own name and machine id; corosync and the
+                // agent survived the hand-off; the cluster view works.
+                var machineIDs: Set<String> = []
+                for (n, g) in [(1, node1), (2, node2), (3, node3)] {
+                    #expect(try await g.run("hostname", timeout: .seconds(60)).output == "node\(n)")
+                    let id = try await g.run("cat /etc/machine-id").output
+                    #expect(id.count == 32 && id.allSatisfy(\.isHexDigit), "node\(n) machine-id \(id)")
+                    machineIDs.insert(id)
+                    let status = try await ssiClusterInDistro(g, "status")
+                    #expect(status.contains("Cluster ssi: 3 nodes, 3 members, quorate"), "node\(n):\n\(status)")
+                    let procs = try await g.run("ps -o args= -C corosync,ssi", expectStatus: nil).output
+                    #expect(procs.contains("@/usr/sbin/corosync -f") && procs.contains("@/usr/bin/ssi cluster agent"), "\(procs)")
+                }
+                #expect(machineIDs.count == 3, "three different machine ids")
+                for g in diskless {
+                    #expect(try await g.run("findmnt -n -o FSTYPE /").output == "nfs4")
+                    #expect(try await g.run("systemctl is-enabled nfs-server", expectStatus: nil).output == "masked-runtime",
+                            "a diskless node does not export its NFS root again")
+                }
+
+                // The boot stages node 3 went through, as node 1 saw them:
+                // from its DHCP lease to the hand-off.
+                let stages = try await node1.run("grep ' node 3 ' /run/ssi/stages.log").output
+                let order = stages.split(separator: "\n").map { $0.split(separator: " ").suffix(2).joined(separator: " ") }
+                for s in ["COMINGUP dhcp", "COMINGUP image", "COMINGUP joined", "COMINGUP root-mounted", "UP -"] {
+                    #expect(order.contains(s), "node 3 seen at stage \(s):\n\(stages)")
+                }
+                if let d = order.firstIndex(of: "COMINGUP dhcp"), let u = order.firstIndex(of: "UP -") { #expect(d < u) }
+
+                // Private /var and /tmp, shared /etc and /usr.
+                try await node2.run("echo node2 > /var/tmp/owner && echo node2 > /tmp/owner && echo shared > /etc/ssi-cfs-test && echo usr > /usr/local/ssi-cfs-test")
+                #expect(try await node3.run("cat /var/tmp/owner", expectStatus: nil).status != 0, "node 3 has its own /var")
+                #expect(try await node3.run("cat /tmp/owner", expectStatus: nil).status != 0, "node 3 has its own /tmp")
+                #expect(try await node3.run("cat /etc/ssi-cfs-test").output == "shared")
+                #expect(try await node3.run("cat /usr/local/ssi-cfs-test").output == "usr")
+                #expect(try await node1.run("cat /cluster/nodes/node2/var/tmp/owner").output == "node2",
+                        "node 2's /var lives on the init node's disk")
+
+                // Coherence: what node 2 writes, node 3 reads at once.
+                for round in 1...3 {
+                    try await node2.run("echo round-\(round) > /root/coherent")
+                    #expect(try await node3.run("cat /root/coherent").output == "round-\(round)")
+                }
+                try await node2.run("rm /root/coherent")
+                #expect(try await node3.run("test -e /root/coherent", expectStatus: nil).status == 1,
+                        "a removal is seen at once (no lookup cache)")
+
+                // The NFS server restarts while node 2 writes: the writes
+                // wait (hard mount) and complete; the file is intact.
+                try await node2.run("(for i in $(seq 1 400); do echo line $i; sleep 0.02; done > /root/restart.log; echo WRITER-DONE > /dev/console) &")
+                try await Task.sleep(for: .seconds(2))
+                try await node1.run("systemctl restart nfs-server", timeout: .seconds(120))
+                try await node2.waitFor(.exactly("WRITER-DONE"), timeout: .seconds(300))
+                let written = try await node3.run("wc -l < /root/restart.log; sed -n '1p;$p' /root/restart.log").output
+                #expect(written == "400\nline 1\nline 400", "\(written)")
+                #expect(try await node3.run("seq 1 400 | sed 's/^/line /' | cmp - /root/restart.log").status == 0)
+
+                // The init node dies: every other node says what that means.
+                node1.kill()
+                for g in diskless {
+                    let said = try await g.waitFor(.contains("the CFS init node node1 (node 1, 10.77.0.1) is DOWN"), timeout: .seconds(60))
+                    #expect(said.contains("CFS cannot survive the loss of its init node"), "\(said)")
+                }
+
+                // Node 3 boots again (its image from elsewhere: no init node
+                // to serve it): it joins node 2, then waits a bounded time
+                // for the init node's NFS, names it, and stops in the shell.
+                node3.kill()
+                var again = GuestConfig(name: "node3-again", initrd: netboot + "/initrd.img",
+                                        kernelArguments: ["ssi.root_wait=15"])
+                again.memoryMB = 512
+                again.nics = [try network.addNIC(mac: Cluster.mac(node: 3))]
+                let late = try vm.start(again)
+                let waiting = try await late.waitFor(SSIInit.step("root", "waiting for the init node node1 (10.77.0.1)"),
+                                                     timeout: .seconds(300))
+                #expect(waiting.contains("down or unreachable"), "\(waiting)")
+                let failed = try await late.waitFor(SSIInit.error("root", "did not serve NFS within 15 s"), timeout: .seconds(120))
+                #expect(failed.contains("node1"), "\(failed)")
+                try await late.waitFor(SSIInit.step("emergency"), timeout: .seconds(30))
+            }
+        }
+    }
+}
