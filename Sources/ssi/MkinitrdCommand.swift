@@ -143,6 +143,11 @@ struct MkinitrdCommand: ParsableCommand {
         }
         if let config {
             spec.cluster = try clusterPayload(config)
+            // The CFS init node's kernel NFS server: ssi-init loads it before
+            // the hand-off, so the root need not carry the modules.
+            if case .cfs = (try? ClusterConfig.load(path: config))?.root, !spec.modules.contains("nfsd") {
+                spec.modules.append("nfsd")
+            }
         } else if authkey != nil {
             throw SSIError("mkinitrd", "--authkey needs --config", hint: "the key belongs to a cluster configuration")
         }
