@@ -171,6 +171,12 @@ extension Boot {
         try privates.bind()
         let made = results.filter { $0.result != .kept }.map(\.path)
         let ms = Int((Process.now() - started) * 1000)
+        // systemd takes a mounted /etc/machine-id for a transient one and
+        // would try to "commit" it to the file underneath (the shared one);
+        // ours is persistent already.
+        if privates.paths.contains("/etc/machine-id") {
+            maskForBoot(["systemd-machine-id-commit.service"])
+        }
         log.info("private", "\(privates.paths.joined(separator: " ")) are \(me.name)'s own, from "
                  + "\(config.privatePaths.directory)/\(me.name)" + (made.isEmpty ? "" : " (seeded \(made.joined(separator: " ")))")
                  + " in \(ms) ms")
@@ -179,10 +185,15 @@ extension Boot {
     /// The shared root carries the init node's services, enabled: the
     /// other nodes must not export their NFS root again.
     func maskUnitsForCFSClient() {
+        maskForBoot(["nfs-server.service", "nfs-kernel-server.service", CFSFiles.netbootUnitName])
+    }
+
+    /// Runtime masks: /run/systemd/system outranks /etc and /lib, moves
+    /// into the new root with /run, and is gone at the next boot.
+    func maskForBoot(_ units: [String]) {
         let dir = "/run/systemd/system"
         try? FileSystem.makeDirectories(dir)
-        for unit in ["nfs-server.service", "nfs-kernel-server.service", CFSFiles.netbootUnitName]
-        where !FileSystem.exists(dir + "/" + unit) {
+        for unit in units where !FileSystem.exists(dir + "/" + unit) {
             try? FileSystem.symlink(target: "/dev/null", at: dir + "/" + unit)
         }
     }

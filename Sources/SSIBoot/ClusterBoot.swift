@@ -97,11 +97,7 @@ extension Boot {
     /// runtime mask in /run/systemd/system, which moves into the new root
     /// with /run, outranks /etc and /lib and vanishes at the next boot.
     func maskDistroCorosync() {
-        let dir = "/run/systemd/system"
-        try? FileSystem.makeDirectories(dir)
-        if !FileSystem.exists(dir + "/corosync.service") {
-            try? FileSystem.symlink(target: "/dev/null", at: dir + "/corosync.service")
-        }
+        maskForBoot(["corosync.service"])
     }
 
     func joinCluster() throws(SSIError) {

@@ -65,7 +65,7 @@ extension VM {
                 let node1 = try vm.start(c1)
                 let served = try await node1.waitFor(SSIInit.step("cfs-server", "exporting / to 10.77.0.0/24"),
                                                      timeout: .seconds(300), failOn: SSIInit.failFast)
-                #expect(served.contains("seeded node2:/var"), "the init node seeds the diskless nodes' copies: \(served)")
+                #expect(served.contains(" node2:/var") && served.contains(" node3:/var"), "the init node seeds the diskless nodes' copies: \(served)")
                 try await node1.waitFor(.contains("SSI-TEST multi-user"), timeout: .seconds(600))
                 try await node1.waitFor(.contains("ABSOLUTELY NO WARRANTY"), timeout: .seconds(120))
                 let active = try await node1.run("systemctl is-active nfs-server ssi-netboot", timeout: .seconds(60), expectStatus: nil).output
@@ -114,6 +114,8 @@ extension VM {
                 #expect(machineIDs.count == 3, "three different machine ids")
                 for g in diskless {
                     #expect(try await g.run("findmnt -n -o FSTYPE /").output == "nfs4")
+                    let failed = try await g.run("systemctl --failed --no-legend --plain", expectStatus: nil).output
+                    #expect(failed.isEmpty, "\(g.name): no failed units:\n\(failed)")
                     #expect(try await g.run("systemctl is-enabled nfs-server", expectStatus: nil).output == "masked-runtime",
                             "a diskless node does not export its NFS root again")
                 }
@@ -147,7 +149,7 @@ extension VM {
 
                 // The NFS server restarts while node 2 writes: the writes
                 // wait (hard mount) and complete; the file is intact.
-                try await node2.run("(for i in $(seq 1 400); do echo line $i; sleep 0.02; done > /root/restart.log; echo WRITER-DONE > /dev/console) &")
+                try await node2.run("sh -c '(for i in $(seq 1 400); do echo line $i; sleep 0.02; done > /root/restart.log; echo WRITER-DONE > /dev/console) >/dev/null 2>&1 &'")
                 try await Task.sleep(for: .seconds(2))
                 try await node1.run("systemctl restart nfs-server", timeout: .seconds(120))
                 try await node2.waitFor(.exactly("WRITER-DONE"), timeout: .seconds(300))
