@@ -89,6 +89,10 @@ let package = Package(
             name: "ssi-bench-membership",
             dependencies: ["SSIVMHarness"],
             path: "bench/membership"),
+        .executableTarget(
+            name: "ssi-bench-cfs",
+            dependencies: ["SSIVMHarness"],
+            path: "bench/cfs"),
         .testTarget(
             name: "VMTests",
             dependencies: ["SSIVMHarness"]),

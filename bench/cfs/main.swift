@@ -1,0 +1,186 @@
+// CFS benchmark (not a test). On one init node booted from a Debian 12 disk
+// and serving it (ssi's CFS: the distro's NFS server, dnsmasq), it measures
+//  - a diskless node's network boot to systemd's multi-user.target, on the
+//    host clock from qemu's start: once with ssi's image (join, NFSv4 root
+//    with ssi's options, private paths), once with dracut's NFS root
+//    (dracut-network, root=nfs4:..., ip=dhcp) on the same VMs and served
+//    the same way (PXE, TFTP);
+//  - when the init node's NFS server and network boot were ready, against
+//    when ssi-init had mounted its root (what starting them from the
+//    initramfs would gain at most);
+//  - file create/stat/read/unlink rates on the CFS root (from the diskless
+//    node) against the init node's local disk, with the mount options.
+//
+//   swift run -c release ssi-bench-cfs [--ssi PATH] [--files N]
+//
+// Needs root, qemu, a Debian kernel, debootstrap, dracut-core,
+// dracut-network and nfs-common (scripts/setup --bench).
+
+import Foundation
+import SSIVMHarness
+
+func seconds(_ d: Duration) -> Double {
+    Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+}
+
+func fmt(_ v: Double, _ digits: Int = 1) -> String { String(format: "%.\(digits)f", v) }
+
+/// The example configuration with the bench's key and a serial console.
+func writeConfig(_ vm: VMTest, authkey: String) throws -> String {
+    var text = try String(contentsOfFile: VMHost.packageRoot + "/configs/cfs-3node.conf", encoding: .utf8)
+    text = text.replacingOccurrences(of: "authkey = \"/etc/ssi/authkey\"", with: "authkey = \"\(authkey)\"")
+    text = text.replacingOccurrences(of: "kernel_arguments = \"console=tty0 console=ttyS0,115200n8\"",
+                                     with: "kernel_arguments = \"console=ttyS0 panic=-1\"")
+    let path = vm.path("cluster.conf")
+    try text.write(toFile: path, atomically: true, encoding: .utf8)
+    return path
+}
+
+/// perl (in Debian's minbase) makes, stats, reads and removes N files in
+/// DIR; one process, so the rates are the file system's, not fork's.
+func fileRatesScript(dir: String, files: Int) -> String {
+    let perl = """
+        use Time::HiRes qw(time); my ($d,$n)=@ARGV; mkdir $d; my @r;
+        my $t=time; for my $i (1..$n){open(my $f,">","$d/f$i") or die; print $f "x" x 100; close $f} push @r,$n/(time-$t);
+        $t=time; for my $i (1..$n){my @s=stat("$d/f$i") or die} push @r,$n/(time-$t);
+        $t=time; for my $i (1..$n){open(my $f,"<","$d/f$i") or die; my $x=<$f>; close $f} push @r,$n/(time-$t);
+        $t=time; for my $i (1..$n){unlink("$d/f$i") or die} push @r,$n/(time-$t); rmdir $d;
+        printf("%.0f %.0f %.0f %.0f\\n",@r);
+        """
+    return "perl -e '\(perl)' \(dir) \(files)"
+}
+
+struct Boot { var hostSeconds: Double; var guestUptime: String }
+
+@main
+struct CFSBench {
+    static func main() async {
+        var ssi = VMHost.packageRoot + "/.build/release/ssi"
+        var files = 300
+        var args = CommandLine.arguments.dropFirst()
+        while let a = args.popFirst() {
+            switch a {
+            case "--ssi": ssi = args.popFirst() ?? ssi
+            case "--files": files = Int(args.popFirst() ?? "") ?? files
+            default:
+                FileHandle.standardError.write(Data("usage: ssi-bench-cfs [--ssi PATH] [--files N]\n".utf8))
+                exit(2)
+            }
+        }
+        if let reason = VMHost.skipReason {
+            FileHandle.standardError.write(Data("cannot run: \(reason)\n".utf8))
+            exit(2)
+        }
+        for tool in ["dracut", "mount.nfs"] where Command.find(tool) == nil {
+            FileHandle.standardError.write(Data("cannot run: \(tool) missing (scripts/setup --bench)\n".utf8))
+            exit(2)
+        }
+        do {
+            try await run(ssi: ssi, files: files)
+        } catch {
+            print("failed: \(error)")
+            exit(1)
+        }
+    }
+
+    static func run(ssi: String, files: Int) async throws {
+        let kernel = VMHost.kernel!
+        try await VMTest.run("bench-cfs") { vm in
+            let key = vm.path("authkey")
+            try Command.run([ssi, "cluster", "keygen", "-o", key])
+            let conf = try writeConfig(vm, authkey: key)
+            let netboot = vm.path("netboot")
+            try Command.run([ssi, "mkinitrd", "--config", conf, "--kver", kernel.version, "--netboot", netboot,
+                             "--kernel-image", kernel.path, "-q"], timeout: .seconds(300))
+            // dracut's NFS root image, served beside ours.
+            let dracutArgs = ["dracut", "-q", "--no-hostonly", "--force", "--kver", kernel.version,
+                              "--add", "nfs", "--omit", "crypt dm nvdimm qemu virtiofs overlay-root",
+                              "--drivers", "virtio_pci virtio_net nfsv4", netboot + "/dracut.img"]
+            let started = ContinuousClock.now
+            try Command.run(dracutArgs, timeout: .seconds(600))
+            print("dracut image built in \(fmt(seconds(ContinuousClock.now - started))) s: \(Command.commandLine(dracutArgs))")
+            try """
+                #!ipxe
+                kernel vmlinuz initrd=dracut.img root=nfs4:10.77.0.1:/ rw ip=dhcp rd.neednet=1 console=ttyS0 panic=-1
+                initrd dracut.img
+                boot
+
+                """.write(toFile: netboot + "/boot-dracut.ipxe", atomically: true, encoding: .utf8)
+            try FileManager.default.copyItem(atPath: netboot + "/boot.ipxe", toPath: netboot + "/boot-ssi.ipxe")
+
+            let debian = vm.path("debian.img")
+            let uuid = "0de0de0d-3333-4222-8333-444455556666"
+            try Command.run([VMHost.packageRoot + "/initramfs/testroot/mkdebian.sh", debian, "--uuid", uuid,
+                             "--size", "1500M", "--copy", netboot + ":/srv/ssi/netboot"], timeout: .seconds(900))
+            let network = try vm.network()
+            var c1 = GuestConfig(name: "node1", initrd: netboot + "/initrd.img",
+                                 kernelArguments: ["root=UUID=\(uuid)", "ro", "ssi.quorum_wait=5"])
+            c1.memoryMB = 640
+            c1.disks = [Disk(debian, snapshot: true)]
+            c1.timeLimit = .seconds(2400)
+            c1.nics = [try network.addNIC(mac: Cluster.mac(node: 1))]
+            let node1 = try vm.start(c1)
+            let rootMounted = try await node1.waitFor(.containsInOrder("ssi-init:", "root: mounted"), timeout: .seconds(300))
+            try await node1.waitFor(.contains("SSI-TEST multi-user"), timeout: .seconds(600))
+            try await node1.waitFor(.contains("ABSOLUTELY NO WARRANTY"), timeout: .seconds(120))
+            // When the services were up (monotonic seconds since boot, the
+            // clock of the kernel's printk times).
+            let ready = try await node1.run("for u in nfs-server ssi-netboot; do systemctl show -P ActiveEnterTimestampMonotonic $u; done",
+                                            timeout: .seconds(60)).output.split(separator: "\n").compactMap { Double($0) }
+            let mountedAt = rootMounted.split(separator: "]").first.flatMap { Double($0.split(separator: "[").last?.trimmingCharacters(in: .whitespaces) ?? "") }
+
+            var boots: [String: Boot] = [:]
+            var rates: [String: [String]] = [:]
+            let local = try await node1.run(fileRatesScript(dir: "/root/bench-local", files: files), timeout: .seconds(600)).output
+            rates["init node, local ext4"] = local.split(separator: " ").map(String.init)
+            var options = ""
+            for kind in ["ssi", "dracut"] {
+                try await node1.run("cp /srv/ssi/netboot/boot-\(kind).ipxe /srv/ssi/netboot/boot.ipxe")
+                var c = GuestConfig(name: "node2-\(kind)")
+                c.networkBoot = true
+                c.memoryMB = 512
+                c.timeLimit = .seconds(1200)
+                c.nics = [try network.addNIC(mac: Cluster.mac(node: 2))]
+                let g = try vm.start(c)
+                let marker = try await g.waitFor(.contains("SSI-TEST multi-user"), timeout: .seconds(900))
+                let host = seconds(ContinuousClock.now - g.startedAt)
+                boots[kind] = Boot(hostSeconds: host, guestUptime: String(marker.split(separator: " ").last ?? "?"))
+                print("\(kind): multi-user \(fmt(host)) s after qemu started (guest uptime \(boots[kind]!.guestUptime) s)")
+                if kind == "ssi" {
+                    try await g.waitFor(.contains("ABSOLUTELY NO WARRANTY"), timeout: .seconds(120))
+                    options = try await g.run("findmnt -n -o OPTIONS /", timeout: .seconds(60)).output
+                    let cfs = try await g.run(fileRatesScript(dir: "/root/bench-cfs", files: files), timeout: .seconds(900)).output
+                    rates["diskless node, CFS root (NFSv4)"] = cfs.split(separator: " ").map(String.init)
+                }
+                g.kill()
+                _ = try? await g.waitForExit(timeout: .seconds(30))
+            }
+
+            print("\nCFS benchmark: qemu TCG guests (init node 640 MB, diskless 512 MB, 1 vCPU each) on \(ProcessInfo.processInfo.activeProcessorCount) host cores; kernel \(kernel.version)\n")
+            print("| diskless boot to multi-user.target | host s from qemu start | guest uptime s | / ssi |")
+            print("|---|---|---|---|")
+            for kind in ["ssi", "dracut"] {
+                guard let b = boots[kind], let s = boots["ssi"] else { continue }
+                print("| \(kind == "ssi" ? "ssi (join, NFSv4 root, private paths)" : "dracut 059 NFS root (dracut-network)") | \(fmt(b.hostSeconds)) | \(b.guestUptime) | \(fmt(b.hostSeconds / s.hostSeconds, 2))x |")
+            }
+            if let m = mountedAt, ready.count == 2 {
+                let nfs = ready[0] / 1e6, dhcp = ready[1] / 1e6
+                print("\ninit node (guest uptime, s): root mounted by ssi-init \(fmt(m, 2)); nfs-server.service active \(fmt(nfs, 2)); ssi-netboot.service active \(fmt(dhcp, 2)); starting them in the initramfs would gain at most \(fmt(max(nfs, dhcp) - m, 1)) s")
+            }
+            print("\nfile rates, \(files) files of 100 bytes, operations per second (perl, one process)")
+            print("| where | create | stat | read | unlink |")
+            print("|---|---|---|---|---|")
+            for (k, v) in rates.sorted(by: { $0.key > $1.key }) where v.count == 4 {
+                print("| \(k) | \(v.joined(separator: " | ")) |")
+            }
+            if let l = rates["init node, local ext4"], let c = rates["diskless node, CFS root (NFSv4)"], l.count == 4, c.count == 4 {
+                let ratio = zip(c, l).map { pair -> String in
+                    guard let a = Double(pair.0), let b = Double(pair.1), b > 0 else { return "?" }
+                    return fmt(a / b, 3) + "x"
+                }
+                print("| CFS / local | \(ratio.joined(separator: " | ")) |")
+            }
+            print("\nCFS mount options: \(options)")
+        }
+    }
+}
