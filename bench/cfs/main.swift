@@ -47,7 +47,7 @@ func fileRatesScript(dir: String, files: Int) -> String {
         $t=time; for my $i (1..$n){unlink("$d/f$i") or die} push @r,$n/(time-$t); rmdir $d;
         printf("%.0f %.0f %.0f %.0f\\n",@r);
         """
-    return "perl -e '\(perl)' \(dir) \(files)"
+    return "perl -e '\(perl.replacingOccurrences(of: "\n", with: " "))' \(dir) \(files)"
 }
 
 struct Boot { var hostSeconds: Double; var guestUptime: String }
@@ -98,7 +98,7 @@ struct CFSBench {
                               "--drivers", "virtio_pci virtio_net nfsv4", netboot + "/dracut.img"]
             let started = ContinuousClock.now
             try Command.run(dracutArgs, timeout: .seconds(600))
-            print("dracut image built in \(fmt(seconds(ContinuousClock.now - started))) s: \(Command.commandLine(dracutArgs))")
+            FileHandle.standardError.write(Data("dracut image built in \(fmt(seconds(ContinuousClock.now - started))) s: \(Command.commandLine(dracutArgs))\n".utf8))
             try """
                 #!ipxe
                 kernel vmlinuz initrd=dracut.img root=nfs4:10.77.0.1:/ rw ip=dhcp rd.neednet=1 console=ttyS0 panic=-1
