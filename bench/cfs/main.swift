@@ -36,18 +36,22 @@ func writeConfig(_ vm: VMTest, authkey: String) throws -> String {
     return path
 }
 
-/// perl (in Debian's minbase) makes, stats, reads and removes N files in
-/// DIR; one process, so the rates are the file system's, not fork's.
+/// perl (in Debian's minbase; perl-base has no Time::HiRes, so `date`
+/// times each phase) makes, stats, reads and removes N files in DIR, one
+/// process per phase, so the rates are the file system's, not fork's.
 func fileRatesScript(dir: String, files: Int) -> String {
-    let perl = """
-        use Time::HiRes qw(time); my ($d,$n)=@ARGV; mkdir $d; my @r;
-        my $t=time; for my $i (1..$n){open(my $f,">","$d/f$i") or die; print $f "x" x 100; close $f} push @r,$n/(time-$t);
-        $t=time; for my $i (1..$n){my @s=stat("$d/f$i") or die} push @r,$n/(time-$t);
-        $t=time; for my $i (1..$n){open(my $f,"<","$d/f$i") or die; my $x=<$f>; close $f} push @r,$n/(time-$t);
-        $t=time; for my $i (1..$n){unlink("$d/f$i") or die} push @r,$n/(time-$t); rmdir $d;
-        printf("%.0f %.0f %.0f %.0f\\n",@r);
-        """
-    return "perl -e '\(perl.replacingOccurrences(of: "\n", with: " "))' \(dir) \(files)"
+    let phases = [
+        "mkdir $ARGV[0]; for $i (1..$ARGV[1]) { open(F, \">$ARGV[0]/f$i\") or die; print F \"x\" x 100; close F }",
+        "for $i (1..$ARGV[1]) { @s = stat(\"$ARGV[0]/f$i\") or die }",
+        "for $i (1..$ARGV[1]) { open(F, \"<$ARGV[0]/f$i\") or die; $x = <F>; close F }",
+        "for $i (1..$ARGV[1]) { unlink(\"$ARGV[0]/f$i\") or die } rmdir $ARGV[0]",
+    ]
+    var script = "r=\"\"; "
+    for p in phases {
+        script += "t0=$(date +%s%N); perl -e '\(p)' \(dir) \(files); t1=$(date +%s%N); "
+            + "r=\"$r $(( \(files) * 1000000000 / (t1 - t0) ))\"; "
+    }
+    return script + "echo $r"
 }
 
 struct Boot { var hostSeconds: Double; var guestUptime: String }
@@ -98,6 +102,8 @@ struct CFSBench {
                               "--drivers", "virtio_pci virtio_net nfsv4", netboot + "/dracut.img"]
             let started = ContinuousClock.now
             try Command.run(dracutArgs, timeout: .seconds(600))
+            // dracut writes its image mode 0600; dnsmasq serves TFTP as nobody.
+            chmod(netboot + "/dracut.img", 0o644)
             FileHandle.standardError.write(Data("dracut image built in \(fmt(seconds(ContinuousClock.now - started))) s: \(Command.commandLine(dracutArgs))\n".utf8))
             try """
                 #!ipxe
