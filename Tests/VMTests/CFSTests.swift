@@ -149,10 +149,11 @@ extension VM {
 
                 // The NFS server restarts while node 2 writes: the writes
                 // wait (hard mount) and complete; the file is intact.
-                try await node2.run("sh -c '(for i in $(seq 1 400); do echo line $i; sleep 0.02; done > /root/restart.log; echo WRITER-DONE > /dev/console) >/dev/null 2>&1 &'")
+                try await node2.run("sh -c '(for i in $(seq 1 400); do echo line $i; sleep 0.02; done > /root/restart.log; echo WRITER-$((6*7))-DONE > /dev/console) >/dev/null 2>&1 &'")
                 try await Task.sleep(for: .seconds(2))
                 try await node1.run("systemctl restart nfs-server", timeout: .seconds(120))
-                try await node2.waitFor(.exactly("WRITER-DONE"), timeout: .seconds(300))
+                // The marker may land after the shell's prompt: "# WRITER-42-DONE".
+                try await node2.waitFor(.contains("WRITER-42-DONE"), timeout: .seconds(300))
                 let written = try await node3.run("wc -l < /root/restart.log; sed -n '1p;$p' /root/restart.log").output
                 #expect(written == "400\nline 1\nline 400", "\(written)")
                 #expect(try await node3.run("seq 1 400 | sed 's/^/line /' | cmp - /root/restart.log").status == 0)
