@@ -110,14 +110,14 @@ extension Boot {
             try AgentsRoot.prepare()
             log.info("membership", "agents root ready in \(Int((Process.now() - started) * 1000)) ms")
             cluster.stage.set("membership")
-            cluster.corosync = try startCorosync()
+            cluster.corosync = try startAgent(Boot.corosyncAgent)
         }
         let quorum = try connect(corosync: cluster.corosync!, timeout: 30)
         if cluster.stage.agent == nil {
-            cluster.stage.agent = try startAgent()
+            cluster.stage.agent = try startAgent(Boot.membershipAgent)
         }
         for agent in config.agents where cluster.agents[agent.name] == nil {
-            cluster.agents[agent.name] = try startDaemon(agent.name, agent.command, what: "agent \(agent.name)")
+            cluster.agents[agent.name] = try startAgent(agent)
         }
         var names: [UInt32: String] = [:]
         for n in config.nodes { names[UInt32(n.number)] = n.name }

@@ -3,30 +3,30 @@ import Glibc
 #endif
 import SSICore
 import SSILinux
+import SSIConfig
 import SSIMembership
 
 /// Starting corosync and the membership agent from ssi-init, and waiting
 /// for quorum.
 extension Boot {
-    /// Starts a daemon in the agents root. Its argv[0] is its path with an
-    /// "@" in front, systemd's mark (see AgentsRoot.spawn): the path, not a
-    /// bare name, so that multi-call programs (busybox, ssi itself) that
-    /// pick their applet from argv[0]'s last component still work.
-    func startDaemon(_ name: String, _ command: [String], what: String) throws(SSIError) -> pid_t {
+    /// Every daemon that outlives the initramfs is an agent: corosync and
+    /// the membership agent are the two built in, started first (corosync
+    /// before anything can ask it for quorum, the membership agent once it
+    /// accepts clients); `[[agent]]`s follow, the same way.
+    static let corosyncAgent = ClusterConfig.Agent(name: "corosync", command: ["/usr/sbin/corosync", "-f"], files: [], line: 0)
+    static let membershipAgent = ClusterConfig.Agent(name: "ssi-agent", command: ["/usr/bin/ssi", "cluster", "agent"], files: [], line: 0)
+
+    /// Starts an agent chrooted in the agents root. Its argv[0] is its path
+    /// with an "@" in front, systemd's mark (see AgentsRoot.spawn): the
+    /// path, not a bare name, so that multi-call programs (busybox, ssi
+    /// itself) that pick their applet from argv[0]'s last component still
+    /// work. SSI_AGENT names it in its environment.
+    func startAgent(_ agent: ClusterConfig.Agent) throws(SSIError) -> pid_t {
+        let command = agent.command
         let pid = try AgentsRoot.spawn(command[0], ["@" + command[0]] + command.dropFirst(),
-                                       environment: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "SSI_AGENT=\(name)"])
-        log.info("membership", "started \(what) (pid \(pid))")
+                                       environment: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "SSI_AGENT=\(agent.name)"])
+        log.info("membership", "started agent \(agent.name) (pid \(pid))")
         return pid
-    }
-
-    /// corosync in the foreground (-f), so that it stays our child until
-    /// the hand-off.
-    func startCorosync() throws(SSIError) -> pid_t {
-        try startDaemon("corosync", ["/usr/sbin/corosync", "-f"], what: "corosync")
-    }
-
-    func startAgent() throws(SSIError) -> pid_t {
-        try startDaemon("ssi-agent", ["/usr/bin/ssi", "cluster", "agent"], what: "the membership agent")
     }
 
     /// corosync accepts clients once its services are up (crypto setup and

@@ -3,6 +3,7 @@ import Glibc
 #endif
 internal import CCorosync
 public import SSICore
+import SSILinux
 
 /// Thin Swift handles on corosync's client libraries. Each client is a
 /// final class owning its handle; callbacks come back through the
@@ -83,6 +84,19 @@ public final class QuorumClient {
 
     public func dispatch() throws(SSIError) {
         try check(quorum_dispatch(handle, CS_DISPATCH_ALL), "quorum dispatch")
+    }
+
+    /// The current members: tracks once and waits (at most `timeoutMs`)
+    /// for the library to deliver the current state.
+    public func currentMembers(timeoutMs: Int32 = 5000) throws(SSIError) -> [UInt32] {
+        try track()
+        let fd = try fileDescriptor()
+        let deadline = Process.now() + Double(timeoutMs) / 1000
+        while members.isEmpty && Process.now() < deadline {
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            if poll(&p, 1, 200) > 0 { try dispatch() }
+        }
+        return members.sorted()
     }
 
     public func refreshQuorate() throws(SSIError) -> Bool {

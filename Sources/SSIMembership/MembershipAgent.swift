@@ -25,6 +25,10 @@ public final class MembershipAgent {
         /// Lines dnsmasq's script appends on the CFS init node ("dhcp IP
         /// MAC", "tftp IP FILE"): network-booting nodes' first stages.
         public var bootEventsPath = "/run/ssi/netboot/events"
+        /// `ssi cluster reload` hands the agent a configuration here.
+        public var reloadDirectory = ClusterReload.directory
+        /// corosync's configuration in the agent's root, rewritten on reload.
+        public var corosyncConfPath = "/etc/corosync/corosync.conf"
         public init() {}
     }
 
@@ -60,6 +64,7 @@ public final class MembershipAgent {
         loadConfig()
         readStage()
 
+        writePID()
         cpg.onMessage = { [unowned self] node, payload in self.received(from: node, payload) }
         cpg.onMembership = { [unowned self] _, left, joined in self.membershipChanged(left: left, joined: joined) }
         quorum.onChange = { [unowned self] q in self.quorumChanged(q) }
@@ -95,7 +100,89 @@ public final class MembershipAgent {
 
     // MARK: events
 
+    private func writePID() {
+        try? FileSystem.makeDirectories(options.stateDirectory)
+        try? FileSystem.writeFile(options.stateDirectory + "/agent.pid", "\(getpid())\n")
+    }
+
+    /// The request `ssi cluster reload` wrote: its id and the configuration,
+    /// sent to every member as "reload ID" and the text.
+    private func sendReload() {
+        guard let text = try? FileSystem.readText(options.reloadDirectory + "/request"),
+              let newline = text.firstIndex(of: "\n") else { return }
+        let id = String(text[..<newline])
+        let body = String(text[text.index(after: newline)...])
+        do {
+            try cpg.send(Array("reload \(id)\n\(body)".utf8))
+        } catch {
+            appendReloadResult(id: id, line: "\(view.localNode) error: cannot send to the cluster: \(error.message)")
+        }
+    }
+
+    /// Every member writes the new corosync.conf and cluster.conf into its
+    /// own root (where corosync and the agents read them), then says how
+    /// it went; the requester's agent collects the answers for the command.
+    private func applyReload(from node: UInt32, id: String, text: String) {
+        var result = "ok"
+        do throws(SSIError) {
+            let config = try ClusterConfig.parse(text: text, file: "cluster.conf (reload from node \(node))")
+            guard config.cluster.name == view.clusterName || view.clusterName.isEmpty else {
+                throw SSIError("reload", "the configuration is for cluster \(config.cluster.name), this node is in \(view.clusterName)")
+            }
+            try writeAtomically(options.corosyncConfPath, config.corosyncConf(keyfile: "/etc/corosync/authkey"))
+            try writeAtomically(options.configPath, text)
+            loadConfig()
+            // The view follows the new nodelist: new nodes DOWN until heard
+            // from, removed nodes gone (unless still members).
+            for n in config.nodes {
+                update(UInt32(n.number)) {
+                    $0.name = n.name
+                    $0.address = n.address.description
+                }
+            }
+            let kept = Set(config.nodes.map { UInt32($0.number) })
+            view.nodes.removeAll { !kept.contains($0.number) && $0.state == .down }
+            view.nodes.sort { $0.number < $1.number }
+            writeView()
+        } catch {
+            result = "error: \(error.description)"
+        }
+        try? cpg.send(Array("reloaded \(id) \(view.localNode) \(result)".utf8))
+    }
+
+    private func writeAtomically(_ path: String, _ text: String) throws(SSIError) {
+        do {
+            try FileSystem.writeFile(path + ".ssi-new", text)
+            try FileSystem.rename(path + ".ssi-new", path)
+        } catch {
+            throw SSIError("reload", "writing \(path): \(error.description)")
+        }
+    }
+
+    private func appendReloadResult(id: String, line: String) {
+        let path = options.reloadDirectory + "/" + id
+        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { return }
+        writeAll(fd, line + "\n")
+        close(fd)
+    }
+
     private func received(from node: UInt32, _ payload: [UInt8]) {
+        let text = String(decoding: payload, as: UTF8.self)
+        if text.hasPrefix("reload "), let newline = text.firstIndex(of: "\n") {
+            let id = String(text[text.index(text.startIndex, offsetBy: 7)..<newline])
+            applyReload(from: node, id: id, text: String(text[text.index(after: newline)...]))
+            return
+        }
+        if text.hasPrefix("reloaded ") {
+            // "reloaded ID NODE RESULT": only the requester keeps them.
+            let f = text.split(separator: " ", maxSplits: 3).map(String.init)
+            if f.count == 4, FileSystem.exists(options.reloadDirectory + "/request"),
+               (try? FileSystem.readText(options.reloadDirectory + "/request"))?.hasPrefix(f[1] + "\n") == true {
+                appendReloadResult(id: f[1], line: "\(f[2]) \(f[3])")
+            }
+            return
+        }
         // "v1 STATE STAGE", or "boot NODE STAGE" from the CFS init node
         // about a node that is booting from the network and not yet a member.
         let f = String(decoding: payload, as: UTF8.self).split(separator: " ").map(String.init)
@@ -173,6 +260,9 @@ public final class MembershipAgent {
             readStage()
             try announce()
             writeView()
+        case SIGUSR1:
+            // `ssi cluster reload` left a configuration for the cluster.
+            sendReload()
         default:
             break  // SIGCHLD: reaped in the loop
         }
@@ -339,7 +429,7 @@ public final class MembershipAgent {
     private func blockSignals() throws(SSIError) -> Int32 {
         var set = sigset_t()
         sigemptyset(&set)
-        for s in [SIGTERM, SIGINT, SIGHUP, SIGCHLD] { sigaddset(&set, s) }
+        for s in [SIGTERM, SIGINT, SIGHUP, SIGCHLD, SIGUSR1] { sigaddset(&set, s) }
         pthread_sigmask(SIG_BLOCK, &set, nil)
         let fd = signalfd(-1, &set, Int32(SFD_CLOEXEC))
         guard fd >= 0 else { throw SSIError("agent", "signalfd: \(errnoDescription(errno))") }

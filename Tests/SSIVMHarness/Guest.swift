@@ -286,6 +286,20 @@ public final class Guest: Sendable {
         try connection.write(Array(text.utf8))
     }
 
+    /// Waits until `text` has appeared anywhere in the console log (not
+    /// only after the read cursor): for lines whose order against another
+    /// marker is not fixed, like the login banner and a unit's marker.
+    public func waitForAnywhere(_ text: String, timeout: Duration = .seconds(120)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while !log.contains(text) {
+            if ContinuousClock.now >= deadline {
+                throw failure("no \"\(text)\" on the console after \(timeout)")
+            }
+            if !isRunning { throw failure("the guest stopped before printing \"\(text)\"") }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+    }
+
     /// Types `command` (one line) into the shell on the console, framed by
     /// markers, and returns what it printed and its exit status. The shell
     /// must already be running (wait for its marker first). With

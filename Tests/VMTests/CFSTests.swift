@@ -49,11 +49,26 @@ extension VM {
                 #expect(hosts.contains("52:54:00:00:00:02,10.77.0.2,node2,infinite"), "\(hosts)")
                 #expect(!hosts.contains("10.77.0.1,"), "the init node is not served DHCP: \(hosts)")
 
-                // The init node's disk: Debian 12 with the netboot folder.
+                // The init node's disk: Debian 12 with the netboot folder,
+                // the cluster configuration and key where an administrator
+                // keeps them, and the image's own module folder (our
+                // indexes; the test root has no kernel package) so that
+                // ssi-mkinitrd can run on the init node.
+                let etc = vm.path("etc-ssi")
+                try FileManager.default.createDirectory(atPath: etc, withIntermediateDirectories: true)
+                try FileManager.default.copyItem(atPath: key, toPath: etc + "/authkey")
+                try String(contentsOfFile: conf, encoding: .utf8)
+                    .replacingOccurrences(of: "authkey = \"\(key)\"", with: "authkey = \"/etc/ssi/authkey\"")
+                    .write(toFile: etc + "/cluster.conf", atomically: true, encoding: .utf8)
+                let unpacked = vm.path("unpacked")
+                try FileManager.default.createDirectory(atPath: unpacked, withIntermediateDirectories: true)
+                try Command.run(["sh", "-c", "cd \(unpacked) && zstd -dc \(netboot)/initrd.img | cpio -id --quiet 'usr/lib/modules/*'"],
+                                timeout: .seconds(120))
                 let debian = vm.path("debian.img")
                 let uuid = "0de0de0d-2222-4222-8333-444455556666"
                 try Command.run([VMHost.packageRoot + "/initramfs/testroot/mkdebian.sh", debian, "--uuid", uuid,
-                                 "--size", "1500M", "--copy", netboot + ":/srv/ssi/netboot"], timeout: .seconds(900))
+                                 "--size", "1500M", "--copy", netboot + ":/srv/ssi/netboot", "--copy", etc + ":/etc/ssi",
+                                 "--copy", unpacked + "/usr/lib/modules:/usr/lib/modules"], timeout: .seconds(900))
 
                 let network = try vm.network()
                 var c1 = GuestConfig(name: "node1", initrd: netboot + "/initrd.img",
@@ -67,7 +82,7 @@ extension VM {
                                                      timeout: .seconds(300), failOn: SSIInit.failFast)
                 #expect(served.contains(" node2:/var") && served.contains(" node3:/var"), "the init node seeds the diskless nodes' copies: \(served)")
                 try await node1.waitFor(.contains("SSI-TEST multi-user"), timeout: .seconds(600))
-                try await node1.waitFor(.contains("ABSOLUTELY NO WARRANTY"), timeout: .seconds(120))
+                try await node1.waitForAnywhere("ABSOLUTELY NO WARRANTY")
                 let active = try await node1.run("systemctl is-active nfs-server ssi-netboot", timeout: .seconds(60), expectStatus: nil).output
                 #expect(active == "active\nactive", "\(active)")
                 let exports = try await node1.run("exportfs -v", timeout: .seconds(30)).output
@@ -95,7 +110,7 @@ extension VM {
                 for g in diskless {
                     let reached = try await g.waitFor(.contains("SSI-TEST multi-user"), timeout: .seconds(600))
                     log("\(g.name): \(reached)")
-                    try await g.waitFor(.contains("ABSOLUTELY NO WARRANTY"), timeout: .seconds(120))
+                    try await g.waitForAnywhere("ABSOLUTELY NO WARRANTY")
                 }
 
                 // Each node: its own name and machine id; corosync and the
@@ -157,6 +172,36 @@ extension VM {
                 let written = try await node3.run("wc -l < /root/restart.log; sed -n '1p;$p' /root/restart.log").output
                 #expect(written == "400\nline 1\nline 400", "\(written)")
                 #expect(try await node3.run("seq 1 400 | sed 's/^/line /' | cmp - /root/restart.log").status == 0)
+
+                // A node added to the configuration: on the init node, one
+                // command rebuilds what it serves (dnsmasq re-reads its
+                // hosts), one gives the running members the new nodelist;
+                // node 4 then boots from the network and joins.
+                try await node1.run("printf '\\n[[node]]\\nnumber = 4\\nname = \"node4\"\\nmac = \"52:54:00:00:00:04\"\\naddress = \"10.77.0.4\"\\nrole = \"diskless\"\\n' >> /etc/ssi/cluster.conf")
+                let rebuilt = try await node1.run("/run/ssi/root/usr/bin/ssi mkinitrd --config /etc/ssi/cluster.conf --netboot /srv/ssi/netboot --kernel-image /srv/ssi/netboot/vmlinuz",
+                                                  timeout: .seconds(300)).output
+                #expect(rebuilt.contains("serves node2, node3, node4") && rebuilt.contains("told the running dnsmasq"), "\(rebuilt)")
+                let reloaded = try await ssiClusterInDistro(node2, "reload")
+                #expect(reloaded.contains("applied on 3 members") && reloaded.contains("node1 (1): ok"), "\(reloaded)")
+                let four = try await ssiClusterInDistro(node3, "status")
+                #expect(four.contains("Cluster ssi: 4 nodes, 3 members, quorate"), "\(four)")
+                var c4 = GuestConfig(name: "node4")
+                c4.networkBoot = true
+                c4.memoryMB = 512
+                c4.nics = [try network.addNIC(mac: Cluster.mac(node: 4))]
+                let node4 = try vm.start(c4)
+                try await node4.waitFor(SSIInit.step("membership", "quorate"), timeout: .seconds(300), failOn: SSIInit.failFast)
+                try await node4.waitFor(SSIInit.step("switch-root"), timeout: .seconds(300), failOn: SSIInit.failFast)
+                let joined = try await ssiClusterInDistro(node1, "status")
+                #expect(joined.contains("4 nodes, 4 members, quorate"), "\(joined)")
+                node4.kill()
+                // And removed again: back to three expected votes, so that
+                // nodes 2 and 3 alone keep quorum below.
+                try await node1.run("head -n -6 /etc/ssi/cluster.conf > /tmp/c && cat /tmp/c > /etc/ssi/cluster.conf")
+                let removed = try await ssiClusterInDistro(node1, "reload")
+                #expect(removed.contains("3 nodes"), "\(removed)")
+                let three = try await ssiClusterInDistro(node2, "status")
+                #expect(three.contains("Cluster ssi: 3 nodes, 3 members, quorate"), "\(three)")
 
                 // The init node dies: every other node says what that means.
                 node1.kill()

@@ -238,7 +238,7 @@ extension VM.MembershipTests {
             for g in nodes {
                 let reached = try await g.waitFor(.contains("SSI-TEST multi-user"), timeout: .seconds(900))
                 log("\(g.name): \(reached)")
-                try await g.waitFor(.contains("ABSOLUTELY NO WARRANTY"), timeout: .seconds(120))
+                try await g.waitForAnywhere("ABSOLUTELY NO WARRANTY")
             }
 
             for (i, g) in nodes.enumerated() {

@@ -128,7 +128,7 @@ struct CFSBench {
             let node1 = try vm.start(c1)
             let rootMounted = try await node1.waitFor(.containsInOrder("ssi-init:", "root: mounted"), timeout: .seconds(300))
             try await node1.waitFor(.contains("SSI-TEST multi-user"), timeout: .seconds(600))
-            try await node1.waitFor(.contains("ABSOLUTELY NO WARRANTY"), timeout: .seconds(120))
+            try await node1.waitForAnywhere("ABSOLUTELY NO WARRANTY")
             // When the services were up (monotonic seconds since boot, the
             // clock of the kernel's printk times).
             let ready = try await node1.run("for u in nfs-server ssi-netboot; do systemctl show -P ActiveEnterTimestampMonotonic $u; done",
@@ -153,7 +153,7 @@ struct CFSBench {
                 boots[kind] = Boot(hostSeconds: host, guestUptime: String(marker.split(separator: " ").last ?? "?"))
                 print("\(kind): multi-user \(fmt(host)) s after qemu started (guest uptime \(boots[kind]!.guestUptime) s)")
                 if kind == "ssi" {
-                    try await g.waitFor(.contains("ABSOLUTELY NO WARRANTY"), timeout: .seconds(120))
+                    try await g.waitForAnywhere("ABSOLUTELY NO WARRANTY")
                     options = try await g.run("findmnt -n -o OPTIONS /", timeout: .seconds(60)).output
                     let cfs = try await g.run(fileRatesScript(dir: "/root/bench-cfs", files: files), timeout: .seconds(900)).output
                     rates["diskless node, CFS root (NFSv4)"] = cfs.split(separator: " ").map(String.init)

@@ -1,0 +1,111 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import SSICore
+import SSILinux
+import SSIMembership
+import SSIConfig
+
+/// `ssi cluster reload [FILE]`: give every running member a new cluster
+/// configuration (a node added or removed, a changed token) and have
+/// corosync apply it, without a reboot.
+struct ClusterReloadCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "reload",
+        abstract: "Give every running member a new cluster configuration and have corosync apply it.",
+        discussion: """
+            The configuration is checked here; the membership agents write it, with the \
+            corosync.conf made from it, into every member's daemons' root; when every member \
+            has answered, corosync is told to reload (corosync-cfgtool -R). A member that \
+            could not write it is named and corosync is not told: nothing changes in the \
+            running cluster. After adding a node, also rebuild what the init node serves \
+            (ssi-mkinitrd --config FILE --netboot DIR).
+            """)
+
+    @Argument(help: ArgumentHelp("The configuration (default: /etc/ssi/cluster.conf).", valueName: "file"))
+    var file: String = ClusterConfig.defaultPath
+
+    @Option(name: .customLong("state-dir"), help: ArgumentHelp("Where the membership agent keeps its state.", valueName: "dir"))
+    var stateDirectory = ClusterView.defaultDirectory
+
+    @Option(help: ArgumentHelp("Seconds to wait for every member's answer.", valueName: "s"))
+    var timeout: Int = 30
+
+    func run() throws {
+        do {
+            try reload()
+        } catch {
+            printError(tool: "ssi-cluster reload", error)
+            throw ExitCode(1)
+        }
+    }
+
+    func reload() throws(SSIError) {
+        let config = try ClusterConfig.load(path: file)
+        let text: String
+        do { text = try FileSystem.readText(file) } catch { throw SSIError("reload", "\(file): \(error.description)") }
+        let quorum: QuorumClient
+        do { quorum = try QuorumClient() } catch {
+            throw SSIError("reload", "corosync is not running on this node", hint: "run it on a booted cluster member")
+        }
+        let members = try quorum.currentMembers()
+        guard !members.isEmpty else {
+            throw SSIError("reload", "corosync did not say who the members are within 5 s")
+        }
+        guard let pidText = try? FileSystem.readText(stateDirectory + "/agent.pid"),
+              let agent = pid_t(pidText.split(separator: "\n").first ?? ""), kill(agent, 0) == 0 else {
+            throw SSIError("reload", "the membership agent is not running on this node (no \(stateDirectory)/agent.pid)",
+                           hint: "it is started by ssi-init; reboot the node with an image built with --config")
+        }
+        let dir = ClusterReload.directory
+        let id = "\(getpid())-\(Int(Process.now() * 1000))"
+        do {
+            try FileSystem.makeDirectories(dir)
+            try FileSystem.writeFile(dir + "/request.new", id + "\n" + text)
+            try FileSystem.rename(dir + "/request.new", dir + "/request")
+        } catch {
+            throw SSIError("reload", "writing \(dir)/request: \(error.description)")
+        }
+        kill(agent, SIGUSR1)
+        let deadline = Process.now() + Double(timeout)
+        var answers: [UInt32: String] = [:]
+        while Process.now() < deadline {
+            for line in ((try? FileSystem.readText(dir + "/" + id)) ?? "").split(separator: "\n") {
+                let f = line.split(separator: " ", maxSplits: 1).map(String.init)
+                if f.count == 2, let n = UInt32(f[0]) { answers[n] = f[1] }
+            }
+            if members.allSatisfy({ answers[$0] != nil }) { break }
+            Process.sleep(milliseconds: 100)
+        }
+        try? FileSystem.unlink(dir + "/" + id)
+        var report: [String] = []
+        var failed: [String] = []
+        for m in members {
+            let name = config.node(number: Int(m))?.name ?? "node \(m)"
+            let answer = answers[m] ?? "no answer within \(timeout) s"
+            report.append("  \(name) (\(m)): \(answer)")
+            if answer != "ok" { failed.append(name) }
+        }
+        guard failed.isEmpty else {
+            throw SSIError("reload", "not applied: \(failed.joined(separator: ", ")) could not take the configuration\n" + report.joined(separator: "\n"),
+                           hint: "corosync was not told to reload; the members that answered ok have the new files and apply them at their next corosync start")
+        }
+        guard let tool = ["/usr/sbin/corosync-cfgtool", "/sbin/corosync-cfgtool"].first(where: FileSystem.isExecutableFile) else {
+            throw SSIError("reload", "every member has the new configuration, but corosync-cfgtool is not installed here to apply it",
+                           hint: "apt-get install corosync, then run corosync-cfgtool -R")
+        }
+        do {
+            let pid = try Process.spawn(tool, [tool, "-R"], environment: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"])
+            let status = try Process.wait(for: pid)
+            guard status == .exited(0) else {
+                throw SSIError("reload", "corosync-cfgtool -R: \(status)", hint: "corosync's log says why it refused the configuration")
+            }
+        } catch let e as SSIError {
+            throw e
+        } catch {
+            throw SSIError("reload", "corosync-cfgtool -R: \(error)")
+        }
+        print("ssi-cluster reload: \(config.summary); applied on \(members.count) members:\n" + report.joined(separator: "\n"))
+    }
+}
