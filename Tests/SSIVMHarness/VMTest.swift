@@ -163,3 +163,19 @@ public final class VMTest: Sendable {
         }
     }
 }
+
+extension VMTest {
+    /// configs/cfs-3node.conf (the cluster the VM tests build: network
+    /// 10.77.0.0/24, node N at 10.77.0.N with MAC 52:54:00:00:00:0N) with
+    /// `authkey` and the serial console as network-booted nodes' console,
+    /// written to the scratch folder; returns its path.
+    public func exampleCFSConfig(authkey: String) throws -> String {
+        var text = try String(contentsOfFile: VMHost.packageRoot + "/configs/cfs-3node.conf", encoding: .utf8)
+        text = text.replacingOccurrences(of: "authkey = \"/etc/ssi/authkey\"", with: "authkey = \"\(authkey)\"")
+        text = text.replacingOccurrences(of: "kernel_arguments = \"console=tty0 console=ttyS0,115200n8\"",
+                                         with: "kernel_arguments = \"console=ttyS0 panic=-1\"")
+        let file = path("cluster.conf")
+        try text.write(toFile: file, atomically: true, encoding: .utf8)
+        return file
+    }
+}

@@ -8,18 +8,6 @@ import Foundation
 import SSIVMHarness
 import Testing
 
-/// The example CFS configuration with the test's key and a serial console
-/// for the network-booted nodes.
-func cfsClusterConfig(_ vm: VMTest, authkey: String) throws -> String {
-    var text = try String(contentsOfFile: VMHost.packageRoot + "/configs/cfs-3node.conf", encoding: .utf8)
-    text = text.replacingOccurrences(of: "authkey = \"/etc/ssi/authkey\"", with: "authkey = \"\(authkey)\"")
-    text = text.replacingOccurrences(of: "kernel_arguments = \"console=tty0 console=ttyS0,115200n8\"",
-                                     with: "kernel_arguments = \"console=ttyS0 panic=-1\"")
-    let path = vm.path("cluster.conf")
-    try text.write(toFile: path, atomically: true, encoding: .utf8)
-    return path
-}
-
 /// `ssi cluster ARGS` from the booted Debian: the binary ssi-init left in
 /// the daemons' root runs in the distro with the distro's libraries.
 func ssiClusterInDistro(_ g: Guest, _ args: String, expectStatus: Int32? = 0) async throws -> String {
@@ -37,7 +25,7 @@ extension VM {
             try await VMTest.run("cfs") { vm in
                 let key = vm.path("authkey")
                 try Command.run([ssi, "cluster", "keygen", "-o", key])
-                let conf = try cfsClusterConfig(vm, authkey: key)
+                let conf = try vm.exampleCFSConfig(authkey: key)
                 let netboot = vm.path("netboot")
                 let built = try Command.run([ssi, "mkinitrd", "--config", conf, "--kver", kernel.version,
                                              "--netboot", netboot, "--kernel-image", kernel.path], timeout: .seconds(300))

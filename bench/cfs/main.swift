@@ -25,17 +25,6 @@ func seconds(_ d: Duration) -> Double {
 
 func fmt(_ v: Double, _ digits: Int = 1) -> String { String(format: "%.\(digits)f", v) }
 
-/// The example configuration with the bench's key and a serial console.
-func writeConfig(_ vm: VMTest, authkey: String) throws -> String {
-    var text = try String(contentsOfFile: VMHost.packageRoot + "/configs/cfs-3node.conf", encoding: .utf8)
-    text = text.replacingOccurrences(of: "authkey = \"/etc/ssi/authkey\"", with: "authkey = \"\(authkey)\"")
-    text = text.replacingOccurrences(of: "kernel_arguments = \"console=tty0 console=ttyS0,115200n8\"",
-                                     with: "kernel_arguments = \"console=ttyS0 panic=-1\"")
-    let path = vm.path("cluster.conf")
-    try text.write(toFile: path, atomically: true, encoding: .utf8)
-    return path
-}
-
 /// perl (in Debian's minbase; perl-base has no Time::HiRes, so `date`
 /// times each phase) makes, stats, reads and removes N files in DIR, one
 /// process per phase, so the rates are the file system's, not fork's.
@@ -92,13 +81,17 @@ struct CFSBench {
         try await VMTest.run("bench-cfs") { vm in
             let key = vm.path("authkey")
             try Command.run([ssi, "cluster", "keygen", "-o", key])
-            let conf = try writeConfig(vm, authkey: key)
+            let conf = try vm.exampleCFSConfig(authkey: key)
             let netboot = vm.path("netboot")
             try Command.run([ssi, "mkinitrd", "--config", conf, "--kver", kernel.version, "--netboot", netboot,
                              "--kernel-image", kernel.path, "-q"], timeout: .seconds(300))
             // dracut's NFS root image, served beside ours.
             let dracutArgs = ["dracut", "-q", "--no-hostonly", "--force", "--kver", kernel.version,
-                              "--add", "nfs", "--omit", "crypt dm nvdimm qemu virtiofs overlay-root",
+                              // network-legacy (dhclient): with systemd-networkd
+                              // (what dracut picks when systemd is installed)
+                              // ip=dhcp never configured the NIC here.
+                              "--add", "nfs network-legacy",
+                              "--omit", "crypt dm nvdimm qemu virtiofs overlay-root systemd-networkd network-manager",
                               "--drivers", "virtio_pci virtio_net nfsv4", netboot + "/dracut.img"]
             let started = ContinuousClock.now
             try Command.run(dracutArgs, timeout: .seconds(600))
