@@ -49,10 +49,12 @@ struct ClusterReloadCommand: ParsableCommand {
         do { quorum = try QuorumClient() } catch {
             throw SSIError("reload", "corosync is not running on this node", hint: "run it on a booted cluster member")
         }
-        let members = try quorum.currentMembers()
+        var members = try quorum.currentMembers()
         guard !members.isEmpty else {
             throw SSIError("reload", "corosync did not say who the members are within 5 s")
         }
+        let asked = members
+        let events = try quorum.fileDescriptor()
         guard let pidText = try? FileSystem.readText(stateDirectory + "/agent.pid"),
               let agent = pid_t(pidText.split(separator: "\n").first ?? ""), kill(agent, 0) == 0 else {
             throw SSIError("reload", "the membership agent is not running on this node (no \(stateDirectory)/agent.pid)",
@@ -76,11 +78,20 @@ struct ClusterReloadCommand: ParsableCommand {
                 if f.count == 2, let n = UInt32(f[0]) { answers[n] = f[1] }
             }
             if members.allSatisfy({ answers[$0] != nil }) { break }
-            Process.sleep(milliseconds: 100)
+            // A member that leaves meanwhile (a node just stopped, not yet
+            // declared gone when we asked) is no longer waited for.
+            var p = pollfd(fd: events, events: Int16(POLLIN), revents: 0)
+            if poll(&p, 1, 100) > 0 {
+                try quorum.dispatch()
+                if !quorum.members.isEmpty { members = quorum.members.sorted() }
+            }
         }
         try? FileSystem.unlink(dir + "/" + id)
         var report: [String] = []
         var failed: [String] = []
+        for m in asked where !members.contains(m) && answers[m] == nil {
+            report.append("  \(config.node(number: Int(m))?.name ?? "node \(m)") (\(m)): left the cluster during the reload")
+        }
         for m in members {
             let name = config.node(number: Int(m))?.name ?? "node \(m)"
             let answer = answers[m] ?? "no answer within \(timeout) s"
