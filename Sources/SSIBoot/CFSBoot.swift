@@ -46,12 +46,11 @@ extension Boot {
         // The kernel NFS server, from the image: the distro's units mount
         // /proc/fs/nfsd, which needs it, and a root booted with another
         // kernel (or none installed) has no modules of its own for it.
-        if let ctx = try? modules("/lib/modules/\(Process.kernelRelease())") {
-            do throws(SSIError) {
-                if try ctx.insertIfNeeded("nfsd") { log.info("modules", "loaded the kernel NFS server (nfsd)") }
-            } catch {
-                log.warning("cfs-server", "\(error.message); the NFS server will not start unless the root has the module")
-            }
+        do throws(SSIError) {
+            if try loadModule("nfsd") { log.info("modules", "loaded the kernel NFS server (nfsd)") }
+        } catch {
+            log.warning("cfs-server", "\(error.message); the NFS server will not start unless the root has the module "
+                        + "(rebuild the image with ssi-mkinitrd --config: a cfs configuration carries nfsd)")
         }
         let started = Process.now()
         var seeded: [String] = []
@@ -120,11 +119,9 @@ extension Boot {
         // "nfs4" is registered by nfs.ko; the protocol itself is nfsv4.ko,
         // which the kernel asks modprobe for, and the initramfs has none:
         // without it the mount fails with EPROTONOSUPPORT.
-        if let ctx = try? modules("/lib/modules/\(Process.kernelRelease())") {
-            do throws(SSIError) { _ = try ctx.insertIfNeeded("nfsv4") } catch {
-                throw SSIError("root", "\(error.message): NFSv4 is needed to mount the CFS root",
-                               hint: "rebuild the image with ssi-mkinitrd --config (it carries nfsv4)")
-            }
+        do throws(SSIError) { try loadModule("nfsv4") } catch {
+            throw SSIError("root", "\(error.message): NFSv4 is needed to mount the CFS root",
+                           hint: "rebuild the image with ssi-mkinitrd --config (it carries nfsv4)")
         }
         let started = Process.now()
         let waitSeconds = params.clusterRootWait ?? cfs.waitSeconds

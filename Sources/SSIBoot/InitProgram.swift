@@ -142,6 +142,14 @@ final class Boot {
         return ctx
     }
 
+    /// Loads one module the image carries (with its dependencies); true
+    /// when it was not loaded before. For modules the kernel would ask
+    /// modprobe for: the initramfs has none.
+    @discardableResult
+    func loadModule(_ name: String) throws(SSIError) -> Bool {
+        try modules("/lib/modules/\(Process.kernelRelease())").insertIfNeeded(name)
+    }
+
     /// The driver for a file system type, through its "fs-TYPE" alias; a
     /// type built into the kernel, or not in the image, is left to mount
     /// to judge.

@@ -81,7 +81,7 @@ public struct NodePrivatePaths: Sendable {
             }
         } catch {
             throw SSIError("private", "seeding \(nodeName)'s copies in \(root)\(directory): \(error.description)",
-                           hint: "the shared root must be writable by this node (exported rw, no_root_squash)")
+                           hint: "the shared root must be writable here: mounted read-write on the init node, exported rw,no_root_squash to the others")
         }
         return results
     }

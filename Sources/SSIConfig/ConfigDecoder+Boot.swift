@@ -9,23 +9,7 @@ extension ConfigDecoder {
         var result = ClusterConfig.PrivatePaths()
         var ok = true
         if let list = strings(t, "paths", "private", single: false) {
-            var paths: [String] = []
-            for (p, line) in list {
-                if let why = absolutePathProblem(p) {
-                    report(line, "private.paths", why); ok = false
-                } else if p == "/" {
-                    report(line, "private.paths", "/ cannot be node-private: it is the shared root"); ok = false
-                } else if paths.contains(p) {
-                    report(line, "private.paths", "\(p) is listed twice"); ok = false
-                } else if let outer = paths.first(where: { p.hasPrefix($0 + "/") || $0.hasPrefix(p + "/") }) {
-                    report(line, "private.paths", "\(p) and \(outer) are nested: the outer one is already private with everything in it",
-                           hint: "keep only the outer path")
-                    ok = false
-                } else {
-                    paths.append(p)
-                }
-            }
-            result.paths = paths
+            if let paths = privatePathList(list, field: "private.paths") { result.paths = paths } else { ok = false }
         } else if t.entry("paths") != nil { ok = false }
         if let (d, line) = string(t, "directory", "private") {
             if let why = absolutePathProblem(d) {
@@ -42,6 +26,29 @@ extension ConfigDecoder {
             result.directory = d
         } else if t.entry("directory") != nil { ok = false }
         return ok ? result : nil
+    }
+
+    /// Node-private paths ([private] paths, a node's private): absolute,
+    /// not /, each once, none inside another. nil when a problem was reported.
+    mutating func privatePathList(_ list: [(value: String, line: Int)], field: String) -> [String]? {
+        var paths: [String] = []
+        var ok = true
+        for (p, line) in list {
+            if let why = absolutePathProblem(p) {
+                report(line, field, why); ok = false
+            } else if p == "/" {
+                report(line, field, "/ cannot be node-private: it is the shared root"); ok = false
+            } else if paths.contains(p) {
+                report(line, field, "\(p) is listed twice"); ok = false
+            } else if let outer = paths.first(where: { p.hasPrefix($0 + "/") || $0.hasPrefix(p + "/") }) {
+                report(line, field, "\(p) and \(outer) are nested: the outer one is already private with everything in it",
+                       hint: "keep only the outer path")
+                ok = false
+            } else {
+                paths.append(p)
+            }
+        }
+        return ok ? paths : nil
     }
 
     mutating func decodeNetboot(_ t: TOMLTable?) -> ClusterConfig.Netboot? {

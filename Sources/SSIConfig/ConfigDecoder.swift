@@ -489,17 +489,7 @@ struct ConfigDecoder {
 
         var privatePaths: [String] = []
         if let list = strings(t, "private", "node", single: false) {
-            for (p, line) in list {
-                if let why = absolutePathProblem(p) {
-                    report(line, "node.private", why); ok = false
-                } else if p == "/" {
-                    report(line, "node.private", "/ cannot be node-private: it is the shared root"); ok = false
-                } else if privatePaths.contains(p) {
-                    report(line, "node.private", "\(p) is listed twice"); ok = false
-                } else {
-                    privatePaths.append(p)
-                }
-            }
+            if let paths = privatePathList(list, field: "node.private") { privatePaths = paths } else { ok = false }
         } else if t.entry("private") != nil { ok = false }
 
         var onTimeout: ClusterConfig.OnTimeout? = nil

@@ -141,11 +141,14 @@ struct MkinitrdCommand: ParsableCommand {
             }
             spec.mtime = v
         }
+        var cluster: ClusterConfig? = nil
         if let config {
-            spec.cluster = try clusterPayload(config)
+            let cfg = try ClusterConfig.load(path: config)
+            cluster = cfg
+            spec.cluster = try clusterPayload(cfg, path: config)
             // The CFS init node's kernel NFS server: ssi-init loads it before
             // the hand-off, so the root need not carry the modules.
-            if case .cfs = (try? ClusterConfig.load(path: config))?.root, !spec.modules.contains("nfsd") {
+            if case .cfs = cfg.root, !spec.modules.contains("nfsd") {
                 spec.modules.append("nfsd")
             }
         } else if authkey != nil {
@@ -154,7 +157,7 @@ struct MkinitrdCommand: ParsableCommand {
         var out = output ?? "/boot/initrd.img-\(kernel)"
         var netbootFiles: NetbootWriter? = nil
         if let netboot {
-            guard let config, let cfg = try? ClusterConfig.load(path: config) else {
+            guard let cfg = cluster else {
                 throw SSIError("mkinitrd", "--netboot needs --config", hint: "the network-booted nodes join the cluster it describes")
             }
             guard output == nil else {
@@ -191,8 +194,7 @@ struct MkinitrdCommand: ParsableCommand {
     /// corosync and what it loads at run time, its configuration generated
     /// from the cluster configuration (refused, with every problem listed,
     /// when invalid), and the key.
-    func clusterPayload(_ path: String) throws(SSIError) -> ClusterPayload {
-        let cfg = try ClusterConfig.load(path: path)
+    func clusterPayload(_ cfg: ClusterConfig, path: String) throws(SSIError) -> ClusterPayload {
         let key = try AuthKey.read(path: authkey ?? cfg.cluster.authkey)
         let corosync = "/usr/sbin/corosync"
         guard FileSystem.isExecutableFile(corosync) else {
