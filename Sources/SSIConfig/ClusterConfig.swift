@@ -39,11 +39,15 @@ public struct ClusterConfig: Sendable, Equatable {
     public var privatePaths: PrivatePaths
     /// What the CFS init node serves to network-booting nodes.
     public var netboot: Netboot
+    /// How dlm_controld cuts a failed node off the shared disk (required
+    /// with a gfs2 root).
+    public var fence: Fence?
 
     public static let defaultPath = "/etc/ssi/cluster.conf"
 
     public init(file: String, cluster: Cluster, network: Network, quorum: Quorum, root: Root, nodes: [Node],
-                agents: [Agent] = [], privatePaths: PrivatePaths = PrivatePaths(), netboot: Netboot = Netboot()) {
+                agents: [Agent] = [], privatePaths: PrivatePaths = PrivatePaths(), netboot: Netboot = Netboot(),
+                fence: Fence? = nil) {
         self.file = file
         self.cluster = cluster
         self.network = network
@@ -53,6 +57,7 @@ public struct ClusterConfig: Sendable, Equatable {
         self.agents = agents
         self.privatePaths = privatePaths
         self.netboot = netboot
+        self.fence = fence
     }
 
     /// `[private]`: the paths of a shared root that each node keeps for
@@ -268,6 +273,9 @@ public struct ClusterConfig: Sendable, Equatable {
         public var privatePaths: [String]
         /// Overrides [quorum] on_timeout for this node.
         public var onTimeout: OnTimeout?
+        /// key=value words the fence agent gets for this node (its IPMI
+        /// address, its switch port), after [fence] args.
+        public var fenceArguments: [String] = []
         /// The line of the node's [[node]] header.
         public var line: Int
     }

@@ -71,3 +71,51 @@ extension ConfigDecoder {
         return ok ? result : nil
     }
 }
+
+extension ConfigDecoder {
+    /// `[fence]`; nil with a problem reported. A gfs2 root needs it.
+    mutating func decodeFence(_ t: TOMLTable?, rootType: String?, rootLine: Int) -> ClusterConfig.Fence?? {
+        guard let t else {
+            if rootType == "gfs2" {
+                report(rootLine, "fence", "a gfs2 root needs a [fence] section: GFS2 replays a failed node's journal only once the node is fenced, and without an agent every node's I/O stops at the first failure",
+                       hint: "[fence] agent = \"/usr/sbin/fence_ipmilan\" with args (see INSTALL.md), or \"\(ClusterConfig.Fence.builtinAgent)\" for qemu guests")
+            }
+            return .some(nil)
+        }
+        checkKeys(t, section: "fence")
+        var ok = true
+        var fence = ClusterConfig.Fence(agent: "")
+        if let (a, line) = string(t, "agent", "fence") {
+            if let why = absolutePathProblem(a) { report(line, "fence.agent", why, hint: "give the agent's absolute path"); ok = false }
+            fence.agent = a
+        } else {
+            if t.entry("agent") == nil { report(t.line, "fence.agent", "missing", hint: "agent = \"/usr/sbin/fence_ipmilan\"") }
+            ok = false
+        }
+        if let (a, line) = string(t, "args", "fence") {
+            let words = a.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
+            if let why = words.lazy.compactMap(fenceArgumentProblem).first {
+                report(line, "fence.args", why, hint: "space-separated key=value words"); ok = false
+            }
+            fence.arguments = words
+        } else if t.entry("args") != nil { ok = false }
+        if let files = strings(t, "files", "fence", single: false) {
+            for f in files {
+                if let why = absolutePathProblem(f.value) { report(f.line, "fence.files", "\(f.value): \(why)"); ok = false }
+            }
+            fence.files = files.map(\.value)
+        } else if t.entry("files") != nil { ok = false }
+        if let (d, _) = integer(t, "post_join_delay", "fence", range: 0...3600) { fence.postJoinDelay = d } else if t.entry("post_join_delay") != nil { ok = false }
+        return ok ? .some(fence) : nil
+    }
+
+    /// A node's `fence_args`.
+    mutating func fenceArguments(_ t: TOMLTable) -> [String]? {
+        guard let (a, line) = string(t, "fence_args", "node") else { return t.entry("fence_args") == nil ? [] : nil }
+        let words = a.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
+        for w in words {
+            if let why = fenceArgumentProblem(w) { report(line, "node.fence_args", why, hint: "space-separated key=value words, e.g. \"ipaddr=10.0.1.5\""); return nil }
+        }
+        return words
+    }
+}

@@ -41,14 +41,15 @@ struct ConfigDecoder {
 
     /// Every section and its keys, in the order hints look them up.
     static let sections: [(name: String, keys: [String])] = [
-        ("", ["cluster", "network", "quorum", "root", "private", "netboot", "node", "agent"]),
+        ("", ["cluster", "network", "quorum", "root", "private", "netboot", "fence", "node", "agent"]),
         ("cluster", ["name", "authkey", "crypto_cipher", "crypto_hash", "token_timeout_ms"]),
         ("network", ["prefix", "gateway", "interface"]),
         ("quorum", ["expected_votes", "wait_for_all", "two_node", "boot_wait_seconds", "on_timeout"]),
         ("root", ["type", "server", "export", "device", "lock_table", "options", "wait_seconds"]),
         ("private", ["paths", "directory"]),
         ("netboot", ["enabled", "directory", "kernel_arguments"]),
-        ("node", ["number", "name", "mac", "address", "role", "votes", "swap", "private", "on_timeout"]),
+        ("fence", ["agent", "args", "files", "post_join_delay"]),
+        ("node", ["number", "name", "mac", "address", "role", "votes", "swap", "private", "on_timeout", "fence_args"]),
         ("agent", ["name", "command", "files"]),
     ]
 
@@ -205,12 +206,14 @@ struct ConfigDecoder {
         let agents = decodeAgents(doc)
         let privatePaths = decodePrivate(section(doc, "private", required: false))
         let netboot = decodeNetboot(section(doc, "netboot", required: false))
+        let fence = decodeFence(section(doc, "fence", required: false),
+                                rootType: root?.root.type ?? rootTable?["type"]?.string, rootLine: rootTable?.line ?? 0)
 
         guard let cluster, let network, network.valid, let root, let quorum, let agents, let privatePaths, let netboot,
-              !drafts.isEmpty, drafts.allSatisfy(\.valid) else { return nil }
+              let fence, !drafts.isEmpty, drafts.allSatisfy(\.valid) else { return nil }
         return ClusterConfig(file: file, cluster: cluster.value, network: network.value, quorum: quorum,
                              root: root.root, nodes: drafts.map(\.node), agents: agents,
-                             privatePaths: privatePaths, netboot: netboot)
+                             privatePaths: privatePaths, netboot: netboot, fence: fence)
     }
 
     // MARK: [[agent]]
@@ -498,13 +501,17 @@ struct ConfigDecoder {
             onTimeout = o; onTimeoutLine = line
         } else if t.entry("on_timeout") != nil { ok = false }
 
+        let fenceArguments = fenceArguments(t)
+        if fenceArguments == nil { ok = false }
+
         if macs.isEmpty && t.entry("mac") == nil && network != nil && network?.interface == nil {
             report(t.line, "node.mac", "node \(number > 0 ? String(number) : "") has no mac and [network] names no interface: ssi-init could not tell which interface to configure",
                    hint: "add mac = \"...\" (also lets ssi-init find the node without ssi.node=), or set interface in [network]")
             ok = false
         }
         return NodeDraft(node: .init(number: number, name: name, macs: macs, address: address, role: role, votes: votes,
-                                     swap: swap, privatePaths: privatePaths, onTimeout: onTimeout, line: t.line),
+                                     swap: swap, privatePaths: privatePaths, onTimeout: onTimeout,
+                                     fenceArguments: fenceArguments ?? [], line: t.line),
                          numberLine: numberLine, nameLine: nameLine, macLines: macLines, addressLine: addressLine,
                          roleLine: roleLine, onTimeoutLine: onTimeoutLine,
                          valid: ok, hasNumber: number > 0, hasAddress: hasAddress)

@@ -197,11 +197,13 @@ import SSICore
             type = "gfs2"
             device = "LABEL=x"
             lock_table = "ssi:x"
+            [fence]
+            agent = "/usr/sbin/fence_ssi"
             [node]
             number = 1
             address = "10.77.0.1"
             """
-        expectOneProblem(text, line: 9, field: "node", "[node] is a single table", "write [[node]]")
+        expectOneProblem(text, line: 11, field: "node", "[node] is a single table", "write [[node]]")
     }
 
     @Test func missingSectionsAndKeys() {

@@ -51,6 +51,10 @@ let baseGFS2 = """
     device = "LABEL=ssi:root"
     lock_table = "ssi:root"
 
+    [fence]
+    agent = "/usr/sbin/fence_ssi"
+    args = "ipaddr=10.77.0.254 ipport=7070"
+
     [[node]]
     number = 1
     mac = "52:54:00:00:00:01"
