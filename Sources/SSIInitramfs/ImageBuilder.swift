@@ -60,11 +60,16 @@ public struct ClusterPayload: Sendable {
     public var files: [String: (bytes: [UInt8], permissions: UInt32)]
     /// corosync's authkey, placed at /etc/corosync/authkey mode 0400.
     public var authkey: [UInt8]?
+    /// Image path -> link target: multi-call names of the ssi binary the
+    /// daemons run (fence_ssi).
+    public var links: [String: String]
 
-    public init(daemons: [String], files: [String: (bytes: [UInt8], permissions: UInt32)], authkey: [UInt8]?) {
+    public init(daemons: [String], files: [String: (bytes: [UInt8], permissions: UInt32)], authkey: [UInt8]?,
+                links: [String: String] = [:]) {
         self.daemons = daemons
         self.files = files
         self.authkey = authkey
+        self.links = links
     }
 
     /// The payload holds a secret: the image must not be world-readable.
@@ -163,6 +168,10 @@ public enum ImageBuilder {
         if let key = cluster.authkey { files["etc/corosync/authkey"] = (key, 0o400) }
         for (path, f) in files {
             try tree.add(path, .data(f.bytes, permissions: f.permissions))
+            listed.append(ImageTree.normalize(path))
+        }
+        for (path, target) in cluster.links where tree.node(path) == nil {
+            try tree.add(path, .symlink(target: target))
             listed.append(ImageTree.normalize(path))
         }
         // The merged-/usr links are made by ssi-init, not copied.

@@ -16,16 +16,29 @@ public enum TCPProbe {
     }
 
     public static func probe(_ address: IPv4Address, port: UInt16, timeoutMs: Int32) -> Result {
+        let (fd, result) = connect(address, port: port, timeoutMs: timeoutMs)
+        if fd >= 0 { close(fd) }
+        return result
+    }
+
+    /// A non-blocking socket connected (or not) within the deadline; the
+    /// descriptor is -1 unless the result is `.open`.
+    static func connect(_ address: IPv4Address, port: UInt16, timeoutMs: Int32) -> (Int32, Result) {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return .noAnswer("socket: \(errnoDescription(errno))") }
-        defer { close(fd) }
+        guard fd >= 0 else { return (-1, .noAnswer("socket: \(errnoDescription(errno))")) }
+        let result = connect(fd, address, port: port, timeoutMs: timeoutMs)
+        if result != .open { close(fd); return (-1, result) }
+        return (fd, result)
+    }
+
+    static func connect(_ fd: Int32, _ address: IPv4Address, port: UInt16, timeoutMs: Int32) -> Result {
         var sin = sockaddr_in()
         sin.sin_family = sa_family_t(AF_INET)
         sin.sin_port = port.bigEndian
         let o = address.octets
         sin.sin_addr.s_addr = UInt32(o[0]) | UInt32(o[1]) << 8 | UInt32(o[2]) << 16 | UInt32(o[3]) << 24
         let rc = withUnsafePointer(to: &sin) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         if rc == 0 { return .open }
         guard errno == EINPROGRESS else { return classify(errno) }
@@ -40,5 +53,55 @@ public enum TCPProbe {
 
     static func classify(_ e: Int32) -> Result {
         e == ECONNREFUSED ? .refused : .noAnswer(errnoDescription(e))
+    }
+}
+
+/// One request line, one answer line, over TCP with one deadline for all
+/// of it: the fence agent's talk with a fence switch.
+public enum TCPLineClient {
+    public enum Failure: Error, Sendable, Equatable {
+        case connect(TCPProbe.Result)
+        case io(String)
+    }
+
+    public static func request(_ line: String, to address: IPv4Address, port: UInt16, timeoutMs: Int32) -> Swift.Result<String, Failure> {
+        let deadline = Process.now() + Double(timeoutMs) / 1000
+        let (fd, result) = TCPProbe.connect(address, port: port, timeoutMs: timeoutMs)
+        guard fd >= 0 else { return .failure(.connect(result)) }
+        defer { close(fd) }
+        var out = Array((line + "\n").utf8)
+        while !out.isEmpty {
+            let n = out.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n < 0 {
+                if errno == EAGAIN || errno == EINTR {
+                    var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+                    _ = poll(&p, 1, 100)
+                    if Process.now() > deadline { return .failure(.io("timed out sending")) }
+                    continue
+                }
+                return .failure(.io("send: \(errnoDescription(errno))"))
+            }
+            out.removeFirst(n)
+        }
+        var answer: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 512)
+        while !answer.contains(UInt8(ascii: "\n")) {
+            let left = Int32(max(0, (deadline - Process.now()) * 1000))
+            if left == 0 { return .failure(.io("no answer within \(timeoutMs) ms")) }
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            if poll(&p, 1, left) <= 0 { continue }
+            let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n == 0 { break }
+            if n < 0 {
+                if errno == EAGAIN || errno == EINTR { continue }
+                return .failure(.io("recv: \(errnoDescription(errno))"))
+            }
+            answer += buf[0..<n]
+        }
+        let text = String(decoding: answer, as: UTF8.self)
+        guard let first = text.split(separator: "\n", omittingEmptySubsequences: false).first, !answer.isEmpty else {
+            return .failure(.io("the connection closed without an answer"))
+        }
+        return .success(String(first))
     }
 }

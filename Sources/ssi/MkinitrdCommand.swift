@@ -224,10 +224,48 @@ struct MkinitrdCommand: ParsableCommand {
         do { text = try FileSystem.readFile(path) } catch {
             throw SSIError("mkinitrd", "--config \(path): \(errnoDescription(error.errno))")
         }
-        return ClusterPayload(daemons: daemons,
-                              files: ["etc/corosync/corosync.conf": (Array(cfg.corosyncConf(keyfile: "/etc/corosync/authkey").utf8), 0o644),
-                                      "etc/ssi/cluster.conf": (text, 0o644)],
-                              authkey: key)
+        var files: [String: (bytes: [UInt8], permissions: UInt32)] = [
+            "etc/corosync/corosync.conf": (Array(cfg.corosyncConf(keyfile: "/etc/corosync/authkey").utf8), 0o644),
+            "etc/ssi/cluster.conf": (text, 0o644),
+        ]
+        var links: [String: String] = [:]
+        if case .gfs2 = cfg.root {
+            try addDLM(cfg, daemons: &daemons, files: &files, links: &links)
+        }
+        return ClusterPayload(daemons: daemons, files: files, authkey: key, links: links)
+    }
+
+    /// A gfs2 root: dlm_controld and dlm_tool (ssi-init waits on dlm's
+    /// state), the fence agent and its files, and dlm.conf. They run in
+    /// the agents root, like corosync, and outlive the initramfs.
+    func addDLM(_ cfg: ClusterConfig, daemons: inout [String], files: inout [String: (bytes: [UInt8], permissions: UInt32)],
+                links: inout [String: String]) throws(SSIError) {
+        for program in ["/usr/sbin/dlm_controld", "/usr/sbin/dlm_tool"] {
+            guard FileSystem.isExecutableFile(program) else {
+                throw SSIError("mkinitrd", "\(program) is not installed; a gfs2 root needs the DLM's daemon",
+                               hint: "apt-get install dlm-controld")
+            }
+            daemons.append(program)
+        }
+        guard let fence = cfg.fence else {
+            throw SSIError("mkinitrd", "\(cfg.file): a gfs2 root needs [fence]")
+        }
+        if fence.agent == ClusterConfig.Fence.builtinAgent {
+            links[String(fence.agent.dropFirst())] = "../bin/ssi"
+        } else {
+            guard FileSystem.isExecutableFile(fence.agent) else {
+                throw SSIError("mkinitrd", "\(cfg.file): [fence] agent \(fence.agent) is not an executable file on this machine",
+                               hint: "install it (fence-agents has fence_ipmilan, fence_scsi, ...), or fix [fence] agent")
+            }
+            daemons.append(fence.agent)
+        }
+        for f in fence.files where !daemons.contains(f) {
+            guard FileSystem.exists(f) else {
+                throw SSIError("mkinitrd", "\(cfg.file): [fence] files: \(f) is not on this machine")
+            }
+            daemons.append(f)
+        }
+        files["etc/dlm/dlm.conf"] = (Array(cfg.dlmConf().utf8), 0o644)
     }
 
     func summary(_ r: ImageReport) -> String {

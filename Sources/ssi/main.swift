@@ -19,6 +19,8 @@ case "init", "ssi-init":
     InitProgram.run()
 case "ssi-mkinitrd", "mkinitrd":
     SSICommand.main(["mkinitrd"] + arguments.dropFirst())
+case "fence_ssi":
+    FenceAgent.run(Array(arguments.dropFirst()))
 case "ssi-cluster":
     SSICommand.main(["cluster"] + arguments.dropFirst())
 default:
