@@ -85,3 +85,45 @@ int ssi_mount_bounded(const char *source, const char *target, const char *type,
         nanosleep(&nap, NULL);
     }
 }
+
+#include <linux/loop.h>
+#include <sys/ioctl.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <errno.h>
+
+int ssi_loop_attach(const char *path, int *number) {
+    int file = open(path, O_RDWR | O_CLOEXEC);
+    if (file < 0) return -1;
+    int ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+    if (ctl < 0) { int e = errno; close(file); errno = e; return -1; }
+    /* Another process may take the free device between GET_FREE and
+     * CONFIGURE (EBUSY): try again a few times. */
+    for (int attempt = 0; attempt < 8; attempt++) {
+        int n = ioctl(ctl, LOOP_CTL_GET_FREE);
+        if (n < 0) break;
+        char dev[32];
+        snprintf(dev, sizeof dev, "/dev/loop%d", n);
+        int fd = open(dev, O_RDWR | O_CLOEXEC);
+        if (fd < 0) continue;
+        struct loop_config cfg;
+        memset(&cfg, 0, sizeof cfg);
+        cfg.fd = (unsigned)file;
+        cfg.info.lo_flags = LO_FLAGS_AUTOCLEAR;
+        strncpy((char *)cfg.info.lo_file_name, path, LO_NAME_SIZE - 1);
+        if (ioctl(fd, LOOP_CONFIGURE, &cfg) == 0) {
+            close(ctl);
+            close(file);
+            *number = n;
+            return fd;
+        }
+        int e = errno;
+        close(fd);
+        if (e != EBUSY) { close(ctl); close(file); errno = e; return -1; }
+    }
+    int e = errno ? errno : EBUSY;
+    close(ctl);
+    close(file);
+    errno = e;
+    return -1;
+}

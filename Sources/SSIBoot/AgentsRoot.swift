@@ -49,7 +49,8 @@ enum AgentsRoot {
             }
             try Mount.mount(source: "/dev", target: path + "/dev", type: nil, flags: [.bind, .recursive])
             try Mount.mount(source: "/proc", target: path + "/proc", type: nil, flags: [.bind])
-            try Mount.mount(source: "/sys", target: path + "/sys", type: nil, flags: [.bind])
+            // Recursive: configfs (dlm_controld's) is mounted inside /sys.
+            try Mount.mount(source: "/sys", target: path + "/sys", type: nil, flags: [.bind, .recursive])
             try Mount.mount(source: "/run", target: path + "/run", type: nil, flags: [.bind])
         } catch {
             throw SSIError("membership", "preparing \(path): \(error.description)")

@@ -18,7 +18,9 @@ final class ClusterState {
     var interface: String?
     /// Which root this node mounted.
     var root: RootKind?
-    enum RootKind { case local, cfsServer, cfsClient }
+    enum RootKind { case local, cfsServer, cfsClient, gfs2 }
+    /// dlm_controld, for a gfs2 root.
+    var dlm: pid_t?
     /// Configured agents already started (a retried step skips them).
     var agents: [String: pid_t] = [:]
 }
@@ -107,6 +109,8 @@ extension Boot {
         if cluster.corosync == nil {
             let started = Process.now()
             maskDistroCorosync()
+            // configfs must be mounted before the agents root binds /sys.
+            if case .gfs2 = config.root { try prepareDLMKernel() }
             try AgentsRoot.prepare()
             log.info("membership", "agents root ready in \(Int((Process.now() - started) * 1000)) ms")
             cluster.stage.set("membership")

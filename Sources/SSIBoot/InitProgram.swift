@@ -193,6 +193,14 @@ final class Boot {
             // that disk, not the cluster's root.
             log.info("root", "root= is on the command line: mounting it rather than the CFS root from node \(cfs.server)")
         }
+        if let config = cluster.config, let me = cluster.node, case .gfs2(let g) = config.root {
+            if params.root == nil {
+                try mountGFS2Root(config, g, me: me)
+                cluster.root = .gfs2
+                return
+            }
+            log.info("root", "root= is on the command line: mounting it rather than the GFS2 root \(g.device)")
+        }
         try mountLocalRoot()
         cluster.root = .local
     }
@@ -206,8 +214,11 @@ final class Boot {
             switch cluster.root {
             case .cfsServer: step("cfs-server") { () throws(SSIError) in try serveCFS(config, cfs, me: me) }
             case .cfsClient: step("private") { () throws(SSIError) in try mountPrivatePaths(config, me: me) }
-            case .local, nil: break
+            case .local, .gfs2, nil: break
             }
+        }
+        if case .gfs2 = config.root, cluster.root == .gfs2 {
+            step("private") { () throws(SSIError) in try mountPrivatePaths(config, me: me) }
         }
         cluster.stage.set("root-mounted")
     }

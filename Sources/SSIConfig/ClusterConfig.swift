@@ -134,7 +134,7 @@ public struct ClusterConfig: Sendable, Equatable {
         }
 
         /// Names ssi itself uses for its daemons.
-        public static let reserved = ["corosync", "ssi-agent"]
+        public static let reserved = ["corosync", "ssi-agent", "dlm"]
     }
 
     // MARK: Sections

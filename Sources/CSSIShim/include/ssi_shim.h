@@ -28,3 +28,9 @@ pid_t ssi_spawn_in_root(const char *root, const char *path, char *const argv[],
 int ssi_mount_bounded(const char *source, const char *target, const char *type,
                       unsigned long flags, const char *data, int timeout_ms);
 #endif
+
+/* Attaches the regular file `path` to a free loop device (read-write,
+ * autoclear: the device frees itself once the last user closes it or the
+ * file system on it is unmounted). Writes the loop device's number to
+ * *number and returns an open descriptor of the device, or -1 with errno. */
+int ssi_loop_attach(const char *path, int *number);

@@ -1,0 +1,123 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SSICore
+import SSILinux
+import SSIConfig
+
+/// The GFS2 root: every node mounts one shared disk with lock_dlm. The
+/// order is the safety argument: quorum first (the membership step never
+/// lets a gfs2 node past without it), then dlm_controld, which fences any
+/// failed member before GFS2 may replay its journal, then the mount.
+extension Boot {
+    static let dlmAgent = ClusterConfig.Agent(name: "dlm", command: ["/usr/sbin/dlm_controld", "--foreground", "1"], files: [], line: 0)
+    static let configfs = "/sys/kernel/config"
+
+    /// The kernel side of the DLM, before the agents root binds /sys: the
+    /// configfs tree dlm_controld configures the kernel through, and the
+    /// misc devices it opens by their udev names.
+    func prepareDLMKernel() throws(SSIError) {
+        for module in ["configfs", "dlm"] {
+            do throws(SSIError) { try loadModule(module) } catch {
+                throw SSIError("dlm", "\(error.message): a gfs2 root needs it",
+                               hint: "rebuild the image with ssi-mkinitrd (it carries configfs and dlm by default)")
+            }
+        }
+        do {
+            if !Mount.isMountPoint(Boot.configfs) {
+                try Mount.mount(source: "configfs", target: Boot.configfs, type: "configfs", flags: [.noSuid, .noDev, .noExec], data: nil)
+            }
+            try FileSystem.makeDirectories("/dev/misc")
+            for name in ["dlm-control", "dlm-monitor", "dlm_plock"] where !FileSystem.exists("/dev/misc/" + name) {
+                try FileSystem.symlink(target: "../" + name, at: "/dev/misc/" + name)
+            }
+            try FileSystem.makeDirectories("/run/dlm_controld")
+        } catch {
+            throw SSIError("dlm", "preparing the kernel DLM: \(error.description)")
+        }
+    }
+
+    /// Starts dlm_controld in the agents root and waits (bounded) until it
+    /// has configured this node's lockspace communications: mounting
+    /// earlier fails with ENOTCONN.
+    func startDLM(me: ClusterConfig.Node) throws(SSIError) {
+        if cluster.dlm == nil {
+            maskForBoot(["dlm.service"])
+            cluster.dlm = try startAgent(Boot.dlmAgent)
+        }
+        let local = "\(Boot.configfs)/dlm/cluster/comms/\(me.number)/local"
+        let started = Process.now()
+        let deadline = started + 60
+        var lastReport = started
+        while true {
+            if let v = try? FileSystem.readText(local), v.hasPrefix("1") { break }
+            var status: Int32 = 0
+            if let pid = cluster.dlm, waitpid(pid, &status, WNOHANG) == pid {
+                cluster.dlm = nil
+                throw SSIError("dlm", "dlm_controld exited (status \(status >> 8)) before it was ready",
+                               hint: "its messages are above; check /etc/dlm/dlm.conf in the image and that corosync is quorate")
+            }
+            let now = Process.now()
+            if now > deadline {
+                throw SSIError("dlm", "dlm_controld did not configure node \(me.number)'s communications within 60 s (\(local) missing)",
+                               hint: "check that the cluster name matches the lock table and that dlm_tool status is quorate")
+            }
+            if now - lastReport >= 5 {
+                log.info("dlm", "waiting for dlm_controld (\(Int(deadline - now)) s left)")
+                lastReport = now
+            }
+            Process.sleep(milliseconds: 100)
+        }
+        log.info("dlm", "dlm_controld ready after \(Int((Process.now() - started) * 1000)) ms")
+    }
+
+    /// Mounts the shared disk on /sysroot, once this node's file system
+    /// and lock table are the configuration's.
+    func mountGFS2Root(_ config: ClusterConfig, _ g: ClusterConfig.GFS2, me: ClusterConfig.Node) throws(SSIError) {
+        let spec = try DeviceSpec(parsing: g.device, field: "[root] device")
+        let device = try waitForDevice(spec, timeout: params.rootTimeout)
+        guard device.type == "gfs2" else {
+            throw SSIError("root", "\(g.device) (\(device.path)) holds \(device.type.map { "a \($0) file system" } ?? "no file system libblkid knows"), not gfs2",
+                           hint: "make the shared root with ssi cluster root create --gfs2 DEVICE --from DIR, or fix [root] device")
+        }
+        // libblkid reports a GFS2 superblock's lock table as its label.
+        if let table = device.label, table != g.lockTable {
+            throw SSIError("root", "\(device.path) belongs to lock table \"\(table)\", but this node's configuration says \"\(g.lockTable)\"; "
+                           + "it does not mount another cluster's (or another file system's) disk",
+                           hint: "rebuild this node's image with the cluster's configuration, or change the disk with tunegfs2 -o locktable=\(g.lockTable)")
+        }
+        try startDLM(me: me)
+        loadFileSystem("gfs2")
+        if params.readOnly {
+            log.info("root", "the GFS2 root is mounted read-write (each node writes its own journal and private paths)")
+            params.readOnly = false
+        }
+        var options = "lockproto=lock_dlm"
+        if let extra = g.options { options += "," + extra }
+        let started = Process.now()
+        do {
+            try Mount.mountBounded(source: device.path, target: "/sysroot", type: "gfs2", data: options, timeoutMs: 180_000)
+        } catch {
+            throw SSIError("root", "\(error.description) from \(g.device)", hint: gfs2MountHint(error.errno, config: config, me: me))
+        }
+        log.info("root", "mounted \(device.path) (\(g.lockTable)) on /sysroot (gfs2, \(options)) after \(Int((Process.now() - started) * 1000)) ms")
+    }
+
+    /// What a failed gfs2 mount most likely means; the kernel's own line
+    /// (gfs2: fsid=...) is on the console just above.
+    func gfs2MountHint(_ e: Int32, config: ClusterConfig, me: ClusterConfig.Node) -> String {
+        switch e {
+        case EBUSY:
+            return "no free journal for node \(me.number) (every journal is in use: the disk has fewer journals than the cluster has nodes); "
+                + "on a running node, ssi cluster root add-journal adds one (gfs2_jadd)"
+        case ETIMEDOUT:
+            return "the mount did not finish in 180 s: a lock request is waiting, most likely on a node being fenced (dlm_tool ls, dlm_tool status)"
+        case ENOTCONN:
+            return "the DLM has no connection to the cluster: check dlm_tool status"
+        case EINVAL:
+            return "check [root] options (the kernel line above names the one it refused)"
+        default:
+            return "the kernel's gfs2 and dlm lines above say why"
+        }
+    }
+}
