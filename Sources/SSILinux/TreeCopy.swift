@@ -10,24 +10,31 @@ extension FileSystem {
     /// modification times. Mount points below `source` are not entered
     /// (their folder is made, empty). Hard links become separate copies.
     /// Returns the number of entries copied.
+    ///
+    /// `intoExisting`: `dest` is an existing empty folder (a freshly made
+    /// file system's root) that takes `source`'s contents, owner and mode.
     @discardableResult
-    public static func copyTree(_ source: String, to dest: String) throws(SystemCallError) -> Int {
+    public static func copyTree(_ source: String, to dest: String, intoExisting: Bool = false) throws(SystemCallError) -> Int {
         let top = try status(source)
         var count = 0
-        try copyEntry(source, to: dest, device: top.device, count: &count)
+        try copyEntry(source, to: dest, device: top.device, top: intoExisting, count: &count)
         return count
     }
 
-    private static func copyEntry(_ source: String, to dest: String, device: UInt64, count: inout Int) throws(SystemCallError) {
+    private static func copyEntry(_ source: String, to dest: String, device: UInt64, top: Bool = false,
+                                  count: inout Int) throws(SystemCallError) {
         var st = stat()
         try syscall("lstat \(source)") { lstat(source, &st) }
         let mode = mode_t(st.st_mode & 0o7777)
         switch st.st_mode & S_IFMT {
         case S_IFDIR:
-            try syscall("mkdir \(dest)") { mkdir(dest, 0o700) }
+            if !(top && isDirectory(dest)) {
+                try syscall("mkdir \(dest)") { mkdir(dest, 0o700) }
+            }
             if UInt64(st.st_dev) == device {
+                let base = source.hasSuffix("/") ? String(source.dropLast()) : source
                 for name in try list(source).sorted() {
-                    try copyEntry(source + "/" + name, to: dest + "/" + name, device: device, count: &count)
+                    try copyEntry(base + "/" + name, to: dest + "/" + name, device: device, count: &count)
                 }
             }
         case S_IFLNK:

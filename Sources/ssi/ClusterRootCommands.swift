@@ -76,6 +76,9 @@ struct RootCreateCommand: ParsableCommand {
         }
         try requireGFS2Driver()
         let journals = cfg.nodes.count + spareJournals
+        // /run: writable even when / is mounted read-only.
+        let mnt = try temporaryDirectory("ssi-root-create")
+        defer { rmdir(mnt) }
         let started = Process.now()
         try runTool(mkfs, ["-O", "-p", "lock_dlm", "-t", g.lockTable, "-j", String(journals), "-J", String(journalMiB), target.path],
                     what: "mkfs.gfs2")
@@ -89,12 +92,6 @@ struct RootCreateCommand: ParsableCommand {
             }
             mountSource = loop!.path
         }
-        var template = Array("/tmp/ssi-root-create.XXXXXX".utf8CString)
-        guard let dirPointer = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
-            throw SSIError("root", "making a mount point in /tmp: \(errnoDescription(errno)); \(incomplete)")
-        }
-        let mnt = String(cString: dirPointer)
-        defer { rmdir(mnt) }
         do {
             try Mount.mount(source: mountSource, target: mnt, type: "gfs2", data: "lockproto=lock_nolock")
         } catch {
@@ -106,7 +103,7 @@ struct RootCreateCommand: ParsableCommand {
         do throws(SSIError) {
             switch sourceKind {
             case .directory:
-                do { entries = try FileSystem.copyTree(source, to: mnt) } catch {
+                do { entries = try FileSystem.copyTree(source, to: mnt, intoExisting: true) } catch {
                     throw SSIError("root", "copying \(source): \(error.description)")
                 }
             case .tarball:
@@ -270,11 +267,7 @@ enum GFS2Journals {
         guard mountedType(at: mountPoint) == "gfs2" else {
             throw SSIError("root", "\(mountPoint) is not a GFS2 file system", hint: "give the GFS2 root's mount point with --mount-point")
         }
-        var template = Array("/tmp/ssi-gfs2meta.XXXXXX".utf8CString)
-        guard let p = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
-            throw SSIError("root", "making a mount point in /tmp: \(errnoDescription(errno))")
-        }
-        let meta = String(cString: p)
+        let meta = try temporaryDirectory("ssi-gfs2meta")
         defer { rmdir(meta) }
         do { try Mount.mount(source: mountPoint, target: meta, type: "gfs2meta", data: nil) } catch {
             throw SSIError("root", "reading the journal index: \(error.description)")
@@ -297,6 +290,16 @@ func mountedType(at path: String) -> String? {
         type = halves[1].split(separator: " ").first.map(String.init)
     }
     return type
+}
+
+/// A new empty folder in /run (a tmpfs, writable when / is read-only),
+/// for a temporary mount point.
+func temporaryDirectory(_ prefix: String) throws(SSIError) -> String {
+    var template = Array("/run/\(prefix).XXXXXX".utf8CString)
+    guard let p = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
+        throw SSIError("root", "making a mount point in /run: \(errnoDescription(errno))")
+    }
+    return String(cString: p)
 }
 
 /// A program from the PATH, or an error naming its package.

@@ -179,3 +179,16 @@ extension VMTest {
         return file
     }
 }
+
+extension VMTest {
+    /// configs/gfs2-3node.conf with `authkey`, written to the scratch
+    /// folder as NAME; `edit` changes the text first. Returns its path.
+    public func exampleGFS2Config(authkey: String, name: String = "cluster.conf",
+                                  edit: (String) -> String = { $0 }) throws -> String {
+        var text = try String(contentsOfFile: VMHost.packageRoot + "/configs/gfs2-3node.conf", encoding: .utf8)
+        text = text.replacingOccurrences(of: "authkey = \"/etc/ssi/authkey\"", with: "authkey = \"\(authkey)\"")
+        let file = path(name)
+        try edit(text).write(toFile: file, atomically: true, encoding: .utf8)
+        return file
+    }
+}
