@@ -93,6 +93,10 @@ let package = Package(
             name: "ssi-bench-cfs",
             dependencies: ["SSIVMHarness"],
             path: "bench/cfs"),
+        .executableTarget(
+            name: "ssi-bench-gfs2",
+            dependencies: ["SSIVMHarness"],
+            path: "bench/gfs2"),
         .testTarget(
             name: "VMTests",
             dependencies: ["SSIVMHarness"]),

@@ -98,18 +98,21 @@ extension Boot {
         do {
             try Mount.mountBounded(source: device.path, target: "/sysroot", type: "gfs2", data: options, timeoutMs: 180_000)
         } catch {
-            throw SSIError("root", "\(error.description) from \(g.device)", hint: gfs2MountHint(error.errno, config: config, me: me))
+            if error.errno == EUSERS {
+                // gfs2: "there are only N journals (0 - N-1)".
+                throw SSIError("root", "no free journal on \(g.device) for node \(me.number) (\(me.name)): every journal is in use, "
+                               + "the disk has fewer journals than the nodes mounting it (\(error.description))",
+                               hint: "on a running node, ssi cluster root add-journal adds one (gfs2_jadd); then exit this shell to try again")
+            }
+            throw SSIError("root", "\(error.description) from \(g.device)", hint: gfs2MountHint(error.errno))
         }
         log.info("root", "mounted \(device.path) (\(g.lockTable)) on /sysroot (gfs2, \(options)) after \(Int((Process.now() - started) * 1000)) ms")
     }
 
     /// What a failed gfs2 mount most likely means; the kernel's own line
     /// (gfs2: fsid=...) is on the console just above.
-    func gfs2MountHint(_ e: Int32, config: ClusterConfig, me: ClusterConfig.Node) -> String {
+    func gfs2MountHint(_ e: Int32) -> String {
         switch e {
-        case EBUSY:
-            return "no free journal for node \(me.number) (every journal is in use: the disk has fewer journals than the cluster has nodes); "
-                + "on a running node, ssi cluster root add-journal adds one (gfs2_jadd)"
         case ETIMEDOUT:
             return "the mount did not finish in 180 s: a lock request is waiting, most likely on a node being fenced (dlm_tool ls, dlm_tool status)"
         case ENOTCONN:

@@ -29,6 +29,10 @@ public final class MembershipAgent {
         public var reloadDirectory = ClusterReload.directory
         /// corosync's configuration in the agent's root, rewritten on reload.
         public var corosyncConfPath = "/etc/corosync/corosync.conf"
+        /// dlm_controld's configuration in the agent's root (a gfs2 root):
+        /// rewritten on reload so that a new node can be fenced too
+        /// (dlm_controld reads the fence devices when it fences).
+        public var dlmConfPath = "/etc/dlm/dlm.conf"
         public init() {}
     }
 
@@ -119,8 +123,8 @@ public final class MembershipAgent {
         }
     }
 
-    /// Every member writes the new corosync.conf and cluster.conf into its
-    /// own root (where corosync and the agents read them), then says how
+    /// Every member writes the new corosync.conf, dlm.conf (when it runs
+    /// dlm_controld) and cluster.conf into its own root (where corosync and the agents read them), then says how
     /// it went; the requester's agent collects the answers for the command.
     private func applyReload(from node: UInt32, id: String, text: String) {
         var result = "ok"
@@ -130,6 +134,9 @@ public final class MembershipAgent {
                 throw SSIError("reload", "the configuration is for cluster \(config.cluster.name), this node is in \(view.clusterName)")
             }
             try writeAtomically(options.corosyncConfPath, config.corosyncConf(keyfile: "/etc/corosync/authkey"))
+            if FileSystem.exists(options.dlmConfPath) {
+                try writeAtomically(options.dlmConfPath, config.dlmConf())
+            }
             try writeAtomically(options.configPath, text)
             loadConfig()
             // The view follows the new nodelist: new nodes DOWN until heard

@@ -257,6 +257,8 @@ struct RootAddJournalCommand: ParsableCommand {
         try runTool(jadd, ["-j", String(wanted), "-J", String(journalMiB), mountPoint], what: "gfs2_jadd")
         let now = try GFS2Journals.count(mountPoint: mountPoint)
         print("ssi-cluster root add-journal: \(mountPoint) had \(have) journals, now \(now) (for \(cfg.nodes.count) configured nodes)")
+        print("  note: the nodes that have it mounted now learn of the new journals only when they mount it again (GFS2 reads its journal index at mount); "
+              + "until each of them has rebooted, a node using a new journal that fails cannot be recovered by them (INSTALL.md, adding a node)")
     }
 }
 

@@ -25,24 +25,6 @@ func seconds(_ d: Duration) -> Double {
 
 func fmt(_ v: Double, _ digits: Int = 1) -> String { String(format: "%.\(digits)f", v) }
 
-/// perl (in Debian's minbase; perl-base has no Time::HiRes, so `date`
-/// times each phase) makes, stats, reads and removes N files in DIR, one
-/// process per phase, so the rates are the file system's, not fork's.
-func fileRatesScript(dir: String, files: Int) -> String {
-    let phases = [
-        "mkdir $ARGV[0]; for $i (1..$ARGV[1]) { open(F, \">$ARGV[0]/f$i\") or die; print F \"x\" x 100; close F }",
-        "for $i (1..$ARGV[1]) { @s = stat(\"$ARGV[0]/f$i\") or die }",
-        "for $i (1..$ARGV[1]) { open(F, \"<$ARGV[0]/f$i\") or die; $x = <F>; close F }",
-        "for $i (1..$ARGV[1]) { unlink(\"$ARGV[0]/f$i\") or die } rmdir $ARGV[0]",
-    ]
-    var script = "r=\"\"; "
-    for p in phases {
-        script += "t0=$(date +%s%N); perl -e '\(p)' \(dir) \(files); t1=$(date +%s%N); "
-            + "r=\"$r $(( \(files) * 1000000000 / (t1 - t0) ))\"; "
-    }
-    return script + "echo $r"
-}
-
 struct Boot { var hostSeconds: Double; var guestUptime: String }
 
 @main
@@ -130,7 +112,7 @@ struct CFSBench {
 
             var boots: [String: Boot] = [:]
             var rates: [String: [String]] = [:]
-            let local = try await node1.run(fileRatesScript(dir: "/root/bench-local", files: files), timeout: .seconds(600)).output
+            let local = try await node1.run(FileRates.script(dir: "/root/bench-local", files: files), timeout: .seconds(600)).output
             rates["init node, local ext4"] = local.split(separator: " ").map(String.init)
             var options = ""
             for kind in ["ssi", "dracut"] {
@@ -148,7 +130,7 @@ struct CFSBench {
                 if kind == "ssi" {
                     try await g.waitForAnywhere("ABSOLUTELY NO WARRANTY")
                     options = try await g.run("findmnt -n -o OPTIONS /", timeout: .seconds(60)).output
-                    let cfs = try await g.run(fileRatesScript(dir: "/root/bench-cfs", files: files), timeout: .seconds(900)).output
+                    let cfs = try await g.run(FileRates.script(dir: "/root/bench-cfs", files: files), timeout: .seconds(900)).output
                     rates["diskless node, CFS root (NFSv4)"] = cfs.split(separator: " ").map(String.init)
                 }
                 g.kill()

@@ -1,0 +1,162 @@
+// GFS2 benchmark (not a test). On three qemu guests sharing one raw disk:
+//  - boot to systemd's multi-user.target from the GFS2 root (all three at
+//    once, as a cluster starts), on the host clock from qemu's start, and
+//    from the CFS root on the same three VMs (node 1 the init node booting
+//    from a Debian disk, nodes 2 and 3 network-booted);
+//  - a node's death to the survivors writing again: node 3 appends to a
+//    file node 1 appends to as well, node 3 is cut off the network; the
+//    longest pause in node 1's appends, and when the fence switch was asked;
+//  - metadata rates (create/stat/read/unlink) on the GFS2 root from one
+//    node, then from all three at once (each in its own folder).
+//
+//   swift run -c release ssi-bench-gfs2 [--ssi PATH] [--files N]
+//
+// Needs root, qemu, a Debian kernel, debootstrap, gfs2-utils and
+// dlm-controld (scripts/setup).
+
+import Foundation
+import SSIVMHarness
+
+func seconds(_ d: Duration) -> Double {
+    Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+}
+
+func fmt(_ v: Double, _ digits: Int = 1) -> String { String(format: "%.\(digits)f", v) }
+
+@main
+struct GFS2Bench {
+    static func main() async {
+        var ssi = VMHost.packageRoot + "/.build/release/ssi"
+        var files = 300
+        var args = CommandLine.arguments.dropFirst()
+        while let a = args.popFirst() {
+            switch a {
+            case "--ssi": ssi = args.popFirst() ?? ssi
+            case "--files": files = Int(args.popFirst() ?? "") ?? files
+            default:
+                FileHandle.standardError.write(Data("usage: ssi-bench-gfs2 [--ssi PATH] [--files N]\n".utf8))
+                exit(2)
+            }
+        }
+        if let reason = VMHost.skipReason {
+            FileHandle.standardError.write(Data("cannot run: \(reason)\n".utf8))
+            exit(2)
+        }
+        do {
+            try await run(ssi: ssi, files: files)
+        } catch {
+            print("failed: \(error)")
+            exit(1)
+        }
+    }
+
+    /// Starts the guests and returns, for each, host seconds from its qemu
+    /// start to multi-user.target and the guest's uptime then.
+    static func bootTimes(_ guests: [Guest]) async throws -> [(host: Double, uptime: String)] {
+        var out: [(Double, String)] = []
+        for g in guests {
+            let marker = try await g.waitFor(.contains("SSI-TEST multi-user"), timeout: .seconds(900))
+            out.append((seconds(ContinuousClock.now - g.startedAt), String(marker.split(separator: " ").last ?? "?")))
+        }
+        return out
+    }
+
+    static func run(ssi: String, files: Int) async throws {
+        let kernel = VMHost.kernel!
+        try await VMTest.run("bench-gfs2") { vm in
+            let network = try vm.network(hostAddress: "10.77.0.254/24")
+            let fence = try FenceSwitch(network: network, address: "10.77.0.254", port: 7070)
+            defer { fence.stop() }
+            let root = try await GFS2Root.make(in: vm, ssi: ssi, network: network)
+            root.maker.kill()
+
+            // GFS2: the three nodes start together.
+            var nodes: [Guest] = []
+            for n in 1...3 {
+                let g = try vm.start(try root.nodeConfig(n, network: network))
+                fence.attach(node: n, g)
+                nodes.append(g)
+            }
+            let gfs2Boot = try await bootTimes(nodes)
+            for g in nodes { try await g.waitForAnywhere("ABSOLUTELY NO WARRANTY") }
+            for (n, b) in gfs2Boot.enumerated() { print("gfs2 node\(n + 1): multi-user \(fmt(b.host)) s after qemu started (uptime \(b.uptime) s)") }
+
+            // Metadata rates, one node, then three at once.
+            var rates: [(String, [String])] = []
+            let one = try await nodes[0].run(FileRates.script(dir: "/root/bench-one", files: files), timeout: .seconds(900)).output
+            rates.append(("GFS2 root, one node", one.split(separator: " ").map(String.init)))
+            for (n, g) in nodes.enumerated() {
+                try await g.run("sh -c '(\(FileRates.script(dir: "/root/bench-\(n + 1)", files: files).replacingOccurrences(of: "'", with: "'\\''")) > /tmp/rates 2>&1; echo RATES-$((40+2))-DONE > /dev/console) >/dev/null 2>&1 &'")
+            }
+            for g in nodes { try await g.waitFor(.contains("RATES-42-DONE"), timeout: .seconds(1800)) }
+            for (n, g) in nodes.enumerated() {
+                let r = try await g.run("cat /tmp/rates").output
+                rates.append(("GFS2 root, node\(n + 1) of three at once", r.split(separator: " ").map(String.init)))
+            }
+
+            // A node's death: node 3 and node 1 append to one file; node 3
+            // is cut off; node 1's appends pause until node 3 is fenced and
+            // its journal replayed.
+            for (n, g) in [(1, nodes[0]), (3, nodes[2])] {
+                try await g.run("sh -c '(while true; do echo node\(n) $(date +%s%N) >> /root/ticks; sleep 0.05; done) >/dev/null 2>&1 &'")
+            }
+            try await Task.sleep(for: .seconds(5))
+            try network.exec(["ip", "link", "set", "tap2", "down"])
+            let cut = ContinuousClock.now
+            var waited = 0
+            while !fence.fencedNodes.contains(3) && waited < 300 {
+                try await Task.sleep(for: .milliseconds(100))
+                waited += 1
+            }
+            let fencedAfter = fence.events.first { $0.request == "off 3" }.map { seconds($0.at - cut) }
+            try await Task.sleep(for: .seconds(20))
+            // The longest pause between node 1's consecutive appends.
+            let gap = try await nodes[0].run("grep '^node1 ' /root/ticks | awk 'NR>1 { d=$2-p; if (d>m) m=d } { p=$2 } END { printf \"%.2f\", m/1e9 }'",
+                                             timeout: .seconds(60)).output
+            for g in nodes { g.kill() }
+
+            // CFS on the same three VMs: node 1 serves its Debian disk, nodes
+            // 2 and 3 boot from the network.
+            let cfsConf = try vm.exampleCFSConfig(authkey: root.authkey)
+            let netboot = vm.path("netboot")
+            try Command.run([ssi, "mkinitrd", "--config", cfsConf, "--kver", kernel.version, "--netboot", netboot,
+                             "--kernel-image", kernel.path, "-q"], timeout: .seconds(300))
+            let debian = vm.path("cfs-debian.img")
+            let uuid = "0de0de0d-6666-4222-8333-444455556666"
+            try Command.run([VMHost.packageRoot + "/initramfs/testroot/mkdebian.sh", debian, "--uuid", uuid,
+                             "--size", "1500M", "--copy", netboot + ":/srv/ssi/netboot"], timeout: .seconds(900))
+            var c1 = GuestConfig(name: "cfs-node1", initrd: netboot + "/initrd.img", kernelArguments: ["root=UUID=\(uuid)", "ro", "ssi.quorum_wait=5"])
+            c1.memoryMB = 640
+            c1.disks = [Disk(debian, snapshot: true)]
+            c1.nics = [try network.addNIC(mac: Cluster.mac(node: 1))]
+            let init1 = try vm.start(c1)
+            let initBoot = try await bootTimes([init1])
+            var diskless: [Guest] = []
+            for n in 2...3 {
+                var c = GuestConfig(name: "cfs-node\(n)")
+                c.networkBoot = true
+                c.memoryMB = 512
+                c.nics = [try network.addNIC(mac: Cluster.mac(node: n))]
+                diskless.append(try vm.start(c))
+            }
+            let disklessBoot = try await bootTimes(diskless)
+            let cfsBoot = initBoot + disklessBoot
+
+            print("\nGFS2 benchmark: qemu TCG guests (512 MB, 1 vCPU each; CFS init node 640 MB) on \(ProcessInfo.processInfo.activeProcessorCount) host cores; kernel \(kernel.version)\n")
+            print("| boot to multi-user.target, host s from qemu start (guest uptime) | node1 | node2 | node3 |")
+            print("|---|---|---|---|")
+            func row(_ b: [(host: Double, uptime: String)]) -> String { b.map { "\(fmt($0.host)) (\($0.uptime))" }.joined(separator: " | ") }
+            print("| GFS2 root, three nodes started together | \(row(gfs2Boot)) |")
+            print("| CFS root: node1 serves its disk, then nodes 2 and 3 network-boot together | \(row(cfsBoot)) |")
+            let gMean = gfs2Boot.map(\.host).reduce(0, +) / 3, cMean = cfsBoot.map(\.host).reduce(0, +) / 3
+            print("| mean; GFS2 / CFS | \(fmt(gMean)) vs \(fmt(cMean)): \(fmt(gMean / cMean, 2))x | | |")
+            let cfsCluster = initBoot[0].host + (disklessBoot.map(\.host).max() ?? 0)
+            print("\nwhole cluster up (last node at multi-user, host s): GFS2 \(fmt(gfs2Boot.map(\.host).max() ?? 0)), CFS \(fmt(cfsCluster)) (the diskless nodes start once the init node is up)")
+            print("\nnode 3 cut off the network while nodes 1 and 3 append to one file: fence switch asked \(fencedAfter.map { fmt($0) + " s" } ?? "never") after the cut; node 1's longest pause between appends \(gap) s")
+            print("\nfile rates, \(files) files of 100 bytes, operations per second (perl, one process per phase)")
+            print("| where | create | stat | read | unlink |")
+            print("|---|---|---|---|---|")
+            for (k, v) in rates where v.count == 4 { print("| \(k) | \(v.joined(separator: " | ")) |") }
+        }
+    }
+}
