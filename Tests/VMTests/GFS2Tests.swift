@@ -197,7 +197,10 @@ extension VM {
                     try await g.run("sh -c '(sleep 1; systemctl poweroff) >/dev/null 2>&1 &'")
                     let status = try await g.waitForExit(timeout: .seconds(300))
                     log("\(g.name) powered off (status \(status))")
-                    try await node4.run("corosync-quorumtool -e \(remaining) >/dev/null", timeout: .seconds(60))
+                    // Refused (CS_ERR_INVALID_PARAM) until corosync has seen
+                    // the node go: expected votes cannot drop below the votes present.
+                    try await node4.run("timeout 60 sh -c 'until corosync-quorumtool -e \(remaining) >/dev/null 2>&1; do sleep 1; done'",
+                                        timeout: .seconds(70))
                     try await node4.run("timeout 120 sh -c 'echo \(g.name)-gone > /root/gone'", timeout: .seconds(130))
                 }
                 #expect(fence.fencedNodes.count - fencedBefore == 3, "the nodes that left were fenced: \(fence.events)")
