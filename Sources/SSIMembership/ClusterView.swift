@@ -17,13 +17,17 @@ public struct NodeRecord: Sendable, Equatable {
     public var state: NodeState
     /// The boot stage while COMINGUP ("network", "membership", "root" ...).
     public var stage: String
+    /// The GFS2 file systems (lock tables) the node has mounted, as its
+    /// agent last said: no shared disk is formatted or checked under them.
+    public var gfs2: [String] = []
 
-    public init(number: UInt32, name: String, address: String, state: NodeState, stage: String) {
+    public init(number: UInt32, name: String, address: String, state: NodeState, stage: String, gfs2: [String] = []) {
         self.number = number
         self.name = name
         self.address = address
         self.state = state
         self.stage = stage
+        self.gfs2 = gfs2
     }
 }
 
@@ -57,13 +61,24 @@ public struct ClusterView: Sendable, Equatable {
     ///   local N
     ///   quorum quorate=1 expected=3 total=3 needed=2
     ///   node N STATE STAGE NAME ADDRESS
+    ///   gfs2 N TABLE[,TABLE...]      (only for a node with GFS2 mounted)
     public func serialized() -> String {
         var s = "cluster \(clusterName)\nlocal \(localNode)\n"
         s += "quorum quorate=\(quorate ? 1 : 0) expected=\(expectedVotes) total=\(totalVotes) needed=\(quorum)\n"
-        for n in nodes.sorted(by: { $0.number < $1.number }) {
+        let sorted = nodes.sorted(by: { $0.number < $1.number })
+        for n in sorted {
             s += "node \(n.number) \(n.state.rawValue) \(n.stage.isEmpty ? "-" : n.stage) \(n.name.isEmpty ? "-" : n.name) \(n.address.isEmpty ? "-" : n.address)\n"
         }
+        for n in sorted where !n.gfs2.isEmpty {
+            s += "gfs2 \(n.number) \(n.gfs2.joined(separator: ","))\n"
+        }
         return s
+    }
+
+    /// The members (not DOWN) that have the GFS2 file system with this
+    /// lock table mounted.
+    public func members(mounting lockTable: String) -> [NodeRecord] {
+        nodes.filter { $0.state != .down && $0.gfs2.contains(lockTable) }.sorted { $0.number < $1.number }
     }
 
     public init(parsing text: String, source: String) throws(SSIError) {
@@ -91,6 +106,9 @@ public struct ClusterView: Sendable, Equatable {
                 guard f.count == 6, let n = UInt32(f[1]), let st = NodeState(rawValue: f[2]) else { throw bad() }
                 func v(_ s: String) -> String { s == "-" ? "" : s }
                 view.nodes.append(NodeRecord(number: n, name: v(f[4]), address: v(f[5]), state: st, stage: v(f[3])))
+            case "gfs2":
+                guard f.count == 3, let n = UInt32(f[1]), let i = view.nodes.firstIndex(where: { $0.number == n }) else { throw bad() }
+                view.nodes[i].gfs2 = f[2].split(separator: ",").map(String.init)
             default:
                 throw bad()
             }
@@ -142,6 +160,10 @@ public struct ClusterView: Sendable, Equatable {
             s += line.trimmingTrailingSpaces() + "\n"
         }
         s += "(* = this node)\n"
+        let tables = Set(nodes.flatMap(\.gfs2)).sorted()
+        for t in tables {
+            s += "GFS2 \(t) mounted on " + members(mounting: t).map { $0.name.isEmpty ? "node \($0.number)" : $0.name }.joined(separator: ", ") + "\n"
+        }
         return s
     }
 

@@ -44,6 +44,8 @@ public final class MembershipAgent {
     private var view: ClusterView
     private var myState = NodeState.comingUp
     private var myStage = "membership"
+    /// GFS2 lock tables mounted here, as last told to the cluster.
+    private var myGFS2: [String] = []
     private var running = true
     /// The node serving the CFS root, if the root is CFS.
     private var cfsServer: (number: UInt32, name: String, address: String)?
@@ -95,6 +97,7 @@ public final class MembershipAgent {
             }
             Process.reapZombies()
             readBootEvents()
+            checkGFS2Mounts()
         }
         myState = .goingDown
         try? announce()
@@ -190,6 +193,13 @@ public final class MembershipAgent {
             }
             return
         }
+        // "gfs2 TABLE,TABLE" or "gfs2 -": what the sender has mounted.
+        if text.hasPrefix("gfs2 ") {
+            let list = String(text.dropFirst(5))
+            update(node) { $0.gfs2 = list == "-" ? [] : list.split(separator: ",").map(String.init) }
+            writeView()
+            return
+        }
         // "v1 STATE STAGE", or "boot NODE STAGE" from the CFS init node
         // about a node that is booting from the network and not yet a member.
         let f = String(decoding: payload, as: UTF8.self).split(separator: " ").map(String.init)
@@ -223,6 +233,7 @@ public final class MembershipAgent {
             update(m.node) {
                 $0.state = .down
                 $0.stage = ""
+                $0.gfs2 = []
             }
             if old != .down { runHooks("down", node: m.node) }
             log("agent: node \(m.node) left")
@@ -296,6 +307,21 @@ public final class MembershipAgent {
     private func announce() throws(SSIError) {
         let msg = "v1 \(myState.rawValue) \(myStage.isEmpty ? "-" : myStage)"
         try cpg.send(Array(msg.utf8))
+        try cpg.send(Array("gfs2 \(myGFS2.isEmpty ? "-" : myGFS2.joined(separator: ","))".utf8))
+    }
+
+    /// The GFS2 file systems mounted here: the kernel lists each, by lock
+    /// table, in /sys/fs/gfs2 (the agent's /sys is the system's). Checked
+    /// about once a second; a change is told to every member.
+    static let gfs2SysDirectory = "/sys/fs/gfs2"
+
+    private func checkGFS2Mounts() {
+        let now = ((try? FileSystem.list(Self.gfs2SysDirectory)) ?? []).filter { $0.contains(":") }.sorted()
+        guard now != myGFS2 else { return }
+        myGFS2 = now
+        update(view.localNode) { $0.gfs2 = now }
+        try? cpg.send(Array("gfs2 \(now.isEmpty ? "-" : now.joined(separator: ","))".utf8))
+        writeView()
     }
 
     private func record(_ node: UInt32) -> NodeRecord {

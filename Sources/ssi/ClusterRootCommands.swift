@@ -5,6 +5,7 @@ import ArgumentParser
 import SSICore
 import SSILinux
 import SSIConfig
+import SSIMembership
 
 /// `ssi cluster root`: make and grow the shared GFS2 root.
 struct ClusterRootCommand: ParsableCommand {
@@ -68,6 +69,7 @@ struct RootCreateCommand: ParsableCommand {
         let mkfs = try tool("mkfs.gfs2", package: "gfs2-utils")
         let sourceKind = try checkSource()
         let target = try resolveDevice()
+        try refuseIfMountedByMembers(target)
         try refuseIfMounted(target)
         if let existing = BlockDevices.probe(target.path)?.type, !force {
             let label = BlockDevices.probe(target.path)?.label.map { " labelled \"\($0)\"" } ?? ""
@@ -186,6 +188,28 @@ struct RootCreateCommand: ParsableCommand {
             return Target(path: (try? FileSystem.realPath(path)) ?? path, isFile: true)
         default:
             throw SSIError("root", "--gfs2 \(path) is neither a block device nor a disk image file")
+        }
+    }
+
+    /// A GFS2 disk any cluster member has mounted is never formatted:
+    /// every member's agent tells the cluster which GFS2 file systems
+    /// (lock tables, libblkid's label) it has mounted. Off the cluster
+    /// nobody can be asked; a disk that holds a cluster's GFS2 then needs
+    /// --force, with a warning.
+    func refuseIfMountedByMembers(_ target: Target) throws(SSIError) {
+        guard let probe = BlockDevices.probe(target.path), probe.type == "gfs2", let table = probe.label else { return }
+        guard let view = try? ClusterView.load() else {
+            if force {
+                printError(tool: "ssi-cluster root create", SSIError("root", "warning: this machine is not a running cluster member, so the members cannot be asked whether they have \(table) mounted; make sure no node does"))
+            }
+            return
+        }
+        let users = view.members(mounting: table)
+        guard users.isEmpty else {
+            let names = users.map { "\($0.name.isEmpty ? "node" : $0.name) (\($0.number))" }.joined(separator: ", ")
+            throw SSIError("root", "\(target.path) holds the GFS2 file system \(table), mounted on \(names) in cluster \(view.clusterName); "
+                           + "formatting it would destroy it under them (--force does not override this)",
+                           hint: "unmount it on every node first (for a cluster root: stop the cluster)")
         }
     }
 

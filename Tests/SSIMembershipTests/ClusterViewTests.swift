@@ -19,6 +19,24 @@ import SSICore
         #expect(back.nodes[2].address == "" && back.nodes[1].stage == "root")
     }
 
+    @Test func gfs2MountsRoundTripAndOnlyMembersCount() throws {
+        var v = view
+        v.nodes[0].gfs2 = ["alpha:root"]          // node 3, DOWN: it no longer counts
+        v.nodes[1].gfs2 = ["alpha:root", "alpha:data"]
+        v.nodes[2].gfs2 = ["alpha:root"]
+        let text = v.serialized()
+        #expect(text.contains("gfs2 1 alpha:root,alpha:data\n"))
+        let back = try ClusterView(parsing: text, source: "members")
+        #expect(back.nodes.first { $0.number == 1 }?.gfs2 == ["alpha:root", "alpha:data"])
+        #expect(back.members(mounting: "alpha:root").map(\.number) == [1, 2])
+        #expect(back.members(mounting: "alpha:data").map(\.number) == [1])
+        #expect(back.members(mounting: "beta:root").isEmpty)
+        let status = back.statusText()
+        #expect(status.contains("GFS2 alpha:root mounted on node1, node2\n"), "\(status)")
+        #expect(!view.statusText().contains("GFS2"))
+        #expect(throws: SSIError.self) { try ClusterView(parsing: "cluster a\ngfs2 9 a:b\n", source: "m") }
+    }
+
     @Test func badLinesAreNamed() {
         #expect {
             try ClusterView(parsing: "cluster a\nnode x UP - n -\n", source: "/run/ssi/members")

@@ -64,6 +64,7 @@ extension VM {
                     machineIDs.insert(try await g.run("cat /etc/machine-id").output)
                     let status = try await g.run("ssi cluster status", timeout: .seconds(60)).output
                     #expect(status.contains("Cluster ssi: 3 nodes, 3 members, quorate"), "node\(n):\n\(status)")
+                    #expect(status.contains("GFS2 ssi:root mounted on node1, node2, node3"), "node\(n):\n\(status)")
                     let procs = try await g.run("ps -o args= -C corosync,dlm_controld", expectStatus: nil).output
                     #expect(procs.contains("@/usr/sbin/corosync -f") && procs.contains("@/usr/sbin/dlm_controld"), "\(procs)")
                     let failed = try await g.run("systemctl --failed --no-legend --plain", expectStatus: nil).output
@@ -74,6 +75,11 @@ extension VM {
                 let lockspaces = try await node1.run("chroot /run/ssi/root dlm_tool ls", expectStatus: nil).output
                 let words = lockspaces.split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
                 #expect(words.contains(["name", "root"]) && words.contains(["members", "1", "2", "3"]), "\(lockspaces)")
+
+                // The shared root is never formatted under the members, --force or not.
+                let underThem = try await node2.run("ssi cluster root create --gfs2 LABEL=ssi:root --from /etc --force 2>&1",
+                                                    timeout: .seconds(60), expectStatus: 1).output
+                #expect(underThem.contains("mounted on node1 (1), node2 (2), node3 (3) in cluster ssi"), "\(underThem)")
 
                 // Coherence: what one node writes the others read at once.
                 for round in 1...3 {
@@ -99,7 +105,11 @@ extension VM {
                 // loop: the survivors keep quorum, dlm fences it (the switch
                 // kills its qemu), its journal is replayed, and they write again.
                 try await node3.run("sh -c '(i=0; while true; do i=$((i+1)); echo $i >> /root/loop3; done) >/dev/null 2>&1 &'")
-                try await Task.sleep(for: .seconds(3))
+                // Cut only once node 3 is really writing (node 1 sees it).
+                try await node1.run("timeout 120 sh -c 'until [ $(cat /root/loop3 2>/dev/null | wc -l) -gt 200 ]; do sleep 0.5; done'",
+                                    timeout: .seconds(130))
+                // Empty kernel rings: the first mounter checked every journal at its mount.
+                for g in [node1, node2] { try await g.run("dmesg -C") }
                 try network.exec(["ip", "link", "set", "tap2", "down"])
                 let cut = ContinuousClock.now
                 var waited = 0
@@ -114,7 +124,7 @@ extension VM {
                 #expect(try await node2.run("cat /root/after-fence", timeout: .seconds(120)).output == "after-fence")
                 // Without the printk time: the harness keeps kernel lines out
                 // of command output.
-                let replayed = "dmesg | grep -E 'jid=2: Journal replayed' | sed 's/^\\[[^]]*\\] //'; true"
+                let replayed = "dmesg | grep -E 'jid=2: (Journal replayed|Done)' | sed 's/^\\[[^]]*\\] //'; true"
                 let recovered = try await node1.run(replayed, expectStatus: nil).output + (try await node2.run(replayed, expectStatus: nil).output)
                 #expect(recovered.contains("jid=2"), "a survivor replayed node 3's journal (jid 2): \(recovered)")
                 let loop = try await node2.run("tail -n 2 /root/loop3 | head -n 1; wc -l < /root/loop3").output
