@@ -107,6 +107,43 @@ extension Boot {
             throw SSIError("root", "\(error.description) from \(g.device)", hint: gfs2MountHint(error.errno))
         }
         log.info("root", "mounted \(device.path) (\(g.lockTable)) on /sysroot (gfs2, \(options)) after \(Int((Process.now() - started) * 1000)) ms")
+        installShutdownHook()
+    }
+
+    /// systemd-shutdown runs the executables in this folder last, after
+    /// killing every process but corosync's and dlm's (argv[0] "@"): the
+    /// moment the root can be remounted read-only, which writes GFS2's
+    /// unmount record and leaves this node's journal clean. Without it a
+    /// powered-off node's journal was left dirty (the VM test's fsck saw it).
+    static let shutdownHookDirectory = "/usr/lib/systemd/system-shutdown"
+    static let shutdownHookName = "ssi-gfs2-root"
+    static let shutdownHook = """
+        #!/bin/sh
+        # Installed by ssi-init on a GFS2 root: leave this node's journal clean.
+        # systemd-shutdown runs it after every other process is gone.
+        sync
+        if grep -q ' / gfs2 ' /proc/mounts; then
+            if mount -o remount,ro / 2>/dev/null; then
+                echo "<5>ssi: / (gfs2) remounted read-only: this node's journal is clean" > /dev/kmsg
+            else
+                echo "<3>ssi: / (gfs2) could not be remounted read-only: this node's journal stays dirty and is replayed by the next mounter" > /dev/kmsg
+            fi
+        fi
+
+        """
+
+    func installShutdownHook() {
+        let dir = "/sysroot" + Boot.shutdownHookDirectory
+        let path = dir + "/" + Boot.shutdownHookName
+        if (try? FileSystem.readText(path)) == Boot.shutdownHook { return }
+        do {
+            try FileSystem.makeDirectories(dir)
+            try FileSystem.writeFile(path + ".ssi-new", Boot.shutdownHook, mode: 0o755)
+            try FileSystem.rename(path + ".ssi-new", path)
+            log.info("root", "installed \(Boot.shutdownHookDirectory)/\(Boot.shutdownHookName): the root is remounted read-only at power-off")
+        } catch {
+            log.warning("root", "cannot install \(path): \(error.description); this node's journal may be left dirty at power-off")
+        }
     }
 
     /// What a failed gfs2 mount most likely means; the kernel's own line
