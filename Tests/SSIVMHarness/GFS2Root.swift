@@ -30,12 +30,7 @@ public struct GFS2Root: Sendable {
         try Command.run([ssi, "mkinitrd", "--config", conf, "--kver", kernel.version, "-o", image], timeout: .seconds(300))
         let makerImage = vm.path("maker.img")
         try Command.run([ssi, "mkinitrd", "--kver", kernel.version, "-o", makerImage, "--force-modules", "gfs2"], timeout: .seconds(300))
-        let etc = vm.path("etc-ssi")
-        try FileManager.default.createDirectory(atPath: etc, withIntermediateDirectories: true)
-        try FileManager.default.copyItem(atPath: key, toPath: etc + "/authkey")
-        try String(contentsOfFile: conf, encoding: .utf8)
-            .replacingOccurrences(of: "authkey = \"\(key)\"", with: "authkey = \"/etc/ssi/authkey\"")
-            .write(toFile: etc + "/cluster.conf", atomically: true, encoding: .utf8)
+        let etc = try vm.etcSSI(config: conf, authkey: key)
         let debian = vm.path("debian.img")
         let uuid = "0de0de0d-5555-4222-8333-444455556666"
         try Command.run([VMHost.packageRoot + "/initramfs/testroot/mkdebian.sh", debian, "--uuid", uuid, "--size", "1500M",

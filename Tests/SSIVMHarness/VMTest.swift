@@ -192,3 +192,18 @@ extension VMTest {
         return file
     }
 }
+
+extension VMTest {
+    /// A folder for a guest's /etc/ssi (mkdebian.sh --copy DIR:/etc/ssi):
+    /// the key, and the configuration pointing at it there, where an
+    /// administrator keeps them.
+    public func etcSSI(config: String, authkey: String) throws -> String {
+        let etc = path("etc-ssi")
+        try FileManager.default.createDirectory(atPath: etc, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: authkey, toPath: etc + "/authkey")
+        try String(contentsOfFile: config, encoding: .utf8)
+            .replacingOccurrences(of: "authkey = \"\(authkey)\"", with: "authkey = \"/etc/ssi/authkey\"")
+            .write(toFile: etc + "/cluster.conf", atomically: true, encoding: .utf8)
+        return etc
+    }
+}

@@ -42,12 +42,7 @@ extension VM {
                 // keeps them, and the image's own module folder (our
                 // indexes; the test root has no kernel package) so that
                 // ssi-mkinitrd can run on the init node.
-                let etc = vm.path("etc-ssi")
-                try FileManager.default.createDirectory(atPath: etc, withIntermediateDirectories: true)
-                try FileManager.default.copyItem(atPath: key, toPath: etc + "/authkey")
-                try String(contentsOfFile: conf, encoding: .utf8)
-                    .replacingOccurrences(of: "authkey = \"\(key)\"", with: "authkey = \"/etc/ssi/authkey\"")
-                    .write(toFile: etc + "/cluster.conf", atomically: true, encoding: .utf8)
+                let etc = try vm.etcSSI(config: conf, authkey: key)
                 let unpacked = vm.path("unpacked")
                 try FileManager.default.createDirectory(atPath: unpacked, withIntermediateDirectories: true)
                 try Command.run(["sh", "-c", "cd \(unpacked) && zstd -dc \(netboot)/initrd.img | cpio -id --quiet 'usr/lib/modules/*'"],

@@ -19,33 +19,17 @@
 import Foundation
 import SSIVMHarness
 
-func seconds(_ d: Duration) -> Double {
-    Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
-}
-
-func fmt(_ v: Double, _ digits: Int = 1) -> String { String(format: "%.\(digits)f", v) }
+let seconds = Bench.seconds
+func fmt(_ v: Double, _ digits: Int = 1) -> String { Bench.format(v, digits) }
 
 struct Boot { var hostSeconds: Double; var guestUptime: String }
 
 @main
 struct CFSBench {
     static func main() async {
-        var ssi = VMHost.packageRoot + "/.build/release/ssi"
-        var files = 300
-        var args = CommandLine.arguments.dropFirst()
-        while let a = args.popFirst() {
-            switch a {
-            case "--ssi": ssi = args.popFirst() ?? ssi
-            case "--files": files = Int(args.popFirst() ?? "") ?? files
-            default:
-                FileHandle.standardError.write(Data("usage: ssi-bench-cfs [--ssi PATH] [--files N]\n".utf8))
-                exit(2)
-            }
-        }
-        if let reason = VMHost.skipReason {
-            FileHandle.standardError.write(Data("cannot run: \(reason)\n".utf8))
-            exit(2)
-        }
+        var values = ["files": "300"]
+        let ssi = Bench.arguments(usage: "ssi-bench-cfs [--ssi PATH] [--files N]", values: &values)
+        guard let files = Int(values["files"]!), files > 0 else { Bench.fail("--files takes a number") }
         for tool in ["dracut", "mount.nfs"] where Command.find(tool) == nil {
             FileHandle.standardError.write(Data("cannot run: \(tool) missing (scripts/setup --bench)\n".utf8))
             exit(2)

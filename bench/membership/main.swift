@@ -21,9 +21,7 @@ struct Result {
     var tokenMs: Int
 }
 
-func seconds(_ d: Duration) -> Double {
-    Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
-}
+let seconds = Bench.seconds
 
 func config(nodes: Int, authkey: String, tokenMs: Int) -> String {
     var s = """
@@ -110,28 +108,10 @@ func fmt(_ v: Double) -> String { String(format: "%.1f", v) }
 @main
 struct MembershipBench {
     static func main() async {
-        var nodeCounts = [3]
-        var ssi = VMHost.packageRoot + "/.build/release/ssi"
-        var tokenMs = 3000
-        var args = CommandLine.arguments.dropFirst()
-        while let a = args.popFirst() {
-            switch a {
-            case "--nodes": nodeCounts = (args.popFirst() ?? "").split(separator: ",").compactMap { Int($0) }
-            case "--ssi": ssi = args.popFirst() ?? ssi
-            case "--token-ms": tokenMs = Int(args.popFirst() ?? "") ?? tokenMs
-            default:
-                FileHandle.standardError.write(Data("usage: ssi-bench-membership [--nodes 3,5] [--ssi PATH] [--token-ms MS]\n".utf8))
-                exit(2)
-            }
-        }
-        if let reason = VMHost.skipReason {
-            FileHandle.standardError.write(Data("cannot run: \(reason)\n".utf8))
-            exit(2)
-        }
-        guard FileManager.default.isExecutableFile(atPath: ssi) else {
-            FileHandle.standardError.write(Data("no ssi binary at \(ssi): run scripts/build\n".utf8))
-            exit(2)
-        }
+        var values = ["nodes": "3", "token-ms": "3000"]
+        let ssi = Bench.arguments(usage: "ssi-bench-membership [--nodes 3,5] [--ssi PATH] [--token-ms MS]", values: &values)
+        let nodeCounts = values["nodes"]!.split(separator: ",").compactMap { Int($0) }
+        guard !nodeCounts.isEmpty, let tokenMs = Int(values["token-ms"]!) else { Bench.fail("--nodes takes numbers, --token-ms a number") }
         var results: [Result] = []
         for n in nodeCounts where n >= 2 {
             print("== \(n) nodes")
