@@ -171,7 +171,8 @@ public struct ClusterView: Sendable, Equatable {
         let q = quotedString
         let ns = nodes.sorted(by: { $0.number < $1.number }).map { n in
             "{\"node\":\(n.number),\"name\":\(q(n.name)),\"address\":\(q(n.address)),\"state\":\(q(n.state.rawValue)),"
-                + "\"role\":\(q(roles[n.number] ?? "")),\"stage\":\(q(n.stage)),\"local\":\(n.number == localNode)}"
+                + "\"role\":\(q(roles[n.number] ?? "")),\"stage\":\(q(n.stage)),\"local\":\(n.number == localNode),"
+                + "\"gfs2\":[\(n.gfs2.map(q).joined(separator: ","))]}"
         }
         return "{\"cluster\":\(q(clusterName)),\"local_node\":\(localNode),\"quorate\":\(quorate),"
             + "\"expected_votes\":\(expectedVotes),\"total_votes\":\(totalVotes),\"quorum\":\(quorum),"

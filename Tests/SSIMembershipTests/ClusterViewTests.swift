@@ -62,6 +62,11 @@ import SSICore
         #expect(nodes.map { $0["state"] as? String } == ["UP", "COMINGUP", "DOWN"])
         #expect(nodes[1]["local"] as? Bool == true)
         #expect(nodes[0]["role"] as? String == "init")
+        #expect(nodes[0]["gfs2"] as? [String] == [])
+        var mounted = view
+        mounted.nodes[1].gfs2 = ["alpha:root"]
+        let again = try #require(try JSONSerialization.jsonObject(with: Data(mounted.json().utf8)) as? [String: Any])
+        #expect((again["nodes"] as? [[String: Any]])?.first?["gfs2"] as? [String] == ["alpha:root"])
     }
 
     @Test func quotingEscapesForJSONAndTOML() {
