@@ -60,6 +60,30 @@ public enum Mount {
         return me.device != parent.device || path == "/"
     }
 
+    /// One line of /proc/self/mountinfo: what is mounted where.
+    public struct Entry: Sendable, Equatable {
+        /// "MAJOR:MINOR" of the mounted device (st_dev).
+        public var device: String
+        public var mountPoint: String
+        public var type: String
+    }
+
+    /// This process's mounts, in mount order (a later one at the same
+    /// place covers an earlier one).
+    public static func entries() -> [Entry] {
+        parseMountInfo((try? FileSystem.readText("/proc/self/mountinfo")) ?? "")
+    }
+
+    static func parseMountInfo(_ text: String) -> [Entry] {
+        text.split(separator: "\n").compactMap { line in
+            // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - TYPE SOURCE SUPER
+            let halves = line.split(separator: " - ", maxSplits: 1)
+            let f = halves[0].split(separator: " ")
+            guard halves.count == 2, f.count > 4, let type = halves[1].split(separator: " ").first else { return nil }
+            return Entry(device: String(f[2]), mountPoint: unescapeMountField(String(f[4])), type: String(type))
+        }
+    }
+
     /// Mount points listed in /proc/self/mounts, in mount order.
     public static func mountPoints() -> [String] {
         guard let text = try? FileSystem.readText("/proc/self/mounts") else { return [] }

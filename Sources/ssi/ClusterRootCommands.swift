@@ -171,7 +171,8 @@ struct RootCreateCommand: ParsableCommand {
             let spec = try DeviceSpec(parsing: device, field: "--gfs2")
             let seen = BlockDevices.scan()
             guard let found = seen.first(where: spec.matches) else {
-                throw SSIError("root", "no block device is \(device) (seen: \(seen.map(\.description).joined(separator: ", ")))")
+                throw SSIError("root", "no block device is \(device) (seen: \(seen.map(\.description).joined(separator: ", ")))",
+                               hint: "check the disk is attached to this machine (lsblk), or give its path: --gfs2 /dev/NAME")
             }
             path = found.path
         }
@@ -228,11 +229,8 @@ struct RootCreateCommand: ParsableCommand {
         } else if let st = try? FileSystem.status(target.path, followSymlinks: true) {
             devices.insert("\(st.rdevMajor):\(st.rdevMinor)")
         }
-        guard !devices.isEmpty, let info = try? FileSystem.readText("/proc/self/mountinfo") else { return }
-        for line in info.split(separator: "\n") {
-            let f = line.split(separator: " ")
-            guard f.count > 4, devices.contains(String(f[2])) else { continue }
-            throw SSIError("root", "\(target.path) is mounted on \(f[4]) here", hint: "unmount it first; never format a disk a node uses")
+        if let m = Mount.entries().first(where: { devices.contains($0.device) }) {
+            throw SSIError("root", "\(target.path) is mounted on \(m.mountPoint) here", hint: "unmount it first; never format a disk a node uses")
         }
     }
 }
@@ -290,7 +288,8 @@ struct RootAddJournalCommand: ParsableCommand {
 /// meta file system's jindex.
 enum GFS2Journals {
     static func count(mountPoint: String) throws(SSIError) -> Int {
-        guard mountedType(at: mountPoint) == "gfs2" else {
+        // The last mount at that place is the one seen there.
+        guard Mount.entries().last(where: { $0.mountPoint == mountPoint })?.type == "gfs2" else {
             throw SSIError("root", "\(mountPoint) is not a GFS2 file system", hint: "give the GFS2 root's mount point with --mount-point")
         }
         let meta = try temporaryDirectory("ssi-gfs2meta")
@@ -302,20 +301,6 @@ enum GFS2Journals {
         let names = (try? FileSystem.list(meta + "/jindex")) ?? []
         return names.filter { $0.hasPrefix("journal") && Int($0.dropFirst(7)) != nil }.count
     }
-}
-
-/// The type of the file system mounted at `path` (the last mount there),
-/// from /proc/self/mountinfo.
-func mountedType(at path: String) -> String? {
-    guard let info = try? FileSystem.readText("/proc/self/mountinfo") else { return nil }
-    var type: String? = nil
-    for line in info.split(separator: "\n") {
-        let halves = line.split(separator: " - ", maxSplits: 1)
-        let f = halves[0].split(separator: " ")
-        guard halves.count == 2, f.count > 4, f[4] == path else { continue }
-        type = halves[1].split(separator: " ").first.map(String.init)
-    }
-    return type
 }
 
 /// A new empty folder in /run (a tmpfs, writable when / is read-only),

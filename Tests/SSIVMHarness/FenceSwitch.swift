@@ -62,6 +62,17 @@ public final class FenceSwitch: Sendable {
         events.filter { $0.answer == "ok" && $0.request.hasPrefix("off ") }.compactMap { Int($0.request.dropFirst(4)) }
     }
 
+    /// Waits until node `n` has been switched off (polling every 100 ms,
+    /// at most `timeout`); true when it was.
+    public func waitUntilFenced(node n: Int, timeout: Duration) async throws -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while !fencedNodes.contains(n) {
+            if ContinuousClock.now >= deadline { return false }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        return true
+    }
+
     public func stop() {
         if stopped.exchange(true, ordering: .relaxed) { return }
         close(listener)

@@ -112,11 +112,7 @@ extension VM {
                 for g in [node1, node2] { try await g.run("dmesg -C") }
                 try network.exec(["ip", "link", "set", "tap2", "down"])
                 let cut = ContinuousClock.now
-                var waited = 0
-                while !fence.fencedNodes.contains(3) && waited < 240 {
-                    try await Task.sleep(for: .seconds(1))
-                    waited += 1
-                }
+                _ = try await fence.waitUntilFenced(node: 3, timeout: .seconds(240))
                 #expect(fence.fencedNodes == [3], "the switch was asked to cut node 3 off: \(fence.events)")
                 #expect(!node3.isRunning, "node 3's qemu is gone")
                 try await node1.run("timeout 300 sh -c 'echo after-fence > /root/after-fence'", timeout: .seconds(320))

@@ -95,11 +95,7 @@ struct GFS2Bench {
             try await Task.sleep(for: .seconds(3))
             try network.exec(["ip", "link", "set", "tap2", "down"])
             let cut = ContinuousClock.now
-            var waited = 0
-            while !fence.fencedNodes.contains(3) && waited < 3000 {
-                try await Task.sleep(for: .milliseconds(100))
-                waited += 1
-            }
+            _ = try await fence.waitUntilFenced(node: 3, timeout: .seconds(300))
             let fencedAfter = fence.events.first { $0.request == "off 3" }.map { seconds($0.at - cut) }
             try await Task.sleep(for: .seconds(20))
             let gap = try await nodes[0].run("ls /root/new | sort -n | awk 'NR>1 { d=$1-p; if (d>m) m=d } { p=$1 } END { printf \"%.2f\", m/1e9 }'",
