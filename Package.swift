@@ -20,6 +20,7 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CKmod", pkgConfig: "libkmod", providers: [.apt(["libkmod-dev"])]),
         .systemLibrary(name: "CBlkid", pkgConfig: "blkid", providers: [.apt(["libblkid-dev"])]),
+        .systemLibrary(name: "CMount", pkgConfig: "mount", providers: [.apt(["libmount-dev"])]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CLzma", pkgConfig: "liblzma", providers: [.apt(["liblzma-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
@@ -35,7 +36,7 @@ let package = Package(
             swiftSettings: strict),
         .target(
             name: "SSILinux",
-            dependencies: ["SSICore", "CSSIShim", "CKmod", "CBlkid"],
+            dependencies: ["SSICore", "CSSIShim", "CKmod", "CBlkid", "CMount"],
             swiftSettings: strict),
         .target(
             name: "SSIInitramfs",
@@ -58,13 +59,19 @@ let package = Package(
             name: "SSIClusterFS",
             dependencies: ["SSICore", "SSILinux", "SSIConfig"],
             swiftSettings: strict),
+        // The cluster-aware replacements for util-linux's mount, umount,
+        // swapon, swapoff and fsck.
+        .target(
+            name: "SSITools",
+            dependencies: ["SSICore", "SSILinux", "SSIMembership", "SSIConfig"],
+            swiftSettings: strict),
         .target(
             name: "SSIBoot",
             dependencies: ["SSICore", "SSILinux", "SSIConfig", "SSIMembership", "SSIClusterFS", "CSSIShim"],
             swiftSettings: strict),
         .executableTarget(
             name: "ssi",
-            dependencies: ["SSICore", "SSILinux", "SSIInitramfs", "SSIBoot", "SSIConfig", "SSIMembership", "SSIClusterFS",
+            dependencies: ["SSICore", "SSILinux", "SSIInitramfs", "SSIBoot", "SSIConfig", "SSIMembership", "SSIClusterFS", "SSITools",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict,
             // The binary rides in every image: no symbol tables or debug
@@ -115,6 +122,10 @@ let package = Package(
         .testTarget(
             name: "SSIClusterFSTests",
             dependencies: ["SSIClusterFS", "SSIConfig", "SSILinux", "SSICore"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "SSIToolsTests",
+            dependencies: ["SSITools", "SSILinux", "SSIMembership", "SSICore"],
             swiftSettings: strict),
         .testTarget(
             name: "SSIBootTests",

@@ -127,3 +127,19 @@ int ssi_loop_attach(const char *path, int *number) {
     errno = e;
     return -1;
 }
+
+pid_t ssi_spawn_fd_in_root(const char *root, int exe_fd, char *const argv[],
+                           char *const envp[], int out_fd) {
+    pid_t pid = fork();
+    if (pid != 0) return pid;
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    if (chroot(root) != 0 || chdir("/") != 0) _exit(126);
+    setsid();
+    int null = open("/dev/null", O_RDONLY);
+    if (null >= 0) { dup2(null, 0); if (null > 2) close(null); }
+    if (out_fd >= 0) { dup2(out_fd, 1); dup2(out_fd, 2); if (out_fd > 2) close(out_fd); }
+    fexecve(exe_fd, argv, envp);
+    _exit(127);
+}

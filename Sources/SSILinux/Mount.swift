@@ -66,12 +66,16 @@ public enum Mount {
         public var device: String
         public var mountPoint: String
         public var type: String
+        /// What was mounted ("/dev/vdb", "server:/path", "tmpfs").
+        public var source: String = ""
     }
 
     /// This process's mounts, in mount order (a later one at the same
     /// place covers an earlier one).
-    public static func entries() -> [Entry] {
-        parseMountInfo((try? FileSystem.readText("/proc/self/mountinfo")) ?? "")
+    /// `path`: another process's table, such as /proc/1/mountinfo (paths
+    /// relative to that process's root).
+    public static func entries(path: String = "/proc/self/mountinfo") -> [Entry] {
+        parseMountInfo((try? FileSystem.readText(path)) ?? "")
     }
 
     static func parseMountInfo(_ text: String) -> [Entry] {
@@ -79,8 +83,10 @@ public enum Mount {
             // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - TYPE SOURCE SUPER
             let halves = line.split(separator: " - ", maxSplits: 1)
             let f = halves[0].split(separator: " ")
-            guard halves.count == 2, f.count > 4, let type = halves[1].split(separator: " ").first else { return nil }
-            return Entry(device: String(f[2]), mountPoint: unescapeMountField(String(f[4])), type: String(type))
+            let tail = halves.count == 2 ? halves[1].split(separator: " ") : []
+            guard f.count > 4, let type = tail.first else { return nil }
+            return Entry(device: String(f[2]), mountPoint: unescapeMountField(String(f[4])), type: String(type),
+                         source: tail.count > 1 ? unescapeMountField(String(tail[1])) : "")
         }
     }
 

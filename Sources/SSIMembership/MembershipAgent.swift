@@ -50,6 +50,12 @@ public final class MembershipAgent {
     /// The node serving the CFS root, if the root is CFS.
     private var cfsServer: (number: UInt32, name: String, address: String)?
     private var bootEventsOffset = 0
+    /// The CPG group's members, as of the last configuration change.
+    private var members: Set<UInt32> = []
+    /// The cluster network ("10.0.0.0/24"): NFS exports of cluster mounts.
+    private var network: String?
+    private var socket: AgentSocket?
+    private var mounts: ClusterMountKeeper!
 
     public init(options: Options, log: @escaping (String) -> Void) {
         self.options = options
@@ -71,8 +77,21 @@ public final class MembershipAgent {
         readStage()
 
         writePID()
+        let door = try AgentSocket(directory: options.stateDirectory)
+        socket = door
+        mounts = ClusterMountKeeper(agent: .init(
+            localNode: { [unowned self] in self.view.localNode },
+            members: { [unowned self] in self.members },
+            address: { [unowned self] n in self.view.nodes.first { $0.number == n }.map(\.address) },
+            network: { [unowned self] in self.network },
+            send: { [unowned self] text in
+                do { try self.cpg.send(Array(text.utf8)) } catch { self.log("agent: cannot send to the cluster: \(error)") }
+            },
+            reply: { [unowned self] fd, line in self.socket?.send(fd, line) },
+            log: { [unowned self] line in self.log(line) },
+            stateDirectory: options.stateDirectory))
         cpg.onMessage = { [unowned self] node, payload in self.received(from: node, payload) }
-        cpg.onMembership = { [unowned self] _, left, joined in self.membershipChanged(left: left, joined: joined) }
+        cpg.onMembership = { [unowned self] list, left, joined in self.membershipChanged(members: list, left: left, joined: joined) }
         quorum.onChange = { [unowned self] q in self.quorumChanged(q) }
         try cpg.join()
         try quorum.track()
@@ -80,10 +99,17 @@ public final class MembershipAgent {
         writeView()
         log("agent: node \(view.localNode) joined \(options.group) in cluster \(view.clusterName)")
 
-        var fds = [pollfd(fd: try cpg.fileDescriptor(), events: Int16(POLLIN), revents: 0),
-                   pollfd(fd: try quorum.fileDescriptor(), events: Int16(POLLIN), revents: 0),
-                   pollfd(fd: signals, events: Int16(POLLIN), revents: 0)]
+        let fixed = [pollfd(fd: try cpg.fileDescriptor(), events: Int16(POLLIN), revents: 0),
+                     pollfd(fd: try quorum.fileDescriptor(), events: Int16(POLLIN), revents: 0),
+                     pollfd(fd: signals, events: Int16(POLLIN), revents: 0),
+                     pollfd(fd: door.listenFD, events: Int16(POLLIN), revents: 0)]
+        var lastReconcile = 0.0
         while running {
+            // Clients of the socket and the cluster mount children come
+            // and go: the poll set is rebuilt each round.
+            let clients = door.clientFDs
+            var fds = fixed + clients.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+                + mounts.childFDs.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
             let n = poll(&fds, nfds_t(fds.count), 1000)
             if n < 0 {
                 if errno == EINTR { continue }
@@ -92,6 +118,15 @@ public final class MembershipAgent {
             if fds[0].revents != 0 { try cpg.dispatch() }
             if fds[1].revents != 0 { try quorum.dispatch() }
             if fds[2].revents != 0 { try handleSignal(signals) }
+            if fds[3].revents != 0 { door.accept() }
+            for (i, fd) in clients.enumerated() where fds[4 + i].revents != 0 {
+                door.read(fd, line: { self.request($0, from: fd) }, closed: { self.mounts.clientClosed(fd) })
+            }
+            mounts.checkChildren()
+            if Process.now() - lastReconcile >= 2 {
+                lastReconcile = Process.now()
+                mounts.reconcile()
+            }
             if fds[0].revents & Int16(POLLHUP | POLLERR) != 0 || fds[1].revents & Int16(POLLHUP | POLLERR) != 0 {
                 throw SSIError("agent", "corosync closed the connection", hint: "corosync stopped or crashed; see its log")
             }
@@ -177,8 +212,26 @@ public final class MembershipAgent {
         close(fd)
     }
 
+    /// A line from a command on this node's socket.
+    private func request(_ line: String, from fd: Int32) {
+        if line.hasPrefix("mount ") {
+            do {
+                mounts.requestMount(try ClusterMount(line: String(line.dropFirst(6))), client: fd)
+            } catch {
+                socket?.send(fd, error.description)
+                socket?.send(fd, "end 1")
+            }
+        } else if line.hasPrefix("umount ") {
+            mounts.requestUmount(target: ClusterMount.unescape(String(line.dropFirst(7))), client: fd)
+        } else {
+            socket?.send(fd, "unknown request: \(line)")
+            socket?.send(fd, "end 1")
+        }
+    }
+
     private func received(from node: UInt32, _ payload: [UInt8]) {
         let text = String(decoding: payload, as: UTF8.self)
+        if mounts.received(text, from: node) { return }
         if text.hasPrefix("reload "), let newline = text.firstIndex(of: "\n") {
             let id = String(text[text.index(text.startIndex, offsetBy: 7)..<newline])
             applyReload(from: node, id: id, text: String(text[text.index(after: newline)...]))
@@ -227,7 +280,9 @@ public final class MembershipAgent {
         writeView()
     }
 
-    private func membershipChanged(left: [CPGClient.Member], joined: [CPGClient.Member]) {
+    private func membershipChanged(members list: [CPGClient.Member], left: [CPGClient.Member], joined: [CPGClient.Member]) {
+        members = Set(list.map(\.node))
+        defer { mounts.membershipChanged(members: members, left: left.map(\.node), joined: joined.map(\.node)) }
         for m in left where m.node != view.localNode {
             let old = record(m.node).state
             update(m.node) {
@@ -377,7 +432,9 @@ public final class MembershipAgent {
     }
 
     private func loadConfig() {
-        guard let config = try? ClusterConfig.load(path: options.configPath), let server = config.cfsServer else { return }
+        guard let config = try? ClusterConfig.load(path: options.configPath) else { return }
+        network = config.network.prefix.description
+        guard let server = config.cfsServer else { return }
         cfsServer = (UInt32(server.number), server.name, server.address.description)
     }
 

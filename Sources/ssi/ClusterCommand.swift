@@ -6,5 +6,6 @@ struct ClusterCommand: ParsableCommand {
         commandName: "cluster",
         abstract: "Show and change the cluster: configuration, keys, members.",
         subcommands: [StatusCommand.self, NodeNumCommand.self, ClusterConfigCommand.self, ClusterKeygenCommand.self,
-                      AgentCommand.self, ClusterReloadCommand.self, ClusterRootCommand.self])
+                      AgentCommand.self, ClusterReloadCommand.self, ClusterRootCommand.self,
+                      MountApplyCommand.self])
 }

@@ -34,3 +34,11 @@ int ssi_mount_bounded(const char *source, const char *target, const char *type,
  * file system on it is unmounted). Writes the loop device's number to
  * *number and returns an open descriptor of the device, or -1 with errno. */
 int ssi_loop_attach(const char *path, int *number);
+
+/* fork + chroot(root) + chdir("/") + setsid + fexecve(exe_fd) in the
+ * child, with stdin /dev/null and stdout/stderr on out_fd: runs our own
+ * binary (opened before, from the caller's root) in another root, such as
+ * the system's (/proc/1/root) from the membership agent's. Returns the
+ * child's pid or -1 with errno. */
+pid_t ssi_spawn_fd_in_root(const char *root, int exe_fd, char *const argv[],
+                           char *const envp[], int out_fd);

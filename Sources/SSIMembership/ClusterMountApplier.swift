@@ -1,0 +1,160 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+public import SSICore
+import SSILinux
+
+/// Does one node's part of a cluster mount, in the calling process's root
+/// (the membership agent runs it in a child chrooted into the system's
+/// root; ssi-init runs it before the hand-off with the new root as prefix).
+public struct ClusterMountApplier {
+    /// This node's and the owner's cluster addresses, and the network the
+    /// export is for.
+    public var localAddress: String
+    public var network: String
+    /// Prepended to every target (ssi-init: the new root's mount point).
+    public var targetPrefix = ""
+
+    public init(localAddress: String, network: String, targetPrefix: String = "") {
+        self.localAddress = localAddress
+        self.network = network
+        self.targetPrefix = targetPrefix
+    }
+
+    /// The NFS options a member uses for another node's mount: the CFS
+    /// root's coherence-first ones, the addresses (the kernel resolves no
+    /// names), and `ro` when the mount is read-only.
+    public func nfsOptions(_ entry: ClusterMount, server: String) -> String {
+        var o = "vers=4.2,proto=tcp,hard,timeo=600,retrans=2,actimeo=0,lookupcache=none,addr=\(server),clientaddr=\(localAddress)"
+        if MountOptions.value(of: "ro", in: entry.options) != nil { o += ",ro" }
+        return o
+    }
+
+    /// Mounts the entry as `role` says; an error carries mount(8)'s words.
+    public func mount(_ entry: ClusterMount, role: ClusterMount.Role, serverAddress: String?) throws(SSIError) {
+        let target = targetPrefix + entry.target
+        try? FileSystem.makeDirectories(target)
+        let cxt: MountContext
+        do { cxt = try MountContext() } catch { throw SSIError("mount", error.description) }
+        switch role {
+        case .mountItself, .mountAndExport:
+            cxt.source = entry.source
+            cxt.setType(entry.type.isEmpty ? nil : entry.type)
+            cxt.setOptions(entry.options.isEmpty ? nil : entry.options)
+        case .mountFrom(let owner):
+            guard let server = serverAddress else {
+                throw SSIError("mount", "node \(owner) has no known address")
+            }
+            cxt.source = "\(server):\(entry.target)"
+            cxt.setType("nfs4")
+            cxt.setOptions(nfsOptions(entry, server: server))
+            // The kernel mounts NFS itself given addr=/clientaddr=; no
+            // mount.nfs needed (the initramfs has none).
+            cxt.setNoHelpers(true)
+        }
+        cxt.target = target
+        let outcome = cxt.mount()
+        guard outcome.exitCode == MountContext.ExitCode.success else {
+            throw SSIError("mount", "\(entry.target): \(outcome.message.isEmpty ? "mount failed (exit \(outcome.exitCode))" : outcome.message)")
+        }
+        if role == .mountAndExport {
+            do throws(SSIError) {
+                try export(entry)
+            } catch {
+                _ = try? unmountTarget(target, lazy: false)
+                throw error
+            }
+        }
+    }
+
+    /// Undoes this node's part: the export first (and nfsd's NFSv4 state on
+    /// it, which would keep the file system busy), then the mount. NFS
+    /// views are detached lazily: their server may be gone.
+    public func unmount(_ entry: ClusterMount, role: ClusterMount.Role) throws(SSIError) {
+        let target = targetPrefix + entry.target
+        if role == .mountAndExport { unexport(entry) }
+        guard Self.isMounted(target) else { return }
+        if case .mountFrom = role {
+            try unmountTarget(target, lazy: true)
+        } else {
+            try unmountTarget(target, lazy: false)
+        }
+    }
+
+    private func unmountTarget(_ target: String, lazy: Bool) throws(SSIError) {
+        let cxt: MountContext
+        do { cxt = try MountContext() } catch { throw SSIError("umount", error.description) }
+        cxt.target = target
+        cxt.setLazy(lazy)
+        let o = cxt.umount()
+        guard o.exitCode == MountContext.ExitCode.success else {
+            throw SSIError("umount", "\(target): \(o.message.isEmpty ? "umount failed (exit \(o.exitCode))" : o.message)")
+        }
+    }
+
+    /// True when `path` is a mount point in this root's mount table.
+    public static func isMounted(_ path: String) -> Bool {
+        Mount.entries().contains { $0.mountPoint == path }
+    }
+
+    // MARK: NFS export
+
+    static let exportfs = "/usr/sbin/exportfs"
+
+    func exportOptions(_ entry: ClusterMount) -> String {
+        let access = MountOptions.value(of: "ro", in: entry.options) != nil ? "ro" : "rw"
+        return "\(access),sync,no_root_squash,no_subtree_check,fsid=\(entry.exportFSID)"
+    }
+
+    /// Exports the target to the cluster network with exportfs (into
+    /// /var/lib/nfs/etab: node-private, gone at reboot, like the mount).
+    /// Starts the distro's NFS server when it is not running.
+    func export(_ entry: ClusterMount) throws(SSIError) {
+        guard FileSystem.isExecutableFile(Self.exportfs) else {
+            throw SSIError("mount", "this node has no NFS server (\(Self.exportfs)), so the others cannot see \(entry.target)",
+                           hint: "apt-get install nfs-kernel-server on the cluster root, or mount it with node=*")
+        }
+        if !Self.nfsdRunning() {
+            if FileSystem.exists("/run/systemd/system") {
+                _ = Self.run(["/usr/bin/systemctl", "start", "nfs-server.service"])
+            }
+            guard Self.nfsdRunning() else {
+                throw SSIError("mount", "the NFS server does not run on this node, so the others cannot see \(entry.target)",
+                               hint: "systemctl enable --now nfs-server on this node")
+            }
+        }
+        let status = Self.run([Self.exportfs, "-o", exportOptions(entry), "\(network):\(entry.target)"])
+        guard status == 0 else {
+            throw SSIError("mount", "exportfs \(network):\(entry.target) failed (exit \(status))")
+        }
+    }
+
+    func unexport(_ entry: ClusterMount) {
+        guard FileSystem.isExecutableFile(Self.exportfs) else { return }
+        _ = Self.run([Self.exportfs, "-u", "\(network):\(entry.target)"])
+        // NFSv4 opens and locks held by clients pin the file system.
+        let fd = open("/proc/fs/nfsd/unlock_filesystem", O_WRONLY | O_CLOEXEC)
+        if fd >= 0 {
+            _ = entry.target.withCString { write(fd, $0, strlen($0)) }
+            close(fd)
+        }
+    }
+
+    /// True when this node exports the entry (etab lists its path).
+    public static func isExported(_ entry: ClusterMount) -> Bool {
+        guard let etab = try? FileSystem.readText("/var/lib/nfs/etab") else { return false }
+        return etab.split(separator: "\n").contains { $0.hasPrefix(entry.target + "\t") }
+    }
+
+    static func nfsdRunning() -> Bool {
+        guard let t = try? FileSystem.readText("/proc/fs/nfsd/threads") else { return false }
+        return (Int(t.filter(\.isNumber)) ?? 0) > 0
+    }
+
+    static func run(_ argv: [String]) -> Int32 {
+        guard let pid = try? Process.spawn(argv[0], argv, environment: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"]),
+              let exit = try? Process.wait(for: pid) else { return -1 }
+        if case .exited(let code) = exit { return code }
+        return -1
+    }
+}

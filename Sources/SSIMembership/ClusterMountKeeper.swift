@@ -1,0 +1,364 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SSICore
+import SSILinux
+import CSSIShim
+
+/// The membership agent's half of cluster mounts: the table, the
+/// requests in flight, and the children that do this node's part.
+///
+/// Every agent sees every message in the same (CPG agreed) order with the
+/// same membership, so every agent reaches the same decision on its own:
+///   - "cmount LINE": every member at that point in the order is asked.
+///     For `node=N`, node N mounts (and exports) first; the others mount its
+///     export once N said "ok". For `node=*` all mount at once.
+///   - "cmounted ID NODE RESULT": a node's answer. When everyone asked has
+///     answered (or left), the mount is in the table if all said ok;
+///     otherwise every node that mounted it unmounts it again: a cluster
+///     mount is all or nothing, and the requester reports each node.
+///   - "cumount REQ TARGET": the reverse order (the others, then the owner).
+///   - "ctable LINES": the table, sent by the lowest-numbered old member
+///     when a node joins; the newcomer mounts its part (`reconcile`), and
+///     so does ssi-init before the hand-off from the table file.
+final class ClusterMountKeeper {
+    struct Request {
+        var entry: ClusterMount
+        var asked: Set<UInt32>
+        var results: [UInt32: String] = [:]
+        /// The client of this node that asked, when this node asked.
+        var client: Int32?
+        var started = false
+    }
+
+    struct Child {
+        var id: String
+        var unmount: Bool
+        var report: Bool
+        var fd: Int32
+        var output: [UInt8] = []
+    }
+
+    private(set) var table: [ClusterMount] = []
+    private var mounts: [String: Request] = [:]
+    private var umounts: [String: Request] = [:]
+    private var children: [pid_t: Child] = [:]
+    private var failures: [String: (count: Int, last: Double)] = [:]
+    private var sequence = 0
+    var awaitingTable = true
+
+    let agent: Agent
+    let exeFD: Int32
+
+    /// What the keeper needs from the agent.
+    struct Agent {
+        var localNode: () -> UInt32
+        var members: () -> Set<UInt32>
+        var address: (UInt32) -> String?
+        var network: () -> String?
+        var send: (String) -> Void
+        var reply: (Int32, String) -> Void
+        var log: (String) -> Void
+        var stateDirectory: String
+    }
+
+    init(agent: Agent) {
+        self.agent = agent
+        exeFD = open("/proc/self/exe", O_RDONLY | O_CLOEXEC)
+        writeTable()
+    }
+
+    // MARK: requests from this node's commands
+
+    func requestMount(_ entry: ClusterMount, client: Int32) {
+        sequence += 1
+        var e = entry
+        e.id = "\(agent.localNode()).\(sequence).\(Int(Process.now()))"
+        if let owner = e.rule.owner, !agent.members().contains(owner) {
+            agent.reply(client, "node \(owner): not a member of the cluster now")
+            agent.reply(client, "end 32")
+            return
+        }
+        pendingClients[e.id] = client
+        agent.send("cmount " + e.line)
+    }
+
+    func requestUmount(target: String, client: Int32) {
+        guard table.contains(where: { $0.target == target }) else {
+            agent.reply(client, "\(target): not a cluster mount")
+            agent.reply(client, "end 32")
+            return
+        }
+        sequence += 1
+        let id = "\(agent.localNode()).\(sequence).\(Int(Process.now()))"
+        pendingClients[id] = client
+        agent.send("cumount \(id)\t\(ClusterMount.escape(target))")
+    }
+
+    private var pendingClients: [String: Int32] = [:]
+
+    func clientClosed(_ fd: Int32) {
+        for (id, c) in pendingClients where c == fd { pendingClients[id] = nil }
+    }
+
+    // MARK: messages
+
+    func received(_ text: String, from node: UInt32) -> Bool {
+        if text.hasPrefix("cmount ") {
+            guard let e = try? ClusterMount(line: String(text.dropFirst(7))) else { return true }
+            startMount(e)
+        } else if text.hasPrefix("cmounted ") || text.hasPrefix("cumounted ") {
+            let umount = text.hasPrefix("cumounted ")
+            let f = text.split(separator: " ", maxSplits: 3).map(String.init)
+            guard f.count == 4, let n = UInt32(f[2]) else { return true }
+            answer(id: f[1], node: n, result: f[3], umount: umount)
+        } else if text.hasPrefix("cumount ") {
+            let f = text.dropFirst(8).split(separator: "\t", maxSplits: 1).map(String.init)
+            guard f.count == 2 else { return true }
+            startUmount(id: f[0], target: ClusterMount.unescape(f[1]))
+        } else if text.hasPrefix("ctable") {
+            guard awaitingTable else { return true }
+            awaitingTable = false
+            for line in text.split(separator: "\n").dropFirst() {
+                if let e = try? ClusterMount(line: String(line)), !table.contains(where: { $0.target == e.target }) {
+                    table.append(e)
+                }
+            }
+            writeTable()
+            agent.log("agent: cluster mount table from node \(node): \(table.count) entries")
+        } else {
+            return false
+        }
+        return true
+    }
+
+    /// A membership change: who left is no longer waited for; when nodes
+    /// joined, the lowest-numbered member that was there before sends them
+    /// the table.
+    func membershipChanged(members: Set<UInt32>, left: [UInt32], joined: [UInt32]) {
+        let me = agent.localNode()
+        if joined.contains(me) && members.count == joined.count {
+            awaitingTable = false   // first in the group: nobody has a table
+        }
+        for id in Array(mounts.keys) {
+            mounts[id]?.asked.subtract(left)
+            progressMount(id)
+        }
+        for id in Array(umounts.keys) {
+            umounts[id]?.asked.subtract(left)
+            progressUmount(id)
+        }
+        let old = members.subtracting(joined)
+        if !joined.isEmpty, let sender = old.min(), sender == me {
+            let established = table.filter { mounts[$0.id] == nil }
+            agent.send((["ctable"] + established.map(\.line)).joined(separator: "\n"))
+        }
+    }
+
+    private func startMount(_ e: ClusterMount) {
+        if table.contains(where: { $0.target == e.target }) {
+            if let c = pendingClients.removeValue(forKey: e.id) {
+                agent.reply(c, "\(e.target): already a cluster mount (ssi-umount it first)")
+                agent.reply(c, "end 32")
+            }
+            return
+        }
+        table.append(e)
+        mounts[e.id] = Request(entry: e, asked: agent.members())
+        progressMount(e.id)
+    }
+
+    /// Starts this node's part when its turn came, and finishes the
+    /// request once everybody asked has answered.
+    private func progressMount(_ id: String) {
+        guard var r = mounts[id] else { return }
+        let me = agent.localNode()
+        let owner = r.entry.rule.owner
+        let ownerResult = owner.flatMap { r.results[$0] }
+        let ownerFailed = owner != nil && (!r.asked.contains(owner!) || (ownerResult != nil && ownerResult != "ok"))
+        if !r.started && r.asked.contains(me) && !ownerFailed {
+            let role = r.entry.role(on: me)
+            let myTurn: Bool
+            if case .mountFrom = role { myTurn = ownerResult == "ok" } else { myTurn = true }
+            if myTurn {
+                r.started = true
+                mounts[id] = r
+                spawn(r.entry, unmount: false, report: true)
+            }
+        }
+        let finished = ownerFailed || r.asked.isSubset(of: Set(r.results.keys))
+        guard finished else { return }
+        mounts[id] = nil
+        let ok = r.asked.allSatisfy { r.results[$0] == "ok" } && !ownerFailed
+        if !ok {
+            // All or nothing: whoever mounted it unmounts it.
+            table.removeAll { $0.id == id }
+            if r.results[me] == "ok" { spawn(r.entry, unmount: true, report: false) }
+        }
+        writeTable()
+        if let c = pendingClients.removeValue(forKey: id) {
+            for n in r.asked.union(r.results.keys).sorted() {
+                let result = r.results[n] ?? (ownerFailed ? "not tried: node \(owner!) did not mount it" : "left the cluster")
+                agent.reply(c, "node \(n): \(result == "ok" ? "mounted" : result)")
+            }
+            if ok {
+                agent.reply(c, "end 0")
+            } else {
+                agent.reply(c, "undone: \(r.entry.target) is not mounted on any node")
+                agent.reply(c, "end 32")
+            }
+        }
+    }
+
+    private func startUmount(id: String, target: String) {
+        guard let e = table.first(where: { $0.target == target }) else {
+            if let c = pendingClients.removeValue(forKey: id) {
+                agent.reply(c, "\(target): not a cluster mount")
+                agent.reply(c, "end 32")
+            }
+            return
+        }
+        table.removeAll { $0.target == target }
+        writeTable()
+        var entry = e
+        entry.id = id   // answers carry the request's id
+        umounts[id] = Request(entry: entry, asked: agent.members())
+        progressUmount(id)
+    }
+
+    private func progressUmount(_ id: String) {
+        guard var r = umounts[id] else { return }
+        let me = agent.localNode()
+        if !r.started && r.asked.contains(me) {
+            // The owner goes last: its export serves the others until then.
+            let othersDone = r.asked.subtracting([me]).isSubset(of: Set(r.results.keys))
+            if r.entry.rule.owner != me || othersDone {
+                r.started = true
+                umounts[id] = r
+                spawn(r.entry, unmount: true, report: true)
+            }
+        }
+        guard r.asked.isSubset(of: Set(r.results.keys)) else { return }
+        umounts[id] = nil
+        if let c = pendingClients.removeValue(forKey: id) {
+            for n in r.results.keys.sorted() {
+                agent.reply(c, "node \(n): \(r.results[n] == "ok" ? "unmounted" : r.results[n]!)")
+            }
+            agent.reply(c, "end \(r.results.values.allSatisfy { $0 == "ok" } ? 0 : 32)")
+        }
+    }
+
+    private func answer(id: String, node: UInt32, result: String, umount: Bool) {
+        if umount {
+            umounts[id]?.results[node] = result
+            progressUmount(id)
+        } else {
+            mounts[id]?.results[node] = result
+            progressMount(id)
+        }
+    }
+
+    // MARK: this node's part, in a child in the system's root
+
+    /// True while PID 1 is still the initramfs: mounts made now would stay
+    /// behind at the hand-off (ssi-init replays the table itself then).
+    var systemIsInitramfs: Bool { FileSystem.exists("/proc/1/root/etc/ssi/agents.list") }
+
+    private func spawn(_ e: ClusterMount, unmount: Bool, report: Bool) {
+        let me = agent.localNode()
+        let role = e.role(on: me)
+        var args = ["ssi", "cluster", "mount-apply", unmount ? "--unmount" : "--mount", "--entry", e.line,
+                    "--local-address", agent.address(me) ?? "", "--network", agent.network() ?? ""]
+        if case .mountFrom(let owner) = role { args += ["--server-address", agent.address(owner) ?? ""] }
+        if systemIsInitramfs && !unmount {
+            // Before the hand-off ssi-init mounts the table in the new root.
+            if report { agent.send("cmounted \(e.id) \(me) ok") }
+            return
+        }
+        var fds: [Int32] = [0, 0]
+        guard exeFD >= 0, pipe(&fds) == 0 else {
+            finish(Child(id: e.id, unmount: unmount, report: report, fd: -1), result: "error: cannot start: \(errnoDescription(errno))")
+            return
+        }
+        _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
+        let environment: [String] = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"]
+        let argv: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
+        let envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup($0) } + [nil]
+        let pid = ssi_spawn_fd_in_root("/proc/1/root", exeFD, argv, envp, fds[1])
+        argv.forEach { free($0) }
+        envp.forEach { free($0) }
+        close(fds[1])
+        let child = Child(id: e.id, unmount: unmount, report: report, fd: fds[0])
+        guard pid > 0 else {
+            close(fds[0])
+            finish(child, result: "error: cannot start: \(errnoDescription(errno))")
+            return
+        }
+        _ = fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK)
+        children[pid] = child
+    }
+
+    var childFDs: [Int32] { children.values.map(\.fd) }
+
+    /// Collects children's output and exits (called from the poll loop).
+    func checkChildren() {
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        for (pid, var c) in children {
+            while true {
+                let n = read(c.fd, &chunk, chunk.count)
+                if n > 0 { c.output.append(contentsOf: chunk[0..<n]) } else { break }
+            }
+            children[pid] = c
+            var status: Int32 = 0
+            guard waitpid(pid, &status, WNOHANG) == pid else { continue }
+            while true {
+                let n = read(c.fd, &chunk, chunk.count)
+                if n > 0 { c.output.append(contentsOf: chunk[0..<n]) } else { break }
+            }
+            close(c.fd)
+            children[pid] = nil
+            let text = String(decoding: c.output, as: UTF8.self)
+            let result = text.split(separator: "\n").last { $0.hasPrefix("ssi-result ") }.map { String($0.dropFirst(11)) }
+                ?? "error: the mount helper ended without a result (status \(status)): \(text.split(separator: "\n").last ?? "")"
+            finish(c, result: result)
+        }
+    }
+
+    private func finish(_ c: Child, result: String) {
+        let me = agent.localNode()
+        if c.report {
+            agent.send("\(c.unmount ? "cumounted" : "cmounted") \(c.id) \(me) \(result)")
+        } else if result != "ok" {
+            failures[c.id] = ((failures[c.id]?.count ?? 0) + 1, Process.now())
+            agent.log("agent: cluster mount \(c.id) on this node: \(result)")
+        } else {
+            failures[c.id] = nil
+        }
+    }
+
+    /// Mounts what this node should have and has not (a node that joined,
+    /// or booted after the table was made; an owner back after a reboot).
+    /// Failures are retried a few times, a minute apart.
+    func reconcile() {
+        guard !systemIsInitramfs, !awaitingTable else { return }
+        let me = agent.localNode()
+        let members = agent.members()
+        let mounted = Set(Mount.entries(path: "/proc/1/mountinfo").map(\.mountPoint))
+        let busy = Set(children.values.map(\.id))
+        for e in table where mounts[e.id] == nil && !busy.contains(e.id) {
+            let role = e.role(on: me)
+            if case .mountFrom(let owner) = role, !members.contains(owner) { continue }
+            if mounted.contains(e.target) { continue }
+            if let f = failures[e.id], f.count >= 3 || Process.now() - f.last < 60 { continue }
+            spawn(e, unmount: false, report: false)
+        }
+    }
+
+    private func writeTable() {
+        let established = table.filter { mounts[$0.id] == nil }
+        let text = established.map { $0.line + "\n" }.joined()
+        let path = agent.stateDirectory + "/" + ClusterMount.tableFile
+        try? FileSystem.writeFile(path + ".new", text)
+        try? FileSystem.rename(path + ".new", path)
+    }
+}

@@ -1,0 +1,389 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SSICore
+import SSILinux
+import SSIMembership
+
+/// `ssi-mount`: util-linux mount's command line, libmount's work, and
+/// OpenSSI's `node=` on top: with a cluster running (a membership agent
+/// listens on this node), a mount with `node=` (or of a local block device,
+/// which means `node=<this node>`) is done on every member through the
+/// agents; without one, `node=` is dropped and it is util-linux mount.
+public struct MountTool {
+    public static let getopt = GetOpt([
+        .init("a", "all"), .init("B", "bind"), .init("c", "no-canonicalize"), .init("f", "fake"),
+        .init("F", "fork"), .init("h", "help"), .init("i", "internal-only"), .init("l", "show-labels"),
+        .init("L", "label", value: true), .init("M", "move"), .init("n", "no-mtab"), .init("o", "options", value: true),
+        .init("O", "test-opts", value: true), .init("r", "read-only"), .init(nil, "ro"), .init("R", "rbind"),
+        .init("s", "sloppy"), .init("U", "uuid", value: true), .init("v", "verbose"), .init("V", "version"),
+        .init("w", "rw"), .init(nil, "read-write"), .init("t", "types", value: true), .init("T", "fstab", value: true),
+        .init(nil, "source", value: true), .init(nil, "target", value: true), .init("N", "namespace", value: true),
+    ])
+
+    /// What the command line asks for.
+    public struct Invocation: Sendable, Equatable {
+        public var all = false
+        public var fake = false
+        public var fork = false
+        public var noMtab = false
+        public var verbose = false
+        public var sloppy = false
+        public var noCanonicalize = false
+        public var showLabels = false
+        public var help = false
+        public var version = false
+        public var bind = false
+        public var rbind = false
+        public var move = false
+        public var readOnly: Bool?
+        public var options: [String] = []
+        public var testOptions: String?
+        public var types: String?
+        public var fstab: String?
+        public var source: String?
+        public var target: String?
+        public var namespace: String?
+
+        public var optionString: String? {
+            var o = options
+            if let ro = readOnly { o.append(ro ? "ro" : "rw") }
+            return o.isEmpty ? nil : o.joined(separator: ",")
+        }
+    }
+
+    public static func parse(_ args: [String], program: String) throws(GetOpt.Failure) -> Invocation {
+        let p = try getopt.parse(args, program: program)
+        var v = Invocation()
+        for o in p.options {
+            switch o.key {
+            case "all": v.all = true
+            case "bind": v.bind = true
+            case "rbind": v.rbind = true
+            case "move": v.move = true
+            case "no-canonicalize": v.noCanonicalize = true
+            case "fake": v.fake = true
+            case "fork": v.fork = true
+            case "help": v.help = true
+            case "internal-only": break  // we never run /sbin/mount.TYPE helpers' own lookups differently
+            case "show-labels": v.showLabels = true
+            case "label": v.source = "LABEL=" + o.value
+            case "uuid": v.source = "UUID=" + o.value
+            case "no-mtab": v.noMtab = true
+            case "options": v.options.append(o.value)
+            case "test-opts": v.testOptions = o.value
+            case "read-only", "ro": v.readOnly = true
+            case "rw", "read-write": v.readOnly = false
+            case "sloppy": v.sloppy = true
+            case "verbose": v.verbose = true
+            case "version": v.version = true
+            case "types": v.types = o.value
+            case "fstab": v.fstab = o.value
+            case "source": v.source = o.value
+            case "target": v.target = o.value
+            case "namespace": v.namespace = o.value
+            default: break
+            }
+        }
+        switch p.operands.count {
+        case 0: break
+        case 1:
+            if v.source != nil { v.target = p.operands[0] }
+            else if v.target != nil { v.source = p.operands[0] }
+            else { v.target = p.operands[0] }  // libmount looks it up as a target, then a source
+        case 2:
+            v.source = p.operands[0]
+            v.target = p.operands[1]
+        default:
+            throw GetOpt.Failure(message: "\(program): bad usage")
+        }
+        return v
+    }
+
+    public let program: String
+    public let output: Output
+
+    public init(program: String, output: Output = .standard) {
+        self.program = program
+        self.output = output
+    }
+
+    /// Runs `mount ARGS`; returns mount(8)'s exit code.
+    public func run(_ args: [String]) -> Int32 {
+        let short = basename(of: program)
+        let inv: Invocation
+        do {
+            inv = try Self.parse(args, program: program)
+        } catch {
+            output.error(error.message)
+            output.error("Try '\(short) --help' for more information.")
+            return MountContext.ExitCode.usage
+        }
+        if inv.help {
+            output.out(Self.usage(short))
+            return 0
+        }
+        if inv.version {
+            output.out("\(short) from ssi (libmount \(MountContext.libraryVersion))")
+            return 0
+        }
+        if inv.namespace != nil {
+            output.error("\(short): --namespace is not supported by ssi-mount; run util-linux's mount")
+            return MountContext.ExitCode.usage
+        }
+        let cluster = ClusterLink.current()
+        if inv.all { return mountAll(inv, cluster: cluster) }
+        if inv.source == nil && inv.target == nil {
+            return list(inv)
+        }
+        return mountOne(inv, cluster: cluster)
+    }
+
+    // MARK: one mount
+
+    func mountOne(_ inv: Invocation, cluster: ClusterLink?) -> Int32 {
+        // The fstab line, when one operand names it: its node= matters.
+        var source = inv.source
+        var target = inv.target
+        var type = inv.types
+        var options = inv.optionString ?? ""
+        if source == nil || target == nil, let entry = fstabEntry(inv) {
+            source = source ?? entry.source
+            target = target ?? entry.target
+            type = type ?? (entry.type.isEmpty ? nil : entry.type)
+            options = [entry.options, options].filter { !$0.isEmpty }.joined(separator: ",")
+        }
+        let nodeValue = MountOptions.value(of: "node", in: options)
+        let plainOptions = MountOptions.removing("node", from: options)
+        let special = inv.bind || inv.rbind || inv.move || MountOptions.value(of: "remount", in: options) != nil
+        if let cluster, !special, let source, let target, let rule = clusterRule(nodeValue, source: source, cluster: cluster) {
+            let entry = ClusterMount(id: "-", rule: rule, source: source, target: absolute(target), type: type ?? "",
+                                     options: plainOptions)
+            return cluster.mount(entry, tool: self, verbose: inv.verbose)
+        }
+        if nodeValue != nil && cluster == nil && inv.verbose {
+            output.out("\(basename(of: program)): no cluster is running here: node= ignored")
+        }
+        let cxt: MountContext
+        do { cxt = try MountContext() } catch { return fail(error.description) }
+        configure(cxt, inv)
+        if let fstab = inv.fstab, let table = try? FstabTable(path: fstab) {
+            stripNode(table)
+            cxt.setFstab(table)
+        } else if let table = try? FstabTable(path: nil) {
+            stripNode(table)
+            cxt.setFstab(table)
+        }
+        cxt.source = inv.source
+        cxt.target = inv.target
+        cxt.setType(inv.types)
+        let cliOptions = inv.optionString.map { MountOptions.removing("node", from: $0) }
+        cxt.setOptions(cliOptions?.isEmpty == true ? nil : cliOptions)
+        return report(cxt, cxt.mount())
+    }
+
+    /// The rule for a mount in the cluster: node= as given, else
+    /// node=<this node> for a local block device, else none (a plain
+    /// local mount: tmpfs, a network file system, a bind).
+    func clusterRule(_ value: String?, source: String, cluster: ClusterLink) -> NodeRule? {
+        if let value { return try? NodeRule(parsing: value) }
+        if source.hasPrefix("UUID=") || source.hasPrefix("LABEL=") || source.hasPrefix("PARTUUID=") || source.hasPrefix("PARTLABEL=") {
+            return .node(cluster.localNode)
+        }
+        if let st = try? FileSystem.status(source, followSymlinks: true), st.kind == .blockDevice {
+            return .node(cluster.localNode)
+        }
+        return nil
+    }
+
+    func absolute(_ path: String) -> String {
+        if path.hasPrefix("/") { return path }
+        let cwd = currentDirectory()
+        return (cwd == "/" ? "" : cwd) + "/" + path
+    }
+
+    func fstabEntry(_ inv: Invocation) -> FstabTable.Entry? {
+        guard let table = try? FstabTable(path: inv.fstab) else { return nil }
+        let entries = table.entries
+        if let t = inv.target {
+            let abs = absolute(t)
+            return entries.first { $0.target == abs || $0.target == t } ?? entries.first { $0.source == t }
+        }
+        if let s = inv.source { return entries.first { $0.source == s } }
+        return nil
+    }
+
+    /// node= means nothing to the kernel: it never reaches it.
+    func stripNode(_ table: FstabTable) {
+        table.editOptions { e in
+            MountOptions.value(of: "node", in: e.options) == nil ? e.options : MountOptions.removing("node", from: e.options)
+        }
+    }
+
+    func configure(_ cxt: MountContext, _ inv: Invocation) {
+        cxt.setFake(inv.fake)
+        cxt.setNoMtab(inv.noMtab)
+        cxt.setVerbose(inv.verbose)
+        cxt.setSloppy(inv.sloppy)
+        cxt.setNoCanonicalize(inv.noCanonicalize)
+        cxt.setFork(inv.fork)
+        var flags: UInt = 0
+        if inv.bind { flags |= UInt(MS_BIND) }
+        if inv.rbind { flags |= UInt(MS_BIND | MS_REC) }
+        if inv.move { flags |= UInt(MS_MOVE) }
+        if flags != 0 { cxt.addFlags(flags) }
+    }
+
+    /// mount(8)'s reporting: "TARGET: MESSAGE." and the dmesg hint after a
+    /// failed system call.
+    func report(_ cxt: MountContext, _ o: MountContext.Outcome) -> Int32 {
+        if !o.message.isEmpty {
+            let spec = cxt.target ?? cxt.source ?? "???"
+            output.error("\(basename(of: program)): \(spec): \(o.message).")
+            if cxt.syscallFailed {
+                output.error("       dmesg(1) may have more information after failed mount system call.")
+            }
+        }
+        return o.exitCode
+    }
+
+    func fail(_ message: String) -> Int32 {
+        output.error("\(basename(of: program)): \(message)")
+        return MountContext.ExitCode.system
+    }
+
+    // MARK: mount -a
+
+    func mountAll(_ inv: Invocation, cluster: ClusterLink?) -> Int32 {
+        let table: FstabTable
+        do { table = try FstabTable(path: inv.fstab) } catch { return fail(error.description) }
+        var clusterEntries: [FstabTable.Entry] = []
+        // Entries with node= are the cluster's (when one runs): libmount
+        // skips them (noauto) and the agents mount them.
+        table.editOptions { e in
+            guard MountOptions.value(of: "node", in: e.options) != nil else { return e.options }
+            if cluster != nil && MountOptions.value(of: "noauto", in: e.options) == nil
+                && FstabTable.matches(e, types: inv.types, options: inv.testOptions) {
+                clusterEntries.append(e)
+                return MountOptions.removing("node", from: e.options) + ",noauto"
+            }
+            return MountOptions.removing("node", from: e.options)
+        }
+        let cxt: MountContext
+        do { cxt = try MountContext() } catch { return fail(error.description) }
+        configure(cxt, inv)
+        cxt.setFstab(table)
+        cxt.setTypePattern(inv.types)
+        cxt.setOptionsPattern(inv.testOptions)
+        if let o = inv.optionString { cxt.setOptions(MountOptions.removing("node", from: o)) }
+        var ok = 0
+        var failed = 0
+        cxt.mountAll { target, ignored, outcome in
+            if clusterEntries.contains(where: { $0.target == target }) { return }
+            if let outcome {
+                if outcome.exitCode == MountContext.ExitCode.success {
+                    ok += 1
+                    if inv.verbose && cxt.mounted { output.out(pad(target) + ": successfully mounted") }
+                } else {
+                    failed += 1
+                    if !outcome.message.isEmpty { output.error("\(basename(of: program)): \(target): \(outcome.message).") }
+                }
+            } else if inv.verbose {
+                output.out(pad(target) + (ignored == 1 ? ": ignored" : ": already mounted"))
+            }
+        }
+        if let cluster {
+            let mountedHere = Set(Mount.entries().map(\.mountPoint))
+            let inTable = Set(cluster.table().map(\.target))
+            for e in clusterEntries {
+                if inTable.contains(e.target) && mountedHere.contains(e.target) {
+                    if inv.verbose { output.out(pad(e.target) + ": already mounted") }
+                    continue
+                }
+                guard let rule = try? NodeRule(parsing: MountOptions.value(of: "node", in: e.options) ?? "") else {
+                    output.error("\(basename(of: program)): \(e.target): bad node= in fstab")
+                    failed += 1
+                    continue
+                }
+                let entry = ClusterMount(id: "-", rule: rule, source: e.source, target: e.target, type: e.type,
+                                         options: MountOptions.removing("node", from: e.options))
+                if cluster.mount(entry, tool: self, verbose: inv.verbose) == 0 { ok += 1 } else { failed += 1 }
+            }
+        }
+        if failed == 0 { return MountContext.ExitCode.success }
+        return ok == 0 ? MountContext.ExitCode.fail : MountContext.ExitCode.someOK
+    }
+
+    func pad(_ s: String) -> String { s.count >= 25 ? s : s + String(repeating: " ", count: 25 - s.count) }
+
+    // MARK: listing
+
+    func list(_ inv: Invocation) -> Int32 {
+        for e in MountContext.mountedFileSystems() {
+            if let t = inv.types, !FstabTable.matches(FstabTable.Entry(source: e.source, target: e.target, type: e.type, options: e.options), types: t, options: nil) {
+                continue
+            }
+            output.out("\(e.source) on \(e.target) type \(e.type) (\(e.options))")
+        }
+        return 0
+    }
+
+    static func usage(_ name: String) -> String {
+        """
+
+        Usage:
+         \(name) [-lhV]
+         \(name) -a [options]
+         \(name) [options] [--source] <source> | [--target] <directory>
+         \(name) [options] <source> <directory>
+
+        Mount a filesystem, on this node or, with a cluster running, on every node.
+
+        Options (util-linux mount's; see mount(8)):
+         -a, --all               mount all filesystems mentioned in fstab
+         -f, --fake              dry run; skip the mount(2) syscall
+         -F, --fork              fork off for each device (use with -a)
+         -T, --fstab <path>      alternative file to /etc/fstab
+         -n, --no-mtab           don't write to /etc/mtab
+         -o, --options <list>    comma-separated list of mount options
+         -O, --test-opts <list>  limit the set of filesystems (use with -a)
+         -r, --read-only         mount the filesystem read-only (same as -o ro)
+         -t, --types <list>      limit the set of filesystem types
+         -v, --verbose           say what is being done
+         -w, --rw, --read-write  mount the filesystem read-write (default)
+         -B, --bind              mount a subtree somewhere else (same as -o bind)
+         -M, --move              move a subtree to some other place
+         -R, --rbind             mount a subtree and all submounts somewhere else
+         -L, --label <label>     synonym for LABEL=<label>
+         -U, --uuid <uuid>       synonym for UUID=<uuid>
+
+        Cluster options (OpenSSI's fstab semantics):
+         -o node=N               node N mounts the device; every other member sees it at
+                                 the same path over NFSv4 from node N (the default for a
+                                 local block device: node=<this node>)
+         -o node=*               every node mounts it itself
+         -o node=N:M             N mounts it; M is recorded as its takeover node
+
+        """
+    }
+}
+
+/// Where the tools write: stdout/stderr, or captured (unit tests).
+public struct Output: Sendable {
+    public var out: @Sendable (String) -> Void
+    public var error: @Sendable (String) -> Void
+
+    public init(out: @escaping @Sendable (String) -> Void, error: @escaping @Sendable (String) -> Void) {
+        self.out = out
+        self.error = error
+    }
+
+    public static let standard = Output(out: { writeAll(1, $0 + "\n") }, error: { writeAll(2, $0 + "\n") })
+}
+
+/// getcwd(3), "/" when it fails.
+func currentDirectory() -> String {
+    guard let p = getcwd(nil, 0) else { return "/" }
+    defer { free(p) }
+    return String(cString: p)
+}
