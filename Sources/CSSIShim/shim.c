@@ -143,3 +143,15 @@ pid_t ssi_spawn_fd_in_root(const char *root, int exe_fd, char *const argv[],
     fexecve(exe_fd, argv, envp);
     _exit(127);
 }
+
+#include <sys/swap.h>
+
+int ssi_swapon(const char *path, int priority, int discard) {
+    int flags = 0;
+    if (priority >= 0)
+        flags |= SWAP_FLAG_PREFER | ((priority << SWAP_FLAG_PRIO_SHIFT) & SWAP_FLAG_PRIO_MASK);
+    if (discard) flags |= SWAP_FLAG_DISCARD;
+    return swapon(path, flags);
+}
+
+int ssi_swapoff(const char *path) { return swapoff(path); }

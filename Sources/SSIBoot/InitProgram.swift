@@ -307,6 +307,7 @@ final class Boot {
     }
 
     func handOff() -> Never {
+        clusterMountsBeforeHandOff(newRoot: "/sysroot")
         if cluster.config != nil { cluster.stage.set("up") }
         log.info("switch-root", "handing off to \(params.initPath)")
         do {

@@ -20,6 +20,9 @@ public struct NodeRecord: Sendable, Equatable {
     /// The GFS2 file systems (lock tables) the node has mounted, as its
     /// agent last said: no shared disk is formatted or checked under them.
     public var gfs2: [String] = []
+    /// The block devices the node uses, by file system UUID: "m:UUID"
+    /// mounted, "s:UUID" active swap (ssi-fsck and ssi-swapon refuse them).
+    public var devices: [String] = []
 
     public init(number: UInt32, name: String, address: String, state: NodeState, stage: String, gfs2: [String] = []) {
         self.number = number
@@ -72,6 +75,9 @@ public struct ClusterView: Sendable, Equatable {
         for n in sorted where !n.gfs2.isEmpty {
             s += "gfs2 \(n.number) \(n.gfs2.joined(separator: ","))\n"
         }
+        for n in sorted where !n.devices.isEmpty {
+            s += "devs \(n.number) \(n.devices.joined(separator: ","))\n"
+        }
         return s
     }
 
@@ -79,6 +85,12 @@ public struct ClusterView: Sendable, Equatable {
     /// lock table mounted.
     public func members(mounting lockTable: String) -> [NodeRecord] {
         nodes.filter { $0.state != .down && $0.gfs2.contains(lockTable) }.sorted { $0.number < $1.number }
+    }
+
+    /// The members (not DOWN) that use the device with this UUID: "m"
+    /// mounted, "s" swapping on it.
+    public func members(using uuid: String, as kind: String) -> [NodeRecord] {
+        nodes.filter { $0.state != .down && $0.devices.contains(kind + ":" + uuid) }.sorted { $0.number < $1.number }
     }
 
     public init(parsing text: String, source: String) throws(SSIError) {
@@ -109,6 +121,9 @@ public struct ClusterView: Sendable, Equatable {
             case "gfs2":
                 guard f.count == 3, let n = UInt32(f[1]), let i = view.nodes.firstIndex(where: { $0.number == n }) else { throw bad() }
                 view.nodes[i].gfs2 = f[2].split(separator: ",").map(String.init)
+            case "devs":
+                guard f.count == 3, let n = UInt32(f[1]), let i = view.nodes.firstIndex(where: { $0.number == n }) else { throw bad() }
+                view.nodes[i].devices = f[2].split(separator: ",").map(String.init)
             default:
                 throw bad()
             }

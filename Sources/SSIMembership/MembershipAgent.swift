@@ -46,6 +46,9 @@ public final class MembershipAgent {
     private var myStage = "membership"
     /// GFS2 lock tables mounted here, as last told to the cluster.
     private var myGFS2: [String] = []
+    private var myDevices: [String] = []
+    private var uuidCache: [String: String] = [:]
+    private var locks: ClusterLocks!
     private var running = true
     /// The node serving the CFS root, if the root is CFS.
     private var cfsServer: (number: UInt32, name: String, address: String)?
@@ -90,6 +93,9 @@ public final class MembershipAgent {
             reply: { [unowned self] fd, line in self.socket?.send(fd, line) },
             log: { [unowned self] line in self.log(line) },
             stateDirectory: options.stateDirectory))
+        locks = ClusterLocks(localNode: { [unowned self] in self.view.localNode },
+                             send: { [unowned self] text in try? self.cpg.send(Array(text.utf8)) },
+                             reply: { [unowned self] fd, line in self.socket?.send(fd, line) })
         cpg.onMessage = { [unowned self] node, payload in self.received(from: node, payload) }
         cpg.onMembership = { [unowned self] list, left, joined in self.membershipChanged(members: list, left: left, joined: joined) }
         quorum.onChange = { [unowned self] q in self.quorumChanged(q) }
@@ -120,7 +126,10 @@ public final class MembershipAgent {
             if fds[2].revents != 0 { try handleSignal(signals) }
             if fds[3].revents != 0 { door.accept() }
             for (i, fd) in clients.enumerated() where fds[4 + i].revents != 0 {
-                door.read(fd, line: { self.request($0, from: fd) }, closed: { self.mounts.clientClosed(fd) })
+                door.read(fd, line: { self.request($0, from: fd) }, closed: {
+                    self.mounts.clientClosed(fd)
+                    self.locks.clientClosed(fd)
+                })
             }
             mounts.checkChildren()
             if Process.now() - lastReconcile >= 2 {
@@ -133,6 +142,7 @@ public final class MembershipAgent {
             Process.reapZombies()
             readBootEvents()
             checkGFS2Mounts()
+            checkDevices()
         }
         myState = .goingDown
         try? announce()
@@ -221,6 +231,8 @@ public final class MembershipAgent {
                 socket?.send(fd, error.description)
                 socket?.send(fd, "end 1")
             }
+        } else if line.hasPrefix("lock ") {
+            locks.request(String(line.dropFirst(5)), client: fd)
         } else if line.hasPrefix("umount ") {
             mounts.requestUmount(target: ClusterMount.unescape(String(line.dropFirst(7))), client: fd)
         } else {
@@ -246,6 +258,14 @@ public final class MembershipAgent {
             }
             return
         }
+        // "devs m:UUID,s:UUID" or "devs -": the block devices the sender uses.
+        if text.hasPrefix("devs ") {
+            let list = String(text.dropFirst(5))
+            update(node) { $0.devices = list == "-" ? [] : list.split(separator: ",").map(String.init) }
+            writeView()
+            return
+        }
+        if locks.received(text, from: node) { return }
         // "gfs2 TABLE,TABLE" or "gfs2 -": what the sender has mounted.
         if text.hasPrefix("gfs2 ") {
             let list = String(text.dropFirst(5))
@@ -282,13 +302,17 @@ public final class MembershipAgent {
 
     private func membershipChanged(members list: [CPGClient.Member], left: [CPGClient.Member], joined: [CPGClient.Member]) {
         members = Set(list.map(\.node))
-        defer { mounts.membershipChanged(members: members, left: left.map(\.node), joined: joined.map(\.node)) }
+        defer {
+            mounts.membershipChanged(members: members, left: left.map(\.node), joined: joined.map(\.node))
+            locks.membershipChanged(members: members, left: left.map(\.node), joined: joined.map(\.node))
+        }
         for m in left where m.node != view.localNode {
             let old = record(m.node).state
             update(m.node) {
                 $0.state = .down
                 $0.stage = ""
                 $0.gfs2 = []
+                $0.devices = []
             }
             if old != .down { runHooks("down", node: m.node) }
             log("agent: node \(m.node) left")
@@ -363,6 +387,38 @@ public final class MembershipAgent {
         let msg = "v1 \(myState.rawValue) \(myStage.isEmpty ? "-" : myStage)"
         try cpg.send(Array(msg.utf8))
         try cpg.send(Array("gfs2 \(myGFS2.isEmpty ? "-" : myGFS2.joined(separator: ","))".utf8))
+        try cpg.send(Array("devs \(myDevices.isEmpty ? "-" : myDevices.joined(separator: ","))".utf8))
+    }
+
+    /// The block devices this node uses, by UUID (libblkid, cached by
+    /// device number): mounted ones from the system's mount table, swap
+    /// from /proc/swaps. Checked each round; a change is told to all.
+    private func checkDevices() {
+        var now: [String] = []
+        for e in Mount.entries(path: "/proc/1/mountinfo") where e.source.hasPrefix("/dev/") {
+            if let u = uuid(e.source) { now.append("m:" + u) }
+        }
+        let swaps = ((try? FileSystem.readText("/proc/swaps")) ?? "").split(separator: "\n").dropFirst()
+        for line in swaps {
+            if let path = line.split(separator: " ").first, path.hasPrefix("/dev/"), let u = uuid(String(path)) {
+                now.append("s:" + u)
+            }
+        }
+        now = Array(Set(now)).sorted()
+        guard now != myDevices else { return }
+        myDevices = now
+        update(view.localNode) { $0.devices = now }
+        try? cpg.send(Array("devs \(now.isEmpty ? "-" : now.joined(separator: ","))".utf8))
+        writeView()
+    }
+
+    private func uuid(_ path: String) -> String? {
+        guard let st = try? FileSystem.status(path, followSymlinks: true) else { return nil }
+        let key = "\(path) \(st.rdevMajor):\(st.rdevMinor)"
+        if let u = uuidCache[key] { return u }
+        let u = BlockDevices.probe(path)?.uuid
+        if let u { uuidCache[key] = u }
+        return u
     }
 
     /// The GFS2 file systems mounted here: the kernel lists each, by lock

@@ -24,7 +24,7 @@ case "fence_ssi":
     FenceAgent.run(Array(arguments.dropFirst()))
 case "ssi-cluster":
     SSICommand.main(["cluster"] + arguments.dropFirst())
-case "ssi-mount", "mount", "ssi-umount", "umount":
+case "ssi-mount", "mount", "ssi-umount", "umount", "ssi-swapon", "swapon", "ssi-swapoff", "swapoff", "ssi-fsck", "fsck":
     exit(Tools.run(invokedAs, program: arguments[0], Array(arguments.dropFirst())))
 default:
     // `ssi mount ARGS` is ssi-mount: the tools have util-linux's own

@@ -42,3 +42,8 @@ int ssi_loop_attach(const char *path, int *number);
  * child's pid or -1 with errno. */
 pid_t ssi_spawn_fd_in_root(const char *root, int exe_fd, char *const argv[],
                            char *const envp[], int out_fd);
+
+/* swapon(2)/swapoff(2) (<sys/swap.h> is not in Swift's Glibc module);
+ * priority < 0: the kernel's default. */
+int ssi_swapon(const char *path, int priority, int discard);
+int ssi_swapoff(const char *path);

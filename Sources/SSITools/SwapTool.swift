@@ -1,0 +1,267 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SSICore
+import SSILinux
+import SSIConfig
+import SSIMembership
+
+/// `ssi-swapon` / `ssi-swapoff`: util-linux's command lines; a node
+/// activates only its own swap. A swap area belongs to the node whose
+/// `[[node]] swap` (cluster.conf) or fstab `node=N` names it; with a
+/// cluster running, a swap area that belongs to another node, or that
+/// another member has active (shared disks), is refused with the owner named.
+public struct SwapTool {
+    public static let swaponOptions = GetOpt([
+        .init("a", "all"), .init("d", "discard", value: false), .init("e", "ifexists"), .init("f", "fixpgsz"),
+        .init("h", "help"), .init("o", "options", value: true), .init("p", "priority", value: true),
+        .init("s", "summary"), .init(nil, "show"), .init(nil, "noheadings"), .init(nil, "raw"), .init(nil, "bytes"),
+        .init("T", "fstab", value: true), .init("v", "verbose"), .init("V", "version"),
+        .init("L", nil, value: true), .init("U", nil, value: true),
+    ])
+    public static let swapoffOptions = GetOpt([
+        .init("a", "all"), .init("e", "ifexists"), .init("h", "help"), .init("v", "verbose"), .init("V", "version"),
+        .init("L", nil, value: true), .init("U", nil, value: true),
+    ])
+
+    public let program: String
+    public let output: Output
+    public let off: Bool
+    /// Where the configuration and fstab are (tests point elsewhere).
+    public var configPath = ClusterConfig.defaultPath
+    public var stateDirectory = ClusterView.defaultDirectory
+
+    public init(program: String, off: Bool, output: Output = .standard) {
+        self.program = program
+        self.off = off
+        self.output = output
+    }
+
+    var name: String { basename(of: program) }
+
+    /// util-linux swapon's exit codes: 0, 1 usage, 255 (-1) failure;
+    /// swapoff's: 4 swapoff failed, 16 usage, 32/64 with --all.
+    public func run(_ args: [String]) -> Int32 {
+        let p: GetOpt.Parsed
+        do {
+            p = try (off ? Self.swapoffOptions : Self.swaponOptions).parse(args, program: name)
+        } catch {
+            output.error(error.message)
+            output.error("Try '\(name) --help' for more information.")
+            return off ? 16 : 1
+        }
+        let keys = Set(p.options.map(\.key))
+        if keys.contains("help") {
+            output.out("\nUsage:\n \(name) [options] [<spec>]\n\n"
+                + (off ? "Disable devices for paging and swapping.\n" : "Enable this node's devices for paging and swapping.\n")
+                + "\nA swap area belongs to the node whose cluster.conf swap or fstab node=N names it;\n"
+                + "another node's swap, or one another member has active, is refused.\n")
+            return 0
+        }
+        if keys.contains("version") {
+            output.out("\(name) from ssi")
+            return 0
+        }
+        if keys.contains("summary") || (!off && keys.contains("show")) {
+            return show(summary: keys.contains("summary"), headings: !keys.contains("noheadings"))
+        }
+        var specs = p.operands
+        for o in p.options where o.key == "L" { specs.append("LABEL=" + o.value) }
+        for o in p.options where o.key == "U" { specs.append("UUID=" + o.value) }
+        let fstabPath = p.options.last { $0.key == "fstab" }?.value
+        let priority = p.options.last { $0.key == "priority" }.flatMap { Int32($0.value) }
+        let ifExists = keys.contains("ifexists")
+        let verbose = keys.contains("verbose")
+        let owners = SwapOwners(configPath: configPath, fstab: fstabPath)
+        let view = ClusterLink.current(directory: stateDirectory).flatMap { _ in try? ClusterView.load(directory: stateDirectory) }
+        var status: Int32 = 0
+        var ok = 0
+        var failed = 0
+        if keys.contains("all") {
+            let mine = owners.areas(for: view?.localNode ?? owners.localNode)
+            for a in mine where !(off ? !isActive(a.spec) : isActive(a.spec)) {
+                let r = off ? swapoff(a.spec, ifExists: true, verbose: verbose)
+                            : swapon(a.spec, priority: a.priority ?? priority, owners: owners, view: view, ifExists: true, verbose: verbose)
+                if r == 0 { ok += 1 } else { failed += 1 }
+            }
+            if off && failed > 0 { return ok == 0 ? 32 : 64 }
+            return failed > 0 ? (off ? 4 : 255) : 0
+        }
+        if specs.isEmpty {
+            output.error("\(name): bad usage")
+            output.error("Try '\(name) --help' for more information.")
+            return off ? 16 : 1
+        }
+        for s in specs {
+            let r = off ? swapoff(s, ifExists: ifExists, verbose: verbose)
+                        : swapon(s, priority: priority, owners: owners, view: view, ifExists: ifExists, verbose: verbose)
+            if r != 0 { status = r }
+        }
+        return status
+    }
+
+    // MARK: swapon
+
+    func swapon(_ spec: String, priority: Int32?, owners: SwapOwners, view: ClusterView?, ifExists: Bool, verbose: Bool) -> Int32 {
+        guard let dev = resolve(spec) else {
+            if ifExists { return 0 }
+            if spec.contains("=") {
+                output.error("\(name): cannot find the device for \(spec)")
+            } else {
+                output.error("\(name): cannot open \(spec): No such file or directory")
+            }
+            return 255
+        }
+        guard dev.type == "swap" else {
+            output.error("\(name): \(dev.path): not a swap area (\(dev.type.map { "it holds \($0)" } ?? "no signature found")); make one with mkswap")
+            return 255
+        }
+        if let view {
+            let me = view.localNode
+            if let uuid = dev.uuid {
+                let users = view.members(using: uuid, as: "s").filter { $0.number != me }
+                if let u = users.first {
+                    output.error("\(name): \(spec): swap area UUID=\(uuid) is active on node \(u.number) (\(u.name)): "
+                        + "two nodes must never swap on one area")
+                    return 255
+                }
+            }
+            if let owner = owners.owner(of: dev), owner.node != me {
+                let n = view.nodes.first { $0.number == owner.node }
+                output.error("\(name): \(spec): belongs to node \(owner.node)\(n.map { " (\($0.name))" } ?? "") (\(owner.source)); "
+                    + "a node swaps only on its own area")
+                return 255
+            }
+        }
+        if verbose { output.out("\(name): \(dev.path): found signature [pagesize=\(getpagesize()), signature=swap]") }
+        do {
+            try Swap.on(dev.path, priority: priority)
+        } catch {
+            if error.errno == EBUSY && ifExists { return 0 }
+            output.error("\(name): \(dev.path): swapon failed: \(errnoDescription(error.errno))")
+            return 255
+        }
+        if verbose { output.out("\(name) \(dev.path)") }
+        return 0
+    }
+
+    func swapoff(_ spec: String, ifExists: Bool, verbose: Bool) -> Int32 {
+        let path = resolve(spec)?.path ?? spec
+        if verbose { output.out("\(name) \(path)") }
+        do {
+            try Swap.off(path)
+        } catch {
+            if ifExists && (error.errno == ENOENT || error.errno == EINVAL) { return 0 }
+            output.error("\(name): \(path): swapoff failed: \(errnoDescription(error.errno))")
+            return 4
+        }
+        return 0
+    }
+
+    func resolve(_ spec: String) -> BlockDevice? {
+        if spec.hasPrefix("/") {
+            guard FileSystem.exists(spec) else { return nil }
+            return BlockDevices.probe(spec)
+        }
+        guard let want = try? DeviceSpec(parsing: spec, field: "swap") else { return nil }
+        return BlockDevices.scan().first { want.matches($0) }
+    }
+
+    func isActive(_ spec: String) -> Bool {
+        guard let dev = resolve(spec) else { return false }
+        return activeSwaps().contains { $0.path == dev.path }
+    }
+
+    func activeSwaps() -> [(path: String, type: String, size: String, used: String, priority: String)] {
+        let text = (try? FileSystem.readText("/proc/swaps")) ?? ""
+        return text.split(separator: "\n").dropFirst().compactMap { line in
+            let f = line.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
+            return f.count >= 5 ? (f[0], f[1], f[2], f[3], f[4]) : nil
+        }
+    }
+
+    /// -s prints /proc/swaps as util-linux does; --show its table (sizes
+    /// in KiB units as the kernel gives them, converted like lsblk).
+    func show(summary: Bool, headings: Bool) -> Int32 {
+        let swaps = activeSwaps()
+        if summary {
+            if let text = try? FileSystem.readText("/proc/swaps") { output.out(String(text.dropLast(text.hasSuffix("\n") ? 1 : 0))) }
+            return 0
+        }
+        guard !swaps.isEmpty else { return 0 }
+        func human(_ kib: String) -> String {
+            guard var v = Double(kib) else { return kib }
+            v *= 1024
+            let units = ["B", "K", "M", "G", "T"]
+            var i = 0
+            while v >= 1024 && i < units.count - 1 { v /= 1024; i += 1 }
+            let rounded = (v * 10).rounded() / 10
+            return rounded == rounded.rounded() ? "\(Int(rounded))\(units[i])" : "\(rounded)\(units[i])"
+        }
+        let rows = swaps.map { [$0.path, $0.type, human($0.size), human($0.used), $0.priority] }
+        let header = ["NAME", "TYPE", "SIZE", "USED", "PRIO"]
+        let all = (headings ? [header] : []) + rows
+        let widths = (0..<5).map { c in all.map { $0[c].count }.max() ?? 0 }
+        for r in all {
+            var line = ""
+            for c in 0..<5 {
+                let cell = r[c]
+                let pad = String(repeating: " ", count: widths[c] - cell.count)
+                line += c < 2 ? cell + pad : pad + cell
+                if c < 4 { line += " " }
+            }
+            output.out(line)
+        }
+        return 0
+    }
+}
+
+/// Who owns which swap area: each node's `swap` in cluster.conf, and fstab
+/// swap lines with `node=N`.
+struct SwapOwners {
+    struct Area {
+        var spec: String
+        var node: UInt32
+        var source: String
+        var priority: Int32?
+    }
+
+    var areas: [Area] = []
+    /// fstab swap lines without node=: any node may use them (util-linux's -a).
+    var unassigned: [Area] = []
+    var localNode: UInt32 = 0
+
+    init(configPath: String, fstab: String?) {
+        if let config = try? ClusterConfig.load(path: configPath) {
+            for n in config.nodes {
+                if let s = n.swap { areas.append(Area(spec: s, node: UInt32(n.number), source: "\(configPath): node \(n.number) swap")) }
+            }
+        }
+        let fstabName = fstab ?? "/etc/fstab"
+        if let table = try? FstabTable(path: fstab) {
+            for e in table.entries where e.type == "swap" {
+                guard let v = MountOptions.value(of: "node", in: e.options), let n = UInt32(v) else {
+                    if MountOptions.value(of: "noauto", in: e.options) == nil {
+                        unassigned.append(Area(spec: e.source, node: 0, source: fstabName,
+                                               priority: MountOptions.value(of: "pri", in: e.options).flatMap { Int32($0) }))
+                    }
+                    continue
+                }
+                let prio = MountOptions.value(of: "pri", in: e.options).flatMap { Int32($0) }
+                areas.append(Area(spec: e.source, node: n, source: "\(fstabName): node=\(n)", priority: prio))
+            }
+        }
+    }
+
+    /// What `-a` activates on `node`: its own areas and the unassigned ones.
+    func areas(for node: UInt32) -> [Area] { areas.filter { $0.node == node } + unassigned }
+
+    /// The area's owner, matching by path, UUID or label.
+    func owner(of dev: BlockDevice) -> Area? {
+        areas.first { a in
+            if a.spec == dev.path { return true }
+            guard let spec = try? DeviceSpec(parsing: a.spec, field: "swap") else { return false }
+            return spec.matches(dev)
+        }
+    }
+}
