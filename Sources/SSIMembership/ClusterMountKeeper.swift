@@ -60,6 +60,9 @@ final class ClusterMountKeeper {
         var reply: (Int32, String) -> Void
         var log: (String) -> Void
         var stateDirectory: String
+        /// Unit tests: does a node's part in place of the child and
+        /// returns its result ("ok" or "error: ...").
+        var perform: ((ClusterMount, _ unmount: Bool) -> String)? = nil
     }
 
     init(agent: Agent) {
@@ -270,6 +273,10 @@ final class ClusterMountKeeper {
         var args = ["ssi", "cluster", "mount-apply", unmount ? "--unmount" : "--mount", "--entry", e.line,
                     "--local-address", agent.address(me) ?? "", "--network", agent.network() ?? ""]
         if case .mountFrom(let owner) = role { args += ["--server-address", agent.address(owner) ?? ""] }
+        if let perform = agent.perform {
+            finish(Child(id: e.id, unmount: unmount, report: report, fd: -1), result: perform(e, unmount))
+            return
+        }
         if systemIsInitramfs && !unmount {
             // Before the hand-off ssi-init mounts the table in the new root.
             if report { agent.send("cmounted \(e.id) \(me) ok") }

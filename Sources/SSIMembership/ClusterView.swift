@@ -187,7 +187,9 @@ public struct ClusterView: Sendable, Equatable {
         let ns = nodes.sorted(by: { $0.number < $1.number }).map { n in
             "{\"node\":\(n.number),\"name\":\(q(n.name)),\"address\":\(q(n.address)),\"state\":\(q(n.state.rawValue)),"
                 + "\"role\":\(q(roles[n.number] ?? "")),\"stage\":\(q(n.stage)),\"local\":\(n.number == localNode),"
-                + "\"gfs2\":[\(n.gfs2.map(q).joined(separator: ","))]}"
+                + "\"gfs2\":[\(n.gfs2.map(q).joined(separator: ","))],"
+                + "\"mounted_uuids\":[\(n.devices.filter { $0.hasPrefix("m:") }.map { q(String($0.dropFirst(2))) }.joined(separator: ","))],"
+                + "\"swap_uuids\":[\(n.devices.filter { $0.hasPrefix("s:") }.map { q(String($0.dropFirst(2))) }.joined(separator: ","))]}"
         }
         return "{\"cluster\":\(q(clusterName)),\"local_node\":\(localNode),\"quorate\":\(quorate),"
             + "\"expected_votes\":\(expectedVotes),\"total_votes\":\(totalVotes),\"quorum\":\(quorum),"

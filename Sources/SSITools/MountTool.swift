@@ -179,7 +179,16 @@ public struct MountTool {
         cxt.setType(inv.types)
         let cliOptions = inv.optionString.map { MountOptions.removing("node", from: $0) }
         cxt.setOptions(cliOptions?.isEmpty == true ? nil : cliOptions)
-        return report(cxt, cxt.mount())
+        let outcome = cxt.mount()
+        if outcome.exitCode == MountContext.ExitCode.success && inv.verbose && cxt.mounted {
+            // mount(8)'s success_message().
+            let name = basename(of: program)
+            let src = cxt.source ?? "none"
+            let tgt = cxt.target ?? ""
+            output.out(inv.move ? "\(name): \(src) moved to \(tgt)." : inv.bind || inv.rbind
+                ? "\(name): \(src) bound on \(tgt)." : "\(name): \(src) mounted on \(tgt).")
+        }
+        return report(cxt, outcome)
     }
 
     /// The rule for a mount in the cluster: node= as given, else

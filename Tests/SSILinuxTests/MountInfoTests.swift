@@ -11,9 +11,9 @@ import Testing
             """
         let e = Mount.parseMountInfo(text)
         #expect(e.count == 3)
-        #expect(e[0] == Mount.Entry(device: "254:1", mountPoint: "/", type: "gfs2"))
+        #expect(e[0] == Mount.Entry(device: "254:1", mountPoint: "/", type: "gfs2", source: "/dev/vda"))
         #expect(e[1].type == "proc" && e[1].device == "0:21")
-        #expect(e[2] == Mount.Entry(device: "7:0", mountPoint: "/run/my disk", type: "ext4"))
+        #expect(e[2] == Mount.Entry(device: "7:0", mountPoint: "/run/my disk", type: "ext4", source: "/dev/loop0"))
     }
 
     @Test func thisProcessSeesItsRoot() {

@@ -1,0 +1,191 @@
+import Foundation
+import Testing
+@testable import SSIMembership
+
+/// Several keepers on one in-memory "CPG": every message goes to every
+/// member in one agreed order, as corosync delivers it. The children that
+/// do a node's part are replaced by `perform`, which records the order.
+final class FakeCluster {
+    var keepers: [UInt32: ClusterMountKeeper] = [:]
+    var locks: [UInt32: ClusterLocks] = [:]
+    var queue: [(UInt32, String)] = []
+    var members: Set<UInt32> = []
+    var performed: [String] = []
+    var failing: Set<String> = []   // "NODE mount|umount"
+    var replies: [UInt32: [String]] = [:]
+    let directory: String
+
+    init(nodes: [UInt32]) throws {
+        directory = "/tmp/ssi-keeper-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        for n in nodes { try add(n) }
+        join(nodes)
+    }
+
+    func add(_ n: UInt32) throws {
+        let dir = directory + "/\(n)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        keepers[n] = ClusterMountKeeper(agent: .init(
+            localNode: { n }, members: { [unowned self] in self.members },
+            address: { "10.0.0.\($0)" }, network: { "10.0.0.0/24" },
+            send: { [unowned self] text in self.queue.append((n, text)) },
+            reply: { [unowned self] _, line in self.replies[n, default: []].append(line) },
+            log: { _ in }, stateDirectory: dir,
+            perform: { [unowned self] e, unmount in
+                let what = "\(n) \(unmount ? "umount" : "mount") \(e.target)"
+                self.performed.append(what)
+                return self.failing.contains("\(n) \(unmount ? "umount" : "mount")") ? "error: \(e.target): it failed" : "ok"
+            }))
+        locks[n] = ClusterLocks(localNode: { n }, send: { [unowned self] text in self.queue.append((n, text)) },
+                                reply: { [unowned self] fd, line in self.replies[n, default: []].append("\(fd) \(line)") })
+    }
+
+    func join(_ joined: [UInt32]) {
+        members.formUnion(joined)
+        for (_, k) in keepers where members.contains(k.agent.localNode()) {
+            k.membershipChanged(members: members, left: [], joined: joined)
+        }
+        for (n, l) in locks where members.contains(n) { l.membershipChanged(members: members, left: [], joined: joined) }
+        run()
+    }
+
+    func leave(_ n: UInt32) {
+        members.remove(n)
+        for (m, k) in keepers where members.contains(m) { k.membershipChanged(members: members, left: [n], joined: []) }
+        for (m, l) in locks where members.contains(m) { l.membershipChanged(members: members, left: [n], joined: []) }
+        run()
+    }
+
+    /// Delivers until quiet.
+    func run() {
+        var rounds = 0
+        while !queue.isEmpty && rounds < 1000 {
+            rounds += 1
+            let (from, text) = queue.removeFirst()
+            for n in members.sorted() {
+                if !keepers[n]!.received(text, from: from) { _ = locks[n]!.received(text, from: from) }
+            }
+        }
+    }
+
+    func tables() -> [UInt32: [String]] {
+        keepers.filter { members.contains($0.key) }.mapValues { $0.table.map(\.target) }
+    }
+}
+
+@Suite struct ClusterMountKeeperTests {
+    func entry(_ rule: NodeRule, _ target: String, source: String = "/dev/vdb") -> ClusterMount {
+        ClusterMount(id: "-", rule: rule, source: source, target: target, type: "", options: "")
+    }
+
+    @Test("node=1 asked on node 2: the owner mounts first, then the others; every table has it; the asker hears from each node")
+    func ownerFirst() throws {
+        let c = try FakeCluster(nodes: [1, 2, 3])
+        c.keepers[2]!.requestMount(entry(.node(1), "/mnt/data"), client: 7)
+        c.run()
+        #expect(c.performed.first == "1 mount /mnt/data")
+        #expect(Set(c.performed.dropFirst()) == ["2 mount /mnt/data", "3 mount /mnt/data"])
+        #expect(c.replies[2] == ["node 1: mounted", "node 2: mounted", "node 3: mounted", "end 0"])
+        #expect(c.tables().values.allSatisfy { $0 == ["/mnt/data"] })
+        let file = try String(contentsOfFile: c.directory + "/3/" + ClusterMount.tableFile, encoding: .utf8)
+        #expect(ClusterMount.table(parsing: file).map(\.target) == ["/mnt/data"])
+    }
+
+    @Test("node=*: one node fails, so whoever mounted it unmounts it again and no table keeps it")
+    func allOrNothing() throws {
+        let c = try FakeCluster(nodes: [1, 2, 3])
+        c.failing = ["3 mount"]
+        c.keepers[1]!.requestMount(entry(.every, "/mnt/t", source: "tmpfs"), client: 4)
+        c.run()
+        #expect(Set(c.performed) == ["1 mount /mnt/t", "2 mount /mnt/t", "3 mount /mnt/t", "1 umount /mnt/t", "2 umount /mnt/t"])
+        let said1 = c.replies[1] ?? []
+        #expect(said1.firstIndex(of: "node 3: error: /mnt/t: it failed") != nil, "\(said1)")
+        #expect(c.replies[1]?.suffix(2) == ["undone: /mnt/t is not mounted on any node", "end 32"])
+        #expect(c.tables().values.allSatisfy { $0.isEmpty })
+    }
+
+    @Test("the owner fails: nobody else tries")
+    func ownerFails() throws {
+        let c = try FakeCluster(nodes: [1, 2, 3])
+        c.failing = ["2 mount"]
+        c.keepers[3]!.requestMount(entry(.node(2), "/mnt/x"), client: 1)
+        c.run()
+        #expect(c.performed == ["2 mount /mnt/x"])
+        let said3 = c.replies[3] ?? []
+        #expect(said3.firstIndex(of: "node 1: not tried: node 2 did not mount it") != nil, "\(said3)")
+        #expect(c.replies[3]?.last == "end 32")
+    }
+
+    @Test("a target already in the table is refused; the owner must be a member")
+    func refusals() throws {
+        let c = try FakeCluster(nodes: [1, 2])
+        c.keepers[1]!.requestMount(entry(.node(1), "/mnt/a"), client: 1)
+        c.run()
+        c.replies = [:]
+        c.keepers[2]!.requestMount(entry(.every, "/mnt/a", source: "tmpfs"), client: 2)
+        c.run()
+        #expect(c.replies[2] == ["/mnt/a: already a cluster mount (ssi-umount it first)", "end 32"])
+        c.keepers[2]!.requestMount(entry(.node(5), "/mnt/b"), client: 2)
+        #expect(c.replies[2]?.suffix(2) == ["node 5: not a member of the cluster now", "end 32"])
+    }
+
+    @Test("umount: the others first, the owner (and its export) last; gone from every table")
+    func umountOrder() throws {
+        let c = try FakeCluster(nodes: [1, 2, 3])
+        c.keepers[1]!.requestMount(entry(.node(1), "/mnt/data"), client: 1)
+        c.run()
+        c.performed = []
+        c.keepers[3]!.requestUmount(target: "/mnt/data", client: 9)
+        c.run()
+        #expect(c.performed.last == "1 umount /mnt/data")
+        #expect(Set(c.performed) == ["1 umount /mnt/data", "2 umount /mnt/data", "3 umount /mnt/data"])
+        #expect(c.replies[3]?.last == "end 0")
+        #expect(c.tables().values.allSatisfy { $0.isEmpty })
+    }
+
+    @Test("a node that joins later gets the table from the lowest old member")
+    func lateJoiner() throws {
+        let c = try FakeCluster(nodes: [1, 2])
+        c.keepers[2]!.requestMount(entry(.node(2), "/mnt/disk2"), client: 1)
+        c.keepers[1]!.requestMount(entry(.every, "/mnt/t", source: "tmpfs"), client: 1)
+        c.run()
+        try c.add(3)
+        c.join([3])
+        #expect(c.tables()[3] == ["/mnt/disk2", "/mnt/t"])
+        #expect(c.keepers[3]!.awaitingTable == false)
+    }
+
+    @Test("a member leaving mid-request is not waited for")
+    func leaverNotAwaited() throws {
+        let c = try FakeCluster(nodes: [1, 2, 3])
+        // Node 3 never answers: its messages are dropped.
+        c.keepers[1]!.requestMount(entry(.every, "/mnt/t", source: "tmpfs"), client: 1)
+        c.queue = c.queue.filter { $0.0 != 3 }
+        let first = c.queue.removeFirst()
+        for n in [UInt32(1), 2] { _ = c.keepers[n]!.received(first.1, from: first.0) }
+        c.queue = c.queue.filter { $0.0 != 3 }
+        c.members.remove(3)
+        for n in [UInt32(1), 2] { c.keepers[n]!.membershipChanged(members: c.members, left: [3], joined: []) }
+        c.run()
+        #expect(c.replies[1]?.last == "end 0")
+    }
+}
+
+@Suite struct ClusterLocksTests {
+    @Test("one holder at a time, in agreed order; a closed connection or a node leaving releases")
+    func queue() throws {
+        let c = try FakeCluster(nodes: [1, 2, 3])
+        c.locks[2]!.request("fsck:abc", client: 5)
+        c.locks[3]!.request("fsck:abc", client: 6)
+        c.run()
+        #expect(c.replies[2] == ["5 end 0"])
+        #expect(c.replies[3] == ["6 waiting: held by node 2"])
+        c.locks[2]!.clientClosed(5)
+        c.run()
+        #expect(c.replies[3] == ["6 waiting: held by node 2", "6 end 0"])
+        c.locks[1]!.request("fsck:abc", client: 7)
+        c.run()
+        #expect(c.replies[1] == ["7 waiting: held by node 3"])
+        c.leave(3)
+        #expect(c.replies[1] == ["7 waiting: held by node 3", "7 end 0"])
+    }
+}

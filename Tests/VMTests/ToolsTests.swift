@@ -1,0 +1,206 @@
+// ssi-mount, ssi-umount, ssi-swapon and ssi-fsck in a real CFS cluster:
+// node 1 boots its disk and serves the root, node 2 network-boots, both
+// make cluster mounts, then node 3 boots late and must find them. Every
+// node has the three swap disks and one shared ext4 disk attached; node 1
+// alone has the "data" disk. One boot, many assertions.
+
+import Foundation
+import SSIVMHarness
+import Testing
+
+extension VM {
+    @Suite struct ToolsTests {
+        /// The ssi binary ssi-init left in the daemons' root, run in the distro.
+        static let ssi = "/run/ssi/root/usr/bin/ssi"
+
+        @Test("ssi-mount/umount/swapon/fsck: node=1 device seen over NFS on every node, node=* tmpfs on each, a late joiner replays both, umount everywhere, util-linux's errors with nothing mounted anywhere, each node's own swap, another's refused, fsck refused while mounted elsewhere and serialized across nodes",
+              .enabled(if: clusterSkipReason == nil, Comment(rawValue: clusterSkipReason ?? "")),
+              .timeLimit(.minutes(25)))
+        func clusterTools() async throws {
+            let ssiHost = try SSIBinary.require()
+            let kernel = VMHost.kernel!
+            try await VMTest.run("tools") { vm in
+                let key = vm.path("authkey")
+                try Command.run([ssiHost, "cluster", "keygen", "-o", key])
+                let conf = try vm.exampleCFSConfig(authkey: key)
+                // Each node's own swap, by label.
+                var text = try String(contentsOfFile: conf, encoding: .utf8)
+                for n in 1...3 {
+                    text = text.replacingOccurrences(of: "address = \"10.77.0.\(n)\"\n",
+                                                     with: "address = \"10.77.0.\(n)\"\nswap = \"LABEL=ssi-swap-\(n)\"\n")
+                }
+                try text.write(toFile: conf, atomically: true, encoding: .utf8)
+                let netboot = vm.path("netboot")
+                try Command.run([ssiHost, "mkinitrd", "--config", conf, "--kver", kernel.version,
+                                 "--netboot", netboot, "--kernel-image", kernel.path], timeout: .seconds(300))
+
+                // The disks, made on the host.
+                let data = try vm.blankDisk(name: "data", megabytes: 64)
+                try Command.run(["mkfs.ext4", "-q", "-F", "-L", "ssi-data", data])
+                let shared = try vm.blankDisk(name: "shared", megabytes: 64)
+                try Command.run(["mkfs.ext4", "-q", "-F", "-L", "ssi-shared", shared])
+                var swaps: [String] = []
+                for n in 1...3 {
+                    let s = try vm.blankDisk(name: "swap\(n)", megabytes: 32)
+                    try Command.run(["mkswap", "-L", "ssi-swap-\(n)", s])
+                    swaps.append(s)
+                }
+                // A checker that takes its time and logs to the shared root,
+                // to see whether two nodes' checks overlap.
+                let slow = vm.path("fsck.slow")
+                try """
+                    #!/bin/sh
+                    echo "$(hostname) start" >> /root/fsck-order
+                    sleep 4
+                    /usr/sbin/fsck.ext4 "$@"; rc=$?
+                    echo "$(hostname) end" >> /root/fsck-order
+                    exit $rc
+
+                    """.write(toFile: slow, atomically: true, encoding: .utf8)
+                chmod(slow, 0o755)
+
+                let etc = try vm.etcSSI(config: conf, authkey: key)
+                let unpacked = vm.path("unpacked")
+                try FileManager.default.createDirectory(atPath: unpacked, withIntermediateDirectories: true)
+                try Command.run(["sh", "-c", "cd \(unpacked) && zstd -dc \(netboot)/initrd.img | cpio -id --quiet 'usr/lib/modules/*'"],
+                                timeout: .seconds(120))
+                let debian = vm.path("debian.img")
+                let uuid = "0de0de0d-3333-4333-8333-444455556666"
+                try Command.run([VMHost.packageRoot + "/initramfs/testroot/mkdebian.sh", debian, "--uuid", uuid,
+                                 "--size", "1500M", "--copy", netboot + ":/srv/ssi/netboot", "--copy", etc + ":/etc/ssi",
+                                 "--copy", slow + ":/usr/sbin/fsck.slow",
+                                 "--copy", unpacked + "/usr/lib/modules:/usr/lib/modules"], timeout: .seconds(900))
+
+                let common = swaps.map { Disk($0, shared: true) } + [Disk(shared, shared: true)]
+                let network = try vm.network()
+                var c1 = GuestConfig(name: "node1", initrd: netboot + "/initrd.img",
+                                     kernelArguments: ["root=UUID=\(uuid)", "ro", "ssi.quorum_wait=5"])
+                c1.memoryMB = 640
+                c1.disks = [Disk(debian, snapshot: true), Disk(data)] + common
+                c1.timeLimit = .seconds(1500)
+                c1.nics = [try network.addNIC(mac: Cluster.mac(node: 1))]
+                let node1 = try vm.start(c1)
+                try await node1.waitFor(.contains("SSI-TEST multi-user"), timeout: .seconds(600), failOn: SSIInit.failFast)
+                try await node1.waitForAnywhere("ABSOLUTELY NO WARRANTY")
+
+                func diskless(_ n: Int) throws -> Guest {
+                    var c = GuestConfig(name: "node\(n)")
+                    c.networkBoot = true
+                    c.memoryMB = 512
+                    c.timeLimit = .seconds(1500)
+                    c.disks = common
+                    c.nics = [try network.addNIC(mac: Cluster.mac(node: n))]
+                    return try vm.start(c)
+                }
+                let node2 = try diskless(2)
+                try await node2.waitFor(.contains("SSI-TEST multi-user"), timeout: .seconds(600), failOn: SSIInit.failFast)
+                try await node2.waitForAnywhere("ABSOLUTELY NO WARRANTY")
+
+                // Wrong command lines fail as util-linux's do.
+                let usage = try await node1.run("\(Self.ssi) mount --bogus 2>&1", expectStatus: 1).output
+                #expect(usage.contains("unrecognized option '--bogus'") && usage.contains("Try 'ssi-mount --help'"), "\(usage)")
+
+                // A local block device without node=: node=1. Node 1 mounts
+                // and exports it; node 2 sees it at the same path.
+                let m = try await node1.run("\(Self.ssi) mount LABEL=ssi-data /mnt/data", timeout: .seconds(120)).output
+                #expect(m.contains("mounted on every member (node=1)") && m.contains("node 1: mounted") && m.contains("node 2: mounted"), "\(m)")
+                #expect(try await node1.run("findmnt -n -o FSTYPE /mnt/data").output == "ext4")
+                #expect(try await node2.run("findmnt -n -o FSTYPE /mnt/data").output == "nfs4")
+                #expect(try await node2.run("findmnt -n -o SOURCE /mnt/data").output == "10.77.0.1:/mnt/data")
+                try await node2.run("echo from-node2 > /mnt/data/f2")
+                #expect(try await node1.run("cat /mnt/data/f2").output == "from-node2")
+                try await node1.run("echo from-node1 > /mnt/data/f1")
+                #expect(try await node2.run("cat /mnt/data/f1").output == "from-node1")
+
+                // node=*: every node mounts its own.
+                let t = try await node2.run("\(Self.ssi) mount -t tmpfs -o size=8m,node='*' scratch /mnt/scratch", timeout: .seconds(120)).output
+                #expect(t.contains("(node=*)"), "\(t)")
+                for g in [node1, node2] {
+                    #expect(try await g.run("findmnt -n -o FSTYPE /mnt/scratch").output == "tmpfs", "\(g.name)")
+                }
+                try await node1.run("echo node1 > /mnt/scratch/who")
+                #expect(try await node2.run("test -e /mnt/scratch/who", expectStatus: nil).status == 1, "each node has its own tmpfs")
+
+                // Bad input: util-linux's message and code, nothing mounted
+                // on any node, the table unchanged.
+                let badType = try await node1.run("\(Self.ssi) mount -t nosuchfs LABEL=ssi-shared /mnt/bad 2>&1", timeout: .seconds(120),
+                                                  expectStatus: 32).output
+                #expect(badType.contains("unknown filesystem type 'nosuchfs'") && badType.contains("not mounted on any node"), "\(badType)")
+                let badOpt = try await node2.run("\(Self.ssi) mount -t tmpfs -o node='*',nosuchoption x /mnt/bad 2>&1",
+                                                 timeout: .seconds(120), expectStatus: 32).output
+                #expect(badOpt.contains("node 1:") && badOpt.contains("node 2:") && badOpt.contains("bad option"), "\(badOpt)")
+                let noDev = try await node1.run("\(Self.ssi) mount /dev/nosuch /mnt/bad 2>&1", expectStatus: 32).output
+                #expect(noDev.contains("special device /dev/nosuch does not exist"), "\(noDev)")
+                for g in [node1, node2] {
+                    #expect(try await g.run("mountpoint -q /mnt/bad", expectStatus: nil).status != 0, "\(g.name): nothing at /mnt/bad")
+                    #expect(try await g.run("wc -l < /run/ssi/cluster-mounts").output == "2", "\(g.name): two cluster mounts")
+                }
+
+                // A late joiner: node 3 boots now and finds both mounts,
+                // mounted by its ssi-init before the hand-off.
+                let node3 = try diskless(3)
+                let replayed = try await node3.waitFor(SSIInit.step("cluster-mounts", "mounted /mnt/data"), timeout: .seconds(600),
+                                                       failOn: SSIInit.failFast)
+                log("node3: \(replayed)")
+                try await node3.waitFor(.contains("SSI-TEST multi-user"), timeout: .seconds(600))
+                try await node3.waitForAnywhere("ABSOLUTELY NO WARRANTY")
+                #expect(try await node3.run("cat /mnt/data/f2").output == "from-node2")
+                #expect(try await node3.run("findmnt -n -o FSTYPE /mnt/scratch").output == "tmpfs")
+
+                // Swap: each node its own (ssi-init, from cluster.conf).
+                for (n, g) in [(1, node1), (2, node2), (3, node3)] {
+                    let mine = try await g.run("grep -c \"^$(readlink -f /dev/disk/by-label/ssi-swap-\(n)) \" /proc/swaps").output
+                    #expect(mine == "1", "node\(n) swaps on ssi-swap-\(n)")
+                    #expect(try await g.run("tail -n +2 /proc/swaps | wc -l").output == "1", "node\(n): only its own")
+                }
+                try await Task.sleep(for: .seconds(3))  // the agents' device lists travel once a second
+                let other = try await node2.run("\(Self.ssi) swapon LABEL=ssi-swap-1 2>&1", expectStatus: 255).output
+                #expect(other.contains("node 1 (node1)"), "\(other)")
+                let third = try await node2.run("\(Self.ssi) swapon LABEL=ssi-swap-3 2>&1", expectStatus: 255).output
+                #expect(third.contains("node 3 (node3)"), "\(third)")
+                #expect(try await node2.run("tail -n +2 /proc/swaps | wc -l").output == "1", "nothing more turned on")
+                let notSwap = try await node2.run("\(Self.ssi) swapon LABEL=ssi-shared 2>&1", expectStatus: 255).output
+                #expect(notSwap.contains("not a swap area"), "\(notSwap)")
+
+                // fsck: refused while another member has it mounted.
+                try await node1.run("\(Self.ssi) mount -o node=1 LABEL=ssi-shared /mnt/shared", timeout: .seconds(120))
+                try await Task.sleep(for: .seconds(3))
+                let refused = try await node2.run("\(Self.ssi) fsck -n LABEL=ssi-shared 2>&1", expectStatus: 8).output
+                #expect(refused.contains("mounted on node 1 (node1)"), "\(refused)")
+                let gone = try await node3.run("\(Self.ssi) umount /mnt/shared", timeout: .seconds(120)).output
+                #expect(gone.contains("unmounted on every member"), "\(gone)")
+                for g in [node1, node2, node3] {
+                    #expect(try await g.run("mountpoint -q /mnt/shared", expectStatus: nil).status != 0, "\(g.name): /mnt/shared gone")
+                }
+                try await Task.sleep(for: .seconds(3))
+
+                // Two nodes check one device at once: one waits for the other.
+                for g in [node2, node3] {
+                    try await g.run("sh -c '(\(Self.ssi) fsck -t slow -n LABEL=ssi-shared > /tmp/fsck.out 2>&1; echo FSCK-$((6*7))-EXIT-$? > /dev/console) >/dev/null 2>&1 &'")
+                }
+                for g in [node2, node3] {
+                    let done = try await g.waitFor(.contains("FSCK-42-EXIT-"), timeout: .seconds(120))
+                    #expect(done.contains("FSCK-42-EXIT-0"), "\(g.name): \(done)")
+                }
+                let order = try await node1.run("cat /root/fsck-order").output.split(separator: "\n").map(String.init)
+                #expect(order.count == 4 && order[0].hasSuffix(" start") && order[1] == order[0].replacingOccurrences(of: "start", with: "end")
+                        && order[2].hasSuffix(" start") && order[3] == order[2].replacingOccurrences(of: "start", with: "end"),
+                        "the checks did not overlap: \(order)")
+                let waited = try await node2.run("cat /tmp/fsck.out").output + (try await node3.run("cat /tmp/fsck.out").output)
+                #expect(waited.contains("waiting for the cluster lock fsck:"), "\(waited)")
+
+                // umount removes a mount everywhere; node 1 stops exporting.
+                let u1 = try await node3.run("\(Self.ssi) umount /mnt/scratch", timeout: .seconds(120)).output
+                #expect(u1.contains("node 1: unmounted") && u1.contains("node 3: unmounted"), "\(u1)")
+                let u2 = try await node2.run("\(Self.ssi) umount /mnt/data", timeout: .seconds(120)).output
+                #expect(u2.contains("unmounted on every member"), "\(u2)")
+                for g in [node1, node2, node3] {
+                    #expect(try await g.run("findmnt -n /mnt/scratch /mnt/data", expectStatus: nil).output.isEmpty, "\(g.name): none left")
+                    #expect(try await g.run("cat /run/ssi/cluster-mounts").output.isEmpty, "\(g.name): an empty table")
+                }
+                #expect(!(try await node1.run("exportfs -v").output.contains("/mnt/data")), "no export left")
+                #expect(try await node1.run("test -e /mnt/data/f1", expectStatus: nil).status == 1, "node 1's disk unmounted")
+            }
+        }
+    }
+}
