@@ -43,7 +43,9 @@ public enum ImageUpdate {
         guard installed.contains(kernel) else {
             let how = kver == nil ? "the running kernel \(kernel)" : "kernel \(kernel)"
             throw SSIError("mkinitrd", "-u: \(how) is not installed (no \(moduleRoot)/\(kernel)/modules.order)",
-                           hint: "pass -k with one of: \(listing), or -k all")
+                           hint: installed.isEmpty
+                               ? "install its linux-image package first"
+                               : "pass -k with one of: \(listing), or -k all")
         }
         return [kernel]
     }
