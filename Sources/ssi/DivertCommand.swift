@@ -33,7 +33,7 @@ struct DivertEnableCommand: ParsableCommand {
         do throws(SSIError) {
             try Diverter().enable()
         } catch {
-            printError(tool: "ssi divert enable", error)
+            printError(tool: "ssi", error)
             throw ExitCode(1)
         }
     }
@@ -48,7 +48,7 @@ struct DivertDisableCommand: ParsableCommand {
         do throws(SSIError) {
             try Diverter().disable()
         } catch {
-            printError(tool: "ssi divert disable", error)
+            printError(tool: "ssi", error)
             throw ExitCode(1)
         }
     }
@@ -64,7 +64,7 @@ struct DivertStatusCommand: ParsableCommand {
         do throws(SSIError) {
             states = try Diverter().states()
         } catch {
-            printError(tool: "ssi divert status", error)
+            printError(tool: "ssi", error)
             throw ExitCode(1)
         }
         for (path, state) in states {
@@ -112,11 +112,13 @@ struct Diverter {
         }
         let dpkgDivert = try divertTool()
         var undo: [() -> Void] = []
+        var done: [String] = []
         do throws(SSIError) {
             for (path, state) in states where state != .ssi {
                 try enable(path, dpkgDivert: dpkgDivert, undo: &undo)
-                print("ssi divert: \(path) -> \(SSIDiversion.binary) (the distro's file: \(SSIDiversion.divertedPath(path)))")
+                done.append("ssi divert: \(path) -> \(SSIDiversion.binary) (the distro's file: \(SSIDiversion.divertedPath(path)))")
             }
+            for line in done { print(line) }
         } catch {
             for u in undo.reversed() { u() }
             throw SSIError("divert", error.message + (undo.isEmpty ? "" : " (what this command had changed is undone)"),
@@ -175,7 +177,7 @@ struct Diverter {
         let states = try states()
         let dpkgDivert = try divertTool()
         var undo: [() -> Void] = []
-        var changed = false
+        var done: [String] = []
         do throws(SSIError) {
             for (path, state) in states {
                 switch state {
@@ -183,15 +185,15 @@ struct Diverter {
                 case .ssi, .partial: break
                 }
                 try disable(path, dpkgDivert: dpkgDivert, undo: &undo)
-                changed = true
-                print("ssi divert: \(path) is the distro's again")
+                done.append("ssi divert: \(path) is the distro's again")
             }
+            for line in done { print(line) }
         } catch {
             for u in undo.reversed() { u() }
             throw SSIError("divert", error.message + (undo.isEmpty ? "" : " (what this command had changed is undone)"),
                            hint: error.hint)
         }
-        if !changed { print("ssi divert: not enabled; nothing to do") }
+        if done.isEmpty { print("ssi divert: not enabled; nothing to do") }
     }
 
     func disable(_ path: String, dpkgDivert: String, undo: inout [() -> Void]) throws(SSIError) {

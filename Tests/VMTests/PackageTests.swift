@@ -82,6 +82,23 @@ extension VM {
             // ssi divert: before, enable (twice: idempotent), after.
             let before = try root.run(["ssi", "divert", "status"], check: false)
             #expect(before.status == 3, "divert status before enable: \(before.status)\n\(before.stdout)")
+
+            // A failure on the last path (a stray fsck.distrib that
+            // dpkg-divert --rename would not overwrite) undoes the four
+            // commands diverted before it.
+            let stray = root.path + "/usr/sbin/fsck.distrib"
+            try "stray\n".write(toFile: stray, atomically: true, encoding: .utf8)
+            let refused = try root.run(["ssi", "divert", "enable"], check: false)
+            #expect(refused.status == 1 && refused.stderr.contains("/usr/sbin/fsck.distrib exists already")
+                        && refused.stderr.contains("undone"), "enable with a stray fsck.distrib: \(refused.status) \(refused.stderr)")
+            let rolledBack = try root.run(["ssi", "divert", "status"], check: false)
+            #expect(rolledBack.status == 3, "not rolled back:\n\(rolledBack.stdout)")
+            #expect(!(try root.run(["dpkg-divert", "--list"]).stdout.contains(" by ssi")), "diversions left by the failed enable")
+            for path in Self.diverted {
+                let type = try? fm.attributesOfItem(atPath: root.path + path)[.type] as? FileAttributeType
+                #expect(type == .typeRegular, "\(path) is not the distro's file after the failed enable")
+            }
+            try fm.removeItem(atPath: stray)
             try root.run(["ssi", "divert", "enable"])
             try root.run(["ssi", "divert", "enable"])
             for path in Self.diverted {
