@@ -28,7 +28,7 @@ extension VM {
               .enabled(if: packageSkipReason == nil, Comment(rawValue: packageSkipReason ?? "")),
               .timeLimit(.minutes(10)))
         func installDivertPurge() throws {
-            let root = try Chroot(debianRoot: try Self.debianRoot())
+            var root = try Chroot(debianRoot: try Self.debianRoot())
             defer { root.remove() }
             let fm = FileManager.default
 
@@ -78,6 +78,20 @@ extension VM {
             #expect(optedIn.status != 0 && optedIn.stderr.contains("kernel 6.1.0-99-test is not installed"),
                     "opted-in hook: status \(optedIn.status), stderr: \(optedIn.stderr)")
             #expect(!fm.fileExists(atPath: root.path + "/boot/ssi-initrd.img-6.1.0-99-test"))
+            // With the host's kernel modules (read-only) in the root, the
+            // opted-in hooks build that kernel's ssi image and remove it.
+            if let kernel = VMHost.kernel {
+                let v = kernel.version
+                try root.bind(kernel.modulesDirectory, readOnly: true)
+                let built = try root.run(["/etc/kernel/postinst.d/ssi", v, "/boot/vmlinuz-\(v)"], check: false)
+                #expect(built.status == 0, "postinst.d/ssi \(v): \(built.stderr)")
+                #expect(built.stdout.contains("wrote /boot/ssi-initrd.img-\(v)"), "postinst.d/ssi \(v): \(built.stdout)")
+                let listing = try root.run(["ssi-mkinitrd", "--list", "/boot/ssi-initrd.img-\(v)"]).stdout
+                #expect(listing.contains(" init") && listing.contains(".ko"), "the image has no /init or no module")
+                #expect(!fm.fileExists(atPath: root.path + "/boot/initrd.img-\(v)"), "initramfs-tools' name was written")
+                try root.run(["/etc/kernel/postrm.d/ssi", v, "/boot/vmlinuz-\(v)"])
+                #expect(!fm.fileExists(atPath: root.path + "/boot/ssi-initrd.img-\(v)"), "postrm.d/ssi left the image")
+            }
 
             // ssi divert: before, enable (twice: idempotent), after.
             let before = try root.run(["ssi", "divert", "status"], check: false)
@@ -179,6 +193,13 @@ struct Chroot {
                 throw error
             }
         }
+    }
+
+    /// Binds a host folder at the same path inside the root.
+    mutating func bind(_ dir: String, readOnly: Bool) throws {
+        try FileManager.default.createDirectory(atPath: path + dir, withIntermediateDirectories: true)
+        try Command.run(["mount", "--bind"] + (readOnly ? ["-o", "ro"] : []) + [dir, path + dir])
+        bound.append(path + dir)
     }
 
     @discardableResult
