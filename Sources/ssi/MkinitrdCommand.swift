@@ -83,10 +83,18 @@ struct MkinitrdCommand: ParsableCommand {
     @Option(name: .customLong("list"), help: ArgumentHelp("List the contents of an image (any generator's) and exit.", valueName: "image"))
     var listImage: String?
 
+    @Flag(name: [.customShort("u"), .customLong("update")],
+          help: "(Re)build the ssi image /boot/ssi-initrd.img-VERSION of the kernel given with -k (-k all: every kernel under /lib/modules; default: the running kernel), with /etc/ssi/cluster.conf when it exists (the Debian package's kernel hooks run this).")
+    var update = false
+
     func run() throws {
         do {
             if let listImage {
                 try list(listImage)
+                return
+            }
+            if update {
+                try updateImages()
                 return
             }
             try build()
@@ -188,6 +196,39 @@ struct MkinitrdCommand: ParsableCommand {
                       + report.missingFirmware.prefix(5).joined(separator: ", ")
                       + (report.missingFirmware.count > 5 ? ", ..." : ""))
             }
+        }
+    }
+
+    /// -u: the image of each selected kernel, at its fixed path, replaced;
+    /// a kernel that fails does not stop the others, and each failure
+    /// names its kernel.
+    func updateImages() throws(SSIError) {
+        let conflicts = [("-o/--output", output != nil), ("--netboot", netboot != nil),
+                         ("--kernel-image", kernelImage != nil), ("--kmoddir", kmoddir != nil)]
+        for (flag, given) in conflicts where given {
+            throw SSIError("mkinitrd", "-u writes \(ImageUpdate.imagePath(kernel: "VERSION")) for each kernel; \(flag) does not go with it",
+                           hint: "drop \(flag), or build without -u")
+        }
+        let kernels = try ImageUpdate.kernels(for: kver, running: Process.kernelRelease())
+        let configPath = config ?? (FileSystem.exists(ClusterConfig.defaultPath) ? ClusterConfig.defaultPath : nil)
+        var failed: [String] = []
+        for kernel in kernels {
+            var one = self
+            one.update = false
+            one.kver = kernel
+            one.output = ImageUpdate.imagePath(kernel: kernel)
+            one.force = true
+            one.config = configPath
+            do {
+                try one.build()
+            } catch {
+                printError(tool: "ssi-mkinitrd", SSIError(error.step, "-u: kernel \(kernel): \(error.message)", hint: error.hint))
+                failed.append(kernel)
+            }
+        }
+        guard failed.isEmpty else {
+            throw SSIError("mkinitrd", "-u: no new image for kernel \(failed.joined(separator: ", ")) (the errors above say why)",
+                           hint: "fix what they name, then run ssi-mkinitrd -u -k \(failed.count == 1 ? failed[0] : "all")")
         }
     }
 

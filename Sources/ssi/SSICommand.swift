@@ -9,7 +9,7 @@ struct SSICommand: ParsableCommand {
             link named after the command (ssi-mkinitrd, ssi-init).
             """,
         version: SSIVersion.string,
-        subcommands: [MkinitrdCommand.self, InitCommand.self, ClusterCommand.self])
+        subcommands: [MkinitrdCommand.self, InitCommand.self, ClusterCommand.self, DivertCommand.self])
 }
 
 enum SSIVersion {

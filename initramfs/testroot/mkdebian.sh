@@ -19,12 +19,13 @@
 #
 # usage: mkdebian.sh IMG [--cache DIR] [--uuid UUID] [--label LABEL] [--size SIZE]
 #                        [--copy SRC:DEST]...   (host file or folder SRC to DEST in the image)
+#                        [--deb FILE]...        (install the package FILE in the image: dpkg -i in a chroot)
 set -euo pipefail
 
 prog=$(basename "$0")
 die() { echo "$prog: error: $*" >&2; exit 2; }
 
-img=""; cache=/var/cache/ssi-test; uuid=""; label=ssi-debian; size=1G; copies=()
+img=""; cache=/var/cache/ssi-test; uuid=""; label=ssi-debian; size=1G; copies=(); debs=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --cache) cache=${2:?--cache needs a value}; shift 2 ;;
@@ -32,7 +33,8 @@ while [ $# -gt 0 ]; do
         --label) label=${2:?--label needs a value}; shift 2 ;;
         --size) size=${2:?--size needs a value}; shift 2 ;;
         --copy) case "${2:?--copy needs SRC:DEST}" in *:/*) copies+=("$2") ;; *) die "--copy $2: want SRC:/DEST" ;; esac; shift 2 ;;
-        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+        --deb) [ -f "${2:?--deb needs a FILE}" ] || die "--deb $2: no such file"; debs+=("$(realpath "$2")"); shift 2 ;;
+        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
         -*) die "unknown option: $1" ;;
         *) [ -z "$img" ] || die "more than one image path"; img=$1; shift ;;
     esac
@@ -57,7 +59,13 @@ if [ ! -x "$root/lib/systemd/systemd" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$
 fi
 
 staging=$(mktemp -d)
-trap 'rm -rf "$staging"' EXIT
+bound=()
+cleanup() {
+    local m
+    for m in "${bound[@]}"; do umount "$m" 2>/dev/null || umount -l "$m"; done
+    rm -rf --one-file-system "$staging"
+}
+trap cleanup EXIT
 cp -a "$root/." "$staging/"
 rm -f "$staging/etc/hostname"
 : > "$staging/etc/machine-id"
@@ -88,6 +96,19 @@ for c in "${copies[@]}"; do
     mkdir -p "$staging$(dirname "$dest")"
     cp -a "$src" "$staging$dest"
 done
+
+# Packages (the ssi .deb): dpkg -i in the staging root, /proc and /dev
+# bound for the maintainer scripts, then unbound before the image is made.
+if [ ${#debs[@]} -gt 0 ]; then
+    for m in proc dev; do mount --bind "/$m" "$staging/$m"; bound+=("$staging/$m"); done
+    mkdir -p "$staging/tmp/debs"
+    cp "${debs[@]}" "$staging/tmp/debs/"
+    chroot "$staging" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C \
+        sh -c 'dpkg -i /tmp/debs/*.deb' >&2 || die "dpkg -i ${debs[*]} failed in the test root (see above)"
+    rm -rf "$staging/tmp/debs"
+    for m in "${bound[@]}"; do umount "$m"; done
+    bound=()
+fi
 
 args=(-q -F -d "$staging" -L "$label")
 [ -z "$uuid" ] || args+=(-U "$uuid")
