@@ -50,11 +50,12 @@ final class ClusterLocks {
             queues[f[1]]?.removeAll { $0 == f[2] }
             granted.remove(f[2] + " " + f[1])
             grant(f[1])
-        case "locks":
-            // "locks NAME=H1,H2 ...": the queues, for a node that joined.
-            guard awaitingState else { return true }
+        case "locks" where f.count >= 2:
+            // "locks N,N NAME=H1,H2 ...": the queues, for the nodes listed.
+            let to = f[1].split(separator: ",").compactMap { UInt32($0) }
+            guard awaitingState, to.contains(localNode()) else { return true }
             awaitingState = false
-            for item in f.dropFirst() {
+            for item in f.dropFirst(2) {
                 let kv = item.split(separator: "=", maxSplits: 1).map(String.init)
                 guard kv.count == 2 else { continue }
                 let mine = queues[kv[0]] ?? []
@@ -67,18 +68,26 @@ final class ClusterLocks {
     }
 
     func membershipChanged(members: Set<UInt32>, left: [UInt32], joined: [UInt32]) {
+        // As for the mount table: the old members are by our own
+        // previous view, and the lowest of them tells the newcomers.
         let me = localNode()
-        if joined.contains(me) && members.count == joined.count { awaitingState = false }
         for name in Array(queues.keys) {
             queues[name]?.removeAll { h in left.contains { h.hasPrefix("\($0).") } }
             grant(name)
         }
-        let old = members.subtracting(joined)
-        if !joined.isEmpty, let sender = old.min(), sender == me {
+        let newcomers = members.subtracting(previousMembers)
+        let old = previousMembers.intersection(members)
+        if previousMembers.isEmpty {
+            // Alone, there is nothing to learn.
+            if members == [me] { awaitingState = false }
+        } else if !newcomers.isEmpty, old.min() == me {
             let state = queues.filter { !$0.value.isEmpty }.map { "\($0.key)=\($0.value.joined(separator: ","))" }
-            send((["locks"] + state.sorted()).joined(separator: " "))
+            send((["locks", newcomers.sorted().map(String.init).joined(separator: ",")] + state.sorted()).joined(separator: " "))
         }
+        previousMembers = members
     }
+
+    private var previousMembers: Set<UInt32> = []
 
     private var granted: Set<String> = []
 

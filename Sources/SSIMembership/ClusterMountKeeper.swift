@@ -37,7 +37,15 @@ final class ClusterMountKeeper {
         var report: Bool
         var fd: Int32
         var output: [UInt8] = []
+        var started = Process.now()
+        var target = ""
+        var killed = false
     }
+
+    /// A child still at it after this long is killed and its part reported
+    /// failed: a mount of a silent NFS server must not hold the cluster's
+    /// request forever (NFS waits are killable).
+    static let childSeconds = 60.0
 
     private(set) var table: [ClusterMount] = []
     private var mounts: [String: Request] = [:]
@@ -120,9 +128,12 @@ final class ClusterMountKeeper {
             guard f.count == 2 else { return true }
             startUmount(id: f[0], target: ClusterMount.unescape(f[1]))
         } else if text.hasPrefix("ctable") {
-            guard awaitingTable else { return true }
+            // "ctable N,N\nLINE...": for the nodes listed (the newcomers).
+            let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+            let to = lines[0].dropFirst(6).split(separator: " ").last.map { $0.split(separator: ",").compactMap { UInt32($0) } } ?? []
+            guard awaitingTable, to.contains(agent.localNode()) else { return true }
             awaitingTable = false
-            for line in text.split(separator: "\n").dropFirst() {
+            for line in lines.dropFirst() where !line.isEmpty {
                 if let e = try? ClusterMount(line: String(line)), !table.contains(where: { $0.target == e.target }) {
                     table.append(e)
                 }
@@ -136,13 +147,23 @@ final class ClusterMountKeeper {
     }
 
     /// A membership change: who left is no longer waited for; when nodes
-    /// joined, the lowest-numbered member that was there before sends them
-    /// the table.
+    /// joined, the lowest-numbered member that was there before (by its
+    /// own previous view: corosync's joined list differs between the old
+    /// members and the newcomer) sends them the table. A newcomer that
+    /// hears nothing in `tableWaitSeconds` (everyone started together:
+    /// nobody was there before) starts from an empty table.
     func membershipChanged(members: Set<UInt32>, left: [UInt32], joined: [UInt32]) {
         let me = agent.localNode()
-        if joined.contains(me) && members.count == joined.count {
-            awaitingTable = false   // first in the group: nobody has a table
+        let newcomers = members.subtracting(previousMembers)
+        let old = previousMembers.intersection(members)
+        if previousMembers.isEmpty {
+            joinedAt = Process.now()
+        } else if !newcomers.isEmpty, old.min() == me {
+            let established = table.filter { mounts[$0.id] == nil }
+            let to = newcomers.sorted().map(String.init).joined(separator: ",")
+            agent.send((["ctable \(to)"] + established.map(\.line)).joined(separator: "\n"))
         }
+        previousMembers = members
         for id in Array(mounts.keys) {
             mounts[id]?.asked.subtract(left)
             progressMount(id)
@@ -151,10 +172,17 @@ final class ClusterMountKeeper {
             umounts[id]?.asked.subtract(left)
             progressUmount(id)
         }
-        let old = members.subtracting(joined)
-        if !joined.isEmpty, let sender = old.min(), sender == me {
-            let established = table.filter { mounts[$0.id] == nil }
-            agent.send((["ctable"] + established.map(\.line)).joined(separator: "\n"))
+    }
+
+    private var previousMembers: Set<UInt32> = []
+    private var joinedAt = 0.0
+    static let tableWaitSeconds = 5.0
+
+    /// Still waiting for the table, or given up on it.
+    func checkTableWait() {
+        if awaitingTable && joinedAt > 0 && Process.now() - joinedAt > Self.tableWaitSeconds {
+            awaitingTable = false
+            agent.log("agent: no cluster mount table came in \(Int(Self.tableWaitSeconds)) s: starting from an empty one")
         }
     }
 
@@ -295,7 +323,9 @@ final class ClusterMountKeeper {
         argv.forEach { free($0) }
         envp.forEach { free($0) }
         close(fds[1])
-        let child = Child(id: e.id, unmount: unmount, report: report, fd: fds[0])
+        var child = Child(id: e.id, unmount: unmount, report: report, fd: fds[0])
+        child.target = e.target
+        agent.log("agent: cluster mount \(e.id): \(unmount ? "unmounting" : "mounting") \(e.target) here (\(role))")
         guard pid > 0 else {
             close(fds[0])
             finish(child, result: "error: cannot start: \(errnoDescription(errno))")
@@ -317,7 +347,15 @@ final class ClusterMountKeeper {
             }
             children[pid] = c
             var status: Int32 = 0
-            guard waitpid(pid, &status, WNOHANG) == pid else { continue }
+            guard waitpid(pid, &status, WNOHANG) == pid else {
+                if !c.killed && Process.now() - c.started > Self.childSeconds {
+                    kill(pid, SIGKILL)
+                    c.killed = true
+                    c.output += Array("\nssi-result error: \(c.target): no answer in \(Int(Self.childSeconds)) s (stopped)\n".utf8)
+                    children[pid] = c
+                }
+                continue
+            }
             while true {
                 let n = read(c.fd, &chunk, chunk.count)
                 if n > 0 { c.output.append(contentsOf: chunk[0..<n]) } else { break }
@@ -333,6 +371,7 @@ final class ClusterMountKeeper {
 
     private func finish(_ c: Child, result: String) {
         let me = agent.localNode()
+        agent.log("agent: cluster mount \(c.id): \(c.unmount ? "unmount" : "mount") of \(c.target) here: \(result)")
         if c.report {
             agent.send("\(c.unmount ? "cumounted" : "cmounted") \(c.id) \(me) \(result)")
         } else if result != "ok" {
@@ -347,6 +386,7 @@ final class ClusterMountKeeper {
     /// or booted after the table was made; an owner back after a reboot).
     /// Failures are retried a few times, a minute apart.
     func reconcile() {
+        checkTableWait()
         guard !systemIsInitramfs, !awaitingTable else { return }
         let me = agent.localNode()
         let members = agent.members()

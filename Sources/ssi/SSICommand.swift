@@ -9,7 +9,8 @@ struct SSICommand: ParsableCommand {
             link named after the command (ssi-mkinitrd, ssi-init).
             """,
         version: SSIVersion.string,
-        subcommands: [MkinitrdCommand.self, InitCommand.self, ClusterCommand.self, DivertCommand.self])
+        subcommands: [MkinitrdCommand.self, InitCommand.self, ClusterCommand.self, MountDocCommand.self, UmountDocCommand.self,
+                      SwaponDocCommand.self, SwapoffDocCommand.self, FsckDocCommand.self, DivertCommand.self])
 }
 
 enum SSIVersion {

@@ -1,0 +1,101 @@
+import ArgumentParser
+import SSITools
+
+// The util-linux drop-ins parse their own command lines (util-linux's, word
+// for word: see SSITools); main.swift runs them before the argument parser
+// ever sees "ssi mount ...". These commands are here for the help, the man
+// pages and the shell completions the package builds from the parser, and
+// to run the tool if they are reached anyway.
+
+struct MountDocCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mount",
+        abstract: "Mount a file system on this node or, with a cluster running, on every node (ssi-mount).",
+        discussion: """
+            util-linux mount's command line, messages and exit codes (0, 1 usage, 2 system, 32 failure, 64 some \
+            of -a failed), with libmount doing the work: mount [-lhV]; mount -a [-fFnrsvw] [-t TYPES] [-O OPTS]; \
+            mount [-fnrsvw] [-o OPTS] DEVICE|DIR; mount [-fnrsvw] [-t TYPE] [-o OPTS] DEVICE DIR; --bind, --rbind, \
+            --move, -o remount, -T FSTAB, -L LABEL, -U UUID.
+
+            With a cluster running on the node (a membership agent on /run/ssi/agent.sock), OpenSSI's node= option \
+            says who mounts: node=N (node N mounts the device and exports it over NFSv4; every other member \
+            mounts that at the same path), node=* (every node mounts it itself), node=N:M (N mounts it, M is \
+            recorded as its takeover node). A local block device without node= means node=<this node>. A cluster \
+            mount is all or nothing: if a member fails, every member unmounts it again and each node's error is \
+            printed (exit 32). Nodes that join later mount the cluster mount table before their hand-off. \
+            Without a cluster, node= is dropped and this is util-linux's mount.
+            """)
+
+    @Argument(parsing: .allUnrecognized, help: "util-linux mount's arguments.")
+    var arguments: [String] = []
+
+    func run() throws { throw ExitCode(MountTool(program: "ssi-mount").run(arguments)) }
+}
+
+struct UmountDocCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "umount",
+        abstract: "Unmount a file system; a cluster mount on every node (ssi-umount).",
+        discussion: """
+            util-linux umount's command line and exit codes (-a, -f, -l, -n, -r, -R, -t, -O, -v). A target in \
+            the cluster mount table (/run/ssi/cluster-mounts) is unmounted on every member: the others first, \
+            then the owner, which also stops exporting it. Anything else is unmounted here by libmount.
+            """)
+
+    @Argument(parsing: .allUnrecognized, help: "util-linux umount's arguments.")
+    var arguments: [String] = []
+
+    func run() throws { throw ExitCode(UmountTool(program: "ssi-umount").run(arguments)) }
+}
+
+struct SwaponDocCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "swapon",
+        abstract: "Enable this node's swap areas (ssi-swapon).",
+        discussion: """
+            util-linux swapon's command line (-a, -e, -p PRIO, -s, --show, -T FSTAB, -L LABEL, -U UUID, -v) and \
+            exit codes (0, 1 usage, 255 failure). The swap signature is checked with libblkid. A swap area \
+            belongs to the node whose cluster.conf [[node]] swap or fstab node=N names it; with a cluster \
+            running, an area that belongs to another node, or that another member has active, is refused with \
+            that node named. -a turns on this node's areas and fstab swap lines without node=.
+            """)
+
+    @Argument(parsing: .allUnrecognized, help: "util-linux swapon's arguments.")
+    var arguments: [String] = []
+
+    func run() throws { throw ExitCode(SwapTool(program: "ssi-swapon", off: false).run(arguments)) }
+}
+
+struct SwapoffDocCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "swapoff",
+        abstract: "Disable swap areas (ssi-swapoff).",
+        discussion: """
+            util-linux swapoff's command line (-a, -e, -v, -L, -U) and exit codes (4 failed, 16 usage, \
+            32/64 with -a). -a turns off this node's own areas.
+            """)
+
+    @Argument(parsing: .allUnrecognized, help: "util-linux swapoff's arguments.")
+    var arguments: [String] = []
+
+    func run() throws { throw ExitCode(SwapTool(program: "ssi-swapoff", off: true).run(arguments)) }
+}
+
+struct FsckDocCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fsck",
+        abstract: "Check a file system, never one another node has mounted (ssi-fsck).",
+        discussion: """
+            util-linux fsck's command line (-A, -R, -M, -N, -T, -V, -s, -t TYPES, -C [FD]; other options and \
+            everything after -- go to the checker) and exit codes (the OR of the checkers'; 8 operational \
+            error, 16 usage). Runs fsck.TYPE, the type from -t or libblkid. With a cluster running, a file \
+            system that any other member has mounted (by UUID, or a GFS2 lock table) is refused with the nodes \
+            named, and the check holds the cluster lock fsck:UUID: a second node checking the same device \
+            waits until the first is done.
+            """)
+
+    @Argument(parsing: .allUnrecognized, help: "util-linux fsck's arguments.")
+    var arguments: [String] = []
+
+    func run() throws { throw ExitCode(FsckTool(program: "ssi-fsck").run(arguments)) }
+}
