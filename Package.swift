@@ -104,6 +104,10 @@ let package = Package(
             name: "ssi-bench-gfs2",
             dependencies: ["SSIVMHarness"],
             path: "bench/gfs2"),
+        .executableTarget(
+            name: "ssi-bench-tools",
+            dependencies: ["SSIVMHarness"],
+            path: "bench/tools"),
         .testTarget(
             name: "VMTests",
             dependencies: ["SSIVMHarness"]),

@@ -76,8 +76,22 @@ public struct ClusterMountApplier {
         guard Self.isMounted(target) else { return }
         if case .mountFrom = role {
             try unmountTarget(target, lazy: true)
-        } else {
-            try unmountTarget(target, lazy: false)
+            return
+        }
+        // The owner's disk: nfsd lets go of it a moment after the export
+        // went (its caches, the clients' state returning): a busy target
+        // is tried again for a few seconds before it counts as busy.
+        var attempt = 0
+        while true {
+            do throws(SSIError) {
+                try unmountTarget(target, lazy: false)
+                return
+            } catch {
+                attempt += 1
+                guard role == .mountAndExport, attempt < 20, Self.isMounted(target) else { throw error }
+                unlockNFSState(entry)
+                Process.sleep(milliseconds: 500)
+            }
         }
     }
 
@@ -132,7 +146,12 @@ public struct ClusterMountApplier {
     func unexport(_ entry: ClusterMount) {
         guard FileSystem.isExecutableFile(Self.exportfs) else { return }
         _ = Self.run([Self.exportfs, "-u", "\(network):\(entry.target)"])
-        // NFSv4 opens and locks held by clients pin the file system.
+        unlockNFSState(entry)
+    }
+
+    /// NFSv4 opens, locks and delegations held by clients pin the file
+    /// system: nfsd drops them for this path.
+    func unlockNFSState(_ entry: ClusterMount) {
         let fd = open("/proc/fs/nfsd/unlock_filesystem", O_WRONLY | O_CLOEXEC)
         if fd >= 0 {
             _ = entry.target.withCString { write(fd, $0, strlen($0)) }

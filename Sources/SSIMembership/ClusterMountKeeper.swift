@@ -67,6 +67,8 @@ final class ClusterMountKeeper {
         var send: (String) -> Void
         var reply: (Int32, String) -> Void
         var log: (String) -> Void
+        /// Every step, for /run/ssi/agent.log (not the console).
+        var trace: (String) -> Void = { _ in }
         var stateDirectory: String
         /// Unit tests: does a node's part in place of the child and
         /// returns its result ("ok" or "error: ...").
@@ -325,7 +327,7 @@ final class ClusterMountKeeper {
         close(fds[1])
         var child = Child(id: e.id, unmount: unmount, report: report, fd: fds[0])
         child.target = e.target
-        agent.log("agent: cluster mount \(e.id): \(unmount ? "unmounting" : "mounting") \(e.target) here (\(role))")
+        agent.trace("cluster mount \(e.id): \(unmount ? "unmounting" : "mounting") \(e.target) here (\(role))")
         guard pid > 0 else {
             close(fds[0])
             finish(child, result: "error: cannot start: \(errnoDescription(errno))")
@@ -371,7 +373,7 @@ final class ClusterMountKeeper {
 
     private func finish(_ c: Child, result: String) {
         let me = agent.localNode()
-        agent.log("agent: cluster mount \(c.id): \(c.unmount ? "unmount" : "mount") of \(c.target) here: \(result)")
+        agent.trace("cluster mount \(c.id): \(c.unmount ? "unmount" : "mount") of \(c.target) here: \(result)")
         if c.report {
             agent.send("\(c.unmount ? "cumounted" : "cmounted") \(c.id) \(me) \(result)")
         } else if result != "ok" {

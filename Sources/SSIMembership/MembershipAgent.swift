@@ -92,6 +92,7 @@ public final class MembershipAgent {
             },
             reply: { [unowned self] fd, line in self.socket?.send(fd, line) },
             log: { [unowned self] line in self.log(line) },
+            trace: { [unowned self] line in self.trace(line) },
             stateDirectory: options.stateDirectory))
         locks = ClusterLocks(localNode: { [unowned self] in self.view.localNode },
                              send: { [unowned self] text in try? self.cpg.send(Array(text.utf8)) },
@@ -151,6 +152,14 @@ public final class MembershipAgent {
     }
 
     // MARK: events
+
+    /// A line in the state directory's agent.log, with the uptime.
+    private func trace(_ line: String) {
+        let fd = open(options.stateDirectory + "/agent.log", O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { return }
+        writeAll(fd, "\(Log.uptimeString()) \(line)\n")
+        close(fd)
+    }
 
     private func writePID() {
         try? FileSystem.makeDirectories(options.stateDirectory)

@@ -1,8 +1,8 @@
-// ssi-mount, ssi-umount, ssi-swapon and ssi-fsck in a real CFS cluster:
-// node 1 boots its disk and serves the root, node 2 network-boots, both
-// make cluster mounts, then node 3 boots late and must find them. Every
-// node has the three swap disks and one shared ext4 disk attached; node 1
-// alone has the "data" disk. One boot, many assertions.
+// ssi-mount, ssi-umount, ssi-swapon and ssi-fsck in a real CFS cluster
+// (ToolsCluster: node 1 boots its disk and serves the root; every node has
+// three swap disks and one shared ext4 disk, node 1 alone the "data"
+// disk): node 2 network-boots, both make cluster mounts, then node 3 boots
+// late and must find them. One boot, many assertions.
 
 import Foundation
 import SSIVMHarness
@@ -10,88 +10,17 @@ import Testing
 
 extension VM {
     @Suite struct ToolsTests {
-        /// The ssi binary ssi-init left in the daemons' root, run in the distro.
-        static let ssi = "/run/ssi/root/usr/bin/ssi"
+        static let ssi = ToolsCluster.ssi
 
         @Test("ssi-mount/umount/swapon/fsck: node=1 device seen over NFS on every node, node=* tmpfs on each, a late joiner replays both, umount everywhere, util-linux's errors with nothing mounted anywhere, each node's own swap, another's refused, fsck refused while mounted elsewhere and serialized across nodes",
               .enabled(if: clusterSkipReason == nil, Comment(rawValue: clusterSkipReason ?? "")),
               .timeLimit(.minutes(25)))
         func clusterTools() async throws {
             let ssiHost = try SSIBinary.require()
-            let kernel = VMHost.kernel!
             try await VMTest.run("tools") { vm in
-                let key = vm.path("authkey")
-                try Command.run([ssiHost, "cluster", "keygen", "-o", key])
-                let conf = try vm.exampleCFSConfig(authkey: key)
-                // Each node's own swap, by label.
-                var text = try String(contentsOfFile: conf, encoding: .utf8)
-                for n in 1...3 {
-                    text = text.replacingOccurrences(of: "address = \"10.77.0.\(n)\"\n",
-                                                     with: "address = \"10.77.0.\(n)\"\nswap = \"LABEL=ssi-swap-\(n)\"\n")
-                }
-                try text.write(toFile: conf, atomically: true, encoding: .utf8)
-                let netboot = vm.path("netboot")
-                try Command.run([ssiHost, "mkinitrd", "--config", conf, "--kver", kernel.version,
-                                 "--netboot", netboot, "--kernel-image", kernel.path], timeout: .seconds(300))
-
-                // The disks, made on the host.
-                let data = try vm.blankDisk(name: "data", megabytes: 64)
-                try Command.run(["mkfs.ext4", "-q", "-F", "-L", "ssi-data", data])
-                let shared = try vm.blankDisk(name: "shared", megabytes: 64)
-                try Command.run(["mkfs.ext4", "-q", "-F", "-L", "ssi-shared", shared])
-                var swaps: [String] = []
-                for n in 1...3 {
-                    let s = try vm.blankDisk(name: "swap\(n)", megabytes: 32)
-                    try Command.run(["mkswap", "-L", "ssi-swap-\(n)", s])
-                    swaps.append(s)
-                }
-                // A checker that takes its time and logs to the shared root,
-                // to see whether two nodes' checks overlap.
-                let slow = vm.path("fsck.slow")
-                try """
-                    #!/bin/sh
-                    echo "$(hostname) start" >> /root/fsck-order
-                    sleep 4
-                    /usr/sbin/fsck.ext4 "$@"; rc=$?
-                    echo "$(hostname) end" >> /root/fsck-order
-                    exit $rc
-
-                    """.write(toFile: slow, atomically: true, encoding: .utf8)
-                chmod(slow, 0o755)
-
-                let etc = try vm.etcSSI(config: conf, authkey: key)
-                let unpacked = vm.path("unpacked")
-                try FileManager.default.createDirectory(atPath: unpacked, withIntermediateDirectories: true)
-                try Command.run(["sh", "-c", "cd \(unpacked) && zstd -dc \(netboot)/initrd.img | cpio -id --quiet 'usr/lib/modules/*'"],
-                                timeout: .seconds(120))
-                let debian = vm.path("debian.img")
-                let uuid = "0de0de0d-3333-4333-8333-444455556666"
-                try Command.run([VMHost.packageRoot + "/initramfs/testroot/mkdebian.sh", debian, "--uuid", uuid,
-                                 "--size", "1500M", "--copy", netboot + ":/srv/ssi/netboot", "--copy", etc + ":/etc/ssi",
-                                 "--copy", slow + ":/usr/sbin/fsck.slow",
-                                 "--copy", unpacked + "/usr/lib/modules:/usr/lib/modules"], timeout: .seconds(900))
-
-                let common = swaps.map { Disk($0, shared: true) } + [Disk(shared, shared: true)]
-                let network = try vm.network()
-                var c1 = GuestConfig(name: "node1", initrd: netboot + "/initrd.img",
-                                     kernelArguments: ["root=UUID=\(uuid)", "ro", "ssi.quorum_wait=5"])
-                c1.memoryMB = 640
-                c1.disks = [Disk(debian, snapshot: true), Disk(data)] + common
-                c1.timeLimit = .seconds(1500)
-                c1.nics = [try network.addNIC(mac: Cluster.mac(node: 1))]
-                let node1 = try vm.start(c1)
-                try await node1.waitFor(.contains("SSI-TEST multi-user"), timeout: .seconds(600), failOn: SSIInit.failFast)
-                try await node1.waitForAnywhere("ABSOLUTELY NO WARRANTY")
-
-                func diskless(_ n: Int) throws -> Guest {
-                    var c = GuestConfig(name: "node\(n)")
-                    c.networkBoot = true
-                    c.memoryMB = 512
-                    c.timeLimit = .seconds(1500)
-                    c.disks = common
-                    c.nics = [try network.addNIC(mac: Cluster.mac(node: n))]
-                    return try vm.start(c)
-                }
+                let cluster = try await ToolsCluster.boot(in: vm, ssi: ssiHost, kernel: VMHost.kernel!)
+                let node1 = cluster.node1
+                func diskless(_ n: Int) throws -> Guest { try cluster.startDiskless(n, in: vm) }
                 let node2 = try diskless(2)
                 try await node2.waitFor(.contains("SSI-TEST multi-user"), timeout: .seconds(600), failOn: SSIInit.failFast)
                 try await node2.waitForAnywhere("ABSOLUTELY NO WARRANTY")

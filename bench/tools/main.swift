@@ -1,0 +1,84 @@
+// Cluster mount benchmark (not a test). On the drop-in tools' CFS cluster
+// (node 1 serves the root, nodes 2 and 3 network-boot; ToolsCluster), from
+// node 1, each operation timed inside the guest (date +%s%N around the
+// command, so the serial console's delay is not counted), ROUNDS times:
+//   - util-linux mount/umount of a tmpfs on node 1 only (the baseline);
+//   - ssi-mount/ssi-umount of the same, no node= (this node only: what
+//     ssi-mount costs over util-linux's on its own);
+//   - ssi-mount -o node=* of a tmpfs: every member mounts it (3 nodes);
+//   - ssi-mount of node 1's ext4 disk (node=1): node 1 mounts and exports
+//     it, nodes 2 and 3 mount the export over NFSv4.
+// Prints medians and ratios to the baseline.
+//
+//   swift run -c release ssi-bench-tools [--ssi PATH] [--rounds N]
+
+import Foundation
+import SSIVMHarness
+
+func fmt(_ v: Double, _ digits: Int = 1) -> String { Bench.format(v, digits) }
+
+@main
+struct ToolsBench {
+    static func main() async {
+        var values = ["rounds": "7"]
+        let ssi = Bench.arguments(usage: "ssi-bench-tools [--ssi PATH] [--rounds N]", values: &values)
+        guard let rounds = Int(values["rounds"]!), rounds > 0 else { Bench.fail("--rounds takes a number") }
+        do {
+            try await run(ssi: ssi, rounds: rounds)
+        } catch {
+            print("failed: \(error)")
+            exit(1)
+        }
+    }
+
+    static func median(_ v: [Double]) -> Double {
+        let s = v.sorted()
+        return s.isEmpty ? 0 : s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+    }
+
+    /// Runs `mount` then `umount` ROUNDS times in one guest shell loop;
+    /// returns the milliseconds of each, per round.
+    static func time(_ g: Guest, mount: String, umount: String, rounds: Int) async throws -> (mount: [Double], umount: [Double]) {
+        let script = "for i in $(seq \(rounds)); do a=$(date +%s%N); \(mount) >/dev/null || echo FAIL; b=$(date +%s%N); "
+            + "\(umount) >/dev/null || echo FAIL; c=$(date +%s%N); echo T $((b-a)) $((c-b)); done"
+        let out = try await g.run(script, timeout: .seconds(60 * rounds + 60)).output
+        guard !out.contains("FAIL") else { throw HarnessError("`\(mount)` or `\(umount)` failed:\n\(out)") }
+        var m: [Double] = [], u: [Double] = []
+        for line in out.split(separator: "\n") where line.hasPrefix("T ") {
+            let f = line.split(separator: " ")
+            m.append(Double(f[1])! / 1e6)
+            u.append(Double(f[2])! / 1e6)
+        }
+        return (m, u)
+    }
+
+    static func run(ssi: String, rounds: Int) async throws {
+        try await VMTest.run("bench-tools") { vm in
+            let c = try await ToolsCluster.boot(in: vm, ssi: ssi, kernel: VMHost.kernel!)
+            let others = try [2, 3].map { try c.startDiskless($0, in: vm) }
+            for g in others { try await ToolsCluster.waitUp(g) }
+            let s = ToolsCluster.ssi
+            let node1 = c.node1
+            try await node1.run("mkdir -p /mnt/l /mnt/s")
+            let cases: [(String, String, String)] = [
+                ("util-linux mount, tmpfs, this node", "mount -t tmpfs t /mnt/l", "umount /mnt/l"),
+                ("ssi-mount, tmpfs, no node= (this node)", "\(s) mount -t tmpfs t /mnt/s", "\(s) umount /mnt/s"),
+                ("ssi-mount node=*, tmpfs, 3 nodes", "\(s) mount -t tmpfs -o node='*' t /mnt/all", "\(s) umount /mnt/all"),
+                ("ssi-mount node=1, ext4 + NFSv4 export, 3 nodes", "\(s) mount LABEL=ssi-data /mnt/data", "\(s) umount /mnt/data"),
+            ]
+            var results: [(String, Double, Double)] = []
+            for (name, m, u) in cases {
+                let t = try await time(node1, mount: m, umount: u, rounds: rounds)
+                results.append((name, median(t.mount), median(t.umount)))
+                print("\(name): mount \(t.mount.map { fmt($0) }.joined(separator: " ")) ms; umount \(t.umount.map { fmt($0) }.joined(separator: " ")) ms")
+            }
+            let base = results[0]
+            print("")
+            print("| operation (median of \(rounds), ms, timed in node 1) | mount | x util-linux | umount | x util-linux |")
+            print("|---|---|---|---|---|")
+            for (name, m, u) in results {
+                print("| \(name) | \(fmt(m)) | \(fmt(m / base.1, 2)) | \(fmt(u)) | \(fmt(u / base.2, 2)) |")
+            }
+        }
+    }
+}
