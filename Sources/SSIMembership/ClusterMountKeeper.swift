@@ -340,16 +340,27 @@ final class ClusterMountKeeper {
     var childFDs: [Int32] { children.values.map(\.fd) }
 
     /// Collects children's output and exits (called from the poll loop).
+    /// Collects children's output; a child is done when its pipe reaches
+    /// end of file (it exited: its exit status is not used, because the
+    /// agent's loop reaps every child it has, ours included).
     func checkChildren() {
         var chunk = [UInt8](repeating: 0, count: 4096)
         for (pid, var c) in children {
+            var ended = false
             while true {
                 let n = read(c.fd, &chunk, chunk.count)
-                if n > 0 { c.output.append(contentsOf: chunk[0..<n]) } else { break }
+                if n > 0 {
+                    c.output.append(contentsOf: chunk[0..<n])
+                } else {
+                    ended = n == 0 || (errno != EAGAIN && errno != EINTR)
+                    break
+                }
             }
             children[pid] = c
-            var status: Int32 = 0
-            guard waitpid(pid, &status, WNOHANG) == pid else {
+            // A killed child whose pipe never closes (stuck in the kernel)
+            // is given up on: its part is reported failed all the same.
+            if c.killed && Process.now() - c.started > Self.childSeconds + 5 { ended = true }
+            guard ended else {
                 if !c.killed && Process.now() - c.started > Self.childSeconds {
                     kill(pid, SIGKILL)
                     c.killed = true
@@ -358,15 +369,11 @@ final class ClusterMountKeeper {
                 }
                 continue
             }
-            while true {
-                let n = read(c.fd, &chunk, chunk.count)
-                if n > 0 { c.output.append(contentsOf: chunk[0..<n]) } else { break }
-            }
             close(c.fd)
             children[pid] = nil
             let text = String(decoding: c.output, as: UTF8.self)
             let result = text.split(separator: "\n").last { $0.hasPrefix("ssi-result ") }.map { String($0.dropFirst(11)) }
-                ?? "error: the mount helper ended without a result (status \(status)): \(text.split(separator: "\n").last ?? "")"
+                ?? "error: the mount helper ended without a result: \(text.split(separator: "\n").last ?? "")"
             finish(c, result: result)
         }
     }
