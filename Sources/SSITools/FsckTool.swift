@@ -181,7 +181,8 @@ public struct FsckTool {
         if let fd = inv.progressFD, fsType.hasPrefix("ext") { argv.append(fd.isEmpty ? "-C0" : "-C\(fd)") }
         argv += inv.checkerOptions + [dev.path]
         if inv.dryRun || inv.verbose {
-            output.out("[\(path) (1) -- \(dev.path)] \(argv.joined(separator: " "))")
+            // util-linux's dry-run line, its trailing space included.
+            output.out("[\(path) (1) -- \(dev.path)] " + argv.map { $0 + " " }.joined())
             if inv.dryRun { return 0 }
         }
         do {
