@@ -78,9 +78,12 @@ public struct ClusterMountApplier {
             try unmountTarget(target, lazy: true)
             return
         }
-        // The owner's disk: nfsd lets go of it a moment after the export
-        // went (its caches, the clients' state returning): a busy target
-        // is tried again for a few seconds before it counts as busy.
+        // On a node that runs an NFS server (the owner of an export, the
+        // CFS init node), nfsd can hold the file system for a moment: its
+        // export cache keeps the path of anything a client looked up,
+        // exported or not, and clients' NFSv4 state goes back a moment
+        // after the export went. A busy target is tried again for a few
+        // seconds, with nfsd's caches flushed, before it counts as busy.
         var attempt = 0
         while true {
             do throws(SSIError) {
@@ -88,8 +91,9 @@ public struct ClusterMountApplier {
                 return
             } catch {
                 attempt += 1
-                guard role == .mountAndExport, attempt < 20, Self.isMounted(target) else { throw error }
-                unlockNFSState(entry)
+                guard attempt < 20, Self.nfsdRunning(), Self.isMounted(target) else { throw error }
+                if role == .mountAndExport { unlockNFSState(entry) }
+                if FileSystem.isExecutableFile(Self.exportfs) { _ = Self.run([Self.exportfs, "-f"]) }
                 Process.sleep(milliseconds: 500)
             }
         }

@@ -17,8 +17,9 @@ public struct ToolsCluster: Sendable {
     public let commonDisks: [Disk]
     public let node1: Guest
 
-    /// Builds the image and the disks, boots node 1 to multi-user.
-    public static func boot(in vm: VMTest, ssi: String, kernel: Kernel) async throws -> ToolsCluster {
+    /// Builds the image and the disks, boots node 1 to multi-user. `deb`:
+    /// the ssi package, installed in the root (mkdebian.sh --deb).
+    public static func boot(in vm: VMTest, ssi: String, kernel: Kernel, deb: String? = nil) async throws -> ToolsCluster {
         let key = vm.path("authkey")
         try Command.run([ssi, "cluster", "keygen", "-o", key])
         let conf = try vm.exampleCFSConfig(authkey: key)
@@ -64,7 +65,8 @@ public struct ToolsCluster: Sendable {
         try Command.run([VMHost.packageRoot + "/initramfs/testroot/mkdebian.sh", debian, "--uuid", uuid,
                          "--size", "1500M", "--copy", netboot + ":/srv/ssi/netboot", "--copy", etc + ":/etc/ssi",
                          "--copy", slow + ":/usr/sbin/fsck.slow",
-                         "--copy", unpacked + "/usr/lib/modules:/usr/lib/modules"], timeout: .seconds(900))
+                         "--copy", unpacked + "/usr/lib/modules:/usr/lib/modules"] + (deb.map { ["--deb", $0] } ?? []),
+                        timeout: .seconds(900))
 
         let common = swaps.map { Disk($0, shared: true) } + [Disk(shared, shared: true)]
         let network = try vm.network()

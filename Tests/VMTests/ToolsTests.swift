@@ -10,7 +10,9 @@ import Testing
 
 extension VM {
     @Suite struct ToolsTests {
-        static let ssi = ToolsCluster.ssi
+        /// The package's binary when the root has it installed (SSI_DEB),
+        /// else the one ssi-init left in the daemons' root.
+        static let ssi = packageSkipReason == nil ? "/usr/sbin/ssi" : ToolsCluster.ssi
 
         @Test("ssi-mount/umount/swapon/fsck: node=1 device seen over NFS on every node, node=* tmpfs on each, a late joiner replays both, umount everywhere, util-linux's errors with nothing mounted anywhere, each node's own swap, another's refused, fsck refused while mounted elsewhere and serialized across nodes",
               .enabled(if: clusterSkipReason == nil, Comment(rawValue: clusterSkipReason ?? "")),
@@ -18,7 +20,8 @@ extension VM {
         func clusterTools() async throws {
             let ssiHost = try SSIBinary.require()
             try await VMTest.run("tools") { vm in
-                let cluster = try await ToolsCluster.boot(in: vm, ssi: ssiHost, kernel: VMHost.kernel!)
+                let cluster = try await ToolsCluster.boot(in: vm, ssi: ssiHost, kernel: VMHost.kernel!,
+                                                          deb: packageSkipReason == nil ? packageDeb : nil)
                 let node1 = cluster.node1
                 func diskless(_ n: Int) throws -> Guest { try cluster.startDiskless(n, in: vm) }
                 let node2 = try diskless(2)
@@ -129,6 +132,27 @@ extension VM {
                 }
                 #expect(!(try await node1.run("exportfs -v").output.contains("/mnt/data")), "no export left")
                 #expect(try await node1.run("test -e /mnt/data/f1", expectStatus: nil).status == 1, "node 1's disk unmounted")
+
+                // The package in the booted cluster: its command names, and
+                // opting in makes them the system's mount and umount (the
+                // shared /usr: every node at once); opting out gives
+                // util-linux's back.
+                guard packageSkipReason == nil else {
+                    log("the package part is skipped: \(packageSkipReason!)")
+                    return
+                }
+                let named = try await node2.run("ssi-mount -t tmpfs -o size=4m,node='*' pkg /mnt/pkg", timeout: .seconds(120)).output
+                #expect(named.contains("mounted on every member (node=*)"), "\(named)")
+                try await node1.run("ssi divert enable", timeout: .seconds(60))
+                #expect(try await node2.run("readlink /usr/bin/mount").output == "/usr/sbin/ssi")
+                #expect(try await node3.run("mount --version").output.contains("from ssi"))
+                let plain = try await node3.run("umount /mnt/pkg", timeout: .seconds(120)).output
+                #expect(plain.contains("unmounted on every member"), "the system's umount is ssi's: \(plain)")
+                for g in [node1, node2, node3] {
+                    #expect(try await g.run("mountpoint -q /mnt/pkg", expectStatus: nil).status != 0, "\(g.name): /mnt/pkg gone")
+                }
+                try await node1.run("ssi divert disable", timeout: .seconds(60))
+                #expect(try await node2.run("mount --version").output.contains("util-linux"))
             }
         }
     }
