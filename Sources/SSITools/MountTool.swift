@@ -332,7 +332,12 @@ public struct MountTool {
             if let t = inv.types, !FstabTable.matches(FstabTable.Entry(source: e.source, target: e.target, type: e.type, options: e.options), types: t, options: nil) {
                 continue
             }
-            output.out("\(e.source) on \(e.target) type \(e.type) (\(e.options))")
+            var line = "\(e.source) on \(e.target) type \(e.type) (\(e.options))"
+            // -l: util-linux adds the file system label of a device.
+            if inv.showLabels, e.source.hasPrefix("/dev/"), let label = BlockDevices.probe(e.source)?.label, !label.isEmpty {
+                line += " [\(label)]"
+            }
+            output.out(line)
         }
         return 0
     }

@@ -87,6 +87,19 @@ struct FstabCompareTests {
         #expect(got.out.contains { $0.hasPrefix(dir + "/b") && $0.hasSuffix(": successfully mounted") }, "\(got)")
     }
 
+    @Test("listing: mount, mount -l, mount -t: the same lines as util-linux (tried up to 3 times: other tests may mount meanwhile)",
+          arguments: [[String](), ["-l"], ["-t", "proc,sysfs,tmpfs"]])
+    func listing(_ args: [String]) throws {
+        var last: (Run, Run)?
+        for _ in 0..<3 {
+            let expected = try Self.utilLinux(args)
+            let got = Self.ours(args)
+            if got == expected { return }
+            last = (expected, got)
+        }
+        Issue.record("util-linux: \(last!.0)\nssi-mount: \(last!.1)")
+    }
+
     @Test("usage errors print util-linux's words, full argv[0] first, and exit 1",
           arguments: [["--foo"], ["-z"], ["-o"], ["--options"]])
     func usage(_ args: [String]) throws {
