@@ -3,12 +3,12 @@ import SSICore
 /// Cluster-wide named locks for the tools (ssi-fsck takes "fsck:UUID" so
 /// that two nodes never check one device at once), built on CPG's agreed
 /// order: every agent keeps the same queue per name, and the head of the
-/// queue holds the lock. A holder is "NODE.FD" (its node and its client's
+/// queue holds the lock. A holder is "NODE.FD.SEQ" (its node and its client's
 /// connection on that node's agent): the lock goes when the connection
 /// closes, however the holder ended, or when its node leaves the cluster.
 final class ClusterLocks {
     private var queues: [String: [String]] = [:]
-    private var clients: [String: Int32] = [:]   // our holders: "NODE.FD" -> fd
+    private var clients: [String: Int32] = [:]   // our holders: "NODE.FD.SEQ" -> fd
     private var awaitingState = true
     let localNode: () -> UInt32
     let send: (String) -> Void
@@ -26,16 +26,22 @@ final class ClusterLocks {
             reply(client, "end 1")
             return
         }
-        let holder = "\(localNode()).\(client)"
+        // Unique even when a closed client's descriptor number comes back
+        // before its unlock went round the cluster.
+        sequence += 1
+        let holder = "\(localNode()).\(client).\(sequence)"
         clients[holder] = client
         send("lock \(name) \(holder)")
     }
 
     func clientClosed(_ fd: Int32) {
-        let holder = "\(localNode()).\(fd)"
-        guard clients.removeValue(forKey: holder) != nil else { return }
-        for (name, q) in queues where q.contains(holder) { send("unlock \(name) \(holder)") }
+        for (holder, c) in clients where c == fd {
+            clients[holder] = nil
+            for (name, q) in queues where q.contains(holder) { send("unlock \(name) \(holder)") }
+        }
     }
+
+    private var sequence = 0
 
     func received(_ text: String, from node: UInt32) -> Bool {
         let f = text.split(separator: " ").map(String.init)
