@@ -154,8 +154,15 @@ public struct MountTool {
             options = [entry.options, options].filter { !$0.isEmpty }.joined(separator: ",")
         }
         let nodeValue = MountOptions.value(of: "node", in: options)
+        if let nodeValue, cluster != nil {
+            do { _ = try NodeRule(parsing: nodeValue) } catch {
+                output.error("\(basename(of: program)): \(error.message)" + (error.hint.map { "; \($0)" } ?? ""))
+                return MountContext.ExitCode.usage
+            }
+        }
         let plainOptions = MountOptions.removing("node", from: options)
-        let special = inv.bind || inv.rbind || inv.move || MountOptions.value(of: "remount", in: options) != nil
+        // Binds, moves, remounts and fake mounts are this node's business.
+        let special = inv.bind || inv.rbind || inv.move || inv.fake || MountOptions.value(of: "remount", in: options) != nil
         if let cluster, !special, let source, let target, let rule = clusterRule(nodeValue, source: source, cluster: cluster) {
             let entry = ClusterMount(id: "-", rule: rule, source: source, target: absolute(target), type: type ?? "",
                                      options: plainOptions)
