@@ -295,7 +295,14 @@ final class ClusterMountKeeper {
 
     /// True while PID 1 is still the initramfs: mounts made now would stay
     /// behind at the hand-off (ssi-init replays the table itself then).
-    var systemIsInitramfs: Bool { FileSystem.exists("/proc/1/root/etc/ssi/agents.list") }
+    /// Read from PID 1's mount table, never through its root: on a CFS
+    /// node whose init node is gone, anything under /proc/1/root waits
+    /// on the hard NFS mount, and the agent's loop (which must say that
+    /// the init node is down) would wait with it.
+    var systemIsInitramfs: Bool {
+        let root = Mount.entries(path: "/proc/1/mountinfo").last { $0.mountPoint == "/" }
+        return ["rootfs", "ramfs", "tmpfs"].contains(root?.type ?? "rootfs")
+    }
 
     private func spawn(_ e: ClusterMount, unmount: Bool, report: Bool) {
         let me = agent.localNode()
