@@ -33,7 +33,20 @@ public struct ClusterMountApplier {
     /// Mounts the entry as `role` says; an error carries mount(8)'s words.
     public func mount(_ entry: ClusterMount, role: ClusterMount.Role, serverAddress: String?) throws(SSIError) {
         let target = targetPrefix + entry.target
-        try? FileSystem.makeDirectories(target)
+        // The mount point is made on a node that lacks it (a node-local
+        // /mnt); a mount point made here is removed again if the mount
+        // fails, so a failed cluster mount leaves no new directory.
+        let made = !FileSystem.exists(target)
+        if made { try? FileSystem.makeDirectories(target) }
+        do throws(SSIError) {
+            try mountMade(entry, role: role, serverAddress: serverAddress, target: target)
+        } catch {
+            if made { rmdir(target) }
+            throw error
+        }
+    }
+
+    private func mountMade(_ entry: ClusterMount, role: ClusterMount.Role, serverAddress: String?, target: String) throws(SSIError) {
         let cxt: MountContext
         do { cxt = try MountContext() } catch { throw SSIError("mount", error.description) }
         switch role {
