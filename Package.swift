@@ -24,6 +24,8 @@ let package = Package(
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CLzma", pkgConfig: "liblzma", providers: [.apt(["liblzma-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        // The process agents' channel crypto (secretstream, BLAKE2b).
+        .systemLibrary(name: "CSodium", pkgConfig: "libsodium", providers: [.apt(["libsodium-dev"])]),
         // corosync's client libraries. Linked from the module map, not
         // pkg-config: their .pc files add -pthread, which SwiftPM refuses.
         .systemLibrary(name: "CCorosync",
@@ -65,13 +67,19 @@ let package = Package(
             name: "SSITools",
             dependencies: ["SSICore", "SSILinux", "SSIMembership", "SSIConfig"],
             swiftSettings: strict),
+        // Process migration (CRIU), fd shipping, onnode, where_pid: the
+        // process agent and its commands.
+        .target(
+            name: "SSIProcess",
+            dependencies: ["SSICore", "SSILinux", "SSIMembership", "SSIConfig", "CSodium", "CSSIShim"],
+            swiftSettings: strict),
         .target(
             name: "SSIBoot",
             dependencies: ["SSICore", "SSILinux", "SSIConfig", "SSIMembership", "SSIClusterFS", "CSSIShim"],
             swiftSettings: strict),
         .executableTarget(
             name: "ssi",
-            dependencies: ["SSICore", "SSILinux", "SSIInitramfs", "SSIBoot", "SSIConfig", "SSIMembership", "SSIClusterFS", "SSITools",
+            dependencies: ["SSICore", "SSILinux", "SSIInitramfs", "SSIBoot", "SSIConfig", "SSIMembership", "SSIClusterFS", "SSITools", "SSIProcess",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict,
             // The binary rides in every image: no symbol tables or debug
@@ -130,6 +138,10 @@ let package = Package(
         .testTarget(
             name: "SSIToolsTests",
             dependencies: ["SSITools", "SSILinux", "SSIMembership", "SSICore"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "SSIProcessTests",
+            dependencies: ["SSIProcess", "SSIMembership", "SSILinux", "SSICore", "CSSIShim"],
             swiftSettings: strict),
         .testTarget(
             name: "SSIBootTests",

@@ -155,3 +155,168 @@ int ssi_swapon(const char *path, int priority, int discard) {
 }
 
 int ssi_swapoff(const char *path) { return swapoff(path); }
+
+#include <sys/syscall.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <sys/ioctl.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_pidfd_getfd
+#define SYS_pidfd_getfd 438
+#endif
+
+int ssi_pidfd_open(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
+int ssi_pidfd_getfd(int pidfd, int fd) { return (int)syscall(SYS_pidfd_getfd, pidfd, fd, 0); }
+
+ssize_t ssi_send_fds(int sock, const int *fds, int n, const void *data, size_t len) {
+    if (n < 0 || n > 16) { errno = EINVAL; return -1; }
+    char control[CMSG_SPACE(sizeof(int) * 16)];
+    memset(control, 0, sizeof control);
+    struct iovec iov = { (void *)data, len };
+    struct msghdr msg = { 0 };
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    if (n > 0) {
+        msg.msg_control = control;
+        msg.msg_controllen = CMSG_SPACE(sizeof(int) * n);
+        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int) * n);
+        memcpy(CMSG_DATA(c), fds, sizeof(int) * n);
+    }
+    ssize_t r;
+    do r = sendmsg(sock, &msg, MSG_NOSIGNAL); while (r < 0 && errno == EINTR);
+    return r;
+}
+
+ssize_t ssi_recv_fds(int sock, int *fds, int max, int *nfds, void *data, size_t len) {
+    char control[CMSG_SPACE(sizeof(int) * 16)];
+    struct iovec iov = { data, len };
+    struct msghdr msg = { 0 };
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    *nfds = 0;
+    ssize_t r;
+    do r = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC); while (r < 0 && errno == EINTR);
+    if (r < 0) return r;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+        int count = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+        int *got = (int *)CMSG_DATA(c);
+        for (int i = 0; i < count; i++) {
+            if (*nfds < max) fds[(*nfds)++] = got[i];
+            else close(got[i]);
+        }
+    }
+    return r;
+}
+
+int ssi_peer_cred(int sock, pid_t *pid, uid_t *uid, gid_t *gid) {
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+    if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return -1;
+    *pid = cred.pid; *uid = cred.uid; *gid = cred.gid;
+    return 0;
+}
+
+extern char **environ;
+
+static void job_fail(int report, const char *step) {
+    int e = errno;
+    /* errno, then the step's name: the parent reads both. */
+    (void)!write(report, &e, sizeof e);
+    (void)!write(report, step, strlen(step));
+    _exit(127);
+}
+
+pid_t ssi_spawn_job(const struct ssi_job *job, const char **failed_step) {
+    static const char *steps[] = { "fork", "chroot", "chdir", "dup", "setsid", "TIOCSCTTY", "setgroups", "setgid", "setuid", "exec" };
+    int report[2];
+    *failed_step = NULL;
+    if (pipe2(report, O_CLOEXEC) != 0) return -1;
+    pid_t pid = fork();
+    if (pid < 0) { int e = errno; close(report[0]); close(report[1]); errno = e; *failed_step = steps[0]; return -1; }
+    if (pid == 0) {
+        close(report[0]);
+        sigset_t none;
+        sigemptyset(&none);
+        for (int s = 1; s < 65; s++) signal(s, SIG_DFL);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        if (job->root && chroot(job->root) != 0) job_fail(report[1], "chroot");
+        if (chdir(job->cwd ? job->cwd : "/") != 0) job_fail(report[1], "chdir");
+        /* Move the wanted descriptors out of the way of 0..n-1 first. */
+        int high[64];
+        int n = job->nfds > 64 ? 64 : job->nfds;
+        for (int i = 0; i < n; i++) {
+            high[i] = fcntl(job->fds[i], F_DUPFD_CLOEXEC, 1000);
+            if (high[i] < 0) job_fail(report[1], "dup");
+        }
+        for (int i = 0; i < n; i++) if (dup2(high[i], i) != i) job_fail(report[1], "dup");
+        /* Everything else closes at the exec (the report pipe included). */
+        if (syscall(SYS_close_range, n, ~0U, 4 /* CLOSE_RANGE_CLOEXEC */) != 0)
+            for (int fd = n; fd < 4096; fd++) if (fd != report[1]) fcntl(fd, F_SETFD, FD_CLOEXEC);
+        if (setsid() < 0) job_fail(report[1], "setsid");
+        if (job->ctty >= 0 && ioctl(job->ctty, TIOCSCTTY, 0) != 0) job_fail(report[1], "TIOCSCTTY");
+        if (job->uid >= 0) {
+            if (setgroups(job->ngroups, job->groups) != 0) job_fail(report[1], "setgroups");
+            if (setgid(job->gid) != 0) job_fail(report[1], "setgid");
+            if (setuid(job->uid) != 0) job_fail(report[1], "setuid");
+        }
+        environ = (char **)job->envp;
+        execvp(job->path, job->argv);
+        job_fail(report[1], "exec");
+    }
+    close(report[1]);
+    int e = 0;
+    char step[32] = { 0 };
+    ssize_t r;
+    do r = read(report[0], &e, sizeof e); while (r < 0 && errno == EINTR);
+    if (r == (ssize_t)sizeof e) {
+        ssize_t k = read(report[0], step, sizeof step - 1);
+        (void)k;
+        close(report[0]);
+        int status;
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+        for (unsigned i = 0; i < sizeof steps / sizeof *steps; i++)
+            if (strcmp(steps[i], step) == 0) *failed_step = steps[i];
+        errno = e;
+        return -1;
+    }
+    close(report[0]);
+    return pid;
+}
+
+int ssi_open_pty(int *master, int *slave) {
+    int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (m < 0) return -1;
+    if (grantpt(m) != 0 || unlockpt(m) != 0) { int e = errno; close(m); errno = e; return -1; }
+    char name[64];
+    if (ptsname_r(m, name, sizeof name) != 0) { int e = errno; close(m); errno = e; return -1; }
+    int s = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (s < 0) { int e = errno; close(m); errno = e; return -1; }
+    *master = m;
+    *slave = s;
+    return 0;
+}
+
+#include <sys/prctl.h>
+
+int ssi_accept(int fd) {
+    int r;
+    do r = accept4(fd, NULL, NULL, SOCK_CLOEXEC); while (r < 0 && errno == EINTR);
+    return r;
+}
+int ssi_pipe(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+int ssi_set_pipe_size(int fd, int size) { return fcntl(fd, F_SETPIPE_SZ, size); }
+int ssi_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }

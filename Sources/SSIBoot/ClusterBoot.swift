@@ -120,6 +120,9 @@ extension Boot {
         if cluster.stage.agent == nil {
             cluster.stage.agent = try startAgent(Boot.membershipAgent)
         }
+        if cluster.agents[Boot.processAgent.name] == nil {
+            cluster.agents[Boot.processAgent.name] = try startAgent(Boot.processAgent)
+        }
         for agent in config.agents where cluster.agents[agent.name] == nil {
             cluster.agents[agent.name] = try startAgent(agent)
         }

@@ -15,6 +15,8 @@ extension Boot {
     /// accepts clients); `[[agent]]`s follow, the same way.
     static let corosyncAgent = ClusterConfig.Agent(name: "corosync", command: ["/usr/sbin/corosync", "-f"], files: [], line: 0)
     static let membershipAgent = ClusterConfig.Agent(name: "ssi-agent", command: ["/usr/bin/ssi", "cluster", "agent"], files: [], line: 0)
+    /// Migration, fd shipping and onnode (SSIProcess.ProcAgent).
+    static let processAgent = ClusterConfig.Agent(name: "ssi-proc-agent", command: ["/usr/bin/ssi", "cluster", "proc-agent"], files: [], line: 0)
 
     /// Starts an agent chrooted in the agents root. Its argv[0] is its path
     /// with an "@" in front, systemd's mark (see AgentsRoot.spawn): the

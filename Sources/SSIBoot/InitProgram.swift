@@ -308,6 +308,7 @@ final class Boot {
 
     func handOff() -> Never {
         clusterMountsBeforeHandOff(newRoot: "/sysroot")
+        if let node = cluster.node { setPIDRange(node: node.number) }
         if cluster.config != nil { cluster.stage.set("up") }
         log.info("switch-root", "handing off to \(params.initPath)")
         do {

@@ -101,7 +101,7 @@ public enum Mount {
 }
 
 /// /proc/self/mounts escapes space, tab, newline and backslash as \ooo.
-func unescapeMountField(_ s: String) -> String {
+public func unescapeMountField(_ s: String) -> String {
     guard s.contains("\\") else { return s }
     var out: [UInt8] = []
     let b = Array(s.utf8)

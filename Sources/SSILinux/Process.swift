@@ -55,7 +55,7 @@ public enum Process {
         while waitpid(-1, &status, WNOHANG) > 0 {}
     }
 
-    static func decode(_ status: Int32) -> Exit {
+    public static func decode(_ status: Int32) -> Exit {
         // WIFEXITED/WEXITSTATUS are macros Swift does not import.
         let sig = status & 0x7f
         if sig == 0 { return .exited((status >> 8) & 0xff) }

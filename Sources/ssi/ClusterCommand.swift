@@ -7,5 +7,5 @@ struct ClusterCommand: ParsableCommand {
         abstract: "Show and change the cluster: configuration, keys, members.",
         subcommands: [StatusCommand.self, NodeNumCommand.self, ClusterConfigCommand.self, ClusterKeygenCommand.self,
                       AgentCommand.self, ClusterReloadCommand.self, ClusterRootCommand.self,
-                      MountApplyCommand.self])
+                      MountApplyCommand.self, ClusterPSCommand.self, ProcAgentCommand.self])
 }

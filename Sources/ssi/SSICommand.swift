@@ -10,7 +10,8 @@ struct SSICommand: ParsableCommand {
             """,
         version: SSIVersion.string,
         subcommands: [MkinitrdCommand.self, InitCommand.self, ClusterCommand.self, MountDocCommand.self, UmountDocCommand.self,
-                      SwaponDocCommand.self, SwapoffDocCommand.self, FsckDocCommand.self, DivertCommand.self])
+                      SwaponDocCommand.self, SwapoffDocCommand.self, FsckDocCommand.self, DivertCommand.self,
+                      MigrateDocCommand.self, OnnodeDocCommand.self, WherePIDDocCommand.self])
 }
 
 enum SSIVersion {

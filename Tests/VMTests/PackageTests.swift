@@ -21,7 +21,9 @@ extension VM {
     @Suite struct PackageTests {
         static let cache = "/var/cache/ssi-test"
         static let names = ["ssi", "ssi-mkinitrd", "ssi-init", "ssi-cluster", "ssi-mount", "ssi-umount",
-                            "ssi-swapon", "ssi-swapoff", "ssi-fsck", "fence_ssi"]
+                            "ssi-swapon", "ssi-swapoff", "ssi-fsck", "fence_ssi", "ssi-migrate"]
+        /// OpenSSI's process commands, in /usr/bin.
+        static let userNames = ["migrate", "onnode", "where_pid"]
         static let diverted = ["/usr/bin/mount", "/usr/bin/umount", "/usr/sbin/swapon", "/usr/sbin/swapoff", "/usr/sbin/fsck"]
 
         @Test("dpkg -i, ssi divert enable, dpkg --purge: the package installs what it says and gives util-linux back",
@@ -44,12 +46,17 @@ extension VM {
                     #expect((try? fm.destinationOfSymbolicLink(atPath: path)) == "ssi", "/usr/sbin/\(name) is not a link to ssi")
                 }
             }
+            for name in Self.userNames {
+                #expect((try? fm.destinationOfSymbolicLink(atPath: root.path + "/usr/bin/" + name)) == "../sbin/ssi",
+                        "/usr/bin/\(name) is not a link to ../sbin/ssi")
+            }
             let version = try root.run(["ssi", "--version"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
             let packageVersion = try root.run(["dpkg-query", "-W", "-f=${Version}", "ssi"]).stdout
             #expect(!version.isEmpty && version == packageVersion, "ssi --version says \(version), the package is \(packageVersion)")
 
             // Man pages (gzip'd), completions, examples, hooks.
-            for page in ["ssi.8.gz", "ssi.mkinitrd.8.gz", "ssi.cluster.status.8.gz", "ssi.divert.8.gz", "fence_ssi.8.gz", "ssi-mkinitrd.8.gz"] {
+            for page in ["ssi.8.gz", "ssi.mkinitrd.8.gz", "ssi.cluster.status.8.gz", "ssi.divert.8.gz", "fence_ssi.8.gz", "ssi-mkinitrd.8.gz",
+                         "onnode.8.gz", "where_pid.8.gz", "migrate.8.gz", "ssi-migrate.8.gz"] {
                 let data = fm.contents(atPath: root.path + "/usr/share/man/man8/" + page)
                 #expect(data.map { $0.starts(with: [0x1f, 0x8b]) } == true, "man page \(page) missing or not gzip'd")
             }

@@ -44,7 +44,7 @@ case "$img" in /*) ;; *) img="$PWD/$img" ;; esac
 command -v mkfs.ext4 >/dev/null || die "mkfs.ext4 not found (apt-get install e2fsprogs)"
 
 root="$cache/debian-root"
-packages=systemd,systemd-sysv,udev,libkmod2,libblkid1,libcpg4,libquorum5,libvotequorum8,libcmap4,libzstd1,liblzma5,procps,iproute2,corosync,nfs-kernel-server,dnsmasq-base,gfs2-utils
+packages=systemd,systemd-sysv,udev,libkmod2,libblkid1,libcpg4,libquorum5,libvotequorum8,libcmap4,libzstd1,liblzma5,procps,iproute2,corosync,nfs-kernel-server,dnsmasq-base,gfs2-utils,criu,libsodium23
 stamp="$root.packages"
 if [ ! -x "$root/lib/systemd/systemd" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$packages" ]; then
     command -v debootstrap >/dev/null || die "debootstrap not found (apt-get install debootstrap)"

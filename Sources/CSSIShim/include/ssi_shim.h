@@ -47,3 +47,52 @@ pid_t ssi_spawn_fd_in_root(const char *root, int exe_fd, char *const argv[],
  * priority < 0: the kernel's default. */
 int ssi_swapon(const char *path, int priority, int discard);
 int ssi_swapoff(const char *path);
+
+/* pidfd_open(2) and pidfd_getfd(2): a copy of another process's
+ * descriptor (the process migration's home agent keeps the real object). */
+int ssi_pidfd_open(pid_t pid);
+int ssi_pidfd_getfd(int pidfd, int fd);
+
+/* sendmsg/recvmsg with SCM_RIGHTS: `len` bytes of data and `n` (at most
+ * 16) descriptors. ssi_recv_fds stores received descriptors (close-on-exec)
+ * in fds, their count in *nfds, and returns the bytes read or -1. */
+ssize_t ssi_send_fds(int sock, const int *fds, int n, const void *data, size_t len);
+ssize_t ssi_recv_fds(int sock, int *fds, int max, int *nfds, void *data, size_t len);
+
+/* SO_PEERCRED of a unix socket's peer. */
+int ssi_peer_cred(int sock, pid_t *pid, uid_t *uid, gid_t *gid);
+
+/* A program started for another node's command or for criu: fork, then in
+ * the child chroot(root) (unless NULL), chdir(cwd), descriptors fds[i] on
+ * i (all others closed), a new session (with fds[ctty] as its controlling
+ * terminal when ctty >= 0), supplementary groups, gid and uid (when uid >=
+ * 0), default signals, and execvp(path) with envp as the environment.
+ * Returns the pid; if a step fails the child reports its errno through a
+ * close-on-exec pipe, and this returns -1 with that errno (the child is
+ * reaped). *failed_step names the step that failed. */
+struct ssi_job {
+    const char *root;
+    const char *cwd;
+    const char *path;
+    char *const *argv;
+    char *const *envp;
+    const int *fds;
+    int nfds;
+    int ctty;
+    int uid;
+    int gid;
+    const gid_t *groups;
+    int ngroups;
+};
+pid_t ssi_spawn_job(const struct ssi_job *job, const char **failed_step);
+
+/* A new pseudo-terminal: the master (close-on-exec, read-write) and its
+ * slave, opened without becoming anybody's controlling terminal. */
+int ssi_open_pty(int *master, int *slave);
+
+/* GNU calls Swift's Glibc module does not show: accept4(SOCK_CLOEXEC),
+ * pipe2(O_CLOEXEC), F_SETPIPE_SZ, PR_SET_CHILD_SUBREAPER. */
+int ssi_accept(int fd);
+int ssi_pipe(int fds[2]);
+int ssi_set_pipe_size(int fd, int size);
+int ssi_set_child_subreaper(void);

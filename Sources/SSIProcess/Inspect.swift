@@ -1,0 +1,228 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CSSIShim
+public import SSICore
+import SSILinux
+
+/// How a shipped descriptor's data flows, seen from the process.
+public enum ShipKind: String, Sendable {
+    /// The process reads (a pipe's read end, a FIFO opened for reading).
+    case pipeIn = "pipe-in"
+    /// The process writes.
+    case pipeOut = "pipe-out"
+    /// A connected stream socket (unix or TCP): both ways.
+    case socket
+    /// A terminal: both ways, plus its window size and modes.
+    case tty
+
+    var directions: [String] {
+        switch self {
+        case .pipeIn: return ["in"]
+        case .pipeOut: return ["out"]
+        case .socket, .tty: return ["in", "out"]
+        }
+    }
+}
+
+/// One open descriptor of a process about to move, and what happens to it.
+public struct OpenDescriptor: Sendable {
+    public enum Disposition: Sendable, Equatable {
+        /// CRIU reopens it on the target (a shared file, /dev/null, an
+        /// eventfd ...).
+        case reopen
+        /// Stays home; the process gets a stand-in. `resource` is CRIU's
+        /// name of the object for --inherit-fd.
+        case ship(ShipKind, resource: String)
+        /// Cannot move: why.
+        case refuse(String)
+    }
+    public var pid: pid_t
+    public var fd: Int32
+    public var target: String
+    public var disposition: Disposition
+}
+
+/// Reads a process tree's descriptors and mappings and decides, for each,
+/// whether it moves with the process, is shipped, or blocks the move.
+public struct ProcessInspector: Sendable {
+    /// Mount points of the system's root that this node exports over NFS
+    /// (its etab): the CFS root on the init node, node=N cluster mounts
+    /// on their owner. Files there are the same files on every node.
+    public var exported: Set<String>
+    /// The system's root as this process sees it ("/proc/1/root" from the
+    /// agents root, "" in tests).
+    public var systemRoot: String
+
+    public init(systemRoot: String) {
+        self.systemRoot = systemRoot
+        let etab = (try? FileSystem.readText(systemRoot + "/var/lib/nfs/etab")) ?? ""
+        exported = Set(etab.split(separator: "\n").compactMap { $0.split(separator: "\t").first.map(String.init) })
+    }
+
+    /// Devices that exist, the same, on every node.
+    static let everywhereDevices: Set<String> = ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"]
+
+    struct MountInfo { var point: String; var root: String; var type: String }
+
+    static func mounts(pid: pid_t) -> [Int: MountInfo] {
+        var out: [Int: MountInfo] = [:]
+        let text = (try? FileSystem.readText("/proc/\(pid)/mountinfo")) ?? ""
+        for line in text.split(separator: "\n") {
+            let f = line.split(separator: " ").map(String.init)
+            guard f.count >= 7, let id = Int(f[0]), let dash = f.firstIndex(of: "-"), dash + 1 < f.count else { continue }
+            out[id] = MountInfo(point: unescapeMountField(f[4]), root: unescapeMountField(f[3]), type: f[dash + 1])
+        }
+        return out
+    }
+
+    /// Whether a file on this mount is the same file on every node.
+    func shared(_ m: MountInfo) -> Bool {
+        if ["nfs", "nfs4", "gfs2"].contains(m.type) { return m.root == "/" }
+        return m.root == "/" && exported.contains(m.point)
+    }
+
+    /// The descriptors of `pid` (not its children).
+    public func descriptors(pid: pid_t) throws(SSIError) -> [OpenDescriptor] {
+        let dir = "/proc/\(pid)/fd"
+        let names: [String]
+        do { names = try FileSystem.list(dir) } catch {
+            throw SSIError("migrate", "process \(pid): \(error.description)")
+        }
+        let mounts = Self.mounts(pid: pid)
+        var out: [OpenDescriptor] = []
+        for name in names.sorted(by: { (Int($0) ?? 0) < (Int($1) ?? 0) }) {
+            guard let fd = Int32(name), let target = try? FileSystem.readLink("\(dir)/\(name)") else { continue }
+            let info = (try? FileSystem.readText("/proc/\(pid)/fdinfo/\(name)")) ?? ""
+            var flags = 0, mnt = -1
+            for l in info.split(separator: "\n") {
+                let kv = l.split(separator: ":", maxSplits: 1).map { $0.trimmingCharacters(in: " \t") }
+                if kv.count == 2, kv[0] == "flags" { flags = Int(kv[1], radix: 8) ?? 0 }
+                if kv.count == 2, kv[0] == "mnt_id" { mnt = Int(kv[1]) ?? -1 }
+            }
+            out.append(OpenDescriptor(pid: pid, fd: fd, target: target,
+                                      disposition: classify(pid: pid, fd: fd, target: target, flags: flags, mount: mounts[mnt])))
+        }
+        return out
+    }
+
+    func classify(pid: pid_t, fd: Int32, target: String, flags: Int, mount: MountInfo?) -> OpenDescriptor.Disposition {
+        let access = flags & Int(O_ACCMODE)
+        if target.hasPrefix("pipe:[") {
+            if access == Int(O_RDWR) { return .refuse("fd \(fd) is a pipe opened for reading and writing") }
+            return .ship(access == Int(O_RDONLY) ? .pipeIn : .pipeOut, resource: target)
+        }
+        if target.hasPrefix("socket:[") {
+            let copy = takeCopy(pid: pid, fd: fd)
+            defer { if copy >= 0 { close(copy) } }
+            guard copy >= 0 else { return .refuse("fd \(fd) (\(target)): pidfd_getfd: \(errnoDescription(errno))") }
+            var type: Int32 = 0, listening: Int32 = 0, domain: Int32 = 0
+            var len = socklen_t(4)
+            getsockopt(copy, SOL_SOCKET, SO_TYPE, &type, &len)
+            len = 4; getsockopt(copy, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len)
+            len = 4; getsockopt(copy, SOL_SOCKET, SO_DOMAIN, &domain, &len)
+            if listening != 0 { return .refuse("fd \(fd) is a listening socket: it cannot leave its node") }
+            guard type == Int32(SOCK_STREAM.rawValue) else {
+                return .refuse("fd \(fd) is a datagram or raw socket: only connected stream sockets can be shipped")
+            }
+            var addr = sockaddr_storage()
+            var alen = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let connected = withUnsafeMutablePointer(to: &addr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(copy, $0, &alen) }
+            } == 0
+            // A unix socketpair has no peer name but is connected.
+            if !connected && !(domain == AF_UNIX && errno != ENOTCONN) {
+                return .refuse("fd \(fd) is an unconnected socket: it cannot leave its node")
+            }
+            return .ship(.socket, resource: target)
+        }
+        if target.hasPrefix("/dev/") {
+            if Self.everywhereDevices.contains(target) { return .reopen }
+            var st = stat()
+            if stat("/proc/\(pid)/fd/\(fd)", &st) == 0, st.st_mode & S_IFMT == S_IFCHR {
+                let copy = takeCopy(pid: pid, fd: fd)
+                defer { if copy >= 0 { close(copy) } }
+                if copy >= 0, isatty(copy) != 0 {
+                    return .ship(.tty, resource: "tty[\(String(st.st_rdev, radix: 16)):\(String(st.st_dev, radix: 16))]")
+                }
+            }
+            return .refuse("fd \(fd) is the device \(target), which exists only on this node (ttys and /dev/null-like devices can move)")
+        }
+        if target.hasPrefix("anon_inode:") { return .reopen }     // eventfd, epoll, timerfd ...: CRIU's
+        if target.hasPrefix("/") {
+            if target.hasSuffix(" (deleted)") { return .refuse("fd \(fd) is a deleted file (\(target))") }
+            guard let m = mount else { return .refuse("fd \(fd) (\(target)): its mount is unknown") }
+            if shared(m) { return .reopen }
+            return .refuse("fd \(fd) is \(target) on a node-local file system (\(m.type) at \(m.point)); only files on the cluster root or a node=N cluster mount can move")
+        }
+        return .refuse("fd \(fd) is \(target), which cannot move")
+    }
+
+    /// Mappings CRIU cannot restore elsewhere: devices and node-local files.
+    public func mappingProblems(pid: pid_t) -> [String] {
+        let text = (try? FileSystem.readText("/proc/\(pid)/maps")) ?? ""
+        let mounts = Self.mounts(pid: pid)
+        var problems: [String] = []
+        var seen = Set<String>()
+        for line in text.split(separator: "\n") {
+            let f = line.split(separator: " ", maxSplits: 5, omittingEmptySubsequences: true)
+            guard f.count == 6, case let path = f[5].trimmingCharacters(in: " "), path.hasPrefix("/"), !seen.contains(path) else { continue }
+            seen.insert(path)
+            if path.hasPrefix("/dev/") && !path.hasPrefix("/dev/shm/") && !path.hasPrefix("/dev/zero") {
+                problems.append("it maps the device \(path), which CRIU cannot restore on another node")
+                continue
+            }
+            if path.hasSuffix(" (deleted)") { continue }   // CRIU dumps deleted mappings' contents
+            // The mount of a mapped file: by the longest mount point prefix.
+            let m = mounts.values.filter { path == $0.point || path.hasPrefix($0.point == "/" ? "/" : $0.point + "/") }
+                .max { $0.point.count < $1.point.count }
+            if let m, !shared(m) {
+                problems.append("it maps \(path) from a node-local file system (\(m.type) at \(m.point))")
+            }
+        }
+        return problems
+    }
+
+    func takeCopy(pid: pid_t, fd: Int32) -> Int32 {
+        let pidfd = ssi_pidfd_open(pid)
+        guard pidfd >= 0 else { return -1 }
+        defer { close(pidfd) }
+        return ssi_pidfd_getfd(pidfd, fd)
+    }
+
+    /// The process and its descendants, parents first.
+    public static func tree(root: pid_t) -> [pid_t] {
+        var children: [pid_t: [pid_t]] = [:]
+        for name in (try? FileSystem.list("/proc")) ?? [] {
+            guard let pid = pid_t(name), let stat = try? FileSystem.readText("/proc/\(name)/stat"),
+                  let close = stat.lastIndex(of: ")") else { continue }
+            let rest = stat[stat.index(after: close)...].split(separator: " ")
+            if rest.count > 2, let ppid = pid_t(rest[1]) { children[ppid, default: []].append(pid) }
+        }
+        var out: [pid_t] = [], queue = [root]
+        while !queue.isEmpty {
+            let p = queue.removeFirst()
+            out.append(p)
+            queue += (children[p] ?? []).sorted()
+        }
+        return out
+    }
+
+    /// The threads' count and the command name of a process.
+    public static func command(_ pid: pid_t) -> String {
+        let raw = (try? FileSystem.readFile("/proc/\(pid)/cmdline")) ?? []
+        let args = raw.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        if !args.isEmpty { return args.joined(separator: " ") }
+        let comm = (try? FileSystem.readText("/proc/\(pid)/comm")) ?? "?"
+        return "[" + comm.trimmingCharacters(in: "\n") + "]"
+    }
+}
+
+extension StringProtocol {
+    func trimmingCharacters(in set: String) -> String {
+        var s = Substring(self)
+        while let f = s.first, set.contains(f) { s.removeFirst() }
+        while let l = s.last, set.contains(l) { s.removeLast() }
+        return String(s)
+    }
+}

@@ -1,0 +1,491 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CSSIShim
+import SSICore
+import SSILinux
+
+/// One shipped object in a restore or run request: "RESOURCE|KIND|HOME|CHANNEL".
+struct ShipSpec: Sendable {
+    var resource: String
+    var kind: ShipKind
+    var home: UInt32
+    var channel: String
+
+    var line: String { "\(resource)|\(kind.rawValue)|\(home)|\(channel)" }
+    init(resource: String, kind: ShipKind, home: UInt32, channel: String) {
+        self.resource = resource
+        self.kind = kind
+        self.home = home
+        self.channel = channel
+    }
+    init?(line: String) {
+        let f = line.split(separator: "|", omittingEmptySubsequences: false).map(String.init)
+        guard f.count == 4, let k = ShipKind(rawValue: f[1]), let h = UInt32(f[2]) else { return nil }
+        self.init(resource: f[0], kind: k, home: h, channel: f[3])
+    }
+}
+
+/// A process-side stand-in made for a restore or a run: the end the
+/// process gets and the end the agent relays.
+struct MadeStandIn {
+    var spec: ShipSpec
+    var processEnd: Int32
+    var agentEnd: Int32
+
+    /// CRIU's name of the process end, for the next migration.
+    var resource: String {
+        var st = stat()
+        fstat(processEnd, &st)
+        switch spec.kind {
+        case .pipeIn, .pipeOut: return "pipe:[\(st.st_ino)]"
+        case .socket: return "socket:[\(st.st_ino)]"
+        case .tty: return "tty[\(String(st.st_rdev, radix: 16)):\(String(st.st_dev, radix: 16))]"
+        }
+    }
+
+    static func make(_ spec: ShipSpec, termios mode: termios? = nil) throws(SSIError) -> MadeStandIn {
+        var fds: [Int32] = [-1, -1]
+        switch spec.kind {
+        case .pipeIn, .pipeOut:
+            guard ssi_pipe(&fds) == 0 else { throw SSIError("proc", "pipe: \(errnoDescription(errno))") }
+            // Room for what a previous node carried over.
+            _ = ssi_set_pipe_size(fds[0], 1 << 20)
+            return spec.kind == .pipeIn ? MadeStandIn(spec: spec, processEnd: fds[0], agentEnd: fds[1])
+                                        : MadeStandIn(spec: spec, processEnd: fds[1], agentEnd: fds[0])
+        case .socket:
+            guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) == 0 else {
+                throw SSIError("proc", "socketpair: \(errnoDescription(errno))")
+            }
+            return MadeStandIn(spec: spec, processEnd: fds[0], agentEnd: fds[1])
+        case .tty:
+            var master: Int32 = -1, slave: Int32 = -1
+            guard ssi_open_pty(&master, &slave) == 0 else { throw SSIError("proc", "openpty: \(errnoDescription(errno))") }
+            if var t = mode { tcsetattr(slave, TCSANOW, &t) }
+            return MadeStandIn(spec: spec, processEnd: slave, agentEnd: master)
+        }
+    }
+}
+
+func termiosHex(_ fd: Int32) -> String? {
+    var t = termios()
+    guard tcgetattr(fd, &t) == 0 else { return nil }
+    return withUnsafeBytes(of: t) { $0.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined() }
+}
+
+func termiosFrom(hex: String) -> termios? {
+    var t = termios()
+    let bytes = Array(hex.utf8)
+    guard bytes.count == MemoryLayout<termios>.size * 2 else { return nil }
+    withUnsafeMutableBytes(of: &t) { p in
+        for i in 0..<p.count {
+            p[i] = UInt8(String(decoding: bytes[2 * i..<2 * i + 2], as: UTF8.self), radix: 16) ?? 0
+        }
+    }
+    return t
+}
+
+extension ProcAgent {
+    static let criu = "/usr/sbin/criu"
+
+    /// Runs criu in the system's root and waits; on failure the error has
+    /// criu's own error lines from its log.
+    func runCRIU(_ args: [String], dir: String, log logName: String, fds extra: [Int32] = []) throws(SSIError) {
+        let null = open("/dev/null", O_RDWR | O_CLOEXEC)
+        defer { close(null) }
+        var spec = JobSpec(root: options.systemRoot, cwd: "/", argv: [Self.criu] + args + ["-o", dir + "/" + logName, "-v4"],
+                           environment: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], fds: [null, null, null] + extra)
+        spec.uid = -1
+        trace("criu " + args.joined(separator: " "))
+        let pid = try spec.spawn()
+        reaper.watch(pid)
+        guard let exit = reaper.wait(pid, timeoutMs: 600_000) else {
+            kill(pid, SIGKILL)
+            throw SSIError("migrate", "criu \(args[0]) did not finish in 10 minutes")
+        }
+        if exit != .exited(0) {
+            let logText = (try? FileSystem.readText(dir + "/" + logName)) ?? ""
+            let errors = logText.split(separator: "\n").filter { $0.contains("Error") || $0.contains("error") }
+                .suffix(6).map { String($0) }
+            throw SSIError("migrate", "criu \(args[0]) failed (\(exit)): " + (errors.isEmpty ? "see \(dir)/\(logName)" : errors.joined(separator: " | ")))
+        }
+    }
+
+    /// Moves `pid` (with its tree when `tree`) to `target`. Answers on
+    /// `reply`: progress lines, then "migrated" or "error".
+    func migrate(pid: pid_t, to target: UInt32, tree: Bool, uid: uid_t, reply: any MessageChannel) throws(SSIError) {
+        let started = Process.now()
+        guard target != localNode else { throw SSIError("migrate", "process \(pid) is already on node \(target)") }
+        guard let peer = peers()[target] else { throw SSIError("migrate", "node \(target) is not in the cluster", hint: "see `ssi cluster status`") }
+        guard peer.up else { throw SSIError("migrate", "node \(target) (\(peer.name)) is not up") }
+        guard isHere(pid) else { throw SSIError("migrate", "\(pid): no such process on node \(localNode)") }
+        var st = stat()
+        guard stat("/proc/\(pid)", &st) == 0 else { throw SSIError("migrate", "\(pid): no such process") }
+        guard uid == 0 || uid == st.st_uid else {
+            throw SSIError("migrate", "process \(pid) belongs to uid \(st.st_uid): only it or root can move it")
+        }
+        guard pid != 1, pid != getpid(), ProcessInspector.command(pid).contains("@") == false else {
+            throw SSIError("migrate", "process \(pid) is a cluster daemon (PID 1 or an agent) and stays on its node")
+        }
+        let tasks = ProcessInspector.tree(root: pid)
+        if !tree && tasks.count > 1 {
+            throw SSIError("migrate", "process \(pid) has child processes (\(tasks.dropFirst().map(String.init).joined(separator: ", "))): CRIU moves a whole tree",
+                           hint: "move them all with -t, or move a leaf process")
+        }
+        guard migrating.withLock({ $0.insert(pid).inserted }) else {
+            throw SSIError("migrate", "process \(pid) is already being moved")
+        }
+        defer { _ = migrating.withLock { $0.remove(pid) } }
+
+        // What moves, what stays home, what blocks the move.
+        let inspector = ProcessInspector(systemRoot: options.systemRoot)
+        var shipped: [(resource: String, kind: ShipKind, pid: pid_t, fd: Int32)] = []
+        var refusals: [String] = []
+        for t in tasks {
+            for d in try inspector.descriptors(pid: t) {
+                switch d.disposition {
+                case .reopen: break
+                case .refuse(let why): refusals.append(t == pid ? why : "process \(t): \(why)")
+                case .ship(let kind, let resource):
+                    if !shipped.contains(where: { $0.resource == resource }) { shipped.append((resource, kind, t, d.fd)) }
+                }
+            }
+            refusals += inspector.mappingProblems(pid: t).map { t == pid ? $0 : "process \(t): \($0)" }
+        }
+        if !refusals.isEmpty {
+            throw SSIError("migrate", "process \(pid) cannot move: " + refusals.joined(separator: "; "))
+        }
+        // CRIU restores the same PIDs: they must be free on the target.
+        if let c = try? connect(target, timeoutSeconds: 5) {
+            defer { c.close() }
+            for t in tasks {
+                try c.send(Fields("where", [("pid", String(t))]))
+                let r = try c.expectFields("where")
+                if r["found"] == "1" {
+                    throw SSIError("migrate", "PID \(t) is in use on node \(target) by `\(r["command"] ?? "?")`; CRIU restores a process under its own PID",
+                                   hint: "processes started after the boot have PIDs in their node's range and move freely; this one is older")
+                }
+            }
+        }
+
+        let id = "\(localNode)-\(pid)-\(UInt32.random(in: 0...UInt32.max))"
+        let dir = options.stateDirectory + "/migrate/" + id
+        try makeDirectory(dir)
+        defer { removeTree(dir) }
+
+        // Home channels for what stays here; stand-ins that moved here
+        // earlier keep their home.
+        var specs: [ShipSpec] = []
+        var newHomes: [String] = []
+        var oldStandIns: [(StandIn, pid: pid_t, fd: Int32)] = []
+        var ttyModes: [String: String] = [:]
+        func dropNewHomes() { newHomes.forEach { homes.release($0) } }
+        for (n, s) in shipped.enumerated() {
+            let copy = inspector.takeCopy(pid: s.pid, fd: s.fd)
+            if s.kind == .tty, copy >= 0, let hex = termiosHex(copy) { ttyModes[s.resource] = hex }
+            if let old = standIns.get(s.resource) {
+                if copy >= 0 { close(copy) }
+                specs.append(ShipSpec(resource: s.resource, kind: s.kind, home: old.home, channel: old.channelID))
+                oldStandIns.append((old, s.pid, s.fd))
+                continue
+            }
+            guard copy >= 0 else {
+                dropNewHomes()
+                throw SSIError("migrate", "fd \(s.fd) of process \(s.pid): pidfd_getfd: \(errnoDescription(errno))")
+            }
+            let channel = "\(id).\(n)"
+            homes.add(HomeChannel(id: channel, kind: s.kind, fd: copy))
+            newHomes.append(channel)
+            specs.append(ShipSpec(resource: s.resource, kind: s.kind, home: localNode, channel: channel))
+        }
+
+        // Freeze and dump. --leave-stopped: the process stays here,
+        // stopped, until the target has it running.
+        var dump = ["dump", "-t", String(pid), "-D", dir, "--shell-job", "--leave-stopped", "--ext-unix-sk",
+                    "--manage-cgroups=ignore", "--skip-in-flight", "--tcp-close"]
+        for s in specs where s.kind == .tty { dump += ["--external", s.resource] }
+        let freezeStart = Process.now()
+        do throws(SSIError) {
+            try runCRIU(dump, dir: dir, log: "dump.log")
+        } catch {
+            dropNewHomes()
+            for t in tasks { kill(t, SIGCONT) }
+            throw error
+        }
+        let dumped = Process.now()
+        func resumeHere() {
+            dropNewHomes()
+            for (s, _, _) in oldStandIns { s.resume() }
+            for t in tasks { kill(t, SIGCONT) }
+        }
+
+        // Stand-ins from an earlier move: stop their relays; what the
+        // process had not read yet goes with it.
+        var carries: [String: [UInt8]] = [:]
+        for (s, holder, fd) in oldStandIns {
+            guard s.pause() else {
+                resumeHere()
+                throw SSIError("migrate", "the shipped \(s.kind.rawValue) of channel \(s.channelID) did not settle in 15 s (its home, node \(s.home), is not answering)")
+            }
+            if s.kind != .pipeOut {
+                let copy = inspector.takeCopy(pid: holder, fd: fd)
+                var unread: [UInt8] = []
+                if copy >= 0 {
+                    unread = drain(copy, tty: s.kind == .tty)
+                    close(copy)
+                }
+                let fetched = s.carry.withLock { c in defer { c = [] }; return c }
+                carries[s.resource] = unread + fetched
+                // Kept to put back if the move fails.
+                s.carry.withLock { $0 = fetched }
+                if !unread.isEmpty { carries[s.resource + "#unread"] = unread }
+            }
+        }
+
+        // Send the images and the stand-ins' description.
+        var result: Fields
+        do throws(SSIError) {
+            let c = try connect(target, timeoutSeconds: 30)
+            defer { c.close() }
+            c.setReceiveTimeout(seconds: 120)
+            var req = Fields("restore", [("id", id), ("pid", String(pid))])
+            for s in specs { req.add("ship", s.line) }
+            for (res, hex) in ttyModes { req.add("termios", res + "|" + hex) }
+            for t in tasks {
+                if let r = exitReports.withLock({ $0[t] }) { req.add("report", "\(t)|\(r.node)|\(r.session)") }
+            }
+            try c.send(req)
+            for (res, bytes) in carries where !res.hasSuffix("#unread") && !bytes.isEmpty {
+                try c.send(Fields("carry", [("resource", res), ("size", String(bytes.count))]))
+                try sendChunks(bytes, on: c)
+            }
+            for name in ((try? FileSystem.list(dir)) ?? []).sorted() where name.hasSuffix(".img") {
+                let bytes = try readFileBytes(dir + "/" + name)
+                try c.send(Fields("file", [("name", name), ("size", String(bytes.count))]))
+                try sendChunks(bytes, on: c)
+            }
+            try c.send(Fields("go"))
+            result = try c.expectFields("the target's restore result")
+        } catch {
+            result = Fields("error", [("message", error.message)])
+        }
+        guard result.op == "restored" else {
+            // Put back what was drained, oldest first, then resume.
+            for (s, _, _) in oldStandIns {
+                if let unread = carries[s.resource + "#unread"] {
+                    unread.withUnsafeBytes { _ = write(s.fd, $0.baseAddress!, $0.count) }
+                }
+            }
+            resumeHere()
+            throw SSIError("migrate", "node \(target) could not restore process \(pid): \(result["message"] ?? result.op); it goes on running on node \(localNode)")
+        }
+        let restored = Process.now()
+        // The target runs it: the stopped original goes.
+        departed.withLock { d in for t in tasks { d.insert(t) } }
+        for t in tasks {
+            kill(t, SIGKILL)
+            exitReports.withLock { _ = $0.removeValue(forKey: t) }
+        }
+        for (s, _, _) in oldStandIns {
+            s.finish()
+            standIns.remove(s.resource)
+        }
+        // A while later the pids may be reused here.
+        startThread { [self] in
+            Process.sleep(milliseconds: 5000)
+            departed.withLock { d in for t in tasks { d.remove(t) } }
+        }
+        let ms = { (a: Double, b: Double) in String(Int((b - a) * 1000)) }
+        trace("migrated \(pid) to node \(target): freeze \(ms(freezeStart, restored)) ms (dump \(ms(freezeStart, dumped)) ms)")
+        try reply.send(Fields("migrated", [("pid", String(pid)), ("node", String(target)), ("name", peer.name),
+                                           ("freeze_ms", ms(freezeStart, restored)), ("dump_ms", ms(freezeStart, dumped)),
+                                           ("total_ms", ms(started, Process.now())), ("shipped", String(specs.count))]))
+    }
+
+    func sendChunks(_ bytes: [UInt8], on c: SecureChannel) throws(SSIError) {
+        var off = 0
+        while off < bytes.count {
+            let end = min(off + SecureChannel.maxPayload, bytes.count)
+            try c.send(Wire.data, Array(bytes[off..<end]))
+            off = end
+        }
+    }
+
+    func receiveChunks(size: Int, from c: SecureChannel) throws(SSIError) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(size)
+        while out.count < size {
+            guard let (type, payload) = try c.receive(), type == Wire.data else {
+                throw SSIError("migrate", "the image transfer broke off")
+            }
+            out += payload
+        }
+        return out
+    }
+
+    /// Everything readable now from a stand-in's process end.
+    func drain(_ fd: Int32, tty: Bool) -> [UInt8] {
+        var saved = termios()
+        let isTTY = tty && tcgetattr(fd, &saved) == 0
+        if isTTY {
+            // Non-canonical for a moment, so a half-typed line is readable.
+            var raw = saved
+            raw.c_lflag &= ~tcflag_t(ICANON)
+            raw.c_cc.6 = 0   // VMIN
+            raw.c_cc.5 = 0   // VTIME
+            tcsetattr(fd, TCSANOW, &raw)
+        }
+        defer { if isTTY { tcsetattr(fd, TCSANOW, &saved) } }
+        var out: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&p, 1, 0) > 0, p.revents & Int16(POLLIN) != 0 else { break }
+            let n = buf.withUnsafeMutableBytes { recvOrRead(fd, $0.baseAddress!, $0.count) }
+            if n <= 0 { break }
+            out += buf[0..<n]
+        }
+        return out
+    }
+
+    private func recvOrRead(_ fd: Int32, _ p: UnsafeMutableRawPointer, _ n: Int) -> Int {
+        let r = recv(fd, p, n, Int32(MSG_DONTWAIT))
+        if r < 0 && errno == ENOTSOCK {
+            let flags = fcntl(fd, F_GETFL)
+            _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
+            defer { _ = fcntl(fd, F_SETFL, flags) }
+            return read(fd, p, n)
+        }
+        return r
+    }
+
+    func readFileBytes(_ path: String) throws(SSIError) -> [UInt8] {
+        do { return try FileSystem.readFile(path) } catch { throw SSIError("migrate", error.description) }
+    }
+
+    func makeDirectory(_ path: String) throws(SSIError) {
+        do { try FileSystem.makeDirectories(path, mode: 0o700) } catch { throw SSIError("migrate", error.description) }
+    }
+
+    func removeTree(_ path: String) {
+        for name in (try? FileSystem.list(path)) ?? [] { unlink(path + "/" + name) }
+        rmdir(path)
+    }
+
+    // MARK: the target's side
+
+    func restoreHere(_ req: Fields, from c: SecureChannel) throws(SSIError) {
+        guard let id = req["id"], let pid = pid_t(req["pid"] ?? "") else { throw SSIError("migrate", "bad restore request") }
+        let dir = options.stateDirectory + "/migrate/" + id + ".in"
+        try makeDirectory(dir)
+        defer { removeTree(dir) }
+        var carries: [String: [UInt8]] = [:]
+        c.setReceiveTimeout(seconds: 120)
+        while true {
+            let f = try c.expectFields("the images")
+            if f.op == "go" { break }
+            let size = f.int("size") ?? 0
+            let bytes = try receiveChunks(size: size, from: c)
+            if f.op == "carry", let r = f["resource"] { carries[r] = bytes }
+            if f.op == "file", let name = f["name"], !name.contains("/") {
+                let fd = open(dir + "/" + name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+                guard fd >= 0 else { throw SSIError("migrate", "\(dir)/\(name): \(errnoDescription(errno))") }
+                defer { close(fd) }
+                var done = 0
+                while done < bytes.count {
+                    let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + done, $0.count - done) }
+                    if n < 0 && errno == EINTR { continue }
+                    guard n > 0 else { throw SSIError("migrate", "writing \(dir)/\(name): \(errnoDescription(errno))") }
+                    done += n
+                }
+            }
+        }
+        var modes: [String: termios] = [:]
+        for m in req.all("termios") {
+            let f = m.split(separator: "|").map(String.init)
+            if f.count == 2, let t = termiosFrom(hex: f[1]) { modes[f[0]] = t }
+        }
+        var made: [MadeStandIn] = []
+        func closeAll() { for m in made { close(m.processEnd); close(m.agentEnd) } }
+        do throws(SSIError) {
+            for line in req.all("ship") {
+                guard let spec = ShipSpec(line: line) else { throw SSIError("migrate", "bad stand-in \(line)") }
+                let m = try MadeStandIn.make(spec, termios: modes[spec.resource])
+                if let bytes = carries[spec.resource], !bytes.isEmpty {
+                    bytes.withUnsafeBytes { _ = write(m.agentEnd, $0.baseAddress!, $0.count) }
+                }
+                made.append(m)
+            }
+        } catch {
+            closeAll()
+            try c.send(Fields("error", [("message", error.message)]))
+            return
+        }
+        var args = ["restore", "-D", dir, "--shell-job", "--restore-detached", "--ext-unix-sk", "--manage-cgroups=ignore",
+                    "--tcp-close", "--pidfile", dir + "/restored.pid"]
+        for (i, m) in made.enumerated() { args += ["--inherit-fd", "fd[\(3 + i)]:\(m.spec.resource)"] }
+        do throws(SSIError) {
+            try runCRIU(args, dir: dir, log: "restore.log", fds: made.map(\.processEnd))
+        } catch {
+            closeAll()
+            try c.send(Fields("error", [("message", error.message)]))
+            return
+        }
+        reaper.watch(pid)
+        for r in req.all("report") {
+            let f = r.split(separator: "|").map(String.init)
+            if f.count == 3, let p = pid_t(f[0]), let n = UInt32(f[1]) { exitReports.withLock { $0[p] = (n, f[2]) } }
+        }
+        let stands = made.map { m in
+            StandIn(channelID: m.spec.channel, home: m.spec.home, kind: m.spec.kind, fd: m.agentEnd, resource: m.resource,
+                    log: { [weak self] in self?.trace($0) })
+        }
+        for m in made { close(m.processEnd) }
+        stands.forEach { standIns.add($0) }
+        try c.send(Fields("restored", [("pid", String(pid))]))
+        trace("restored \(pid) (\(id)) with \(stands.count) stand-ins")
+        // The source lets go of the homes' channels once it has our
+        // answer; attaching waits for that.
+        for s in stands {
+            startThread { [self] in
+                do throws(SSIError) { try s.start(connect: { (n: UInt32) throws(SSIError) -> SecureChannel in try self.connect(n) }) } catch {
+                    trace("stand-in \(s.channelID): \(error.description)")
+                }
+            }
+        }
+        watchExit(pid, standIns: stands)
+    }
+
+    /// Reports a process's exit to its onnode session at home, once its
+    /// output has gone home.
+    func watchExit(_ pid: pid_t, standIns stands: [StandIn]) {
+        startThread { [self] in
+            guard let exit = reaper.wait(pid) else { return }
+            if departed.current.contains(pid) { return }
+            guard let report = exitReports.withLock({ $0.removeValue(forKey: pid) }) else { return }
+            // Let the output relays finish (bounded).
+            for _ in 0..<250 {
+                if stands.allSatisfy({ $0.kind == .pipeIn || $0.outFinished }) { break }
+                Process.sleep(milliseconds: 40)
+            }
+            let (status, how): (Int32, String) = {
+                switch exit {
+                case .exited(let c): return (c, "")
+                case .signaled(let s): return (128 + s, "killed by signal \(s)")
+                }
+            }()
+            do throws(SSIError) {
+                let c = try connect(report.node)
+                defer { c.close() }
+                try c.send(Fields("exited", [("session", report.session), ("status", String(status)), ("how", how)]))
+                _ = try c.receiveFields()
+            } catch {
+                trace("exit of \(pid) not reported to node \(report.node): \(error.description)")
+            }
+        }
+    }
+}
+
+extension StandIn {
+    var outFinished: Bool { !kind.directions.contains("out") || stoppedDirections.contains("out") }
+}

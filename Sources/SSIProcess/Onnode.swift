@@ -1,0 +1,126 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CSSIShim
+import SSICore
+import SSILinux
+
+extension ProcAgent {
+    /// `onnode NODE COMMAND...` at home: the command's stdin, stdout and
+    /// stderr (handed over by the client) become home channels, and the
+    /// target runs the command with stand-ins for them. Returns whether
+    /// the client's connection stays open for the exit status.
+    func onnode(_ f: Fields, fds: [Int32], uid: uid_t, gid: gid_t, client: LocalChannel) throws(SSIError) -> Bool {
+        guard let target = UInt32(f["node"] ?? "") else { throw SSIError("onnode", "bad request") }
+        guard fds.count == 3 else { throw SSIError("onnode", "the command's stdin, stdout and stderr did not arrive") }
+        let session = "\(localNode)-\(UInt32.random(in: 0...UInt32.max))"
+        var std: [String] = []
+        var ttyChannel: [UInt64: String] = [:]
+        var made: [String] = []
+        for (i, fd) in fds.enumerated() {
+            var st = stat()
+            fstat(fd, &st)
+            let kind: ShipKind
+            if isatty(fd) != 0 {
+                // One channel for all of a terminal's descriptors.
+                if let ch = ttyChannel[UInt64(st.st_rdev)] {
+                    std.append("\(i)|tty|\(localNode)|\(ch)")
+                    close(fd)
+                    continue
+                }
+                kind = .tty
+            } else if st.st_mode & S_IFMT == S_IFSOCK {
+                kind = .socket
+            } else {
+                kind = i == 0 ? .pipeIn : .pipeOut
+            }
+            let channel = "\(session).\(i)"
+            homes.add(HomeChannel(id: channel, kind: kind, fd: fd))
+            made.append(channel)
+            if kind == .tty { ttyChannel[UInt64(st.st_rdev)] = channel }
+            std.append("\(i)|\(kind.rawValue)|\(localNode)|\(channel)")
+        }
+        let persistent = f["persistent"] == "1"
+        do throws(SSIError) {
+            let c = try connect(target)
+            defer { c.close() }
+            var req = Fields("run", [("cwd", f["cwd"] ?? "/"), ("uid", String(uid)), ("gid", String(gid))])
+            for a in f.all("arg") { req.add("arg", a) }
+            for e in f.all("env") { req.add("env", e) }
+            for g in groups(of: f.int("client") ?? 0) { req.add("group", String(g)) }
+            for s in std { req.add("std", s) }
+            if !persistent { req.add("session", session) }
+            try c.send(req)
+            let r = try c.expectFields("node \(target)'s answer")
+            guard r.op == "started" else { throw SSIError("onnode", r["message"] ?? r.op) }
+            if !persistent { sessions.withLock { $0[session] = client } }
+            try client.send(Fields("started", [("pid", r["pid"] ?? "?"), ("node", String(target))]))
+        } catch {
+            made.forEach { homes.release($0) }
+            throw error
+        }
+        return !persistent
+    }
+
+    func groups(of pid: Int) -> [gid_t] {
+        guard pid > 0, let status = try? FileSystem.readText("/proc/\(pid)/status"),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Groups:") }) else { return [] }
+        return line.dropFirst(7).split(whereSeparator: { $0 == " " || $0 == "\t" }).compactMap { gid_t($0) }
+    }
+
+    /// The target's side of onnode: stand-ins, then the command.
+    func runHere(_ f: Fields, peer: UInt32, on c: SecureChannel) throws(SSIError) {
+        let argv = f.all("arg")
+        guard !argv.isEmpty else { throw SSIError("onnode", "no command") }
+        var made: [MadeStandIn] = []
+        var stdio: [Int32] = [-1, -1, -1]
+        var ctty: Int32 = -1
+        var byChannel: [String: MadeStandIn] = [:]
+        defer { if made.isEmpty { } }
+        for line in f.all("std") {
+            let p = line.split(separator: "|", maxSplits: 1).map(String.init)
+            guard p.count == 2, let i = Int(p[0]), (0...2).contains(i), let spec = ShipSpec(line: "-|" + p[1]) else {
+                throw SSIError("onnode", "bad stdio \(line)")
+            }
+            let m: MadeStandIn
+            if let existing = byChannel[spec.channel] { m = existing } else {
+                m = try MadeStandIn.make(spec)
+                byChannel[spec.channel] = m
+                made.append(m)
+            }
+            stdio[i] = m.processEnd
+            if spec.kind == .tty { ctty = Int32(i) }
+        }
+        let null = open("/dev/null", O_RDWR | O_CLOEXEC)
+        defer { close(null) }
+        var job = JobSpec(root: options.systemRoot, cwd: f["cwd"] ?? "/", argv: argv, environment: f.all("env"),
+                          fds: stdio.map { $0 < 0 ? null : $0 })
+        job.controllingTTY = ctty
+        job.uid = Int32(f.int("uid") ?? 0)
+        job.gid = Int32(f.int("gid") ?? 0)
+        job.groups = f.all("group").compactMap { gid_t($0) }
+        let pid: pid_t
+        do throws(SSIError) {
+            pid = try job.spawn()
+        } catch {
+            for m in made { close(m.processEnd); close(m.agentEnd) }
+            throw SSIError("onnode", "node \(localNode): \(error.message)")
+        }
+        reaper.watch(pid)
+        if let s = f["session"] { exitReports.withLock { $0[pid] = (peer, s) } }
+        let stands = made.map { m in
+            StandIn(channelID: m.spec.channel, home: m.spec.home, kind: m.spec.kind, fd: m.agentEnd, resource: m.resource,
+                    log: { [weak self] in self?.trace($0) })
+        }
+        for m in made { close(m.processEnd) }
+        for s in stands {
+            standIns.add(s)
+            do throws(SSIError) { try s.start(connect: { (n: UInt32) throws(SSIError) -> SecureChannel in try self.connect(n) }) } catch {
+                trace("stand-in \(s.channelID): \(error.description)")
+            }
+        }
+        try c.send(Fields("started", [("pid", String(pid))]))
+        trace("onnode: started \(pid) `\(argv.joined(separator: " "))` for node \(peer)")
+        watchExit(pid, standIns: stands)
+    }
+}

@@ -1,0 +1,277 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SSICore
+import SSILinux
+import SSIMembership
+
+/// The commands: ssi-migrate (migrate), onnode, where_pid, and the
+/// cluster's ps. Each talks to its node's process agent on
+/// /run/ssi/proc.sock. Exit codes: 0 done, 1 the operation failed (the
+/// message says why), 2 bad usage.
+public struct ProcTools {
+    public var program: String
+    /// /run/ssi, or SSI_STATE_DIR (the host tests run agents elsewhere).
+    public var stateDirectory: String
+
+    public init(program: String) {
+        self.program = program
+        stateDirectory = getenv("SSI_STATE_DIR").flatMap { String(validatingCString: $0) } ?? ClusterView.defaultDirectory
+    }
+
+    func err(_ text: String) { writeAll(2, "\(program): \(text)\n") }
+    func out(_ text: String) { writeAll(1, text + "\n") }
+
+    func usageError(_ text: String, usage: String) -> Int32 {
+        err(text)
+        writeAll(2, "Usage: \(usage)\nTry '\(program) --help' for more information.\n")
+        return 2
+    }
+
+    func connect() throws(SSIError) -> LocalChannel {
+        try LocalChannel.connect(path: stateDirectory + "/" + ProcAgent.socketName)
+    }
+
+    /// A node by number or by name, from the membership view.
+    func node(_ text: String) throws(SSIError) -> UInt32 {
+        if let n = UInt32(text) { return n }
+        guard let view = try? ClusterView.load(directory: stateDirectory) else {
+            throw SSIError("proc", "\(text) is not a node number, and there is no cluster view to look names up in")
+        }
+        guard let n = view.nodes.first(where: { $0.name == text }) else {
+            throw SSIError("proc", "no node named \(text)", hint: "nodes: " + view.nodes.map { "\($0.number) (\($0.name))" }.joined(separator: ", "))
+        }
+        return n.number
+    }
+
+    // MARK: ssi-migrate
+
+    public static let migrateUsage = "migrate [-t] PID NODE"
+    public static let migrateHelp = """
+        Usage:
+         migrate [options] PID NODE
+
+        Move a running process to another node of the cluster. CRIU freezes
+        and dumps it here and restores it there under the same PID; files on
+        the cluster root are reopened there, and its pipes, sockets and
+        terminals stay on their home node, shipped to it.
+
+        Options:
+         -t, --tree      move the process with all its descendants
+         -h, --help      display this help
+
+        NODE is a node number or name. Exit status: 0 moved, 1 not moved
+        (the process goes on where it was; the message says why), 2 usage.
+        """
+
+    public func migrate(_ args: [String]) -> Int32 {
+        var tree = false, operands: [String] = []
+        for a in args {
+            switch a {
+            case "-t", "--tree": tree = true
+            case "-h", "--help": out(Self.migrateHelp); return 0
+            default:
+                if a.hasPrefix("-") && a.count > 1 { return usageError("unrecognized option '\(a)'", usage: Self.migrateUsage) }
+                operands.append(a)
+            }
+        }
+        guard operands.count == 2 else {
+            return usageError(operands.count < 2 ? "missing operand" : "too many operands", usage: Self.migrateUsage)
+        }
+        guard let pid = pid_t(operands[0]), pid > 0 else { return usageError("\(operands[0]): not a process ID", usage: Self.migrateUsage) }
+        do {
+            let target = try node(operands[1])
+            let ch = try connect()
+            defer { ch.close() }
+            try ch.send(Fields("migrate", [("pid", String(pid)), ("node", String(target)), ("tree", tree ? "1" : "0")]))
+            while let f = try ch.receiveFields() {
+                switch f.op {
+                case "migrated":
+                    out("\(pid): moved to node \(f["node"] ?? "?") (\(f["name"] ?? "")), frozen \(f["freeze_ms"] ?? "?") ms (dump \(f["dump_ms"] ?? "?") ms), \(f["total_ms"] ?? "?") ms in all, \(f["shipped"] ?? "0") descriptors shipped")
+                    return 0
+                case "error":
+                    err(f["message"] ?? "failed")
+                    return 1
+                default:
+                    continue
+                }
+            }
+            err("the agent closed the connection without an answer; see /run/ssi/proc-agent.log")
+            return 1
+        } catch {
+            err(error.description)
+            return 1
+        }
+    }
+
+    // MARK: onnode
+
+    public static let onnodeUsage = "onnode [-p] NODE COMMAND [ARG...]"
+    public static let onnodeHelp = """
+        Usage:
+         onnode [options] NODE COMMAND [ARG...]
+
+        Run a command on another node with this one's environment, working
+        directory and user; its stdin, stdout and stderr stay here (shipped).
+        The command's exit status is onnode's.
+
+        Options:
+         -p, --persistent   leave the command running there and return at once
+         -h, --help         display this help
+        """
+
+    public func onnode(_ args: [String]) -> Int32 {
+        var persistent = false
+        var rest = args[...]
+        while let a = rest.first, a.hasPrefix("-"), a.count > 1 {
+            rest = rest.dropFirst()
+            switch a {
+            case "-p", "--persistent": persistent = true
+            case "-h", "--help": out(Self.onnodeHelp); return 0
+            case "--": break
+            default: return usageError("unrecognized option '\(a)'", usage: Self.onnodeUsage)
+            }
+            if a == "--" { break }
+        }
+        guard let nodeText = rest.first else { return usageError("missing node", usage: Self.onnodeUsage) }
+        let command = Array(rest.dropFirst())
+        guard !command.isEmpty else { return usageError("missing command", usage: Self.onnodeUsage) }
+        do {
+            let target = try node(nodeText)
+            let ch = try connect()
+            defer { ch.close() }
+            var f = Fields("onnode", [("node", String(target)), ("persistent", persistent ? "1" : "0"),
+                                      ("cwd", currentDirectory()), ("client", String(getpid()))])
+            for a in command { f.add("arg", a) }
+            var e = environ
+            while let p = e.pointee {
+                f.add("env", String(validatingCString: p) ?? "")
+                e += 1
+            }
+            try ch.send(Wire.fields, f.encoded, fds: [0, 1, 2])
+            // The agent has our stdio now: ours must not compete for input.
+            let null = open("/dev/null", O_RDWR)
+            dup2(null, 0)
+            while let r = try ch.receiveFields() {
+                switch r.op {
+                case "started":
+                    if persistent {
+                        err("pid \(r["pid"] ?? "?") runs on node \(r["node"] ?? "?")")
+                        return 0
+                    }
+                case "exit":
+                    if let how = r["how"], !how.isEmpty { err(how) }
+                    return Int32(r["status"] ?? "") ?? 255
+                case "error":
+                    err(r["message"] ?? "failed")
+                    return 255
+                default: continue
+                }
+            }
+            err("the agent closed the connection; the command's exit status is unknown")
+            return 255
+        } catch {
+            err(error.description)
+            return 255
+        }
+    }
+
+    func currentDirectory() -> String {
+        var buf = [CChar](repeating: 0, count: Int(PATH_MAX))
+        guard getcwd(&buf, buf.count) != nil else { return "/" }
+        return buf.withUnsafeBufferPointer { String(validatingCString: $0.baseAddress!) } ?? "/"
+    }
+
+    // MARK: where_pid
+
+    public func wherePID(_ args: [String]) -> Int32 {
+        if args.contains("-h") || args.contains("--help") {
+            out("Usage:\n where_pid PID...\n\nPrint the node each process runs on now (its PID is its cluster-wide identity:\nit keeps it when it migrates).")
+            return 0
+        }
+        guard !args.isEmpty else { return usageError("missing process ID", usage: "where_pid PID...") }
+        var f = Fields("where")
+        for a in args {
+            guard let p = pid_t(a), p > 0 else { return usageError("\(a): not a process ID", usage: "where_pid PID...") }
+            f.add("pid", String(p))
+        }
+        do {
+            let ch = try connect()
+            defer { ch.close() }
+            try ch.send(f)
+            var status: Int32 = 0
+            while let r = try ch.receiveFields(), r.op != "end" {
+                if r.op == "error" { err(r["message"] ?? "failed"); return 1 }
+                let nodes = r["nodes"] ?? ""
+                if nodes.isEmpty {
+                    err("\(r["pid"] ?? "?"): no such process on any node")
+                    status = 1
+                } else {
+                    out(args.count > 1 ? "\(r["pid"] ?? "?") \(nodes)" : nodes)
+                }
+            }
+            return status
+        } catch {
+            err(error.description)
+            return 1
+        }
+    }
+
+    // MARK: ps
+
+    /// `ssi cluster ps`: every node's processes with the node.
+    public func ps(json: Bool) -> Int32 {
+        do {
+            let ch = try connect()
+            defer { ch.close() }
+            try ch.send(Fields("ps"))
+            var rows: [(node: String, pid: String, uid: String, command: String)] = []
+            var status: Int32 = 0
+            while let r = try ch.receiveFields(), r.op != "end" {
+                if r.op == "error" { err(r["message"] ?? "?"); status = 1; continue }
+                for p in r.all("p") {
+                    let f = p.split(separator: " ", maxSplits: 2).map(String.init)
+                    if f.count == 3 { rows.append((r["node"] ?? "?", f[0], f[1], f[2])) }
+                }
+            }
+            if json {
+                let items = rows.map { "{\"node\":\($0.node),\"pid\":\($0.pid),\"uid\":\($0.uid),\"command\":\(jsonString($0.command))}" }
+                out("[" + items.joined(separator: ",\n") + "]")
+            } else {
+                out("NODE     PID   UID COMMAND")
+                for r in rows {
+                    out(pad(r.node, 4) + " " + pad(r.pid, 7) + " " + pad(r.uid, 5) + " " + r.command)
+                }
+            }
+            return status
+        } catch {
+            err(error.description)
+            return 1
+        }
+    }
+
+    func pad(_ s: String, _ n: Int) -> String { String(repeating: " ", count: max(0, n - s.count)) + s }
+
+    func jsonString(_ s: String) -> String {
+        var o = "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": o += "\\\""
+            case "\\": o += "\\\\"
+            default:
+                if u.value < 0x20 { o += "\\u00" + (u.value < 16 ? "0" : "") + String(u.value, radix: 16) } else { o.unicodeScalars.append(u) }
+            }
+        }
+        return o + "\""
+    }
+}
+
+func writeAll(_ fd: Int32, _ text: String) {
+    var bytes = Array(text.utf8)
+    var done = 0
+    while done < bytes.count {
+        let n = bytes.withUnsafeMutableBytes { write(fd, $0.baseAddress! + done, $0.count - done) }
+        if n <= 0 { if errno == EINTR { continue }; return }
+        done += n
+    }
+}

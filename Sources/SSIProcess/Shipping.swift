@@ -1,0 +1,181 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CSSIShim
+import SSICore
+import SSILinux
+
+/// fd shipping. A descriptor that cannot move (a pipe, a socket, a tty, a
+/// node-local object) stays on its home node in a `HomeChannel`: the home
+/// agent's own copy of it (pidfd_getfd, or the descriptors onnode handed
+/// over). Wherever the process runs, it holds a local stand-in (a pipe, a
+/// socketpair end, a pty slave) whose other end a `StandIn` relays to the
+/// home agent over a secure channel, one connection per direction:
+///
+/// - "in" (the process reads): the stand-in node pulls. It asks "read",
+///   the home polls the real object for up to 200 ms and answers with
+///   bytes, "nodata" or "eof". At most one chunk is ever on the way, so a
+///   pause for a migration knows exactly what is in flight.
+/// - "out" (the process writes): the stand-in node pushes a chunk, the
+///   home writes all of it to the real object and acks.
+///
+/// Order is kept because each direction is one ordered connection, and
+/// end of file is passed on both ways (a closed peer is seen as closed).
+public final class HomeChannel: @unchecked Sendable {
+    public let id: String
+    public let kind: ShipKind
+    /// The home agent's copy of the real object.
+    let fd: Int32
+    /// One attachment per direction at a time; a migrating process's new
+    /// node waits for the old one to let go.
+    let busy = Locked<Set<String>>([])
+    /// Directions that ended (eof passed on).
+    let ended = Locked<Set<String>>([])
+    /// A tty's settings before it was made raw for shipping.
+    var savedTermios: termios?
+    var lastWinsize = winsize()
+    /// Called once both directions ended or the process let go: the
+    /// registry drops and closes the channel.
+    var onEnd: (@Sendable () -> Void)?
+
+    init(id: String, kind: ShipKind, fd: Int32) {
+        self.id = id
+        self.kind = kind
+        self.fd = fd
+        if kind == .tty {
+            var t = termios()
+            if tcgetattr(fd, &t) == 0 {
+                savedTermios = t
+                // The stand-in's line discipline does the editing, echo and
+                // signals; the home tty only carries bytes.
+                var raw = t
+                cfmakeraw(&raw)
+                tcsetattr(fd, TCSANOW, &raw)
+            }
+            _ = ioctl(fd, UInt(TIOCGWINSZ), &lastWinsize)
+        }
+    }
+
+    func release() {
+        if kind == .tty, var t = savedTermios { tcsetattr(fd, TCSANOW, &t) }
+        close(fd)
+    }
+
+    /// Serves one attached direction until the remote side ends it.
+    func serve(direction: String, on ch: SecureChannel) {
+        let claimed = busy.withLock { b -> Bool in
+            if b.contains(direction) { return false }
+            b.insert(direction)
+            return true
+        }
+        // A second node attaching while the first still holds this
+        // direction: wait (bounded) for the first to let go.
+        if !claimed {
+            var waited = 0
+            while waited < 300 {
+                Process.sleep(milliseconds: 100)
+                waited += 1
+                if busy.withLock({ b -> Bool in
+                    if b.contains(direction) { return false }
+                    b.insert(direction)
+                    return true
+                }) { break }
+            }
+            if waited >= 300 { try? ch.send(Fields("error", [("message", "channel \(id) \(direction) is still attached elsewhere")])); return }
+        }
+        defer { busy.withLock { _ = $0.remove(direction) } }
+        do {
+            try ch.send(Fields("attached", kind == .tty ? [("rows", String(lastWinsize.ws_row)), ("cols", String(lastWinsize.ws_col))] : []))
+            if direction == "in" { try serveIn(ch) } else { try serveOut(ch) }
+        } catch {
+            // The remote side went away: it reattaches (from the same or
+            // a new node) or releases the channel.
+        }
+    }
+
+    private func serveIn(_ ch: SecureChannel) throws(SSIError) {
+        var buf = [UInt8](repeating: 0, count: 256 * 1024)
+        while let (type, payload) = try ch.receive() {
+            guard type == Wire.fields else { return }
+            let op = Fields(decoding: payload).op
+            if op == "close" {
+                // The process closed its end of an input stream.
+                let both = ended.withLock { e -> Bool in e.insert("in"); return e.contains("out") }
+                try ch.send(Wire.ack, [])
+                if kind != .socket && kind != .tty || both { onEnd?() }
+                return
+            }
+            guard op == "read" else { return }
+            if kind == .tty {
+                var ws = winsize()
+                if ioctl(fd, UInt(TIOCGWINSZ), &ws) == 0, ws.ws_row != lastWinsize.ws_row || ws.ws_col != lastWinsize.ws_col {
+                    lastWinsize = ws
+                    try ch.send(Fields("winsize", [("rows", String(ws.ws_row)), ("cols", String(ws.ws_col))]))
+                }
+            }
+            if ended.current.contains("in") { try ch.send(Wire.eof, []); continue }
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let ready = poll(&p, 1, 200)
+            if ready <= 0 { try ch.send(Wire.nodata, []); continue }
+            let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress!, $0.count) }
+            if n > 0 {
+                try ch.send(Wire.data, Array(buf[0..<n]))
+            } else if n == 0 || (errno != EAGAIN && errno != EINTR) {
+                // EIO: a tty whose other side hung up.
+                ended.withLock { _ = $0.insert("in") }
+                try ch.send(Wire.eof, [])
+            } else {
+                try ch.send(Wire.nodata, [])
+            }
+        }
+    }
+
+    private func serveOut(_ ch: SecureChannel) throws(SSIError) {
+        while let (type, payload) = try ch.receive() {
+            switch type {
+            case Wire.data:
+                var done = 0
+                while done < payload.count {
+                    let n = payload.withUnsafeBytes { write(fd, $0.baseAddress! + done, payload.count - done) }
+                    if n < 0 && errno == EINTR { continue }
+                    if n <= 0 {
+                        // The reader is gone (EPIPE): tell the process's side.
+                        try ch.send(Wire.eof, [])
+                        return
+                    }
+                    done += n
+                }
+                try ch.send(Wire.ack, [])
+            case Wire.eof:
+                let both = ended.withLock { e -> Bool in e.insert("out"); return e.contains("in") }
+                if kind == .socket { shutdown(fd, Int32(SHUT_WR)) }
+                try ch.send(Wire.ack, [])
+                // A pipe's writer closed: closing our copy lets the readers
+                // at home see end of file.
+                if kind != .socket || both { onEnd?() }
+            case Wire.fields:
+                let f = Fields(decoding: payload)
+                if f.op == "termios", kind == .tty { /* the stand-in's modes stay there: home is raw */ }
+                try ch.send(Wire.ack, [])
+            default:
+                return
+            }
+        }
+    }
+}
+
+/// The home channels of this node, by id.
+public final class HomeRegistry: @unchecked Sendable {
+    private let channels = Locked<[String: HomeChannel]>([:])
+    public init() {}
+
+    public func add(_ c: HomeChannel) {
+        c.onEnd = { [weak self, id = c.id] in self?.release(id) }
+        channels.withLock { $0[c.id] = c }
+    }
+    public func get(_ id: String) -> HomeChannel? { channels.withLock { $0[id] } }
+    public func release(_ id: String) {
+        if let c = channels.withLock({ $0.removeValue(forKey: id) }) { c.release() }
+    }
+    public var count: Int { channels.withLock { $0.count } }
+}

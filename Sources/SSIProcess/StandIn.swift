@@ -1,0 +1,204 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CSSIShim
+import SSICore
+import SSILinux
+
+/// The migrated side of a shipped descriptor: the agent's end of the
+/// process's stand-in, relayed to the home channel (see HomeChannel).
+public final class StandIn: @unchecked Sendable {
+    public enum State: Sendable { case running, pausing, paused, closing }
+
+    public let channelID: String
+    public let home: UInt32
+    public let kind: ShipKind
+    /// The agent's end: a pipe's write end ("in"), its read end ("out"),
+    /// the agent's socketpair end, or the pty master.
+    public let fd: Int32
+    /// CRIU's name of the process's end, which the next migration finds in
+    /// the process: "pipe:[ino]", "socket:[ino]" or "tty[rdev:dev]".
+    public let resource: String
+    let state = Locked(State.running)
+    /// Bytes from home not yet given to the process when paused.
+    let carry = Locked<[UInt8]>([])
+    private var connections: [String: SecureChannel] = [:]
+    private let stopped = Locked<Set<String>>([])
+    let log: @Sendable (String) -> Void
+
+    init(channelID: String, home: UInt32, kind: ShipKind, fd: Int32, resource: String, log: @escaping @Sendable (String) -> Void) {
+        self.channelID = channelID
+        self.home = home
+        self.kind = kind
+        self.fd = fd
+        self.resource = resource
+        self.log = log
+    }
+
+    /// Attaches each direction to the home channel and starts relaying.
+    /// `initial`: bytes carried over from the previous node, given to the
+    /// process before anything new from home.
+    func start(connect: (UInt32) throws(SSIError) -> SecureChannel) throws(SSIError) {
+        for dir in kind.directions {
+            let ch = try connect(home)
+            try ch.send(Fields("attach", [("channel", channelID), ("dir", dir)]))
+            let reply = try ch.expectFields("the home agent's attach reply")
+            guard reply.op == "attached" else {
+                throw SSIError("proc", "node \(home) refused channel \(channelID): \(reply["message"] ?? reply.op)")
+            }
+            if kind == .tty, let rows = UInt16(reply["rows"] ?? ""), let cols = UInt16(reply["cols"] ?? ""), rows > 0 {
+                var ws = winsize(ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0)
+                _ = ioctl(fd, UInt(TIOCSWINSZ), &ws)
+            }
+            connections[dir] = ch
+        }
+        for (dir, ch) in connections {
+            startThread { [self] in
+                if dir == "in" { self.relayIn(ch) } else { self.relayOut(ch) }
+                self.stopped.withLock { _ = $0.insert(dir) }
+            }
+        }
+    }
+
+    /// Waits until a thread sees the state is no longer running.
+    private func parkIfPaused() -> Bool {
+        while true {
+            switch state.current {
+            case .running: return true
+            case .closing: return false
+            case .pausing, .paused: Process.sleep(milliseconds: 20)
+            }
+        }
+    }
+
+    private var inParked = Locked(false), outParked = Locked(false)
+
+    private func relayIn(_ ch: SecureChannel) {
+        var pending: [UInt8] = []
+        loop: while true {
+            if state.current != .running {
+                carry.withLock { $0 += pending }
+                pending = []
+                inParked.withLock { $0 = true }
+                guard parkIfPaused() else { break }
+                inParked.withLock { $0 = false }
+                pending = carry.withLock { c in defer { c = [] }; return c }
+            }
+            if pending.isEmpty {
+                // The process closed its reading end: tell home.
+                var p = pollfd(fd: fd, events: 0, revents: 0)
+                if kind == .pipeIn, poll(&p, 1, 0) > 0, p.revents & Int16(POLLERR) != 0 {
+                    try? ch.send(Fields("close"))
+                    _ = try? ch.receive()
+                    break
+                }
+                do {
+                    try ch.send(Fields("read"))
+                    guard let (type, payload) = try ch.receive() else { break }
+                    switch type {
+                    case Wire.data: pending = payload
+                    case Wire.nodata: continue loop
+                    case Wire.eof:
+                        if kind == .socket { shutdown(fd, Int32(SHUT_WR)) } else if kind == .pipeIn { close(fd) }
+                        break loop
+                    case Wire.fields:
+                        let f = Fields(decoding: payload)
+                        if f.op == "winsize", let r = UInt16(f["rows"] ?? ""), let c = UInt16(f["cols"] ?? "") {
+                            var ws = winsize(ws_row: r, ws_col: c, ws_xpixel: 0, ws_ypixel: 0)
+                            _ = ioctl(fd, UInt(TIOCSWINSZ), &ws)   // the kernel signals SIGWINCH
+                            // The data reply to the same read follows.
+                            guard let (t2, p2) = try ch.receive() else { break loop }
+                            if t2 == Wire.data { pending = p2 } else if t2 == Wire.eof { break loop }
+                        }
+                    default: break loop
+                    }
+                } catch {
+                    log("stand-in \(channelID) in: \(error.description)")
+                    break
+                }
+            }
+            // Give it to the process, a slice at a time so that a pause
+            // is noticed even when the process does not read.
+            while !pending.isEmpty && state.current == .running {
+                var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+                guard poll(&p, 1, 200) > 0 else { continue }
+                if p.revents & Int16(POLLERR | POLLHUP) != 0 && p.revents & Int16(POLLOUT) == 0 { pending = []; break loop }
+                let n = pending.withUnsafeBytes { write(fd, $0.baseAddress!, $0.count) }
+                if n > 0 { pending.removeFirst(n) } else if errno != EAGAIN && errno != EINTR { break loop }
+            }
+        }
+        inParked.withLock { $0 = true }
+    }
+
+    private func relayOut(_ ch: SecureChannel) {
+        var buf = [UInt8](repeating: 0, count: 256 * 1024)
+        while true {
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let ready = poll(&p, 1, 200)
+            if ready <= 0 {
+                // Nothing to read: a pause can stop here, nothing is lost.
+                if state.current != .running {
+                    outParked.withLock { $0 = true }
+                    guard parkIfPaused() else { break }
+                    outParked.withLock { $0 = false }
+                }
+                continue
+            }
+            let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress!, $0.count) }
+            if n < 0 && (errno == EAGAIN || errno == EINTR) { continue }
+            do {
+                if n <= 0 {
+                    // The process closed its end (EIO: a pty's last slave).
+                    try ch.send(Wire.eof, [])
+                    _ = try ch.receive()
+                    break
+                }
+                try ch.send(Wire.data, Array(buf[0..<n]))
+                guard let (type, _) = try ch.receive(), type == Wire.ack else { break }
+            } catch {
+                log("stand-in \(channelID) out: \(error.description)")
+                break
+            }
+        }
+        outParked.withLock { $0 = true }
+    }
+
+    /// Stops relaying (the process is frozen): output is sent home until
+    /// the stand-in is empty; input already fetched is kept in `carry`.
+    /// Returns within `timeout` seconds, or false.
+    func pause(timeoutMs: Int = 15_000) -> Bool {
+        state.withLock { $0 = .pausing }
+        var waited = 0
+        while waited < timeoutMs {
+            let inDone = !connections.keys.contains("in") || inParked.current || stopped.current.contains("in")
+            let outDone = !connections.keys.contains("out") || outParked.current || stopped.current.contains("out")
+            if inDone && outDone {
+                state.withLock { $0 = .paused }
+                return true
+            }
+            Process.sleep(milliseconds: 20)
+            waited += 20
+        }
+        return false
+    }
+
+    func resume() { state.withLock { $0 = .running } }
+
+    var stoppedDirections: Set<String> { stopped.current }
+
+    /// Lets go of home (the process moved on or ended).
+    func finish() {
+        state.withLock { $0 = .closing }
+        for ch in connections.values { ch.shutdown() }
+        close(fd)
+    }
+}
+
+/// The stand-ins on this node, by the process-side resource name.
+public final class StandInRegistry: @unchecked Sendable {
+    private let items = Locked<[String: StandIn]>([:])
+    public init() {}
+    func add(_ s: StandIn) { items.withLock { $0[s.resource] = s } }
+    func get(_ resource: String) -> StandIn? { items.withLock { $0[resource] } }
+    func remove(_ resource: String) { items.withLock { _ = $0.removeValue(forKey: resource) } }
+}

@@ -1,0 +1,188 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CSSIShim
+public import SSICore
+import SSILinux
+
+/// Message types on the agents' channels.
+public enum Wire {
+    public static let hello: UInt8 = 0
+    /// A request or a reply: `Fields`.
+    public static let fields: UInt8 = 1
+    /// Bytes of a shipped stream or of an image file.
+    public static let data: UInt8 = 2
+    /// The end of a shipped stream's direction.
+    public static let eof: UInt8 = 3
+    /// "Nothing to read yet" for a pulled stream.
+    public static let nodata: UInt8 = 4
+    /// A write was done.
+    public static let ack: UInt8 = 5
+}
+
+/// Named values: lines "key=value" (newlines and backslashes escaped). A
+/// key may repeat (argv, environment).
+public struct Fields: Sendable, Equatable, CustomStringConvertible {
+    public var pairs: [(String, String)]
+
+    public init(_ op: String, _ pairs: [(String, String)] = []) { self.pairs = [("op", op)] + pairs }
+
+    public init(decoding bytes: [UInt8]) {
+        pairs = String(decoding: bytes, as: UTF8.self).split(separator: "\n").map { line in
+            guard let eq = line.firstIndex(of: "=") else { return (String(line), "") }
+            return (String(line[..<eq]), Self.unescape(String(line[line.index(after: eq)...])))
+        }
+    }
+
+    public static func == (a: Fields, b: Fields) -> Bool {
+        a.pairs.map { $0.0 + "=" + $0.1 } == b.pairs.map { $0.0 + "=" + $0.1 }
+    }
+
+    public var op: String { self["op"] ?? "" }
+    public subscript(key: String) -> String? { pairs.first { $0.0 == key }?.1 }
+    public func all(_ key: String) -> [String] { pairs.filter { $0.0 == key }.map(\.1) }
+    public func int(_ key: String) -> Int? { self[key].flatMap { Int($0) } }
+    public mutating func add(_ key: String, _ value: String) { pairs.append((key, value)) }
+    public mutating func add(_ key: String, _ value: Int) { pairs.append((key, String(value))) }
+
+    public var encoded: [UInt8] { Array(pairs.map { "\($0.0)=\(Self.escape($0.1))" }.joined(separator: "\n").utf8) }
+    public var description: String { pairs.map { "\($0.0)=\($0.1)" }.joined(separator: " ") }
+
+    static func escape(_ s: String) -> String {
+        var out = ""
+        for c in s {
+            switch c {
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            default: out.append(c)
+            }
+        }
+        return out
+    }
+    static func unescape(_ s: String) -> String {
+        var out = "", it = s.makeIterator()
+        while let c = it.next() {
+            if c == "\\", let n = it.next() { out.append(n == "n" ? "\n" : n) } else { out.append(c) }
+        }
+        return out
+    }
+}
+
+/// What both kinds of channel do: ordered messages.
+public protocol MessageChannel: AnyObject, Sendable {
+    func send(_ type: UInt8, _ payload: [UInt8]) throws(SSIError)
+    func receive() throws(SSIError) -> (UInt8, [UInt8])?
+    func close()
+}
+
+extension SecureChannel: MessageChannel {}
+
+extension MessageChannel {
+    public func send(_ f: Fields) throws(SSIError) { try send(Wire.fields, f.encoded) }
+
+    /// The next message, which must be fields; nil at the end.
+    public func receiveFields() throws(SSIError) -> Fields? {
+        guard let (type, payload) = try receive() else { return nil }
+        guard type == Wire.fields else { throw SSIError("proc", "unexpected message type \(type) from the peer") }
+        return Fields(decoding: payload)
+    }
+
+    /// Fields that must come; a closed connection is an error naming `what`.
+    public func expectFields(_ what: String) throws(SSIError) -> Fields {
+        guard let f = try receiveFields() else { throw SSIError("proc", "the connection closed while waiting for \(what)") }
+        return f
+    }
+}
+
+/// The local door's channel: a unix stream socket between a command
+/// (ssi-migrate, onnode, where_pid) and its node's agent. Same framing as
+/// the secure channel without the encryption (the socket never leaves the
+/// node), plus descriptor passing: onnode hands its stdin, stdout and
+/// stderr to the agent, which becomes their home.
+public final class LocalChannel: MessageChannel, @unchecked Sendable {
+    public let fd: Int32
+    private let closedFlag = Locked(false)
+    public init(fd: Int32) { self.fd = fd }
+
+    public static func connect(path: String) throws(SSIError) -> LocalChannel {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw SSIError("proc", "socket: \(errnoDescription(errno))") }
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { p in for (i, b) in path.utf8.prefix(100).enumerated() { p[i] = b } }
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        if rc != 0 {
+            let e = errno
+            Glibc.close(fd)
+            throw SSIError("proc", "no process agent on this node (\(path): \(errnoDescription(e)))",
+                           hint: e == ENOENT || e == ECONNREFUSED ? "the node did not boot with ssi-init, or its agent stopped; see /run/ssi/agent.log" : nil)
+        }
+        return LocalChannel(fd: fd)
+    }
+
+    public func send(_ type: UInt8, _ payload: [UInt8]) throws(SSIError) { try send(type, payload, fds: []) }
+
+    /// A message with descriptors attached (at most 16).
+    public func send(_ type: UInt8, _ payload: [UInt8], fds: [Int32]) throws(SSIError) {
+        var frame = [UInt8](repeating: 0, count: 5)
+        let n = UInt32(payload.count + 1).bigEndian
+        withUnsafeBytes(of: n) { for i in 0..<4 { frame[i] = $0[i] } }
+        frame[4] = type
+        frame += payload
+        var done = 0
+        if !fds.isEmpty {
+            let sent = frame.withUnsafeBytes { ssi_send_fds(fd, fds, Int32(fds.count), $0.baseAddress, frame.count) }
+            guard sent > 0 else { throw SSIError("proc", "sendmsg: \(errnoDescription(errno))") }
+            done = sent
+        }
+        while done < frame.count {
+            let k = frame.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + done, frame.count - done, Int32(MSG_NOSIGNAL)) }
+            if k < 0 {
+                if errno == EINTR { continue }
+                throw SSIError("proc", "send: \(errnoDescription(errno))")
+            }
+            done += k
+        }
+    }
+
+    public func receive() throws(SSIError) -> (UInt8, [UInt8])? {
+        let (m, _) = try receiveWithFDs()
+        return m
+    }
+
+    /// A message and the descriptors that came with it.
+    public func receiveWithFDs() throws(SSIError) -> ((UInt8, [UInt8])?, [Int32]) {
+        var head = [UInt8](repeating: 0, count: 5)
+        var fds = [Int32](repeating: -1, count: 16)
+        var nfds: Int32 = 0
+        var got = head.withUnsafeMutableBytes { ssi_recv_fds(fd, &fds, 16, &nfds, $0.baseAddress, 5) }
+        if got < 0 { throw SSIError("proc", "recvmsg: \(errnoDescription(errno))") }
+        let passed = Array(fds.prefix(Int(nfds)))
+        if got == 0 { return (nil, passed) }
+        while got < 5 {
+            let k = head.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + got, 5 - got, 0) }
+            if k <= 0 { throw SSIError("proc", "the connection closed in the middle of a message") }
+            got += k
+        }
+        let length = Int(UInt32(head[0]) << 24 | UInt32(head[1]) << 16 | UInt32(head[2]) << 8 | UInt32(head[3]))
+        guard length >= 1, length <= SecureChannel.maxPayload + 1 else { throw SSIError("proc", "bad message length \(length)") }
+        var payload = [UInt8](repeating: 0, count: length - 1)
+        var done = 0
+        while done < payload.count {
+            let want = payload.count - done
+            let k = payload.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + done, want, 0) }
+            if k < 0, errno == EINTR { continue }
+            if k <= 0 { throw SSIError("proc", "the connection closed in the middle of a message") }
+            done += k
+        }
+        return ((head[4], payload), passed)
+    }
+
+    public func close() {
+        let first = closedFlag.withLock { c -> Bool in defer { c = true }; return !c }
+        if first { Glibc.close(fd) }
+    }
+    deinit { close() }
+}

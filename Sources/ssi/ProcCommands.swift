@@ -1,0 +1,108 @@
+import ArgumentParser
+import SSICore
+import SSIProcess
+
+// Process migration's commands. ssi-migrate (migrate), onnode and
+// where_pid parse their own command lines (OpenSSI's names, util-linux
+// style); main.swift runs them by name. These are for the help, the man
+// pages and the completions, and run the tool if reached anyway.
+
+struct MigrateDocCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "migrate",
+        abstract: "Move a running process to another node (ssi-migrate).",
+        discussion: """
+            migrate [-t] PID NODE. CRIU freezes and dumps the process on its node and restores it on NODE under the \
+            same PID. Files on the cluster root and on node=N cluster mounts are reopened there; pipes, FIFOs, \
+            connected stream sockets (unix and TCP) and terminals stay on their home node and the process gets \
+            stand-ins whose data is shipped home by the process agents. -t moves the process with its \
+            descendants. It prints where the process went and how long it was frozen. If the target cannot \
+            restore it, the process goes on running where it was (exit 1, with the reason). Refused: listening \
+            or datagram sockets, node-local files and devices (other than ttys and /dev/null-like ones), device \
+            mappings, PIDs already used on the target.
+            """)
+
+    @Argument(parsing: .allUnrecognized, help: "[-t] PID NODE")
+    var arguments: [String] = []
+
+    func run() throws { throw ExitCode(ProcTools(program: "ssi-migrate").migrate(arguments)) }
+}
+
+struct OnnodeDocCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "onnode",
+        abstract: "Run a command on another node, its stdio shipped back here.",
+        discussion: """
+            onnode [-p] NODE COMMAND [ARG...]. The command runs on NODE as the caller (uid, gid, groups), with the \
+            caller's environment and working directory; its stdin, stdout and stderr stay here and are shipped. \
+            onnode exits with the command's exit status (128+N when a signal N killed it). -p leaves the command \
+            running there and returns at once.
+            """)
+
+    @Argument(parsing: .allUnrecognized, help: "[-p] NODE COMMAND [ARG...]")
+    var arguments: [String] = []
+
+    func run() throws { throw ExitCode(ProcTools(program: "onnode").onnode(arguments)) }
+}
+
+struct WherePIDDocCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "where_pid",
+        abstract: "Print the node a process runs on.",
+        discussion: """
+            where_pid PID... A PID is a process's cluster-wide identity: processes started after a node's boot get \
+            PIDs from that node's range (node N: from N×65536), and a process keeps its PID when it migrates.
+            """)
+
+    @Argument(parsing: .allUnrecognized, help: "PID...")
+    var arguments: [String] = []
+
+    func run() throws { throw ExitCode(ProcTools(program: "where_pid").wherePID(arguments)) }
+}
+
+struct ClusterPSCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ps",
+        abstract: "List the processes of every node, with their node.")
+
+    @Flag(help: "JSON: a list of {node, pid, uid, command}.")
+    var json = false
+
+    func run() throws {
+        let rc = ProcTools(program: "ssi-cluster ps").ps(json: json)
+        if rc != 0 { throw ExitCode(rc) }
+    }
+}
+
+struct ProcAgentCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "proc-agent",
+        abstract: "Run the process agent: migration, fd shipping, onnode (started by ssi-init).")
+
+    @Option(name: .customLong("state-dir"), help: ArgumentHelp("The membership agent's state directory.", valueName: "dir"))
+    var stateDirectory = "/run/ssi"
+
+    @Option(help: "TCP port on the node's cluster address.")
+    var port: UInt16 = 7791
+
+    @Option(help: ArgumentHelp("The cluster key.", valueName: "file"))
+    var authkey = "/etc/corosync/authkey"
+
+    @Option(name: .customLong("system-root"), help: ArgumentHelp("The system's root (criu and users' commands run there).", valueName: "dir"))
+    var systemRoot = "/proc/1/root"
+
+    func run() throws {
+        var options = ProcAgent.Options()
+        options.stateDirectory = stateDirectory
+        options.port = port
+        options.authkeyPath = authkey
+        options.systemRoot = systemRoot
+        let agent = ProcAgent(options: options) { line in writeAll(2, "ssi-cluster: \(line)\n") }
+        do {
+            try agent.run()
+        } catch {
+            printError(tool: "ssi-cluster proc-agent", error)
+            throw ExitCode(1)
+        }
+    }
+}

@@ -1,0 +1,153 @@
+import Testing
+import Foundation
+import CSSIShim
+import SSICore
+@testable import SSIProcess
+
+/// The secure channel and fd shipping on loopback, in this process: a
+/// home channel served on one side, a stand-in relaying on the other.
+@Suite(.serialized) struct ShippingTests {
+    static let key = SecureChannel.clusterKey(authkey: Array(repeating: 7, count: 256))
+
+    /// A loopback listener that authenticates each connection and hands
+    /// it to `serve` on its own thread.
+    final class Server: @unchecked Sendable {
+        let fd: Int32
+        let port: UInt16
+        init(key: [UInt8], node: UInt32, serve: @escaping @Sendable (SecureChannel) -> Void) throws {
+            let sock = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            fd = sock
+            var sin = sockaddr_in()
+            sin.sin_family = sa_family_t(AF_INET)
+            sin.sin_addr.s_addr = inet_addr("127.0.0.1")
+            var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+            _ = withUnsafePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(sock, $0, len) } }
+            listen(sock, 16)
+            _ = withUnsafeMutablePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(sock, $0, &len) } }
+            port = UInt16(bigEndian: sin.sin_port)
+            let listener = sock
+            startThread {
+                while true {
+                    let c = ssi_accept(listener)
+                    if c < 0 { return }
+                    startThread {
+                        if let ch = try? SecureChannel.accept(fd: c, key: key, localNode: node) { serve(ch) }
+                    }
+                }
+            }
+        }
+        func stop() { shutdown(fd, Int32(SHUT_RDWR)); close(fd) }
+    }
+
+    @Test func secureChannelAuthenticatesBothWaysAndCarriesMessages() throws {
+        let server = try Server(key: Self.key, node: 1) { ch in
+            while let (type, payload) = try? ch.receive() { try? ch.send(type, payload.reversed()) }
+        }
+        defer { server.stop() }
+        let ch = try SecureChannel.connect(address: "127.0.0.1", port: server.port, key: Self.key, localNode: 2)
+        #expect(ch.peerNode == 1)
+        try ch.send(Wire.data, Array("hello".utf8))
+        let reply = try #require(try ch.receive())
+        #expect(reply.0 == Wire.data && String(decoding: reply.1, as: UTF8.self) == "olleh")
+        let big = (0..<SecureChannel.maxPayload).map { UInt8($0 & 0xff) }
+        try ch.send(Wire.data, big)
+        #expect(try ch.receive()?.1 == big.reversed())
+        ch.close()
+
+        // Another cluster's key: refused, with the reason.
+        let other = SecureChannel.clusterKey(authkey: Array(repeating: 8, count: 256))
+        #expect(other != Self.key)
+        #expect {
+            _ = try SecureChannel.connect(address: "127.0.0.1", port: server.port, key: other, localNode: 2)
+        } throws: { ($0 as? SSIError)?.message.contains("authentication failed") == true }
+    }
+
+    @Test func fieldsKeepNewlinesBackslashesAndRepeats() {
+        var f = Fields("run", [("arg", "sh"), ("arg", "-c"), ("arg", "echo 'a\nb' \\ done")])
+        f.add("env", "X=1=2")
+        let back = Fields(decoding: f.encoded)
+        #expect(back == f)
+        #expect(back.op == "run" && back.all("arg") == ["sh", "-c", "echo 'a\nb' \\ done"] && back["env"] == "X=1=2")
+    }
+
+    /// A home channel for a pipe, served by a loopback "home agent".
+    func home(_ kind: ShipKind, fd: Int32) throws -> (HomeRegistry, Server) {
+        let homes = HomeRegistry()
+        homes.add(HomeChannel(id: "c1", kind: kind, fd: fd))
+        let server = try Server(key: Self.key, node: 1) { ch in
+            guard let f = try? ch.receiveFields(), f.op == "attach", let c = homes.get(f["channel"] ?? ""), let d = f["dir"] else { return }
+            c.serve(direction: d, on: ch)
+        }
+        return (homes, server)
+    }
+
+    func readAvailable(_ fd: Int32, until expected: Int, timeoutMs: Int = 5000) -> [UInt8] {
+        var out: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 65536)
+        var waited = 0
+        while out.count < expected && waited < timeoutMs {
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            if poll(&p, 1, 50) > 0 {
+                let n = read(fd, &buf, buf.count)
+                if n <= 0 { break }
+                out += buf[0..<n]
+            } else { waited += 50 }
+        }
+        return out
+    }
+
+    @Test func shippedPipeIntoTheProcessKeepsOrderPausesAndEnds() throws {
+        var real: [Int32] = [-1, -1]
+        #expect(ssi_pipe(&real) == 0)
+        let (homes, server) = try home(.pipeIn, fd: real[0])
+        defer { server.stop() }
+        let made = try MadeStandIn.make(ShipSpec(resource: "-", kind: .pipeIn, home: 1, channel: "c1"))
+        let s = StandIn(channelID: "c1", home: 1, kind: .pipeIn, fd: made.agentEnd, resource: made.resource, log: { _ in })
+        try s.start { _ throws(SSIError) in try SecureChannel.connect(address: "127.0.0.1", port: server.port, key: Self.key, localNode: 2) }
+
+        let first = (1...500).map { "line \($0)\n" }.joined()
+        _ = first.withCString { write(real[1], $0, strlen($0)) }
+        #expect(String(decoding: readAvailable(made.processEnd, until: first.utf8.count), as: UTF8.self) == first)
+
+        // Paused (as for a migration): nothing moves; resumed: all of it,
+        // in order, nothing lost or doubled.
+        #expect(s.pause())
+        let second = "after pause\n"
+        _ = second.withCString { write(real[1], $0, strlen($0)) }
+        #expect(readAvailable(made.processEnd, until: 1, timeoutMs: 600).isEmpty)
+        s.resume()
+        #expect(String(decoding: readAvailable(made.processEnd, until: second.utf8.count), as: UTF8.self) == second)
+
+        // The home writer closes: the process reads end of file.
+        close(real[1])
+        var buf = [UInt8](repeating: 0, count: 16)
+        var p = pollfd(fd: made.processEnd, events: Int16(POLLIN), revents: 0)
+        #expect(poll(&p, 1, 5000) > 0)
+        #expect(read(made.processEnd, &buf, 16) == 0)
+        _ = homes
+    }
+
+    @Test func shippedPipeOutOfTheProcessArrivesHomeAndEndsThere() throws {
+        var real: [Int32] = [-1, -1]
+        #expect(ssi_pipe(&real) == 0)
+        let (homes, server) = try home(.pipeOut, fd: real[1])
+        defer { server.stop() }
+        let made = try MadeStandIn.make(ShipSpec(resource: "-", kind: .pipeOut, home: 1, channel: "c1"))
+        let s = StandIn(channelID: "c1", home: 1, kind: .pipeOut, fd: made.agentEnd, resource: made.resource, log: { _ in })
+        try s.start { _ throws(SSIError) in try SecureChannel.connect(address: "127.0.0.1", port: server.port, key: Self.key, localNode: 2) }
+        let text = (1...2000).map { "out \($0)\n" }.joined()
+        let writer = made.processEnd
+        startThread {
+            _ = text.withCString { write(writer, $0, strlen($0)) }
+            close(writer)
+        }
+        #expect(String(decoding: readAvailable(real[0], until: text.utf8.count), as: UTF8.self) == text)
+        // The process closed its end: home closes its copy, the reader
+        // at home sees end of file.
+        var buf = [UInt8](repeating: 0, count: 16)
+        var p = pollfd(fd: real[0], events: Int16(POLLIN), revents: 0)
+        #expect(poll(&p, 1, 5000) > 0)
+        #expect(read(real[0], &buf, 16) == 0)
+        #expect(homes.count == 0)
+    }
+}
