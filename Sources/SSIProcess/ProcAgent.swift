@@ -78,6 +78,11 @@ public final class ProcAgent: @unchecked Sendable {
     // MARK: run
 
     public func run() throws(SSIError) {
+        // Whatever started us may have blocked signals (SIGTERM must stop
+        // the agent); a closed peer must be an error, not SIGPIPE.
+        var none = sigset_t()
+        sigemptyset(&none)
+        sigprocmask(SIG_SETMASK, &none, nil)
         signal(SIGPIPE, SIG_IGN)
         key = SecureChannel.clusterKey(authkey: try AuthKey.read(path: options.authkeyPath))
         var view: ClusterView?

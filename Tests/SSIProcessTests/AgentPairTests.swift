@@ -1,0 +1,131 @@
+import Testing
+import Foundation
+import SSICore
+import SSIMembership
+
+/// Two process agents on this machine (127.0.0.1 and 127.0.0.2, each with
+/// its own state directory and membership view), and the commands against
+/// them: onnode's stdio, environment, working directory and exit status
+/// go through the real agents and their secure channel. Migration itself
+/// needs CRIU, which only works in the VM tests' guests.
+@Suite(.serialized) struct AgentPairTests {
+    static let ssi = ProcessInfo.processInfo.environment["SSI_BIN"]
+    static let skip: String? = ssi == nil ? "SSI_BIN is not set (scripts/test sets it to the release binary)"
+        : getuid() != 0 ? "needs root: the agent starts commands chrooted in the system root" : nil
+
+    final class Pair {
+        let dir: String
+        var agents: [Process] = []
+        init() throws {
+            // A command that exits before reading its stdin: EPIPE, not death.
+            signal(SIGPIPE, SIG_IGN)
+            dir = NSTemporaryDirectory() + "ssi-proc-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+            let key = dir + "/authkey"
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            try Data((0..<256).map { _ in UInt8.random(in: 0...255) }).write(to: URL(fileURLWithPath: key))
+            chmod(key, 0o400)
+            for n in [1, 2] {
+                let state = dir + "/node\(n)"
+                try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
+                let view = ClusterView(clusterName: "t", localNode: UInt32(n), quorate: true, expectedVotes: 2, totalVotes: 2, quorum: 2,
+                                       nodes: [NodeRecord(number: 1, name: "one", address: "127.0.0.1", state: .up, stage: ""),
+                                               NodeRecord(number: 2, name: "two", address: "127.0.0.2", state: .up, stage: "")])
+                try view.write(directory: state)
+                let p = Process()
+                p.executableURL = URL(fileURLWithPath: AgentPairTests.ssi!)
+                p.arguments = ["cluster", "proc-agent", "--state-dir", state, "--port", "17791", "--authkey", key, "--system-root", "/"]
+                p.standardError = FileHandle(forWritingAtPath: "/dev/null")
+                try p.run()
+                agents.append(p)
+            }
+            for n in [1, 2] {
+                var waited = 0
+                while !FileManager.default.fileExists(atPath: dir + "/node\(n)/proc.sock") && waited < 100 {
+                    usleep(100_000)
+                    waited += 1
+                }
+            }
+        }
+        deinit {
+            agents.forEach { $0.terminate(); $0.waitUntilExit() }
+            try? FileManager.default.removeItem(atPath: dir)
+        }
+
+        /// Runs a command as node `n`'s user would; stdin from `input`.
+        func run(_ args: [String], node n: Int = 1, input: String = "", cwd: String = "/tmp",
+                 env extra: [String: String] = [:]) throws -> (status: Int32, out: String, err: String) {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: AgentPairTests.ssi!)
+            p.arguments = args
+            p.currentDirectoryURL = URL(fileURLWithPath: cwd)
+            var env = ProcessInfo.processInfo.environment
+            env["SSI_STATE_DIR"] = dir + "/node\(n)"
+            for (k, v) in extra { env[k] = v }
+            p.environment = env
+            let inPipe = Pipe(), outPipe = Pipe(), errPipe = Pipe()
+            p.standardInput = inPipe
+            p.standardOutput = outPipe
+            p.standardError = errPipe
+            try p.run()
+            inPipe.fileHandleForWriting.write(Data(input.utf8))
+            try inPipe.fileHandleForWriting.close()
+            let out = outPipe.fileHandleForReading.readDataToEndOfFile()
+            let err = errPipe.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            return (p.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
+        }
+    }
+
+    @Test("onnode: the command runs through node 2's agent with the caller's environment, directory and stdio, and its exit status comes back",
+          .enabled(if: skip == nil, Comment(rawValue: skip ?? "")), .timeLimit(.minutes(2)))
+    func onnodeThroughTwoAgents() throws {
+        let pair = try Pair()
+        let r = try pair.run(["onnode", "2", "sh", "-c", "echo cwd=$PWD; echo foo=$FOO; cat; echo err >&2; exit 3"],
+                             input: "from-stdin\nsecond line\n", env: ["FOO": "bar baz"])
+        #expect(r.status == 3, "\(r)")
+        #expect(r.out == "cwd=/tmp\nfoo=bar baz\nfrom-stdin\nsecond line\n", "\(r)")
+        #expect(r.err == "err\n", "\(r)")
+
+        // By node name, as `ssi onnode`; a large stream through cat, in order.
+        let big = (1...20000).map { "row \($0)\n" }.joined()
+        let cat = try pair.run(["onnode", "two", "cat"], input: big)
+        #expect(cat.status == 0 && cat.out == big, "\(cat.status) \(cat.err) \(cat.out.count) of \(big.count) bytes")
+
+        // A signal's death is 128+N, and said.
+        let killed = try pair.run(["onnode", "2", "sh", "-c", "kill -TERM $$"])
+        #expect(killed.status == 143 && killed.err.contains("killed by signal 15"), "\(killed)")
+
+        // A command that does not exist there.
+        let missing = try pair.run(["onnode", "2", "no-such-command-xyz"])
+        #expect(missing.status == 255 && missing.err.contains("no-such-command-xyz: No such file or directory"), "\(missing)")
+
+        // Bad nodes and usage.
+        let nine = try pair.run(["onnode", "9", "true"])
+        #expect(nine.status == 255 && nine.err.contains("node 9 is not in the cluster"), "\(nine)")
+        let noName = try pair.run(["onnode", "seven", "true"])
+        #expect(noName.status == 255 && noName.err.contains("no node named seven") && noName.err.contains("1 (one), 2 (two)"), "\(noName)")
+        let usage = try pair.run(["onnode", "2"])
+        #expect(usage.status == 2 && usage.err.contains("missing command"), "\(usage)")
+
+        // -p: returns at once; the command goes on there.
+        let marker = pair.dir + "/persistent"
+        let p = try pair.run(["onnode", "-p", "2", "sh", "-c", "sleep 1; echo done > \(marker)"])
+        #expect(p.status == 0 && p.err.contains("runs on node 2"), "\(p)")
+        #expect(!FileManager.default.fileExists(atPath: marker))
+        var waited = 0
+        while !FileManager.default.fileExists(atPath: marker) && waited < 50 { usleep(100_000); waited += 1 }
+        #expect(FileManager.default.fileExists(atPath: marker), "the -p command did not finish on node 2")
+
+        // The cluster's ps: both nodes' lists.
+        let ps = try pair.run(["cluster", "ps"])
+        #expect(ps.status == 0 && ps.out.hasPrefix("NODE     PID   UID COMMAND"), "\(ps)")
+        let nodes = Set(ps.out.split(separator: "\n").dropFirst().compactMap { $0.split(separator: " ").first.map(String.init) })
+        #expect(nodes == ["1", "2"], "\(ps.out.prefix(400))")
+
+        // migrate's own checks, before CRIU is ever needed.
+        let same = try pair.run(["migrate", String(getpid()), "1"])
+        #expect(same.status == 1 && same.err.contains("already on node 1"), "\(same)")
+        let badPID = try pair.run(["migrate", "x", "2"])
+        #expect(badPID.status == 2 && badPID.err.contains("not a process ID"), "\(badPID)")
+    }
+}
