@@ -136,10 +136,11 @@ public struct ProcessInspector: Sendable {
             }
             return .ship(.socket, resource: target)
         }
-        if target.hasPrefix("/dev/") {
+        var st = stat()
+        let isDevice = stat("/proc/\(pid)/fd/\(fd)", &st) == 0 && (st.st_mode & S_IFMT == S_IFCHR || st.st_mode & S_IFMT == S_IFBLK)
+        if isDevice {
             if Self.everywhereDevices.contains(target) { return .reopen }
-            var st = stat()
-            if stat("/proc/\(pid)/fd/\(fd)", &st) == 0, st.st_mode & S_IFMT == S_IFCHR {
+            if st.st_mode & S_IFMT == S_IFCHR {
                 let copy = takeCopy(pid: pid, fd: fd)
                 defer { if copy >= 0 { close(copy) } }
                 if copy >= 0, isatty(copy) != 0 {

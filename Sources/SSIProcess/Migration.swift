@@ -255,6 +255,11 @@ extension ProcAgent {
                 if let r = exitReports.withLock({ $0[t] }) { req.add("report", "\(t)|\(r.node)|\(r.session)") }
             }
             try c.send(req)
+            let imageBytes = ((try? FileSystem.list(dir)) ?? []).reduce(0) { sum, name in
+                var st = stat()
+                return sum + (stat(dir + "/" + name, &st) == 0 ? Int(st.st_size) : 0)
+            }
+            trace("sending the images of \(pid) to node \(target) (\(imageBytes >> 20) MB)")
             for (res, bytes) in carries where !res.hasSuffix("#unread") && !bytes.isEmpty {
                 try c.send(Fields("carry", [("resource", res), ("size", String(bytes.count))]))
                 try sendChunks(bytes, on: c)

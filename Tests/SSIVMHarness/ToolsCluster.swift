@@ -18,8 +18,10 @@ public struct ToolsCluster: Sendable {
     public let node1: Guest
 
     /// Builds the image and the disks, boots node 1 to multi-user. `deb`:
-    /// the ssi package, installed in the root (mkdebian.sh --deb).
-    public static func boot(in vm: VMTest, ssi: String, kernel: Kernel, deb: String? = nil) async throws -> ToolsCluster {
+    /// the ssi package, installed in the root (mkdebian.sh --deb). `files`:
+    /// more files for the root, by path in it (mode 0755: test programs).
+    public static func boot(in vm: VMTest, ssi: String, kernel: Kernel, deb: String? = nil,
+                            files: [String: String] = [:]) async throws -> ToolsCluster {
         let key = vm.path("authkey")
         try Command.run([ssi, "cluster", "keygen", "-o", key])
         let conf = try vm.exampleCFSConfig(authkey: key)
@@ -55,6 +57,13 @@ public struct ToolsCluster: Sendable {
             """.write(toFile: slow, atomically: true, encoding: .utf8)
         chmod(slow, 0o755)
 
+        var copies: [String] = []
+        for (n, (dest, text)) in files.sorted(by: { $0.key < $1.key }).enumerated() {
+            let local = vm.path("file\(n)")
+            try text.write(toFile: local, atomically: true, encoding: .utf8)
+            chmod(local, 0o755)
+            copies += ["--copy", local + ":" + dest]
+        }
         let etc = try vm.etcSSI(config: conf, authkey: key)
         let unpacked = vm.path("unpacked")
         try FileManager.default.createDirectory(atPath: unpacked, withIntermediateDirectories: true)
@@ -65,7 +74,7 @@ public struct ToolsCluster: Sendable {
         try Command.run([VMHost.packageRoot + "/initramfs/testroot/mkdebian.sh", debian, "--uuid", uuid,
                          "--size", "1500M", "--copy", netboot + ":/srv/ssi/netboot", "--copy", etc + ":/etc/ssi",
                          "--copy", slow + ":/usr/sbin/fsck.slow",
-                         "--copy", unpacked + "/usr/lib/modules:/usr/lib/modules"] + (deb.map { ["--deb", $0] } ?? []),
+                         "--copy", unpacked + "/usr/lib/modules:/usr/lib/modules"] + copies + (deb.map { ["--deb", $0] } ?? []),
                         timeout: .seconds(900))
 
         let common = swaps.map { Disk($0, shared: true) } + [Disk(shared, shared: true)]

@@ -1,0 +1,217 @@
+// Process migration, fd shipping and onnode in a real cluster (the tools'
+// CFS cluster: node 1 serves the root, nodes 2 and 3 network-boot), with
+// CRIU inside the guests (it does not work on the host's kernel). One
+// boot; the scenarios run one after the other on it, the last one kills
+// node 3.
+
+import Foundation
+import SSIVMHarness
+import Testing
+
+extension VM {
+    @Suite struct MigrationTests {
+        static let ssi = ToolsCluster.ssi
+
+        /// Test programs in the root (shared by every node).
+        static let programs: [String: String] = [
+            // A counter kept in memory: a line a second to the cluster
+            // root's file (with the node it ran on) and to stdout.
+            "/usr/local/bin/ssi-counter": """
+                #!/bin/sh
+                i=0
+                while :; do
+                    i=$((i+1))
+                    read -r h < /proc/sys/kernel/hostname
+                    echo "$i $h" >> /root/counter.log
+                    echo "line $i"
+                    sleep 1
+                done
+
+                """,
+            // An interactive program: echoes each line it reads with the
+            // node it runs on, and says its window size on SIGWINCH.
+            "/usr/local/bin/ssi-tty-prog": """
+                #!/bin/bash
+                trap 'echo "winch $(stty size)"' WINCH
+                echo "ready $(stty size)"
+                while :; do
+                    if read -r line; then echo "got $line on $(cat /proc/sys/kernel/hostname)"; fi
+                done
+
+                """,
+            "/usr/local/bin/ssi-echo-server": """
+                #!/usr/bin/python3
+                import socket, threading
+                s = socket.socket()
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind(("0.0.0.0", 7000))
+                s.listen(8)
+                def serve(c):
+                    f = c.makefile("rwb", buffering=0)
+                    for line in f:
+                        c.sendall(b"echo " + line)
+                    c.close()
+                while True:
+                    c, _ = s.accept()
+                    threading.Thread(target=serve, args=(c,), daemon=True).start()
+
+                """,
+            // A TCP client of node 1's echo server: a ping a second, each
+            // reply logged with the node the client runs on.
+            "/usr/local/bin/ssi-tcp-client": """
+                #!/usr/bin/python3
+                import socket, time
+                c = socket.create_connection(("10.77.0.1", 7000))
+                f = c.makefile("rb")
+                i = 0
+                while True:
+                    i += 1
+                    c.sendall(b"ping %d\\n" % i)
+                    reply = f.readline().decode().strip()
+                    host = open("/proc/sys/kernel/hostname").read().strip()
+                    with open("/root/tcp.log", "a") as log:
+                        log.write("%d %s %s\\n" % (i, reply, host))
+                    time.sleep(1)
+
+                """,
+            // MB of resident memory, then a line a second.
+            "/usr/local/bin/ssi-hog": """
+                #!/usr/bin/python3
+                import sys, time
+                mb = int(sys.argv[1])
+                block = bytearray(b"x") * (mb << 20)
+                i = 0
+                while True:
+                    i += 1
+                    with open("/root/hog.log", "a") as log:
+                        log.write("%d\\n" % i)
+                    time.sleep(1)
+
+                """,
+        ]
+
+        @Test("migration: a counter with a pipe home moves 1 -> 2 -> 3 without a gap, a tty program and a TCP client keep their terminal and connection, onnode runs there with stdio and status back, refusals say why, a target dying mid-transfer leaves the process running at home",
+              .enabled(if: clusterSkipReason == nil, Comment(rawValue: clusterSkipReason ?? "")),
+              .timeLimit(.minutes(30)))
+        func migration() async throws {
+            let ssiHost = try SSIBinary.require()
+            try await VMTest.run("migration") { vm in
+                let cluster = try await ToolsCluster.boot(in: vm, ssi: ssiHost, kernel: VMHost.kernel!, files: Self.programs)
+                let node1 = cluster.node1
+                let node2 = try cluster.startDiskless(2, in: vm)
+                try await ToolsCluster.waitUp(node2)
+                let node3 = try cluster.startDiskless(3, in: vm)
+                try await ToolsCluster.waitUp(node3)
+                let ssi = Self.ssi
+                for g in [node1, node2, node3] {
+                    // The process agent runs, and the node's PIDs are in its range.
+                    let agents = try await g.run("pgrep -f 'cluster proc-agent' | wc -l").output
+                    #expect(agents == "1", "\(g.name): \(agents) process agents")
+                }
+                let pid1 = try await node1.run("sh -c 'echo $$'").output
+                #expect((Int(pid1) ?? 0) > 65536 && (Int(pid1) ?? 0) < 2 * 65536, "node 1's PIDs start at 65537: \(pid1)")
+
+                // onnode: node 2's hostname, stdin from node 1, status back.
+                let on = try await node1.run("echo typed-on-1 | \(ssi) onnode 2 sh -c 'hostname; cat; exit 7'",
+                                             timeout: .seconds(60), expectStatus: 7).output
+                #expect(on == "node2\ntyped-on-1", "\(on)")
+                let onName = try await node1.run("\(ssi) onnode node3 sh -c 'echo $PWD $FOO' ", timeout: .seconds(60)).output
+                #expect(onName.hasSuffix("/root"), "\(onName)")
+                let ps = try await node2.run("\(ssi) cluster ps | awk '{print $1}' | sort -u | tr '\\n' ' '", timeout: .seconds(60)).output
+                #expect(ps.contains("1 ") && ps.contains("2 ") && ps.contains("3 "), "\(ps)")
+
+                // The counter: its stdout is a pipe read on node 1.
+                try await node1.run("rm -f /root/counter.log; ssi-counter </dev/null 2>/dev/null | cat > /tmp/reader.out &")
+                try await Task.sleep(for: .seconds(3))
+                let counter = try await node1.run("pgrep -f ssi-counter | head -1").output
+                #expect(try await node2.run("\(ssi) where_pid \(counter)", timeout: .seconds(30)).output == "1")
+                // It has a child now and then (sleep): -t moves the tree.
+                for (target, g) in [(2, node2), (3, node3)] {
+                    let m = try await node1.run("\(ssi) migrate -t \(counter) \(target) 2>&1", timeout: .seconds(240))
+                    log("migrate to \(target): \(m.output)")
+                    #expect(m.status == 0 && m.output.contains("moved to node \(target)"), "\(m.output)")
+                    #expect(try await node1.run("\(ssi) where_pid \(counter)", timeout: .seconds(30)).output == "\(target)")
+                    #expect(try await g.run("cat /proc/\(counter)/comm").output == "ssi-counter")
+                    try await Task.sleep(for: .seconds(4))
+                }
+                try await node3.run("kill \(counter)")
+                try await Task.sleep(for: .seconds(3))
+                let log1 = try await node1.run("cat /root/counter.log").output.split(separator: "\n").map(String.init)
+                let numbers = log1.compactMap { Int($0.split(separator: " ")[0]) }
+                #expect(numbers == Array(1...max(1, numbers.count)), "the counter went on without a gap or a reset: \(log1)")
+                let hosts = log1.compactMap { $0.split(separator: " ").last.map(String.init) }
+                #expect(hosts.first == "node1" && hosts.last == "node3" && hosts.contains("node2"), "\(hosts)")
+                let read = try await node1.run("cat /tmp/reader.out").output.split(separator: "\n").map(String.init)
+                #expect(read == numbers.map { "line \($0)" }, "the reader on node 1 got every line once, in order: \(read)")
+                #expect(try await node1.run("pgrep -x cat", expectStatus: nil).status == 1, "the reader saw end of file")
+
+                // A program under a terminal made on node 1 (script's pty).
+                try await node1.run("rm -f /tmp/keys /tmp/tty.out; mkfifo /tmp/keys; (script -qfc ssi-tty-prog /tmp/tty.out < /tmp/keys > /dev/null &) ; exec 9>/tmp/keys")
+                try await Task.sleep(for: .seconds(3))
+                let prog = try await node1.run("pgrep -f 'bash /usr/local/bin/ssi-tty-prog' | head -1").output
+                let m = try await node1.run("\(ssi) migrate \(prog) 2 2>&1", timeout: .seconds(240))
+                log("tty migrate: \(m.output)")
+                #expect(m.status == 0, "\(m.output)")
+                try await node1.run("echo hello-tty >&9")
+                let pts = try await node1.run("ls -l /proc/$(pgrep -x script)/fd | grep -o '/dev/pts/[0-9]*' | head -1").output
+                try await Task.sleep(for: .seconds(3))
+                try await node1.run("stty -F \(pts) rows 41 cols 99 2>&1; echo", expectStatus: nil)
+                try await Task.sleep(for: .seconds(3))
+                let tty = try await node1.run("cat /tmp/tty.out").output
+                #expect(tty.contains("got hello-tty on node2"), "keystrokes reach the program on node 2: \(tty)")
+                #expect(tty.contains("winch 41 99"), "the window size change reaches it: \(tty)")
+                try await node2.run("kill \(prog)", expectStatus: nil)
+
+                // A TCP client keeps its connection to node 1's server.
+                try await node1.run("rm -f /root/tcp.log; (ssi-echo-server </dev/null >/dev/null 2>&1 &); sleep 2; (ssi-tcp-client </dev/null >/dev/null 2>&1 &)")
+                try await Task.sleep(for: .seconds(3))
+                let client = try await node1.run("pgrep -f ssi-tcp-client | head -1").output
+                let t = try await node1.run("\(ssi) migrate \(client) 2 2>&1", timeout: .seconds(240))
+                log("tcp migrate: \(t.output)")
+                #expect(t.status == 0, "\(t.output)")
+                try await Task.sleep(for: .seconds(5))
+                let tcp = try await node1.run("cat /root/tcp.log").output.split(separator: "\n").map(String.init)
+                #expect(tcp.contains { $0.hasSuffix("node2") } && tcp.allSatisfy { l in
+                    let f = l.split(separator: " ")
+                    return f.count == 5 && f[1] == "echo" && f[2] == "ping" && f[0] == f[3]
+                }, "every ping answered over the same connection: \(tcp)")
+                try await node2.run("kill \(client)", expectStatus: nil)
+
+                // Refusals name the reason; the process stays, running.
+                let server = try await node1.run("pgrep -f ssi-echo-server | head -1").output
+                let refused = try await node1.run("\(ssi) migrate \(server) 2 2>&1", timeout: .seconds(60), expectStatus: 1).output
+                #expect(refused.contains("listening socket"), "\(refused)")
+                let busy = try await node1.run("\(ssi) migrate 1 2 2>&1", timeout: .seconds(60), expectStatus: 1).output
+                #expect(busy.contains("cluster daemon") || busy.contains("in use on node 2"), "\(busy)")
+                let nowhere = try await node1.run("\(ssi) where_pid 4000000 2>&1", timeout: .seconds(30), expectStatus: 1).output
+                #expect(nowhere.contains("no such process on any node"), "\(nowhere)")
+
+                // The target dies in the middle of the transfer: the process
+                // goes on running on node 1.
+                try await node1.run("rm -f /root/hog.log; (ssi-hog 150 </dev/null >/dev/null 2>&1 &)")
+                try await Task.sleep(for: .seconds(5))
+                let hog = try await node1.run("pgrep -f ssi-hog | head -1").output
+                try await node1.run("(\(ssi) migrate \(hog) 3 > /tmp/hog-migrate.out 2>&1; echo rc=$? >> /tmp/hog-migrate.out) &")
+                var sending = false
+                for _ in 0..<120 where !sending {
+                    sending = try await node1.run("grep -c 'sending the images of \(hog)' /run/ssi/proc-agent.log", expectStatus: nil).output != "0"
+                    if !sending { try await Task.sleep(for: .milliseconds(500)) }
+                }
+                #expect(sending, "the transfer began")
+                node3.kill()
+                var out = ""
+                for _ in 0..<90 where !out.contains("rc=") {
+                    try await Task.sleep(for: .seconds(1))
+                    out = try await node1.run("cat /tmp/hog-migrate.out").output
+                }
+                #expect(out.contains("rc=1") && out.contains("goes on running on node 1"), "\(out)")
+                let state = try await node1.run("awk '{print $3}' /proc/\(hog)/stat").output
+                #expect(state == "S" || state == "R", "the process runs on node 1 again (state \(state))")
+                let before = try await node1.run("wc -l < /root/hog.log").output
+                try await Task.sleep(for: .seconds(3))
+                let after = try await node1.run("wc -l < /root/hog.log").output
+                #expect((Int(after) ?? 0) > (Int(before) ?? 0), "it goes on writing: \(before) -> \(after)")
+            }
+        }
+    }
+}
