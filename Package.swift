@@ -116,6 +116,10 @@ let package = Package(
             name: "ssi-bench-tools",
             dependencies: ["SSIVMHarness"],
             path: "bench/tools"),
+        .executableTarget(
+            name: "ssi-bench-migrate",
+            dependencies: ["SSIVMHarness"],
+            path: "bench/migrate"),
         .testTarget(
             name: "VMTests",
             dependencies: ["SSIVMHarness"]),

@@ -87,10 +87,12 @@ func termiosFrom(hex: String) -> termios? {
 
 extension ProcAgent {
     static let criu = "/usr/sbin/criu"
+    /// Where --through-root puts the images: on the cluster root.
+    static let rootImages = "/var/lib/ssi/migrate"
 
     /// Runs criu in the system's root and waits; on failure the error has
     /// criu's own error lines from its log.
-    func runCRIU(_ args: [String], dir: String, log logName: String, fds extra: [Int32] = []) throws(SSIError) {
+    func runCRIU(_ args: [String], dir: String, log logName: String, fds extra: [Int32] = [], readFrom: String? = nil) throws(SSIError) {
         let null = open("/dev/null", O_RDWR | O_CLOEXEC)
         defer { close(null) }
         var spec = JobSpec(root: options.systemRoot, cwd: "/", argv: [Self.criu] + args + ["-o", dir + "/" + logName, "-v4"],
@@ -104,7 +106,7 @@ extension ProcAgent {
             throw SSIError("migrate", "criu \(args[0]) did not finish in 10 minutes")
         }
         if exit != .exited(0) {
-            let logText = (try? FileSystem.readText(dir + "/" + logName)) ?? ""
+            let logText = (try? FileSystem.readText((readFrom ?? dir) + "/" + logName)) ?? ""
             let errors = logText.split(separator: "\n").filter { $0.contains("Error") || $0.contains("error") }
                 .suffix(6).map { String($0) }
             throw SSIError("migrate", "criu \(args[0]) failed (\(exit)): " + (errors.isEmpty ? "see \(dir)/\(logName)" : errors.joined(separator: " | ")))
@@ -113,7 +115,11 @@ extension ProcAgent {
 
     /// Moves `pid` (with its tree when `tree`) to `target`. Answers on
     /// `reply`: progress lines, then "migrated" or "error".
-    func migrate(pid: pid_t, to target: UInt32, tree: Bool, uid: uid_t, reply: any MessageChannel) throws(SSIError) {
+    /// `throughRoot`: CRIU writes the images into the cluster root
+    /// (/var/lib/ssi/migrate) and the target restores from there, instead
+    /// of the agents' stream (measured both ways: BENCHMARKS.md).
+    func migrate(pid: pid_t, to target: UInt32, tree: Bool, uid: uid_t, throughRoot: Bool = false,
+                 reply: any MessageChannel) throws(SSIError) {
         let started = Process.now()
         guard target != localNode else { throw SSIError("migrate", "process \(pid) is already on node \(target)") }
         guard let peer = peers()[target] else { throw SSIError("migrate", "node \(target) is not in the cluster", hint: "see `ssi cluster status`") }
@@ -169,7 +175,10 @@ extension ProcAgent {
         }
 
         let id = "\(localNode)-\(pid)-\(UInt32.random(in: 0...UInt32.max))"
-        let dir = options.stateDirectory + "/migrate/" + id
+        // Through the root: the path as criu (in the system root) and as
+        // this agent (in the agents root, through /proc/1/root) see it.
+        let criuDir = throughRoot ? Self.rootImages + "/" + id : options.stateDirectory + "/migrate/" + id
+        let dir = throughRoot ? options.systemRoot + criuDir : criuDir
         try makeDirectory(dir)
         defer { removeTree(dir) }
 
@@ -201,12 +210,12 @@ extension ProcAgent {
 
         // Freeze and dump. --leave-stopped: the process stays here,
         // stopped, until the target has it running.
-        var dump = ["dump", "-t", String(pid), "-D", dir, "--shell-job", "--leave-stopped", "--ext-unix-sk",
+        var dump = ["dump", "-t", String(pid), "-D", criuDir, "--shell-job", "--leave-stopped", "--ext-unix-sk",
                     "--manage-cgroups=ignore", "--skip-in-flight", "--tcp-close"]
         for s in specs where s.kind == .tty { dump += ["--external", s.resource] }
         let freezeStart = Process.now()
         do throws(SSIError) {
-            try runCRIU(dump, dir: dir, log: "dump.log")
+            try runCRIU(dump, dir: criuDir, log: "dump.log", readFrom: dir)
         } catch {
             dropNewHomes()
             for t in tasks { kill(t, SIGCONT) }
@@ -249,6 +258,7 @@ extension ProcAgent {
             defer { c.close() }
             c.setReceiveTimeout(seconds: 120)
             var req = Fields("restore", [("id", id), ("pid", String(pid))])
+            if throughRoot { req.add("images", criuDir) }
             for s in specs { req.add("ship", s.line) }
             for (res, hex) in ttyModes { req.add("termios", res + "|" + hex) }
             for t in tasks {
@@ -264,7 +274,7 @@ extension ProcAgent {
                 try c.send(Fields("carry", [("resource", res), ("size", String(bytes.count))]))
                 try sendChunks(bytes, on: c)
             }
-            for name in ((try? FileSystem.list(dir)) ?? []).sorted() where name.hasSuffix(".img") {
+            for name in ((try? FileSystem.list(dir)) ?? []).sorted() where name.hasSuffix(".img") && !throughRoot {
                 let bytes = try readFileBytes(dir + "/" + name)
                 try c.send(Fields("file", [("name", name), ("size", String(bytes.count))]))
                 try sendChunks(bytes, on: c)
@@ -381,9 +391,13 @@ extension ProcAgent {
 
     func restoreHere(_ req: Fields, from c: SecureChannel) throws(SSIError) {
         guard let id = req["id"], let pid = pid_t(req["pid"] ?? "") else { throw SSIError("migrate", "bad restore request") }
-        let dir = options.stateDirectory + "/migrate/" + id + ".in"
-        try makeDirectory(dir)
-        defer { removeTree(dir) }
+        let shared = req["images"]
+        if let shared, !shared.hasPrefix(Self.rootImages + "/") || shared.contains("..") {
+            throw SSIError("migrate", "images outside \(Self.rootImages): \(shared)")
+        }
+        let dir = shared ?? options.stateDirectory + "/migrate/" + id + ".in"
+        if shared == nil { try makeDirectory(dir) }
+        defer { if shared == nil { removeTree(dir) } }
         var carries: [String: [UInt8]] = [:]
         c.setReceiveTimeout(seconds: 120)
         while true {
@@ -430,7 +444,8 @@ extension ProcAgent {
                     "--tcp-close", "--pidfile", dir + "/restored.pid"]
         for (i, m) in made.enumerated() { args += ["--inherit-fd", "fd[\(3 + i)]:\(m.spec.resource)"] }
         do throws(SSIError) {
-            try runCRIU(args, dir: dir, log: "restore.log", fds: made.map(\.processEnd))
+            try runCRIU(args, dir: dir, log: "restore.log", fds: made.map(\.processEnd),
+                        readFrom: shared.map { options.systemRoot + $0 })
         } catch {
             closeAll()
             try c.send(Fields("error", [("message", error.message)]))

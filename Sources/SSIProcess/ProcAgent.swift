@@ -100,6 +100,12 @@ public final class ProcAgent: @unchecked Sendable {
         }
         localNode = view.localNode
         try makeDirectory(options.stateDirectory + "/migrate")
+        // Images of large processes do not fit /run (a fifth of the RAM):
+        // their own tmpfs, which takes pages only while a move runs.
+        if !Mount.isMountPoint(options.stateDirectory + "/migrate") {
+            try? Mount.mount(source: "ssi-migrate", target: options.stateDirectory + "/migrate", type: "tmpfs",
+                             flags: [.noSuid, .noDev], data: "mode=0700,size=75%")
+        }
         reaper.start()
         let listener = try listenTCP(address: me.address)
         let local = try listenLocal()
@@ -185,7 +191,7 @@ public final class ProcAgent: @unchecked Sendable {
             case "migrate":
                 // Forwarded by the agent where the command was typed.
                 try migrate(pid: pid_t(f.int("pid") ?? 0), to: UInt32(f.int("node") ?? 0), tree: f["tree"] == "1",
-                            uid: uid_t(f.int("uid") ?? -1), reply: ch)
+                            uid: uid_t(f.int("uid") ?? -1), throughRoot: f["root"] == "1", reply: ch)
             case "exited":
                 if let s = f["session"], let client = sessions.withLock({ $0.removeValue(forKey: s) }) {
                     try? client.send(Fields("exit", [("status", f["status"] ?? "255"), ("how", f["how"] ?? "")]))
@@ -239,12 +245,13 @@ public final class ProcAgent: @unchecked Sendable {
                 let nodes = clusterWhere(pid: p)
                 guard let at = nodes.first else { throw SSIError("migrate", "\(p): no such process on any node") }
                 if at == localNode {
-                    try migrate(pid: p, to: target, tree: f["tree"] == "1", uid: uid, reply: ch)
+                    try migrate(pid: p, to: target, tree: f["tree"] == "1", uid: uid, throughRoot: f["root"] == "1", reply: ch)
                 } else {
                     // Ask the process's node to move it; relay its answers.
                     let c = try connect(at)
                     defer { c.close() }
-                    try c.send(Fields("migrate", [("pid", String(p)), ("node", String(target)), ("tree", f["tree"] ?? "0"), ("uid", String(uid))]))
+                    try c.send(Fields("migrate", [("pid", String(p)), ("node", String(target)), ("tree", f["tree"] ?? "0"), ("uid", String(uid)),
+                                               ("root", f["root"] ?? "0")]))
                     while let r = try c.receiveFields() {
                         try ch.send(r)
                         if r.op == "migrated" || r.op == "error" { break }

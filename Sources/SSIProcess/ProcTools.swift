@@ -46,7 +46,7 @@ public struct ProcTools {
 
     // MARK: ssi-migrate
 
-    public static let migrateUsage = "migrate [-t] PID NODE"
+    public static let migrateUsage = "migrate [-t] [--through-root] PID NODE"
     public static let migrateHelp = """
         Usage:
          migrate [options] PID NODE
@@ -57,18 +57,22 @@ public struct ProcTools {
         terminals stay on their home node, shipped to it.
 
         Options:
-         -t, --tree      move the process with all its descendants
-         -h, --help      display this help
+         -t, --tree          move the process with all its descendants
+             --through-root  pass CRIU's images through the cluster root
+                             (/var/lib/ssi/migrate) instead of the agents'
+                             encrypted stream
+         -h, --help          display this help
 
         NODE is a node number or name. Exit status: 0 moved, 1 not moved
         (the process goes on where it was; the message says why), 2 usage.
         """
 
     public func migrate(_ args: [String]) -> Int32 {
-        var tree = false, operands: [String] = []
+        var tree = false, throughRoot = false, operands: [String] = []
         for a in args {
             switch a {
             case "-t", "--tree": tree = true
+            case "--through-root": throughRoot = true
             case "-h", "--help": out(Self.migrateHelp); return 0
             default:
                 if a.hasPrefix("-") && a.count > 1 { return usageError("unrecognized option '\(a)'", usage: Self.migrateUsage) }
@@ -83,7 +87,8 @@ public struct ProcTools {
             let target = try node(operands[1])
             let ch = try connect()
             defer { ch.close() }
-            try ch.send(Fields("migrate", [("pid", String(pid)), ("node", String(target)), ("tree", tree ? "1" : "0")]))
+            try ch.send(Fields("migrate", [("pid", String(pid)), ("node", String(target)), ("tree", tree ? "1" : "0"),
+                                           ("root", throughRoot ? "1" : "0")]))
             while let f = try ch.receiveFields() {
                 switch f.op {
                 case "migrated":

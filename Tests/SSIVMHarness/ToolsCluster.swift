@@ -21,7 +21,7 @@ public struct ToolsCluster: Sendable {
     /// the ssi package, installed in the root (mkdebian.sh --deb). `files`:
     /// more files for the root, by path in it (mode 0755: test programs).
     public static func boot(in vm: VMTest, ssi: String, kernel: Kernel, deb: String? = nil,
-                            files: [String: String] = [:]) async throws -> ToolsCluster {
+                            files: [String: String] = [:], memoryMB: Int = 640) async throws -> ToolsCluster {
         let key = vm.path("authkey")
         try Command.run([ssi, "cluster", "keygen", "-o", key])
         let conf = try vm.exampleCFSConfig(authkey: key)
@@ -81,7 +81,7 @@ public struct ToolsCluster: Sendable {
         let network = try vm.network()
         var c1 = GuestConfig(name: "node1", initrd: netboot + "/initrd.img",
                              kernelArguments: ["root=UUID=\(uuid)", "ro", "ssi.quorum_wait=5"])
-        c1.memoryMB = 640
+        c1.memoryMB = memoryMB
         c1.disks = [Disk(debian, snapshot: true), Disk(data)] + common
         c1.timeLimit = .seconds(1500)
         c1.nics = [try network.addNIC(mac: Cluster.mac(node: 1))]
@@ -93,10 +93,10 @@ public struct ToolsCluster: Sendable {
     }
 
     /// Starts diskless node `n` (it network-boots from node 1); does not wait.
-    public func startDiskless(_ n: Int, in vm: VMTest) throws -> Guest {
+    public func startDiskless(_ n: Int, in vm: VMTest, memoryMB: Int = 512) throws -> Guest {
         var c = GuestConfig(name: "node\(n)")
         c.networkBoot = true
-        c.memoryMB = 512
+        c.memoryMB = memoryMB
         c.timeLimit = .seconds(1500)
         c.disks = commonDisks
         c.nics = [try network.addNIC(mac: Cluster.mac(node: n))]

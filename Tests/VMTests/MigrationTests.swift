@@ -12,91 +12,13 @@ extension VM {
     @Suite struct MigrationTests {
         static let ssi = ToolsCluster.ssi
 
-        /// Test programs in the root (shared by every node).
-        static let programs: [String: String] = [
-            // A counter kept in memory: a line a second to the cluster
-            // root's file (with the node it ran on) and to stdout.
-            "/usr/local/bin/ssi-counter": """
-                #!/bin/sh
-                i=0
-                while :; do
-                    i=$((i+1))
-                    read -r h < /proc/sys/kernel/hostname
-                    echo "$i $h" >> /root/counter.log
-                    echo "line $i"
-                    sleep 1
-                done
-
-                """,
-            // An interactive program: echoes each line it reads with the
-            // node it runs on, and says its window size on SIGWINCH.
-            "/usr/local/bin/ssi-tty-prog": """
-                #!/bin/bash
-                trap 'echo "winch $(stty size)"' WINCH
-                echo "ready $(stty size)"
-                while :; do
-                    if read -r line; then echo "got $line on $(cat /proc/sys/kernel/hostname)"; fi
-                done
-
-                """,
-            "/usr/local/bin/ssi-echo-server": """
-                #!/usr/bin/python3
-                import socket, threading
-                s = socket.socket()
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                s.bind(("0.0.0.0", 7000))
-                s.listen(8)
-                def serve(c):
-                    f = c.makefile("rwb", buffering=0)
-                    for line in f:
-                        c.sendall(b"echo " + line)
-                    c.close()
-                while True:
-                    c, _ = s.accept()
-                    threading.Thread(target=serve, args=(c,), daemon=True).start()
-
-                """,
-            // A TCP client of node 1's echo server: a ping a second, each
-            // reply logged with the node the client runs on.
-            "/usr/local/bin/ssi-tcp-client": """
-                #!/usr/bin/python3
-                import socket, time
-                c = socket.create_connection(("10.77.0.1", 7000))
-                f = c.makefile("rb")
-                i = 0
-                while True:
-                    i += 1
-                    c.sendall(b"ping %d\\n" % i)
-                    reply = f.readline().decode().strip()
-                    host = open("/proc/sys/kernel/hostname").read().strip()
-                    with open("/root/tcp.log", "a") as log:
-                        log.write("%d %s %s\\n" % (i, reply, host))
-                    time.sleep(1)
-
-                """,
-            // MB of resident memory, then a line a second.
-            "/usr/local/bin/ssi-hog": """
-                #!/usr/bin/python3
-                import sys, time
-                mb = int(sys.argv[1])
-                block = bytearray(b"x") * (mb << 20)
-                i = 0
-                while True:
-                    i += 1
-                    with open("/root/hog.log", "a") as log:
-                        log.write("%d\\n" % i)
-                    time.sleep(1)
-
-                """,
-        ]
-
         @Test("migration: a counter with a pipe home moves 1 -> 2 -> 3 without a gap, a tty program and a TCP client keep their terminal and connection, onnode runs there with stdio and status back, refusals say why, a target dying mid-transfer leaves the process running at home",
               .enabled(if: clusterSkipReason == nil, Comment(rawValue: clusterSkipReason ?? "")),
               .timeLimit(.minutes(30)))
         func migration() async throws {
             let ssiHost = try SSIBinary.require()
             try await VMTest.run("migration") { vm in
-                let cluster = try await ToolsCluster.boot(in: vm, ssi: ssiHost, kernel: VMHost.kernel!, files: Self.programs)
+                let cluster = try await ToolsCluster.boot(in: vm, ssi: ssiHost, kernel: VMHost.kernel!, files: MigrationPrograms.all)
                 let node1 = cluster.node1
                 let node2 = try cluster.startDiskless(2, in: vm)
                 try await ToolsCluster.waitUp(node2)

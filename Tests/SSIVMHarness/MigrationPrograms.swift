@@ -1,0 +1,86 @@
+// Test programs for process migration, put in the root by the VM test
+// and the benchmark (ToolsCluster.boot's files): shared, never written
+// twice.
+
+public enum MigrationPrograms {
+    /// By path in the root.
+    public static let all: [String: String] = [
+        // A counter kept in memory: a line a second to the cluster
+        // root's file (with the node it ran on) and to stdout.
+        "/usr/local/bin/ssi-counter": """
+            #!/bin/sh
+            i=0
+            while :; do
+                i=$((i+1))
+                read -r h < /proc/sys/kernel/hostname
+                echo "$i $h" >> /root/counter.log
+                echo "line $i"
+                sleep 1
+            done
+
+            """,
+        // An interactive program: echoes each line it reads with the
+        // node it runs on, and says its window size on SIGWINCH.
+        "/usr/local/bin/ssi-tty-prog": """
+            #!/bin/bash
+            trap 'echo "winch $(stty size)"' WINCH
+            echo "ready $(stty size)"
+            while :; do
+                if read -r line; then echo "got $line on $(cat /proc/sys/kernel/hostname)"; fi
+            done
+
+            """,
+        "/usr/local/bin/ssi-echo-server": """
+            #!/usr/bin/python3
+            import socket, threading
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("0.0.0.0", 7000))
+            s.listen(8)
+            def serve(c):
+                f = c.makefile("rwb", buffering=0)
+                for line in f:
+                    c.sendall(b"echo " + line)
+                c.close()
+            while True:
+                c, _ = s.accept()
+                threading.Thread(target=serve, args=(c,), daemon=True).start()
+
+            """,
+        // A TCP client of node 1's echo server: a ping a second, each
+        // reply logged with the node the client runs on.
+        "/usr/local/bin/ssi-tcp-client": """
+            #!/usr/bin/python3
+            import socket, time
+            c = socket.create_connection(("10.77.0.1", 7000))
+            f = c.makefile("rb")
+            i = 0
+            while True:
+                i += 1
+                c.sendall(b"ping %d\\n" % i)
+                reply = f.readline().decode().strip()
+                host = open("/proc/sys/kernel/hostname").read().strip()
+                with open("/root/tcp.log", "a") as log:
+                    log.write("%d %s %s\\n" % (i, reply, host))
+                time.sleep(1)
+
+            """,
+        // MB of resident memory, then a line a second.
+        "/usr/local/bin/ssi-hog": """
+            #!/usr/bin/python3
+            import sys, time
+            mb = int(sys.argv[1])
+            block = bytearray(b"x") * (mb << 20)
+            i = 0
+            while True:
+                i += 1
+                with open("/root/hog.log", "a") as log:
+                    log.write("%d\\n" % i)
+                time.sleep(1)
+
+            """,
+    ]
+
+    /// MB of resident memory, then a line a second.
+    public static var hog: String { all["/usr/local/bin/ssi-hog"]! }
+}

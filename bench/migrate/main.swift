@@ -1,0 +1,195 @@
+// Process migration benchmark (not a test). On the tools' CFS cluster
+// (node 1 serves the root, node 2 network-boots; both with 3 GB of RAM so
+// that a 1 GB process and its images fit), all timed inside the guests:
+//   - raw TCP between node 2 and node 1 (python3, one way, and 1-byte
+//     round trips): the network every figure below is compared with;
+//   - migration of a process with 10, 100 and 1000 MB resident (python3,
+//     touched), node 1 -> node 2: freeze time (dump start to the target
+//     running it) and total time, as ssi-migrate prints them, with the
+//     images on the agents' encrypted stream and --through-root;
+//   - shipped pipes and sockets: onnode 2 with its stdout (or a socket)
+//     at home on node 1: throughput one way and 1-byte round trips,
+//     against a local pipe/socket and raw TCP.
+//
+//   swift run -c release ssi-bench-migrate [--ssi PATH] [--rounds N] [--sizes 10,100,1000]
+
+import Foundation
+import SSIVMHarness
+
+func fmt(_ v: Double, _ digits: Int = 1) -> String { Bench.format(v, digits) }
+
+@main
+struct MigrateBench {
+    static let netbench = """
+        #!/usr/bin/python3
+        # ssi-netbench recv PORT           count bytes from one connection, print MB/s
+        # ssi-netbench send HOST PORT MB   send MB of zeros
+        # ssi-netbench echo PORT           echo server (for round trips)
+        # ssi-netbench rtt HOST PORT N     N 1-byte round trips to an echo server, print us each
+        # ssi-netbench pipe-rtt N CMD...   N 1-byte round trips through CMD's stdin/stdout (pipes)
+        # ssi-netbench sock-rtt N CMD...   the same with a socketpair as CMD's stdin and stdout
+        import socket, subprocess, sys, time
+        op = sys.argv[1]
+        def rtt(send, recv, n):
+            t = time.time()
+            for _ in range(n):
+                send(b"x")
+                while not recv(1):
+                    pass
+            return (time.time() - t) / n * 1e6
+        if op == "recv":
+            s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("0.0.0.0", int(sys.argv[2]))); s.listen(1)
+            c, _ = s.accept(); total = 0; t = None
+            while True:
+                b = c.recv(1 << 20)
+                if t is None: t = time.time()
+                if not b: break
+                total += len(b)
+            print("MBps %.1f" % (total / (time.time() - t) / 1e6))
+        elif op == "send":
+            c = socket.create_connection((sys.argv[2], int(sys.argv[3])))
+            block = bytes(1 << 20)
+            for _ in range(int(sys.argv[4])): c.sendall(block)
+            c.close()
+        elif op == "echo":
+            s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("0.0.0.0", int(sys.argv[2]))); s.listen(1)
+            c, _ = s.accept()
+            c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            while True:
+                b = c.recv(65536)
+                if not b: break
+                c.sendall(b)
+        elif op == "rtt":
+            c = socket.create_connection((sys.argv[2], int(sys.argv[3])))
+            c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            print("us %.0f" % rtt(c.sendall, c.recv, int(sys.argv[4])))
+        elif op in ("pipe-rtt", "sock-rtt"):
+            n = int(sys.argv[2]); cmd = sys.argv[3:]
+            if op == "pipe-rtt":
+                p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+                us = rtt(p.stdin.write, p.stdout.read, n)
+                p.stdin.close()
+            else:
+                a, b = socket.socketpair()
+                p = subprocess.Popen(cmd, stdin=b, stdout=b)
+                b.close()
+                us = rtt(a.sendall, a.recv, n)
+                a.shutdown(socket.SHUT_WR)
+            p.wait()
+            print("us %.0f" % us)
+
+        """
+
+    static func main() async {
+        var values = ["rounds": "3", "sizes": "10,100,1000"]
+        let ssi = Bench.arguments(usage: "ssi-bench-migrate [--ssi PATH] [--rounds N] [--sizes 10,100,1000]", values: &values)
+        guard let rounds = Int(values["rounds"]!), rounds > 0 else { Bench.fail("--rounds takes a number") }
+        let sizes = values["sizes"]!.split(separator: ",").compactMap { Int($0) }
+        do {
+            try await run(ssi: ssi, rounds: rounds, sizes: sizes)
+        } catch {
+            print("failed: \(error)")
+            exit(1)
+        }
+    }
+
+    static func median(_ v: [Double]) -> Double {
+        let s = v.sorted()
+        return s.isEmpty ? 0 : s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+    }
+
+    static func number(_ text: String, after key: String) -> Double? {
+        guard let r = text.range(of: key) else { return nil }
+        return Double(text[r.upperBound...].prefix { $0.isNumber || $0 == "." })
+    }
+
+    static func run(ssi: String, rounds: Int, sizes: [Int]) async throws {
+        try await VMTest.run("bench-migrate") { vm in
+            let hog = MigrationPrograms.hog
+            let c = try await ToolsCluster.boot(in: vm, ssi: ssi, kernel: VMHost.kernel!,
+                                                files: ["/usr/local/bin/ssi-netbench": netbench, "/usr/local/bin/ssi-hog": hog],
+                                                memoryMB: 3072)
+            let node1 = c.node1
+            let node2 = try c.startDiskless(2, in: vm, memoryMB: 3072)
+            try await ToolsCluster.waitUp(node2)
+            let s = ToolsCluster.ssi
+            let mb = 200
+
+            // The network: raw TCP, node 2 -> node 1.
+            var raw: [Double] = [], rawRTT: [Double] = []
+            for i in 0..<rounds {
+                try await node1.run("(ssi-netbench recv \(7100 + i) > /tmp/recv.out &); sleep 1")
+                try await node2.run("ssi-netbench send 10.77.0.1 \(7100 + i) \(mb)", timeout: .seconds(300))
+                try await Task.sleep(for: .seconds(1))
+                raw.append(number(try await node1.run("cat /tmp/recv.out").output, after: "MBps ") ?? 0)
+                try await node2.run("(ssi-netbench echo \(7200 + i) &); sleep 1")
+                rawRTT.append(number(try await node1.run("ssi-netbench rtt 10.77.0.2 \(7200 + i) 200", timeout: .seconds(120)).output, after: "us ") ?? 0)
+            }
+            print("raw TCP node 2 -> node 1: \(raw.map { fmt($0) }) MB/s; round trip \(rawRTT.map { fmt($0, 0) }) us")
+
+            // Shipped pipes and sockets against local ones.
+            func seconds(_ g: Guest, _ cmd: String) async throws -> Double {
+                let out = try await g.run("a=$(date +%s%N); \(cmd) > /dev/null; b=$(date +%s%N); echo T $((b-a))", timeout: .seconds(600)).output
+                return (number(out, after: "T ") ?? 0) / 1e9
+            }
+            var local: [Double] = [], shippedOut: [Double] = [], shippedIn: [Double] = []
+            var localRTT: [Double] = [], pipeRTT: [Double] = [], sockLocalRTT: [Double] = [], sockRTT: [Double] = []
+            for _ in 0..<rounds {
+                local.append(Double(mb) / (try await seconds(node1, "head -c \(mb)M /dev/zero | cat")))
+                shippedOut.append(Double(mb) / (try await seconds(node1, "\(s) onnode 2 head -c \(mb)M /dev/zero | cat")))
+                shippedIn.append(Double(mb) / (try await seconds(node1, "head -c \(mb)M /dev/zero | \(s) onnode 2 sh -c 'cat > /dev/null'")))
+                localRTT.append(number(try await node1.run("ssi-netbench pipe-rtt 200 cat", timeout: .seconds(120)).output, after: "us ") ?? 0)
+                pipeRTT.append(number(try await node1.run("ssi-netbench pipe-rtt 200 \(s) onnode 2 cat", timeout: .seconds(300)).output, after: "us ") ?? 0)
+                sockLocalRTT.append(number(try await node1.run("ssi-netbench sock-rtt 200 cat", timeout: .seconds(120)).output, after: "us ") ?? 0)
+                sockRTT.append(number(try await node1.run("ssi-netbench sock-rtt 200 \(s) onnode 2 cat", timeout: .seconds(300)).output, after: "us ") ?? 0)
+            }
+            print("local pipe \(local.map { fmt($0) }) MB/s; shipped out \(shippedOut.map { fmt($0) }); shipped in \(shippedIn.map { fmt($0) })")
+            print("round trips (us): local pipe \(localRTT), shipped pipe \(pipeRTT), local socket \(sockLocalRTT), shipped socket \(sockRTT)")
+
+            // Migration freeze and total times.
+            var freeze: [String: [Double]] = [:], total: [String: [Double]] = [:]
+            for size in sizes {
+                for via in ["stream", "root"] {
+                    for _ in 0..<rounds {
+                        try await node1.run("(ssi-hog \(size) </dev/null >/dev/null 2>&1 &); sleep 2")
+                        var pid = ""
+                        for _ in 0..<120 {
+                            pid = try await node1.run("pgrep -f 'ssi-hog \(size)' | head -1").output
+                            let rss = try await node1.run("awk '/VmRSS/ {print $2}' /proc/\(pid)/status 2>/dev/null", expectStatus: nil).output
+                            if (Int(rss) ?? 0) > size * 1000 { break }
+                            try await Task.sleep(for: .seconds(1))
+                        }
+                        let out = try await node1.run("\(s) migrate \(via == "root" ? "--through-root " : "")\(pid) 2 2>&1", timeout: .seconds(1800)).output
+                        print("\(size) MB via \(via): \(out)")
+                        guard out.contains("moved to node 2") else { throw HarnessError("migration failed: \(out)") }
+                        freeze["\(size) \(via)", default: []].append(number(out, after: "frozen ") ?? 0)
+                        total["\(size) \(via)", default: []].append(number(out, after: "ms), ") ?? 0)
+                        try await node2.run("kill \(pid)")
+                    }
+                }
+            }
+
+            print("")
+            print("| path (median of \(rounds), timed in the guests) | MB/s | x raw TCP | round trip us | x raw TCP |")
+            print("|---|---|---|---|---|")
+            let r = median(raw), rr = median(rawRTT)
+            print("| raw TCP node 2 -> node 1 (python3) | \(fmt(r)) | 1.00 | \(fmt(rr, 0)) | 1.00 |")
+            print("| local pipe (node 1) | \(fmt(median(local))) | \(fmt(median(local) / r, 2)) | \(fmt(median(localRTT), 0)) | \(fmt(median(localRTT) / rr, 2)) |")
+            print("| shipped pipe, node 2 -> home (onnode 2 head \\| cat) | \(fmt(median(shippedOut))) | \(fmt(median(shippedOut) / r, 2)) | \(fmt(median(pipeRTT), 0)) | \(fmt(median(pipeRTT) / rr, 2)) |")
+            print("| shipped pipe, home -> node 2 (head \\| onnode 2 cat) | \(fmt(median(shippedIn))) | \(fmt(median(shippedIn) / r, 2)) | | |")
+            print("| local socketpair (node 1) | | | \(fmt(median(sockLocalRTT), 0)) | \(fmt(median(sockLocalRTT) / rr, 2)) |")
+            print("| shipped socket (onnode 2 cat on a socketpair) | | | \(fmt(median(sockRTT), 0)) | \(fmt(median(sockRTT) / rr, 2)) |")
+            print("")
+            print("| process (resident MB), images via | freeze ms | total ms | image MB / total s |")
+            print("|---|---|---|---|")
+            for size in sizes {
+                for via in ["stream", "root"] {
+                    let f = median(freeze["\(size) \(via)"] ?? []), t = median(total["\(size) \(via)"] ?? [])
+                    print("| \(size) MB, \(via == "root" ? "--through-root" : "agents' stream") | \(fmt(f, 0)) | \(fmt(t, 0)) | \(fmt(Double(size) / (t / 1000))) |")
+                }
+            }
+        }
+    }
+}
