@@ -63,7 +63,7 @@ public struct ProcessInspector: Sendable {
     /// Devices that exist, the same, on every node.
     static let everywhereDevices: Set<String> = ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"]
 
-    struct MountInfo { var point: String; var root: String; var type: String }
+    struct MountInfo { var point: String; var root: String; var type: String; var source: String = "" }
 
     static func mounts(pid: pid_t) -> [Int: MountInfo] {
         var out: [Int: MountInfo] = [:]
@@ -71,14 +71,23 @@ public struct ProcessInspector: Sendable {
         for line in text.split(separator: "\n") {
             let f = line.split(separator: " ").map(String.init)
             guard f.count >= 7, let id = Int(f[0]), let dash = f.firstIndex(of: "-"), dash + 1 < f.count else { continue }
-            out[id] = MountInfo(point: unescapeMountField(f[4]), root: unescapeMountField(f[3]), type: f[dash + 1])
+            out[id] = MountInfo(point: unescapeMountField(f[4]), root: unescapeMountField(f[3]), type: f[dash + 1],
+                                source: dash + 2 < f.count ? unescapeMountField(f[dash + 2]) : "")
         }
         return out
     }
 
     /// Whether a file on this mount is the same file on every node.
     func shared(_ m: MountInfo) -> Bool {
-        if ["nfs", "nfs4", "gfs2"].contains(m.type) { return m.root == "/" }
+        // The cluster root and node=N views are exports mounted at their
+        // own path (10.77.0.1:/ on /, 10.77.0.1:/mnt/data on /mnt/data);
+        // a node's private paths are other exports (/cluster/nodes/NAME/tmp
+        // on /tmp), private to it.
+        if m.type.hasPrefix("nfs") {
+            guard m.root == "/", let colon = m.source.firstIndex(of: ":") else { return false }
+            return String(m.source[m.source.index(after: colon)...]) == m.point
+        }
+        if m.type == "gfs2" { return m.root == "/" }
         return m.root == "/" && exported.contains(m.point)
     }
 
@@ -133,6 +142,13 @@ public struct ProcessInspector: Sendable {
             // A unix socketpair has no peer name but is connected.
             if !connected && !(domain == AF_UNIX && errno != ENOTCONN) {
                 return .refuse("fd \(fd) is an unconnected socket: it cannot leave its node")
+            }
+            if domain != AF_UNIX {
+                // CRIU 3.17 rebuilds TCP sockets itself (closed, or with
+                // --tcp-established, which moves the connection and needs
+                // the address to move too) and ignores --inherit-fd for
+                // them: there is no way to hand the process a stand-in.
+                return .refuse("fd \(fd) is a TCP connection, which cannot be shipped yet (CRIU gives a restored process no stand-in for it)")
             }
             return .ship(.socket, resource: target)
         }

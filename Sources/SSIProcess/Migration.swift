@@ -98,6 +98,7 @@ extension ProcAgent {
         var spec = JobSpec(root: options.systemRoot, cwd: "/", argv: [Self.criu] + args + ["-o", dir + "/" + logName, "-v4"],
                            environment: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], fds: [null, null, null] + extra)
         spec.uid = -1
+        loadCRIUModules()
         trace("criu " + args.joined(separator: " "))
         let pid = try spec.spawn()
         reaper.watch(pid)
@@ -210,9 +211,14 @@ extension ProcAgent {
 
         // Freeze and dump. --leave-stopped: the process stays here,
         // stopped, until the target has it running.
-        var dump = ["dump", "-t", String(pid), "-D", criuDir, "--shell-job", "--leave-stopped", "--ext-unix-sk",
-                    "--manage-cgroups=ignore", "--skip-in-flight", "--tcp-close"]
-        for s in specs where s.kind == .tty { dump += ["--external", s.resource] }
+        // --shell-job: the process's session and terminal stay behind
+        // (the restore gives it the stand-in terminal's session). A unix
+        // socket whose peer stays home is external: "unix[INO]".
+        var dump = ["dump", "-t", String(pid), "-D", criuDir, "--shell-job", "--leave-stopped",
+                    "--manage-cgroups=ignore", "--skip-in-flight"]
+        for s in specs where s.kind == .socket {
+            dump += ["--external", "unix[" + s.resource.dropFirst("socket:[".count)]
+        }
         let freezeStart = Process.now()
         do throws(SSIError) {
             try runCRIU(dump, dir: criuDir, log: "dump.log", readFrom: dir)
@@ -315,6 +321,36 @@ extension ProcAgent {
         try reply.send(Fields("migrated", [("pid", String(pid)), ("node", String(target)), ("name", peer.name),
                                            ("freeze_ms", ms(freezeStart, restored)), ("dump_ms", ms(freezeStart, dumped)),
                                            ("total_ms", ms(started, Process.now())), ("shipped", String(specs.count))]))
+    }
+
+    /// criu restore run by a keeper shell that is the session leader of
+    /// the stand-in terminal and stays (sleep) once criu succeeded.
+    /// Returns the keeper's pid.
+    func restoreWithKeeper(_ args: [String], dir: String, tty: Int32, fds: [Int32], readFrom: String) throws(SSIError) -> pid_t {
+        loadCRIUModules()
+        let status = dir + "/criu.status"
+        let script = "\"$@\"; rc=$?; echo $rc > \(status); [ $rc = 0 ] && exec sleep infinity; exit $rc"
+        var spec = JobSpec(root: options.systemRoot, cwd: "/",
+                           argv: ["/bin/sh", "-c", script, "ssi-tty-keeper", Self.criu] + args + ["-o", dir + "/restore.log", "-v4"],
+                           environment: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], fds: [tty, tty, tty] + fds)
+        spec.controllingTTY = 0
+        trace("criu (tty keeper) " + args.joined(separator: " "))
+        let keeper = try spec.spawn()
+        reaper.watch(keeper)
+        for _ in 0..<30_000 {
+            if let text = try? FileSystem.readText(readFrom + "/criu.status") {
+                if text.hasPrefix("0") { return keeper }
+                break
+            }
+            if let exit = reaper.wait(keeper, timeoutMs: 0) {
+                throw SSIError("migrate", "the terminal's keeper for criu restore ended: \(exit)")
+            }
+            Process.sleep(milliseconds: 20)
+        }
+        kill(keeper, SIGKILL)
+        let logText = (try? FileSystem.readText(readFrom + "/restore.log")) ?? ""
+        let errors = logText.split(separator: "\n").filter { $0.contains("Error") }.suffix(6).map { String($0) }
+        throw SSIError("migrate", "criu restore failed: " + (errors.isEmpty ? "see \(readFrom)/restore.log" : errors.joined(separator: " | ")))
     }
 
     func sendChunks(_ bytes: [UInt8], on c: SecureChannel) throws(SSIError) {
@@ -440,12 +476,30 @@ extension ProcAgent {
             try c.send(Fields("error", [("message", error.message)]))
             return
         }
-        var args = ["restore", "-D", dir, "--shell-job", "--restore-detached", "--ext-unix-sk", "--manage-cgroups=ignore",
-                    "--tcp-close", "--pidfile", dir + "/restored.pid"]
-        for (i, m) in made.enumerated() { args += ["--inherit-fd", "fd[\(3 + i)]:\(m.spec.resource)"] }
+        // Pipes and unix sockets: --inherit-fd. A terminal cannot be
+        // inherited (CRIU wants its session leader in the dump): criu runs
+        // with the stand-in pty as its own terminal, in a session whose
+        // leader (a keeper) stays as long as the process, and --shell-job
+        // gives the process that session.
+        let ttys = made.filter { $0.spec.kind == .tty }
+        if Set(ttys.map(\.spec.channel)).count > 1 {
+            closeAll()
+            try c.send(Fields("error", [("message", "the process uses more than one terminal; only one can be shipped")]))
+            return
+        }
+        let inherited = made.filter { $0.spec.kind != .tty }
+        var args = ["restore", "-D", dir, "--shell-job", "--restore-detached", "--manage-cgroups=ignore",
+                    "--pidfile", dir + "/restored.pid"]
+        for (i, m) in inherited.enumerated() { args += ["--inherit-fd", "fd[\(3 + i)]:\(m.spec.resource)"] }
+        var keeper: pid_t = 0
         do throws(SSIError) {
-            try runCRIU(args, dir: dir, log: "restore.log", fds: made.map(\.processEnd),
-                        readFrom: shared.map { options.systemRoot + $0 })
+            if let tty = ttys.first {
+                keeper = try restoreWithKeeper(args, dir: dir, tty: tty.processEnd, fds: inherited.map(\.processEnd),
+                                               readFrom: shared.map { options.systemRoot + $0 } ?? dir)
+            } else {
+                try runCRIU(args, dir: dir, log: "restore.log", fds: inherited.map(\.processEnd),
+                            readFrom: shared.map { options.systemRoot + $0 })
+            }
         } catch {
             closeAll()
             try c.send(Fields("error", [("message", error.message)]))
@@ -461,6 +515,7 @@ extension ProcAgent {
                     log: { [weak self] in self?.trace($0) })
         }
         for m in made { close(m.processEnd) }
+        for s in stands where s.kind == .tty { s.keeper = keeper }
         stands.forEach { standIns.add($0) }
         try c.send(Fields("restored", [("pid", String(pid))]))
         trace("restored \(pid) (\(id)) with \(stands.count) stand-ins")
@@ -482,6 +537,9 @@ extension ProcAgent {
         startThread { [self] in
             guard let exit = reaper.wait(pid) else { return }
             if departed.current.contains(pid) { return }
+            // Its terminal's keeper holds the pty open: it goes now, so the
+            // relays see the end and home gets its terminal back.
+            for s in stands where s.keeper > 0 { kill(s.keeper, SIGTERM) }
             guard let report = exitReports.withLock({ $0.removeValue(forKey: pid) }) else { return }
             // Let the output relays finish (bounded).
             for _ in 0..<250 {

@@ -42,6 +42,25 @@ public final class ProcAgent: @unchecked Sendable {
     /// onnode sessions waiting at home for their command's exit.
     let sessions = Locked<[String: LocalChannel]>([:])
     let migrating = Locked<Set<pid_t>>([])
+    let modulesLoaded = Locked(false)
+
+    /// The kernel modules CRIU needs (socket diagnostics for its socket
+    /// dumps, nf_tables for its kernel feature checks), loaded once, from
+    /// the system's module directory. A module that is missing is left
+    /// for criu to complain about, with its own words.
+    static let criuModules = ["unix_diag", "inet_diag", "tcp_diag", "udp_diag", "raw_diag", "netlink_diag", "packet_diag",
+                              "nf_tables", "tun", "veth"]
+
+    func loadCRIUModules() {
+        guard modulesLoaded.withLock({ l -> Bool in defer { l = true }; return !l }) else { return }
+        guard let ctx = try? KmodContext(directory: options.systemRoot + "/lib/modules/" + Process.kernelRelease(), useSystemConfig: false) else {
+            trace("no module directory for \(Process.kernelRelease()) in the system root")
+            return
+        }
+        for m in Self.criuModules {
+            do { _ = try ctx.insertIfNeeded(m) } catch { trace("module \(m): \(error.description)") }
+        }
+    }
 
     public init(options: Options, log: @escaping @Sendable (String) -> Void) {
         self.options = options

@@ -25,6 +25,9 @@ public final class StandIn: @unchecked Sendable {
     private var connections: [String: SecureChannel] = [:]
     private let stopped = Locked<Set<String>>([])
     let log: @Sendable (String) -> Void
+    /// A terminal's session keeper (see restoreWithKeeper): it goes when
+    /// the process leaves or ends.
+    var keeper: pid_t = 0
 
     init(channelID: String, home: UInt32, kind: ShipKind, fd: Int32, resource: String, log: @escaping @Sendable (String) -> Void) {
         self.channelID = channelID
@@ -151,6 +154,7 @@ public final class StandIn: @unchecked Sendable {
                     // The process closed its end (EIO: a pty's last slave).
                     try ch.send(Wire.eof, [])
                     _ = try ch.receive()
+                    if keeper > 0 { kill(keeper, SIGTERM) }
                     break
                 }
                 try ch.send(Wire.data, Array(buf[0..<n]))
@@ -188,6 +192,7 @@ public final class StandIn: @unchecked Sendable {
 
     /// Lets go of home (the process moved on or ended).
     func finish() {
+        if keeper > 0 { kill(keeper, SIGTERM) }
         state.withLock { $0 = .closing }
         for ch in connections.values { ch.shutdown() }
         close(fd)

@@ -32,8 +32,13 @@ public struct ToolsCluster: Sendable {
         }
         try text.write(toFile: conf, atomically: true, encoding: .utf8)
         let netboot = vm.path("netboot")
+        // The root gets the image's modules (below): CRIU's socket
+        // diagnostics and nf_tables come along for process migration, as a
+        // distro root's /lib/modules would have them.
         try Command.run([ssi, "mkinitrd", "--config", conf, "--kver", kernel.version,
-                         "--netboot", netboot, "--kernel-image", kernel.path], timeout: .seconds(300))
+                         "--netboot", netboot, "--kernel-image", kernel.path,
+                         "--add-modules", "unix_diag,inet_diag,tcp_diag,udp_diag,raw_diag,netlink_diag,packet_diag,nf_tables,tun,veth"],
+                        timeout: .seconds(300))
 
         let data = try vm.blankDisk(name: "data", megabytes: 64)
         try Command.run(["mkfs.ext4", "-q", "-F", "-L", "ssi-data", data])

@@ -68,7 +68,7 @@ extension VM {
                 #expect(try await node1.run("pgrep -x cat", expectStatus: nil).status == 1, "the reader saw end of file")
 
                 // A program under a terminal made on node 1 (script's pty).
-                try await node1.run("rm -f /tmp/keys /tmp/tty.out; mkfifo /tmp/keys; (script -qfc ssi-tty-prog /tmp/tty.out < /tmp/keys > /dev/null &) ; exec 9>/tmp/keys")
+                try await node1.run("rm -f /tmp/keys /tmp/tty.out; mkfifo /tmp/keys; (script -qfc 'ssi-tty-prog; exec sleep 1000' /tmp/tty.out < /tmp/keys > /dev/null &) ; exec 9>/tmp/keys")
                 try await Task.sleep(for: .seconds(3))
                 let prog = try await node1.run("pgrep -f 'bash /usr/local/bin/ssi-tty-prog' | head -1").output
                 let m = try await node1.run("\(ssi) migrate \(prog) 2 2>&1", timeout: .seconds(240))
@@ -84,20 +84,17 @@ extension VM {
                 #expect(tty.contains("winch 41 99"), "the window size change reaches it: \(tty)")
                 try await node2.run("kill \(prog)", expectStatus: nil)
 
-                // A TCP client keeps its connection to node 1's server.
+                // A TCP client: CRIU cannot give it a stand-in, so the move
+                // is refused, with the reason, and the client goes on.
                 try await node1.run("rm -f /root/tcp.log; (ssi-echo-server </dev/null >/dev/null 2>&1 &); sleep 2; (ssi-tcp-client </dev/null >/dev/null 2>&1 &)")
                 try await Task.sleep(for: .seconds(3))
                 let client = try await node1.run("pgrep -f ssi-tcp-client | head -1").output
-                let t = try await node1.run("\(ssi) migrate \(client) 2 2>&1", timeout: .seconds(240))
-                log("tcp migrate: \(t.output)")
-                #expect(t.status == 0, "\(t.output)")
-                try await Task.sleep(for: .seconds(5))
-                let tcp = try await node1.run("cat /root/tcp.log").output.split(separator: "\n").map(String.init)
-                #expect(tcp.contains { $0.hasSuffix("node2") } && tcp.allSatisfy { l in
-                    let f = l.split(separator: " ")
-                    return f.count == 5 && f[1] == "echo" && f[2] == "ping" && f[0] == f[3]
-                }, "every ping answered over the same connection: \(tcp)")
-                try await node2.run("kill \(client)", expectStatus: nil)
+                let t = try await node1.run("\(ssi) migrate \(client) 2 2>&1", timeout: .seconds(240), expectStatus: 1).output
+                #expect(t.contains("TCP connection"), "\(t)")
+                let pings = try await node1.run("wc -l < /root/tcp.log").output
+                try await Task.sleep(for: .seconds(2))
+                #expect((Int(try await node1.run("wc -l < /root/tcp.log").output) ?? 0) > (Int(pings) ?? 0), "the client goes on on node 1")
+                try await node1.run("kill \(client)", expectStatus: nil)
 
                 // Refusals name the reason; the process stays, running.
                 let server = try await node1.run("pgrep -f ssi-echo-server | head -1").output
