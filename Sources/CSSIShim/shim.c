@@ -320,3 +320,89 @@ int ssi_accept(int fd) {
 int ssi_pipe(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 int ssi_set_pipe_size(int fd, int size) { return fcntl(fd, F_SETPIPE_SZ, size); }
 int ssi_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }
+
+#if defined(__x86_64__)
+#include <sys/ptrace.h>
+#include <sys/user.h>
+#include <sys/un.h>
+#include <stddef.h>
+
+/* One syscall in the tracee: `syscall` written at rip, single-stepped. */
+static long inject_syscall(pid_t pid, const struct user_regs_struct *base, long nr,
+                           long a1, long a2, long a3, int *failed) {
+    struct user_regs_struct r = *base;
+    r.rax = nr;
+    r.orig_rax = -1;     /* not in a syscall: no restart logic */
+    r.rdi = a1; r.rsi = a2; r.rdx = a3;
+    if (ptrace(PTRACE_SETREGS, pid, 0, &r) != 0) { *failed = 1; return -1; }
+    if (ptrace(PTRACE_SINGLESTEP, pid, 0, 0) != 0) { *failed = 1; return -1; }
+    int st;
+    if (waitpid(pid, &st, __WALL) != pid || !WIFSTOPPED(st)) { *failed = 1; errno = ESRCH; return -1; }
+    if (ptrace(PTRACE_GETREGS, pid, 0, &r) != 0) { *failed = 1; return -1; }
+    return (long)r.rax;
+}
+
+int ssi_inject_unix_fd(pid_t pid, int target_fd, const char *name, const char **step) {
+    *step = "PTRACE_SEIZE";
+    if (ptrace(PTRACE_SEIZE, pid, 0, 0) != 0) return -1;
+    *step = "PTRACE_INTERRUPT";
+    if (ptrace(PTRACE_INTERRUPT, pid, 0, 0) != 0) { int e = errno; ptrace(PTRACE_DETACH, pid, 0, 0); errno = e; return -1; }
+    int st;
+    if (waitpid(pid, &st, __WALL) != pid) { int e = errno; ptrace(PTRACE_DETACH, pid, 0, 0); errno = e; return -1; }
+    struct user_regs_struct saved;
+    *step = "PTRACE_GETREGS";
+    if (ptrace(PTRACE_GETREGS, pid, 0, &saved) != 0) { int e = errno; ptrace(PTRACE_DETACH, pid, 0, 0); errno = e; return -1; }
+    /* The instruction word at rip, replaced by `syscall` (0f 05). */
+    unsigned long ip = saved.rip;
+    errno = 0;
+    long code = ptrace(PTRACE_PEEKTEXT, pid, ip, 0);
+    if (errno != 0) { *step = "PTRACE_PEEKTEXT"; int e = errno; ptrace(PTRACE_DETACH, pid, 0, 0); errno = e; return -1; }
+    long patched = (code & ~0xffffL) | 0x050fL;
+    /* The sockaddr below the red zone of its stack. */
+    struct sockaddr_un addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sun_family = AF_UNIX;
+    size_t nlen = strlen(name);
+    if (nlen > sizeof addr.sun_path - 2) nlen = sizeof addr.sun_path - 2;
+    memcpy(addr.sun_path + 1, name, nlen);
+    socklen_t alen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + nlen);
+    unsigned long where = (saved.rsp - 1024) & ~15UL;
+    long stackSaved[(sizeof addr + 7) / 8];
+    for (size_t i = 0; i < sizeof stackSaved / 8; i++) {
+        errno = 0;
+        stackSaved[i] = ptrace(PTRACE_PEEKDATA, pid, where + i * 8, 0);
+    }
+    int failed = 0, result = -1, e = 0;
+    const char *what = NULL;
+    if (ptrace(PTRACE_POKETEXT, pid, ip, patched) != 0) { what = "PTRACE_POKETEXT"; e = errno; goto detach; }
+    for (size_t i = 0; i < sizeof stackSaved / 8; i++) {
+        long word;
+        memcpy(&word, (char *)&addr + i * 8, 8);
+        ptrace(PTRACE_POKEDATA, pid, where + i * 8, word);
+    }
+    long fd = inject_syscall(pid, &saved, SYS_socket, AF_UNIX, SOCK_STREAM, 0, &failed);
+    if (failed || fd < 0) { what = "socket"; e = failed ? errno : (int)-fd; goto restore; }
+    long rc = inject_syscall(pid, &saved, SYS_connect, fd, (long)where, alen, &failed);
+    if (failed || rc < 0) { what = "connect"; e = failed ? errno : (int)-rc; inject_syscall(pid, &saved, SYS_close, fd, 0, 0, &failed); goto restore; }
+    rc = inject_syscall(pid, &saved, SYS_dup2, fd, target_fd, 0, &failed);
+    if (failed || rc < 0) { what = "dup2"; e = failed ? errno : (int)-rc; inject_syscall(pid, &saved, SYS_close, fd, 0, 0, &failed); goto restore; }
+    inject_syscall(pid, &saved, SYS_close, fd, 0, 0, &failed);
+    result = 0;
+restore:
+    for (size_t i = 0; i < sizeof stackSaved / 8; i++) ptrace(PTRACE_POKEDATA, pid, where + i * 8, stackSaved[i]);
+    ptrace(PTRACE_POKETEXT, pid, ip, code);
+    ptrace(PTRACE_SETREGS, pid, 0, &saved);
+detach:
+    /* Detached, it goes back to the stop it was in (SIGSTOP). */
+    ptrace(PTRACE_DETACH, pid, 0, SIGSTOP);
+    if (result != 0) { *step = what; errno = e; }
+    return result;
+}
+#else
+int ssi_inject_unix_fd(pid_t pid, int target_fd, const char *name, const char **step) {
+    (void)pid; (void)target_fd; (void)name;
+    *step = "inject";
+    errno = ENOSYS;
+    return -1;
+}
+#endif

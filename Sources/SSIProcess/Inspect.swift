@@ -15,12 +15,18 @@ public enum ShipKind: String, Sendable {
     case socket
     /// A terminal: both ways, plus its window size and modes.
     case tty
+    /// A TCP connection: both ways, like a socket; the restored process
+    /// gets its stand-in (a unix socket) by injection, not from CRIU.
+    case tcp
+
+    /// Stream sockets: end of file is a shutdown(SHUT_WR).
+    var isSocket: Bool { self == .socket || self == .tcp }
 
     var directions: [String] {
         switch self {
         case .pipeIn: return ["in"]
         case .pipeOut: return ["out"]
-        case .socket, .tty: return ["in", "out"]
+        case .socket, .tty, .tcp: return ["in", "out"]
         }
     }
 }
@@ -143,14 +149,10 @@ public struct ProcessInspector: Sendable {
             if !connected && !(domain == AF_UNIX && errno != ENOTCONN) {
                 return .refuse("fd \(fd) is an unconnected socket: it cannot leave its node")
             }
-            if domain != AF_UNIX {
-                // CRIU 3.17 rebuilds TCP sockets itself (closed, or with
-                // --tcp-established, which moves the connection and needs
-                // the address to move too) and ignores --inherit-fd for
-                // them: there is no way to hand the process a stand-in.
-                return .refuse("fd \(fd) is a TCP connection, which cannot be shipped yet (CRIU gives a restored process no stand-in for it)")
-            }
-            return .ship(.socket, resource: target)
+            // CRIU 3.17 rebuilds TCP sockets itself and ignores
+            // --inherit-fd for them: a TCP connection is restored closed
+            // (--tcp-close) and replaced by its stand-in afterwards.
+            return .ship(domain == AF_UNIX ? .socket : .tcp, resource: target)
         }
         var st = stat()
         let isDevice = stat("/proc/\(pid)/fd/\(fd)", &st) == 0 && (st.st_mode & S_IFMT == S_IFCHR || st.st_mode & S_IFMT == S_IFBLK)

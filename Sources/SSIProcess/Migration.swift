@@ -12,7 +12,11 @@ struct ShipSpec: Sendable {
     var home: UInt32
     var channel: String
 
-    var line: String { "\(resource)|\(kind.rawValue)|\(home)|\(channel)" }
+    /// A TCP connection's holder: its stand-in is injected there.
+    var pid: pid_t = 0
+    var fd: Int32 = -1
+
+    var line: String { "\(resource)|\(kind.rawValue)|\(home)|\(channel)" + (kind == .tcp ? "|\(pid)|\(fd)" : "") }
     init(resource: String, kind: ShipKind, home: UInt32, channel: String) {
         self.resource = resource
         self.kind = kind
@@ -21,8 +25,12 @@ struct ShipSpec: Sendable {
     }
     init?(line: String) {
         let f = line.split(separator: "|", omittingEmptySubsequences: false).map(String.init)
-        guard f.count == 4, let k = ShipKind(rawValue: f[1]), let h = UInt32(f[2]) else { return nil }
+        guard f.count == 4 || f.count == 6, let k = ShipKind(rawValue: f[1]), let h = UInt32(f[2]) else { return nil }
         self.init(resource: f[0], kind: k, home: h, channel: f[3])
+        if f.count == 6, let p = pid_t(f[4]), let d = Int32(f[5]) {
+            pid = p
+            fd = d
+        }
     }
 }
 
@@ -39,7 +47,7 @@ struct MadeStandIn {
         fstat(processEnd, &st)
         switch spec.kind {
         case .pipeIn, .pipeOut: return "pipe:[\(st.st_ino)]"
-        case .socket: return "socket:[\(st.st_ino)]"
+        case .socket, .tcp: return "socket:[\(st.st_ino)]"
         case .tty: return "tty[\(String(st.st_rdev, radix: 16)):\(String(st.st_dev, radix: 16))]"
         }
     }
@@ -53,6 +61,8 @@ struct MadeStandIn {
             _ = ssi_set_pipe_size(fds[0], 1 << 20)
             return spec.kind == .pipeIn ? MadeStandIn(spec: spec, processEnd: fds[0], agentEnd: fds[1])
                                         : MadeStandIn(spec: spec, processEnd: fds[1], agentEnd: fds[0])
+        case .tcp:
+            throw SSIError("proc", "a TCP stand-in is injected, not made")
         case .socket:
             guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) == 0 else {
                 throw SSIError("proc", "socketpair: \(errnoDescription(errno))")
@@ -159,6 +169,16 @@ extension ProcAgent {
             }
             refusals += inspector.mappingProblems(pid: t).map { t == pid ? $0 : "process \(t): \($0)" }
         }
+        // A TCP connection gets one stand-in, put in one descriptor.
+        var tcpHolders: [String: Int] = [:]
+        for t in tasks {
+            for d in (try? inspector.descriptors(pid: t)) ?? [] {
+                if case .ship(.tcp, let r) = d.disposition { tcpHolders[r, default: 0] += 1 }
+            }
+        }
+        for (r, n) in tcpHolders where n > 1 {
+            refusals.append("the TCP connection \(r) is held by \(n) descriptors (only one can get its stand-in)")
+        }
         if !refusals.isEmpty {
             throw SSIError("migrate", "process \(pid) cannot move: " + refusals.joined(separator: "; "))
         }
@@ -206,7 +226,10 @@ extension ProcAgent {
             let channel = "\(id).\(n)"
             homes.add(HomeChannel(id: channel, kind: s.kind, fd: copy))
             newHomes.append(channel)
-            specs.append(ShipSpec(resource: s.resource, kind: s.kind, home: localNode, channel: channel))
+            var spec = ShipSpec(resource: s.resource, kind: s.kind, home: localNode, channel: channel)
+            spec.pid = s.pid
+            spec.fd = s.fd
+            specs.append(spec)
         }
 
         // Freeze and dump. --leave-stopped: the process stays here,
@@ -219,6 +242,7 @@ extension ProcAgent {
         for s in specs where s.kind == .socket {
             dump += ["--external", "unix[" + s.resource.dropFirst("socket:[".count)]
         }
+        if specs.contains(where: { $0.kind == .tcp }) { dump.append("--tcp-close") }
         let freezeStart = Process.now()
         do throws(SSIError) {
             try runCRIU(dump, dir: criuDir, log: "dump.log", readFrom: dir)
@@ -264,6 +288,7 @@ extension ProcAgent {
             defer { c.close() }
             c.setReceiveTimeout(seconds: 120)
             var req = Fields("restore", [("id", id), ("pid", String(pid))])
+            for t in tasks { req.add("task", String(t)) }
             if throughRoot { req.add("images", criuDir) }
             for s in specs { req.add("ship", s.line) }
             for (res, hex) in ttyModes { req.add("termios", res + "|" + hex) }
@@ -321,6 +346,35 @@ extension ProcAgent {
         try reply.send(Fields("migrated", [("pid", String(pid)), ("node", String(target)), ("name", peer.name),
                                            ("freeze_ms", ms(freezeStart, restored)), ("dump_ms", ms(freezeStart, dumped)),
                                            ("total_ms", ms(started, Process.now())), ("shipped", String(specs.count))]))
+    }
+
+    /// Gives a restored, stopped process a stand-in for its TCP
+    /// connection: a unix socket connected to this agent, put on the
+    /// connection's descriptor by injected syscalls (ssi_inject_unix_fd).
+    /// Returns the agent's end and the process end's resource name.
+    func injectStandIn(_ spec: ShipSpec, name: String) throws(SSIError) -> (Int32, String) {
+        let listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard listener >= 0 else { throw SSIError("migrate", "socket: \(errnoDescription(errno))") }
+        defer { close(listener) }
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(name.utf8.prefix(100))
+        withUnsafeMutableBytes(of: &addr.sun_path) { p in for (i, b) in bytes.enumerated() { p[i + 1] = b } }
+        let len = socklen_t(MemoryLayout<sa_family_t>.size + 1 + bytes.count)
+        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, len) } }
+        guard rc == 0, listen(listener, 1) == 0 else { throw SSIError("migrate", "bind @\(name): \(errnoDescription(errno))") }
+        var step: UnsafePointer<CChar>? = nil
+        guard ssi_inject_unix_fd(spec.pid, spec.fd, name, &step) == 0 else {
+            let what = step.map { String(validatingCString: $0) ?? "?" } ?? "?"
+            throw SSIError("migrate", "giving process \(spec.pid) its TCP stand-in on fd \(spec.fd): \(what): \(errnoDescription(errno))")
+        }
+        var p = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
+        guard poll(&p, 1, 5000) > 0 else { throw SSIError("migrate", "process \(spec.pid) did not connect its TCP stand-in") }
+        let agentEnd = ssi_accept(listener)
+        guard agentEnd >= 0 else { throw SSIError("migrate", "accept: \(errnoDescription(errno))") }
+        let resource = (try? FileSystem.readLink("/proc/\(spec.pid)/fd/\(spec.fd)")) ?? ""
+        trace("process \(spec.pid) fd \(spec.fd): TCP stand-in \(resource)")
+        return (agentEnd, resource)
     }
 
     /// criu restore run by a keeper shell that is the session leader of
@@ -465,6 +519,7 @@ extension ProcAgent {
         do throws(SSIError) {
             for line in req.all("ship") {
                 guard let spec = ShipSpec(line: line) else { throw SSIError("migrate", "bad stand-in \(line)") }
+                if spec.kind == .tcp { continue }     // injected after the restore
                 let m = try MadeStandIn.make(spec, termios: modes[spec.resource])
                 if let bytes = carries[spec.resource], !bytes.isEmpty {
                     bytes.withUnsafeBytes { _ = write(m.agentEnd, $0.baseAddress!, $0.count) }
@@ -488,8 +543,11 @@ extension ProcAgent {
             return
         }
         let inherited = made.filter { $0.spec.kind != .tty }
+        let tcp = req.all("ship").compactMap { ShipSpec(line: $0) }.filter { $0.kind == .tcp }
         var args = ["restore", "-D", dir, "--shell-job", "--restore-detached", "--manage-cgroups=ignore",
                     "--pidfile", dir + "/restored.pid"]
+        // TCP: restored closed, stopped, then given its stand-in.
+        if !tcp.isEmpty { args += ["--tcp-close", "--leave-stopped"] }
         for (i, m) in inherited.enumerated() { args += ["--inherit-fd", "fd[\(3 + i)]:\(m.spec.resource)"] }
         var keeper: pid_t = 0
         do throws(SSIError) {
@@ -506,6 +564,25 @@ extension ProcAgent {
             return
         }
         reaper.watch(pid)
+        var tcpStands: [StandIn] = []
+        if !tcp.isEmpty {
+            let tasks = req.all("task").compactMap { pid_t($0) }
+            do throws(SSIError) {
+                for (n, spec) in tcp.enumerated() {
+                    let (agentEnd, resource) = try injectStandIn(spec, name: "ssi-standin-\(id)-\(n)")
+                    tcpStands.append(StandIn(channelID: spec.channel, home: spec.home, kind: .tcp, fd: agentEnd,
+                                             resource: resource, log: { [weak self] in self?.trace($0) }))
+                }
+            } catch {
+                for t in tasks { kill(t, SIGKILL) }
+                if keeper > 0 { kill(keeper, SIGKILL) }
+                tcpStands.forEach { close($0.fd) }
+                closeAll()
+                try c.send(Fields("error", [("message", error.message)]))
+                return
+            }
+            for t in tasks { kill(t, SIGCONT) }
+        }
         for r in req.all("report") {
             let f = r.split(separator: "|").map(String.init)
             if f.count == 3, let p = pid_t(f[0]), let n = UInt32(f[1]) { exitReports.withLock { $0[p] = (n, f[2]) } }
@@ -513,7 +590,7 @@ extension ProcAgent {
         let stands = made.map { m in
             StandIn(channelID: m.spec.channel, home: m.spec.home, kind: m.spec.kind, fd: m.agentEnd, resource: m.resource,
                     log: { [weak self] in self?.trace($0) })
-        }
+        } + tcpStands
         for m in made { close(m.processEnd) }
         for s in stands where s.kind == .tty { s.keeper = keeper }
         stands.forEach { standIns.add($0) }

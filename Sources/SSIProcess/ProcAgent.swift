@@ -48,7 +48,7 @@ public final class ProcAgent: @unchecked Sendable {
     /// dumps, nf_tables for its kernel feature checks), loaded once, from
     /// the system's module directory. A module that is missing is left
     /// for criu to complain about, with its own words.
-    static let criuModules = ["unix_diag", "inet_diag", "tcp_diag", "udp_diag", "raw_diag", "netlink_diag", "packet_diag",
+    static let criuModules = ["unix_diag", "inet_diag", "tcp_diag", "udp_diag", "raw_diag", "netlink_diag", "af_packet_diag",
                               "nf_tables", "tun", "veth"]
 
     func loadCRIUModules() {

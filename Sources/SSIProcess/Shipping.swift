@@ -102,7 +102,7 @@ public final class HomeChannel: @unchecked Sendable {
                 // The process closed its end of an input stream.
                 let both = ended.withLock { e -> Bool in e.insert("in"); return e.contains("out") }
                 try ch.send(Wire.ack, [])
-                if kind != .socket && kind != .tty || both { onEnd?() }
+                if !kind.isSocket && kind != .tty || both { onEnd?() }
                 return
             }
             guard op == "read" else { return }
@@ -148,11 +148,11 @@ public final class HomeChannel: @unchecked Sendable {
                 try ch.send(Wire.ack, [])
             case Wire.eof:
                 let both = ended.withLock { e -> Bool in e.insert("out"); return e.contains("in") }
-                if kind == .socket { shutdown(fd, Int32(SHUT_WR)) }
+                if kind.isSocket { shutdown(fd, Int32(SHUT_WR)) }
                 try ch.send(Wire.ack, [])
                 // A pipe's writer closed: closing our copy lets the readers
                 // at home see end of file.
-                if kind != .socket || both { onEnd?() }
+                if !kind.isSocket || both { onEnd?() }
             case Wire.fields:
                 let f = Fields(decoding: payload)
                 if f.op == "termios", kind == .tty { /* the stand-in's modes stay there: home is raw */ }

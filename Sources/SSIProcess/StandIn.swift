@@ -102,7 +102,7 @@ public final class StandIn: @unchecked Sendable {
                     case Wire.data: pending = payload
                     case Wire.nodata: continue loop
                     case Wire.eof:
-                        if kind == .socket { shutdown(fd, Int32(SHUT_WR)) } else if kind == .pipeIn { close(fd) }
+                        if kind.isSocket { shutdown(fd, Int32(SHUT_WR)) } else if kind == .pipeIn { close(fd) }
                         break loop
                     case Wire.fields:
                         let f = Fields(decoding: payload)

@@ -37,7 +37,7 @@ public struct ToolsCluster: Sendable {
         // distro root's /lib/modules would have them.
         try Command.run([ssi, "mkinitrd", "--config", conf, "--kver", kernel.version,
                          "--netboot", netboot, "--kernel-image", kernel.path,
-                         "--add-modules", "unix_diag,inet_diag,tcp_diag,udp_diag,raw_diag,netlink_diag,packet_diag,nf_tables,tun,veth"],
+                         "--add-modules", "unix_diag,inet_diag,tcp_diag,udp_diag,raw_diag,netlink_diag,af_packet_diag,nf_tables,tun,veth"],
                         timeout: .seconds(300))
 
         let data = try vm.blankDisk(name: "data", megabytes: 64)

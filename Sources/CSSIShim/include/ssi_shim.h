@@ -96,3 +96,14 @@ int ssi_accept(int fd);
 int ssi_pipe(int fds[2]);
 int ssi_set_pipe_size(int fd, int size);
 int ssi_set_child_subreaper(void);
+
+/* Makes the stopped process `pid` (x86-64) replace its descriptor
+ * `target_fd` with a unix stream socket connected to the abstract address
+ * `name` (without its leading NUL): ptrace, then socket(), connect(),
+ * dup2() and close() executed in the process, one syscall instruction
+ * written over its current instruction and single-stepped each time;
+ * memory and registers are put back and the process is left stopped.
+ * This is how a restored process gets a stand-in for a TCP connection,
+ * which CRIU will not take from --inherit-fd. Returns 0, or -1 with errno
+ * and *step naming what failed. */
+int ssi_inject_unix_fd(pid_t pid, int target_fd, const char *name, const char **step);
