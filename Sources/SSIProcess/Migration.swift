@@ -110,7 +110,11 @@ extension ProcAgent {
         spec.uid = -1
         loadCRIUModules()
         trace("criu " + args.joined(separator: " "))
-        let pid = try spec.spawn()
+        let pid: pid_t
+        do throws(SSIError) { pid = try spec.spawn() } catch {
+            throw SSIError("migrate", "cannot run criu on node \(localNode): \(error.message)",
+                           hint: FileSystem.exists(options.systemRoot + Self.criu) ? nil : "install it there: apt-get install criu")
+        }
         reaper.watch(pid)
         guard let exit = reaper.wait(pid, timeoutMs: 600_000) else {
             kill(pid, SIGKILL)
@@ -183,9 +187,10 @@ extension ProcAgent {
             throw SSIError("migrate", "process \(pid) cannot move: " + refusals.joined(separator: "; "))
         }
         // CRIU restores the same PIDs: they must be free on the target.
-        if let c = try? connect(target, timeoutSeconds: 5) {
-            defer { c.close() }
-            for t in tasks {
+        for t in tasks {
+            // One request per connection (serveRemote's rule).
+            if let c = try? connect(target, timeoutSeconds: 5) {
+                defer { c.close() }
                 try c.send(Fields("where", [("pid", String(t))]))
                 let r = try c.expectFields("where")
                 if r["found"] == "1" {
