@@ -122,9 +122,10 @@ extension ProcAgent {
         }
         if exit != .exited(0) {
             let logText = (try? FileSystem.readText((readFrom ?? dir) + "/" + logName)) ?? ""
-            let errors = logText.split(separator: "\n").filter { $0.contains("Error") || $0.contains("error") }
+            var errors = logText.split(separator: "\n").filter { $0.contains("Error") || $0.contains("error") }
                 .suffix(6).map { String($0) }
-            throw SSIError("migrate", "criu \(args[0]) failed (\(exit)): " + (errors.isEmpty ? "see \(dir)/\(logName)" : errors.joined(separator: " | ")))
+            if errors.isEmpty { errors = logText.split(separator: "\n").suffix(3).map { String($0) } }
+            throw SSIError("migrate", "criu \(args[0]) failed (\(exit)): " + (errors.isEmpty ? "no log in \(dir)/\(logName)" : errors.joined(separator: " | ")))
         }
     }
 
@@ -204,7 +205,8 @@ extension ProcAgent {
         // Through the root: the path as criu (in the system root) and as
         // this agent (in the agents root, through /proc/1/root) see it.
         let criuDir = throughRoot ? Self.rootImages + "/" + id : options.stateDirectory + "/migrate/" + id
-        let dir = throughRoot ? options.systemRoot + criuDir : criuDir
+        let dir = options.systemRoot + criuDir
+        if !throughRoot { try prepareImageSpace() }
         try makeDirectory(dir)
         defer { removeTree(dir) }
 
@@ -473,6 +475,21 @@ extension ProcAgent {
         do { return try FileSystem.readFile(path) } catch { throw SSIError("migrate", error.description) }
     }
 
+    /// The stream's images live in their own tmpfs (large processes do
+    /// not fit /run, a fifth of the RAM), mounted in the system's tree on
+    /// first use, so that criu and this agent see the same directory.
+    func prepareImageSpace() throws(SSIError) {
+        let path = options.systemRoot + options.stateDirectory + "/migrate"
+        try makeDirectory(path)
+        if !Mount.isMountPoint(path) {
+            do throws(SystemCallError) {
+                try Mount.mount(source: "ssi-migrate", target: path, type: "tmpfs", flags: [.noSuid, .noDev], data: "mode=0700,size=75%")
+            } catch {
+                trace("no tmpfs for the images at \(path): \(error.description); they go to /run")
+            }
+        }
+    }
+
     func makeDirectory(_ path: String) throws(SSIError) {
         do { try FileSystem.makeDirectories(path, mode: 0o700) } catch { throw SSIError("migrate", error.description) }
     }
@@ -490,8 +507,13 @@ extension ProcAgent {
         if let shared, !shared.hasPrefix(Self.rootImages + "/") || shared.contains("..") {
             throw SSIError("migrate", "images outside \(Self.rootImages): \(shared)")
         }
-        let dir = shared ?? options.stateDirectory + "/migrate/" + id + ".in"
-        if shared == nil { try makeDirectory(dir) }
+        // criu's path (in the system root) and this agent's to the same.
+        let criuDir = shared ?? options.stateDirectory + "/migrate/" + id + ".in"
+        let dir = options.systemRoot + criuDir
+        if shared == nil {
+            try prepareImageSpace()
+            try makeDirectory(dir)
+        }
         defer { if shared == nil { removeTree(dir) } }
         var carries: [String: [UInt8]] = [:]
         c.setReceiveTimeout(seconds: 120)
@@ -549,19 +571,18 @@ extension ProcAgent {
         }
         let inherited = made.filter { $0.spec.kind != .tty }
         let tcp = req.all("ship").compactMap { ShipSpec(line: $0) }.filter { $0.kind == .tcp }
-        var args = ["restore", "-D", dir, "--shell-job", "--restore-detached", "--manage-cgroups=ignore",
-                    "--pidfile", dir + "/restored.pid"]
+        var args = ["restore", "-D", criuDir, "--shell-job", "--restore-detached", "--manage-cgroups=ignore",
+                    "--pidfile", criuDir + "/restored.pid"]
         // TCP: restored closed, stopped, then given its stand-in.
         if !tcp.isEmpty { args += ["--tcp-close", "--leave-stopped"] }
         for (i, m) in inherited.enumerated() { args += ["--inherit-fd", "fd[\(3 + i)]:\(m.spec.resource)"] }
         var keeper: pid_t = 0
         do throws(SSIError) {
             if let tty = ttys.first {
-                keeper = try restoreWithKeeper(args, dir: dir, tty: tty.processEnd, fds: inherited.map(\.processEnd),
-                                               readFrom: shared.map { options.systemRoot + $0 } ?? dir)
+                keeper = try restoreWithKeeper(args, dir: criuDir, tty: tty.processEnd, fds: inherited.map(\.processEnd),
+                                               readFrom: dir)
             } else {
-                try runCRIU(args, dir: dir, log: "restore.log", fds: inherited.map(\.processEnd),
-                            readFrom: shared.map { options.systemRoot + $0 })
+                try runCRIU(args, dir: criuDir, log: "restore.log", fds: inherited.map(\.processEnd), readFrom: dir)
             }
         } catch {
             closeAll()

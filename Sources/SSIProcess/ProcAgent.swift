@@ -118,13 +118,6 @@ public final class ProcAgent: @unchecked Sendable {
                            hint: "the membership agent (ssi cluster agent) must run first")
         }
         localNode = view.localNode
-        try makeDirectory(options.stateDirectory + "/migrate")
-        // Images of large processes do not fit /run (a fifth of the RAM):
-        // their own tmpfs, which takes pages only while a move runs.
-        if !Mount.isMountPoint(options.stateDirectory + "/migrate") {
-            try? Mount.mount(source: "ssi-migrate", target: options.stateDirectory + "/migrate", type: "tmpfs",
-                             flags: [.noSuid, .noDev], data: "mode=0700,size=75%")
-        }
         reaper.start()
         let listener = try listenTCP(address: me.address)
         let local = try listenLocal()

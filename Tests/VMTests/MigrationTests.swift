@@ -75,7 +75,10 @@ extension VM {
                 log("tty migrate: \(m.output)")
                 #expect(m.status == 0, "\(m.output)")
                 try await node1.run("echo hello-tty >&9")
-                let pts = try await node1.run("ls -l /proc/$(pgrep -x script)/fd | grep -o '/dev/pts/[0-9]*' | head -1").output
+                // The terminal: script's pty slave, which its shell (now sleep 1000,
+                // the moved program's parent having seen it go) still holds.
+                let pts = try await node1.run("readlink /proc/$(pgrep -f '^sleep 1000' | head -1)/fd/0").output
+                #expect(pts.hasPrefix("/dev/pts/"), "\(pts)")
                 try await Task.sleep(for: .seconds(3))
                 try await node1.run("stty -F \(pts) rows 41 cols 99 2>&1; echo", expectStatus: nil)
                 try await Task.sleep(for: .seconds(3))
