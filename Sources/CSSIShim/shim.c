@@ -253,6 +253,8 @@ pid_t ssi_spawn_job(const struct ssi_job *job, const char **failed_step) {
         sigemptyset(&none);
         for (int s = 1; s < 65; s++) signal(s, SIG_DFL);
         sigprocmask(SIG_SETMASK, &none, NULL);
+        /* Out of the way of the descriptors moved to 0..n-1 below. */
+        int status_fd = job->keeper == 2 ? fcntl(job->status_fd, F_DUPFD_CLOEXEC, 2000) : -1;
         if (job->root && chroot(job->root) != 0) job_fail(report[1], "chroot");
         if (chdir(job->cwd ? job->cwd : "/") != 0) job_fail(report[1], "chdir");
         /* Move the wanted descriptors out of the way of 0..n-1 first. */
@@ -272,6 +274,27 @@ pid_t ssi_spawn_job(const struct ssi_job *job, const char **failed_step) {
             if (setgroups(job->ngroups, job->groups) != 0) job_fail(report[1], "setgroups");
             if (setgid(job->gid) != 0) job_fail(report[1], "setgid");
             if (setuid(job->uid) != 0) job_fail(report[1], "setuid");
+        }
+        if (job->keeper) {
+            pid_t child = fork();
+            if (child < 0) job_fail(report[1], "fork");
+            if (child == 0) {
+                setpgid(0, 0);
+                environ = (char **)job->envp;
+                execvp(job->path, job->argv);
+                job_fail(report[1], "exec");
+            }
+            /* The keeper: the exec's report is the child's to give. */
+            close(report[1]);
+            int st = 0;
+            while (waitpid(child, &st, 0) < 0 && errno == EINTR) {}
+            int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+            if (job->keeper == 2) {
+                unsigned char b = (unsigned char)code;
+                (void)!write(status_fd, &b, 1);
+                if (code == 0) for (;;) pause();
+            }
+            _exit(code);
         }
         environ = (char **)job->envp;
         execvp(job->path, job->argv);

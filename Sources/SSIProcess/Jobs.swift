@@ -65,6 +65,11 @@ public struct JobSpec: Sendable {
     public var uid: Int32 = -1
     public var gid: Int32 = -1
     public var groups: [gid_t] = []
+    /// See ssi_job.keeper: 0 none, 1 the program in its own group under a
+    /// session keeper that exits with its status, 2 the keeper reports the
+    /// status on `statusFD` and stays after a success.
+    public var keeper: Int32 = 0
+    public var statusFD: Int32 = -1
 
     public init(root: String?, cwd: String, argv: [String], environment: [String], fds: [Int32]) {
         self.root = root
@@ -93,7 +98,8 @@ public struct JobSpec: Sendable {
                         let rootP: UnsafePointer<CChar>? = rootC.flatMap { $0.map { UnsafePointer($0) } }
                         var job = ssi_job(root: rootP, cwd: UnsafePointer(cwdC), path: UnsafePointer(argvC[0]!),
                                           argv: a.baseAddress, envp: e.baseAddress, fds: f.baseAddress, nfds: Int32(f.count),
-                                          ctty: controllingTTY, uid: uid, gid: gid, groups: g.baseAddress, ngroups: Int32(g.count))
+                                          ctty: controllingTTY, uid: uid, gid: gid, groups: g.baseAddress, ngroups: Int32(g.count),
+                                          keeper: keeper, status_fd: statusFD)
                         return ssi_spawn_job(&job, &failed)
                     }
                 }

@@ -107,7 +107,8 @@ extension ProcAgent {
         defer { close(null) }
         var spec = JobSpec(root: options.systemRoot, cwd: "/", argv: [Self.criu] + args + ["-o", dir + "/" + logName, "-v4"],
                            environment: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], fds: [null, null, null] + extra)
-        spec.uid = -1
+        // criu restore --shell-job must not lead its session or group.
+        spec.keeper = 1
         loadCRIUModules()
         trace("criu " + args.joined(separator: " "))
         let pid: pid_t
@@ -384,34 +385,39 @@ extension ProcAgent {
         return (agentEnd, resource)
     }
 
-    /// criu restore run by a keeper shell that is the session leader of
-    /// the stand-in terminal and stays (sleep) once criu succeeded.
-    /// Returns the keeper's pid.
+    /// criu restore for a process with a terminal: a keeper leads the
+    /// session of the stand-in pty (its controlling terminal), runs criu in
+    /// a group of its own with the pty as its stdio, and stays as long as
+    /// the process. Returns the keeper's pid.
     func restoreWithKeeper(_ args: [String], dir: String, tty: Int32, fds: [Int32], readFrom: String) throws(SSIError) -> pid_t {
         loadCRIUModules()
-        let status = dir + "/criu.status"
-        let script = "\"$@\"; rc=$?; echo $rc > \(status); [ $rc = 0 ] && exec sleep infinity; exit $rc"
-        var spec = JobSpec(root: options.systemRoot, cwd: "/",
-                           argv: ["/bin/sh", "-c", script, "ssi-tty-keeper", Self.criu] + args + ["-o", dir + "/restore.log", "-v4"],
+        var status: [Int32] = [-1, -1]
+        guard ssi_pipe(&status) == 0 else { throw SSIError("migrate", "pipe: \(errnoDescription(errno))") }
+        defer { close(status[0]) }
+        var spec = JobSpec(root: options.systemRoot, cwd: "/", argv: [Self.criu] + args + ["-o", dir + "/restore.log", "-v4"],
                            environment: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], fds: [tty, tty, tty] + fds)
         spec.controllingTTY = 0
-        trace("criu (tty keeper) " + args.joined(separator: " "))
-        let keeper = try spec.spawn()
+        spec.keeper = 2
+        spec.statusFD = status[1]
+        trace("criu (terminal keeper) " + args.joined(separator: " "))
+        let keeper: pid_t
+        do throws(SSIError) { keeper = try spec.spawn() } catch {
+            close(status[1])
+            throw error
+        }
+        close(status[1])
         reaper.watch(keeper)
-        for _ in 0..<30_000 {
-            if let text = try? FileSystem.readText(readFrom + "/criu.status") {
-                if text.hasPrefix("0") { return keeper }
-                break
-            }
-            if let exit = reaper.wait(keeper, timeoutMs: 0) {
-                throw SSIError("migrate", "the terminal's keeper for criu restore ended: \(exit)")
-            }
-            Process.sleep(milliseconds: 20)
+        var p = pollfd(fd: status[0], events: Int16(POLLIN), revents: 0)
+        var code: UInt8 = 255
+        if poll(&p, 1, 600_000) > 0, read(status[0], &code, 1) == 1, code == 0 {
+            reaper.unwatch(keeper)
+            return keeper
         }
         kill(keeper, SIGKILL)
         let logText = (try? FileSystem.readText(readFrom + "/restore.log")) ?? ""
-        let errors = logText.split(separator: "\n").filter { $0.contains("Error") }.suffix(6).map { String($0) }
-        throw SSIError("migrate", "criu restore failed: " + (errors.isEmpty ? "see \(readFrom)/restore.log" : errors.joined(separator: " | ")))
+        var errors = logText.split(separator: "\n").filter { $0.contains("Error") }.suffix(6).map { String($0) }
+        if errors.isEmpty { errors = logText.split(separator: "\n").suffix(3).map { String($0) } }
+        throw SSIError("migrate", "criu restore failed (status \(code)): " + (errors.isEmpty ? "no log in \(readFrom)/restore.log" : errors.joined(separator: " | ")))
     }
 
     func sendChunks(_ bytes: [UInt8], on c: SecureChannel) throws(SSIError) {

@@ -83,6 +83,15 @@ struct ssi_job {
     int gid;
     const gid_t *groups;
     int ngroups;
+    /* 0: the new session's leader is the program itself. 1: it is a
+     * keeper, which runs the program in a process group of its own (criu
+     * restore refuses to run as a session or group leader: it gives the
+     * restored process its own session and group) and exits with its
+     * status. 2: the same, but the keeper writes the program's status (one
+     * byte) to status_fd and, if it was 0, stays as the session's leader
+     * (a terminal's) until it is killed. */
+    int keeper;
+    int status_fd;
 };
 pid_t ssi_spawn_job(const struct ssi_job *job, const char **failed_step);
 
