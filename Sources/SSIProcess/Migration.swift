@@ -150,7 +150,7 @@ extension ProcAgent {
         guard pid != 1, pid != getpid(), ProcessInspector.command(pid).contains("@") == false else {
             throw SSIError("migrate", "process \(pid) is a cluster daemon (PID 1 or an agent) and stays on its node")
         }
-        let tasks = ProcessInspector.tree(root: pid)
+        var tasks = ProcessInspector.tree(root: pid)
         if !tree && tasks.count > 1 {
             throw SSIError("migrate", "process \(pid) has child processes (\(tasks.dropFirst().map(String.init).joined(separator: ", "))): CRIU moves a whole tree",
                            hint: "move them all with -t, or move a leaf process")
@@ -165,7 +165,14 @@ extension ProcAgent {
         var shipped: [(resource: String, kind: ShipKind, pid: pid_t, fd: Int32)] = []
         var refusals: [String] = []
         for t in tasks {
-            for d in try inspector.descriptors(pid: t) {
+            // A child that ended since the tree was read (a shell's sleep)
+            // is not there to inspect: CRIU dumps the tree as it is frozen.
+            let descriptors: [OpenDescriptor]
+            do throws(SSIError) { descriptors = try inspector.descriptors(pid: t) } catch {
+                if t != pid && !FileSystem.exists("/proc/\(t)") { continue }
+                throw error
+            }
+            for d in descriptors {
                 switch d.disposition {
                 case .reopen: break
                 case .refuse(let why): refusals.append(t == pid ? why : "process \(t): \(why)")
@@ -260,6 +267,8 @@ extension ProcAgent {
             throw error
         }
         let dumped = Process.now()
+        // The tree as CRIU froze it (children come and go until then).
+        tasks = ProcessInspector.tree(root: pid)
         func resumeHere() {
             dropNewHomes()
             for (s, _, _) in oldStandIns { s.resume() }
@@ -345,7 +354,7 @@ extension ProcAgent {
             standIns.remove(s.resource)
         }
         // A while later the pids may be reused here.
-        startThread { [self] in
+        startThread { [self, tasks] in
             Process.sleep(milliseconds: 5000)
             departed.withLock { d in for t in tasks { d.remove(t) } }
         }
