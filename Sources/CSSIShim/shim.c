@@ -279,7 +279,12 @@ pid_t ssi_spawn_job(const struct ssi_job *job, const char **failed_step) {
             pid_t child = fork();
             if (child < 0) job_fail(report[1], "fork");
             if (child == 0) {
+                /* A group of its own is a background group of the session's
+                 * terminal: criu's terminal calls must not stop it (as
+                 * coreutils' timeout does, ignored signals survive exec). */
                 setpgid(0, 0);
+                signal(SIGTTOU, SIG_IGN);
+                signal(SIGTTIN, SIG_IGN);
                 environ = (char **)job->envp;
                 execvp(job->path, job->argv);
                 job_fail(report[1], "exec");

@@ -262,8 +262,9 @@ extension ProcAgent {
         do throws(SSIError) {
             try runCRIU(dump, dir: criuDir, log: "dump.log", readFrom: dir)
         } catch {
+            // criu thaws the tree when a dump fails; in case it did not.
             dropNewHomes()
-            for t in tasks { kill(t, SIGCONT) }
+            for t in ProcessInspector.tree(root: pid) { kill(t, SIGCONT) }
             throw error
         }
         let dumped = Process.now()
@@ -303,7 +304,7 @@ extension ProcAgent {
         do throws(SSIError) {
             let c = try connect(target, timeoutSeconds: 30)
             defer { c.close() }
-            c.setReceiveTimeout(seconds: 120)
+            c.setReceiveTimeout(seconds: 240)
             var req = Fields("restore", [("id", id), ("pid", String(pid))])
             for t in tasks { req.add("task", String(t)) }
             if throughRoot { req.add("images", criuDir) }
@@ -418,7 +419,9 @@ extension ProcAgent {
         reaper.watch(keeper)
         var p = pollfd(fd: status[0], events: Int16(POLLIN), revents: 0)
         var code: UInt8 = 255
-        if poll(&p, 1, 600_000) > 0, read(status[0], &code, 1) == 1, code == 0 {
+        // Less than the source waits for the answer (240 s), so that the
+        // answer is criu's own error.
+        if poll(&p, 1, 180_000) > 0, read(status[0], &code, 1) == 1, code == 0 {
             reaper.unwatch(keeper)
             return keeper
         }

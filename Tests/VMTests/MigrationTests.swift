@@ -49,7 +49,7 @@ extension VM {
                 #expect(try await node2.run("\(ssi) where_pid \(counter)", timeout: .seconds(30)).output == "1")
                 // It has a child now and then (sleep): -t moves the tree.
                 for (target, g) in [(2, node2), (3, node3)] {
-                    let m = try await node1.run("\(ssi) migrate -t \(counter) \(target) 2>&1", timeout: .seconds(240))
+                    let m = try await node1.run("\(ssi) migrate -t \(counter) \(target) 2>&1", timeout: .seconds(300))
                     log("migrate to \(target): \(m.output)")
                     #expect(m.status == 0 && m.output.contains("moved to node \(target)"), "\(m.output)")
                     #expect(try await node1.run("\(ssi) where_pid \(counter)", timeout: .seconds(30)).output == "\(target)")
@@ -71,7 +71,7 @@ extension VM {
                 try await node1.run("rm -f /tmp/keys /tmp/tty.out; mkfifo /tmp/keys; (script -qfc 'ssi-tty-prog; exec sleep 1000' /tmp/tty.out < /tmp/keys > /dev/null &) ; exec 9>/tmp/keys")
                 try await Task.sleep(for: .seconds(3))
                 let prog = try await node1.run("pgrep -f 'bash /usr/local/bin/ssi-tty-prog' | head -1").output
-                let m = try await node1.run("\(ssi) migrate \(prog) 2 2>&1", timeout: .seconds(240))
+                let m = try await node1.run("\(ssi) migrate \(prog) 2 2>&1", timeout: .seconds(300))
                 log("tty migrate: \(m.output)")
                 #expect(m.status == 0, "\(m.output)")
                 try await node1.run("echo hello-tty >&9")
@@ -92,7 +92,7 @@ extension VM {
                 try await node1.run("rm -f /root/tcp.log; (ssi-echo-server </dev/null >/dev/null 2>&1 &); sleep 2; (ssi-tcp-client </dev/null >/dev/null 2>&1 &)")
                 try await Task.sleep(for: .seconds(3))
                 let client = try await node1.run("pgrep -f ssi-tcp-client | head -1").output
-                let t = try await node1.run("\(ssi) migrate \(client) 2 2>&1", timeout: .seconds(240))
+                let t = try await node1.run("\(ssi) migrate \(client) 2 2>&1", timeout: .seconds(300))
                 log("tcp migrate: \(t.output)")
                 #expect(t.status == 0, "\(t.output)")
                 try await Task.sleep(for: .seconds(5))
