@@ -253,15 +253,16 @@ pid_t ssi_spawn_job(const struct ssi_job *job, const char **failed_step) {
         sigemptyset(&none);
         for (int s = 1; s < 65; s++) signal(s, SIG_DFL);
         sigprocmask(SIG_SETMASK, &none, NULL);
-        /* Out of the way of the descriptors moved to 0..n-1 below. */
-        int status_fd = job->keeper == 2 ? fcntl(job->status_fd, F_DUPFD_CLOEXEC, 2000) : -1;
+        /* Out of the way of the descriptors moved to 0..n-1 below (at most
+         * 64), and under the usual 1024 descriptor limit. */
+        int status_fd = job->keeper == 2 ? fcntl(job->status_fd, F_DUPFD_CLOEXEC, 256) : -1;
         if (job->root && chroot(job->root) != 0) job_fail(report[1], "chroot");
         if (chdir(job->cwd ? job->cwd : "/") != 0) job_fail(report[1], "chdir");
         /* Move the wanted descriptors out of the way of 0..n-1 first. */
         int high[64];
         int n = job->nfds > 64 ? 64 : job->nfds;
         for (int i = 0; i < n; i++) {
-            high[i] = fcntl(job->fds[i], F_DUPFD_CLOEXEC, 1000);
+            high[i] = fcntl(job->fds[i], F_DUPFD_CLOEXEC, 256);
             if (high[i] < 0) job_fail(report[1], "dup");
         }
         for (int i = 0; i < n; i++) if (dup2(high[i], i) != i) job_fail(report[1], "dup");

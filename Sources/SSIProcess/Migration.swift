@@ -425,11 +425,19 @@ extension ProcAgent {
             reaper.unwatch(keeper)
             return keeper
         }
+        // What the keeper and its children were doing, for the message.
+        let states = ProcessInspector.tree(root: keeper).map { p -> String in
+            let stat = (try? FileSystem.readText("/proc/\(p)/stat")) ?? ""
+            let state = stat.lastIndex(of: ")").map { String(stat[stat.index($0, offsetBy: 2)...].prefix(1)) } ?? "?"
+            let wchan = (try? FileSystem.readText("/proc/\(p)/wchan")) ?? "?"
+            return "\(p) \(ProcessInspector.command(p).prefix(40)) \(state) \(wchan)"
+        }
+        trace("terminal keeper \(keeper) gave no status: " + states.joined(separator: "; "))
         kill(keeper, SIGKILL)
         let logText = (try? FileSystem.readText(readFrom + "/restore.log")) ?? ""
         var errors = logText.split(separator: "\n").filter { $0.contains("Error") }.suffix(6).map { String($0) }
         if errors.isEmpty { errors = logText.split(separator: "\n").suffix(3).map { String($0) } }
-        throw SSIError("migrate", "criu restore failed (status \(code)): " + (errors.isEmpty ? "no log in \(readFrom)/restore.log" : errors.joined(separator: " | ")))
+        throw SSIError("migrate", "criu restore failed (status \(code); \(states.joined(separator: "; "))): " + (errors.isEmpty ? "no log in \(readFrom)/restore.log" : errors.joined(separator: " | ")))
     }
 
     func sendChunks(_ bytes: [UInt8], on c: SecureChannel) throws(SSIError) {
@@ -603,6 +611,11 @@ extension ProcAgent {
                 try runCRIU(args, dir: criuDir, log: "restore.log", fds: inherited.map(\.processEnd), readFrom: dir)
             }
         } catch {
+            // Whatever criu may have started under these PIDs (free here
+            // before, checked by the source) goes: the source resumes it.
+            for t in req.all("task").compactMap({ pid_t($0) }) + [pid] where FileSystem.exists("/proc/\(t)") {
+                kill(t, SIGKILL)
+            }
             closeAll()
             try c.send(Fields("error", [("message", error.message)]))
             return
