@@ -168,6 +168,12 @@ public struct ProcessInspector: Sendable {
             return .refuse("fd \(fd) is the device \(target), which exists only on this node (ttys and /dev/null-like devices can move)")
         }
         if target.hasPrefix("anon_inode:") { return .reopen }     // eventfd, epoll, timerfd ...: CRIU's
+        // A FIFO is a pipe with a name: shipped like one. CRIU names it by
+        // its path from the root, which --inherit-fd takes.
+        if !isDevice, stat("/proc/\(pid)/fd/\(fd)", &st) == 0, st.st_mode & S_IFMT == S_IFIFO, target.hasPrefix("/") {
+            if access == Int(O_RDWR) { return .refuse("fd \(fd) is the FIFO \(target) opened for reading and writing") }
+            return .ship(access == Int(O_RDONLY) ? .pipeIn : .pipeOut, resource: String(target.dropFirst()))
+        }
         if target.hasPrefix("/") {
             if target.hasSuffix(" (deleted)") { return .refuse("fd \(fd) is a deleted file (\(target))") }
             guard let m = mount else { return .refuse("fd \(fd) (\(target)): its mount is unknown") }

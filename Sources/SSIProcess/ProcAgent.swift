@@ -118,6 +118,7 @@ public final class ProcAgent: @unchecked Sendable {
                            hint: "the membership agent (ssi cluster agent) must run first")
         }
         localNode = view.localNode
+        homes.log = { [weak self] in self?.trace($0) }
         reaper.start()
         let listener = try listenTCP(address: me.address)
         let local = try listenLocal()

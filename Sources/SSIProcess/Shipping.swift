@@ -37,6 +37,7 @@ public final class HomeChannel: @unchecked Sendable {
     /// Called once both directions ended or the process let go: the
     /// registry drops and closes the channel.
     var onEnd: (@Sendable () -> Void)?
+    var log: (@Sendable (String) -> Void)?
 
     init(id: String, kind: ShipKind, fd: Int32) {
         self.id = id
@@ -110,6 +111,7 @@ public final class HomeChannel: @unchecked Sendable {
                 var ws = winsize()
                 if ioctl(fd, UInt(TIOCGWINSZ), &ws) == 0, ws.ws_row != lastWinsize.ws_row || ws.ws_col != lastWinsize.ws_col {
                     lastWinsize = ws
+                    log?("channel \(id): window \(ws.ws_row)x\(ws.ws_col) sent")
                     try ch.send(Fields("winsize", [("rows", String(ws.ws_row)), ("cols", String(ws.ws_col))]))
                 }
             }
@@ -167,10 +169,12 @@ public final class HomeChannel: @unchecked Sendable {
 /// The home channels of this node, by id.
 public final class HomeRegistry: @unchecked Sendable {
     private let channels = Locked<[String: HomeChannel]>([:])
+    var log: (@Sendable (String) -> Void)?
     public init() {}
 
     public func add(_ c: HomeChannel) {
         c.onEnd = { [weak self, id = c.id] in self?.release(id) }
+        c.log = log
         channels.withLock { $0[c.id] = c }
     }
     public func get(_ id: String) -> HomeChannel? { channels.withLock { $0[id] } }

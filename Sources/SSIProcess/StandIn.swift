@@ -108,7 +108,10 @@ public final class StandIn: @unchecked Sendable {
                         let f = Fields(decoding: payload)
                         if f.op == "winsize", let r = UInt16(f["rows"] ?? ""), let c = UInt16(f["cols"] ?? "") {
                             var ws = winsize(ws_row: r, ws_col: c, ws_xpixel: 0, ws_ypixel: 0)
-                            _ = ioctl(fd, UInt(TIOCSWINSZ), &ws)   // the kernel signals SIGWINCH
+                            let rc = ioctl(fd, UInt(TIOCSWINSZ), &ws)   // the kernel signals SIGWINCH
+                            var fg: pid_t = 0
+                            _ = ioctl(fd, UInt(TIOCGPGRP), &fg)
+                            log("stand-in \(channelID): window \(r)x\(c) (rc \(rc), foreground group \(fg))")
                             // The data reply to the same read follows.
                             guard let (t2, p2) = try ch.receive() else { break loop }
                             if t2 == Wire.data { pending = p2 } else if t2 == Wire.eof { break loop }

@@ -86,6 +86,9 @@ extension VM {
                 #expect(tty.contains("got hello-tty on node2"), "keystrokes reach the program on node 2: \(tty)")
                 #expect(tty.contains("winch 41 99"), "the window size change reaches it: \(tty)")
                 try await node2.run("kill \(prog)", expectStatus: nil)
+                for g in [node1, node2] { log("\(g.name) agent: " + (try await g.run("tail -12 /run/ssi/proc-agent.log").output)) }
+                // The FIFO that fed the terminal, fd 9 of this shell: the
+                // programs below have it too, and it is shipped with them.
 
                 // A TCP client keeps its connection to node 1's server: the
                 // socket stays home, the client gets a stand-in on node 2.
