@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "ssi_shim.h"
 #include <linux/openat2.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <string.h>
@@ -277,6 +278,7 @@ pid_t ssi_spawn_job(const struct ssi_job *job, const char **failed_step) {
             if (setuid(job->uid) != 0) job_fail(report[1], "setuid");
         }
         if (job->keeper) {
+            if (job->subreaper) prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
             pid_t child = fork();
             if (child < 0) job_fail(report[1], "fork");
             if (child == 0) {

@@ -70,6 +70,7 @@ public struct JobSpec: Sendable {
     /// status on `statusFD` and stays after a success.
     public var keeper: Int32 = 0
     public var statusFD: Int32 = -1
+    public var subreaper: Int32 = 0
 
     public init(root: String?, cwd: String, argv: [String], environment: [String], fds: [Int32]) {
         self.root = root
@@ -99,7 +100,7 @@ public struct JobSpec: Sendable {
                         var job = ssi_job(root: rootP, cwd: UnsafePointer(cwdC), path: UnsafePointer(argvC[0]!),
                                           argv: a.baseAddress, envp: e.baseAddress, fds: f.baseAddress, nfds: Int32(f.count),
                                           ctty: controllingTTY, uid: uid, gid: gid, groups: g.baseAddress, ngroups: Int32(g.count),
-                                          keeper: keeper, status_fd: statusFD)
+                                          keeper: keeper, status_fd: statusFD, subreaper: subreaper)
                         return ssi_spawn_job(&job, &failed)
                     }
                 }

@@ -399,14 +399,20 @@ extension ProcAgent {
     /// session of the stand-in pty (its controlling terminal), runs criu in
     /// a group of its own with the pty as its stdio, and stays as long as
     /// the process. Returns the keeper's pid.
-    func restoreWithKeeper(_ args: [String], dir: String, tty: Int32, fds: [Int32], readFrom: String) throws(SSIError) -> pid_t {
+    /// Without a terminal (`tty` nil): a keeper that holds a process
+    /// restored stopped (a subreaper, see ssi_job.subreaper).
+    func restoreWithKeeper(_ args: [String], dir: String, tty: Int32?, fds: [Int32], readFrom: String) throws(SSIError) -> pid_t {
         loadCRIUModules()
         var status: [Int32] = [-1, -1]
         guard ssi_pipe(&status) == 0 else { throw SSIError("migrate", "pipe: \(errnoDescription(errno))") }
         defer { close(status[0]) }
+        let null = open("/dev/null", O_RDWR | O_CLOEXEC)
+        defer { close(null) }
+        let std = tty ?? null
         var spec = JobSpec(root: options.systemRoot, cwd: "/", argv: [Self.criu] + args + ["-o", dir + "/restore.log", "-v4"],
-                           environment: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], fds: [tty, tty, tty] + fds)
-        spec.controllingTTY = 0
+                           environment: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], fds: [std, std, std] + fds)
+        spec.controllingTTY = tty == nil ? -1 : 0
+        spec.subreaper = tty == nil ? 1 : 0
         spec.keeper = 2
         spec.statusFD = status[1]
         trace("criu (terminal keeper) " + args.joined(separator: " "))
@@ -603,10 +609,19 @@ extension ProcAgent {
         if !tcp.isEmpty { args += ["--tcp-close", "--leave-stopped"] }
         for (i, m) in inherited.enumerated() { args += ["--inherit-fd", "fd[\(3 + i)]:\(m.spec.resource)"] }
         var keeper: pid_t = 0
+        if !tcp.isEmpty && !ttys.isEmpty {
+            closeAll()
+            try c.send(Fields("error", [("message", "a process with both a terminal and a TCP connection cannot move yet")]))
+            return
+        }
         do throws(SSIError) {
             if let tty = ttys.first {
                 keeper = try restoreWithKeeper(args, dir: criuDir, tty: tty.processEnd, fds: inherited.map(\.processEnd),
                                                readFrom: dir)
+            } else if !tcp.isEmpty {
+                // Left stopped for the injection: held by a keeper until
+                // it runs again (see ssi_job.subreaper).
+                keeper = try restoreWithKeeper(args, dir: criuDir, tty: nil, fds: inherited.map(\.processEnd), readFrom: dir)
             } else {
                 try runCRIU(args, dir: criuDir, log: "restore.log", fds: inherited.map(\.processEnd), readFrom: dir)
             }
@@ -639,6 +654,9 @@ extension ProcAgent {
                 return
             }
             for t in tasks { kill(t, SIGCONT) }
+            // Running again: its keeper can go (it becomes our child).
+            kill(keeper, SIGKILL)
+            keeper = 0
         }
         for r in req.all("report") {
             let f = r.split(separator: "|").map(String.init)

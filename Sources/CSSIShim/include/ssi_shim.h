@@ -92,6 +92,11 @@ struct ssi_job {
      * (a terminal's) until it is killed. */
     int keeper;
     int status_fd;
+    /* With a keeper: the keeper is a child subreaper, so that what the
+     * program leaves behind (criu's restored process) becomes its child,
+     * in its session: a restored process left stopped is then not in an
+     * orphaned process group, which the kernel would hang up. */
+    int subreaper;
 };
 pid_t ssi_spawn_job(const struct ssi_job *job, const char **failed_step);
 
