@@ -373,7 +373,7 @@ static long inject_syscall(pid_t pid, const struct user_regs_struct *base, long 
     return (long)r.rax;
 }
 
-int ssi_inject_unix_fd(pid_t pid, int target_fd, const char *name, const char **step) {
+static int inject_here(pid_t pid, int target_fd, const char *name, const char **step) {
     *step = "PTRACE_SEIZE";
     if (ptrace(PTRACE_SEIZE, pid, 0, 0) != 0) return -1;
     *step = "PTRACE_INTERRUPT";
@@ -428,6 +428,37 @@ detach:
     ptrace(PTRACE_DETACH, pid, 0, SIGSTOP);
     if (result != 0) { *step = what; errno = e; }
     return result;
+}
+
+/* The tracing is done by a forked child: a tracee's stops are reported to
+ * whatever thread of the tracer's process waits first, and the process
+ * agent has a thread in waitpid(-1) (its reaper). The child reports the
+ * result on a pipe, not by its exit status, which the reaper may take. */
+int ssi_inject_unix_fd(pid_t pid, int target_fd, const char *name, const char **step) {
+    static const char *steps[] = { "PTRACE_SEIZE", "PTRACE_INTERRUPT", "PTRACE_GETREGS", "PTRACE_PEEKTEXT",
+                                   "PTRACE_POKETEXT", "socket", "connect", "dup2", "fork" };
+    int result[2];
+    if (pipe2(result, O_CLOEXEC) != 0) { *step = "pipe"; return -1; }
+    pid_t child = fork();
+    if (child < 0) { int e = errno; close(result[0]); close(result[1]); *step = "fork"; errno = e; return -1; }
+    if (child == 0) {
+        const char *what = NULL;
+        int rc = inject_here(pid, target_fd, name, &what);
+        int msg[2] = { rc == 0 ? 0 : errno, 8 };
+        for (int i = 0; i < 8 && what; i++) if (strcmp(steps[i], what) == 0) msg[1] = i;
+        (void)!write(result[1], msg, sizeof msg);
+        _exit(0);
+    }
+    close(result[1]);
+    int msg[2] = { EIO, 8 };
+    ssize_t n;
+    do n = read(result[0], msg, sizeof msg); while (n < 0 && errno == EINTR);
+    close(result[0]);
+    if (n != (ssize_t)sizeof msg) { *step = "fork"; errno = EIO; return -1; }
+    if (msg[0] == 0) return 0;
+    *step = steps[msg[1] < 9 ? msg[1] : 8];
+    errno = msg[0];
+    return -1;
 }
 #else
 int ssi_inject_unix_fd(pid_t pid, int target_fd, const char *name, const char **step) {
