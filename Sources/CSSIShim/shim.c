@@ -366,11 +366,20 @@ static long inject_syscall(pid_t pid, const struct user_regs_struct *base, long 
     r.orig_rax = -1;     /* not in a syscall: no restart logic */
     r.rdi = a1; r.rsi = a2; r.rdx = a3;
     if (ptrace(PTRACE_SETREGS, pid, 0, &r) != 0) { *failed = 1; return -1; }
-    if (ptrace(PTRACE_SINGLESTEP, pid, 0, 0) != 0) { *failed = 1; return -1; }
-    int st;
-    if (waitpid(pid, &st, __WALL) != pid || !WIFSTOPPED(st)) { *failed = 1; errno = ESRCH; return -1; }
-    if (ptrace(PTRACE_GETREGS, pid, 0, &r) != 0) { *failed = 1; return -1; }
-    return (long)r.rax;
+    /* The first stop may be another one (the group stop the process was
+     * left in): step again until rip is past the syscall instruction. */
+    for (int tries = 0; tries < 8; tries++) {
+        if (ptrace(PTRACE_SINGLESTEP, pid, 0, 0) != 0) { *failed = 1; return -1; }
+        int st;
+        if (waitpid(pid, &st, __WALL) != pid || !WIFSTOPPED(st)) { *failed = 1; errno = ESRCH; return -1; }
+        struct user_regs_struct after;
+        if (ptrace(PTRACE_GETREGS, pid, 0, &after) != 0) { *failed = 1; return -1; }
+        if (after.rip == base->rip + 2) return (long)after.rax;
+        if (after.rip != base->rip) { *failed = 1; errno = EFAULT; return -1; }
+    }
+    *failed = 1;
+    errno = ETIMEDOUT;
+    return -1;
 }
 
 static int inject_here(pid_t pid, int target_fd, const char *name, const char **step) {
