@@ -147,7 +147,7 @@ extension ProcAgent {
         guard uid == 0 || uid == st.st_uid else {
             throw SSIError("migrate", "process \(pid) belongs to uid \(st.st_uid): only it or root can move it")
         }
-        guard pid != 1, pid != getpid(), ProcessInspector.command(pid).contains("@") == false else {
+        guard pid != 1, pid != getpid(), !ProcessInspector.command(pid).hasPrefix("@") else {
             throw SSIError("migrate", "process \(pid) is a cluster daemon (PID 1 or an agent) and stays on its node")
         }
         var tasks = ProcessInspector.tree(root: pid)
