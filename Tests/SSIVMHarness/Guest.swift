@@ -316,7 +316,12 @@ public final class Guest: Sendable {
         // The typed line is echoed; quoting keeps the markers out of the echo.
         try send("echo \"__S_\"'\(nonce)'; \(command); echo \"__E_\"'\(nonce)' $?\n")
         let deadline = ContinuousClock.now + timeout
-        let first = try await waitForLine(.exactly(start), timeout: timeout, failOn: Self.defaultFailOn)
+        // The marker's line may carry a kernel message printed before its
+        // newline ("__S_…[  163.01] dlm: …", seen in CI): a prefix match.
+        let startLine = LineMatch(description: "the line \"\(start)\"") {
+            $0.trimmingCharacters(in: .whitespaces).hasPrefix(start)
+        }
+        let first = try await waitForLine(startLine, timeout: timeout, failOn: Self.defaultFailOn)
         let last = try await waitForLine(LineMatch(description: "the end marker of `\(command)`") { $0.contains(end) },
                                          timeout: max(deadline - .now, .seconds(1)), failOn: Self.defaultFailOn)
         let all = lines
