@@ -10,6 +10,12 @@ public enum Bench {
 
     public static func format(_ v: Double, _ digits: Int = 1) -> String { String(format: "%.\(digits)f", v) }
 
+    /// The median (0 for none).
+    public static func median(_ v: [Double]) -> Double {
+        let s = v.sorted()
+        return s.isEmpty ? 0 : s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+    }
+
     /// Parses `--ssi PATH` and the options in `values` (`--name VALUE`,
     /// stored by name); prints `usage` and exits 2 on anything else, or
     /// when the VM tests could not run here. Returns the ssi binary.

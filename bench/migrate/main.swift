@@ -95,10 +95,7 @@ struct MigrateBench {
         }
     }
 
-    static func median(_ v: [Double]) -> Double {
-        let s = v.sorted()
-        return s.isEmpty ? 0 : s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
-    }
+    static func median(_ v: [Double]) -> Double { Bench.median(v) }
 
     static func number(_ text: String, after key: String) -> Double? {
         guard let r = text.range(of: key) else { return nil }

@@ -31,10 +31,7 @@ struct ToolsBench {
         }
     }
 
-    static func median(_ v: [Double]) -> Double {
-        let s = v.sorted()
-        return s.isEmpty ? 0 : s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
-    }
+    static func median(_ v: [Double]) -> Double { Bench.median(v) }
 
     /// Runs `mount` then `umount` ROUNDS times in one guest shell loop;
     /// returns the milliseconds of each, per round.
