@@ -177,6 +177,10 @@ int ssi_swapoff(const char *path) { return swapoff(path); }
 int ssi_pidfd_open(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
 int ssi_pidfd_getfd(int pidfd, int fd) { return (int)syscall(SYS_pidfd_getfd, pidfd, fd, 0); }
 
+int ssi_kcmp_file(int pid1, int pid2, int fd1, int fd2) {
+    return (int)syscall(SYS_kcmp, pid1, pid2, 0 /* KCMP_FILE */, fd1, fd2);
+}
+
 ssize_t ssi_send_fds(int sock, const int *fds, int n, const void *data, size_t len) {
     if (n < 0 || n > 16) { errno = EINVAL; return -1; }
     char control[CMSG_SPACE(sizeof(int) * 16)];
@@ -382,7 +386,7 @@ static long inject_syscall(pid_t pid, const struct user_regs_struct *base, long 
     return -1;
 }
 
-static int inject_here(pid_t pid, int target_fd, const char *name, const char **step) {
+static int inject_here(pid_t pid, int target_fd, const char *name, int stop, const char **step) {
     *step = "PTRACE_SEIZE";
     if (ptrace(PTRACE_SEIZE, pid, 0, 0) != 0) return -1;
     *step = "PTRACE_INTERRUPT";
@@ -433,8 +437,9 @@ restore:
     ptrace(PTRACE_POKETEXT, pid, ip, code);
     ptrace(PTRACE_SETREGS, pid, 0, &saved);
 detach:
-    /* Detached, it goes back to the stop it was in (SIGSTOP). */
-    ptrace(PTRACE_DETACH, pid, 0, SIGSTOP);
+    /* Detached with SIGSTOP, it goes back to the stop it was in; with no
+     * signal, a running process runs on. */
+    ptrace(PTRACE_DETACH, pid, 0, stop ? SIGSTOP : 0);
     if (result != 0) { *step = what; errno = e; }
     return result;
 }
@@ -443,7 +448,7 @@ detach:
  * whatever thread of the tracer's process waits first, and the process
  * agent has a thread in waitpid(-1) (its reaper). The child reports the
  * result on a pipe, not by its exit status, which the reaper may take. */
-int ssi_inject_unix_fd(pid_t pid, int target_fd, const char *name, const char **step) {
+int ssi_inject_unix_fd(pid_t pid, int target_fd, const char *name, int stop, const char **step) {
     static const char *steps[] = { "PTRACE_SEIZE", "PTRACE_INTERRUPT", "PTRACE_GETREGS", "PTRACE_PEEKTEXT",
                                    "PTRACE_POKETEXT", "socket", "connect", "dup2", "fork" };
     int result[2];
@@ -452,7 +457,7 @@ int ssi_inject_unix_fd(pid_t pid, int target_fd, const char *name, const char **
     if (child < 0) { int e = errno; close(result[0]); close(result[1]); *step = "fork"; errno = e; return -1; }
     if (child == 0) {
         const char *what = NULL;
-        int rc = inject_here(pid, target_fd, name, &what);
+        int rc = inject_here(pid, target_fd, name, stop, &what);
         int msg[2] = { rc == 0 ? 0 : errno, 8 };
         for (int i = 0; i < 8 && what; i++) if (strcmp(steps[i], what) == 0) msg[1] = i;
         (void)!write(result[1], msg, sizeof msg);
@@ -470,8 +475,8 @@ int ssi_inject_unix_fd(pid_t pid, int target_fd, const char *name, const char **
     return -1;
 }
 #else
-int ssi_inject_unix_fd(pid_t pid, int target_fd, const char *name, const char **step) {
-    (void)pid; (void)target_fd; (void)name;
+int ssi_inject_unix_fd(pid_t pid, int target_fd, const char *name, int stop, const char **step) {
+    (void)pid; (void)target_fd; (void)name; (void)stop;
     *step = "inject";
     errno = ENOSYS;
     return -1;

@@ -18,6 +18,9 @@ public enum ShipKind: String, Sendable {
     /// A TCP connection: both ways, like a socket; the restored process
     /// gets its stand-in (a unix socket) by injection, not from CRIU.
     case tcp
+    /// A device (not a terminal): before the dump its descriptor becomes,
+    /// by injection, a unix socket to the home agent, shipped as `socket`.
+    case device
 
     /// Stream sockets: end of file is a shutdown(SHUT_WR).
     var isSocket: Bool { self == .socket || self == .tcp }
@@ -26,7 +29,7 @@ public enum ShipKind: String, Sendable {
         switch self {
         case .pipeIn: return ["in"]
         case .pipeOut: return ["out"]
-        case .socket, .tty, .tcp: return ["in", "out"]
+        case .socket, .tty, .tcp, .device: return ["in", "out"]
         }
     }
 }
@@ -165,7 +168,11 @@ public struct ProcessInspector: Sendable {
                     return .ship(.tty, resource: "tty[\(String(st.st_rdev, radix: 16)):\(String(st.st_dev, radix: 16))]")
                 }
             }
-            return .refuse("fd \(fd) is the device \(target), which exists only on this node (ttys and /dev/null-like devices can move)")
+            if st.st_mode & S_IFMT == S_IFBLK {
+                return .refuse("fd \(fd) is the block device \(target): shipped devices are streams, without seeking")
+            }
+            // The resource names this descriptor: each gets its own stand-in.
+            return .ship(.device, resource: "\(target)#\(pid).\(fd)")
         }
         if target.hasPrefix("anon_inode:") { return .reopen }     // eventfd, epoll, timerfd ...: CRIU's
         // A FIFO is a pipe with a name: shipped like one. CRIU names it by
@@ -178,7 +185,19 @@ public struct ProcessInspector: Sendable {
             if target.hasSuffix(" (deleted)") { return .refuse("fd \(fd) is a deleted file (\(target))") }
             guard let m = mount else { return .refuse("fd \(fd) (\(target)): its mount is unknown") }
             if shared(m) { return .reopen }
-            return .refuse("fd \(fd) is \(target) on a node-local file system (\(m.type) at \(m.point)); only files on the cluster root or a node=N cluster mount can move")
+            // A node-local file stays home and is shipped as a stream: the
+            // home agent reads it (from the process's offset to its end,
+            // then end of file) or writes it (at its offset, or appending
+            // with O_APPEND). A stream has no offset to seek, so a file
+            // opened for both cannot be shipped; a directory cannot either.
+            let local = "fd \(fd) is \(target) on a node-local file system (\(m.type) at \(m.point))"
+            guard stat("/proc/\(pid)/fd/\(fd)", &st) == 0, st.st_mode & S_IFMT == S_IFREG else {
+                return .refuse(local + ", and not a regular file: only files on the cluster root or a node=N cluster mount can move")
+            }
+            if access == Int(O_RDWR) {
+                return .refuse(local + ", open for reading and writing: shipped files are streams, read or written, without seeking")
+            }
+            return .ship(access == Int(O_RDONLY) ? .pipeIn : .pipeOut, resource: String(target.dropFirst()))
         }
         return .refuse("fd \(fd) is \(target), which cannot move")
     }
@@ -231,6 +250,21 @@ public struct ProcessInspector: Sendable {
             queue += (children[p] ?? []).sorted()
         }
         return out
+    }
+
+    /// For each resource (a `pipe:[INO]` as /proc/PID/fd shows it), one
+    /// process outside `except` that holds it, and the descriptor.
+    public static func holders(of resources: Set<String>, except: Set<pid_t>) -> [String: (pid_t, Int32)] {
+        var found: [String: (pid_t, Int32)] = [:]
+        for name in (try? FileSystem.list("/proc")) ?? [] {
+            guard let p = pid_t(name), !except.contains(p) else { continue }
+            for f in (try? FileSystem.list("/proc/\(name)/fd")) ?? [] {
+                guard let fd = Int32(f), let link = try? FileSystem.readLink("/proc/\(name)/fd/\(f)"),
+                      resources.contains(link), found[link] == nil else { continue }
+                found[link] = (p, fd)
+            }
+        }
+        return found
     }
 
     /// The threads' count and the command name of a process.

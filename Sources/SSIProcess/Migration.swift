@@ -47,7 +47,7 @@ struct MadeStandIn {
         fstat(processEnd, &st)
         switch spec.kind {
         case .pipeIn, .pipeOut: return "pipe:[\(st.st_ino)]"
-        case .socket, .tcp: return "socket:[\(st.st_ino)]"
+        case .socket, .tcp, .device: return "socket:[\(st.st_ino)]"
         case .tty: return "tty[\(String(st.st_rdev, radix: 16)):\(String(st.st_dev, radix: 16))]"
         }
     }
@@ -61,8 +61,8 @@ struct MadeStandIn {
             _ = ssi_set_pipe_size(fds[0], 1 << 20)
             return spec.kind == .pipeIn ? MadeStandIn(spec: spec, processEnd: fds[0], agentEnd: fds[1])
                                         : MadeStandIn(spec: spec, processEnd: fds[1], agentEnd: fds[0])
-        case .tcp:
-            throw SSIError("proc", "a TCP stand-in is injected, not made")
+        case .tcp, .device:
+            throw SSIError("proc", "a \(spec.kind.rawValue) stand-in is injected, not made")
         case .socket:
             guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) == 0 else {
                 throw SSIError("proc", "socketpair: \(errnoDescription(errno))")
@@ -164,6 +164,7 @@ extension ProcAgent {
         let inspector = ProcessInspector(systemRoot: options.systemRoot)
         var shipped: [(resource: String, kind: ShipKind, pid: pid_t, fd: Int32)] = []
         var refusals: [String] = []
+        var pipeEnds = Set<String>()
         for t in tasks {
             // A child that ended since the tree was read (a shell's sleep)
             // is not there to inspect: CRIU dumps the tree as it is frozen.
@@ -177,10 +178,33 @@ extension ProcAgent {
                 case .reopen: break
                 case .refuse(let why): refusals.append(t == pid ? why : "process \(t): \(why)")
                 case .ship(let kind, let resource):
-                    if !shipped.contains(where: { $0.resource == resource }) { shipped.append((resource, kind, t, d.fd)) }
+                    if let other = shipped.first(where: { $0.resource == resource }) {
+                        // CRIU names a file by its path: two different opens
+                        // of one path (a FIFO's two ends, a file opened twice)
+                        // would get one stand-in.
+                        if !resource.hasPrefix("pipe:["), !resource.hasPrefix("socket:["),
+                           ssi_kcmp_file(other.pid, t, other.fd, d.fd) != 0 {
+                            refusals.append("/\(resource) is open twice (fd \(other.fd) of \(other.pid), fd \(d.fd) of \(t)): only one open of a shipped file can move")
+                        } else if other.kind != kind {
+                            pipeEnds.insert(resource)
+                        }
+                    } else {
+                        shipped.append((resource, kind, t, d.fd))
+                    }
                 }
             }
             refusals += inspector.mappingProblems(pid: t).map { t == pid ? $0 : "process \(t): \($0)" }
+        }
+        // A pipe with both ends in the tree moves whole with CRIU (its
+        // buffered data too), unless something outside the tree holds it.
+        if !pipeEnds.isEmpty {
+            let outside = ProcessInspector.holders(of: pipeEnds, except: Set(tasks))
+            for r in pipeEnds {
+                if let (p, fd) = outside[r] {
+                    refusals.append("\(r) joins processes of the tree and process \(p) (fd \(fd)) outside it: CRIU would split it")
+                }
+            }
+            shipped.removeAll { pipeEnds.contains($0.resource) }
         }
         // A TCP connection gets one stand-in, put in one descriptor.
         var tcpHolders: [String: Int] = [:]
@@ -224,8 +248,42 @@ extension ProcAgent {
         var newHomes: [String] = []
         var oldStandIns: [(StandIn, pid: pid_t, fd: Int32)] = []
         var ttyModes: [String: String] = [:]
-        func dropNewHomes() { newHomes.forEach { homes.release($0) } }
-        for (n, s) in shipped.enumerated() {
+        // Devices whose descriptors became sockets to this agent: the
+        // agent's end, its own copy of the device, and the device's path.
+        var devices: [(agentEnd: Int32, device: Int32, path: String)] = []
+        func dropNewHomes() {
+            newHomes.forEach { homes.release($0) }
+            // The move failed: the devices' stand-ins are relayed here.
+            for d in devices { relayDevice(agentEnd: d.agentEnd, device: d.device, path: d.path) }
+            devices = []
+        }
+        for (n, s) in shipped.enumerated() where s.kind == .device {
+            // CRIU cannot dump most devices: the descriptor becomes a unix
+            // socket to this agent first, and the socket is shipped.
+            let channel = "\(id).\(n)"
+            let device = inspector.takeCopy(pid: s.pid, fd: s.fd)
+            guard device >= 0 else {
+                dropNewHomes()
+                throw SSIError("migrate", "fd \(s.fd) of process \(s.pid): pidfd_getfd: \(errnoDescription(errno))")
+            }
+            let path = String(s.resource.prefix { $0 != "#" })
+            let injected: (Int32, String)
+            do throws(SSIError) {
+                injected = try injectStandIn(pid: s.pid, fd: s.fd, name: "ssi-device-\(id)-\(n)", stop: false, what: "device")
+            } catch {
+                close(device)
+                dropNewHomes()
+                throw error
+            }
+            devices.append((injected.0, fcntl(device, F_DUPFD_CLOEXEC, 3), path))
+            homes.add(HomeChannel(id: channel, kind: .socket, fd: device))
+            newHomes.append(channel)
+            var spec = ShipSpec(resource: injected.1, kind: .socket, home: localNode, channel: channel)
+            spec.pid = s.pid
+            spec.fd = s.fd
+            specs.append(spec)
+        }
+        for (n, s) in shipped.enumerated() where s.kind != .device {
             let copy = inspector.takeCopy(pid: s.pid, fd: s.fd)
             if s.kind == .tty, copy >= 0, let hex = termiosHex(copy) { ttyModes[s.resource] = hex }
             if let old = standIns.get(s.resource) {
@@ -268,6 +326,12 @@ extension ProcAgent {
             throw error
         }
         let dumped = Process.now()
+        // What the process wrote to a device's stand-in before the freeze
+        // goes to the device now, before anything it writes on the target.
+        for d in devices {
+            let pending = drain(d.agentEnd, tty: false)
+            pending.withUnsafeBytes { _ = write(d.device, $0.baseAddress!, $0.count) }
+        }
         // The tree as CRIU froze it (children come and go until then).
         tasks = ProcessInspector.tree(root: pid)
         func resumeHere() {
@@ -344,6 +408,12 @@ extension ProcAgent {
             throw SSIError("migrate", "node \(target) could not restore process \(pid): \(result["message"] ?? result.op); it goes on running on node \(localNode)")
         }
         let restored = Process.now()
+        // The devices' stand-ins at home are no longer needed.
+        for d in devices {
+            close(d.agentEnd)
+            close(d.device)
+        }
+        devices = []
         // The target runs it: the stopped original goes.
         departed.withLock { d in for t in tasks { d.insert(t) } }
         for t in tasks {
@@ -366,11 +436,12 @@ extension ProcAgent {
                                            ("total_ms", ms(started, Process.now())), ("shipped", String(specs.count))]))
     }
 
-    /// Gives a restored, stopped process a stand-in for its TCP
-    /// connection: a unix socket connected to this agent, put on the
-    /// connection's descriptor by injected syscalls (ssi_inject_unix_fd).
-    /// Returns the agent's end and the process end's resource name.
-    func injectStandIn(_ spec: ShipSpec, name: String) throws(SSIError) -> (Int32, String) {
+    /// Gives a process a stand-in for its descriptor `fd` (a restored,
+    /// stopped process's TCP connection; a device before a dump): a unix
+    /// socket connected to this agent, put on the descriptor by injected
+    /// syscalls (ssi_inject_unix_fd). `stop`: the process was stopped and
+    /// stays so. Returns the agent's end and the process end's resource name.
+    func injectStandIn(pid: pid_t, fd: Int32, name: String, stop: Bool, what kind: String) throws(SSIError) -> (Int32, String) {
         let listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard listener >= 0 else { throw SSIError("migrate", "socket: \(errnoDescription(errno))") }
         defer { close(listener) }
@@ -382,16 +453,16 @@ extension ProcAgent {
         let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, len) } }
         guard rc == 0, listen(listener, 1) == 0 else { throw SSIError("migrate", "bind @\(name): \(errnoDescription(errno))") }
         var step: UnsafePointer<CChar>? = nil
-        guard ssi_inject_unix_fd(spec.pid, spec.fd, name, &step) == 0 else {
+        guard ssi_inject_unix_fd(pid, fd, name, stop ? 1 : 0, &step) == 0 else {
             let what = step.map { String(validatingCString: $0) ?? "?" } ?? "?"
-            throw SSIError("migrate", "giving process \(spec.pid) its TCP stand-in on fd \(spec.fd): \(what): \(errnoDescription(errno))")
+            throw SSIError("migrate", "giving process \(pid) its \(kind) stand-in on fd \(fd): \(what): \(errnoDescription(errno))")
         }
         var p = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
-        guard poll(&p, 1, 5000) > 0 else { throw SSIError("migrate", "process \(spec.pid) did not connect its TCP stand-in") }
+        guard poll(&p, 1, 5000) > 0 else { throw SSIError("migrate", "process \(pid) did not connect its \(kind) stand-in") }
         let agentEnd = ssi_accept(listener)
         guard agentEnd >= 0 else { throw SSIError("migrate", "accept: \(errnoDescription(errno))") }
-        let resource = (try? FileSystem.readLink("/proc/\(spec.pid)/fd/\(spec.fd)")) ?? ""
-        trace("process \(spec.pid) fd \(spec.fd): TCP stand-in \(resource)")
+        let resource = (try? FileSystem.readLink("/proc/\(pid)/fd/\(fd)")) ?? ""
+        trace("process \(pid) fd \(fd): \(kind) stand-in \(resource)")
         return (agentEnd, resource)
     }
 
@@ -468,6 +539,46 @@ extension ProcAgent {
     }
 
     /// Everything readable now from a stand-in's process end.
+    /// A device's stand-in (a socket to this agent, put in the process
+    /// before a move that then failed) relayed to the device here, both
+    /// ways, until the process closes it: reads and writes go on working;
+    /// ioctls do not.
+    func relayDevice(agentEnd: Int32, device: Int32, path: String) {
+        trace("relaying \(path) to its stand-in here (the move failed)")
+        let open = Locked(2)
+        let done: @Sendable () -> Void = {
+            if open.withLock({ n -> Int in n -= 1; return n }) == 0 { close(agentEnd); close(device) }
+        }
+        startThread {
+            Self.copyStream(from: agentEnd, to: device)
+            done()
+        }
+        startThread {
+            // A device opened write-only fails its reads at once; the
+            // other direction goes on.
+            Self.copyStream(from: device, to: agentEnd)
+            shutdown(agentEnd, Int32(SHUT_WR))
+            done()
+        }
+    }
+
+    /// Copies until end of file or an error on either side.
+    static func copyStream(from: Int32, to: Int32) {
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buf.withUnsafeMutableBytes { read(from, $0.baseAddress!, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { return }
+            var done = 0
+            while done < n {
+                let w = buf.withUnsafeBytes { write(to, $0.baseAddress! + done, n - done) }
+                if w < 0 && errno == EINTR { continue }
+                guard w > 0 else { return }
+                done += w
+            }
+        }
+    }
+
     func drain(_ fd: Int32, tty: Bool) -> [UInt8] {
         var saved = termios()
         let isTTY = tty && tcgetattr(fd, &saved) == 0
@@ -641,7 +752,8 @@ extension ProcAgent {
             let tasks = req.all("task").compactMap { pid_t($0) }
             do throws(SSIError) {
                 for (n, spec) in tcp.enumerated() {
-                    let (agentEnd, resource) = try injectStandIn(spec, name: "ssi-standin-\(id)-\(n)")
+                    let (agentEnd, resource) = try injectStandIn(pid: spec.pid, fd: spec.fd, name: "ssi-standin-\(id)-\(n)",
+                                                                 stop: true, what: "TCP")
                     tcpStands.append(StandIn(channelID: spec.channel, home: spec.home, kind: .tcp, fd: agentEnd,
                                              resource: resource, log: { [weak self] in self?.trace($0) }))
                 }

@@ -245,7 +245,7 @@ public struct ProcTools {
             } else {
                 out("NODE     PID   UID COMMAND")
                 for r in rows {
-                    out(pad(r.node, 4) + " " + pad(r.pid, 7) + " " + pad(r.uid, 5) + " " + r.command)
+                    out(pad(r.node, 4) + " " + pad(r.pid, 7) + " " + pad(r.uid, 5) + " " + printable(r.command))
                 }
             }
             return status
@@ -253,6 +253,12 @@ public struct ProcTools {
             err(error.description)
             return 1
         }
+    }
+
+    /// A command line for a one-line-per-process listing: control
+    /// characters (a newline in an argument) print as "?", as procps does.
+    func printable(_ s: String) -> String {
+        String(String.UnicodeScalarView(s.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7f ? "?" : $0 }))
     }
 
     func pad(_ s: String, _ n: Int) -> String { String(repeating: " ", count: max(0, n - s.count)) + s }

@@ -116,11 +116,21 @@ import SSIMembership
         while !FileManager.default.fileExists(atPath: marker) && waited < 50 { usleep(100_000); waited += 1 }
         #expect(FileManager.default.fileExists(atPath: marker), "the -p command did not finish on node 2")
 
-        // The cluster's ps: both nodes' lists.
+        // The cluster's ps: both nodes' lists, a line per process even for
+        // a command line with a newline in it (shown as "?", as procps does).
+        let odd = Process()
+        odd.executableURL = URL(fileURLWithPath: "/bin/bash")
+        odd.arguments = ["-c", "exec -a 'two\nlines' sleep 30"]
+        odd.standardInput = FileHandle.nullDevice
+        odd.standardOutput = FileHandle.nullDevice
+        odd.standardError = FileHandle.nullDevice
+        try odd.run()
+        defer { kill(odd.processIdentifier, SIGKILL); odd.waitUntilExit() }
         let ps = try pair.run(["cluster", "ps"])
         #expect(ps.status == 0 && ps.out.hasPrefix("NODE     PID   UID COMMAND"), "\(ps)")
         let nodes = Set(ps.out.split(separator: "\n").dropFirst().compactMap { $0.split(separator: " ").first.map(String.init) })
         #expect(nodes == ["1", "2"], "\(ps.out.prefix(400))")
+        #expect(ps.out.contains(" two?lines 30\n"), "\(ps.out.prefix(400))")
 
         // migrate's own checks, before CRIU is ever needed.
         let same = try pair.run(["migrate", String(getpid()), "1"])

@@ -7,7 +7,7 @@ import SSICore
 /// What the migration decides for each kind of descriptor, on a real
 /// process of this machine (a child holding one of each).
 @Suite struct InspectTests {
-    @Test("pipes and connected sockets are shipped, /dev/null reopened, listening sockets and node-local files refused",
+    @Test("pipes, connected sockets and node-local files read or written are shipped, /dev/null reopened, listening sockets, node-local files open both ways and directories refused",
           .enabled(if: getuid() == 0, "pidfd_getfd of another process needs root (or ptrace rights)"))
     func classifiesEachKind() throws {
         var p: [Int32] = [-1, -1], pair: [Int32] = [-1, -1]
@@ -24,9 +24,12 @@ import SSICore
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let local = open(dir + "/f", O_CREAT | O_WRONLY, 0o600)
         let null = open("/dev/null", O_RDONLY)
+        let localIn = open(dir + "/f", O_RDONLY)
+        let localBoth = open(dir + "/f", O_RDWR)
+        let localDir = open(dir, O_RDONLY | O_DIRECTORY)
 
-        // A child that holds them on 3..8 (and sleeps).
-        var fds = [p[0], p[1], pair[0], listener, local, null]
+        // A child that holds them on 3..11 (and sleeps).
+        var fds = [p[0], p[1], pair[0], listener, local, null, localIn, localBoth, localDir]
         let job = JobSpec(root: nil, cwd: "/", argv: ["sleep", "30"], environment: ["PATH=/usr/bin:/bin"],
                           fds: [null, null, null] + fds)
         let pid = try job.spawn()
@@ -43,8 +46,14 @@ import SSICore
         if case .ship(.pipeOut, _)? = at(4) {} else { Issue.record("fd 4: \(String(describing: at(4)))") }
         if case .ship(.socket, let r)? = at(5) { #expect(r.hasPrefix("socket:[")) } else { Issue.record("fd 5: \(String(describing: at(5)))") }
         if case .refuse(let why)? = at(6) { #expect(why.contains("listening socket")) } else { Issue.record("fd 6: \(String(describing: at(6)))") }
-        if case .refuse(let why)? = at(7) { #expect(why.contains("node-local file system (tmpfs at /dev/shm)"), "\(why)") } else { Issue.record("fd 7: \(String(describing: at(7)))") }
+        let path = String(dir.dropFirst()) + "/f"
+        #expect(at(7) == .ship(.pipeOut, resource: path), "the node-local file written: \(String(describing: at(7)))")
         #expect(at(8) == .reopen)
+        #expect(at(9) == .ship(.pipeIn, resource: path), "the node-local file read: \(String(describing: at(9)))")
+        if case .refuse(let why)? = at(10) {
+            #expect(why.contains("node-local file system (tmpfs at /dev/shm), open for reading and writing"), "\(why)")
+        } else { Issue.record("fd 10: \(String(describing: at(10)))") }
+        if case .refuse(let why)? = at(11) { #expect(why.contains("and not a regular file"), "\(why)") } else { Issue.record("fd 11: \(String(describing: at(11)))") }
         close(pair[1])
     }
 

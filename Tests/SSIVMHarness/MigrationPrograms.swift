@@ -65,6 +65,32 @@ public enum MigrationPrograms {
                 time.sleep(1)
 
             """,
+        // Node-local objects: reads 6-byte records from a file in /run (a
+        // tmpfs of its node), appends a line a second to another file
+        // there, and writes the same line to the kernel log (/dev/kmsg,
+        // level 7: not on the console).
+        "/usr/local/bin/ssi-local": """
+            #!/usr/bin/python3
+            import os, time
+            inp = os.open("/run/lf/in.txt", os.O_RDONLY)
+            out = os.open("/run/lf/out.txt", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            kmsg = os.open("/dev/kmsg", os.O_WRONLY)
+            i = 0
+            while True:
+                i += 1
+                rec = b""
+                while len(rec) < 6:
+                    more = os.read(inp, 6 - len(rec))
+                    if not more:
+                        break
+                    rec += more
+                host = open("/proc/sys/kernel/hostname").read().strip()
+                line = "%d %s %s" % (i, rec.decode().strip() or "EOF", host)
+                os.write(out, (line + "\n").encode())
+                os.write(kmsg, ("<7>ssi-local " + line + "\n").encode())
+                time.sleep(1)
+
+            """,
         // MB of resident memory, then a line a second.
         "/usr/local/bin/ssi-hog": """
             #!/usr/bin/python3

@@ -65,6 +65,13 @@ public final class TestNetwork: Sendable {
                    mac: mac ?? String(format: "52:54:00:00:00:%02x", (index + 1) & 0xff))
     }
 
+    /// Slows what the bridge sends to a guest through `tap` to `mbit`
+    /// Mbit/s (a tbf qdisc): makes a transfer to that guest last long
+    /// enough for a test to act in the middle of it.
+    public func limitRate(tap: String, mbit: Int) throws {
+        try exec(["tc", "qdisc", "replace", "dev", tap, "root", "tbf", "rate", "\(mbit)mbit", "burst", "64kb", "latency", "500ms"])
+    }
+
     /// Runs a command inside the namespace (`ip netns exec`).
     @discardableResult
     public func exec(_ argv: [String], timeout: Duration = .seconds(20), check: Bool = true) throws -> CommandOutput {

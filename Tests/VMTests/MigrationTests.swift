@@ -110,6 +110,35 @@ extension VM {
                 #expect(tcp.map { Int($0.split(separator: " ")[0]) ?? 0 } == Array(1...max(1, tcp.count)), "no ping lost: \(tcp)")
                 try await node2.run("kill \(client)", expectStatus: nil)
 
+                // Node-local objects stay home: a file read in node 1's
+                // /run, a file appended to there, and /dev/kmsg (a device
+                // CRIU cannot dump: it becomes a socket to the agent first).
+                try await node1.run("rm -rf /run/lf; mkdir /run/lf; seq -f 'a%04g' 1 200 > /run/lf/in.txt; (ssi-local </dev/null >/dev/null 2>&1 &)")
+                try await Task.sleep(for: .seconds(4))
+                let local = try await node1.run("pgrep -f ssi-local | head -1").output
+                let lm = try await node1.run("\(ssi) migrate \(local) 2 2>&1", timeout: .seconds(300))
+                log("local migrate: \(lm.output)")
+                #expect(lm.status == 0 && lm.output.contains("moved to node 2"), "\(lm.output)")
+                try await Task.sleep(for: .seconds(5))
+                let lines = try await node1.run("cat /run/lf/out.txt").output.split(separator: "\n").map(String.init)
+                let parsed = lines.map { $0.split(separator: " ").map(String.init) }
+                #expect(parsed.enumerated().allSatisfy { i, f in f.count == 3 && f[0] == "\(i + 1)" && f[1] == String(format: "a%04d", i + 1) },
+                        "every record read once, in order, every line written once, into node 1's file: \(lines)")
+                #expect(parsed.first?.last == "node1" && parsed.last?.last == "node2", "\(lines)")
+                let kmsg1 = try await node1.run("dmesg | grep -c 'ssi-local [0-9]* a[0-9]* node2'", expectStatus: nil).output
+                #expect((Int(kmsg1) ?? 0) >= 2, "its /dev/kmsg lines from node 2 are in node 1's kernel log (\(kmsg1))")
+                let kmsg2 = try await node2.run("dmesg | grep -c ssi-local", expectStatus: nil).output
+                #expect(kmsg2 == "0", "and not in node 2's (\(kmsg2))")
+                #expect(try await node2.run("ls /run/lf 2>&1", expectStatus: nil).status != 0, "node 2 has no /run/lf of its own")
+                try await node2.run("kill \(local)", expectStatus: nil)
+                // A node-local file open both ways cannot be a stream.
+                try await node1.run("(sleep 300 3<>/run/lf/rw </dev/null >/dev/null 2>&1 &)")
+                let rw = try await node1.run("pgrep -f '^sleep 300' | head -1").output
+                let rwOut = try await node1.run("\(ssi) migrate \(rw) 2 2>&1", timeout: .seconds(60), expectStatus: 1).output
+                #expect(rwOut.contains("fd 3 is /run/lf/rw on a node-local file system") && rwOut.contains("open for reading and writing"), "\(rwOut)")
+                #expect(try await node1.run("awk '{print $3}' /proc/\(rw)/stat").output == "S", "the refused process sleeps on")
+                try await node1.run("kill \(rw)", expectStatus: nil)
+
                 // Refusals name the reason; the process stays, running.
                 let server = try await node1.run("pgrep -f ssi-echo-server | head -1").output
                 let refused = try await node1.run("\(ssi) migrate \(server) 2 2>&1", timeout: .seconds(60), expectStatus: 1).output
@@ -120,7 +149,11 @@ extension VM {
                 #expect(nowhere.contains("no such process on any node"), "\(nowhere)")
 
                 // The target dies in the middle of the transfer: the process
-                // goes on running on node 1.
+                // goes on running on node 1. Node 3's link is slowed to
+                // 20 Mbit/s so that the 150 MB transfer lasts about a minute
+                // and the kill lands in it (at full speed, a CI run saw the
+                // move finish before the kill).
+                try cluster.network.limitRate(tap: node3.config.nics[0].tap, mbit: 20)
                 try await node1.run("rm -f /root/hog.log; (ssi-hog 150 </dev/null >/dev/null 2>&1 &)")
                 try await Task.sleep(for: .seconds(5))
                 let hog = try await node1.run("pgrep -f ssi-hog | head -1").output
@@ -132,6 +165,8 @@ extension VM {
                 }
                 #expect(sending, "the transfer began")
                 node3.kill()
+                let early = try await node1.run("cat /tmp/hog-migrate.out").output
+                #expect(!early.contains("rc="), "the move was over before node 3 died: \(early)")
                 var out = ""
                 for _ in 0..<90 where !out.contains("rc=") {
                     try await Task.sleep(for: .seconds(1))

@@ -53,6 +53,10 @@ int ssi_swapoff(const char *path);
 int ssi_pidfd_open(pid_t pid);
 int ssi_pidfd_getfd(int pidfd, int fd);
 
+/* kcmp(2) KCMP_FILE: 0 when fd1 of pid1 and fd2 of pid2 are the same open
+ * file description, 1 or 2 when not, -1 with errno on failure. */
+int ssi_kcmp_file(int pid1, int pid2, int fd1, int fd2);
+
 /* sendmsg/recvmsg with SCM_RIGHTS: `len` bytes of data and `n` (at most
  * 16) descriptors. ssi_recv_fds stores received descriptors (close-on-exec)
  * in fds, their count in *nfds, and returns the bytes read or -1. */
@@ -111,13 +115,17 @@ int ssi_pipe(int fds[2]);
 int ssi_set_pipe_size(int fd, int size);
 int ssi_set_child_subreaper(void);
 
-/* Makes the stopped process `pid` (x86-64) replace its descriptor
- * `target_fd` with a unix stream socket connected to the abstract address
- * `name` (without its leading NUL): ptrace, then socket(), connect(),
- * dup2() and close() executed in the process, one syscall instruction
- * written over its current instruction and single-stepped each time;
- * memory and registers are put back and the process is left stopped.
+/* Makes the process `pid` (x86-64) replace its descriptor `target_fd`
+ * with a unix stream socket connected to the abstract address `name`
+ * (without its leading NUL): ptrace, then socket(), connect(), dup2() and
+ * close() executed in the process, one syscall instruction written over
+ * its current instruction and single-stepped each time; memory and
+ * registers are put back (a system call it was in restarts). With `stop`,
+ * the process is left stopped (a restored process, which was stopped);
+ * without, it runs on.
  * This is how a restored process gets a stand-in for a TCP connection,
- * which CRIU will not take from --inherit-fd. Returns 0, or -1 with errno
- * and *step naming what failed. */
-int ssi_inject_unix_fd(pid_t pid, int target_fd, const char *name, const char **step);
+ * which CRIU will not take from --inherit-fd, and how a device's
+ * descriptor becomes a socket to the home agent before a dump (CRIU cannot
+ * dump most devices). Returns 0, or -1 with errno and *step naming what
+ * failed. */
+int ssi_inject_unix_fd(pid_t pid, int target_fd, const char *name, int stop, const char **step);
