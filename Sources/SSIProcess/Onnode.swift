@@ -55,11 +55,53 @@ extension ProcAgent {
             guard r.op == "started" else { throw SSIError("onnode", r["message"] ?? r.op) }
             if !persistent { sessions.withLock { $0[session] = client } }
             try client.send(Fields("started", [("pid", r["pid"] ?? "?"), ("node", String(target))]))
+            if !persistent, let pid = pid_t(r["pid"] ?? "") {
+                // onnode's signals (SIGINT, SIGTERM, ...) reach the command
+                // wherever it runs by then. This thread owns the client's
+                // connection: it closes it when onnode goes.
+                startThread { [self] in
+                    while let m = try? client.receiveFields() {
+                        guard m.op == "signal", let sig = Int32(m["signal"] ?? "") else { continue }
+                        forwardSignal(sig, to: pid, uid: uid)
+                    }
+                    sessions.withLock { m in
+                        m.removeValue(forKey: session)
+                        client.close()
+                    }
+                }
+            }
         } catch {
             made.forEach { homes.release($0) }
             throw error
         }
         return !persistent
+    }
+
+    /// Sends `sig` to `pid` on the node where it runs now, as user `uid`.
+    func forwardSignal(_ sig: Int32, to pid: pid_t, uid: uid_t) {
+        guard let node = clusterWhere(pid: pid).first else { return }
+        if node == localNode {
+            if let problem = signalHere(pid, sig, uid: uid) { trace("signal \(sig) to \(pid): \(problem)") }
+            return
+        }
+        do throws(SSIError) {
+            let c = try connect(node, timeoutSeconds: 5)
+            defer { c.close() }
+            try c.send(Fields("kill", [("pid", String(pid)), ("signal", String(sig)), ("uid", String(uid))]))
+            let r = try c.expectFields("node \(node)'s answer")
+            if r.op == "error" { trace("signal \(sig) to \(pid) on node \(node): \(r["message"] ?? "?")") }
+        } catch {
+            trace("signal \(sig) to \(pid) on node \(node): \(error.description)")
+        }
+    }
+
+    /// kill(2) for a user: nil, or why not.
+    func signalHere(_ pid: pid_t, _ sig: Int32, uid: uid_t) -> String? {
+        var st = stat()
+        guard isHere(pid), stat("/proc/\(pid)", &st) == 0 else { return "no such process on node \(localNode)" }
+        guard uid == 0 || uid == st.st_uid else { return "process \(pid) belongs to uid \(st.st_uid), not \(uid)" }
+        guard (1...64).contains(sig), kill(pid, sig) == 0 else { return "kill: \(errnoDescription(errno))" }
+        return nil
     }
 
     func groups(of pid: Int) -> [gid_t] {

@@ -206,10 +206,23 @@ public final class ProcAgent: @unchecked Sendable {
                 try migrate(pid: pid_t(f.int("pid") ?? 0), to: UInt32(f.int("node") ?? 0), tree: f["tree"] == "1",
                             uid: uid_t(f.int("uid") ?? -1), throughRoot: f["root"] == "1", reply: ch)
             case "exited":
-                if let s = f["session"], let client = sessions.withLock({ $0.removeValue(forKey: s) }) {
-                    try? client.send(Fields("exit", [("status", f["status"] ?? "255"), ("how", f["how"] ?? "")]))
+                // Under the lock: the session's reader thread closes the
+                // client's connection under it when onnode goes.
+                if let s = f["session"] {
+                    sessions.withLock { m in
+                        if let client = m.removeValue(forKey: s) {
+                            try? client.send(Fields("exit", [("status", f["status"] ?? "255"), ("how", f["how"] ?? "")]))
+                        }
+                    }
                 }
                 try ch.send(Fields("ok"))
+            case "kill":
+                // A signal onnode forwarded from another node.
+                if let problem = signalHere(pid_t(f.int("pid") ?? 0), Int32(f.int("signal") ?? 0), uid: uid_t(f.int("uid") ?? -1)) {
+                    try ch.send(Fields("error", [("message", problem)]))
+                } else {
+                    try ch.send(Fields("ok"))
+                }
             default:
                 try ch.send(Fields("error", [("message", "unknown request \(f.op)")]))
             }

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CSSIShim
 import SSICore
 import SSILinux
 import SSIMembership
@@ -164,6 +165,7 @@ public struct ProcTools {
                         err("pid \(r["pid"] ?? "?") runs on node \(r["node"] ?? "?")")
                         return 0
                     }
+                    forwardSignals(on: ch)
                 case "exit":
                     if let how = r["how"], !how.isEmpty { err(how) }
                     return Int32(r["status"] ?? "") ?? 255
@@ -181,10 +183,50 @@ public struct ProcTools {
         }
     }
 
+    /// From now on SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2
+    /// sent to onnode go to the command (through the agents) instead of
+    /// ending onnode, which goes on waiting for the command's exit status.
+    func forwardSignals(on ch: LocalChannel) {
+        var fds: [Int32] = [-1, -1]
+        guard ssi_pipe(&fds) == 0 else { return }
+        OnnodeSignals.pipe = fds[1]
+        var unblock = sigset_t()
+        sigemptyset(&unblock)
+        for sig in OnnodeSignals.forwarded {
+            // An ignored signal stays ignored (a background job of a
+            // script ignores SIGINT, and so does its command then).
+            var old = sigaction()
+            sigaction(sig, nil, &old)
+            if let h = old.__sigaction_handler.sa_handler, unsafeBitCast(h, to: Int.self) == 1 /* SIG_IGN */ { continue }
+            signal(sig) { n in
+                var b = UInt8(truncatingIfNeeded: n)
+                _ = write(OnnodeSignals.pipe, &b, 1)
+            }
+            // Whatever started onnode may have blocked them (a test
+            // runner does): they are for the command.
+            sigaddset(&unblock, sig)
+        }
+        pthread_sigmask(SIG_UNBLOCK, &unblock, nil)
+        let reader = fds[0]
+        startThread {
+            var b: UInt8 = 0
+            while read(reader, &b, 1) == 1 {
+                // The main thread only receives on this connection.
+                try? ch.send(Fields("signal", [("signal", String(b))]))
+            }
+        }
+    }
+
     func currentDirectory() -> String {
         var buf = [CChar](repeating: 0, count: Int(PATH_MAX))
         guard getcwd(&buf, buf.count) != nil else { return "/" }
         return buf.withUnsafeBufferPointer { String(validatingCString: $0.baseAddress!) } ?? "/"
+    }
+
+    enum OnnodeSignals {
+        static let forwarded: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2]
+        /// The write end of the signal handler's pipe (set before the handlers).
+        nonisolated(unsafe) static var pipe: Int32 = -1
     }
 
     // MARK: where_pid

@@ -116,6 +116,29 @@ import SSIMembership
         while !FileManager.default.fileExists(atPath: marker) && waited < 50 { usleep(100_000); waited += 1 }
         #expect(FileManager.default.fileExists(atPath: marker), "the -p command did not finish on node 2")
 
+        // A signal to onnode goes to the command; onnode waits for its end.
+        let signalled = Process()
+        signalled.executableURL = URL(fileURLWithPath: AgentPairTests.ssi!)
+        signalled.arguments = ["onnode", "2", "sleep", "30"]
+        var env = ProcessInfo.processInfo.environment
+        env["SSI_STATE_DIR"] = pair.dir + "/node1"
+        signalled.environment = env
+        let errPipe = Pipe()
+        signalled.standardInput = FileHandle.nullDevice
+        signalled.standardOutput = FileHandle.nullDevice
+        signalled.standardError = errPipe
+        try signalled.run()
+        usleep(1_000_000)
+        kill(signalled.processIdentifier, SIGTERM)
+        var left = 100
+        while signalled.isRunning && left > 0 { usleep(100_000); left -= 1 }
+        #expect(!signalled.isRunning, "onnode still waits 10 s after SIGTERM")
+        if signalled.isRunning { kill(signalled.processIdentifier, SIGKILL) }
+        signalled.waitUntilExit()
+        let signalledErr = String(decoding: errPipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(signalled.terminationReason == .exit && signalled.terminationStatus == 143 && signalledErr.contains("killed by signal 15"),
+                "onnode's SIGTERM reached the command: \(signalled.terminationStatus) \(signalledErr)")
+
         // The cluster's ps: both nodes' lists, a line per process even for
         // a command line with a newline in it (shown as "?", as procps does).
         let odd = Process()

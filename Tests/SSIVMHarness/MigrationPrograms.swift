@@ -86,8 +86,8 @@ public enum MigrationPrograms {
                     rec += more
                 host = open("/proc/sys/kernel/hostname").read().strip()
                 line = "%d %s %s" % (i, rec.decode().strip() or "EOF", host)
-                os.write(out, (line + "\n").encode())
-                os.write(kmsg, ("<7>ssi-local " + line + "\n").encode())
+                os.write(out, (line + "\\n").encode())
+                os.write(kmsg, ("<7>ssi-local " + line + "\\n").encode())
                 time.sleep(1)
 
             """,

@@ -18,7 +18,8 @@ extension VM {
         func migration() async throws {
             let ssiHost = try SSIBinary.require()
             try await VMTest.run("migration") { vm in
-                let cluster = try await ToolsCluster.boot(in: vm, ssi: ssiHost, kernel: VMHost.kernel!, files: MigrationPrograms.all)
+                let cluster = try await ToolsCluster.boot(in: vm, ssi: ssiHost, kernel: VMHost.kernel!, files: MigrationPrograms.all,
+                                                          memoryMB: 1024)
                 let node1 = cluster.node1
                 let node2 = try cluster.startDiskless(2, in: vm)
                 try await ToolsCluster.waitUp(node2)
@@ -113,9 +114,13 @@ extension VM {
                 // Node-local objects stay home: a file read in node 1's
                 // /run, a file appended to there, and /dev/kmsg (a device
                 // CRIU cannot dump: it becomes a socket to the agent first).
-                try await node1.run("rm -rf /run/lf; mkdir /run/lf; seq -f 'a%04g' 1 200 > /run/lf/in.txt; (ssi-local </dev/null >/dev/null 2>&1 &)")
+                try await node1.run("rm -rf /run/lf; mkdir /run/lf; seq -f 'a%04g' 1 200 > /run/lf/in.txt; (ssi-local </dev/null >/dev/null 2>/run/lf/err &)")
                 try await Task.sleep(for: .seconds(4))
                 let local = try await node1.run("pgrep -f ssi-local | head -1").output
+                if local.isEmpty {
+                    let why = try await node1.run("cat /run/lf/err; ls -l /usr/local/bin /dev/kmsg").output
+                    Issue.record("ssi-local does not run: \(why)")
+                }
                 let lm = try await node1.run("\(ssi) migrate \(local) 2 2>&1", timeout: .seconds(300))
                 log("local migrate: \(lm.output)")
                 #expect(lm.status == 0 && lm.output.contains("moved to node 2"), "\(lm.output)")
@@ -150,11 +155,11 @@ extension VM {
 
                 // The target dies in the middle of the transfer: the process
                 // goes on running on node 1. Node 3's link is slowed to
-                // 20 Mbit/s so that the 150 MB transfer lasts about a minute
+                // 20 Mbit/s so that the 80 MB transfer lasts half a minute
                 // and the kill lands in it (at full speed, a CI run saw the
                 // move finish before the kill).
                 try cluster.network.limitRate(tap: node3.config.nics[0].tap, mbit: 20)
-                try await node1.run("rm -f /root/hog.log; (ssi-hog 150 </dev/null >/dev/null 2>&1 &)")
+                try await node1.run("rm -f /root/hog.log; (ssi-hog 80 </dev/null >/dev/null 2>&1 &)")
                 try await Task.sleep(for: .seconds(5))
                 let hog = try await node1.run("pgrep -f ssi-hog | head -1").output
                 try await node1.run("((\(ssi) migrate \(hog) 3 > /tmp/hog-migrate.out 2>&1; echo rc=$? >> /tmp/hog-migrate.out) &)")
