@@ -119,7 +119,8 @@ public struct ProcTools {
 
         Run a command on another node with this one's environment, working
         directory and user; its stdin, stdout and stderr stay here (shipped).
-        The command's exit status is onnode's.
+        The command's exit status is onnode's. SIGINT, SIGTERM, SIGHUP, SIGQUIT,
+        SIGUSR1 and SIGUSR2 sent to onnode go to the command, wherever it runs.
 
         Options:
          -p, --persistent   leave the command running there and return at once

@@ -35,8 +35,10 @@ struct OnnodeDocCommand: ParsableCommand {
         discussion: """
             onnode [-p] NODE COMMAND [ARG...]. The command runs on NODE as the caller (uid, gid, groups), with the \
             caller's environment and working directory; its stdin, stdout and stderr stay here and are shipped. \
-            onnode exits with the command's exit status (128+N when a signal N killed it). -p leaves the command \
-            running there and returns at once.
+            onnode exits with the command's exit status (128+N when a signal N killed it). SIGINT, SIGTERM, SIGHUP, \
+            SIGQUIT, SIGUSR1 and SIGUSR2 sent to onnode go to the command, wherever it runs by then (a terminal's \
+            keys, such as Ctrl-C, reach it through the shipped terminal). -p leaves the command running there and \
+            returns at once.
             """)
 
     @Argument(parsing: .allUnrecognized, help: "[-p] NODE COMMAND [ARG...]")
