@@ -177,6 +177,7 @@ extension VM {
                     try await Task.sleep(for: .seconds(1))
                     out = try await node1.run("cat /tmp/hog-migrate.out").output
                 }
+                log("target death: \(out)")
                 #expect(out.contains("rc=1") && out.contains("goes on running on node 1"), "\(out)")
                 let state = try await node1.run("awk '{print $3}' /proc/\(hog)/stat").output
                 #expect(state == "S" || state == "R", "the process runs on node 1 again (state \(state))")

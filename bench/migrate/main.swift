@@ -102,6 +102,16 @@ struct MigrateBench {
         return Double(text[r.upperBound...].prefix { $0.isNumber || $0 == "." })
     }
 
+    /// python3 takes seconds to start under TCG: wait (up to a minute)
+    /// until the port listens.
+    static func waitListening(_ g: Guest, _ port: Int) async throws {
+        for _ in 0..<60 {
+            if try await g.run("ss -ltnH 'sport = :\(port)' | grep -c LISTEN", expectStatus: nil).output != "0" { return }
+            try await Task.sleep(for: .seconds(1))
+        }
+        throw HarnessError("\(g.name): nothing listens on port \(port) after a minute")
+    }
+
     static func run(ssi: String, rounds: Int, sizes: [Int]) async throws {
         try await VMTest.run("bench-migrate") { vm in
             let hog = MigrationPrograms.hog
@@ -117,11 +127,13 @@ struct MigrateBench {
             // The network: raw TCP, node 2 -> node 1.
             var raw: [Double] = [], rawRTT: [Double] = []
             for i in 0..<rounds {
-                try await node1.run("(ssi-netbench recv \(7100 + i) > /tmp/recv.out &); sleep 1")
+                try await node1.run("(ssi-netbench recv \(7100 + i) > /tmp/recv.out &)")
+                try await waitListening(node1, 7100 + i)
                 try await node2.run("ssi-netbench send 10.77.0.1 \(7100 + i) \(mb)", timeout: .seconds(300))
                 try await Task.sleep(for: .seconds(1))
                 raw.append(number(try await node1.run("cat /tmp/recv.out").output, after: "MBps ") ?? 0)
-                try await node2.run("(ssi-netbench echo \(7200 + i) &); sleep 1")
+                try await node2.run("(ssi-netbench echo \(7200 + i) &)")
+                try await waitListening(node2, 7200 + i)
                 rawRTT.append(number(try await node1.run("ssi-netbench rtt 10.77.0.2 \(7200 + i) 200", timeout: .seconds(120)).output, after: "us ") ?? 0)
             }
             print("raw TCP node 2 -> node 1: \(raw.map { fmt($0) }) MB/s; round trip \(rawRTT.map { fmt($0, 0) }) us")
