@@ -15,29 +15,35 @@ extension ProcAgent {
         guard fds.count == 3 else { throw SSIError("onnode", "the command's stdin, stdout and stderr did not arrive") }
         let session = "\(localNode)-\(UInt32.random(in: 0...UInt32.max))"
         var std: [String] = []
-        var ttyChannel: [UInt64: String] = [:]
+        // One channel for all the descriptors of one terminal or one
+        // socket (stdin and stdout on one socketpair end): two channels
+        // would both read it and share out its input between them.
+        var sharedChannel: [String: (ShipKind, String)] = [:]
         var made: [String] = []
         for (i, fd) in fds.enumerated() {
             var st = stat()
             fstat(fd, &st)
             let kind: ShipKind
+            let key: String?
             if isatty(fd) != 0 {
-                // One channel for all of a terminal's descriptors.
-                if let ch = ttyChannel[UInt64(st.st_rdev)] {
-                    std.append("\(i)|tty|\(localNode)|\(ch)")
-                    close(fd)
-                    continue
-                }
                 kind = .tty
+                key = "tty \(st.st_rdev)"
             } else if st.st_mode & S_IFMT == S_IFSOCK {
                 kind = .socket
+                key = "socket \(st.st_ino)"
             } else {
                 kind = i == 0 ? .pipeIn : .pipeOut
+                key = nil
+            }
+            if let key, let (k, ch) = sharedChannel[key] {
+                std.append("\(i)|\(k.rawValue)|\(localNode)|\(ch)")
+                close(fd)
+                continue
             }
             let channel = "\(session).\(i)"
             homes.add(HomeChannel(id: channel, kind: kind, fd: fd))
             made.append(channel)
-            if kind == .tty { ttyChannel[UInt64(st.st_rdev)] = channel }
+            if let key { sharedChannel[key] = (kind, channel) }
             std.append("\(i)|\(kind.rawValue)|\(localNode)|\(channel)")
         }
         let persistent = f["persistent"] == "1"

@@ -116,6 +116,34 @@ import SSIMembership
         while !FileManager.default.fileExists(atPath: marker) && waited < 50 { usleep(100_000); waited += 1 }
         #expect(FileManager.default.fileExists(atPath: marker), "the -p command did not finish on node 2")
 
+        // stdin and stdout on one socket: one channel, every byte echoed.
+        var sp: [Int32] = [-1, -1]
+        #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &sp) == 0)
+        let echo = Process()
+        echo.executableURL = URL(fileURLWithPath: AgentPairTests.ssi!)
+        echo.arguments = ["onnode", "2", "cat"]
+        var echoEnv = ProcessInfo.processInfo.environment
+        echoEnv["SSI_STATE_DIR"] = pair.dir + "/node1"
+        echo.environment = echoEnv
+        echo.standardInput = FileHandle(fileDescriptor: sp[1], closeOnDealloc: false)
+        echo.standardOutput = FileHandle(fileDescriptor: sp[1], closeOnDealloc: false)
+        echo.standardError = FileHandle.nullDevice
+        try echo.run()
+        close(sp[1])
+        var echoed: [UInt8] = []
+        for i in 0..<20 {
+            var b = UInt8(65 + i)
+            _ = write(sp[0], &b, 1)
+            var p = pollfd(fd: sp[0], events: Int16(POLLIN), revents: 0)
+            guard poll(&p, 1, 5000) > 0, read(sp[0], &b, 1) == 1 else { break }
+            echoed.append(b)
+        }
+        #expect(echoed == (0..<20).map { UInt8(65 + $0) }, "one byte at a time through the socket and back: \(echoed)")
+        shutdown(sp[0], Int32(SHUT_WR))
+        echo.waitUntilExit()
+        close(sp[0])
+        #expect(echo.terminationStatus == 0)
+
         // A signal to onnode goes to the command; onnode waits for its end.
         let signalled = Process()
         signalled.executableURL = URL(fileURLWithPath: AgentPairTests.ssi!)
