@@ -97,8 +97,10 @@ func termiosFrom(hex: String) -> termios? {
 
 extension ProcAgent {
     static let criu = "/usr/sbin/criu"
-    /// Where --through-root puts the images: on the cluster root.
-    static let rootImages = "/var/lib/ssi/migrate"
+    /// Where --through-root puts the images: on the cluster root, beside
+    /// the node-private copies (not under /var, which is private on a
+    /// diskless node).
+    static let rootImages = "/cluster/migrate"
 
     /// Runs criu in the system's root and waits; on failure the error has
     /// criu's own error lines from its log.
@@ -133,7 +135,7 @@ extension ProcAgent {
     /// Moves `pid` (with its tree when `tree`) to `target`. Answers on
     /// `reply`: progress lines, then "migrated" or "error".
     /// `throughRoot`: CRIU writes the images into the cluster root
-    /// (/var/lib/ssi/migrate) and the target restores from there, instead
+    /// (/cluster/migrate) and the target restores from there, instead
     /// of the agents' stream (measured both ways: BENCHMARKS.md).
     func migrate(pid: pid_t, to target: UInt32, tree: Bool, uid: uid_t, throughRoot: Bool = false,
                  reply: any MessageChannel) throws(SSIError) {
@@ -656,6 +658,9 @@ extension ProcAgent {
         if shared == nil {
             try prepareImageSpace()
             try makeDirectory(dir)
+        } else if !FileSystem.exists(dir) {
+            throw SSIError("migrate", "node \(localNode) does not see the images at \(criuDir): is \(Self.rootImages) a node-private path here?",
+                           hint: "--through-root needs \(Self.rootImages) on the shared cluster root")
         }
         defer { if shared == nil { removeTree(dir) } }
         var carries: [String: [UInt8]] = [:]

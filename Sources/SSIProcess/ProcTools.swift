@@ -60,7 +60,7 @@ public struct ProcTools {
         Options:
          -t, --tree          move the process with all its descendants
              --through-root  pass CRIU's images through the cluster root
-                             (/var/lib/ssi/migrate) instead of the agents'
+                             (/cluster/migrate) instead of the agents'
                              encrypted stream
          -h, --help          display this help
 

@@ -136,36 +136,53 @@ public final class StandIn: @unchecked Sendable {
         inParked.withLock { $0 = true }
     }
 
+    /// Chunks of output sent home and not yet acknowledged, at most: a
+    /// window, so that throughput is not one chunk per round trip.
+    static let outWindow = 8
+
     private func relayOut(_ ch: SecureChannel) {
         var buf = [UInt8](repeating: 0, count: 256 * 1024)
-        while true {
-            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let ready = poll(&p, 1, 200)
-            if ready <= 0 {
-                // Nothing to read: a pause can stop here, nothing is lost.
-                if state.current != .running {
-                    outParked.withLock { $0 = true }
-                    guard parkIfPaused() else { break }
-                    outParked.withLock { $0 = false }
-                }
-                continue
+        var unacked = 0
+        // Waits for acks until at most `limit` chunks are unacknowledged;
+        // false when home answered something else (its reader is gone).
+        func settle(_ limit: Int) throws(SSIError) -> Bool {
+            while unacked > limit {
+                guard let (type, _) = try ch.receive(), type == Wire.ack else { return false }
+                unacked -= 1
             }
-            let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress!, $0.count) }
-            if n < 0 && (errno == EAGAIN || errno == EINTR) { continue }
-            do {
+            return true
+        }
+        do {
+            while true {
+                var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                let ready = poll(&p, 1, unacked > 0 ? 0 : 200)
+                if ready <= 0 {
+                    // Nothing to read: everything sent is acknowledged
+                    // first, then a pause can stop here, nothing is lost.
+                    guard try settle(0) else { break }
+                    if state.current != .running {
+                        outParked.withLock { $0 = true }
+                        guard parkIfPaused() else { break }
+                        outParked.withLock { $0 = false }
+                    }
+                    continue
+                }
+                let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress!, $0.count) }
+                if n < 0 && (errno == EAGAIN || errno == EINTR) { continue }
                 if n <= 0 {
                     // The process closed its end (EIO: a pty's last slave).
+                    guard try settle(0) else { break }
                     try ch.send(Wire.eof, [])
                     _ = try ch.receive()
                     if keeper > 0 { kill(keeper, SIGTERM) }
                     break
                 }
                 try ch.send(Wire.data, Array(buf[0..<n]))
-                guard let (type, _) = try ch.receive(), type == Wire.ack else { break }
-            } catch {
-                log("stand-in \(channelID) out: \(error.description)")
-                break
+                unacked += 1
+                guard try settle(Self.outWindow - 1) else { break }
             }
+        } catch {
+            log("stand-in \(channelID) out: \(error.description)")
         }
         outParked.withLock { $0 = true }
     }

@@ -121,7 +121,9 @@ extension VM {
                     let why = try await node1.run("cat /run/lf/err; ls -l /usr/local/bin /dev/kmsg").output
                     Issue.record("ssi-local does not run: \(why)")
                 }
-                let lm = try await node1.run("\(ssi) migrate \(local) 2 2>&1", timeout: .seconds(300))
+                // Its images go through the cluster root (/cluster/migrate),
+                // which the diskless target sees as node 1 does.
+                let lm = try await node1.run("\(ssi) migrate --through-root \(local) 2 2>&1", timeout: .seconds(300))
                 log("local migrate: \(lm.output)")
                 #expect(lm.status == 0 && lm.output.contains("moved to node 2"), "\(lm.output)")
                 try await Task.sleep(for: .seconds(5))
