@@ -218,6 +218,12 @@ extension ProcAgent {
         for (r, n) in tcpHolders where n > 1 {
             refusals.append("the TCP connection \(r) is held by \(n) descriptors (only one can get its stand-in)")
         }
+        // The target's own checks, made here before anything is frozen.
+        let ttyCount = Set(shipped.filter { $0.kind == .tty }.map(\.resource)).count
+        if ttyCount > 1 { refusals.append("it uses \(ttyCount) terminals; only one can be shipped") }
+        if ttyCount > 0 && !tcpHolders.isEmpty {
+            refusals.append("it has both a terminal and a TCP connection, which cannot move together yet (the terminal's session keeper and the TCP stand-in's injection each need the restore to themselves)")
+        }
         if !refusals.isEmpty {
             throw SSIError("migrate", "process \(pid) cannot move: " + refusals.joined(separator: "; "))
         }
@@ -390,9 +396,7 @@ extension ProcAgent {
                 try sendChunks(bytes, on: c)
             }
             for name in ((try? FileSystem.list(dir)) ?? []).sorted() where name.hasSuffix(".img") && !throughRoot {
-                let bytes = try readFileBytes(dir + "/" + name)
-                try c.send(Fields("file", [("name", name), ("size", String(bytes.count))]))
-                try sendChunks(bytes, on: c)
+                try sendFile(dir + "/" + name, as: name, on: c)
             }
             try c.send(Fields("go"))
             result = try c.expectFields("the target's restore result")
@@ -528,6 +532,47 @@ extension ProcAgent {
         }
     }
 
+    /// Sends an image file a chunk at a time (never whole in memory).
+    func sendFile(_ path: String, as name: String, on c: SecureChannel) throws(SSIError) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw SSIError("migrate", "\(path): \(errnoDescription(errno))") }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw SSIError("migrate", "\(path): \(errnoDescription(errno))") }
+        let size = Int(st.st_size)
+        try c.send(Fields("file", [("name", name), ("size", String(size))]))
+        var buf = [UInt8](repeating: 0, count: SecureChannel.maxPayload)
+        var sent = 0
+        while sent < size {
+            let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress!, min($0.count, size - sent)) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw SSIError("migrate", "reading \(path): \(n == 0 ? "it shrank" : errnoDescription(errno))") }
+            try c.send(Wire.data, Array(buf[0..<n]))
+            sent += n
+        }
+    }
+
+    /// Receives `size` bytes of an image into `path`, chunk by chunk.
+    func receiveFile(size: Int, into path: String, from c: SecureChannel) throws(SSIError) {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw SSIError("migrate", "\(path): \(errnoDescription(errno))") }
+        defer { close(fd) }
+        var got = 0
+        while got < size {
+            guard let (type, payload) = try c.receive(), type == Wire.data else {
+                throw SSIError("migrate", "the image transfer broke off")
+            }
+            var done = 0
+            while done < payload.count {
+                let n = payload.withUnsafeBytes { write(fd, $0.baseAddress! + done, $0.count - done) }
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else { throw SSIError("migrate", "writing \(path): \(errnoDescription(errno))") }
+                done += n
+            }
+            got += payload.count
+        }
+    }
+
     func receiveChunks(size: Int, from c: SecureChannel) throws(SSIError) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(size)
@@ -616,10 +661,6 @@ extension ProcAgent {
         return r
     }
 
-    func readFileBytes(_ path: String) throws(SSIError) -> [UInt8] {
-        do { return try FileSystem.readFile(path) } catch { throw SSIError("migrate", error.description) }
-    }
-
     /// The stream's images live in their own tmpfs (large processes do
     /// not fit /run, a fifth of the RAM), mounted in the system's tree on
     /// first use, so that criu and this agent see the same directory.
@@ -669,20 +710,14 @@ extension ProcAgent {
             let f = try c.expectFields("the images")
             if f.op == "go" { break }
             let size = f.int("size") ?? 0
+            if f.op == "file", let name = f["name"], !name.contains("/"), !name.hasPrefix(".") {
+                // Written as it arrives: an image is as large as the
+                // process's memory, and must not be held in ours too.
+                try receiveFile(size: size, into: dir + "/" + name, from: c)
+                continue
+            }
             let bytes = try receiveChunks(size: size, from: c)
             if f.op == "carry", let r = f["resource"] { carries[r] = bytes }
-            if f.op == "file", let name = f["name"], !name.contains("/") {
-                let fd = open(dir + "/" + name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-                guard fd >= 0 else { throw SSIError("migrate", "\(dir)/\(name): \(errnoDescription(errno))") }
-                defer { close(fd) }
-                var done = 0
-                while done < bytes.count {
-                    let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + done, $0.count - done) }
-                    if n < 0 && errno == EINTR { continue }
-                    guard n > 0 else { throw SSIError("migrate", "writing \(dir)/\(name): \(errnoDescription(errno))") }
-                    done += n
-                }
-            }
         }
         var modes: [String: termios] = [:]
         for m in req.all("termios") {

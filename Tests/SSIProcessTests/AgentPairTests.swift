@@ -183,6 +183,36 @@ import SSIMembership
         #expect(nodes == ["1", "2"], "\(ps.out.prefix(400))")
         #expect(ps.out.contains(" two?lines 30\n"), "\(ps.out.prefix(400))")
 
+        // A terminal and a TCP connection together: refused before any
+        // freeze, with the reason (CRIU is never reached).
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var sin = sockaddr_in()
+        sin.sin_family = sa_family_t(AF_INET)
+        sin.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var slen = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, slen) } }
+        _ = withUnsafeMutablePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &slen) } }
+        listen(listener, 1)
+        let tcp = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        _ = withUnsafeMutablePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(tcp, $0, slen) } }
+        let master = open("/dev/ptmx", O_RDWR | O_NOCTTY)
+        var unlock: Int32 = 0, ptyNumber: Int32 = -1
+        _ = ioctl(master, UInt(0x4004_5431) /* TIOCSPTLCK */, &unlock)
+        _ = ioctl(master, UInt(0x8004_5430) /* TIOCGPTN */, &ptyNumber)
+        let slave = open("/dev/pts/\(ptyNumber)", O_RDWR | O_NOCTTY)
+        #expect(slave >= 0, "a pty for the test")
+        let both = Process()
+        both.executableURL = URL(fileURLWithPath: "/bin/sleep")
+        both.arguments = ["30"]
+        both.standardInput = FileHandle(fileDescriptor: slave, closeOnDealloc: false)
+        both.standardOutput = FileHandle(fileDescriptor: tcp, closeOnDealloc: false)
+        both.standardError = FileHandle.nullDevice
+        try both.run()
+        defer { kill(both.processIdentifier, SIGKILL); both.waitUntilExit(); [listener, tcp, master, slave].forEach { close($0) } }
+        let refused = try pair.run(["migrate", String(both.processIdentifier), "2"])
+        #expect(refused.status == 1 && refused.err.contains("cannot move")
+                && refused.err.contains("it has both a terminal and a TCP connection"), "\(refused)")
+
         // migrate's own checks, before CRIU is ever needed.
         let same = try pair.run(["migrate", String(getpid()), "1"])
         #expect(same.status == 1 && same.err.contains("already on node 1"), "\(same)")
