@@ -20,8 +20,9 @@ public struct ToolsCluster: Sendable {
     /// Builds the image and the disks, boots node 1 to multi-user. `deb`:
     /// the ssi package, installed in the root (mkdebian.sh --deb). `files`:
     /// more files for the root, by path in it (mode 0755: test programs).
+    /// `rootMB`: the root disk's size (a sparse file).
     public static func boot(in vm: VMTest, ssi: String, kernel: Kernel, deb: String? = nil,
-                            files: [String: String] = [:], memoryMB: Int = 640) async throws -> ToolsCluster {
+                            files: [String: String] = [:], memoryMB: Int = 640, rootMB: Int = 1500) async throws -> ToolsCluster {
         let key = vm.path("authkey")
         try Command.run([ssi, "cluster", "keygen", "-o", key])
         let conf = try vm.exampleCFSConfig(authkey: key)
@@ -77,7 +78,7 @@ public struct ToolsCluster: Sendable {
         let debian = vm.path("debian.img")
         let uuid = "0de0de0d-3333-4333-8333-444455556666"
         try Command.run([VMHost.packageRoot + "/initramfs/testroot/mkdebian.sh", debian, "--uuid", uuid,
-                         "--size", "1500M", "--copy", netboot + ":/srv/ssi/netboot", "--copy", etc + ":/etc/ssi",
+                         "--size", "\(rootMB)M", "--copy", netboot + ":/srv/ssi/netboot", "--copy", etc + ":/etc/ssi",
                          "--copy", slow + ":/usr/sbin/fsck.slow",
                          "--copy", unpacked + "/usr/lib/modules:/usr/lib/modules"] + copies + (deb.map { ["--deb", $0] } ?? []),
                         timeout: .seconds(900))

@@ -1,6 +1,7 @@
 // Process migration benchmark (not a test). On the tools' CFS cluster
 // (node 1 serves the root, node 2 network-boots; both with 3 GB of RAM so
-// that a 1 GB process and its images fit), all timed inside the guests:
+// that a 1 GB process and its images fit, and a 4 GB root disk for
+// --through-root's images), all timed inside the guests:
 //   - raw TCP between node 2 and node 1 (python3, one way, and 1-byte
 //     round trips): the network every figure below is compared with;
 //   - migration of a process with 10, 100 and 1000 MB resident (python3,
@@ -117,7 +118,7 @@ struct MigrateBench {
             let hog = MigrationPrograms.hog
             let c = try await ToolsCluster.boot(in: vm, ssi: ssi, kernel: VMHost.kernel!,
                                                 files: ["/usr/local/bin/ssi-netbench": netbench, "/usr/local/bin/ssi-hog": hog],
-                                                memoryMB: 3072)
+                                                memoryMB: 3072, rootMB: 4000)
             let node1 = c.node1
             let node2 = try c.startDiskless(2, in: vm, memoryMB: 3072)
             try await ToolsCluster.waitUp(node2)
