@@ -144,8 +144,8 @@ extension ProcAgent {
         var job = JobSpec(root: options.systemRoot, cwd: f["cwd"] ?? "/", argv: argv, environment: f.all("env"),
                           fds: stdio.map { $0 < 0 ? null : $0 })
         job.controllingTTY = ctty
-        job.uid = Int32(f.int("uid") ?? 0)
-        job.gid = Int32(f.int("gid") ?? 0)
+        job.uid = Int32(truncatingIfNeeded: f.int("uid") ?? 0)
+        job.gid = Int32(truncatingIfNeeded: f.int("gid") ?? 0)
         job.groups = f.all("group").compactMap { gid_t($0) }
         let pid: pid_t
         do throws(SSIError) {

@@ -194,7 +194,7 @@ public final class ProcAgent: @unchecked Sendable {
                 }
                 home.serve(direction: dir, on: ch)
             case "where":
-                try ch.send(whereReply(pid: pid_t(f.int("pid") ?? 0)))
+                try ch.send(whereReply(pid: pid_t(truncatingIfNeeded: f.int("pid") ?? 0)))
             case "ps":
                 try ch.send(psReply())
             case "run":
@@ -203,8 +203,8 @@ public final class ProcAgent: @unchecked Sendable {
                 try restoreHere(f, from: ch)
             case "migrate":
                 // Forwarded by the agent where the command was typed.
-                try migrate(pid: pid_t(f.int("pid") ?? 0), to: UInt32(f.int("node") ?? 0), tree: f["tree"] == "1",
-                            uid: uid_t(f.int("uid") ?? -1), throughRoot: f["root"] == "1", reply: ch)
+                try migrate(pid: pid_t(truncatingIfNeeded: f.int("pid") ?? 0), to: UInt32(truncatingIfNeeded: f.int("node") ?? 0), tree: f["tree"] == "1",
+                            uid: uid_t(truncatingIfNeeded: f.int("uid") ?? -1), throughRoot: f["root"] == "1", reply: ch)
             case "exited":
                 // Under the lock: the session's reader thread closes the
                 // client's connection under it when onnode goes.
@@ -218,7 +218,7 @@ public final class ProcAgent: @unchecked Sendable {
                 try ch.send(Fields("ok"))
             case "kill":
                 // A signal onnode forwarded from another node.
-                if let problem = signalHere(pid_t(f.int("pid") ?? 0), Int32(f.int("signal") ?? 0), uid: uid_t(f.int("uid") ?? -1)) {
+                if let problem = signalHere(pid_t(truncatingIfNeeded: f.int("pid") ?? 0), Int32(truncatingIfNeeded: f.int("signal") ?? 0), uid: uid_t(truncatingIfNeeded: f.int("uid") ?? -1)) {
                     try ch.send(Fields("error", [("message", problem)]))
                 } else {
                     try ch.send(Fields("ok"))
