@@ -158,7 +158,9 @@ public struct ProcessInspector: Sendable {
             return .ship(domain == AF_UNIX ? .socket : .tcp, resource: target)
         }
         var st = stat()
-        let isDevice = stat("/proc/\(pid)/fd/\(fd)", &st) == 0 && (st.st_mode & S_IFMT == S_IFCHR || st.st_mode & S_IFMT == S_IFBLK)
+        // What the descriptor is (0: unknown, it went meanwhile).
+        let type = stat("/proc/\(pid)/fd/\(fd)", &st) == 0 ? st.st_mode & S_IFMT : 0
+        let isDevice = type == S_IFCHR || type == S_IFBLK
         if isDevice {
             if Self.everywhereDevices.contains(target) { return .reopen }
             if st.st_mode & S_IFMT == S_IFCHR {
@@ -177,7 +179,7 @@ public struct ProcessInspector: Sendable {
         if target.hasPrefix("anon_inode:") { return .reopen }     // eventfd, epoll, timerfd ...: CRIU's
         // A FIFO is a pipe with a name: shipped like one. CRIU names it by
         // its path from the root, which --inherit-fd takes.
-        if !isDevice, stat("/proc/\(pid)/fd/\(fd)", &st) == 0, st.st_mode & S_IFMT == S_IFIFO, target.hasPrefix("/") {
+        if type == S_IFIFO, target.hasPrefix("/") {
             if access == Int(O_RDWR) { return .refuse("fd \(fd) is the FIFO \(target) opened for reading and writing") }
             return .ship(access == Int(O_RDONLY) ? .pipeIn : .pipeOut, resource: String(target.dropFirst()))
         }
@@ -191,7 +193,7 @@ public struct ProcessInspector: Sendable {
             // with O_APPEND). A stream has no offset to seek, so a file
             // opened for both cannot be shipped; a directory cannot either.
             let local = "fd \(fd) is \(target) on a node-local file system (\(m.type) at \(m.point))"
-            guard stat("/proc/\(pid)/fd/\(fd)", &st) == 0, st.st_mode & S_IFMT == S_IFREG else {
+            guard type == S_IFREG else {
                 return .refuse(local + ", and not a regular file: only files on the cluster root or a node=N cluster mount can move")
             }
             if access == Int(O_RDWR) {

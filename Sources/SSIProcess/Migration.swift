@@ -184,9 +184,12 @@ extension ProcAgent {
                         // CRIU names a file by its path: two different opens
                         // of one path (a FIFO's two ends, a file opened twice)
                         // would get one stand-in.
-                        if !resource.hasPrefix("pipe:["), !resource.hasPrefix("socket:["),
-                           ssi_kcmp_file(other.pid, t, other.fd, d.fd) != 0 {
-                            refusals.append("/\(resource) is open twice (fd \(other.fd) of \(other.pid), fd \(d.fd) of \(t)): only one open of a shipped file can move")
+                        let same = resource.hasPrefix("pipe:[") || resource.hasPrefix("socket:[")
+                            ? 0 : ssi_kcmp_file(other.pid, t, other.fd, d.fd)
+                        if same < 0 {
+                            refusals.append("/\(resource): cannot tell whether fd \(other.fd) of \(other.pid) and fd \(d.fd) of \(t) are one open file (kcmp: \(errnoDescription(errno)))")
+                        } else if same != 0 {
+                            refusals.append("/\(resource) is open twice (fd \(other.fd) of \(other.pid), fd \(d.fd) of \(t)): only one open of a shipped file can move; close one first")
                         } else if other.kind != kind {
                             pipeEnds.insert(resource)
                         }
@@ -203,7 +206,7 @@ extension ProcAgent {
             let outside = ProcessInspector.holders(of: pipeEnds, except: Set(tasks))
             for r in pipeEnds {
                 if let (p, fd) = outside[r] {
-                    refusals.append("\(r) joins processes of the tree and process \(p) (fd \(fd)) outside it: CRIU would split it")
+                    refusals.append("\(r) joins processes of the tree and process \(p) (fd \(fd)) outside it: CRIU would split it; move a tree that holds all its ends")
                 }
             }
             shipped.removeAll { pipeEnds.contains($0.resource) }
@@ -338,7 +341,11 @@ extension ProcAgent {
         // goes to the device now, before anything it writes on the target.
         for d in devices {
             let pending = drain(d.agentEnd, tty: false)
-            pending.withUnsafeBytes { _ = write(d.device, $0.baseAddress!, $0.count) }
+            do throws(SystemCallError) {
+                try writeAll(d.device, pending[...], name: d.path)
+            } catch {
+                trace("\(pending.count) bytes the process wrote to \(d.path) before the freeze were lost: \(error.description)")
+            }
         }
         // The tree as CRIU froze it (children come and go until then).
         tasks = ProcessInspector.tree(root: pid)
@@ -562,12 +569,10 @@ extension ProcAgent {
             guard let (type, payload) = try c.receive(), type == Wire.data else {
                 throw SSIError("migrate", "the image transfer broke off")
             }
-            var done = 0
-            while done < payload.count {
-                let n = payload.withUnsafeBytes { write(fd, $0.baseAddress! + done, $0.count - done) }
-                if n < 0 && errno == EINTR { continue }
-                guard n > 0 else { throw SSIError("migrate", "writing \(path): \(errnoDescription(errno))") }
-                done += n
+            do throws(SystemCallError) {
+                try writeAll(fd, payload[...], name: path)
+            } catch {
+                throw SSIError("migrate", "receiving the images: \(error.description)", hint: "is the images' tmpfs (or /cluster/migrate) full?")
             }
             got += payload.count
         }
@@ -616,13 +621,9 @@ extension ProcAgent {
             let n = buf.withUnsafeMutableBytes { read(from, $0.baseAddress!, $0.count) }
             if n < 0 && errno == EINTR { continue }
             guard n > 0 else { return }
-            var done = 0
-            while done < n {
-                let w = buf.withUnsafeBytes { write(to, $0.baseAddress! + done, n - done) }
-                if w < 0 && errno == EINTR { continue }
-                guard w > 0 else { return }
-                done += w
-            }
+            do throws(SystemCallError) {
+                try writeAll(to, buf[0..<n], name: "relay")
+            } catch { return }
         }
     }
 
@@ -870,4 +871,13 @@ extension ProcAgent {
 
 extension StandIn {
     var outFinished: Bool { !kind.directions.contains("out") || stoppedDirections.contains("out") }
+}
+
+/// FileSystem.writeAll for bytes in an array (withUnsafeBytes does not
+/// pass a typed error on).
+func writeAll(_ fd: Int32, _ bytes: ArraySlice<UInt8>, name: String) throws(SystemCallError) {
+    let failure: SystemCallError? = bytes.withUnsafeBytes { b in
+        do throws(SystemCallError) { try FileSystem.writeAll(fd, b, name: name); return nil } catch { return error }
+    }
+    if let failure { throw failure }
 }
