@@ -88,10 +88,14 @@ let package = Package(
 
         .testTarget(
             name: "SSICoreTests",
-            dependencies: ["SSICore"],
+            dependencies: ["SSITestSupport", "SSICore"],
             swiftSettings: strict),
         // The qemu harness every VM test uses: guests, a test-made network
         // namespace with a bridge and taps, serial logs, markers, cleanup.
+        // What the unit tests share: the seeded mutation fuzzer.
+        .target(
+            name: "SSITestSupport",
+            path: "Tests/SSITestSupport"),
         .target(
             name: "SSIVMHarness",
             path: "Tests/SSIVMHarness"),
@@ -125,35 +129,35 @@ let package = Package(
             dependencies: ["SSIVMHarness"]),
         .testTarget(
             name: "SSIConfigTests",
-            dependencies: ["SSIConfig", "SSICore"],
+            dependencies: ["SSITestSupport", "SSIConfig", "SSICore"],
             swiftSettings: strict),
         .testTarget(
             name: "SSILinuxTests",
-            dependencies: ["SSILinux", "SSICore"],
+            dependencies: ["SSITestSupport", "SSILinux", "SSICore"],
             swiftSettings: strict),
         .testTarget(
             name: "SSIMembershipTests",
-            dependencies: ["SSIMembership", "SSICore"],
+            dependencies: ["SSITestSupport", "SSIMembership", "SSICore"],
             swiftSettings: strict),
         .testTarget(
             name: "SSIClusterFSTests",
-            dependencies: ["SSIClusterFS", "SSIConfig", "SSILinux", "SSICore"],
+            dependencies: ["SSITestSupport", "SSIClusterFS", "SSIConfig", "SSILinux", "SSICore"],
             swiftSettings: strict),
         .testTarget(
             name: "SSIToolsTests",
-            dependencies: ["SSITools", "SSILinux", "SSIMembership", "SSICore"],
+            dependencies: ["SSITestSupport", "SSITools", "SSILinux", "SSIMembership", "SSICore"],
             swiftSettings: strict),
         .testTarget(
             name: "SSIProcessTests",
-            dependencies: ["SSIProcess", "SSIMembership", "SSILinux", "SSICore", "CSSIShim"],
+            dependencies: ["SSITestSupport", "SSIProcess", "SSIMembership", "SSILinux", "SSICore", "CSSIShim"],
             swiftSettings: strict),
         .testTarget(
             name: "SSIBootTests",
-            dependencies: ["SSIBoot", "SSICore", "SSILinux"],
+            dependencies: ["SSITestSupport", "SSIBoot", "SSICore", "SSILinux"],
             swiftSettings: strict),
         .testTarget(
             name: "SSIInitramfsTests",
-            dependencies: ["SSIInitramfs", "SSILinux", "CKmod"],
+            dependencies: ["SSITestSupport", "SSIInitramfs", "SSILinux", "CKmod"],
             swiftSettings: strict),
     ]
 )
