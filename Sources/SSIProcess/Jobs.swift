@@ -35,8 +35,21 @@ public final class Reaper: @unchecked Sendable {
         }
     }
 
-    /// Marks `pid` as one whose status someone will ask for. Call before
-    /// the child can exit (right after spawning it).
+    /// Starts `job` and registers its pid in one step: the reaper thread
+    /// takes the same lock before it looks a reaped pid up, so a child that
+    /// exits at once is still seen as watched (registering after `spawn`
+    /// returned lost such a child's status, and its waiter hung).
+    public func spawn(_ job: JobSpec) throws(SSIError) -> pid_t {
+        try watched.withLock { (w: inout Set<pid_t>) throws(SSIError) -> pid_t in
+            let pid = try job.spawn()
+            w.insert(pid)
+            return pid
+        }
+    }
+
+    /// Marks `pid` as one whose status someone will ask for: for children
+    /// that something else started (criu's restored process, which becomes
+    /// ours when criu exits). Children we start go through `spawn`.
     public func watch(_ pid: pid_t) { watched.withLock { _ = $0.insert(pid) } }
     public func unwatch(_ pid: pid_t) { watched.withLock { _ = $0.remove(pid) } }
 

@@ -114,11 +114,10 @@ extension ProcAgent {
         loadCRIUModules()
         trace("criu " + args.joined(separator: " "))
         let pid: pid_t
-        do throws(SSIError) { pid = try spec.spawn() } catch {
+        do throws(SSIError) { pid = try reaper.spawn(spec) } catch {
             throw SSIError("migrate", "cannot run criu on node \(localNode): \(error.message)",
                            hint: FileSystem.exists(options.systemRoot + Self.criu) ? nil : "install it there: apt-get install criu")
         }
-        reaper.watch(pid)
         guard let exit = reaper.wait(pid, timeoutMs: 600_000) else {
             kill(pid, SIGKILL)
             throw SSIError("migrate", "criu \(args[0]) did not finish in 10 minutes")
@@ -501,12 +500,11 @@ extension ProcAgent {
         spec.statusFD = status[1]
         trace("criu (terminal keeper) " + args.joined(separator: " "))
         let keeper: pid_t
-        do throws(SSIError) { keeper = try spec.spawn() } catch {
+        do throws(SSIError) { keeper = try reaper.spawn(spec) } catch {
             close(status[1])
             throw error
         }
         close(status[1])
-        reaper.watch(keeper)
         var p = pollfd(fd: status[0], events: Int16(POLLIN), revents: 0)
         var code: UInt8 = 255
         // Less than the source waits for the answer (240 s), so that the
