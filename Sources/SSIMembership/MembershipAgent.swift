@@ -192,9 +192,9 @@ public final class MembershipAgent {
             }
             try writeAtomically(options.corosyncConfPath, config.corosyncConf(keyfile: "/etc/corosync/authkey"))
             if FileSystem.exists(options.dlmConfPath) {
-                try writeAtomically(options.dlmConfPath, config.dlmConf())
+                try writeAtomically(options.dlmConfPath, config.dlmConf(), mode: 0o600)
             }
-            try writeAtomically(options.configPath, text)
+            try writeAtomically(options.configPath, text, mode: 0o600)
             loadConfig()
             // The view follows the new nodelist: new nodes DOWN until heard
             // from, removed nodes gone (unless still members).
@@ -214,9 +214,11 @@ public final class MembershipAgent {
         try? cpg.send(Array("reloaded \(id) \(view.localNode) \(result)".utf8))
     }
 
-    private func writeAtomically(_ path: String, _ text: String) throws(SSIError) {
+    /// `mode` 0600 for what may hold a secret: cluster.conf and dlm.conf
+    /// carry the fence agents' arguments (passwords).
+    private func writeAtomically(_ path: String, _ text: String, mode: mode_t = 0o644) throws(SSIError) {
         do {
-            try FileSystem.writeFile(path + ".ssi-new", text)
+            try FileSystem.writeFile(path + ".ssi-new", text, mode: mode)
             try FileSystem.rename(path + ".ssi-new", path)
         } catch {
             throw SSIError("reload", "writing \(path): \(error.description)")
