@@ -93,7 +93,7 @@ public struct HostInstaller {
 
     private func missing(_ path: String, _ neededBy: String?, _ cause: String) -> SSIError {
         if let neededBy {
-            return SSIError("install", "\(path), needed by \(neededBy), is missing: \(cause)")
+            return SSIError("install", "\(printableName(path)), needed by \(printableName(neededBy)), is missing: \(printableName(cause))")
         }
         return SSIError("install", "\(path) not found: \(cause)", hint: "check the path given to --install")
     }
@@ -149,7 +149,8 @@ public struct HostInstaller {
             }
             return candidate
         }
-        throw SSIError("install", "\(lib), needed by \(neededBy), was not found in \(dirs.joined(separator: ":"))",
+        // Names from an ELF file may hold anything: escaped for the terminal.
+        throw SSIError("install", "\(printableName(lib)), needed by \(printableName(neededBy)), was not found in \(printableName(dirs.joined(separator: ":")))",
                        hint: "install the package that ships it")
     }
 
