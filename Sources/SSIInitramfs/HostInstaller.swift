@@ -116,7 +116,9 @@ public struct HostInstaller {
     }
 
     private func scriptInterpreter(_ path: String) -> String? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        // O_NONBLOCK: the path was a regular file when checked; if it is a
+        // FIFO by now, the read returns nothing instead of waiting.
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
         var buf = [UInt8](repeating: 0, count: 256)

@@ -262,18 +262,26 @@ public enum ImageBuilder {
                 try cpio.file(path, permissions: perm, contents: bytes)
             case .hostFile(let source, let perm, let size):
                 try cpio.file(path, permissions: perm, size: size) { (sink) throws(SSIError) -> Int in
-                    let fd = open(source, O_RDONLY | O_CLOEXEC)
+                    // O_NONBLOCK: a file replaced by a FIFO since it was
+                    // resolved must not hang the build; it is refused below.
+                    let fd = open(source, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
                     guard fd >= 0 else {
-                        throw SSIError("mkinitrd", "cannot read \(source): \(errnoDescription(errno))")
+                        let e = errno
+                        throw SSIError("mkinitrd", "cannot read \(printableName(source)): \(errnoDescription(e))")
                     }
                     defer { close(fd) }
+                    guard (try? FileSystem.fstatus(fd).kind) == .regular else {
+                        throw SSIError("mkinitrd", "\(printableName(source)) is no longer a regular file",
+                                       hint: "run again when nothing is replacing it")
+                    }
                     var total = 0
                     while total < size {
                         let want = min(buffer.count, size - total)
                         let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, want) }
                         if n < 0 {
-                            if errno == EINTR { continue }
-                            throw SSIError("mkinitrd", "cannot read \(source): \(errnoDescription(errno))")
+                            let e = errno
+                            if e == EINTR { continue }
+                            throw SSIError("mkinitrd", "cannot read \(printableName(source)): \(errnoDescription(e))")
                         }
                         if n == 0 { break }
                         let failure = buffer.withUnsafeBytes { raw -> SSIError? in
