@@ -261,10 +261,9 @@ struct MkinitrdCommand: ParsableCommand {
                 daemons.append(path)
             }
         }
-        let text: [UInt8]
-        do { text = try FileSystem.readFile(path) } catch {
-            throw SSIError("mkinitrd", "--config \(path): \(errnoDescription(error.errno))")
-        }
+        // The configuration's own reader: bounded, like the parse that
+        // just read it (a file that grew since is refused, not followed).
+        let text = try ConfigFiles.readBytes(path, what: "cluster config")
         var files: [String: (bytes: [UInt8], permissions: UInt32)] = [
             "etc/corosync/corosync.conf": (Array(cfg.corosyncConf(keyfile: "/etc/corosync/authkey").utf8), 0o644),
             // Root's only: it holds the fence agents' passwords ([fence]

@@ -22,6 +22,11 @@ struct NetbootWriter {
             throw SSIError("mkinitrd", "--netboot: kernel \(kernelImage) not found",
                            hint: "install the kernel package for this version, or pass --kernel-image")
         }
+        // Copied with a plain read loop: a FIFO or a device would never end.
+        guard (try? FileSystem.status(kernelImage, followSymlinks: true).kind) == .regular else {
+            throw SSIError("mkinitrd", "--netboot: kernel \(kernelImage) is not a regular file",
+                           hint: "pass the kernel image file with --kernel-image")
+        }
         do { try FileSystem.makeDirectories(directory) } catch {
             throw SSIError("mkinitrd", "--netboot \(directory): \(error.description)")
         }
