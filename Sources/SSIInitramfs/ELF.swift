@@ -26,6 +26,9 @@ public enum ELF {
     static let maxProgramHeaders = 1 << 20
     static let maxDynamicSection = 1 << 20
     static let maxString = 4096
+    /// DT_NEEDED, DT_RPATH and DT_RUNPATH entries together: each is a
+    /// string of up to 4 KiB kept in memory (real programs have tens).
+    static let maxNames = 1024
 
     /// nil when the file is not ELF (a script, data). Throws for an ELF
     /// file we cannot parse, naming it. Only a regular file is read: the
@@ -122,6 +125,9 @@ public enum ELF {
             default: break
             }
             i += entSize
+        }
+        guard needed.count + rpath.count + runpath.count <= maxNames else {
+            throw corrupt("\(needed.count) DT_NEEDED and \(rpath.count + runpath.count) search path entries (at most \(maxNames))")
         }
         guard let strtabAddr else {
             if needed.isEmpty && rpath.isEmpty && runpath.isEmpty { return info }

@@ -272,6 +272,17 @@ import SSITestSupport
         var small = elf
         small[54] = 8                                   // e_phentsize 8
         #expect(message { _ = try ELF.parse(bytes: small, name: "x") }?.contains("e_phentsize 8 is too small") == true)
+        // 1100 DT_NEEDED entries: each would keep a string of up to 4 KiB.
+        var many = elf
+        let dynAt = many.count
+        for _ in 0..<1100 { many += [1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0] }
+        many += [UInt8](repeating: 0, count: 16)
+        for i in 0..<8 {
+            many[64 + 56 + 8 + i] = UInt8(truncatingIfNeeded: dynAt >> (8 * i))
+            many[64 + 56 + 32 + i] = UInt8(truncatingIfNeeded: (many.count - dynAt) >> (8 * i))
+        }
+        let m = message { _ = try ELF.parse(bytes: many, name: "many") }
+        #expect(m?.contains("1100 DT_NEEDED") == true, "\(m ?? "no error")")
         #expect(try ELF.parse(bytes: Array("#!/bin/sh\n".utf8), name: "s") == nil)
     }
 
