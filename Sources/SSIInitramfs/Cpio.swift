@@ -168,58 +168,123 @@ public struct CpioEntry: Sendable, Equatable {
     public var isRegular: Bool { header.mode & Cpio.typeMask == Cpio.typeRegular }
 }
 
-/// Parses newc archives from bytes.
+/// Parses newc archives, streamed from a reader. Every header field is
+/// checked before it is used: eight hex digits each, a name of 1 to 4096
+/// bytes (the kernel's PATH_MAX) ending in NUL, a symlink target of at most
+/// 4096 bytes; file data is skipped, or kept a chunk at a time when asked,
+/// so a size read from the archive never allocates by itself. An archive
+/// must end with its TRAILER!!! entry: one that does not was cut short,
+/// and the kernel would boot whatever part of it arrived.
 public struct CpioReader {
-    /// Reads one archive starting at `start`, up to and including its
-    /// trailer. Returns the entries and the offset just past the trailer
-    /// (or the end of the bytes, for an archive without one).
-    public static func readArchive(_ bytes: [UInt8], from start: Int = 0, keepData: Bool,
-                                   source: String) throws(SSIError) -> (entries: [CpioEntry], end: Int) {
-        var entries: [CpioEntry] = []
-        var pos = start
-        while pos < bytes.count {
-            guard pos + 110 <= bytes.count,
-                  bytes[pos..<(pos + 6)].elementsEqual(Cpio.magic) || bytes[pos..<(pos + 6)].elementsEqual(Cpio.magicCRC)
-            else {
-                throw SSIError("cpio", "\(source): no cpio header at byte \(pos)")
+    /// The longest name or symlink target, NUL included for names.
+    public static let maxPath = 4096
+    static let fieldNames = ["ino", "mode", "uid", "gid", "nlink", "mtime", "filesize", "devmajor", "devminor",
+                             "rdevmajor", "rdevminor", "namesize", "check"]
+
+    /// Reads one archive from `reader`, up to and including its trailer,
+    /// handing each entry to `visit`. `source` names the stream in errors
+    /// ("img", "img (zstd stream at byte 512)"); offsets are the reader's.
+    public static func readArchive(_ reader: ByteReader, keepData: Bool, source: String,
+                                   visit: (CpioEntry) throws(SSIError) -> Void) throws(SSIError) {
+        while true {
+            let pos = reader.offset
+            let raw = try reader.read(110)
+            if raw.isEmpty {
+                throw SSIError("cpio", "\(source): the archive ends at byte \(pos) without its \(Cpio.trailer) entry",
+                               hint: "the image is truncated; rebuild or copy it again")
+            }
+            guard raw.count == 110 else {
+                throw SSIError("cpio", "\(source): truncated header at byte \(pos) (\(raw.count) of 110 bytes)",
+                               hint: "the image is truncated; rebuild or copy it again")
+            }
+            guard raw[0..<6].elementsEqual(Cpio.magic) || raw[0..<6].elementsEqual(Cpio.magicCRC) else {
+                throw SSIError("cpio", "\(source): no cpio header at byte \(pos)",
+                               hint: "a newc header starts with 070701 or 070702")
             }
             var f: [UInt32] = []
             for i in 0..<13 {
-                guard let v = parseHex8(bytes, pos + 6 + i * 8) else {
-                    throw SSIError("cpio", "\(source): corrupt header at byte \(pos)")
+                guard let v = parseHex8(raw, 6 + i * 8) else {
+                    throw SSIError("cpio", "\(source): corrupt header at byte \(pos): \(fieldNames[i]) is not 8 hex digits")
                 }
                 f.append(v)
             }
             let nameSize = Int(f[11])
-            let nameStart = pos + 110
-            guard nameSize > 0, nameStart + nameSize <= bytes.count else {
-                throw SSIError("cpio", "\(source): truncated name at byte \(pos)")
+            guard nameSize >= 1 && nameSize <= maxPath else {
+                throw SSIError("cpio", "\(source): corrupt header at byte \(pos): namesize \(nameSize) is not between 1 and \(maxPath)")
             }
-            let name = String(decoding: bytes[nameStart..<(nameStart + nameSize - 1)], as: UTF8.self)
-            let dataStart = (nameStart + nameSize + 3) & ~3
+            let nameBytes = try reader.read(nameSize)
+            guard nameBytes.count == nameSize else {
+                throw SSIError("cpio", "\(source): truncated name at byte \(pos + 110)",
+                               hint: "the image is truncated; rebuild or copy it again")
+            }
+            guard nameBytes[nameSize - 1] == 0 else {
+                throw SSIError("cpio", "\(source): corrupt header at byte \(pos): the name is not NUL-terminated")
+            }
+            let name = String(decoding: nameBytes.prefix { $0 != 0 }, as: UTF8.self)
+            let shown = printableName(name)
+            try pad(reader, source: source, what: "name of \(shown)", required: name != Cpio.trailer)
             let size = Int(f[6])
-            guard dataStart + size <= bytes.count else {
-                throw SSIError("cpio", "\(source): \(name) is truncated (\(size) bytes declared)")
-            }
-            pos = (dataStart + size + 3) & ~3
-            if name == Cpio.trailer { return (entries, min(pos, bytes.count)) }
             var header = CpioHeader(inode: f[0], mode: f[1], nlink: f[4], mtime: f[5], fileSize: f[6],
                                     rdevMajor: f[9], rdevMinor: f[10], name: name)
             header.uid = f[2]
             header.gid = f[3]
             var entry = CpioEntry(header: header)
-            if entry.isSymlink {
-                entry.linkTarget = String(decoding: bytes[dataStart..<(dataStart + size)], as: UTF8.self)
-            } else if keepData && entry.isRegular {
-                entry.data = Array(bytes[dataStart..<(dataStart + size)])
+            let dataStart = reader.offset
+            func truncated(_ got: Int) -> SSIError {
+                SSIError("cpio", "\(source): \(shown) at byte \(pos) is truncated (\(size) bytes declared, \(got) present from byte \(dataStart))",
+                         hint: "the image is truncated; rebuild or copy it again")
             }
-            entries.append(entry)
+            if entry.isSymlink && name != Cpio.trailer {
+                guard size <= maxPath else {
+                    throw SSIError("cpio", "\(source): symlink \(shown) at byte \(pos) has a \(size)-byte target (at most \(maxPath))")
+                }
+                let target = try reader.read(size)
+                guard target.count == size else { throw truncated(target.count) }
+                entry.linkTarget = String(decoding: target, as: UTF8.self)
+            } else if keepData && entry.isRegular && name != Cpio.trailer {
+                let data = try reader.read(size)
+                guard data.count == size else { throw truncated(data.count) }
+                entry.data = data
+            } else {
+                let got = try reader.skip(size)
+                guard got == size else { throw truncated(got) }
+            }
+            if name == Cpio.trailer {
+                // The kernel stops at the trailer; padding after it may be
+                // cut at the end of a file.
+                try pad(reader, source: source, what: "trailer", required: false)
+                return
+            }
+            try pad(reader, source: source, what: "data of \(shown)", required: true)
+            try visit(entry)
         }
-        return (entries, bytes.count)
+    }
+
+    /// Skips to the next multiple of 4 (offsets count from the start of
+    /// the stream, as the kernel's do).
+    private static func pad(_ reader: ByteReader, source: String, what: String, required: Bool) throws(SSIError) {
+        let want = (4 - reader.offset % 4) % 4
+        let got = try reader.skip(want)
+        if got < want && required {
+            throw SSIError("cpio", "\(source): the padding after the \(what) is cut at byte \(reader.offset)",
+                           hint: "the image is truncated; rebuild or copy it again")
+        }
+    }
+
+    /// Reads one archive from `bytes` starting at `start`. Returns the
+    /// entries and the offset just past the trailer.
+    public static func readArchive(_ bytes: [UInt8], from start: Int = 0, keepData: Bool,
+                                   source: String) throws(SSIError) -> (entries: [CpioEntry], end: Int) {
+        let from = min(max(start, 0), bytes.count)
+        let reader = ByteReader(MemorySource(bytes[from...]), offset: from)
+        var entries: [CpioEntry] = []
+        try readArchive(reader, keepData: keepData, source: source) { (e) throws(SSIError) in entries.append(e) }
+        return (entries, reader.offset)
     }
 }
 
 private func parseHex8(_ b: [UInt8], _ s: Int) -> UInt32? {
+    guard s >= 0, s + 8 <= b.count else { return nil }
     var v: UInt32 = 0
     for i in s..<(s + 8) {
         let c = b[i]

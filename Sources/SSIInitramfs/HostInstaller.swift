@@ -93,7 +93,7 @@ public struct HostInstaller {
 
     private func missing(_ path: String, _ neededBy: String?, _ cause: String) -> SSIError {
         if let neededBy {
-            return SSIError("install", "\(path), needed by \(neededBy), is missing: \(cause)")
+            return SSIError("install", "\(printableName(path)), needed by \(printableName(neededBy)), is missing: \(printableName(cause))")
         }
         return SSIError("install", "\(path) not found: \(cause)", hint: "check the path given to --install")
     }
@@ -116,7 +116,9 @@ public struct HostInstaller {
     }
 
     private func scriptInterpreter(_ path: String) -> String? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        // O_NONBLOCK: the path was a regular file when checked; if it is a
+        // FIFO by now, the read returns nothing instead of waiting.
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
         var buf = [UInt8](repeating: 0, count: 256)
@@ -149,7 +151,8 @@ public struct HostInstaller {
             }
             return candidate
         }
-        throw SSIError("install", "\(lib), needed by \(neededBy), was not found in \(dirs.joined(separator: ":"))",
+        // Names from an ELF file may hold anything: escaped for the terminal.
+        throw SSIError("install", "\(printableName(lib)), needed by \(printableName(neededBy)), was not found in \(printableName(dirs.joined(separator: ":")))",
                        hint: "install the package that ships it")
     }
 

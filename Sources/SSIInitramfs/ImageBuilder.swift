@@ -72,8 +72,25 @@ public struct ClusterPayload: Sendable {
         self.links = links
     }
 
-    /// The payload holds a secret: the image must not be world-readable.
-    public var holdsKey: Bool { authkey != nil }
+    /// The payload holds a secret (the key, or a file only root may read,
+    /// like a configuration with fence passwords): the image must not be
+    /// readable by anyone else either.
+    public var holdsSecrets: Bool {
+        authkey != nil || files.contains { Self.isSecret($0.key) || $0.value.permissions & 0o077 == 0 }
+    }
+
+    /// Image paths that hold secrets whatever mode the caller gave them:
+    /// the key, the cluster configuration and dlm.conf (both carry the
+    /// fence agents' passwords). They are written for root alone.
+    public static let secretPaths: Set<String> = ["etc/corosync/authkey", "etc/ssi/cluster.conf", "etc/dlm/dlm.conf"]
+
+    static func isSecret(_ path: String) -> Bool { secretPaths.contains(ImageTree.normalize(path)) }
+
+    /// The mode a payload file is written with: a secret loses every
+    /// group and other bit.
+    static func permissions(of path: String, _ requested: UInt32) -> UInt32 {
+        isSecret(path) ? requested & ~0o077 : requested
+    }
 }
 
 public struct ImageReport: Sendable {
@@ -86,8 +103,9 @@ public struct ImageReport: Sendable {
     public var builtinRequested: [String]
     public var firmware: Int
     public var missingFirmware: [String]
-    /// The image carries the cluster key and was written mode 0600.
-    public var holdsKey: Bool
+    /// The image carries a secret (the cluster key, fence passwords) and
+    /// was written mode 0600.
+    public var holdsSecrets: Bool
     public var seconds: Double
 }
 
@@ -137,14 +155,19 @@ public enum ImageBuilder {
         let info = "kernel=\(spec.kernelVersion)\ncompression=\(spec.compression.rawValue)\nmodules=\(modules.modules.count)\n"
         try tree.add("etc/ssi/image", .data(Array(info.utf8), permissions: 0o644))
 
-        let bytes = try writeAtomically(tree, spec: spec, output: output,
-                                        mode: spec.cluster?.holdsKey == true ? 0o600 : 0o644)
+        let bytes = try writeAtomically(tree, spec: spec, output: output, mode: imageMode(spec))
         return ImageReport(output: output, compression: spec.compression, bytes: bytes,
                            uncompressedBytes: tree.payloadBytes, entries: tree.nodes.count,
                            modules: modules.modules.count, builtinRequested: modules.builtin,
                            firmware: modules.firmware.count, missingFirmware: modules.missingFirmware,
-                           holdsKey: spec.cluster?.holdsKey == true,
+                           holdsSecrets: spec.cluster?.holdsSecrets == true,
                            seconds: Process.now() - started)
+    }
+
+    /// Images without secrets are world-readable like the distro's own;
+    /// one that holds a secret is root's alone.
+    static func imageMode(_ spec: ImageSpec) -> mode_t {
+        spec.cluster?.holdsSecrets == true ? 0o600 : 0o644
     }
 
     static func addCluster(_ cluster: ClusterPayload, spec: ImageSpec, to tree: inout ImageTree) throws(SSIError) {
@@ -167,7 +190,7 @@ public enum ImageBuilder {
         var files = cluster.files
         if let key = cluster.authkey { files["etc/corosync/authkey"] = (key, 0o400) }
         for (path, f) in files {
-            try tree.add(path, .data(f.bytes, permissions: f.permissions))
+            try tree.add(path, .data(f.bytes, permissions: ClusterPayload.permissions(of: path, f.permissions)))
             listed.append(ImageTree.normalize(path))
         }
         for (path, target) in cluster.links where tree.node(path) == nil {
@@ -239,18 +262,26 @@ public enum ImageBuilder {
                 try cpio.file(path, permissions: perm, contents: bytes)
             case .hostFile(let source, let perm, let size):
                 try cpio.file(path, permissions: perm, size: size) { (sink) throws(SSIError) -> Int in
-                    let fd = open(source, O_RDONLY | O_CLOEXEC)
+                    // O_NONBLOCK: a file replaced by a FIFO since it was
+                    // resolved must not hang the build; it is refused below.
+                    let fd = open(source, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
                     guard fd >= 0 else {
-                        throw SSIError("mkinitrd", "cannot read \(source): \(errnoDescription(errno))")
+                        let e = errno
+                        throw SSIError("mkinitrd", "cannot read \(printableName(source)): \(errnoDescription(e))")
                     }
                     defer { close(fd) }
+                    guard (try? FileSystem.fstatus(fd).kind) == .regular else {
+                        throw SSIError("mkinitrd", "\(printableName(source)) is no longer a regular file",
+                                       hint: "run again when nothing is replacing it")
+                    }
                     var total = 0
                     while total < size {
                         let want = min(buffer.count, size - total)
                         let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, want) }
                         if n < 0 {
-                            if errno == EINTR { continue }
-                            throw SSIError("mkinitrd", "cannot read \(source): \(errnoDescription(errno))")
+                            let e = errno
+                            if e == EINTR { continue }
+                            throw SSIError("mkinitrd", "cannot read \(printableName(source)): \(errnoDescription(e))")
                         }
                         if n == 0 { break }
                         let failure = buffer.withUnsafeBytes { raw -> SSIError? in

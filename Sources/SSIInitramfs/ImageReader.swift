@@ -11,46 +11,123 @@ public enum ImageReader {
         public var entries: [CpioEntry]
     }
 
-    public static func read(path: String, keepData: Bool = false) throws(SSIError) -> [Segment] {
-        let bytes: [UInt8]
-        do { bytes = try FileSystem.readFile(path) } catch {
-            throw SSIError("list", "cannot read \(path): \(errnoDescription(error.errno))")
-        }
-        return try read(bytes: bytes, source: path, keepData: keepData)
+    /// What a scan meets, in order.
+    public enum Event {
+        /// An archive starts: how it is stored, and where in the file.
+        case archive(format: ArchiveFormat, offset: Int)
+        case entry(CpioEntry)
+        /// The archive just started ended with its trailer.
+        case archiveEnd(entries: Int)
     }
 
-    public static func read(bytes: [UInt8], source: String, keepData: Bool) throws(SSIError) -> [Segment] {
-        var segments: [Segment] = []
-        var pos = 0
+    /// The largest image file read, and the most a compressed stream in
+    /// it may unpack to.
+    public static let defaultLimit = Decompress.defaultLimit
+
+    /// Reads the image at `path` as a stream, handing each archive and
+    /// entry to `visit` as it is read: memory stays a few chunks whatever
+    /// the image holds. Only a regular file is read (a FIFO or /dev/zero
+    /// would never end).
+    public static func scan(path: String, keepData: Bool = false, limit: Int = defaultLimit,
+                            visit: (Event) throws(SSIError) -> Void) throws(SSIError) {
+        let file = try ImageFile(path: path, limit: limit)
+        try scan(file, source: printableName(path), keepData: keepData, limit: limit, visit: visit)
+    }
+
+    /// The same over any source; `source` names it in errors.
+    public static func scan(_ input: any ByteSource, source: String, keepData: Bool, limit: Int = defaultLimit,
+                            visit: (Event) throws(SSIError) -> Void) throws(SSIError) {
+        let reader = ByteReader(input)
+        var archives = 0
         while true {
-            while pos < bytes.count && bytes[pos] == 0 { pos += 1 }   // padding
-            if pos >= bytes.count { break }
-            let format = ArchiveFormat.detect(bytes[pos...])
+            try reader.skipZeros()   // padding between archives
+            if try reader.atEnd { break }
+            let pos = reader.offset
+            let format = ArchiveFormat.detect(try reader.peek(8))
             switch format {
             case .cpio:
-                let (entries, end) = try CpioReader.readArchive(bytes, from: pos, keepData: keepData, source: source)
-                segments.append(Segment(format: .cpio, offset: pos, entries: entries))
-                pos = end
+                archives += 1
+                try visit(.archive(format: .cpio, offset: pos))
+                var count = 0
+                try CpioReader.readArchive(reader, keepData: keepData, source: source) { (e) throws(SSIError) in
+                    count += 1
+                    try visit(.entry(e))
+                }
+                try visit(.archiveEnd(entries: count))
             case .unknown:
                 throw SSIError("list", "\(source): unrecognized data at byte \(pos)",
                                hint: "not a cpio archive nor a zstd, gzip or xz stream")
             default:
                 // A compressed stream runs to the end of the image; inside
                 // it there may be several archives again.
-                let plain = try Decompress.all(bytes[pos...], format: format, source: source)
-                var inner = 0
-                while inner < plain.count {
-                    let (entries, end) = try CpioReader.readArchive(plain, from: inner, keepData: keepData,
-                                                                    source: "\(source) (\(format.rawValue))")
-                    segments.append(Segment(format: format, offset: pos, entries: entries))
-                    inner = end
-                    while inner < plain.count && plain[inner] == 0 { inner += 1 }
+                let plain = ByteReader(try Decompress.source(reader, format: format, source: source,
+                                                             offset: pos, limit: limit))
+                let inner = "\(source) (\(format.rawValue) stream at byte \(pos), unpacked)"
+                var inside = 0
+                while true {
+                    try plain.skipZeros()
+                    if try plain.atEnd { break }
+                    inside += 1
+                    try visit(.archive(format: format, offset: pos))
+                    var count = 0
+                    try CpioReader.readArchive(plain, keepData: keepData, source: inner) { (e) throws(SSIError) in
+                        count += 1
+                        try visit(.entry(e))
+                    }
+                    try visit(.archiveEnd(entries: count))
                 }
-                pos = bytes.count
+                if inside == 0 { throw SSIError("list", "\(source): the \(format.rawValue) stream at byte \(pos) holds no archive") }
+                return
             }
         }
-        if segments.isEmpty { throw SSIError("list", "\(source) is empty") }
+        if archives == 0 { throw SSIError("list", "\(source) is empty") }
+    }
+
+    /// Every archive with its entries, in memory (tests, small images).
+    public static func read(path: String, keepData: Bool = false) throws(SSIError) -> [Segment] {
+        var segments: [Segment] = []
+        try scan(path: path, keepData: keepData) { (event) throws(SSIError) in collect(event, into: &segments) }
         return segments
+    }
+
+    public static func read(bytes: [UInt8], source: String, keepData: Bool) throws(SSIError) -> [Segment] {
+        var segments: [Segment] = []
+        try scan(MemorySource(bytes[...]), source: printableName(source), keepData: keepData) { (event) throws(SSIError) in
+            collect(event, into: &segments)
+        }
+        return segments
+    }
+
+    private static func collect(_ event: Event, into segments: inout [Segment]) {
+        switch event {
+        case .archive(let format, let offset): segments.append(Segment(format: format, offset: offset, entries: []))
+        case .entry(let e): segments[segments.count - 1].entries.append(e)
+        case .archiveEnd: break
+        }
+    }
+
+    /// `ssi-mkinitrd --list`: one line per entry, written as it is read
+    /// (an image of a million entries is listed in constant memory), names
+    /// and link targets with control characters escaped. An archive's
+    /// entry count follows its entries, on a line that does not start with
+    /// "# archive" (bench/initramfs-bench.sh counts those).
+    public static func list(path: String, limit: Int = defaultLimit, write: (String) -> Void) throws(SSIError) {
+        var index = 0
+        try scan(path: path, limit: limit) { (event) throws(SSIError) in
+            switch event {
+            case .archive(let format, let offset):
+                index += 1
+                write("# archive \(index) at byte \(offset): \(format == .cpio ? "uncompressed" : format.rawValue)\n")
+            case .entry(let e):
+                let size = String(e.size)
+                var line = modeString(e.header.mode) + " "
+                    + String(repeating: " ", count: max(0, 10 - size.count)) + size + " " + printableName(e.path)
+                if let t = e.linkTarget { line += " -> " + printableName(t) }
+                write(line + "\n")
+            case .archiveEnd(let count):
+                write("# end of archive \(index): \(count) entries\n")
+            }
+        }
     }
 
     /// "drwxr-xr-x", "-rw-r--r--", "lrwxrwxrwx", "crw-------".

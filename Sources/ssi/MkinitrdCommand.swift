@@ -180,7 +180,7 @@ struct MkinitrdCommand: ParsableCommand {
         }
         let report = try ImageBuilder.build(spec, output: out, force: force || netbootFiles != nil)
         if let netbootFiles {
-            let notes = try netbootFiles.finish(holdsKey: report.holdsKey)
+            let notes = try netbootFiles.finish(holdsSecrets: report.holdsSecrets)
             if !quiet { for n in notes { print("  " + n) } }
         }
         if !quiet {
@@ -188,8 +188,8 @@ struct MkinitrdCommand: ParsableCommand {
             if !report.builtinRequested.isEmpty {
                 print("  built into \(kernel), nothing to carry: \(report.builtinRequested.joined(separator: ", "))")
             }
-            if report.holdsKey {
-                print("  the image holds the cluster key: written mode 0600, keep it that way")
+            if report.holdsSecrets {
+                print("  the image holds the cluster key and the configuration's secrets: written mode 0600, keep it that way")
             }
             if !report.missingFirmware.isEmpty {
                 print("  firmware declared but not installed on this host (\(report.missingFirmware.count)): "
@@ -261,13 +261,15 @@ struct MkinitrdCommand: ParsableCommand {
                 daemons.append(path)
             }
         }
-        let text: [UInt8]
-        do { text = try FileSystem.readFile(path) } catch {
-            throw SSIError("mkinitrd", "--config \(path): \(errnoDescription(error.errno))")
-        }
+        // The configuration's own reader: bounded, like the parse that
+        // just read it (a file that grew since is refused, not followed).
+        let text = try ConfigFiles.readBytes(path, what: "cluster config")
         var files: [String: (bytes: [UInt8], permissions: UInt32)] = [
             "etc/corosync/corosync.conf": (Array(cfg.corosyncConf(keyfile: "/etc/corosync/authkey").utf8), 0o644),
-            "etc/ssi/cluster.conf": (text, 0o644),
+            // Root's only: it holds the fence agents' passwords ([fence]
+            // args, fence_args) and names the key; nothing that is not
+            // root reads the image's copy.
+            "etc/ssi/cluster.conf": (text, 0o600),
         ]
         var links: [String: String] = [:]
         if case .gfs2 = cfg.root {
@@ -306,7 +308,8 @@ struct MkinitrdCommand: ParsableCommand {
             }
             daemons.append(f)
         }
-        files["etc/dlm/dlm.conf"] = (Array(cfg.dlmConf().utf8), 0o644)
+        // dlm.conf carries the fence agent's arguments (passwords): root's only.
+        files["etc/dlm/dlm.conf"] = (Array(cfg.dlmConf().utf8), 0o600)
     }
 
     func summary(_ r: ImageReport) -> String {
@@ -315,20 +318,11 @@ struct MkinitrdCommand: ParsableCommand {
             + " \(r.firmware) firmware files, \(String(format3(r.seconds))) s"
     }
 
+    /// Streams the listing: lines are printed as entries are read, and an
+    /// error after some of them still exits 1 (a truncated image lists
+    /// what it has, then says where it ends).
     func list(_ path: String) throws(SSIError) {
-        let segments = try ImageReader.read(path: path)
-        var out = ""
-        for (i, seg) in segments.enumerated() {
-            out += "# archive \(i + 1) at byte \(seg.offset): \(seg.format == .cpio ? "uncompressed" : seg.format.rawValue), \(seg.entries.count) entries\n"
-            for e in seg.entries {
-                let size = String(e.size)
-                out += ImageReader.modeString(e.header.mode) + " "
-                    + String(repeating: " ", count: max(0, 10 - size.count)) + size + " " + e.path
-                if let t = e.linkTarget { out += " -> " + t }
-                out += "\n"
-            }
-        }
-        print(out, terminator: "")
+        try ImageReader.list(path: path) { line in print(line, terminator: "") }
     }
 }
 

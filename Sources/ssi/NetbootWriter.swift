@@ -22,6 +22,11 @@ struct NetbootWriter {
             throw SSIError("mkinitrd", "--netboot: kernel \(kernelImage) not found",
                            hint: "install the kernel package for this version, or pass --kernel-image")
         }
+        // Copied with a plain read loop: a FIFO or a device would never end.
+        guard (try? FileSystem.status(kernelImage, followSymlinks: true).kind) == .regular else {
+            throw SSIError("mkinitrd", "--netboot: kernel \(kernelImage) is not a regular file",
+                           hint: "pass the kernel image file with --kernel-image")
+        }
         do { try FileSystem.makeDirectories(directory) } catch {
             throw SSIError("mkinitrd", "--netboot \(directory): \(error.description)")
         }
@@ -35,7 +40,7 @@ struct NetbootWriter {
     /// iPXE for BIOS and UEFI PXE ROMs that are not iPXE (Debian's ipxe package).
     static let loaders = ["/usr/lib/ipxe/undionly.kpxe", "/usr/lib/ipxe/ipxe.efi"]
 
-    func finish(holdsKey: Bool) throws(SSIError) -> [String] {
+    func finish(holdsSecrets: Bool) throws(SSIError) -> [String] {
         var notes: [String] = []
         do {
             try install(kernelImage, as: CFSFiles.kernelName)
@@ -49,13 +54,18 @@ struct NetbootWriter {
         }
         let diskless = config.nodes.filter { $0.role == .diskless && !$0.macs.isEmpty }.map(\.name)
         notes.append("netboot: \(directory) serves \(diskless.isEmpty ? "no diskless node (none has a MAC)" : diskless.joined(separator: ", "))")
-        // The image holds the cluster key: readable by root and by the
-        // group dnsmasq serves TFTP as (its user= and group= in the
-        // configuration ssi-init writes), nobody else.
-        if holdsKey, let group = getgrnam("nogroup") {
-            chown(imagePath, 0, group.pointee.gr_gid)
-            chmod(imagePath, 0o640)
-            notes.append("netboot: \(CFSFiles.imageName) is mode 0640, group nogroup (dnsmasq's TFTP); anyone who can fetch it over TFTP gets the cluster key")
+        // The image holds the cluster key and the configuration's fence
+        // passwords: readable by root and by the group dnsmasq serves TFTP
+        // as (its user= and group= in the configuration ssi-init writes),
+        // nobody else. The image is written 0600; a failed chown leaves it
+        // so (dnsmasq cannot serve it then, which the note says) rather
+        // than opening it to the file's old group.
+        if holdsSecrets {
+            if let group = getgrnam("nogroup"), chown(imagePath, 0, group.pointee.gr_gid) == 0, chmod(imagePath, 0o640) == 0 {
+                notes.append("netboot: \(CFSFiles.imageName) is mode 0640, group nogroup (dnsmasq's TFTP); anyone who can fetch it over TFTP gets the cluster key and the fence passwords")
+            } else {
+                notes.append("netboot: \(CFSFiles.imageName) stays mode 0600 (no group nogroup, or chown failed): dnsmasq's TFTP cannot serve it")
+            }
         }
         if let text = try? FileSystem.readText(CFSFiles.runDirectory + "/dnsmasq.pid"),
            let pid = pid_t(text.split(separator: "\n").first ?? ""), pid > 1, kill(pid, SIGHUP) == 0 {
