@@ -28,9 +28,13 @@ public struct Applet: Sendable, Equatable {
     public var packageLinks: [String]
     /// The tool's name in its messages when run as `ssi NAME`.
     public var program: String
+    /// The distro's command `ssi divert enable` puts a link in place of.
+    public var replaces: String?
 
-    init(_ command: Command, names: [String], subcommand: String?, own: Bool = false, links: [String], program: String? = nil) {
+    init(_ command: Command, names: [String], subcommand: String?, own: Bool = false, links: [String], program: String? = nil,
+         replaces: String? = nil) {
         self.command = command
+        self.replaces = replaces
         self.names = names
         self.subcommand = subcommand
         self.ownCommandLine = own
@@ -45,11 +49,16 @@ public struct Applet: Sendable, Equatable {
         Applet(.mkinitrd, names: ["ssi-mkinitrd", "mkinitrd"], subcommand: "mkinitrd", links: ["usr/sbin/ssi-mkinitrd"]),
         Applet(.initProgram, names: ["ssi-init", "init"], subcommand: "init", links: ["usr/sbin/ssi-init"]),
         Applet(.cluster, names: ["ssi-cluster"], subcommand: "cluster", links: ["usr/sbin/ssi-cluster"]),
-        Applet(.mount, names: ["ssi-mount", "mount"], subcommand: "mount", own: true, links: ["usr/sbin/ssi-mount"]),
-        Applet(.umount, names: ["ssi-umount", "umount"], subcommand: "umount", own: true, links: ["usr/sbin/ssi-umount"]),
-        Applet(.swapon, names: ["ssi-swapon", "swapon"], subcommand: "swapon", own: true, links: ["usr/sbin/ssi-swapon"]),
-        Applet(.swapoff, names: ["ssi-swapoff", "swapoff"], subcommand: "swapoff", own: true, links: ["usr/sbin/ssi-swapoff"]),
-        Applet(.fsck, names: ["ssi-fsck", "fsck"], subcommand: "fsck", own: true, links: ["usr/sbin/ssi-fsck"]),
+        Applet(.mount, names: ["ssi-mount", "mount"], subcommand: "mount", own: true, links: ["usr/sbin/ssi-mount"],
+               replaces: "/usr/bin/mount"),
+        Applet(.umount, names: ["ssi-umount", "umount"], subcommand: "umount", own: true, links: ["usr/sbin/ssi-umount"],
+               replaces: "/usr/bin/umount"),
+        Applet(.swapon, names: ["ssi-swapon", "swapon"], subcommand: "swapon", own: true, links: ["usr/sbin/ssi-swapon"],
+               replaces: "/usr/sbin/swapon"),
+        Applet(.swapoff, names: ["ssi-swapoff", "swapoff"], subcommand: "swapoff", own: true, links: ["usr/sbin/ssi-swapoff"],
+               replaces: "/usr/sbin/swapoff"),
+        Applet(.fsck, names: ["ssi-fsck", "fsck"], subcommand: "fsck", own: true, links: ["usr/sbin/ssi-fsck"],
+               replaces: "/usr/sbin/fsck"),
         Applet(.divert, names: [], subcommand: "divert", links: [], program: "ssi divert"),
         Applet(.migrate, names: ["ssi-migrate", "migrate"], subcommand: "migrate", own: true,
                links: ["usr/sbin/ssi-migrate", "usr/bin/migrate"]),

@@ -90,7 +90,9 @@ public struct FsckTool {
                 let c = chars[j]
                 j += 1
                 if forChecker { passthrough.unicodeScalars.append(c); continue }
-                let rest = String(String.UnicodeScalarView(chars[j...]))
+                // What follows the letter, for the three that take it: made
+                // only for them, once a word (a long word of letters stays linear).
+                var rest: String { String(String.UnicodeScalarView(chars[j...])) }
                 switch c {
                 case "A": v.all = true
                 case "R": v.skipRoot = true
@@ -103,8 +105,9 @@ public struct FsckTool {
                 case "C":
                     // A bad glued descriptor means 0 and the letters go on.
                     v.progressFD = "0"
-                    if !rest.isEmpty {
-                        if let fd = descriptor(rest) { v.progressFD = String(fd); break letters }
+                    if j < chars.count {
+                        // An int has at most 11 characters: "-CCCC..." stays linear.
+                        if chars.count - j <= 11, let fd = descriptor(rest) { v.progressFD = String(fd); break letters }
                     } else if i < args.count, !args[i].hasPrefix("-") {
                         if let fd = descriptor(args[i]) { v.progressFD = String(fd); i += 1; break letters }
                     } else {
@@ -113,17 +116,17 @@ public struct FsckTool {
                 case "r":
                     // Statistics are not written; the descriptor is still
                     // checked, as util-linux does.
-                    let word: String? = !rest.isEmpty ? rest : i < args.count && args[i].first.map({ ("0"..."9").contains($0) }) == true ? args[i] : nil
+                    let word: String? = j < chars.count ? rest : i < args.count && args[i].first.map({ ("0"..."9").contains($0) }) == true ? args[i] : nil
                     if let word {
                         guard UInt32(word) != nil else {
                             throw CommandLineError(message: "invalid argument of -r: '\(word)'", code: 16)
                         }
-                        if rest.isEmpty { i += 1 }
+                        if j == chars.count { i += 1 }
                         break letters
                     }
                 case "t":
                     guard v.types == nil else { throw CommandLineError(message: "option '-t' may be specified only once", code: 16) }
-                    if !rest.isEmpty { v.types = rest }
+                    if j < chars.count { v.types = rest }
                     else if i < args.count { v.types = args[i]; i += 1 }
                     else { throw CommandLineError(message: "option '-t' requires an argument", code: 16) }
                     break letters
