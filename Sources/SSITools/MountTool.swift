@@ -38,6 +38,8 @@ public struct MountTool {
         public var noCanonicalize = false
         public var showLabels = false
         public var help = false
+        /// -i: no /sbin/mount.TYPE helper.
+        public var internalOnly = false
         public var version = false
         public var bind = false
         public var rbind = false
@@ -74,7 +76,7 @@ public struct MountTool {
             case "fake": v.fake = true
             case "fork": v.fork = true
             case "help": v.help = true
-            case "internal-only": break  // we never run /sbin/mount.TYPE helpers' own lookups differently
+            case "internal-only": v.internalOnly = true
             case "show-labels": v.showLabels = true
             case "label": v.source = "LABEL=" + value
             case "uuid": v.source = "UUID=" + value
@@ -261,6 +263,7 @@ public struct MountTool {
         cxt.setSloppy(inv.sloppy)
         cxt.setNoCanonicalize(inv.noCanonicalize)
         cxt.setFork(inv.fork)
+        cxt.setNoHelpers(inv.internalOnly)
         var flags: UInt = 0
         if inv.bind { flags |= UInt(MS_BIND) }
         if inv.rbind { flags |= UInt(MS_BIND | MS_REC) }
@@ -417,7 +420,9 @@ public struct Output: Sendable {
         self.error = error
     }
 
-    public static let standard = Output(out: { writeAll(1, $0 + "\n") }, error: { writeAll(2, $0 + "\n") })
+    /// Errors name what came from outside (paths, labels, a peer's answer):
+    /// control characters are escaped on their way to the terminal.
+    public static let standard = Output(out: { writeAll(1, $0 + "\n") }, error: { writeAll(2, $0.escapedForTerminal + "\n") })
 }
 
 /// getcwd(3), "/" when it fails.

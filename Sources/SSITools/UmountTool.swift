@@ -88,6 +88,7 @@ public struct UmountTool {
         for o in p.options {
             switch o.key {
             case "fake": cxt.setFake(true)
+            case "internal-only": cxt.setNoHelpers(true)
             case "force": cxt.setForce(true)
             case "lazy": cxt.setLazy(true)
             case "no-mtab": cxt.setNoMtab(true)

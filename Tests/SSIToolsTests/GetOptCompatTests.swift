@@ -159,6 +159,15 @@ struct UtilLinuxTable: Sendable, CustomStringConvertible {
         #expect(try inOrder.parse(["-p", "2", "ls", "-p"], program: "onnode") == .init(options: [.init("p")], operands: ["2", "ls", "-p"]))
     }
 
+    @Test("messages escape the control characters of names from outside, and only those")
+    func escaping() {
+        #expect("a\u{1B}[2Jb\n\u{85}é/x y".escapedForTerminal == "a\\x1b[2Jb\\x0a\\x85é/x y")
+        let c = Captured()
+        #expect(c.output.fail("cannot open /dev/\u{1B}x", program: "/sbin/swapon\u{7}", code: 255) == 255)
+        #expect(c.output.usage("swapon: bad usage", program: "/sbin/swapon", code: 1) == 1)
+        #expect(c.err == ["swapon\\x07: cannot open /dev/\\x1bx", "swapon: bad usage", "Try 'swapon --help' for more information."])
+    }
+
     @Test("getopt's global state is one parse at a time: parses from many threads agree")
     func threads() async {
         let args = ["/dev/x", "-vo", "ro", "--bind", "/mnt", "-t", "ext4"]
