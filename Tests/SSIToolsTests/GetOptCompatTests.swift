@@ -144,6 +144,9 @@ struct UtilLinuxTable: Sendable, CustomStringConvertible {
             do { _ = try g.parse(args, program: program); return nil } catch { return error.message }
         }
         #expect(message(["--bogus=1"]) == "mount: unrecognized option '--bogus=1'")
+        // After permutation the word in error is still the one named.
+        #expect(message(["a", "b", "--bogus=2", "c"]) == "mount: unrecognized option '--bogus=2'")
+        #expect(message(["a", "--bind=x", "b"]) == "mount: option '--bind' doesn't allow an argument")
         #expect(message(["--r=x"]) == "mount: option '--r=x' is ambiguous; possibilities: '--read-only' '--read-write' '--rw' '--rbind'")
         #expect(message(["--make-r"]) == "mount: option '--make-r' is ambiguous; possibilities: '--make-rshared' '--make-rslave' '--make-rprivate' '--make-runbindable'")
         #expect(message(["--ro=1"]) == "mount: option '--ro' doesn't allow an argument")
@@ -319,7 +322,7 @@ struct HostGetOptTests {
           arguments: [("mount", ["--bogus=1"]), ("mount", ["--r"]), ("mount", ["-a-"]), ("mount", ["-o"]), ("mount", ["--ro=1"]),
                       ("mount", ["--opt"]), ("umount", ["-z"]), ("umount", ["--types"]), ("swapon", ["--bogus"]),
                       ("swapon", ["-p"]), ("swapon", ["--discard=bogus", "/x"]), ("swapon", ["--show=FOO"]),
-                      ("swapon", ["-e", "/x"]), ("swapon", ["--priority=x", "/x"]), ("swapoff", ["--=x"]),
+                      ("swapon", ["-e", "/x"]), ("swapon", ["--show="]), ("swapon", ["--show=name,Size"]), ("swapon", ["-d=pages", "-d", "/x"]), ("swapon", ["--priority=x", "/x"]), ("swapoff", ["--=x"]),
                       ("swapoff", ["-e"]), ("swapoff", []), ("fsck", ["-t"]), ("fsck", ["-t", "a", "-t", "b"]), ("fsck", ["-rx"])])
     func usage(_ tool: String, _ args: [String]) throws {
         let expected = try Self.host(tool, args)
