@@ -24,8 +24,11 @@ public struct FsckTool {
     var name: String { basename(of: program) }
 
     /// What the command line says: fsck's own options, and what goes to
-    /// the checker (options fsck does not know, and all after "--").
+    /// the checker (options fsck does not know, words that are not
+    /// devices, and all after "--").
     public struct Invocation: Sendable, Equatable {
+        public var help = false
+        public var version = false
         public var all = false
         public var skipRoot = false
         public var skipMounted = false
@@ -34,30 +37,62 @@ public struct FsckTool {
         public var verbose = false
         public var serialize = false
         public var types: String?
+        /// -C: "" without a descriptor, else its number.
         public var progressFD: String?
         public var checkerOptions: [String] = []
         public var devices: [String] = []
     }
 
-    public static func parse(_ args: [String]) throws(GetOpt.Failure) -> Invocation {
+    /// A usage error (exit 16) or too many words (exit 8), util-linux's words.
+    public struct CommandLineError: Error, Sendable, Equatable {
+        public var message: String
+        public var code: Int32
+    }
+
+    /// util-linux fsck's bounds on devices and checker words (MAX_DEVICES, MAX_ARGS).
+    public static let maxDevices = 32
+    public static let maxArguments = 32
+
+    /// util-linux's fsck does not use getopt: its parse_argv(), rule for
+    /// rule. A word starting with "/" (before "--") or holding "=" is a
+    /// device; other words not starting with "-" go to the checker; in a
+    /// "-..." word each letter is fsck's or the checker's; "-C" and "-r"
+    /// take a descriptor glued or as the next word, "-t" its list once.
+    public static func parse(_ args: [String]) throws(CommandLineError) -> Invocation {
         var v = Invocation()
+        var forChecker = false
         var i = 0
-        var afterDashes = false
+        func device(_ word: String) throws(CommandLineError) {
+            guard v.devices.count < maxDevices else { throw CommandLineError(message: "too many devices", code: 8) }
+            v.devices.append(word)
+        }
+        func checker(_ word: String) throws(CommandLineError) {
+            guard v.checkerOptions.count < maxArguments else { throw CommandLineError(message: "too many arguments", code: 8) }
+            v.checkerOptions.append(word)
+        }
         while i < args.count {
             let a = args[i]
             i += 1
-            if afterDashes { v.checkerOptions.append(a); continue }
-            if a == "--" { afterDashes = true; continue }
-            guard a.hasPrefix("-"), a.count > 1 else {
-                v.devices.append(a)
+            if !forChecker && a == "--help" { v.help = true; return v }
+            if !forChecker && a == "--version" { v.version = true; return v }
+            if (a.hasPrefix("/") && !forChecker) || a.contains("=") {
+                try device(a)
+                continue
+            }
+            if !a.hasPrefix("-") || forChecker {
+                try checker(a)
                 continue
             }
             var passthrough = ""
-            var chars = Array(a.dropFirst())
+            let chars = Array(a.unicodeScalars.dropFirst())
             var j = 0
-            while j < chars.count {
+            letters: while j < chars.count {
                 let c = chars[j]
                 j += 1
+                if forChecker { passthrough.unicodeScalars.append(c); continue }
+                // What follows the letter, for the three that take it: made
+                // only for them, once a word (a long word of letters stays linear).
+                var rest: String { String(String.UnicodeScalarView(chars[j...])) }
                 switch c {
                 case "A": v.all = true
                 case "R": v.skipRoot = true
@@ -67,38 +102,64 @@ public struct FsckTool {
                 case "V": v.verbose = true
                 case "s": v.serialize = true
                 case "P", "l": break
-                case "C", "r":
-                    // An optional fd, glued or the next word if numeric.
-                    let rest = String(chars[j...])
-                    if !rest.isEmpty { if c == "C" { v.progressFD = rest }; j = chars.count }
-                    else if i < args.count, Int(args[i]) != nil { if c == "C" { v.progressFD = args[i] }; i += 1 }
-                    else if c == "C" { v.progressFD = "" }
+                case "C":
+                    // A bad glued descriptor means 0 and the letters go on.
+                    v.progressFD = "0"
+                    if j < chars.count {
+                        // An int has at most 11 characters: "-CCCC..." stays linear.
+                        if chars.count - j <= 11, let fd = descriptor(rest) { v.progressFD = String(fd); break letters }
+                    } else if i < args.count, !args[i].hasPrefix("-") {
+                        if let fd = descriptor(args[i]) { v.progressFD = String(fd); i += 1; break letters }
+                    } else {
+                        v.progressFD = ""
+                    }
+                case "r":
+                    // Statistics are not written; the descriptor is still
+                    // checked, as util-linux does.
+                    let word: String? = j < chars.count ? rest : i < args.count && args[i].first.map({ ("0"..."9").contains($0) }) == true ? args[i] : nil
+                    if let word {
+                        guard UInt32(word) != nil else {
+                            throw CommandLineError(message: "invalid argument of -r: '\(word)'", code: 16)
+                        }
+                        if j == chars.count { i += 1 }
+                        break letters
+                    }
                 case "t":
-                    let rest = String(chars[j...])
-                    if !rest.isEmpty { v.types = rest; j = chars.count }
+                    guard v.types == nil else { throw CommandLineError(message: "option '-t' may be specified only once", code: 16) }
+                    if j < chars.count { v.types = rest }
                     else if i < args.count { v.types = args[i]; i += 1 }
-                    else { throw GetOpt.Failure(message: "option requires an argument -- 't'") }
-                default:
-                    passthrough.append(c)
+                    else { throw CommandLineError(message: "option '-t' requires an argument", code: 16) }
+                    break letters
+                case "-": forChecker = true
+                case "?": v.help = true; return v
+                default: passthrough.unicodeScalars.append(c)
                 }
             }
-            chars = []
-            if !passthrough.isEmpty { v.checkerOptions.append("-" + passthrough) }
+            if !passthrough.isEmpty { try checker("-" + passthrough) }
         }
         return v
+    }
+
+    /// util-linux's string_to_int: a non-negative int, else nil.
+    static func descriptor(_ s: String) -> Int32? {
+        guard let n = Int32(s), n >= 0 else { return nil }
+        return n
     }
 
     public func run(_ args: [String]) -> Int32 {
         let inv: Invocation
         do { inv = try Self.parse(args) } catch {
-            output.error("\(name): \(error.message)")
-            output.error("Try '\(name) --help' for more information.")
-            return 16
+            // util-linux's errx(): no "Try --help" line.
+            return output.fail(error.message, program: program, code: error.code)
         }
-        if args.contains("--help") || args.contains("-h") && inv.devices.isEmpty {
+        if inv.help {
             output.out("\nUsage:\n \(name) [options] -- [fs-options] [<filesystem> ...]\n\n"
                 + "Check and repair a Linux filesystem; in a cluster, never one another member has mounted,\n"
                 + "and never on two nodes at once.\n")
+            return 0
+        }
+        if inv.version {
+            output.out("\(name) from ssi (util-linux compatible)")
             return 0
         }
         if !inv.noTitle { output.out("\(name) from ssi (util-linux compatible)") }

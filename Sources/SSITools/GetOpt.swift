@@ -1,114 +1,256 @@
-/// GNU getopt_long as util-linux's commands use it: options and operands
-/// may be mixed ("mount /dev/x /mnt -o ro"), short options bundle ("-av",
-/// "-oro", "-t" "ext4"), long options take "=VALUE" or the next argument,
-/// may be abbreviated to a unique prefix, and "--" ends the options. The
-/// error messages are getopt's own, word for word, so that a drop-in
-/// replacement fails the way the original does.
-public struct GetOpt: Sendable {
-    public struct Option: Sendable {
-        public var short: Character?
-        public var long: String?
-        public var takesValue: Bool
-        /// The key the caller switches on: the long name, else the short.
-        public var key: String { long ?? String(short!) }
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+import CSSIShim
 
-        public init(_ short: Character?, _ long: String?, value: Bool = false) {
+/// glibc's getopt_long, the parser util-linux's commands call, behind a
+/// typed table. Using glibc's own (rather than a copy of its rules) gives
+/// util-linux's behaviour exactly: options and operands mixed and permuted
+/// ("mount /dev/x /mnt -o ro"), bundles ("-av", "-oro"), "=VALUE" or the
+/// next word for a required argument, an optional argument only glued
+/// ("-donce", "--discard=once"), unique prefixes of long names, POSIXLY_CORRECT,
+/// and "--" ending the options.
+///
+/// glibc would print its own error and lose it for the tests' captured
+/// output; errors are silenced (":" and opterr = 0) and the message is
+/// rebuilt from optopt and the offending word, in getopt's words.
+public struct GetOpt: Sendable {
+    public enum Argument: Sendable, Equatable {
+        case none, required, optional
+
+        var hasArg: Int32 {
+            switch self {
+            case .none: no_argument
+            case .required: required_argument
+            case .optional: optional_argument
+            }
+        }
+    }
+
+    public struct Option: Sendable {
+        /// What the caller switches on: the first long name, else the short.
+        public var key: String
+        /// ASCII only (getopt works on bytes).
+        public var short: Character?
+        /// Long names, in the order of util-linux's `longopts` table: that
+        /// order decides getopt's "possibilities" list for an ambiguous prefix.
+        public var long: [String]
+        /// The short option's argument.
+        public var argument: Argument
+        /// The long names' argument: util-linux swapon's `-o` requires one
+        /// where `--options` only takes one glued.
+        public var longArgument: Argument
+
+        public init(_ short: Character?, _ long: String?, _ argument: Argument = .none, aliases: [String] = [],
+                    longArgument: Argument? = nil) {
             self.short = short
-            self.long = long
-            self.takesValue = value
+            self.long = (long.map { [$0] } ?? []) + aliases
+            self.key = long ?? short.map { String($0) } ?? ""
+            self.argument = argument
+            self.longArgument = longArgument ?? argument
         }
     }
 
     public struct Parsed: Sendable, Equatable {
-        /// In order: (key, value) with "" for a flag.
+        /// In order of the command line.
         public var options: [Pair]
         public var operands: [String]
+
+        /// The value of the last occurrence of `key` (nil: absent, or given without one).
+        public func last(_ key: String) -> String? { options.last { $0.key == key }?.value }
+        public func has(_ key: String) -> Bool { options.contains { $0.key == key } }
     }
 
     public struct Pair: Sendable, Equatable {
         public var key: String
-        public var value: String
-        public init(_ key: String, _ value: String) {
+        /// nil for an option without an argument (or an optional one not given).
+        public var value: String?
+        public init(_ key: String, _ value: String? = nil) {
             self.key = key
             self.value = value
         }
     }
 
-    /// A usage error: getopt's message; the command adds util-linux's
-    /// "Try 'NAME --help' for more information." and exits 1.
+    /// A usage error: getopt's message, argv[0] first; the command adds
+    /// util-linux's "Try 'NAME --help' for more information.".
     public struct Failure: Error, Sendable, Equatable {
         public var message: String
+        public init(message: String) { self.message = message }
     }
 
-    public var options: [Option]
+    public enum Ordering: Sendable {
+        /// GNU: operands may come before options (util-linux's default).
+        case permute
+        /// "+": the first operand ends the options (commands that run commands).
+        case requireOrder
+    }
 
-    public init(_ options: [Option]) { self.options = options }
+    public let options: [Option]
+    public let ordering: Ordering
+    /// "+" or "", ":" (we report errors ourselves), then each short option.
+    let shortString: String
+    /// (name, has_arg, index into `options`), util-linux's longopts order.
+    let longs: [(name: String, argument: Argument, option: Int)]
+
+    /// Long options return 256 + their option's index (aliases share it, as
+    /// util-linux's share a letter, which decides what is ambiguous): above
+    /// every byte, so optopt tells a long option's error from a short one's.
+    static let longBase: Int32 = 256
+
+    public init(_ options: [Option], ordering: Ordering = .permute) {
+        self.options = options
+        self.ordering = ordering
+        var s = (ordering == .requireOrder ? "+" : "") + ":"
+        var l: [(String, Argument, Int)] = []
+        for (i, o) in options.enumerated() {
+            if let c = o.short {
+                // The table is ours, not input: a character getopt cannot
+                // take is a programming error, caught by every test run.
+                precondition(c.isASCII && c != ":" && c != "-" && c != "?" && c != ";" && c != "+", "GetOpt: bad short option \(c)")
+                s.append(c)
+                s += o.argument == .required ? ":" : o.argument == .optional ? "::" : ""
+            }
+            for name in o.long { l.append((name, o.longArgument, i)) }
+        }
+        shortString = s
+        longs = l
+    }
+
+    /// getopt_long's state (optind, optarg, optopt, its permutation) is
+    /// global to the process: one parse at a time (the tests parse from
+    /// many threads).
+    static let lock = Mutex(())
 
     /// `program` is argv[0] as given (getopt prints it whole).
     public func parse(_ args: [String], program: String) throws(Failure) -> Parsed {
-        var out = Parsed(options: [], operands: [])
-        var i = 0
-        while i < args.count {
-            let a = args[i]
-            i += 1
-            if a == "--" {
-                out.operands += args[i...]
-                break
+        let argv = [program] + args
+        // The kernel never passes a NUL inside an argument, but callers may:
+        // C would see a shorter word than Swift.
+        if let bad = argv.firstIndex(where: { $0.utf8.contains(0) }) {
+            throw Failure(message: "\(program.escapedForTerminal): argument \(bad) contains a NUL byte")
+        }
+        guard let argc = Int32(exactly: argv.count) else {
+            throw Failure(message: "\(program.escapedForTerminal): too many arguments")
+        }
+        let result: Result<Parsed, Failure> = Self.lock.withLock { _ in
+            // The C strings live until after the parse: optarg and the
+            // permuted argv point into them. getopt permutes the pointer
+            // array, so `owned` keeps the originals for free().
+            let owned = argv.map { strdup($0) }
+            let cargv = UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>.allocate(capacity: owned.count + 1)
+            let names = longs.map { strdup($0.name) }
+            let table = UnsafeMutablePointer<option>.allocate(capacity: longs.count + 1)
+            let shortsCopy = strdup(shortString)
+            defer {
+                owned.forEach { free($0) }
+                names.forEach { free($0) }
+                free(shortsCopy)
+                cargv.deallocate()
+                table.deallocate()
             }
-            if a.hasPrefix("--") {
-                let body = a.dropFirst(2)
-                let name = String(body.prefix { $0 != "=" })
-                let inline: String? = body.contains("=") ? String(body.drop { $0 != "=" }.dropFirst()) : nil
-                let exact = options.filter { $0.long == name }
-                let candidates = exact.isEmpty ? options.filter { $0.long?.hasPrefix(name) == true } : exact
-                guard !candidates.isEmpty else {
-                    throw Failure(message: "\(program): unrecognized option '--\(name)'")
-                }
-                guard candidates.count == 1 else {
-                    let list = candidates.compactMap(\.long).map { "'--\($0)'" }.joined(separator: " ")
-                    throw Failure(message: "\(program): option '--\(name)' is ambiguous; possibilities: \(list)")
-                }
-                let o = candidates[0]
-                if o.takesValue {
-                    if let inline {
-                        out.options.append(Pair(o.key, inline))
-                    } else if i < args.count {
-                        out.options.append(Pair(o.key, args[i]))
-                        i += 1
-                    } else {
-                        throw Failure(message: "\(program): option '--\(o.long!)' requires an argument")
-                    }
-                } else {
-                    guard inline == nil else {
-                        throw Failure(message: "\(program): option '--\(o.long!)' doesn't allow an argument")
-                    }
-                    out.options.append(Pair(o.key, ""))
-                }
-                continue
+            guard let shorts = shortsCopy, !owned.contains(where: { $0 == nil }), !names.contains(where: { $0 == nil }) else {
+                return .failure(Failure(message: "\(program.escapedForTerminal): out of memory"))
             }
-            if a.hasPrefix("-") && a.count > 1 {
-                var rest = Substring(a.dropFirst())
-                while let c = rest.first {
-                    rest = rest.dropFirst()
-                    guard let o = options.first(where: { $0.short == c }) else {
-                        throw Failure(message: "\(program): invalid option -- '\(c)'")
-                    }
-                    if o.takesValue {
-                        if !rest.isEmpty {
-                            out.options.append(Pair(o.key, String(rest)))
-                        } else if i < args.count {
-                            out.options.append(Pair(o.key, args[i]))
-                            i += 1
-                        } else {
-                            throw Failure(message: "\(program): option requires an argument -- '\(c)'")
-                        }
-                        break
-                    }
-                    out.options.append(Pair(o.key, ""))
-                }
-                continue
+            for (i, p) in owned.enumerated() { cargv[i] = p }
+            cargv[owned.count] = nil
+            for (i, l) in longs.enumerated() {
+                table[i] = option(name: UnsafePointer(names[i]), has_arg: l.argument.hasArg, flag: nil, val: Self.longBase + Int32(l.option))
             }
-            out.operands.append(a)
+            table[longs.count] = option(name: nil, has_arg: 0, flag: nil, val: 0)
+
+            // optind = 0: glibc starts over (its permutation state too).
+            ssi_optind().pointee = 0
+            ssi_opterr().pointee = 0
+            var out = Parsed(options: [], operands: [])
+            while true {
+                ssi_optarg().pointee = nil
+                let c = getopt_long(argc, cargv, shorts, table, nil)
+                if c == -1 { break }
+                let value = ssi_optarg().pointee.map { String(cString: $0) }
+                if c >= Self.longBase, Int(c - Self.longBase) < options.count {
+                    out.options.append(Pair(options[Int(c - Self.longBase)].key, value))
+                    continue
+                }
+                if c != Int32(UInt8(ascii: "?")) && c != Int32(UInt8(ascii: ":")),
+                   let o = options.first(where: { $0.short?.asciiValue.map(Int32.init) == c }) {
+                    out.options.append(Pair(o.key, value))
+                    continue
+                }
+                // An error: optopt is 0 for an unknown or ambiguous long
+                // name, a long option's value for an argument error on it,
+                // else the short option's byte. A long option's word is
+                // consumed: it is argv[optind - 1].
+                let optind = ssi_optind().pointee
+                let word = optind >= 1 && optind <= argc ? cargv[Int(optind) - 1].map { String(cString: $0) } ?? "" : ""
+                return .failure(Failure(message: "\(program.escapedForTerminal): "
+                    + describe(error: c, optopt: ssi_optopt().pointee, word: word)))
+            }
+            var i = Int(ssi_optind().pointee)
+            while i < owned.count {
+                out.operands.append(cargv[i].map { String(cString: $0) } ?? "")
+                i += 1
+            }
+            return .success(out)
+        }
+        return try result.get()
+    }
+
+    /// getopt's own message for an error (glibc 2.36's words).
+    func describe(error c: Int32, optopt: Int32, word: String) -> String {
+        let missing = c == Int32(UInt8(ascii: ":"))
+        if optopt >= Self.longBase, Int(optopt - Self.longBase) < options.count {
+            let name = matchedName(word, option: Int(optopt - Self.longBase))
+            return missing ? "option '--\(name)' requires an argument" : "option '--\(name)' doesn't allow an argument"
+        }
+        if optopt != 0 {
+            // glibc prints the byte raw; one of a UTF-8 sequence is shown as \xNN.
+            let byte = UInt8(truncatingIfNeeded: optopt)
+            let shown = byte < 0x80 ? String(UnicodeScalar(byte)) : "\\x" + hex(byte)
+            return missing ? "option requires an argument -- '\(shown.escapedForTerminal)'"
+                : "invalid option -- '\(shown.escapedForTerminal)'"
+        }
+        // Unknown or ambiguous: glibc lists the first match, then every
+        // later one that differs from it (not its aliases), in table order.
+        let text = word.hasPrefix("--") ? String(word.dropFirst(2)) : word
+        let name = String(text.prefix { $0 != "=" })
+        let matches = longs.filter { $0.name.hasPrefix(name) }
+        if let first = matches.first {
+            let listed = [first] + matches.dropFirst().filter { $0.option != first.option || $0.argument != first.argument }
+            if listed.count > 1 {
+                return "option '--\(text.escapedForTerminal)' is ambiguous; possibilities:"
+                    + listed.map { " '--\($0.name)'" }.joined()
+            }
+        }
+        return "unrecognized option '--\(text.escapedForTerminal)'"
+    }
+
+    /// The long name getopt found for `word` ("--opt=x", maybe abbreviated).
+    func matchedName(_ word: String, option: Int) -> String {
+        let given = String(word.dropFirst(2).prefix { $0 != "=" })
+        let names = options[option].long
+        return names.first { $0 == given } ?? names.first { $0.hasPrefix(given) } ?? names.first ?? given
+    }
+}
+
+func hex(_ b: UInt8) -> String {
+    let digits = Array("0123456789abcdef")
+    return String([digits[Int(b >> 4)], digits[Int(b & 15)]])
+}
+
+extension String {
+    /// For messages to a terminal: control characters (and DEL, and C1
+    /// controls) as \xNN, so a name from outside cannot move the cursor,
+    /// clear the screen or hide the rest of the line.
+    var escapedForTerminal: String {
+        guard unicodeScalars.contains(where: { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) }) else { return self }
+        var out = ""
+        for s in unicodeScalars {
+            if s.value < 0x20 || (0x7F...0x9F).contains(s.value) {
+                out += "\\x" + hex(UInt8(s.value))
+            } else {
+                out.unicodeScalars.append(s)
+            }
         }
         return out
     }

@@ -11,14 +11,20 @@ import SSIMembership
 /// which means `node=<this node>`) is done on every member through the
 /// agents; without one, `node=` is dropped and it is util-linux mount.
 public struct MountTool {
+    /// util-linux 2.38's table ("aBcfFhilL:m::Mno:O:rRsU:vVwt:T:N:" and
+    /// its longopts, in their order: it decides what an ambiguous prefix lists).
     public static let getopt = GetOpt([
-        .init("a", "all"), .init("B", "bind"), .init("c", "no-canonicalize"), .init("f", "fake"),
-        .init("F", "fork"), .init("h", "help"), .init("i", "internal-only"), .init("l", "show-labels"),
-        .init("L", "label", value: true), .init("M", "move"), .init("n", "no-mtab"), .init("o", "options", value: true),
-        .init("O", "test-opts", value: true), .init("r", "read-only"), .init(nil, "ro"), .init("R", "rbind"),
-        .init("s", "sloppy"), .init("U", "uuid", value: true), .init("v", "verbose"), .init("V", "version"),
-        .init("w", "rw"), .init(nil, "read-write"), .init("t", "types", value: true), .init("T", "fstab", value: true),
-        .init(nil, "source", value: true), .init(nil, "target", value: true), .init("N", "namespace", value: true),
+        .init("a", "all"), .init("f", "fake"), .init("T", "fstab", .required), .init("F", "fork"), .init("h", "help"),
+        .init("n", "no-mtab"), .init("r", "read-only", aliases: ["ro"]), .init("v", "verbose"), .init("V", "version"),
+        .init("w", "read-write", aliases: ["rw"]), .init("o", "options", .required), .init("O", "test-opts", .required),
+        .init("t", "types", .required), .init("U", "uuid", .required), .init("L", "label", .required),
+        .init("B", "bind"), .init("M", "move"), .init("R", "rbind"),
+        .init(nil, "make-shared"), .init(nil, "make-slave"), .init(nil, "make-private"), .init(nil, "make-unbindable"),
+        .init(nil, "make-rshared"), .init(nil, "make-rslave"), .init(nil, "make-rprivate"), .init(nil, "make-runbindable"),
+        .init("m", "mkdir", .optional), .init("c", "no-canonicalize"), .init("i", "internal-only"), .init("l", "show-labels"),
+        .init(nil, "target", .required), .init(nil, "target-prefix", .required), .init(nil, "source", .required),
+        .init(nil, "options-mode", .required), .init(nil, "options-source", .required), .init(nil, "options-source-force"),
+        .init("N", "namespace", .required), .init("s", nil),
     ])
 
     /// What the command line asks for.
@@ -32,6 +38,8 @@ public struct MountTool {
         public var noCanonicalize = false
         public var showLabels = false
         public var help = false
+        /// -i: no /sbin/mount.TYPE helper.
+        public var internalOnly = false
         public var version = false
         public var bind = false
         public var rbind = false
@@ -44,6 +52,8 @@ public struct MountTool {
         public var source: String?
         public var target: String?
         public var namespace: String?
+        /// Options util-linux has and ssi-mount does not do: refused, named.
+        public var unsupported: [String] = []
 
         public var optionString: String? {
             var o = options
@@ -56,6 +66,7 @@ public struct MountTool {
         let p = try getopt.parse(args, program: program)
         var v = Invocation()
         for o in p.options {
+            let value = o.value ?? ""
             switch o.key {
             case "all": v.all = true
             case "bind": v.bind = true
@@ -65,23 +76,34 @@ public struct MountTool {
             case "fake": v.fake = true
             case "fork": v.fork = true
             case "help": v.help = true
-            case "internal-only": break  // we never run /sbin/mount.TYPE helpers' own lookups differently
+            case "internal-only": v.internalOnly = true
             case "show-labels": v.showLabels = true
-            case "label": v.source = "LABEL=" + o.value
-            case "uuid": v.source = "UUID=" + o.value
+            case "label": v.source = "LABEL=" + value
+            case "uuid": v.source = "UUID=" + value
             case "no-mtab": v.noMtab = true
-            case "options": v.options.append(o.value)
-            case "test-opts": v.testOptions = o.value
-            case "read-only", "ro": v.readOnly = true
-            case "rw", "read-write": v.readOnly = false
-            case "sloppy": v.sloppy = true
+            case "options": v.options.append(value)
+            case "test-opts": v.testOptions = value
+            case "read-only": v.readOnly = true
+            case "read-write": v.readOnly = false
+            case "s": v.sloppy = true
+            case "make-shared", "make-slave", "make-private", "make-unbindable",
+                 "make-rshared", "make-rslave", "make-rprivate", "make-runbindable":
+                // util-linux: the propagation flag as a mount option, which
+                // libmount turns into its own mount(2) call.
+                v.options.append(String(o.key.dropFirst("make-".count)))
+            case "mkdir":
+                // util-linux: an alias of -o X-mount.mkdir[=MODE]; "-m=0700" too.
+                let mode = o.value.map { $0.hasPrefix("=") ? String($0.dropFirst()) : $0 }
+                v.options.append("X-mount.mkdir" + (mode.map { "=" + $0 } ?? ""))
+            case "target-prefix", "options-mode", "options-source", "options-source-force":
+                v.unsupported.append("--" + o.key)
             case "verbose": v.verbose = true
             case "version": v.version = true
-            case "types": v.types = o.value
-            case "fstab": v.fstab = o.value
-            case "source": v.source = o.value
-            case "target": v.target = o.value
-            case "namespace": v.namespace = o.value
+            case "types": v.types = value
+            case "fstab": v.fstab = value
+            case "source": v.source = value
+            case "target": v.target = value
+            case "namespace": v.namespace = value
             default: break
             }
         }
@@ -95,7 +117,7 @@ public struct MountTool {
             v.source = p.operands[0]
             v.target = p.operands[1]
         default:
-            throw GetOpt.Failure(message: "\(program): bad usage")
+            throw GetOpt.Failure(message: "\(basename(of: program)): bad usage")
         }
         return v
     }
@@ -115,9 +137,7 @@ public struct MountTool {
         do {
             inv = try Self.parse(args, program: program)
         } catch {
-            output.error(error.message)
-            output.error("Try '\(short) --help' for more information.")
-            return MountContext.ExitCode.usage
+            return output.usage(error.message, program: program, code: MountContext.ExitCode.usage)
         }
         if inv.help {
             output.out(Self.usage(short))
@@ -127,9 +147,9 @@ public struct MountTool {
             output.out("\(short) from ssi (libmount \(MountContext.libraryVersion))")
             return 0
         }
-        if inv.namespace != nil {
-            output.error("\(short): --namespace is not supported by ssi-mount; run util-linux's mount")
-            return MountContext.ExitCode.usage
+        if let option = (inv.namespace != nil ? ["--namespace"] : []).first ?? inv.unsupported.first {
+            return output.fail("\(option) is not supported by ssi-mount; run util-linux's mount "
+                + "(\(SSIDiversion.divertedPath("/usr/bin/mount")) once diverted)", program: program, code: MountContext.ExitCode.usage)
         }
         let cluster = ClusterLink.current()
         if inv.all { return mountAll(inv, cluster: cluster) }
@@ -243,6 +263,7 @@ public struct MountTool {
         cxt.setSloppy(inv.sloppy)
         cxt.setNoCanonicalize(inv.noCanonicalize)
         cxt.setFork(inv.fork)
+        cxt.setNoHelpers(inv.internalOnly)
         var flags: UInt = 0
         if inv.bind { flags |= UInt(MS_BIND) }
         if inv.rbind { flags |= UInt(MS_BIND | MS_REC) }
@@ -399,7 +420,9 @@ public struct Output: Sendable {
         self.error = error
     }
 
-    public static let standard = Output(out: { writeAll(1, $0 + "\n") }, error: { writeAll(2, $0 + "\n") })
+    /// Errors name what came from outside (paths, labels, a peer's answer):
+    /// control characters are escaped on their way to the terminal.
+    public static let standard = Output(out: { writeAll(1, $0 + "\n") }, error: { writeAll(2, $0.escapedForTerminal + "\n") })
 }
 
 /// getcwd(3), "/" when it fails.

@@ -12,17 +12,23 @@ import SSIMembership
 /// cluster running, a swap area that belongs to another node, or that
 /// another member has active (shared disks), is refused with the owner named.
 public struct SwapTool {
+    /// util-linux's tables: swapon "ahd::efo:p:svVL:U:T:" (2.39's, which
+    /// added -T/--fstab to 2.38's) and its longopts in order; swapoff
+    /// "ahvVL:U:". swapon's -o requires its list, --options takes it glued.
     public static let swaponOptions = GetOpt([
-        .init("a", "all"), .init("d", "discard", value: false), .init("e", "ifexists"), .init("f", "fixpgsz"),
-        .init("h", "help"), .init("o", "options", value: true), .init("p", "priority", value: true),
-        .init("s", "summary"), .init(nil, "show"), .init(nil, "noheadings"), .init(nil, "raw"), .init(nil, "bytes"),
-        .init("T", "fstab", value: true), .init("v", "verbose"), .init("V", "version"),
-        .init("L", nil, value: true), .init("U", nil, value: true),
+        .init("p", "priority", .required), .init("d", "discard", .optional), .init("e", "ifexists"),
+        .init("o", "options", .required, longArgument: .optional), .init("s", "summary"), .init("f", "fixpgsz"),
+        .init("a", "all"), .init("h", "help"), .init("v", "verbose"), .init("V", "version"),
+        .init(nil, "show", .optional), .init(nil, "output-all"), .init(nil, "noheadings"), .init(nil, "raw"),
+        .init(nil, "bytes"), .init("T", "fstab", .required), .init("L", nil, .required), .init("U", nil, .required),
     ])
     public static let swapoffOptions = GetOpt([
-        .init("a", "all"), .init("e", "ifexists"), .init("h", "help"), .init("v", "verbose"), .init("V", "version"),
-        .init("L", nil, value: true), .init("U", nil, value: true),
+        .init("a", "all"), .init("h", "help"), .init("v", "verbose"), .init("V", "version"),
+        .init("L", nil, .required), .init("U", nil, .required),
     ])
+
+    /// swapon --show's columns (util-linux's names).
+    public static let columns = ["NAME", "TYPE", "SIZE", "USED", "PRIO", "UUID", "LABEL"]
 
     public let program: String
     public let output: Output
@@ -44,11 +50,9 @@ public struct SwapTool {
     public func run(_ args: [String]) -> Int32 {
         let p: GetOpt.Parsed
         do {
-            p = try (off ? Self.swapoffOptions : Self.swaponOptions).parse(args, program: name)
+            p = try (off ? Self.swapoffOptions : Self.swaponOptions).parse(args, program: program)
         } catch {
-            output.error(error.message)
-            output.error("Try '\(name) --help' for more information.")
-            return off ? 16 : 1
+            return output.usage(error.message, program: program, code: off ? 16 : 1)
         }
         let keys = Set(p.options.map(\.key))
         if keys.contains("help") {
@@ -62,14 +66,63 @@ public struct SwapTool {
             output.out("\(name) from ssi")
             return 0
         }
-        if keys.contains("summary") || (!off && keys.contains("show")) {
-            return show(summary: keys.contains("summary"), headings: !keys.contains("noheadings"))
+        var table = Table()
+        if !off {
+            // util-linux checks these values as it meets them, before doing anything.
+            for o in p.options {
+                switch o.key {
+                case "summary": return show(summary: true, table)
+                case "priority":
+                    let text = o.value ?? ""
+                    guard let n = Int16(text) else {
+                        let range = Int(text) != nil || text.allSatisfy(\.isNumber) && !text.isEmpty ? ": Numerical result out of range" : ""
+                        return output.fail("failed to parse priority: '\(text)'\(range)", program: program, code: 1)
+                    }
+                    _ = n
+                case "discard":
+                    // util-linux: "-d=once" and "-donce" alike; once and pages
+                    // are the kernel's two policies (ssi asks for both).
+                    if let v = o.value {
+                        let policy = v.hasPrefix("=") ? String(v.dropFirst()) : v
+                        guard policy == "once" || policy == "pages" else {
+                            return output.fail("unsupported discard policy: \(policy)", program: program, code: 1)
+                        }
+                    }
+                case "show":
+                    table.show = true
+                    if let list = o.value {
+                        var columns: [String] = []
+                        for c in list.split(separator: ",", omittingEmptySubsequences: false) {
+                            guard let name = Self.columns.first(where: { $0.lowercased() == c.lowercased() }) else {
+                                // util-linux: an empty list fails without a word.
+                                if c.isEmpty { return 1 }
+                                return output.fail("unknown column: \(c)", program: program, code: 1)
+                            }
+                            columns.append(name)
+                        }
+                        table.columns = columns
+                    }
+                case "output-all": table.columns = Self.columns
+                case "noheadings": table.headings = false
+                case "raw": table.raw = true
+                case "bytes": table.bytes = true
+                default: break
+                }
+            }
+            // No area named: util-linux's swapon shows the table.
+            if table.show || (!keys.contains("all") && !keys.contains("L") && !keys.contains("U") && p.operands.isEmpty) {
+                return show(summary: false, table)
+            }
+            if keys.contains("ifexists") && !keys.contains("all") {
+                return output.usage("\(name): bad usage", program: program, code: 1)
+            }
         }
         var specs = p.operands
-        for o in p.options where o.key == "L" { specs.append("LABEL=" + o.value) }
-        for o in p.options where o.key == "U" { specs.append("UUID=" + o.value) }
-        let fstabPath = p.options.last { $0.key == "fstab" }?.value
-        let priority = p.options.last { $0.key == "priority" }.flatMap { Int32($0.value) }
+        for o in p.options where o.key == "L" { specs.append("LABEL=" + (o.value ?? "")) }
+        for o in p.options where o.key == "U" { specs.append("UUID=" + (o.value ?? "")) }
+        let fstabPath = p.last("fstab")
+        let priority = p.last("priority").flatMap { Int16($0) }.map { Int32($0) }
+        let discard = keys.contains("discard")
         let ifExists = keys.contains("ifexists")
         let verbose = keys.contains("verbose")
         let owners = SwapOwners(configPath: configPath, fstab: fstabPath)
@@ -81,20 +134,18 @@ public struct SwapTool {
             let mine = owners.areas(for: view?.localNode ?? owners.localNode)
             for a in mine where !(off ? !isActive(a.spec) : isActive(a.spec)) {
                 let r = off ? swapoff(a.spec, ifExists: true, verbose: verbose)
-                            : swapon(a.spec, priority: a.priority ?? priority, owners: owners, view: view, ifExists: true, verbose: verbose)
+                            : swapon(a.spec, priority: a.priority ?? priority, discard: discard, owners: owners, view: view, ifExists: true, verbose: verbose)
                 if r == 0 { ok += 1 } else { failed += 1 }
             }
             if off && failed > 0 { return ok == 0 ? 32 : 64 }
             return failed > 0 ? (off ? 4 : 255) : 0
         }
         if specs.isEmpty {
-            output.error("\(name): bad usage")
-            output.error("Try '\(name) --help' for more information.")
-            return off ? 16 : 1
+            return output.usage("\(name): bad usage", program: program, code: off ? 16 : 1)
         }
         for s in specs {
             let r = off ? swapoff(s, ifExists: ifExists, verbose: verbose)
-                        : swapon(s, priority: priority, owners: owners, view: view, ifExists: ifExists, verbose: verbose)
+                        : swapon(s, priority: priority, discard: discard, owners: owners, view: view, ifExists: ifExists, verbose: verbose)
             if r != 0 { status = r }
         }
         return status
@@ -102,7 +153,7 @@ public struct SwapTool {
 
     // MARK: swapon
 
-    func swapon(_ spec: String, priority: Int32?, owners: SwapOwners, view: ClusterView?, ifExists: Bool, verbose: Bool) -> Int32 {
+    func swapon(_ spec: String, priority: Int32?, discard: Bool = false, owners: SwapOwners, view: ClusterView?, ifExists: Bool, verbose: Bool) -> Int32 {
         guard let dev = resolve(spec) else {
             if ifExists { return 0 }
             if spec.contains("=") {
@@ -135,7 +186,7 @@ public struct SwapTool {
         }
         if verbose { output.out("\(name): \(dev.path): found signature [pagesize=\(getpagesize()), signature=swap]") }
         do {
-            try Swap.on(dev.path, priority: priority)
+            try Swap.on(dev.path, priority: priority, discard: discard)
         } catch {
             if error.errno == EBUSY && ifExists { return 0 }
             output.error("\(name): \(dev.path): swapon failed: \(errnoDescription(error.errno))")
@@ -180,36 +231,64 @@ public struct SwapTool {
         }
     }
 
+    /// --show's table: which columns, and how.
+    struct Table {
+        var show = false
+        var columns = ["NAME", "TYPE", "SIZE", "USED", "PRIO"]
+        var headings = true
+        var raw = false
+        var bytes = false
+    }
+
     /// -s prints /proc/swaps as util-linux does; --show its table (sizes
     /// in KiB units as the kernel gives them, converted like lsblk).
-    func show(summary: Bool, headings: Bool) -> Int32 {
+    func show(summary: Bool, _ table: Table) -> Int32 {
         let swaps = activeSwaps()
         if summary {
             if let text = try? FileSystem.readText("/proc/swaps") { output.out(String(text.dropLast(text.hasSuffix("\n") ? 1 : 0))) }
             return 0
         }
         guard !swaps.isEmpty else { return 0 }
-        func human(_ kib: String) -> String {
-            guard var v = Double(kib) else { return kib }
-            v *= 1024
-            let units = ["B", "K", "M", "G", "T"]
+        func size(_ kib: String) -> String {
+            guard let k = UInt64(kib) else { return kib }
+            let (b, overflow) = k.multipliedReportingOverflow(by: 1024)
+            if table.bytes { return overflow ? kib : String(b) }
+            var v = Double(k) * 1024
+            let units = ["B", "K", "M", "G", "T", "P", "E"]
             var i = 0
             while v >= 1024 && i < units.count - 1 { v /= 1024; i += 1 }
             let rounded = (v * 10).rounded() / 10
             return rounded == rounded.rounded() ? "\(Int(rounded))\(units[i])" : "\(rounded)\(units[i])"
         }
-        let rows = swaps.map { [$0.path, $0.type, human($0.size), human($0.used), $0.priority] }
-        let header = ["NAME", "TYPE", "SIZE", "USED", "PRIO"]
-        let all = (headings ? [header] : []) + rows
-        let widths = (0..<5).map { c in all.map { $0[c].count }.max() ?? 0 }
+        let rows = swaps.map { s -> [String] in
+            let dev = table.columns.contains("UUID") || table.columns.contains("LABEL") ? BlockDevices.probe(s.path) : nil
+            return table.columns.map { c in
+                switch c {
+                case "NAME": s.path
+                case "TYPE": s.type
+                case "SIZE": size(s.size)
+                case "USED": size(s.used)
+                case "PRIO": s.priority
+                case "UUID": dev?.uuid ?? ""
+                default: dev?.label ?? ""
+                }
+            }.map(\.escapedForTerminal)
+        }
+        let all = (table.headings ? [table.columns] : []) + rows
+        if table.raw {
+            for r in all { output.out(r.joined(separator: " ")) }
+            return 0
+        }
+        let widths = table.columns.indices.map { c in all.map { $0[c].count }.max() ?? 0 }
+        let rightAligned: Set<String> = ["SIZE", "USED", "PRIO"]
         for r in all {
-            var line = ""
-            for c in 0..<5 {
-                let cell = r[c]
+            var cells: [String] = []
+            for (c, cell) in r.enumerated() {
                 let pad = String(repeating: " ", count: widths[c] - cell.count)
-                line += c < 2 ? cell + pad : pad + cell
-                if c < 4 { line += " " }
+                cells.append(rightAligned.contains(table.columns[c]) ? pad + cell : cell + pad)
             }
+            var line = cells.joined(separator: " ")
+            while line.hasSuffix(" ") { line.removeLast() }
             output.out(line)
         }
         return 0

@@ -9,12 +9,13 @@ import SSIMembership
 /// target is unmounted on every member (the others first, the owner and
 /// its export last), anything else here only, by libmount.
 public struct UmountTool {
+    /// util-linux 2.38's table ("aAcdfhilnqRrO:t:vVN:" and its longopts, in order).
     public static let getopt = GetOpt([
-        .init("a", "all"), .init("A", "all-targets"), .init("c", "no-canonicalize"), .init("d", "detach-loop"),
-        .init(nil, "fake"), .init("f", "force"), .init("h", "help"), .init("i", "internal-only"), .init("l", "lazy"),
+        .init("a", "all"), .init("A", "all-targets"), .init("d", "detach-loop"), .init(nil, "fake"), .init("f", "force"),
+        .init("h", "help"), .init("i", "internal-only"), .init("l", "lazy"), .init("c", "no-canonicalize"),
         .init("n", "no-mtab"), .init("q", "quiet"), .init("r", "read-only"), .init("R", "recursive"),
-        .init("O", "test-opts", value: true), .init("t", "types", value: true), .init("v", "verbose"),
-        .init("V", "version"), .init("N", "namespace", value: true),
+        .init("O", "test-opts", .required), .init("t", "types", .required), .init("v", "verbose"),
+        .init("V", "version"), .init("N", "namespace", .required),
     ])
 
     public let program: String
@@ -31,9 +32,7 @@ public struct UmountTool {
         do {
             p = try Self.getopt.parse(args, program: program)
         } catch {
-            output.error(error.message)
-            output.error("Try '\(name) --help' for more information.")
-            return MountContext.ExitCode.usage
+            return output.usage(error.message, program: program, code: MountContext.ExitCode.usage)
         }
         let keys = Set(p.options.map(\.key))
         if keys.contains("help") {
@@ -45,11 +44,13 @@ public struct UmountTool {
             output.out("\(name) from ssi (libmount \(MountContext.libraryVersion))")
             return 0
         }
+        if keys.contains("namespace") {
+            return output.fail("--namespace is not supported by ssi-umount; run util-linux's umount "
+                + "(\(SSIDiversion.divertedPath("/usr/bin/umount")) once diverted)", program: program, code: MountContext.ExitCode.usage)
+        }
         let all = keys.contains("all")
         if all && !p.operands.isEmpty || !all && p.operands.isEmpty {
-            output.error("\(name): bad usage")
-            output.error("Try '\(name) --help' for more information.")
-            return MountContext.ExitCode.usage
+            return output.usage("\(name): bad usage", program: program, code: MountContext.ExitCode.usage)
         }
         let cluster = ClusterLink.current()
         var code: Int32 = 0
@@ -87,6 +88,7 @@ public struct UmountTool {
         for o in p.options {
             switch o.key {
             case "fake": cxt.setFake(true)
+            case "internal-only": cxt.setNoHelpers(true)
             case "force": cxt.setForce(true)
             case "lazy": cxt.setLazy(true)
             case "no-mtab": cxt.setNoMtab(true)

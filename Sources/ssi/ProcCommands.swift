@@ -1,6 +1,7 @@
 import ArgumentParser
 import SSICore
 import SSIProcess
+import SSITools
 
 // Process migration's commands. ssi-migrate (migrate), onnode and
 // where_pid parse their own command lines (OpenSSI's names, util-linux
@@ -9,7 +10,7 @@ import SSIProcess
 
 struct MigrateDocCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "migrate",
+        commandName: Applet.applet(.migrate).subcommand,
         abstract: "Move a running process to another node (ssi-migrate).",
         discussion: """
             migrate [-t] PID NODE. CRIU freezes and dumps the process on its node and restores it on NODE under the \
@@ -25,12 +26,12 @@ struct MigrateDocCommand: ParsableCommand {
     @Argument(parsing: .allUnrecognized, help: "[-t] PID NODE")
     var arguments: [String] = []
 
-    func run() throws { throw ExitCode(ProcTools(program: "ssi-migrate").migrate(arguments)) }
+    func run() throws { throw ExitCode(ProcTools(program: Applet.applet(.migrate).program).migrate(arguments)) }
 }
 
 struct OnnodeDocCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "onnode",
+        commandName: Applet.applet(.onnode).subcommand,
         abstract: "Run a command on another node, its stdio shipped back here.",
         discussion: """
             onnode [-p] NODE COMMAND [ARG...]. The command runs on NODE as the caller (uid, gid, groups), with the \
@@ -44,12 +45,12 @@ struct OnnodeDocCommand: ParsableCommand {
     @Argument(parsing: .allUnrecognized, help: "[-p] NODE COMMAND [ARG...]")
     var arguments: [String] = []
 
-    func run() throws { throw ExitCode(ProcTools(program: "onnode").onnode(arguments)) }
+    func run() throws { throw ExitCode(ProcTools(program: Applet.applet(.onnode).program).onnode(arguments)) }
 }
 
 struct WherePIDDocCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "where_pid",
+        commandName: Applet.applet(.wherePID).subcommand,
         abstract: "Print the node a process runs on.",
         discussion: """
             where_pid PID... A PID is a process's cluster-wide identity: processes started after a node's boot get \
@@ -59,7 +60,7 @@ struct WherePIDDocCommand: ParsableCommand {
     @Argument(parsing: .allUnrecognized, help: "PID...")
     var arguments: [String] = []
 
-    func run() throws { throw ExitCode(ProcTools(program: "where_pid").wherePID(arguments)) }
+    func run() throws { throw ExitCode(ProcTools(program: Applet.applet(.wherePID).program).wherePID(arguments)) }
 }
 
 struct ClusterPSCommand: ParsableCommand {

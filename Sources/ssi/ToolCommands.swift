@@ -9,7 +9,7 @@ import SSITools
 
 struct MountDocCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "mount",
+        commandName: Applet.applet(.mount).subcommand,
         abstract: "Mount a file system on this node or, with a cluster running, on every node (ssi-mount).",
         discussion: """
             util-linux mount's command line, messages and exit codes (0, 1 usage, 2 system, 32 failure, 64 some \
@@ -29,12 +29,12 @@ struct MountDocCommand: ParsableCommand {
     @Argument(parsing: .allUnrecognized, help: "util-linux mount's arguments.")
     var arguments: [String] = []
 
-    func run() throws { throw ExitCode(MountTool(program: "ssi-mount").run(arguments)) }
+    func run() throws { throw ExitCode(MountTool(program: Applet.applet(.mount).program).run(arguments)) }
 }
 
 struct UmountDocCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "umount",
+        commandName: Applet.applet(.umount).subcommand,
         abstract: "Unmount a file system; a cluster mount on every node (ssi-umount).",
         discussion: """
             util-linux umount's command line and exit codes (-a, -f, -l, -n, -r, -R, -t, -O, -v). A target in \
@@ -45,15 +45,15 @@ struct UmountDocCommand: ParsableCommand {
     @Argument(parsing: .allUnrecognized, help: "util-linux umount's arguments.")
     var arguments: [String] = []
 
-    func run() throws { throw ExitCode(UmountTool(program: "ssi-umount").run(arguments)) }
+    func run() throws { throw ExitCode(UmountTool(program: Applet.applet(.umount).program).run(arguments)) }
 }
 
 struct SwaponDocCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "swapon",
+        commandName: Applet.applet(.swapon).subcommand,
         abstract: "Enable this node's swap areas (ssi-swapon).",
         discussion: """
-            util-linux swapon's command line (-a, -e, -p PRIO, -s, --show, -T FSTAB, -L LABEL, -U UUID, -v) and \
+            util-linux swapon's command line (-a, -d[POLICY], -e, -p PRIO, -s, --show[=COLUMNS], --raw, --bytes, --noheadings, -T FSTAB, -L LABEL, -U UUID, -v) and \
             exit codes (0, 1 usage, 255 failure). The swap signature is checked with libblkid. A swap area \
             belongs to the node whose cluster.conf [[node]] swap or fstab node=N names it; with a cluster \
             running, an area that belongs to another node, or that another member has active, is refused with \
@@ -63,27 +63,27 @@ struct SwaponDocCommand: ParsableCommand {
     @Argument(parsing: .allUnrecognized, help: "util-linux swapon's arguments.")
     var arguments: [String] = []
 
-    func run() throws { throw ExitCode(SwapTool(program: "ssi-swapon", off: false).run(arguments)) }
+    func run() throws { throw ExitCode(SwapTool(program: Applet.applet(.swapon).program, off: false).run(arguments)) }
 }
 
 struct SwapoffDocCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "swapoff",
+        commandName: Applet.applet(.swapoff).subcommand,
         abstract: "Disable swap areas (ssi-swapoff).",
         discussion: """
-            util-linux swapoff's command line (-a, -e, -v, -L, -U) and exit codes (4 failed, 16 usage, \
+            util-linux swapoff's command line (-a, -v, -L, -U) and exit codes (4 failed, 16 usage, \
             32/64 with -a). -a turns off this node's own areas.
             """)
 
     @Argument(parsing: .allUnrecognized, help: "util-linux swapoff's arguments.")
     var arguments: [String] = []
 
-    func run() throws { throw ExitCode(SwapTool(program: "ssi-swapoff", off: true).run(arguments)) }
+    func run() throws { throw ExitCode(SwapTool(program: Applet.applet(.swapoff).program, off: true).run(arguments)) }
 }
 
 struct FsckDocCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "fsck",
+        commandName: Applet.applet(.fsck).subcommand,
         abstract: "Check a file system, never one another node has mounted (ssi-fsck).",
         discussion: """
             util-linux fsck's command line (-A, -R, -M, -N, -T, -V, -s, -t TYPES, -C [FD]; other options and \
@@ -97,5 +97,5 @@ struct FsckDocCommand: ParsableCommand {
     @Argument(parsing: .allUnrecognized, help: "util-linux fsck's arguments.")
     var arguments: [String] = []
 
-    func run() throws { throw ExitCode(FsckTool(program: "ssi-fsck").run(arguments)) }
+    func run() throws { throw ExitCode(FsckTool(program: Applet.applet(.fsck).program).run(arguments)) }
 }

@@ -1,17 +1,30 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SSIBoot
+import SSIProcess
 import SSITools
 
-/// The util-linux drop-ins, by the name they were run as.
+/// Runs an applet: each tool returns util-linux's (or OpenSSI's) exit
+/// code, having said why on stderr; this only exits with it.
 enum Tools {
-    static let names: Set<String> = ["mount", "umount", "swapon", "swapoff", "fsck"]
-
-    static func run(_ name: String, program: String, _ args: [String]) -> Int32 {
-        switch name.hasPrefix("ssi-") ? String(name.dropFirst(4)) : name {
-        case "mount": MountTool(program: program).run(args)
-        case "umount": UmountTool(program: program).run(args)
-        case "swapon": SwapTool(program: program, off: false).run(args)
-        case "swapoff": SwapTool(program: program, off: true).run(args)
-        case "fsck": FsckTool(program: program).run(args)
-        default: 1
+    /// `program` is argv[0] for the messages of getopt; `invokedAs` its
+    /// last component, the tools' own name in their messages.
+    static func run(_ applet: Applet, program: String, invokedAs: String, _ args: [String]) -> Never {
+        switch applet.command {
+        case .initProgram: InitProgram.run()
+        case .fence: FenceAgent.run(args)
+        case .mkinitrd, .cluster, .divert:
+            SSICommand.main([applet.subcommand ?? applet.command.rawValue] + args)
+            exit(0)
+        case .mount: exit(MountTool(program: program).run(args))
+        case .umount: exit(UmountTool(program: program).run(args))
+        case .swapon: exit(SwapTool(program: program, off: false).run(args))
+        case .swapoff: exit(SwapTool(program: program, off: true).run(args))
+        case .fsck: exit(FsckTool(program: program).run(args))
+        case .migrate: exit(ProcTools(program: invokedAs).migrate(args))
+        case .onnode: exit(ProcTools(program: invokedAs).onnode(args))
+        case .wherePID: exit(ProcTools(program: invokedAs).wherePID(args))
         }
     }
 }

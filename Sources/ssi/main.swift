@@ -4,7 +4,6 @@ import Glibc
 import SSILinux
 import SSIBoot
 import SSITools
-import SSIProcess
 
 // ONE binary for every command. As PID 1 it is ssi-init before anything
 // else runs: with no /proc yet, CommandLine.arguments is empty, so the
@@ -16,34 +15,15 @@ if getpid() == 1 {
 let arguments = CommandLine.arguments
 let invokedAs = basename(of: arguments.first ?? "ssi")
 
-switch invokedAs {
-case "init", "ssi-init":
-    InitProgram.run()
-case "ssi-mkinitrd", "mkinitrd":
-    SSICommand.main(["mkinitrd"] + arguments.dropFirst())
-case "fence_ssi":
-    FenceAgent.run(Array(arguments.dropFirst()))
-case "ssi-cluster":
-    SSICommand.main(["cluster"] + arguments.dropFirst())
-case "ssi-mount", "mount", "ssi-umount", "umount", "ssi-swapon", "swapon", "ssi-swapoff", "swapoff", "ssi-fsck", "fsck":
-    exit(Tools.run(invokedAs, program: arguments[0], Array(arguments.dropFirst())))
-case "ssi-migrate", "migrate":
-    exit(ProcTools(program: invokedAs).migrate(Array(arguments.dropFirst())))
-case "onnode":
-    exit(ProcTools(program: invokedAs).onnode(Array(arguments.dropFirst())))
-case "where_pid":
-    exit(ProcTools(program: invokedAs).wherePID(Array(arguments.dropFirst())))
-default:
-    // Own command lines: `ssi migrate`, `ssi onnode`, `ssi where_pid`.
-    if arguments.count > 1, ["migrate", "onnode", "where_pid"].contains(arguments[1]) {
-        let tools = ProcTools(program: arguments[1] == "migrate" ? "ssi-migrate" : arguments[1])
-        let rest = Array(arguments.dropFirst(2))
-        exit(arguments[1] == "migrate" ? tools.migrate(rest) : arguments[1] == "onnode" ? tools.onnode(rest) : tools.wherePID(rest))
-    }
-    // `ssi mount ARGS` is ssi-mount: the tools have util-linux's own
-    // command lines, not the argument parser's.
-    if arguments.count > 1, Tools.names.contains(arguments[1]) {
-        exit(Tools.run(arguments[1], program: "ssi-" + arguments[1], Array(arguments.dropFirst(2))))
-    }
+// The applet table (SSITools/Applets.swift) says what each name runs:
+// argv[0] first (ssi-mount, onnode, /init), then `ssi NAME ...` for the
+// commands with their own command lines (util-linux's, OpenSSI's), and
+// the argument parser for the rest.
+if let applet = Applet.named(invokedAs) {
+    // argv[0] as given: getopt's messages print it whole, as util-linux's do.
+    Tools.run(applet, program: arguments[0], invokedAs: invokedAs, Array(arguments.dropFirst()))
+} else if arguments.count > 1, let applet = Applet.subcommand(arguments[1]), applet.ownCommandLine {
+    Tools.run(applet, program: applet.program, invokedAs: applet.program, Array(arguments.dropFirst(2)))
+} else {
     SSICommand.main(Array(arguments.dropFirst()))
 }

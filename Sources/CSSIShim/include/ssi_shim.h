@@ -2,6 +2,14 @@
 #define SSI_SHIM_H
 #include <sys/types.h>
 #include <sys/signalfd.h>
+/* getopt_long and struct option (SSITools' GetOpt): Glibc's module map
+ * has getopt() only. Its state is reached through these, since Swift 6
+ * refuses C's mutable globals; GetOpt holds a lock around every use. */
+#include <getopt.h>
+static inline int *ssi_optind(void) { return &optind; }
+static inline int *ssi_opterr(void) { return &opterr; }
+static inline int *ssi_optopt(void) { return &optopt; }
+static inline char **ssi_optarg(void) { return &optarg; }
 
 /* Syscalls that Glibc 2.36 does not wrap. Each returns -1 and sets errno
  * on failure, like the libc wrappers. */
