@@ -147,8 +147,10 @@ public struct ProcTools {
             let target = try node(nodeText)
             let ch = try connect()
             defer { ch.close() }
+            // No identity in the request: the agent asks the kernel who we
+            // are (SO_PEERCRED), and the command runs as exactly that.
             var f = Fields("onnode", [("node", String(target)), ("persistent", persistent ? "1" : "0"),
-                                      ("cwd", currentDirectory()), ("client", String(getpid()))])
+                                      ("cwd", currentDirectory())])
             for a in command { f.add("arg", a) }
             var e = environ
             while let p = e.pointee {
