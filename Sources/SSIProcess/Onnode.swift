@@ -150,6 +150,8 @@ extension ProcAgent {
     func runHere(_ f: Fields, peer: UInt32, on c: SecureChannel) throws(SSIError) {
         let argv = f.all("arg")
         guard !argv.isEmpty else { throw SSIError("onnode", "no command") }
+        // Who it runs as, before anything is made for it.
+        let identity = try Self.runIdentity(f, from: peer)
         var made: [MadeStandIn] = []
         var stdio: [Int32] = [-1, -1, -1]
         var ctty: Int32 = -1
@@ -174,22 +176,16 @@ extension ProcAgent {
         var job = JobSpec(root: options.systemRoot, cwd: f["cwd"] ?? "/", argv: argv, environment: f.all("env"),
                           fds: stdio.map { $0 < 0 ? null : $0 })
         job.controllingTTY = ctty
-        let identity: (uid: Int32, gid: Int32, groups: [gid_t])
-        do throws(SSIError) { identity = try Self.runIdentity(f, from: peer) } catch {
-            for m in made { close(m.processEnd); close(m.agentEnd) }
-            throw error
-        }
         job.uid = identity.uid
         job.gid = identity.gid
         job.groups = identity.groups
         let pid: pid_t
         do throws(SSIError) {
-            pid = try job.spawn()
+            pid = try reaper.spawn(job)
         } catch {
             for m in made { close(m.processEnd); close(m.agentEnd) }
             throw SSIError("onnode", "node \(localNode): \(error.message)")
         }
-        reaper.watch(pid)
         if let s = f["session"] { exitReports.withLock { $0[pid] = (peer, s) } }
         let stands = made.map { m in
             StandIn(channelID: m.spec.channel, home: m.spec.home, kind: m.spec.kind, fd: m.agentEnd, resource: m.resource,
