@@ -247,6 +247,12 @@ import SSITestSupport
         #expect(ProcAgent.ownershipRefusals(tree: tree, uid: 0, status: ProcessStatus.of).isEmpty)
     }
 
+    @Test("messages reach the terminal with control characters escaped (newline and tab kept)")
+    func terminalSafeMessages() {
+        #expect(ProcTools.terminalSafe("a\u{1b}]0;owned\u{07}b\nc\td\u{7f}\u{9b}é") == "a\\x1b]0;owned\\x07b\nc\td\\x7f\\x9bé")
+        #expect(ProcTools.terminalSafe("plain: text") == "plain: text")
+    }
+
     // MARK: parsers
 
     static let realStatus = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
@@ -391,5 +397,22 @@ extension AgentPairTests {
         defer { kill(child, SIGKILL); kill(parent.processIdentifier, SIGKILL); parent.waitUntilExit() }
         let moved = try pair.runAsNobody(["migrate", "-t", String(parent.processIdentifier), "2"])
         #expect(moved.status == 1 && moved.err.contains("process \(child) belongs to uid 0, not to uid \(AsUser.nobody)"), "\(moved)")
+
+        // A refusal naming a directory whose name holds an escape sequence
+        // reaches the terminal escaped.
+        let odd = pair.dir + "/odd\u{1b}]0;owned\u{07}dir"
+        try FileManager.default.createDirectory(atPath: odd, withIntermediateDirectories: false)
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: "/bin/sh")
+        holder.arguments = ["-c", "exec 3<\"$D\"; exec sleep 60"]
+        holder.environment = ["D": odd, "PATH": "/usr/bin:/bin"]
+        holder.standardInput = FileHandle.nullDevice
+        holder.standardOutput = FileHandle.nullDevice
+        holder.standardError = FileHandle.nullDevice
+        try holder.run()
+        defer { kill(holder.processIdentifier, SIGKILL); holder.waitUntilExit() }
+        for _ in 0..<100 where !ProcessInspector.command(holder.processIdentifier).hasPrefix("sleep") { usleep(20_000) }
+        let named = try pair.run(["migrate", String(holder.processIdentifier), "2"])
+        #expect(named.status == 1 && named.err.contains("odd\\x1b]0;owned\\x07dir") && !named.err.contains("\u{1b}"), "\(named)")
     }
 }
