@@ -22,12 +22,13 @@ enum AsUser {
     }()
     static let skip: String? = canChangeIDs ? nil : "needs CAP_SETUID and CAP_SETGID (CapEff) to act as nobody"
 
-    /// Forks a child that becomes nobody (groups nogroup and users) and
+    /// Forks a child that becomes nobody (groups nogroup and users, or
+    /// `groups`) and
     /// exits with what `body` returns. The test process has other threads:
     /// the child makes only async-signal-safe C calls, on memory prepared
     /// before the fork (no allocation, no lock), and closes every inherited
     /// descriptor but `keep` (other tests' pipes must not stay open in it).
-    static func fork(keep: [Int32] = [], _ body: () -> Int32) -> pid_t {
+    static func fork(keep: [Int32] = [], groups: [gid_t] = AsUser.groups, _ body: () -> Int32) -> pid_t {
         let g = UnsafeMutablePointer<gid_t>.allocate(capacity: groups.count)
         g.initialize(from: groups, count: groups.count)
         let k = UnsafeMutablePointer<Int32>.allocate(capacity: keep.count + 1)

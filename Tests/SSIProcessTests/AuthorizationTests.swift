@@ -22,16 +22,17 @@ import SSITestSupport
         return (a, socklen_t(MemoryLayout<sa_family_t>.size + 1 + name.count))
     }
 
-    @Test("SO_PEERCRED and SO_PEERGROUPS name the process that connected: its pid, uid, gid and exactly its groups",
-          .enabled(if: AsUser.skip == nil, Comment(rawValue: AsUser.skip ?? "")), .timeLimit(.minutes(1)))
-    func peerCredentialsOfAnotherProcess() throws {
+    @Test("SO_PEERCRED and SO_PEERGROUPS name the process that connected: its pid, uid, gid and exactly its groups (also more than the first buffer holds)",
+          .enabled(if: AsUser.skip == nil, Comment(rawValue: AsUser.skip ?? "")), .timeLimit(.minutes(1)),
+          arguments: [AsUser.groups, (1000..<1100).map { gid_t($0) }])
+    func peerCredentialsOfAnotherProcess(groups: [gid_t]) throws {
         let (addr, len) = Self.abstractAddress()
         defer { addr.deallocate() }
         let sa = UnsafeRawPointer(addr).assumingMemoryBound(to: sockaddr.self)
         let listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         defer { close(listener) }
         try #require(bind(listener, sa, len) == 0 && listen(listener, 1) == 0)
-        let child = AsUser.fork {
+        let child = AsUser.fork(groups: groups) {
             let s = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
             guard s >= 0, connect(s, sa, len) == 0 else { return 2 }
             // Until the test has looked and closes its end.
@@ -47,10 +48,10 @@ import SSITestSupport
         let caller = try Caller(peerOf: fd)
         #expect(caller.pid == child, "\(caller)")
         #expect(caller.uid == AsUser.nobody && caller.gid == AsUser.nogroup, "\(caller)")
-        #expect(caller.groups.sorted() == AsUser.groups.sorted(), "exactly the child's groups: \(caller)")
+        #expect(caller.groups.sorted() == groups.sorted(), "exactly the child's groups: \(caller)")
         // The /proc fallback (kernels without SO_PEERGROUPS) reads the same,
         // and refuses a pid whose process is not the one that connected.
-        #expect(try Caller.groupsFromProc(pid: child, uid: AsUser.nobody, gid: AsUser.nogroup).sorted() == AsUser.groups.sorted())
+        #expect(try Caller.groupsFromProc(pid: child, uid: AsUser.nobody, gid: AsUser.nogroup).sorted() == groups.sorted())
         #expect(throws: SSIError.self) { try Caller.groupsFromProc(pid: child, uid: 0, gid: 0) }
         close(fd)
         #expect(AsUser.wait(child) == 0)
@@ -92,13 +93,13 @@ import SSITestSupport
     // MARK: a job as the caller
 
     /// Runs `job` with stdout and stderr on a pipe: its status and output.
-    func run(_ job: JobSpec) throws(SSIError) -> (status: Int32, out: String) {
+    func run(_ job: JobSpec, stdin: Int32? = nil) throws(SSIError) -> (status: Int32, out: String) {
         var p: [Int32] = [-1, -1]
         guard ssi_pipe(&p) == 0 else { throw SSIError("test", "pipe") }
         let null = open("/dev/null", O_RDWR | O_CLOEXEC)
         defer { close(p[0]); close(null) }
         var job = job
-        job.fds = [null, p[1], p[1]]
+        job.fds = [stdin ?? null, p[1], p[1]]
         let pid: pid_t
         do throws(SSIError) { pid = try job.spawn() } catch {
             close(p[1])
@@ -144,6 +145,16 @@ import SSITestSupport
         } catch {
             #expect(error.message.contains("chdir \(dir.inner)") && error.message.contains("Permission denied"), "\(error.message)")
         }
+
+        // A terminal becomes the controlling terminal of nobody's session
+        // (TIOCSCTTY now comes after the drop): tty_nr in its stat is set.
+        var master: Int32 = -1, slave: Int32 = -1
+        try #require(ssi_open_pty(&master, &slave) == 0)
+        defer { close(master); close(slave) }
+        var ttyJob = nobodyJob(cwd: "/tmp", ["/bin/sh", "-c", "cut -d' ' -f7 /proc/self/stat"])
+        ttyJob.controllingTTY = 0
+        let onTTY = try run(ttyJob, stdin: slave)
+        #expect(onTTY.status == 0 && Int(onTTY.out.filter(\.isNumber)).map { $0 != 0 } == true, "\(onTTY)")
 
         // A uid without a gid is refused, not run with root's gid.
         var noGID = nobodyJob(cwd: "/tmp", ["/bin/true"])
