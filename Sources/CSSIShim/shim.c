@@ -261,7 +261,19 @@ pid_t ssi_spawn_job(const struct ssi_job *job, const char **failed_step) {
         /* Out of the way of the descriptors moved to 0..n-1 below (at most
          * 64), and under the usual 1024 descriptor limit. */
         int status_fd = job->keeper == 2 ? fcntl(job->status_fd, F_DUPFD_CLOEXEC, 256) : -1;
-        if (job->root && chroot(job->root) != 0) job_fail(report[1], "chroot");
+        /* The root is the agent's own path (the system's root), not the
+         * caller's: entered as root, and at its "/" so that nothing below
+         * resolves against the agent's old directory. */
+        if (job->root && (chroot(job->root) != 0 || chdir("/") != 0)) job_fail(report[1], "chroot");
+        /* The caller's identity BEFORE any path of the caller's: a chdir as
+         * root would enter a directory the caller may not enter, and
+         * everything under it would then be open to them relative to it. */
+        if (job->uid >= 0) {
+            if (job->gid < 0) { errno = EINVAL; job_fail(report[1], "setgid"); }
+            if (setgroups(job->ngroups, job->groups) != 0) job_fail(report[1], "setgroups");
+            if (setgid(job->gid) != 0) job_fail(report[1], "setgid");
+            if (setuid(job->uid) != 0) job_fail(report[1], "setuid");
+        }
         if (chdir(job->cwd ? job->cwd : "/") != 0) job_fail(report[1], "chdir");
         /* Move the wanted descriptors out of the way of 0..n-1 first. */
         int high[64];
@@ -276,11 +288,6 @@ pid_t ssi_spawn_job(const struct ssi_job *job, const char **failed_step) {
             for (int fd = n; fd < 4096; fd++) if (fd != report[1]) fcntl(fd, F_SETFD, FD_CLOEXEC);
         if (setsid() < 0) job_fail(report[1], "setsid");
         if (job->ctty >= 0 && ioctl(job->ctty, TIOCSCTTY, 0) != 0) job_fail(report[1], "TIOCSCTTY");
-        if (job->uid >= 0) {
-            if (setgroups(job->ngroups, job->groups) != 0) job_fail(report[1], "setgroups");
-            if (setgid(job->gid) != 0) job_fail(report[1], "setgid");
-            if (setuid(job->uid) != 0) job_fail(report[1], "setuid");
-        }
         if (job->keeper) {
             if (job->subreaper) prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
             pid_t child = fork();
@@ -482,3 +489,20 @@ int ssi_inject_unix_fd(pid_t pid, int target_fd, const char *name, int stop, con
     return -1;
 }
 #endif
+
+#ifndef SO_PEERGROUPS
+#define SO_PEERGROUPS 59
+#endif
+
+int ssi_peer_groups(int sock, gid_t *groups, int max, int *n) {
+    *n = 0;
+    if (max < 0) { errno = EINVAL; return -1; }
+    socklen_t len = (socklen_t)((size_t)max * sizeof(gid_t));
+    if (getsockopt(sock, SOL_SOCKET, SO_PEERGROUPS, groups, &len) != 0) {
+        /* ERANGE: len is what the groups need. */
+        if (errno == ERANGE) *n = (int)(len / sizeof(gid_t));
+        return -1;
+    }
+    *n = (int)(len / sizeof(gid_t));
+    return 0;
+}

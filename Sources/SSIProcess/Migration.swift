@@ -143,15 +143,17 @@ extension ProcAgent {
         guard let peer = peers()[target] else { throw SSIError("migrate", "node \(target) is not in the cluster", hint: "see `ssi cluster status`") }
         guard peer.up else { throw SSIError("migrate", "node \(target) (\(peer.name)) is not up") }
         guard isHere(pid) else { throw SSIError("migrate", "\(pid): no such process on node \(localNode)") }
-        var st = stat()
-        guard stat("/proc/\(pid)", &st) == 0 else { throw SSIError("migrate", "\(pid): no such process") }
-        guard uid == 0 || uid == st.st_uid else {
-            throw SSIError("migrate", "process \(pid) belongs to uid \(st.st_uid): only it or root can move it")
-        }
         guard pid != 1, pid != getpid(), !ProcessInspector.command(pid).hasPrefix("@") else {
             throw SSIError("migrate", "process \(pid) is a cluster daemon (PID 1 or an agent) and stays on its node")
         }
         var tasks = ProcessInspector.tree(root: pid)
+        // Every process of the tree is the caller's, not only its root (a
+        // root-owned child, a setuid program, would move with them).
+        let notOwned = Self.ownershipRefusals(tree: tasks, uid: uid, status: ProcessStatus.of)
+        if !notOwned.isEmpty {
+            throw SSIError("migrate", "process \(pid) cannot move: " + notOwned.joined(separator: "; "),
+                           hint: uid == 0 ? nil : "move only your own processes, or ask root to")
+        }
         if !tree && tasks.count > 1 {
             throw SSIError("migrate", "process \(pid) has child processes (\(tasks.dropFirst().map(String.init).joined(separator: ", "))): CRIU moves a whole tree",
                            hint: "move them all with -t, or move a leaf process")
@@ -352,6 +354,14 @@ extension ProcAgent {
             dropNewHomes()
             for (s, _, _) in oldStandIns { s.resume() }
             for t in tasks { kill(t, SIGCONT) }
+        }
+        // The frozen tree is checked again: a process forked (or a setuid
+        // program run) between the check above and the freeze is in it.
+        let notOwnedFrozen = Self.ownershipRefusals(tree: tasks, uid: uid, status: ProcessStatus.of)
+        if !notOwnedFrozen.isEmpty {
+            resumeHere()
+            throw SSIError("migrate", "process \(pid) cannot move: " + notOwnedFrozen.joined(separator: "; "),
+                           hint: "a process of the tree changed owner while it was being frozen; it runs on here")
         }
 
         // Stand-ins from an earlier move: stop their relays; what the

@@ -10,7 +10,9 @@ extension ProcAgent {
     /// stderr (handed over by the client) become home channels, and the
     /// target runs the command with stand-ins for them. Returns whether
     /// the client's connection stays open for the exit status.
-    func onnode(_ f: Fields, fds: [Int32], uid: uid_t, gid: gid_t, client: LocalChannel) throws(SSIError) -> Bool {
+    /// The command runs as `caller`, whom the kernel named; any identity
+    /// in the request (a "client" pid, a uid) is not read.
+    func onnode(_ f: Fields, fds: [Int32], caller: Caller, client: LocalChannel) throws(SSIError) -> Bool {
         guard let target = UInt32(f["node"] ?? "") else { throw SSIError("onnode", "bad request") }
         guard fds.count == 3 else { throw SSIError("onnode", "the command's stdin, stdout and stderr did not arrive") }
         let session = "\(localNode)-\(UInt32.random(in: 0...UInt32.max))"
@@ -50,10 +52,10 @@ extension ProcAgent {
         do throws(SSIError) {
             let c = try connect(target)
             defer { c.close() }
-            var req = Fields("run", [("cwd", f["cwd"] ?? "/"), ("uid", String(uid)), ("gid", String(gid))])
+            var req = Fields("run", [("cwd", f["cwd"] ?? "/"), ("uid", String(caller.uid)), ("gid", String(caller.gid))])
             for a in f.all("arg") { req.add("arg", a) }
             for e in f.all("env") { req.add("env", e) }
-            for g in groups(of: f.int("client") ?? 0) { req.add("group", String(g)) }
+            for g in caller.groups { req.add("group", String(g)) }
             for s in std { req.add("std", s) }
             if !persistent { req.add("session", session) }
             try c.send(req)
@@ -68,7 +70,7 @@ extension ProcAgent {
                 startThread { [self] in
                     while let m = try? client.receiveFields() {
                         guard m.op == "signal", let sig = Int32(m["signal"] ?? "") else { continue }
-                        forwardSignal(sig, to: pid, uid: uid)
+                        forwardSignal(sig, to: pid, uid: caller.uid)
                     }
                     sessions.withLock { m in
                         m.removeValue(forKey: session)
@@ -101,25 +103,55 @@ extension ProcAgent {
         }
     }
 
-    /// kill(2) for a user: nil, or why not.
+    /// kill(2) for a user: nil, or why not. The owner is read from the
+    /// process's real and saved uids (/proc/PID/status), as the kernel's
+    /// own rule does: the effective uid alone (the owner of /proc/PID)
+    /// would let a user signal a root process that took their uid as its
+    /// effective one for a moment, and refuse a setuid program they started.
     func signalHere(_ pid: pid_t, _ sig: Int32, uid: uid_t) -> String? {
-        var st = stat()
-        guard isHere(pid), stat("/proc/\(pid)", &st) == 0 else { return "no such process on node \(localNode)" }
-        guard uid == 0 || uid == st.st_uid else { return "process \(pid) belongs to uid \(st.st_uid), not \(uid)" }
-        guard (1...64).contains(sig), kill(pid, sig) == 0 else { return "kill: \(errnoDescription(errno))" }
+        guard (1...64).contains(sig) else { return "signal \(sig) is not a signal (1 to 64)" }
+        guard isHere(pid), let status = ProcessStatus.of(pid) else { return "no such process on node \(localNode)" }
+        guard status.signallable(by: uid) else { return "process \(pid) belongs to \(status.ownerDescription), not to uid \(uid)" }
+        guard kill(pid, sig) == 0 else {
+            let e = errno
+            return "kill: \(errnoDescription(e))"
+        }
         return nil
     }
 
-    func groups(of pid: Int) -> [gid_t] {
-        guard pid > 0, let status = try? FileSystem.readText("/proc/\(pid)/status"),
-              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Groups:") }) else { return [] }
-        return line.dropFirst(7).split(whereSeparator: { $0 == " " || $0 == "\t" }).compactMap { gid_t($0) }
+    /// Who the command of a "run" request runs as: the uid, gid and groups
+    /// the caller's home agent took from the kernel. Each must be there and
+    /// valid: a missing or bad uid is refused, never read as 0 (root), and
+    /// one beyond Int32 (the spawn's "no change" is a negative uid) too.
+    static func runIdentity(_ f: Fields, from peer: UInt32) throws(SSIError) -> (uid: Int32, gid: Int32, groups: [gid_t]) {
+        func id(_ key: String) throws(SSIError) -> Int32 {
+            guard let text = f[key], let n = UInt32(text), n <= UInt32(Int32.max) else {
+                throw SSIError("onnode", "node \(peer)'s request has no valid \(key) (\(f[key].map { quotedString(String($0.prefix(20))) } ?? "none")): the command is not run",
+                               hint: "the caller's \(key) must be 0 to \(Int32.max); are both nodes running the same ssi?")
+            }
+            return Int32(n)
+        }
+        let uid = try id("uid"), gid = try id("gid")
+        let texts = f.all("group")
+        guard texts.count <= Caller.maxGroups else {
+            throw SSIError("onnode", "node \(peer)'s request has \(texts.count) groups, more than a process can hold (\(Caller.maxGroups))")
+        }
+        var groups: [gid_t] = []
+        for t in texts {
+            guard let g = gid_t(t), g != gid_t.max else {
+                throw SSIError("onnode", "node \(peer)'s request has a bad group \(quotedString(String(t.prefix(20)))): the command is not run")
+            }
+            groups.append(g)
+        }
+        return (uid, gid, groups)
     }
 
     /// The target's side of onnode: stand-ins, then the command.
     func runHere(_ f: Fields, peer: UInt32, on c: SecureChannel) throws(SSIError) {
         let argv = f.all("arg")
         guard !argv.isEmpty else { throw SSIError("onnode", "no command") }
+        // Who it runs as, before anything is made for it.
+        let identity = try Self.runIdentity(f, from: peer)
         var made: [MadeStandIn] = []
         var stdio: [Int32] = [-1, -1, -1]
         var ctty: Int32 = -1
@@ -144,17 +176,16 @@ extension ProcAgent {
         var job = JobSpec(root: options.systemRoot, cwd: f["cwd"] ?? "/", argv: argv, environment: f.all("env"),
                           fds: stdio.map { $0 < 0 ? null : $0 })
         job.controllingTTY = ctty
-        job.uid = Int32(truncatingIfNeeded: f.int("uid") ?? 0)
-        job.gid = Int32(truncatingIfNeeded: f.int("gid") ?? 0)
-        job.groups = f.all("group").compactMap { gid_t($0) }
+        job.uid = identity.uid
+        job.gid = identity.gid
+        job.groups = identity.groups
         let pid: pid_t
         do throws(SSIError) {
-            pid = try job.spawn()
+            pid = try reaper.spawn(job)
         } catch {
             for m in made { close(m.processEnd); close(m.agentEnd) }
             throw SSIError("onnode", "node \(localNode): \(error.message)")
         }
-        reaper.watch(pid)
         if let s = f["session"] { exitReports.withLock { $0[pid] = (peer, s) } }
         let stands = made.map { m in
             StandIn(channelID: m.spec.channel, home: m.spec.home, kind: m.spec.kind, fd: m.agentEnd, resource: m.resource,

@@ -235,8 +235,16 @@ public final class ProcAgent: @unchecked Sendable {
     // MARK: requests from this node's commands
 
     func serveLocal(_ ch: LocalChannel) {
-        var pid: pid_t = 0, uid: uid_t = 0, gid: gid_t = 0
-        ssi_peer_cred(ch.fd, &pid, &uid, &gid)
+        // Who asks, from the kernel only (never from the request); a
+        // caller it cannot name is refused, not served as root.
+        let caller: Caller
+        do throws(SSIError) { caller = try Caller(peerOf: ch.fd) } catch {
+            trace(error.description)
+            try? ch.send(Fields("error", [("message", error.description)]))
+            ch.close()
+            return
+        }
+        let uid = caller.uid
         var keepOpen = false
         defer { if !keepOpen { ch.close() } }
         guard let (message, fds) = try? ch.receiveWithFDs(), let (type, payload) = message, type == Wire.fields else { return }
@@ -284,7 +292,7 @@ public final class ProcAgent: @unchecked Sendable {
                     }
                 }
             case "onnode":
-                keepOpen = try onnode(f, fds: fds, uid: uid, gid: gid, client: ch)
+                keepOpen = try onnode(f, fds: fds, caller: caller, client: ch)
             default:
                 throw SSIError("proc", "unknown request \(f.op)")
             }

@@ -20,7 +20,25 @@ public struct ProcTools {
         stateDirectory = getenv("SSI_STATE_DIR").flatMap { String(validatingCString: $0) } ?? ClusterView.defaultDirectory
     }
 
-    func err(_ text: String) { writeAll(2, "\(program): \(text)\n") }
+    /// Every message goes through `terminalSafe`: the agent's refusals
+    /// name files and command lines, which are anybody's to choose.
+    func err(_ text: String) { writeAll(2, "\(program): \(Self.terminalSafe(text))\n") }
+
+    /// Text for a terminal: control characters but newline and tab (and
+    /// DEL, and the C1 controls) shown as \xHH, so a file or process named
+    /// with an escape sequence cannot drive the user's terminal.
+    static func terminalSafe(_ s: String) -> String {
+        var out = ""
+        for u in s.unicodeScalars {
+            if (u.value < 0x20 && u != "\n" && u != "\t") || (0x7f...0x9f).contains(u.value) {
+                let h = String(u.value, radix: 16)
+                out += "\\x" + (h.count < 2 ? "0" : "") + h
+            } else {
+                out.unicodeScalars.append(u)
+            }
+        }
+        return out
+    }
     func out(_ text: String) { writeAll(1, text + "\n") }
 
     func usageError(_ text: String, usage: String) -> Int32 {
@@ -93,7 +111,7 @@ public struct ProcTools {
             while let f = try ch.receiveFields() {
                 switch f.op {
                 case "migrated":
-                    out("\(pid): moved to node \(f["node"] ?? "?") (\(f["name"] ?? "")), frozen \(f["freeze_ms"] ?? "?") ms (dump \(f["dump_ms"] ?? "?") ms), \(f["total_ms"] ?? "?") ms in all, \(f["shipped"] ?? "0") descriptors shipped")
+                    out(Self.terminalSafe("\(pid): moved to node \(f["node"] ?? "?") (\(f["name"] ?? "")), frozen \(f["freeze_ms"] ?? "?") ms (dump \(f["dump_ms"] ?? "?") ms), \(f["total_ms"] ?? "?") ms in all, \(f["shipped"] ?? "0") descriptors shipped"))
                     return 0
                 case "error":
                     err(f["message"] ?? "failed")
@@ -147,8 +165,10 @@ public struct ProcTools {
             let target = try node(nodeText)
             let ch = try connect()
             defer { ch.close() }
+            // No identity in the request: the agent asks the kernel who we
+            // are (SO_PEERCRED), and the command runs as exactly that.
             var f = Fields("onnode", [("node", String(target)), ("persistent", persistent ? "1" : "0"),
-                                      ("cwd", currentDirectory()), ("client", String(getpid()))])
+                                      ("cwd", currentDirectory())])
             for a in command { f.add("arg", a) }
             var e = environ
             while let p = e.pointee {

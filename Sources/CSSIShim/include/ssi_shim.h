@@ -71,14 +71,18 @@ int ssi_kcmp_file(int pid1, int pid2, int fd1, int fd2);
 ssize_t ssi_send_fds(int sock, const int *fds, int n, const void *data, size_t len);
 ssize_t ssi_recv_fds(int sock, int *fds, int max, int *nfds, void *data, size_t len);
 
-/* SO_PEERCRED of a unix socket's peer. */
+/* SO_PEERCRED of a unix socket's peer: its pid, effective uid and gid at
+ * its connect(). Returns 0, or -1 with errno (ENOTSOCK...). A socket with
+ * no peer credentials (not a unix socket) reports uid and gid (uid_t)-1. */
 int ssi_peer_cred(int sock, pid_t *pid, uid_t *uid, gid_t *gid);
 
 /* A program started for another node's command or for criu: fork, then in
- * the child chroot(root) (unless NULL), chdir(cwd), descriptors fds[i] on
- * i (all others closed), a new session (with fds[ctty] as its controlling
- * terminal when ctty >= 0), supplementary groups, gid and uid (when uid >=
- * 0), default signals, and execvp(path) with envp as the environment.
+ * the child default signals, chroot(root) and chdir("/") (unless NULL),
+ * supplementary groups, gid and uid (when uid >= 0; gid must be too), and
+ * only then chdir(cwd), as the new identity: the caller's directory is
+ * entered with the caller's rights. Then descriptors fds[i] on i (all
+ * others closed), a new session (with fds[ctty] as its controlling
+ * terminal when ctty >= 0), and execvp(path) with envp as the environment.
  * Returns the pid; if a step fails the child reports its errno through a
  * close-on-exec pipe, and this returns -1 with that errno (the child is
  * reaped). *failed_step names the step that failed. */
@@ -137,3 +141,10 @@ int ssi_set_child_subreaper(void);
  * dump most devices). Returns 0, or -1 with errno and *step naming what
  * failed. */
 int ssi_inject_unix_fd(pid_t pid, int target_fd, const char *name, int stop, const char **step);
+
+/* SO_PEERGROUPS (Linux 4.13): the supplementary groups of a unix socket's
+ * peer, as the kernel recorded them at its connect(). Stores at most `max`
+ * in groups and their count in *n; returns 0, or -1 with errno: ERANGE when
+ * max is too small (*n is then how many there are), ENOPROTOOPT on an
+ * older kernel, ENODATA when the socket has no peer credentials. */
+int ssi_peer_groups(int sock, gid_t *groups, int max, int *n);
