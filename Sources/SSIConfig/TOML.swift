@@ -11,6 +11,11 @@
 // (nested, spanning lines, trailing comma). Rejected, with an error that
 // names the line: multi-line strings, floats, dates and times, inline
 // tables. Every value, key and table remembers its line.
+//
+// Bounds: the parser and the tree it builds are recursive, so nesting is
+// bounded (`TOML.maxNesting` arrays in arrays, and as many keys in one dotted
+// key or header); a deeper document is an error that names the line, never
+// a stack overflow. Every step is linear in the input.
 
 /// A parsed TOML value with the line (1-based) where it starts.
 public struct TOMLValue: Sendable, Equatable {
@@ -91,6 +96,12 @@ public struct TOMLError: Error, Sendable, Equatable {
 }
 
 public enum TOML {
+    /// The deepest array nesting, and the most keys in one dotted key or
+    /// table header. A table is then at most 2 × this deep (a header's keys,
+    /// then a dotted key's), which a thread's stack holds with room to spare.
+    /// A cluster config needs 3.
+    public static let maxNesting = 32
+
     /// Parses a whole document. Errors are collected, not thrown one at a
     /// time: after a syntax error the parser skips to the end of the
     /// statement (the line, or the end of an array that spans lines) and
@@ -258,7 +269,9 @@ struct TOMLParser {
                 continue
             }
             if let q = quote {
-                if c == "\\" && q == "\"" { i += 1 } else if c == q { quote = nil }
+                // An escaped character is skipped, but never a newline:
+                // it ends the string and must be counted.
+                if c == "\\" && q == "\"" && peek(1) != "\n" { i += 1 } else if c == q { quote = nil }
             } else if c == "\"" || c == "'" {
                 quote = c
             } else if c == "#" {
@@ -308,12 +321,13 @@ struct TOMLParser {
         // Walk to the parent of the last key.
         var table = root
         for (n, key) in path.dropLast().enumerated() {
-            let sofar = path[0...n].joined(separator: ".")
             if let (_, item) = table.items[key] {
                 switch item {
                 case .table(let t): table = t
                 case .tables(let ts): table = ts[ts.count - 1]
                 case .value(let v):
+                    // Joined here only: joining on every step was quadratic.
+                    let sofar = path[0...n].joined(separator: ".")
                     throw TOMLError(line: headerLine, "[\(name)]: \(sofar) is already \(v.typeName) (line \(v.line)), not a table")
                 }
             } else {
@@ -367,10 +381,15 @@ struct TOMLParser {
     // MARK: Keys
 
     private mutating func parseKeyPath() throws(TOMLError) -> [String] {
+        let keyLine = line
         var path: [String] = [try parseKey()]
         while true {
             skipSpaces()
             guard peek() == "." else { return path }
+            guard path.count < TOML.maxNesting else {
+                throw TOMLError(line: keyLine, "a dotted key or table header of more than \(TOML.maxNesting) keys (\(path.prefix(3).joined(separator: ".")).…)",
+                                hint: "use at most \(TOML.maxNesting) levels")
+            }
             i += 1
             skipSpaces()
             path.append(try parseKey())
@@ -616,6 +635,11 @@ struct TOMLParser {
 
     private mutating func parseArray() throws(TOMLError) -> TOMLValue {
         let arrayLine = line
+        // parseValue and parseArray call each other: the depth bounds the
+        // stack. Thrown before the [ is consumed, so recovery counts it.
+        guard arrayDepth < TOML.maxNesting else {
+            throw TOMLError(line: line, "arrays nested more than \(TOML.maxNesting) deep", hint: "use at most \(TOML.maxNesting) levels")
+        }
         i += 1  // [
         arrayDepth += 1
         var elements: [TOMLValue] = []
@@ -648,7 +672,14 @@ struct TOMLParser {
             i += 1
             if c == "\"" { return String(out) }
             if c == "\\" {
-                guard let e = peek() else { throw TOMLError(line: line, "unterminated string") }
+                // A line-ending backslash (TOML's line continuation) belongs
+                // to multi-line strings only. The newline is left unread, so
+                // that it is counted: consuming it here shifted every later
+                // line number by one.
+                guard let e = peek(), !isNewline(at: i), e != "\n" else {
+                    throw TOMLError(line: line, "unterminated string: a backslash ends the line",
+                                    hint: "close the string with \" on the same line; write \\n for a newline")
+                }
                 i += 1
                 switch e {
                 case "b": out.append("\u{08}")
