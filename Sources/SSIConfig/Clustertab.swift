@@ -53,7 +53,8 @@ public enum Clustertab {
         }
         let names = ["node number", "IP address", "MAC address", "boot protocol", "init node flag", "boot device"]
 
-        for (k, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        // CRLF files read as LF: see textLines.
+        for (k, raw) in textLines(text).enumerated() {
             let line = k + 1
             let content = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
             let fields = content.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" }).map(String.init)
@@ -135,7 +136,7 @@ public enum Clustertab {
 
         let name = clusterName ?? "openssi"
         if let why = clusterNameProblem(name) {
-            throw SSIError("clustertab", "--name \(name): \(why)", hint: "1-32 letters, digits, - or _")
+            throw SSIError("clustertab", "--name \(printable(name)): \(why)", hint: "1-32 letters, digits, - or _")
         }
         if clusterName == nil {
             notes.append("the cluster name \"openssi\" is a placeholder: choose one with --name (a gfs2 lock table must match it)")
@@ -144,7 +145,7 @@ public enum Clustertab {
         let net: IPv4CIDR
         if let prefix {
             do { net = try IPv4CIDR(parsingNetwork: prefix) } catch {
-                throw SSIError("clustertab", "--prefix: \(error)", hint: error.ipv6Hint)
+                throw SSIError("clustertab", "--prefix: \(printable(error.description))", hint: error.ipv6Hint)
             }
             var problems: [String] = []
             for e in entries where !net.isHostAddress(e.address) {

@@ -819,7 +819,8 @@ func absolutePathProblem(_ p: String) -> String? {
     guard p.hasPrefix("/") else { return "\"\(p)\" is not an absolute path" }
     if p == "/" { return nil }
     if p.hasSuffix("/") { return "\"\(p)\" ends with /; write \(p.dropLast())" }
-    if p.contains(where: { $0 == "\n" || $0 == "\0" }) { return "the path contains a control character" }
+    // Scalars, not Characters: "\r\n" is one Character, equal to neither.
+    if p.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) { return "the path contains a control character" }
     for c in p.dropFirst().split(separator: "/", omittingEmptySubsequences: false) where c.isEmpty || c == "." || c == ".." {
         return "\"\(p)\" is not a normalized path (empty, . or .. component)"
     }

@@ -42,7 +42,7 @@ import Testing
             "rw,node=1,noatime", "defaults,node=2,remount", #"x-foo="a,b",node=3,pri=5"#,
             "node=\(String(repeating: "9", count: 3000))", "remount,ro,node=,=", #"a="unclosed,node=4"#,
         ])
-        Fuzz.run("mount-options", seeds: seeds, iterations: Fuzz.iterations(default: 300)) { bytes in
+        Fuzz.run("mount-options", seeds: seeds, iterations: Fuzz.iterations(default: 1000)) { bytes in
             let options = String(decoding: bytes, as: UTF8.self)
             for name in ["node", "remount", "pri", "rw"] {
                 _ = MountOptions.value(of: name, in: options)
