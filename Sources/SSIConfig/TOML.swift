@@ -123,7 +123,15 @@ final class TableNode {
     enum Item {
         case value(TOMLValue)
         case table(TableNode)
-        case tables([TableNode])
+        case tables(TableList)
+    }
+
+    /// The elements of an array of tables, in a class so that a [[header]]
+    /// appends in place: appending to an array held in the dictionary
+    /// copied it, and 100 000 [[node]] headers took minutes.
+    final class TableList {
+        var nodes: [TableNode]
+        init(_ nodes: [TableNode]) { self.nodes = nodes }
     }
 
     var line: Int
@@ -150,8 +158,8 @@ final class TableNode {
                 entries.append(.init(key: key, line: keyLine, value: v))
             case .table(let node):
                 entries.append(.init(key: key, line: keyLine, value: TOMLValue(.table(node.freeze()), line: node.line)))
-            case .tables(let nodes):
-                let values = nodes.map { TOMLValue(.table($0.freeze()), line: $0.line) }
+            case .tables(let list):
+                let values = list.nodes.map { TOMLValue(.table($0.freeze()), line: $0.line) }
                 entries.append(.init(key: key, line: keyLine, value: TOMLValue(.array(values), line: keyLine)))
             }
         }
@@ -324,7 +332,7 @@ struct TOMLParser {
             if let (_, item) = table.items[key] {
                 switch item {
                 case .table(let t): table = t
-                case .tables(let ts): table = ts[ts.count - 1]
+                case .tables(let ts): table = ts.nodes[ts.nodes.count - 1]
                 case .value(let v):
                     // Joined here only: joining on every step was quadratic.
                     let sofar = path[0...n].joined(separator: ".")
@@ -338,11 +346,11 @@ struct TOMLParser {
         }
         let last = path[path.count - 1]
         if isArray {
-            if let (firstLine, item) = table.items[last] {
+            if let (_, item) = table.items[last] {
                 switch item {
                 case .tables(let ts):
                     let t = TableNode(line: headerLine, origin: .arrayElement)
-                    table.set(last, line: firstLine, .tables(ts + [t]))
+                    ts.nodes.append(t)
                     current = t
                 case .table(let t):
                     throw TOMLError(line: headerLine, "[[\(name)]]: \(name) is already a table (line \(t.line)), not an array of tables")
@@ -351,7 +359,7 @@ struct TOMLParser {
                 }
             } else {
                 let t = TableNode(line: headerLine, origin: .arrayElement)
-                table.set(last, line: headerLine, .tables([t]))
+                table.set(last, line: headerLine, .tables(TableNode.TableList([t])))
                 current = t
             }
         } else {
@@ -365,7 +373,7 @@ struct TOMLParser {
                     throw TOMLError(line: headerLine, "table [\(name)] is defined twice (first at line \(t.line))",
                                     hint: "merge the two sections")
                 case .tables(let ts):
-                    throw TOMLError(line: headerLine, "[\(name)]: \(name) is already an array of tables (line \(ts[0].line))",
+                    throw TOMLError(line: headerLine, "[\(name)]: \(name) is already an array of tables (line \(ts.nodes[0].line))",
                                     hint: "write [[\(name)]] to add an element")
                 case .value(let v):
                     throw TOMLError(line: headerLine, "[\(name)]: \(name) is already \(v.typeName) (line \(v.line))")
@@ -452,7 +460,7 @@ struct TOMLParser {
                 case .table(let t):
                     throw TOMLError(line: keyLine, "\(name): \(key) is a table defined by a header (line \(t.line)); add the key in that section")
                 case .tables(let ts):
-                    throw TOMLError(line: keyLine, "\(name): \(key) is an array of tables (line \(ts[0].line))")
+                    throw TOMLError(line: keyLine, "\(name): \(key) is an array of tables (line \(ts.nodes[0].line))")
                 case .value(let v):
                     throw TOMLError(line: keyLine, "\(name): \(key) is already \(v.typeName) (line \(v.line)), not a table")
                 }
@@ -468,7 +476,7 @@ struct TOMLParser {
             switch item {
             case .value: what = "is set twice (first at line \(firstLine))"
             case .table(let t): what = "is already a table (line \(t.line))"
-            case .tables(let ts): what = "is already an array of tables (line \(ts[0].line))"
+            case .tables(let ts): what = "is already an array of tables (line \(ts.nodes[0].line))"
             }
             throw TOMLError(line: keyLine, "\(name) \(what)", hint: "keep one")
         }
