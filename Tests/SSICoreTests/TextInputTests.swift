@@ -70,3 +70,34 @@ import Testing
         }
     }
 }
+
+@Suite struct AddressInputTests {
+    @Test func signsAreNotHexDigits() {
+        #expect(throws: AddressParseError.self) { try MACAddress(parsing: "52:54:00:+a:cd:01") }
+        #expect(throws: AddressParseError.self) { try MACAddress(parsing: "52:54:00:-a:cd:01") }
+        #expect((try? MACAddress(parsing: "52:54:00:0A:cd:01"))?.description == "52:54:00:0a:cd:01")
+    }
+
+    @Test func inputIsEscapedInTheMessage() {
+        do {
+            _ = try IPv4Address(parsing: "10.0.0.1\u{1B}[2J")
+            Issue.record("accepted")
+        } catch {
+            #expect(!error.description.unicodeScalars.contains("\u{1B}"), "\(error)")
+            #expect(error.description.contains("\\u001B[2J"))
+        }
+    }
+
+    /// Mutated addresses, networks and MACs: parsed or refused, and what is
+    /// parsed prints back as text that parses to the same value.
+    @Test func networkAddressesFuzz() {
+        let seeds = Fuzz.seeds(["10.77.0.1", "10.77.0.0/24", "192.168.1.255/32", "52:54:00:ab:cd:01", "52-54-00-AB-CD-01"])
+        Fuzz.run("addresses", seeds: seeds, iterations: Fuzz.iterations(default: 1000)) { bytes in
+            let text = String(decoding: bytes, as: UTF8.self)
+            if let a = try? IPv4Address(parsing: text) { #expect(a.description == text) }
+            if let c = try? IPv4CIDR(parsing: text) { #expect((try? IPv4CIDR(parsing: c.description)) == c) }
+            if let n = try? IPv4CIDR(parsingNetwork: text) { #expect(n.network == n && n.broadcast.map(n.contains) ?? true) }
+            if let m = try? MACAddress(parsing: text) { #expect(m.bytes.count == 6 && (try? MACAddress(parsing: m.description)) == m) }
+        }
+    }
+}
