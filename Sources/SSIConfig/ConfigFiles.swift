@@ -13,7 +13,7 @@ public enum ConfigFiles {
         let fd = retrying { open(path, O_RDONLY | O_CLOEXEC) }
         guard fd >= 0 else {
             let e = errno
-            throw SSIError("config", "\(what) \(path): \(errnoDescription(e))",
+            throw SSIError("config", "\(what) \(printable(path)): \(errnoDescription(e))",
                            hint: e == ENOENT && what == "cluster config"
                                ? "write one (examples in configs/), or pass the file to use" : nil)
         }
@@ -22,10 +22,10 @@ public enum ConfigFiles {
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {
             let n = chunk.withUnsafeMutableBytes { buf in retrying { read(fd, buf.baseAddress, buf.count) } }
-            if n < 0 { throw SSIError("config", "\(what) \(path): read: \(errnoDescription(errno))") }
+            if n < 0 { throw SSIError("config", "\(what) \(printable(path)): read: \(errnoDescription(errno))") }
             if n == 0 { break }
             out.append(contentsOf: chunk[0..<n])
-            if out.count > 16 << 20 { throw SSIError("config", "\(what) \(path): larger than 16 MiB; is it the right file?") }
+            if out.count > 16 << 20 { throw SSIError("config", "\(what) \(printable(path)): larger than 16 MiB; is it the right file?") }
         }
         return out
     }
@@ -34,7 +34,7 @@ public enum ConfigFiles {
     public static func readText(_ path: String, what: String) throws(SSIError) -> String {
         let bytes = try readBytes(path, what: what)
         guard let text = String(validating: bytes, as: UTF8.self) else {
-            throw SSIError("config", "\(what) \(path): line \(firstInvalidLine(bytes) ?? 1) is not UTF-8 text")
+            throw SSIError("config", "\(what) \(printable(path)): line \(firstInvalidLine(bytes) ?? 1) is not UTF-8 text")
         }
         if text.hasPrefix("\u{FEFF}") { return String(text.dropFirst()) }
         return text

@@ -101,3 +101,10 @@ import Testing
         }
     }
 }
+
+@Suite struct LogLineTests {
+    /// A kmsg record must stay one line, CRLF included.
+    @Test func newlinesOfEveryKindBecomeSpaces() {
+        #expect("a\nb\r\nc\rd".replacingNewlines() == "a b  c d")
+    }
+}
