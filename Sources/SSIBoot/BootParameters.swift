@@ -111,6 +111,8 @@ public struct BootParameters: Sendable, Equatable {
         let b = BreakPoint.allCases.filter { breaks.contains($0) }.map(\.rawValue)
         lines.append("break at: \(b.isEmpty ? "(nowhere)" : b.joined(separator: ", "))")
         for w in warnings { lines.append("warning: \(w)") }
-        return lines.joined(separator: "\n")
+        // The values are the command line's: escaped, so that one cannot
+        // drive the terminal or fake a line of this list.
+        return lines.map(printable).joined(separator: "\n")
     }
 }

@@ -45,6 +45,8 @@ import SSICore
         }
         let w = (try? parse("ssi.break=x\u{1B}[2J"))?.warnings ?? []
         #expect(w.count == 1 && !w[0].unicodeScalars.contains("\u{1B}"), "\(w)")
+        let e = (try? parse("root=LABEL=a\u{1B}[2J\u{0B}b rootflags=\u{1B}]0;x"))?.explanation ?? ""
+        #expect(e.contains("LABEL=a\\u001B[2J") && !e.unicodeScalars.contains("\u{1B}"), "\(e)")
     }
 
     /// Mutated command lines through the parser ssi-init runs first: a
@@ -63,7 +65,8 @@ import SSICore
             #expect(p.quorumWait.map(BootParameters.waitRange.contains) ?? true)
             #expect(p.clusterRootWait.map(BootParameters.waitRange.contains) ?? true)
             #expect(p.initPath.hasPrefix("/"))
-            _ = p.explanation
+            let raw = p.explanation.unicodeScalars.contains { ($0.value < 0x20 && $0 != "\n") || $0.value == 0x7F }
+            #expect(!raw, "the explanation prints the line's control characters raw")
         }
     }
 }
