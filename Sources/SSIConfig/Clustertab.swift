@@ -166,8 +166,10 @@ public enum Clustertab {
             notes.append("node \(extra.number) (clustertab line \(extra.line)) was also a potential init node: a cfs root has one init node (node \(server.number)), so node \(extra.number) is a member here; for a root that survives its server, use a gfs2 root on the shared disk")
         }
 
+        // Names from the file and its path go into comments escaped: a
+        // newline in them would end the comment and write config lines.
         var out = """
-            # Cluster config imported from the OpenSSI clustertab \(file)
+            # Cluster config imported from the OpenSSI clustertab \(printable(file))
             # by `ssi cluster config import-clustertab`. Check it with
             # `ssi cluster config check`; every key is described in
             # configs/README.md.
@@ -197,7 +199,7 @@ public enum Clustertab {
             out += """
 
                 [[node]]
-                # clustertab line \(e.line)\(e.bootProtocol.map { ", boot protocol \(bootProtocolName($0))" } ?? "")\(e.bootDevice.map { ", boot device \($0)" } ?? "")
+                # clustertab line \(e.line)\(e.bootProtocol.map { ", boot protocol \(printable(bootProtocolName($0)))" } ?? "")\(e.bootDevice.map { ", boot device \(printable($0))" } ?? "")
                 number = \(e.number)
                 name = "node\(e.number)"
                 mac = \(quotedString(e.mac.description))

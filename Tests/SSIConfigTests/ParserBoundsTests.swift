@@ -228,3 +228,17 @@ func hex2(_ n: Int) -> String {
         }
     }
 }
+
+@Suite struct ClustertabConversionTests {
+    /// The file name and the fields land in comments of the generated
+    /// config: a newline in them wrote a line of config, a control
+    /// character made the generated config invalid.
+    @Test func namesInGeneratedCommentsAreEscaped() throws {
+        let tab = "1\t10.77.0.1\t52:54:00:00:00:01\tP\t1\t/dev/sda\u{0B}1\n2\t10.77.0.2\t52:54:00:00:00:02\tE\u{1B}\t0\n"
+        let conv = try Clustertab.convert(text: tab, file: "ct\n[evil]\nx = 1", clusterName: "ssi", prefix: "10.77.0.0/24")
+        #expect(!conv.text.contains("\n[evil]"))
+        #expect(conv.text.contains("ct\\n[evil]\\nx = 1"))
+        #expect(conv.text.contains("boot device /dev/sda\\u000B1"))
+        #expect(!conv.text.unicodeScalars.contains { $0.value < 0x20 && $0 != "\n" })
+    }
+}
