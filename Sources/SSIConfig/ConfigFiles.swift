@@ -10,7 +10,9 @@ public import SSICore
 public enum ConfigFiles {
     /// Reads a whole file. `what` names it in the error ("cluster config").
     public static func readBytes(_ path: String, what: String) throws(SSIError) -> [UInt8] {
-        let fd = retrying { open(path, O_RDONLY | O_CLOEXEC) }
+        // O_NONBLOCK: opening a FIFO with no writer would otherwise wait
+        // forever, before there is anything to check.
+        let fd = retrying { open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK) }
         guard fd >= 0 else {
             let e = errno
             throw SSIError("config", "\(what) \(printable(path)): \(errnoDescription(e))",
@@ -18,6 +20,23 @@ public enum ConfigFiles {
                                ? "write one (examples in configs/), or pass the file to use" : nil)
         }
         defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else {
+            let e = errno
+            throw SSIError("config", "\(what) \(printable(path)): fstat: \(errnoDescription(e))")
+        }
+        switch st.st_mode & S_IFMT {
+        case S_IFREG:
+            break
+        case S_IFCHR:
+            // A terminal or /dev/zero: blocking reads, bounded below by size.
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
+        case S_IFDIR:
+            throw SSIError("config", "\(what) \(printable(path)) is a directory", hint: "pass the file in it")
+        default:
+            // A pipe or socket can keep a reader waiting with no end.
+            throw SSIError("config", "\(what) \(printable(path)) is a pipe or socket, not a file", hint: "save it to a file and pass that")
+        }
         var out: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {

@@ -242,3 +242,24 @@ func hex2(_ n: Int) -> String {
         #expect(!conv.text.unicodeScalars.contains { $0.value < 0x20 && $0 != "\n" })
     }
 }
+
+@Suite struct ConfigFileKindTests {
+    /// A FIFO with no writer kept `ssi cluster config check` waiting in
+    /// open(2) forever; /dev/zero is cut at the size bound.
+    @Test func pipesAndDirectoriesAreRefusedAtOnce() throws {
+        let dir = try TempDir()
+        let fifo = dir.path + "/fifo"
+        #expect(mkfifo(fifo, 0o600) == 0)
+        #expect(throws: SSIError.self) { try ConfigFiles.readBytes(fifo, what: "cluster config") }
+        #expect(throws: SSIError.self) { try ConfigFiles.readBytes(dir.path, what: "cluster config") }
+        do {
+            _ = try ConfigFiles.readBytes("/dev/zero", what: "cluster config")
+            Issue.record("/dev/zero was read to the end")
+        } catch {
+            #expect(error.message.contains("larger than 16 MiB"), "\(error)")
+        }
+        let file = dir.path + "/c.conf"
+        #expect(FileManager.default.createFile(atPath: file, contents: Data("x = 1\n".utf8)))
+        #expect(try ConfigFiles.readBytes(file, what: "cluster config") == Array("x = 1\n".utf8))
+    }
+}
