@@ -49,7 +49,7 @@ public struct BootParameters: Sendable, Equatable {
         readOnly = cmdline.lastFlag(of: ["ro", "rw"]) != "rw"
         if let i = cmdline.value("init") {
             guard i.hasPrefix("/") else {
-                throw SSIError("cmdline", "init=\(i) must be an absolute path", hint: "e.g. init=/lib/systemd/systemd")
+                throw SSIError("cmdline", "init=\(printable(i)) must be an absolute path", hint: "e.g. init=/lib/systemd/systemd")
             }
             initPath = i
         }
@@ -58,38 +58,42 @@ public struct BootParameters: Sendable, Equatable {
             if let p = BreakPoint(rawValue: b) {
                 breaks.insert(p)
             } else {
-                warnings.append("ssi.break=\(b) is not a step; known: \(BreakPoint.allCases.map(\.rawValue).joined(separator: ", "))")
+                warnings.append("ssi.break=\(printable(b)) is not a step; known: \(BreakPoint.allCases.map(\.rawValue).joined(separator: ", "))")
             }
         }
         // rootwait=N (Linux 6.4+) and our own ssi.timeout=N bound the wait;
         // the later one on the line wins. A bare "rootwait" keeps our
         // bounded default: a boot that never ends helps nobody.
         for key in ["rootwait", "ssi.timeout"] {
-            if let v = cmdline.value(key) {
-                guard let n = Int(v), n >= 0 else {
-                    throw SSIError("cmdline", "\(key)=\(v) is not a number of seconds")
-                }
-                rootTimeout = n
-            }
+            if let n = try Self.number(cmdline, key, in: Self.waitRange, unit: "seconds") { rootTimeout = n }
         }
-        if let n = cmdline.value("ssi.node") {
-            guard let v = Int(n), v > 0 else {
-                throw SSIError("cmdline", "ssi.node=\(n) is not a node number", hint: "node numbers start at 1")
-            }
-            node = v
+        node = try Self.number(cmdline, "ssi.node", in: Self.nodeRange, unit: "a node number")
+        quorumWait = try Self.number(cmdline, "ssi.quorum_wait", in: Self.waitRange, unit: "seconds")
+        clusterRootWait = try Self.number(cmdline, "ssi.root_wait", in: 1...Self.waitRange.upperBound, unit: "seconds")
+        if let n = try Self.number(cmdline, "rootdelay", in: Self.rootDelayRange, unit: "seconds") { rootDelay = n }
+    }
+
+    /// Every wait on the command line: up to a day. The values become
+    /// deadlines and milliseconds in PID 1, where an overflow is a kernel
+    /// panic; a longer wait is a typo (the configuration's waits have the
+    /// same bound).
+    public static let waitRange = 0...86_400
+    /// rootdelay= is a plain sleep before the root is looked for: an hour is
+    /// already far more than any disk needs.
+    public static let rootDelayRange = 0...3600
+    /// As the configuration's node numbers.
+    public static let nodeRange = 1...Int(Int32.max)
+
+    /// The value of `key` as a whole number in `range`, nil when absent.
+    /// Out of range (or not a number) is an error naming the parameter and
+    /// the range, never a trap later.
+    static func number(_ cmdline: KernelCommandLine, _ key: String, in range: ClosedRange<Int>, unit: String) throws(SSIError) -> Int? {
+        guard let text = cmdline.value(key) else { return nil }
+        guard let n = Int(text), range.contains(n) else {
+            throw SSIError("cmdline", "\(key)=\(printable(text)) is not \(unit) in \(range.lowerBound)...\(range.upperBound)",
+                           hint: key == "ssi.node" ? "node numbers start at 1" : "write \(key)=N with N in \(range.lowerBound)...\(range.upperBound)")
         }
-        if let w = cmdline.value("ssi.quorum_wait") {
-            guard let v = Int(w), v >= 0 else { throw SSIError("cmdline", "ssi.quorum_wait=\(w) is not a number of seconds") }
-            quorumWait = v
-        }
-        if let w = cmdline.value("ssi.root_wait") {
-            guard let v = Int(w), v > 0 else { throw SSIError("cmdline", "ssi.root_wait=\(w) is not a number of seconds") }
-            clusterRootWait = v
-        }
-        if let d = cmdline.value("rootdelay") {
-            guard let n = Int(d), n >= 0 else { throw SSIError("cmdline", "rootdelay=\(d) is not a number of seconds") }
-            rootDelay = n
-        }
+        return n
     }
 
     /// A multi-line description for `ssi init --explain`.
@@ -107,6 +111,8 @@ public struct BootParameters: Sendable, Equatable {
         let b = BreakPoint.allCases.filter { breaks.contains($0) }.map(\.rawValue)
         lines.append("break at: \(b.isEmpty ? "(nowhere)" : b.joined(separator: ", "))")
         for w in warnings { lines.append("warning: \(w)") }
-        return lines.joined(separator: "\n")
+        // The values are the command line's: escaped, so that one cannot
+        // drive the terminal or fake a line of this list.
+        return lines.map(printable).joined(separator: "\n")
     }
 }

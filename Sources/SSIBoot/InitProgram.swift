@@ -231,7 +231,10 @@ final class Boot {
         }
         if params.rootDelay > 0 {
             log.info("root", "waiting \(params.rootDelay) s (rootdelay=)")
-            Process.sleep(milliseconds: params.rootDelay * 1000)
+            // Bounded again here: params is a public value that code, not
+            // only the parser, can set, and an overflow in PID 1 is a panic.
+            let seconds = min(max(params.rootDelay, 0), BootParameters.rootDelayRange.upperBound)
+            Process.sleep(milliseconds: seconds * 1000)
         }
         let device = try waitForDevice(spec, timeout: params.rootTimeout)
         log.info("root", "found \(spec) at \(device.path) (\(device.type ?? "no file system"))")

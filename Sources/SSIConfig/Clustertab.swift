@@ -53,7 +53,8 @@ public enum Clustertab {
         }
         let names = ["node number", "IP address", "MAC address", "boot protocol", "init node flag", "boot device"]
 
-        for (k, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        // CRLF files read as LF: see textLines.
+        for (k, raw) in textLines(text).enumerated() {
             let line = k + 1
             let content = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
             let fields = content.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" }).map(String.init)
@@ -135,7 +136,7 @@ public enum Clustertab {
 
         let name = clusterName ?? "openssi"
         if let why = clusterNameProblem(name) {
-            throw SSIError("clustertab", "--name \(name): \(why)", hint: "1-32 letters, digits, - or _")
+            throw SSIError("clustertab", "--name \(printable(name)): \(why)", hint: "1-32 letters, digits, - or _")
         }
         if clusterName == nil {
             notes.append("the cluster name \"openssi\" is a placeholder: choose one with --name (a gfs2 lock table must match it)")
@@ -144,7 +145,7 @@ public enum Clustertab {
         let net: IPv4CIDR
         if let prefix {
             do { net = try IPv4CIDR(parsingNetwork: prefix) } catch {
-                throw SSIError("clustertab", "--prefix: \(error)", hint: error.ipv6Hint)
+                throw SSIError("clustertab", "--prefix: \(printable(error.description))", hint: error.ipv6Hint)
             }
             var problems: [String] = []
             for e in entries where !net.isHostAddress(e.address) {
@@ -165,8 +166,10 @@ public enum Clustertab {
             notes.append("node \(extra.number) (clustertab line \(extra.line)) was also a potential init node: a cfs root has one init node (node \(server.number)), so node \(extra.number) is a member here; for a root that survives its server, use a gfs2 root on the shared disk")
         }
 
+        // Names from the file and its path go into comments escaped: a
+        // newline in them would end the comment and write config lines.
         var out = """
-            # Cluster config imported from the OpenSSI clustertab \(file)
+            # Cluster config imported from the OpenSSI clustertab \(printable(file))
             # by `ssi cluster config import-clustertab`. Check it with
             # `ssi cluster config check`; every key is described in
             # configs/README.md.
@@ -196,7 +199,7 @@ public enum Clustertab {
             out += """
 
                 [[node]]
-                # clustertab line \(e.line)\(e.bootProtocol.map { ", boot protocol \(bootProtocolName($0))" } ?? "")\(e.bootDevice.map { ", boot device \($0)" } ?? "")
+                # clustertab line \(e.line)\(e.bootProtocol.map { ", boot protocol \(printable(bootProtocolName($0)))" } ?? "")\(e.bootDevice.map { ", boot device \(printable($0))" } ?? "")
                 number = \(e.number)
                 name = "node\(e.number)"
                 mac = \(quotedString(e.mac.description))

@@ -63,7 +63,8 @@ extension ConfigDecoder {
             result.directory = d
         } else if t.entry("directory") != nil { ok = false }
         if let (k, line) = string(t, "kernel_arguments", "netboot") {
-            if k.contains(where: { $0 == "\n" || $0 == "\r" }) {
+            // Scalars, not Characters: "\r\n" is one Character, equal to neither.
+            if k.unicodeScalars.contains(where: { $0 == "\n" || $0 == "\r" }) {
                 report(line, "netboot.kernel_arguments", "one line of kernel parameters, separated by spaces"); ok = false
             }
             result.kernelArguments = k

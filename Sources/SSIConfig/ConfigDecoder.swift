@@ -226,6 +226,7 @@ struct ConfigDecoder {
             return nil
         }
         var agents: [ClusterConfig.Agent] = []
+        var agentLines: [String: Int] = [:]
         var ok = true
         for v in elements {
             let t = v.table!
@@ -239,8 +240,8 @@ struct ConfigDecoder {
                 } else if ClusterConfig.Agent.reserved.contains(name) {
                     report(line, "agent.name", "\(name) is ssi's own daemon", hint: "choose another name")
                     ok = false
-                } else if let other = agents.first(where: { $0.name == name }) {
-                    report(line, "agent.name", "\(name) is already the name of the agent at line \(other.line)")
+                } else if let otherLine = agentLines[name] {
+                    report(line, "agent.name", "\(name) is already the name of the agent at line \(otherLine)")
                     ok = false
                 }
                 agent.name = name
@@ -273,6 +274,9 @@ struct ConfigDecoder {
                 ok = false
             }
             agents.append(agent)
+            // A dictionary, not a search of `agents`: quadratic in a file
+            // of many thousand [[agent]] sections.
+            if agentLines[agent.name] == nil { agentLines[agent.name] = agent.line }
         }
         return ok ? agents : nil
     }
@@ -431,6 +435,9 @@ struct ConfigDecoder {
 
         var macs: [MACAddress] = []
         var macLines: [Int] = []
+        // Where each MAC was first listed: a search of `macs` was quadratic
+        // in a long list.
+        var firstLine: [MACAddress: Int] = [:]
         if let list = strings(t, "mac", "node", single: true) {
             if list.isEmpty, let e = t.entry("mac") {
                 report(e.line, "node.mac", "an empty list", hint: "give the node's MAC, or remove the key")
@@ -442,12 +449,13 @@ struct ConfigDecoder {
                     if m.isMulticast || m.isZero {
                         report(line, "node.mac", "\(m) is a \(m.isZero ? "null" : "multicast") address, not a network card's")
                         ok = false
-                    } else if let k = macs.firstIndex(of: m) {
-                        report(line, "node.mac", "\(m) is listed twice for this node (line \(macLines[k]))")
+                    } else if let first = firstLine[m] {
+                        report(line, "node.mac", "\(m) is listed twice for this node (line \(first))")
                         ok = false
                     } else {
                         macs.append(m)
                         macLines.append(line)
+                        firstLine[m] = line
                     }
                 } catch {
                     report(line, "node.mac", error.description)
@@ -819,7 +827,8 @@ func absolutePathProblem(_ p: String) -> String? {
     guard p.hasPrefix("/") else { return "\"\(p)\" is not an absolute path" }
     if p == "/" { return nil }
     if p.hasSuffix("/") { return "\"\(p)\" ends with /; write \(p.dropLast())" }
-    if p.contains(where: { $0 == "\n" || $0 == "\0" }) { return "the path contains a control character" }
+    // Scalars, not Characters: "\r\n" is one Character, equal to neither.
+    if p.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) { return "the path contains a control character" }
     for c in p.dropFirst().split(separator: "/", omittingEmptySubsequences: false) where c.isEmpty || c == "." || c == ".." {
         return "\"\(p)\" is not a normalized path (empty, . or .. component)"
     }
@@ -867,6 +876,10 @@ func lockTableProblem(_ l: String, clusterName: String?) -> (String, String?)? {
 /// The known word nearest `word` by edit distance, when near enough to
 /// be a typo.
 func closest(_ word: String, in known: [String]) -> String? {
+    // The edit distance costs the product of the lengths: a key of a
+    // megabyte, repeated, made the check take minutes. No typo of a known
+    // word is that long.
+    guard word.utf8.count <= 64 else { return nil }
     let w = word.lowercased()
     // Nearest first; on a tie, the one sharing the longest prefix ("gfs"
     // is "gfs2" rather than "cfs").

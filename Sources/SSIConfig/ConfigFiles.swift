@@ -10,22 +10,41 @@ public import SSICore
 public enum ConfigFiles {
     /// Reads a whole file. `what` names it in the error ("cluster config").
     public static func readBytes(_ path: String, what: String) throws(SSIError) -> [UInt8] {
-        let fd = retrying { open(path, O_RDONLY | O_CLOEXEC) }
+        // O_NONBLOCK: opening a FIFO with no writer would otherwise wait
+        // forever, before there is anything to check.
+        let fd = retrying { open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK) }
         guard fd >= 0 else {
             let e = errno
-            throw SSIError("config", "\(what) \(path): \(errnoDescription(e))",
+            throw SSIError("config", "\(what) \(printable(path)): \(errnoDescription(e))",
                            hint: e == ENOENT && what == "cluster config"
                                ? "write one (examples in configs/), or pass the file to use" : nil)
         }
         defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else {
+            let e = errno
+            throw SSIError("config", "\(what) \(printable(path)): fstat: \(errnoDescription(e))")
+        }
+        switch st.st_mode & S_IFMT {
+        case S_IFREG:
+            break
+        case S_IFCHR:
+            // A terminal or /dev/zero: blocking reads, bounded below by size.
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
+        case S_IFDIR:
+            throw SSIError("config", "\(what) \(printable(path)) is a directory", hint: "pass the file in it")
+        default:
+            // A pipe or socket can keep a reader waiting with no end.
+            throw SSIError("config", "\(what) \(printable(path)) is a pipe or socket, not a file", hint: "save it to a file and pass that")
+        }
         var out: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {
             let n = chunk.withUnsafeMutableBytes { buf in retrying { read(fd, buf.baseAddress, buf.count) } }
-            if n < 0 { throw SSIError("config", "\(what) \(path): read: \(errnoDescription(errno))") }
+            if n < 0 { throw SSIError("config", "\(what) \(printable(path)): read: \(errnoDescription(errno))") }
             if n == 0 { break }
             out.append(contentsOf: chunk[0..<n])
-            if out.count > 16 << 20 { throw SSIError("config", "\(what) \(path): larger than 16 MiB; is it the right file?") }
+            if out.count > 16 << 20 { throw SSIError("config", "\(what) \(printable(path)): larger than 16 MiB; is it the right file?") }
         }
         return out
     }
@@ -34,7 +53,7 @@ public enum ConfigFiles {
     public static func readText(_ path: String, what: String) throws(SSIError) -> String {
         let bytes = try readBytes(path, what: what)
         guard let text = String(validating: bytes, as: UTF8.self) else {
-            throw SSIError("config", "\(what) \(path): line \(firstInvalidLine(bytes) ?? 1) is not UTF-8 text")
+            throw SSIError("config", "\(what) \(printable(path)): line \(firstInvalidLine(bytes) ?? 1) is not UTF-8 text")
         }
         if text.hasPrefix("\u{FEFF}") { return String(text.dropFirst()) }
         return text

@@ -21,11 +21,15 @@ public struct ConfigProblem: Sendable, Equatable, CustomStringConvertible {
         self.hint = hint
     }
 
+    /// Control characters are escaped here, where every problem is
+    /// printed: keys, values and names come from the file (a quoted TOML key
+    /// may hold "\u001B"), and must neither drive the terminal nor break
+    /// the one-problem-per-line output.
     public var description: String {
-        var s = line > 0 ? "\(file):\(line): " : "\(file): "
-        if !field.isEmpty { s += "\(field): " }
-        s += message
-        if let hint { s += "; \(hint)" }
+        var s = line > 0 ? "\(printable(file)):\(line): " : "\(printable(file)): "
+        if !field.isEmpty { s += "\(printable(field)): " }
+        s += printable(message)
+        if let hint { s += "; \(printable(hint))" }
         return s
     }
 }

@@ -63,7 +63,8 @@ func fenceArgumentProblem(_ word: String) -> String? {
     if !key.allSatisfy({ ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-") && $0.isASCII }) {
         return "\"\(key)\" is not a fence agent option name"
     }
-    if word.contains(where: { $0 == " " || $0 == "\t" || $0 == "\n" }) {
+    // Scalars, not Characters: "\r\n" is one Character, equal to none of these.
+    if word.unicodeScalars.contains(where: { $0 == " " || $0 == "\t" || $0 == "\n" || $0 == "\r" }) {
         return "\"\(word)\" has white space"
     }
     return nil

@@ -11,6 +11,11 @@
 // (nested, spanning lines, trailing comma). Rejected, with an error that
 // names the line: multi-line strings, floats, dates and times, inline
 // tables. Every value, key and table remembers its line.
+//
+// Bounds: the parser and the tree it builds are recursive, so nesting is
+// bounded (`TOML.maxNesting` arrays in arrays, and as many keys in one dotted
+// key or header); a deeper document is an error that names the line, never
+// a stack overflow. Every step is linear in the input.
 
 /// A parsed TOML value with the line (1-based) where it starts.
 public struct TOMLValue: Sendable, Equatable {
@@ -91,6 +96,12 @@ public struct TOMLError: Error, Sendable, Equatable {
 }
 
 public enum TOML {
+    /// The deepest array nesting, and the most keys in one dotted key or
+    /// table header. A table is then at most 2 × this deep (a header's keys,
+    /// then a dotted key's), which a thread's stack holds with room to spare.
+    /// A cluster config needs 3.
+    public static let maxNesting = 32
+
     /// Parses a whole document. Errors are collected, not thrown one at a
     /// time: after a syntax error the parser skips to the end of the
     /// statement (the line, or the end of an array that spans lines) and
@@ -112,7 +123,15 @@ final class TableNode {
     enum Item {
         case value(TOMLValue)
         case table(TableNode)
-        case tables([TableNode])
+        case tables(TableList)
+    }
+
+    /// The elements of an array of tables, in a class so that a [[header]]
+    /// appends in place: appending to an array held in the dictionary
+    /// copied it, and 100 000 [[node]] headers took minutes.
+    final class TableList {
+        var nodes: [TableNode]
+        init(_ nodes: [TableNode]) { self.nodes = nodes }
     }
 
     var line: Int
@@ -139,8 +158,8 @@ final class TableNode {
                 entries.append(.init(key: key, line: keyLine, value: v))
             case .table(let node):
                 entries.append(.init(key: key, line: keyLine, value: TOMLValue(.table(node.freeze()), line: node.line)))
-            case .tables(let nodes):
-                let values = nodes.map { TOMLValue(.table($0.freeze()), line: $0.line) }
+            case .tables(let list):
+                let values = list.nodes.map { TOMLValue(.table($0.freeze()), line: $0.line) }
                 entries.append(.init(key: key, line: keyLine, value: TOMLValue(.array(values), line: keyLine)))
             }
         }
@@ -258,7 +277,9 @@ struct TOMLParser {
                 continue
             }
             if let q = quote {
-                if c == "\\" && q == "\"" { i += 1 } else if c == q { quote = nil }
+                // An escaped character is skipped, but never a newline:
+                // it ends the string and must be counted.
+                if c == "\\" && q == "\"" && peek(1) != "\n" { i += 1 } else if c == q { quote = nil }
             } else if c == "\"" || c == "'" {
                 quote = c
             } else if c == "#" {
@@ -308,12 +329,13 @@ struct TOMLParser {
         // Walk to the parent of the last key.
         var table = root
         for (n, key) in path.dropLast().enumerated() {
-            let sofar = path[0...n].joined(separator: ".")
             if let (_, item) = table.items[key] {
                 switch item {
                 case .table(let t): table = t
-                case .tables(let ts): table = ts[ts.count - 1]
+                case .tables(let ts): table = ts.nodes[ts.nodes.count - 1]
                 case .value(let v):
+                    // Joined here only: joining on every step was quadratic.
+                    let sofar = path[0...n].joined(separator: ".")
                     throw TOMLError(line: headerLine, "[\(name)]: \(sofar) is already \(v.typeName) (line \(v.line)), not a table")
                 }
             } else {
@@ -324,11 +346,11 @@ struct TOMLParser {
         }
         let last = path[path.count - 1]
         if isArray {
-            if let (firstLine, item) = table.items[last] {
+            if let (_, item) = table.items[last] {
                 switch item {
                 case .tables(let ts):
                     let t = TableNode(line: headerLine, origin: .arrayElement)
-                    table.set(last, line: firstLine, .tables(ts + [t]))
+                    ts.nodes.append(t)
                     current = t
                 case .table(let t):
                     throw TOMLError(line: headerLine, "[[\(name)]]: \(name) is already a table (line \(t.line)), not an array of tables")
@@ -337,7 +359,7 @@ struct TOMLParser {
                 }
             } else {
                 let t = TableNode(line: headerLine, origin: .arrayElement)
-                table.set(last, line: headerLine, .tables([t]))
+                table.set(last, line: headerLine, .tables(TableNode.TableList([t])))
                 current = t
             }
         } else {
@@ -351,7 +373,7 @@ struct TOMLParser {
                     throw TOMLError(line: headerLine, "table [\(name)] is defined twice (first at line \(t.line))",
                                     hint: "merge the two sections")
                 case .tables(let ts):
-                    throw TOMLError(line: headerLine, "[\(name)]: \(name) is already an array of tables (line \(ts[0].line))",
+                    throw TOMLError(line: headerLine, "[\(name)]: \(name) is already an array of tables (line \(ts.nodes[0].line))",
                                     hint: "write [[\(name)]] to add an element")
                 case .value(let v):
                     throw TOMLError(line: headerLine, "[\(name)]: \(name) is already \(v.typeName) (line \(v.line))")
@@ -367,10 +389,15 @@ struct TOMLParser {
     // MARK: Keys
 
     private mutating func parseKeyPath() throws(TOMLError) -> [String] {
+        let keyLine = line
         var path: [String] = [try parseKey()]
         while true {
             skipSpaces()
             guard peek() == "." else { return path }
+            guard path.count < TOML.maxNesting else {
+                throw TOMLError(line: keyLine, "a dotted key or table header of more than \(TOML.maxNesting) keys (\(path.prefix(3).joined(separator: ".")).…)",
+                                hint: "use at most \(TOML.maxNesting) levels")
+            }
             i += 1
             skipSpaces()
             path.append(try parseKey())
@@ -433,7 +460,7 @@ struct TOMLParser {
                 case .table(let t):
                     throw TOMLError(line: keyLine, "\(name): \(key) is a table defined by a header (line \(t.line)); add the key in that section")
                 case .tables(let ts):
-                    throw TOMLError(line: keyLine, "\(name): \(key) is an array of tables (line \(ts[0].line))")
+                    throw TOMLError(line: keyLine, "\(name): \(key) is an array of tables (line \(ts.nodes[0].line))")
                 case .value(let v):
                     throw TOMLError(line: keyLine, "\(name): \(key) is already \(v.typeName) (line \(v.line)), not a table")
                 }
@@ -449,7 +476,7 @@ struct TOMLParser {
             switch item {
             case .value: what = "is set twice (first at line \(firstLine))"
             case .table(let t): what = "is already a table (line \(t.line))"
-            case .tables(let ts): what = "is already an array of tables (line \(ts[0].line))"
+            case .tables(let ts): what = "is already an array of tables (line \(ts.nodes[0].line))"
             }
             throw TOMLError(line: keyLine, "\(name) \(what)", hint: "keep one")
         }
@@ -616,6 +643,11 @@ struct TOMLParser {
 
     private mutating func parseArray() throws(TOMLError) -> TOMLValue {
         let arrayLine = line
+        // parseValue and parseArray call each other: the depth bounds the
+        // stack. Thrown before the [ is consumed, so recovery counts it.
+        guard arrayDepth < TOML.maxNesting else {
+            throw TOMLError(line: line, "arrays nested more than \(TOML.maxNesting) deep", hint: "use at most \(TOML.maxNesting) levels")
+        }
         i += 1  // [
         arrayDepth += 1
         var elements: [TOMLValue] = []
@@ -648,7 +680,14 @@ struct TOMLParser {
             i += 1
             if c == "\"" { return String(out) }
             if c == "\\" {
-                guard let e = peek() else { throw TOMLError(line: line, "unterminated string") }
+                // A line-ending backslash (TOML's line continuation) belongs
+                // to multi-line strings only. The newline is left unread, so
+                // that it is counted: consuming it here shifted every later
+                // line number by one.
+                guard let e = peek(), !isNewline(at: i), e != "\n" else {
+                    throw TOMLError(line: line, "unterminated string: a backslash ends the line",
+                                    hint: "close the string with \" on the same line; write \\n for a newline")
+                }
                 i += 1
                 switch e {
                 case "b": out.append("\u{08}")

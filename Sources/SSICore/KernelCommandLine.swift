@@ -7,25 +7,28 @@ public struct KernelCommandLine: Sendable, Equatable {
 
     public init(_ text: String) {
         var words: [String] = []
-        var current = ""
+        var current = String.UnicodeScalarView()
         var inQuotes = false
         var hasWord = false
-        for ch in text {
+        // Scalars, not Characters: "\r\n" is one Character, so a CRLF file
+        // given to `ssi init --explain` glued its words together. The
+        // separators are the kernel's isspace(): space, \t, \n, \v, \f, \r.
+        for ch in text.unicodeScalars {
             if ch == "\"" {
                 inQuotes.toggle()
                 hasWord = true
                 continue
             }
-            if !inQuotes && (ch == " " || ch == "\n" || ch == "\t") {
-                if hasWord { words.append(current) }
-                current = ""
+            if !inQuotes && (ch == " " || ("\t"..."\r").contains(ch)) {
+                if hasWord { words.append(String(current)) }
+                current = String.UnicodeScalarView()
                 hasWord = false
                 continue
             }
             current.append(ch)
             hasWord = true
         }
-        if hasWord { words.append(current) }
+        if hasWord { words.append(String(current)) }
         // The kernel hands everything after "--" to init as its arguments;
         // those are not boot parameters.
         if let dashes = words.firstIndex(of: "--") {

@@ -80,7 +80,11 @@ public func writeAll(_ fd: Int32, _ text: String) {
 }
 
 extension String {
+    /// Scalars, not Characters: "\r\n" is one Character, not equal to
+    /// "\n", and went into the kernel log as a line break.
     func replacingNewlines() -> String {
-        String(self.map { $0 == "\n" ? " " : $0 })
+        var out = String.UnicodeScalarView()
+        out.append(contentsOf: unicodeScalars.map { $0 == "\n" || $0 == "\r" ? " " : $0 })
+        return String(out)
     }
 }

@@ -19,7 +19,9 @@ public struct AddressParseError: Error, CustomStringConvertible, Sendable, Equat
         self.reason = reason
     }
 
-    public var description: String { "invalid \(kind) \"\(input)\": \(reason)" }
+    /// The input and the reason (which quotes parts of it) are escaped:
+    /// they come from files and command lines, and reach terminals.
+    public var description: String { printable("invalid \(kind) \"\(input)\": \(reason)") }
 }
 
 /// An IPv4 address. `value` is in host order (10.0.0.1 is 0x0A00_0001);
@@ -210,7 +212,8 @@ public struct MACAddress: Sendable, Hashable, Comparable, CustomStringConvertibl
         }
         var bytes: [UInt8] = []
         for part in parts {
-            guard (1...2).contains(part.count), let b = UInt8(part, radix: 16) else {
+            // UInt8(_:radix:) also takes a sign ("+f"): digits only.
+            guard (1...2).contains(part.count), part.allSatisfy(\.isHexDigit), let b = UInt8(part, radix: 16) else {
                 throw fail("\"\(part)\" is not a hexadecimal byte")
             }
             guard part.count == 2 else { throw fail("\"\(part)\" is not two hexadecimal digits") }

@@ -97,7 +97,7 @@ public enum DeviceSpec: Sendable, Equatable, CustomStringConvertible {
         if let v = rest("PARTUUID="), !v.isEmpty { self = .partUUID(v.lowercased()); return }
         if let v = rest("PARTLABEL="), !v.isEmpty { self = .partLabel(v); return }
         if text.hasPrefix("/dev/") && text.count > 5 { self = .path(text); return }
-        throw SSIError("root", "\(field)=\(text) is not a device I can find",
+        throw SSIError("root", "\(field)=\(printable(text)) is not a device I can find",
                        hint: "use \(field)=/dev/NAME, UUID=, LABEL=, PARTUUID= or PARTLABEL=")
     }
 

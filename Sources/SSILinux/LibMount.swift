@@ -197,20 +197,38 @@ public final class FstabTable {
 public enum MountOptions {
     /// The value of `name` ("" for a bare flag), nil when absent.
     public static func value(of name: String, in options: String) -> String? {
-        var value: UnsafeMutablePointer<CChar>?
-        var size = 0
-        guard mnt_optstr_get_option(options, name, &value, &size) == 0 else { return nil }
-        guard let value else { return "" }
-        return String(decoding: UnsafeRawBufferPointer(start: value, count: size), as: UTF8.self)
+        // libmount returns a pointer INTO the option string, so that string
+        // must outlive the copy: a temporary C string made for the call
+        // alone is freed before the copy (a long value then read freed
+        // memory and crashed `mount -o node=...`).
+        guard isOptionName(name) else { return nil }
+        return options.withCString { optstr -> String? in
+            var value: UnsafeMutablePointer<CChar>?
+            var size = 0
+            guard mnt_optstr_get_option(optstr, name, &value, &size) == 0 else { return nil }
+            guard let value else { return "" }
+            return String(decoding: UnsafeRawBufferPointer(start: value, count: size), as: UTF8.self)
+        }
     }
 
     /// The string without `name` (every occurrence).
     public static func removing(_ name: String, from options: String) -> String {
+        guard isOptionName(name) else { return options }
+        // strdup copies, so the temporary C string may die after it; libmount
+        // edits the copy in place. Each removal shortens it, so the loop
+        // ends; the bound is a guard against a library that does not.
         guard let dup = strdup(options) else { return options }
         var p: UnsafeMutablePointer<CChar>? = dup
-        while mnt_optstr_remove_option(&p, name) == 0 {}
         defer { free(p) }
+        var rounds = 0
+        while rounds <= options.utf8.count, mnt_optstr_remove_option(&p, name) == 0 { rounds += 1 }
         return p.map { String(cString: $0) } ?? ""
+    }
+
+    /// A name libmount can look up: not empty, and without the separators
+    /// and NUL that would make it match something other than one option.
+    static func isOptionName(_ name: String) -> Bool {
+        !name.isEmpty && !name.utf8.contains(where: { $0 == 0 || $0 == UInt8(ascii: ",") || $0 == UInt8(ascii: "=") || $0 == UInt8(ascii: "\"") })
     }
 }
 
