@@ -113,6 +113,6 @@ public struct BootParameters: Sendable, Equatable {
         for w in warnings { lines.append("warning: \(w)") }
         // The values are the command line's: escaped, so that one cannot
         // drive the terminal or fake a line of this list.
-        return lines.map(printable).joined(separator: "\n")
+        return lines.map { printable($0) }.joined(separator: "\n")
     }
 }

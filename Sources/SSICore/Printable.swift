@@ -7,22 +7,30 @@
 /// or hide the rest of an error message, and a newline must not make one
 /// problem look like two. A backslash is left as it is, so that paths and
 /// hints that show an escape stay readable.
-public func printable(_ s: String) -> String {
+///
+/// `keepingLineBreaks`: newline and tab pass (multi-line text such as an
+/// agent's refusal). `escapingBackslash`: a backslash is doubled, so the
+/// output is reversible (an image listing, where a name may itself hold
+/// the text `\\u001B`). This is the one escaper of the project: ps's `?`
+/// (procps' rule) is the only other way names are made printable.
+public func printable<S: StringProtocol>(_ s: S, keepingLineBreaks: Bool = false, escapingBackslash: Bool = false) -> String {
+    let escape = { (c: Unicode.Scalar) -> Bool in
+        if keepingLineBreaks && (c == "\n" || c == "\t") { return false }
+        return needsEscape(c) || (escapingBackslash && c == "\\")
+    }
     // The common case, nothing to escape, costs one scan and no copy.
-    guard s.unicodeScalars.contains(where: needsEscape) else { return s }
+    guard s.unicodeScalars.contains(where: escape) else { return String(s) }
     var out = ""
     for c in s.unicodeScalars {
+        guard escape(c) else { out.unicodeScalars.append(c); continue }
         switch c {
         case "\n": out += "\\n"
         case "\t": out += "\\t"
         case "\r": out += "\\r"
+        case "\\": out += "\\\\"
         default:
-            if needsEscape(c) {
-                let h = String(c.value, radix: 16, uppercase: true)
-                out += "\\u" + String(repeating: "0", count: max(0, 4 - h.count)) + h
-            } else {
-                out.unicodeScalars.append(c)
-            }
+            let h = String(c.value, radix: 16, uppercase: true)
+            out += "\\u" + String(repeating: "0", count: max(0, 4 - h.count)) + h
         }
     }
     return out

@@ -237,22 +237,8 @@ public final class ByteReader: ByteSource {
 }
 
 /// A name from an image or a file, fit to print on a terminal: control
-/// characters (C0, DEL and C1, which includes the one-byte CSI) become
-/// `\xNN`, and a backslash `\\`, so that "\x1b" in a name cannot be told
-/// apart from ESC only by reading the escape. Bytes that were not UTF-8
-/// were already decoded as U+FFFD, which prints as itself.
-public func printableName<S: StringProtocol>(_ name: S) -> String {
-    var out = ""
-    for u in name.unicodeScalars {
-        let v = u.value
-        if v < 0x20 || (v >= 0x7f && v < 0xa0) {
-            let h = String(v, radix: 16, uppercase: true)
-            out += "\\x" + (h.count < 2 ? "0" : "") + h
-        } else if u == "\\" {
-            out += "\\\\"
-        } else {
-            out.unicodeScalars.append(u)
-        }
-    }
-    return out
-}
+/// characters (C0, DEL and C1, which includes the one-byte CSI) escaped as
+/// SSICore's `printable` does, and a backslash doubled, so that the text
+/// "\u001B" in a name can be told from ESC. Bytes that were not UTF-8 were
+/// already decoded as U+FFFD, which prints as itself.
+public func printableName<S: StringProtocol>(_ name: S) -> String { printable(name, escapingBackslash: true) }

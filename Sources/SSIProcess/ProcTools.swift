@@ -27,18 +27,7 @@ public struct ProcTools {
     /// Text for a terminal: control characters but newline and tab (and
     /// DEL, and the C1 controls) shown as \xHH, so a file or process named
     /// with an escape sequence cannot drive the user's terminal.
-    static func terminalSafe(_ s: String) -> String {
-        var out = ""
-        for u in s.unicodeScalars {
-            if (u.value < 0x20 && u != "\n" && u != "\t") || (0x7f...0x9f).contains(u.value) {
-                let h = String(u.value, radix: 16)
-                out += "\\x" + (h.count < 2 ? "0" : "") + h
-            } else {
-                out.unicodeScalars.append(u)
-            }
-        }
-        return out
-    }
+    static func terminalSafe(_ s: String) -> String { printable(s, keepingLineBreaks: true) }
     func out(_ text: String) { writeAll(1, text + "\n") }
 
     func usageError(_ text: String, usage: String) -> Int32 {
@@ -308,7 +297,7 @@ public struct ProcTools {
             } else {
                 out("NODE     PID   UID COMMAND")
                 for r in rows {
-                    out(pad(r.node, 4) + " " + pad(r.pid, 7) + " " + pad(r.uid, 5) + " " + printable(r.command))
+                    out(pad(r.node, 4) + " " + pad(r.pid, 7) + " " + pad(r.uid, 5) + " " + psQuoted(r.command))
                 }
             }
             return status
@@ -320,7 +309,7 @@ public struct ProcTools {
 
     /// A command line for a one-line-per-process listing: control
     /// characters (a newline in an argument) print as "?", as procps does.
-    func printable(_ s: String) -> String {
+    func psQuoted(_ s: String) -> String {
         String(String.UnicodeScalarView(s.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7f ? "?" : $0 }))
     }
 

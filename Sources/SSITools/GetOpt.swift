@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Synchronization
 import CSSIShim
+import SSICore
 
 /// glibc's getopt_long, the parser util-linux's commands call, behind a
 /// typed table. Using glibc's own (rather than a copy of its rules) gives
@@ -239,19 +240,8 @@ func hex(_ b: UInt8) -> String {
 }
 
 extension String {
-    /// For messages to a terminal: control characters (and DEL, and C1
-    /// controls) as \xNN, so a name from outside cannot move the cursor,
-    /// clear the screen or hide the rest of the line.
-    var escapedForTerminal: String {
-        guard unicodeScalars.contains(where: { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) }) else { return self }
-        var out = ""
-        for s in unicodeScalars {
-            if s.value < 0x20 || (0x7F...0x9F).contains(s.value) {
-                out += "\\x" + hex(UInt8(s.value))
-            } else {
-                out.unicodeScalars.append(s)
-            }
-        }
-        return out
-    }
+    /// For messages to a terminal (SSICore's `printable`): a name from
+    /// outside cannot move the cursor, clear the screen or hide the rest of
+    /// the line.
+    var escapedForTerminal: String { printable(self) }
 }

@@ -34,7 +34,9 @@ import SSIMembership
                 let p = Process()
                 p.executableURL = URL(fileURLWithPath: AgentPairTests.ssi!)
                 p.arguments = ["cluster", "proc-agent", "--state-dir", state, "--port", "17791", "--authkey", key, "--system-root", "/"]
-                p.standardError = FileHandle(forWritingAtPath: "/dev/null")
+                // Kept for the failure message of a test that finds no agent.
+                _ = FileManager.default.createFile(atPath: state + "/agent.stderr", contents: nil)
+                p.standardError = FileHandle(forWritingAtPath: state + "/agent.stderr")
                 try p.run()
                 agents.append(p)
             }
@@ -67,8 +69,10 @@ import SSIMembership
             p.standardOutput = outPipe
             p.standardError = errPipe
             try p.run()
-            inPipe.fileHandleForWriting.write(Data(input.utf8))
-            try inPipe.fileHandleForWriting.close()
+            // A command that exits before reading its stdin: EPIPE is an
+            // error here, not a trap that ends every test of the run.
+            try? inPipe.fileHandleForWriting.write(contentsOf: Data(input.utf8))
+            try? inPipe.fileHandleForWriting.close()
             let out = outPipe.fileHandleForReading.readDataToEndOfFile()
             let err = errPipe.fileHandleForReading.readDataToEndOfFile()
             p.waitUntilExit()

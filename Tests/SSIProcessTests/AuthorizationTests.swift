@@ -260,7 +260,7 @@ import SSITestSupport
 
     @Test("messages reach the terminal with control characters escaped (newline and tab kept)")
     func terminalSafeMessages() {
-        #expect(ProcTools.terminalSafe("a\u{1b}]0;owned\u{07}b\nc\td\u{7f}\u{9b}é") == "a\\x1b]0;owned\\x07b\nc\td\\x7f\\x9bé")
+        #expect(ProcTools.terminalSafe("a\u{1b}]0;owned\u{07}b\nc\td\u{7f}\u{9b}é") == "a\\u001B]0;owned\\u0007b\nc\td\\u007F\\u009Bé")
         #expect(ProcTools.terminalSafe("plain: text") == "plain: text")
     }
 
@@ -424,6 +424,6 @@ extension AgentPairTests {
         defer { kill(holder.processIdentifier, SIGKILL); holder.waitUntilExit() }
         for _ in 0..<100 where !ProcessInspector.command(holder.processIdentifier).hasPrefix("sleep") { usleep(20_000) }
         let named = try pair.run(["migrate", String(holder.processIdentifier), "2"])
-        #expect(named.status == 1 && named.err.contains("odd\\x1b]0;owned\\x07dir") && !named.err.contains("\u{1b}"), "\(named)")
+        #expect(named.status == 1 && named.err.contains("odd\\u001B]0;owned\\u0007dir") && !named.err.contains("\u{1b}"), "\(named)")
     }
 }

@@ -153,7 +153,7 @@ struct UtilLinuxTable: Sendable, CustomStringConvertible {
         #expect(message(["--verb=1"]) == "mount: option '--verbose' doesn't allow an argument")
         #expect(message(["-a-"]) == "mount: invalid option -- '-'")
         #expect(message(["-é"]) == "mount: invalid option -- '\\xc3'")
-        #expect(message(["--\u{1B}[2J"]) == "mount: unrecognized option '--\\x1b[2J'", "a terminal escape is shown, not sent")
+        #expect(message(["--\u{1B}[2J"]) == "mount: unrecognized option '--\\u001B[2J'", "a terminal escape is shown, not sent")
         #expect(message(["-x"], "/usr/bin/mount") == "/usr/bin/mount: invalid option -- 'x'", "argv[0] as given, as glibc prints it")
         #expect(message(["a\u{0}b"])?.contains("NUL") == true)
         #expect(try SwapTool.swapoffOptions.parse([], program: "swapoff") == .init(options: [], operands: []))
@@ -164,11 +164,11 @@ struct UtilLinuxTable: Sendable, CustomStringConvertible {
 
     @Test("messages escape the control characters of names from outside, and only those")
     func escaping() {
-        #expect("a\u{1B}[2Jb\n\u{85}é/x y".escapedForTerminal == "a\\x1b[2Jb\\x0a\\x85é/x y")
+        #expect("a\u{1B}[2Jb\n\u{85}é/x y".escapedForTerminal == "a\\u001B[2Jb\\n\\u0085é/x y")
         let c = Captured()
         #expect(c.output.fail("cannot open /dev/\u{1B}x", program: "/sbin/swapon\u{7}", code: 255) == 255)
         #expect(c.output.usage("swapon: bad usage", program: "/sbin/swapon", code: 1) == 1)
-        #expect(c.err == ["swapon\\x07: cannot open /dev/\\x1bx", "swapon: bad usage", "Try 'swapon --help' for more information."])
+        #expect(c.err == ["swapon\\u0007: cannot open /dev/\\u001Bx", "swapon: bad usage", "Try 'swapon --help' for more information."])
     }
 
     @Test("getopt's global state is one parse at a time: parses from many threads agree")
