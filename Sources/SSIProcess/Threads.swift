@@ -42,3 +42,37 @@ public final class Locked<Value>: @unchecked Sendable {
     }
     public var current: Value { withLock { $0 } }
 }
+
+/// A bound on connections that hold a thread before they are
+/// authenticated: `enter` fails when `limit` are already in.
+public final class ConnectionGate: Sendable {
+    public let limit: Int
+    private let state = Locked((inside: 0, dropped: 0, lastReport: 0.0))
+    public init(limit: Int) { self.limit = limit }
+
+    public func enter() -> Bool {
+        state.withLock { s in
+            guard s.inside < limit else { return false }
+            s.inside += 1
+            return true
+        }
+    }
+
+    public func leave() { state.withLock { s in s.inside = max(0, s.inside - 1) } }
+
+    public var inside: Int { state.withLock { $0.inside } }
+
+    /// Counts a dropped connection; `report` gets the count at most every
+    /// 10 s, so a flood does not flood the log too.
+    public func noteDropped(_ report: (Int) -> Void) {
+        let due: Int? = state.withLock { s in
+            s.dropped += 1
+            let now = Double(time(nil))
+            guard now - s.lastReport >= 10 else { return nil }
+            s.lastReport = now
+            defer { s.dropped = 0 }
+            return s.dropped
+        }
+        if let due { report(due) }
+    }
+}
