@@ -97,6 +97,14 @@ public final class ProcAgent: @unchecked Sendable {
     // MARK: run
 
     public func run() throws(SSIError) {
+        // A supervisor stays behind and restarts the agent if it dies
+        // (AgentSupervisor). What the dead agent relayed is closed, not
+        // resumed: its descriptors close with it, so a migrated process
+        // whose stand-ins were here sees end of file and EPIPE, and the
+        // stand-ins of its home channels on other nodes do the same when
+        // their connection breaks (StandIn); home channels whose stand-in
+        // node's agent died are released after `HomeChannel.reattachSeconds`.
+        AgentSupervisor.superviseSelf(name: "process agent", logPath: options.stateDirectory + "/proc-agent.log", log: log)
         // Whatever started us may have blocked signals (SIGTERM must stop
         // the agent); a closed peer must be an error, not SIGPIPE.
         var none = sigset_t()
