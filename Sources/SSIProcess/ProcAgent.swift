@@ -127,6 +127,20 @@ public final class ProcAgent: @unchecked Sendable {
         }
         localNode = view.localNode
         homes.log = { [weak self] in self?.trace($0) }
+        // An onnode session whose channels were all abandoned (the agent
+        // that ran its command died, and with it the exit report): its
+        // onnode hears so, instead of waiting forever.
+        homes.onAbandoned = { [weak self] id in
+            guard let self, let dot = id.lastIndex(of: ".") else { return }
+            let session = String(id[..<dot])
+            guard !self.homes.contains(prefix: session + ".") else { return }
+            self.sessions.withLock { m in
+                if let client = m.removeValue(forKey: session) {
+                    try? client.send(Fields("exit", [("status", "255"),
+                                                     ("how", "its node's process agent stopped while it ran; its exit status is lost")]))
+                }
+            }
+        }
         reaper.start()
         let listener = try listenTCP(address: me.address)
         let local = try listenLocal()
