@@ -150,14 +150,15 @@ public final class ProcAgent: @unchecked Sendable {
             acceptLoop(listener, gate: remoteGate, what: "cluster") { [self] fd in
                 let ch: SecureChannel
                 do throws(SSIError) {
-                    ch = try SecureChannel.accept(fd: fd, key: key, localNode: localNode)
+                    ch = try SecureChannel.accept(fd: fd, key: key, localNode: localNode, closeOnFailure: false)
                 } catch {
-                    remoteGate.leave()
+                    remoteGate.leave(fd)
+                    close(fd)
                     trace("refused a connection: \(error.description)")
                     return
                 }
                 // Authenticated: it no longer counts against strangers.
-                remoteGate.leave()
+                remoteGate.leave(fd)
                 serveRemote(ch)
             }
         }
@@ -167,8 +168,7 @@ public final class ProcAgent: @unchecked Sendable {
     /// Connections accepted and not yet authenticated (a cluster peer's
     /// handshake, a local client's first request), at most: each one
     /// holds a thread, so a flood of idle connections must not exhaust
-    /// threads or memory. Extras are closed at once; legitimate peers
-    /// retry or fail with "connection reset", and the agent stays up.
+    /// threads or memory. A newcomer evicts the oldest (ConnectionGate).
     static let maxPendingConnections = 32
     /// Seconds a connection may take to authenticate (or a local client
     /// to send its request) before it is dropped.
@@ -196,11 +196,8 @@ public final class ProcAgent: @unchecked Sendable {
                 }
                 continue
             }
-            guard gate.enter() else {
-                // Too many strangers at once: this one goes, unread.
-                close(fd)
-                gate.noteDropped { [self] n in trace("dropped \(n) \(what) connections: \(gate.limit) already waiting to authenticate") }
-                continue
+            if gate.enter(fd) > 0, let n = gate.evictionReport() {
+                trace("dropped \(n) idle \(what) connections: more than \(gate.limit) were waiting to authenticate")
             }
             // Bounded time to authenticate or to send the request.
             var tv = timeval(tv_sec: Self.pendingTimeoutSeconds, tv_usec: 0)
@@ -310,7 +307,7 @@ public final class ProcAgent: @unchecked Sendable {
         // within it. Then the connection is the client's (onnode keeps it
         // for signals), with no timeout and no longer counted as pending.
         let first = try? ch.receiveWithFDs()
-        localGate.leave()
+        localGate.leave(ch.fd)
         ch.setTimeouts(seconds: 0)
         guard let (message, fds) = first else { return }
         guard let (type, payload) = message, type == Wire.fields else {

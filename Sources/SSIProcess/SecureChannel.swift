@@ -78,14 +78,21 @@ public final class SecureChannel: @unchecked Sendable {
         return ch
     }
 
-    /// Authenticates an accepted connection.
-    public static func accept(fd: Int32, key: [UInt8], localNode: UInt32) throws(SSIError) -> SecureChannel {
+    /// Authenticates an accepted connection. On failure `fd` is closed,
+    /// unless `closeOnFailure` is false (the caller closes it, after
+    /// taking it out of its bookkeeping).
+    public static func accept(fd: Int32, key: [UInt8], localNode: UInt32, closeOnFailure: Bool = true) throws(SSIError) -> SecureChannel {
+        try handshaken(fd: fd, key: key, localNode: localNode, client: false, closeOnFailure: closeOnFailure)
+    }
+
+    /// Either side of the handshake on a connected stream.
+    static func handshaken(fd: Int32, key: [UInt8], localNode: UInt32, client: Bool, closeOnFailure: Bool = true) throws(SSIError) -> SecureChannel {
         setTimeout(fd, seconds: 10)
         let ch = SecureChannel(fd: fd)
         do throws(SSIError) {
-            try ch.handshake(key: key, localNode: localNode, client: false)
+            try ch.handshake(key: key, localNode: localNode, client: client)
         } catch {
-            ch.close()
+            if closeOnFailure { ch.close() } else { ch.closed.withLock { $0 = true } }
             throw error
         }
         setTimeout(fd, seconds: 0)

@@ -44,35 +44,47 @@ public final class Locked<Value>: @unchecked Sendable {
 }
 
 /// A bound on connections that hold a thread before they are
-/// authenticated: `enter` fails when `limit` are already in.
+/// authenticated. When `limit` are pending, the oldest is evicted (shut
+/// down, so its thread's read fails at once) to let the newcomer in: a
+/// flood of idle connections then costs each of them its place, and a
+/// legitimate peer arriving during the flood still gets through. A thread
+/// must `leave` before it closes its descriptor (so that an evicted
+/// number is never one reused by a later connection).
 public final class ConnectionGate: Sendable {
     public let limit: Int
-    private let state = Locked((inside: 0, dropped: 0, lastReport: 0.0))
-    public init(limit: Int) { self.limit = limit }
+    private let state = Locked((pending: [Int32](), dropped: 0, lastReport: 0.0))
+    public init(limit: Int) { self.limit = max(1, limit) }
 
-    public func enter() -> Bool {
+    /// Registers `fd`; returns how many were evicted for it (0 or 1).
+    @discardableResult
+    public func enter(_ fd: Int32) -> Int {
         state.withLock { s in
-            guard s.inside < limit else { return false }
-            s.inside += 1
-            return true
+            var evicted = 0
+            while s.pending.count >= limit {
+                let oldest = s.pending.removeFirst()
+                shutdown(oldest, Int32(SHUT_RDWR))
+                evicted += 1
+            }
+            s.pending.append(fd)
+            s.dropped += evicted
+            return evicted
         }
     }
 
-    public func leave() { state.withLock { s in s.inside = max(0, s.inside - 1) } }
+    /// `fd` is authenticated, or about to be closed.
+    public func leave(_ fd: Int32) { state.withLock { s in s.pending.removeAll { $0 == fd } } }
 
-    public var inside: Int { state.withLock { $0.inside } }
+    public var pending: Int { state.withLock { $0.pending.count } }
 
-    /// Counts a dropped connection; `report` gets the count at most every
-    /// 10 s, so a flood does not flood the log too.
-    public func noteDropped(_ report: (Int) -> Void) {
-        let due: Int? = state.withLock { s in
-            s.dropped += 1
+    /// Evictions since the last report, at most every 10 s (a flood does
+    /// not flood the log too).
+    public func evictionReport() -> Int? {
+        state.withLock { s in
             let now = Double(time(nil))
-            guard now - s.lastReport >= 10 else { return nil }
+            guard s.dropped > 0, now - s.lastReport >= 10 else { return nil }
             s.lastReport = now
             defer { s.dropped = 0 }
             return s.dropped
         }
-        if let due { report(due) }
     }
 }

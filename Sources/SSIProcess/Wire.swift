@@ -53,10 +53,13 @@ public struct Fields: Sendable, Equatable, CustomStringConvertible {
 
     public init(_ op: String, _ pairs: [(String, String)] = []) { self.pairs = [("op", op)] + pairs }
 
+    /// Lines are split on the newline byte, not on Characters: "\r\n" is
+    /// one Character, so a value ending in "\r" would otherwise swallow
+    /// the next line (a `cwd` of "/tmp\r" hid the `uid` after it).
     public init(decoding bytes: [UInt8]) {
-        pairs = String(decoding: bytes, as: UTF8.self).split(separator: "\n").map { line in
-            guard let eq = line.firstIndex(of: "=") else { return (String(line), "") }
-            return (String(line[..<eq]), Self.unescape(String(line[line.index(after: eq)...])))
+        pairs = bytes.split(separator: 10).map { line in
+            guard let eq = line.firstIndex(of: UInt8(ascii: "=")) else { return (String(decoding: line, as: UTF8.self), "") }
+            return (String(decoding: line[..<eq], as: UTF8.self), Self.unescape(line[(eq + 1)...]))
         }
     }
 
@@ -74,23 +77,35 @@ public struct Fields: Sendable, Equatable, CustomStringConvertible {
     public var encoded: [UInt8] { Array(pairs.map { "\($0.0)=\(Self.escape($0.1))" }.joined(separator: "\n").utf8) }
     public var description: String { pairs.map { "\($0.0)=\($0.1)" }.joined(separator: " ") }
 
+    /// By scalar: every newline byte is escaped, whatever Character it
+    /// is part of.
     static func escape(_ s: String) -> String {
-        var out = ""
-        for c in s {
+        var out = String.UnicodeScalarView()
+        for c in s.unicodeScalars {
             switch c {
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
+            case "\\": out.append(contentsOf: "\\\\".unicodeScalars)
+            case "\n": out.append(contentsOf: "\\n".unicodeScalars)
             default: out.append(c)
             }
         }
-        return out
+        return String(out)
     }
-    static func unescape(_ s: String) -> String {
-        var out = "", it = s.makeIterator()
-        while let c = it.next() {
-            if c == "\\", let n = it.next() { out.append(n == "n" ? "\n" : n) } else { out.append(c) }
+    static func unescape(_ bytes: ArraySlice<UInt8>) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count)
+        var i = bytes.startIndex
+        while i < bytes.endIndex {
+            let b = bytes[i]
+            if b == UInt8(ascii: "\\"), i + 1 < bytes.endIndex {
+                let n = bytes[i + 1]
+                out.append(n == UInt8(ascii: "n") ? 10 : n)
+                i += 2
+            } else {
+                out.append(b)
+                i += 1
+            }
         }
-        return out
+        return String(decoding: out, as: UTF8.self)
     }
 }
 
