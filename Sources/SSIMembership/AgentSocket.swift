@@ -79,6 +79,24 @@ final class AgentSocket {
             var tv = timeval(tv_sec: Self.sendTimeoutSeconds, tv_usec: 0)
             setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
             buffers[fd] = []
+            silentSince[fd] = Process.now()
+        }
+    }
+
+    /// Seconds a client may stay connected without sending its request.
+    /// After it, the connection is its lifetime (a lock holder is quiet
+    /// for as long as it holds the lock), so only the first line is timed.
+    static let requestTimeoutSeconds = 10.0
+    private var silentSince: [Int32: Double] = [:]
+
+    /// Drops the clients that connected and said nothing in time;
+    /// `closed` gets each (as for a connection that ended).
+    func expireSilent(now: Double = Process.now(), closed: (Int32) -> Void) {
+        for (fd, since) in silentSince where now - since >= Self.requestTimeoutSeconds {
+            silentSince[fd] = nil
+            buffers[fd] = nil
+            close(fd)
+            closed(fd)
         }
     }
 
@@ -106,12 +124,14 @@ final class AgentSocket {
         // EOF, an error, a line too long or a client that stopped reading
         // its answers (send shut it down).
         buffers[fd] = nil
+        silentSince[fd] = nil
         close(fd)
         closed()
     }
 
     private func deliver(_ fd: Int32, _ line: (String) -> Void) {
         while let buf = buffers[fd], let nl = buf.firstIndex(of: 10) {
+            silentSince[fd] = nil
             buffers[fd] = Array(buf[(nl + 1)...])
             line(String(decoding: buf[..<nl], as: UTF8.self))
         }

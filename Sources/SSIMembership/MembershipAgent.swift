@@ -140,6 +140,10 @@ public final class MembershipAgent {
                     self.locks.clientClosed(fd)
                 })
             }
+            door.expireSilent { fd in
+                self.mounts.clientClosed(fd)
+                self.locks.clientClosed(fd)
+            }
             mounts.checkChildren()
             if Process.now() - lastReconcile >= 2 {
                 lastReconcile = Process.now()

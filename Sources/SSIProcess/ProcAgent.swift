@@ -318,7 +318,12 @@ public final class ProcAgent: @unchecked Sendable {
         do throws(SSIError) {
             switch f.op {
             case "where":
-                for p in f.all("pid") {
+                // Each PID is a question to every node: a bounded number.
+                let pids = f.all("pid")
+                guard pids.count <= Self.maxWherePIDs else {
+                    throw SSIError("where", "\(pids.count) PIDs in one request: at most \(Self.maxWherePIDs)", hint: "ask in several calls")
+                }
+                for p in pids {
                     try ch.send(Fields("where", [("pid", p), ("nodes", clusterWhere(pid: pid_t(p) ?? 0).map(String.init).joined(separator: ","))]))
                 }
                 try ch.send(Fields("end"))
@@ -424,6 +429,9 @@ public final class ProcAgent: @unchecked Sendable {
         }
         return Self.psMessages(node: localNode, rows: rows)
     }
+
+    /// The most PIDs one where_pid request may ask about.
+    static let maxWherePIDs = 1024
 
     /// The longest command line `ps` and `where` carry, in bytes; longer
     /// ones end in `truncationMark` (a command line may be up to 2 MiB).

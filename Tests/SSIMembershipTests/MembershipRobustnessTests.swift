@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import SSITestSupport
+import SSILinux
 @testable import SSIMembership
 
 /// What peers and local clients send the membership agent: errors or
@@ -116,5 +117,10 @@ import SSITestSupport
             door.accept()
         }
         #expect(door.clientFDs.count == AgentSocket.maxClients)
+
+        // None of them said anything: after the request timeout they go.
+        var expired: [Int32] = []
+        door.expireSilent(now: Process.now() + AgentSocket.requestTimeoutSeconds + 1) { expired.append($0) }
+        #expect(expired.count == AgentSocket.maxClients && door.clientFDs.isEmpty)
     }
 }
