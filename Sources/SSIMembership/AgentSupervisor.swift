@@ -25,6 +25,29 @@ import SSILinux
 ///
 /// The supervisor itself does nothing that can fail on outside input; if
 /// it is killed (kill -9), the agent runs on unsupervised.
+///
+/// What a restarted agent resumes and what it closes, per object:
+/// - membership agent: the view, the cluster mount table and the other
+///   nodes' states are resumed (learned again: CPG tells every member of
+///   the newcomer, they announce again, the lowest old member sends the
+///   table). Its clients' requests and cluster locks are closed: their
+///   connections end, the clients say so, and the other members drop this
+///   node's lock holders when its old CPG member leaves. The other nodes
+///   see this node leave and come back (their "down" and "up" hooks run).
+/// - process agent, as a home: its copies of shipped descriptors close
+///   with it. Stand-ins on other nodes see their connection break and
+///   close the process's side: end of file on input, EPIPE on output, a
+///   hangup on a terminal (StandIn.homeLost). Nothing is resumed: the
+///   real object's state (a pipe's buffered bytes) died with the copy.
+/// - process agent, as a stand-in node: the stand-ins' agent ends close
+///   with it, so migrated processes see end of file / EPIPE / hangup;
+///   their homes release the channels after HomeChannel.reattachSeconds
+///   and an onnode waiting for an exit status hears exit 255 and why.
+///   Processes it had restored keep running (reparented to init), but
+///   their exit is no longer reported.
+/// - a migration in progress when the source agent dies: not resumed and
+///   not rolled back; the frozen original stays stopped (CRIU's
+///   --leave-stopped) until someone sends it SIGCONT or kills it.
 public enum AgentSupervisor {
     public static let restartDelayMs = 200
     public static let maxRestarts = 5
