@@ -68,6 +68,7 @@ public enum AgentSupervisor {
         sigprocmask(SIG_BLOCK, &forwarded, &original)
         var restarts: [Double] = []
         var stopping = false
+        var retitled = false
         while true {
             let child = fork()
             if child == 0 {
@@ -80,6 +81,10 @@ public enum AgentSupervisor {
                 note("\(name): fork: \(errnoDescription(e)); trying again in 1 s", logPath: logPath, log: log)
                 Process.sleep(milliseconds: 1000)
                 continue
+            }
+            if !retitled {
+                retitled = true
+                retitle(name)
             }
             let exit = waitForAgent(child, signals: &forwarded, stopping: &stopping)
             if stopping { Glibc.exit(exitStatus(exit)) }
@@ -96,6 +101,30 @@ public enum AgentSupervisor {
             if sleepUnlessStopped(milliseconds: delay, signals: &forwarded) { Glibc.exit(0) }
             restarts.append(Process.now())
         }
+    }
+
+    /// The supervisor's command line becomes "@ssi-supervisor NAME" and
+    /// its name "ssi-supervisor", so that `pgrep -f 'cluster proc-agent'`
+    /// and `ps -C ssi` find the agent once, as before there was a
+    /// supervisor; the "@" keeps systemd's shutdown from killing it before
+    /// the agent. The kernel shows /proc/self/cmdline from the argument
+    /// area of our stack (its bounds are in /proc/self/stat, fields 48
+    /// and 49), so the new title is written there, within its length.
+    private static func retitle(_ name: String) {
+        // prctl(PR_SET_NAME) by its file (prctl is variadic: not imported).
+        let comm = open("/proc/self/comm", O_WRONLY | O_CLOEXEC)
+        if comm >= 0 {
+            writeAll(comm, "ssi-supervisor")
+            close(comm)
+        }
+        guard let stat = try? FileSystem.readText("/proc/self/stat"), let paren = stat.lastIndex(of: ")") else { return }
+        let fields = stat[stat.index(after: paren)...].split(separator: " ")
+        // fields[0] is field 3 (state): field N is fields[N - 3].
+        guard fields.count > 46, let start = UInt(fields[45]), let end = UInt(fields[46]), end > start, end - start < 1 << 20,
+              let area = UnsafeMutablePointer<UInt8>(bitPattern: start) else { return }
+        let length = Int(end - start)
+        let title = Array("@ssi-supervisor".utf8) + [0] + Array(name.utf8.prefix(64))
+        for i in 0..<length { area[i] = i < title.count && i < length - 1 ? title[i] : 0 }
     }
 
     /// Waits for the agent, passing signals on; `stopping` once SIGTERM

@@ -404,6 +404,10 @@ func securePair(key: [UInt8] = [UInt8](repeating: 7, count: 32)) throws -> (Secu
 
         for (index, node) in [(0, 1), (1, 2)] {
             let supervisor = pair.agents[index].processIdentifier
+            // The VM tests count the agents by command line: the
+            // supervisor is not one of them.
+            let title = (try? String(contentsOfFile: "/proc/\(supervisor)/cmdline", encoding: .utf8)) ?? ""
+            #expect(title.hasPrefix("@ssi-supervisor\u{0}process agent") && !title.contains("proc-agent"), "\(title.prefix(80))")
             let before = Self.agentPID(under: supervisor)
             #expect(before > 0, "no agent under supervisor \(supervisor)")
             kill(before, SIGKILL)
