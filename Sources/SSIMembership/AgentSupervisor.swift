@@ -68,12 +68,22 @@ public enum AgentSupervisor {
         sigprocmask(SIG_BLOCK, &forwarded, &original)
         var restarts: [Double] = []
         var stopping = false
+        var originalTitle: (area: UnsafeMutablePointer<UInt8>, bytes: [UInt8])?
         var retitled = false
         while true {
             let child = fork()
             if child == 0 {
-                // The agent: the signals as they were.
+                // The agent: the signals and the command line as they were
+                // (a restarted agent is forked from the retitled supervisor).
                 sigprocmask(SIG_SETMASK, &original, nil)
+                if let (area, bytes) = originalTitle {
+                    for (i, b) in bytes.enumerated() { area[i] = b }
+                    let comm = open("/proc/self/comm", O_WRONLY | O_CLOEXEC)
+                    if comm >= 0 {
+                        writeAll(comm, "ssi")
+                        close(comm)
+                    }
+                }
                 return
             }
             if child < 0 {
@@ -84,7 +94,7 @@ public enum AgentSupervisor {
             }
             if !retitled {
                 retitled = true
-                retitle(name)
+                originalTitle = retitle(name)
             }
             let exit = waitForAgent(child, signals: &forwarded, stopping: &stopping)
             if stopping { Glibc.exit(exitStatus(exit)) }
@@ -110,21 +120,24 @@ public enum AgentSupervisor {
     /// the agent. The kernel shows /proc/self/cmdline from the argument
     /// area of our stack (its bounds are in /proc/self/stat, fields 48
     /// and 49), so the new title is written there, within its length.
-    private static func retitle(_ name: String) {
+    /// Returns the area and its original bytes, for the agents forked later.
+    private static func retitle(_ name: String) -> (area: UnsafeMutablePointer<UInt8>, bytes: [UInt8])? {
         // prctl(PR_SET_NAME) by its file (prctl is variadic: not imported).
         let comm = open("/proc/self/comm", O_WRONLY | O_CLOEXEC)
         if comm >= 0 {
             writeAll(comm, "ssi-supervisor")
             close(comm)
         }
-        guard let stat = try? FileSystem.readText("/proc/self/stat"), let paren = stat.lastIndex(of: ")") else { return }
+        guard let stat = try? FileSystem.readText("/proc/self/stat"), let paren = stat.lastIndex(of: ")") else { return nil }
         let fields = stat[stat.index(after: paren)...].split(separator: " ")
         // fields[0] is field 3 (state): field N is fields[N - 3].
         guard fields.count > 46, let start = UInt(fields[45]), let end = UInt(fields[46]), end > start, end - start < 1 << 20,
-              let area = UnsafeMutablePointer<UInt8>(bitPattern: start) else { return }
+              let area = UnsafeMutablePointer<UInt8>(bitPattern: start) else { return nil }
         let length = Int(end - start)
+        let saved = Array(UnsafeBufferPointer(start: area, count: length))
         let title = Array("@ssi-supervisor".utf8) + [0] + Array(name.utf8.prefix(64))
         for i in 0..<length { area[i] = i < title.count && i < length - 1 ? title[i] : 0 }
+        return (area, saved)
     }
 
     /// Waits for the agent, passing signals on; `stopping` once SIGTERM

@@ -1,6 +1,7 @@
 import Testing
 import Foundation
 import SSICore
+import SSIMembership
 import SSITestSupport
 @testable import SSIProcess
 import CSSIShim
@@ -255,6 +256,68 @@ func securePair(key: [UInt8] = [UInt8](repeating: 7, count: 32)) throws -> (Secu
 /// connections and a kill -9 each leave them serving onnode in seconds.
 @Suite(.serialized) struct AgentRobustnessHostTests {
     static let skip = AgentPairTests.skip
+    static let port = 17793
+
+    /// AgentPairTests' pair on other addresses and another port, so that
+    /// the two suites can run at the same time.
+    final class Pair {
+        let dir: String
+        var agents: [Process] = []
+        init() throws {
+            signal(SIGPIPE, SIG_IGN)
+            dir = NSTemporaryDirectory() + "ssi-robust-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+            let key = dir + "/authkey"
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            try Data((0..<256).map { _ in UInt8.random(in: 0...255) }).write(to: URL(fileURLWithPath: key))
+            chmod(key, 0o400)
+            for n in [1, 2] {
+                let state = dir + "/node\(n)"
+                try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
+                let view = ClusterView(clusterName: "t", localNode: UInt32(n), quorate: true, expectedVotes: 2, totalVotes: 2, quorum: 2,
+                                       nodes: [NodeRecord(number: 1, name: "one", address: "127.0.0.3", state: .up, stage: ""),
+                                               NodeRecord(number: 2, name: "two", address: "127.0.0.4", state: .up, stage: "")])
+                try view.write(directory: state)
+                let p = Process()
+                p.executableURL = URL(fileURLWithPath: AgentPairTests.ssi!)
+                p.arguments = ["cluster", "proc-agent", "--state-dir", state, "--port", String(AgentRobustnessHostTests.port), "--authkey", key,
+                               "--system-root", "/"]
+                p.standardError = FileHandle(forWritingAtPath: "/dev/null")
+                try p.run()
+                agents.append(p)
+            }
+            for n in [1, 2] {
+                var waited = 0
+                while !FileManager.default.fileExists(atPath: dir + "/node\(n)/proc.sock") && waited < 100 {
+                    usleep(100_000)
+                    waited += 1
+                }
+            }
+        }
+        deinit {
+            agents.forEach { $0.terminate(); $0.waitUntilExit() }
+            try? FileManager.default.removeItem(atPath: dir)
+        }
+
+        /// A command as node `n`'s user would run it, stdin from /dev/null.
+        func run(_ args: [String], node n: Int = 1) throws -> (status: Int32, out: String, err: String) {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: AgentPairTests.ssi!)
+            p.arguments = args
+            p.currentDirectoryURL = URL(fileURLWithPath: "/tmp")
+            var env = ProcessInfo.processInfo.environment
+            env["SSI_STATE_DIR"] = dir + "/node\(n)"
+            p.environment = env
+            let outPipe = Pipe(), errPipe = Pipe()
+            p.standardInput = FileHandle.nullDevice
+            p.standardOutput = outPipe
+            p.standardError = errPipe
+            try p.run()
+            let out = outPipe.fileHandleForReading.readDataToEndOfFile()
+            let err = errPipe.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            return (p.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
+        }
+    }
 
     /// The agent under `supervisor` (its one child), or 0.
     static func agentPID(under supervisor: Int32) -> Int32 {
@@ -262,7 +325,7 @@ func securePair(key: [UInt8] = [UInt8](repeating: 7, count: 32)) throws -> (Secu
         return text.split(separator: " ").compactMap { Int32($0) }.first ?? 0
     }
 
-    func onnodeWorks(_ pair: AgentPairTests.Pair, within seconds: Double) throws -> Double {
+    func onnodeWorks(_ pair: Pair, within seconds: Double) throws -> Double {
         let started = Date()
         while Date().timeIntervalSince(started) < seconds {
             let r = try pair.run(["onnode", "2", "echo", "still-here"])
@@ -275,7 +338,7 @@ func securePair(key: [UInt8] = [UInt8](repeating: 7, count: 32)) throws -> (Secu
     @Test("an oversized request and an oversized ps reply are errors or split; onnode still works after",
           .enabled(if: skip == nil, Comment(rawValue: skip ?? "")), .timeLimit(.minutes(2)))
     func oversized() throws {
-        let pair = try AgentPairTests.Pair()
+        let pair = try Pair()
         // A request just under the local limit: the "run" it becomes for
         // node 2 is over the secure channel's (that was a trap).
         let ch = try LocalChannel.connect(path: pair.dir + "/node1/proc.sock")
@@ -295,8 +358,8 @@ func securePair(key: [UInt8] = [UInt8](repeating: 7, count: 32)) throws -> (Secu
         let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var sin = sockaddr_in()
         sin.sin_family = sa_family_t(AF_INET)
-        sin.sin_port = UInt16(17791).bigEndian
-        sin.sin_addr.s_addr = inet_addr("127.0.0.2")
+        sin.sin_port = UInt16(Self.port).bigEndian
+        sin.sin_addr.s_addr = inet_addr("127.0.0.4")
         let rc = withUnsafePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
         #expect(rc == 0)
         let stranger = Array("SSIP1\n".utf8) + [UInt8](repeating: 1, count: 32) + [UInt8](repeating: 2, count: 24) + [0x00, 0x10, 0x00, 0x00]
@@ -359,15 +422,15 @@ func securePair(key: [UInt8] = [UInt8](repeating: 7, count: 32)) throws -> (Secu
     @Test("200 idle connections on each agent's doors: a legitimate onnode still gets through",
           .enabled(if: skip == nil, Comment(rawValue: skip ?? "")), .timeLimit(.minutes(2)))
     func idleConnections() throws {
-        let pair = try AgentPairTests.Pair()
+        let pair = try Pair()
         var idle: [Int32] = []
         defer { idle.forEach { close($0) } }
         for _ in 0..<200 {
             let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             var sin = sockaddr_in()
             sin.sin_family = sa_family_t(AF_INET)
-            sin.sin_port = UInt16(17791).bigEndian
-            sin.sin_addr.s_addr = inet_addr("127.0.0.2")
+            sin.sin_port = UInt16(Self.port).bigEndian
+            sin.sin_addr.s_addr = inet_addr("127.0.0.4")
             _ = withUnsafePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
             idle.append(s)
             if let l = try? LocalChannel.connect(path: pair.dir + "/node1/proc.sock") {
@@ -383,7 +446,7 @@ func securePair(key: [UInt8] = [UInt8](repeating: 7, count: 32)) throws -> (Secu
     @Test("kill -9 of an agent: restarted within 2 s and logged; onnode works again; a relay through it ends with EOF, not a hang",
           .enabled(if: skip == nil, Comment(rawValue: skip ?? "")), .timeLimit(.minutes(2)))
     func killNine() throws {
-        let pair = try AgentPairTests.Pair()
+        let pair = try Pair()
         #expect(try onnodeWorks(pair, within: 5) < 5)
         // A command on node 2 reading its stdin from here (home: node 1).
         let marker = pair.dir + "/cat-ended"
@@ -399,7 +462,8 @@ func securePair(key: [UInt8] = [UInt8](repeating: 7, count: 32)) throws -> (Secu
         reader.standardError = FileHandle.nullDevice
         try reader.run()
         defer { try? input.fileHandleForWriting.close(); if reader.isRunning { reader.terminate() }; reader.waitUntilExit() }
-        input.fileHandleForWriting.write(Data("some input\n".utf8))
+        // A raw write: Foundation's traps on EPIPE.
+        _ = write(input.fileHandleForWriting.fileDescriptor, "some input\n", 11)
         usleep(1_000_000)
 
         for (index, node) in [(0, 1), (1, 2)] {
@@ -422,6 +486,9 @@ func securePair(key: [UInt8] = [UInt8](repeating: 7, count: 32)) throws -> (Secu
             #expect(after > 0 && after != before && restartedIn < 2, "node \(node): restarted in \(restartedIn) s")
             let log = (try? String(contentsOfFile: pair.dir + "/node\(node)/proc-agent.log", encoding: .utf8)) ?? ""
             #expect(log.contains("process agent (pid \(before)) died: killed by signal 9"), "\(log.suffix(500))")
+            // The new agent has the agent's command line, not the supervisor's.
+            let agentTitle = (try? String(contentsOfFile: "/proc/\(after)/cmdline", encoding: .utf8)) ?? ""
+            #expect(agentTitle.contains("cluster\u{0}proc-agent") && !agentTitle.contains("supervisor"), "\(agentTitle.prefix(80))")
             if node == 1 {
                 // Home died: the command on node 2 sees end of file on its stdin.
                 var waited = 0
