@@ -51,7 +51,7 @@ public final class HomeChannel: @unchecked Sendable {
     /// moments of the old one letting go) before the channel is released:
     /// then readers at home see end of file and writers EPIPE, instead of
     /// the channel (and the onnode waiting for it) staying forever.
-    nonisolated(unsafe) static var reattachSeconds = 30
+    static let reattachSeconds = 30
 
     init(id: String, kind: ShipKind, fd: Int32) {
         self.id = id
