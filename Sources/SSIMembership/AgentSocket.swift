@@ -45,13 +45,58 @@ final class AgentSocket {
 
     var clientFDs: [Int32] { Array(buffers.keys).sorted() }
 
+    /// Clients connected at once, at most (each is a poll entry and a
+    /// buffer in the agent's single loop); extras are closed at once.
+    static let maxClients = 64
+    /// The longest request line: a cluster mount's line is a few hundred
+    /// bytes. A client that sends more without a newline is dropped
+    /// rather than buffered without end.
+    static let maxLineBytes = 64 * 1024
+    /// Seconds an answer may wait for a client that does not read.
+    static let sendTimeoutSeconds = 2
+
+    /// Until when accepting pauses: out of descriptors, the pending
+    /// connection stays in the backlog and poll would wake the loop again
+    /// at once; 100 ms of not listening keeps it from spinning.
+    private(set) var pausedUntil = 0.0
+    /// What poll should wait for on the listening socket now.
+    var listenEvents: Int16 { Process.now() < pausedUntil ? 0 : Int16(POLLIN) }
+
     func accept() {
         while true {
             let fd = Glibc.accept(listenFD, nil, nil)
-            guard fd >= 0 else { return }
+            guard fd >= 0 else {
+                let e = errno
+                if e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM { pausedUntil = Process.now() + 0.1 }
+                return
+            }
             _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+            guard buffers.count < Self.maxClients else {
+                close(fd)
+                continue
+            }
             _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            var tv = timeval(tv_sec: Self.sendTimeoutSeconds, tv_usec: 0)
+            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
             buffers[fd] = []
+            silentSince[fd] = Process.now()
+        }
+    }
+
+    /// Seconds a client may stay connected without sending its request.
+    /// After it, the connection is its lifetime (a lock holder is quiet
+    /// for as long as it holds the lock), so only the first line is timed.
+    static let requestTimeoutSeconds = 10.0
+    private var silentSince: [Int32: Double] = [:]
+
+    /// Drops the clients that connected and said nothing in time;
+    /// `closed` gets each (as for a connection that ended).
+    func expireSilent(now: Double = Process.now(), closed: (Int32) -> Void) {
+        for (fd, since) in silentSince where now - since >= Self.requestTimeoutSeconds {
+            silentSince[fd] = nil
+            buffers[fd] = nil
+            close(fd)
+            closed(fd)
         }
     }
 
@@ -59,25 +104,34 @@ final class AgentSocket {
     /// connection to `closed` (after which the fd is gone).
     func read(_ fd: Int32, line: (String) -> Void, closed: () -> Void) {
         var chunk = [UInt8](repeating: 0, count: 65536)
-        while true {
+        while buffers[fd] != nil {
             let n = Glibc.read(fd, &chunk, chunk.count)
             if n > 0 {
                 buffers[fd, default: []].append(contentsOf: chunk[0..<n])
+                deliver(fd, line)
+                if let rest = buffers[fd], rest.count > Self.maxLineBytes {
+                    send(fd, "request too long: more than \(Self.maxLineBytes) bytes without a newline")
+                    send(fd, "end 1")
+                    break
+                }
                 continue
             }
-            if n < 0 && (errno == EAGAIN || errno == EINTR) { break }
+            if n < 0 && (errno == EAGAIN || errno == EINTR) { return }
             // EOF or error: lines already complete still count.
             deliver(fd, line)
-            buffers[fd] = nil
-            close(fd)
-            closed()
-            return
+            break
         }
-        deliver(fd, line)
+        // EOF, an error, a line too long or a client that stopped reading
+        // its answers (send shut it down).
+        buffers[fd] = nil
+        silentSince[fd] = nil
+        close(fd)
+        closed()
     }
 
     private func deliver(_ fd: Int32, _ line: (String) -> Void) {
         while let buf = buffers[fd], let nl = buf.firstIndex(of: 10) {
+            silentSince[fd] = nil
             buffers[fd] = Array(buf[(nl + 1)...])
             line(String(decoding: buf[..<nl], as: UTF8.self))
         }
@@ -86,12 +140,23 @@ final class AgentSocket {
     /// One answer line; a client that went away is simply dropped later.
     func send(_ fd: Int32, _ text: String) {
         guard buffers[fd] != nil else { return }
-        // Blocking for a moment is fine: answers are short and the
-        // client reads them.
+        // Blocking for a moment is fine: answers are short and the client
+        // reads them. One that does not read gets `sendTimeoutSeconds`
+        // (SO_SNDTIMEO), then its connection is shut down: its next read
+        // sees the end and closes it the usual way (locks released).
         let flags = fcntl(fd, F_GETFL)
         _ = fcntl(fd, F_SETFL, flags & ~O_NONBLOCK)
-        writeAll(fd, text + "\n")
+        var bytes = Array((text + "\n").utf8)
+        var done = 0
+        var failed = false
+        while done < bytes.count {
+            let n = bytes.withUnsafeMutableBytes { Glibc.send(fd, $0.baseAddress! + done, $0.count - done, Int32(MSG_NOSIGNAL)) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { failed = true; break }
+            done += n
+        }
         _ = fcntl(fd, F_SETFL, flags)
+        if failed { shutdown(fd, Int32(SHUT_RDWR)) }
     }
 
     func isOpen(_ fd: Int32) -> Bool { buffers[fd] != nil }

@@ -20,9 +20,31 @@ final class ClusterLocks {
         self.reply = reply
     }
 
+    /// The longest lock name (ssi-fsck's "fsck:UUID" is 41 bytes): a
+    /// name travels in every lock message and sits in every queue.
+    static let maxNameBytes = 256
+
+    /// A name a client may ask for: printable, no spaces (the messages
+    /// are space-separated) and no "=" or "," (the state message's
+    /// separators), bounded.
+    static func isValidName(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.count <= maxNameBytes
+            && name.utf8.allSatisfy { $0 > 0x20 && $0 != 0x7f && $0 != UInt8(ascii: "=") && $0 != UInt8(ascii: ",") }
+    }
+
+    /// A holder's node, if `holder` has the form "NODE.FD.SEQ" (three
+    /// decimal numbers): a peer's message naming anything else is
+    /// ignored, never split and indexed blindly.
+    static func holderNode(_ holder: String) -> UInt32? {
+        let parts = holder.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3, parts.allSatisfy({ !$0.isEmpty && $0.utf8.count <= 20 && $0.utf8.allSatisfy { (48...57).contains($0) } }),
+              UInt64(parts[1]) != nil, UInt64(parts[2]) != nil else { return nil }
+        return UInt32(parts[0])
+    }
+
     func request(_ name: String, client: Int32) {
-        guard !name.isEmpty, !name.contains(" "), !name.contains("\n") else {
-            reply(client, "bad lock name")
+        guard Self.isValidName(name) else {
+            reply(client, "bad lock name: at most \(Self.maxNameBytes) printable bytes, without spaces, \"=\" or \",\"")
             reply(client, "end 1")
             return
         }
@@ -47,12 +69,18 @@ final class ClusterLocks {
         let f = text.split(separator: " ").map(String.init)
         switch f.first {
         case "lock" where f.count == 3:
-            queues[f[1], default: []].append(f[2])
-            if queues[f[1]]!.count > 1, let fd = clients[f[2]] {
-                reply(fd, "waiting: held by node \(queues[f[1]]![0].split(separator: ".")[0])")
+            // A node queues its own holders only.
+            guard Self.isValidName(f[1]), Self.holderNode(f[2]) == node else { return true }
+            var queue = queues[f[1], default: []]
+            guard !queue.contains(f[2]) else { return true }
+            queue.append(f[2])
+            queues[f[1]] = queue
+            if queue.count > 1, let fd = clients[f[2]], let holder = Self.holderNode(queue[0]) {
+                reply(fd, "waiting: held by node \(holder)")
             }
             grant(f[1])
         case "unlock" where f.count == 3:
+            guard Self.holderNode(f[2]) == node else { return true }
             queues[f[1]]?.removeAll { $0 == f[2] }
             granted.remove(f[2] + " " + f[1])
             grant(f[1])
@@ -63,9 +91,10 @@ final class ClusterLocks {
             awaitingState = false
             for item in f.dropFirst(2) {
                 let kv = item.split(separator: "=", maxSplits: 1).map(String.init)
-                guard kv.count == 2 else { continue }
+                guard kv.count == 2, Self.isValidName(kv[0]) else { continue }
                 let mine = queues[kv[0]] ?? []
-                queues[kv[0]] = kv[1].split(separator: ",").map(String.init) + mine
+                let theirs = kv[1].split(separator: ",").map(String.init).filter { Self.holderNode($0) != nil && !mine.contains($0) }
+                if !(theirs + mine).isEmpty { queues[kv[0]] = theirs + mine }
             }
         default:
             return false

@@ -69,6 +69,13 @@ public final class MembershipAgent {
 
     /// Runs until SIGTERM/SIGINT or until corosync goes away.
     public func run() throws(SSIError) {
+        // A supervisor stays behind and restarts the agent if it dies: the
+        // view, the mount table and the other nodes' state are learned
+        // again from CPG (a newcomer is told everything); cluster locks
+        // and requests of this node's clients end with the connection
+        // (they see it close; the other members drop our holders when we
+        // leave the group).
+        AgentSupervisor.superviseSelf(name: "membership agent", logPath: options.stateDirectory + "/agent.log", log: log)
         let signals = try blockSignals()
         defer { close(signals) }
         cpg = try CPGClient(group: options.group)
@@ -106,7 +113,7 @@ public final class MembershipAgent {
         writeView()
         log("agent: node \(view.localNode) joined \(options.group) in cluster \(view.clusterName)")
 
-        let fixed = [pollfd(fd: try cpg.fileDescriptor(), events: Int16(POLLIN), revents: 0),
+        var fixed = [pollfd(fd: try cpg.fileDescriptor(), events: Int16(POLLIN), revents: 0),
                      pollfd(fd: try quorum.fileDescriptor(), events: Int16(POLLIN), revents: 0),
                      pollfd(fd: signals, events: Int16(POLLIN), revents: 0),
                      pollfd(fd: door.listenFD, events: Int16(POLLIN), revents: 0)]
@@ -115,6 +122,7 @@ public final class MembershipAgent {
             // Clients of the socket and the cluster mount children come
             // and go: the poll set is rebuilt each round.
             let clients = door.clientFDs
+            fixed[3].events = door.listenEvents
             var fds = fixed + clients.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
                 + mounts.childFDs.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
             let n = poll(&fds, nfds_t(fds.count), 1000)
@@ -125,12 +133,16 @@ public final class MembershipAgent {
             if fds[0].revents != 0 { try cpg.dispatch() }
             if fds[1].revents != 0 { try quorum.dispatch() }
             if fds[2].revents != 0 { try handleSignal(signals) }
-            if fds[3].revents != 0 { door.accept() }
+            if fds[3].revents & Int16(POLLIN) != 0 { door.accept() }
             for (i, fd) in clients.enumerated() where fds[4 + i].revents != 0 {
                 door.read(fd, line: { self.request($0, from: fd) }, closed: {
                     self.mounts.clientClosed(fd)
                     self.locks.clientClosed(fd)
                 })
+            }
+            door.expireSilent { fd in
+                self.mounts.clientClosed(fd)
+                self.locks.clientClosed(fd)
             }
             mounts.checkChildren()
             if Process.now() - lastReconcile >= 2 {
@@ -255,60 +267,50 @@ public final class MembershipAgent {
     private func received(from node: UInt32, _ payload: [UInt8]) {
         let text = String(decoding: payload, as: UTF8.self)
         if mounts.received(text, from: node) { return }
-        if text.hasPrefix("reload "), let newline = text.firstIndex(of: "\n") {
-            let id = String(text[text.index(text.startIndex, offsetBy: 7)..<newline])
-            applyReload(from: node, id: id, text: String(text[text.index(after: newline)...]))
-            return
-        }
-        if text.hasPrefix("reloaded ") {
-            // "reloaded ID NODE RESULT": only the requester keeps them.
-            let f = text.split(separator: " ", maxSplits: 3).map(String.init)
-            if f.count == 4, FileSystem.exists(options.reloadDirectory + "/request"),
-               (try? FileSystem.readText(options.reloadDirectory + "/request"))?.hasPrefix(f[1] + "\n") == true {
-                appendReloadResult(id: f[1], line: "\(f[2]) \(f[3])")
-            }
-            return
-        }
-        // "devs m:UUID,s:UUID" or "devs -": the block devices the sender uses.
-        if text.hasPrefix("devs ") {
-            let list = String(text.dropFirst(5))
-            update(node) { $0.devices = list == "-" ? [] : list.split(separator: ",").map(String.init) }
-            writeView()
-            return
-        }
         if locks.received(text, from: node) { return }
-        // "gfs2 TABLE,TABLE" or "gfs2 -": what the sender has mounted.
-        if text.hasPrefix("gfs2 ") {
-            let list = String(text.dropFirst(5))
-            update(node) { $0.gfs2 = list == "-" ? [] : list.split(separator: ",").map(String.init) }
-            writeView()
+        guard let message = MembershipMessage.decode(payload) else {
+            log("agent: ignoring a malformed message from node \(node): \(Self.printable(text.prefix(80)))")
             return
         }
-        // "v1 STATE STAGE", or "boot NODE STAGE" from the CFS init node
-        // about a node that is booting from the network and not yet a member.
-        let f = String(decoding: payload, as: UTF8.self).split(separator: " ").map(String.init)
-        if f.count == 3, f[0] == "boot", let target = UInt32(f[1]) {
+        switch message {
+        case .reload(let id, let body):
+            applyReload(from: node, id: id, text: body)
+        case .reloaded(let id, let from, let result):
+            // Only the requester keeps them.
+            if (try? FileSystem.readText(options.reloadDirectory + "/request"))?.hasPrefix(id + "\n") == true {
+                appendReloadResult(id: id, line: "\(from) \(result.prefix { $0 != "\n" })")
+            }
+        case .devices(let list):
+            update(node) { $0.devices = list }
+            writeView()
+        case .gfs2(let list):
+            update(node) { $0.gfs2 = list }
+            writeView()
+        case .boot(let target, let stage):
+            // About a node that is booting from the network and not yet a
+            // member, from the CFS init node.
             let r = record(target)
             guard r.state == .down || (r.state == .comingUp && Self.firmwareStages.contains(r.stage)) else { return }
             update(target) {
                 $0.state = .comingUp
-                $0.stage = f[2]
+                $0.stage = stage
             }
             writeView()
-            return
+        case .state(let state, let stage):
+            let old = record(node).state
+            update(node) {
+                $0.state = state
+                $0.stage = stage
+            }
+            if old != .up && state == .up { runHooks("up", node: node) }
+            if old != .down && state == .down { runHooks("down", node: node) }
+            writeView()
         }
-        guard f.count == 3, f[0] == "v1", let state = NodeState(rawValue: f[1]) else {
-            log("agent: ignoring a malformed message from node \(node)")
-            return
-        }
-        let old = record(node).state
-        update(node) {
-            $0.state = state
-            $0.stage = f[2] == "-" ? "" : f[2]
-        }
-        if old != .up && state == .up { runHooks("up", node: node) }
-        if old != .down && state == .down { runHooks("down", node: node) }
-        writeView()
+    }
+
+    /// Text from a peer for the log: control characters as "?".
+    static func printable(_ s: Substring) -> String {
+        String(String.UnicodeScalarView(s.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7f ? "?" : $0 }))
     }
 
     private func membershipChanged(members list: [CPGClient.Member], left: [CPGClient.Member], joined: [CPGClient.Member]) {

@@ -577,6 +577,9 @@ extension ProcAgent {
             guard let (type, payload) = try c.receive(), type == Wire.data else {
                 throw SSIError("migrate", "the image transfer broke off")
             }
+            guard payload.count <= size - got else {
+                throw SSIError("migrate", "the source sent more than the \(size) bytes it announced for \(path)")
+            }
             do throws(SystemCallError) {
                 try writeAll(fd, payload[...], name: path)
             } catch {
@@ -586,12 +589,25 @@ extension ProcAgent {
         }
     }
 
+    /// The most a stand-in's carried bytes can be: a pipe's buffer (1 MiB,
+    /// see MadeStandIn), a relay's chunk in flight (256 KiB) and a
+    /// terminal's line, with room to spare. The size comes from the peer:
+    /// it is checked before anything is reserved.
+    static let maxCarryBytes = 4 << 20
+
     func receiveChunks(size: Int, from c: SecureChannel) throws(SSIError) -> [UInt8] {
+        guard size >= 0, size <= Self.maxCarryBytes else {
+            throw SSIError("migrate", "the source announced \(size) carried bytes: the limit is \(Self.maxCarryBytes)",
+                           hint: "the source agent is not of this version, or its message is damaged")
+        }
         var out: [UInt8] = []
         out.reserveCapacity(size)
         while out.count < size {
             guard let (type, payload) = try c.receive(), type == Wire.data else {
                 throw SSIError("migrate", "the image transfer broke off")
+            }
+            guard payload.count <= size - out.count else {
+                throw SSIError("migrate", "the source sent more than the \(size) carried bytes it announced")
             }
             out += payload
         }

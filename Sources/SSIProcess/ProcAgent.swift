@@ -97,6 +97,14 @@ public final class ProcAgent: @unchecked Sendable {
     // MARK: run
 
     public func run() throws(SSIError) {
+        // A supervisor stays behind and restarts the agent if it dies
+        // (AgentSupervisor). What the dead agent relayed is closed, not
+        // resumed: its descriptors close with it, so a migrated process
+        // whose stand-ins were here sees end of file and EPIPE, and the
+        // stand-ins of its home channels on other nodes do the same when
+        // their connection breaks (StandIn); home channels whose stand-in
+        // node's agent died are released after `HomeChannel.reattachSeconds`.
+        AgentSupervisor.superviseSelf(name: "process agent", logPath: options.stateDirectory + "/proc-agent.log", log: log)
         // Whatever started us may have blocked signals (SIGTERM must stop
         // the agent); a closed peer must be an error, not SIGPIPE.
         var none = sigset_t()
@@ -119,29 +127,83 @@ public final class ProcAgent: @unchecked Sendable {
         }
         localNode = view.localNode
         homes.log = { [weak self] in self?.trace($0) }
+        // An onnode session whose channels were all abandoned (the agent
+        // that ran its command died, and with it the exit report): its
+        // onnode hears so, instead of waiting forever.
+        homes.onAbandoned = { [weak self] id in
+            guard let self, let dot = id.lastIndex(of: ".") else { return }
+            let session = String(id[..<dot])
+            guard !self.homes.contains(prefix: session + ".") else { return }
+            self.sessions.withLock { m in
+                if let client = m.removeValue(forKey: session) {
+                    try? client.send(Fields("exit", [("status", "255"),
+                                                     ("how", "its node's process agent stopped while it ran; its exit status is lost")]))
+                }
+            }
+        }
         reaper.start()
         let listener = try listenTCP(address: me.address)
         let local = try listenLocal()
         log("proc-agent: node \(localNode) listening on \(me.address):\(options.port)")
         trace("listening on \(me.address):\(options.port)")
         startThread { [self] in
-            while true {
-                let fd = ssi_accept(listener)
-                if fd < 0 { continue }
-                startThread { [self] in
-                    do throws(SSIError) {
-                        let ch = try SecureChannel.accept(fd: fd, key: key, localNode: localNode)
-                        serveRemote(ch)
-                    } catch {
-                        trace("refused a connection: \(error.description)")
-                    }
+            acceptLoop(listener, gate: remoteGate, what: "cluster") { [self] fd in
+                let ch: SecureChannel
+                do throws(SSIError) {
+                    ch = try SecureChannel.accept(fd: fd, key: key, localNode: localNode, closeOnFailure: false)
+                } catch {
+                    remoteGate.leave(fd)
+                    close(fd)
+                    trace("refused a connection: \(error.description)")
+                    return
                 }
+                // Authenticated: it no longer counts against strangers.
+                remoteGate.leave(fd)
+                serveRemote(ch)
             }
         }
+        acceptLoop(local, gate: localGate, what: "local") { [self] fd in serveLocal(LocalChannel(fd: fd)) }
+    }
+
+    /// Connections accepted and not yet authenticated (a cluster peer's
+    /// handshake, a local client's first request), at most: each one
+    /// holds a thread, so a flood of idle connections must not exhaust
+    /// threads or memory. A newcomer evicts the oldest (ConnectionGate).
+    static let maxPendingConnections = 32
+    /// Seconds a connection may take to authenticate (or a local client
+    /// to send its request) before it is dropped.
+    static let pendingTimeoutSeconds = 10
+    let remoteGate = ConnectionGate(limit: ProcAgent.maxPendingConnections)
+    let localGate = ConnectionGate(limit: ProcAgent.maxPendingConnections)
+
+    /// Accepts forever. Out of descriptors (EMFILE/ENFILE) the pending
+    /// connection stays in the backlog and accept would fail again at
+    /// once: back off 100 ms instead of spinning a core. Each accepted
+    /// connection runs `serve` in its own thread, which must call
+    /// `gate.leave()` once the connection is authenticated or gone.
+    func acceptLoop(_ listener: Int32, gate: ConnectionGate, what: String, serve: @escaping @Sendable (Int32) -> Void) {
+        var lastFullReport = 0.0
         while true {
-            let fd = ssi_accept(local)
-            if fd < 0 { continue }
-            startThread { [self] in serveLocal(LocalChannel(fd: fd)) }
+            let fd = ssi_accept(listener)
+            if fd < 0 {
+                let e = errno
+                if e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM {
+                    if Process.now() - lastFullReport > 10 {
+                        lastFullReport = Process.now()
+                        trace("accepting \(what) connections: \(errnoDescription(e)); backing off")
+                    }
+                    Process.sleep(milliseconds: 100)
+                }
+                continue
+            }
+            if gate.enter(fd) > 0, let n = gate.evictionReport() {
+                trace("dropped \(n) idle \(what) connections: more than \(gate.limit) were waiting to authenticate")
+            }
+            // Bounded time to authenticate or to send the request.
+            var tv = timeval(tv_sec: Self.pendingTimeoutSeconds, tv_usec: 0)
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+            startThread { serve(fd) }
         }
     }
 
@@ -196,7 +258,9 @@ public final class ProcAgent: @unchecked Sendable {
             case "where":
                 try ch.send(whereReply(pid: pid_t(truncatingIfNeeded: f.int("pid") ?? 0)))
             case "ps":
-                try ch.send(psReply())
+                // One or more "ps" messages, then "end".
+                for part in psReply() { try ch.send(part) }
+                try ch.send(Fields("end"))
             case "run":
                 try runHere(f, peer: ch.peerNode, on: ch)
             case "restore":
@@ -247,26 +311,49 @@ public final class ProcAgent: @unchecked Sendable {
         let uid = caller.uid
         var keepOpen = false
         defer { if !keepOpen { ch.close() } }
-        guard let (message, fds) = try? ch.receiveWithFDs(), let (type, payload) = message, type == Wire.fields else { return }
+        // The accept loop set a receive timeout: the request must come
+        // within it. Then the connection is the client's (onnode keeps it
+        // for signals), with no timeout and no longer counted as pending.
+        let first = try? ch.receiveWithFDs()
+        localGate.leave(ch.fd)
+        ch.setTimeouts(seconds: 0)
+        guard let (message, fds) = first else { return }
+        guard let (type, payload) = message, type == Wire.fields else {
+            fds.forEach { close($0) }
+            return
+        }
         let f = Fields(decoding: payload)
         do throws(SSIError) {
             switch f.op {
             case "where":
-                for p in f.all("pid") {
+                // Each PID is a question to every node: a bounded number.
+                let pids = f.all("pid")
+                guard pids.count <= Self.maxWherePIDs else {
+                    throw SSIError("where", "\(pids.count) PIDs in one request: at most \(Self.maxWherePIDs)", hint: "ask in several calls")
+                }
+                for p in pids {
                     try ch.send(Fields("where", [("pid", p), ("nodes", clusterWhere(pid: pid_t(p) ?? 0).map(String.init).joined(separator: ","))]))
                 }
                 try ch.send(Fields("end"))
             case "ps":
                 for node in peers().filter(\.value.up).keys.sorted() {
                     do throws(SSIError) {
-                        let reply: Fields
-                        if node == localNode { reply = psReply() } else {
+                        if node == localNode {
+                            for part in psReply() { try ch.send(part) }
+                        } else {
                             let c = try connect(node, timeoutSeconds: 5)
                             defer { c.close() }
                             try c.send(Fields("ps"))
-                            reply = try c.expectFields("ps from node \(node)")
+                            // Parts until "end"; each fits, as it came.
+                            while true {
+                                let part = try c.expectFields("ps from node \(node)")
+                                if part.op == "end" { break }
+                                guard part.op == "ps" else {
+                                    throw SSIError("proc", part["message"] ?? "unexpected answer \(part.op)")
+                                }
+                                try ch.send(part)
+                            }
                         }
-                        try ch.send(reply)
                     } catch {
                         try ch.send(Fields("error", [("message", "node \(node): \(error.message)")]))
                     }
@@ -314,7 +401,7 @@ public final class ProcAgent: @unchecked Sendable {
     }
 
     func whereReply(pid: pid_t) -> Fields {
-        Fields("where", [("found", isHere(pid) ? "1" : "0"), ("command", isHere(pid) ? ProcessInspector.command(pid) : "")])
+        Fields("where", [("found", isHere(pid) ? "1" : "0"), ("command", isHere(pid) ? Self.bounded(ProcessInspector.command(pid)) : "")])
     }
 
     /// The nodes where `pid` runs now (one, unless it is an old low PID
@@ -336,15 +423,62 @@ public final class ProcAgent: @unchecked Sendable {
         return found
     }
 
-    func psReply() -> Fields {
-        var f = Fields("ps", [("node", String(localNode))])
+    /// This node's processes for `ssi cluster ps`, as one or more "ps"
+    /// messages: a busy node with long command lines would not fit in one
+    /// (the limit is SecureChannel.maxPayload), so the list is split.
+    func psReply() -> [Fields] {
+        var rows: [String] = []
         for name in ((try? FileSystem.list("/proc")) ?? []).compactMap({ pid_t($0) }).sorted() where isHere(name) {
             let raw = (try? FileSystem.readFile("/proc/\(name)/cmdline")) ?? []
             if raw.isEmpty { continue }    // kernel threads
             var st = stat()
             let uid = stat("/proc/\(name)", &st) == 0 ? st.st_uid : 0
-            f.add("p", "\(name) \(uid) \(ProcessInspector.command(name))")
+            rows.append("\(name) \(uid) \(Self.bounded(ProcessInspector.command(name)))")
         }
-        return f
+        return Self.psMessages(node: localNode, rows: rows)
+    }
+
+    /// The most PIDs one where_pid request may ask about.
+    static let maxWherePIDs = 1024
+
+    /// The longest command line `ps` and `where` carry, in bytes; longer
+    /// ones end in `truncationMark` (a command line may be up to 2 MiB).
+    static let maxCommandBytes = 4096
+    static let truncationMark = "...[truncated]"
+    /// The budget of one "ps" message: well under maxPayload.
+    static let psMessageBudget = 256 * 1024
+
+    static func bounded(_ command: String) -> String {
+        guard command.utf8.count > maxCommandBytes else { return command }
+        // Cut on a character boundary.
+        var out = ""
+        var used = 0
+        for c in command {
+            let n = c.utf8.count
+            if used + n > maxCommandBytes - truncationMark.utf8.count { break }
+            out.append(c)
+            used += n
+        }
+        return out + truncationMark
+    }
+
+    /// Rows "PID UID COMMAND" in messages of at most `budget` encoded bytes
+    /// each (always at least one message, so an idle node still answers).
+    static func psMessages(node: UInt32, rows: [String], budget: Int = psMessageBudget) -> [Fields] {
+        var out: [Fields] = []
+        var current = Fields("ps", [("node", String(node))])
+        var size = current.encoded.count
+        for row in rows {
+            let cost = Fields.escape(row).utf8.count + 3    // "\np="
+            if size + cost > budget && current.pairs.count > 2 {
+                out.append(current)
+                current = Fields("ps", [("node", String(node))])
+                size = current.encoded.count
+            }
+            current.add("p", row)
+            size += cost
+        }
+        out.append(current)
+        return out
     }
 }

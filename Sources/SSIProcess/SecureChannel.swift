@@ -29,6 +29,9 @@ public final class SecureChannel: @unchecked Sendable {
 
     /// The largest payload of one message.
     public static let maxPayload = 1 << 20
+    /// The largest message before the peer has proved it has the key (its
+    /// "hello NODE"): a stranger gets no more than this allocated.
+    public static let maxHelloPayload = 64
     static let magic = Array("SSIP1\n".utf8)
 
     /// The 32-byte key the process agents use, derived from the authkey
@@ -75,14 +78,21 @@ public final class SecureChannel: @unchecked Sendable {
         return ch
     }
 
-    /// Authenticates an accepted connection.
-    public static func accept(fd: Int32, key: [UInt8], localNode: UInt32) throws(SSIError) -> SecureChannel {
+    /// Authenticates an accepted connection. On failure `fd` is closed,
+    /// unless `closeOnFailure` is false (the caller closes it, after
+    /// taking it out of its bookkeeping).
+    public static func accept(fd: Int32, key: [UInt8], localNode: UInt32, closeOnFailure: Bool = true) throws(SSIError) -> SecureChannel {
+        try handshaken(fd: fd, key: key, localNode: localNode, client: false, closeOnFailure: closeOnFailure)
+    }
+
+    /// Either side of the handshake on a connected stream.
+    static func handshaken(fd: Int32, key: [UInt8], localNode: UInt32, client: Bool, closeOnFailure: Bool = true) throws(SSIError) -> SecureChannel {
         setTimeout(fd, seconds: 10)
         let ch = SecureChannel(fd: fd)
         do throws(SSIError) {
-            try ch.handshake(key: key, localNode: localNode, client: false)
+            try ch.handshake(key: key, localNode: localNode, client: client)
         } catch {
-            ch.close()
+            if closeOnFailure { ch.close() } else { ch.closed.withLock { $0 = true } }
             throw error
         }
         setTimeout(fd, seconds: 0)
@@ -138,7 +148,7 @@ public final class SecureChannel: @unchecked Sendable {
         try send(0, Array("hello \(localNode)".utf8))
         let hello: (UInt8, [UInt8])?
         do throws(SSIError) {
-            hello = try receive()
+            hello = try receive(limit: Self.maxHelloPayload)
         } catch {
             throw SSIError("proc", "authentication failed: the peer does not have this cluster's key (\(error.message))")
         }
@@ -149,9 +159,10 @@ public final class SecureChannel: @unchecked Sendable {
         peerNode = node
     }
 
-    /// Sends one message (payload at most maxPayload bytes).
+    /// Sends one message (payload at most maxPayload bytes: a larger one
+    /// is an error for the caller to split or refuse, never a trap).
     public func send(_ type: UInt8, _ payload: [UInt8]) throws(SSIError) {
-        precondition(payload.count <= Self.maxPayload)
+        try Wire.checkOutgoing(payload.count, limit: Self.maxPayload)
         let abytes = Int(crypto_secretstream_xchacha20poly1305_abytes())
         let plain = [type] + payload
         var cipher = [UInt8](repeating: 0, count: plain.count + abytes + 4)
@@ -170,7 +181,25 @@ public final class SecureChannel: @unchecked Sendable {
     /// The next message, or nil when the peer closed the connection
     /// between messages. Throws on a timeout, a broken connection or a
     /// message that fails authentication.
-    public func receive() throws(SSIError) -> (UInt8, [UInt8])? {
+    public func receive() throws(SSIError) -> (UInt8, [UInt8])? { try receive(limit: Self.maxPayload) }
+
+    /// The length of a frame's ciphertext from its 4-byte head, checked
+    /// against `limit` (the largest payload) before anything is allocated.
+    static func cipherLength(head: [UInt8], limit: Int) throws(SSIError) -> Int {
+        let length = Wire.length(head)
+        let abytes = Int(crypto_secretstream_xchacha20poly1305_abytes())
+        guard length >= abytes + 1 else {
+            throw SSIError("proc", "a message of \(length) bytes from the peer: shorter than its authentication tag (\(abytes + 1) bytes)",
+                           hint: "the peer is not an ssi process agent of this version")
+        }
+        guard length - abytes - 1 <= limit else {
+            throw SSIError("proc", "a message of \(length - abytes - 1) bytes from the peer: over the limit of \(limit) bytes",
+                           hint: "the peer must split what it sends (or is not an ssi process agent)")
+        }
+        return length
+    }
+
+    func receive(limit: Int) throws(SSIError) -> (UInt8, [UInt8])? {
         try receiveLock.withLock { _ throws(SSIError) -> (UInt8, [UInt8])? in
             let head: [UInt8]
             do throws(SSIError) {
@@ -179,11 +208,8 @@ public final class SecureChannel: @unchecked Sendable {
                 if error.message == "eof" { return nil }
                 throw error
             }
-            let length = Int(UInt32(head[0]) << 24 | UInt32(head[1]) << 16 | UInt32(head[2]) << 8 | UInt32(head[3]))
+            let length = try Self.cipherLength(head: head, limit: limit)
             let abytes = Int(crypto_secretstream_xchacha20poly1305_abytes())
-            guard length >= abytes + 1, length <= Self.maxPayload + abytes + 1 else {
-                throw SSIError("proc", "a message of \(length) bytes from the peer: not ours")
-            }
             let cipher = try readExactly(length)
             var plain = [UInt8](repeating: 0, count: length - abytes)
             var plen: UInt64 = 0

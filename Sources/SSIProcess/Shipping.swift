@@ -37,7 +37,21 @@ public final class HomeChannel: @unchecked Sendable {
     /// Called once both directions ended or the process let go: the
     /// registry drops and closes the channel.
     var onEnd: (@Sendable () -> Void)?
+    /// Called when a direction was left (its stand-in's connection
+    /// closed) without ending, and nobody attached again within
+    /// `reattachSeconds`: the stand-in's node or agent died.
+    var onAbandoned: (@Sendable () -> Void)?
     var log: (@Sendable (String) -> Void)?
+    /// Attachments so far: a left direction is abandoned only if no new
+    /// attachment came since.
+    let attachments = Locked(0)
+
+    /// How long a direction that was left without ending waits for its
+    /// stand-in to attach again (a migration's new node attaches within
+    /// moments of the old one letting go) before the channel is released:
+    /// then readers at home see end of file and writers EPIPE, instead of
+    /// the channel (and the onnode waiting for it) staying forever.
+    static let reattachSeconds = 30
 
     init(id: String, kind: ShipKind, fd: Int32) {
         self.id = id
@@ -84,13 +98,27 @@ public final class HomeChannel: @unchecked Sendable {
             }
             if waited >= 300 { try? ch.send(Fields("error", [("message", "channel \(id) \(direction) is still attached elsewhere")])); return }
         }
-        defer { busy.withLock { _ = $0.remove(direction) } }
+        let generation = attachments.withLock { n -> Int in n += 1; return n }
+        defer {
+            busy.withLock { _ = $0.remove(direction) }
+            if !ended.current.contains(direction) { watchForReattach(direction, generation: generation) }
+        }
         do {
             try ch.send(Fields("attached", kind == .tty ? [("rows", String(lastWinsize.ws_row)), ("cols", String(lastWinsize.ws_col))] : []))
             if direction == "in" { try serveIn(ch) } else { try serveOut(ch) }
         } catch {
             // The remote side went away: it reattaches (from the same or
-            // a new node) or releases the channel.
+            // a new node) or, after reattachSeconds, the channel goes.
+        }
+    }
+
+    private func watchForReattach(_ direction: String, generation: Int) {
+        startThread { [self] in
+            Process.sleep(milliseconds: Self.reattachSeconds * 1000)
+            guard attachments.current == generation, !busy.current.contains(direction),
+                  !ended.current.contains(direction) else { return }
+            log?("channel \(id) \(direction): its stand-in did not come back in \(Self.reattachSeconds) s; released")
+            onAbandoned?()
         }
     }
 
@@ -172,11 +200,22 @@ public final class HomeRegistry: @unchecked Sendable {
     var log: (@Sendable (String) -> Void)?
     public init() {}
 
+    /// A channel released because its stand-in never came back (see
+    /// HomeChannel.onAbandoned), after it is released.
+    var onAbandoned: (@Sendable (String) -> Void)?
+
     public func add(_ c: HomeChannel) {
         c.onEnd = { [weak self, id = c.id] in self?.release(id) }
+        c.onAbandoned = { [weak self, id = c.id] in
+            guard let self, self.get(id) != nil else { return }
+            self.release(id)
+            self.onAbandoned?(id)
+        }
         c.log = log
         channels.withLock { $0[c.id] = c }
     }
+    /// Whether any channel's id starts with `prefix`.
+    func contains(prefix: String) -> Bool { channels.withLock { $0.keys.contains { $0.hasPrefix(prefix) } } }
     public func get(_ id: String) -> HomeChannel? { channels.withLock { $0[id] } }
     public func release(_ id: String) {
         if let c = channels.withLock({ $0.removeValue(forKey: id) }) { c.release() }

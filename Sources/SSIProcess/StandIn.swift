@@ -97,12 +97,15 @@ public final class StandIn: @unchecked Sendable {
                 }
                 do {
                     try ch.send(Fields("read"))
-                    guard let (type, payload) = try ch.receive() else { break }
+                    guard let (type, payload) = try ch.receive() else {
+                        homeLost("in")
+                        break
+                    }
                     switch type {
                     case Wire.data: pending = payload
                     case Wire.nodata: continue loop
                     case Wire.eof:
-                        if kind.isSocket { shutdown(fd, Int32(SHUT_WR)) } else if kind == .pipeIn { close(fd) }
+                        endProcessSide("in")
                         break loop
                     case Wire.fields:
                         let f = Fields(decoding: payload)
@@ -120,6 +123,7 @@ public final class StandIn: @unchecked Sendable {
                     }
                 } catch {
                     log("stand-in \(channelID) in: \(error.description)")
+                    homeLost("in")
                     break
                 }
             }
@@ -159,7 +163,7 @@ public final class StandIn: @unchecked Sendable {
                 if ready <= 0 {
                     // Nothing to read: everything sent is acknowledged
                     // first, then a pause can stop here, nothing is lost.
-                    guard try settle(0) else { break }
+                    guard try settle(0) else { homeLost("out"); break }
                     if state.current != .running {
                         outParked.withLock { $0 = true }
                         guard parkIfPaused() else { break }
@@ -179,12 +183,40 @@ public final class StandIn: @unchecked Sendable {
                 }
                 try ch.send(Wire.data, Array(buf[0..<n]))
                 unacked += 1
-                guard try settle(Self.outWindow - 1) else { break }
+                guard try settle(Self.outWindow - 1) else { homeLost("out"); break }
             }
         } catch {
             log("stand-in \(channelID) out: \(error.description)")
+            homeLost("out")
         }
         outParked.withLock { $0 = true }
+    }
+
+    /// The home side of a direction is gone (its node or its agent died,
+    /// or the real object's reader went away) while the process still
+    /// uses the stand-in: closed, not resumed, so the process sees what it
+    /// would see at home: end of file on input, EPIPE on output, a hangup
+    /// on a terminal. Never while the agent itself is letting go (a move
+    /// or the end of the process: `finish`).
+    func homeLost(_ direction: String) {
+        guard state.current != .closing else { return }
+        log("stand-in \(channelID) \(direction): home (node \(home)) is gone; the process's side is closed")
+        endProcessSide(direction)
+    }
+
+    /// Ends one direction for the process without closing `fd` (finish
+    /// closes it, once): a socket is shut down that way; a pipe's or a
+    /// terminal's end is replaced by /dev/null, which closes the pipe end
+    /// (EOF, EPIPE) or the pty master (hangup) under the same number.
+    func endProcessSide(_ direction: String) {
+        if kind.isSocket {
+            shutdown(fd, direction == "in" ? Int32(SHUT_WR) : Int32(SHUT_RD))
+            return
+        }
+        let null = open("/dev/null", O_RDWR | O_CLOEXEC)
+        guard null >= 0 else { return }
+        if dup2(null, fd) == fd { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        close(null)
     }
 
     /// Stops relaying (the process is frozen): output is sent home until

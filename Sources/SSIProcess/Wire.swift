@@ -18,6 +18,32 @@ public enum Wire {
     public static let nodata: UInt8 = 4
     /// A write was done.
     public static let ack: UInt8 = 5
+
+    /// The big-endian 32-bit length at the start of a frame (4 bytes).
+    static func length(_ head: [UInt8]) -> Int {
+        guard head.count >= 4 else { return 0 }
+        return Int(UInt32(head[0]) << 24 | UInt32(head[1]) << 16 | UInt32(head[2]) << 8 | UInt32(head[3]))
+    }
+
+    /// A payload we are about to send: over the limit is the caller's
+    /// error (split it or refuse), never a trap and never sent.
+    static func checkOutgoing(_ count: Int, limit: Int) throws(SSIError) {
+        guard count <= limit else {
+            throw SSIError("proc", "a message of \(count) bytes is over the limit of \(limit) bytes",
+                           hint: "this is a bug in ssi: the sender must split it")
+        }
+    }
+
+    /// The payload length of a local frame (type byte included in the
+    /// 4-byte length), checked before anything is allocated.
+    static func localPayloadLength(head: [UInt8], limit: Int) throws(SSIError) -> Int {
+        let length = length(head)
+        guard length >= 1 else { throw SSIError("proc", "a message of length 0 (no type byte) on the local socket") }
+        guard length - 1 <= limit else {
+            throw SSIError("proc", "a message of \(length - 1) bytes on the local socket: over the limit of \(limit) bytes")
+        }
+        return length - 1
+    }
 }
 
 /// Named values: lines "key=value" (newlines and backslashes escaped). A
@@ -27,10 +53,13 @@ public struct Fields: Sendable, Equatable, CustomStringConvertible {
 
     public init(_ op: String, _ pairs: [(String, String)] = []) { self.pairs = [("op", op)] + pairs }
 
+    /// Lines are split on the newline byte, not on Characters: "\r\n" is
+    /// one Character, so a value ending in "\r" would otherwise swallow
+    /// the next line (a `cwd` of "/tmp\r" hid the `uid` after it).
     public init(decoding bytes: [UInt8]) {
-        pairs = String(decoding: bytes, as: UTF8.self).split(separator: "\n").map { line in
-            guard let eq = line.firstIndex(of: "=") else { return (String(line), "") }
-            return (String(line[..<eq]), Self.unescape(String(line[line.index(after: eq)...])))
+        pairs = bytes.split(separator: 10).map { line in
+            guard let eq = line.firstIndex(of: UInt8(ascii: "=")) else { return (String(decoding: line, as: UTF8.self), "") }
+            return (String(decoding: line[..<eq], as: UTF8.self), Self.unescape(line[(eq + 1)...]))
         }
     }
 
@@ -48,23 +77,35 @@ public struct Fields: Sendable, Equatable, CustomStringConvertible {
     public var encoded: [UInt8] { Array(pairs.map { "\($0.0)=\(Self.escape($0.1))" }.joined(separator: "\n").utf8) }
     public var description: String { pairs.map { "\($0.0)=\($0.1)" }.joined(separator: " ") }
 
+    /// By scalar: every newline byte is escaped, whatever Character it
+    /// is part of.
     static func escape(_ s: String) -> String {
-        var out = ""
-        for c in s {
+        var out = String.UnicodeScalarView()
+        for c in s.unicodeScalars {
             switch c {
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
+            case "\\": out.append(contentsOf: "\\\\".unicodeScalars)
+            case "\n": out.append(contentsOf: "\\n".unicodeScalars)
             default: out.append(c)
             }
         }
-        return out
+        return String(out)
     }
-    static func unescape(_ s: String) -> String {
-        var out = "", it = s.makeIterator()
-        while let c = it.next() {
-            if c == "\\", let n = it.next() { out.append(n == "n" ? "\n" : n) } else { out.append(c) }
+    static func unescape(_ bytes: ArraySlice<UInt8>) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count)
+        var i = bytes.startIndex
+        while i < bytes.endIndex {
+            let b = bytes[i]
+            if b == UInt8(ascii: "\\"), i + 1 < bytes.endIndex {
+                let n = bytes[i + 1]
+                out.append(n == UInt8(ascii: "n") ? 10 : n)
+                i += 2
+            } else {
+                out.append(b)
+                i += 1
+            }
         }
-        return out
+        return String(decoding: out, as: UTF8.self)
     }
 }
 
@@ -126,6 +167,7 @@ public final class LocalChannel: MessageChannel, @unchecked Sendable {
 
     /// A message with descriptors attached (at most 16).
     public func send(_ type: UInt8, _ payload: [UInt8], fds: [Int32]) throws(SSIError) {
+        try Wire.checkOutgoing(payload.count, limit: SecureChannel.maxPayload)
         var frame = [UInt8](repeating: 0, count: 5)
         let n = UInt32(payload.count + 1).bigEndian
         withUnsafeBytes(of: n) { for i in 0..<4 { frame[i] = $0[i] } }
@@ -152,32 +194,50 @@ public final class LocalChannel: MessageChannel, @unchecked Sendable {
         return m
     }
 
-    /// A message and the descriptors that came with it.
-    public func receiveWithFDs() throws(SSIError) -> ((UInt8, [UInt8])?, [Int32]) {
+    /// A message and the descriptors that came with it. A payload over
+    /// `limit` is refused before it is allocated; descriptors that came
+    /// with a refused or broken message are closed, never leaked.
+    public func receiveWithFDs(limit: Int = SecureChannel.maxPayload) throws(SSIError) -> ((UInt8, [UInt8])?, [Int32]) {
         var head = [UInt8](repeating: 0, count: 5)
         var fds = [Int32](repeating: -1, count: 16)
         var nfds: Int32 = 0
         var got = head.withUnsafeMutableBytes { ssi_recv_fds(fd, &fds, 16, &nfds, $0.baseAddress, 5) }
-        if got < 0 { throw SSIError("proc", "recvmsg: \(errnoDescription(errno))") }
-        let passed = Array(fds.prefix(Int(nfds)))
+        if got < 0 {
+            let e = errno
+            throw SSIError("proc", e == EAGAIN ? "timed out waiting for a request" : "recvmsg: \(errnoDescription(e))")
+        }
+        let passed = Array(fds.prefix(Int(max(0, min(nfds, 16)))))
         if got == 0 { return (nil, passed) }
-        while got < 5 {
-            let k = head.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + got, 5 - got, 0) }
-            if k <= 0 { throw SSIError("proc", "the connection closed in the middle of a message") }
-            got += k
+        do throws(SSIError) {
+            while got < 5 {
+                let k = head.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + got, 5 - got, 0) }
+                if k < 0, errno == EINTR { continue }
+                if k <= 0 { throw SSIError("proc", "the connection closed (or timed out) in the middle of a message") }
+                got += k
+            }
+            let length = try Wire.localPayloadLength(head: Array(head[0..<4]), limit: limit)
+            var payload = [UInt8](repeating: 0, count: length)
+            var done = 0
+            while done < payload.count {
+                let want = payload.count - done
+                let k = payload.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + done, want, 0) }
+                if k < 0, errno == EINTR { continue }
+                if k <= 0 { throw SSIError("proc", "the connection closed (or timed out) in the middle of a message") }
+                done += k
+            }
+            return ((head[4], payload), passed)
+        } catch {
+            passed.forEach { Glibc.close($0) }
+            throw error
         }
-        let length = Int(UInt32(head[0]) << 24 | UInt32(head[1]) << 16 | UInt32(head[2]) << 8 | UInt32(head[3]))
-        guard length >= 1, length <= SecureChannel.maxPayload + 1 else { throw SSIError("proc", "bad message length \(length)") }
-        var payload = [UInt8](repeating: 0, count: length - 1)
-        var done = 0
-        while done < payload.count {
-            let want = payload.count - done
-            let k = payload.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + done, want, 0) }
-            if k < 0, errno == EINTR { continue }
-            if k <= 0 { throw SSIError("proc", "the connection closed in the middle of a message") }
-            done += k
-        }
-        return ((head[4], payload), passed)
+    }
+
+    /// Receive and send timeouts for what follows (0: none): a local
+    /// client gets a bounded time to send its request.
+    public func setTimeouts(seconds: Int) {
+        var tv = timeval(tv_sec: seconds, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
     }
 
     public func close() {
