@@ -21,6 +21,9 @@ let package = Package(
         .systemLibrary(name: "CKmod", pkgConfig: "libkmod", providers: [.apt(["libkmod-dev"])]),
         .systemLibrary(name: "CBlkid", pkgConfig: "blkid", providers: [.apt(["libblkid-dev"])]),
         .systemLibrary(name: "CMount", pkgConfig: "mount", providers: [.apt(["libmount-dev"])]),
+        // Device enumeration and the kernel's uevent monitor for ssi-init's
+        // coldplug, hotplug and root-device wait (no udevd needed).
+        .systemLibrary(name: "CUdev", pkgConfig: "libudev", providers: [.apt(["libudev-dev"])]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CLzma", pkgConfig: "liblzma", providers: [.apt(["liblzma-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
@@ -38,7 +41,7 @@ let package = Package(
             swiftSettings: strict),
         .target(
             name: "SSILinux",
-            dependencies: ["SSICore", "CSSIShim", "CKmod", "CBlkid", "CMount"],
+            dependencies: ["SSICore", "CSSIShim", "CKmod", "CBlkid", "CMount", "CUdev"],
             swiftSettings: strict),
         .target(
             name: "SSIInitramfs",

@@ -90,10 +90,12 @@ final class Boot {
 
     /// Loads what this machine needs from the modules the image carries:
     /// drivers for the devices the kernel found (by their modalias, as udev
-    /// would, repeated while new buses appear: virtio_pci brings the virtio
-    /// devices that want virtio_blk), then the modules the image was told
-    /// to always load. File system modules wait until the root's type is
-    /// known. Loading everything carried would cost seconds under TCG.
+    /// would: one libudev enumeration, then the kernel's "add" events for
+    /// the devices new buses bring, until they go quiet: virtio_pci brings
+    /// the virtio devices that want virtio_blk), then the modules the image
+    /// was told to always load. File system modules wait until the root's
+    /// type is known. Loading everything carried would cost seconds under
+    /// TCG.
     func loadModules(kernel: String) throws(SSIError) {
         let dir = "/lib/modules/\(kernel)"
         guard FileSystem.isDirectory(dir) else {
@@ -113,14 +115,39 @@ final class Boot {
                 failed.append(name)
             }
         }
-        var seenAliases: Set<String> = []
-        for _ in 0..<6 {
-            let before = loaded.count
-            for alias in Coldplug.modaliases() where seenAliases.insert(alias).inserted {
-                guard case .modules(let mods) = (try? ctx.lookup(alias)) ?? .notFound else { continue }
-                for m in mods { load(m.name, reason: "for device \(alias)") }
+        func loadDrivers(_ aliases: [String]) {
+            for (module, alias) in modulesToLoad(for: aliases, lookup: { Self.driverModules(ctx, $0) }) {
+                load(module, reason: "for device \(alias)")
             }
-            if loaded.count == before { break }
+        }
+        let watch = try deviceWatch()
+        // A retry from the emergency shell looks at every device again.
+        watch.aliases = ModaliasTracker()
+        loadDrivers(try watch.enumerateAliases())
+        if watch.monitor != nil {
+            var settle = QuietWait(startingAt: Process.now(), quiet: DeviceWatch.settleQuiet, limit: DeviceWatch.settleLimit)
+            while let ms = settle.timeoutMilliseconds(at: Process.now()),
+                  let event = nextDeviceEvent(watch, timeoutMilliseconds: ms) {
+                switch event {
+                case .device(let device):
+                    guard let alias = watch.aliases.alias(for: device) else { continue }
+                    settle.eventArrived(at: Process.now())
+                    loadDrivers([alias])
+                case .lost:
+                    settle.eventArrived(at: Process.now())
+                    loadDrivers(try watch.enumerateAliases())
+                case .timedOut:
+                    continue
+                }
+            }
+        }
+        if watch.monitor == nil {
+            // No events to follow: enumerate again while that finds new buses.
+            for _ in 1..<DeviceWatch.passesWithoutMonitor {
+                let before = loaded.count
+                loadDrivers(try watch.enumerateAliases())
+                if loaded.count == before { break }
+            }
         }
         let forced = (try? FileSystem.readText("/etc/ssi/modules"))?
             .split(separator: "\n").map(String.init).filter { !$0.isEmpty } ?? []
@@ -134,6 +161,8 @@ final class Boot {
     }
 
     private var kmod: KmodContext?
+    /// libudev and the kernel's uevent monitor, from the modules step on.
+    var devices: DeviceWatch?
 
     func modules(_ dir: String) throws(SSIError) -> KmodContext {
         if let kmod { return kmod }
@@ -258,30 +287,64 @@ final class Boot {
                  + (params.rootFlags.map { ", \($0)" } ?? "") + ")")
     }
 
-    /// Polls the kernel's block devices (devtmpfs creates the nodes as
-    /// drivers find disks) until one matches, for at most `timeout` s.
+    /// Waits for the root's block device, for at most `timeout` s: one
+    /// scan of every block device, then a probe of only the devices the
+    /// kernel's uevents name as they appear or change (devtmpfs has made
+    /// the node before the event is sent). Drivers for devices that appear
+    /// meanwhile are loaded from the same events (late hotplug). Every 5 s
+    /// a full rescan backs the events up.
     func waitForDevice(_ spec: DeviceSpec, timeout: Int) throws(SSIError) -> BlockDevice {
         let deadline = Process.now() + Double(timeout)
         var lastReport = Process.now()
-        var seen: [BlockDevice] = []
+        var seen = SeenBlockDevices()
+        let watch = try? deviceWatch()
+        func pathDevice() -> BlockDevice? {
+            guard case .path(let p) = spec, FileSystem.exists(p) else { return nil }
+            return BlockDevices.probe(p)
+        }
+        func rescan() -> BlockDevice? {
+            seen = SeenBlockDevices(BlockDevices.scan())
+            if case .path = spec { return pathDevice() }
+            return seen.devices.first(where: spec.matches)
+        }
+        if let dev = rescan() { return dev }
         while true {
-            if case .path(let p) = spec {
-                if FileSystem.exists(p), let dev = BlockDevices.probe(p) { return dev }
-                seen = BlockDevices.scan()
-            } else {
-                seen = BlockDevices.scan()
-                if let dev = seen.first(where: spec.matches) { return dev }
-            }
             let now = Process.now()
             if now >= deadline { break }
             if now - lastReport >= 5 {
                 log.info("root", "still waiting for \(spec) (\(Int(deadline - now)) s left)")
                 lastReport = now
+                if let dev = rescan() { return dev }
             }
-            Process.sleep(milliseconds: 50)
+            let wait = max(1, Int(((min(deadline, lastReport + 5) - now) * 1000).rounded(.up)))
+            switch nextDeviceEvent(watch, timeoutMilliseconds: wait) {
+            case nil:
+                // No monitor: poll, as before libudev.
+                Process.sleep(milliseconds: min(wait, 50))
+                if let dev = rescan() { return dev }
+            case .timedOut?:
+                continue
+            case .lost?:
+                if let dev = rescan() { return dev }
+            case .device(let event)?:
+                if let watch { loadDriver(for: event, watch) }
+                let change = BlockEvent(event)
+                switch change {
+                case .probe(let node):
+                    if let dev = BlockDevices.probe(node) {
+                        seen.update(dev)
+                        if spec.matches(dev) { return dev }
+                    }
+                case .gone(let node):
+                    seen.remove(path: node)
+                case .ignore:
+                    break
+                }
+                // A path may be another name of the device (a symlink).
+                if change != .ignore, let dev = pathDevice() { return dev }
+            }
         }
-        let list = seen.isEmpty ? "none" : seen.map(\.description).joined(separator: ", ")
-        throw SSIError("root", "\(spec) not found after \(timeout) s; block devices seen: \(list)",
+        throw SSIError("root", "\(spec) not found after \(timeout) s; block devices seen: \(seen.list)",
                        hint: "check root= and that the image has the disk's driver (ssi-mkinitrd --add-modules)")
     }
 
