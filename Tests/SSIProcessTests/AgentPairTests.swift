@@ -13,10 +13,12 @@ import SSIMembership
     static let skip: String? = ssi == nil ? "SSI_BIN is not set (scripts/test sets it to the release binary)"
         : getuid() != 0 ? "needs root: the agent starts commands chrooted in the system root" : nil
 
+    /// Two agents on `addresses` and `port`: another suite that runs at
+    /// the same time takes other addresses and another port.
     final class Pair {
         let dir: String
         var agents: [Process] = []
-        init() throws {
+        init(addresses: (String, String) = ("127.0.0.1", "127.0.0.2"), port: Int = 17791) throws {
             // A command that exits before reading its stdin: EPIPE, not death.
             signal(SIGPIPE, SIG_IGN)
             dir = NSTemporaryDirectory() + "ssi-proc-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
@@ -28,12 +30,12 @@ import SSIMembership
                 let state = dir + "/node\(n)"
                 try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
                 let view = ClusterView(clusterName: "t", localNode: UInt32(n), quorate: true, expectedVotes: 2, totalVotes: 2, quorum: 2,
-                                       nodes: [NodeRecord(number: 1, name: "one", address: "127.0.0.1", state: .up, stage: ""),
-                                               NodeRecord(number: 2, name: "two", address: "127.0.0.2", state: .up, stage: "")])
+                                       nodes: [NodeRecord(number: 1, name: "one", address: addresses.0, state: .up, stage: ""),
+                                               NodeRecord(number: 2, name: "two", address: addresses.1, state: .up, stage: "")])
                 try view.write(directory: state)
                 let p = Process()
                 p.executableURL = URL(fileURLWithPath: AgentPairTests.ssi!)
-                p.arguments = ["cluster", "proc-agent", "--state-dir", state, "--port", "17791", "--authkey", key, "--system-root", "/"]
+                p.arguments = ["cluster", "proc-agent", "--state-dir", state, "--port", String(port), "--authkey", key, "--system-root", "/"]
                 // Kept for the failure message of a test that finds no agent.
                 _ = FileManager.default.createFile(atPath: state + "/agent.stderr", contents: nil)
                 p.standardError = FileHandle(forWritingAtPath: state + "/agent.stderr")
@@ -56,23 +58,32 @@ import SSIMembership
         /// Runs a command as node `n`'s user would; stdin from `input`.
         func run(_ args: [String], node n: Int = 1, input: String = "", cwd: String = "/tmp",
                  env extra: [String: String] = [:]) throws -> (status: Int32, out: String, err: String) {
+            try execute([AgentPairTests.ssi!] + args, node: n, input: input, cwd: cwd, env: extra)
+        }
+
+        /// `argv` with node `n`'s state directory in its environment, its
+        /// stdin fed `input` (nil: /dev/null), its output collected.
+        func execute(_ argv: [String], node n: Int, input: String?, cwd: String,
+                     env extra: [String: String] = [:]) throws -> (status: Int32, out: String, err: String) {
             let p = Process()
-            p.executableURL = URL(fileURLWithPath: AgentPairTests.ssi!)
-            p.arguments = args
+            p.executableURL = URL(fileURLWithPath: argv[0])
+            p.arguments = Array(argv.dropFirst())
             p.currentDirectoryURL = URL(fileURLWithPath: cwd)
             var env = ProcessInfo.processInfo.environment
             env["SSI_STATE_DIR"] = dir + "/node\(n)"
             for (k, v) in extra { env[k] = v }
             p.environment = env
             let inPipe = Pipe(), outPipe = Pipe(), errPipe = Pipe()
-            p.standardInput = inPipe
+            p.standardInput = input == nil ? FileHandle.nullDevice : inPipe
             p.standardOutput = outPipe
             p.standardError = errPipe
             try p.run()
-            // A command that exits before reading its stdin: EPIPE is an
-            // error here, not a trap that ends every test of the run.
-            try? inPipe.fileHandleForWriting.write(contentsOf: Data(input.utf8))
-            try? inPipe.fileHandleForWriting.close()
+            if let input {
+                // A command that exits before reading its stdin: EPIPE is an
+                // error here, not a trap that ends every test of the run.
+                try? inPipe.fileHandleForWriting.write(contentsOf: Data(input.utf8))
+                try? inPipe.fileHandleForWriting.close()
+            }
             let out = outPipe.fileHandleForReading.readDataToEndOfFile()
             let err = errPipe.fileHandleForReading.readDataToEndOfFile()
             p.waitUntilExit()

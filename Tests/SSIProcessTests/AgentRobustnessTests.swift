@@ -260,63 +260,8 @@ func securePair(key: [UInt8] = [UInt8](repeating: 7, count: 32)) throws -> (Secu
 
     /// AgentPairTests' pair on other addresses and another port, so that
     /// the two suites can run at the same time.
-    final class Pair {
-        let dir: String
-        var agents: [Process] = []
-        init() throws {
-            signal(SIGPIPE, SIG_IGN)
-            dir = NSTemporaryDirectory() + "ssi-robust-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-            let key = dir + "/authkey"
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-            try Data((0..<256).map { _ in UInt8.random(in: 0...255) }).write(to: URL(fileURLWithPath: key))
-            chmod(key, 0o400)
-            for n in [1, 2] {
-                let state = dir + "/node\(n)"
-                try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
-                let view = ClusterView(clusterName: "t", localNode: UInt32(n), quorate: true, expectedVotes: 2, totalVotes: 2, quorum: 2,
-                                       nodes: [NodeRecord(number: 1, name: "one", address: "127.0.0.3", state: .up, stage: ""),
-                                               NodeRecord(number: 2, name: "two", address: "127.0.0.4", state: .up, stage: "")])
-                try view.write(directory: state)
-                let p = Process()
-                p.executableURL = URL(fileURLWithPath: AgentPairTests.ssi!)
-                p.arguments = ["cluster", "proc-agent", "--state-dir", state, "--port", String(AgentRobustnessHostTests.port), "--authkey", key,
-                               "--system-root", "/"]
-                p.standardError = FileHandle(forWritingAtPath: "/dev/null")
-                try p.run()
-                agents.append(p)
-            }
-            for n in [1, 2] {
-                var waited = 0
-                while !FileManager.default.fileExists(atPath: dir + "/node\(n)/proc.sock") && waited < 100 {
-                    usleep(100_000)
-                    waited += 1
-                }
-            }
-        }
-        deinit {
-            agents.forEach { $0.terminate(); $0.waitUntilExit() }
-            try? FileManager.default.removeItem(atPath: dir)
-        }
-
-        /// A command as node `n`'s user would run it, stdin from /dev/null.
-        func run(_ args: [String], node n: Int = 1) throws -> (status: Int32, out: String, err: String) {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: AgentPairTests.ssi!)
-            p.arguments = args
-            p.currentDirectoryURL = URL(fileURLWithPath: "/tmp")
-            var env = ProcessInfo.processInfo.environment
-            env["SSI_STATE_DIR"] = dir + "/node\(n)"
-            p.environment = env
-            let outPipe = Pipe(), errPipe = Pipe()
-            p.standardInput = FileHandle.nullDevice
-            p.standardOutput = outPipe
-            p.standardError = errPipe
-            try p.run()
-            let out = outPipe.fileHandleForReading.readDataToEndOfFile()
-            let err = errPipe.fileHandleForReading.readDataToEndOfFile()
-            p.waitUntilExit()
-            return (p.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
-        }
+    static func pair() throws -> AgentPairTests.Pair {
+        try AgentPairTests.Pair(addresses: ("127.0.0.3", "127.0.0.4"), port: port)
     }
 
     /// The agent under `supervisor` (its one child), or 0.
@@ -325,10 +270,10 @@ func securePair(key: [UInt8] = [UInt8](repeating: 7, count: 32)) throws -> (Secu
         return text.split(separator: " ").compactMap { Int32($0) }.first ?? 0
     }
 
-    func onnodeWorks(_ pair: Pair, within seconds: Double) throws -> Double {
+    func onnodeWorks(_ pair: AgentPairTests.Pair, within seconds: Double) throws -> Double {
         let started = Date()
         while Date().timeIntervalSince(started) < seconds {
-            let r = try pair.run(["onnode", "2", "echo", "still-here"])
+            let r = try pair.execute([AgentPairTests.ssi!, "onnode", "2", "echo", "still-here"], node: 1, input: nil, cwd: "/tmp")
             if r.status == 0 && r.out == "still-here\n" { return Date().timeIntervalSince(started) }
             usleep(200_000)
         }
@@ -338,7 +283,7 @@ func securePair(key: [UInt8] = [UInt8](repeating: 7, count: 32)) throws -> (Secu
     @Test("an oversized request and an oversized ps reply are errors or split; onnode still works after",
           .enabled(if: skip == nil, Comment(rawValue: skip ?? "")), .timeLimit(.minutes(2)))
     func oversized() throws {
-        let pair = try Pair()
+        let pair = try Self.pair()
         // A request just under the local limit: the "run" it becomes for
         // node 2 is over the secure channel's (that was a trap).
         let ch = try LocalChannel.connect(path: pair.dir + "/node1/proc.sock")
@@ -407,7 +352,7 @@ func securePair(key: [UInt8] = [UInt8](repeating: 7, count: 32)) throws -> (Secu
             try p.run()
             many.append(p)
         }
-        let ps = try pair.run(["cluster", "ps"])
+        let ps = try pair.execute([AgentPairTests.ssi!, "cluster", "ps"], node: 1, input: nil, cwd: "/tmp")
         #expect(ps.status == 0, "\(ps.err)")
         let rows = ps.out.split(separator: "\n")
         for b in bigs {
@@ -422,7 +367,7 @@ func securePair(key: [UInt8] = [UInt8](repeating: 7, count: 32)) throws -> (Secu
     @Test("200 idle connections on each agent's doors: a legitimate onnode still gets through",
           .enabled(if: skip == nil, Comment(rawValue: skip ?? "")), .timeLimit(.minutes(2)))
     func idleConnections() throws {
-        let pair = try Pair()
+        let pair = try Self.pair()
         var idle: [Int32] = []
         defer { idle.forEach { close($0) } }
         for _ in 0..<200 {
@@ -446,7 +391,7 @@ func securePair(key: [UInt8] = [UInt8](repeating: 7, count: 32)) throws -> (Secu
     @Test("kill -9 of an agent: restarted within 2 s and logged; onnode works again; a relay through it ends with EOF, not a hang",
           .enabled(if: skip == nil, Comment(rawValue: skip ?? "")), .timeLimit(.minutes(2)))
     func killNine() throws {
-        let pair = try Pair()
+        let pair = try Self.pair()
         #expect(try onnodeWorks(pair, within: 5) < 5)
         // A command on node 2 reading its stdin from here (home: node 1).
         let marker = pair.dir + "/cat-ended"
@@ -477,9 +422,13 @@ func securePair(key: [UInt8] = [UInt8](repeating: 7, count: 32)) throws -> (Secu
             kill(before, SIGKILL)
             let t0 = Date()
             var after: Int32 = 0
+            // The new agent: forked (a child other than the killed one) and
+            // past its first lines (its own command line back; the dead
+            // agent's socket file is still there, so it does not tell).
+            func cmdline(_ pid: Int32) -> String { (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? "" }
             while Date().timeIntervalSince(t0) < 5 {
                 after = Self.agentPID(under: supervisor)
-                if after > 0 && after != before && FileManager.default.fileExists(atPath: pair.dir + "/node\(node)/proc.sock") { break }
+                if after > 0 && after != before && cmdline(after).contains("cluster\u{0}proc-agent") { break }
                 usleep(50_000)
             }
             let restartedIn = Date().timeIntervalSince(t0)
@@ -487,7 +436,7 @@ func securePair(key: [UInt8] = [UInt8](repeating: 7, count: 32)) throws -> (Secu
             let log = (try? String(contentsOfFile: pair.dir + "/node\(node)/proc-agent.log", encoding: .utf8)) ?? ""
             #expect(log.contains("process agent (pid \(before)) died: killed by signal 9"), "\(log.suffix(500))")
             // The new agent has the agent's command line, not the supervisor's.
-            let agentTitle = (try? String(contentsOfFile: "/proc/\(after)/cmdline", encoding: .utf8)) ?? ""
+            let agentTitle = cmdline(after)
             #expect(agentTitle.contains("cluster\u{0}proc-agent") && !agentTitle.contains("supervisor"), "\(agentTitle.prefix(80))")
             if node == 1 {
                 // Home died: the command on node 2 sees end of file on its stdin.

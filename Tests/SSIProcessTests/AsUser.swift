@@ -84,21 +84,6 @@ enum AsUser {
 extension AgentPairTests.Pair {
     /// `ssi ARGS` on node `n` as nobody (setpriv), from `cwd`.
     func runAsNobody(_ args: [String], node n: Int = 1, cwd: String = "/tmp") throws -> (status: Int32, out: String, err: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: AsUser.setpriv[0])
-        p.arguments = Array(AsUser.setpriv.dropFirst()) + ["--", AgentPairTests.ssi!] + args
-        p.currentDirectoryURL = URL(fileURLWithPath: cwd)
-        var env = ProcessInfo.processInfo.environment
-        env["SSI_STATE_DIR"] = dir + "/node\(n)"
-        p.environment = env
-        let outPipe = Pipe(), errPipe = Pipe()
-        p.standardInput = FileHandle.nullDevice
-        p.standardOutput = outPipe
-        p.standardError = errPipe
-        try p.run()
-        let out = outPipe.fileHandleForReading.readDataToEndOfFile()
-        let err = errPipe.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
+        try execute(AsUser.setpriv + ["--", AgentPairTests.ssi!] + args, node: n, input: nil, cwd: cwd)
     }
 }
