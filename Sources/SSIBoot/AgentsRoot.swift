@@ -82,7 +82,8 @@ enum AgentsRoot {
         }
         let pid = ssi_spawn_in_root(path, program, argv, envp, 1)
         if pid < 0 {
-            throw SSIError("membership", "starting \(program): \(errnoDescription(errno))")
+            let lastErrno = errno
+            throw SSIError("membership", "starting \(program): \(errnoDescription(lastErrno))")
         }
         return pid
     }

@@ -350,14 +350,15 @@ final class Boot {
 
     func checkInit() throws(SSIError) {
         let rootfd = open("/sysroot", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard rootfd >= 0 else { throw SSIError("init", "cannot open /sysroot: \(errnoDescription(errno))") }
+        guard rootfd >= 0 else { let lastErrno = errno; throw SSIError("init", "cannot open /sysroot: \(errnoDescription(lastErrno))") }
         defer { close(rootfd) }
         // Resolve init inside the new root: an absolute symlink there
         // (/sbin/init -> /lib/systemd/systemd) must not be followed into
         // the initramfs.
         let fd = ssiOpenInRoot(rootfd, params.initPath, 0o10000000 /* O_PATH */ | O_CLOEXEC)
         guard fd >= 0 else {
-            throw SSIError("init", "\(params.initPath) not found in the new root: \(errnoDescription(errno))",
+            let lastErrno = errno
+            throw SSIError("init", "\(params.initPath) not found in the new root: \(errnoDescription(lastErrno))",
                            hint: "install an init there, or pass init=/path/to/init")
         }
         defer { close(fd) }

@@ -29,7 +29,8 @@ public enum AuthKey {
             let rc = key.withUnsafeMutableBytes { buf in getentropy(buf.baseAddress! + filled, n) }
             if rc != 0 {
                 if errno == EINTR { continue }
-                throw SSIError("keygen", "getentropy: \(errnoDescription(errno))")
+                let lastErrno = errno
+                throw SSIError("keygen", "getentropy: \(errnoDescription(lastErrno))")
             }
             filled += n
         }

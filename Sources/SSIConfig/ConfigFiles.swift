@@ -41,7 +41,7 @@ public enum ConfigFiles {
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {
             let n = chunk.withUnsafeMutableBytes { buf in retrying { read(fd, buf.baseAddress, buf.count) } }
-            if n < 0 { throw SSIError("config", "\(what) \(printable(path)): read: \(errnoDescription(errno))") }
+            if n < 0 { let lastErrno = errno; throw SSIError("config", "\(what) \(printable(path)): read: \(errnoDescription(lastErrno))") }
             if n == 0 { break }
             out.append(contentsOf: chunk[0..<n])
             if out.count > 16 << 20 { throw SSIError("config", "\(what) \(printable(path)): larger than 16 MiB; is it the right file?") }
@@ -95,16 +95,16 @@ public enum ConfigFiles {
             close(fd)
             if !done { unlink(tmp) }
         }
-        guard fchmod(fd, mode) == 0 else { throw SSIError(step, "chmod \(tmp): \(errnoDescription(errno))") }
+        guard fchmod(fd, mode) == 0 else { let lastErrno = errno; throw SSIError(step, "chmod \(tmp): \(errnoDescription(lastErrno))") }
         var off = 0
         while off < bytes.count {
             let n = bytes.withUnsafeBytes { buf in retrying { write(fd, buf.baseAddress! + off, buf.count - off) } }
-            if n < 0 { throw SSIError(step, "write \(tmp): \(errnoDescription(errno))") }
+            if n < 0 { let lastErrno = errno; throw SSIError(step, "write \(tmp): \(errnoDescription(lastErrno))") }
             off += n
         }
-        guard fsync(fd) == 0 else { throw SSIError(step, "fsync \(tmp): \(errnoDescription(errno))") }
+        guard fsync(fd) == 0 else { let lastErrno = errno; throw SSIError(step, "fsync \(tmp): \(errnoDescription(lastErrno))") }
         if replace {
-            guard rename(tmp, path) == 0 else { throw SSIError(step, "rename \(tmp) to \(path): \(errnoDescription(errno))") }
+            guard rename(tmp, path) == 0 else { let lastErrno = errno; throw SSIError(step, "rename \(tmp) to \(path): \(errnoDescription(lastErrno))") }
         } else {
             guard link(tmp, path) == 0 else {
                 let e = errno

@@ -218,7 +218,8 @@ public enum ImageBuilder {
         var template = Array((dirname(of: output) + "/." + basename(of: output) + ".tmp-XXXXXX").utf8CString)
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         guard fd >= 0 else {
-            throw SSIError("mkinitrd", "cannot write \(output): \(errnoDescription(errno))",
+            let lastErrno = errno
+            throw SSIError("mkinitrd", "cannot write \(output): \(errnoDescription(lastErrno))",
                            hint: "choose a writable place with -o")
         }
         let tmp = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
@@ -238,10 +239,12 @@ public enum ImageBuilder {
         try cpio.finish()
         try sink.finish()
         if fsync(fd) != 0 {
-            throw SSIError("mkinitrd", "cannot write \(output): fsync: \(errnoDescription(errno))")
+            let lastErrno = errno
+            throw SSIError("mkinitrd", "cannot write \(output): fsync: \(errnoDescription(lastErrno))")
         }
         if rename(tmp, output) != 0 {
-            throw SSIError("mkinitrd", "cannot write \(output): rename: \(errnoDescription(errno))")
+            let lastErrno = errno
+            throw SSIError("mkinitrd", "cannot write \(output): rename: \(errnoDescription(lastErrno))")
         }
         committed = true
         return file.bytesWritten

@@ -61,7 +61,8 @@ public enum FileSystem {
 
     public static func realPath(_ path: String) throws(SystemCallError) -> String {
         guard let p = realpath(path, nil) else {
-            throw SystemCallError("realpath \(path)", errno: errno)
+            let lastErrno = errno
+            throw SystemCallError("realpath \(path)", errno: lastErrno)
         }
         defer { free(p) }
         return String(cString: p)
@@ -70,7 +71,8 @@ public enum FileSystem {
     /// The names in a directory, without "." and "..", unsorted.
     public static func list(_ path: String) throws(SystemCallError) -> [String] {
         guard let dir = opendir(path) else {
-            throw SystemCallError("opendir \(path)", errno: errno)
+            let lastErrno = errno
+            throw SystemCallError("opendir \(path)", errno: lastErrno)
         }
         defer { closedir(dir) }
         var names: [String] = []
@@ -89,7 +91,8 @@ public enum FileSystem {
         let parent = dirname(of: path)
         if parent != path && !parent.isEmpty { try makeDirectories(parent, mode: mode) }
         if mkdir(path, mode) != 0 && errno != EEXIST {
-            throw SystemCallError("mkdir \(path)", errno: errno)
+            let lastErrno = errno
+            throw SystemCallError("mkdir \(path)", errno: lastErrno)
         }
     }
 
@@ -134,7 +137,7 @@ public enum FileSystem {
         let n = bytes.withUnsafeBytes { buf in
             Glibc.write(fd, buf.baseAddress, buf.count)
         }
-        if n != bytes.count { throw SystemCallError("write \(path)", errno: n < 0 ? errno : EIO) }
+        if n != bytes.count { let lastErrno = errno; throw SystemCallError("write \(path)", errno: n < 0 ? lastErrno : EIO) }
     }
 
     /// Copies a regular file's bytes to a new file with `mode`.

@@ -14,7 +14,7 @@ public final class LoopDevice {
     public init(attaching file: String) throws(SystemCallError) {
         var number: Int32 = -1
         let fd = ssi_loop_attach(file, &number)
-        guard fd >= 0 else { throw SystemCallError("attach \(file) to a loop device", errno: errno) }
+        guard fd >= 0 else { let lastErrno = errno; throw SystemCallError("attach \(file) to a loop device", errno: lastErrno) }
         self.fd = fd
         self.path = "/dev/loop\(number)"
     }

@@ -43,7 +43,8 @@ public enum Process {
             let got = waitpid(-1, &status, 0)
             if got == -1 {
                 if errno == EINTR { continue }
-                throw SystemCallError("waitpid \(pid)", errno: errno)
+                let lastErrno = errno
+                throw SystemCallError("waitpid \(pid)", errno: lastErrno)
             }
             if got == pid { return decode(status) }
         }

@@ -25,7 +25,7 @@ public enum TCPProbe {
     /// descriptor is -1 unless the result is `.open`.
     static func connect(_ address: IPv4Address, port: UInt16, timeoutMs: Int32) -> (Int32, Result) {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return (-1, .noAnswer("socket: \(errnoDescription(errno))")) }
+        guard fd >= 0 else { let lastErrno = errno; return (-1, .noAnswer("socket: \(errnoDescription(lastErrno))")) }
         let result = connect(fd, address, port: port, timeoutMs: timeoutMs)
         if result != .open { close(fd); return (-1, result) }
         return (fd, result)
@@ -79,7 +79,8 @@ public enum TCPLineClient {
                     if Process.now() > deadline { return .failure(.io("timed out sending")) }
                     continue
                 }
-                return .failure(.io("send: \(errnoDescription(errno))"))
+                let lastErrno = errno
+                return .failure(.io("send: \(errnoDescription(lastErrno))"))
             }
             out.removeFirst(n)
         }
@@ -94,7 +95,8 @@ public enum TCPLineClient {
             if n == 0 { break }
             if n < 0 {
                 if errno == EAGAIN || errno == EINTR { continue }
-                return .failure(.io("recv: \(errnoDescription(errno))"))
+                let lastErrno = errno
+                return .failure(.io("recv: \(errnoDescription(lastErrno))"))
             }
             answer += buf[0..<n]
         }

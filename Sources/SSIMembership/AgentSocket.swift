@@ -19,7 +19,7 @@ final class AgentSocket {
         let path = directory + "/" + Self.name
         unlink(path)
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
-        guard fd >= 0 else { throw SSIError("agent", "socket: \(errnoDescription(errno))") }
+        guard fd >= 0 else { let lastErrno = errno; throw SSIError("agent", "socket: \(errnoDescription(lastErrno))") }
         var addr = sockaddr_un()
         addr.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(path.utf8)

@@ -321,7 +321,8 @@ final class ClusterMountKeeper {
         }
         var fds: [Int32] = [0, 0]
         guard exeFD >= 0, pipe(&fds) == 0 else {
-            finish(Child(id: e.id, unmount: unmount, report: report, fd: -1), result: "error: cannot start: \(errnoDescription(errno))")
+            let lastErrno = errno
+            finish(Child(id: e.id, unmount: unmount, report: report, fd: -1), result: "error: cannot start: \(errnoDescription(lastErrno))")
             return
         }
         _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
@@ -329,6 +330,8 @@ final class ClusterMountKeeper {
         let argv: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
         let envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup($0) } + [nil]
         let pid = ssi_spawn_fd_in_root("/proc/1/root", exeFD, argv, envp, fds[1])
+        // Read at the call: free, close and the trace below may change it.
+        let spawnErrno = errno
         argv.forEach { free($0) }
         envp.forEach { free($0) }
         close(fds[1])
@@ -337,7 +340,7 @@ final class ClusterMountKeeper {
         agent.trace("cluster mount \(e.id): \(unmount ? "unmounting" : "mounting") \(e.target) here (\(role))")
         guard pid > 0 else {
             close(fds[0])
-            finish(child, result: "error: cannot start: \(errnoDescription(errno))")
+            finish(child, result: "error: cannot start: \(errnoDescription(spawnErrno))")
             return
         }
         _ = fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK)

@@ -128,7 +128,8 @@ public final class MembershipAgent {
             let n = poll(&fds, nfds_t(fds.count), 1000)
             if n < 0 {
                 if errno == EINTR { continue }
-                throw SSIError("agent", "poll: \(errnoDescription(errno))")
+                let lastErrno = errno
+                throw SSIError("agent", "poll: \(errnoDescription(lastErrno))")
             }
             if fds[0].revents != 0 { try cpg.dispatch() }
             if fds[1].revents != 0 { try quorum.dispatch() }
@@ -578,7 +579,8 @@ public final class MembershipAgent {
             let argv: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
             let envp: [UnsafeMutablePointer<CChar>?] = env.map { strdup($0) } + [nil]
             if ssi_spawn_in_root(systemRoot, path, argv, envp, 1) < 0 {
-                log("agent: hook \(path): \(errnoDescription(errno))")
+                let lastErrno = errno
+                log("agent: hook \(path): \(errnoDescription(lastErrno))")
             }
             argv.forEach { free($0) }
             envp.forEach { free($0) }
@@ -591,7 +593,7 @@ public final class MembershipAgent {
         for s in [SIGTERM, SIGINT, SIGHUP, SIGCHLD, SIGUSR1] { sigaddset(&set, s) }
         pthread_sigmask(SIG_BLOCK, &set, nil)
         let fd = signalfd(-1, &set, Int32(SFD_CLOEXEC))
-        guard fd >= 0 else { throw SSIError("agent", "signalfd: \(errnoDescription(errno))") }
+        guard fd >= 0 else { let lastErrno = errno; throw SSIError("agent", "signalfd: \(errnoDescription(lastErrno))") }
         return fd
     }
 }

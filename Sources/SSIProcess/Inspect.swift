@@ -133,7 +133,7 @@ public struct ProcessInspector: Sendable {
         if target.hasPrefix("socket:[") {
             let copy = takeCopy(pid: pid, fd: fd)
             defer { if copy >= 0 { close(copy) } }
-            guard copy >= 0 else { return .refuse("fd \(fd) (\(target)): pidfd_getfd: \(errnoDescription(errno))") }
+            guard copy >= 0 else { let lastErrno = errno; return .refuse("fd \(fd) (\(target)): pidfd_getfd: \(errnoDescription(lastErrno))") }
             var type: Int32 = 0, listening: Int32 = 0, domain: Int32 = 0
             var len = socklen_t(4)
             getsockopt(copy, SOL_SOCKET, SO_TYPE, &type, &len)

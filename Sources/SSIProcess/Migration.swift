@@ -56,7 +56,7 @@ struct MadeStandIn {
         var fds: [Int32] = [-1, -1]
         switch spec.kind {
         case .pipeIn, .pipeOut:
-            guard ssi_pipe(&fds) == 0 else { throw SSIError("proc", "pipe: \(errnoDescription(errno))") }
+            guard ssi_pipe(&fds) == 0 else { let lastErrno = errno; throw SSIError("proc", "pipe: \(errnoDescription(lastErrno))") }
             // Room for what a previous node carried over.
             _ = ssi_set_pipe_size(fds[0], 1 << 20)
             return spec.kind == .pipeIn ? MadeStandIn(spec: spec, processEnd: fds[0], agentEnd: fds[1])
@@ -65,12 +65,13 @@ struct MadeStandIn {
             throw SSIError("proc", "a \(spec.kind.rawValue) stand-in is injected, not made")
         case .socket:
             guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) == 0 else {
-                throw SSIError("proc", "socketpair: \(errnoDescription(errno))")
+                let lastErrno = errno
+                throw SSIError("proc", "socketpair: \(errnoDescription(lastErrno))")
             }
             return MadeStandIn(spec: spec, processEnd: fds[0], agentEnd: fds[1])
         case .tty:
             var master: Int32 = -1, slave: Int32 = -1
-            guard ssi_open_pty(&master, &slave) == 0 else { throw SSIError("proc", "openpty: \(errnoDescription(errno))") }
+            guard ssi_open_pty(&master, &slave) == 0 else { let lastErrno = errno; throw SSIError("proc", "openpty: \(errnoDescription(lastErrno))") }
             if var t = mode { tcsetattr(slave, TCSANOW, &t) }
             return MadeStandIn(spec: spec, processEnd: slave, agentEnd: master)
         }
@@ -188,7 +189,8 @@ extension ProcAgent {
                         let same = resource.hasPrefix("pipe:[") || resource.hasPrefix("socket:[")
                             ? 0 : ssi_kcmp_file(other.pid, t, other.fd, d.fd)
                         if same < 0 {
-                            refusals.append("/\(resource): cannot tell whether fd \(other.fd) of \(other.pid) and fd \(d.fd) of \(t) are one open file (kcmp: \(errnoDescription(errno)))")
+                            let lastErrno = errno
+                            refusals.append("/\(resource): cannot tell whether fd \(other.fd) of \(other.pid) and fd \(d.fd) of \(t) are one open file (kcmp: \(errnoDescription(lastErrno)))")
                         } else if same != 0 {
                             refusals.append("/\(resource) is open twice (fd \(other.fd) of \(other.pid), fd \(d.fd) of \(t)): only one open of a shipped file can move; close one first")
                         } else if other.kind != kind {
@@ -275,8 +277,9 @@ extension ProcAgent {
             let channel = "\(id).\(n)"
             let device = inspector.takeCopy(pid: s.pid, fd: s.fd)
             guard device >= 0 else {
+                let lastErrno = errno
                 dropNewHomes()
-                throw SSIError("migrate", "fd \(s.fd) of process \(s.pid): pidfd_getfd: \(errnoDescription(errno))")
+                throw SSIError("migrate", "fd \(s.fd) of process \(s.pid): pidfd_getfd: \(errnoDescription(lastErrno))")
             }
             let path = String(s.resource.prefix { $0 != "#" })
             let injected: (Int32, String)
@@ -305,8 +308,9 @@ extension ProcAgent {
                 continue
             }
             guard copy >= 0 else {
+                let lastErrno = errno
                 dropNewHomes()
-                throw SSIError("migrate", "fd \(s.fd) of process \(s.pid): pidfd_getfd: \(errnoDescription(errno))")
+                throw SSIError("migrate", "fd \(s.fd) of process \(s.pid): pidfd_getfd: \(errnoDescription(lastErrno))")
             }
             let channel = "\(id).\(n)"
             homes.add(HomeChannel(id: channel, kind: s.kind, fd: copy))
@@ -465,7 +469,7 @@ extension ProcAgent {
     /// stays so. Returns the agent's end and the process end's resource name.
     func injectStandIn(pid: pid_t, fd: Int32, name: String, stop: Bool, what kind: String) throws(SSIError) -> (Int32, String) {
         let listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard listener >= 0 else { throw SSIError("migrate", "socket: \(errnoDescription(errno))") }
+        guard listener >= 0 else { let lastErrno = errno; throw SSIError("migrate", "socket: \(errnoDescription(lastErrno))") }
         defer { close(listener) }
         var addr = sockaddr_un()
         addr.sun_family = sa_family_t(AF_UNIX)
@@ -473,16 +477,17 @@ extension ProcAgent {
         withUnsafeMutableBytes(of: &addr.sun_path) { p in for (i, b) in bytes.enumerated() { p[i + 1] = b } }
         let len = socklen_t(MemoryLayout<sa_family_t>.size + 1 + bytes.count)
         let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, len) } }
-        guard rc == 0, listen(listener, 1) == 0 else { throw SSIError("migrate", "bind @\(name): \(errnoDescription(errno))") }
+        guard rc == 0, listen(listener, 1) == 0 else { let lastErrno = errno; throw SSIError("migrate", "bind @\(name): \(errnoDescription(lastErrno))") }
         var step: UnsafePointer<CChar>? = nil
         guard ssi_inject_unix_fd(pid, fd, name, stop ? 1 : 0, &step) == 0 else {
             let what = step.map { String(validatingCString: $0) ?? "?" } ?? "?"
-            throw SSIError("migrate", "giving process \(pid) its \(kind) stand-in on fd \(fd): \(what): \(errnoDescription(errno))")
+            let lastErrno = errno
+            throw SSIError("migrate", "giving process \(pid) its \(kind) stand-in on fd \(fd): \(what): \(errnoDescription(lastErrno))")
         }
         var p = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
         guard poll(&p, 1, 5000) > 0 else { throw SSIError("migrate", "process \(pid) did not connect its \(kind) stand-in") }
         let agentEnd = ssi_accept(listener)
-        guard agentEnd >= 0 else { throw SSIError("migrate", "accept: \(errnoDescription(errno))") }
+        guard agentEnd >= 0 else { let lastErrno = errno; throw SSIError("migrate", "accept: \(errnoDescription(lastErrno))") }
         let resource = (try? FileSystem.readLink("/proc/\(pid)/fd/\(fd)")) ?? ""
         trace("process \(pid) fd \(fd): \(kind) stand-in \(resource)")
         return (agentEnd, resource)
@@ -497,7 +502,7 @@ extension ProcAgent {
     func restoreWithKeeper(_ args: [String], dir: String, tty: Int32?, fds: [Int32], readFrom: String) throws(SSIError) -> pid_t {
         loadCRIUModules()
         var status: [Int32] = [-1, -1]
-        guard ssi_pipe(&status) == 0 else { throw SSIError("migrate", "pipe: \(errnoDescription(errno))") }
+        guard ssi_pipe(&status) == 0 else { let lastErrno = errno; throw SSIError("migrate", "pipe: \(errnoDescription(lastErrno))") }
         defer { close(status[0]) }
         let null = open("/dev/null", O_RDWR | O_CLOEXEC)
         defer { close(null) }
@@ -550,10 +555,10 @@ extension ProcAgent {
     /// Sends an image file a chunk at a time (never whole in memory).
     func sendFile(_ path: String, as name: String, on c: SecureChannel) throws(SSIError) {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw SSIError("migrate", "\(path): \(errnoDescription(errno))") }
+        guard fd >= 0 else { let lastErrno = errno; throw SSIError("migrate", "\(path): \(errnoDescription(lastErrno))") }
         defer { close(fd) }
         var st = stat()
-        guard fstat(fd, &st) == 0 else { throw SSIError("migrate", "\(path): \(errnoDescription(errno))") }
+        guard fstat(fd, &st) == 0 else { let lastErrno = errno; throw SSIError("migrate", "\(path): \(errnoDescription(lastErrno))") }
         let size = Int(st.st_size)
         try c.send(Fields("file", [("name", name), ("size", String(size))]))
         var buf = [UInt8](repeating: 0, count: SecureChannel.maxPayload)
@@ -561,7 +566,7 @@ extension ProcAgent {
         while sent < size {
             let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress!, min($0.count, size - sent)) }
             if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw SSIError("migrate", "reading \(path): \(n == 0 ? "it shrank" : errnoDescription(errno))") }
+            guard n > 0 else { let lastErrno = errno; throw SSIError("migrate", "reading \(path): \(n == 0 ? "it shrank" : errnoDescription(lastErrno))") }
             try c.send(Wire.data, Array(buf[0..<n]))
             sent += n
         }
@@ -570,7 +575,7 @@ extension ProcAgent {
     /// Receives `size` bytes of an image into `path`, chunk by chunk.
     func receiveFile(size: Int, into path: String, from c: SecureChannel) throws(SSIError) {
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw SSIError("migrate", "\(path): \(errnoDescription(errno))") }
+        guard fd >= 0 else { let lastErrno = errno; throw SSIError("migrate", "\(path): \(errnoDescription(lastErrno))") }
         defer { close(fd) }
         var got = 0
         while got < size {

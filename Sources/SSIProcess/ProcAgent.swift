@@ -219,7 +219,8 @@ public final class ProcAgent: @unchecked Sendable {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         guard rc == 0, listen(fd, 64) == 0 else {
-            throw SSIError("proc", "listening on \(address):\(options.port): \(errnoDescription(errno))")
+            let lastErrno = errno
+            throw SSIError("proc", "listening on \(address):\(options.port): \(errnoDescription(lastErrno))")
         }
         return fd
     }
@@ -235,7 +236,8 @@ public final class ProcAgent: @unchecked Sendable {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
         guard rc == 0, listen(fd, 64) == 0 else {
-            throw SSIError("proc", "listening on \(path): \(errnoDescription(errno))")
+            let lastErrno = errno
+            throw SSIError("proc", "listening on \(path): \(errnoDescription(lastErrno))")
         }
         // Any user may ask: the agent checks who asks (SO_PEERCRED).
         chmod(path, 0o666)

@@ -56,7 +56,7 @@ public final class SecureChannel: @unchecked Sendable {
             throw SSIError("proc", "\(address) is not an IPv4 address")
         }
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw SSIError("proc", "socket: \(errnoDescription(errno))") }
+        guard fd >= 0 else { let lastErrno = errno; throw SSIError("proc", "socket: \(errnoDescription(lastErrno))") }
         setTimeout(fd, seconds: timeoutSeconds)
         let rc = withUnsafePointer(to: &sin) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
@@ -241,7 +241,8 @@ public final class SecureChannel: @unchecked Sendable {
             let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + done, bytes.count - done, Int32(MSG_NOSIGNAL)) }
             if n < 0 {
                 if errno == EINTR { continue }
-                throw SSIError("proc", errno == EAGAIN ? "the peer stopped reading (timed out)" : "send: \(errnoDescription(errno))")
+                let lastErrno = errno
+                throw SSIError("proc", lastErrno == EAGAIN ? "the peer stopped reading (timed out)" : "send: \(errnoDescription(lastErrno))")
             }
             done += n
         }
@@ -258,7 +259,8 @@ public final class SecureChannel: @unchecked Sendable {
             }
             if n < 0 {
                 if errno == EINTR { continue }
-                throw SSIError("proc", errno == EAGAIN ? "timed out waiting for the peer" : "recv: \(errnoDescription(errno))")
+                let lastErrno = errno
+                throw SSIError("proc", lastErrno == EAGAIN ? "timed out waiting for the peer" : "recv: \(errnoDescription(lastErrno))")
             }
             done += n
         }

@@ -147,7 +147,7 @@ public final class LocalChannel: MessageChannel, @unchecked Sendable {
 
     public static func connect(path: String) throws(SSIError) -> LocalChannel {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw SSIError("proc", "socket: \(errnoDescription(errno))") }
+        guard fd >= 0 else { let lastErrno = errno; throw SSIError("proc", "socket: \(errnoDescription(lastErrno))") }
         var addr = sockaddr_un()
         addr.sun_family = sa_family_t(AF_UNIX)
         withUnsafeMutableBytes(of: &addr.sun_path) { p in for (i, b) in path.utf8.prefix(100).enumerated() { p[i] = b } }
@@ -176,14 +176,15 @@ public final class LocalChannel: MessageChannel, @unchecked Sendable {
         var done = 0
         if !fds.isEmpty {
             let sent = frame.withUnsafeBytes { ssi_send_fds(fd, fds, Int32(fds.count), $0.baseAddress, frame.count) }
-            guard sent > 0 else { throw SSIError("proc", "sendmsg: \(errnoDescription(errno))") }
+            guard sent > 0 else { let lastErrno = errno; throw SSIError("proc", "sendmsg: \(errnoDescription(lastErrno))") }
             done = sent
         }
         while done < frame.count {
             let k = frame.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + done, frame.count - done, Int32(MSG_NOSIGNAL)) }
             if k < 0 {
                 if errno == EINTR { continue }
-                throw SSIError("proc", "send: \(errnoDescription(errno))")
+                let lastErrno = errno
+                throw SSIError("proc", "send: \(errnoDescription(lastErrno))")
             }
             done += k
         }

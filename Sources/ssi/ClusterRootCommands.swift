@@ -308,7 +308,8 @@ enum GFS2Journals {
 func temporaryDirectory(_ prefix: String) throws(SSIError) -> String {
     var template = Array("/run/\(prefix).XXXXXX".utf8CString)
     guard let p = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
-        throw SSIError("root", "making a mount point in /run: \(errnoDescription(errno))")
+        let lastErrno = errno
+        throw SSIError("root", "making a mount point in /run: \(errnoDescription(lastErrno))")
     }
     return String(cString: p)
 }
