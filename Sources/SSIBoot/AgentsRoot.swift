@@ -25,7 +25,7 @@ enum AgentsRoot {
     static func prepare() throws(SSIError) {
         let list: [String]
         do {
-            list = try FileSystem.readText(listFile).split(separator: "\n").map(String.init).filter { !$0.isEmpty }
+            list = try FileSystem.readText(listFile).lines().map(String.init).filter { !$0.isEmpty }
         } catch {
             throw SSIError("membership", "\(listFile) is missing from the image: \(error.description)",
                            hint: "rebuild the image with ssi-mkinitrd --config")

@@ -150,7 +150,7 @@ final class Boot {
             }
         }
         let forced = (try? FileSystem.readText("/etc/ssi/modules"))?
-            .split(separator: "\n").map(String.init).filter { !$0.isEmpty } ?? []
+            .lines().map(String.init).filter { !$0.isEmpty } ?? []
         for name in forced { load(name, reason: "listed in /etc/ssi/modules") }
         if !failed.isEmpty {
             throw SSIError("modules", "could not load \(failed.joined(separator: ", "))",
@@ -195,7 +195,7 @@ final class Boot {
 
     func imageKernel() -> String? {
         guard let text = try? FileSystem.readText("/etc/ssi/image") else { return nil }
-        return text.split(separator: "\n").first { $0.hasPrefix("kernel=") }.map { String($0.dropFirst(7)) }
+        return text.lines().first { $0.hasPrefix("kernel=") }.map { String($0.dropFirst(7)) }
     }
 
     /// The root: a cluster's (CFS: the init node's own disk, or the init

@@ -44,7 +44,7 @@ extension SSIError {
     /// The lines of a multi-problem message, for printing one per line
     /// (e.g. with a prefix on each).
     public var messageLines: [String] {
-        message.split(separator: "\n", omittingEmptySubsequences: true).map(String.init)
+        message.lines().map(String.init)
     }
 }
 

@@ -9,3 +9,14 @@ public func textLines(_ text: String) -> [Substring] {
         Substring(line.last == UInt8(ascii: "\r") ? line.dropLast() : line)
     }
 }
+
+extension StringProtocol {
+    /// `textLines`, for text that is split into lines anywhere: a file, a
+    /// tool's output, a peer's message. `omittingEmpty` (the default, as
+    /// `split` does) drops empty lines. Use this, never `split(separator:
+    /// "\n")`, which leaves a CRLF text one line.
+    public func lines(omittingEmpty: Bool = true) -> [Substring] {
+        let all = textLines(String(self))
+        return omittingEmpty ? all.filter { !$0.isEmpty } : all
+    }
+}

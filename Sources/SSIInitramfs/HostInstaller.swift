@@ -163,7 +163,7 @@ public struct HostInstaller {
         var seen: Set<String> = []
         func parse(_ file: String, depth: Int) {
             guard depth < 8, let text = try? FileSystem.readText(hostRoot + file) else { return }
-            for raw in text.split(separator: "\n") {
+            for raw in text.lines() {
                 let line = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first
                     .map { $0.trimmingSpaces() } ?? ""
                 if line.isEmpty { continue }

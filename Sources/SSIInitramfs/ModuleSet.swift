@@ -152,7 +152,7 @@ public struct ModuleSet: Sendable {
         let idx = KmodIndexWriter()
         guard let text = try? FileSystem.readText(directory + "/modules.symbols") else { return idx }
         // "alias symbol:NAME module"
-        for line in text.split(separator: "\n") {
+        for line in text.lines() {
             let f = line.split(separator: " ")
             if f.count == 3, f[0] == "alias", names.contains(String(f[2])) {
                 idx.insert(key: String(f[1]), value: String(f[2]))
@@ -167,7 +167,7 @@ public struct ModuleSet: Sendable {
         let names = KmodIndexWriter()
         let aliases = KmodIndexWriter()
         if let text = try? FileSystem.readText(directory + "/modules.builtin") {
-            for line in text.split(separator: "\n") {
+            for line in text.lines() {
                 names.insert(key: moduleName(fromPath: String(line)), value: "")
             }
         }

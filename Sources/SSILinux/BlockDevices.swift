@@ -68,7 +68,7 @@ public enum BlockDevices {
     public static func scan(devDirectory: String = "/dev") -> [BlockDevice] {
         guard let text = try? FileSystem.readText("/proc/partitions") else { return [] }
         var out: [BlockDevice] = []
-        for line in text.split(separator: "\n").dropFirst() {
+        for line in text.lines().dropFirst() {
             let fields = line.split(separator: " ")
             guard fields.count == 4 else { continue }
             let name = String(fields[3])

@@ -36,7 +36,7 @@ public enum DpkgDiversions {
     /// The database's format: three lines per diversion (from, to, the
     /// package or ":" for a local one).
     public static func parse(_ text: String, file: String = "diversions") throws(SSIError) -> [Entry] {
-        var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        var lines = text.lines(omittingEmpty: false).map(String.init)
         if lines.last == "" { lines.removeLast() }
         guard lines.count % 3 == 0 else {
             throw SSIError("divert", "\(file): \(lines.count) lines, not three per diversion",

@@ -79,7 +79,7 @@ public enum Mount {
     }
 
     static func parseMountInfo(_ text: String) -> [Entry] {
-        text.split(separator: "\n").compactMap { line in
+        text.lines().compactMap { line in
             // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - TYPE SOURCE SUPER
             let halves = line.split(separator: " - ", maxSplits: 1)
             let f = halves[0].split(separator: " ")
@@ -93,7 +93,7 @@ public enum Mount {
     /// Mount points listed in /proc/self/mounts, in mount order.
     public static func mountPoints() -> [String] {
         guard let text = try? FileSystem.readText("/proc/self/mounts") else { return [] }
-        return text.split(separator: "\n").compactMap { line in
+        return text.lines().compactMap { line in
             let fields = line.split(separator: " ")
             return fields.count > 1 ? unescapeMountField(String(fields[1])) : nil
         }

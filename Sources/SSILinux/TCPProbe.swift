@@ -101,7 +101,7 @@ public enum TCPLineClient {
             answer += buf[0..<n]
         }
         let text = String(decoding: answer, as: UTF8.self)
-        guard let first = text.split(separator: "\n", omittingEmptySubsequences: false).first, !answer.isEmpty else {
+        guard let first = text.lines(omittingEmpty: false).first, !answer.isEmpty else {
             return .failure(.io("the connection closed without an answer"))
         }
         return .success(String(first))

@@ -140,6 +140,6 @@ public struct ClusterMount: Sendable, Equatable {
     public static let tableFile = "cluster-mounts"
 
     public static func table(parsing text: String) -> [ClusterMount] {
-        text.split(separator: "\n").compactMap { try? ClusterMount(line: String($0)) }
+        text.lines().compactMap { try? ClusterMount(line: String($0)) }
     }
 }

@@ -179,7 +179,7 @@ public struct ClusterMountApplier {
     /// True when this node exports the entry (etab lists its path).
     public static func isExported(_ entry: ClusterMount) -> Bool {
         guard let etab = try? FileSystem.readText("/var/lib/nfs/etab") else { return false }
-        return etab.split(separator: "\n").contains { $0.hasPrefix(entry.target + "\t") }
+        return etab.lines().contains { $0.hasPrefix(entry.target + "\t") }
     }
 
     static func nfsdRunning() -> Bool {

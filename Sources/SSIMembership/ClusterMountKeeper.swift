@@ -131,7 +131,7 @@ final class ClusterMountKeeper {
             startUmount(id: f[0], target: ClusterMount.unescape(f[1]))
         } else if text.hasPrefix("ctable") {
             // "ctable N,N\nLINE...": for the nodes listed (the newcomers).
-            let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+            let lines = text.lines(omittingEmpty: false)
             let to = lines[0].dropFirst(6).split(separator: " ").last.map { $0.split(separator: ",").compactMap { UInt32($0) } } ?? []
             guard awaitingTable, to.contains(agent.localNode()) else { return true }
             awaitingTable = false
@@ -382,8 +382,8 @@ final class ClusterMountKeeper {
             close(c.fd)
             children[pid] = nil
             let text = String(decoding: c.output, as: UTF8.self)
-            let result = text.split(separator: "\n").last { $0.hasPrefix("ssi-result ") }.map { String($0.dropFirst(11)) }
-                ?? "error: the mount helper ended without a result: \(text.split(separator: "\n").last ?? "")"
+            let result = text.lines().last { $0.hasPrefix("ssi-result ") }.map { String($0.dropFirst(11)) }
+                ?? "error: the mount helper ended without a result: \(text.lines().last ?? "")"
             finish(c, result: result)
         }
     }

@@ -96,7 +96,7 @@ public struct ClusterView: Sendable, Equatable {
     public init(parsing text: String, source: String) throws(SSIError) {
         var view = ClusterView(clusterName: "", localNode: 0, quorate: false, expectedVotes: 0,
                                totalVotes: 0, quorum: 0, nodes: [])
-        for (i, line) in text.split(separator: "\n").enumerated() {
+        for (i, line) in text.lines().enumerated() {
             let f = line.split(separator: " ").map(String.init)
             func bad() -> SSIError { SSIError("status", "\(source):\(i + 1): cannot read '\(line)'") }
             switch f.first {

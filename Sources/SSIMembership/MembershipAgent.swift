@@ -412,7 +412,7 @@ public final class MembershipAgent {
         for e in Mount.entries(path: "/proc/1/mountinfo") where e.source.hasPrefix("/dev/") {
             if let u = uuid(e.source) { now.append("m:" + u) }
         }
-        let swaps = ((try? FileSystem.readText("/proc/swaps")) ?? "").split(separator: "\n").dropFirst()
+        let swaps = ((try? FileSystem.readText("/proc/swaps")) ?? "").lines().dropFirst()
         for line in swaps {
             if let path = line.split(separator: " ").first, path.hasPrefix("/dev/"), let u = uuid(String(path)) {
                 now.append("s:" + u)
@@ -522,7 +522,7 @@ public final class MembershipAgent {
         guard end > bootEventsOffset else { return }
         let text = String(decoding: bytes[bootEventsOffset..<end], as: UTF8.self)
         bootEventsOffset = end
-        for line in text.split(separator: "\n") {
+        for line in text.lines() {
             let f = line.split(separator: " ").map(String.init)
             guard f.count >= 3, let node = view.nodes.first(where: { $0.address == f[1] }) else { continue }
             let stage: String

@@ -101,7 +101,7 @@ struct ProcessStatus: Sendable, Equatable {
     /// does not say who owns the process owns nothing.
     init?(parsing text: String) {
         var uids: [uid_t]?, gids: [gid_t]?, groups: [gid_t] = []
-        for line in text.split(separator: "\n", omittingEmptySubsequences: true) {
+        for line in text.lines() {
             guard let colon = line.firstIndex(of: ":") else { continue }
             let key = line[..<colon]
             guard key == "Uid" || key == "Gid" || key == "Groups" else { continue }

@@ -66,7 +66,7 @@ public struct ProcessInspector: Sendable {
     public init(systemRoot: String) {
         self.systemRoot = systemRoot
         let etab = (try? FileSystem.readText(systemRoot + "/var/lib/nfs/etab")) ?? ""
-        exported = Set(etab.split(separator: "\n").compactMap { $0.split(separator: "\t").first.map(String.init) })
+        exported = Set(etab.lines().compactMap { $0.split(separator: "\t").first.map(String.init) })
     }
 
     /// Devices that exist, the same, on every node.
@@ -77,7 +77,7 @@ public struct ProcessInspector: Sendable {
     static func mounts(pid: pid_t) -> [Int: MountInfo] {
         var out: [Int: MountInfo] = [:]
         let text = (try? FileSystem.readText("/proc/\(pid)/mountinfo")) ?? ""
-        for line in text.split(separator: "\n") {
+        for line in text.lines() {
             let f = line.split(separator: " ").map(String.init)
             guard f.count >= 7, let id = Int(f[0]), let dash = f.firstIndex(of: "-"), dash + 1 < f.count else { continue }
             out[id] = MountInfo(point: unescapeMountField(f[4]), root: unescapeMountField(f[3]), type: f[dash + 1],
@@ -113,7 +113,7 @@ public struct ProcessInspector: Sendable {
             guard let fd = Int32(name), let target = try? FileSystem.readLink("\(dir)/\(name)") else { continue }
             let info = (try? FileSystem.readText("/proc/\(pid)/fdinfo/\(name)")) ?? ""
             var flags = 0, mnt = -1
-            for l in info.split(separator: "\n") {
+            for l in info.lines() {
                 let kv = l.split(separator: ":", maxSplits: 1).map { $0.trimmingCharacters(in: " \t") }
                 if kv.count == 2, kv[0] == "flags" { flags = Int(kv[1], radix: 8) ?? 0 }
                 if kv.count == 2, kv[0] == "mnt_id" { mnt = Int(kv[1]) ?? -1 }
@@ -210,7 +210,7 @@ public struct ProcessInspector: Sendable {
         let mounts = Self.mounts(pid: pid)
         var problems: [String] = []
         var seen = Set<String>()
-        for line in text.split(separator: "\n") {
+        for line in text.lines() {
             let f = line.split(separator: " ", maxSplits: 5, omittingEmptySubsequences: true)
             guard f.count == 6, case let path = f[5].trimmingCharacters(in: " "), path.hasPrefix("/"), !seen.contains(path) else { continue }
             seen.insert(path)

@@ -125,9 +125,9 @@ extension ProcAgent {
         }
         if exit != .exited(0) {
             let logText = (try? FileSystem.readText((readFrom ?? dir) + "/" + logName)) ?? ""
-            var errors = logText.split(separator: "\n").filter { $0.contains("Error") || $0.contains("error") }
+            var errors = logText.lines().filter { $0.contains("Error") || $0.contains("error") }
                 .suffix(6).map { String($0) }
-            if errors.isEmpty { errors = logText.split(separator: "\n").suffix(3).map { String($0) } }
+            if errors.isEmpty { errors = logText.lines().suffix(3).map { String($0) } }
             throw SSIError("migrate", "criu \(args[0]) failed (\(exit)): " + (errors.isEmpty ? "no log in \(dir)/\(logName)" : errors.joined(separator: " | ")))
         }
     }
@@ -538,8 +538,8 @@ extension ProcAgent {
         trace("terminal keeper \(keeper) gave no status: " + states.joined(separator: "; "))
         kill(keeper, SIGKILL)
         let logText = (try? FileSystem.readText(readFrom + "/restore.log")) ?? ""
-        var errors = logText.split(separator: "\n").filter { $0.contains("Error") }.suffix(6).map { String($0) }
-        if errors.isEmpty { errors = logText.split(separator: "\n").suffix(3).map { String($0) } }
+        var errors = logText.lines().filter { $0.contains("Error") }.suffix(6).map { String($0) }
+        if errors.isEmpty { errors = logText.lines().suffix(3).map { String($0) } }
         throw SSIError("migrate", "criu restore failed (status \(code); \(states.joined(separator: "; "))): " + (errors.isEmpty ? "no log in \(readFrom)/restore.log" : errors.joined(separator: " | ")))
     }
 

@@ -225,7 +225,7 @@ public struct SwapTool {
 
     func activeSwaps() -> [(path: String, type: String, size: String, used: String, priority: String)] {
         let text = (try? FileSystem.readText("/proc/swaps")) ?? ""
-        return text.split(separator: "\n").dropFirst().compactMap { line in
+        return text.lines().dropFirst().compactMap { line in
             let f = line.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
             return f.count >= 5 ? (f[0], f[1], f[2], f[3], f[4]) : nil
         }

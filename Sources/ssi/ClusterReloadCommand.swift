@@ -56,7 +56,7 @@ struct ClusterReloadCommand: ParsableCommand {
         let asked = members
         let events = try quorum.fileDescriptor()
         guard let pidText = try? FileSystem.readText(stateDirectory + "/agent.pid"),
-              let agent = pid_t(pidText.split(separator: "\n").first ?? ""), kill(agent, 0) == 0 else {
+              let agent = pid_t(pidText.lines().first ?? ""), kill(agent, 0) == 0 else {
             throw SSIError("reload", "the membership agent is not running on this node (no \(stateDirectory)/agent.pid)",
                            hint: "it is started by ssi-init; reboot the node with an image built with --config")
         }
@@ -73,7 +73,7 @@ struct ClusterReloadCommand: ParsableCommand {
         let deadline = Process.now() + Double(timeout)
         var answers: [UInt32: String] = [:]
         while Process.now() < deadline {
-            for line in ((try? FileSystem.readText(dir + "/" + id)) ?? "").split(separator: "\n") {
+            for line in ((try? FileSystem.readText(dir + "/" + id)) ?? "").lines() {
                 let f = line.split(separator: " ", maxSplits: 1).map(String.init)
                 if f.count == 2, let n = UInt32(f[0]) { answers[n] = f[1] }
             }

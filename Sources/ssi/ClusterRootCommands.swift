@@ -138,7 +138,7 @@ struct RootCreateCommand: ParsableCommand {
     /// system, and a kernel without GFS2 would leave an empty one behind.
     func requireGFS2Driver() throws(SSIError) {
         func known() -> Bool {
-            ((try? FileSystem.readText("/proc/filesystems")) ?? "").split(separator: "\n").contains { $0.hasSuffix("\tgfs2") }
+            ((try? FileSystem.readText("/proc/filesystems")) ?? "").lines().contains { $0.hasSuffix("\tgfs2") }
         }
         if known() { return }
         if let modprobe = try? tool("modprobe", package: "kmod") {
@@ -221,9 +221,9 @@ struct RootCreateCommand: ParsableCommand {
         if target.isFile {
             for loop in (try? FileSystem.list("/sys/block")) ?? [] where loop.hasPrefix("loop") {
                 if let backing = try? FileSystem.readText("/sys/block/\(loop)/loop/backing_file"),
-                   backing.split(separator: "\n").first.map(String.init) == target.path,
+                   backing.lines().first.map(String.init) == target.path,
                    let dev = try? FileSystem.readText("/sys/block/\(loop)/dev") {
-                    devices.insert(String(dev.split(separator: "\n").first ?? ""))
+                    devices.insert(String(dev.lines().first ?? ""))
                 }
             }
         } else if let st = try? FileSystem.status(target.path, followSymlinks: true) {

@@ -31,7 +31,7 @@ enum FenceAgent {
                 if n <= 0 { break }
                 input += buf[0..<n]
             }
-            words = String(decoding: input, as: UTF8.self).split(whereSeparator: { $0 == "\n" || $0 == " " }).map(String.init)
+            words = String(decoding: input, as: UTF8.self).lines().flatMap { $0.split(separator: " ") }.map(String.init)
         }
         switch FenceRequest.parse(words) {
         case .failure(let why):

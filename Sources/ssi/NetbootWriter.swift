@@ -68,7 +68,7 @@ struct NetbootWriter {
             }
         }
         if let text = try? FileSystem.readText(CFSFiles.runDirectory + "/dnsmasq.pid"),
-           let pid = pid_t(text.split(separator: "\n").first ?? ""), pid > 1, kill(pid, SIGHUP) == 0 {
+           let pid = pid_t(text.lines().first ?? ""), pid > 1, kill(pid, SIGHUP) == 0 {
             notes.append("netboot: told the running dnsmasq (pid \(pid)) to re-read \(CFSFiles.dhcpHostsName)")
         }
         return notes

@@ -38,6 +38,20 @@ import Testing
     }
 }
 
+@Suite struct LinesTests {
+    /// What every reader of files, tools' output and peers' messages uses
+    /// (it was `split(separator: "\n")` in 30 places: a CRLF text was one line).
+    @Test func crlfSplitsLikeLF() {
+        #expect("a\r\nb\r\n\r\nc".lines() == ["a", "b", "c"])
+        #expect("a\r\nb\r\n\r\nc".lines(omittingEmpty: false) == ["a", "b", "", "c"])
+        #expect("one".lines() == ["one"] && "".lines().isEmpty)
+        let sub = "x\ny\r\nz"[...]
+        #expect(sub.lines() == ["x", "y", "z"])
+        // A CR not before an LF stays: it is data, escaped when printed.
+        #expect("a\rb\n".lines() == ["a\rb"])
+    }
+}
+
 @Suite struct KernelCommandLineInputTests {
     /// "\r\n" is one Character: a CRLF line glued its last two words.
     @Test func everyKernelSpaceSeparates() {

@@ -13,12 +13,32 @@ import SSIMembership
     static let skip: String? = ssi == nil ? "SSI_BIN is not set (scripts/test sets it to the release binary)"
         : getuid() != 0 ? "needs root: the agent starts commands chrooted in the system root" : nil
 
+    /// This test process's port for the agents: one the kernel says is
+    /// free, so that two test runs on one machine (a developer's beside a
+    /// CI run) do not take each other's agents (a fixed port did).
+    static let port = freePort()
+
+    static func freePort() -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var sin = sockaddr_in()
+        sin.sin_family = sa_family_t(AF_INET)
+        sin.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &sin) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0
+            }
+        }
+        return ok ? Int(UInt16(bigEndian: sin.sin_port)) : 17791
+    }
+
     /// Two agents on `addresses` and `port`: another suite that runs at
     /// the same time takes other addresses and another port.
     final class Pair {
         let dir: String
         var agents: [Process] = []
-        init(addresses: (String, String) = ("127.0.0.1", "127.0.0.2"), port: Int = 17791) throws {
+        init(addresses: (String, String) = ("127.0.0.1", "127.0.0.2"), port: Int = AgentPairTests.port) throws {
             // A command that exits before reading its stdin: EPIPE, not death.
             signal(SIGPIPE, SIG_IGN)
             dir = NSTemporaryDirectory() + "ssi-proc-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"

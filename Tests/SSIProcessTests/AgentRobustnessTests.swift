@@ -256,7 +256,7 @@ func securePair(key: [UInt8] = [UInt8](repeating: 7, count: 32)) throws -> (Secu
 /// connections and a kill -9 each leave them serving onnode in seconds.
 @Suite(.serialized) struct AgentRobustnessHostTests {
     static let skip = AgentPairTests.skip
-    static let port = 17793
+    static let port = AgentPairTests.freePort()
 
     /// AgentPairTests' pair on other addresses and another port, so that
     /// the two suites can run at the same time.
