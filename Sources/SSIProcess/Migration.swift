@@ -718,7 +718,12 @@ extension ProcAgent {
     // MARK: the target's side
 
     func restoreHere(_ req: Fields, from c: SecureChannel) throws(SSIError) {
-        guard let id = req["id"], let pid = pid_t(req["pid"] ?? "") else { throw SSIError("migrate", "bad restore request") }
+        // The id names this move's image directory: NODE-PID-RANDOM, digits
+        // and dashes, never a path (a peer's "../x" would have been one).
+        guard let id = req["id"], !id.isEmpty, id.utf8.count <= 64, id.utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || $0 == UInt8(ascii: "-") }),
+              let pid = pid_t(req["pid"] ?? ""), pid > 0 else {
+            throw SSIError("migrate", "bad restore request from node \(c.peerNode)")
+        }
         let shared = req["images"]
         if let shared, !shared.hasPrefix(Self.rootImages + "/") || shared.contains("..") {
             throw SSIError("migrate", "images outside \(Self.rootImages): \(shared)")

@@ -258,7 +258,7 @@ public final class ProcAgent: @unchecked Sendable {
                 }
                 home.serve(direction: dir, on: ch)
             case "where":
-                try ch.send(whereReply(pid: pid_t(truncatingIfNeeded: f.int("pid") ?? 0)))
+                try ch.send(whereReply(pid: f.number("pid") ?? 0))
             case "ps":
                 // One or more "ps" messages, then "end".
                 for part in psReply() { try ch.send(part) }
@@ -269,8 +269,13 @@ public final class ProcAgent: @unchecked Sendable {
                 try restoreHere(f, from: ch)
             case "migrate":
                 // Forwarded by the agent where the command was typed.
-                try migrate(pid: pid_t(truncatingIfNeeded: f.int("pid") ?? 0), to: UInt32(truncatingIfNeeded: f.int("node") ?? 0), tree: f["tree"] == "1",
-                            uid: uid_t(truncatingIfNeeded: f.int("uid") ?? -1), throughRoot: f["root"] == "1", reply: ch)
+                // The caller's uid as its own agent took it from the kernel;
+                // a number that does not fit is a refusal, not a wrap.
+                guard let pid: pid_t = f.number("pid"), pid > 0, let node: UInt32 = f.number("node"),
+                      let uid: uid_t = f.number("uid"), uid != uid_t.max else {
+                    throw SSIError("migrate", "bad request from node \(ch.peerNode): pid, node or uid missing or out of range")
+                }
+                try migrate(pid: pid, to: node, tree: f["tree"] == "1", uid: uid, throughRoot: f["root"] == "1", reply: ch)
             case "exited":
                 // Under the lock: the session's reader thread closes the
                 // client's connection under it when onnode goes.
@@ -284,7 +289,11 @@ public final class ProcAgent: @unchecked Sendable {
                 try ch.send(Fields("ok"))
             case "kill":
                 // A signal onnode forwarded from another node.
-                if let problem = signalHere(pid_t(truncatingIfNeeded: f.int("pid") ?? 0), Int32(truncatingIfNeeded: f.int("signal") ?? 0), uid: uid_t(truncatingIfNeeded: f.int("uid") ?? -1)) {
+                guard let pid: pid_t = f.number("pid"), pid > 0, let sig: Int32 = f.number("signal"),
+                      let uid: uid_t = f.number("uid"), uid != uid_t.max else {
+                    throw SSIError("proc", "bad kill request from node \(ch.peerNode): pid, signal or uid missing or out of range")
+                }
+                if let problem = signalHere(pid, sig, uid: uid) {
                     try ch.send(Fields("error", [("message", problem)]))
                 } else {
                     try ch.send(Fields("ok"))

@@ -71,6 +71,10 @@ public struct Fields: Sendable, Equatable, CustomStringConvertible {
     public subscript(key: String) -> String? { pairs.first { $0.0 == key }?.1 }
     public func all(_ key: String) -> [String] { pairs.filter { $0.0 == key }.map(\.1) }
     public func int(_ key: String) -> Int? { self[key].flatMap { Int($0) } }
+    /// A number that must fit `T` exactly: a pid, uid or signal from a
+    /// peer. Out of range is nil (a refusal), never wrapped: uid=4294967296
+    /// wrapped to 0 was root.
+    public func number<T: FixedWidthInteger>(_ key: String, as: T.Type = T.self) -> T? { self[key].flatMap { T($0) } }
     public mutating func add(_ key: String, _ value: String) { pairs.append((key, value)) }
     public mutating func add(_ key: String, _ value: Int) { pairs.append((key, String(value))) }
 

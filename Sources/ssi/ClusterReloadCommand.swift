@@ -64,7 +64,8 @@ struct ClusterReloadCommand: ParsableCommand {
         let id = "\(getpid())-\(Int(Process.now() * 1000))"
         do {
             try FileSystem.makeDirectories(dir)
-            try FileSystem.writeFile(dir + "/request.new", id + "\n" + text)
+            // 0600: the configuration carries the fence agents' passwords.
+            try FileSystem.writeFile(dir + "/request.new", id + "\n" + text, mode: 0o600)
             try FileSystem.rename(dir + "/request.new", dir + "/request")
         } catch {
             throw SSIError("reload", "writing \(dir)/request: \(error.description)")
