@@ -86,30 +86,34 @@ public struct ClusterMount: Sendable, Equatable {
         self.init(id: f[0], rule: try NodeRule(parsing: f[1]), source: f[3], target: f[2], type: f[4], options: f[5])
     }
 
-    static func escape(_ s: String) -> String {
+    /// A field of a record: backslash, tab, LF and CR escaped, by Unicode
+    /// scalar (by Character, "\r\n" is one Character that matched neither
+    /// case and went out raw, cutting a request line in two).
+    public static func escape(_ s: String) -> String {
         var out = ""
-        for c in s {
+        for c in s.unicodeScalars {
             switch c {
             case "\\": out += "\\\\"
             case "\t": out += "\\t"
             case "\n": out += "\\n"
-            default: out.append(c)
+            case "\r": out += "\\r"
+            default: out.unicodeScalars.append(c)
             }
         }
         return out
     }
 
-    static func unescape(_ s: String) -> String {
+    public static func unescape(_ s: String) -> String {
         var out = ""
         var escaping = false
-        for c in s {
+        for c in s.unicodeScalars {
             if escaping {
-                out.append(c == "t" ? "\t" : c == "n" ? "\n" : c)
+                out.unicodeScalars.append(c == "t" ? "\t" : c == "n" ? "\n" : c == "r" ? "\r" : c)
                 escaping = false
             } else if c == "\\" {
                 escaping = true
             } else {
-                out.append(c)
+                out.unicodeScalars.append(c)
             }
         }
         return out

@@ -123,7 +123,8 @@ final class ClusterMountKeeper {
         } else if text.hasPrefix("cmounted ") || text.hasPrefix("cumounted ") {
             let umount = text.hasPrefix("cumounted ")
             let f = text.split(separator: " ", maxSplits: 3).map(String.init)
-            guard f.count == 4, let n = UInt32(f[2]) else { return true }
+            // A node answers for itself only: CPG says who sent it.
+            guard f.count == 4, let n = UInt32(f[2]), n == node else { return true }
             answer(id: f[1], node: n, result: f[3], umount: umount)
         } else if text.hasPrefix("cumount ") {
             let f = text.dropFirst(8).split(separator: "\t", maxSplits: 1).map(String.init)

@@ -57,7 +57,7 @@ struct ClusterLink {
         let name = basename(of: program)
         let answer: AgentClient.Answer
         do {
-            answer = try ask("umount " + target)
+            answer = try ask("umount " + ClusterMount.escape(target))   // the agent unescapes it
         } catch {
             output.error("\(name): \(target): \(error.description)")
             return MountContext.ExitCode.fail

@@ -90,6 +90,17 @@ final class FakeCluster {
         #expect(ClusterMount.table(parsing: file).map(\.target) == ["/mnt/data"])
     }
 
+    @Test("a node answers for itself only: node 3 saying node 1 failed is ignored (the node came from the text, not from CPG)")
+    func answersOnlyForOneself() throws {
+        let c = try FakeCluster(nodes: [1, 2, 3])
+        c.keepers[2]!.requestMount(entry(.node(1), "/mnt/data"), client: 7)
+        let id = try #require(c.queue.first { $0.1.hasPrefix("cmount ") }.map { String($0.1.dropFirst(7).prefix { $0 != "\t" }) })
+        c.queue.insert((3, "cmounted \(id) 1 error: forged"), at: 1)
+        c.run()
+        #expect(c.replies[2] == ["node 1: mounted", "node 2: mounted", "node 3: mounted", "end 0"], "\(c.replies[2] ?? [])")
+        #expect(c.tables().values.allSatisfy { $0 == ["/mnt/data"] })
+    }
+
     @Test("node=*: one node fails, so whoever mounted it unmounts it again and no table keeps it")
     func allOrNothing() throws {
         let c = try FakeCluster(nodes: [1, 2, 3])
@@ -187,5 +198,17 @@ final class FakeCluster {
         #expect(c.replies[1] == ["7 waiting: held by node 3"])
         c.leave(3)
         #expect(c.replies[1] == ["7 waiting: held by node 3", "7 end 0"])
+    }
+}
+
+/// Cluster mount records: every field survives escaping, by scalar (a CR LF
+/// in a target went out raw and cut the request line in two).
+@Suite struct ClusterMountRecordTests {
+    @Test func fieldsRoundTripWithLineBreaksAndTabs() throws {
+        for target in ["/mnt/a b", "/mnt/tab\there", "/mnt/crlf\r\nx", "/mnt/back\\slash", "/mnt/cr\rx", "/mnt/é"] {
+            let escaped = ClusterMount.escape(target)
+            #expect(!escaped.unicodeScalars.contains { $0 == "\n" || $0 == "\r" || $0 == "\t" }, "\(escaped)")
+            #expect(ClusterMount.unescape(escaped) == target)
+        }
     }
 }
