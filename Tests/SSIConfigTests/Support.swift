@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import SSITestSupport
 @testable import SSIConfig
 import SSICore
 
@@ -39,38 +40,7 @@ let baseCFS = """
 
     """
 
-let baseGFS2 = """
-    [cluster]
-    name = "ssi"
-
-    [network]
-    prefix = "10.77.0.0/24"
-
-    [root]
-    type = "gfs2"
-    device = "LABEL=ssi:root"
-    lock_table = "ssi:root"
-
-    [fence]
-    agent = "/usr/sbin/fence_ssi"
-    args = "ipaddr=10.77.0.254 ipport=7070"
-
-    [[node]]
-    number = 1
-    mac = "52:54:00:00:00:01"
-    address = "10.77.0.1"
-
-    [[node]]
-    number = 2
-    mac = "52:54:00:00:00:02"
-    address = "10.77.0.2"
-
-    [[node]]
-    number = 3
-    mac = "52:54:00:00:00:03"
-    address = "10.77.0.3"
-
-    """
+let baseGFS2 = SampleConfigs.gfs2
 
 /// `text` with the `occurrence`-th (1-based) `old` replaced by `new`.
 func replacing(_ old: String, with new: String, in text: String, occurrence: Int = 1) -> String {

@@ -13,6 +13,23 @@ import SSIMembership
     static let skip: String? = ssi == nil ? "SSI_BIN is not set (scripts/test sets it to the release binary)"
         : getuid() != 0 ? "needs root: the agent starts commands chrooted in the system root" : nil
 
+    /// A listening socket on 127.0.0.1 (a free port) and a client
+    /// connected to it (-1 when the connection failed).
+    static func loopbackTCP() -> (listener: Int32, client: Int32) {
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var sin = sockaddr_in()
+        sin.sin_family = sa_family_t(AF_INET)
+        sin.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var slen = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, slen) } }
+        _ = withUnsafeMutablePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &slen) } }
+        listen(listener, 1)
+        let client = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let rc = withUnsafeMutablePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(client, $0, slen) } }
+        if rc != 0 { close(client); return (listener, -1) }
+        return (listener, client)
+    }
+
     /// This test process's port for the agents: one the kernel says is
     /// free, so that two test runs on one machine (a developer's beside a
     /// CI run) do not take each other's agents (a fixed port did).
@@ -220,16 +237,7 @@ import SSIMembership
 
         // A terminal and a TCP connection together: refused before any
         // freeze, with the reason (CRIU is never reached).
-        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var sin = sockaddr_in()
-        sin.sin_family = sa_family_t(AF_INET)
-        sin.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var slen = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, slen) } }
-        _ = withUnsafeMutablePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &slen) } }
-        listen(listener, 1)
-        let tcp = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        _ = withUnsafeMutablePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(tcp, $0, slen) } }
+        let (listener, tcp) = Self.loopbackTCP()
         let master = open("/dev/ptmx", O_RDWR | O_NOCTTY)
         var unlock: Int32 = 0, ptyNumber: Int32 = -1
         _ = ioctl(master, UInt(0x4004_5431) /* TIOCSPTLCK */, &unlock)

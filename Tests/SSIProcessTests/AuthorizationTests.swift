@@ -73,17 +73,8 @@ import SSITestSupport
         let onPipe = refusal(p[0])
         #expect(onPipe?.contains("request refused") == true && onPipe?.contains("SO_PEERCRED") == true, "\(onPipe ?? "")")
 
-        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var sin = sockaddr_in()
-        sin.sin_family = sa_family_t(AF_INET)
-        sin.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var slen = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, slen) } }
-        _ = withUnsafeMutablePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &slen) } }
-        listen(listener, 1)
-        let tcp = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        let rc = withUnsafeMutablePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(tcp, $0, slen) } }
-        try #require(rc == 0)
+        let (listener, tcp) = AgentPairTests.loopbackTCP()
+        try #require(tcp >= 0)
         let accepted = accept(listener, nil, nil)
         defer { [listener, tcp, accepted].forEach { close($0) } }
         let onTCP = refusal(accepted)
