@@ -141,13 +141,20 @@ final class Boot {
                 }
             }
         }
-        if watch.monitor == nil {
-            // No events to follow: enumerate again while that finds new buses.
-            for _ in 1..<DeviceWatch.passesWithoutMonitor {
-                let before = loaded.count
-                loadDrivers(try watch.enumerateAliases())
-                if loaded.count == before { break }
-            }
+        // Then enumerate again while that finds new buses, with or without
+        // a monitor: a driver's probe runs inside its module load, so the
+        // devices a bus driver brings exist when the load returns, and a
+        // pass finds them whatever became of their events. (Events alone
+        // lost virtio_net in CI: virtio_blk was loaded from its event, the
+        // NIC's never came, and three VM tests booted with no interface.)
+        // The passes start from a fresh record of what was looked up, so
+        // they do not depend on the events' bookkeeping either; a module
+        // already in the kernel is not loaded again.
+        watch.aliases = ModaliasTracker()
+        for _ in 0..<DeviceWatch.passesWithoutMonitor {
+            let before = loaded.count
+            loadDrivers(try watch.enumerateAliases())
+            if loaded.count == before { break }
         }
         let forced = (try? FileSystem.readText("/etc/ssi/modules"))?
             .lines().map(String.init).filter { !$0.isEmpty } ?? []
