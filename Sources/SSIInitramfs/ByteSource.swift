@@ -81,18 +81,16 @@ public final class ImageFile: ByteSource {
     public func read(into buffer: UnsafeMutableRawBufferPointer) throws(SSIError) -> Int {
         let want = min(buffer.count, remaining)
         guard want > 0 else { return 0 }
-        while true {
-            let n = Glibc.read(fd, buffer.baseAddress, want)
-            if n < 0 {
-                let e = errno
-                if e == EINTR { continue }
-                throw SSIError("list", "reading \(printableName(path)): \(errnoDescription(e))")
-            }
-            // A file that shrank while read ends early: what follows in
-            // the reader reports it as truncated.
-            remaining = n == 0 ? 0 : remaining - n
-            return n
+        let n: Int
+        do {
+            n = try syscall("read") { Glibc.read(fd, buffer.baseAddress, want) }
+        } catch {
+            throw SSIError("list", "reading \(printableName(path)): \(errnoDescription(error.errno))")
         }
+        // A file that shrank while read ends early: what follows in the
+        // reader reports it as truncated.
+        remaining = n == 0 ? 0 : remaining - n
+        return n
     }
 }
 

@@ -200,11 +200,11 @@ private struct FileBytes: RandomAccessBytes {
     func copy(at offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws(SSIError) -> Int {
         var got = 0
         while got < buffer.count {
-            let n = pread(fd, buffer.baseAddress! + got, buffer.count - got, off_t(offset + got))
-            if n < 0 {
-                let e = errno
-                if e == EINTR { continue }
-                throw SSIError("elf", "reading \(name): \(errnoDescription(e))")
+            let n: Int
+            do {
+                n = try syscall("pread") { pread(fd, buffer.baseAddress! + got, buffer.count - got, off_t(offset + got)) }
+            } catch {
+                throw SSIError("elf", "reading \(name): \(errnoDescription(error.errno))")
             }
             if n == 0 { break }
             got += n

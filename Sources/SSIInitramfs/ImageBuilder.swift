@@ -280,11 +280,11 @@ public enum ImageBuilder {
                     var total = 0
                     while total < size {
                         let want = min(buffer.count, size - total)
-                        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, want) }
-                        if n < 0 {
-                            let e = errno
-                            if e == EINTR { continue }
-                            throw SSIError("mkinitrd", "cannot read \(printableName(source)): \(errnoDescription(e))")
+                        let n: Int
+                        do throws(SystemCallError) {
+                            n = try syscall("read") { buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, want) } }
+                        } catch {
+                            throw SSIError("mkinitrd", "cannot read \(printableName(source)): \(errnoDescription(error.errno))")
                         }
                         if n == 0 { break }
                         let failure = buffer.withUnsafeBytes { raw -> SSIError? in

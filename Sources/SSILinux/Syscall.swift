@@ -10,7 +10,7 @@ import SSICore
 /// policy: EINTR is never the caller's problem).
 @inline(__always)
 @discardableResult
-func syscall<T: FixedWidthInteger>(
+public func syscall<T: FixedWidthInteger>(
     _ name: @autoclosure () -> String, _ body: () -> T
 ) throws(SystemCallError) -> T {
     while true {

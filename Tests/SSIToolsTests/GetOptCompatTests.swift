@@ -73,6 +73,8 @@ struct UtilLinuxTable: Sendable, CustomStringConvertible {
           arguments: UtilLinuxTable.all)
     func kinds(_ t: UtilLinuxTable) {
         let ourShorts = t.ours.options.compactMap { o in o.short.map { ($0, o.argument) } }
+        // Every short option is one getopt can take (an invalid one is left out, not trapped on).
+        #expect(ourShorts.allSatisfy { GetOpt.isValidShort($0.0) })
         #expect(ourShorts.map { "\($0.0)\($0.1)" }.sorted() == t.allShorts.map { "\($0.0)\($0.1)" }.sorted())
         // In util-linux's order: it decides what an ambiguous prefix lists.
         #expect(t.ours.longs.map { "\($0.name) \($0.argument)" } == t.allLongs.map { "\($0.0) \($0.1)" })
