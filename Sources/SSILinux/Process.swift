@@ -35,12 +35,17 @@ public enum Process {
         return pid
     }
 
-    /// Waits for `pid`, reaping (and discarding) any other child that exits
-    /// meanwhile: as PID 1 we inherit every orphan in the initramfs.
+    /// Waits for `pid`. As PID 1 it reaps (and discards) any other child
+    /// that exits meanwhile: PID 1 inherits every orphan in the initramfs.
+    /// Anywhere else it waits for that child only: a waitpid(-1) in a tool
+    /// that runs beside other code (fsck inside the test runner, a command
+    /// in an agent with its own reaper) steals the statuses of children
+    /// that are not its own, and their waiters see a wrong exit code.
     public static func wait(for pid: pid_t) throws(SystemCallError) -> Exit {
+        let which: pid_t = getpid() == 1 ? -1 : pid
         while true {
             var status: Int32 = 0
-            let got = waitpid(-1, &status, 0)
+            let got = waitpid(which, &status, 0)
             if got == -1 {
                 if errno == EINTR { continue }
                 let lastErrno = errno
