@@ -217,6 +217,33 @@ public final class Guest: Sendable {
         try await waitForLine(match, timeout: timeout, failOn: failOn).line
     }
 
+    /// Waits for `match` as long as the guest makes progress: a new
+    /// console line or traffic on its NICs (a diskless node loading its
+    /// units over NFS prints nothing for minutes on a slow machine, but
+    /// reads all the while). `stalled` without either fails at once, with
+    /// what it was waiting for and the last line it printed; `limit`
+    /// bounds the whole wait however busy the guest is.
+    @discardableResult
+    public func waitFor(_ match: LineMatch, stalled: Duration, limit: Duration,
+                        failOn: [LineMatch] = Guest.defaultFailOn) async throws -> String {
+        try await waitForLine(match, timeout: limit, failOn: failOn, stalled: stalled).line
+    }
+
+    /// Bytes the guest's NICs received and sent so far (their taps' counters,
+    /// read inside the test namespace), or nil without NICs.
+    public func networkBytes() -> UInt64? {
+        guard !config.nics.isEmpty else { return nil }
+        var total: UInt64 = 0
+        for n in config.nics {
+            for dir in ["rx_bytes", "tx_bytes"] {
+                let out = try? Command.run(["ip", "netns", "exec", n.namespace, "cat", "/sys/class/net/\(n.tap)/statistics/\(dir)"],
+                                           timeout: .seconds(10), check: false)
+                total &+= UInt64(out?.stdout.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 0
+            }
+        }
+        return total
+    }
+
     /// Waits for the first line that matches any of `matches`; returns which
     /// one and the line.
     public func waitFor(anyOf matches: [LineMatch], timeout: Duration = .seconds(90),
@@ -236,10 +263,12 @@ public final class Guest: Sendable {
         }
     }
 
-    private func waitForLine(_ match: LineMatch, timeout: Duration,
-                             failOn: [LineMatch]) async throws -> (index: Int, line: String) {
+    private func waitForLine(_ match: LineMatch, timeout: Duration, failOn: [LineMatch],
+                             stalled: Duration? = nil) async throws -> (index: Int, line: String) {
         let deadline = ContinuousClock.now + timeout
         var next = state.withLock { $0.cursor }
+        var progress = stalled.map { ProgressWatch(stalled: $0, bytes: networkBytes()) }
+        var lastProbe = ContinuousClock.now
         while true {
             let exit = exitStatus()        // before reading: then the log is complete
             let (fresh, partial, count) = state.withLock { s in
@@ -256,6 +285,7 @@ public final class Guest: Sendable {
                     throw failure("printed \"\(line)\" (\(bad)) while waiting for \(match)")
                 }
             }
+            progress?.console(lines: count, partial: partial)
             next = count
             if let partial, match.matches(partial) {
                 state.withLock { $0.cursor = count }
@@ -267,6 +297,16 @@ public final class Guest: Sendable {
             }
             if ContinuousClock.now >= deadline {
                 throw failure("timed out after \(timeout) waiting for \(match)")
+            }
+            if var watch = progress, ContinuousClock.now - lastProbe >= .seconds(5) {
+                lastProbe = ContinuousClock.now
+                watch.network(bytes: networkBytes())
+                progress = watch
+                if watch.isStuck() {
+                    let last = lines.last { !$0.trimmingCharacters(in: .whitespaces).isEmpty } ?? "nothing"
+                    throw failure("stuck: no console output and no network traffic for \(watch.stalled) while waiting for \(match); "
+                                  + "the last line: \(last)")
+                }
             }
             try await Task.sleep(for: .milliseconds(100))
         }
@@ -434,4 +474,33 @@ public final class Guest: Sendable {
         let ms = d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000
         return String(format: "%.1f s", Double(ms) / 1000)
     }
+}
+
+/// Whether a guest still makes progress: a new console line (or a longer
+/// unfinished one) or more bytes on its NICs since the last look.
+public struct ProgressWatch: Sendable {
+    public let stalled: Duration
+    private var lines = -1
+    private var partial: String?
+    private var bytes: UInt64?
+    private var lastProgress: ContinuousClock.Instant
+
+    public init(stalled: Duration, bytes: UInt64?, now: ContinuousClock.Instant = .now) {
+        self.stalled = stalled
+        self.bytes = bytes
+        lastProgress = now
+    }
+
+    public mutating func console(lines count: Int, partial line: String?, now: ContinuousClock.Instant = .now) {
+        if count != lines || line != partial { lastProgress = now }
+        lines = count
+        partial = line
+    }
+
+    public mutating func network(bytes now: UInt64?, at instant: ContinuousClock.Instant = .now) {
+        if now != bytes { lastProgress = instant }
+        bytes = now
+    }
+
+    public func isStuck(now: ContinuousClock.Instant = .now) -> Bool { now - lastProgress >= stalled }
 }

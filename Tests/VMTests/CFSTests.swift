@@ -64,7 +64,10 @@ extension VM {
                 let served = try await node1.waitFor(SSIInit.step("cfs-server", "exporting / to 10.77.0.0/24"),
                                                      timeout: .seconds(300), failOn: SSIInit.failFast)
                 #expect(served.contains(" node2:/var") && served.contains(" node3:/var"), "the init node seeds the diskless nodes' copies: \(served)")
-                try await node1.waitFor(.contains("SSI-TEST multi-user"), timeout: .seconds(600))
+                // Waits follow progress: a slow machine is given the time
+                // while the node prints or talks to the network; a stuck
+                // one fails within `stalled`, saying what it waited for.
+                try await node1.waitFor(.contains("SSI-TEST multi-user"), stalled: .seconds(180), limit: .seconds(900))
                 try await node1.waitForAnywhere("ABSOLUTELY NO WARRANTY")
                 let active = try await node1.run("systemctl is-active nfs-server ssi-netboot", timeout: .seconds(60), expectStatus: nil).output
                 #expect(active == "active\nactive", "\(active)")
@@ -84,14 +87,14 @@ extension VM {
                 }
                 let (node2, node3) = (diskless[0], diskless[1])
                 for g in diskless {
-                    let mounted = try await g.waitFor(SSIInit.step("root", "mounted 10.77.0.1:/"), timeout: .seconds(600),
-                                                      failOn: SSIInit.failFast)
+                    let mounted = try await g.waitFor(SSIInit.step("root", "mounted 10.77.0.1:/"), stalled: .seconds(180),
+                                                      limit: .seconds(900), failOn: SSIInit.failFast)
                     #expect(mounted.contains("actimeo=0") && mounted.contains("lookupcache=none") && mounted.contains("hard"),
                             "coherence-first options: \(mounted)")
                     try await g.waitFor(SSIInit.step("private"), timeout: .seconds(120), failOn: SSIInit.failFast)
                 }
                 for g in diskless {
-                    let reached = try await g.waitFor(.contains("SSI-TEST multi-user"), timeout: .seconds(600))
+                    let reached = try await g.waitFor(.contains("SSI-TEST multi-user"), stalled: .seconds(180), limit: .seconds(900))
                     log("\(g.name): \(reached)")
                     try await g.waitForAnywhere("ABSOLUTELY NO WARRANTY")
                 }

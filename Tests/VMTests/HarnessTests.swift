@@ -136,6 +136,25 @@ extension VM {
 
     /// Quick checks of harness pieces that need no VM.
     @Suite struct HarnessUnitTests {
+        @Test("a wait that follows progress: console lines and NIC bytes each count; neither for `stalled` is stuck")
+        func progressWatch() {
+            let t0 = ContinuousClock.now
+            var w = ProgressWatch(stalled: .seconds(60), bytes: 100, now: t0)
+            w.console(lines: 10, partial: nil, now: t0)
+            #expect(!w.isStuck(now: t0 + .seconds(59)))
+            #expect(w.isStuck(now: t0 + .seconds(60)), "nothing new for 60 s")
+            w.network(bytes: 100, at: t0 + .seconds(50))
+            #expect(w.isStuck(now: t0 + .seconds(61)), "the same byte count is no progress")
+            w.network(bytes: 5000, at: t0 + .seconds(55))
+            #expect(!w.isStuck(now: t0 + .seconds(100)), "NFS traffic while systemd prints nothing is progress")
+            w.console(lines: 10, partial: "[  OK  ] Sta", now: t0 + .seconds(110))
+            #expect(!w.isStuck(now: t0 + .seconds(160)), "a longer unfinished line is progress")
+            w.console(lines: 10, partial: "[  OK  ] Sta", now: t0 + .seconds(120))
+            #expect(w.isStuck(now: t0 + .seconds(171)))
+            w.console(lines: 11, partial: nil, now: t0 + .seconds(171))
+            #expect(!w.isStuck(now: t0 + .seconds(200)))
+        }
+
         @Test func kernelVersionsSortNumerically() {
             #expect(VMHost.versionLess("6.1.0-10-amd64", "6.1.0-56-amd64"))
             #expect(VMHost.versionLess("6.1.0-9-amd64", "6.1.0-10-amd64"))
