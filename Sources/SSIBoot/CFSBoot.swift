@@ -10,20 +10,6 @@ import SSIClusterFS
 /// other node mounts it over NFSv4 from the init node, then its
 /// node-private paths.
 extension Boot {
-    /// The mount options of the init node's own root: read-write whatever
-    /// `ro` says, since it writes the export and seeds the other nodes'
-    /// private copies before the hand-off, and serves the root read-write.
-    func mountCFSServerRoot(_ config: ClusterConfig, _ cfs: ClusterConfig.CFS) throws(SSIError) {
-        if params.root == nil, let device = cfs.device {
-            params.root = try DeviceSpec(parsing: device, field: "[root] device")
-        }
-        if params.readOnly {
-            log.info("root", "the CFS init node mounts its root read-write (it serves it to the cluster)")
-            params.readOnly = false
-        }
-        try mountLocalRoot()
-    }
-
     /// What the init node does with its root before the hand-off: the
     /// export, every other node's private copies (seeded here from the
     /// local disk, much faster than by each node over NFS), and the
@@ -31,7 +17,9 @@ extension Boot {
     /// service after the hand-off (the distro's own nfs-kernel-server and
     /// dnsmasq). Starting them after the hand-off costs the diskless nodes
     /// the init node's systemd start-up; DESIGN-NOTES.md says why we chose it.
-    func serveCFS(_ config: ClusterConfig, _ cfs: ClusterConfig.CFS, me: ClusterConfig.Node) throws(SSIError) {
+    func serveCFS(_ identity: NodeIdentity) throws(SSIError) {
+        let config = identity.config, me = identity.node
+        guard case .cfs(let cfs) = config.root else { return }
         let root = "/sysroot"
         do {
             try FileSystem.makeDirectories(root + dirname(of: CFSFiles.exportsFile))
@@ -70,7 +58,7 @@ extension Boot {
             units.append(("nfs-server.service", "/lib/systemd/system/nfs-server.service"))
         }
         if config.netboot.enabled {
-            try writeNetbootService(config)
+            try writeNetbootService(config, interface: identity.interface)
             units.append((CFSFiles.netbootUnitName, "../\(CFSFiles.netbootUnitName)"))
         }
         // Enabled for this boot only, whatever the root's own presets say.
@@ -81,11 +69,8 @@ extension Boot {
         }
     }
 
-    func writeNetbootService(_ config: ClusterConfig) throws(SSIError) {
+    func writeNetbootService(_ config: ClusterConfig, interface: String) throws(SSIError) {
         let nb = config.netboot
-        guard let interface = cluster.interface else {
-            throw SSIError("cfs-server", "the network step did not record the cluster interface")
-        }
         let dir = CFSFiles.runDirectory
         do {
             try FileSystem.makeDirectories(dir)
@@ -110,11 +95,9 @@ extension Boot {
 
     /// A node other than the init node: wait (bounded) for the init node's
     /// NFS server, mount the root from it, then the node's private paths.
-    func mountCFSClientRoot(_ config: ClusterConfig, _ cfs: ClusterConfig.CFS, me: ClusterConfig.Node) throws(SSIError) {
-        guard let server = config.node(number: cfs.server) else {
-            throw SSIError("root", "the CFS server, node \(cfs.server), is not in the configuration")
-        }
-        let who = "the init node \(server.name) (\(server.address))"
+    func mountCFSClientRoot(_ root: RootPlan.CFSClientRoot) throws(SSIError) {
+        let server = root.server
+        let who = root.who
         loadFileSystem("nfs4")
         // "nfs4" is registered by nfs.ko; the protocol itself is nfsv4.ko,
         // which the kernel asks modprobe for, and the initramfs has none:
@@ -124,7 +107,7 @@ extension Boot {
                            hint: "rebuild the image with ssi-mkinitrd --config (it carries nfsv4)")
         }
         let started = Process.now()
-        let waitSeconds = params.clusterRootWait ?? cfs.waitSeconds
+        let waitSeconds = root.waitSeconds
         let deadline = started + Double(waitSeconds)
         var lastReport = started
         var last = TCPProbe.Result.noAnswer("not tried")
@@ -134,25 +117,23 @@ extension Boot {
             let now = Process.now()
             if now >= deadline { break }
             if now - lastReport >= 5 {
-                log.info("root", "waiting for \(who) to serve NFS: \(Self.describe(last)) (\(Int(deadline - now)) s left)")
+                log.info("root", "waiting for \(who) to serve NFS: \(RootPlan.CFSClientRoot.describe(last)) (\(Int(deadline - now)) s left)")
                 lastReport = now
             }
-            Process.sleep(milliseconds: last == .refused ? 500 : 100)
+            Process.sleep(milliseconds: RootPlan.CFSClientRoot.retryMilliseconds(after: last))
         }
         guard last == .open else {
-            throw SSIError("root", "\(who) did not serve NFS within \(waitSeconds) s: \(Self.describe(last)); "
+            throw SSIError("root", "\(who) did not serve NFS within \(waitSeconds) s: \(RootPlan.CFSClientRoot.describe(last)); "
                            + "this node's root lives on it (CFS)",
                            hint: "boot the init node first, check its nfs-server.service and the cluster network; [root] wait_seconds waits longer")
         }
-        let options = CFSFiles.mountOptions(cfs, server: server, client: me)
-        let source = "\(server.address):/"
+        let options = root.options
+        let source = root.source
         do {
             try Mount.mountBounded(source: source, target: "/sysroot", type: "nfs4", data: options, timeoutMs: 60_000)
         } catch {
-            let hint = error.errno == ETIMEDOUT ? "the init node's NFS server accepted the connection but did not answer the mount"
-                : error.errno == EACCES || error.errno == EPERM ? "check the export on the init node (exportfs -v): it must allow \(config.network.prefix)"
-                : "check the NFS server on the init node (systemctl status nfs-server) and [root] options"
-            throw SSIError("root", "\(error.description) from \(who)", hint: hint)
+            throw SSIError("root", "\(error.description) from \(who)",
+                           hint: RootPlan.CFSClientRoot.mountHint(errno: error.errno, network: root.network))
         }
         let ms = Int((Process.now() - started) * 1000)
         log.info("root", "mounted \(source) from \(who) on /sysroot (nfs4, \(options)) after \(ms) ms")
@@ -192,14 +173,6 @@ extension Boot {
         try? FileSystem.makeDirectories(dir)
         for unit in units where !FileSystem.exists(dir + "/" + unit) {
             try? FileSystem.symlink(target: "/dev/null", at: dir + "/" + unit)
-        }
-    }
-
-    static func describe(_ r: TCPProbe.Result) -> String {
-        switch r {
-        case .open: return "serving"
-        case .refused: return "it is up but nothing listens on port 2049 (its NFS server is not running yet)"
-        case .noAnswer(let why): return "no answer (\(why)): it is down or unreachable"
         }
     }
 }

@@ -12,8 +12,8 @@ extension Boot {
     /// hand-off; nothing here stops the boot. Mounts this node owns (it
     /// exports them) are the agent's too: exporting needs the distro's NFS
     /// server.
-    func clusterMountsBeforeHandOff(newRoot: String) {
-        guard let config = cluster.config, let node = cluster.node else { return }
+    func clusterMountsBeforeHandOff(_ identity: NodeIdentity, newRoot: String) {
+        let config = identity.config, node = identity.node
         if let swap = node.swap {
             swapOn(swap)
         }
