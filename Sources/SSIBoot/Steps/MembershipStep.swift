@@ -93,7 +93,10 @@ extension Boot {
     func joinCluster(_ identity: NodeIdentity, _ params: BootParameters, agents: StartedAgents) throws(SSIError) -> Membership {
         let config = identity.config, node = identity.node
         var stage = BootStage(agent: agents[Boot.membershipAgent.name])
-        if agents[Boot.corosyncAgent.name] == nil {
+        let corosync: pid_t
+        if let pid = agents[Boot.corosyncAgent.name] {
+            corosync = pid
+        } else {
             let started = Process.now()
             maskDistroCorosync()
             // configfs must be mounted before the agents root binds /sys.
@@ -101,9 +104,10 @@ extension Boot {
             try AgentsRoot.prepare()
             log.info("membership", "agents root ready in \(Int((Process.now() - started) * 1000)) ms")
             stage.set("membership")
-            agents[Boot.corosyncAgent.name] = try startAgent(Boot.corosyncAgent)
+            corosync = try startAgent(Boot.corosyncAgent)
+            agents[Boot.corosyncAgent.name] = corosync
         }
-        let quorum = try connect(corosync: agents[Boot.corosyncAgent.name]!, timeout: 30)
+        let quorum = try connect(corosync: corosync, timeout: 30)
         if stage.agent == nil {
             stage.agent = try startAgent(Boot.membershipAgent)
             agents[Boot.membershipAgent.name] = stage.agent
