@@ -8,7 +8,8 @@ import SSILinux
 ///
 /// Strictly sequential and single-threaded: no Dispatch, no async, no child
 /// monitor. The order is DESIGN.md §3: API file systems, command line,
-/// modules, (membership and cluster roots in later steps), root, hand-off.
+/// modules, network and membership (with a cluster configuration), root,
+/// the steps that follow the root, init, hand-off.
 /// Any failing step prints one line naming the step and the cause, then
 /// drops to the emergency shell; leaving the shell retries the step.
 public enum InitProgram {
@@ -73,6 +74,7 @@ final class Boot {
             cluster = nil
         }
         breakIfAsked(.root, params, "before mounting the root; mount it at /sysroot yourself, or exit to go on")
+        // The root step's own copy, kept across its retries (RootStep.swift).
         var rootParams = params
         let root = step("root") { () throws(SSIError) in try mountRoot(cluster, &rootParams) }
         afterRoot(root, cluster)
