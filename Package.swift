@@ -156,7 +156,7 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "SSIBootTests",
-            dependencies: ["SSITestSupport", "SSIBoot", "SSICore", "SSILinux"],
+            dependencies: ["SSITestSupport", "SSIBoot", "SSICore", "SSILinux", "SSIConfig", "SSIMembership"],
             swiftSettings: strict),
         .testTarget(
             name: "SSIInitramfsTests",

@@ -40,10 +40,10 @@ extension Boot {
     /// Starts dlm_controld in the agents root and waits (bounded) until it
     /// has configured this node's lockspace communications: mounting
     /// earlier fails with ENOTCONN.
-    func startDLM(me: ClusterConfig.Node) throws(SSIError) {
-        if cluster.dlm == nil {
+    func startDLM(me: ClusterConfig.Node, agents: StartedAgents) throws(SSIError) {
+        if agents[Boot.dlmAgent.name] == nil {
             maskForBoot(["dlm.service"])
-            cluster.dlm = try startAgent(Boot.dlmAgent)
+            agents[Boot.dlmAgent.name] = try startAgent(Boot.dlmAgent)
         }
         let local = "\(Boot.configfs)/dlm/cluster/comms/\(me.number)/local"
         let started = Process.now()
@@ -52,8 +52,8 @@ extension Boot {
         while true {
             if let v = try? FileSystem.readText(local), v.hasPrefix("1") { break }
             var status: Int32 = 0
-            if let pid = cluster.dlm, waitpid(pid, &status, WNOHANG) == pid {
-                cluster.dlm = nil
+            if let pid = agents[Boot.dlmAgent.name], waitpid(pid, &status, WNOHANG) == pid {
+                agents[Boot.dlmAgent.name] = nil
                 throw SSIError("dlm", "dlm_controld exited (status \(status >> 8)) before it was ready",
                                hint: "its messages are above; check /etc/dlm/dlm.conf in the image and that corosync is quorate")
             }
@@ -72,41 +72,26 @@ extension Boot {
     }
 
     /// Mounts the shared disk on /sysroot, once this node's file system
-    /// and lock table are the configuration's.
-    func mountGFS2Root(_ config: ClusterConfig, _ g: ClusterConfig.GFS2, me: ClusterConfig.Node) throws(SSIError) {
-        let spec = try DeviceSpec(parsing: g.device, field: "[root] device")
-        let device = try waitForDevice(spec, timeout: params.rootTimeout)
-        guard device.type == "gfs2" else {
-            throw SSIError("root", "\(g.device) (\(device.path)) holds \(device.type.map { "a \($0) file system" } ?? "no file system libblkid knows"), not gfs2",
-                           hint: "make the shared root with ssi cluster root create --gfs2 DEVICE --from DIR, or fix [root] device")
-        }
-        // libblkid reports a GFS2 superblock's lock table as its label.
-        if let table = device.label, table != g.lockTable {
-            throw SSIError("root", "\(device.path) belongs to lock table \"\(table)\", but this node's configuration says \"\(g.lockTable)\"; "
-                           + "it does not mount another cluster's (or another file system's) disk",
-                           hint: "rebuild this node's image with the cluster's configuration, or change the disk with tunegfs2 -o locktable=\(g.lockTable)")
-        }
-        try startDLM(me: me)
+    /// and lock table are the configuration's (`GFS2Root.check`) and dlm
+    /// is ready. `params` remembers a read-write override already said.
+    func mountGFS2Root(_ root: RootPlan.GFS2Root, agents: StartedAgents, _ params: inout BootParameters) throws(SSIError) {
+        let device = try waitForDevice(root.device, timeout: root.timeoutSeconds)
+        try root.check(device)
+        try startDLM(me: root.me, agents: agents)
         loadFileSystem("gfs2")
-        if params.readOnly {
+        if root.saysReadWrite {
             log.info("root", "the GFS2 root is mounted read-write (each node writes its own journal and private paths)")
             params.readOnly = false
         }
-        var options = "lockproto=lock_dlm"
-        if let extra = g.options { options += "," + extra }
+        let options = root.options
         let started = Process.now()
         do {
-            try Mount.mountBounded(source: device.path, target: "/sysroot", type: "gfs2", data: options, timeoutMs: 180_000)
+            try Mount.mountBounded(source: device.path, target: "/sysroot", type: "gfs2", data: options,
+                                   timeoutMs: RootPlan.GFS2Root.mountTimeoutMs)
         } catch {
-            if error.errno == EUSERS {
-                // gfs2: "there are only N journals (0 - N-1)".
-                throw SSIError("root", "no free journal on \(g.device) for node \(me.number) (\(me.name)): every journal is in use, "
-                               + "the disk has fewer journals than the nodes mounting it (\(error.description))",
-                               hint: "on a running node, ssi cluster root add-journal adds one (gfs2_jadd); then exit this shell to try again")
-            }
-            throw SSIError("root", "\(error.description) from \(g.device)", hint: gfs2MountHint(error.errno))
+            throw root.mountError(errno: error.errno, description: error.description)
         }
-        log.info("root", "mounted \(device.path) (\(g.lockTable)) on /sysroot (gfs2, \(options)) after \(Int((Process.now() - started) * 1000)) ms")
+        log.info("root", "mounted \(device.path) (\(root.lockTable)) on /sysroot (gfs2, \(options)) after \(Int((Process.now() - started) * 1000)) ms")
         installShutdownHook()
     }
 
@@ -143,21 +128,6 @@ extension Boot {
             log.info("root", "installed \(Boot.shutdownHookDirectory)/\(Boot.shutdownHookName): the root is remounted read-only at power-off")
         } catch {
             log.warning("root", "cannot install \(path): \(error.description); this node's journal may be left dirty at power-off")
-        }
-    }
-
-    /// What a failed gfs2 mount most likely means; the kernel's own line
-    /// (gfs2: fsid=...) is on the console just above.
-    func gfs2MountHint(_ e: Int32) -> String {
-        switch e {
-        case ETIMEDOUT:
-            return "the mount did not finish in 180 s: a lock request is waiting, most likely on a node being fenced (dlm_tool ls, dlm_tool status)"
-        case ENOTCONN:
-            return "the DLM has no connection to the cluster: check dlm_tool status"
-        case EINVAL:
-            return "check [root] options (the kernel line above names the one it refused)"
-        default:
-            return "the kernel's gfs2 and dlm lines above say why"
         }
     }
 }

@@ -1,0 +1,121 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SSICore
+import SSILinux
+
+/// The modules step, and the module loads the later steps ask for.
+extension Boot {
+    /// Loads what this machine needs from the modules the image carries:
+    /// drivers for the devices the kernel found (by their modalias, as udev
+    /// would: one libudev enumeration, then the kernel's "add" events for
+    /// the devices new buses bring, until they go quiet: virtio_pci brings
+    /// the virtio devices that want virtio_blk), then the modules the image
+    /// was told to always load. File system modules wait until the root's
+    /// type is known. Loading everything carried would cost seconds under
+    /// TCG.
+    func loadModules(kernel: String) throws(SSIError) {
+        let dir = "/lib/modules/\(kernel)"
+        guard FileSystem.isDirectory(dir) else {
+            let built = imageKernel() ?? "another kernel"
+            throw SSIError("modules", "this image has no modules for the running kernel \(kernel) (it was built for \(built))",
+                           hint: "rebuild it with ssi-mkinitrd --kver \(kernel)")
+        }
+        let started = Process.now()
+        let ctx = try modules(dir)
+        var loaded: [String] = []
+        var failed: [String] = []
+        func load(_ name: String, reason: String) {
+            do throws(SSIError) {
+                if try ctx.insertIfNeeded(name) { loaded.append(name) }
+            } catch {
+                log.error("modules", "\(error.message) (\(reason))")
+                failed.append(name)
+            }
+        }
+        func loadDrivers(_ aliases: [String]) {
+            for (module, alias) in modulesToLoad(for: aliases, lookup: { Self.driverModules(ctx, $0) }) {
+                load(module, reason: "for device \(alias)")
+            }
+        }
+        let watch = try deviceWatch()
+        // A retry from the emergency shell looks at every device again.
+        watch.aliases = ModaliasTracker()
+        loadDrivers(try watch.enumerateAliases())
+        if watch.monitor != nil {
+            var settle = QuietWait(startingAt: Process.now(), quiet: DeviceWatch.settleQuiet, limit: DeviceWatch.settleLimit)
+            while let ms = settle.timeoutMilliseconds(at: Process.now()),
+                  let event = nextDeviceEvent(watch, timeoutMilliseconds: ms) {
+                switch event {
+                case .device(let device):
+                    guard let alias = watch.aliases.alias(for: device) else { continue }
+                    settle.eventArrived(at: Process.now())
+                    loadDrivers([alias])
+                case .lost:
+                    settle.eventArrived(at: Process.now())
+                    loadDrivers(try watch.enumerateAliases())
+                case .timedOut:
+                    continue
+                }
+            }
+        }
+        // Then enumerate again while that finds new buses, with or without
+        // a monitor: a driver's probe runs inside its module load, so the
+        // devices a bus driver brings exist when the load returns, and a
+        // pass finds them whatever became of their events. (Events alone
+        // lost virtio_net in CI: virtio_blk was loaded from its event, the
+        // NIC's never came, and three VM tests booted with no interface.)
+        // The passes start from a fresh record of what was looked up, so
+        // they do not depend on the events' bookkeeping either; a module
+        // already in the kernel is not loaded again.
+        watch.aliases = ModaliasTracker()
+        for _ in 0..<DeviceWatch.passesWithoutMonitor {
+            let before = loaded.count
+            loadDrivers(try watch.enumerateAliases())
+            if loaded.count == before { break }
+        }
+        let forced = (try? FileSystem.readText("/etc/ssi/modules"))?
+            .lines().map(String.init).filter { !$0.isEmpty } ?? []
+        for name in forced { load(name, reason: "listed in /etc/ssi/modules") }
+        if !failed.isEmpty {
+            throw SSIError("modules", "could not load \(failed.joined(separator: ", "))",
+                           hint: "the lines above say why")
+        }
+        let ms = Int((Process.now() - started) * 1000)
+        log.info("modules", "loaded \(loaded.count) modules (\(loaded.joined(separator: " "))) in \(ms) ms")
+    }
+
+    func modules(_ dir: String) throws(SSIError) -> KmodContext {
+        if let kmod { return kmod }
+        let ctx = try KmodContext(directory: dir, useSystemConfig: true)
+        kmod = ctx
+        return ctx
+    }
+
+    /// Loads one module the image carries (with its dependencies); true
+    /// when it was not loaded before. For modules the kernel would ask
+    /// modprobe for: the initramfs has none.
+    @discardableResult
+    func loadModule(_ name: String) throws(SSIError) -> Bool {
+        try modules("/lib/modules/\(Process.kernelRelease())").insertIfNeeded(name)
+    }
+
+    /// The driver for a file system type, through its "fs-TYPE" alias; a
+    /// type built into the kernel, or not in the image, is left to mount
+    /// to judge.
+    func loadFileSystem(_ type: String) {
+        guard let ctx = try? modules("/lib/modules/\(Process.kernelRelease())") else { return }
+        do throws(SSIError) {
+            if case .modules = try ctx.lookup("fs-\(type)"), try ctx.insertIfNeeded("fs-\(type)") {
+                log.info("modules", "loaded the \(type) file system driver")
+            }
+        } catch {
+            log.error("modules", error.message)
+        }
+    }
+
+    func imageKernel() -> String? {
+        guard let text = try? FileSystem.readText("/etc/ssi/image") else { return nil }
+        return text.lines().first { $0.hasPrefix("kernel=") }.map { String($0.dropFirst(7)) }
+    }
+}

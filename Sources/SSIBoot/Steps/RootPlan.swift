@@ -1,0 +1,223 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SSICore
+import SSILinux
+import SSIConfig
+import SSIClusterFS
+
+/// Which root this node mounts and how, decided before anything is
+/// mounted: a pure function of the cluster configuration (when the image
+/// has one), this node, and the kernel command line. The root step
+/// (RootStep.swift) carries the plan out; the tests check every decision
+/// here without a disk, a network or a kernel.
+enum RootPlan: Equatable {
+    /// The kernel's root= on a local disk (no cluster, or root= given to a
+    /// cluster node that does not serve a CFS root).
+    case local(LocalRoot)
+    /// The CFS init node: its own disk, read-write, then serving it.
+    case cfsServer(LocalRoot)
+    /// Any other CFS node: the init node's export over NFSv4.
+    case cfsClient(CFSClientRoot)
+    /// The shared GFS2 disk, with lock_dlm.
+    case gfs2(GFS2Root)
+
+    /// A local block device to mount on /sysroot.
+    struct LocalRoot: Equatable {
+        /// root= (or the CFS init node's [root] device); nil is an error the
+        /// mount reports ("no root= on the kernel command line"), after any
+        /// line the plan asks to say first.
+        var device: DeviceSpec?
+        /// rootfstype=; nil: what libblkid finds on the device.
+        var fsType: String?
+        /// rootflags=, the mount's data.
+        var flags: String?
+        var readOnly: Bool
+        /// rootdelay= as given (the line says it).
+        var delaySeconds: Int
+        /// The sleep, bounded again (see `RootPlan.delay`).
+        var delayMilliseconds: Int { RootPlan.delay(delaySeconds) * 1000 }
+        /// How long to wait for the device (rootwait=, ssi.timeout=).
+        var timeoutSeconds: Int
+        /// The CFS init node was told `ro` and mounts read-write anyway.
+        var saysReadWrite = false
+
+        /// The file system to mount: rootfstype= wins over the device's
+        /// superblock; neither is an error naming the device.
+        func fileSystemType(of found: BlockDevice) throws(SSIError) -> String {
+            guard let type = fsType ?? found.type else {
+                throw SSIError("root", "\(found.path) has no file system libblkid recognizes",
+                               hint: "pass rootfstype= or check root=")
+            }
+            return type
+        }
+
+        /// What a failed mount most likely means.
+        static func mountHint(errno e: Int32, type: String) -> String {
+            if e == ENODEV {
+                return "the kernel has no \(type) driver: rebuild the image with --add-modules \(type)"
+            }
+            return "check rootfstype= and rootflags="
+        }
+
+        /// The line after the mount: "(ext4, ro, FLAGS)".
+        func mountedLine(path: String, type: String) -> String {
+            "mounted \(path) on /sysroot (\(type), \(readOnly ? "ro" : "rw")" + (flags.map { ", \($0)" } ?? "") + ")"
+        }
+    }
+
+    /// The init node's export, mounted over NFSv4.
+    struct CFSClientRoot: Equatable {
+        var server: ClusterConfig.Node
+        var me: ClusterConfig.Node
+        /// How long to wait for the server's NFS port: ssi.root_wait= or
+        /// [root] wait_seconds.
+        var waitSeconds: Int
+        var source: String
+        var options: String
+        /// The cluster network, which the export must allow.
+        var network: IPv4CIDR
+
+        /// "the init node NAME (ADDRESS)", in every line about the wait.
+        var who: String { "the init node \(server.name) (\(server.address))" }
+
+        /// What a failed NFS mount most likely means.
+        static func mountHint(errno e: Int32, network: IPv4CIDR) -> String {
+            e == ETIMEDOUT ? "the init node's NFS server accepted the connection but did not answer the mount"
+                : e == EACCES || e == EPERM ? "check the export on the init node (exportfs -v): it must allow \(network)"
+                : "check the NFS server on the init node (systemctl status nfs-server) and [root] options"
+        }
+
+        /// The probe's answer in words: "down" and "not serving" are two
+        /// different problems for whoever reads the console.
+        static func describe(_ r: TCPProbe.Result) -> String {
+            switch r {
+            case .open: return "serving"
+            case .refused: return "it is up but nothing listens on port 2049 (its NFS server is not running yet)"
+            case .noAnswer(let why): return "no answer (\(why)): it is down or unreachable"
+            }
+        }
+
+        /// The pause before the next probe: a refusal comes back at once,
+        /// so it waits longer than a probe that already waited for nothing.
+        static func retryMilliseconds(after r: TCPProbe.Result) -> Int {
+            r == .refused ? 500 : 100
+        }
+    }
+
+    /// The shared GFS2 disk.
+    struct GFS2Root: Equatable {
+        var me: ClusterConfig.Node
+        /// [root] device as written, for messages.
+        var deviceText: String
+        var device: DeviceSpec
+        var lockTable: String
+        /// "lockproto=lock_dlm" then [root] options.
+        var options: String
+        var timeoutSeconds: Int
+        /// Told `ro`: the GFS2 root is mounted read-write anyway.
+        var saysReadWrite: Bool
+
+        static let mountTimeoutMs: Int32 = 180_000
+
+        /// The prerequisite the disk must meet before dlm starts: a GFS2
+        /// file system of this cluster's lock table (libblkid reports a
+        /// GFS2 superblock's lock table as its label).
+        func check(_ found: BlockDevice) throws(SSIError) {
+            guard found.type == "gfs2" else {
+                throw SSIError("root", "\(deviceText) (\(found.path)) holds \(found.type.map { "a \($0) file system" } ?? "no file system libblkid knows"), not gfs2",
+                               hint: "make the shared root with ssi cluster root create --gfs2 DEVICE --from DIR, or fix [root] device")
+            }
+            if let table = found.label, table != lockTable {
+                throw SSIError("root", "\(found.path) belongs to lock table \"\(table)\", but this node's configuration says \"\(lockTable)\"; "
+                               + "it does not mount another cluster's (or another file system's) disk",
+                               hint: "rebuild this node's image with the cluster's configuration, or change the disk with tunegfs2 -o locktable=\(lockTable)")
+            }
+        }
+
+        /// The error for a failed mount; the kernel's own line (gfs2:
+        /// fsid=...) is on the console just above.
+        func mountError(errno e: Int32, description: String) -> SSIError {
+            if e == EUSERS {
+                // gfs2: "there are only N journals (0 - N-1)".
+                return SSIError("root", "no free journal on \(deviceText) for node \(me.number) (\(me.name)): every journal is in use, "
+                                + "the disk has fewer journals than the nodes mounting it (\(description))",
+                                hint: "on a running node, ssi cluster root add-journal adds one (gfs2_jadd); then exit this shell to try again")
+            }
+            return SSIError("root", "\(description) from \(deviceText)", hint: Self.mountHint(errno: e))
+        }
+
+        /// What a failed gfs2 mount most likely means.
+        static func mountHint(errno e: Int32) -> String {
+            switch e {
+            case ETIMEDOUT:
+                return "the mount did not finish in 180 s: a lock request is waiting, most likely on a node being fenced (dlm_tool ls, dlm_tool status)"
+            case ENOTCONN:
+                return "the DLM has no connection to the cluster: check dlm_tool status"
+            case EINVAL:
+                return "check [root] options (the kernel line above names the one it refused)"
+            default:
+                return "the kernel's gfs2 and dlm lines above say why"
+            }
+        }
+    }
+
+    /// The decision. `cluster` is nil without a cluster configuration in
+    /// the image. Returns the plan and the line to say before carrying it
+    /// out, if any (the command line overriding the cluster's root).
+    ///
+    /// - The CFS init node always mounts its own disk (root=, else [root]
+    ///   device), read-write: it writes the export and seeds the other
+    ///   nodes' private copies before the hand-off.
+    /// - The command line wins (DESIGN.md §3): any other cluster node told
+    ///   root= boots that disk, not the cluster's root.
+    /// - Otherwise a CFS node mounts the init node's export, a GFS2 node
+    ///   the shared disk.
+    static func decide(cluster: NodeIdentity?, params: BootParameters) throws(SSIError) -> (plan: RootPlan, note: String?) {
+        guard let cluster else { return (.local(local(params)), nil) }
+        let me = cluster.node
+        switch cluster.config.root {
+        case .cfs(let cfs):
+            if me.number == cfs.server {
+                var root = local(params)
+                if root.device == nil, let device = cfs.device {
+                    root.device = try DeviceSpec(parsing: device, field: "[root] device")
+                }
+                root.saysReadWrite = root.readOnly
+                root.readOnly = false
+                return (.cfsServer(root), nil)
+            }
+            if params.root == nil {
+                guard let server = cluster.config.node(number: cfs.server) else {
+                    throw SSIError("root", "the CFS server, node \(cfs.server), is not in the configuration")
+                }
+                return (.cfsClient(CFSClientRoot(server: server, me: me, waitSeconds: params.clusterRootWait ?? cfs.waitSeconds,
+                                                 source: "\(server.address):/",
+                                                 options: CFSFiles.mountOptions(cfs, server: server, client: me),
+                                                 network: cluster.config.network.prefix)), nil)
+            }
+            return (.local(local(params)), "root= is on the command line: mounting it rather than the CFS root from node \(cfs.server)")
+        case .gfs2(let g):
+            if params.root == nil {
+                var options = "lockproto=lock_dlm"
+                if let extra = g.options { options += "," + extra }
+                return (.gfs2(GFS2Root(me: me, deviceText: g.device, device: try DeviceSpec(parsing: g.device, field: "[root] device"),
+                                       lockTable: g.lockTable, options: options, timeoutSeconds: params.rootTimeout,
+                                       saysReadWrite: params.readOnly)), nil)
+            }
+            return (.local(local(params)), "root= is on the command line: mounting it rather than the GFS2 root \(g.device)")
+        }
+    }
+
+    /// The kernel command line's root, as given.
+    static func local(_ params: BootParameters) -> LocalRoot {
+        LocalRoot(device: params.root, fsType: params.rootFSType, flags: params.rootFlags, readOnly: params.readOnly,
+                  delaySeconds: params.rootDelay, timeoutSeconds: params.rootTimeout)
+    }
+
+    /// rootdelay= bounded again: params is a public value that code, not
+    /// only the parser, can set, and an overflow in PID 1 is a panic.
+    static func delay(_ seconds: Int) -> Int {
+        min(max(seconds, 0), BootParameters.rootDelayRange.upperBound)
+    }
+}

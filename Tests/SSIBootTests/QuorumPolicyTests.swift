@@ -1,0 +1,87 @@
+import Testing
+import SSICore
+import SSIConfig
+@testable import SSIBoot
+
+/// What the membership step does when its wait for quorum ends without
+/// quorum, and how long it waits: decided without corosync.
+@Suite struct QuorumPolicyTests {
+    func timeout(_ config: ClusterConfig, node number: Int, members: [UInt32]) throws -> QuorumPolicy.Timeout {
+        let node = try #require(config.node(number: number))
+        return QuorumPolicy.onTimeout(config, node: node, waited: 60, seen: "members: seen", members: members)
+    }
+
+    @Test func cfsInitNodeGoesOnWithoutQuorumAndSaysWhy() throws {
+        guard case .goOn(let warning) = try timeout(try BootTestConfigs.cfs(), node: 1, members: [1]) else {
+            Issue.record("the CFS init node must go on: the others need its root"); return
+        }
+        // It serves the root itself: nothing to say about the init node.
+        #expect(warning == "no quorum after 60 s (members: seen); going on without quorum (on_timeout = continue for node1)")
+    }
+
+    @Test func cfsClientStopsNamingTheMissingInitNode() throws {
+        guard case .stop(let error) = try timeout(try BootTestConfigs.cfs(), node: 2, members: [2, 3]) else {
+            Issue.record("a CFS client without quorum must stop"); return
+        }
+        #expect(error.step == "membership")
+        #expect(error.message == "no quorum after 60 s (members: seen); the init node node1 (10.77.0.1), which serves this node's root, is not among them")
+        #expect(error.hint?.hasSuffix("ssi.quorum_wait=N waits longer") == true)
+    }
+
+    @Test func cfsClientThatSeesTheInitNodeDoesNotBlameIt() throws {
+        guard case .stop(let error) = try timeout(try BootTestConfigs.cfs(), node: 2, members: [1, 2]) else {
+            Issue.record("a CFS client without quorum must stop"); return
+        }
+        #expect(error.message == "no quorum after 60 s (members: seen)")
+    }
+
+    @Test func quorumTableOnTimeoutOverridesTheRootDefault() throws {
+        let config = try BootTestConfigs.cfs("\n[quorum]\non_timeout = \"stop\"\n")
+        guard case .stop = try timeout(config, node: 1, members: [1]) else {
+            Issue.record("[quorum] on_timeout = stop must stop the init node too"); return
+        }
+    }
+
+    @Test func nodeOnTimeoutOverridesTheQuorumTable() throws {
+        // Appended after the last [[node]]: node 3's own on_timeout.
+        let config = try BootTestConfigs.cfs("on_timeout = \"continue\"\n")
+        guard case .goOn(let warning) = try timeout(config, node: 3, members: [3]) else {
+            Issue.record("node 3's own on_timeout = continue must let it go on"); return
+        }
+        #expect(warning.hasSuffix("going on without quorum (on_timeout = continue for node3)"))
+        guard case .stop = try timeout(config, node: 2, members: [2]) else {
+            Issue.record("node 2 keeps the default, stop"); return
+        }
+    }
+
+    @Test func gfs2NodesAlwaysStop() throws {
+        // GFS2 before quorum would mount a disk no one can fence for; the
+        // configuration refuses on_timeout = continue for it.
+        let config = try BootTestConfigs.gfs2()
+        for number in [1, 2, 3] {
+            guard case .stop(let error) = try timeout(config, node: number, members: [UInt32(number)]) else {
+                Issue.record("gfs2 node \(number) went on without quorum"); return
+            }
+            // No CFS server on a gfs2 root: nothing about an init node.
+            #expect(error.message == "no quorum after 60 s (members: seen)")
+        }
+    }
+
+    @Test func waitIsTheCommandLinesThenTheConfigurations() throws {
+        let config = try BootTestConfigs.cfs()
+        #expect(QuorumPolicy.waitSeconds(try BootTestConfigs.params(""), config) == ClusterConfig.Quorum.defaultBootWaitSeconds)
+        #expect(QuorumPolicy.waitSeconds(try BootTestConfigs.params("ssi.quorum_wait=5"), config) == 5)
+        let configured = try BootTestConfigs.cfs("\n[quorum]\nboot_wait_seconds = 90\n")
+        #expect(QuorumPolicy.waitSeconds(try BootTestConfigs.params(""), configured) == 90)
+        #expect(QuorumPolicy.waitSeconds(try BootTestConfigs.params("ssi.quorum_wait=0"), configured) == 0)
+    }
+
+    @Test func onlyAGFS2RootPreparesTheKernelDLM() throws {
+        #expect(QuorumPolicy.needsDLMKernel(try BootTestConfigs.gfs2()))
+        #expect(!QuorumPolicy.needsDLMKernel(try BootTestConfigs.cfs()))
+    }
+
+    @Test func memberNamesByNumber() throws {
+        #expect(QuorumPolicy.names(try BootTestConfigs.cfs()) == [1: "node1", 2: "node2", 3: "node3"])
+    }
+}
