@@ -345,7 +345,9 @@ func securePair(key: [UInt8] = [UInt8](repeating: 7, count: 32)) throws -> (Secu
         for _ in 0..<80 {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: "/bin/sh")
-            p.arguments = ["-c", "read x; true", "many", String(repeating: "z", count: 5000)]
+            // A tag of this run's own: `ps` lists the whole machine, and
+            // another run of this test (a parallel worktree) has its own.
+            p.arguments = ["-c", "read x; true", "many-\(getpid())", String(repeating: "z", count: 5000)]
             let stdin = Pipe()
             stdins.append(stdin)
             p.standardInput = stdin
@@ -359,7 +361,7 @@ func securePair(key: [UInt8] = [UInt8](repeating: 7, count: 32)) throws -> (Secu
             let mine = rows.filter { $0.contains(" \(b.processIdentifier) ") && $0.hasSuffix(Substring(ProcAgent.truncationMark)) }
             #expect(mine.count == 2, "process \(b.processIdentifier) on both nodes, cut: \(mine.map { $0.prefix(60) })")
         }
-        let manyRows = rows.filter { $0.contains("read x; true many") }
+        let manyRows = rows.filter { $0.contains("read x; true many-\(getpid()) ") }
         #expect(manyRows.count == 160, "80 processes seen from both nodes: \(manyRows.count)")
         #expect(try onnodeWorks(pair, within: 5) < 5)
     }
