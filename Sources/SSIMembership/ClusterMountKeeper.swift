@@ -197,6 +197,7 @@ final class ClusterMountKeeper {
     func checkTableWait() {
         if awaitingTable && joinedAt > 0 && Process.now() - joinedAt > Self.tableWaitSeconds {
             awaitingTable = false
+            umountedWhileAwaiting = []
             agent.log("agent: no cluster mount table came in \(Int(Self.tableWaitSeconds)) s: starting from an empty one")
         }
     }
