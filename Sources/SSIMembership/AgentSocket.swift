@@ -110,8 +110,8 @@ final class AgentSocket {
                 buffers[fd, default: []].append(contentsOf: chunk[0..<n])
                 deliver(fd, line)
                 if let rest = buffers[fd], rest.count > Self.maxLineBytes {
-                    send(fd, "request too long: more than \(Self.maxLineBytes) bytes without a newline")
-                    send(fd, "end 1")
+                    send(fd, .line("request too long: more than \(Self.maxLineBytes) bytes without a newline"))
+                    send(fd, .end(1))
                     break
                 }
                 continue
@@ -138,7 +138,7 @@ final class AgentSocket {
     }
 
     /// One answer line; a client that went away is simply dropped later.
-    func send(_ fd: Int32, _ text: String) {
+    func send(_ fd: Int32, _ reply: AgentReply) {
         guard buffers[fd] != nil else { return }
         // Blocking for a moment is fine: answers are short and the client
         // reads them. One that does not read gets `sendTimeoutSeconds`
@@ -146,7 +146,7 @@ final class AgentSocket {
         // sees the end and closes it the usual way (locks released).
         let flags = fcntl(fd, F_GETFL)
         _ = fcntl(fd, F_SETFL, flags & ~O_NONBLOCK)
-        var bytes = Array((text + "\n").utf8)
+        var bytes = Array((reply.encode() + "\n").utf8)
         var done = 0
         var failed = false
         while done < bytes.count {
@@ -194,23 +194,35 @@ public enum AgentClient {
 
     /// Sends `request` on `fd` and reads answer lines until "end CODE" (each
     /// line also goes to `progress`), waiting at most `timeoutMs` in all.
-    public static func exchange(_ fd: Int32, _ request: String, timeoutMs: Int, progress: (String) -> Void = { _ in })
+    /// An agent older than the request's protocol is an error that says so.
+    public static func exchange(_ fd: Int32, _ request: AgentRequest, timeoutMs: Int, progress: (String) -> Void = { _ in })
         throws(SSIError) -> Answer
     {
-        writeAll(fd, request + "\n")
+        let line = request.encode()
+        writeAll(fd, line + "\n")
         var buffer: [UInt8] = []
         var lines: [String] = []
         let deadline = Process.now() + Double(timeoutMs) / 1000
         var chunk = [UInt8](repeating: 0, count: 4096)
         while true {
             while let nl = buffer.firstIndex(of: 10) {
-                let line = String(decoding: buffer[..<nl], as: UTF8.self)
+                let text = String(decoding: buffer[..<nl], as: UTF8.self)
                 buffer.removeFirst(nl + 1)
-                if line.hasPrefix("end ") {
-                    return Answer(lines: lines, code: Int32(line.dropFirst(4)) ?? 1)
+                switch AgentReply.decode(text) {
+                case .end(let code):
+                    // An agent before v2 knows no version word.
+                    if code == 1 && lines == ["unknown request: " + line] {
+                        throw SSIError("cluster", "the membership agent on this node is older than this command (it does not speak protocol v\(AgentRequest.version))",
+                                       hint: "run one ssi version: restart the agent (or the node) after an upgrade")
+                    }
+                    return Answer(lines: lines, code: code)
+                case .line(let text):
+                    lines.append(text)
+                    progress(text)
                 }
-                lines.append(line)
-                progress(line)
+            }
+            guard buffer.count <= AgentSocket.maxLineBytes else {
+                throw SSIError("cluster", "the membership agent sent a line of more than \(AgentSocket.maxLineBytes) bytes")
             }
             let left = Int32(max(0, (deadline - Process.now()) * 1000))
             guard left > 0 else {

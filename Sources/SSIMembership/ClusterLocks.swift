@@ -11,10 +11,10 @@ final class ClusterLocks {
     private var clients: [String: Int32] = [:]   // our holders: "NODE.FD.SEQ" -> fd
     private var awaitingState = true
     let localNode: () -> UInt32
-    let send: (String) -> Void
+    let send: (CPGMessage) -> Void
     let reply: (Int32, String) -> Void
 
-    init(localNode: @escaping () -> UInt32, send: @escaping (String) -> Void, reply: @escaping (Int32, String) -> Void) {
+    init(localNode: @escaping () -> UInt32, send: @escaping (CPGMessage) -> Void, reply: @escaping (Int32, String) -> Void) {
         self.localNode = localNode
         self.send = send
         self.reply = reply
@@ -53,49 +53,65 @@ final class ClusterLocks {
         sequence += 1
         let holder = "\(localNode()).\(client).\(sequence)"
         clients[holder] = client
-        send("lock \(name) \(holder)")
+        send(.lock(name: name, holder: holder))
     }
 
     func clientClosed(_ fd: Int32) {
         for (holder, c) in clients where c == fd {
             clients[holder] = nil
-            for (name, q) in queues where q.contains(holder) { send("unlock \(name) \(holder)") }
+            for (name, q) in queues where q.contains(holder) { send(.unlock(name: name, holder: holder)) }
         }
     }
 
     private var sequence = 0
 
-    func received(_ text: String, from node: UInt32) -> Bool {
-        let f = text.split(separator: " ").map(String.init)
-        switch f.first {
-        case "lock" where f.count == 3:
+    /// The lock state for newcomers, gathered part by part (CPGMessage.locks).
+    private var incoming = Reassembly<CPGMessage.LockQueue>()
+    /// Holders unlocked while this node waited for the lock state: the
+    /// state was taken before those unlocks, and must not bring them back.
+    private var unlockedWhileAwaiting: Set<String> = []
+
+    /// A lock message (the decoder checked names and holders); false for
+    /// any other message.
+    func received(_ message: CPGMessage, from node: UInt32) -> Bool {
+        switch message {
+        case .lock(let name, let holder):
             // A node queues its own holders only.
-            guard Self.isValidName(f[1]), Self.holderNode(f[2]) == node else { return true }
-            var queue = queues[f[1], default: []]
-            guard !queue.contains(f[2]) else { return true }
-            queue.append(f[2])
-            queues[f[1]] = queue
-            if queue.count > 1, let fd = clients[f[2]], let holder = Self.holderNode(queue[0]) {
-                reply(fd, "waiting: held by node \(holder)")
+            guard Self.holderNode(holder) == node else { return true }
+            var queue = queues[name, default: []]
+            guard !queue.contains(holder) else { return true }
+            queue.append(holder)
+            queues[name] = queue
+            if queue.count > 1, let fd = clients[holder], let head = Self.holderNode(queue[0]) {
+                reply(fd, "waiting: held by node \(head)")
             }
-            grant(f[1])
-        case "unlock" where f.count == 3:
-            guard Self.holderNode(f[2]) == node else { return true }
-            queues[f[1]]?.removeAll { $0 == f[2] }
-            granted.remove(f[2] + " " + f[1])
-            grant(f[1])
-        case "locks" where f.count >= 2:
-            // "locks N,N NAME=H1,H2 ...": the queues, for the nodes listed.
-            let to = f[1].split(separator: ",").compactMap { UInt32($0) }
-            guard awaitingState, to.contains(localNode()) else { return true }
+            grant(name)
+        case .unlock(let name, let holder):
+            guard Self.holderNode(holder) == node else { return true }
+            queues[name]?.removeAll { $0 == holder }
+            // Holders are never reused (SEQ), so forgetting one is safe;
+            // bounded for a node that never gets a state (it started with
+            // the others: nobody was there before).
+            if awaitingState && unlockedWhileAwaiting.count < 4096 { unlockedWhileAwaiting.insert(holder) }
+            granted.remove(holder + " " + name)
+            grant(name)
+        case .locks(let to, let part, let items):
+            // The queues, for the nodes listed, in parts.
+            guard awaitingState, to.contains(localNode()),
+                  let all = incoming.add(from: node, key: "", part: part, items: items) else { return true }
             awaitingState = false
-            for item in f.dropFirst(2) {
-                let kv = item.split(separator: "=", maxSplits: 1).map(String.init)
-                guard kv.count == 2, Self.isValidName(kv[0]) else { continue }
-                let mine = queues[kv[0]] ?? []
-                let theirs = kv[1].split(separator: ",").map(String.init).filter { Self.holderNode($0) != nil && !mine.contains($0) }
-                if !(theirs + mine).isEmpty { queues[kv[0]] = theirs + mine }
+            var theirs: [String: [String]] = [:]
+            var order: [String] = []
+            for q in all {
+                if theirs[q.name] == nil { order.append(q.name) }
+                theirs[q.name, default: []] += q.holders
             }
+            for name in order {
+                let mine = queues[name] ?? []
+                let kept = theirs[name]!.filter { !mine.contains($0) && !unlockedWhileAwaiting.contains($0) }
+                if !(kept + mine).isEmpty { queues[name] = kept + mine }
+            }
+            unlockedWhileAwaiting = []
         default:
             return false
         }
@@ -106,6 +122,7 @@ final class ClusterLocks {
         // As for the mount table: the old members are by our own
         // previous view, and the lowest of them tells the newcomers.
         let me = localNode()
+        for n in left { incoming.drop(n) }
         for name in Array(queues.keys) {
             queues[name]?.removeAll { h in left.contains { h.hasPrefix("\($0).") } }
             grant(name)
@@ -116,8 +133,8 @@ final class ClusterLocks {
             // Alone, there is nothing to learn.
             if members == [me] { awaitingState = false }
         } else if !newcomers.isEmpty, old.min() == me {
-            let state = queues.filter { !$0.value.isEmpty }.map { "\($0.key)=\($0.value.joined(separator: ","))" }
-            send((["locks", newcomers.sorted().map(String.init).joined(separator: ",")] + state.sorted()).joined(separator: " "))
+            let state = queues.filter { !$0.value.isEmpty }.sorted { $0.key < $1.key }.map { CPGMessage.LockQueue(name: $0.key, holders: $0.value) }
+            for part in CPGMessage.lockParts(to: newcomers.sorted(), queues: state) { send(part) }
         }
         previousMembers = members
     }

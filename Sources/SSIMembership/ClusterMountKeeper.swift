@@ -10,6 +10,7 @@ import CSSIShim
 ///
 /// Every agent sees every message in the same (CPG agreed) order with the
 /// same membership, so every agent reaches the same decision on its own:
+/// (The messages are `CPGMessage`s; their wire form is in CPGMessage.swift.)
 ///   - "cmount LINE": every member at that point in the order is asked.
 ///     For `node=N`, node N mounts (and exports) first; the others mount its
 ///     export once N said "ok". For `node=*` all mount at once.
@@ -18,8 +19,8 @@ import CSSIShim
 ///     otherwise every node that mounted it unmounts it again: a cluster
 ///     mount is all or nothing, and the requester reports each node.
 ///   - "cumount REQ TARGET": the reverse order (the others, then the owner).
-///   - "ctable LINES": the table, sent by the lowest-numbered old member
-///     when a node joins; the newcomer mounts its part (`reconcile`), and
+///   - "ctable TO I/N LINES": the table, sent in parts by the lowest-numbered
+///     old member when a node joins; the newcomer, once it has every part, mounts its part (`reconcile`), and
 ///     so does ssi-init before the hand-off from the table file.
 final class ClusterMountKeeper {
     struct Request {
@@ -64,7 +65,7 @@ final class ClusterMountKeeper {
         var members: () -> Set<UInt32>
         var address: (UInt32) -> String?
         var network: () -> String?
-        var send: (String) -> Void
+        var send: (CPGMessage) -> Void
         var reply: (Int32, String) -> Void
         var log: (String) -> Void
         /// Every step, for /run/ssi/agent.log (not the console).
@@ -92,8 +93,14 @@ final class ClusterMountKeeper {
             agent.reply(client, "end 32")
             return
         }
+        // Every record must fit a message and a part of the table.
+        guard e.line.utf8.count <= CPGMessage.maxEntryBytes else {
+            agent.reply(client, "cluster mount record too long: more than \(CPGMessage.maxEntryBytes) bytes")
+            agent.reply(client, "end 1")
+            return
+        }
         pendingClients[e.id] = client
-        agent.send("cmount " + e.line)
+        agent.send(.mount(e))
     }
 
     func requestUmount(target: String, client: Int32) {
@@ -105,7 +112,7 @@ final class ClusterMountKeeper {
         sequence += 1
         let id = "\(agent.localNode()).\(sequence).\(Int(Process.now()))"
         pendingClients[id] = client
-        agent.send("cumount \(id)\t\(ClusterMount.escape(target))")
+        agent.send(.umount(id: id, target: target))
     }
 
     private var pendingClients: [String: Int32] = [:]
@@ -116,34 +123,39 @@ final class ClusterMountKeeper {
 
     // MARK: messages
 
-    func received(_ text: String, from node: UInt32) -> Bool {
-        if text.hasPrefix("cmount ") {
-            guard let e = try? ClusterMount(line: String(text.dropFirst(7))) else { return true }
+    /// The table for this newcomer, gathered part by part.
+    private var incoming = Reassembly<ClusterMount>()
+    /// Targets unmounted while this node waited for the table: the table
+    /// was taken before, and must not bring them back.
+    private var umountedWhileAwaiting: Set<String> = []
+
+    /// A cluster mount message (the decoder checked its fields); false
+    /// for any other message.
+    func received(_ message: CPGMessage, from node: UInt32) -> Bool {
+        switch message {
+        case .mount(let e):
             startMount(e)
-        } else if text.hasPrefix("cmounted ") || text.hasPrefix("cumounted ") {
-            let umount = text.hasPrefix("cumounted ")
-            let f = text.split(separator: " ", maxSplits: 3).map(String.init)
+        case .mounted(let id, let n, let result), .umounted(let id, let n, let result):
             // A node answers for itself only: CPG says who sent it.
-            guard f.count == 4, let n = UInt32(f[2]), n == node else { return true }
-            answer(id: f[1], node: n, result: f[3], umount: umount)
-        } else if text.hasPrefix("cumount ") {
-            let f = text.dropFirst(8).split(separator: "\t", maxSplits: 1).map(String.init)
-            guard f.count == 2 else { return true }
-            startUmount(id: f[0], target: ClusterMount.unescape(f[1]))
-        } else if text.hasPrefix("ctable") {
-            // "ctable N,N\nLINE...": for the nodes listed (the newcomers).
-            let lines = text.lines(omittingEmpty: false)
-            let to = lines[0].dropFirst(6).split(separator: " ").last.map { $0.split(separator: ",").compactMap { UInt32($0) } } ?? []
-            guard awaitingTable, to.contains(agent.localNode()) else { return true }
+            guard n == node else { return true }
+            var umount = false
+            if case .umounted = message { umount = true }
+            answer(id: id, node: n, result: result, umount: umount)
+        case .umount(let id, let target):
+            if awaitingTable && umountedWhileAwaiting.count < 1024 { umountedWhileAwaiting.insert(target) }
+            startUmount(id: id, target: target)
+        case .table(let to, let part, let entries):
+            // For the nodes listed (the newcomers), in parts.
+            guard awaitingTable, to.contains(agent.localNode()),
+                  let all = incoming.add(from: node, key: "", part: part, items: entries) else { return true }
             awaitingTable = false
-            for line in lines.dropFirst() where !line.isEmpty {
-                if let e = try? ClusterMount(line: String(line)), !table.contains(where: { $0.target == e.target }) {
-                    table.append(e)
-                }
+            for e in all where !table.contains(where: { $0.target == e.target }) && !umountedWhileAwaiting.contains(e.target) {
+                table.append(e)
             }
+            umountedWhileAwaiting = []
             writeTable()
             agent.log("agent: cluster mount table from node \(node): \(table.count) entries")
-        } else {
+        default:
             return false
         }
         return true
@@ -163,10 +175,10 @@ final class ClusterMountKeeper {
             joinedAt = Process.now()
         } else if !newcomers.isEmpty, old.min() == me {
             let established = table.filter { mounts[$0.id] == nil }
-            let to = newcomers.sorted().map(String.init).joined(separator: ",")
-            agent.send((["ctable \(to)"] + established.map(\.line)).joined(separator: "\n"))
+            for part in CPGMessage.tableParts(to: newcomers.sorted(), entries: established) { agent.send(part) }
         }
         previousMembers = members
+        for n in left { incoming.drop(n) }
         for id in Array(mounts.keys) {
             mounts[id]?.asked.subtract(left)
             progressMount(id)
@@ -185,6 +197,7 @@ final class ClusterMountKeeper {
     func checkTableWait() {
         if awaitingTable && joinedAt > 0 && Process.now() - joinedAt > Self.tableWaitSeconds {
             awaitingTable = false
+            umountedWhileAwaiting = []
             agent.log("agent: no cluster mount table came in \(Int(Self.tableWaitSeconds)) s: starting from an empty one")
         }
     }
@@ -317,7 +330,7 @@ final class ClusterMountKeeper {
         }
         if systemIsInitramfs && !unmount {
             // Before the hand-off ssi-init mounts the table in the new root.
-            if report { agent.send("cmounted \(e.id) \(me) ok") }
+            if report { agent.send(.mounted(id: e.id, node: me, result: "ok")) }
             return
         }
         var fds: [Int32] = [0, 0]
@@ -393,7 +406,7 @@ final class ClusterMountKeeper {
         let me = agent.localNode()
         agent.trace("cluster mount \(c.id): \(c.unmount ? "unmount" : "mount") of \(c.target) here: \(result)")
         if c.report {
-            agent.send("\(c.unmount ? "cumounted" : "cmounted") \(c.id) \(me) \(result)")
+            agent.send(c.unmount ? .umounted(id: c.id, node: me, result: result) : .mounted(id: c.id, node: me, result: result))
         } else if result != "ok" {
             failures[c.id] = ((failures[c.id]?.count ?? 0) + 1, Process.now())
             agent.log("agent: cluster mount \(c.id) on this node: \(result)")

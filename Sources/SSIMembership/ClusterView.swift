@@ -65,20 +65,70 @@ public struct ClusterView: Sendable, Equatable {
     ///   quorum quorate=1 expected=3 total=3 needed=2
     ///   node N STATE STAGE NAME ADDRESS
     ///   gfs2 N TABLE[,TABLE...]      (only for a node with GFS2 mounted)
+    ///   devs N m:UUID[,s:UUID...]    (only for a node that uses some)
+    /// Every word is `word(_:)`-escaped: "-" for empty, a byte that is
+    /// not printable ASCII, a space, "%" or "," as %XX (a word "-" is %2D),
+    /// so a node name with a space cannot break the line for every reader.
     public func serialized() -> String {
-        var s = "cluster \(clusterName)\nlocal \(localNode)\n"
+        let w = Self.word
+        var s = "cluster \(w(clusterName))\nlocal \(localNode)\n"
         s += "quorum quorate=\(quorate ? 1 : 0) expected=\(expectedVotes) total=\(totalVotes) needed=\(quorum)\n"
         let sorted = nodes.sorted(by: { $0.number < $1.number })
         for n in sorted {
-            s += "node \(n.number) \(n.state.rawValue) \(n.stage.isEmpty ? "-" : n.stage) \(n.name.isEmpty ? "-" : n.name) \(n.address.isEmpty ? "-" : n.address)\n"
+            s += "node \(n.number) \(n.state.rawValue) \(w(n.stage)) \(w(n.name)) \(w(n.address))\n"
         }
         for n in sorted where !n.gfs2.isEmpty {
-            s += "gfs2 \(n.number) \(n.gfs2.joined(separator: ","))\n"
+            s += "gfs2 \(n.number) \(n.gfs2.map(w).joined(separator: ","))\n"
         }
         for n in sorted where !n.devices.isEmpty {
-            s += "devs \(n.number) \(n.devices.joined(separator: ","))\n"
+            s += "devs \(n.number) \(n.devices.map(w).joined(separator: ","))\n"
         }
         return s
+    }
+
+    /// One word of the view file (see `serialized`).
+    static func word(_ s: String) -> String {
+        if s.isEmpty { return "-" }
+        if s == "-" { return "%2D" }
+        let hex = Array("0123456789ABCDEF".utf8)
+        var out: [UInt8] = []
+        for b in s.utf8 {
+            if b > 0x20 && b < 0x7f && b != UInt8(ascii: "%") && b != UInt8(ascii: ",") {
+                out.append(b)
+            } else {
+                out += [UInt8(ascii: "%"), hex[Int(b >> 4)], hex[Int(b & 15)]]
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// The reverse of `word`: "-" is empty; a "%" not followed by two hex
+    /// digits is kept as it is.
+    static func unword(_ s: Substring) -> String {
+        if s == "-" { return "" }
+        guard s.utf8.contains(UInt8(ascii: "%")) else { return String(s) }
+        func hex(_ b: UInt8) -> UInt8? {
+            switch b {
+            case 48...57: b - 48
+            case 65...70: b - 55
+            case 97...102: b - 87
+            default: nil
+            }
+        }
+        let bytes = Array(s.utf8)
+        var out: [UInt8] = []
+        var i = 0
+        while i < bytes.count {
+            if bytes[i] == UInt8(ascii: "%"), i + 2 < bytes.count,
+               let h = hex(bytes[i + 1]), let l = hex(bytes[i + 2]) {
+                out.append(h << 4 | l)
+                i += 3
+            } else {
+                out.append(bytes[i])
+                i += 1
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// The members (not DOWN) that have the GFS2 file system with this
@@ -100,7 +150,7 @@ public struct ClusterView: Sendable, Equatable {
             let f = line.split(separator: " ").map(String.init)
             func bad() -> SSIError { SSIError("status", "\(source):\(i + 1): cannot read '\(line)'") }
             switch f.first {
-            case "cluster": view.clusterName = f.count > 1 ? f[1] : ""
+            case "cluster": view.clusterName = f.count > 1 ? Self.unword(Substring(f[1])) : ""
             case "local": view.localNode = f.count > 1 ? UInt32(f[1]) ?? 0 : 0
             case "quorum":
                 for kv in f.dropFirst() {
@@ -116,14 +166,14 @@ public struct ClusterView: Sendable, Equatable {
                 }
             case "node":
                 guard f.count == 6, let n = UInt32(f[1]), let st = NodeState(rawValue: f[2]) else { throw bad() }
-                func v(_ s: String) -> String { s == "-" ? "" : s }
+                func v(_ s: String) -> String { Self.unword(Substring(s)) }
                 view.nodes.append(NodeRecord(number: n, name: v(f[4]), address: v(f[5]), state: st, stage: v(f[3])))
             case "gfs2":
                 guard f.count == 3, let n = UInt32(f[1]), let i = view.nodes.firstIndex(where: { $0.number == n }) else { throw bad() }
-                view.nodes[i].gfs2 = f[2].split(separator: ",").map(String.init)
+                view.nodes[i].gfs2 = f[2].split(separator: ",").map(Self.unword)
             case "devs":
                 guard f.count == 3, let n = UInt32(f[1]), let i = view.nodes.firstIndex(where: { $0.number == n }) else { throw bad() }
-                view.nodes[i].devices = f[2].split(separator: ",").map(String.init)
+                view.nodes[i].devices = f[2].split(separator: ",").map(Self.unword)
             default:
                 throw bad()
             }

@@ -94,16 +94,16 @@ public final class MembershipAgent {
             members: { [unowned self] in self.members },
             address: { [unowned self] n in self.view.nodes.first { $0.number == n }.map(\.address) },
             network: { [unowned self] in self.network },
-            send: { [unowned self] text in
-                do { try self.cpg.send(Array(text.utf8)) } catch { self.log("agent: cannot send to the cluster: \(error)") }
+            send: { [unowned self] message in
+                do { try self.send(message) } catch { self.log("agent: cannot send to the cluster: \(error)") }
             },
-            reply: { [unowned self] fd, line in self.socket?.send(fd, line) },
+            reply: { [unowned self] fd, line in self.socket?.send(fd, AgentReply.decode(line)) },
             log: { [unowned self] line in self.log(line) },
             trace: { [unowned self] line in self.trace(line) },
             stateDirectory: options.stateDirectory))
         locks = ClusterLocks(localNode: { [unowned self] in self.view.localNode },
-                             send: { [unowned self] text in try? self.cpg.send(Array(text.utf8)) },
-                             reply: { [unowned self] fd, line in self.socket?.send(fd, line) })
+                             send: { [unowned self] message in try? self.send(message) },
+                             reply: { [unowned self] fd, line in self.socket?.send(fd, AgentReply.decode(line)) })
         cpg.onMessage = { [unowned self] node, payload in self.received(from: node, payload) }
         cpg.onMembership = { [unowned self] list, left, joined in self.membershipChanged(members: list, left: left, joined: joined) }
         quorum.onChange = { [unowned self] q in self.quorumChanged(q) }
@@ -179,19 +179,38 @@ public final class MembershipAgent {
         try? FileSystem.writeFile(options.stateDirectory + "/agent.pid", "\(getpid())\n")
     }
 
+    /// One message to every member (this node included: CPG delivers it
+    /// back in the agreed order).
+    private func send(_ message: CPGMessage) throws(SSIError) {
+        try cpg.send(message.encode())
+    }
+
     /// The request `ssi cluster reload` wrote: its id and the configuration,
-    /// sent to every member as "reload ID" and the text.
+    /// sent to every member as "reload ID" parts.
     private func sendReload() {
-        guard let text = try? FileSystem.readText(options.reloadDirectory + "/request"),
-              let newline = text.firstIndex(of: "\n") else { return }
-        let id = String(text[..<newline])
-        let body = String(text[text.index(after: newline)...])
+        guard let bytes = try? FileSystem.readFile(options.reloadDirectory + "/request"),
+              let newline = bytes.firstIndex(of: 10) else { return }
+        let id = String(decoding: bytes[..<newline], as: UTF8.self)
+        // The id names the file of answers.
+        guard CPGMessage.isReloadID(Substring(id)) else {
+            log("agent: ignoring a reload request with a bad id")
+            return
+        }
+        guard let parts = CPGMessage.reloadParts(id: id, text: Array(bytes[(newline + 1)...])) else {
+            appendReloadResult(id: id, line: "\(view.localNode) error: the configuration is larger than \(CPGMessage.maxReloadBytes) bytes")
+            return
+        }
         do {
-            try cpg.send(Array("reload \(id)\n\(body)".utf8))
+            for part in parts { try send(part) }
         } catch {
             appendReloadResult(id: id, line: "\(view.localNode) error: cannot send to the cluster: \(error.message)")
         }
     }
+
+    /// Reloads being gathered, part by part, by sender.
+    private var reloads = Reassembly<UInt8>()
+    /// Senders whose protocol version was already logged as not ours.
+    private var warnedVersions: Set<String> = []
 
     /// Every member writes the new corosync.conf, dlm.conf (when it runs
     /// dlm_controld) and cluster.conf into its own root (where corosync and the agents read them), then says how
@@ -224,7 +243,7 @@ public final class MembershipAgent {
         } catch {
             result = "error: \(error.description)"
         }
-        try? cpg.send(Array("reloaded \(id) \(view.localNode) \(result)".utf8))
+        try? send(.reloaded(id: id, node: view.localNode, result: result))
     }
 
     /// `mode` 0600 for what may hold a secret: cluster.conf and dlm.conf
@@ -246,36 +265,44 @@ public final class MembershipAgent {
         close(fd)
     }
 
-    /// A line from a command on this node's socket.
+    /// A line from a command on this node's socket (AgentProtocol.swift).
     private func request(_ line: String, from fd: Int32) {
-        if line.hasPrefix("mount ") {
-            do {
-                mounts.requestMount(try ClusterMount(line: String(line.dropFirst(6))), client: fd)
-            } catch {
-                socket?.send(fd, error.description)
-                socket?.send(fd, "end 1")
-            }
-        } else if line.hasPrefix("lock ") {
-            locks.request(String(line.dropFirst(5)), client: fd)
-        } else if line.hasPrefix("umount ") {
-            mounts.requestUmount(target: ClusterMount.unescape(String(line.dropFirst(7))), client: fd)
-        } else {
-            socket?.send(fd, "unknown request: \(line)")
-            socket?.send(fd, "end 1")
+        let request: AgentRequest
+        do {
+            request = try AgentRequest.decode(line)
+        } catch {
+            socket?.send(fd, .line(error.description))
+            socket?.send(fd, .end(1))
+            return
+        }
+        switch request {
+        case .mount(let entry): mounts.requestMount(entry, client: fd)
+        case .umount(let target): mounts.requestUmount(target: target, client: fd)
+        case .lock(let name): locks.request(name, client: fd)
         }
     }
 
     private func received(from node: UInt32, _ payload: [UInt8]) {
-        let text = String(decoding: payload, as: UTF8.self)
-        if mounts.received(text, from: node) { return }
-        if locks.received(text, from: node) { return }
-        guard let message = MembershipMessage.decode(payload) else {
-            log("agent: ignoring a malformed message from node \(node): \(Self.printable(text.prefix(80)))")
+        let message: CPGMessage
+        do {
+            message = try CPGMessage.decode(payload)
+        } catch {
+            if error.isVersionMismatch {
+                // Every message of such a node would say the same.
+                guard warnedVersions.insert("\(node) \(error)").inserted else { return }
+                log("agent: ignoring the messages of node \(node): \(error) (run one ssi version on every node)")
+                return
+            }
+            let text = String(decoding: payload.prefix(80), as: UTF8.self)
+            log("agent: ignoring a malformed message from node \(node): \(error): \(Self.printable(Substring(text)))")
             return
         }
+        if mounts.received(message, from: node) { return }
+        if locks.received(message, from: node) { return }
         switch message {
-        case .reload(let id, let body):
-            applyReload(from: node, id: id, text: body)
+        case .reload(let id, let part, let bytes):
+            guard let all = reloads.add(from: node, key: id, part: part, items: bytes) else { return }
+            applyReload(from: node, id: id, text: String(decoding: all, as: UTF8.self))
         case .reloaded(let id, let from, let result):
             // Only the requester keeps them.
             if (try? FileSystem.readText(options.reloadDirectory + "/request"))?.hasPrefix(id + "\n") == true {
@@ -306,6 +333,8 @@ public final class MembershipAgent {
             if old != .up && state == .up { runHooks("up", node: node) }
             if old != .down && state == .down { runHooks("down", node: node) }
             writeView()
+        default:
+            break  // the keeper's and the locks' (consumed above)
         }
     }
 
@@ -316,6 +345,7 @@ public final class MembershipAgent {
 
     private func membershipChanged(members list: [CPGClient.Member], left: [CPGClient.Member], joined: [CPGClient.Member]) {
         members = Set(list.map(\.node))
+        for m in left { reloads.drop(m.node) }
         defer {
             mounts.membershipChanged(members: members, left: left.map(\.node), joined: joined.map(\.node))
             locks.membershipChanged(members: members, left: left.map(\.node), joined: joined.map(\.node))
@@ -383,7 +413,7 @@ public final class MembershipAgent {
 
     private func readStage() {
         let text = (try? FileSystem.readText(options.stateDirectory + "/stage")) ?? ""
-        let stage = String(text.prefix { $0 != "\n" })
+        let stage = Self.stageToken(String(text.prefix { $0 != "\n" }))
         if stage == "up" {
             myState = .up
             myStage = ""
@@ -397,11 +427,17 @@ public final class MembershipAgent {
         }
     }
 
+    /// A stage as the state message and the view file can carry it (a
+    /// token: printable ASCII, no space, at most 256 bytes): anything
+    /// else becomes "_", so that the view stays readable for everyone.
+    static func stageToken(_ stage: String) -> String {
+        String(decoding: stage.utf8.prefix(CPGMessage.maxTokenBytes).map { $0 > 0x20 && $0 < 0x7f ? $0 : UInt8(ascii: "_") }, as: UTF8.self)
+    }
+
     private func announce() throws(SSIError) {
-        let msg = "v1 \(myState.rawValue) \(myStage.isEmpty ? "-" : myStage)"
-        try cpg.send(Array(msg.utf8))
-        try cpg.send(Array("gfs2 \(myGFS2.isEmpty ? "-" : myGFS2.joined(separator: ","))".utf8))
-        try cpg.send(Array("devs \(myDevices.isEmpty ? "-" : myDevices.joined(separator: ","))".utf8))
+        try send(.state(myState, stage: myStage))
+        try send(.gfs2(myGFS2))
+        try send(.devices(myDevices))
     }
 
     /// The block devices this node uses, by UUID (libblkid, cached by
@@ -418,11 +454,13 @@ public final class MembershipAgent {
                 now.append("s:" + u)
             }
         }
-        now = Array(Set(now)).sorted()
+        // Only what the devs message can carry (see checkGFS2Mounts).
+        now = Array(Set(now).filter { !$0.contains(",") && CPGMessage.isToken(Substring($0)) }).sorted()
+        now = Array(now.prefix(CPGMessage.maxListItems))
         guard now != myDevices else { return }
         myDevices = now
         update(view.localNode) { $0.devices = now }
-        try? cpg.send(Array("devs \(now.isEmpty ? "-" : now.joined(separator: ","))".utf8))
+        try? send(.devices(now))
         writeView()
     }
 
@@ -441,11 +479,14 @@ public final class MembershipAgent {
     static let gfs2SysDirectory = "/sys/fs/gfs2"
 
     private func checkGFS2Mounts() {
-        let now = ((try? FileSystem.list(Self.gfs2SysDirectory)) ?? []).filter { $0.contains(":") }.sorted()
+        // Lock tables are tokens ("cluster:fs"); one that is not could not
+        // be sent (the peers would refuse the whole list).
+        let now = Array(((try? FileSystem.list(Self.gfs2SysDirectory)) ?? [])
+            .filter { $0.contains(":") && !$0.contains(",") && CPGMessage.isToken(Substring($0)) }.sorted().prefix(CPGMessage.maxListItems))
         guard now != myGFS2 else { return }
         myGFS2 = now
         update(view.localNode) { $0.gfs2 = now }
-        try? cpg.send(Array("gfs2 \(now.isEmpty ? "-" : now.joined(separator: ","))".utf8))
+        try? send(.gfs2(now))
         writeView()
     }
 
@@ -531,7 +572,7 @@ public final class MembershipAgent {
             case "tftp" where f[2] == "initrd.img": stage = "image"
             default: continue
             }
-            try? cpg.send(Array("boot \(node.number) \(stage)".utf8))
+            try? send(.boot(node: node.number, stage: stage))
         }
     }
 

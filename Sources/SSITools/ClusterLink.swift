@@ -24,7 +24,7 @@ struct ClusterLink {
     }
 
     /// One request to the agent; its answer lines go to `each`.
-    func ask(_ request: String, timeoutMs: Int = 180_000) throws(SSIError) -> AgentClient.Answer {
+    func ask(_ request: AgentRequest, timeoutMs: Int = 180_000) throws(SSIError) -> AgentClient.Answer {
         guard let fd = AgentClient.connect(directory: directory) else {
             throw SSIError("cluster", "the membership agent is not running", hint: "ssi cluster status")
         }
@@ -38,7 +38,7 @@ struct ClusterLink {
         let name = basename(of: tool.program)
         let answer: AgentClient.Answer
         do {
-            answer = try ask("mount " + entry.line)
+            answer = try ask(.mount(entry))
         } catch {
             tool.output.error("\(name): \(entry.target): \(error.description)")
             return MountContext.ExitCode.fail
@@ -57,7 +57,7 @@ struct ClusterLink {
         let name = basename(of: program)
         let answer: AgentClient.Answer
         do {
-            answer = try ask("umount " + ClusterMount.escape(target))   // the agent unescapes it
+            answer = try ask(.umount(target: target))
         } catch {
             output.error("\(name): \(target): \(error.description)")
             return MountContext.ExitCode.fail

@@ -219,7 +219,7 @@ public struct FsckTool {
                 }
                 lockFD = fd
                 do {
-                    let answer = try AgentClient.exchange(fd, "lock fsck:\(uuid)", timeoutMs: 24 * 3600 * 1000) { line in
+                    let answer = try AgentClient.exchange(fd, .lock(name: "fsck:\(uuid)"), timeoutMs: 24 * 3600 * 1000) { line in
                         output.out("\(name): \(dev.path): \(line); waiting for the cluster lock fsck:\(uuid)")
                     }
                     guard answer.code == 0 else {

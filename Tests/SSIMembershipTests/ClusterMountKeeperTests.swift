@@ -3,12 +3,18 @@ import Testing
 @testable import SSIMembership
 
 /// Several keepers on one in-memory "CPG": every message goes to every
-/// member in one agreed order, as corosync delivers it. The children that
-/// do a node's part are replaced by `perform`, which records the order.
+/// member in one agreed order, as corosync delivers it, as bytes: every
+/// message goes through `CPGMessage.encode` and `decode`, as on the wire.
+/// The children that do a node's part are replaced by `perform`, which
+/// records the order.
 final class FakeCluster {
     var keepers: [UInt32: ClusterMountKeeper] = [:]
     var locks: [UInt32: ClusterLocks] = [:]
-    var queue: [(UInt32, String)] = []
+    var queue: [(UInt32, [UInt8])] = []
+    /// Messages the decoder refused, with why.
+    var refused: [CPGMessageError] = []
+    /// Every message sent, in order.
+    var sent: [CPGMessage] = []
     var members: Set<UInt32> = []
     var performed: [String] = []
     var failing: Set<String> = []   // "NODE mount|umount"
@@ -27,7 +33,7 @@ final class FakeCluster {
         keepers[n] = ClusterMountKeeper(agent: .init(
             localNode: { n }, members: { [unowned self] in self.members },
             address: { "10.0.0.\($0)" }, network: { "10.0.0.0/24" },
-            send: { [unowned self] text in self.queue.append((n, text)) },
+            send: { [unowned self] message in self.post(n, message) },
             reply: { [unowned self] _, line in self.replies[n, default: []].append(line) },
             log: { _ in }, stateDirectory: dir,
             perform: { [unowned self] e, unmount in
@@ -35,7 +41,7 @@ final class FakeCluster {
                 self.performed.append(what)
                 return self.failing.contains("\(n) \(unmount ? "umount" : "mount")") ? "error: \(e.target): it failed" : "ok"
             }))
-        locks[n] = ClusterLocks(localNode: { n }, send: { [unowned self] text in self.queue.append((n, text)) },
+        locks[n] = ClusterLocks(localNode: { n }, send: { [unowned self] message in self.post(n, message) },
                                 reply: { [unowned self] fd, line in self.replies[n, default: []].append("\(fd) \(line)") })
     }
 
@@ -55,15 +61,31 @@ final class FakeCluster {
         run()
     }
 
+    func post(_ from: UInt32, _ message: CPGMessage) {
+        sent.append(message)
+        queue.append((from, message.encode()))
+    }
+
+    /// One message to `nodes` (every member by default), as the agent
+    /// dispatches it.
+    func deliver(_ from: UInt32, _ bytes: [UInt8], to nodes: [UInt32]? = nil) {
+        let message: CPGMessage
+        do { message = try CPGMessage.decode(bytes) } catch {
+            refused.append(error)
+            return
+        }
+        for n in nodes ?? members.sorted() {
+            if !keepers[n]!.received(message, from: from) { _ = locks[n]!.received(message, from: from) }
+        }
+    }
+
     /// Delivers until quiet.
     func run() {
         var rounds = 0
-        while !queue.isEmpty && rounds < 1000 {
+        while !queue.isEmpty && rounds < 100_000 {
             rounds += 1
-            let (from, text) = queue.removeFirst()
-            for n in members.sorted() {
-                if !keepers[n]!.received(text, from: from) { _ = locks[n]!.received(text, from: from) }
-            }
+            let (from, bytes) = queue.removeFirst()
+            deliver(from, bytes)
         }
     }
 
@@ -94,8 +116,8 @@ final class FakeCluster {
     func answersOnlyForOneself() throws {
         let c = try FakeCluster(nodes: [1, 2, 3])
         c.keepers[2]!.requestMount(entry(.node(1), "/mnt/data"), client: 7)
-        let id = try #require(c.queue.first { $0.1.hasPrefix("cmount ") }.map { String($0.1.dropFirst(7).prefix { $0 != "\t" }) })
-        c.queue.insert((3, "cmounted \(id) 1 error: forged"), at: 1)
+        guard case .mount(let e)? = c.sent.first else { Issue.record("\(c.sent)"); return }
+        c.queue.insert((3, CPGMessage.mounted(id: e.id, node: 1, result: "error: forged").encode()), at: 1)
         c.run()
         #expect(c.replies[2] == ["node 1: mounted", "node 2: mounted", "node 3: mounted", "end 0"], "\(c.replies[2] ?? [])")
         #expect(c.tables().values.allSatisfy { $0 == ["/mnt/data"] })
@@ -172,7 +194,7 @@ final class FakeCluster {
         c.keepers[1]!.requestMount(entry(.every, "/mnt/t", source: "tmpfs"), client: 1)
         c.queue = c.queue.filter { $0.0 != 3 }
         let first = c.queue.removeFirst()
-        for n in [UInt32(1), 2] { _ = c.keepers[n]!.received(first.1, from: first.0) }
+        c.deliver(first.0, first.1, to: [1, 2])
         c.queue = c.queue.filter { $0.0 != 3 }
         c.members.remove(3)
         for n in [UInt32(1), 2] { c.keepers[n]!.membershipChanged(members: c.members, left: [3], joined: []) }

@@ -7,40 +7,70 @@ import SSILinux
 /// What peers and local clients send the membership agent: errors or
 /// nothing, never a trap, and nothing the view file cannot hold.
 @Suite struct MembershipRobustnessTests {
+    func decode(_ text: String) -> CPGMessage? { try? CPGMessage.decode(Array(text.utf8)) }
+
     @Test("the agent's own messages decode exactly; values the view cannot hold are refused")
     func decodeExact() {
-        #expect(MembershipMessage.decode(Array("v1 UP -".utf8)) == .state(.up, stage: ""))
-        #expect(MembershipMessage.decode(Array("v1 COMINGUP root-mounted".utf8)) == .state(.comingUp, stage: "root-mounted"))
-        #expect(MembershipMessage.decode(Array("boot 3 dhcp".utf8)) == .boot(node: 3, stage: "dhcp"))
-        #expect(MembershipMessage.decode(Array("gfs2 c:root,c:data".utf8)) == .gfs2(["c:root", "c:data"]))
-        #expect(MembershipMessage.decode(Array("devs -".utf8)) == .devices([]))
-        #expect(MembershipMessage.decode(Array("reload 12-345\n[cluster]\r\nname = \"x\"\n".utf8))
-                == .reload(id: "12-345", text: "[cluster]\r\nname = \"x\"\n"))
-        #expect(MembershipMessage.decode(Array("reloaded 12-345 2 error: it failed".utf8))
-                == .reloaded(id: "12-345", node: "2", result: "error: it failed"))
+        #expect(decode("v2 state UP -") == .state(.up, stage: ""))
+        #expect(decode("v2 state COMINGUP root-mounted") == .state(.comingUp, stage: "root-mounted"))
+        #expect(decode("v2 boot 3 dhcp") == .boot(node: 3, stage: "dhcp"))
+        #expect(decode("v2 gfs2 c:root,c:data") == .gfs2(["c:root", "c:data"]))
+        #expect(decode("v2 devs -") == .devices([]))
+        #expect(decode("v2 reload 12-345 1/1\n[cluster]\r\nname = \"x\"\n")
+                == .reload(id: "12-345", part: .only, bytes: Array("[cluster]\r\nname = \"x\"\n".utf8)))
+        #expect(decode("v2 reloaded 12-345 2\nerror: it failed") == .reloaded(id: "12-345", node: 2, result: "error: it failed"))
         // A stage with a newline would add a line to the view file.
-        #expect(MembershipMessage.decode(Array("v1 UP a\nnode 9 UP - x 1.2.3.4".utf8)) == nil)
-        #expect(MembershipMessage.decode(Array("v1 UP \u{1b}[2J".utf8)) == nil)
-        #expect(MembershipMessage.decode(Array("v1 SIDEWAYS -".utf8)) == nil)
-        #expect(MembershipMessage.decode(Array("boot 99999999999 dhcp".utf8)) == nil)
-        #expect(MembershipMessage.decode(Array("devs a,,b".utf8)) == nil)
-        #expect(MembershipMessage.decode(Array(("devs " + String(repeating: "a,", count: 2000) + "a").utf8)) == nil)
+        #expect(decode("v2 state UP a\nnode 9 UP - x 1.2.3.4") == nil)
+        #expect(decode("v2 state UP \u{1b}[2J") == nil)
+        #expect(decode("v2 state SIDEWAYS -") == nil)
+        #expect(decode("v2 boot 99999999999 dhcp") == nil)
+        #expect(decode("v2 devs a,,b") == nil)
+        #expect(decode("v2 devs " + String(repeating: "a,", count: 2000) + "a") == nil)
         // A reload id names a file: no paths.
-        #expect(MembershipMessage.decode(Array("reload ../../etc/passwd\nx".utf8)) == nil)
-        #expect(MembershipMessage.decode(Array("reloaded ../x 1 ok".utf8)) == nil)
-        #expect(MembershipMessage.decode(Array("reload 1".utf8)) == nil)
-        #expect(MembershipMessage.decode([]) == nil)
+        #expect(decode("v2 reload ../../etc/passwd 1/1\nx") == nil)
+        #expect(decode("v2 reloaded ../x 1\nok") == nil)
+        #expect(decode("v2 reload 1 1/1") == nil)
+        #expect(decode("v2 reload 1 2/1\nx") == nil)
+        #expect(decode("v2 reload 1 0/1\nx") == nil)
+        #expect(decode("") == nil)
+        // Exact fields: a double space is not a separator run any more.
+        #expect(decode("v2 cmounted  1.1.1 2\nok") == nil)
+        #expect(decode("v2 lock fsck:x 1.2.3 extra") == nil)
+    }
+
+    @Test("versions: an old agent's messages, another version and an unknown kind are typed errors, not misparses")
+    func versions() {
+        func error(_ text: String) -> CPGMessageError? {
+            do { _ = try CPGMessage.decode(Array(text.utf8)); return nil } catch { return error }
+        }
+        // What an ssi before v2 sends.
+        #expect(error("v1 UP -") == .unsupportedVersion("v1"))
+        #expect(error("gfs2 -") == .unversioned)
+        #expect(error("ctable 3") == .unversioned)
+        #expect(error("v3 state UP -") == .unsupportedVersion("v3"))
+        #expect(error("v99999999999999999999999 state UP -") == .unsupportedVersion("v99999999999999999999999"))
+        #expect(error("v2 ctablex 3 1/1") == .unknownKind("ctablex"))
+        #expect(error("v2 ctable") == .malformed(kind: "ctable", why: "0 fields, want 2"))
+        #expect(error("v2") == .malformed(kind: "", why: "no kind"))
+        #expect(error("v2 state UP -")?.isVersionMismatch == nil)
+        #expect(error("v1 UP -")?.isVersionMismatch == true)
+        // Before anything is copied.
+        let big = [UInt8](repeating: 65, count: CPGMessage.maxMessageBytes + 1)
+        #expect(error(String(decoding: big, as: UTF8.self)) == .tooLong(bytes: CPGMessage.maxMessageBytes + 1))
     }
 
     @Test("a lock holder named \".\" (or anything but NODE.FD.SEQ of the sender) is ignored; real locks still work")
     func lockHolderValidated() throws {
         let c = try FakeCluster(nodes: [1, 2])
         // Node 2 queues a bogus holder, then one of node 1's, then its own.
-        for bogus in ["lock fsck:x .", "lock fsck:x ..", "lock fsck:x 1.3.1", "lock fsck:x a.b.c", "lock fsck:x 2.3",
-                      "unlock fsck:x 1.3.1", "locks 1,2 fsck:x=.,..", "lock . 2.1.1x"] {
-            c.queue.append((2, bogus))
+        for bogus in ["v2 lock fsck:x .", "v2 lock fsck:x ..", "v2 lock fsck:x 1.3.1", "v2 lock fsck:x a.b.c", "v2 lock fsck:x 2.3",
+                      "v2 unlock fsck:x 1.3.1", "v2 locks 1,2 1/1 fsck:x=.,..", "v2 lock . 2.1.1x"] {
+            c.queue.append((2, Array(bogus.utf8)))
         }
         c.run()
+        // The decoder refused the malformed ones; the locks refused node 2
+        // speaking for node 1's holder.
+        #expect(c.refused.count == 6, "\(c.refused)")
         // A real client on node 1 gets the lock at once: nothing bogus queued.
         c.locks[1]!.request("fsck:x", client: 5)
         c.run()
@@ -58,26 +88,28 @@ import SSILinux
         #expect(c.replies[1]?.filter { $0.hasPrefix("7 bad lock name") || $0.hasPrefix("8 bad lock name") }.count == 2, "\(c.replies)")
     }
 
-    @Test("Fuzz: membership messages from a peer: decoder, locks and cluster mounts never trap")
+    @Test("Fuzz: CPG messages from a peer: the decoder, locks and cluster mounts never trap")
     func membershipMessagesFuzz() throws {
         let c = try FakeCluster(nodes: [1, 2, 3])
         c.locks[1]!.request("fsck:abc", client: 4)
         c.run()
         let seeds = Fuzz.seeds([
-            "v1 UP -", "v1 COMINGUP network", "boot 3 image", "gfs2 c:root", "devs m:1234-abcd,s:5678",
-            "reload 12-34\n[cluster]\nname = \"t\"\n", "reloaded 12-34 2 ok",
-            "lock fsck:abc 2.5.1", "unlock fsck:abc 2.5.1", "locks 3 fsck:abc=1.4.1,2.5.1",
-            "cmount 1 node=1 /dev/vdb /mnt/x ext4 -", "cmounted 1 2 ok", "cumount 1\t/mnt/x", "ctable 3\n1 node=1 /dev/vdb /mnt/x ext4 -",
+            "v2 state UP -", "v2 state COMINGUP network", "v2 boot 3 image", "v2 gfs2 c:root", "v2 devs m:1234-abcd,s:5678",
+            "v2 reload 12-34 1/2\n[cluster]\nname = \"t\"\n", "v2 reloaded 12-34 2\nok",
+            "v2 lock fsck:abc 2.5.1", "v2 unlock fsck:abc 2.5.1", "v2 locks 3 1/1 fsck:abc=1.4.1,2.5.1",
+            "v2 cmount 1.1.1\t1\t/mnt/x\t/dev/vdb\text4\t-", "v2 cmounted 1.1.1 2\nok", "v2 cumount 1.2.3 /mnt/x",
+            "v2 cumounted 1.2.3 2\nerror: x", "v2 ctable 3 1/2\n1.1.1\t1\t/mnt/x\t/dev/vdb\text4\t-",
+            "v2 ctable 3 2/2\n2.1.1\t*\t/mnt/y\ttmpfs\ttmpfs\t-",
         ])
-        Fuzz.run("membership-messages", seeds: seeds, iterations: Fuzz.iterations(default: 600)) { bytes in
-            _ = MembershipMessage.decode(bytes)
-            let text = String(decoding: bytes, as: UTF8.self)
-            for n in [UInt32(1), 2, 3] {
-                if !c.keepers[n]!.received(text, from: 2) { _ = c.locks[n]!.received(text, from: 2) }
+        Fuzz.run("cpg-messages", seeds: seeds, iterations: Fuzz.iterations(default: 800)) { bytes in
+            if bytes.count <= CPGMessage.maxResultBytes, let m = try? CPGMessage.decode(bytes) {
+                // What decodes encodes back to something that decodes the same.
+                #expect((try? CPGMessage.decode(m.encode())) == m)
             }
+            c.deliver(2, bytes)
             c.queue.removeAll()
         }
-        // Still working: a new lock on node 3 waits behind node 1's.
+        // Still working: a new lock on node 3 is granted.
         c.locks[3]!.request("fsck:other", client: 9)
         c.run()
         #expect(c.replies[3]?.contains("9 end 0") == true, "\(c.replies[3] ?? [])")
