@@ -106,29 +106,6 @@ public enum FileSystem {
         String(decoding: try readFile(path), as: UTF8.self)
     }
 
-    /// Reads to end of file; files in /proc report size 0, so never trust
-    /// st_size.
-    public static func readAll(_ fd: Int32, name: String) throws(SystemCallError) -> [UInt8] {
-        var out: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = try syscall("read \(name)") {
-                chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            }
-            if n == 0 { break }
-            out.append(contentsOf: chunk[0..<n])
-        }
-        return out
-    }
-
-    public static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, name: String) throws(SystemCallError) {
-        var off = 0
-        while off < bytes.count {
-            let n = try syscall("write \(name)") { write(fd, bytes.baseAddress! + off, bytes.count - off) }
-            off += n
-        }
-    }
-
     /// Writes a small file in one go (sysfs, /run/ssi notes).
     public static func writeFile(_ path: String, _ text: String, mode: mode_t = 0o644) throws(SystemCallError) {
         let fd = try syscall("open \(path)") { open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode) }
