@@ -43,6 +43,7 @@ public struct Descriptor: ~Copyable {
 
 /// A close-on-exec pipe whose two ends are owned (each may be consumed on
 /// its own: `let w = pipe.write` moves that end out).
+@frozen
 public struct OwnedPipe: ~Copyable {
     public var read: Descriptor
     public var write: Descriptor

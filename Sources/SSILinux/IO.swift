@@ -10,14 +10,24 @@ public import SSICore
 // every caller needs the loop, so it lives here, through `syscall` (which
 // retries EINTR).
 
+/// The loop: `transfer` moves some bytes from the pointer (write, send)
+/// and returns how many, or -1 with errno.
+@inline(__always)
+func transferAll(_ bytes: UnsafeRawBufferPointer, _ call: @autoclosure () -> String,
+                 _ transfer: (UnsafeRawPointer, Int) -> Int) throws(SystemCallError) {
+    var off = 0
+    while off < bytes.count {
+        let n = try syscall(call()) { transfer(bytes.baseAddress! + off, bytes.count - off) }
+        // 0 for a non-empty buffer would loop forever: no progress is EIO.
+        guard n > 0 else { throw SystemCallError(call(), errno: EIO) }
+        off += n
+    }
+}
+
 /// Writes every byte, resuming after short writes. `name` names the
 /// descriptor in the error ("write /run/ssi/x: ENOSPC ...").
 public func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, name: String) throws(SystemCallError) {
-    var off = 0
-    while off < bytes.count {
-        let n = try syscall("write \(name)") { write(fd, bytes.baseAddress! + off, bytes.count - off) }
-        off += n
-    }
+    try transferAll(bytes, "write \(name)") { write(fd, $0, $1) }
 }
 
 /// Writes every byte of an array or a slice of one.
@@ -25,6 +35,19 @@ public func writeAll(_ fd: Int32, _ bytes: some Collection<UInt8>, name: String)
     let array = Array(bytes)
     let failure: SystemCallError? = array.withUnsafeBytes { b in
         do throws(SystemCallError) { try writeAll(fd, b, name: name); return nil } catch { return error }
+    }
+    if let failure { throw failure }
+}
+
+/// Sends every byte on a socket with MSG_NOSIGNAL: a peer that went away
+/// is an EPIPE error here, not a SIGPIPE that ends the process.
+public func sendAll(_ fd: Int32, _ bytes: some Collection<UInt8>, name: String) throws(SystemCallError) {
+    let array = Array(bytes)
+    let failure: SystemCallError? = array.withUnsafeBytes { b in
+        do throws(SystemCallError) {
+            try transferAll(b, "send \(name)") { send(fd, $0, $1, Int32(MSG_NOSIGNAL)) }
+            return nil
+        } catch { return error }
     }
     if let failure { throw failure }
 }
