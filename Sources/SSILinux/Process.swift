@@ -38,12 +38,7 @@ public enum Process {
         let which: pid_t = getpid() == 1 ? -1 : pid
         while true {
             var status: Int32 = 0
-            let got = waitpid(which, &status, 0)
-            if got == -1 {
-                if errno == EINTR { continue }
-                let lastErrno = errno
-                throw SystemCallError("waitpid \(pid)", errno: lastErrno)
-            }
+            let got = try syscall("waitpid \(pid)") { waitpid(which, &status, 0) }
             if got == pid { return decode(status) }
         }
     }

@@ -110,6 +110,14 @@ public struct SpawnSpec: Sendable {
         return spec
     }
 
+    /// The path or name to execute; nil for a descriptor.
+    var programPath: String? {
+        switch program {
+        case .path(let p), .search(let p): return p
+        case .descriptor: return nil
+        }
+    }
+
     /// The program's name for messages.
     public var programName: String {
         switch program {
@@ -123,7 +131,15 @@ public struct SpawnSpec: Sendable {
     public func spawn() throws(SystemCallError) -> pid_t {
         let argvC = CStringArray(argv)
         let envC = CStringArray(environment)
-        let pathC = CString({ if case .path(let p) = program { return p }; if case .search(let p) = program { return p }; return "" }())
+        // The C side takes ids as int (-1: unchanged) and at most 64
+        // descriptors: a value it would misread is refused here, never
+        // run as the spawner's identity.
+        if let c = credentials, c.uid > UInt32(Int32.max) || c.gid > UInt32(Int32.max) {
+            throw SystemCallError("setuid \(c.uid) / setgid \(c.gid) (starting \(programName))", errno: EINVAL)
+        }
+        if case .exactly(let list) = descriptors, list.count > 64 { throw SystemCallError("dup (starting \(programName))", errno: EMFILE) }
+        if case .inherit(let map) = descriptors, map.count > 64 { throw SystemCallError("dup (starting \(programName))", errno: EMFILE) }
+        let pathC = CString(programPath ?? "")
         let rootC = CString(root ?? ""), cwdC = CString(cwd ?? "")
         let (sources, closeOthers): ([Source], Bool) = {
             switch descriptors {

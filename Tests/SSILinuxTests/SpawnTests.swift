@@ -72,6 +72,15 @@ struct SpawnTests {
         #expect(groups?.sorted() == ["100", "65534"], "\(r.out)")
     }
 
+    @Test("an id the C side would read as -1 (unchanged) is refused, not run as root")
+    func idsOutOfRange() {
+        var spec = shell("true")
+        spec.credentials = .init(uid: UInt32.max, gid: UInt32.max, groups: [])
+        #expect(throws: SystemCallError.self) { try spec.spawn() }
+        spec.credentials = .init(uid: 1 << 31, gid: 0, groups: [])
+        #expect(throws: SystemCallError.self) { try spec.spawn() }
+    }
+
     @Test("the identity is dropped before the directory: nobody cannot chdir under a 0700 root directory, and the error names the step",
           .enabled(if: canChangeIDs))
     func cwdAsTheNewIdentity() throws {
