@@ -16,7 +16,13 @@ public struct CStringArray: ~Copyable {
     public init(_ strings: [String]) {
         count = strings.count
         pointers = .allocate(capacity: strings.count + 1)
-        for (i, s) in strings.enumerated() { (pointers + i).initialize(to: strdup(s)) }
+        for (i, s) in strings.enumerated() {
+            // A nil here would end the argv early, silently: a shorter
+            // command line is worse than the trap Swift's own allocations
+            // make when memory runs out.
+            guard let copy = strdup(s) else { fatalError("out of memory copying an argument") }
+            (pointers + i).initialize(to: copy)
+        }
         (pointers + strings.count).initialize(to: nil)
     }
 
@@ -37,7 +43,10 @@ public struct CStringArray: ~Copyable {
 public struct CString: ~Copyable {
     public let pointer: UnsafeMutablePointer<CChar>
 
-    public init(_ string: String) { pointer = strdup(string) }
+    public init(_ string: String) {
+        guard let copy = strdup(string) else { fatalError("out of memory copying a string") }
+        pointer = copy
+    }
 
     deinit { free(pointer) }
 }

@@ -129,8 +129,6 @@ public struct SpawnSpec: Sendable {
     /// Starts the child; returns its pid once it runs the program.
     /// Errors name the step: "exec /bin/x", "chdir /home/u", "setuid 65534".
     public func spawn() throws(SystemCallError) -> pid_t {
-        let argvC = CStringArray(argv)
-        let envC = CStringArray(environment)
         // The C side takes ids as int (-1: unchanged) and at most 64
         // descriptors: a value it would misread is refused here, never
         // run as the spawner's identity.
@@ -139,6 +137,8 @@ public struct SpawnSpec: Sendable {
         }
         if case .exactly(let list) = descriptors, list.count > 64 { throw SystemCallError("dup (starting \(programName))", errno: EMFILE) }
         if case .inherit(let map) = descriptors, map.count > 64 { throw SystemCallError("dup (starting \(programName))", errno: EMFILE) }
+        let argvC = CStringArray(argv)
+        let envC = CStringArray(environment)
         let pathC = CString(programPath ?? "")
         let rootC = CString(root ?? ""), cwdC = CString(cwd ?? "")
         let (sources, closeOthers): ([Source], Bool) = {
@@ -169,7 +169,7 @@ public struct SpawnSpec: Sendable {
         case .descriptor(let fd): exeFD = fd
         }
         var failed: UnsafePointer<CChar>? = nil
-        let pid = fds.withUnsafeBufferPointer { f in
+        let (pid, e): (pid_t, Int32) = fds.withUnsafeBufferPointer { f in
             groups.withUnsafeBufferPointer { g in
                 var s = ssi_spawn(
                     path: pathC.pointer, exe_fd: exeFD, search_path: search ? 1 : 0,
@@ -183,11 +183,11 @@ public struct SpawnSpec: Sendable {
                     signals: signals.rawValue, new_session: newSession ? 1 : 0,
                     ctty: controllingTTY ?? -1,
                     keeper: keeperMode, status_fd: statusFD, subreaper: subreaper ? 1 : 0)
-                return ssi_spawn(&s, &failed)
+                let pid = ssi_spawn(&s, &failed)
+                // errno at the call, before anything else can change it.
+                return (pid, errno)
             }
         }
-        // errno at the call, before anything else can change it.
-        let e = errno
         guard pid < 0 else { return pid }
         let step = failed.map { String(cString: $0) } ?? "fork"
         throw SystemCallError(describe(step: step), errno: e)
