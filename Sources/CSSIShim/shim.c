@@ -34,24 +34,6 @@ static void ssi_early_init(void) {
 #include <fcntl.h>
 #include <signal.h>
 
-pid_t ssi_spawn_in_root(const char *root, const char *path, char *const argv[],
-                        char *const envp[], int null_stdin) {
-    pid_t pid = fork();
-    if (pid != 0) return pid;
-    /* Child: only async-signal-safe calls from here on. */
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    if (chroot(root) != 0 || chdir("/") != 0) _exit(126);
-    setsid();
-    if (null_stdin) {
-        int fd = open("/dev/null", O_RDONLY);
-        if (fd >= 0) { dup2(fd, 0); if (fd > 2) close(fd); }
-    }
-    execve(path, argv, envp);
-    _exit(127);
-}
-
 #include <errno.h>
 #include <sys/mount.h>
 #include <sys/wait.h>
@@ -127,22 +109,6 @@ int ssi_loop_attach(const char *path, int *number) {
     close(file);
     errno = e;
     return -1;
-}
-
-pid_t ssi_spawn_fd_in_root(const char *root, int exe_fd, char *const argv[],
-                           char *const envp[], int out_fd) {
-    pid_t pid = fork();
-    if (pid != 0) return pid;
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    if (chroot(root) != 0 || chdir("/") != 0) _exit(126);
-    setsid();
-    int null = open("/dev/null", O_RDONLY);
-    if (null >= 0) { dup2(null, 0); if (null > 2) close(null); }
-    if (out_fd >= 0) { dup2(out_fd, 1); dup2(out_fd, 2); if (out_fd > 2) close(out_fd); }
-    fexecve(exe_fd, argv, envp);
-    _exit(127);
 }
 
 #include <sys/swap.h>
@@ -237,106 +203,157 @@ int ssi_peer_cred(int sock, pid_t *pid, uid_t *uid, gid_t *gid) {
 
 extern char **environ;
 
-static void job_fail(int report, const char *step) {
-    int e = errno;
-    /* errno, then the step's name: the parent reads both. */
-    (void)!write(report, &e, sizeof e);
-    (void)!write(report, step, strlen(step));
+/* The steps a spawn reports, by index (the child sends the index, the
+ * parent hands out the string: no pointer crosses the fork). */
+static const char *const spawn_steps[] = {
+    "fork", "pipe", "chroot", "setgroups", "setgid", "setuid", "chdir",
+    "dup", "/dev/null", "setsid", "TIOCSCTTY", "exec",
+};
+enum { STEP_FORK, STEP_PIPE, STEP_CHROOT, STEP_SETGROUPS, STEP_SETGID, STEP_SETUID,
+       STEP_CHDIR, STEP_DUP, STEP_DEVNULL, STEP_SETSID, STEP_TIOCSCTTY, STEP_EXEC };
+
+/* In the child: errno and the step in one write (atomic on a pipe), then
+ * exit. Async-signal-safe. */
+static void spawn_fail(int report, int step) {
+    int msg[2] = { errno, step };
+    (void)!write(report, msg, sizeof msg);
     _exit(127);
 }
 
-pid_t ssi_spawn_job(const struct ssi_job *job, const char **failed_step) {
-    static const char *steps[] = { "fork", "chroot", "chdir", "dup", "setsid", "TIOCSCTTY", "setgroups", "setgid", "setuid", "exec" };
-    int report[2];
-    *failed_step = NULL;
-    if (pipe2(report, O_CLOEXEC) != 0) return -1;
-    pid_t pid = fork();
-    if (pid < 0) { int e = errno; close(report[0]); close(report[1]); errno = e; *failed_step = steps[0]; return -1; }
-    if (pid == 0) {
-        close(report[0]);
+static void spawn_exec(const struct ssi_spawn *s, int report) {
+    if (s->exe_fd >= 0) {
+        fexecve(s->exe_fd, s->argv, s->envp);
+    } else if (s->search_path) {
+        /* execvp looks the name up in environ's PATH: the program's own. */
+        environ = (char **)s->envp;
+        execvp(s->path, s->argv);
+    } else {
+        execve(s->path, s->argv, s->envp);
+    }
+    spawn_fail(report, STEP_EXEC);
+}
+
+/* The child, after fork: only async-signal-safe calls, on memory the
+ * parent prepared (no allocation: the parent may have other threads). */
+static void spawn_child(const struct ssi_spawn *s, int report) {
+    if (s->signals >= 2) for (int sig = 1; sig < 65; sig++) signal(sig, SIG_DFL);
+    if (s->signals >= 1) {
         sigset_t none;
         sigemptyset(&none);
-        for (int s = 1; s < 65; s++) signal(s, SIG_DFL);
         sigprocmask(SIG_SETMASK, &none, NULL);
-        /* Out of the way of the descriptors moved to 0..n-1 below (at most
-         * 64), and under the usual 1024 descriptor limit. */
-        int status_fd = job->keeper == 2 ? fcntl(job->status_fd, F_DUPFD_CLOEXEC, 256) : -1;
-        /* The root is the agent's own path (the system's root), not the
-         * caller's: entered as root, and at its "/" so that nothing below
-         * resolves against the agent's old directory. */
-        if (job->root && (chroot(job->root) != 0 || chdir("/") != 0)) job_fail(report[1], "chroot");
-        /* The caller's identity BEFORE any path of the caller's: a chdir as
-         * root would enter a directory the caller may not enter, and
-         * everything under it would then be open to them relative to it. */
-        if (job->uid >= 0) {
-            if (job->gid < 0) { errno = EINVAL; job_fail(report[1], "setgid"); }
-            if (setgroups(job->ngroups, job->groups) != 0) job_fail(report[1], "setgroups");
-            if (setgid(job->gid) != 0) job_fail(report[1], "setgid");
-            if (setuid(job->uid) != 0) job_fail(report[1], "setuid");
+    }
+    /* Out of the way of the descriptors moved to 0..n-1 below (at most
+     * 64), and under the usual 1024 descriptor limit. */
+    int status_fd = s->keeper == 2 ? fcntl(s->status_fd, F_DUPFD_CLOEXEC, 256) : -1;
+    /* The root is the spawner's own path (the system's root), not the
+     * caller's: entered with the spawner's rights, and at its "/" so that
+     * nothing below resolves against the old directory. */
+    if (s->root && (chroot(s->root) != 0 || chdir("/") != 0)) spawn_fail(report, STEP_CHROOT);
+    /* The caller's identity BEFORE any path of the caller's: a chdir as
+     * root would enter a directory the caller may not enter, and
+     * everything under it would then be open to them relative to it. */
+    if (s->uid >= 0) {
+        if (s->gid < 0) { errno = EINVAL; spawn_fail(report, STEP_SETGID); }
+        if (setgroups((size_t)s->ngroups, s->groups) != 0) spawn_fail(report, STEP_SETGROUPS);
+        if (setgid((gid_t)s->gid) != 0) spawn_fail(report, STEP_SETGID);
+        if (setuid((uid_t)s->uid) != 0) spawn_fail(report, STEP_SETUID);
+    }
+    if (s->cwd && chdir(s->cwd) != 0) spawn_fail(report, STEP_CHDIR);
+    /* The map: fds[i] becomes descriptor i. Every source is first copied
+     * out of the way of 0..n-1 (a source may be another entry's target). */
+    int high[64];
+    int n = s->nfds > 64 ? 64 : (s->nfds < 0 ? 0 : s->nfds);
+    for (int i = 0; i < n; i++) {
+        high[i] = -1;
+        if (s->fds[i] == SSI_SPAWN_DEVNULL) {
+            /* In the new root and as the new identity, like the program's
+             * own opens. */
+            int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+            if (null < 0) spawn_fail(report, STEP_DEVNULL);
+            high[i] = fcntl(null, F_DUPFD_CLOEXEC, 256);
+            if (high[i] < 0) spawn_fail(report, STEP_DUP);
+            close(null);
+        } else if (s->fds[i] >= 0) {
+            high[i] = fcntl(s->fds[i], F_DUPFD_CLOEXEC, 256);
+            if (high[i] < 0) spawn_fail(report, STEP_DUP);
         }
-        if (chdir(job->cwd ? job->cwd : "/") != 0) job_fail(report[1], "chdir");
-        /* Move the wanted descriptors out of the way of 0..n-1 first. */
-        int high[64];
-        int n = job->nfds > 64 ? 64 : job->nfds;
-        for (int i = 0; i < n; i++) {
-            high[i] = fcntl(job->fds[i], F_DUPFD_CLOEXEC, 256);
-            if (high[i] < 0) job_fail(report[1], "dup");
-        }
-        for (int i = 0; i < n; i++) if (dup2(high[i], i) != i) job_fail(report[1], "dup");
+    }
+    if (!s->close_others) {
+        /* A source keeps only its new number: its old one closes at the
+         * exec (a pipe's write end must not stay open twice). */
+        for (int i = 0; i < n; i++)
+            if (s->fds[i] >= n) fcntl(s->fds[i], F_SETFD, FD_CLOEXEC);
+    }
+    for (int i = 0; i < n; i++)
+        if (high[i] >= 0 && dup2(high[i], i) != i) spawn_fail(report, STEP_DUP);
+    if (s->close_others) {
         /* Everything else closes at the exec (the report pipe included). */
         if (syscall(SYS_close_range, n, ~0U, 4 /* CLOSE_RANGE_CLOEXEC */) != 0)
-            for (int fd = n; fd < 4096; fd++) if (fd != report[1]) fcntl(fd, F_SETFD, FD_CLOEXEC);
-        if (setsid() < 0) job_fail(report[1], "setsid");
-        if (job->ctty >= 0 && ioctl(job->ctty, TIOCSCTTY, 0) != 0) job_fail(report[1], "TIOCSCTTY");
-        if (job->keeper) {
-            if (job->subreaper) prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-            pid_t child = fork();
-            if (child < 0) job_fail(report[1], "fork");
-            if (child == 0) {
-                /* A group of its own is a background group of the session's
-                 * terminal: criu's terminal calls must not stop it (as
-                 * coreutils' timeout does, ignored signals survive exec). */
-                setpgid(0, 0);
-                signal(SIGTTOU, SIG_IGN);
-                signal(SIGTTIN, SIG_IGN);
-                environ = (char **)job->envp;
-                execvp(job->path, job->argv);
-                job_fail(report[1], "exec");
-            }
-            /* The keeper: the exec's report is the child's to give. */
-            close(report[1]);
-            int st = 0;
-            while (waitpid(child, &st, 0) < 0 && errno == EINTR) {}
-            int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-            if (job->keeper == 2) {
-                unsigned char b = (unsigned char)code;
-                (void)!write(status_fd, &b, 1);
-                if (code == 0) for (;;) pause();
-            }
-            _exit(code);
-        }
-        environ = (char **)job->envp;
-        execvp(job->path, job->argv);
-        job_fail(report[1], "exec");
+            for (int fd = n; fd < 4096; fd++) if (fd != report) fcntl(fd, F_SETFD, FD_CLOEXEC);
     }
-    close(report[1]);
-    int e = 0;
-    char step[32] = { 0 };
-    ssize_t r;
-    do r = read(report[0], &e, sizeof e); while (r < 0 && errno == EINTR);
-    if (r == (ssize_t)sizeof e) {
-        ssize_t k = read(report[0], step, sizeof step - 1);
-        (void)k;
-        close(report[0]);
-        int status;
-        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
-        for (unsigned i = 0; i < sizeof steps / sizeof *steps; i++)
-            if (strcmp(steps[i], step) == 0) *failed_step = steps[i];
+    if (s->new_session && setsid() < 0) spawn_fail(report, STEP_SETSID);
+    if (s->ctty >= 0 && ioctl(s->ctty, TIOCSCTTY, 0) != 0) spawn_fail(report, STEP_TIOCSCTTY);
+    if (s->keeper) {
+        if (s->subreaper) prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+        pid_t child = fork();
+        if (child < 0) spawn_fail(report, STEP_FORK);
+        if (child == 0) {
+            /* A group of its own is a background group of the session's
+             * terminal: criu's terminal calls must not stop it (as
+             * coreutils' timeout does, ignored signals survive exec). */
+            setpgid(0, 0);
+            signal(SIGTTOU, SIG_IGN);
+            signal(SIGTTIN, SIG_IGN);
+            spawn_exec(s, report);
+        }
+        /* The keeper: the exec's report is the child's to give. */
+        close(report);
+        int st = 0;
+        while (waitpid(child, &st, 0) < 0 && errno == EINTR) {}
+        int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        if (s->keeper == 2) {
+            unsigned char b = (unsigned char)code;
+            (void)!write(status_fd, &b, 1);
+            if (code == 0) for (;;) pause();
+        }
+        _exit(code);
+    }
+    spawn_exec(s, report);
+}
+
+pid_t ssi_spawn(const struct ssi_spawn *s, const char **failed_step) {
+    int report[2];
+    *failed_step = NULL;
+    if (pipe2(report, O_CLOEXEC) != 0) { *failed_step = spawn_steps[STEP_PIPE]; return -1; }
+    pid_t pid = fork();
+    if (pid < 0) {
+        int e = errno;
+        close(report[0]); close(report[1]);
+        *failed_step = spawn_steps[STEP_FORK];
         errno = e;
         return -1;
     }
+    if (pid == 0) {
+        close(report[0]);
+        spawn_child(s, report[1]);
+        _exit(127);
+    }
+    close(report[1]);
+    /* EOF: the exec closed the pipe (close-on-exec), the program runs. */
+    int msg[2] = { 0, 0 };
+    ssize_t r;
+    do r = read(report[0], msg, sizeof msg); while (r < 0 && errno == EINTR);
     close(report[0]);
-    return pid;
+    if (r != (ssize_t)sizeof msg) return pid;
+    /* The child failed and exited: reap it here, so that no caller sees a
+     * pid that never ran the program. (A reaper thread in waitpid(-1) may
+     * take it first: then ECHILD, which is fine.) */
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+    int step = msg[1];
+    *failed_step = spawn_steps[step >= 0 && step <= STEP_EXEC ? step : STEP_EXEC];
+    errno = msg[0];
+    return -1;
 }
 
 int ssi_open_pty(int *master, int *slave) {

@@ -74,17 +74,8 @@ enum AgentsRoot {
     /// "@" is systemd's mark for a process that must survive its
     /// shutdown-time killing spree (a root storage daemon): these go last.
     static func spawn(_ program: String, _ args: [String], environment: [String]) throws(SSIError) -> pid_t {
-        let argv = args.map { strdup($0) } + [nil]
-        let envp = environment.map { strdup($0) } + [nil]
-        defer {
-            argv.forEach { free($0) }
-            envp.forEach { free($0) }
+        do throws(SystemCallError) { return try SpawnSpec.inRoot(path, .path(program), argv: args, environment: environment).spawn() } catch {
+            throw SSIError("membership", "starting \(program): \(error.description)")
         }
-        let pid = ssi_spawn_in_root(path, program, argv, envp, 1)
-        if pid < 0 {
-            let lastErrno = errno
-            throw SSIError("membership", "starting \(program): \(errnoDescription(lastErrno))")
-        }
-        return pid
     }
 }

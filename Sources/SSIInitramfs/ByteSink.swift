@@ -36,7 +36,7 @@ public final class FileSink: ByteSink {
 
     public func write(_ bytes: UnsafeRawBufferPointer) throws(SSIError) {
         do {
-            try FileSystem.writeAll(fd, bytes, name: name)
+            try writeAll(fd, bytes, name: name)
         } catch {
             throw SSIError("write", error.description)
         }

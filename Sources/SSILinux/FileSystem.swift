@@ -97,64 +97,36 @@ public enum FileSystem {
     }
 
     public static func readFile(_ path: String) throws(SystemCallError) -> [UInt8] {
-        let fd = try syscall("open \(path)") { open(path, O_RDONLY | O_CLOEXEC) }
-        defer { close(fd) }
-        return try readAll(fd, name: path)
+        let file = try Descriptor(open: path, O_RDONLY)
+        return try readAll(file.rawValue, name: path)
     }
 
     public static func readText(_ path: String) throws(SystemCallError) -> String {
         String(decoding: try readFile(path), as: UTF8.self)
     }
 
-    /// Reads to end of file; files in /proc report size 0, so never trust
-    /// st_size.
-    public static func readAll(_ fd: Int32, name: String) throws(SystemCallError) -> [UInt8] {
-        var out: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = try syscall("read \(name)") {
-                chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            }
-            if n == 0 { break }
-            out.append(contentsOf: chunk[0..<n])
-        }
-        return out
-    }
-
-    public static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, name: String) throws(SystemCallError) {
-        var off = 0
-        while off < bytes.count {
-            let n = try syscall("write \(name)") { write(fd, bytes.baseAddress! + off, bytes.count - off) }
-            off += n
-        }
-    }
-
     /// Writes a small file in one go (sysfs, /run/ssi notes).
     public static func writeFile(_ path: String, _ text: String, mode: mode_t = 0o644) throws(SystemCallError) {
-        let fd = try syscall("open \(path)") { open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode) }
-        defer { close(fd) }
-        let bytes = Array(text.utf8)
-        let n = bytes.withUnsafeBytes { buf in
-            Glibc.write(fd, buf.baseAddress, buf.count)
-        }
-        if n != bytes.count { let lastErrno = errno; throw SystemCallError("write \(path)", errno: n < 0 ? lastErrno : EIO) }
+        let file = try Descriptor(open: path, O_WRONLY | O_CREAT | O_TRUNC, mode: mode)
+        try writeAll(file.rawValue, text.utf8, name: path)
     }
 
     /// Copies a regular file's bytes to a new file with `mode`.
     public static func copyFile(_ source: String, to dest: String, mode: mode_t) throws(SystemCallError) {
-        let input = try syscall("open \(source)") { open(source, O_RDONLY | O_CLOEXEC) }
-        defer { close(input) }
-        let output = try syscall("create \(dest)") { open(dest, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode) }
-        defer { close(output) }
+        let input = try Descriptor(open: source, O_RDONLY)
+        let output: Descriptor
+        do { output = try Descriptor(open: dest, O_WRONLY | O_CREAT | O_TRUNC, mode: mode) } catch {
+            throw SystemCallError("create \(dest)", errno: error.errno)
+        }
         let size = 1 << 20
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 16)
         defer { buffer.deallocate() }
         while true {
-            let n = try syscall("read \(source)") { read(input, buffer, size) }
+            let n = try syscall("read \(source)") { read(input.rawValue, buffer, size) }
             if n == 0 { break }
-            try writeAll(output, UnsafeRawBufferPointer(start: buffer, count: n), name: dest)
+            try writeAll(output.rawValue, UnsafeRawBufferPointer(start: buffer, count: n), name: dest)
         }
-        fchmod(output, mode)
+        fchmod(output.rawValue, mode)
     }
 
     public static func unlink(_ path: String) throws(SystemCallError) {

@@ -21,18 +21,11 @@ public enum Process {
         }
     }
 
-    /// posix_spawn the program with the given argv and environment.
+    /// Starts the program (`path`, not looked up) with the given argv and
+    /// environment, our descriptors, signal mask, directory and session:
+    /// what posix_spawn did here before there was one spawn (`SpawnSpec`).
     public static func spawn(_ path: String, _ args: [String], environment: [String]) throws(SystemCallError) -> pid_t {
-        var pid: pid_t = 0
-        let argv = args.map { strdup($0) } + [nil]
-        let envp = environment.map { strdup($0) } + [nil]
-        defer {
-            argv.forEach { free($0) }
-            envp.forEach { free($0) }
-        }
-        let rc = posix_spawn(&pid, path, nil, nil, argv, envp)
-        if rc != 0 { throw SystemCallError("spawn \(path)", errno: rc) }
-        return pid
+        try SpawnSpec(.path(path), argv: args, environment: environment).spawn()
     }
 
     /// Waits for `pid`. As PID 1 it reaps (and discards) any other child
@@ -45,12 +38,7 @@ public enum Process {
         let which: pid_t = getpid() == 1 ? -1 : pid
         while true {
             var status: Int32 = 0
-            let got = waitpid(which, &status, 0)
-            if got == -1 {
-                if errno == EINTR { continue }
-                let lastErrno = errno
-                throw SystemCallError("waitpid \(pid)", errno: lastErrno)
-            }
+            let got = try syscall("waitpid \(pid)") { waitpid(which, &status, 0) }
             if got == pid { return decode(status) }
         }
     }
@@ -70,12 +58,10 @@ public enum Process {
 
     /// execve: only returns by throwing.
     public static func exec(_ path: String, _ args: [String], environment: [String]) throws(SystemCallError) -> Never {
-        let argv = args.map { strdup($0) } + [nil]
-        let envp = environment.map { strdup($0) } + [nil]
-        execve(path, argv, envp)
+        let argv = CStringArray(args)
+        let envp = CStringArray(environment)
+        execve(path, argv.pointer, envp.pointer)
         let e = errno
-        argv.forEach { free($0) }
-        envp.forEach { free($0) }
         throw SystemCallError("exec \(path)", errno: e)
     }
 

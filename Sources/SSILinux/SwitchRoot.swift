@@ -25,10 +25,8 @@ public enum SwitchRoot {
     /// other file system (the new root, anything mounted).
     public static func freeInitramfs(keeping newRoot: String) {
         guard let rootDev = try? FileSystem.status("/").device else { return }
-        let fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { return }
-        removeContents(fd, device: rootDev, skip: basename(of: newRoot))
-        close(fd)
+        guard let root = try? Descriptor(open: "/", O_RDONLY | O_DIRECTORY) else { return }
+        removeContents(root.rawValue, device: rootDev, skip: basename(of: newRoot))
     }
 
     private static func removeContents(_ dirfd: Int32, device: UInt64, skip: String?) {

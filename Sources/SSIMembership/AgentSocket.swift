@@ -146,15 +146,7 @@ final class AgentSocket {
         // sees the end and closes it the usual way (locks released).
         let flags = fcntl(fd, F_GETFL)
         _ = fcntl(fd, F_SETFL, flags & ~O_NONBLOCK)
-        var bytes = Array((reply.encode() + "\n").utf8)
-        var done = 0
-        var failed = false
-        while done < bytes.count {
-            let n = bytes.withUnsafeMutableBytes { Glibc.send(fd, $0.baseAddress! + done, $0.count - done, Int32(MSG_NOSIGNAL)) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { failed = true; break }
-            done += n
-        }
+        let failed = (try? sendAll(fd, (reply.encode() + "\n").utf8, name: "reply")) == nil
         _ = fcntl(fd, F_SETFL, flags)
         if failed { shutdown(fd, Int32(SHUT_RDWR)) }
     }

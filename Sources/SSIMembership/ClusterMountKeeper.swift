@@ -341,20 +341,15 @@ final class ClusterMountKeeper {
         }
         _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
         let environment: [String] = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"]
-        let argv: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
-        let envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup($0) } + [nil]
-        let pid = ssi_spawn_fd_in_root("/proc/1/root", exeFD, argv, envp, fds[1])
-        // Read at the call: free, close and the trace below may change it.
-        let spawnErrno = errno
-        argv.forEach { free($0) }
-        envp.forEach { free($0) }
+        var pid: pid_t = -1, failure = ""
+        do throws(SystemCallError) { pid = try SpawnSpec.inRoot("/proc/1/root", .descriptor(exeFD), argv: args, environment: environment, output: fds[1]).spawn() } catch { failure = error.description }
         close(fds[1])
         var child = Child(id: e.id, unmount: unmount, report: report, fd: fds[0])
         child.target = e.target
         agent.trace("cluster mount \(e.id): \(unmount ? "unmounting" : "mounting") \(e.target) here (\(role))")
         guard pid > 0 else {
             close(fds[0])
-            finish(child, result: "error: cannot start: \(errnoDescription(spawnErrno))")
+            finish(child, result: "error: cannot start: \(failure)")
             return
         }
         _ = fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK)

@@ -617,14 +617,9 @@ public final class MembershipAgent {
             let path = options.hooksDirectory + "/" + name
             guard FileSystem.isExecutableFile(systemRoot + path) else { continue }
             let args: [String] = [path, event, String(node)]
-            let argv: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
-            let envp: [UnsafeMutablePointer<CChar>?] = env.map { strdup($0) } + [nil]
-            if ssi_spawn_in_root(systemRoot, path, argv, envp, 1) < 0 {
-                let lastErrno = errno
-                log("agent: hook \(path): \(errnoDescription(lastErrno))")
+            do throws(SystemCallError) { _ = try SpawnSpec.inRoot(systemRoot, .path(path), argv: args, environment: env).spawn() } catch {
+                log("agent: hook \(path): \(error.description)")
             }
-            argv.forEach { free($0) }
-            envp.forEach { free($0) }
         }
     }
 

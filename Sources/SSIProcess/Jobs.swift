@@ -3,7 +3,7 @@ import Glibc
 #endif
 import CSSIShim
 public import SSICore
-import SSILinux
+public import SSILinux
 
 /// Children of the process agent. The agent is a child subreaper, so a
 /// process CRIU restores (criu's child, detached) becomes the agent's
@@ -35,16 +35,22 @@ public final class Reaper: @unchecked Sendable {
         }
     }
 
-    /// Starts `job` and registers its pid in one step: the reaper thread
+    /// Starts `spec` and registers its pid in one step: the reaper thread
     /// takes the same lock before it looks a reaped pid up, so a child that
     /// exits at once is still seen as watched (registering after `spawn`
     /// returned lost such a child's status, and its waiter hung).
-    public func spawn(_ job: JobSpec) throws(SSIError) -> pid_t {
-        try watched.withLock { (w: inout Set<pid_t>) throws(SSIError) -> pid_t in
-            let pid = try job.spawn()
+    public func spawn(_ spec: SpawnSpec) throws(SystemCallError) -> pid_t {
+        try watched.withLock { (w: inout Set<pid_t>) throws(SystemCallError) -> pid_t in
+            let pid = try spec.spawn()
             w.insert(pid)
             return pid
         }
+    }
+
+    /// The same for the agent's jobs; errors as `JobSpec.spawn`'s.
+    public func spawn(_ job: JobSpec) throws(SSIError) -> pid_t {
+        let spec = try job.spawnSpec()
+        do throws(SystemCallError) { return try spawn(spec) } catch { throw JobSpec.error(error) }
     }
 
     /// Marks `pid` as one whose status someone will ask for: for children
@@ -66,7 +72,10 @@ public final class Reaper: @unchecked Sendable {
     }
 }
 
-/// What a job needs to start.
+/// The process agent's jobs (a remote caller's command, criu), in the
+/// agent's terms: one preset of `SpawnSpec`, the one spawn. The program is
+/// looked up in the job's own PATH, every signal is back to its default,
+/// the descriptors are exactly `fds`, and the job leads a new session.
 public struct JobSpec: Sendable {
     public var root: String?
     public var cwd: String
@@ -78,9 +87,9 @@ public struct JobSpec: Sendable {
     public var uid: Int32 = -1
     public var gid: Int32 = -1
     public var groups: [gid_t] = []
-    /// See ssi_job.keeper: 0 none, 1 the program in its own group under a
-    /// session keeper that exits with its status, 2 the keeper reports the
-    /// status on `statusFD` and stays after a success.
+    /// See `SpawnSpec.Keeper`: 0 none, 1 the program in its own group
+    /// under a session keeper that exits with its status, 2 the keeper
+    /// reports the status on `statusFD` and stays after a success.
     public var keeper: Int32 = 0
     public var statusFD: Int32 = -1
     public var subreaper: Int32 = 0
@@ -93,38 +102,36 @@ public struct JobSpec: Sendable {
         self.fds = fds
     }
 
+    /// The one spawn's specification of this job.
+    public func spawnSpec() throws(SSIError) -> SpawnSpec {
+        guard let program = argv.first else { throw SSIError("proc", "a job with no program") }
+        var spec = SpawnSpec(.search(program), argv: argv, environment: environment)
+        spec.root = root
+        spec.cwd = cwd
+        if uid >= 0 {
+            // A uid without a gid is refused, never run with root's gid.
+            guard gid >= 0 else { throw SSIError("proc", "setgid: \(errnoDescription(EINVAL)) (a uid without a gid)") }
+            spec.credentials = .init(uid: uid_t(uid), gid: gid_t(gid), groups: groups)
+        }
+        spec.descriptors = .exactly(fds.map { .fd($0) })
+        spec.signals = .reset
+        spec.newSession = true
+        spec.controllingTTY = controllingTTY >= 0 ? controllingTTY : nil
+        switch keeper {
+        case 0: spec.keeper = .none
+        case 1: spec.keeper = .exits(subreaper: subreaper != 0)
+        default: spec.keeper = .reports(statusFD, subreaper: subreaper != 0)
+        }
+        return spec
+    }
+
     /// Starts it; errors name the step ("exec sh: No such file or directory").
     public func spawn() throws(SSIError) -> pid_t {
-        let argvC = argv.map { strdup($0) } + [nil]
-        let envC = environment.map { strdup($0) } + [nil]
-        let rootC = root.map { strdup($0) }, cwdC = strdup(cwd)
-        defer {
-            argvC.forEach { free($0) }
-            envC.forEach { free($0) }
-            free(rootC ?? nil)
-            free(cwdC)
-        }
-        var failed: UnsafePointer<CChar>? = nil
-        let pid = fds.withUnsafeBufferPointer { f in
-            groups.withUnsafeBufferPointer { g in
-                argvC.withUnsafeBufferPointer { a in
-                    envC.withUnsafeBufferPointer { e in
-                        let rootP: UnsafePointer<CChar>? = rootC.flatMap { $0.map { UnsafePointer($0) } }
-                        var job = ssi_job(root: rootP, cwd: UnsafePointer(cwdC), path: UnsafePointer(argvC[0]!),
-                                          argv: a.baseAddress, envp: e.baseAddress, fds: f.baseAddress, nfds: Int32(f.count),
-                                          ctty: controllingTTY, uid: uid, gid: gid, groups: g.baseAddress, ngroups: Int32(g.count),
-                                          keeper: keeper, status_fd: statusFD, subreaper: subreaper)
-                        return ssi_spawn_job(&job, &failed)
-                    }
-                }
-            }
-        }
-        if pid < 0 {
-            let e = errno
-            let step = failed.map { String(validatingCString: $0) ?? "fork" } ?? "fork"
-            let what = step == "exec" ? "\(argv[0])" : step == "chdir" ? "chdir \(cwd)" : step
-            throw SSIError("proc", "\(what): \(errnoDescription(e))")
-        }
-        return pid
+        let spec = try spawnSpec()
+        do throws(SystemCallError) { return try spec.spawn() } catch { throw Self.error(error) }
+    }
+
+    static func error(_ e: SystemCallError) -> SSIError {
+        SSIError("proc", e.description)
     }
 }

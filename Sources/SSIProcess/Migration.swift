@@ -907,11 +907,11 @@ extension StandIn {
     var outFinished: Bool { !kind.directions.contains("out") || stoppedDirections.contains("out") }
 }
 
-/// FileSystem.writeAll for bytes in an array (withUnsafeBytes does not
+/// SSILinux.writeAll for bytes in an array (withUnsafeBytes does not
 /// pass a typed error on).
 func writeAll(_ fd: Int32, _ bytes: ArraySlice<UInt8>, name: String) throws(SystemCallError) {
     let failure: SystemCallError? = bytes.withUnsafeBytes { b in
-        do throws(SystemCallError) { try FileSystem.writeAll(fd, b, name: name); return nil } catch { return error }
+        do throws(SystemCallError) { try SSILinux.writeAll(fd, b, name: name); return nil } catch { return error }
     }
     if let failure { throw failure }
 }

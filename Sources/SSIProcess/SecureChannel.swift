@@ -236,15 +236,8 @@ public final class SecureChannel: @unchecked Sendable {
     deinit { close() }
 
     private func writeAll(_ bytes: [UInt8]) throws(SSIError) {
-        var done = 0
-        while done < bytes.count {
-            let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + done, bytes.count - done, Int32(MSG_NOSIGNAL)) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                let lastErrno = errno
-                throw SSIError("proc", lastErrno == EAGAIN ? "the peer stopped reading (timed out)" : "send: \(errnoDescription(lastErrno))")
-            }
-            done += n
+        do throws(SystemCallError) { try sendAll(fd, bytes, name: "channel") } catch {
+            throw SSIError("proc", error.errno == EAGAIN ? "the peer stopped reading (timed out)" : "send: \(errnoDescription(error.errno))")
         }
     }
 

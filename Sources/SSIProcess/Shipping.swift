@@ -164,16 +164,10 @@ public final class HomeChannel: @unchecked Sendable {
         while let (type, payload) = try ch.receive() {
             switch type {
             case Wire.data:
-                var done = 0
-                while done < payload.count {
-                    let n = payload.withUnsafeBytes { write(fd, $0.baseAddress! + done, payload.count - done) }
-                    if n < 0 && errno == EINTR { continue }
-                    if n <= 0 {
-                        // The reader is gone (EPIPE): tell the process's side.
-                        try ch.send(Wire.eof, [])
-                        return
-                    }
-                    done += n
+                if (try? writeAll(fd, payload, name: "relay")) == nil {
+                    // The reader is gone (EPIPE): tell the process's side.
+                    try ch.send(Wire.eof, [])
+                    return
                 }
                 try ch.send(Wire.ack, [])
             case Wire.eof:

@@ -183,15 +183,7 @@ public final class LocalChannel: MessageChannel, @unchecked Sendable {
             guard sent > 0 else { let lastErrno = errno; throw SSIError("proc", "sendmsg: \(errnoDescription(lastErrno))") }
             done = sent
         }
-        while done < frame.count {
-            let k = frame.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + done, frame.count - done, Int32(MSG_NOSIGNAL)) }
-            if k < 0 {
-                if errno == EINTR { continue }
-                let lastErrno = errno
-                throw SSIError("proc", "send: \(errnoDescription(lastErrno))")
-            }
-            done += k
-        }
+        do throws(SystemCallError) { try sendAll(fd, frame[done...], name: "frame") } catch { throw SSIError("proc", "send: \(errnoDescription(error.errno))") }
     }
 
     public func receive() throws(SSIError) -> (UInt8, [UInt8])? {

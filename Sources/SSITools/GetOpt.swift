@@ -4,6 +4,7 @@ import Glibc
 import Synchronization
 import CSSIShim
 import SSICore
+import SSILinux
 
 /// glibc's getopt_long, the parser util-linux's commands call, behind a
 /// typed table. Using glibc's own (rather than a copy of its rules) gives
@@ -144,23 +145,16 @@ public struct GetOpt: Sendable {
             // The C strings live until after the parse: optarg and the
             // permuted argv point into them. getopt permutes the pointer
             // array, so `owned` keeps the originals for free().
-            let owned = argv.map { strdup($0) }
+            let owned = CStringArray(argv)
             let cargv = UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>.allocate(capacity: owned.count + 1)
-            let names = longs.map { strdup($0.name) }
+            let names = CStringArray(longs.map(\.name))
             let table = UnsafeMutablePointer<option>.allocate(capacity: longs.count + 1)
-            let shortsCopy = strdup(shortString)
+            let shorts = CString(shortString)
             defer {
-                owned.forEach { free($0) }
-                names.forEach { free($0) }
-                free(shortsCopy)
                 cargv.deallocate()
                 table.deallocate()
             }
-            guard let shorts = shortsCopy, !owned.contains(where: { $0 == nil }), !names.contains(where: { $0 == nil }) else {
-                return .failure(Failure(message: "\(program.escapedForTerminal): out of memory"))
-            }
-            for (i, p) in owned.enumerated() { cargv[i] = p }
-            cargv[owned.count] = nil
+            cargv.initialize(from: owned.pointer, count: owned.count + 1)
             for (i, l) in longs.enumerated() {
                 table[i] = option(name: UnsafePointer(names[i]), has_arg: l.argument.hasArg, flag: nil, val: Self.longBase + Int32(l.option))
             }
@@ -172,7 +166,7 @@ public struct GetOpt: Sendable {
             var out = Parsed(options: [], operands: [])
             while true {
                 ssi_optarg().pointee = nil
-                let c = getopt_long(argc, cargv, shorts, table, nil)
+                let c = getopt_long(argc, cargv, shorts.pointer, table, nil)
                 if c == -1 { break }
                 let value = ssi_optarg().pointee.map { String(cString: $0) }
                 if c >= Self.longBase, Int(c - Self.longBase) < options.count {

@@ -111,29 +111,15 @@ func runCommand(_ arguments: [String], timeout: Double = 10, check: Bool = true)
     var errPipe: [Int32] = [-1, -1]
     try syscallChecked("pipe2") { LibC.pipe2(&outPipe, O_CLOEXEC) }
     try syscallChecked("pipe2") { LibC.pipe2(&errPipe, O_CLOEXEC) }
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
-    posix_spawn_file_actions_adddup2(&actions, errPipe[1], 2)
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-
-    let argv = arguments.map { strdup($0) } + [nil]
-    let environment: [String] = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"]
-    let envp = environment.map { strdup($0) } + [nil]
-    defer {
-        argv.forEach { free($0) }
-        envp.forEach { free($0) }
+    var spec = SpawnSpec(.path(arguments[0]), argv: arguments, environment: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"])
+    spec.descriptors = .inherit(map: [.null, .fd(outPipe[1]), .fd(errPipe[1])])
+    let pid: pid_t
+    do { pid = try spec.spawn() } catch {
+        for fd in outPipe + errPipe { close(fd) }
+        throw error
     }
-    var pid: pid_t = 0
-    let rc = posix_spawn(&pid, arguments[0], &actions, nil, argv, envp)
     close(outPipe[1])
     close(errPipe[1])
-    if rc != 0 {
-        close(outPipe[0])
-        close(errPipe[0])
-        throw SystemCallError("spawn \(arguments[0])", errno: rc)
-    }
 
     var collected: [[UInt8]] = [[], []]
     var fds = [pollfd(fd: outPipe[0], events: Int16(POLLIN), revents: 0),

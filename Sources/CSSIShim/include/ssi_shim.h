@@ -20,13 +20,6 @@ int ssi_open_in_root(int dirfd, const char *path, int flags);
 
 
 
-/* fork + chroot(root) + chdir("/") + setsid + execve(path) in the child.
- * The child's stdin is /dev/null when null_stdin is set. Returns the
- * child's pid, or -1 with errno set if fork failed. If the exec fails the
- * child exits with 127. */
-pid_t ssi_spawn_in_root(const char *root, const char *path, char *const argv[],
-                        char *const envp[], int null_stdin);
-
 /* mount(2) in a forked child, waited for at most timeout_ms. A network
  * file system's mount can block for minutes when its server does not
  * answer; PID 1 must not. Returns 0 when mounted, else an errno value:
@@ -42,14 +35,6 @@ int ssi_mount_bounded(const char *source, const char *target, const char *type,
  * file system on it is unmounted). Writes the loop device's number to
  * *number and returns an open descriptor of the device, or -1 with errno. */
 int ssi_loop_attach(const char *path, int *number);
-
-/* fork + chroot(root) + chdir("/") + setsid + fexecve(exe_fd) in the
- * child, with stdin /dev/null and stdout/stderr on out_fd: runs our own
- * binary (opened before, from the caller's root) in another root, such as
- * the system's (/proc/1/root) from the membership agent's. Returns the
- * child's pid or -1 with errno. */
-pid_t ssi_spawn_fd_in_root(const char *root, int exe_fd, char *const argv[],
-                           char *const envp[], int out_fd);
 
 /* swapon(2)/swapoff(2) (<sys/swap.h> is not in Swift's Glibc module);
  * priority < 0: the kernel's default. */
@@ -76,36 +61,56 @@ ssize_t ssi_recv_fds(int sock, int *fds, int max, int *nfds, void *data, size_t 
  * no peer credentials (not a unix socket) reports uid and gid (uid_t)-1. */
 int ssi_peer_cred(int sock, pid_t *pid, uid_t *uid, gid_t *gid);
 
-/* A program started for another node's command or for criu: fork, then in
- * the child default signals, chroot(root) and chdir("/") (unless NULL),
- * supplementary groups, gid and uid (when uid >= 0; gid must be too), and
- * only then chdir(cwd), as the new identity: the caller's directory is
- * entered with the caller's rights. Then descriptors fds[i] on i (all
- * others closed), a new session (with fds[ctty] as its controlling
- * terminal when ctty >= 0), and execvp(path) with envp as the environment.
- * Returns the pid; if a step fails the child reports its errno through a
- * close-on-exec pipe, and this returns -1 with that errno (the child is
- * reaped). *failed_step names the step that failed. */
-struct ssi_job {
-    const char *root;
-    const char *cwd;
+/* THE way ssi starts a program (SpawnSpec in SSILinux is its Swift face).
+ * fork, then in the child, in this order and with async-signal-safe calls
+ * only:
+ *   signals: 0 as inherited; 1 none blocked; 2 also every disposition
+ *            back to the default;
+ *   chroot(root) and chdir("/") when root is set (with the spawner's
+ *            rights: the root is the spawner's path);
+ *   setgroups(groups), setgid(gid), setuid(uid) when uid >= 0 (gid must
+ *            be too): the identity is dropped BEFORE any path of the
+ *            caller's is touched;
+ *   chdir(cwd) when cwd is set, as the new identity;
+ *   the descriptor map: fds[i] becomes descriptor i (-1: i is left as it
+ *            is, SSI_SPAWN_DEVNULL: /dev/null opened in the new root);
+ *            with close_others every other descriptor closes at the exec,
+ *            without it they stay, but a mapped source keeps only its
+ *            new number;
+ *   setsid() when new_session, TIOCSCTTY on ctty when ctty >= 0;
+ *   the keeper (see below), then the exec: fexecve(exe_fd) when
+ *            exe_fd >= 0, else execvp(path) with envp's PATH when
+ *            search_path, else execve(path).
+ * Returns the pid once the program runs (the exec closed the report
+ * pipe). If a step fails, the child reports errno and the step on a
+ * close-on-exec pipe and exits; this reaps it and returns -1 with that
+ * errno, *failed_step naming the step ("chdir", "exec", ...). */
+#define SSI_SPAWN_DEVNULL (-2)
+struct ssi_spawn {
     const char *path;
+    int exe_fd;
+    int search_path;
     char *const *argv;
     char *const *envp;
-    const int *fds;
-    int nfds;
-    int ctty;
+    const char *root;
+    const char *cwd;
     int uid;
     int gid;
     const gid_t *groups;
     int ngroups;
-    /* 0: the new session's leader is the program itself. 1: it is a
-     * keeper, which runs the program in a process group of its own (criu
-     * restore refuses to run as a session or group leader: it gives the
-     * restored process its own session and group) and exits with its
-     * status. 2: the same, but the keeper writes the program's status (one
-     * byte) to status_fd and, if it was 0, stays as the session's leader
-     * (a terminal's) until it is killed. */
+    const int *fds;
+    int nfds;
+    int close_others;
+    int signals;
+    int new_session;
+    int ctty;
+    /* 0: the program itself is started. 1: a keeper is, which runs the
+     * program in a process group of its own (criu restore refuses to run
+     * as a session or group leader: it gives the restored process its own
+     * session and group) and exits with its status. 2: the same, but the
+     * keeper writes the program's status (one byte) to status_fd and, if
+     * it was 0, stays as the session's leader (a terminal's) until it is
+     * killed. */
     int keeper;
     int status_fd;
     /* With a keeper: the keeper is a child subreaper, so that what the
@@ -114,7 +119,7 @@ struct ssi_job {
      * orphaned process group, which the kernel would hang up. */
     int subreaper;
 };
-pid_t ssi_spawn_job(const struct ssi_job *job, const char **failed_step);
+pid_t ssi_spawn(const struct ssi_spawn *spec, const char **failed_step);
 
 /* A new pseudo-terminal: the master (close-on-exec, read-write) and its
  * slave, opened without becoming anybody's controlling terminal. */

@@ -1,0 +1,68 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+public import SSICore
+
+// The one read-to-end and write-everything loop. A write to a pipe or a
+// socket may take fewer bytes than asked (a signal, a full pipe buffer):
+// every caller needs the loop, so it lives here, through `syscall` (which
+// retries EINTR).
+
+/// The loop: `transfer` moves some bytes from the pointer (write, send)
+/// and returns how many, or -1 with errno.
+@inline(__always)
+func transferAll(_ bytes: UnsafeRawBufferPointer, _ call: @autoclosure () -> String,
+                 _ transfer: (UnsafeRawPointer, Int) -> Int) throws(SystemCallError) {
+    var off = 0
+    while off < bytes.count {
+        let n = try syscall(call()) { transfer(bytes.baseAddress! + off, bytes.count - off) }
+        // 0 for a non-empty buffer would loop forever: no progress is EIO.
+        guard n > 0 else { throw SystemCallError(call(), errno: EIO) }
+        off += n
+    }
+}
+
+/// Writes every byte, resuming after short writes. `name` names the
+/// descriptor in the error ("write /run/ssi/x: ENOSPC ...").
+public func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, name: String) throws(SystemCallError) {
+    try transferAll(bytes, "write \(name)") { write(fd, $0, $1) }
+}
+
+/// Writes every byte of an array or a slice of one.
+public func writeAll(_ fd: Int32, _ bytes: some Collection<UInt8>, name: String) throws(SystemCallError) {
+    let array = Array(bytes)
+    let failure: SystemCallError? = array.withUnsafeBytes { b in
+        do throws(SystemCallError) { try writeAll(fd, b, name: name); return nil } catch { return error }
+    }
+    if let failure { throw failure }
+}
+
+/// Sends every byte on a socket with MSG_NOSIGNAL: a peer that went away
+/// is an EPIPE error here, not a SIGPIPE that ends the process.
+public func sendAll(_ fd: Int32, _ bytes: some Collection<UInt8>, name: String) throws(SystemCallError) {
+    let array = Array(bytes)
+    let failure: SystemCallError? = array.withUnsafeBytes { b in
+        do throws(SystemCallError) {
+            try transferAll(b, "send \(name)") { send(fd, $0, $1, Int32(MSG_NOSIGNAL)) }
+            return nil
+        } catch { return error }
+    }
+    if let failure { throw failure }
+}
+
+/// Reads to end of file; files in /proc report size 0, so st_size is
+/// never trusted.
+public func readAll(_ fd: Int32, name: String) throws(SystemCallError) -> [UInt8] {
+    var out: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = try syscall("read \(name)") {
+            chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        }
+        if n == 0 { break }
+        out.append(contentsOf: chunk[0..<n])
+    }
+    return out
+}
