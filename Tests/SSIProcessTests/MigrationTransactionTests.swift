@@ -251,6 +251,8 @@ import SSICore
                 #expect(old.state.current == .running && host.standIns.get("pipe:[7]") === old)
                 #expect(old.carry.current == Array("def".utf8), "what it fetched is given after what was put back")
                 var buf = [UInt8](repeating: 0, count: 16)
+                // Non-blocking: bytes not put back are a failure, not a hang.
+                _ = fcntl(p[0], F_SETFL, O_NONBLOCK)
                 let n = read(p[0], &buf, 16)
                 #expect(n == 3 && Array(buf[0..<3]) == Array("abc".utf8), "the process reads its unread bytes again")
                 #expect(host.stopped.isEmpty)
