@@ -116,9 +116,7 @@ extension ProcAgent {
         let started = Process.now()
         let request = MigrationRequest(pid: pid, target: target, tree: tree, uid: uid, throughRoot: throughRoot)
         let plan = try MigrationPlan.make(request, facts: .read(request, agent: self))
-        guard migrating.withLock({ $0.insert(pid).inserted }) else {
-            throw SSIError("migrate", "process \(pid) is already being moved")
-        }
+        guard migrating.withLock({ $0.insert(pid).inserted }) else { throw MigrationPlan.alreadyMoving(pid) }
         defer { _ = migrating.withLock { $0.remove(pid) } }
         let move = MigrationTransaction(plan: plan, id: MigrationTransaction.newID(node: localNode, pid: pid),
                                         systemRoot: options.systemRoot, stateDirectory: options.stateDirectory,

@@ -41,6 +41,9 @@ struct MigrationFacts {
     var isHere: Bool
     /// Its command line ("@..." is a cluster daemon's).
     var command: String
+    /// Whether a move of it is under way (the agent's `migrating`; the
+    /// agent claims the move again after the plan, in case one began since).
+    var beingMoved: Bool = false
     /// The tree, its root first, as read before anything is frozen.
     var tasks: [pid_t]
     /// The owners of the tree's processes (nil: gone).
@@ -92,6 +95,7 @@ struct MigrationPlan: Sendable {
             throw SSIError("migrate", "process \(pid) has child processes (\(tasks.dropFirst().map(String.init).joined(separator: ", "))): CRIU moves a whole tree",
                            hint: "move them all with -t, or move a leaf process")
         }
+        guard !facts.beingMoved else { throw alreadyMoving(pid) }
 
         // What moves, what stays home, what blocks the move.
         var shipped: [ShippedDescriptor] = []
@@ -160,6 +164,8 @@ struct MigrationPlan: Sendable {
         return MigrationPlan(request: request, targetName: peer.name, tasks: tasks, shipped: shipped)
     }
 
+    static func alreadyMoving(_ pid: pid_t) -> SSIError { SSIError("migrate", "process \(pid) is already being moved") }
+
     /// The frozen tree checked again: a process forked (or a setuid
     /// program run) between the plan and the freeze is in it.
     static func frozenTreeRefusal(pid: pid_t, tasks: [pid_t], uid: uid_t, status: (pid_t) -> ProcessStatus?) -> SSIError? {
@@ -208,6 +214,7 @@ extension MigrationFacts {
             localNode: agent.localNode, agentPID: getpid(),
             peer: agent.peers()[request.target].map { (name: $0.name, up: $0.up) },
             isHere: here, command: here ? ProcessInspector.command(pid) : "",
+            beingMoved: agent.migrating.withLock { $0.contains(pid) },
             tasks: tasks, status: ProcessStatus.of,
             descriptors: descriptors, mappingProblems: mappings,
             sameFile: { p1, p2, fd1, fd2 in

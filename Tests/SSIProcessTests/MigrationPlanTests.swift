@@ -73,6 +73,16 @@ import SSICore
         #expect(asRoot.message == "process 100 cannot move: process 102: fd 3 is x")
     }
 
+    @Test("a move under way is refused after the caller's own checks, before the descriptors'")
+    func beingMoved() throws {
+        var f = Self.facts(tasks: [100, 101], descriptors: [100: [OpenDescriptor(pid: 100, fd: 3, target: "x", disposition: .refuse("fd 3 is x"))]],
+                           owners: [101: 0])
+        f.beingMoved = true
+        #expect(Self.refusal(Self.request(), f)?.message.contains("belongs to uid 0") == true)
+        f.status = { _ in Self.status(uid: 1000) }
+        #expect(Self.refusal(Self.request(), f)?.message == "process 100 is already being moved")
+    }
+
     @Test("a process with children moves only with -t")
     func childrenNeedTree() throws {
         let e = try #require(Self.refusal(Self.request(tree: false), Self.facts(tasks: [100, 101, 105])))
