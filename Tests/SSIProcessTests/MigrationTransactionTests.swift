@@ -2,6 +2,7 @@ import Testing
 import Foundation
 import CSSIShim
 import SSICore
+import SSILinux
 @testable import SSIProcess
 
 /// The migration transaction against fakes of CRIU, the target and the
@@ -259,5 +260,69 @@ import SSICore
                 close(p[1])
             }
         }
+    }
+
+    /// criu as far as the process sees it: the tree is stopped
+    /// (--leave-stopped, or a criu that died mid-dump), then the dump
+    /// fails or succeeds.
+    final class StoppingCRIU: Checkpointer {
+        let fails: Bool
+        init(fails: Bool) { self.fails = fails }
+        func dump(_ arguments: [String], imageDirectory: String, readFrom: String) throws(SSIError) {
+            for t in ProcessInspector.tree(root: pid_t(arguments[2])!) { kill(t, SIGSTOP) }
+            if fails { throw SSIError("migrate", "criu dump failed (killed by signal 9)") }
+        }
+        func restore(_ arguments: [String], imageDirectory: String, fds: [Int32], readFrom: String) throws(SSIError) {}
+        func restoreWithKeeper(_ arguments: [String], imageDirectory: String, tty: Int32?, fds: [Int32], readFrom: String) throws(SSIError) -> pid_t { 0 }
+    }
+
+    static func state(_ pid: pid_t) -> String {
+        let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
+        guard let close = stat.lastIndex(of: ")") else { return "?" }
+        return String(stat[stat.index(close, offsetBy: 2)...].prefix(1))
+    }
+
+    @Test("the agent as the node, a real process: stopped by the dump, running again after a failed dump or transfer; its pipe's home channel and the image directory gone",
+          arguments: ["dump", "transfer"])
+    func realProcessResumes(_ failIn: String) throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("ssi-mig-\(getpid())-\(failIn)").path
+        try FileManager.default.createDirectory(atPath: root + "/run", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        var options = ProcAgent.Options()
+        options.systemRoot = root
+        options.stateDirectory = root + "/run"
+        let agent = ProcAgent(options: options, log: { _ in })
+        let out = Pipe()
+        let child = Process()
+        child.executableURL = URL(fileURLWithPath: "/bin/sleep")
+        child.arguments = ["30"]
+        child.standardOutput = out
+        try child.run()
+        let pid = child.processIdentifier
+        defer { kill(pid, SIGKILL); child.waitUntilExit() }
+        let pipe = try FileSystem.readLink("/proc/\(pid)/fd/1")
+        // Through the root: the images' directory is made under `root`,
+        // with no tmpfs mounted for the test.
+        let plan = MigrationPlan(request: MigrationRequest(pid: pid, target: 2, tree: true, uid: getuid(), throughRoot: true),
+                                 targetName: "node2", tasks: [pid],
+                                 shipped: [ShippedDescriptor(resource: pipe, kind: .pipeOut, pid: pid, fd: 1)])
+        let target = FakeTarget()
+        target.answer = Fields("error", [("message", "no")])
+        let move = MigrationTransaction(plan: plan, id: "0-\(pid)-1", systemRoot: root, stateDirectory: options.stateDirectory,
+                                        host: agent, checkpointer: StoppingCRIU(fails: failIn == "dump"), target: target)
+        var failure: MigrationFailure?
+        do throws(MigrationFailure) { try move.run() } catch { failure = error }
+        #expect(failure?.phase.rawValue == failIn)
+        #expect(failIn == "dump" || target.requests.first?.all("ship") == ["\(pipe)|pipe-out|0|0-\(pid)-1.0"], "the home channel was made")
+        var state = Self.state(pid)
+        for _ in 0..<50 where state == "T" {
+            usleep(20_000)
+            state = Self.state(pid)
+        }
+        #expect(state == "S" || state == "R", "the process runs on here (state \(state))")
+        #expect(agent.homes.count == 0, "its pipe's home channel is released")
+        #expect(!FileManager.default.fileExists(atPath: root + "/cluster/migrate/0-\(pid)-1"), "the image directory is gone")
+        let log = (try? String(contentsOfFile: root + "/run/proc-agent.log", encoding: .utf8)) ?? ""
+        #expect(log.contains("failed in the \(failIn) phase"), "\(log)")
     }
 }
