@@ -353,8 +353,12 @@ extension ProcAgent: MigrationHost {
     func removeImageDirectory(_ dir: String) { removeTree(dir) }
 
     func takeCopy(pid: pid_t, fd: Int32) -> (fd: Int32, errno: Int32) {
-        let copy = ProcessInspector(systemRoot: options.systemRoot).takeCopy(pid: pid, fd: fd)
+        // As ProcessInspector.takeCopy, with the errno read at the call.
+        let pidfd = ssi_pidfd_open(pid)
+        guard pidfd >= 0 else { let e = errno; return (-1, e) }
+        let copy = ssi_pidfd_getfd(pidfd, fd)
         let e = errno
+        close(pidfd)
         return (copy, copy >= 0 ? 0 : e)
     }
 
