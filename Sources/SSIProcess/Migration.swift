@@ -103,363 +103,30 @@ extension ProcAgent {
     /// diskless node).
     static let rootImages = "/cluster/migrate"
 
-    /// Runs criu in the system's root and waits; on failure the error has
-    /// criu's own error lines from its log.
-    func runCRIU(_ args: [String], dir: String, log logName: String, fds extra: [Int32] = [], readFrom: String? = nil) throws(SSIError) {
-        let null = open("/dev/null", O_RDWR | O_CLOEXEC)
-        defer { close(null) }
-        var spec = JobSpec(root: options.systemRoot, cwd: "/", argv: [Self.criu] + args + ["-o", dir + "/" + logName, "-v4"],
-                           environment: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], fds: [null, null, null] + extra)
-        // criu restore --shell-job must not lead its session or group.
-        spec.keeper = 1
-        loadCRIUModules()
-        trace("criu " + args.joined(separator: " "))
-        let pid: pid_t
-        do throws(SSIError) { pid = try reaper.spawn(spec) } catch {
-            throw SSIError("migrate", "cannot run criu on node \(localNode): \(error.message)",
-                           hint: FileSystem.exists(options.systemRoot + Self.criu) ? nil : "install it there: apt-get install criu")
-        }
-        guard let exit = reaper.wait(pid, timeoutMs: 600_000) else {
-            kill(pid, SIGKILL)
-            throw SSIError("migrate", "criu \(args[0]) did not finish in 10 minutes")
-        }
-        if exit != .exited(0) {
-            let logText = (try? FileSystem.readText((readFrom ?? dir) + "/" + logName)) ?? ""
-            var errors = logText.lines().filter { $0.contains("Error") || $0.contains("error") }
-                .suffix(6).map { String($0) }
-            if errors.isEmpty { errors = logText.lines().suffix(3).map { String($0) } }
-            throw SSIError("migrate", "criu \(args[0]) failed (\(exit)): " + (errors.isEmpty ? "no log in \(dir)/\(logName)" : errors.joined(separator: " | ")))
-        }
-    }
-
     /// Moves `pid` (with its tree when `tree`) to `target`. Answers on
     /// `reply`: progress lines, then "migrated" or "error".
     /// `throughRoot`: CRIU writes the images into the cluster root
     /// (/cluster/migrate) and the target restores from there, instead
     /// of the agents' stream (measured both ways: BENCHMARKS.md).
+    /// The plan decides from what this node shows now (or refuses, with
+    /// every reason); the transaction then moves it, or rolls back and
+    /// the process runs on here.
     func migrate(pid: pid_t, to target: UInt32, tree: Bool, uid: uid_t, throughRoot: Bool = false,
                  reply: any MessageChannel) throws(SSIError) {
         let started = Process.now()
-        guard target != localNode else { throw SSIError("migrate", "process \(pid) is already on node \(target)") }
-        guard let peer = peers()[target] else { throw SSIError("migrate", "node \(target) is not in the cluster", hint: "see `ssi cluster status`") }
-        guard peer.up else { throw SSIError("migrate", "node \(target) (\(peer.name)) is not up") }
-        guard isHere(pid) else { throw SSIError("migrate", "\(pid): no such process on node \(localNode)") }
-        guard pid != 1, pid != getpid(), !ProcessInspector.command(pid).hasPrefix("@") else {
-            throw SSIError("migrate", "process \(pid) is a cluster daemon (PID 1 or an agent) and stays on its node")
-        }
-        var tasks = ProcessInspector.tree(root: pid)
-        // Every process of the tree is the caller's, not only its root (a
-        // root-owned child, a setuid program, would move with them).
-        let notOwned = Self.ownershipRefusals(tree: tasks, uid: uid, status: ProcessStatus.of)
-        if !notOwned.isEmpty {
-            throw SSIError("migrate", "process \(pid) cannot move: " + notOwned.joined(separator: "; "),
-                           hint: uid == 0 ? nil : "move only your own processes, or ask root to")
-        }
-        if !tree && tasks.count > 1 {
-            throw SSIError("migrate", "process \(pid) has child processes (\(tasks.dropFirst().map(String.init).joined(separator: ", "))): CRIU moves a whole tree",
-                           hint: "move them all with -t, or move a leaf process")
-        }
-        guard migrating.withLock({ $0.insert(pid).inserted }) else {
-            throw SSIError("migrate", "process \(pid) is already being moved")
-        }
+        let request = MigrationRequest(pid: pid, target: target, tree: tree, uid: uid, throughRoot: throughRoot)
+        let plan = try MigrationPlan.make(request, facts: .read(request, agent: self))
+        guard migrating.withLock({ $0.insert(pid).inserted }) else { throw MigrationPlan.alreadyMoving(pid) }
         defer { _ = migrating.withLock { $0.remove(pid) } }
-
-        // What moves, what stays home, what blocks the move.
-        let inspector = ProcessInspector(systemRoot: options.systemRoot)
-        var shipped: [(resource: String, kind: ShipKind, pid: pid_t, fd: Int32)] = []
-        var refusals: [String] = []
-        var pipeEnds = Set<String>()
-        for t in tasks {
-            // A child that ended since the tree was read (a shell's sleep)
-            // is not there to inspect: CRIU dumps the tree as it is frozen.
-            let descriptors: [OpenDescriptor]
-            do throws(SSIError) { descriptors = try inspector.descriptors(pid: t) } catch {
-                if t != pid && !FileSystem.exists("/proc/\(t)") { continue }
-                throw error
-            }
-            for d in descriptors {
-                switch d.disposition {
-                case .reopen: break
-                case .refuse(let why): refusals.append(t == pid ? why : "process \(t): \(why)")
-                case .ship(let kind, let resource):
-                    if let other = shipped.first(where: { $0.resource == resource }) {
-                        // CRIU names a file by its path: two different opens
-                        // of one path (a FIFO's two ends, a file opened twice)
-                        // would get one stand-in.
-                        let same = resource.hasPrefix("pipe:[") || resource.hasPrefix("socket:[")
-                            ? 0 : ssi_kcmp_file(other.pid, t, other.fd, d.fd)
-                        if same < 0 {
-                            let lastErrno = errno
-                            refusals.append("/\(resource): cannot tell whether fd \(other.fd) of \(other.pid) and fd \(d.fd) of \(t) are one open file (kcmp: \(errnoDescription(lastErrno)))")
-                        } else if same != 0 {
-                            refusals.append("/\(resource) is open twice (fd \(other.fd) of \(other.pid), fd \(d.fd) of \(t)): only one open of a shipped file can move; close one first")
-                        } else if other.kind != kind {
-                            pipeEnds.insert(resource)
-                        }
-                    } else {
-                        shipped.append((resource, kind, t, d.fd))
-                    }
-                }
-            }
-            refusals += inspector.mappingProblems(pid: t).map { t == pid ? $0 : "process \(t): \($0)" }
-        }
-        // A pipe with both ends in the tree moves whole with CRIU (its
-        // buffered data too), unless something outside the tree holds it.
-        if !pipeEnds.isEmpty {
-            let outside = ProcessInspector.holders(of: pipeEnds, except: Set(tasks))
-            for r in pipeEnds {
-                if let (p, fd) = outside[r] {
-                    refusals.append("\(r) joins processes of the tree and process \(p) (fd \(fd)) outside it: CRIU would split it; move a tree that holds all its ends")
-                }
-            }
-            shipped.removeAll { pipeEnds.contains($0.resource) }
-        }
-        // A TCP connection gets one stand-in, put in one descriptor.
-        var tcpHolders: [String: Int] = [:]
-        for t in tasks {
-            for d in (try? inspector.descriptors(pid: t)) ?? [] {
-                if case .ship(.tcp, let r) = d.disposition { tcpHolders[r, default: 0] += 1 }
-            }
-        }
-        for (r, n) in tcpHolders where n > 1 {
-            refusals.append("the TCP connection \(r) is held by \(n) descriptors (only one can get its stand-in)")
-        }
-        // The target's own checks, made here before anything is frozen.
-        let ttyCount = Set(shipped.filter { $0.kind == .tty }.map(\.resource)).count
-        if ttyCount > 1 { refusals.append("it uses \(ttyCount) terminals; only one can be shipped") }
-        if ttyCount > 0 && !tcpHolders.isEmpty {
-            refusals.append("it has both a terminal and a TCP connection, which cannot move together yet (the terminal's session keeper and the TCP stand-in's injection each need the restore to themselves)")
-        }
-        if !refusals.isEmpty {
-            throw SSIError("migrate", "process \(pid) cannot move: " + refusals.joined(separator: "; "))
-        }
-        // CRIU restores the same PIDs: they must be free on the target.
-        for t in tasks {
-            // One request per connection (serveRemote's rule).
-            if let c = try? connect(target, timeoutSeconds: 5) {
-                defer { c.close() }
-                try c.send(Fields("where", [("pid", String(t))]))
-                let r = try c.expectFields("where")
-                if r["found"] == "1" {
-                    throw SSIError("migrate", "PID \(t) is in use on node \(target) by `\(r["command"] ?? "?")`; CRIU restores a process under its own PID",
-                                   hint: "processes started after the boot have PIDs in their node's range and move freely; this one is older")
-                }
-            }
-        }
-
-        let id = "\(localNode)-\(pid)-\(UInt32.random(in: 0...UInt32.max))"
-        // Through the root: the path as criu (in the system root) and as
-        // this agent (in the agents root, through /proc/1/root) see it.
-        let criuDir = throughRoot ? Self.rootImages + "/" + id : options.stateDirectory + "/migrate/" + id
-        let dir = options.systemRoot + criuDir
-        if !throughRoot { try prepareImageSpace() }
-        try makeDirectory(dir)
-        defer { removeTree(dir) }
-
-        // Home channels for what stays here; stand-ins that moved here
-        // earlier keep their home.
-        var specs: [ShipSpec] = []
-        var newHomes: [String] = []
-        var oldStandIns: [(StandIn, pid: pid_t, fd: Int32)] = []
-        var ttyModes: [String: String] = [:]
-        // Devices whose descriptors became sockets to this agent: the
-        // agent's end, its own copy of the device, and the device's path.
-        var devices: [(agentEnd: Int32, device: Int32, path: String)] = []
-        func dropNewHomes() {
-            newHomes.forEach { homes.release($0) }
-            // The move failed: the devices' stand-ins are relayed here.
-            for d in devices { relayDevice(agentEnd: d.agentEnd, device: d.device, path: d.path) }
-            devices = []
-        }
-        for (n, s) in shipped.enumerated() where s.kind == .device {
-            // CRIU cannot dump most devices: the descriptor becomes a unix
-            // socket to this agent first, and the socket is shipped.
-            let channel = "\(id).\(n)"
-            let device = inspector.takeCopy(pid: s.pid, fd: s.fd)
-            guard device >= 0 else {
-                let lastErrno = errno
-                dropNewHomes()
-                throw SSIError("migrate", "fd \(s.fd) of process \(s.pid): pidfd_getfd: \(errnoDescription(lastErrno))")
-            }
-            let path = String(s.resource.prefix { $0 != "#" })
-            let injected: (Int32, String)
-            do throws(SSIError) {
-                injected = try injectStandIn(pid: s.pid, fd: s.fd, name: "ssi-device-\(id)-\(n)", stop: false, what: "device")
-            } catch {
-                close(device)
-                dropNewHomes()
-                throw error
-            }
-            devices.append((injected.0, fcntl(device, F_DUPFD_CLOEXEC, 3), path))
-            homes.add(HomeChannel(id: channel, kind: .socket, fd: device))
-            newHomes.append(channel)
-            var spec = ShipSpec(resource: injected.1, kind: .socket, home: localNode, channel: channel)
-            spec.pid = s.pid
-            spec.fd = s.fd
-            specs.append(spec)
-        }
-        for (n, s) in shipped.enumerated() where s.kind != .device {
-            let copy = inspector.takeCopy(pid: s.pid, fd: s.fd)
-            if s.kind == .tty, copy >= 0, let hex = termiosHex(copy) { ttyModes[s.resource] = hex }
-            if let old = standIns.get(s.resource) {
-                if copy >= 0 { close(copy) }
-                specs.append(ShipSpec(resource: s.resource, kind: s.kind, home: old.home, channel: old.channelID))
-                oldStandIns.append((old, s.pid, s.fd))
-                continue
-            }
-            guard copy >= 0 else {
-                let lastErrno = errno
-                dropNewHomes()
-                throw SSIError("migrate", "fd \(s.fd) of process \(s.pid): pidfd_getfd: \(errnoDescription(lastErrno))")
-            }
-            let channel = "\(id).\(n)"
-            homes.add(HomeChannel(id: channel, kind: s.kind, fd: copy))
-            newHomes.append(channel)
-            var spec = ShipSpec(resource: s.resource, kind: s.kind, home: localNode, channel: channel)
-            spec.pid = s.pid
-            spec.fd = s.fd
-            specs.append(spec)
-        }
-
-        // Freeze and dump. --leave-stopped: the process stays here,
-        // stopped, until the target has it running.
-        // --shell-job: the process's session and terminal stay behind
-        // (the restore gives it the stand-in terminal's session). A unix
-        // socket whose peer stays home is external: "unix[INO]".
-        var dump = ["dump", "-t", String(pid), "-D", criuDir, "--shell-job", "--leave-stopped",
-                    "--manage-cgroups=ignore", "--skip-in-flight"]
-        for s in specs where s.kind == .socket {
-            dump += ["--external", "unix[" + s.resource.dropFirst("socket:[".count)]
-        }
-        if specs.contains(where: { $0.kind == .tcp }) { dump.append("--tcp-close") }
-        let freezeStart = Process.now()
-        do throws(SSIError) {
-            try runCRIU(dump, dir: criuDir, log: "dump.log", readFrom: dir)
-        } catch {
-            // criu thaws the tree when a dump fails; in case it did not.
-            dropNewHomes()
-            for t in ProcessInspector.tree(root: pid) { kill(t, SIGCONT) }
-            throw error
-        }
-        let dumped = Process.now()
-        // What the process wrote to a device's stand-in before the freeze
-        // goes to the device now, before anything it writes on the target.
-        for d in devices {
-            let pending = drain(d.agentEnd, tty: false)
-            do throws(SystemCallError) {
-                try writeAll(d.device, pending[...], name: d.path)
-            } catch {
-                trace("\(pending.count) bytes the process wrote to \(d.path) before the freeze were lost: \(error.description)")
-            }
-        }
-        // The tree as CRIU froze it (children come and go until then).
-        tasks = ProcessInspector.tree(root: pid)
-        func resumeHere() {
-            dropNewHomes()
-            for (s, _, _) in oldStandIns { s.resume() }
-            for t in tasks { kill(t, SIGCONT) }
-        }
-        // The frozen tree is checked again: a process forked (or a setuid
-        // program run) between the check above and the freeze is in it.
-        let notOwnedFrozen = Self.ownershipRefusals(tree: tasks, uid: uid, status: ProcessStatus.of)
-        if !notOwnedFrozen.isEmpty {
-            resumeHere()
-            throw SSIError("migrate", "process \(pid) cannot move: " + notOwnedFrozen.joined(separator: "; "),
-                           hint: "a process of the tree changed owner while it was being frozen; it runs on here")
-        }
-
-        // Stand-ins from an earlier move: stop their relays; what the
-        // process had not read yet goes with it.
-        var carries: [String: [UInt8]] = [:]
-        for (s, holder, fd) in oldStandIns {
-            guard s.pause() else {
-                resumeHere()
-                throw SSIError("migrate", "the shipped \(s.kind.rawValue) of channel \(s.channelID) did not settle in 15 s (its home, node \(s.home), is not answering)")
-            }
-            if s.kind != .pipeOut {
-                let copy = inspector.takeCopy(pid: holder, fd: fd)
-                var unread: [UInt8] = []
-                if copy >= 0 {
-                    unread = drain(copy, tty: s.kind == .tty)
-                    close(copy)
-                }
-                let fetched = s.carry.withLock { c in defer { c = [] }; return c }
-                carries[s.resource] = unread + fetched
-                // Kept to put back if the move fails.
-                s.carry.withLock { $0 = fetched }
-                if !unread.isEmpty { carries[s.resource + "#unread"] = unread }
-            }
-        }
-
-        // Send the images and the stand-ins' description.
-        var result: Fields
-        do throws(SSIError) {
-            let c = try connect(target, timeoutSeconds: 30)
-            defer { c.close() }
-            c.setReceiveTimeout(seconds: 240)
-            var req = Fields("restore", [("id", id), ("pid", String(pid))])
-            for t in tasks { req.add("task", String(t)) }
-            if throughRoot { req.add("images", criuDir) }
-            for s in specs { req.add("ship", s.line) }
-            for (res, hex) in ttyModes { req.add("termios", res + "|" + hex) }
-            for t in tasks {
-                if let r = exitReports.withLock({ $0[t] }) { req.add("report", "\(t)|\(r.node)|\(r.session)") }
-            }
-            try c.send(req)
-            let imageBytes = ((try? FileSystem.list(dir)) ?? []).reduce(0) { sum, name in
-                var st = stat()
-                return sum + (stat(dir + "/" + name, &st) == 0 ? Int(st.st_size) : 0)
-            }
-            trace("sending the images of \(pid) to node \(target) (\(imageBytes >> 20) MB)")
-            for (res, bytes) in carries where !res.hasSuffix("#unread") && !bytes.isEmpty {
-                try c.send(Fields("carry", [("resource", res), ("size", String(bytes.count))]))
-                try sendChunks(bytes, on: c)
-            }
-            for name in ((try? FileSystem.list(dir)) ?? []).sorted() where name.hasSuffix(".img") && !throughRoot {
-                try sendFile(dir + "/" + name, as: name, on: c)
-            }
-            try c.send(Fields("go"))
-            result = try c.expectFields("the target's restore result")
-        } catch {
-            result = Fields("error", [("message", error.message)])
-        }
-        guard result.op == "restored" else {
-            // Put back what was drained, oldest first, then resume.
-            for (s, _, _) in oldStandIns {
-                if let unread = carries[s.resource + "#unread"] {
-                    unread.withUnsafeBytes { _ = write(s.fd, $0.baseAddress!, $0.count) }
-                }
-            }
-            resumeHere()
-            throw SSIError("migrate", "node \(target) could not restore process \(pid): \(result["message"] ?? result.op); it goes on running on node \(localNode)")
-        }
-        let restored = Process.now()
-        // The devices' stand-ins at home are no longer needed.
-        for d in devices {
-            close(d.agentEnd)
-            close(d.device)
-        }
-        devices = []
-        // The target runs it: the stopped original goes.
-        departed.withLock { d in for t in tasks { d.insert(t) } }
-        for t in tasks {
-            kill(t, SIGKILL)
-            exitReports.withLock { _ = $0.removeValue(forKey: t) }
-        }
-        for (s, _, _) in oldStandIns {
-            s.finish()
-            standIns.remove(s.resource)
-        }
-        // A while later the pids may be reused here.
-        startThread { [self, tasks] in
-            Process.sleep(milliseconds: 5000)
-            departed.withLock { d in for t in tasks { d.remove(t) } }
-        }
+        let move = MigrationTransaction(plan: plan, id: MigrationTransaction.newID(node: localNode, pid: pid),
+                                        systemRoot: options.systemRoot, stateDirectory: options.stateDirectory,
+                                        host: self, checkpointer: CRIU(agent: self), target: RemoteTarget(agent: self, node: target))
+        do throws(MigrationFailure) { try move.run() } catch { throw error.error }
         let ms = { (a: Double, b: Double) in String(Int((b - a) * 1000)) }
-        trace("migrated \(pid) to node \(target): freeze \(ms(freezeStart, restored)) ms (dump \(ms(freezeStart, dumped)) ms)")
-        try reply.send(Fields("migrated", [("pid", String(pid)), ("node", String(target)), ("name", peer.name),
-                                           ("freeze_ms", ms(freezeStart, restored)), ("dump_ms", ms(freezeStart, dumped)),
-                                           ("total_ms", ms(started, Process.now())), ("shipped", String(specs.count))]))
+        trace("migrated \(pid) to node \(target): freeze \(ms(move.freezeStart, move.restored)) ms (dump \(ms(move.freezeStart, move.dumped)) ms)")
+        try reply.send(Fields("migrated", [("pid", String(pid)), ("node", String(target)), ("name", plan.targetName),
+                                           ("freeze_ms", ms(move.freezeStart, move.restored)), ("dump_ms", ms(move.freezeStart, move.dumped)),
+                                           ("total_ms", ms(started, Process.now())), ("shipped", String(move.specs.count))]))
     }
 
     /// Gives a process a stand-in for its descriptor `fd` (a restored,
@@ -491,56 +158,6 @@ extension ProcAgent {
         let resource = (try? FileSystem.readLink("/proc/\(pid)/fd/\(fd)")) ?? ""
         trace("process \(pid) fd \(fd): \(kind) stand-in \(resource)")
         return (agentEnd, resource)
-    }
-
-    /// criu restore for a process with a terminal: a keeper leads the
-    /// session of the stand-in pty (its controlling terminal), runs criu in
-    /// a group of its own with the pty as its stdio, and stays as long as
-    /// the process. Returns the keeper's pid.
-    /// Without a terminal (`tty` nil): a keeper that holds a process
-    /// restored stopped (a subreaper, see ssi_job.subreaper).
-    func restoreWithKeeper(_ args: [String], dir: String, tty: Int32?, fds: [Int32], readFrom: String) throws(SSIError) -> pid_t {
-        loadCRIUModules()
-        var status: [Int32] = [-1, -1]
-        guard ssi_pipe(&status) == 0 else { let lastErrno = errno; throw SSIError("migrate", "pipe: \(errnoDescription(lastErrno))") }
-        defer { close(status[0]) }
-        let null = open("/dev/null", O_RDWR | O_CLOEXEC)
-        defer { close(null) }
-        let std = tty ?? null
-        var spec = JobSpec(root: options.systemRoot, cwd: "/", argv: [Self.criu] + args + ["-o", dir + "/restore.log", "-v4"],
-                           environment: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], fds: [std, std, std] + fds)
-        spec.controllingTTY = tty == nil ? -1 : 0
-        spec.subreaper = tty == nil ? 1 : 0
-        spec.keeper = 2
-        spec.statusFD = status[1]
-        trace("criu (terminal keeper) " + args.joined(separator: " "))
-        let keeper: pid_t
-        do throws(SSIError) { keeper = try reaper.spawn(spec) } catch {
-            close(status[1])
-            throw error
-        }
-        close(status[1])
-        var p = pollfd(fd: status[0], events: Int16(POLLIN), revents: 0)
-        var code: UInt8 = 255
-        // Less than the source waits for the answer (240 s), so that the
-        // answer is criu's own error.
-        if poll(&p, 1, 180_000) > 0, read(status[0], &code, 1) == 1, code == 0 {
-            reaper.unwatch(keeper)
-            return keeper
-        }
-        // What the keeper and its children were doing, for the message.
-        let states = ProcessInspector.tree(root: keeper).map { p -> String in
-            let stat = (try? FileSystem.readText("/proc/\(p)/stat")) ?? ""
-            let state = stat.lastIndex(of: ")").map { String(stat[stat.index($0, offsetBy: 2)...].prefix(1)) } ?? "?"
-            let wchan = (try? FileSystem.readText("/proc/\(p)/wchan")) ?? "?"
-            return "\(p) \(ProcessInspector.command(p).prefix(40)) \(state) \(wchan)"
-        }
-        trace("terminal keeper \(keeper) gave no status: " + states.joined(separator: "; "))
-        kill(keeper, SIGKILL)
-        let logText = (try? FileSystem.readText(readFrom + "/restore.log")) ?? ""
-        var errors = logText.lines().filter { $0.contains("Error") }.suffix(6).map { String($0) }
-        if errors.isEmpty { errors = logText.lines().suffix(3).map { String($0) } }
-        throw SSIError("migrate", "criu restore failed (status \(code); \(states.joined(separator: "; "))): " + (errors.isEmpty ? "no log in \(readFrom)/restore.log" : errors.joined(separator: " | ")))
     }
 
     func sendChunks(_ bytes: [UInt8], on c: SecureChannel) throws(SSIError) {
@@ -656,7 +273,7 @@ extension ProcAgent {
         }
     }
 
-    func drain(_ fd: Int32, tty: Bool) -> [UInt8] {
+    static func drain(_ fd: Int32, tty: Bool) -> [UInt8] {
         var saved = termios()
         let isTTY = tty && tcgetattr(fd, &saved) == 0
         if isTTY {
@@ -680,7 +297,7 @@ extension ProcAgent {
         return out
     }
 
-    private func recvOrRead(_ fd: Int32, _ p: UnsafeMutableRawPointer, _ n: Int) -> Int {
+    private static func recvOrRead(_ fd: Int32, _ p: UnsafeMutableRawPointer, _ n: Int) -> Int {
         let r = recv(fd, p, n, Int32(MSG_DONTWAIT))
         if r < 0 && errno == ENOTSOCK {
             let flags = fcntl(fd, F_GETFL)
@@ -718,6 +335,7 @@ extension ProcAgent {
     // MARK: the target's side
 
     func restoreHere(_ req: Fields, from c: SecureChannel) throws(SSIError) {
+        let criu: any Checkpointer = CRIU(agent: self)
         // The id names this move's image directory: NODE-PID-RANDOM, digits
         // and dashes, never a path (a peer's "../x" would have been one).
         guard let id = req["id"], !id.isEmpty, id.utf8.count <= 64, id.utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || $0 == UInt8(ascii: "-") }),
@@ -802,14 +420,14 @@ extension ProcAgent {
         }
         do throws(SSIError) {
             if let tty = ttys.first {
-                keeper = try restoreWithKeeper(args, dir: criuDir, tty: tty.processEnd, fds: inherited.map(\.processEnd),
-                                               readFrom: dir)
+                keeper = try criu.restoreWithKeeper(args, imageDirectory: criuDir, tty: tty.processEnd, fds: inherited.map(\.processEnd),
+                                                    readFrom: dir)
             } else if !tcp.isEmpty {
                 // Left stopped for the injection: held by a keeper until
                 // it runs again (see ssi_job.subreaper).
-                keeper = try restoreWithKeeper(args, dir: criuDir, tty: nil, fds: inherited.map(\.processEnd), readFrom: dir)
+                keeper = try criu.restoreWithKeeper(args, imageDirectory: criuDir, tty: nil, fds: inherited.map(\.processEnd), readFrom: dir)
             } else {
-                try runCRIU(args, dir: criuDir, log: "restore.log", fds: inherited.map(\.processEnd), readFrom: dir)
+                try criu.restore(args, imageDirectory: criuDir, fds: inherited.map(\.processEnd), readFrom: dir)
             }
         } catch {
             // Whatever criu may have started under these PIDs (free here

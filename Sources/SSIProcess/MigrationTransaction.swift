@@ -1,0 +1,424 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CSSIShim
+import SSICore
+import SSILinux
+
+/// The phases of a move, in order. Each one's effects are undone, in
+/// reverse, by the one rollback if a later step fails; commit does not fail.
+enum MigrationPhase: String, Sendable, CaseIterable {
+    /// The target's PIDs checked, the image directory made, home channels
+    /// opened for what stays here (devices get their injected stand-ins).
+    case prepare
+    /// criu dump (the tree stays here, stopped), the frozen tree checked
+    /// again, stand-ins from an earlier move paused and drained.
+    case dump
+    /// The images and carried bytes sent; the target's restore answer.
+    case transfer
+    /// The target runs it: the stopped original goes.
+    case commit
+}
+
+/// A move that failed and was rolled back: the phase it failed in and
+/// the error as the user sees it (its words do not name the phase:
+/// they are the ones users and the VM tests know).
+struct MigrationFailure: Error {
+    var phase: MigrationPhase
+    var error: SSIError
+}
+
+/// The source node's side of a move, as the transaction touches it:
+/// processes, descriptors, the agent's registries. The agent is the
+/// production implementation (below); tests give a fake.
+protocol MigrationHost: AnyObject {
+    var localNode: UInt32 { get }
+    var homes: HomeRegistry { get }
+    var standIns: StandInRegistry { get }
+    func trace(_ line: String)
+    /// Makes the image directory `dir` (the agent's path); the stream's
+    /// tmpfs first unless the images go through the cluster root.
+    func makeImageDirectory(_ dir: String, throughRoot: Bool) throws(SSIError)
+    func removeImageDirectory(_ dir: String)
+    /// The agent's own copy of a process's descriptor (pidfd_getfd), or
+    /// -1 and the errno.
+    func takeCopy(pid: pid_t, fd: Int32) -> (fd: Int32, errno: Int32)
+    /// See ProcAgent.injectStandIn.
+    func injectStandIn(pid: pid_t, fd: Int32, name: String, stop: Bool, what kind: String) throws(SSIError) -> (Int32, String)
+    /// See ProcAgent.relayDevice.
+    func relayDevice(agentEnd: Int32, device: Int32, path: String)
+    /// The process and its descendants, parents first.
+    func processTree(root: pid_t) -> [pid_t]
+    func processStatus(_ pid: pid_t) -> ProcessStatus?
+    /// SIGCONT to each: they run on here.
+    func resumeProcesses(_ tasks: [pid_t])
+    /// Where an onnode session waits for `pid`'s exit, if one does.
+    func exitReport(_ pid: pid_t) -> (node: UInt32, session: String)?
+    /// The target runs them: they are killed here, without counting as
+    /// exits, and their exit reports are the target's now.
+    func retireProcesses(_ tasks: [pid_t])
+}
+
+/// The node a move goes to. `RemoteTarget` talks to its agent.
+protocol MigrationTarget {
+    var node: UInt32 { get }
+    /// The command holding `pid` on the target; nil when it is free (or
+    /// the target could not be reached: the restore then says so).
+    func commandHolding(_ pid: pid_t) throws(SSIError) -> String?
+    /// One restore connection (PROTOCOLS.md 3.9): `request`, the carried
+    /// bytes, the image files of `imageDirectory` unless `sendImages` is
+    /// false (they go through the cluster root), "go"; the target's answer.
+    func restore(_ request: Fields, carries: [(resource: String, bytes: [UInt8])], imageDirectory: String,
+                 sendImages: Bool) throws(SSIError) -> Fields
+}
+
+/// One move of a planned tree: prepare, dump, transfer, commit. Every
+/// effect on this node is registered, as it is made, with what undoes it;
+/// a failure in any phase runs those in reverse (`rollback`), so the tree
+/// runs on here with its descriptors as they were (a device keeps its
+/// injected stand-in, relayed here), and the error says why.
+final class MigrationTransaction {
+    let plan: MigrationPlan
+    let id: String
+    /// The images' directory as criu sees it (in the system's root), and
+    /// as the agent does.
+    let criuDir: String
+    let dir: String
+    let host: any MigrationHost
+    let checkpointer: any Checkpointer
+    let target: any MigrationTarget
+    let clock: () -> Double
+
+    /// The phase running or that failed, and the phases done.
+    private(set) var phase = MigrationPhase.prepare
+    private(set) var done: [MigrationPhase] = []
+    /// What the rollback undid, in order (for the log and the tests).
+    private(set) var undone: [String] = []
+    private var undo: [(what: String, action: () -> Void)] = []
+
+    /// The stand-ins' description for the target, in channel order.
+    private(set) var specs: [ShipSpec] = []
+    /// The tree: as planned, then as CRIU froze it.
+    private(set) var tasks: [pid_t]
+    private var frozen = false
+    private var ttyModes: [String: String] = [:]
+    private var oldStandIns: [(standIn: StandIn, pid: pid_t, fd: Int32)] = []
+    /// Devices whose descriptors became sockets to this agent: the
+    /// agent's end, its own copy of the device, and the device's path.
+    private var devices: [(agentEnd: Int32, device: Int32, path: String)] = []
+    private var carries: [String: [UInt8]] = [:]
+    private(set) var freezeStart = 0.0, dumped = 0.0, restored = 0.0
+
+    init(plan: MigrationPlan, id: String, systemRoot: String, stateDirectory: String, host: any MigrationHost,
+         checkpointer: any Checkpointer, target: any MigrationTarget, clock: @escaping () -> Double = { Process.now() }) {
+        self.plan = plan
+        self.id = id
+        // Through the root: the path as criu (in the system root) and as
+        // this agent (in the agents root, through /proc/1/root) see it.
+        criuDir = plan.request.throughRoot ? ProcAgent.rootImages + "/" + id : stateDirectory + "/migrate/" + id
+        dir = systemRoot + criuDir
+        self.host = host
+        self.checkpointer = checkpointer
+        self.target = target
+        self.clock = clock
+        tasks = plan.tasks
+    }
+
+    /// A move's id: NODE-PID-RANDOM (the target's image directory, the
+    /// home channels' prefix).
+    static func newID(node: UInt32, pid: pid_t) -> String { "\(node)-\(pid)-\(UInt32.random(in: 0...UInt32.max))" }
+
+    /// Runs the phases. On a failure everything done so far is undone,
+    /// in reverse, before the error is thrown.
+    func run() throws(MigrationFailure) {
+        do throws(SSIError) {
+            phase = .prepare
+            try prepare()
+            done.append(.prepare)
+            phase = .dump
+            try dump()
+            done.append(.dump)
+            phase = .transfer
+            try transfer()
+            done.append(.transfer)
+        } catch {
+            rollback(error)
+            throw MigrationFailure(phase: phase, error: error)
+        }
+        phase = .commit
+        commit()
+        done.append(.commit)
+    }
+
+    private func onRollback(_ what: String, _ action: @escaping () -> Void) { undo.append((what, action)) }
+
+    /// The one rollback: what the phases did, undone in reverse.
+    private func rollback(_ error: SSIError) {
+        while let step = undo.popLast() {
+            step.action()
+            undone.append(step.what)
+        }
+        host.trace("moving \(plan.pid) to node \(target.node) failed in the \(phase.rawValue) phase (\(error.message)); undone: "
+                   + (undone.isEmpty ? "nothing" : undone.joined(separator: ", ")))
+    }
+
+    // MARK: prepare
+
+    private func prepare() throws(SSIError) {
+        // CRIU restores the same PIDs: they must be free on the target.
+        for t in plan.tasks {
+            if let command = try target.commandHolding(t) {
+                throw SSIError("migrate", "PID \(t) is in use on node \(target.node) by `\(command)`; CRIU restores a process under its own PID",
+                               hint: "processes started after the boot have PIDs in their node's range and move freely; this one is older")
+            }
+        }
+        try host.makeImageDirectory(dir, throughRoot: plan.request.throughRoot)
+        onRollback("the image directory") { [host, dir] in host.removeImageDirectory(dir) }
+
+        // Home channels for what stays here; stand-ins that moved here
+        // earlier keep their home.
+        for (n, s) in plan.shipped.enumerated() where s.kind == .device {
+            // CRIU cannot dump most devices: the descriptor becomes a unix
+            // socket to this agent first, and the socket is shipped.
+            let channel = "\(id).\(n)"
+            let device = host.takeCopy(pid: s.pid, fd: s.fd)
+            guard device.fd >= 0 else {
+                throw SSIError("migrate", "fd \(s.fd) of process \(s.pid): pidfd_getfd: \(errnoDescription(device.errno))")
+            }
+            let path = String(s.resource.prefix { $0 != "#" })
+            let injected: (Int32, String)
+            do throws(SSIError) {
+                injected = try host.injectStandIn(pid: s.pid, fd: s.fd, name: "ssi-device-\(id)-\(n)", stop: false, what: "device")
+            } catch {
+                close(device.fd)
+                throw error
+            }
+            let relayed = (agentEnd: injected.0, device: fcntl(device.fd, F_DUPFD_CLOEXEC, 3), path: path)
+            devices.append(relayed)
+            host.homes.add(HomeChannel(id: channel, kind: .socket, fd: device.fd))
+            // The process holds the stand-in now: if the move fails, it is
+            // relayed to the device here.
+            onRollback("the home channel \(channel) of \(path)") { [host] in
+                host.homes.release(channel)
+                host.relayDevice(agentEnd: relayed.agentEnd, device: relayed.device, path: relayed.path)
+            }
+            var spec = ShipSpec(resource: injected.1, kind: .socket, home: host.localNode, channel: channel)
+            spec.pid = s.pid
+            spec.fd = s.fd
+            specs.append(spec)
+        }
+        for (n, s) in plan.shipped.enumerated() where s.kind != .device {
+            let copy = host.takeCopy(pid: s.pid, fd: s.fd)
+            if s.kind == .tty, copy.fd >= 0, let hex = termiosHex(copy.fd) { ttyModes[s.resource] = hex }
+            if let old = host.standIns.get(s.resource) {
+                if copy.fd >= 0 { close(copy.fd) }
+                specs.append(ShipSpec(resource: s.resource, kind: s.kind, home: old.home, channel: old.channelID))
+                oldStandIns.append((old, s.pid, s.fd))
+                continue
+            }
+            guard copy.fd >= 0 else {
+                throw SSIError("migrate", "fd \(s.fd) of process \(s.pid): pidfd_getfd: \(errnoDescription(copy.errno))")
+            }
+            let channel = "\(id).\(n)"
+            host.homes.add(HomeChannel(id: channel, kind: s.kind, fd: copy.fd))
+            onRollback("the home channel \(channel)") { [host] in host.homes.release(channel) }
+            var spec = ShipSpec(resource: s.resource, kind: s.kind, home: host.localNode, channel: channel)
+            spec.pid = s.pid
+            spec.fd = s.fd
+            specs.append(spec)
+        }
+    }
+
+    // MARK: dump
+
+    private func dump() throws(SSIError) {
+        let pid = plan.pid
+        // Registered before criu runs: criu thaws the tree when a dump
+        // fails, but the tree must not stay stopped if it did not, nor
+        // after any later failure. The frozen tree once it is known.
+        onRollback("the stopped tree resumed") { [self] in
+            host.resumeProcesses(frozen ? tasks : host.processTree(root: pid))
+        }
+        freezeStart = clock()
+        try checkpointer.dump(MigrationPlan.dumpArguments(pid: pid, imageDirectory: criuDir, specs: specs),
+                              imageDirectory: criuDir, readFrom: dir)
+        dumped = clock()
+        // What the process wrote to a device's stand-in before the freeze
+        // goes to the device now, before anything it writes on the target.
+        for d in devices {
+            let pending = ProcAgent.drain(d.agentEnd, tty: false)
+            do throws(SystemCallError) {
+                try writeAll(d.device, pending[...], name: d.path)
+            } catch {
+                host.trace("\(pending.count) bytes the process wrote to \(d.path) before the freeze were lost: \(error.description)")
+            }
+        }
+        // The tree as CRIU froze it (children come and go until then).
+        tasks = host.processTree(root: pid)
+        frozen = true
+        if let refusal = MigrationPlan.frozenTreeRefusal(pid: pid, tasks: tasks, uid: plan.request.uid, status: host.processStatus) {
+            throw refusal
+        }
+        // Stand-ins from an earlier move: stop their relays; what the
+        // process had not read yet goes with it.
+        for (s, holder, fd) in oldStandIns {
+            // What was drained from the process's end goes back (before
+            // what the relay fetched from home, kept in its carry), and the
+            // relay runs again.
+            let unread = Locked<[UInt8]>([])
+            onRollback("the stand-in \(s.channelID) resumed") {
+                let bytes = unread.current
+                if !bytes.isEmpty { bytes.withUnsafeBytes { _ = write(s.fd, $0.baseAddress!, $0.count) } }
+                s.resume()
+            }
+            guard s.pause() else {
+                throw SSIError("migrate", "the shipped \(s.kind.rawValue) of channel \(s.channelID) did not settle in 15 s (its home, node \(s.home), is not answering)")
+            }
+            if s.kind != .pipeOut {
+                let copy = host.takeCopy(pid: holder, fd: fd)
+                var drained: [UInt8] = []
+                if copy.fd >= 0 {
+                    drained = ProcAgent.drain(copy.fd, tty: s.kind == .tty)
+                    close(copy.fd)
+                }
+                let fetched = s.carry.withLock { c in defer { c = [] }; return c }
+                carries[s.resource] = drained + fetched
+                // Kept to put back if the move fails.
+                s.carry.withLock { $0 = fetched }
+                unread.withLock { $0 = drained }
+            }
+        }
+    }
+
+    // MARK: transfer
+
+    /// The restore request (PROTOCOLS.md 3.5).
+    static func restoreRequest(id: String, pid: pid_t, tasks: [pid_t], sharedImages: String?, specs: [ShipSpec],
+                               ttyModes: [String: String], reports: [(pid_t, (node: UInt32, session: String))]) -> Fields {
+        var req = Fields("restore", [("id", id), ("pid", String(pid))])
+        for t in tasks { req.add("task", String(t)) }
+        if let sharedImages { req.add("images", sharedImages) }
+        for s in specs { req.add("ship", s.line) }
+        for (res, hex) in ttyModes { req.add("termios", res + "|" + hex) }
+        for (t, r) in reports { req.add("report", "\(t)|\(r.node)|\(r.session)") }
+        return req
+    }
+
+    private func transfer() throws(SSIError) {
+        let pid = plan.pid
+        let request = Self.restoreRequest(id: id, pid: pid, tasks: tasks, sharedImages: plan.request.throughRoot ? criuDir : nil,
+                                          specs: specs, ttyModes: ttyModes,
+                                          reports: tasks.compactMap { t in host.exitReport(t).map { (t, $0) } })
+        var result: Fields
+        do throws(SSIError) {
+            result = try target.restore(request, carries: carries.filter { !$0.value.isEmpty }.map { ($0.key, $0.value) },
+                                        imageDirectory: dir, sendImages: !plan.request.throughRoot)
+        } catch {
+            result = Fields("error", [("message", error.message)])
+        }
+        guard result.op == "restored" else {
+            throw SSIError("migrate", "node \(target.node) could not restore process \(pid): \(result["message"] ?? result.op); it goes on running on node \(host.localNode)")
+        }
+        restored = clock()
+    }
+
+    // MARK: commit
+
+    private func commit() {
+        undo = []
+        // The devices' stand-ins at home are no longer needed.
+        for d in devices {
+            close(d.agentEnd)
+            close(d.device)
+        }
+        devices = []
+        // The target runs it: the stopped original goes.
+        host.retireProcesses(tasks)
+        for (s, _, _) in oldStandIns {
+            s.finish()
+            host.standIns.remove(s.resource)
+        }
+        host.removeImageDirectory(dir)
+    }
+}
+
+// MARK: the production implementations
+
+extension ProcAgent: MigrationHost {
+    func makeImageDirectory(_ dir: String, throughRoot: Bool) throws(SSIError) {
+        if !throughRoot { try prepareImageSpace() }
+        try makeDirectory(dir)
+    }
+
+    func removeImageDirectory(_ dir: String) { removeTree(dir) }
+
+    func takeCopy(pid: pid_t, fd: Int32) -> (fd: Int32, errno: Int32) {
+        // As ProcessInspector.takeCopy, with the errno read at the call.
+        let pidfd = ssi_pidfd_open(pid)
+        guard pidfd >= 0 else { let e = errno; return (-1, e) }
+        let copy = ssi_pidfd_getfd(pidfd, fd)
+        let e = errno
+        close(pidfd)
+        return (copy, copy >= 0 ? 0 : e)
+    }
+
+    func processTree(root: pid_t) -> [pid_t] { ProcessInspector.tree(root: root) }
+
+    func processStatus(_ pid: pid_t) -> ProcessStatus? { ProcessStatus.of(pid) }
+
+    func resumeProcesses(_ tasks: [pid_t]) {
+        for t in tasks { kill(t, SIGCONT) }
+    }
+
+    func exitReport(_ pid: pid_t) -> (node: UInt32, session: String)? { exitReports.withLock { $0[pid] } }
+
+    func retireProcesses(_ tasks: [pid_t]) {
+        departed.withLock { d in for t in tasks { d.insert(t) } }
+        for t in tasks {
+            kill(t, SIGKILL)
+            exitReports.withLock { _ = $0.removeValue(forKey: t) }
+        }
+        // A while later the pids may be reused here.
+        startThread { [self, tasks] in
+            Process.sleep(milliseconds: 5000)
+            departed.withLock { d in for t in tasks { d.remove(t) } }
+        }
+    }
+}
+
+/// The target's process agent, one connection per request.
+struct RemoteTarget: MigrationTarget {
+    let agent: ProcAgent
+    let node: UInt32
+
+    func commandHolding(_ pid: pid_t) throws(SSIError) -> String? {
+        // One request per connection (serveRemote's rule).
+        guard let c = try? agent.connect(node, timeoutSeconds: 5) else { return nil }
+        defer { c.close() }
+        try c.send(Fields("where", [("pid", String(pid))]))
+        let r = try c.expectFields("where")
+        return r["found"] == "1" ? r["command"] ?? "?" : nil
+    }
+
+    func restore(_ request: Fields, carries: [(resource: String, bytes: [UInt8])], imageDirectory dir: String,
+                 sendImages: Bool) throws(SSIError) -> Fields {
+        let c = try agent.connect(node, timeoutSeconds: 30)
+        defer { c.close() }
+        c.setReceiveTimeout(seconds: 240)
+        try c.send(request)
+        let imageBytes = ((try? FileSystem.list(dir)) ?? []).reduce(0) { sum, name in
+            var st = stat()
+            return sum + (stat(dir + "/" + name, &st) == 0 ? Int(st.st_size) : 0)
+        }
+        agent.trace("sending the images of \(request["pid"] ?? "?") to node \(node) (\(imageBytes >> 20) MB)")
+        for (res, bytes) in carries {
+            try c.send(Fields("carry", [("resource", res), ("size", String(bytes.count))]))
+            try agent.sendChunks(bytes, on: c)
+        }
+        for name in ((try? FileSystem.list(dir)) ?? []).sorted() where name.hasSuffix(".img") && sendImages {
+            try agent.sendFile(dir + "/" + name, as: name, on: c)
+        }
+        try c.send(Fields("go"))
+        return try c.expectFields("the target's restore result")
+    }
+}

@@ -1,0 +1,328 @@
+import Testing
+import Foundation
+import CSSIShim
+import SSICore
+import SSILinux
+@testable import SSIProcess
+
+/// The migration transaction against fakes of CRIU, the target and the
+/// node: each phase made to fail in turn. Whatever fails, the tree must
+/// run on here (nothing stopped), nothing of the move is left behind (no
+/// home channel, no image directory, no process killed), and the failure
+/// names its phase; the message is the user's, unchanged.
+@Suite(.serialized) struct MigrationTransactionTests {
+    /// The node: processes are pids in a set, stopped or not; descriptor
+    /// copies are real pipes (home channels close them), injections real
+    /// socketpairs.
+    final class FakeHost: MigrationHost {
+        let localNode: UInt32 = 1
+        let homes = HomeRegistry()
+        let standIns = StandInRegistry()
+        var tree: [pid_t] = [100, 101]
+        var owners: [pid_t: uid_t] = [:]
+        var stopped = Set<pid_t>()
+        var retired: [pid_t] = []
+        var directories = Set<String>()
+        var relayed: [String] = []
+        var log: [String] = []
+        /// Failures to make, by name.
+        var fail = Set<String>()
+        /// (pid, fd) -> the descriptor a copy duplicates.
+        var objects: [String: Int32] = [:]
+        var toClose: [Int32] = []
+
+        deinit { toClose.forEach { close($0) } }
+
+        func trace(_ line: String) { log.append(line) }
+
+        func makeImageDirectory(_ dir: String, throughRoot: Bool) throws(SSIError) {
+            if fail.contains("directory") { throw SSIError("migrate", "\(dir): No space left on device") }
+            directories.insert(dir)
+        }
+
+        func removeImageDirectory(_ dir: String) { directories.remove(dir) }
+
+        func takeCopy(pid: pid_t, fd: Int32) -> (fd: Int32, errno: Int32) {
+            if fail.contains("copy \(pid).\(fd)") { return (-1, EBADF) }
+            if let object = objects["\(pid).\(fd)"] { return (dup(object), 0) }
+            var p: [Int32] = [-1, -1]
+            _ = pipe(&p)
+            toClose.append(p[1])
+            return (p[0], 0)
+        }
+
+        func injectStandIn(pid: pid_t, fd: Int32, name: String, stop: Bool, what kind: String) throws(SSIError) -> (Int32, String) {
+            if fail.contains("inject \(pid).\(fd)") {
+                throw SSIError("migrate", "giving process \(pid) its \(kind) stand-in on fd \(fd): ptrace: Operation not permitted")
+            }
+            var s: [Int32] = [-1, -1]
+            _ = socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &s)
+            toClose.append(s[1])
+            return (s[0], "socket:[\(900 + fd)]")
+        }
+
+        func relayDevice(agentEnd: Int32, device: Int32, path: String) {
+            relayed.append(path)
+            close(agentEnd)
+            close(device)
+        }
+
+        func processTree(root: pid_t) -> [pid_t] { tree }
+
+        func processStatus(_ pid: pid_t) -> ProcessStatus? {
+            let u = owners[pid] ?? 1000
+            return ProcessStatus(parsing: "Uid:\t\(u)\t\(u)\t\(u)\t\(u)\nGid:\t1000\t1000\t1000\t1000\n")
+        }
+
+        func resumeProcesses(_ tasks: [pid_t]) { tasks.forEach { stopped.remove($0) } }
+
+        func exitReport(_ pid: pid_t) -> (node: UInt32, session: String)? { pid == 100 ? (3, "s-1") : nil }
+
+        func retireProcesses(_ tasks: [pid_t]) { retired += tasks }
+    }
+
+    /// criu: a dump stops the tree (--leave-stopped). A failing one leaves
+    /// it stopped too (the worst criu can do) so the rollback's resume is
+    /// what the test sees; it may also change the tree's owner meanwhile.
+    final class FakeCRIU: Checkpointer {
+        let host: FakeHost
+        var dumps: [[String]] = []
+        init(host: FakeHost) { self.host = host }
+
+        func dump(_ arguments: [String], imageDirectory: String, readFrom: String) throws(SSIError) {
+            dumps.append(arguments)
+            host.stopped.formUnion(host.tree)
+            if host.fail.contains("dump") { throw SSIError("migrate", "criu dump failed (exited 1): Error (criu/cr-dump.c:1): oops") }
+            if host.fail.contains("fork") {
+                // A setuid child appeared in the tree just before the freeze.
+                host.tree.append(102)
+                host.owners[102] = 0
+            }
+        }
+
+        func restore(_ arguments: [String], imageDirectory: String, fds: [Int32], readFrom: String) throws(SSIError) {
+            Issue.record("the source never restores")
+        }
+
+        func restoreWithKeeper(_ arguments: [String], imageDirectory: String, tty: Int32?, fds: [Int32], readFrom: String) throws(SSIError) -> pid_t {
+            Issue.record("the source never restores")
+            return 0
+        }
+    }
+
+    final class FakeTarget: MigrationTarget {
+        let node: UInt32 = 2
+        var inUse: [pid_t: String] = [:]
+        var answer = Fields("restored", [("pid", "100")])
+        var unreachable = false
+        var requests: [Fields] = []
+        var carried: [String: [UInt8]] = [:]
+
+        func commandHolding(_ pid: pid_t) throws(SSIError) -> String? { inUse[pid] }
+
+        func restore(_ request: Fields, carries: [(resource: String, bytes: [UInt8])], imageDirectory: String,
+                     sendImages: Bool) throws(SSIError) -> Fields {
+            if unreachable { throw SSIError("proc", "node 2: connection reset by peer") }
+            requests.append(request)
+            for (r, b) in carries { carried[r] = b }
+            return answer
+        }
+    }
+
+    /// A tree 100 (with a child 101) shipping a pipe, a device and a
+    /// node-local file.
+    static let plan = MigrationPlan(
+        request: MigrationRequest(pid: 100, target: 2, tree: true, uid: 1000), targetName: "node2", tasks: [100, 101],
+        shipped: [ShippedDescriptor(resource: "pipe:[7]", kind: .pipeOut, pid: 100, fd: 1),
+                  ShippedDescriptor(resource: "/dev/ttyS1#100.4", kind: .device, pid: 100, fd: 4),
+                  ShippedDescriptor(resource: "run/in.txt", kind: .pipeIn, pid: 101, fd: 0)])
+
+    static func transaction(_ host: FakeHost, _ criu: FakeCRIU, _ target: FakeTarget, plan: MigrationPlan = plan) -> MigrationTransaction {
+        MigrationTransaction(plan: plan, id: "1-100-7", systemRoot: "/proc/1/root", stateDirectory: "/run/ssi", host: host,
+                             checkpointer: criu, target: target, clock: { 0 })
+    }
+
+    @Test("a move that succeeds: the phases in order, the homes kept for the target, the original retired")
+    func success() throws {
+        let host = FakeHost(), criu = FakeCRIU(host: host), target = FakeTarget()
+        let move = Self.transaction(host, criu, target)
+        try move.run()
+        #expect(move.done == [.prepare, .dump, .transfer, .commit])
+        #expect(host.retired == [100, 101], "the stopped original goes once the target runs it")
+        #expect(host.homes.count == 3 && host.homes.get("1-100-7.0") != nil && host.homes.get("1-100-7.1") != nil
+                && host.homes.get("1-100-7.2") != nil, "the target attaches to them")
+        #expect(host.directories.isEmpty && host.relayed.isEmpty)
+        #expect(criu.dumps == [["dump", "-t", "100", "-D", "/run/ssi/migrate/1-100-7", "--shell-job", "--leave-stopped",
+                                "--manage-cgroups=ignore", "--skip-in-flight", "--external", "unix[904]"]])
+        let req = try #require(target.requests.first)
+        #expect(req.op == "restore" && req["id"] == "1-100-7" && req.all("task") == ["100", "101"] && req["images"] == nil)
+        // Devices first (injected, shipped as their socket), then the rest,
+        // each on the channel of its place in the plan.
+        #expect(req.all("ship") == ["socket:[904]|socket|1|1-100-7.1", "pipe:[7]|pipe-out|1|1-100-7.0", "run/in.txt|pipe-in|1|1-100-7.2"])
+        #expect(req.all("report") == ["100|3|s-1"])
+        for h in ["1-100-7.0", "1-100-7.1", "1-100-7.2"] { host.homes.release(h) }
+    }
+
+    @Test("through the root: the images' directory is the cluster root's, named in the request",
+          arguments: [true, false])
+    func throughRoot(_ root: Bool) throws {
+        let host = FakeHost(), criu = FakeCRIU(host: host), target = FakeTarget()
+        var plan = Self.plan
+        plan.request.throughRoot = root
+        plan.shipped = []
+        try Self.transaction(host, criu, target, plan: plan).run()
+        let dir = root ? "/cluster/migrate/1-100-7" : "/run/ssi/migrate/1-100-7"
+        #expect(criu.dumps.first?[4] == dir)
+        #expect(target.requests.first?["images"] == (root ? dir : nil))
+    }
+
+    /// Where each failure is made, the phase it must be reported in, and
+    /// the start of the user's message.
+    static let failures: [(fail: String, phase: MigrationPhase, message: String)] = [
+        ("pid in use", .prepare, "PID 101 is in use on node 2 by `sshd`; CRIU restores a process under its own PID"),
+        ("directory", .prepare, "/proc/1/root/run/ssi/migrate/1-100-7: No space left on device"),
+        ("inject 100.4", .prepare, "giving process 100 its device stand-in on fd 4: ptrace: Operation not permitted"),
+        ("copy 101.0", .prepare, "fd 0 of process 101: pidfd_getfd: "),
+        ("dump", .dump, "criu dump failed (exited 1): Error (criu/cr-dump.c:1): oops"),
+        ("fork", .dump, "process 100 cannot move: process 102 belongs to uid 0, not to uid 1000"),
+        ("target unreachable", .transfer, "node 2 could not restore process 100: node 2: connection reset by peer; it goes on running on node 1"),
+        ("target error", .transfer, "node 2 could not restore process 100: criu restore failed (exited 1): Error (criu/files.c:1): no; it goes on running on node 1"),
+    ]
+
+    @Test("a failure in any phase: rolled back in reverse, the tree running here, nothing left, the phase named",
+          arguments: 0..<failures.count)
+    func failureRollsBack(_ index: Int) throws {
+        let (fail, phase, message) = Self.failures[index]
+        let host = FakeHost(), criu = FakeCRIU(host: host), target = FakeTarget()
+        host.fail = [fail]
+        if fail == "pid in use" { target.inUse[101] = "sshd" }
+        if fail == "target unreachable" { target.unreachable = true }
+        if fail == "target error" { target.answer = Fields("error", [("message", "criu restore failed (exited 1): Error (criu/files.c:1): no")]) }
+        let move = Self.transaction(host, criu, target)
+        var failure: MigrationFailure?
+        do throws(MigrationFailure) { try move.run() } catch { failure = error }
+        let f = try #require(failure, "\(fail) must fail the move")
+        #expect(f.phase == phase, "\(fail)")
+        #expect(f.error.message.hasPrefix(message), "\(f.error.message)")
+        #expect(move.done == Array(MigrationPhase.allCases.prefix(while: { $0 != phase })), "the phases before it were done, no later one")
+        // The process runs on here; nothing of the move is left.
+        #expect(host.stopped.isEmpty, "\(fail): stopped \(host.stopped)")
+        #expect(host.retired.isEmpty, "\(fail): nothing is killed here")
+        #expect(host.homes.count == 0, "\(fail): a home channel was left")
+        #expect(host.directories.isEmpty, "\(fail): the image directory was left")
+        // The device's injected stand-in stays in the process: once it was
+        // injected, it is relayed to the device here.
+        let injected = fail != "pid in use" && fail != "directory" && fail != "inject 100.4"
+        #expect(host.relayed == (injected ? ["/dev/ttyS1"] : []), "\(fail)")
+        // Undone in reverse: the tree resumed before its channels went.
+        if phase != .prepare {
+            #expect(move.undone.first == "the stopped tree resumed" && move.undone.last == "the image directory", "\(move.undone)")
+        }
+        #expect(host.log.contains { $0.contains("failed in the \(phase.rawValue) phase") }, "the log names the phase: \(host.log)")
+        if phase == .prepare { #expect(criu.dumps.isEmpty, "nothing was frozen") }
+    }
+
+    @Test("a stand-in from an earlier move: paused and drained for the target; on a failure its unread bytes go back and it runs again")
+    func earlierStandIn() throws {
+        for succeed in [true, false] {
+            let host = FakeHost(), criu = FakeCRIU(host: host), target = FakeTarget()
+            // The process reads pipe:[7] (its end: p[0]); the relay writes
+            // into p[1] what home sent, and holds "def" fetched but not given.
+            var p: [Int32] = [-1, -1]
+            _ = pipe(&p)
+            defer { close(p[0]) }
+            let old = StandIn(channelID: "3-9-1.0", home: 3, kind: .pipeIn, fd: p[1], resource: "pipe:[7]", log: { _ in })
+            old.carry.withLock { $0 = Array("def".utf8) }
+            host.standIns.add(old)
+            host.objects["100.0"] = p[0]
+            _ = write(p[1], "abc", 3)
+            if !succeed { target.answer = Fields("error", [("message", "no")]) }
+            var plan = Self.plan
+            plan.shipped = [ShippedDescriptor(resource: "pipe:[7]", kind: .pipeIn, pid: 100, fd: 0)]
+            let move = Self.transaction(host, criu, target, plan: plan)
+            do throws(MigrationFailure) { try move.run() } catch {
+                #expect(!succeed && error.phase == .transfer)
+            }
+            #expect(target.carried == ["pipe:[7]": Array("abcdef".utf8)], "unread, then fetched, go with it")
+            #expect(target.requests.first?.all("ship") == ["pipe:[7]|pipe-in|3|3-9-1.0"], "it keeps its home")
+            #expect(host.homes.count == 0, "no new home channel for it")
+            if succeed {
+                #expect(old.state.current == .closing && host.standIns.get("pipe:[7]") == nil, "it lets go of home")
+            } else {
+                #expect(old.state.current == .running && host.standIns.get("pipe:[7]") === old)
+                #expect(old.carry.current == Array("def".utf8), "what it fetched is given after what was put back")
+                var buf = [UInt8](repeating: 0, count: 16)
+                // Non-blocking: bytes not put back are a failure, not a hang.
+                _ = fcntl(p[0], F_SETFL, O_NONBLOCK)
+                let n = read(p[0], &buf, 16)
+                #expect(n == 3 && Array(buf[0..<3]) == Array("abc".utf8), "the process reads its unread bytes again")
+                #expect(host.stopped.isEmpty)
+                close(p[1])
+            }
+        }
+    }
+
+    /// criu as far as the process sees it: the tree is stopped
+    /// (--leave-stopped, or a criu that died mid-dump), then the dump
+    /// fails or succeeds.
+    final class StoppingCRIU: Checkpointer {
+        let fails: Bool
+        init(fails: Bool) { self.fails = fails }
+        func dump(_ arguments: [String], imageDirectory: String, readFrom: String) throws(SSIError) {
+            for t in ProcessInspector.tree(root: pid_t(arguments[2])!) { kill(t, SIGSTOP) }
+            if fails { throw SSIError("migrate", "criu dump failed (killed by signal 9)") }
+        }
+        func restore(_ arguments: [String], imageDirectory: String, fds: [Int32], readFrom: String) throws(SSIError) {}
+        func restoreWithKeeper(_ arguments: [String], imageDirectory: String, tty: Int32?, fds: [Int32], readFrom: String) throws(SSIError) -> pid_t { 0 }
+    }
+
+    static func state(_ pid: pid_t) -> String {
+        let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
+        guard let close = stat.lastIndex(of: ")") else { return "?" }
+        return String(stat[stat.index(close, offsetBy: 2)...].prefix(1))
+    }
+
+    @Test("the agent as the node, a real process: stopped by the dump, running again after a failed dump or transfer; its pipe's home channel and the image directory gone",
+          arguments: ["dump", "transfer"])
+    func realProcessResumes(_ failIn: String) throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("ssi-mig-\(getpid())-\(failIn)").path
+        try FileManager.default.createDirectory(atPath: root + "/run", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        var options = ProcAgent.Options()
+        options.systemRoot = root
+        options.stateDirectory = root + "/run"
+        let agent = ProcAgent(options: options, log: { _ in })
+        let out = Pipe()
+        let child = Process()
+        child.executableURL = URL(fileURLWithPath: "/bin/sleep")
+        child.arguments = ["30"]
+        child.standardOutput = out
+        try child.run()
+        let pid = child.processIdentifier
+        defer { kill(pid, SIGKILL); child.waitUntilExit() }
+        let pipe = try FileSystem.readLink("/proc/\(pid)/fd/1")
+        // Through the root: the images' directory is made under `root`,
+        // with no tmpfs mounted for the test.
+        let plan = MigrationPlan(request: MigrationRequest(pid: pid, target: 2, tree: true, uid: getuid(), throughRoot: true),
+                                 targetName: "node2", tasks: [pid],
+                                 shipped: [ShippedDescriptor(resource: pipe, kind: .pipeOut, pid: pid, fd: 1)])
+        let target = FakeTarget()
+        target.answer = Fields("error", [("message", "no")])
+        let move = MigrationTransaction(plan: plan, id: "0-\(pid)-1", systemRoot: root, stateDirectory: options.stateDirectory,
+                                        host: agent, checkpointer: StoppingCRIU(fails: failIn == "dump"), target: target)
+        var failure: MigrationFailure?
+        do throws(MigrationFailure) { try move.run() } catch { failure = error }
+        #expect(failure?.phase.rawValue == failIn)
+        #expect(failIn == "dump" || target.requests.first?.all("ship") == ["\(pipe)|pipe-out|0|0-\(pid)-1.0"], "the home channel was made")
+        var state = Self.state(pid)
+        for _ in 0..<50 where state == "T" {
+            usleep(20_000)
+            state = Self.state(pid)
+        }
+        #expect(state == "S" || state == "R", "the process runs on here (state \(state))")
+        #expect(agent.homes.count == 0, "its pipe's home channel is released")
+        #expect(!FileManager.default.fileExists(atPath: root + "/cluster/migrate/0-\(pid)-1"), "the image directory is gone")
+        let log = (try? String(contentsOfFile: root + "/run/proc-agent.log", encoding: .utf8)) ?? ""
+        #expect(log.contains("failed in the \(failIn) phase"), "\(log)")
+    }
+}
