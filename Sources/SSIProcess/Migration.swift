@@ -5,8 +5,9 @@ import CSSIShim
 import SSICore
 import SSILinux
 
-/// One shipped object in a restore or run request: "RESOURCE|KIND|HOME|CHANNEL".
-struct ShipSpec: Sendable {
+/// One shipped object in a restore or run request: "RESOURCE|KIND|HOME|CHANNEL",
+/// and "|PID|FD" after a `tcp` one (and only there).
+struct ShipSpec: Equatable, Sendable {
     var resource: String
     var kind: ShipKind
     var home: UInt32
@@ -23,11 +24,15 @@ struct ShipSpec: Sendable {
         self.home = home
         self.channel = channel
     }
+    /// Exactly what `line` writes: a bad or missing holder of a `tcp`
+    /// spec is a refusal, not a stand-in injected into pid 0.
     init?(line: String) {
         let f = line.split(separator: "|", omittingEmptySubsequences: false).map(String.init)
-        guard f.count == 4 || f.count == 6, let k = ShipKind(rawValue: f[1]), let h = UInt32(f[2]) else { return nil }
+        guard f.count >= 4, let k = ShipKind(rawValue: f[1]), f.count == (k == .tcp ? 6 : 4), let h = UInt32(f[2]),
+              !f[0].isEmpty, !f[3].isEmpty else { return nil }
         self.init(resource: f[0], kind: k, home: h, channel: f[3])
-        if f.count == 6, let p = pid_t(f[4]), let d = Int32(f[5]) {
+        if k == .tcp {
+            guard let p = pid_t(f[4]), p > 0, let d = Int32(f[5]), d >= 0 else { return nil }
             pid = p
             fd = d
         }
@@ -122,11 +127,11 @@ extension ProcAgent {
                                         systemRoot: options.systemRoot, stateDirectory: options.stateDirectory,
                                         host: self, checkpointer: CRIU(agent: self), target: RemoteTarget(agent: self, node: target))
         do throws(MigrationFailure) { try move.run() } catch { throw error.error }
-        let ms = { (a: Double, b: Double) in String(Int((b - a) * 1000)) }
+        let ms = { (a: Double, b: Double) in Int((b - a) * 1000) }
         trace("migrated \(pid) to node \(target): freeze \(ms(move.freezeStart, move.restored)) ms (dump \(ms(move.freezeStart, move.dumped)) ms)")
-        try reply.send(Fields("migrated", [("pid", String(pid)), ("node", String(target)), ("name", plan.targetName),
-                                           ("freeze_ms", ms(move.freezeStart, move.restored)), ("dump_ms", ms(move.freezeStart, move.dumped)),
-                                           ("total_ms", ms(started, Process.now())), ("shipped", String(move.specs.count))]))
+        try reply.send(LocalReply.migrated(.init(pid: pid, node: target, name: plan.targetName, freezeMs: ms(move.freezeStart, move.restored),
+                                                 dumpMs: ms(move.freezeStart, move.dumped), totalMs: ms(started, Process.now()),
+                                                 shipped: move.specs.count)).encode())
     }
 
     /// Gives a process a stand-in for its descriptor `fd` (a restored,
@@ -177,7 +182,7 @@ extension ProcAgent {
         var st = stat()
         guard fstat(fd, &st) == 0 else { let lastErrno = errno; throw SSIError("migrate", "\(path): \(errnoDescription(lastErrno))") }
         let size = Int(st.st_size)
-        try c.send(Fields("file", [("name", name), ("size", String(size))]))
+        try c.send(RestoreStep.file(name: name, size: size).encode())
         var buf = [UInt8](repeating: 0, count: SecureChannel.maxPayload)
         var sent = 0
         while sent < size {
@@ -334,18 +339,12 @@ extension ProcAgent {
 
     // MARK: the target's side
 
-    func restoreHere(_ req: Fields, from c: SecureChannel) throws(SSIError) {
+    /// `req` was checked by `RestoreRequest.decode`: its id is digits and
+    /// dashes (never a path), its images under `rootImages`.
+    func restoreHere(_ req: RestoreRequest, from c: SecureChannel) throws(SSIError) {
         let criu: any Checkpointer = CRIU(agent: self)
-        // The id names this move's image directory: NODE-PID-RANDOM, digits
-        // and dashes, never a path (a peer's "../x" would have been one).
-        guard let id = req["id"], !id.isEmpty, id.utf8.count <= 64, id.utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || $0 == UInt8(ascii: "-") }),
-              let pid = pid_t(req["pid"] ?? ""), pid > 0 else {
-            throw SSIError("migrate", "bad restore request from node \(c.peerNode)")
-        }
-        let shared = req["images"]
-        if let shared, !shared.hasPrefix(Self.rootImages + "/") || shared.contains("..") {
-            throw SSIError("migrate", "images outside \(Self.rootImages): \(shared)")
-        }
+        let id = req.id, pid = req.pid
+        let shared = req.images
         // criu's path (in the system root) and this agent's to the same.
         let criuDir = shared ?? options.stateDirectory + "/migrate/" + id + ".in"
         let dir = options.systemRoot + criuDir
@@ -359,29 +358,30 @@ extension ProcAgent {
         defer { if shared == nil { removeTree(dir) } }
         var carries: [String: [UInt8]] = [:]
         c.setReceiveTimeout(seconds: 120)
-        while true {
+        transfer: while true {
             let f = try c.expectFields("the images")
-            if f.op == "go" { break }
-            let size = f.int("size") ?? 0
-            if f.op == "file", let name = f["name"], !name.contains("/"), !name.hasPrefix(".") {
+            let step: RestoreStep
+            do throws(ProcMessageError) { step = try RestoreStep.decode(f) } catch {
+                throw SSIError("migrate", "the restore transfer from node \(c.peerNode): \(error.description)", hint: error.hint)
+            }
+            switch step {
+            case .go: break transfer
+            case .file(let name, let size):
                 // Written as it arrives: an image is as large as the
                 // process's memory, and must not be held in ours too.
                 try receiveFile(size: size, into: dir + "/" + name, from: c)
-                continue
+            case .carry(let resource, let size):
+                carries[resource] = try receiveChunks(size: size, from: c)
             }
-            let bytes = try receiveChunks(size: size, from: c)
-            if f.op == "carry", let r = f["resource"] { carries[r] = bytes }
         }
         var modes: [String: termios] = [:]
-        for m in req.all("termios") {
-            let f = m.split(separator: "|").map(String.init)
-            if f.count == 2, let t = termiosFrom(hex: f[1]) { modes[f[0]] = t }
+        for m in req.termios {
+            if let t = termiosFrom(hex: m.hex) { modes[m.resource] = t }
         }
         var made: [MadeStandIn] = []
         func closeAll() { for m in made { close(m.processEnd); close(m.agentEnd) } }
         do throws(SSIError) {
-            for line in req.all("ship") {
-                guard let spec = ShipSpec(line: line) else { throw SSIError("migrate", "bad stand-in \(line)") }
+            for spec in req.ships {
                 if spec.kind == .tcp { continue }     // injected after the restore
                 let m = try MadeStandIn.make(spec, termios: modes[spec.resource])
                 if let bytes = carries[spec.resource], !bytes.isEmpty {
@@ -391,7 +391,7 @@ extension ProcAgent {
             }
         } catch {
             closeAll()
-            try c.send(Fields("error", [("message", error.message)]))
+            try c.send(PeerReply.error(error.message).encode())
             return
         }
         // Pipes and unix sockets: --inherit-fd. A terminal cannot be
@@ -402,11 +402,11 @@ extension ProcAgent {
         let ttys = made.filter { $0.spec.kind == .tty }
         if Set(ttys.map(\.spec.channel)).count > 1 {
             closeAll()
-            try c.send(Fields("error", [("message", "the process uses more than one terminal; only one can be shipped")]))
+            try c.send(PeerReply.error("the process uses more than one terminal; only one can be shipped").encode())
             return
         }
         let inherited = made.filter { $0.spec.kind != .tty }
-        let tcp = req.all("ship").compactMap { ShipSpec(line: $0) }.filter { $0.kind == .tcp }
+        let tcp = req.ships.filter { $0.kind == .tcp }
         var args = ["restore", "-D", criuDir, "--shell-job", "--restore-detached", "--manage-cgroups=ignore",
                     "--pidfile", criuDir + "/restored.pid"]
         // TCP: restored closed, stopped, then given its stand-in.
@@ -415,7 +415,7 @@ extension ProcAgent {
         var keeper: pid_t = 0
         if !tcp.isEmpty && !ttys.isEmpty {
             closeAll()
-            try c.send(Fields("error", [("message", "a process with both a terminal and a TCP connection cannot move yet")]))
+            try c.send(PeerReply.error("a process with both a terminal and a TCP connection cannot move yet").encode())
             return
         }
         do throws(SSIError) {
@@ -432,17 +432,17 @@ extension ProcAgent {
         } catch {
             // Whatever criu may have started under these PIDs (free here
             // before, checked by the source) goes: the source resumes it.
-            for t in req.all("task").compactMap({ pid_t($0) }) + [pid] where FileSystem.exists("/proc/\(t)") {
+            for t in req.tasks + [pid] where FileSystem.exists("/proc/\(t)") {
                 kill(t, SIGKILL)
             }
             closeAll()
-            try c.send(Fields("error", [("message", error.message)]))
+            try c.send(PeerReply.error(error.message).encode())
             return
         }
         reaper.watch(pid)
         var tcpStands: [StandIn] = []
         if !tcp.isEmpty {
-            let tasks = req.all("task").compactMap { pid_t($0) }
+            let tasks = req.tasks
             do throws(SSIError) {
                 for (n, spec) in tcp.enumerated() {
                     let (agentEnd, resource) = try injectStandIn(pid: spec.pid, fd: spec.fd, name: "ssi-standin-\(id)-\(n)",
@@ -455,7 +455,7 @@ extension ProcAgent {
                 if keeper > 0 { kill(keeper, SIGKILL) }
                 tcpStands.forEach { close($0.fd) }
                 closeAll()
-                try c.send(Fields("error", [("message", error.message)]))
+                try c.send(PeerReply.error(error.message).encode())
                 return
             }
             for t in tasks { kill(t, SIGCONT) }
@@ -463,10 +463,7 @@ extension ProcAgent {
             kill(keeper, SIGKILL)
             keeper = 0
         }
-        for r in req.all("report") {
-            let f = r.split(separator: "|").map(String.init)
-            if f.count == 3, let p = pid_t(f[0]), let n = UInt32(f[1]) { exitReports.withLock { $0[p] = (n, f[2]) } }
-        }
+        for r in req.reports { exitReports.withLock { $0[r.pid] = (r.node, r.session) } }
         let stands = made.map { m in
             StandIn(channelID: m.spec.channel, home: m.spec.home, kind: m.spec.kind, fd: m.agentEnd, resource: m.resource,
                     log: { [weak self] in self?.trace($0) })
@@ -474,7 +471,7 @@ extension ProcAgent {
         for m in made { close(m.processEnd) }
         for s in stands where s.kind == .tty { s.keeper = keeper }
         stands.forEach { standIns.add($0) }
-        try c.send(Fields("restored", [("pid", String(pid))]))
+        try c.send(PeerReply.restored(pid: pid).encode())
         trace("restored \(pid) (\(id)) with \(stands.count) stand-ins")
         // The source lets go of the homes' channels once it has our
         // answer; attaching waits for that.
@@ -512,7 +509,7 @@ extension ProcAgent {
             do throws(SSIError) {
                 let c = try connect(report.node)
                 defer { c.close() }
-                try c.send(Fields("exited", [("session", report.session), ("status", String(status)), ("how", how)]))
+                try c.send(PeerRequest.exited(session: report.session, status: status, how: how).encode())
                 _ = try c.receiveFields()
             } catch {
                 trace("exit of \(pid) not reported to node \(report.node): \(error.description)")

@@ -295,13 +295,9 @@ final class MigrationTransaction {
     /// The restore request (PROTOCOLS.md 3.5).
     static func restoreRequest(id: String, pid: pid_t, tasks: [pid_t], sharedImages: String?, specs: [ShipSpec],
                                ttyModes: [String: String], reports: [(pid_t, (node: UInt32, session: String))]) -> Fields {
-        var req = Fields("restore", [("id", id), ("pid", String(pid))])
-        for t in tasks { req.add("task", String(t)) }
-        if let sharedImages { req.add("images", sharedImages) }
-        for s in specs { req.add("ship", s.line) }
-        for (res, hex) in ttyModes { req.add("termios", res + "|" + hex) }
-        for (t, r) in reports { req.add("report", "\(t)|\(r.node)|\(r.session)") }
-        return req
+        RestoreRequest(id: id, pid: pid, tasks: tasks, images: sharedImages, ships: specs,
+                       termios: ttyModes.map { RestoreRequest.Mode(resource: $0.key, hex: $0.value) },
+                       reports: reports.map { RestoreRequest.Report(pid: $0.0, node: $0.1.node, session: $0.1.session) }).encode()
     }
 
     private func transfer() throws(SSIError) {
@@ -395,9 +391,17 @@ struct RemoteTarget: MigrationTarget {
         // One request per connection (serveRemote's rule).
         guard let c = try? agent.connect(node, timeoutSeconds: 5) else { return nil }
         defer { c.close() }
-        try c.send(Fields("where", [("pid", String(pid))]))
+        try c.send(PeerRequest.where(pid: pid).encode())
         let r = try c.expectFields("where")
-        return r["found"] == "1" ? r["command"] ?? "?" : nil
+        let reply: PeerReply
+        do throws(ProcMessageError) { reply = try PeerReply.decode(r) } catch {
+            throw SSIError("migrate", "node \(node)'s answer to where: \(error.description)", hint: error.hint)
+        }
+        switch reply {
+        case .where(let found, let command): return found ? command : nil
+        case .error(let message): throw SSIError("migrate", "node \(node): \(message)")
+        default: throw SSIError("migrate", "node \(node) answered \(r.op) to where")
+        }
     }
 
     func restore(_ request: Fields, carries: [(resource: String, bytes: [UInt8])], imageDirectory dir: String,
@@ -412,13 +416,13 @@ struct RemoteTarget: MigrationTarget {
         }
         agent.trace("sending the images of \(request["pid"] ?? "?") to node \(node) (\(imageBytes >> 20) MB)")
         for (res, bytes) in carries {
-            try c.send(Fields("carry", [("resource", res), ("size", String(bytes.count))]))
+            try c.send(RestoreStep.carry(resource: res, size: bytes.count).encode())
             try agent.sendChunks(bytes, on: c)
         }
         for name in ((try? FileSystem.list(dir)) ?? []).sorted() where name.hasSuffix(".img") && sendImages {
             try agent.sendFile(dir + "/" + name, as: name, on: c)
         }
-        try c.send(Fields("go"))
+        try c.send(RestoreStep.go.encode())
         return try c.expectFields("the target's restore result")
     }
 }

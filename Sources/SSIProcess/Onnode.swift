@@ -12,11 +12,11 @@ extension ProcAgent {
     /// the client's connection stays open for the exit status.
     /// The command runs as `caller`, whom the kernel named; any identity
     /// in the request (a "client" pid, a uid) is not read.
-    func onnode(_ f: Fields, fds: [Int32], caller: Caller, client: LocalChannel) throws(SSIError) -> Bool {
-        guard let target = UInt32(f["node"] ?? "") else { throw SSIError("onnode", "bad request") }
+    func onnode(_ r: OnnodeRequest, fds: [Int32], caller: Caller, client: LocalChannel) throws(SSIError) -> Bool {
+        let target = r.node
         guard fds.count == 3 else { throw SSIError("onnode", "the command's stdin, stdout and stderr did not arrive") }
         let session = "\(localNode)-\(UInt32.random(in: 0...UInt32.max))"
-        var std: [String] = []
+        var std: [RunRequest.Stdio] = []
         // One channel for all the descriptors of one terminal or one
         // socket (stdin and stdout on one socketpair end): two channels
         // would both read it and share out its input between them.
@@ -38,7 +38,7 @@ extension ProcAgent {
                 key = nil
             }
             if let key, let (k, ch) = sharedChannel[key] {
-                std.append("\(i)|\(k.rawValue)|\(localNode)|\(ch)")
+                std.append(RunRequest.Stdio(index: i, spec: ShipSpec(resource: "-", kind: k, home: localNode, channel: ch)))
                 close(fd)
                 continue
             }
@@ -46,30 +46,45 @@ extension ProcAgent {
             homes.add(HomeChannel(id: channel, kind: kind, fd: fd))
             made.append(channel)
             if let key { sharedChannel[key] = (kind, channel) }
-            std.append("\(i)|\(kind.rawValue)|\(localNode)|\(channel)")
+            std.append(RunRequest.Stdio(index: i, spec: ShipSpec(resource: "-", kind: kind, home: localNode, channel: channel)))
         }
-        let persistent = f["persistent"] == "1"
+        let persistent = r.persistent
         do throws(SSIError) {
             let c = try connect(target)
             defer { c.close() }
-            var req = Fields("run", [("cwd", f["cwd"] ?? "/"), ("uid", String(caller.uid)), ("gid", String(caller.gid))])
-            for a in f.all("arg") { req.add("arg", a) }
-            for e in f.all("env") { req.add("env", e) }
-            for g in caller.groups { req.add("group", String(g)) }
-            for s in std { req.add("std", s) }
-            if !persistent { req.add("session", session) }
-            try c.send(req)
-            let r = try c.expectFields("node \(target)'s answer")
-            guard r.op == "started" else { throw SSIError("onnode", r["message"] ?? r.op) }
+            // Who it runs as: the kernel's word (Caller), the uid and gid
+            // as runIdentity takes them (0...Int32.max; Caller refused
+            // (uid_t)-1 already).
+            guard let uid = Int32(exactly: caller.uid), let gid = Int32(exactly: caller.gid) else {
+                throw SSIError("onnode", "uid \(caller.uid) or gid \(caller.gid) cannot run a command on another node")
+            }
+            let run = RunRequest(cwd: r.cwd, uid: uid, gid: gid, groups: caller.groups, argv: r.argv, environment: r.environment,
+                                 stdio: std, session: persistent ? nil : session)
+            try c.send(PeerRequest.run(run).encode())
+            let answer = try c.expectFields("node \(target)'s answer")
+            let pid: pid_t
+            do throws(ProcMessageError) {
+                switch try PeerReply.decode(answer) {
+                case .started(let p): pid = p
+                case .error(let message): throw ProcMessageError.refused(SSIError("onnode", message))
+                default: throw ProcMessageError.unknownOp(answer.op)
+                }
+            } catch {
+                if case .refused(let e) = error { throw e }
+                throw SSIError("onnode", "node \(target)'s answer: \(error.description)", hint: error.hint)
+            }
             if !persistent { sessions.withLock { $0[session] = client } }
-            try client.send(Fields("started", [("pid", r["pid"] ?? "?"), ("node", String(target))]))
-            if !persistent, let pid = pid_t(r["pid"] ?? "") {
+            try client.send(LocalReply.started(pid: pid, node: target).encode())
+            if !persistent {
                 // onnode's signals (SIGINT, SIGTERM, ...) reach the command
                 // wherever it runs by then. This thread owns the client's
                 // connection: it closes it when onnode goes.
                 startThread { [self] in
                     while let m = try? client.receiveFields() {
-                        guard m.op == "signal", let sig = Int32(m["signal"] ?? "") else { continue }
+                        guard case .signal(let sig)? = try? LocalRequest.decode(m) else {
+                            trace("onnode session \(session): ignored \(printable(m.op.prefix(40)))")
+                            continue
+                        }
                         forwardSignal(sig, to: pid, uid: caller.uid)
                     }
                     sessions.withLock { m in
@@ -95,9 +110,9 @@ extension ProcAgent {
         do throws(SSIError) {
             let c = try connect(node, timeoutSeconds: 5)
             defer { c.close() }
-            try c.send(Fields("kill", [("pid", String(pid)), ("signal", String(sig)), ("uid", String(uid))]))
+            try c.send(PeerRequest.kill(pid: pid, signal: sig, uid: uid).encode())
             let r = try c.expectFields("node \(node)'s answer")
-            if r.op == "error" { trace("signal \(sig) to \(pid) on node \(node): \(r["message"] ?? "?")") }
+            if case .error(let message)? = try? PeerReply.decode(r) { trace("signal \(sig) to \(pid) on node \(node): \(message)") }
         } catch {
             trace("signal \(sig) to \(pid) on node \(node): \(error.description)")
         }
@@ -146,39 +161,36 @@ extension ProcAgent {
         return (uid, gid, groups)
     }
 
-    /// The target's side of onnode: stand-ins, then the command.
-    func runHere(_ f: Fields, peer: UInt32, on c: SecureChannel) throws(SSIError) {
-        let argv = f.all("arg")
-        guard !argv.isEmpty else { throw SSIError("onnode", "no command") }
-        // Who it runs as, before anything is made for it.
-        let identity = try Self.runIdentity(f, from: peer)
+    /// The target's side of onnode: stand-ins, then the command. `r` was
+    /// checked by `RunRequest.decode` (its identity by `runIdentity`).
+    func runHere(_ r: RunRequest, peer: UInt32, on c: SecureChannel) throws(SSIError) {
+        let argv = r.argv
         var made: [MadeStandIn] = []
         var stdio: [Int32] = [-1, -1, -1]
         var ctty: Int32 = -1
         var byChannel: [String: MadeStandIn] = [:]
-        defer { if made.isEmpty { } }
-        for line in f.all("std") {
-            let p = line.split(separator: "|", maxSplits: 1).map(String.init)
-            guard p.count == 2, let i = Int(p[0]), (0...2).contains(i), let spec = ShipSpec(line: "-|" + p[1]) else {
-                throw SSIError("onnode", "bad stdio \(line)")
-            }
+        for s in r.stdio {
+            let spec = s.spec
             let m: MadeStandIn
             if let existing = byChannel[spec.channel] { m = existing } else {
-                m = try MadeStandIn.make(spec)
+                do throws(SSIError) { m = try MadeStandIn.make(spec) } catch {
+                    for m in made { close(m.processEnd); close(m.agentEnd) }
+                    throw error
+                }
                 byChannel[spec.channel] = m
                 made.append(m)
             }
-            stdio[i] = m.processEnd
-            if spec.kind == .tty { ctty = Int32(i) }
+            stdio[s.index] = m.processEnd
+            if spec.kind == .tty { ctty = Int32(s.index) }
         }
         let null = open("/dev/null", O_RDWR | O_CLOEXEC)
         defer { close(null) }
-        var job = JobSpec(root: options.systemRoot, cwd: f["cwd"] ?? "/", argv: argv, environment: f.all("env"),
+        var job = JobSpec(root: options.systemRoot, cwd: r.cwd, argv: argv, environment: r.environment,
                           fds: stdio.map { $0 < 0 ? null : $0 })
         job.controllingTTY = ctty
-        job.uid = identity.uid
-        job.gid = identity.gid
-        job.groups = identity.groups
+        job.uid = r.uid
+        job.gid = r.gid
+        job.groups = r.groups
         let pid: pid_t
         do throws(SSIError) {
             pid = try reaper.spawn(job)
@@ -186,7 +198,7 @@ extension ProcAgent {
             for m in made { close(m.processEnd); close(m.agentEnd) }
             throw SSIError("onnode", "node \(localNode): \(error.message)")
         }
-        if let s = f["session"] { exitReports.withLock { $0[pid] = (peer, s) } }
+        if let s = r.session { exitReports.withLock { $0[pid] = (peer, s) } }
         let stands = made.map { m in
             StandIn(channelID: m.spec.channel, home: m.spec.home, kind: m.spec.kind, fd: m.agentEnd, resource: m.resource,
                     log: { [weak self] in self?.trace($0) })
@@ -198,7 +210,7 @@ extension ProcAgent {
                 trace("stand-in \(s.channelID): \(error.description)")
             }
         }
-        try c.send(Fields("started", [("pid", String(pid))]))
+        try c.send(PeerReply.started(pid: pid).encode())
         trace("onnode: started \(pid) `\(argv.joined(separator: " "))` for node \(peer)")
         watchExit(pid, standIns: stands)
     }

@@ -136,8 +136,7 @@ public final class ProcAgent: @unchecked Sendable {
             guard !self.homes.contains(prefix: session + ".") else { return }
             self.sessions.withLock { m in
                 if let client = m.removeValue(forKey: session) {
-                    try? client.send(Fields("exit", [("status", "255"),
-                                                     ("how", "its node's process agent stopped while it ran; its exit status is lost")]))
+                    try? client.send(LocalReply.exit(status: 255, how: "its node's process agent stopped while it ran; its exit status is lost").encode())
                 }
             }
         }
@@ -248,62 +247,60 @@ public final class ProcAgent: @unchecked Sendable {
 
     func serveRemote(_ ch: SecureChannel) {
         defer { ch.close() }
-        guard let f = try? ch.receiveFields() else { return }
+        // The first message: fields of this version, decoded once here.
+        // Any other type ends the connection without a word.
+        guard let (type, payload) = try? ch.receive(), type == Wire.fields else { return }
+        let request: PeerRequest
+        do throws(ProcMessageError) {
+            request = try PeerRequest.decode(try Fields.decode(payload), from: ch.peerNode)
+        } catch {
+            trace("a request from node \(ch.peerNode) refused: \(error.description)")
+            let hint = error.hint.map { "; " + $0 } ?? ""
+            try? ch.send(PeerReply.error(error.description + hint).encode())
+            return
+        }
         do throws(SSIError) {
-            switch f.op {
-            case "attach":
-                guard let id = f["channel"], let dir = f["dir"], let home = homes.get(id) else {
-                    try ch.send(Fields("error", [("message", "no channel \(f["channel"] ?? "?") on node \(localNode)")]))
+            switch request {
+            case .attach(let channel, let direction):
+                guard let home = homes.get(channel) else {
+                    try ch.send(PeerReply.error("no channel \(channel) on node \(localNode)").encode())
                     return
                 }
-                home.serve(direction: dir, on: ch)
-            case "where":
-                try ch.send(whereReply(pid: f.number("pid") ?? 0))
-            case "ps":
+                home.serve(direction: direction.rawValue, on: ch)
+            case .where(let pid):
+                try ch.send(whereReply(pid: pid).encode())
+            case .ps:
                 // One or more "ps" messages, then "end".
                 for part in psReply() { try ch.send(part) }
-                try ch.send(Fields("end"))
-            case "run":
-                try runHere(f, peer: ch.peerNode, on: ch)
-            case "restore":
-                try restoreHere(f, from: ch)
-            case "migrate":
-                // Forwarded by the agent where the command was typed.
-                // The caller's uid as its own agent took it from the kernel;
-                // a number that does not fit is a refusal, not a wrap.
-                guard let pid: pid_t = f.number("pid"), pid > 0, let node: UInt32 = f.number("node"),
-                      let uid: uid_t = f.number("uid"), uid != uid_t.max else {
-                    throw SSIError("migrate", "bad request from node \(ch.peerNode): pid, node or uid missing or out of range")
-                }
-                try migrate(pid: pid, to: node, tree: f["tree"] == "1", uid: uid, throughRoot: f["root"] == "1", reply: ch)
-            case "exited":
+                try ch.send(PeerReply.end.encode())
+            case .run(let run):
+                try runHere(run, peer: ch.peerNode, on: ch)
+            case .restore(let restore):
+                try restoreHere(restore, from: ch)
+            case .migrate(let pid, let node, let tree, let uid, let throughRoot):
+                // Forwarded by the agent where the command was typed, with
+                // the caller's uid as its own agent took it from the kernel.
+                try migrate(pid: pid, to: node, tree: tree, uid: uid, throughRoot: throughRoot, reply: ch)
+            case .exited(let session, let status, let how):
                 // Under the lock: the session's reader thread closes the
                 // client's connection under it when onnode goes.
-                if let s = f["session"] {
-                    sessions.withLock { m in
-                        if let client = m.removeValue(forKey: s) {
-                            try? client.send(Fields("exit", [("status", f["status"] ?? "255"), ("how", f["how"] ?? "")]))
-                        }
+                sessions.withLock { m in
+                    if let client = m.removeValue(forKey: session) {
+                        try? client.send(LocalReply.exit(status: status, how: how).encode())
                     }
                 }
-                try ch.send(Fields("ok"))
-            case "kill":
+                try ch.send(PeerReply.ok.encode())
+            case .kill(let pid, let sig, let uid):
                 // A signal onnode forwarded from another node.
-                guard let pid: pid_t = f.number("pid"), pid > 0, let sig: Int32 = f.number("signal"),
-                      let uid: uid_t = f.number("uid"), uid != uid_t.max else {
-                    throw SSIError("proc", "bad kill request from node \(ch.peerNode): pid, signal or uid missing or out of range")
-                }
                 if let problem = signalHere(pid, sig, uid: uid) {
-                    try ch.send(Fields("error", [("message", problem)]))
+                    try ch.send(PeerReply.error(problem).encode())
                 } else {
-                    try ch.send(Fields("ok"))
+                    try ch.send(PeerReply.ok.encode())
                 }
-            default:
-                try ch.send(Fields("error", [("message", "unknown request \(f.op)")]))
             }
         } catch {
-            trace("\(f.op) from node \(ch.peerNode): \(error.description)")
-            try? ch.send(Fields("error", [("message", error.message)]))
+            trace("\(request.encode().op) from node \(ch.peerNode): \(error.description)")
+            try? ch.send(PeerReply.error(error.message).encode())
         }
     }
 
@@ -315,7 +312,7 @@ public final class ProcAgent: @unchecked Sendable {
         let caller: Caller
         do throws(SSIError) { caller = try Caller(peerOf: ch.fd) } catch {
             trace(error.description)
-            try? ch.send(Fields("error", [("message", error.description)]))
+            try? ch.send(LocalReply.error(error.description).encode())
             ch.close()
             return
         }
@@ -333,20 +330,18 @@ public final class ProcAgent: @unchecked Sendable {
             fds.forEach { close($0) }
             return
         }
-        let f = Fields(decoding: payload)
         do throws(SSIError) {
-            switch f.op {
-            case "where":
-                // Each PID is a question to every node: a bounded number.
-                let pids = f.all("pid")
-                guard pids.count <= Self.maxWherePIDs else {
-                    throw SSIError("where", "\(pids.count) PIDs in one request: at most \(Self.maxWherePIDs)", hint: "ask in several calls")
-                }
+            let request: LocalRequest
+            do throws(ProcMessageError) { request = try LocalRequest.decode(try Fields.decode(payload)) } catch {
+                throw error.asSSIError
+            }
+            switch request {
+            case .where(let pids):
                 for p in pids {
-                    try ch.send(Fields("where", [("pid", p), ("nodes", clusterWhere(pid: pid_t(p) ?? 0).map(String.init).joined(separator: ","))]))
+                    try ch.send(LocalReply.where(pid: p, nodes: clusterWhere(pid: p)).encode())
                 }
-                try ch.send(Fields("end"))
-            case "ps":
+                try ch.send(LocalReply.end.encode())
+            case .ps:
                 for node in peers().filter(\.value.up).keys.sorted() {
                     do throws(SSIError) {
                         if node == localNode {
@@ -354,7 +349,7 @@ public final class ProcAgent: @unchecked Sendable {
                         } else {
                             let c = try connect(node, timeoutSeconds: 5)
                             defer { c.close() }
-                            try c.send(Fields("ps"))
+                            try c.send(PeerRequest.ps.encode())
                             // Parts until "end"; each fits, as it came.
                             while true {
                                 let part = try c.expectFields("ps from node \(node)")
@@ -366,36 +361,32 @@ public final class ProcAgent: @unchecked Sendable {
                             }
                         }
                     } catch {
-                        try ch.send(Fields("error", [("message", "node \(node): \(error.message)")]))
+                        try ch.send(LocalReply.error("node \(node): \(error.message)").encode())
                     }
                 }
-                try ch.send(Fields("end"))
-            case "migrate":
-                guard let target = UInt32(f["node"] ?? ""), let p = pid_t(f["pid"] ?? "") else {
-                    throw SSIError("migrate", "bad request")
-                }
+                try ch.send(LocalReply.end.encode())
+            case .migrate(let p, let target, let tree, let throughRoot):
                 let nodes = clusterWhere(pid: p)
                 guard let at = nodes.first else { throw SSIError("migrate", "\(p): no such process on any node") }
                 if at == localNode {
-                    try migrate(pid: p, to: target, tree: f["tree"] == "1", uid: uid, throughRoot: f["root"] == "1", reply: ch)
+                    try migrate(pid: p, to: target, tree: tree, uid: uid, throughRoot: throughRoot, reply: ch)
                 } else {
                     // Ask the process's node to move it; relay its answers.
                     let c = try connect(at)
                     defer { c.close() }
-                    try c.send(Fields("migrate", [("pid", String(p)), ("node", String(target)), ("tree", f["tree"] ?? "0"), ("uid", String(uid)),
-                                               ("root", f["root"] ?? "0")]))
+                    try c.send(PeerRequest.migrate(pid: p, node: target, tree: tree, uid: uid, throughRoot: throughRoot).encode())
                     while let r = try c.receiveFields() {
                         try ch.send(r)
                         if r.op == "migrated" || r.op == "error" { break }
                     }
                 }
-            case "onnode":
-                keepOpen = try onnode(f, fds: fds, caller: caller, client: ch)
-            default:
-                throw SSIError("proc", "unknown request \(f.op)")
+            case .onnode(let r):
+                keepOpen = try onnode(r, fds: fds, caller: caller, client: ch)
+            case .signal:
+                throw SSIError("proc", "a signal request without an onnode session")
             }
         } catch {
-            try? ch.send(Fields("error", [("message", error.description)]))
+            try? ch.send(LocalReply.error(error.description).encode())
         }
         if !keepOpen { fds.forEach { close($0) } }
     }
@@ -411,8 +402,8 @@ public final class ProcAgent: @unchecked Sendable {
             && ((try? FileSystem.readText("/proc/\(pid)/status"))?.contains("\nTgid:\t\(pid)\n") ?? false)
     }
 
-    func whereReply(pid: pid_t) -> Fields {
-        Fields("where", [("found", isHere(pid) ? "1" : "0"), ("command", isHere(pid) ? Self.bounded(ProcessInspector.command(pid)) : "")])
+    func whereReply(pid: pid_t) -> PeerReply {
+        isHere(pid) ? .where(found: true, command: Self.bounded(ProcessInspector.command(pid))) : .where(found: false, command: "")
     }
 
     /// The nodes where `pid` runs now (one, unless it is an old low PID
@@ -426,8 +417,8 @@ public final class ProcAgent: @unchecked Sendable {
             }
             guard let c = try? connect(node, timeoutSeconds: 5) else { continue }
             defer { c.close() }
-            if (try? c.send(Fields("where", [("pid", String(pid))]))) != nil,
-               let r = try? c.receiveFields(), r["found"] == "1" {
+            if (try? c.send(PeerRequest.where(pid: pid).encode())) != nil,
+               let r = try? c.receiveFields(), case .where(found: true, _)? = try? PeerReply.decode(r) {
                 found.append(node)
             }
         }

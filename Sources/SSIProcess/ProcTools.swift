@@ -40,6 +40,12 @@ public struct ProcTools {
         try LocalChannel.connect(path: stateDirectory + "/" + ProcAgent.socketName)
     }
 
+    /// The agent's next answer, decoded; nil when it closed the connection.
+    func reply(_ ch: LocalChannel) throws(SSIError) -> LocalReply? {
+        guard let f = try ch.receiveFields() else { return nil }
+        do throws(ProcMessageError) { return try LocalReply.decode(f) } catch { throw error.asSSIError }
+    }
+
     /// A node by number or by name, from the membership view.
     func node(_ text: String) throws(SSIError) -> UInt32 {
         if let n = UInt32(text) { return n }
@@ -95,15 +101,14 @@ public struct ProcTools {
             let target = try node(operands[1])
             let ch = try connect()
             defer { ch.close() }
-            try ch.send(Fields("migrate", [("pid", String(pid)), ("node", String(target)), ("tree", tree ? "1" : "0"),
-                                           ("root", throughRoot ? "1" : "0")]))
-            while let f = try ch.receiveFields() {
-                switch f.op {
-                case "migrated":
-                    out(Self.terminalSafe("\(pid): moved to node \(f["node"] ?? "?") (\(f["name"] ?? "")), frozen \(f["freeze_ms"] ?? "?") ms (dump \(f["dump_ms"] ?? "?") ms), \(f["total_ms"] ?? "?") ms in all, \(f["shipped"] ?? "0") descriptors shipped"))
+            try ch.send(LocalRequest.migrate(pid: pid, node: target, tree: tree, throughRoot: throughRoot).encode())
+            while let r = try reply(ch) {
+                switch r {
+                case .migrated(let m):
+                    out(Self.terminalSafe("\(pid): moved to node \(m.node) (\(m.name)), frozen \(m.freezeMs) ms (dump \(m.dumpMs) ms), \(m.totalMs) ms in all, \(m.shipped) descriptors shipped"))
                     return 0
-                case "error":
-                    err(f["message"] ?? "failed")
+                case .error(let message):
+                    err(message)
                     return 1
                 default:
                     continue
@@ -156,31 +161,31 @@ public struct ProcTools {
             defer { ch.close() }
             // No identity in the request: the agent asks the kernel who we
             // are (SO_PEERCRED), and the command runs as exactly that.
-            var f = Fields("onnode", [("node", String(target)), ("persistent", persistent ? "1" : "0"),
-                                      ("cwd", currentDirectory())])
-            for a in command { f.add("arg", a) }
+            var environment: [String] = []
             var e = environ
             while let p = e.pointee {
-                f.add("env", String(validatingCString: p) ?? "")
+                environment.append(String(validatingCString: p) ?? "")
                 e += 1
             }
+            let f = LocalRequest.onnode(OnnodeRequest(node: target, persistent: persistent, cwd: currentDirectory(), argv: command,
+                                                      environment: environment)).encode()
             try ch.send(Wire.fields, f.encoded, fds: [0, 1, 2])
             // The agent has our stdio now: ours must not compete for input.
             let null = open("/dev/null", O_RDWR)
             dup2(null, 0)
-            while let r = try ch.receiveFields() {
-                switch r.op {
-                case "started":
+            while let r = try reply(ch) {
+                switch r {
+                case .started(let pid, let node):
                     if persistent {
-                        err("pid \(r["pid"] ?? "?") runs on node \(r["node"] ?? "?")")
+                        err("pid \(pid) runs on node \(node)")
                         return 0
                     }
                     forwardSignals(on: ch)
-                case "exit":
-                    if let how = r["how"], !how.isEmpty { err(how) }
-                    return Int32(r["status"] ?? "") ?? 255
-                case "error":
-                    err(r["message"] ?? "failed")
+                case .exit(let status, let how):
+                    if !how.isEmpty { err(how) }
+                    return status
+                case .error(let message):
+                    err(message)
                     return 255
                 default: continue
                 }
@@ -222,7 +227,7 @@ public struct ProcTools {
             var b: UInt8 = 0
             while read(reader, &b, 1) == 1 {
                 // The main thread only receives on this connection.
-                try? ch.send(Fields("signal", [("signal", String(b))]))
+                try? ch.send(LocalRequest.signal(Int32(b)).encode())
             }
         }
     }
@@ -247,24 +252,30 @@ public struct ProcTools {
             return 0
         }
         guard !args.isEmpty else { return usageError("missing process ID", usage: "where_pid PID...") }
-        var f = Fields("where")
+        var pids: [pid_t] = []
         for a in args {
             guard let p = pid_t(a), p > 0 else { return usageError("\(a): not a process ID", usage: "where_pid PID...") }
-            f.add("pid", String(p))
+            pids.append(p)
         }
+        let f = LocalRequest.where(pids: pids).encode()
         do {
             let ch = try connect()
             defer { ch.close() }
             try ch.send(f)
             var status: Int32 = 0
-            while let r = try ch.receiveFields(), r.op != "end" {
-                if r.op == "error" { err(r["message"] ?? "failed"); return 1 }
-                let nodes = r["nodes"] ?? ""
-                if nodes.isEmpty {
-                    err("\(r["pid"] ?? "?"): no such process on any node")
-                    status = 1
-                } else {
-                    out(args.count > 1 ? "\(r["pid"] ?? "?") \(nodes)" : nodes)
+            answers: while let r = try reply(ch) {
+                switch r {
+                case .end: break answers
+                case .error(let message): err(message); return 1
+                case .where(let pid, let nodes):
+                    let list = nodes.map(String.init).joined(separator: ",")
+                    if nodes.isEmpty {
+                        err("\(pid): no such process on any node")
+                        status = 1
+                    } else {
+                        out(args.count > 1 ? "\(pid) \(list)" : list)
+                    }
+                default: continue
                 }
             }
             return status
@@ -281,14 +292,16 @@ public struct ProcTools {
         do {
             let ch = try connect()
             defer { ch.close() }
-            try ch.send(Fields("ps"))
+            try ch.send(LocalRequest.ps.encode())
             var rows: [(node: String, pid: String, uid: String, command: String)] = []
             var status: Int32 = 0
-            while let r = try ch.receiveFields(), r.op != "end" {
-                if r.op == "error" { err(r["message"] ?? "?"); status = 1; continue }
-                for p in r.all("p") {
-                    let f = p.split(separator: " ", maxSplits: 2).map(String.init)
-                    if f.count == 3 { rows.append((r["node"] ?? "?", f[0], f[1], f[2])) }
+            answers: while let r = try reply(ch) {
+                switch r {
+                case .end: break answers
+                case .error(let message): err(message); status = 1
+                case .ps(let node, let part):
+                    for p in part { rows.append((String(node), String(p.pid), String(p.uid), p.command)) }
+                default: continue
                 }
             }
             if json {

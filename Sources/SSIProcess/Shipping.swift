@@ -96,7 +96,7 @@ public final class HomeChannel: @unchecked Sendable {
                     return true
                 }) { break }
             }
-            if waited >= 300 { try? ch.send(Fields("error", [("message", "channel \(id) \(direction) is still attached elsewhere")])); return }
+            if waited >= 300 { try? ch.send(PeerReply.error("channel \(id) \(direction) is still attached elsewhere").encode()); return }
         }
         let generation = attachments.withLock { n -> Int in n += 1; return n }
         defer {
@@ -126,7 +126,8 @@ public final class HomeChannel: @unchecked Sendable {
         var buf = [UInt8](repeating: 0, count: 256 * 1024)
         while let (type, payload) = try ch.receive() {
             guard type == Wire.fields else { return }
-            let op = Fields(decoding: payload).op
+            // A message of another version, or no op: the direction ends.
+            let op = (try? Fields.decode(payload))?.op
             if op == "close" {
                 // The process closed its end of an input stream.
                 let both = ended.withLock { e -> Bool in e.insert("in"); return e.contains("out") }
@@ -178,8 +179,9 @@ public final class HomeChannel: @unchecked Sendable {
                 // at home see end of file.
                 if !kind.isSocket || both { onEnd?() }
             case Wire.fields:
-                let f = Fields(decoding: payload)
-                if f.op == "termios", kind == .tty { /* the stand-in's modes stay there: home is raw */ }
+                // `op=termios` or any: the stand-in's modes stay there
+                // (home is raw), so nothing is read from it.
+                _ = payload
                 try ch.send(Wire.ack, [])
             default:
                 return

@@ -43,8 +43,9 @@ public final class StandIn: @unchecked Sendable {
     /// process before anything new from home.
     func start(connect: (UInt32) throws(SSIError) -> SecureChannel) throws(SSIError) {
         for dir in kind.directions {
+            guard let direction = PeerRequest.Direction(rawValue: dir) else { continue }
             let ch = try connect(home)
-            try ch.send(Fields("attach", [("channel", channelID), ("dir", dir)]))
+            try ch.send(PeerRequest.attach(channel: channelID, direction: direction).encode())
             let reply = try ch.expectFields("the home agent's attach reply")
             guard reply.op == "attached" else {
                 throw SSIError("proc", "node \(home) refused channel \(channelID): \(reply["message"] ?? reply.op)")
@@ -108,8 +109,7 @@ public final class StandIn: @unchecked Sendable {
                         endProcessSide("in")
                         break loop
                     case Wire.fields:
-                        let f = Fields(decoding: payload)
-                        if f.op == "winsize", let r = UInt16(f["rows"] ?? ""), let c = UInt16(f["cols"] ?? "") {
+                        if let f = try? Fields.decode(payload), f.op == "winsize", let r = UInt16(f["rows"] ?? ""), let c = UInt16(f["cols"] ?? "") {
                             var ws = winsize(ws_row: r, ws_col: c, ws_xpixel: 0, ws_ypixel: 0)
                             let rc = ioctl(fd, UInt(TIOCSWINSZ), &ws)   // the kernel signals SIGWINCH
                             var fg: pid_t = 0

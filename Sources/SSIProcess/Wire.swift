@@ -47,20 +47,49 @@ public enum Wire {
 }
 
 /// Named values: lines "key=value" (newlines and backslashes escaped). A
-/// key may repeat (argv, environment).
+/// key may repeat (argv, environment). The payload of every type-1
+/// message on both doors (docs/PROTOCOLS.md 3.3); what the values mean is
+/// the typed messages' business (`PeerRequest`, `LocalRequest`,
+/// `RestoreStep`).
+///
+/// Version rule: every encoded message starts with the line `v=1`
+/// (`version`), and `decode` refuses a message without it, or with
+/// another, as `ProcMessageError.unversioned`/`.unsupportedVersion`
+/// ("are both nodes running the same ssi?"). Both ends are the one `ssi`
+/// binary and a cluster runs one version: nothing is translated.
 public struct Fields: Sendable, Equatable, CustomStringConvertible {
     public var pairs: [(String, String)]
+
+    /// The protocol version every message carries first.
+    public static let version = 1
+    static let versionLine: [UInt8] = Array("v=\(version)".utf8)
 
     public init(_ op: String, _ pairs: [(String, String)] = []) { self.pairs = [("op", op)] + pairs }
 
     /// Lines are split on the newline byte, not on Characters: "\r\n" is
     /// one Character, so a value ending in "\r" would otherwise swallow
     /// the next line (a `cwd` of "/tmp\r" hid the `uid` after it).
-    public init(decoding bytes: [UInt8]) {
+    /// No version line and no checks: `decode` is the receivers' door.
+    init(lines bytes: ArraySlice<UInt8>) {
         pairs = bytes.split(separator: 10).map { line in
             guard let eq = line.firstIndex(of: UInt8(ascii: "=")) else { return (String(decoding: line, as: UTF8.self), "") }
             return (String(decoding: line[..<eq], as: UTF8.self), Self.unescape(line[(eq + 1)...]))
         }
+    }
+
+    /// A received payload: at most `maxBytes` (checked before anything is
+    /// copied), the version line first, then an `op` line.
+    public static func decode(_ bytes: [UInt8]) throws(ProcMessageError) -> Fields {
+        guard bytes.count <= SecureChannel.maxPayload else { throw .tooLong(bytes: bytes.count) }
+        let lf = bytes.firstIndex(of: 10) ?? bytes.endIndex
+        let first = bytes[..<lf]
+        guard first.starts(with: Array("v=".utf8)) else { throw .unversioned }
+        guard first.elementsEqual(versionLine) else {
+            throw .unsupportedVersion(String(decoding: first.dropFirst(2).prefix(24), as: UTF8.self))
+        }
+        let f = Fields(lines: bytes[min(lf + 1, bytes.endIndex)...])
+        guard f.pairs.first?.0 == "op" else { throw .missing(op: "", field: "op") }
+        return f
     }
 
     public static func == (a: Fields, b: Fields) -> Bool {
@@ -78,7 +107,10 @@ public struct Fields: Sendable, Equatable, CustomStringConvertible {
     public mutating func add(_ key: String, _ value: String) { pairs.append((key, value)) }
     public mutating func add(_ key: String, _ value: Int) { pairs.append((key, String(value))) }
 
-    public var encoded: [UInt8] { Array(pairs.map { "\($0.0)=\(Self.escape($0.1))" }.joined(separator: "\n").utf8) }
+    /// The version line, then the pairs.
+    public var encoded: [UInt8] {
+        Self.versionLine + Array(pairs.map { "\n\($0.0)=\(Self.escape($0.1))" }.joined().utf8)
+    }
     public var description: String { pairs.map { "\($0.0)=\($0.1)" }.joined(separator: " ") }
 
     /// By scalar: every newline byte is escaped, whatever Character it
@@ -125,11 +157,12 @@ extension SecureChannel: MessageChannel {}
 extension MessageChannel {
     public func send(_ f: Fields) throws(SSIError) { try send(Wire.fields, f.encoded) }
 
-    /// The next message, which must be fields; nil at the end.
+    /// The next message, which must be fields of this version; nil at
+    /// the end.
     public func receiveFields() throws(SSIError) -> Fields? {
         guard let (type, payload) = try receive() else { return nil }
         guard type == Wire.fields else { throw SSIError("proc", "unexpected message type \(type) from the peer") }
-        return Fields(decoding: payload)
+        do throws(ProcMessageError) { return try Fields.decode(payload) } catch { throw error.asSSIError }
     }
 
     /// Fields that must come; a closed connection is an error naming `what`.

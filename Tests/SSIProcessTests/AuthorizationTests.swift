@@ -289,7 +289,7 @@ import SSITestSupport
     func fuzzRunIdentity() {
         let request = Fields("run", [("cwd", "/tmp"), ("uid", "1000"), ("gid", "100"), ("arg", "id"), ("group", "100"), ("group", "27")])
         Fuzz.run("run-identity", seeds: [request.encoded], iterations: Fuzz.iterations(default: 400)) { bytes in
-            _ = try ProcAgent.runIdentity(Fields(decoding: bytes), from: 2)
+            _ = try ProcAgent.runIdentity(try Fields.decode(bytes), from: 2)
         }
     }
 }

@@ -62,10 +62,10 @@ import SSICore
         } throws: { ($0 as? SSIError)?.message.contains("authentication failed") == true }
     }
 
-    @Test func fieldsKeepNewlinesBackslashesAndRepeats() {
+    @Test func fieldsKeepNewlinesBackslashesAndRepeats() throws {
         var f = Fields("run", [("arg", "sh"), ("arg", "-c"), ("arg", "echo 'a\nb' \\ done")])
         f.add("env", "X=1=2")
-        let back = Fields(decoding: f.encoded)
+        let back = try Fields.decode(f.encoded)
         #expect(back == f)
         #expect(back.op == "run" && back.all("arg") == ["sh", "-c", "echo 'a\nb' \\ done"] && back["env"] == "X=1=2")
     }
