@@ -290,7 +290,7 @@ func securePair(key: [UInt8] = [UInt8](repeating: 7, count: 32)) throws -> (Secu
         // node 2 is over the secure channel's (that was a trap).
         let ch = try LocalChannel.connect(path: pair.dir + "/node1/proc.sock")
         defer { ch.close() }
-        var req = Fields("onnode", [("node", "2"), ("cwd", "/tmp"), ("arg", "true")])
+        var req = Fields("onnode", [("node", "2"), ("persistent", "0"), ("cwd", "/tmp"), ("arg", "true")])
         let filler = String(repeating: "v", count: 60_000)
         while req.encoded.count < SecureChannel.maxPayload - 70_000 { req.add("env", "F=" + filler) }
         req.add("env", "G=" + String(repeating: "w", count: SecureChannel.maxPayload - req.encoded.count - 10))
