@@ -32,7 +32,10 @@ struct CRIU: Checkpointer {
     }
 
     func restore(_ arguments: [String], imageDirectory: String, fds: [Int32], readFrom: String) throws(SSIError) {
-        try agent.runCRIU(arguments, dir: imageDirectory, log: "restore.log", fds: fds, readFrom: readFrom)
+        // Less than the source waits for the answer (240 s): a restore the
+        // target gave up on is killed here before the source resumes its
+        // own copy, never finished after it (two copies running).
+        try agent.runCRIU(arguments, dir: imageDirectory, log: "restore.log", fds: fds, readFrom: readFrom, timeoutSeconds: 180)
     }
 
     func restoreWithKeeper(_ arguments: [String], imageDirectory: String, tty: Int32?, fds: [Int32], readFrom: String) throws(SSIError) -> pid_t {
@@ -43,7 +46,8 @@ struct CRIU: Checkpointer {
 extension ProcAgent {
     /// Runs criu in the system's root and waits; on failure the error has
     /// criu's own error lines from its log.
-    func runCRIU(_ args: [String], dir: String, log logName: String, fds extra: [Int32] = [], readFrom: String? = nil) throws(SSIError) {
+    func runCRIU(_ args: [String], dir: String, log logName: String, fds extra: [Int32] = [], readFrom: String? = nil,
+                 timeoutSeconds: Int = 600) throws(SSIError) {
         let null = open("/dev/null", O_RDWR | O_CLOEXEC)
         defer { close(null) }
         var spec = JobSpec(root: options.systemRoot, cwd: "/", argv: [Self.criu] + args + ["-o", dir + "/" + logName, "-v4"],
@@ -57,9 +61,9 @@ extension ProcAgent {
             throw SSIError("migrate", "cannot run criu on node \(localNode): \(error.message)",
                            hint: FileSystem.exists(options.systemRoot + Self.criu) ? nil : "install it there: apt-get install criu")
         }
-        guard let exit = reaper.wait(pid, timeoutMs: 600_000) else {
+        guard let exit = reaper.wait(pid, timeoutMs: timeoutSeconds * 1000) else {
             kill(pid, SIGKILL)
-            throw SSIError("migrate", "criu \(args[0]) did not finish in 10 minutes")
+            throw SSIError("migrate", "criu \(args[0]) did not finish in \(timeoutSeconds) s")
         }
         if exit != .exited(0) {
             let logText = (try? FileSystem.readText((readFrom ?? dir) + "/" + logName)) ?? ""
