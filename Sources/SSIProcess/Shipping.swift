@@ -104,7 +104,7 @@ public final class HomeChannel: @unchecked Sendable {
             if !ended.current.contains(direction) { watchForReattach(direction, generation: generation) }
         }
         do {
-            try ch.send(Fields("attached", kind == .tty ? [("rows", String(lastWinsize.ws_row)), ("cols", String(lastWinsize.ws_col))] : []))
+            try ch.send(RelayMessage.attached(window: kind == .tty ? .init(rows: lastWinsize.ws_row, cols: lastWinsize.ws_col) : nil).encode())
             if direction == "in" { try serveIn(ch) } else { try serveOut(ch) }
         } catch {
             // The remote side went away: it reattaches (from the same or
@@ -126,22 +126,22 @@ public final class HomeChannel: @unchecked Sendable {
         var buf = [UInt8](repeating: 0, count: 256 * 1024)
         while let (type, payload) = try ch.receive() {
             guard type == Wire.fields else { return }
-            // A message of another version, or no op: the direction ends.
-            let op = (try? Fields.decode(payload))?.op
-            if op == "close" {
+            // Anything but `read` or `close` (of this version) ends the direction.
+            let message = (try? Fields.decode(payload)).flatMap { try? RelayMessage.decode($0) }
+            if message == .close {
                 // The process closed its end of an input stream.
                 let both = ended.withLock { e -> Bool in e.insert("in"); return e.contains("out") }
                 try ch.send(Wire.ack, [])
                 if !kind.isSocket && kind != .tty || both { onEnd?() }
                 return
             }
-            guard op == "read" else { return }
+            guard message == .read else { return }
             if kind == .tty {
                 var ws = winsize()
                 if ioctl(fd, UInt(TIOCGWINSZ), &ws) == 0, ws.ws_row != lastWinsize.ws_row || ws.ws_col != lastWinsize.ws_col {
                     lastWinsize = ws
                     log?("channel \(id): window \(ws.ws_row)x\(ws.ws_col) sent")
-                    try ch.send(Fields("winsize", [("rows", String(ws.ws_row)), ("cols", String(ws.ws_col))]))
+                    try ch.send(RelayMessage.winsize(.init(rows: ws.ws_row, cols: ws.ws_col)).encode())
                 }
             }
             if ended.current.contains("in") { try ch.send(Wire.eof, []); continue }

@@ -47,11 +47,18 @@ public final class StandIn: @unchecked Sendable {
             let ch = try connect(home)
             try ch.send(PeerRequest.attach(channel: channelID, direction: direction).encode())
             let reply = try ch.expectFields("the home agent's attach reply")
-            guard reply.op == "attached" else {
-                throw SSIError("proc", "node \(home) refused channel \(channelID): \(reply["message"] ?? reply.op)")
+            let window: RelayMessage.Window?
+            do throws(ProcMessageError) {
+                guard case .attached(let w) = try RelayMessage.decode(reply) else { throw ProcMessageError.unknownOp(reply.op) }
+                window = w
+            } catch {
+                ch.close()
+                var why = error.description
+                if case .error(let m)? = try? PeerReply.decode(reply) { why = m }
+                throw SSIError("proc", "node \(home) refused channel \(channelID): \(why)")
             }
-            if kind == .tty, let rows = UInt16(reply["rows"] ?? ""), let cols = UInt16(reply["cols"] ?? ""), rows > 0 {
-                var ws = winsize(ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0)
+            if kind == .tty, let window, window.rows > 0 {
+                var ws = winsize(ws_row: window.rows, ws_col: window.cols, ws_xpixel: 0, ws_ypixel: 0)
                 _ = ioctl(fd, UInt(TIOCSWINSZ), &ws)
             }
             connections[dir] = ch
@@ -92,12 +99,12 @@ public final class StandIn: @unchecked Sendable {
                 // The process closed its reading end: tell home.
                 var p = pollfd(fd: fd, events: 0, revents: 0)
                 if kind == .pipeIn, poll(&p, 1, 0) > 0, p.revents & Int16(POLLERR) != 0 {
-                    try? ch.send(Fields("close"))
+                    try? ch.send(RelayMessage.close.encode())
                     _ = try? ch.receive()
                     break
                 }
                 do {
-                    try ch.send(Fields("read"))
+                    try ch.send(RelayMessage.read.encode())
                     guard let (type, payload) = try ch.receive() else {
                         homeLost("in")
                         break
@@ -109,7 +116,8 @@ public final class StandIn: @unchecked Sendable {
                         endProcessSide("in")
                         break loop
                     case Wire.fields:
-                        if let f = try? Fields.decode(payload), f.op == "winsize", let r = UInt16(f["rows"] ?? ""), let c = UInt16(f["cols"] ?? "") {
+                        if let f = try? Fields.decode(payload), case .winsize(let w)? = try? RelayMessage.decode(f) {
+                            let r = w.rows, c = w.cols
                             var ws = winsize(ws_row: r, ws_col: c, ws_xpixel: 0, ws_ypixel: 0)
                             let rc = ioctl(fd, UInt(TIOCSWINSZ), &ws)   // the kernel signals SIGWINCH
                             var fg: pid_t = 0

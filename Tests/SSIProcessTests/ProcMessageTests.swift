@@ -263,3 +263,30 @@ import SSITestSupport
         #expect(taken >= Self.peerRequests.count + Self.localRequests.count, "\(taken)")
     }
 }
+
+/// The relay's messages (PROTOCOLS.md 3.8).
+@Suite struct RelayMessageTests {
+    static let messages: [RelayMessage] = [.attached(window: nil), .attached(window: .init(rows: 41, cols: 99)), .read, .close,
+                                           .winsize(.init(rows: 0, cols: UInt16.max))]
+
+    @Test("round-trip; a window is both numbers or neither, each a UInt16")
+    func roundTripAndChecks() throws {
+        for m in Self.messages { #expect(try RelayMessage.decode(ProcMessageTests.wire(m.encode())) == m) }
+        func refusal(_ f: Fields) -> String {
+            do { _ = try RelayMessage.decode(ProcMessageTests.wire(f)); return "" } catch { return error.description }
+        }
+        #expect(refusal(Fields("attached", [("rows", "24")])) == "the attached message has no cols")
+        #expect(refusal(Fields("winsize", [("rows", "65536"), ("cols", "80")])).hasPrefix("the winsize message has a bad rows"))
+        #expect(refusal(Fields("termios")) == "unknown request termios")
+    }
+
+    @Test("Fuzz: relay messages never trap, and what is taken re-encodes to itself")
+    func fuzz() {
+        var mismatches = 0
+        Fuzz.run("relay-messages", seeds: Self.messages.map { $0.encode().encoded }, iterations: Fuzz.iterations(default: 400)) { bytes in
+            guard let f = try? Fields.decode(bytes), let m = try? RelayMessage.decode(f) else { return }
+            if (try? RelayMessage.decode(ProcMessageTests.wire(m.encode()))) != m { mismatches += 1 }
+        }
+        #expect(mismatches == 0)
+    }
+}
