@@ -417,9 +417,20 @@ public final class ProcAgent: @unchecked Sendable {
             }
             guard let c = try? connect(node, timeoutSeconds: 5) else { continue }
             defer { c.close() }
-            if (try? c.send(PeerRequest.where(pid: pid).encode())) != nil,
-               let r = try? c.receiveFields(), case .where(found: true, _)? = try? PeerReply.decode(r) {
-                found.append(node)
+            // A node that cannot answer (another ssi version, a broken
+            // connection) does not have it, as far as anyone can tell: said
+            // in the log, since the caller hears only "no such process".
+            do throws(SSIError) {
+                try c.send(PeerRequest.where(pid: pid).encode())
+                let r = try c.expectFields("node \(node)'s answer to where")
+                switch try? PeerReply.decode(r) {
+                case .where(found: true, _)?: found.append(node)
+                case .where(found: false, _)?: break
+                case .error(let message)?: trace("where \(pid) on node \(node): \(message)")
+                default: trace("where \(pid) on node \(node): unexpected answer \(printable(r.op.prefix(40)))")
+                }
+            } catch {
+                trace("where \(pid) on node \(node): \(error.description)")
             }
         }
         return found
