@@ -161,13 +161,22 @@ public struct ProcTools {
             defer { ch.close() }
             // No identity in the request: the agent asks the kernel who we
             // are (SO_PEERCRED), and the command runs as exactly that.
+            // Values travel as UTF-8 text (PROTOCOLS.md 6): what is not
+            // cannot be passed on unchanged, so it is not passed at all,
+            // and said (an empty entry, or "/" for the directory, was sent).
             var environment: [String] = []
             var e = environ
             while let p = e.pointee {
-                environment.append(String(validatingCString: p) ?? "")
+                if let entry = String(validatingCString: p) {
+                    environment.append(entry)
+                } else {
+                    let name = String(decoding: UnsafeRawBufferPointer(start: p, count: strlen(p)).prefix { $0 != UInt8(ascii: "=") }, as: UTF8.self)
+                    err("the environment variable \(name) is not valid UTF-8: not passed on")
+                }
                 e += 1
             }
-            let f = LocalRequest.onnode(OnnodeRequest(node: target, persistent: persistent, cwd: currentDirectory(), argv: command,
+            let cwd = try currentDirectory()
+            let f = LocalRequest.onnode(OnnodeRequest(node: target, persistent: persistent, cwd: cwd, argv: command,
                                                       environment: environment)).encode()
             try ch.send(Wire.fields, f.encoded, fds: [0, 1, 2])
             // The agent has our stdio now: ours must not compete for input.
@@ -232,10 +241,20 @@ public struct ProcTools {
         }
     }
 
-    func currentDirectory() -> String {
+    /// The directory the command runs in there: this one, exactly, or an
+    /// error (it used to be "/" when getcwd failed or the path was not
+    /// UTF-8: the command ran somewhere else than asked).
+    func currentDirectory() throws(SSIError) -> String {
         var buf = [CChar](repeating: 0, count: Int(PATH_MAX))
-        guard getcwd(&buf, buf.count) != nil else { return "/" }
-        return buf.withUnsafeBufferPointer { String(validatingCString: $0.baseAddress!) } ?? "/"
+        guard getcwd(&buf, buf.count) != nil else {
+            let e = errno
+            throw SSIError("onnode", "the current directory: getcwd: \(errnoDescription(e))", hint: "cd to a directory that exists, then run onnode")
+        }
+        guard let path = buf.withUnsafeBufferPointer({ String(validatingCString: $0.baseAddress!) }) else {
+            throw SSIError("onnode", "the current directory's path is not valid UTF-8, which onnode cannot pass on unchanged",
+                           hint: "cd to a directory whose path is UTF-8, then run onnode")
+        }
+        return path
     }
 
     enum OnnodeSignals {

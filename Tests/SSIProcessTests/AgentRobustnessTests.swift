@@ -321,6 +321,17 @@ func securePair(key: [UInt8] = [UInt8](repeating: 7, count: 32)) throws -> (Secu
             #expect(answer.op == "error" && (answer["message"] ?? "").contains(expected), "\(answer)")
         }
 
+        // Text that is not UTF-8 cannot travel unchanged: a directory is
+        // refused (it was "/": the command ran elsewhere), an environment
+        // entry is left out and said (it was an empty entry).
+        let odd = pair.dir + "/odd"
+        let script = "mkdir \"$(printf '\(odd)\\377')\" && cd \"$(printf '\(odd)\\377')\" && exec \(AgentPairTests.ssi!) onnode 2 pwd"
+        let inOdd = try pair.execute(["/bin/sh", "-c", script], node: 1, input: nil, cwd: "/tmp")
+        #expect(inOdd.status == 255 && inOdd.err.contains("the current directory's path is not valid UTF-8") && inOdd.out.isEmpty, "\(inOdd)")
+        let badEnv = try pair.execute(["/bin/sh", "-c", "exec env \"$(printf 'BAD=\\377')\" GOOD=1 \(AgentPairTests.ssi!) onnode 2 sh -c 'echo ${BAD-unset} $GOOD'"],
+                                      node: 1, input: nil, cwd: "/tmp")
+        #expect(badEnv.status == 0 && badEnv.out == "unset 1\n" && badEnv.err.contains("the environment variable BAD is not valid UTF-8"), "\(badEnv)")
+
         // A stranger announcing 1 MiB before authenticating: dropped at once.
         let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var sin = sockaddr_in()
