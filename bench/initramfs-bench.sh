@@ -97,7 +97,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     exit 1
 fi
 [ -x "$ssi" ] || die "ssi binary not found: $ssi
-  build it: cd $repo && swift build -c release --static-swift-stdlib --product ssi"
+  build it: cd $repo && swift build -c release --static-swift-stdlib -Xswiftc -Osize --product ssi"
 [ -x "$repo/initramfs/testroot/mkroot.sh" ] || die "missing $repo/initramfs/testroot/mkroot.sh"
 
 if [ -z "$kver" ]; then
