@@ -27,6 +27,10 @@ final class FakeCluster {
         join(nodes)
     }
 
+    /// Each test's keepers' state directories go with it (hundreds piled
+    /// up in /tmp across runs).
+    deinit { try? FileManager.default.removeItem(atPath: directory) }
+
     func add(_ n: UInt32) throws {
         let dir = directory + "/\(n)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
