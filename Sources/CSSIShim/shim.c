@@ -6,6 +6,10 @@
 #include <unistd.h>
 #include <string.h>
 
+/* The one EINTR loop of the C side (the Swift side's is SSILinux's
+ * `syscall`): retries a call a signal interrupted, returns its result. */
+#define SSI_RETRY(call) ({ long ssi_r_; do ssi_r_ = (long)(call); while (ssi_r_ == -1 && errno == EINTR); ssi_r_; })
+
 int ssi_open_in_root(int dirfd, const char *path, int flags) {
     struct open_how how;
     memset(&how, 0, sizeof how);
@@ -62,7 +66,7 @@ int ssi_mount_bounded(const char *source, const char *target, const char *type,
         long ms = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
         if (ms >= timeout_ms) {
             kill(pid, SIGKILL);
-            while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+            (void)SSI_RETRY(waitpid(pid, &status, 0));
             return ETIMEDOUT;
         }
         nanosleep(&nap, NULL);
@@ -165,7 +169,7 @@ ssize_t ssi_send_fds(int sock, const int *fds, int n, const void *data, size_t l
         memcpy(CMSG_DATA(c), fds, sizeof(int) * n);
     }
     ssize_t r;
-    do r = sendmsg(sock, &msg, MSG_NOSIGNAL); while (r < 0 && errno == EINTR);
+    r = SSI_RETRY(sendmsg(sock, &msg, MSG_NOSIGNAL));
     return r;
 }
 
@@ -179,7 +183,7 @@ ssize_t ssi_recv_fds(int sock, int *fds, int max, int *nfds, void *data, size_t 
     msg.msg_controllen = sizeof control;
     *nfds = 0;
     ssize_t r;
-    do r = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC); while (r < 0 && errno == EINTR);
+    r = SSI_RETRY(recvmsg(sock, &msg, MSG_CMSG_CLOEXEC));
     if (r < 0) return r;
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
         if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
@@ -309,7 +313,7 @@ static void spawn_child(const struct ssi_spawn *s, int report) {
         /* The keeper: the exec's report is the child's to give. */
         close(report);
         int st = 0;
-        while (waitpid(child, &st, 0) < 0 && errno == EINTR) {}
+        (void)SSI_RETRY(waitpid(child, &st, 0));
         int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
         if (s->keeper == 2) {
             unsigned char b = (unsigned char)code;
@@ -342,14 +346,14 @@ pid_t ssi_spawn(const struct ssi_spawn *s, const char **failed_step) {
     /* EOF: the exec closed the pipe (close-on-exec), the program runs. */
     int msg[2] = { 0, 0 };
     ssize_t r;
-    do r = read(report[0], msg, sizeof msg); while (r < 0 && errno == EINTR);
+    r = SSI_RETRY(read(report[0], msg, sizeof msg));
     close(report[0]);
     if (r != (ssize_t)sizeof msg) return pid;
     /* The child failed and exited: reap it here, so that no caller sees a
      * pid that never ran the program. (A reaper thread in waitpid(-1) may
      * take it first: then ECHILD, which is fine.) */
     int status;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+    (void)SSI_RETRY(waitpid(pid, &status, 0));
     int step = msg[1];
     *failed_step = spawn_steps[step >= 0 && step <= STEP_EXEC ? step : STEP_EXEC];
     errno = msg[0];
@@ -373,7 +377,7 @@ int ssi_open_pty(int *master, int *slave) {
 
 int ssi_accept(int fd) {
     int r;
-    do r = accept4(fd, NULL, NULL, SOCK_CLOEXEC); while (r < 0 && errno == EINTR);
+    r = SSI_RETRY(accept4(fd, NULL, NULL, SOCK_CLOEXEC));
     return r;
 }
 int ssi_pipe(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
@@ -490,7 +494,7 @@ int ssi_inject_unix_fd(pid_t pid, int target_fd, const char *name, int stop, con
     close(result[1]);
     int msg[2] = { EIO, 8 };
     ssize_t n;
-    do n = read(result[0], msg, sizeof msg); while (n < 0 && errno == EINTR);
+    n = SSI_RETRY(read(result[0], msg, sizeof msg));
     close(result[0]);
     if (n != (ssize_t)sizeof msg) { *step = "fork"; errno = EIO; return -1; }
     if (msg[0] == 0) return 0;

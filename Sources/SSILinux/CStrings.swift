@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+public import SSICore
 
 /// A NULL-terminated array of C strings (an argv or an envp), copied once
 /// and freed once. For the C calls that take `char *const[]`: execve, the
@@ -13,17 +14,21 @@ public struct CStringArray: ~Copyable {
     private let pointers: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>
     public let count: Int
 
-    public init(_ strings: [String]) {
-        count = strings.count
-        pointers = .allocate(capacity: strings.count + 1)
+    /// Throws ENOMEM when a copy fails: a nil there would end the argv
+    /// early, silently, and a shorter command line is worse than an error.
+    public init(_ strings: [String]) throws(SystemCallError) {
+        let list = UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>.allocate(capacity: strings.count + 1)
         for (i, s) in strings.enumerated() {
-            // A nil here would end the argv early, silently: a shorter
-            // command line is worse than the trap Swift's own allocations
-            // make when memory runs out.
-            guard let copy = strdup(s) else { fatalError("out of memory copying an argument") }
-            (pointers + i).initialize(to: copy)
+            guard let copy = strdup(s) else {
+                for j in 0..<i { free(list[j]) }
+                list.deallocate()
+                throw SystemCallError("copying argument \(i) (\(s.utf8.count) bytes)", errno: ENOMEM)
+            }
+            (list + i).initialize(to: copy)
         }
-        (pointers + strings.count).initialize(to: nil)
+        (list + strings.count).initialize(to: nil)
+        count = strings.count
+        pointers = list
     }
 
     /// The array for C. Valid while this value lives.
@@ -43,8 +48,8 @@ public struct CStringArray: ~Copyable {
 public struct CString: ~Copyable {
     public let pointer: UnsafeMutablePointer<CChar>
 
-    public init(_ string: String) {
-        guard let copy = strdup(string) else { fatalError("out of memory copying a string") }
+    public init(_ string: String) throws(SystemCallError) {
+        guard let copy = strdup(string) else { throw SystemCallError("copying a string of \(string.utf8.count) bytes", errno: ENOMEM) }
         pointer = copy
     }
 

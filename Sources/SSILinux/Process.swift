@@ -58,8 +58,8 @@ public enum Process {
 
     /// execve: only returns by throwing.
     public static func exec(_ path: String, _ args: [String], environment: [String]) throws(SystemCallError) -> Never {
-        let argv = CStringArray(args)
-        let envp = CStringArray(environment)
+        let argv = try CStringArray(args)
+        let envp = try CStringArray(environment)
         execve(path, argv.pointer, envp.pointer)
         let e = errno
         throw SystemCallError("exec \(path)", errno: e)

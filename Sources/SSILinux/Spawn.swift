@@ -137,10 +137,10 @@ public struct SpawnSpec: Sendable {
         }
         if case .exactly(let list) = descriptors, list.count > 64 { throw SystemCallError("dup (starting \(programName))", errno: EMFILE) }
         if case .inherit(let map) = descriptors, map.count > 64 { throw SystemCallError("dup (starting \(programName))", errno: EMFILE) }
-        let argvC = CStringArray(argv)
-        let envC = CStringArray(environment)
-        let pathC = CString(programPath ?? "")
-        let rootC = CString(root ?? ""), cwdC = CString(cwd ?? "")
+        let argvC = try CStringArray(argv)
+        let envC = try CStringArray(environment)
+        let pathC = try CString(programPath ?? "")
+        let rootC = try CString(root ?? ""), cwdC = try CString(cwd ?? "")
         let (sources, closeOthers): ([Source], Bool) = {
             switch descriptors {
             case .inherit(let map): return (map, false)

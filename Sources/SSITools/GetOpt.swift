@@ -141,15 +141,17 @@ public struct GetOpt: Sendable {
         guard let argc = Int32(exactly: argv.count) else {
             throw Failure(message: "\(program.escapedForTerminal): too many arguments")
         }
-        let result: Result<Parsed, Failure> = Self.lock.withLock { _ in
+        // Under the lock: getopt's state is global. Copying the strings
+        // for C can only fail for want of memory: an error, not a trap.
+        func parse() throws(SystemCallError) -> Result<Parsed, Failure> {
             // The C strings live until after the parse: optarg and the
             // permuted argv point into them. getopt permutes the pointer
             // array, so `owned` keeps the originals for free().
-            let owned = CStringArray(argv)
+            let owned = try CStringArray(argv)
+            let names = try CStringArray(longs.map(\.name))
+            let shorts = try CString(shortString)
             let cargv = UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>.allocate(capacity: owned.count + 1)
-            let names = CStringArray(longs.map(\.name))
             let table = UnsafeMutablePointer<option>.allocate(capacity: longs.count + 1)
-            let shorts = CString(shortString)
             defer {
                 cargv.deallocate()
                 table.deallocate()
@@ -193,6 +195,9 @@ public struct GetOpt: Sendable {
                 i += 1
             }
             return .success(out)
+        }
+        let result: Result<Parsed, Failure> = Self.lock.withLock { _ in
+            do { return try parse() } catch { return .failure(Failure(message: "\(program.escapedForTerminal): \(error)")) }
         }
         return try result.get()
     }
