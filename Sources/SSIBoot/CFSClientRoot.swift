@@ -54,7 +54,31 @@ extension Boot {
         }
         let ms = Int((Process.now() - started) * 1000)
         log.info("root", "mounted \(source) from \(who) on /sysroot (nfs4, \(options)) after \(ms) ms")
+        mountCachedTrees(root)
         maskUnitsForCFSClient()
+    }
+
+    /// `[root] cached`: the distro's read-mostly trees again, with the
+    /// NFS client's caches (a second superblock: its options differ from
+    /// the root's). A tree that cannot be mounted stays on the coherent
+    /// root mount, which already shows it: slower, never wrong, so the
+    /// boot goes on and says so.
+    func mountCachedTrees(_ root: RootPlan.CFSClientRoot) {
+        for tree in root.cached {
+            let path = String(tree.target.dropFirst("/sysroot".count))
+            guard FileSystem.isDirectory(tree.target) else {
+                log.warning("root", "[root] cached names \(path), which is not a directory on the shared root: not cached")
+                continue
+            }
+            let started = Process.now()
+            do {
+                try Mount.mountBounded(source: tree.source, target: tree.target, type: "nfs4", data: tree.options, timeoutMs: 60_000)
+                let ms = Int((Process.now() - started) * 1000)
+                log.info("root", "mounted \(tree.source) on \(tree.target) cached (nfs4, \(tree.options)) after \(ms) ms")
+            } catch {
+                log.warning("root", "could not mount \(tree.source) cached: \(error.description); \(path) stays on the coherent root mount")
+            }
+        }
     }
 
     /// The shared root carries the init node's services, enabled: the

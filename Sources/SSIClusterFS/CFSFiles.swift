@@ -26,6 +26,24 @@ public enum CFSFiles {
         return o
     }
 
+    /// A cached tree's mount (`[root] cached`): its own caching options,
+    /// then the same addresses and extra options as the root's.
+    public static func cachedMountOptions(_ cfs: ClusterConfig.CFS, server: ClusterConfig.Node, client: ClusterConfig.Node) -> String {
+        var o = ClusterConfig.CFS.cachedMountOptions(seconds: cfs.cacheSeconds) + ",addr=\(server.address),clientaddr=\(client.address)"
+        if let extra = cfs.options { o += "," + extra }
+        return o
+    }
+
+    /// A node's private directory mounted cached (`[root] cache_private`):
+    /// its copy on the shared root, through the export (the NFSv4
+    /// pseudo-root), with the cached trees' options; nil when the root is
+    /// not CFS, the node is its server, or caching private paths is off.
+    public static func privateMount(_ config: ClusterConfig, client: ClusterConfig.Node, copy: String) -> (source: String, options: String)? {
+        guard case .cfs(let cfs) = config.root, cfs.cachePrivate, client.number != cfs.server,
+              let server = config.node(number: cfs.server) else { return nil }
+        return ("\(server.address):\(copy)", cachedMountOptions(cfs, server: server, client: client))
+    }
+
     /// `/etc/exports.d/ssi-cfs.exports` on the init node's root: the
     /// export, to the cluster network only. `fsid=0` makes it the NFSv4
     /// pseudo-root, so nodes mount `SERVER:/` whatever the path;

@@ -88,7 +88,10 @@ public struct NodePrivatePaths: Sendable {
 
     /// Binds every copy over its path. A path the shared root lacks is
     /// made there first (an empty file or folder, like the copy) to mount on.
-    public func bind() throws(SSIError) {
+    /// `mountDirectory` may mount a directory's copy another way (a CFS
+    /// node: the copy over NFS with caching); given the copy's path on the
+    /// shared root and the target, it returns false to have it bound.
+    public func bind(mountDirectory: ((_ copy: String, _ target: String) -> Bool)? = nil) throws(SSIError) {
         for path in paths {
             let copy = root + copyPath(path)
             let target = root + path
@@ -102,6 +105,7 @@ public struct NodePrivatePaths: Sendable {
                         try FileSystem.writeFile(target, "", mode: 0o644)
                     }
                 }
+                if st.kind == .directory, let mountDirectory, mountDirectory(copyPath(path), target) { continue }
                 try Mount.mount(source: copy, target: target, type: nil, flags: [.bind])
             } catch {
                 throw SSIError("private", "binding \(copyPath(path)) on \(path): \(error.description)")

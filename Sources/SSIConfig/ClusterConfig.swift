@@ -21,7 +21,8 @@ public import SSICore
 /// aes256, `crypto_hash` sha256, `token_timeout_ms` 3000,
 /// `quorum.expected_votes` the sum of the nodes' votes,
 /// `quorum.two_node` false, `quorum.boot_wait_seconds` 60, `root.export`
-/// "/", `root.server` the init node, `node.name` "node<number>",
+/// "/", `root.server` the init node, `root.cached` ["/usr"],
+/// `root.cache_seconds` 10, `root.cache_private` true, `node.name` "node<number>",
 /// `node.role` member, `node.votes` 1.
 public struct ClusterConfig: Sendable, Equatable {
     /// Where the config was read from, as given (for messages).
@@ -225,8 +226,36 @@ public struct ClusterConfig: Sendable, Equatable {
         public var options: String?
         /// How long a node waits for the server's NFS service at boot.
         public var waitSeconds: Int = CFS.defaultWaitSeconds
+        /// Trees of the shared root that the other nodes mount a second
+        /// time with the NFS client's caches on (`[root] cached`): the
+        /// distro's read-mostly code. A change there is seen elsewhere
+        /// within `cacheSeconds`, not at once.
+        public var cached: [String] = CFS.defaultCached
+        /// The cached mounts' bound on staleness (`actimeo=`).
+        public var cacheSeconds: Int = CFS.defaultCacheSeconds
+        /// A node's private directories (/var, /tmp) mounted with the same
+        /// caching rather than bound from the coherent root: only that
+        /// node writes them, so there is nothing to be coherent with
+        /// (`[root] cache_private`).
+        public var cachePrivate: Bool = true
 
         public static let defaultWaitSeconds = 180
+        /// /usr holds the programs, libraries, udev rules and systemd
+        /// units of a merged-/usr distro: what a booting node reads
+        /// thousands of times and what changes only when packages are
+        /// installed. Uncached, systemd's unit loading alone took 42 s of a
+        /// diskless boot under TCG (BENCHMARKS.md).
+        public static let defaultCached = ["/usr"]
+        public static let defaultCacheSeconds = 10
+        public static let cacheSecondsRange = 1...3600
+        /// The mount options of a cached tree: the coherent root's, with
+        /// attribute and lookup caching bounded by `seconds` (a name
+        /// created or removed, a size or mtime changed on another node is
+        /// seen within that time; close-to-open still revalidates a file
+        /// at open).
+        public static func cachedMountOptions(seconds: Int) -> String {
+            "vers=4.2,proto=tcp,hard,timeo=600,retrans=2,actimeo=\(seconds),lookupcache=all"
+        }
         /// Coherence first: hard mounts (a server restart stalls I/O, never
         /// fails it), no attribute cache (a size or mtime changed on
         /// another node is seen at the next stat), no lookup cache (a file
@@ -235,12 +264,16 @@ public struct ClusterConfig: Sendable, Equatable {
         /// closed is read by the next open anywhere.
         public static let defaultMountOptions = "vers=4.2,proto=tcp,hard,timeo=600,retrans=2,actimeo=0,lookupcache=none"
 
-        public init(server: Int, export: String, device: String?, options: String?, waitSeconds: Int = CFS.defaultWaitSeconds) {
+        public init(server: Int, export: String, device: String?, options: String?, waitSeconds: Int = CFS.defaultWaitSeconds,
+                    cached: [String] = CFS.defaultCached, cacheSeconds: Int = CFS.defaultCacheSeconds, cachePrivate: Bool = true) {
             self.server = server
             self.export = export
             self.device = device
             self.options = options
             self.waitSeconds = waitSeconds
+            self.cached = cached
+            self.cacheSeconds = cacheSeconds
+            self.cachePrivate = cachePrivate
         }
     }
 

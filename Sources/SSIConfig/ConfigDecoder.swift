@@ -45,7 +45,7 @@ struct ConfigDecoder {
         ("cluster", ["name", "authkey", "crypto_cipher", "crypto_hash", "token_timeout_ms"]),
         ("network", ["prefix", "gateway", "interface"]),
         ("quorum", ["expected_votes", "wait_for_all", "two_node", "boot_wait_seconds", "on_timeout"]),
-        ("root", ["type", "server", "export", "device", "lock_table", "options", "wait_seconds"]),
+        ("root", ["type", "server", "export", "device", "lock_table", "options", "wait_seconds", "cached", "cache_seconds", "cache_private"]),
         ("private", ["paths", "directory"]),
         ("netboot", ["enabled", "directory", "kernel_arguments"]),
         ("fence", ["agent", "args", "files", "post_join_delay"]),
@@ -591,7 +591,8 @@ struct ConfigDecoder {
         let initNodes = nodes.filter { $0.node.role == .initNode }
         switch type {
         case "cfs":
-            checkKeys(t, section: "root", allowed: ["type", "server", "export", "device", "options", "lock_table", "wait_seconds"])
+            checkKeys(t, section: "root", allowed: ["type", "server", "export", "device", "options", "lock_table", "wait_seconds",
+                                                    "cached", "cache_seconds", "cache_private"])
             if let e = t.entry("lock_table") {
                 report(e.line, "root.lock_table", "only for type = \"gfs2\"", hint: "remove it: a cfs root has no lock table")
             }
@@ -643,13 +644,21 @@ struct ConfigDecoder {
             let options = rootOptions(t, &ok)
             var wait = ClusterConfig.CFS.defaultWaitSeconds
             if let (w, _) = integer(t, "wait_seconds", "root", range: 1...86400) { wait = w } else if t.entry("wait_seconds") != nil { ok = false }
+            let cached = cachedTrees(t, &ok)
+            var cacheSeconds = ClusterConfig.CFS.defaultCacheSeconds
+            if let (c, _) = integer(t, "cache_seconds", "root", range: ClusterConfig.CFS.cacheSecondsRange) {
+                cacheSeconds = c
+            } else if t.entry("cache_seconds") != nil { ok = false }
+            var cachePrivate = true
+            if let (b, _) = boolean(t, "cache_private", "root") { cachePrivate = b } else if t.entry("cache_private") != nil { ok = false }
             guard ok, let serverNumber = server ?? initNodes.first?.node.number else { return nil }
             return RootDraft(root: .cfs(.init(server: serverNumber, export: export, device: device, options: options,
-                                              waitSeconds: wait)))
+                                              waitSeconds: wait, cached: cached, cacheSeconds: cacheSeconds, cachePrivate: cachePrivate)))
 
         case "gfs2":
-            checkKeys(t, section: "root", allowed: ["type", "device", "lock_table", "options", "server", "export", "wait_seconds"])
-            for key in ["server", "export", "wait_seconds"] {
+            checkKeys(t, section: "root", allowed: ["type", "device", "lock_table", "options", "server", "export", "wait_seconds",
+                                                    "cached", "cache_seconds", "cache_private"])
+            for key in ["server", "export", "wait_seconds", "cached", "cache_seconds", "cache_private"] {
                 if let e = t.entry(key) {
                     report(e.line, "root.\(key)", "only for type = \"cfs\"", hint: "remove it: every node mounts the gfs2 device itself")
                 }
@@ -691,6 +700,36 @@ struct ConfigDecoder {
                    hint: near.map { "did you mean \"\($0)\"?" } ?? (type == "gfs" ? "did you mean \"gfs2\"?" : nil))
             return nil
         }
+    }
+
+    /// `[root] cached`: absolute, normalized trees below the root, none
+    /// inside another; `[]` turns the cached mounts off.
+    mutating func cachedTrees(_ t: TOMLTable, _ ok: inout Bool) -> [String] {
+        guard let list = strings(t, "cached", "root", single: false) else {
+            if t.entry("cached") != nil { ok = false }
+            return ClusterConfig.CFS.defaultCached
+        }
+        let limit = 16
+        if list.count > limit {
+            report(list[limit].line, "root.cached", "more than \(limit) trees", hint: "cache the few trees a boot reads most, such as /usr")
+            ok = false
+            return []
+        }
+        var trees: [String] = []
+        for (p, line) in list {
+            if let why = absolutePathProblem(p) {
+                report(line, "root.cached", why, hint: "an absolute path on the shared root, such as \"/usr\""); ok = false
+            } else if p == "/" {
+                report(line, "root.cached", "\"/\" is the root itself; its mount stays coherent",
+                       hint: "name the trees to cache, such as \"/usr\"; [root] options changes the root's own mount"); ok = false
+            } else if let outer = trees.first(where: { p == $0 || p.hasPrefix($0 + "/") || $0.hasPrefix(p + "/") }) {
+                report(line, "root.cached", p == outer ? "\"\(p)\" is listed twice" : "\"\(p)\" and \"\(outer)\" overlap",
+                       hint: "list each tree once; a tree's mount covers what is below it"); ok = false
+            } else {
+                trees.append(p)
+            }
+        }
+        return trees
     }
 
     mutating func rootOptions(_ t: TOMLTable, _ ok: inout Bool) -> String? {

@@ -17,7 +17,9 @@ struct ShipSpec: Equatable, Sendable {
     var pid: pid_t = 0
     var fd: Int32 = -1
 
-    var line: String { "\(resource)|\(kind.rawValue)|\(home)|\(channel)" + (kind == .tcp ? "|\(pid)|\(fd)" : "") }
+    /// RESOURCE is escaped (`%` as `%25`, `|` as `%7C`): a node-local
+    /// file's path may hold `|`.
+    var line: String { "\(Self.escape(resource))|\(kind.rawValue)|\(home)|\(channel)" + (kind == .tcp ? "|\(pid)|\(fd)" : "") }
     init(resource: String, kind: ShipKind, home: UInt32, channel: String) {
         self.resource = resource
         self.kind = kind
@@ -29,13 +31,45 @@ struct ShipSpec: Equatable, Sendable {
     init?(line: String) {
         let f = line.split(separator: "|", omittingEmptySubsequences: false).map(String.init)
         guard f.count >= 4, let k = ShipKind(rawValue: f[1]), f.count == (k == .tcp ? 6 : 4), let h = UInt32(f[2]),
-              !f[0].isEmpty, !f[3].isEmpty else { return nil }
-        self.init(resource: f[0], kind: k, home: h, channel: f[3])
+              !f[0].isEmpty, !f[3].isEmpty, let resource = Self.unescape(f[0]) else { return nil }
+        self.init(resource: resource, kind: k, home: h, channel: f[3])
         if k == .tcp {
             guard let p = pid_t(f[4]), p > 0, let d = Int32(f[5]), d >= 0 else { return nil }
             pid = p
             fd = d
         }
+    }
+}
+
+extension ShipSpec {
+    static func escape(_ s: String) -> String {
+        var out = ""
+        for c in s.unicodeScalars {
+            switch c {
+            case "%": out += "%25"
+            case "|": out += "%7C"
+            default: out.unicodeScalars.append(c)
+            }
+        }
+        return out
+    }
+
+    /// nil for a `%` that is not one of the two escapes.
+    static func unescape(_ s: String) -> String? {
+        guard s.contains("%") else { return s }
+        var out = ""
+        var rest = Substring(s)
+        while let i = rest.firstIndex(of: "%") {
+            out += rest[..<i]
+            let code = rest[i...].prefix(3)
+            switch code {
+            case "%25": out += "%"
+            case "%7C": out += "|"
+            default: return nil
+            }
+            rest = rest[i...].dropFirst(3)
+        }
+        return out + rest
     }
 }
 
@@ -378,21 +412,33 @@ extension ProcAgent {
         for m in req.termios {
             if let t = termiosFrom(hex: m.hex) { modes[m.resource] = t }
         }
-        var made: [MadeStandIn] = []
-        func closeAll() { for m in made { close(m.processEnd); close(m.agentEnd) } }
-        do throws(SSIError) {
-            for spec in req.ships {
-                if spec.kind == .tcp { continue }     // injected after the restore
-                let m = try MadeStandIn.make(spec, termios: modes[spec.resource])
-                if let bytes = carries[spec.resource], !bytes.isEmpty {
-                    bytes.withUnsafeBytes { _ = write(m.agentEnd, $0.baseAddress!, $0.count) }
-                }
-                made.append(m)
+        // The rest is one transaction, as the source's is: each effect is
+        // registered, as it is made, with what undoes it; a refusal or a
+        // failure runs them in reverse and answers the source with the
+        // reason (it resumes its own copy). Nothing after the `restored`
+        // answer fails.
+        var undo: [(what: String, action: () -> Void)] = []
+        func refuse(_ message: String) throws(SSIError) {
+            var undone: [String] = []
+            while let step = undo.popLast() {
+                step.action()
+                undone.append(step.what)
             }
-        } catch {
-            closeAll()
-            try c.send(PeerReply.error(error.message).encode())
-            return
+            trace("restore \(id) refused: \(message); undone: " + (undone.isEmpty ? "nothing" : undone.joined(separator: ", ")))
+            try c.send(PeerReply.error(message).encode())
+        }
+        // Stand-ins for what stays at home, with the bytes carried over.
+        var made: [MadeStandIn] = []
+        for spec in req.ships where spec.kind != .tcp {     // TCP: injected after the restore
+            let m: MadeStandIn
+            do throws(SSIError) { m = try MadeStandIn.make(spec, termios: modes[spec.resource]) } catch {
+                return try refuse(error.message)
+            }
+            undo.append(("the stand-in for \(spec.channel)", { close(m.processEnd); close(m.agentEnd) }))
+            if let bytes = carries[spec.resource], !bytes.isEmpty {
+                bytes.withUnsafeBytes { _ = write(m.agentEnd, $0.baseAddress!, $0.count) }
+            }
+            made.append(m)
         }
         // Pipes and unix sockets: --inherit-fd. A terminal cannot be
         // inherited (CRIU wants its session leader in the dump): criu runs
@@ -400,24 +446,26 @@ extension ProcAgent {
         // leader (a keeper) stays as long as the process, and --shell-job
         // gives the process that session.
         let ttys = made.filter { $0.spec.kind == .tty }
+        let tcp = req.ships.filter { $0.kind == .tcp }
         if Set(ttys.map(\.spec.channel)).count > 1 {
-            closeAll()
-            try c.send(PeerReply.error("the process uses more than one terminal; only one can be shipped").encode())
-            return
+            return try refuse("the process uses more than one terminal; only one can be shipped")
+        }
+        if !tcp.isEmpty && !ttys.isEmpty {
+            return try refuse("a process with both a terminal and a TCP connection cannot move yet")
         }
         let inherited = made.filter { $0.spec.kind != .tty }
-        let tcp = req.ships.filter { $0.kind == .tcp }
         var args = ["restore", "-D", criuDir, "--shell-job", "--restore-detached", "--manage-cgroups=ignore",
                     "--pidfile", criuDir + "/restored.pid"]
         // TCP: restored closed, stopped, then given its stand-in.
         if !tcp.isEmpty { args += ["--tcp-close", "--leave-stopped"] }
         for (i, m) in inherited.enumerated() { args += ["--inherit-fd", "fd[\(3 + i)]:\(m.spec.resource)"] }
+        // Whatever criu may have started under these PIDs (free here
+        // before, checked by the source) goes if the restore fails.
+        let restoredTasks = req.tasks + [pid]
+        undo.append(("the restored tasks", {
+            for t in restoredTasks where FileSystem.exists("/proc/\(t)") { kill(t, SIGKILL) }
+        }))
         var keeper: pid_t = 0
-        if !tcp.isEmpty && !ttys.isEmpty {
-            closeAll()
-            try c.send(PeerReply.error("a process with both a terminal and a TCP connection cannot move yet").encode())
-            return
-        }
         do throws(SSIError) {
             if let tty = ttys.first {
                 keeper = try criu.restoreWithKeeper(args, imageDirectory: criuDir, tty: tty.processEnd, fds: inherited.map(\.processEnd),
@@ -430,35 +478,29 @@ extension ProcAgent {
                 try criu.restore(args, imageDirectory: criuDir, fds: inherited.map(\.processEnd), readFrom: dir)
             }
         } catch {
-            // Whatever criu may have started under these PIDs (free here
-            // before, checked by the source) goes: the source resumes it.
-            for t in req.tasks + [pid] where FileSystem.exists("/proc/\(t)") {
-                kill(t, SIGKILL)
-            }
-            closeAll()
-            try c.send(PeerReply.error(error.message).encode())
-            return
+            return try refuse(error.message)
         }
         reaper.watch(pid)
+        if keeper > 0 {
+            let k = keeper
+            undo.append(("the keeper \(k)", { kill(k, SIGKILL) }))
+        }
         var tcpStands: [StandIn] = []
         if !tcp.isEmpty {
-            let tasks = req.tasks
-            do throws(SSIError) {
-                for (n, spec) in tcp.enumerated() {
-                    let (agentEnd, resource) = try injectStandIn(pid: spec.pid, fd: spec.fd, name: "ssi-standin-\(id)-\(n)",
-                                                                 stop: true, what: "TCP")
-                    tcpStands.append(StandIn(channelID: spec.channel, home: spec.home, kind: .tcp, fd: agentEnd,
-                                             resource: resource, log: { [weak self] in self?.trace($0) }))
+            for (n, spec) in tcp.enumerated() {
+                let injected: (Int32, String)
+                do throws(SSIError) {
+                    injected = try injectStandIn(pid: spec.pid, fd: spec.fd, name: "ssi-standin-\(id)-\(n)", stop: true, what: "TCP")
+                } catch {
+                    return try refuse(error.message)
                 }
-            } catch {
-                for t in tasks { kill(t, SIGKILL) }
-                if keeper > 0 { kill(keeper, SIGKILL) }
-                tcpStands.forEach { close($0.fd) }
-                closeAll()
-                try c.send(PeerReply.error(error.message).encode())
-                return
+                let agentEnd = injected.0
+                undo.append(("the TCP stand-in for \(spec.channel)", { close(agentEnd) }))
+                tcpStands.append(StandIn(channelID: spec.channel, home: spec.home, kind: .tcp, fd: agentEnd,
+                                         resource: injected.1, log: { [weak self] in self?.trace($0) }))
             }
-            for t in tasks { kill(t, SIGCONT) }
+            // Commit from here on: nothing below fails.
+            for t in req.tasks { kill(t, SIGCONT) }
             // Running again: its keeper can go (it becomes our child).
             kill(keeper, SIGKILL)
             keeper = 0

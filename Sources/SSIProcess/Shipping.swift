@@ -136,20 +136,21 @@ public final class HomeChannel: @unchecked Sendable {
                 return
             }
             guard message == .read else { return }
-            if kind == .tty {
-                var ws = winsize()
-                if ioctl(fd, UInt(TIOCGWINSZ), &ws) == 0, ws.ws_row != lastWinsize.ws_row || ws.ws_col != lastWinsize.ws_col {
-                    lastWinsize = ws
-                    log?("channel \(id): window \(ws.ws_row)x\(ws.ws_col) sent")
-                    try ch.send(RelayMessage.winsize(.init(rows: ws.ws_row, cols: ws.ws_col)).encode())
-                }
-            }
+            // A resize while the process waits for input reaches it now.
+            try sendWindowIfChanged(ch)
             if ended.current.contains("in") { try ch.send(Wire.eof, []); continue }
             var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             let ready = poll(&p, 1, 200)
             if ready <= 0 { try ch.send(Wire.nodata, []); continue }
             let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress!, $0.count) }
             if n > 0 {
+                // And a resize made before these bytes were typed reaches
+                // it before them, as on a local terminal: checked only
+                // before the poll, a resize during it came after the
+                // line, and a shell that runs its WINCH trap when `read`
+                // returns waited for one more line (the migration test's
+                // lost `winch 41 99`).
+                try sendWindowIfChanged(ch)
                 try ch.send(Wire.data, Array(buf[0..<n]))
             } else if n == 0 || (errno != EAGAIN && errno != EINTR) {
                 // EIO: a tty whose other side hung up.
@@ -159,6 +160,18 @@ public final class HomeChannel: @unchecked Sendable {
                 try ch.send(Wire.nodata, [])
             }
         }
+    }
+
+    /// A terminal's window size, sent ahead of a read's answer when it
+    /// changed since the last one sent (the stand-in applies it, and its
+    /// kernel signals SIGWINCH there).
+    private func sendWindowIfChanged(_ ch: SecureChannel) throws(SSIError) {
+        guard kind == .tty else { return }
+        var ws = winsize()
+        guard ioctl(fd, UInt(TIOCGWINSZ), &ws) == 0, ws.ws_row != lastWinsize.ws_row || ws.ws_col != lastWinsize.ws_col else { return }
+        lastWinsize = ws
+        log?("channel \(id): window \(ws.ws_row)x\(ws.ws_col) sent")
+        try ch.send(RelayMessage.winsize(.init(rows: ws.ws_row, cols: ws.ws_col)).encode())
     }
 
     private func serveOut(_ ch: SecureChannel) throws(SSIError) {

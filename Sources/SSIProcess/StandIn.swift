@@ -105,7 +105,24 @@ public final class StandIn: @unchecked Sendable {
                 }
                 do {
                     try ch.send(RelayMessage.read.encode())
-                    guard let (type, payload) = try ch.receive() else {
+                    // Window sizes come ahead of the read's answer (before
+                    // the poll at home, and again before the bytes), each
+                    // applied before anything that follows it.
+                    var reply = try ch.receive()
+                    while let (type, payload) = reply, type == Wire.fields {
+                        guard let f = try? Fields.decode(payload), case .winsize(let w)? = try? RelayMessage.decode(f) else {
+                            log("stand-in \(channelID) in: an answer to read that is not a window size")
+                            homeLost("in")
+                            break loop
+                        }
+                        var ws = winsize(ws_row: w.rows, ws_col: w.cols, ws_xpixel: 0, ws_ypixel: 0)
+                        let rc = ioctl(fd, UInt(TIOCSWINSZ), &ws)   // the kernel signals SIGWINCH
+                        var fg: pid_t = 0
+                        _ = ioctl(fd, UInt(TIOCGPGRP), &fg)
+                        log("stand-in \(channelID): window \(w.rows)x\(w.cols) (rc \(rc), foreground group \(fg))")
+                        reply = try ch.receive()
+                    }
+                    guard let (type, payload) = reply else {
                         homeLost("in")
                         break
                     }
@@ -115,18 +132,6 @@ public final class StandIn: @unchecked Sendable {
                     case Wire.eof:
                         endProcessSide("in")
                         break loop
-                    case Wire.fields:
-                        if let f = try? Fields.decode(payload), case .winsize(let w)? = try? RelayMessage.decode(f) {
-                            let r = w.rows, c = w.cols
-                            var ws = winsize(ws_row: r, ws_col: c, ws_xpixel: 0, ws_ypixel: 0)
-                            let rc = ioctl(fd, UInt(TIOCSWINSZ), &ws)   // the kernel signals SIGWINCH
-                            var fg: pid_t = 0
-                            _ = ioctl(fd, UInt(TIOCGPGRP), &fg)
-                            log("stand-in \(channelID): window \(r)x\(c) (rc \(rc), foreground group \(fg))")
-                            // The data reply to the same read follows.
-                            guard let (t2, p2) = try ch.receive() else { break loop }
-                            if t2 == Wire.data { pending = p2 } else if t2 == Wire.eof { break loop }
-                        }
                     default: break loop
                     }
                 } catch {

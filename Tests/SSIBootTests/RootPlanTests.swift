@@ -86,6 +86,9 @@ import SSIConfig
         #expect(root.waitSeconds == 120)
         #expect(root.network.description == "10.77.0.0/24")
         #expect(root.who == "the init node node1 (10.77.0.1)")
+        // /usr again, with caching bounded by [root] cache_seconds.
+        #expect(root.cached == [.init(source: "10.77.0.1:/usr", target: "/sysroot/usr",
+                                      options: "vers=4.2,proto=tcp,hard,timeo=600,retrans=2,actimeo=10,lookupcache=all,addr=10.77.0.1,clientaddr=10.77.0.2")])
         #expect(note == nil)
     }
 

@@ -64,6 +64,20 @@ let cfsText = """
         #expect(o == "vers=4.2,proto=tcp,hard,timeo=600,retrans=2,actimeo=0,lookupcache=none,addr=10.77.0.1,clientaddr=10.77.0.2,rsize=65536")
     }
 
+    @Test("cached mounts: /usr and a node's private directories, with actimeo=cache_seconds, the addresses, then [root] options; not on the server, not when off")
+    func cachedMounts() throws {
+        guard case .cfs(let cfs) = config.root else { Issue.record("not cfs"); return }
+        let (server, client) = (config.node(number: 1)!, config.node(number: 2)!)
+        let cached = "vers=4.2,proto=tcp,hard,timeo=600,retrans=2,actimeo=10,lookupcache=all,addr=10.77.0.1,clientaddr=10.77.0.2,rsize=65536"
+        #expect(CFSFiles.cachedMountOptions(cfs, server: server, client: client) == cached)
+        let p = CFSFiles.privateMount(config, client: client, copy: "/cluster/nodes/node2/var")
+        #expect(p?.source == "10.77.0.1:/cluster/nodes/node2/var" && p?.options == cached)
+        #expect(CFSFiles.privateMount(config, client: server, copy: "/cluster/nodes/node1/var") == nil, "the server's own paths are local")
+        let off = try ClusterConfig.parse(text: cfsText.replacingOccurrences(of: "type = \"cfs\"", with: "type = \"cfs\"\ncache_private = false"),
+                                          file: "c")
+        #expect(CFSFiles.privateMount(off, client: client, copy: "/cluster/nodes/node2/var") == nil)
+    }
+
     @Test("DHCP hosts: the diskless nodes with MACs (every MAC of a node on its line); not the init node, not members")
     func dhcpHosts() {
         let lines = CFSFiles.dhcpHosts(config).split(separator: "\n").filter { !$0.hasPrefix("#") }

@@ -74,4 +74,41 @@ import Testing
         let gfs = baseGFS2.replacingOccurrences(of: "lock_table = \"ssi:root\"", with: "lock_table = \"ssi:root\"\nwait_seconds = 10")
         expectOneProblem(gfs, line: line(of: "wait_seconds", in: gfs), field: "root.wait_seconds", "only for type = \"cfs\"")
     }
+
+    @Test("[root] cached: /usr for 10 s by default; a list and a bound are read; [] turns it off")
+    func cachedDefaultsAndValues() throws {
+        guard case .cfs(let d) = try valid(baseCFS).root else { Issue.record("not cfs"); return }
+        #expect(d.cached == ["/usr"] && d.cacheSeconds == 10 && d.cachePrivate)
+        let noPrivate = baseCFS.replacingOccurrences(of: "server = 1", with: "server = 1\ncache_private = false")
+        guard case .cfs(let n) = try valid(noPrivate).root else { Issue.record("not cfs"); return }
+        #expect(!n.cachePrivate)
+        let quoted = baseCFS.replacingOccurrences(of: "server = 1", with: "server = 1\ncache_private = \"no\"")
+        expectOneProblem(quoted, line: line(of: "cache_private", in: quoted), field: "root.cache_private", "must be true or false")
+        let text = baseCFS.replacingOccurrences(of: "server = 1", with: "server = 1\ncached = [\"/usr\", \"/opt/tools\"]\ncache_seconds = 60")
+        guard case .cfs(let c) = try valid(text).root else { Issue.record("not cfs"); return }
+        #expect(c.cached == ["/usr", "/opt/tools"] && c.cacheSeconds == 60)
+        let off = baseCFS.replacingOccurrences(of: "server = 1", with: "server = 1\ncached = []")
+        guard case .cfs(let o) = try valid(off).root else { Issue.record("not cfs"); return }
+        #expect(o.cached.isEmpty)
+        #expect(ClusterConfig.CFS.cachedMountOptions(seconds: 10) == "vers=4.2,proto=tcp,hard,timeo=600,retrans=2,actimeo=10,lookupcache=all")
+    }
+
+    @Test("[root] cached: /, relative, overlapping and repeated trees, a bad bound, and gfs2 are refused by line and field")
+    func cachedProblems() {
+        func with(_ lines: String) -> String { baseCFS.replacingOccurrences(of: "server = 1", with: "server = 1\n" + lines) }
+        let root = with("cached = [\"/\"]")
+        expectOneProblem(root, line: line(of: "cached", in: root), field: "root.cached", "is the root itself")
+        let relative = with("cached = [\"usr\"]")
+        expectOneProblem(relative, line: line(of: "cached", in: relative), field: "root.cached", "not an absolute path")
+        let nested = with("cached = [\"/usr\", \"/usr/lib\"]")
+        expectOneProblem(nested, line: line(of: "cached", in: nested), field: "root.cached", "\"/usr/lib\" and \"/usr\" overlap")
+        let twice = with("cached = [\"/usr\", \"/usr\"]")
+        expectOneProblem(twice, line: line(of: "cached", in: twice), field: "root.cached", "listed twice")
+        let notList = with("cached = \"/usr\"")
+        expectOneProblem(notList, line: line(of: "cached", in: notList), field: "root.cached", "array of strings")
+        let zero = with("cache_seconds = 0")
+        expectOneProblem(zero, line: line(of: "cache_seconds", in: zero), field: "root.cache_seconds", "out of range")
+        let gfs = baseGFS2.replacingOccurrences(of: "lock_table = \"ssi:root\"", with: "lock_table = \"ssi:root\"\ncached = [\"/usr\"]")
+        expectOneProblem(gfs, line: line(of: "cached", in: gfs), field: "root.cached", "only for type = \"cfs\"")
+    }
 }

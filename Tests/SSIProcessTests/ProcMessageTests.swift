@@ -27,7 +27,7 @@ import SSITestSupport
         tcp.fd = 4
         return RestoreRequest(id: "1-100-7", pid: 100, tasks: [100, 101], images: "/cluster/migrate/1-100-7",
                               ships: [ShipSpec(resource: "pipe:[7]", kind: .pipeOut, home: 1, channel: "1-100-7.0"), tcp,
-                                      ShipSpec(resource: "run/in.txt", kind: .pipeIn, home: 3, channel: "3-9-1.0")],
+                                      ShipSpec(resource: "run/in|put 100%.txt", kind: .pipeIn, home: 3, channel: "3-9-1.0")],
                               termios: [.init(resource: "tty[8801:d]", hex: termiosHexValue)],
                               reports: [.init(pid: 100, node: 3, session: "3-77")])
     }
@@ -288,5 +288,15 @@ import SSITestSupport
             if (try? RelayMessage.decode(ProcMessageTests.wire(m.encode()))) != m { mismatches += 1 }
         }
         #expect(mismatches == 0)
+    }
+
+    @Test("a ship line's RESOURCE may hold | and %: escaped on the way out, and a bad escape is refused")
+    func shipResourceEscapes() {
+        let spec = ShipSpec(resource: "/srv/a|b%7C%.log", kind: .pipeOut, home: 2, channel: "2-9.0")
+        #expect(spec.line == "/srv/a%7Cb%257C%25.log|pipe-out|2|2-9.0")
+        #expect(ShipSpec(line: spec.line) == spec)
+        #expect(ShipSpec(line: "/srv/a%zz|pipe-out|2|2-9.0") == nil)
+        #expect(ShipSpec(line: "/srv/a%7|pipe-out|2|2-9.0") == nil)
+        #expect(ShipSpec(line: "/srv/a|b|pipe-out|2|2-9.0") == nil)
     }
 }

@@ -150,4 +150,45 @@ import SSICore
         #expect(read(real[0], &buf, 16) == 0)
         #expect(homes.count == 0)
     }
+
+    /// A terminal at home (a pty whose master is the "keyboard") shipped
+    /// to a stand-in pty: a resize made before a line is typed is applied
+    /// there before the line arrives, every time, as on a local terminal.
+    /// (Checked only when the read was asked for, a resize during the
+    /// home's wait came after the line: a shell that runs its WINCH trap
+    /// when `read` returns never printed it.)
+    @Test func shippedTerminalGetsEachResizeBeforeTheLineTypedAfterIt() throws {
+        var keyboard: Int32 = -1, homeTTY: Int32 = -1
+        #expect(ssi_open_pty(&keyboard, &homeTTY) == 0)
+        defer { close(keyboard); close(homeTTY) }
+        var raw = termios()
+        tcgetattr(homeTTY, &raw)
+        cfmakeraw(&raw)
+        tcsetattr(homeTTY, TCSANOW, &raw)
+        let (homes, server) = try home(.tty, fd: homeTTY)
+        defer { server.stop() }
+        let made = try MadeStandIn.make(ShipSpec(resource: "-", kind: .tty, home: 1, channel: "c1"))
+        defer { close(made.processEnd) }
+        let s = StandIn(channelID: "c1", home: 1, kind: .tty, fd: made.agentEnd, resource: made.resource, log: { _ in })
+        try s.start { _ throws(SSIError) in try SecureChannel.connect(address: "127.0.0.1", port: server.port, key: Self.key, localNode: 2) }
+        tcgetattr(made.processEnd, &raw)
+        cfmakeraw(&raw)
+        tcsetattr(made.processEnd, TCSANOW, &raw)
+        for round in 1...8 {
+            // Let the stand-in's read wait at home first (its poll), the
+            // moment the old code missed.
+            usleep(useconds_t(50_000 + 37_000 * (round % 3)))
+            var ws = winsize(ws_row: UInt16(30 + round), ws_col: UInt16(90 + round), ws_xpixel: 0, ws_ypixel: 0)
+            #expect(ioctl(homeTTY, UInt(TIOCSWINSZ), &ws) == 0)
+            let line = "line \(round)\n"
+            _ = line.withCString { write(keyboard, $0, strlen($0)) }
+            let got = readAvailable(made.processEnd, until: line.utf8.count)
+            var there = winsize()
+            _ = ioctl(made.processEnd, UInt(TIOCGWINSZ), &there)
+            #expect(String(decoding: got, as: UTF8.self) == line)
+            #expect((there.ws_row, there.ws_col) == (ws.ws_row, ws.ws_col), "round \(round): the line came before its resize")
+        }
+        #expect(s.pause())
+        _ = homes
+    }
 }

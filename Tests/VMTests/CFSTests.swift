@@ -91,6 +91,10 @@ extension VM {
                                                       limit: .seconds(900), failOn: SSIInit.failFast)
                     #expect(mounted.contains("actimeo=0") && mounted.contains("lookupcache=none") && mounted.contains("hard"),
                             "coherence-first options: \(mounted)")
+                    // /usr again, cached for 10 s ([root] cached's default).
+                    let cached = try await g.waitFor(SSIInit.step("root", "mounted 10.77.0.1:/usr on /sysroot/usr cached"),
+                                                     timeout: .seconds(120), failOn: SSIInit.failFast)
+                    #expect(cached.contains("actimeo=10") && cached.contains("lookupcache=all"), "\(cached)")
                     try await g.waitFor(SSIInit.step("private"), timeout: .seconds(120), failOn: SSIInit.failFast)
                 }
                 for g in diskless {
@@ -115,6 +119,11 @@ extension VM {
                 #expect(machineIDs.count == 3, "three different machine ids")
                 for g in diskless {
                     #expect(try await g.run("findmnt -n -o FSTYPE /").output == "nfs4")
+                    let usr = try await g.run("findmnt -n -o FSTYPE,OPTIONS /usr").output
+                    #expect(usr.hasPrefix("nfs4") && usr.contains("acdirmax=10"), "\(g.name): /usr cached: \(usr)")
+                    let vars = try await g.run("findmnt -n -o SOURCE,OPTIONS /var").output
+                    #expect(vars.hasPrefix("10.77.0.1:/cluster/nodes/\(g.name)/var") && vars.contains("acdirmax=10"),
+                            "\(g.name): its own /var, cached: \(vars)")
                     let failed = try await g.run("systemctl --failed --no-legend --plain", expectStatus: nil).output
                     #expect(failed.isEmpty, "\(g.name): no failed units:\n\(failed)")
                     #expect(try await g.run("systemctl is-enabled nfs-server", expectStatus: nil).output == "masked-runtime",

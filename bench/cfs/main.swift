@@ -2,7 +2,9 @@
 // and serving it (ssi's CFS: the distro's NFS server, dnsmasq), it measures
 //  - a diskless node's network boot to systemd's multi-user.target, on the
 //    host clock from qemu's start: once with ssi's image (join, NFSv4 root
-//    with ssi's options, private paths), once with dracut's NFS root
+//    with ssi's options, /usr cached, private paths), once with the same
+//    image but no cached trees (`[root] cached = []`: every lookup of
+//    /usr a round trip too), once with dracut's NFS root
 //    (dracut-network, root=nfs4:..., ip=dhcp) on the same VMs and served
 //    the same way (PXE, TFTP);
 //  - when the init node's NFS server and network boot were ready, against
@@ -51,6 +53,15 @@ struct CFSBench {
             let netboot = vm.path("netboot")
             try Command.run([ssi, "mkinitrd", "--config", conf, "--kver", kernel.version, "--netboot", netboot,
                              "--kernel-image", kernel.path, "-q"], timeout: .seconds(300))
+            // The same cluster with no cached trees: the whole root coherent.
+            let coherentConf = vm.path("cluster-coherent.conf")
+            let confText = try String(contentsOfFile: conf, encoding: .utf8)
+            guard confText.contains("cached = [\"/usr\"]\n") else { Bench.fail("\(conf): no cached = [\"/usr\"] line to turn off") }
+            try confText.replacingOccurrences(of: "cached = [\"/usr\"]\n", with: "cached = []\n")
+                .write(toFile: coherentConf, atomically: true, encoding: .utf8)
+            try Command.run([ssi, "mkinitrd", "--config", coherentConf, "--kver", kernel.version,
+                             "-o", netboot + "/initrd-coherent.img", "-q"], timeout: .seconds(300))
+            chmod(netboot + "/initrd-coherent.img", 0o644)
             // dracut's NFS root image, served beside ours.
             let dracutArgs = ["dracut", "-q", "--no-hostonly", "--force", "--kver", kernel.version,
                               // network-legacy (dhclient): with systemd-networkd
@@ -72,6 +83,10 @@ struct CFSBench {
 
                 """.write(toFile: netboot + "/boot-dracut.ipxe", atomically: true, encoding: .utf8)
             try FileManager.default.copyItem(atPath: netboot + "/boot.ipxe", toPath: netboot + "/boot-ssi.ipxe")
+            let ipxe = try String(contentsOfFile: netboot + "/boot.ipxe", encoding: .utf8)
+            guard ipxe.contains("initrd.img") else { Bench.fail("\(netboot)/boot.ipxe does not name initrd.img") }
+            try ipxe.replacingOccurrences(of: "initrd.img", with: "initrd-coherent.img")
+                .write(toFile: netboot + "/boot-ssi-coherent.ipxe", atomically: true, encoding: .utf8)
 
             let debian = vm.path("debian.img")
             let uuid = "0de0de0d-3333-4222-8333-444455556666"
@@ -99,7 +114,9 @@ struct CFSBench {
             let local = try await node1.run(FileRates.script(dir: "/root/bench-local", files: files), timeout: .seconds(600)).output
             rates["init node, local ext4"] = local.split(separator: " ").map(String.init)
             var options = ""
-            for kind in ["ssi", "dracut"] {
+            var usrOptions = ""
+            let kinds = ["ssi", "ssi-coherent", "dracut"]
+            for kind in kinds {
                 try await node1.run("cp /srv/ssi/netboot/boot-\(kind).ipxe /srv/ssi/netboot/boot.ipxe")
                 var c = GuestConfig(name: "node2-\(kind)")
                 c.networkBoot = true
@@ -114,6 +131,7 @@ struct CFSBench {
                 if kind == "ssi" {
                     try await g.waitForAnywhere("ABSOLUTELY NO WARRANTY")
                     options = try await g.run("findmnt -n -o OPTIONS /", timeout: .seconds(60)).output
+                    usrOptions = try await g.run("findmnt -n -o FSTYPE,OPTIONS /usr", timeout: .seconds(60)).output
                     let cfs = try await g.run(FileRates.script(dir: "/root/bench-cfs", files: files), timeout: .seconds(900)).output
                     rates["diskless node, CFS root (NFSv4)"] = cfs.split(separator: " ").map(String.init)
                 }
@@ -124,9 +142,12 @@ struct CFSBench {
             print("\nCFS benchmark: qemu TCG guests (init node 640 MB, diskless 512 MB, 1 vCPU each) on \(ProcessInfo.processInfo.activeProcessorCount) host cores; kernel \(kernel.version)\n")
             print("| diskless boot to multi-user.target | host s from qemu start | guest uptime s | / ssi |")
             print("|---|---|---|---|")
-            for kind in ["ssi", "dracut"] {
+            let names = ["ssi": "ssi (join, NFSv4 root, /usr cached 10 s, private paths)",
+                         "ssi-coherent": "ssi, no cached trees (`[root] cached = []`)",
+                         "dracut": "dracut 059 NFS root (dracut-network)"]
+            for kind in kinds {
                 guard let b = boots[kind], let s = boots["ssi"] else { continue }
-                print("| \(kind == "ssi" ? "ssi (join, NFSv4 root, private paths)" : "dracut 059 NFS root (dracut-network)") | \(fmt(b.hostSeconds)) | \(b.guestUptime) | \(fmt(b.hostSeconds / s.hostSeconds, 2))x |")
+                print("| \(names[kind] ?? kind) | \(fmt(b.hostSeconds)) | \(b.guestUptime) | \(fmt(b.hostSeconds / s.hostSeconds, 2))x |")
             }
             if let m = mountedAt, ready.count == 2 {
                 let nfs = ready[0] / 1e6, dhcp = ready[1] / 1e6
@@ -146,6 +167,7 @@ struct CFSBench {
                 print("| CFS / local | \(ratio.joined(separator: " | ")) |")
             }
             print("\nCFS mount options: \(options)")
+            print("/usr (cached): \(usrOptions)")
         }
     }
 }

@@ -14,7 +14,20 @@ extension Boot {
                                         paths: config.privatePaths(for: me))
         let started = Process.now()
         let results = try privates.seed()
-        try privates.bind()
+        // A CFS node's private directories: its own, so cached (a failed
+        // mount falls back to the bind, coherent and slower).
+        var cached: [String] = []
+        try privates.bind(mountDirectory: { copy, target in
+            guard let (source, options) = CFSFiles.privateMount(config, client: me, copy: copy) else { return false }
+            do throws(SystemCallError) {
+                try Mount.mountBounded(source: source, target: target, type: "nfs4", data: options, timeoutMs: 60_000)
+                cached.append(String(target.dropFirst("/sysroot".count)))
+                return true
+            } catch {
+                self.log.warning("private", "could not mount \(source) cached: \(error.description); binding it instead")
+                return false
+            }
+        })
         let made = results.filter { $0.result != .kept }.map(\.path)
         let ms = Int((Process.now() - started) * 1000)
         // systemd takes a mounted /etc/machine-id for a transient one and
@@ -25,6 +38,7 @@ extension Boot {
         }
         log.info("private", "\(privates.paths.joined(separator: " ")) are \(me.name)'s own, from "
                  + "\(config.privatePaths.directory)/\(me.name)" + (made.isEmpty ? "" : " (seeded \(made.joined(separator: " ")))")
+                 + (cached.isEmpty ? "" : "; \(cached.joined(separator: " ")) mounted cached")
                  + " in \(ms) ms")
     }
 }

@@ -77,6 +77,17 @@ enum RootPlan: Equatable {
         var options: String
         /// The cluster network, which the export must allow.
         var network: IPv4CIDR
+        /// `[root] cached`: mounted over the root's trees after it.
+        var cached: [CachedTree] = []
+
+        /// One tree of the shared root mounted again with caching.
+        struct CachedTree: Equatable {
+            /// SERVER:/usr (the export is the NFSv4 pseudo-root).
+            var source: String
+            /// /sysroot/usr
+            var target: String
+            var options: String
+        }
 
         /// "the init node NAME (ADDRESS)", in every line about the wait.
         var who: String { "the init node \(server.name) (\(server.address))" }
@@ -191,10 +202,14 @@ enum RootPlan: Equatable {
                 guard let server = cluster.config.node(number: cfs.server) else {
                     throw SSIError("root", "the CFS server, node \(cfs.server), is not in the configuration")
                 }
+                let cachedOptions = CFSFiles.cachedMountOptions(cfs, server: server, client: me)
                 return (.cfsClient(CFSClientRoot(server: server, me: me, waitSeconds: params.clusterRootWait ?? cfs.waitSeconds,
                                                  source: "\(server.address):/",
                                                  options: CFSFiles.mountOptions(cfs, server: server, client: me),
-                                                 network: cluster.config.network.prefix)), nil)
+                                                 network: cluster.config.network.prefix,
+                                                 cached: cfs.cached.map {
+                                                     .init(source: "\(server.address):\($0)", target: "/sysroot" + $0, options: cachedOptions)
+                                                 })), nil)
             }
             return (.local(local(params)), "root= is on the command line: mounting it rather than the CFS root from node \(cfs.server)")
         case .gfs2(let g):
