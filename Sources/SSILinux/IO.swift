@@ -52,6 +52,23 @@ public func sendAll(_ fd: Int32, _ bytes: some Collection<UInt8>, name: String) 
     if let failure { throw failure }
 }
 
+/// Reads exactly `count` bytes (a header, a framed message), resuming
+/// after short reads. Fewer only at end of file: none when the stream
+/// ended before the first byte, so the caller tells a clean end from a
+/// cut message.
+public func readExactly(_ fd: Int32, _ count: Int, name: String) throws(SystemCallError) -> [UInt8] {
+    var buf = [UInt8](repeating: 0, count: count)
+    var done = 0
+    while done < count {
+        let n = try syscall("read \(name)") {
+            buf.withUnsafeMutableBytes { read(fd, $0.baseAddress! + done, count - done) }
+        }
+        if n == 0 { return Array(buf[0..<done]) }
+        done += n
+    }
+    return buf
+}
+
 /// Reads to end of file; files in /proc report size 0, so st_size is
 /// never trusted.
 public func readAll(_ fd: Int32, name: String) throws(SystemCallError) -> [UInt8] {

@@ -242,21 +242,12 @@ public final class SecureChannel: @unchecked Sendable {
     }
 
     private func readExactly(_ count: Int) throws(SSIError) -> [UInt8] {
-        var buf = [UInt8](repeating: 0, count: count)
-        var done = 0
-        while done < count {
-            let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + done, count - done, 0) }
-            if n == 0 {
-                if done == 0 { throw SSIError("proc", "eof") }
-                throw SSIError("proc", "the peer closed the connection in the middle of a message")
-            }
-            if n < 0 {
-                if errno == EINTR { continue }
-                let lastErrno = errno
-                throw SSIError("proc", lastErrno == EAGAIN ? "timed out waiting for the peer" : "recv: \(errnoDescription(lastErrno))")
-            }
-            done += n
+        let bytes: [UInt8]
+        do throws(SystemCallError) { bytes = try SSILinux.readExactly(fd, count, name: "channel") } catch {
+            throw SSIError("proc", error.errno == EAGAIN ? "timed out waiting for the peer" : "recv: \(errnoDescription(error.errno))")
         }
-        return buf
+        if bytes.isEmpty && count > 0 { throw SSIError("proc", "eof") }
+        if bytes.count < count { throw SSIError("proc", "the peer closed the connection in the middle of a message") }
+        return bytes
     }
 }

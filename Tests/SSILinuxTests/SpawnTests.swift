@@ -255,6 +255,25 @@ struct IOTests {
         #expect(try FileSystem.readFile(path) == bytes)
     }
 
+    @Test("readExactly gathers a message sent in pieces; a stream cut inside one gives what came, a clean end nothing")
+    func readExactlyPieces() async throws {
+        var fds: [Int32] = [-1, -1]
+        try syscall("socketpair") { socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds) }
+        let mine = Descriptor(owning: fds[0])
+        let theirs = fds[1]
+        let writer = Task.detached {
+            for piece in [[1, 2], [3], [4, 5, 6], [7]] as [[UInt8]] {
+                try? sendAll(theirs, piece, name: "peer")
+                usleep(20_000)
+            }
+            close(theirs)
+        }
+        #expect(try readExactly(mine.rawValue, 4, name: "peer") == [1, 2, 3, 4])
+        #expect(try readExactly(mine.rawValue, 5, name: "peer") == [5, 6, 7], "cut inside the second message")
+        #expect(try readExactly(mine.rawValue, 2, name: "peer") == [], "a clean end")
+        await writer.value
+    }
+
     @Test("sendAll on a socket whose peer is gone is EPIPE, not SIGPIPE")
     func sendToAClosedPeer() throws {
         var fds: [Int32] = [-1, -1]

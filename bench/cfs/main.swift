@@ -2,9 +2,10 @@
 // and serving it (ssi's CFS: the distro's NFS server, dnsmasq), it measures
 //  - a diskless node's network boot to systemd's multi-user.target, on the
 //    host clock from qemu's start: once with ssi's image (join, NFSv4 root
-//    with ssi's options, /usr cached, private paths), once with the same
-//    image but no cached trees (`[root] cached = []`: every lookup of
-//    /usr a round trip too), once with dracut's NFS root
+//    with ssi's options, /usr and the private /var and /tmp cached), once
+//    with the same image but nothing cached (`[root] cached = []`,
+//    `cache_private = false`: every lookup a round trip), once with
+//    dracut's NFS root
 //    (dracut-network, root=nfs4:..., ip=dhcp) on the same VMs and served
 //    the same way (PXE, TFTP);
 //  - when the init node's NFS server and network boot were ready, against
@@ -56,8 +57,11 @@ struct CFSBench {
             // The same cluster with no cached trees: the whole root coherent.
             let coherentConf = vm.path("cluster-coherent.conf")
             let confText = try String(contentsOfFile: conf, encoding: .utf8)
-            guard confText.contains("cached = [\"/usr\"]\n") else { Bench.fail("\(conf): no cached = [\"/usr\"] line to turn off") }
+            for line in ["cached = [\"/usr\"]\n", "cache_private = true\n"] where !confText.contains(line) {
+                Bench.fail("\(conf): no \(line.dropLast()) line to turn off")
+            }
             try confText.replacingOccurrences(of: "cached = [\"/usr\"]\n", with: "cached = []\n")
+                .replacingOccurrences(of: "cache_private = true\n", with: "cache_private = false\n")
                 .write(toFile: coherentConf, atomically: true, encoding: .utf8)
             try Command.run([ssi, "mkinitrd", "--config", coherentConf, "--kver", kernel.version,
                              "-o", netboot + "/initrd-coherent.img", "-q"], timeout: .seconds(300))
@@ -131,7 +135,7 @@ struct CFSBench {
                 if kind == "ssi" {
                     try await g.waitForAnywhere("ABSOLUTELY NO WARRANTY")
                     options = try await g.run("findmnt -n -o OPTIONS /", timeout: .seconds(60)).output
-                    usrOptions = try await g.run("findmnt -n -o FSTYPE,OPTIONS /usr", timeout: .seconds(60)).output
+                    usrOptions = try await g.run("findmnt -n -t nfs4 -o TARGET,SOURCE,OPTIONS", timeout: .seconds(60)).output
                     let cfs = try await g.run(FileRates.script(dir: "/root/bench-cfs", files: files), timeout: .seconds(900)).output
                     rates["diskless node, CFS root (NFSv4)"] = cfs.split(separator: " ").map(String.init)
                 }
@@ -142,8 +146,8 @@ struct CFSBench {
             print("\nCFS benchmark: qemu TCG guests (init node 640 MB, diskless 512 MB, 1 vCPU each) on \(ProcessInfo.processInfo.activeProcessorCount) host cores; kernel \(kernel.version)\n")
             print("| diskless boot to multi-user.target | host s from qemu start | guest uptime s | / ssi |")
             print("|---|---|---|---|")
-            let names = ["ssi": "ssi (join, NFSv4 root, /usr cached 10 s, private paths)",
-                         "ssi-coherent": "ssi, no cached trees (`[root] cached = []`)",
+            let names = ["ssi": "ssi (join, NFSv4 root, /usr and private /var, /tmp cached 10 s)",
+                         "ssi-coherent": "ssi, nothing cached (`cached = []`, `cache_private = false`)",
                          "dracut": "dracut 059 NFS root (dracut-network)"]
             for kind in kinds {
                 guard let b = boots[kind], let s = boots["ssi"] else { continue }
@@ -167,7 +171,7 @@ struct CFSBench {
                 print("| CFS / local | \(ratio.joined(separator: " | ")) |")
             }
             print("\nCFS mount options: \(options)")
-            print("/usr (cached): \(usrOptions)")
+            print("cached mounts:\n\(usrOptions)")
         }
     }
 }
