@@ -148,7 +148,9 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "SSIToolsTests",
-            dependencies: ["SSITestSupport", "SSITools", "SSILinux", "SSIMembership", "SSICore"],
+            // "ssi": the command tree itself (its man pages, completions and
+            // parse are tested in-process, without running a command).
+            dependencies: ["SSITestSupport", "SSITools", "SSILinux", "SSIMembership", "SSICore", "ssi"],
             swiftSettings: strict),
         .testTarget(
             name: "SSIProcessTests",
