@@ -94,8 +94,10 @@ public struct CLIParser: Sendable {
             let value = pair.value ?? ""
             if let range = option.integerRange {
                 guard let n = Int64(value), range.contains(n) else {
+                    // Int's whole range is no help to read: "a whole number (64-bit)".
+                    let bounds = range == Int64.min...Int64.max ? " (64-bit)" : " from \(range.lowerBound) to \(range.upperBound)"
                     return .usageError(path: path, message: "The value '\(printable(value))' is invalid for '\(option.usageName)': "
-                        + "a whole number from \(range.lowerBound) to \(range.upperBound)")
+                        + "a whole number" + bounds)
                 }
             }
             values.options[option.key, default: []].append(value)
