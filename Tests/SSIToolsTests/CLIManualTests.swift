@@ -25,6 +25,22 @@ import Testing
         #expect(pages.map(\.fileName).sorted() == Self.expectedPages.sorted())
     }
 
+    @Test("every command's help lists each of its options and arguments, and its visible subcommands")
+    func everyHelp() {
+        var node = [Self.ssiRoot]
+        func visit(_ path: [CLICommand]) {
+            guard let c = path.last else { return }
+            let help = CLIHelp.text(path)
+            #expect(help.hasPrefix("OVERVIEW: " + c.abstract + "\n"))
+            for o in c.options { #expect(help.contains("  " + o.helpLabel), "\(path.map(\.name)): \(o.helpLabel)") }
+            for a in c.arguments { #expect(help.contains("  <\(a.name)>"), "\(path.map(\.name)): <\(a.name)>") }
+            for s in c.subcommands where !s.hidden { #expect(help.contains("\n  \(s.name) "), "\(path.map(\.name)): \(s.name)") }
+            for s in c.subcommands { visit(path + [s]) }
+        }
+        visit(node)
+        node = []
+    }
+
     @Test("ssi.mkinitrd.8: -u/--update and -k/--kver as mdoc renders them (PackageTests checks the same)")
     func mkinitrdPage() throws {
         let page = try #require(CLIManual.pages(Self.ssiRoot, section: 8, date: "2025-11-30").first { $0.fileName == "ssi.mkinitrd.8" })

@@ -8,7 +8,14 @@ enum CLIHelp {
     /// Where the descriptions start (2 spaces, a 22-column label, 2 spaces).
     static let column = 26
 
+    /// The synopsis, or "NAME <options>" when it would fill more than two
+    /// lines (mkinitrd's: a block nobody reads; the help lists them).
     static func usage(_ path: [CLICommand]) -> String {
+        let line = synopsis(path)
+        return line.count > 2 * width ? path.map(\.name).joined(separator: " ") + " <options>" : line
+    }
+
+    static func synopsis(_ path: [CLICommand]) -> String {
         let name = path.map(\.name).joined(separator: " ")
         guard let command = path.last else { return name }
         if !command.subcommands.isEmpty { return name + " <subcommand>" }
@@ -28,10 +35,7 @@ enum CLIHelp {
         if !command.discussion.isEmpty {
             out += "\n" + paragraphs(command.discussion).map { wrap($0, indent: 0) }.joined(separator: "\n\n") + "\n"
         }
-        var line = usage(path)
-        // A long synopsis would wrap into a block nobody reads.
-        if line.count > 2 * width { line = name + " <options>" }
-        out += "\nUSAGE: " + line + "\n"
+        out += "\nUSAGE: " + usage(path) + "\n"
         if !command.arguments.isEmpty {
             out += "\nARGUMENTS:\n"
             for a in command.arguments {
