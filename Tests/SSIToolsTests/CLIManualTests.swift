@@ -27,7 +27,6 @@ import Testing
 
     @Test("every command's help lists each of its options and arguments, and its visible subcommands")
     func everyHelp() {
-        var node = [Self.ssiRoot]
         func visit(_ path: [CLICommand]) {
             guard let c = path.last else { return }
             let help = CLIHelp.text(path)
@@ -37,8 +36,7 @@ import Testing
             for s in c.subcommands where !s.hidden { #expect(help.contains("\n  \(s.name) "), "\(path.map(\.name)): \(s.name)") }
             for s in c.subcommands { visit(path + [s]) }
         }
-        visit(node)
-        node = []
+        visit([Self.ssiRoot])
     }
 
     @Test("ssi.mkinitrd.8: -u/--update and -k/--kver as mdoc renders them (PackageTests checks the same)")
