@@ -14,9 +14,9 @@ let package = Package(
     products: [
         .executable(name: "ssi", targets: ["ssi"]),
     ],
-    dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-    ],
+    // None: the command line is parsed by our own (SSITools/CommandLine,
+    // over glibc's getopt_long), which keeps Foundation out of the binary.
+    dependencies: [],
     targets: [
         .systemLibrary(name: "CKmod", pkgConfig: "libkmod", providers: [.apt(["libkmod-dev"])]),
         .systemLibrary(name: "CBlkid", pkgConfig: "blkid", providers: [.apt(["libblkid-dev"])]),
@@ -82,8 +82,7 @@ let package = Package(
             swiftSettings: strict),
         .executableTarget(
             name: "ssi",
-            dependencies: ["SSICore", "SSILinux", "SSIInitramfs", "SSIBoot", "SSIConfig", "SSIMembership", "SSIClusterFS", "SSITools", "SSIProcess",
-                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["SSICore", "SSILinux", "SSIInitramfs", "SSIBoot", "SSIConfig", "SSIMembership", "SSIClusterFS", "SSITools", "SSIProcess"],
             swiftSettings: strict,
             // The binary rides in every image: no symbol tables or debug
             // info in release builds (about 12 MB less), and identical
@@ -149,7 +148,9 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "SSIToolsTests",
-            dependencies: ["SSITestSupport", "SSITools", "SSILinux", "SSIMembership", "SSICore"],
+            // "ssi": the command tree itself (its man pages, completions and
+            // parse are tested in-process, without running a command).
+            dependencies: ["SSITestSupport", "SSITools", "SSILinux", "SSIMembership", "SSICore", "ssi"],
             swiftSettings: strict),
         .testTarget(
             name: "SSIProcessTests",

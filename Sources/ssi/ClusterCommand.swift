@@ -1,11 +1,11 @@
-import ArgumentParser
+import SSITools
 
 /// ssi-cluster: shows and changes the cluster.
-struct ClusterCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "cluster",
+enum ClusterCommand {
+    static let command = CLICommand(
+        "cluster",
         abstract: "Show and change the cluster: configuration, keys, members.",
-        subcommands: [StatusCommand.self, NodeNumCommand.self, ClusterConfigCommand.self, ClusterKeygenCommand.self,
-                      AgentCommand.self, ClusterReloadCommand.self, ClusterRootCommand.self,
-                      MountApplyCommand.self, ClusterPSCommand.self, ProcAgentCommand.self])
+        subcommands: [StatusCommand.command, NodeNumCommand.command, ClusterConfigCommand.command, ClusterKeygenCommand.command,
+                      AgentCommand.command, ClusterReloadCommand.command, ClusterRootCommand.command,
+                      MountApplyCommand.command, ClusterPSCommand.command, ProcAgentCommand.command])
 }

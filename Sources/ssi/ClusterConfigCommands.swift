@@ -1,30 +1,34 @@
-import ArgumentParser
 import SSICore
 import SSIConfig
+import SSITools
 
 /// `ssi cluster config ...`: the cluster configuration file.
-struct ClusterConfigCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "config",
+enum ClusterConfigCommand {
+    static let command = CLICommand(
+        "config",
         abstract: "Check the cluster config, convert an OpenSSI clustertab, print the corosync.conf.",
         discussion: "The format and every key are described in configs/README.md.",
-        subcommands: [ClusterConfigCheckCommand.self, ClusterConfigImportCommand.self, ClusterConfigCorosyncCommand.self])
+        subcommands: [ClusterConfigCheckCommand.command, ClusterConfigImportCommand.command, ClusterConfigCorosyncCommand.command])
 }
 
-struct ClusterConfigCheckCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "check",
+struct ClusterConfigCheckCommand {
+    static let command = CLICommand(
+        "check",
         abstract: "Validate a cluster config; print every problem, one per line.",
         discussion: """
             Each problem is printed as FILE:LINE: FIELD: what is wrong; how to fix it. \
             Exit status 0 when the config is valid, 1 otherwise.
-            """)
+            """,
+        arguments: [CLIArgument("file", help: "The cluster config.", default: ClusterConfig.defaultPath)],
+        options: [.flag("quiet", short: "q", help: "Print nothing when the config is valid.")]) { try ClusterConfigCheckCommand($0).run() }
 
-    @Argument(help: ArgumentHelp("The cluster config.", valueName: "file"))
-    var file: String = ClusterConfig.defaultPath
+    var file: String
+    var quiet: Bool
 
-    @Flag(name: .shortAndLong, help: "Print nothing when the config is valid.")
-    var quiet = false
+    init(_ v: CLIValues) {
+        file = v.argument("file") ?? ClusterConfig.defaultPath
+        quiet = v.flag("quiet")
+    }
 
     func run() throws {
         let text: String
@@ -47,9 +51,9 @@ struct ClusterConfigCheckCommand: ParsableCommand {
     }
 }
 
-struct ClusterConfigImportCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "import-clustertab",
+struct ClusterConfigImportCommand {
+    static let command = CLICommand(
+        "import-clustertab",
         abstract: "Convert an OpenSSI /etc/clustertab to a cluster config.",
         discussion: """
             clustertab lines are: node number, IP address, MAC address, boot protocol, \
@@ -57,22 +61,29 @@ struct ClusterConfigImportCommand: ParsableCommand {
             the server of a cfs root and the other nodes diskless. The config is printed, \
             or written with -o; what to check (a guessed prefix, a placeholder name) is \
             printed on stderr and kept as comments in the config.
-            """)
+            """,
+        arguments: [CLIArgument("file", help: "The OpenSSI clustertab.")],
+        options: [
+            .value("name", "name", help: "The cluster name (default: openssi)."),
+            .value("prefix", "cidr", help: "The cluster network, CIDR (default: guessed from the addresses)."),
+            .value("output", short: "o", "file", help: "Write the config to this file instead of stdout."),
+            .flag("force", help: "Replace an existing output file."),
+        ]) { try ClusterConfigImportCommand($0).run() }
 
-    @Argument(help: ArgumentHelp("The OpenSSI clustertab.", valueName: "file"))
     var file: String
-
-    @Option(help: ArgumentHelp("The cluster name (default: openssi).", valueName: "name"))
     var name: String?
-
-    @Option(help: ArgumentHelp("The cluster network, CIDR (default: guessed from the addresses).", valueName: "cidr"))
     var prefix: String?
-
-    @Option(name: .shortAndLong, help: ArgumentHelp("Write the config to this file instead of stdout.", valueName: "file"))
     var output: String?
+    var force: Bool
 
-    @Flag(help: "Replace an existing output file.")
-    var force = false
+    init(_ v: CLIValues) {
+        // Required: the parser refused the command line without it.
+        file = v.argument("file") ?? ""
+        name = v.string("name")
+        prefix = v.string("prefix")
+        output = v.string("output")
+        force = v.flag("force")
+    }
 
     func run() throws {
         do {
@@ -92,16 +103,22 @@ struct ClusterConfigImportCommand: ParsableCommand {
     }
 }
 
-struct ClusterConfigCorosyncCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "corosync",
-        abstract: "Print the corosync.conf generated from a cluster config.")
+struct ClusterConfigCorosyncCommand {
+    static let command = CLICommand(
+        "corosync",
+        abstract: "Print the corosync.conf generated from a cluster config.",
+        arguments: [CLIArgument("file", help: "The cluster config.", default: ClusterConfig.defaultPath)],
+        options: [.value("keyfile", "path", help: "The authkey path corosync will read (default: the config's authkey).")]) {
+        try ClusterConfigCorosyncCommand($0).run()
+    }
 
-    @Argument(help: ArgumentHelp("The cluster config.", valueName: "file"))
-    var file: String = ClusterConfig.defaultPath
-
-    @Option(help: ArgumentHelp("The authkey path corosync will read (default: the config's authkey).", valueName: "path"))
+    var file: String
     var keyfile: String?
+
+    init(_ v: CLIValues) {
+        file = v.argument("file") ?? ClusterConfig.defaultPath
+        keyfile = v.string("keyfile")
+    }
 
     func run() throws {
         do {
@@ -115,9 +132,9 @@ struct ClusterConfigCorosyncCommand: ParsableCommand {
 }
 
 /// `ssi cluster keygen`: the cluster's corosync authkey.
-struct ClusterKeygenCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "keygen",
+struct ClusterKeygenCommand {
+    static let command = CLICommand(
+        "keygen",
         abstract: "Make the cluster's authentication key (corosync authkey).",
         discussion: """
             Random bytes from getrandom(2), written mode 0400 to a temporary file that \
@@ -125,16 +142,23 @@ struct ClusterKeygenCommand: ParsableCommand {
             ever sees half a key. Copy the same key to every \
             node (it goes into every image built with --config); a node with another \
             key cannot join.
-            """)
+            """,
+        options: [
+            .value("output", short: "o", "file", help: "Where to write the key.", default: ClusterConfig.Cluster.defaultAuthkey),
+            .integer("size", "bytes", as: Int.self, help: "Key size in bytes, \(AuthKey.sizes.lowerBound)-\(AuthKey.sizes.upperBound).",
+                     default: AuthKey.defaultSize),
+            .flag("force", help: "Replace an existing key (every node then needs the new one)."),
+        ]) { try ClusterKeygenCommand($0).run() }
 
-    @Option(name: .shortAndLong, help: ArgumentHelp("Where to write the key.", valueName: "file"))
-    var output: String = ClusterConfig.Cluster.defaultAuthkey
+    var output: String
+    var size: Int
+    var force: Bool
 
-    @Option(help: ArgumentHelp("Key size in bytes, \(AuthKey.sizes.lowerBound)-\(AuthKey.sizes.upperBound).", valueName: "bytes"))
-    var size: Int = AuthKey.defaultSize
-
-    @Flag(help: "Replace an existing key (every node then needs the new one).")
-    var force = false
+    init(_ v: CLIValues) {
+        output = v.string("output") ?? ClusterConfig.Cluster.defaultAuthkey
+        size = v.integer("size") ?? AuthKey.defaultSize
+        force = v.flag("force")
+    }
 
     func run() throws {
         do {

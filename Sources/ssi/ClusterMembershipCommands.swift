@@ -1,19 +1,25 @@
-import ArgumentParser
 import SSICore
 import SSILinux
 import SSIMembership
 import SSIConfig
+import SSITools
 
-struct StatusCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "status",
-        abstract: "Show the members, their states and roles, and quorum.")
+struct StatusCommand {
+    static let command = CLICommand(
+        "status",
+        abstract: "Show the members, their states and roles, and quorum.",
+        options: [
+            .flag("json", help: "Print JSON for scripts."),
+            .value("state-dir", "dir", help: "Where the membership agent keeps the view.", default: ClusterView.defaultDirectory),
+        ]) { try StatusCommand($0).run() }
 
-    @Flag(help: "Print JSON for scripts.")
-    var json = false
+    var json: Bool
+    var stateDirectory: String
 
-    @Option(name: .customLong("state-dir"), help: ArgumentHelp("Where the membership agent keeps the view.", valueName: "dir"))
-    var stateDirectory = ClusterView.defaultDirectory
+    init(_ v: CLIValues) {
+        json = v.flag("json")
+        stateDirectory = v.string("state-dir") ?? ClusterView.defaultDirectory
+    }
 
     func run() throws {
         do {
@@ -65,10 +71,10 @@ struct StatusCommand: ParsableCommand {
     }
 }
 
-struct NodeNumCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "node-num",
-        abstract: "Print this node's number (OpenSSI's clusternode_num).")
+struct NodeNumCommand {
+    static let command = CLICommand(
+        "node-num",
+        abstract: "Print this node's number (OpenSSI's clusternode_num).") { _ in try NodeNumCommand().run() }
 
     func run() throws {
         do {
@@ -81,16 +87,24 @@ struct NodeNumCommand: ParsableCommand {
     }
 }
 
-struct AgentCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "agent",
-        abstract: "Run the membership agent (started by ssi-init; stays after the hand-off).")
+struct AgentCommand {
+    static let command = CLICommand(
+        "agent",
+        abstract: "Run the membership agent (started by ssi-init; stays after the hand-off).",
+        options: [
+            .value("state-dir", "dir", help: "Where to keep the cluster view.", default: ClusterView.defaultDirectory),
+            .value("hooks", "dir", help: "Programs run when a node comes up or goes down.", default: defaultHooks),
+        ]) { try AgentCommand($0).run() }
 
-    @Option(name: .customLong("state-dir"), help: ArgumentHelp("Where to keep the cluster view.", valueName: "dir"))
-    var stateDirectory = ClusterView.defaultDirectory
+    static let defaultHooks = "/etc/ssi/hooks.d"
 
-    @Option(name: .customLong("hooks"), help: ArgumentHelp("Programs run when a node comes up or goes down.", valueName: "dir"))
-    var hooksDirectory = "/etc/ssi/hooks.d"
+    var stateDirectory: String
+    var hooksDirectory: String
+
+    init(_ v: CLIValues) {
+        stateDirectory = v.string("state-dir") ?? ClusterView.defaultDirectory
+        hooksDirectory = v.string("hooks") ?? Self.defaultHooks
+    }
 
     func run() throws {
         var options = MembershipAgent.Options()

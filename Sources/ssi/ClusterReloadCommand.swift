@@ -1,18 +1,18 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import ArgumentParser
 import SSICore
 import SSILinux
 import SSIMembership
 import SSIConfig
+import SSITools
 
 /// `ssi cluster reload [FILE]`: give every running member a new cluster
 /// configuration (a node added or removed, a changed token) and have
 /// corosync apply it, without a reboot.
-struct ClusterReloadCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "reload",
+struct ClusterReloadCommand {
+    static let command = CLICommand(
+        "reload",
         abstract: "Give every running member a new cluster configuration and have corosync apply it.",
         discussion: """
             The configuration is checked here; the membership agents write it, with the \
@@ -21,16 +21,24 @@ struct ClusterReloadCommand: ParsableCommand {
             could not write it is named and corosync is not told: nothing changes in the \
             running cluster. After adding a node, also rebuild what the init node serves \
             (ssi-mkinitrd --config FILE --netboot DIR).
-            """)
+            """,
+        arguments: [CLIArgument("file", help: "The configuration (default: /etc/ssi/cluster.conf).", default: ClusterConfig.defaultPath)],
+        options: [
+            .value("state-dir", "dir", help: "Where the membership agent keeps its state.", default: ClusterView.defaultDirectory),
+            .integer("timeout", "s", as: Int.self, help: "Seconds to wait for every member's answer.", default: defaultTimeout),
+        ]) { try ClusterReloadCommand($0).run() }
 
-    @Argument(help: ArgumentHelp("The configuration (default: /etc/ssi/cluster.conf).", valueName: "file"))
-    var file: String = ClusterConfig.defaultPath
+    static let defaultTimeout = 30
 
-    @Option(name: .customLong("state-dir"), help: ArgumentHelp("Where the membership agent keeps its state.", valueName: "dir"))
-    var stateDirectory = ClusterView.defaultDirectory
+    var file: String
+    var stateDirectory: String
+    var timeout: Int
 
-    @Option(help: ArgumentHelp("Seconds to wait for every member's answer.", valueName: "s"))
-    var timeout: Int = 30
+    init(_ v: CLIValues) {
+        file = v.argument("file") ?? ClusterConfig.defaultPath
+        stateDirectory = v.string("state-dir") ?? ClusterView.defaultDirectory
+        timeout = v.integer("timeout") ?? Self.defaultTimeout
+    }
 
     func run() throws {
         do {

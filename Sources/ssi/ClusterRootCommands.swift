@@ -1,22 +1,22 @@
-import ArgumentParser
 import SSICore
 import SSIConfig
 import SSIMembership
 import SSIClusterFS
+import SSITools
 
 /// `ssi cluster root`: make and grow the shared GFS2 root. The checks, the
 /// mkfs.gfs2 plan and the copy are SSIClusterFS' `RootCreation`, the
 /// journal count `JournalAddition`.
-struct ClusterRootCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "root",
+enum ClusterRootCommand {
+    static let command = CLICommand(
+        "root",
         abstract: "Make the cluster's shared GFS2 root and add journals to it.",
-        subcommands: [RootCreateCommand.self, RootAddJournalCommand.self])
+        subcommands: [RootCreateCommand.command, RootAddJournalCommand.command])
 }
 
-struct RootCreateCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "create",
+struct RootCreateCommand {
+    static let command = CLICommand(
+        "create",
         abstract: "Format a shared disk with GFS2 for the cluster and fill it with a distro tree.",
         discussion: """
             The file system is made for the configured cluster: lock_dlm, the lock table from \
@@ -29,25 +29,37 @@ struct RootCreateCommand: ParsableCommand {
             the copy, so no cluster is needed, but no node may have it mounted: a disk that \
             holds any file system is refused without --force, and a disk mounted here is \
             refused always. A disk image file is attached to a loop device for the copy.
-            """)
+            """,
+        options: [
+            .value("gfs2", "device", help: "The shared disk: /dev/NAME, UUID=..., LABEL=..., or a disk image file.", required: true),
+            .value("from", "dir|tarball", help: "The distro tree: a folder, or a tarball (.tar, .tar.gz, .tar.xz, .tar.zst).", required: true),
+            .value("config", "file", help: "The cluster configuration (its root must be gfs2).", default: ClusterConfig.defaultPath),
+            .integer("spare-journals", "n", as: Int.self, help: "Journals beyond one per configured node.", default: Defaults.spareJournals),
+            .integer("journal-size", "mib", as: Int.self, help: "Size of each journal, MiB (8-1024).", default: Defaults.journalMiB),
+            .flag("force", help: "Format a disk that already holds a file system."),
+        ]) { try RootCreateCommand($0).run() }
 
-    @Option(name: .customLong("gfs2"), help: ArgumentHelp("The shared disk: /dev/NAME, UUID=..., LABEL=..., or a disk image file.", valueName: "device"))
+    enum Defaults {
+        static let spareJournals = 1
+        static let journalMiB = 64
+    }
+
     var device: String
-
-    @Option(name: .customLong("from"), help: ArgumentHelp("The distro tree: a folder, or a tarball (.tar, .tar.gz, .tar.xz, .tar.zst).", valueName: "dir|tarball"))
     var source: String
+    var config: String
+    var spareJournals: Int
+    var journalMiB: Int
+    var force: Bool
 
-    @Option(help: ArgumentHelp("The cluster configuration (its root must be gfs2).", valueName: "file"))
-    var config: String = ClusterConfig.defaultPath
-
-    @Option(name: .customLong("spare-journals"), help: ArgumentHelp("Journals beyond one per configured node.", valueName: "n"))
-    var spareJournals: Int = 1
-
-    @Option(name: .customLong("journal-size"), help: ArgumentHelp("Size of each journal, MiB (8-1024).", valueName: "mib"))
-    var journalMiB: Int = 64
-
-    @Flag(help: "Format a disk that already holds a file system.")
-    var force = false
+    init(_ v: CLIValues) {
+        // --gfs2 and --from are required: the parser refused the command line without them.
+        device = v.string("gfs2") ?? ""
+        source = v.string("from") ?? ""
+        config = v.string("config") ?? ClusterConfig.defaultPath
+        spareJournals = v.integer("spare-journals") ?? Defaults.spareJournals
+        journalMiB = v.integer("journal-size") ?? Defaults.journalMiB
+        force = v.flag("force")
+    }
 
     func run() throws {
         do throws(SSIError) {
@@ -65,27 +77,33 @@ struct RootCreateCommand: ParsableCommand {
     }
 }
 
-struct RootAddJournalCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "add-journal",
+struct RootAddJournalCommand {
+    static let command = CLICommand(
+        "add-journal",
         abstract: "Add journals to the mounted GFS2 root (gfs2_jadd), so more nodes can mount it.",
         discussion: """
             Run it on a node that has the root mounted, after adding nodes to the configuration. \
             Without --count it adds as many as the configuration has nodes beyond the journals \
             the file system has.
-            """)
+            """,
+        options: [
+            .value("config", "file", help: "The cluster configuration.", default: ClusterConfig.defaultPath),
+            .integer("count", "n", as: Int.self, help: "Journals to add (default: what the configured nodes need)."),
+            .integer("journal-size", "mib", as: Int.self, help: "Size of each new journal, MiB (8-1024).", default: RootCreateCommand.Defaults.journalMiB),
+            .value("mount-point", "dir", help: "Where the GFS2 root is mounted.", default: "/"),
+        ]) { try RootAddJournalCommand($0).run() }
 
-    @Option(help: ArgumentHelp("The cluster configuration.", valueName: "file"))
-    var config: String = ClusterConfig.defaultPath
-
-    @Option(help: ArgumentHelp("Journals to add (default: what the configured nodes need).", valueName: "n"))
+    var config: String
     var count: Int?
+    var journalMiB: Int
+    var mountPoint: String
 
-    @Option(name: .customLong("journal-size"), help: ArgumentHelp("Size of each new journal, MiB (8-1024).", valueName: "mib"))
-    var journalMiB: Int = 64
-
-    @Option(name: .customLong("mount-point"), help: ArgumentHelp("Where the GFS2 root is mounted.", valueName: "dir"))
-    var mountPoint: String = "/"
+    init(_ v: CLIValues) {
+        config = v.string("config") ?? ClusterConfig.defaultPath
+        count = v.integer("count")
+        journalMiB = v.integer("journal-size") ?? RootCreateCommand.Defaults.journalMiB
+        mountPoint = v.string("mount-point") ?? "/"
+    }
 
     func run() throws {
         do throws(SSIError) {

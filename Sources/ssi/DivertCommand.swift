@@ -1,4 +1,3 @@
-import ArgumentParser
 import SSICore
 import SSILinux
 import SSITools
@@ -8,9 +7,9 @@ import SSITools
 /// package upgrades land beside ssi (PATH.distrib) instead of over it; and
 /// the way back. The Debian package's prerm runs `disable`. The logic and
 /// its undo list are SSITools' `Diverter`.
-struct DivertCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "divert",
+enum DivertCommand {
+    static let command = CLICommand(
+        "divert",
         abstract: "Put ssi in place of mount, umount, swapon, swapoff and fsck (dpkg diversions), or give them back.",
         discussion: """
             enable diverts each of \(SSIDiversion.paths.joined(separator: ", ")) to PATH.distrib \
@@ -20,13 +19,13 @@ struct DivertCommand: ParsableCommand {
             files back. Both are idempotent; a failure undoes what the command did before it. \
             Removing or purging the ssi package runs disable.
             """,
-        subcommands: [DivertEnableCommand.self, DivertDisableCommand.self, DivertStatusCommand.self])
+        subcommands: [DivertEnableCommand.command, DivertDisableCommand.command, DivertStatusCommand.command])
 }
 
-struct DivertEnableCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "enable",
-        abstract: "Divert the distro's mount, umount, swapon, swapoff and fsck and link ssi in their place.")
+struct DivertEnableCommand {
+    static let command = CLICommand(
+        "enable",
+        abstract: "Divert the distro's mount, umount, swapon, swapoff and fsck and link ssi in their place.") { _ in try DivertEnableCommand().run() }
 
     func run() throws {
         do throws(SSIError) {
@@ -38,10 +37,10 @@ struct DivertEnableCommand: ParsableCommand {
     }
 }
 
-struct DivertDisableCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "disable",
-        abstract: "Remove ssi's links and diversions: the distro's commands are back in place.")
+struct DivertDisableCommand {
+    static let command = CLICommand(
+        "disable",
+        abstract: "Remove ssi's links and diversions: the distro's commands are back in place.") { _ in try DivertDisableCommand().run() }
 
     func run() throws {
         do throws(SSIError) {
@@ -53,10 +52,10 @@ struct DivertDisableCommand: ParsableCommand {
     }
 }
 
-struct DivertStatusCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "status",
-        abstract: "Show, for each command, whether it is ssi or the distro's.")
+struct DivertStatusCommand {
+    static let command = CLICommand(
+        "status",
+        abstract: "Show, for each command, whether it is ssi or the distro's.") { _ in try DivertStatusCommand().run() }
 
     func run() throws {
         let states: [(String, SSIDiversion.State)]

@@ -1,24 +1,30 @@
-import ArgumentParser
 import SSICore
 import SSILinux
 import SSIBoot
+import SSITools
 
-struct InitCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "init",
+struct InitCommand {
+    static let command = CLICommand(
+        "init",
         abstract: "PID 1 of the initramfs (ssi-init).",
         discussion: """
             The kernel runs it as /init. It reads root=, rootfstype=, rootflags=, ro/rw, \
             init=, rootwait=N, rootdelay=N, ssi.timeout=N and ssi.break=modules|root|pre-pivot \
             from the kernel command line. Outside PID 1, --explain shows how it would read \
             a command line.
-            """)
+            """,
+        options: [
+            .value("explain", "cmdline", help: "Show how a kernel command line is read (default: /proc/cmdline)."),
+            .flag("explain-current", help: "Explain this machine's /proc/cmdline."),
+        ]) { try InitCommand($0).run() }
 
-    @Option(help: ArgumentHelp("Show how a kernel command line is read (default: /proc/cmdline).", valueName: "cmdline"))
     var explain: String?
+    var explainCurrent: Bool
 
-    @Flag(name: .customLong("explain-current"), help: "Explain this machine's /proc/cmdline.")
-    var explainCurrent = false
+    init(_ v: CLIValues) {
+        explain = v.string("explain")
+        explainCurrent = v.flag("explain-current")
+    }
 
     func run() throws {
         guard explain != nil || explainCurrent else {

@@ -1,16 +1,16 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import ArgumentParser
 import SSICore
 import SSILinux
 import SSIInitramfs
 import SSIConfig
 import SSIClusterFS
+import SSITools
 
-struct MkinitrdCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "mkinitrd",
+struct MkinitrdCommand {
+    static let command = CLICommand(
+        "mkinitrd",
         abstract: "Build the initramfs that brings a node into the cluster.",
         discussion: """
             The image holds ssi (as /init), the kernel modules asked for with their \
@@ -18,74 +18,78 @@ struct MkinitrdCommand: ParsableCommand {
             emergency shell when it is installed, and any --install'ed programs with \
             their shared libraries. Builds are reproducible: the same inputs give \
             byte-identical images (SOURCE_DATE_EPOCH sets the timestamps, else 0).
-            """)
+            """,
+        options: [
+            .value("output", short: "o", "file", help: "Where to write the image."),
+            .value("kver", short: "k", "version", help: "Kernel version (default: the running kernel)."),
+            .value("kmoddir", "dir", help: "Kernel module directory (default: /lib/modules/VERSION)."),
+            .repeated("add-modules", "a,b", help: "Modules or aliases to add, comma separated; repeatable."),
+            .repeated("force-modules", "a,b", help: "Modules to carry and always load at boot, comma separated; repeatable."),
+            .flag("no-default-modules", help: "Carry only the modules named with --add-modules and --force-modules."),
+            .repeated("install", "path", help: "Host programs or files to add, with their shared libraries.", upToNextOption: true),
+            .value("config", "file", help: "Cluster configuration: the image joins that cluster at boot (corosync, key, agents)."),
+            .value("authkey", "file", help: "The cluster key to carry (default: the config's [cluster] authkey)."),
+            .value("compress", "method", help: "zstd, gzip, xz or none.", default: Self.defaultCompression),
+            .integer("compress-level", "n", as: Int32.self, help: "Compression level (default: per method)."),
+            .integer("threads", "n", as: Int.self, help: "Compression threads (default: the CPUs online)."),
+            .value("ssi-binary", "file", help: "The ssi binary to use as /init (default: this one)."),
+            .value("busybox", "file", help: "busybox for the emergency shell (default: /usr/bin/busybox if installed)."),
+            .flag("no-busybox", help: "No emergency shell in the image."),
+            .flag("force", help: "Replace an existing output file."),
+            .flag("quiet", short: "q", help: "Print nothing but errors."),
+            .value("netboot", "dir", help: "Write what the CFS init node serves to network-booting nodes into this folder (needs --config): the image, the kernel, iPXE's boot script and dnsmasq's DHCP hosts; a running ssi-netboot dnsmasq re-reads them."),
+            .value("kernel-image", "file", help: "The kernel --netboot serves (default: /boot/vmlinuz-VERSION)."),
+            .value("list", "image", help: "List the contents of an image (any generator's) and exit."),
+            .flag("update", short: "u", help: "(Re)build the ssi image /boot/ssi-initrd.img-VERSION of the kernel given with -k (-k all: every kernel under /lib/modules; default: the running kernel), with /etc/ssi/cluster.conf when it exists (the Debian package's kernel hooks run this)."),
+        ]) { try MkinitrdCommand($0).run() }
 
-    @Option(name: .shortAndLong, help: ArgumentHelp("Where to write the image.", valueName: "file"))
+    static let defaultCompression = "zstd"
+
     var output: String?
-
-    @Option(name: [.customShort("k"), .long], help: ArgumentHelp("Kernel version (default: the running kernel).", valueName: "version"))
     var kver: String?
-
-    @Option(help: ArgumentHelp("Kernel module directory (default: /lib/modules/VERSION).", valueName: "dir"))
     var kmoddir: String?
-
-    @Option(name: .customLong("add-modules"), parsing: .singleValue,
-            help: ArgumentHelp("Modules or aliases to add, comma separated; repeatable.", valueName: "a,b"))
-    var addModules: [String] = []
-
-    @Option(name: .customLong("force-modules"), parsing: .singleValue,
-            help: ArgumentHelp("Modules to carry and always load at boot, comma separated; repeatable.", valueName: "a,b"))
-    var forceModules: [String] = []
-
-    @Flag(name: .customLong("no-default-modules"), help: "Carry only the modules named with --add-modules and --force-modules.")
-    var noDefaultModules = false
-
-    @Option(name: .customLong("install"), parsing: .upToNextOption,
-            help: ArgumentHelp("Host programs or files to add, with their shared libraries.", valueName: "path"))
-    var installs: [String] = []
-
-    @Option(help: ArgumentHelp("Cluster configuration: the image joins that cluster at boot (corosync, key, agents).", valueName: "file"))
+    var addModules: [String]
+    var forceModules: [String]
+    var noDefaultModules: Bool
+    var installs: [String]
     var config: String?
-
-    @Option(help: ArgumentHelp("The cluster key to carry (default: the config's [cluster] authkey).", valueName: "file"))
     var authkey: String?
-
-    @Option(help: ArgumentHelp("zstd, gzip, xz or none.", valueName: "method"))
-    var compress: String = "zstd"
-
-    @Option(name: .customLong("compress-level"), help: ArgumentHelp("Compression level (default: per method).", valueName: "n"))
+    var compress: String
     var compressLevel: Int32?
-
-    @Option(help: ArgumentHelp("Compression threads (default: the CPUs online).", valueName: "n"))
     var threads: Int?
-
-    @Option(name: .customLong("ssi-binary"), help: ArgumentHelp("The ssi binary to use as /init (default: this one).", valueName: "file"))
     var ssiBinary: String?
-
-    @Option(help: ArgumentHelp("busybox for the emergency shell (default: /usr/bin/busybox if installed).", valueName: "file"))
     var busybox: String?
-
-    @Flag(name: .customLong("no-busybox"), help: "No emergency shell in the image.")
-    var noBusybox = false
-
-    @Flag(help: "Replace an existing output file.")
-    var force = false
-
-    @Flag(name: .shortAndLong, help: "Print nothing but errors.")
-    var quiet = false
-
-    @Option(help: ArgumentHelp("Write what the CFS init node serves to network-booting nodes into this folder (needs --config): the image, the kernel, iPXE's boot script and dnsmasq's DHCP hosts; a running ssi-netboot dnsmasq re-reads them.", valueName: "dir"))
+    var noBusybox: Bool
+    var force: Bool
+    var quiet: Bool
     var netboot: String?
-
-    @Option(name: .customLong("kernel-image"), help: ArgumentHelp("The kernel --netboot serves (default: /boot/vmlinuz-VERSION).", valueName: "file"))
     var kernelImage: String?
-
-    @Option(name: .customLong("list"), help: ArgumentHelp("List the contents of an image (any generator's) and exit.", valueName: "image"))
     var listImage: String?
+    var update: Bool
 
-    @Flag(name: [.customShort("u"), .customLong("update")],
-          help: "(Re)build the ssi image /boot/ssi-initrd.img-VERSION of the kernel given with -k (-k all: every kernel under /lib/modules; default: the running kernel), with /etc/ssi/cluster.conf when it exists (the Debian package's kernel hooks run this).")
-    var update = false
+    init(_ v: CLIValues) {
+        output = v.string("output")
+        kver = v.string("kver")
+        kmoddir = v.string("kmoddir")
+        addModules = v.strings("add-modules")
+        forceModules = v.strings("force-modules")
+        noDefaultModules = v.flag("no-default-modules")
+        installs = v.strings("install")
+        config = v.string("config")
+        authkey = v.string("authkey")
+        compress = v.string("compress") ?? Self.defaultCompression
+        compressLevel = v.integer("compress-level")
+        threads = v.integer("threads")
+        ssiBinary = v.string("ssi-binary")
+        busybox = v.string("busybox")
+        noBusybox = v.flag("no-busybox")
+        force = v.flag("force")
+        quiet = v.flag("quiet")
+        netboot = v.string("netboot")
+        kernelImage = v.string("kernel-image")
+        listImage = v.string("list")
+        update = v.flag("update")
+    }
 
     func run() throws {
         do {

@@ -1,25 +1,45 @@
-import ArgumentParser
 import SSICore
 import SSILinux
 import SSIMembership
+import SSITools
 
 /// The membership agent's helper: one node's part of a cluster mount, run
 /// by the agent in a child chrooted into the system's root (so that the
 /// mount, the distro's exportfs and /var/lib/nfs are the system's). The
 /// last line of its output is "ssi-result ok" or "ssi-result error: ...".
-struct MountApplyCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "mount-apply",
+struct MountApplyCommand {
+    static let command = CLICommand(
+        "mount-apply",
         abstract: "This node's part of a cluster mount (run by the membership agent).",
-        shouldDisplay: false)
+        options: [
+            .flag("mount", help: "Mount (and export, on the owner)."),
+            .flag("unmount", help: "Unexport and unmount."),
+            .value("entry", help: "The cluster mount record.", required: true),
+            .value("local-address", help: "This node's cluster address.", required: true),
+            .value("server-address", help: "The owner's cluster address."),
+            .value("network", help: "The cluster network (the export's clients).", required: true),
+            .integer("local-node", as: UInt32.self, help: "This node's number."),
+        ],
+        hidden: true) { try MountApplyCommand($0).run() }
 
-    @Flag(help: "Mount (and export, on the owner).") var mount = false
-    @Flag(help: "Unexport and unmount.") var unmount = false
-    @Option(help: "The cluster mount record.") var entry: String
-    @Option(name: .customLong("local-address"), help: "This node's cluster address.") var localAddress: String
-    @Option(name: .customLong("server-address"), help: "The owner's cluster address.") var serverAddress: String?
-    @Option(help: "The cluster network (the export's clients).") var network: String
-    @Option(name: .customLong("local-node"), help: "This node's number.") var localNode: UInt32?
+    var mount: Bool
+    var unmount: Bool
+    var entry: String
+    var localAddress: String
+    var serverAddress: String?
+    var network: String
+    var localNode: UInt32?
+
+    init(_ v: CLIValues) {
+        mount = v.flag("mount")
+        unmount = v.flag("unmount")
+        // Required options: the parser refused the command line without them.
+        entry = v.string("entry") ?? ""
+        localAddress = v.string("local-address") ?? ""
+        serverAddress = v.string("server-address")
+        network = v.string("network") ?? ""
+        localNode = v.integer("local-node")
+    }
 
     func run() throws {
         do throws(SSIError) {

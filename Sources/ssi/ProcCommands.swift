@@ -1,4 +1,3 @@
-import ArgumentParser
 import SSICore
 import SSIProcess
 import SSITools
@@ -8,9 +7,9 @@ import SSITools
 // style); main.swift runs them by name. These are for the help, the man
 // pages and the completions, and run the tool if reached anyway.
 
-struct MigrateDocCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: Applet.applet(.migrate).subcommand,
+enum ProcDocCommands {
+    static let migrate = CLICommand(
+        Applet.applet(.migrate).subcommand ?? "migrate",
         abstract: "Move a running process to another node (ssi-migrate).",
         discussion: """
             migrate [-t] PID NODE. CRIU freezes and dumps the process on its node and restores it on NODE under the \
@@ -21,17 +20,14 @@ struct MigrateDocCommand: ParsableCommand {
             restore it, the process goes on running where it was (exit 1, with the reason). Refused: listening \
             or datagram sockets, node-local files and devices (other than ttys and /dev/null-like ones), device \
             mappings, PIDs already used on the target.
-            """)
+            """,
+        arguments: [CLIArgument(CLIProgram.passThroughName, help: "[-t] PID NODE", optional: true, repeated: true)],
+        passThrough: true) { v in
+            throw ExitCode(ProcTools(program: Applet.applet(.migrate).program).migrate(v.argumentList(CLIProgram.passThroughName)))
+        }
 
-    @Argument(parsing: .allUnrecognized, help: "[-t] PID NODE")
-    var arguments: [String] = []
-
-    func run() throws { throw ExitCode(ProcTools(program: Applet.applet(.migrate).program).migrate(arguments)) }
-}
-
-struct OnnodeDocCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: Applet.applet(.onnode).subcommand,
+    static let onnode = CLICommand(
+        Applet.applet(.onnode).subcommand ?? "onnode",
         abstract: "Run a command on another node, its stdio shipped back here.",
         discussion: """
             onnode [-p] NODE COMMAND [ARG...]. The command runs on NODE as the caller (uid, gid, groups), with the \
@@ -40,36 +36,34 @@ struct OnnodeDocCommand: ParsableCommand {
             SIGQUIT, SIGUSR1 and SIGUSR2 sent to onnode go to the command, wherever it runs by then (a terminal's \
             keys, such as Ctrl-C, reach it through the shipped terminal). -p leaves the command running there and \
             returns at once.
-            """)
+            """,
+        arguments: [CLIArgument(CLIProgram.passThroughName, help: "[-p] NODE COMMAND [ARG...]", optional: true, repeated: true)],
+        passThrough: true) { v in
+            throw ExitCode(ProcTools(program: Applet.applet(.onnode).program).onnode(v.argumentList(CLIProgram.passThroughName)))
+        }
 
-    @Argument(parsing: .allUnrecognized, help: "[-p] NODE COMMAND [ARG...]")
-    var arguments: [String] = []
-
-    func run() throws { throw ExitCode(ProcTools(program: Applet.applet(.onnode).program).onnode(arguments)) }
-}
-
-struct WherePIDDocCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: Applet.applet(.wherePID).subcommand,
+    static let wherePID = CLICommand(
+        Applet.applet(.wherePID).subcommand ?? "wherePID",
         abstract: "Print the node a process runs on.",
         discussion: """
             where_pid PID... A PID is a process's cluster-wide identity: processes started after a node's boot get \
             PIDs from that node's range (node N: from N×65536), and a process keeps its PID when it migrates.
-            """)
-
-    @Argument(parsing: .allUnrecognized, help: "PID...")
-    var arguments: [String] = []
-
-    func run() throws { throw ExitCode(ProcTools(program: Applet.applet(.wherePID).program).wherePID(arguments)) }
+            """,
+        arguments: [CLIArgument(CLIProgram.passThroughName, help: "PID...", optional: true, repeated: true)],
+        passThrough: true) { v in
+            throw ExitCode(ProcTools(program: Applet.applet(.wherePID).program).wherePID(v.argumentList(CLIProgram.passThroughName)))
+        }
 }
 
-struct ClusterPSCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "ps",
-        abstract: "List the processes of every node, with their node.")
+struct ClusterPSCommand {
+    static let command = CLICommand(
+        "ps",
+        abstract: "List the processes of every node, with their node.",
+        options: [.flag("json", help: "JSON: a list of {node, pid, uid, command}.")]) { try ClusterPSCommand($0).run() }
 
-    @Flag(help: "JSON: a list of {node, pid, uid, command}.")
-    var json = false
+    var json: Bool
+
+    init(_ v: CLIValues) { json = v.flag("json") }
 
     func run() throws {
         let rc = ProcTools(program: "ssi-cluster ps").ps(json: json)
@@ -77,22 +71,35 @@ struct ClusterPSCommand: ParsableCommand {
     }
 }
 
-struct ProcAgentCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "proc-agent",
-        abstract: "Run the process agent: migration, fd shipping, onnode (started by ssi-init).")
+struct ProcAgentCommand {
+    static let command = CLICommand(
+        "proc-agent",
+        abstract: "Run the process agent: migration, fd shipping, onnode (started by ssi-init).",
+        options: [
+            .value("state-dir", "dir", help: "The membership agent's state directory.", default: Defaults.stateDirectory),
+            .integer("port", as: UInt16.self, help: "TCP port on the node's cluster address.", default: Defaults.port),
+            .value("authkey", "file", help: "The cluster key.", default: Defaults.authkey),
+            .value("system-root", "dir", help: "The system's root (criu and users' commands run there).", default: Defaults.systemRoot),
+        ]) { try ProcAgentCommand($0).run() }
 
-    @Option(name: .customLong("state-dir"), help: ArgumentHelp("The membership agent's state directory.", valueName: "dir"))
-    var stateDirectory = "/run/ssi"
+    enum Defaults {
+        static let stateDirectory = "/run/ssi"
+        static let port: UInt16 = 7791
+        static let authkey = "/etc/corosync/authkey"
+        static let systemRoot = "/proc/1/root"
+    }
 
-    @Option(help: "TCP port on the node's cluster address.")
-    var port: UInt16 = 7791
+    var stateDirectory: String
+    var port: UInt16
+    var authkey: String
+    var systemRoot: String
 
-    @Option(help: ArgumentHelp("The cluster key.", valueName: "file"))
-    var authkey = "/etc/corosync/authkey"
-
-    @Option(name: .customLong("system-root"), help: ArgumentHelp("The system's root (criu and users' commands run there).", valueName: "dir"))
-    var systemRoot = "/proc/1/root"
+    init(_ v: CLIValues) {
+        stateDirectory = v.string("state-dir") ?? Defaults.stateDirectory
+        port = v.integer("port") ?? Defaults.port
+        authkey = v.string("authkey") ?? Defaults.authkey
+        systemRoot = v.string("system-root") ?? Defaults.systemRoot
+    }
 
     func run() throws {
         var options = ProcAgent.Options()

@@ -1,34 +1,40 @@
-import ArgumentParser
 import SSITools
 
-struct SSICommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "ssi",
+/// `ssi`: the root of the command tree (SSITools/CommandLine parses it).
+enum SSICommand {
+    static let root = CLICommand(
+        "ssi",
         abstract: "Boot-time cluster bring-up toolkit (single system image).",
         discussion: """
             One binary for every command: run it as `ssi COMMAND ...`, or through a \
             link named after the command (ssi-mkinitrd, ssi-init).
             """,
-        version: SSIVersion.string,
         // The applet table's order; its man pages and completions follow.
-        subcommands: Applet.all.compactMap { parserCommand($0.command) })
+        subcommands: Applet.all.compactMap { command(for: $0.command) })
 
-    /// The argument parser's command for an applet: the whole command, or
+    static let program = CLIProgram(root: root, version: SSIVersion.string)
+
+    /// `args` without argv[0].
+    static func main(_ args: [String]) -> Never {
+        program.main(args)
+    }
+
+    /// The command tree's command for an applet: the whole command, or
     /// the help, man page and completions of one with its own command line.
-    static func parserCommand(_ command: Applet.Command) -> (any ParsableCommand.Type)? {
+    static func command(for command: Applet.Command) -> CLICommand? {
         switch command {
-        case .mkinitrd: MkinitrdCommand.self
-        case .initProgram: InitCommand.self
-        case .cluster: ClusterCommand.self
-        case .mount: MountDocCommand.self
-        case .umount: UmountDocCommand.self
-        case .swapon: SwaponDocCommand.self
-        case .swapoff: SwapoffDocCommand.self
-        case .fsck: FsckDocCommand.self
-        case .divert: DivertCommand.self
-        case .migrate: MigrateDocCommand.self
-        case .onnode: OnnodeDocCommand.self
-        case .wherePID: WherePIDDocCommand.self
+        case .mkinitrd: MkinitrdCommand.command
+        case .initProgram: InitCommand.command
+        case .cluster: ClusterCommand.command
+        case .mount: ToolDocCommands.mount
+        case .umount: ToolDocCommands.umount
+        case .swapon: ToolDocCommands.swapon
+        case .swapoff: ToolDocCommands.swapoff
+        case .fsck: ToolDocCommands.fsck
+        case .divert: DivertCommand.command
+        case .migrate: ProcDocCommands.migrate
+        case .onnode: ProcDocCommands.onnode
+        case .wherePID: ProcDocCommands.wherePID
         case .fence: nil  // fence_ssi: a fence agent's key=value stdin, no subcommand
         }
     }

@@ -1,15 +1,14 @@
-import ArgumentParser
 import SSITools
 
 // The util-linux drop-ins parse their own command lines (util-linux's, word
-// for word: see SSITools); main.swift runs them before the argument parser
+// for word: see SSITools); main.swift runs them before the command tree
 // ever sees "ssi mount ...". These commands are here for the help, the man
-// pages and the shell completions the package builds from the parser, and
+// pages and the shell completions the package builds from the tree, and
 // to run the tool if they are reached anyway.
 
-struct MountDocCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: Applet.applet(.mount).subcommand,
+enum ToolDocCommands {
+    static let mount = CLICommand(
+        Applet.applet(.mount).subcommand ?? "mount",
         abstract: "Mount a file system on this node or, with a cluster running, on every node (ssi-mount).",
         discussion: """
             util-linux mount's command line, messages and exit codes (0, 1 usage, 2 system, 32 failure, 64 some \
@@ -24,33 +23,27 @@ struct MountDocCommand: ParsableCommand {
             mount is all or nothing: if a member fails, every member unmounts it again and each node's error is \
             printed (exit 32). Nodes that join later mount the cluster mount table before their hand-off. \
             Without a cluster, node= is dropped and this is util-linux's mount.
-            """)
+            """,
+        arguments: [CLIArgument(CLIProgram.passThroughName, help: "util-linux mount's arguments.", optional: true, repeated: true)],
+        passThrough: true) { v in
+            throw ExitCode(MountTool(program: Applet.applet(.mount).program).run(v.argumentList(CLIProgram.passThroughName)))
+        }
 
-    @Argument(parsing: .allUnrecognized, help: "util-linux mount's arguments.")
-    var arguments: [String] = []
-
-    func run() throws { throw ExitCode(MountTool(program: Applet.applet(.mount).program).run(arguments)) }
-}
-
-struct UmountDocCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: Applet.applet(.umount).subcommand,
+    static let umount = CLICommand(
+        Applet.applet(.umount).subcommand ?? "umount",
         abstract: "Unmount a file system; a cluster mount on every node (ssi-umount).",
         discussion: """
             util-linux umount's command line and exit codes (-a, -f, -l, -n, -r, -R, -t, -O, -v). A target in \
             the cluster mount table (/run/ssi/cluster-mounts) is unmounted on every member: the others first, \
             then the owner, which also stops exporting it. Anything else is unmounted here by libmount.
-            """)
+            """,
+        arguments: [CLIArgument(CLIProgram.passThroughName, help: "util-linux umount's arguments.", optional: true, repeated: true)],
+        passThrough: true) { v in
+            throw ExitCode(UmountTool(program: Applet.applet(.umount).program).run(v.argumentList(CLIProgram.passThroughName)))
+        }
 
-    @Argument(parsing: .allUnrecognized, help: "util-linux umount's arguments.")
-    var arguments: [String] = []
-
-    func run() throws { throw ExitCode(UmountTool(program: Applet.applet(.umount).program).run(arguments)) }
-}
-
-struct SwaponDocCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: Applet.applet(.swapon).subcommand,
+    static let swapon = CLICommand(
+        Applet.applet(.swapon).subcommand ?? "swapon",
         abstract: "Enable this node's swap areas (ssi-swapon).",
         discussion: """
             util-linux swapon's command line (-a, -d[POLICY], -e, -p PRIO, -s, --show[=COLUMNS], --raw, --bytes, --noheadings, -T FSTAB, -L LABEL, -U UUID, -v) and \
@@ -58,32 +51,26 @@ struct SwaponDocCommand: ParsableCommand {
             belongs to the node whose cluster.conf [[node]] swap or fstab node=N names it; with a cluster \
             running, an area that belongs to another node, or that another member has active, is refused with \
             that node named. -a turns on this node's areas and fstab swap lines without node=.
-            """)
+            """,
+        arguments: [CLIArgument(CLIProgram.passThroughName, help: "util-linux swapon's arguments.", optional: true, repeated: true)],
+        passThrough: true) { v in
+            throw ExitCode(SwapTool(program: Applet.applet(.swapon).program, off: false).run(v.argumentList(CLIProgram.passThroughName)))
+        }
 
-    @Argument(parsing: .allUnrecognized, help: "util-linux swapon's arguments.")
-    var arguments: [String] = []
-
-    func run() throws { throw ExitCode(SwapTool(program: Applet.applet(.swapon).program, off: false).run(arguments)) }
-}
-
-struct SwapoffDocCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: Applet.applet(.swapoff).subcommand,
+    static let swapoff = CLICommand(
+        Applet.applet(.swapoff).subcommand ?? "swapoff",
         abstract: "Disable swap areas (ssi-swapoff).",
         discussion: """
             util-linux swapoff's command line (-a, -v, -L, -U) and exit codes (4 failed, 16 usage, \
             32/64 with -a). -a turns off this node's own areas.
-            """)
+            """,
+        arguments: [CLIArgument(CLIProgram.passThroughName, help: "util-linux swapoff's arguments.", optional: true, repeated: true)],
+        passThrough: true) { v in
+            throw ExitCode(SwapTool(program: Applet.applet(.swapoff).program, off: true).run(v.argumentList(CLIProgram.passThroughName)))
+        }
 
-    @Argument(parsing: .allUnrecognized, help: "util-linux swapoff's arguments.")
-    var arguments: [String] = []
-
-    func run() throws { throw ExitCode(SwapTool(program: Applet.applet(.swapoff).program, off: true).run(arguments)) }
-}
-
-struct FsckDocCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: Applet.applet(.fsck).subcommand,
+    static let fsck = CLICommand(
+        Applet.applet(.fsck).subcommand ?? "fsck",
         abstract: "Check a file system, never one another node has mounted (ssi-fsck).",
         discussion: """
             util-linux fsck's command line (-A, -R, -M, -N, -T, -V, -s, -t TYPES, -C [FD]; other options and \
@@ -92,10 +79,9 @@ struct FsckDocCommand: ParsableCommand {
             system that any other member has mounted (by UUID, or a GFS2 lock table) is refused with the nodes \
             named, and the check holds the cluster lock fsck:UUID: a second node checking the same device \
             waits until the first is done.
-            """)
-
-    @Argument(parsing: .allUnrecognized, help: "util-linux fsck's arguments.")
-    var arguments: [String] = []
-
-    func run() throws { throw ExitCode(FsckTool(program: Applet.applet(.fsck).program).run(arguments)) }
+            """,
+        arguments: [CLIArgument(CLIProgram.passThroughName, help: "util-linux fsck's arguments.", optional: true, repeated: true)],
+        passThrough: true) { v in
+            throw ExitCode(FsckTool(program: Applet.applet(.fsck).program).run(v.argumentList(CLIProgram.passThroughName)))
+        }
 }

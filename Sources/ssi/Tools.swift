@@ -16,7 +16,6 @@ enum Tools {
         case .fence: FenceAgent.run(args)
         case .mkinitrd, .cluster, .divert:
             SSICommand.main([applet.subcommand ?? applet.command.rawValue] + args)
-            exit(0)
         case .mount: exit(MountTool(program: program).run(args))
         case .umount: exit(UmountTool(program: program).run(args))
         case .swapon: exit(SwapTool(program: program, off: false).run(args))

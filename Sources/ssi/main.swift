@@ -18,7 +18,7 @@ let invokedAs = basename(of: arguments.first ?? "ssi")
 // The applet table (SSITools/Applets.swift) says what each name runs:
 // argv[0] first (ssi-mount, onnode, /init), then `ssi NAME ...` for the
 // commands with their own command lines (util-linux's, OpenSSI's), and
-// the argument parser for the rest.
+// the command tree (SSICommand.swift, parsed by SSITools/CommandLine) for the rest.
 if let applet = Applet.named(invokedAs) {
     // argv[0] as given: getopt's messages print it whole, as util-linux's do.
     Tools.run(applet, program: arguments[0], invokedAs: invokedAs, Array(arguments.dropFirst()))

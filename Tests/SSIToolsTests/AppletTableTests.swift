@@ -2,10 +2,11 @@ import Foundation
 import Testing
 import SSILinux
 @testable import SSITools
+@testable import ssi
 
 /// The one applet table against everything else that names commands: the
 /// Debian package's links and man page links, `ssi divert`'s paths, and
-/// the argument parser's subcommands (what the man pages and completions
+/// the command tree's subcommands (what the man pages and completions
 /// are generated from).
 @Suite struct AppletTableTests {
     static func read(_ path: String) throws -> String {
@@ -28,7 +29,7 @@ import SSILinux
         let subs = Applet.all.compactMap(\.subcommand)
         #expect(Set(subs).count == subs.count)
         #expect(Applet.named("mount")?.command == .mount && Applet.named("ssi-init")?.command == .initProgram)
-        #expect(Applet.named("ssi") == nil, "plain ssi is the argument parser")
+        #expect(Applet.named("ssi") == nil, "plain ssi is the command tree")
         #expect(Applet.subcommand("where_pid")?.ownCommandLine == true && Applet.subcommand("cluster")?.ownCommandLine == false)
     }
 
@@ -74,34 +75,15 @@ import SSILinux
         }
     }
 
-    /// The ssi binary built beside this test binary.
-    static var binary: String? {
-        guard let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") else { return nil }
-        var dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
-        // swift test runs .build/debug/ssiPackageTests.xctest: ssi is in .build/debug.
-        while dir.path != "/" {
-            let candidate = dir.path + "/ssi"
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-            if dir.lastPathComponent == ".build" { break }
-            dir.deleteLastPathComponent()
+    @Test("the command tree's subcommands (man pages, completions) are the table's; its own-command-line ones pass their words through")
+    func treeSubcommands() {
+        let root = SSICommand.root
+        #expect(root.subcommands.map(\.name) == Applet.all.compactMap(\.subcommand))
+        for a in Applet.all {
+            guard let name = a.subcommand else { continue }
+            #expect(root.subcommand(name)?.passThrough == a.ownCommandLine, "\(name)")
         }
-        return nil
-    }
-
-    @Test("the argument parser's subcommands (man pages, completions) are the table's",
-          .enabled(if: binary != nil, "needs the ssi binary built beside the tests (swift build --build-tests)"))
-    func parserSubcommands() throws {
-        let p = Foundation.Process()
-        p.executableURL = URL(fileURLWithPath: Self.binary!)
-        p.arguments = ["--experimental-dump-help"]
-        let out = Pipe()
-        p.standardOutput = out
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        let json = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
-        let command = try #require(json["command"] as? [String: Any])
-        let subs = (command["subcommands"] as? [[String: Any]] ?? []).compactMap { $0["commandName"] as? String }
-        #expect(subs.filter { $0 != "help" } == Applet.all.compactMap(\.subcommand))
+        // The program adds only its hidden build command to the root.
+        #expect(SSICommand.program.root.subcommands.filter { !$0.internalOnly }.map(\.name) == root.subcommands.map(\.name))
     }
 }

@@ -1,0 +1,42 @@
+import Foundation
+import Testing
+
+/// The built ssi (SSI_BIN; scripts/test and the brief's `swift test` set
+/// it): what a script sees of the command line, streams and exit codes.
+@Suite struct CLIBinaryTests {
+    static let ssi = ProcessInfo.processInfo.environment["SSI_BIN"].flatMap { $0.isEmpty ? nil : $0 }
+
+    static func run(_ args: [String]) throws -> (status: Int32, out: String, err: String) {
+        let p = Foundation.Process()
+        p.executableURL = URL(fileURLWithPath: try #require(ssi))
+        p.arguments = args
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        // Both pipes hold far less than a pipe's buffer: read after the exit.
+        p.waitUntilExit()
+        return (p.terminationStatus,
+                String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self),
+                String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
+    }
+
+    @Test("usage error: stderr, exit 64, the option named; help and version: stdout, exit 0",
+          .enabled(if: ssi != nil, "SSI_BIN is not set"))
+    func streams() throws {
+        let bad = try Self.run(["cluster", "proc-agent", "--port", "65536"])
+        #expect(bad.status == 64 && bad.out.isEmpty)
+        #expect(bad.err.hasPrefix("Error: The value '65536' is invalid for '--port <port>'"), "\(bad.err)")
+        #expect(bad.err.contains("See 'ssi cluster proc-agent --help' for more information."))
+        let unknown = try Self.run(["mkinitrd", "--bogus"])
+        #expect(unknown.status == 64 && unknown.err.hasPrefix("Error: Unrecognized option '--bogus'\n"), "\(unknown.err)")
+        let help = try Self.run(["help", "cluster", "keygen"])
+        #expect(help.status == 0 && help.err.isEmpty && help.out.contains("  --size <bytes>          Key size in bytes, 128-4096. (default: 256)"))
+        let group = try Self.run(["cluster"])
+        #expect(group.status == 0 && group.out.contains("SUBCOMMANDS:") && !group.out.contains("mount-apply"))
+        let version = try Self.run(["--version"])
+        #expect(version.status == 0 && version.out == "0.1.0\n")
+        let bash = try Self.run(["--generate-completion-script", "bash"])
+        #expect(bash.status == 0 && bash.out.contains("complete -F _ssi ssi") && !bash.out.hasPrefix("#!"))
+    }
+}
