@@ -1,5 +1,5 @@
 /// Every name the one ssi binary answers to, in one table: main()
-/// dispatches on it, the argument parser's subcommands (hence the man pages
+/// dispatches on it, the command tree's subcommands (hence the man pages
 /// and shell completions generated from it) follow it, and a test holds
 /// the Debian package's links and man page links to it.
 public struct Applet: Sendable, Equatable {
@@ -19,10 +19,10 @@ public struct Applet: Sendable, Equatable {
     public var command: Command
     /// Names argv[0]'s last component may have to run it directly.
     public var names: [String]
-    /// `ssi NAME` and the argument parser's subcommand (nil: none).
+    /// `ssi NAME` and the command tree's subcommand (nil: none).
     public var subcommand: String?
     /// util-linux's or OpenSSI's own command line: main() runs it for
-    /// `ssi NAME ...` before the argument parser sees the words.
+    /// `ssi NAME ...` before the command tree parses the words.
     public var ownCommandLine: Bool
     /// The Debian package's links to /usr/sbin/ssi (debian/ssi.links).
     public var packageLinks: [String]
