@@ -8,8 +8,7 @@ import SSITools
 // pages and the completions, and run the tool if reached anyway.
 
 enum ProcDocCommands {
-    static let migrate = CLICommand(
-        Applet.applet(.migrate).subcommand ?? "migrate",
+    static let migrate = ownCommandLine(.migrate, usage: "[-t] PID NODE",
         abstract: "Move a running process to another node (ssi-migrate).",
         discussion: """
             migrate [-t] PID NODE. CRIU freezes and dumps the process on its node and restores it on NODE under the \
@@ -20,14 +19,9 @@ enum ProcDocCommands {
             restore it, the process goes on running where it was (exit 1, with the reason). Refused: listening \
             or datagram sockets, node-local files and devices (other than ttys and /dev/null-like ones), device \
             mappings, PIDs already used on the target.
-            """,
-        arguments: [CLIArgument(CLIProgram.passThroughName, help: "[-t] PID NODE", optional: true, repeated: true)],
-        passThrough: true) { v in
-            throw ExitCode(ProcTools(program: Applet.applet(.migrate).program).migrate(v.argumentList(CLIProgram.passThroughName)))
-        }
+            """)
 
-    static let onnode = CLICommand(
-        Applet.applet(.onnode).subcommand ?? "onnode",
+    static let onnode = ownCommandLine(.onnode, usage: "[-p] NODE COMMAND [ARG...]",
         abstract: "Run a command on another node, its stdio shipped back here.",
         discussion: """
             onnode [-p] NODE COMMAND [ARG...]. The command runs on NODE as the caller (uid, gid, groups), with the \
@@ -36,23 +30,14 @@ enum ProcDocCommands {
             SIGQUIT, SIGUSR1 and SIGUSR2 sent to onnode go to the command, wherever it runs by then (a terminal's \
             keys, such as Ctrl-C, reach it through the shipped terminal). -p leaves the command running there and \
             returns at once.
-            """,
-        arguments: [CLIArgument(CLIProgram.passThroughName, help: "[-p] NODE COMMAND [ARG...]", optional: true, repeated: true)],
-        passThrough: true) { v in
-            throw ExitCode(ProcTools(program: Applet.applet(.onnode).program).onnode(v.argumentList(CLIProgram.passThroughName)))
-        }
+            """)
 
-    static let wherePID = CLICommand(
-        Applet.applet(.wherePID).subcommand ?? "wherePID",
+    static let wherePID = ownCommandLine(.wherePID, usage: "PID...",
         abstract: "Print the node a process runs on.",
         discussion: """
             where_pid PID... A PID is a process's cluster-wide identity: processes started after a node's boot get \
             PIDs from that node's range (node N: from N×65536), and a process keeps its PID when it migrates.
-            """,
-        arguments: [CLIArgument(CLIProgram.passThroughName, help: "PID...", optional: true, repeated: true)],
-        passThrough: true) { v in
-            throw ExitCode(ProcTools(program: Applet.applet(.wherePID).program).wherePID(v.argumentList(CLIProgram.passThroughName)))
-        }
+            """)
 }
 
 struct ClusterPSCommand {

@@ -6,9 +6,20 @@ import SSITools
 // pages and the shell completions the package builds from the tree, and
 // to run the tool if they are reached anyway.
 
+/// The tree's command for an applet with its own command line: its help
+/// and man page, and the tool itself (Tools.run, as main.swift runs it)
+/// should the tree be reached with its name.
+func ownCommandLine(_ command: Applet.Command, usage: String, abstract: String, discussion: String) -> CLICommand {
+    let applet = Applet.applet(command)
+    return CLICommand(applet.subcommand ?? command.rawValue, abstract: abstract, discussion: discussion,
+                      arguments: [CLIArgument(CLIProgram.passThroughName, help: usage, optional: true, repeated: true)],
+                      passThrough: true) { v in
+        Tools.run(applet, program: applet.program, invokedAs: applet.program, v.argumentList(CLIProgram.passThroughName))
+    }
+}
+
 enum ToolDocCommands {
-    static let mount = CLICommand(
-        Applet.applet(.mount).subcommand ?? "mount",
+    static let mount = ownCommandLine(.mount, usage: "util-linux mount's arguments.",
         abstract: "Mount a file system on this node or, with a cluster running, on every node (ssi-mount).",
         discussion: """
             util-linux mount's command line, messages and exit codes (0, 1 usage, 2 system, 32 failure, 64 some \
@@ -23,27 +34,17 @@ enum ToolDocCommands {
             mount is all or nothing: if a member fails, every member unmounts it again and each node's error is \
             printed (exit 32). Nodes that join later mount the cluster mount table before their hand-off. \
             Without a cluster, node= is dropped and this is util-linux's mount.
-            """,
-        arguments: [CLIArgument(CLIProgram.passThroughName, help: "util-linux mount's arguments.", optional: true, repeated: true)],
-        passThrough: true) { v in
-            throw ExitCode(MountTool(program: Applet.applet(.mount).program).run(v.argumentList(CLIProgram.passThroughName)))
-        }
+            """)
 
-    static let umount = CLICommand(
-        Applet.applet(.umount).subcommand ?? "umount",
+    static let umount = ownCommandLine(.umount, usage: "util-linux umount's arguments.",
         abstract: "Unmount a file system; a cluster mount on every node (ssi-umount).",
         discussion: """
             util-linux umount's command line and exit codes (-a, -f, -l, -n, -r, -R, -t, -O, -v). A target in \
             the cluster mount table (/run/ssi/cluster-mounts) is unmounted on every member: the others first, \
             then the owner, which also stops exporting it. Anything else is unmounted here by libmount.
-            """,
-        arguments: [CLIArgument(CLIProgram.passThroughName, help: "util-linux umount's arguments.", optional: true, repeated: true)],
-        passThrough: true) { v in
-            throw ExitCode(UmountTool(program: Applet.applet(.umount).program).run(v.argumentList(CLIProgram.passThroughName)))
-        }
+            """)
 
-    static let swapon = CLICommand(
-        Applet.applet(.swapon).subcommand ?? "swapon",
+    static let swapon = ownCommandLine(.swapon, usage: "util-linux swapon's arguments.",
         abstract: "Enable this node's swap areas (ssi-swapon).",
         discussion: """
             util-linux swapon's command line (-a, -d[POLICY], -e, -p PRIO, -s, --show[=COLUMNS], --raw, --bytes, --noheadings, -T FSTAB, -L LABEL, -U UUID, -v) and \
@@ -51,26 +52,16 @@ enum ToolDocCommands {
             belongs to the node whose cluster.conf [[node]] swap or fstab node=N names it; with a cluster \
             running, an area that belongs to another node, or that another member has active, is refused with \
             that node named. -a turns on this node's areas and fstab swap lines without node=.
-            """,
-        arguments: [CLIArgument(CLIProgram.passThroughName, help: "util-linux swapon's arguments.", optional: true, repeated: true)],
-        passThrough: true) { v in
-            throw ExitCode(SwapTool(program: Applet.applet(.swapon).program, off: false).run(v.argumentList(CLIProgram.passThroughName)))
-        }
+            """)
 
-    static let swapoff = CLICommand(
-        Applet.applet(.swapoff).subcommand ?? "swapoff",
+    static let swapoff = ownCommandLine(.swapoff, usage: "util-linux swapoff's arguments.",
         abstract: "Disable swap areas (ssi-swapoff).",
         discussion: """
             util-linux swapoff's command line (-a, -v, -L, -U) and exit codes (4 failed, 16 usage, \
             32/64 with -a). -a turns off this node's own areas.
-            """,
-        arguments: [CLIArgument(CLIProgram.passThroughName, help: "util-linux swapoff's arguments.", optional: true, repeated: true)],
-        passThrough: true) { v in
-            throw ExitCode(SwapTool(program: Applet.applet(.swapoff).program, off: true).run(v.argumentList(CLIProgram.passThroughName)))
-        }
+            """)
 
-    static let fsck = CLICommand(
-        Applet.applet(.fsck).subcommand ?? "fsck",
+    static let fsck = ownCommandLine(.fsck, usage: "util-linux fsck's arguments.",
         abstract: "Check a file system, never one another node has mounted (ssi-fsck).",
         discussion: """
             util-linux fsck's command line (-A, -R, -M, -N, -T, -V, -s, -t TYPES, -C [FD]; other options and \
@@ -79,9 +70,5 @@ enum ToolDocCommands {
             system that any other member has mounted (by UUID, or a GFS2 lock table) is refused with the nodes \
             named, and the check holds the cluster lock fsck:UUID: a second node checking the same device \
             waits until the first is done.
-            """,
-        arguments: [CLIArgument(CLIProgram.passThroughName, help: "util-linux fsck's arguments.", optional: true, repeated: true)],
-        passThrough: true) { v in
-            throw ExitCode(FsckTool(program: Applet.applet(.fsck).program).run(v.argumentList(CLIProgram.passThroughName)))
-        }
+            """)
 }
