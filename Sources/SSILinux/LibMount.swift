@@ -67,6 +67,11 @@ public final class MountContext {
     public func setNoCanonicalize(_ on: Bool) { mnt_context_disable_canonicalize(cxt, on ? 1 : 0) }
     public func setNoHelpers(_ on: Bool) { mnt_context_disable_helpers(cxt, on ? 1 : 0) }
     public func setFork(_ on: Bool) { mnt_context_enable_fork(cxt, on ? 1 : 0) }
+    /// Neither fstab nor the mount table completes the command line (mount(8)
+    /// for --bind, --move and --make-*: the operands are the whole story).
+    public func setNoTables() { mnt_context_set_optsmode(cxt, Int32(MNT_OMODE_NOTAB)) }
+    /// umount -d: the loop device goes with the mount.
+    public func setLoopDelete(_ on: Bool) { mnt_context_enable_loopdel(cxt, on ? 1 : 0) }
     /// `MS_*` flags that have no option name (--bind, --move, --rbind).
     public func addFlags(_ flags: UInt) {
         var current: UInt = 0

@@ -90,6 +90,27 @@ public enum Mount {
         }
     }
 
+    /// A mountinfo line with its place in the tree: umount -R and -A walk
+    /// a mount's children and the other mounts of its device.
+    public struct TreeEntry: Sendable, Equatable {
+        public var id: Int
+        public var parent: Int
+        public var entry: Entry
+    }
+
+    /// This process's mounts with their ids and parents, in mount order.
+    public static func tree(path: String = "/proc/self/mountinfo") -> [TreeEntry] {
+        parseMountTree((try? FileSystem.readText(path)) ?? "")
+    }
+
+    static func parseMountTree(_ text: String) -> [TreeEntry] {
+        text.lines().compactMap { line in
+            let f = line.split(separator: " ", maxSplits: 2)
+            guard f.count > 2, let id = Int(f[0]), let parent = Int(f[1]), let entry = parseMountInfo(String(line)).first else { return nil }
+            return TreeEntry(id: id, parent: parent, entry: entry)
+        }
+    }
+
     /// Mount points listed in /proc/self/mounts, in mount order.
     public static func mountPoints() -> [String] {
         guard let text = try? FileSystem.readText("/proc/self/mounts") else { return [] }

@@ -44,6 +44,8 @@ public struct MountTool {
         public var bind = false
         public var rbind = false
         public var move = false
+        /// --make-*: a propagation change of the one target.
+        public var propagation = false
         public var readOnly: Bool?
         public var options: [String] = []
         public var testOptions: String?
@@ -91,6 +93,7 @@ public struct MountTool {
                 // util-linux: the propagation flag as a mount option, which
                 // libmount turns into its own mount(2) call.
                 v.options.append(String(o.key.dropFirst("make-".count)))
+                v.propagation = true
             case "mkdir":
                 // util-linux: an alias of -o X-mount.mkdir[=MODE]; "-m=0700" too.
                 let mode = o.value.map { $0.hasPrefix("=") ? String($0.dropFirst()) : $0 }
@@ -203,6 +206,11 @@ public struct MountTool {
         }
         cxt.source = inv.source
         cxt.target = inv.target
+        // mount(8): for --bind, --rbind, --move (not remounts) and --make-*
+        // fstab and the mount table are not consulted.
+        if (inv.bind || inv.rbind || inv.move) && MountOptions.value(of: "remount", in: options) == nil || inv.propagation {
+            cxt.setNoTables()
+        }
         cxt.setType(inv.types)
         let cliOptions = inv.optionString.map { MountOptions.removing("node", from: $0) }
         cxt.setOptions(cliOptions?.isEmpty == true ? nil : cliOptions)

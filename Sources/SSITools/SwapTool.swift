@@ -130,21 +130,35 @@ public struct SwapTool {
         var status: Int32 = 0
         var ok = 0
         var failed = 0
+        if keys.contains("all") && off {
+            // util-linux: every active area of this kernel (/proc/swaps, the
+            // last first; a node's kernel has only its own), then fstab's
+            // and the configuration's, quietly: swapoff -a twice is no error.
+            for s in activeSwaps().reversed() {
+                if swapoff(s.path, ifExists: false, quiet: true, verbose: verbose) == 0 { ok += 1 } else { failed += 1 }
+            }
+            for a in owners.areas(for: view?.localNode ?? owners.localNode) + owners.fstab where isActive(a.spec) {
+                _ = swapoff(a.spec, ifExists: true, quiet: true, verbose: verbose)
+            }
+            return failed == 0 ? 0 : ok == 0 ? 32 : 64
+        }
         if keys.contains("all") {
-            let mine = owners.areas(for: view?.localNode ?? owners.localNode)
-            for a in mine where !(off ? !isActive(a.spec) : isActive(a.spec)) {
-                let r = off ? swapoff(a.spec, ifExists: true, verbose: verbose)
-                            : swapon(a.spec, priority: a.priority ?? priority, discard: discard, owners: owners, view: view, ifExists: true, verbose: verbose)
+            // A cluster node: its own areas and fstab's unassigned ones.
+            // No cluster: fstab's lines, node= dropped (as mount -a does).
+            let mine = view == nil ? owners.fstab : owners.areas(for: view?.localNode ?? owners.localNode)
+            for a in mine where !isActive(a.spec) {
+                // util-linux: a missing area is an error unless nofail or -e.
+                let r = swapon(a.spec, priority: a.priority ?? priority, discard: discard, owners: owners, view: view,
+                               ifExists: a.noFail || ifExists, verbose: verbose)
                 if r == 0 { ok += 1 } else { failed += 1 }
             }
-            if off && failed > 0 { return ok == 0 ? 32 : 64 }
-            return failed > 0 ? (off ? 4 : 255) : 0
+            return failed > 0 ? 255 : 0
         }
         if specs.isEmpty {
             return output.usage("\(name): bad usage", program: program, code: off ? 16 : 1)
         }
         for s in specs {
-            let r = off ? swapoff(s, ifExists: ifExists, verbose: verbose)
+            let r = off ? swapoff(s, ifExists: ifExists, quiet: false, verbose: verbose)
                         : swapon(s, priority: priority, discard: discard, owners: owners, view: view, ifExists: ifExists, verbose: verbose)
             if r != 0 { status = r }
         }
@@ -184,7 +198,13 @@ public struct SwapTool {
                 return 255
             }
         }
-        if verbose { output.out("\(name): \(dev.path): found signature [pagesize=\(getpagesize()), signature=swap]") }
+        if verbose {
+            // util-linux's two lines, on stderr (warnx).
+            output.error("\(name): \(dev.path): found signature [pagesize=\(getpagesize()), signature=swap]")
+            if let sizes = Self.sizes(dev.path) {
+                output.error("\(name): \(dev.path): pagesize=\(getpagesize()), swapsize=\(sizes.swap), devsize=\(sizes.device)")
+            }
+        }
         do {
             try Swap.on(dev.path, priority: priority, discard: discard)
         } catch {
@@ -196,17 +216,39 @@ public struct SwapTool {
         return 0
     }
 
-    func swapoff(_ spec: String, ifExists: Bool, verbose: Bool) -> Int32 {
+    /// `quiet`: -a's, which says nothing of a failure but ENOMEM's.
+    func swapoff(_ spec: String, ifExists: Bool, quiet: Bool, verbose: Bool) -> Int32 {
         let path = resolve(spec)?.path ?? spec
         if verbose { output.out("\(name) \(path)") }
         do {
             try Swap.off(path)
         } catch {
             if ifExists && (error.errno == ENOENT || error.errno == EINVAL) { return 0 }
+            if quiet && error.errno != ENOMEM { return 4 }
             output.error("\(name): \(path): swapoff failed: \(errnoDescription(error.errno))")
             return 4
         }
         return 0
+    }
+
+    /// The area's size as its swap header says ((last_page + 1) pages)
+    /// and the device's or file's; nil when either cannot be read.
+    static func sizes(_ path: String) -> (swap: UInt64, device: UInt64)? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var header = [UInt8](repeating: 0, count: 8)
+        guard header.withUnsafeMutableBytes({ pread(fd, $0.baseAddress, 8, 1024) }) == 8 else { return nil }
+        let end = lseek(fd, 0, SEEK_END)
+        guard end > 0 else { return nil }
+        func u32(_ at: Int, swapped: Bool) -> UInt32 {
+            let v = header[at..<at + 4].enumerated().reduce(UInt32(0)) { $0 | UInt32($1.element) << (8 * UInt32($1.offset)) }
+            return swapped ? v.byteSwapped : v
+        }
+        // Version 1, in this machine's order or the other.
+        let swapped = u32(0, swapped: false) != 1
+        guard u32(0, swapped: swapped) == 1 else { return nil }
+        return ((UInt64(u32(4, swapped: swapped)) + 1) * UInt64(getpagesize()), UInt64(end))
     }
 
     func resolve(_ spec: String) -> BlockDevice? {
@@ -303,11 +345,16 @@ struct SwapOwners {
         var node: UInt32
         var source: String
         var priority: Int32?
+        /// fstab's `nofail`: -a says nothing when it is missing.
+        var noFail = false
     }
 
     var areas: [Area] = []
     /// fstab swap lines without node=: any node may use them (util-linux's -a).
     var unassigned: [Area] = []
+    /// Every fstab swap line but noauto ones, node= or not: what -a turns
+    /// on with no cluster running (node= is dropped then, as by mount -a).
+    var fstab: [Area] = []
     var localNode: UInt32 = 0
 
     init(configPath: String, fstab: String?) {
@@ -319,15 +366,20 @@ struct SwapOwners {
         let fstabName = fstab ?? "/etc/fstab"
         if let table = try? FstabTable(path: fstab) {
             for e in table.entries where e.type == "swap" {
+                let noFail = MountOptions.value(of: "nofail", in: e.options) != nil
+                if MountOptions.value(of: "noauto", in: e.options) == nil {
+                    self.fstab.append(Area(spec: e.source, node: 0, source: fstabName,
+                                      priority: MountOptions.value(of: "pri", in: e.options).flatMap { Int32($0) }, noFail: noFail))
+                }
                 guard let v = MountOptions.value(of: "node", in: e.options), let n = UInt32(v) else {
                     if MountOptions.value(of: "noauto", in: e.options) == nil {
                         unassigned.append(Area(spec: e.source, node: 0, source: fstabName,
-                                               priority: MountOptions.value(of: "pri", in: e.options).flatMap { Int32($0) }))
+                                               priority: MountOptions.value(of: "pri", in: e.options).flatMap { Int32($0) }, noFail: noFail))
                     }
                     continue
                 }
                 let prio = MountOptions.value(of: "pri", in: e.options).flatMap { Int32($0) }
-                areas.append(Area(spec: e.source, node: n, source: "\(fstabName): node=\(n)", priority: prio))
+                areas.append(Area(spec: e.source, node: n, source: "\(fstabName): node=\(n)", priority: prio, noFail: noFail))
             }
         }
     }

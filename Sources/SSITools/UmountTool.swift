@@ -59,7 +59,13 @@ public struct UmountTool {
                 code = max(code, cluster.umount(target: entry.target, program: program, output: output))
                 continue
             }
-            code = max(code, local(spec, p))
+            if keys.contains("all-targets") {
+                code = max(code, allTargets(spec, p, recursive: keys.contains("recursive")))
+            } else if keys.contains("recursive") {
+                code = max(code, recursive(spec, p))
+            } else {
+                code = max(code, local(spec, p))
+            }
         }
         if all { code = local(nil, p) }
         return code
@@ -74,6 +80,65 @@ public struct UmountTool {
             path = currentDirectory() + "/" + spec
         }
         return table.first { $0.target == path || $0.target == spec } ?? table.first { $0.source == spec }
+    }
+
+    /// umount -R, as util-linux's umount_recursive: the last mount on the
+    /// target, what is mounted over it first, then its children from the
+    /// last, each one only if still mounted; the first failure stops.
+    func recursive(_ spec: String, _ p: GetOpt.Parsed) -> Int32 {
+        let tree = Mount.tree()
+        guard let top = tree.last(where: { $0.entry.mountPoint == Self.canonical(spec) }) else {
+            return notMounted(spec, p)
+        }
+        return recurse(top, tree, p)
+    }
+
+    private func recurse(_ fs: Mount.TreeEntry, _ tree: [Mount.TreeEntry], _ p: GetOpt.Parsed) -> Int32 {
+        let over = tree.last { $0.parent == fs.id && $0.entry.mountPoint == fs.entry.mountPoint }
+        if let over {
+            let rc = recurse(over, tree, p)
+            if rc != 0 { return rc }
+        }
+        for child in tree.reversed() where child.parent == fs.id && child.id != over?.id {
+            let rc = recurse(child, tree, p)
+            if rc != 0 { return rc }
+        }
+        return stillMounted(fs) ? local(fs.entry.mountPoint, p) : 0
+    }
+
+    /// umount -A, as util-linux's umount_alltargets: every mount of the
+    /// device the operand names (bind mounts included), last first.
+    func allTargets(_ spec: String, _ p: GetOpt.Parsed, recursive: Bool) -> Int32 {
+        let tree = Mount.tree()
+        let path = Self.canonical(spec)
+        guard let named = tree.last(where: { $0.entry.mountPoint == path }) ?? tree.last(where: { $0.entry.source == spec || $0.entry.source == path }) else {
+            return notMounted(spec, p)
+        }
+        for fs in tree.reversed() where fs.entry.device == named.entry.device {
+            let rc = recursive ? recurse(fs, Mount.tree(), p) : (stillMounted(fs) ? local(fs.entry.mountPoint, p) : 0)
+            if rc != 0 { return rc }
+        }
+        return 0
+    }
+
+    private func stillMounted(_ fs: Mount.TreeEntry) -> Bool {
+        Mount.tree().contains { $0.id == fs.id }
+    }
+
+    /// util-linux's words for an operand that names no mount.
+    private func notMounted(_ spec: String, _ p: GetOpt.Parsed) -> Int32 {
+        if !p.options.contains(where: { $0.key == "quiet" }) {
+            output.error("\(basename(of: program)): \(spec): \(access(spec, F_OK) == 0 ? "not mounted" : "not found")")
+        }
+        return MountContext.ExitCode.usage
+    }
+
+    /// The path as the mount table has it (symlinks resolved); as given
+    /// when it cannot be resolved.
+    static func canonical(_ spec: String) -> String {
+        guard let resolved = realpath(spec, nil) else { return spec }
+        defer { free(resolved) }
+        return String(cString: resolved)
     }
 
     func local(_ spec: String?, _ p: GetOpt.Parsed) -> Int32 {
@@ -95,6 +160,7 @@ public struct UmountTool {
             case "read-only": cxt.setReadOnlyUmount(true)
             case "no-canonicalize": cxt.setNoCanonicalize(true)
             case "verbose": cxt.setVerbose(true)
+            case "detach-loop": cxt.setLoopDelete(true)
             case "types": types = o.value
             case "test-opts": testOptions = o.value
             default: break
@@ -110,7 +176,12 @@ public struct UmountTool {
         }
         cxt.target = spec
         let o = cxt.umount()
-        if !o.message.isEmpty { output.error("\(name): \(spec): \(o.message).") }
+        // util-linux names the target as libmount resolved it.
+        let target = cxt.target ?? spec
+        if !o.message.isEmpty { output.error("\(name): \(target): \(o.message).") }
+        if o.exitCode == 0 && cxt.mounted && p.options.contains(where: { $0.key == "verbose" }) {
+            output.error("\(name): \(target)" + (cxt.source.map { " (\($0))" } ?? "") + " unmounted")
+        }
         return o.exitCode
     }
 }

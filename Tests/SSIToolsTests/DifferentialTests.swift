@@ -1,0 +1,149 @@
+import Foundation
+import Testing
+
+/// The same command line through util-linux and through ssi (links named
+/// mount, umount, swapon, swapoff to the built binary, first in PATH), each
+/// in a fresh private mount namespace (`unshare -m`) after the same setup:
+/// stdout, stderr, the exit code and the resulting state (the mounts under
+/// the case's folder, the swap areas in it) must be equal. No cluster runs
+/// on the host, so these are util-linux's semantics (node= dropped).
+@Suite(.serialized, .enabled(if: Differential.skipReason == nil, "\(Differential.skipReason ?? "")"))
+struct DifferentialTests {
+    typealias Case = Differential.Case
+    static let cases = Differential.cases
+
+    @Test("util-linux and ssi: the same output, exit code and resulting mounts and swap", arguments: cases)
+    func same(_ c: Case) throws {
+        if c.swap && Differential.hostHasSwap {
+            // Swap areas are the kernel's, not the namespace's.
+            print("skipped \(c.name): the host has swap areas of its own, which swapoff -a would turn off")
+            return
+        }
+        let util = try Differential.run(c, ssi: false)
+        let ours = try Differential.run(c, ssi: true)
+        #expect(ours == util, "util-linux:\n\(util)\nssi:\n\(ours)")
+        #expect(util.out != "(none)" && util.code != "(none)", "the case ran: \(util)")
+    }
+}
+
+enum Differential {
+    /// The ssi binary the links point at: SSI_BIN, else this build's.
+    static let ssi: String? = {
+        if let b = ProcessInfo.processInfo.environment["SSI_BIN"], FileManager.default.isExecutableFile(atPath: b) { return b }
+        let debug = FileManager.default.currentDirectoryPath + "/.build/debug/ssi"
+        return FileManager.default.isExecutableFile(atPath: debug) ? debug : nil
+    }()
+
+    static let skipReason: String? = {
+        if getuid() != 0 { return "needs root (mounts in a private mount namespace)" }
+        for tool in ["/usr/bin/unshare", "/usr/bin/mount", "/usr/bin/umount", "/usr/sbin/swapon", "/usr/sbin/mkswap"]
+        where !FileManager.default.isExecutableFile(atPath: tool) {
+            return "needs \(tool) (util-linux)"
+        }
+        if ssi == nil { return "no ssi binary: set SSI_BIN or run swift build first" }
+        return nil
+    }()
+
+    /// Swap is not namespaced: the swap cases run only when the host has
+    /// no swap area of its own, which `swapoff -a` would turn off.
+    static let hostHasSwap: Bool = {
+        let text = (try? String(contentsOfFile: "/proc/swaps", encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").count > 1
+    }()
+
+    struct Case: CustomTestStringConvertible, Sendable {
+        var name: String
+        /// Run first, with the system's tools, in the case's folder ($D).
+        var setup: String
+        /// The command line compared (bash; the tool names resolve to
+        /// util-linux's or to ssi's).
+        var command: String
+        var swap = false
+        var testDescription: String { name }
+    }
+
+    struct Result: Equatable, CustomStringConvertible {
+        var out: String
+        var err: String
+        var code: String
+        var state: String
+        var description: String { "exit \(code)\n--- stdout\n\(out)--- stderr\n\(err)--- state\n\(state)" }
+    }
+
+    static let links: String = {
+        let dir = NSTemporaryDirectory() + "ssi-difflinks-\(getpid())"
+        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        for tool in ["mount", "umount", "swapon", "swapoff"] {
+            try? FileManager.default.removeItem(atPath: dir + "/" + tool)
+            try? FileManager.default.createSymbolicLink(atPath: dir + "/" + tool, withDestinationPath: ssi ?? "/nonexistent")
+        }
+        return dir
+    }()
+
+    static func run(_ c: Case, ssi: Bool) throws -> Result {
+        let dir = "/tmp/ssi-diff-\(getpid())"
+        let o = dir + ".result"
+        let script = """
+            set +e
+            D=\(dir); rm -rf $D \(o); mkdir -p $D \(o); cd $D
+            { \(c.setup.isEmpty ? ":" : c.setup) ; } >/dev/null 2>&1
+            \(ssi ? "export PATH=\(links):$PATH" : "")
+            { \(c.command) ; } >\(o)/out 2>\(o)/err
+            echo $? >\(o)/code
+            awk -v d="$D" '$5 == d || index($5, d "/") == 1 { print $5, $(NF-1), $(NF-2) }' /proc/self/mountinfo >\(o)/state
+            awk -v d="$D" 'index($1, d "/") == 1 { print "swap", $1 }' /proc/swaps >>\(o)/state
+            awk -v d="$D" 'index($1, d "/") == 1 { print $1 }' /proc/swaps | xargs -r /usr/sbin/swapoff
+            kill $(jobs -p) 2>/dev/null
+            wait
+            exit 0
+            """
+        let p = Foundation.Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
+        p.arguments = ["-m", "--propagation", "private", "bash", "-c", script]
+        var env = ProcessInfo.processInfo.environment
+        env["LC_ALL"] = "C"
+        env.removeValue(forKey: "LIBMOUNT_FSTAB")
+        p.environment = env
+        try p.run()
+        p.waitUntilExit()
+        defer { try? FileManager.default.removeItem(atPath: dir); try? FileManager.default.removeItem(atPath: o) }
+        func read(_ name: String) -> String { (try? String(contentsOfFile: o + "/" + name, encoding: .utf8)) ?? "(none)" }
+        return Result(out: read("out"), err: read("err"), code: read("code").trimmingCharacters(in: .whitespacesAndNewlines),
+                      state: read("state"))
+    }
+
+    static let cases: [Case] = [
+        Case(name: "umount of a busy target named by a relative path: the resolved path in the message, 32",
+             setup: "mkdir a; mount -t tmpfs t a; (cd a && exec sleep 20) & sleep 0.3", command: "umount a"),
+        Case(name: "umount -v: the target and its source said unmounted", setup: "mkdir a; mount -t tmpfs t a", command: "umount -v a"),
+        Case(name: "umount -R: what is mounted over the target, then its children",
+             setup: "mkdir a; mount -t tmpfs t a; mkdir a/b a/c; mount -t tmpfs u a/b; mount -t tmpfs w a/c; mount -t tmpfs v a",
+             command: "umount -R a; umount -R a"),
+        Case(name: "umount -R of what is not mounted, and of what does not exist", setup: "mkdir a",
+             command: "umount -R a; umount -R nothere"),
+        Case(name: "umount -A: every mount of the device, binds included",
+             setup: "mkdir a b c; mount -t tmpfs t a; mount --bind a b; mount --bind a c", command: "umount -A b"),
+        Case(name: "umount -d: the loop device is detached with the mount",
+             setup: "truncate -s 64M img; mkfs.ext4 -q img; mkdir a; mount -o loop img a",
+             command: "umount -d a; losetup -j $PWD/img | wc -l"),
+        Case(name: "mount --make-private and --make-rshared change propagation only; --bind needs no fstab",
+             setup: "mkdir a b; mount -t tmpfs t a",
+             command: "mount --make-rshared a; grep -c 'shared:' /proc/self/mountinfo >/dev/null; mount --make-private a; mount --bind a b"),
+        Case(name: "mount --mkdir makes the mount point", setup: "", command: "mount --mkdir -t tmpfs t new/deeper"),
+        Case(name: "swapon -a: a missing device is named (UUID= and path), nofail is quiet, 255",
+             setup: """
+                printf 'UUID=0de0de0d-1111-4222-8333-444455556666 none swap sw 0 0\\n'$PWD'/nofile none swap sw 0 0\\n'$PWD'/nf none swap sw,nofail 0 0\\n' > fstab
+                mount --bind $PWD/fstab /etc/fstab
+                """,
+             command: "swapon -a", swap: true),
+        Case(name: "swapoff -a: every active area, one in no fstab too; twice is no error",
+             setup: "dd if=/dev/zero of=sw bs=1M count=16; chmod 600 sw; mkswap sw; swapon sw",
+             command: "swapoff -a -v; echo $?; swapoff -a", swap: true),
+        Case(name: "swapon -a -v without a cluster: an fstab line with node= is turned on like the others (node= dropped)",
+             setup: """
+                dd if=/dev/zero of=sw bs=1M count=16; chmod 600 sw; mkswap sw
+                printf $PWD'/sw none swap sw,node=2 0 0\\n' > fstab; mount --bind $PWD/fstab /etc/fstab
+                """,
+             command: "swapon -a -v", swap: true),
+    ]
+}
