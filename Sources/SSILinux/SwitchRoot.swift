@@ -33,8 +33,8 @@ public enum SwitchRoot {
         let dirfd = directory.rawValue
         let copy = dup(dirfd)
         guard copy >= 0 else { return }
-        // Owned until fdopendir succeeds: a failing one leaves the copy
-        // open (and not close-on-exec, into the real init).
+        // Ours until fdopendir takes it: if it fails, the copy must still
+        // be closed (dup is not close-on-exec: it would reach the real init).
         let owned = Descriptor(owning: copy)
         guard let dir = fdopendir(owned.rawValue) else { return }
         _ = owned.take()

@@ -39,7 +39,7 @@ final class AgentSocket {
             let e = errno
             throw SSIError("agent", "listening on \(path): \(errnoDescription(e))")
         }
-        // The agent's for as long as it runs.
+        // Never closed: the agent listens until it exits.
         listenFD = listener.take()
     }
 
