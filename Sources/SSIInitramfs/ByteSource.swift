@@ -30,7 +30,7 @@ extension ByteSource {
 /// (/dev/zero) or a socket would be read forever; they are refused at
 /// open, which does not block (O_NONBLOCK) even on a FIFO with no writer.
 public final class ImageFile: ByteSource {
-    let fd: Int32
+    private let file: Descriptor
     public let path: String
     public let size: Int
     private var remaining: Int
@@ -38,33 +38,27 @@ public final class ImageFile: ByteSource {
     /// `limit`: the largest file accepted; no initramfs comes near it.
     public init(path: String, limit: Int) throws(SSIError) {
         let shown = printableName(path)
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
-        guard fd >= 0 else {
-            let e = errno
-            throw SSIError("list", "cannot read \(shown): \(errnoDescription(e))")
+        let file: Descriptor
+        do throws(SystemCallError) { file = try Descriptor(open: path, O_RDONLY | O_NONBLOCK | O_NOCTTY) } catch {
+            throw SSIError("list", "cannot read \(shown): \(errnoDescription(error.errno))")
         }
         let st: FileSystem.Status
-        do { st = try FileSystem.fstatus(fd) } catch {
-            close(fd)
+        do { st = try FileSystem.fstatus(file.rawValue) } catch {
             throw SSIError("list", "cannot read \(shown): \(error.description)")
         }
         guard st.kind == .regular else {
-            close(fd)
             throw SSIError("list", "\(shown) is \(Self.article(st.kind)), not an image file",
                            hint: "give the path of an initramfs image (a regular file); save a stream to a file first")
         }
         guard st.size <= limit else {
-            close(fd)
             throw SSIError("list", "\(shown) is \(st.size) bytes, more than the \(limit >> 20) MiB an initramfs can be",
                            hint: "this is not an initramfs image")
         }
-        self.fd = fd
+        self.file = file
         self.path = path
         self.size = st.size
         self.remaining = st.size
     }
-
-    deinit { close(fd) }
 
     static func article(_ kind: FileSystem.Kind) -> String {
         switch kind {
@@ -83,7 +77,7 @@ public final class ImageFile: ByteSource {
         guard want > 0 else { return 0 }
         let n: Int
         do {
-            n = try syscall("read") { Glibc.read(fd, buffer.baseAddress, want) }
+            n = try syscall("read") { Glibc.read(file.rawValue, buffer.baseAddress, want) }
         } catch {
             throw SSIError("list", "reading \(printableName(path)): \(errnoDescription(error.errno))")
         }

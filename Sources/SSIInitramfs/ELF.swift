@@ -35,12 +35,11 @@ public enum ELF {
     /// open does not block on a FIFO, which is refused after it.
     public static func read(_ path: String) throws(SSIError) -> ELFDynamicInfo? {
         let shown = printableName(path)
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
-        guard fd >= 0 else {
-            let e = errno
-            throw SSIError("elf", "cannot open \(shown): \(errnoDescription(e))")
+        let file: Descriptor
+        do throws(SystemCallError) { file = try Descriptor(open: path, O_RDONLY | O_NONBLOCK | O_NOCTTY) } catch {
+            throw SSIError("elf", "cannot open \(shown): \(errnoDescription(error.errno))")
         }
-        defer { close(fd) }
+        let fd = file.rawValue
         let st: FileSystem.Status
         do { st = try FileSystem.fstatus(fd) } catch { throw SSIError("elf", "\(shown): \(error.description)") }
         guard st.kind == .regular else {

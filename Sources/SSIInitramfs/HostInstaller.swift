@@ -118,11 +118,9 @@ public struct HostInstaller {
     private func scriptInterpreter(_ path: String) -> String? {
         // O_NONBLOCK: the path was a regular file when checked; if it is a
         // FIFO by now, the read returns nothing instead of waiting.
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
+        guard let file = try? Descriptor(open: path, O_RDONLY | O_NONBLOCK | O_NOCTTY) else { return nil }
         var buf = [UInt8](repeating: 0, count: 256)
-        let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        let n = buf.withUnsafeMutableBytes { read(file.rawValue, $0.baseAddress, $0.count) }
         guard n > 2, buf[0] == UInt8(ascii: "#"), buf[1] == UInt8(ascii: "!") else { return nil }
         let line = buf[2..<n].prefix { $0 != UInt8(ascii: "\n") }
         let word = String(decoding: line, as: UTF8.self).split(separator: " ").first.map(String.init)

@@ -222,23 +222,21 @@ public enum ImageBuilder {
             throw SSIError("mkinitrd", "cannot write \(output): \(errnoDescription(lastErrno))",
                            hint: "choose a writable place with -o")
         }
+        let tmpFile = Descriptor(owning: fd)
         let tmp = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
         var committed = false
-        defer {
-            close(fd)
-            if !committed { unlink(tmp) }
-        }
+        defer { if !committed { unlink(tmp) } }
         // Images without secrets are world-readable like the distro's own;
         // one that holds the cluster key is not.
-        fchmod(fd, mode)
-        let file = FileSink(fd: fd, name: tmp)
+        fchmod(tmpFile.rawValue, mode)
+        let file = FileSink(fd: tmpFile.rawValue, name: tmp)
         let compressed = try spec.compression.sink(into: file, level: spec.compressionLevel, threads: spec.threads)
         let sink = BufferedSink(compressed)
         let cpio = CpioWriter(sink: sink, mtime: spec.mtime)
         try stream(tree, into: cpio)
         try cpio.finish()
         try sink.finish()
-        if fsync(fd) != 0 {
+        if fsync(tmpFile.rawValue) != 0 {
             let lastErrno = errno
             throw SSIError("mkinitrd", "cannot write \(output): fsync: \(errnoDescription(lastErrno))")
         }
@@ -267,12 +265,11 @@ public enum ImageBuilder {
                 try cpio.file(path, permissions: perm, size: size) { (sink) throws(SSIError) -> Int in
                     // O_NONBLOCK: a file replaced by a FIFO since it was
                     // resolved must not hang the build; it is refused below.
-                    let fd = open(source, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
-                    guard fd >= 0 else {
-                        let e = errno
-                        throw SSIError("mkinitrd", "cannot read \(printableName(source)): \(errnoDescription(e))")
+                    let file: Descriptor
+                    do throws(SystemCallError) { file = try Descriptor(open: source, O_RDONLY | O_NONBLOCK | O_NOCTTY) } catch {
+                        throw SSIError("mkinitrd", "cannot read \(printableName(source)): \(errnoDescription(error.errno))")
                     }
-                    defer { close(fd) }
+                    let fd = file.rawValue
                     guard (try? FileSystem.fstatus(fd).kind) == .regular else {
                         throw SSIError("mkinitrd", "\(printableName(source)) is no longer a regular file",
                                        hint: "run again when nothing is replacing it")

@@ -9,15 +9,13 @@ import CSSIShim
 /// (LO_FLAGS_AUTOCLEAR), so a failure on the way leaves nothing behind.
 public final class LoopDevice {
     public let path: String
-    private let fd: Int32
+    private let device: Descriptor
 
     public init(attaching file: String) throws(SystemCallError) {
         var number: Int32 = -1
         let fd = ssi_loop_attach(file, &number)
         guard fd >= 0 else { let lastErrno = errno; throw SystemCallError("attach \(file) to a loop device", errno: lastErrno) }
-        self.fd = fd
+        self.device = Descriptor(owning: fd)
         self.path = "/dev/loop\(number)"
     }
-
-    deinit { close(fd) }
 }

@@ -21,7 +21,8 @@ public import SSICore
 /// the methods are `mutating`; open one with `var netlink = try Netlink()`.
 /// A socket talks to the network namespace of the thread that opened it.
 public struct Netlink: ~Copyable {
-    private let fd: Int32
+    private let descriptor: Descriptor
+    private var fd: Int32 { descriptor.rawValue }
     /// The address the kernel gave the socket; its replies carry it.
     private let portID: UInt32
     private var sequence: UInt32 = 0
@@ -47,49 +48,41 @@ public struct Netlink: ~Copyable {
     public static let mainTable: UInt32 = 254
 
     public init() throws(SystemCallError) {
-        let fd = try syscall("open netlink socket") {
+        let descriptor = Descriptor(owning: try syscall("open netlink socket") {
             socket(AF_NETLINK, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), NL.netlinkRoute)
+        })
+        let fd = descriptor.rawValue
+        var one: Int32 = 1
+        let intSize = socklen_t(MemoryLayout<Int32>.size)
+        // Both best effort (Linux 4.12 and 4.3): extended acks give
+        // error messages in words, capped acks stop the kernel echoing
+        // each failed request back.
+        _ = setsockopt(fd, NL.solNetlink, NL.optExtAck, &one, intSize)
+        _ = setsockopt(fd, NL.solNetlink, NL.optCapAck, &one, intSize)
+        var tv = timeval(tv_sec: Self.replyTimeoutSeconds, tv_usec: 0)
+        try syscall("set netlink receive timeout") {
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         }
-        var port: UInt32 = 0
-        do {
-            var one: Int32 = 1
-            let intSize = socklen_t(MemoryLayout<Int32>.size)
-            // Both best effort (Linux 4.12 and 4.3): extended acks give
-            // error messages in words, capped acks stop the kernel echoing
-            // each failed request back.
-            _ = setsockopt(fd, NL.solNetlink, NL.optExtAck, &one, intSize)
-            _ = setsockopt(fd, NL.solNetlink, NL.optCapAck, &one, intSize)
-            var tv = timeval(tv_sec: Self.replyTimeoutSeconds, tv_usec: 0)
-            try syscall("set netlink receive timeout") {
-                setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        // struct sockaddr_nl { u16 family; u16 pad; u32 pid; u32 groups; }:
+        // pid 0 lets the kernel choose, no multicast groups.
+        var address = sockaddr_storage()
+        address.ss_family = sa_family_t(AF_NETLINK)
+        let nlSize = socklen_t(12)
+        try syscall("bind netlink socket") {
+            withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, nlSize) }
             }
-            // struct sockaddr_nl { u16 family; u16 pad; u32 pid; u32 groups; }:
-            // pid 0 lets the kernel choose, no multicast groups.
-            var address = sockaddr_storage()
-            address.ss_family = sa_family_t(AF_NETLINK)
-            let nlSize = socklen_t(12)
-            try syscall("bind netlink socket") {
-                withUnsafePointer(to: &address) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, nlSize) }
-                }
-            }
-            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-            try syscall("getsockname netlink socket") {
-                withUnsafeMutablePointer(to: &address) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-                }
-            }
-            port = withUnsafeBytes(of: address) { $0.loadUnaligned(fromByteOffset: 4, as: UInt32.self) }
-        } catch {
-            close(fd)
-            throw error
         }
-        self.fd = fd
-        self.portID = port
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        try syscall("getsockname netlink socket") {
+            withUnsafeMutablePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+            }
+        }
+        self.portID = withUnsafeBytes(of: address) { $0.loadUnaligned(fromByteOffset: 4, as: UInt32.self) }
+        self.descriptor = descriptor
         self.buffer = [UInt8](repeating: 0, count: Self.receiveBufferSize)
     }
-
-    deinit { close(fd) }
 
     // MARK: Links
 
@@ -481,6 +474,7 @@ public struct Netlink: ~Copyable {
 
     /// One datagram, copied out of the receive buffer.
     private mutating func receive() throws(Failure) -> [UInt8] {
+        let fd = self.fd
         while true {
             // MSG_TRUNC: the real length comes back even when it did not
             // fit, so a cut message is an error rather than garbage.

@@ -26,11 +26,18 @@ public enum SwitchRoot {
     public static func freeInitramfs(keeping newRoot: String) {
         guard let rootDev = try? FileSystem.status("/").device else { return }
         guard let root = try? Descriptor(open: "/", O_RDONLY | O_DIRECTORY) else { return }
-        removeContents(root.rawValue, device: rootDev, skip: basename(of: newRoot))
+        removeContents(root, device: rootDev, skip: basename(of: newRoot))
     }
 
-    private static func removeContents(_ dirfd: Int32, device: UInt64, skip: String?) {
-        guard let dir = fdopendir(dup(dirfd)) else { return }
+    private static func removeContents(_ directory: borrowing Descriptor, device: UInt64, skip: String?) {
+        let dirfd = directory.rawValue
+        let copy = dup(dirfd)
+        guard copy >= 0 else { return }
+        // Ours until fdopendir takes it: if it fails, the copy must still
+        // be closed (dup is not close-on-exec: it would reach the real init).
+        let owned = Descriptor(owning: copy)
+        guard let dir = fdopendir(owned.rawValue) else { return }
+        _ = owned.take()
         defer { closedir(dir) }
         var names: [String] = []
         while let entry = readdir(dir) {
@@ -45,10 +52,7 @@ public enum SwitchRoot {
             if UInt64(st.st_dev) != device { continue }   // a mount point
             if st.st_mode & S_IFMT == S_IFDIR {
                 let sub = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-                if sub >= 0 {
-                    removeContents(sub, device: device, skip: nil)
-                    close(sub)
-                }
+                if sub >= 0 { removeContents(Descriptor(owning: sub), device: device, skip: nil) }
                 unlinkat(dirfd, name, AT_REMOVEDIR)
             } else {
                 unlinkat(dirfd, name, 0)

@@ -16,19 +16,27 @@ public enum TCPProbe {
     }
 
     public static func probe(_ address: IPv4Address, port: UInt16, timeoutMs: Int32) -> Result {
-        let (fd, result) = connect(address, port: port, timeoutMs: timeoutMs)
-        if fd >= 0 { close(fd) }
-        return result
+        switch connect(address, port: port, timeoutMs: timeoutMs) {
+        case .connected: return .open
+        case .failed(let result): return result
+        }
     }
 
-    /// A non-blocking socket connected (or not) within the deadline; the
-    /// descriptor is -1 unless the result is `.open`.
-    static func connect(_ address: IPv4Address, port: UInt16, timeoutMs: Int32) -> (Int32, Result) {
+    /// A connected socket, or why there is none (a tuple cannot hold a
+    /// `Descriptor`).
+    enum Connection: ~Copyable {
+        case connected(Descriptor)
+        case failed(Result)
+    }
+
+    /// A non-blocking socket connected (or not) within the deadline.
+    static func connect(_ address: IPv4Address, port: UInt16, timeoutMs: Int32) -> Connection {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { let lastErrno = errno; return (-1, .noAnswer("socket: \(errnoDescription(lastErrno))")) }
+        guard fd >= 0 else { let lastErrno = errno; return .failed(.noAnswer("socket: \(errnoDescription(lastErrno))")) }
+        let owned = Descriptor(owning: fd)
         let result = connect(fd, address, port: port, timeoutMs: timeoutMs)
-        if result != .open { close(fd); return (-1, result) }
-        return (fd, result)
+        guard result == .open else { return .failed(result) }
+        return .connected(owned)
     }
 
     static func connect(_ fd: Int32, _ address: IPv4Address, port: UInt16, timeoutMs: Int32) -> Result {
@@ -66,9 +74,12 @@ public enum TCPLineClient {
 
     public static func request(_ line: String, to address: IPv4Address, port: UInt16, timeoutMs: Int32) -> Swift.Result<String, Failure> {
         let deadline = Process.now() + Double(timeoutMs) / 1000
-        let (fd, result) = TCPProbe.connect(address, port: port, timeoutMs: timeoutMs)
-        guard fd >= 0 else { return .failure(.connect(result)) }
-        defer { close(fd) }
+        let socket: Descriptor
+        switch TCPProbe.connect(address, port: port, timeoutMs: timeoutMs) {
+        case .connected(let connected): socket = connected
+        case .failed(let result): return .failure(.connect(result))
+        }
+        let fd = socket.rawValue
         var out = Array((line + "\n").utf8)
         while !out.isEmpty {
             let n = out.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }

@@ -20,11 +20,11 @@ final class AgentSocket {
         unlink(path)
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
         guard fd >= 0 else { let lastErrno = errno; throw SSIError("agent", "socket: \(errnoDescription(lastErrno))") }
+        let listener = Descriptor(owning: fd)
         var addr = sockaddr_un()
         addr.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(path.utf8)
         guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else {
-            close(fd)
             throw SSIError("agent", "socket path too long: \(path)")
         }
         withUnsafeMutableBytes(of: &addr.sun_path) { p in
@@ -37,10 +37,10 @@ final class AgentSocket {
         umask(old)
         guard rc == 0, listen(fd, 16) == 0 else {
             let e = errno
-            close(fd)
             throw SSIError("agent", "listening on \(path): \(errnoDescription(e))")
         }
-        listenFD = fd
+        // Never closed: the agent listens until it exits.
+        listenFD = listener.take()
     }
 
     var clientFDs: [Int32] { Array(buffers.keys).sorted() }
@@ -168,6 +168,7 @@ public enum AgentClient {
     public static func connect(directory: String = ClusterView.defaultDirectory) -> Int32? {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return nil }
+        let connection = Descriptor(owning: fd)
         var addr = sockaddr_un()
         addr.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(path(directory: directory).utf8)
@@ -177,11 +178,8 @@ public enum AgentClient {
         let rc = withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
-        guard rc == 0 else {
-            close(fd)
-            return nil
-        }
-        return fd
+        guard rc == 0 else { return nil }
+        return connection.take()
     }
 
     /// Sends `request` on `fd` and reads answer lines until "end CODE" (each

@@ -78,11 +78,7 @@ public enum AgentSupervisor {
                 sigprocmask(SIG_SETMASK, &original, nil)
                 if let (area, bytes) = originalTitle {
                     for (i, b) in bytes.enumerated() { area[i] = b }
-                    let comm = open("/proc/self/comm", O_WRONLY | O_CLOEXEC)
-                    if comm >= 0 {
-                        writeAll(comm, "ssi")
-                        close(comm)
-                    }
+                    if let comm = try? Descriptor(open: "/proc/self/comm", O_WRONLY) { writeAll(comm.rawValue, "ssi") }
                 }
                 return
             }
@@ -123,11 +119,7 @@ public enum AgentSupervisor {
     /// Returns the area and its original bytes, for the agents forked later.
     private static func retitle(_ name: String) -> (area: UnsafeMutablePointer<UInt8>, bytes: [UInt8])? {
         // prctl(PR_SET_NAME) by its file (prctl is variadic: not imported).
-        let comm = open("/proc/self/comm", O_WRONLY | O_CLOEXEC)
-        if comm >= 0 {
-            writeAll(comm, "ssi-supervisor")
-            close(comm)
-        }
+        if let comm = try? Descriptor(open: "/proc/self/comm", O_WRONLY) { writeAll(comm.rawValue, "ssi-supervisor") }
         guard let stat = try? FileSystem.readText("/proc/self/stat"), let paren = stat.lastIndex(of: ")") else { return nil }
         let fields = stat[stat.index(after: paren)...].split(separator: " ")
         // fields[0] is field 3 (state): field N is fields[N - 3].
@@ -181,16 +173,10 @@ public enum AgentSupervisor {
     /// when running as a booted agent (SSI_AGENT set by ssi-init).
     private static func note(_ text: String, logPath: String, log: (String) -> Void) {
         log(text)
-        let fd = open(logPath, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
-        if fd >= 0 {
-            writeAll(fd, "\(Log.uptimeString()) supervisor: \(text)\n")
-            close(fd)
+        if let file = try? Descriptor(open: logPath, O_WRONLY | O_APPEND | O_CREAT, mode: 0o600) {
+            writeAll(file.rawValue, "\(Log.uptimeString()) supervisor: \(text)\n")
         }
         guard getenv("SSI_AGENT") != nil else { return }
-        let kmsg = open("/dev/kmsg", O_WRONLY | O_CLOEXEC)
-        if kmsg >= 0 {
-            writeAll(kmsg, "<3>ssi-supervisor: \(text)\n")
-            close(kmsg)
-        }
+        if let kmsg = try? Descriptor(open: "/dev/kmsg", O_WRONLY) { writeAll(kmsg.rawValue, "<3>ssi-supervisor: \(text)\n") }
     }
 }

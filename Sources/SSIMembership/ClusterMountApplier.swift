@@ -169,10 +169,8 @@ public struct ClusterMountApplier {
     /// NFSv4 opens, locks and delegations held by clients pin the file
     /// system: nfsd drops them for this path.
     func unlockNFSState(_ entry: ClusterMount) {
-        let fd = open("/proc/fs/nfsd/unlock_filesystem", O_WRONLY | O_CLOEXEC)
-        if fd >= 0 {
-            _ = entry.target.withCString { write(fd, $0, strlen($0)) }
-            close(fd)
+        if let unlock = try? Descriptor(open: "/proc/fs/nfsd/unlock_filesystem", O_WRONLY) {
+            _ = entry.target.withCString { write(unlock.rawValue, $0, strlen($0)) }
         }
     }
 

@@ -333,27 +333,28 @@ final class ClusterMountKeeper {
             if report { agent.send(.mounted(id: e.id, node: me, result: "ok")) }
             return
         }
-        var fds: [Int32] = [0, 0]
-        guard exeFD >= 0, pipe(&fds) == 0 else {
-            let lastErrno = errno
-            finish(Child(id: e.id, unmount: unmount, report: report, fd: -1), result: "error: cannot start: \(errnoDescription(lastErrno))")
+        let pipe: OwnedPipe
+        do throws(SystemCallError) {
+            guard exeFD >= 0 else { throw SystemCallError("open /proc/self/exe", errno: errno) }
+            pipe = try OwnedPipe()
+        } catch {
+            finish(Child(id: e.id, unmount: unmount, report: report, fd: -1), result: "error: cannot start: \(errnoDescription(error.errno))")
             return
         }
-        _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
         let environment: [String] = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"]
         var pid: pid_t = -1, failure = ""
-        do throws(SystemCallError) { pid = try SpawnSpec.inRoot("/proc/1/root", .descriptor(exeFD), argv: args, environment: environment, output: fds[1]).spawn() } catch { failure = error.description }
-        close(fds[1])
-        var child = Child(id: e.id, unmount: unmount, report: report, fd: fds[0])
-        child.target = e.target
+        do throws(SystemCallError) { pid = try SpawnSpec.inRoot("/proc/1/root", .descriptor(exeFD), argv: args, environment: environment, output: pipe.write.rawValue).spawn() } catch { failure = error.description }
+        // Only the child may hold the write end, or the read never ends.
+        pipe.write.close()
         agent.trace("cluster mount \(e.id): \(unmount ? "unmounting" : "mounting") \(e.target) here (\(role))")
         guard pid > 0 else {
-            close(fds[0])
-            finish(child, result: "error: cannot start: \(failure)")
+            finish(Child(id: e.id, unmount: unmount, report: report, fd: -1, target: e.target), result: "error: cannot start: \(failure)")
             return
         }
-        _ = fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK)
-        children[pid] = child
+        // Closed by checkChildren when the child's output ends.
+        let output = pipe.read.take()
+        _ = fcntl(output, F_SETFL, fcntl(output, F_GETFL) | O_NONBLOCK)
+        children[pid] = Child(id: e.id, unmount: unmount, report: report, fd: output, target: e.target)
     }
 
     var childFDs: [Int32] { children.values.map(\.fd) }

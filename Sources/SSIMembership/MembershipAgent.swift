@@ -76,8 +76,8 @@ public final class MembershipAgent {
         // (they see it close; the other members drop our holders when we
         // leave the group).
         AgentSupervisor.superviseSelf(name: "membership agent", logPath: options.stateDirectory + "/agent.log", log: log)
-        let signals = try blockSignals()
-        defer { close(signals) }
+        let signalFD = try blockSignals()
+        let signals = signalFD.rawValue
         cpg = try CPGClient(group: options.group)
         quorum = try QuorumClient()
         votequorum = try? VotequorumClient()
@@ -168,10 +168,8 @@ public final class MembershipAgent {
 
     /// A line in the state directory's agent.log, with the uptime.
     private func trace(_ line: String) {
-        let fd = open(options.stateDirectory + "/agent.log", O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { return }
-        writeAll(fd, "\(Log.uptimeString()) \(line)\n")
-        close(fd)
+        guard let file = try? Descriptor(open: options.stateDirectory + "/agent.log", O_WRONLY | O_APPEND | O_CREAT, mode: 0o644) else { return }
+        writeAll(file.rawValue, "\(Log.uptimeString()) \(line)\n")
     }
 
     private func writePID() {
@@ -259,10 +257,8 @@ public final class MembershipAgent {
 
     private func appendReloadResult(id: String, line: String) {
         let path = options.reloadDirectory + "/" + id
-        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { return }
-        writeAll(fd, line + "\n")
-        close(fd)
+        guard let file = try? Descriptor(open: path, O_WRONLY | O_APPEND | O_CREAT, mode: 0o644) else { return }
+        writeAll(file.rawValue, line + "\n")
     }
 
     /// A line from a command on this node's socket (AgentProtocol.swift).
@@ -518,10 +514,8 @@ public final class MembershipAgent {
     private func changed(from old: NodeRecord, to new: NodeRecord) {
         guard old.state != new.state || old.stage != new.stage else { return }
         let line = "\(Log.uptimeString()) node \(new.number) \(new.state.rawValue) \(new.stage.isEmpty ? "-" : new.stage)\n"
-        let fd = open(options.stateDirectory + "/stages.log", O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
-        if fd >= 0 {
-            writeAll(fd, line)
-            close(fd)
+        if let file = try? Descriptor(open: options.stateDirectory + "/stages.log", O_WRONLY | O_APPEND | O_CREAT, mode: 0o644) {
+            writeAll(file.rawValue, line)
         }
         if let server = cfsServer, new.number == server.number, server.number != view.localNode,
            new.state == .down, old.state != .down {
@@ -536,10 +530,8 @@ public final class MembershipAgent {
     /// A line on the console and in dmesg, whatever the booted system's
     /// logging (crit: above every console log level but "quiet"'s).
     private func kernelLog(critical text: String) {
-        let fd = open("/dev/kmsg", O_WRONLY | O_CLOEXEC)
-        guard fd >= 0 else { return }
-        writeAll(fd, "<2>" + text + "\n")
-        close(fd)
+        guard let kmsg = try? Descriptor(open: "/dev/kmsg", O_WRONLY) else { return }
+        writeAll(kmsg.rawValue, "<2>" + text + "\n")
     }
 
     private func loadConfig() {
@@ -623,13 +615,13 @@ public final class MembershipAgent {
         }
     }
 
-    private func blockSignals() throws(SSIError) -> Int32 {
+    private func blockSignals() throws(SSIError) -> Descriptor {
         var set = sigset_t()
         sigemptyset(&set)
         for s in [SIGTERM, SIGINT, SIGHUP, SIGCHLD, SIGUSR1] { sigaddset(&set, s) }
         pthread_sigmask(SIG_BLOCK, &set, nil)
         let fd = signalfd(-1, &set, Int32(SFD_CLOEXEC))
         guard fd >= 0 else { let lastErrno = errno; throw SSIError("agent", "signalfd: \(errnoDescription(lastErrno))") }
-        return fd
+        return Descriptor(owning: fd)
     }
 }

@@ -14,7 +14,7 @@ struct ClusterLink {
 
     static func current(directory: String = ClusterView.defaultDirectory) -> ClusterLink? {
         guard let fd = AgentClient.connect(directory: directory) else { return nil }
-        close(fd)
+        Descriptor(owning: fd).close()
         let view = try? ClusterView.load(directory: directory)
         return ClusterLink(localNode: view?.localNode ?? 0, directory: directory)
     }
@@ -28,8 +28,8 @@ struct ClusterLink {
         guard let fd = AgentClient.connect(directory: directory) else {
             throw SSIError("cluster", "the membership agent is not running", hint: "ssi cluster status")
         }
-        defer { close(fd) }
-        return try AgentClient.exchange(fd, request, timeoutMs: timeoutMs)
+        let connection = Descriptor(owning: fd)
+        return try AgentClient.exchange(connection.rawValue, request, timeoutMs: timeoutMs)
     }
 
     /// A cluster mount: the agents do it on every member; one line per

@@ -29,6 +29,13 @@ import SSITestSupport
         return nil
     }
 
+    /// Descriptors of this process open on `path` (by /proc/self/fd; a
+    /// unique path keeps tests running alongside out of the count).
+    func descriptors(openOn path: String) -> Int {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+        return entries.filter { (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/" + $0)) == path }.count
+    }
+
     // MARK: Finding 1: only regular files are read
 
     @Test(.timeLimit(.minutes(1)))
@@ -45,6 +52,8 @@ import SSITestSupport
         #expect(d?.contains("is a directory") == true, "\(d ?? "no error")")
         let e = message { _ = try ELF.read(fifo) }
         #expect(e?.contains("not a regular file") == true, "\(e ?? "no error")")
+        // Refused after the open: the refusal closed it.
+        #expect(descriptors(openOn: fifo) == 0)
     }
 
     @Test func fileLargerThanTheLimitIsRefusedBeforeReading() throws {
@@ -55,6 +64,7 @@ import SSITestSupport
         close(fd)
         let m = message { try ImageReader.scan(path: path, limit: 1 << 20) { _ in } }
         #expect(m?.contains("more than the 1 MiB") == true, "\(m ?? "no error")")
+        #expect(descriptors(openOn: path) == 0)
     }
 
     // MARK: Finding 2: output is bounded and streamed

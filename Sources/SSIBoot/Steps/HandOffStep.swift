@@ -8,21 +8,22 @@ extension Boot {
     /// The init step: the real init exists in the new root, is a regular
     /// file and is executable, checked before the point of no return.
     func checkInit(_ initPath: String) throws(SSIError) {
-        let rootfd = open("/sysroot", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard rootfd >= 0 else { let lastErrno = errno; throw SSIError("init", "cannot open /sysroot: \(errnoDescription(lastErrno))") }
-        defer { close(rootfd) }
+        let root: Descriptor
+        do throws(SystemCallError) { root = try Descriptor(open: "/sysroot", O_RDONLY | O_DIRECTORY) } catch {
+            throw SSIError("init", "cannot open /sysroot: \(errnoDescription(error.errno))")
+        }
         // Resolve init inside the new root: an absolute symlink there
         // (/sbin/init -> /lib/systemd/systemd) must not be followed into
         // the initramfs.
-        let fd = ssiOpenInRoot(rootfd, initPath, 0o10000000 /* O_PATH */ | O_CLOEXEC)
+        let fd = ssiOpenInRoot(root.rawValue, initPath, 0o10000000 /* O_PATH */ | O_CLOEXEC)
         guard fd >= 0 else {
             let lastErrno = errno
             throw SSIError("init", "\(initPath) not found in the new root: \(errnoDescription(lastErrno))",
                            hint: "install an init there, or pass init=/path/to/init")
         }
-        defer { close(fd) }
+        let initFile = Descriptor(owning: fd)
         let st: FileSystem.Status
-        do throws(SystemCallError) { st = try FileSystem.fstatus(fd) } catch { throw SSIError("init", error.description) }
+        do throws(SystemCallError) { st = try FileSystem.fstatus(initFile.rawValue) } catch { throw SSIError("init", error.description) }
         guard st.kind == .regular else {
             throw SSIError("init", "\(initPath) in the new root is not a regular file")
         }
