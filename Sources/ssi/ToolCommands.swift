@@ -51,14 +51,16 @@ enum ToolDocCommands {
             exit codes (0, 1 usage, 255 failure). The swap signature is checked with libblkid. A swap area \
             belongs to the node whose cluster.conf [[node]] swap or fstab node=N names it; with a cluster \
             running, an area that belongs to another node, or that another member has active, is refused with \
-            that node named. -a turns on this node's areas and fstab swap lines without node=.
+            that node named. -a turns on this node's areas and fstab swap lines without node= (with no cluster \
+            running, every fstab swap line: node= is dropped, as by mount -a); a missing one is an error unless \
+            its line says nofail or -e is given.
             """)
 
     static let swapoff = ownCommandLine(.swapoff, usage: "util-linux swapoff's arguments.",
         abstract: "Disable swap areas (ssi-swapoff).",
         discussion: """
             util-linux swapoff's command line (-a, -v, -L, -U) and exit codes (4 failed, 16 usage, \
-            32/64 with -a). -a turns off this node's own areas.
+            32/64 with -a). -a turns off every active area of this node (/proc/swaps), then fstab's.
             """)
 
     static let fsck = ownCommandLine(.fsck, usage: "util-linux fsck's arguments.",
