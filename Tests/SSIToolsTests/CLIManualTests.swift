@@ -66,6 +66,14 @@ import Testing
         #expect(CLIManual.escaped("a\\b") == "a\\eb")
         #expect(CLIManual.mdocDate("2025-13-01") == "2025-13-01")
         #expect(CLIProgram.civilDate(days: 0) == "1970-01-01" && CLIProgram.civilDate(days: 20422) == "2025-11-30")
+        // SOURCE_DATE_EPOCH is outside input: a value that would overflow
+        // the day arithmetic is the epoch, not a trap.
+        let saved = getenv("SOURCE_DATE_EPOCH").map { String(cString: $0) }
+        defer { if let saved { setenv("SOURCE_DATE_EPOCH", saved, 1) } else { unsetenv("SOURCE_DATE_EPOCH") } }
+        for (given, date) in [("-9223372036854775808", "1970-01-01"), ("9223372036854775807", "1970-01-01"), ("1764460800", "2025-11-30")] {
+            setenv("SOURCE_DATE_EPOCH", given, 1)
+            #expect(CLIProgram.sourceDate() == date, "SOURCE_DATE_EPOCH=\(given)")
+        }
     }
 
     static func run(_ argv: [String], input: String) throws -> (status: Int32, out: String) {

@@ -112,8 +112,11 @@ public struct CLIProgram: Sendable {
 
     /// SOURCE_DATE_EPOCH as a date (reproducible builds), else the epoch.
     static func sourceDate() -> String {
-        let seconds = getenv("SOURCE_DATE_EPOCH").flatMap { Int(String(cString: $0)) } ?? 0
-        return civilDate(days: seconds >= 0 ? seconds / 86400 : (seconds - 86399) / 86400)
+        // From the environment: anything outside 1970...9999 is the epoch
+        // (no arithmetic on an outside value that could overflow).
+        let given = getenv("SOURCE_DATE_EPOCH").flatMap { Int(String(cString: $0)) } ?? 0
+        let seconds = (0..<253_402_300_800).contains(given) ? given : 0
+        return civilDate(days: seconds / 86400)
     }
 
     /// Days since 1970-01-01 as YYYY-MM-DD (the proleptic Gregorian
