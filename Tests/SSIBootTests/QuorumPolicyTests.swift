@@ -69,11 +69,36 @@ import SSIConfig
 
     @Test func waitIsTheCommandLinesThenTheConfigurations() throws {
         let config = try BootTestConfigs.cfs()
-        #expect(QuorumPolicy.waitSeconds(try BootTestConfigs.params(""), config) == ClusterConfig.Quorum.defaultBootWaitSeconds)
-        #expect(QuorumPolicy.waitSeconds(try BootTestConfigs.params("ssi.quorum_wait=5"), config) == 5)
+        let client = try #require(config.node(number: 2))
+        #expect(QuorumPolicy.waitSeconds(try BootTestConfigs.params(""), config, node: client) == ClusterConfig.Quorum.defaultBootWaitSeconds)
+        #expect(QuorumPolicy.waitSeconds(try BootTestConfigs.params("ssi.quorum_wait=5"), config, node: client) == 5)
         let configured = try BootTestConfigs.cfs("\n[quorum]\nboot_wait_seconds = 90\n")
-        #expect(QuorumPolicy.waitSeconds(try BootTestConfigs.params(""), configured) == 90)
-        #expect(QuorumPolicy.waitSeconds(try BootTestConfigs.params("ssi.quorum_wait=0"), configured) == 0)
+        #expect(QuorumPolicy.waitSeconds(try BootTestConfigs.params(""), configured, node: client) == 90)
+        #expect(QuorumPolicy.waitSeconds(try BootTestConfigs.params("ssi.quorum_wait=0"), configured, node: client) == 0)
+    }
+
+    @Test func cfsInitNodeOfDisklessNodesWaitsOnlyForRunningOnesToRejoin() throws {
+        let config = try BootTestConfigs.cfs()
+        let server = try #require(config.node(number: 1))
+        #expect(config.nodes.filter { $0.number != 1 }.allSatisfy { $0.role == .diskless }, "the test configuration's others are diskless")
+        #expect(QuorumPolicy.isColdStartServer(config, node: server))
+        // Two 3 s token timeouts and 5 s, not the 60 s boot wait.
+        #expect(QuorumPolicy.waitSeconds(try BootTestConfigs.params(""), config, node: server) == 11)
+        #expect(QuorumPolicy.waitSeconds(try BootTestConfigs.params("ssi.quorum_wait=40"), config, node: server) == 40, "the command line wins")
+        guard case .serve(let note) = QuorumPolicy.onTimeout(config, node: server, waited: 11, seen: "members: node1", members: [1],
+                                                              coldStart: true) else {
+            Issue.record("a cold start is said as information"); return
+        }
+        #expect(note.hasPrefix("no quorum after 11 s (members: node1); the other nodes are diskless and boot from this node's root"))
+        // A member with a disk of its own may come up first: the whole wait.
+        let withMember = try BootTestConfigs.cfs().replacingRole(of: 3, with: .member)
+        #expect(!QuorumPolicy.isColdStartServer(withMember, node: server))
+        #expect(QuorumPolicy.waitSeconds(try BootTestConfigs.params(""), withMember, node: server) == 60)
+        // Told to stop without quorum: no shortcut.
+        let stops = try BootTestConfigs.cfs("\n[quorum]\non_timeout = \"stop\"\n")
+        #expect(!QuorumPolicy.isColdStartServer(stops, node: server))
+        // Not the server: never.
+        #expect(!QuorumPolicy.isColdStartServer(config, node: try #require(config.node(number: 2))))
     }
 
     @Test func onlyAGFS2RootPreparesTheKernelDLM() throws {
@@ -83,5 +108,13 @@ import SSIConfig
 
     @Test func memberNamesByNumber() throws {
         #expect(QuorumPolicy.names(try BootTestConfigs.cfs()) == [1: "node1", 2: "node2", 3: "node3"])
+    }
+}
+
+extension ClusterConfig {
+    func replacingRole(of number: Int, with role: Role) -> ClusterConfig {
+        var c = self
+        c.nodes = nodes.map { n in var n = n; if n.number == number { n.role = role }; return n }
+        return c
     }
 }

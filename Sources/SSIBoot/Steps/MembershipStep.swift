@@ -35,15 +35,37 @@ enum QuorumPolicy {
     enum Timeout {
         /// on_timeout = continue: say so and go on without quorum.
         case goOn(warning: String)
+        /// A cold start of the CFS init node: nothing is wrong, the others
+        /// wait for it (said as information, not as a warning).
+        case serve(note: String)
         /// on_timeout = stop: the step fails with this error, so the boot
         /// opens the emergency shell and retries the whole step (wait
         /// included) when it exits; with no shell in the image, it halts.
         case stop(SSIError)
     }
 
-    /// ssi.quorum_wait= wins over [quorum] boot_wait_seconds.
-    static func waitSeconds(_ params: BootParameters, _ config: ClusterConfig) -> Int {
-        params.quorumWait ?? config.quorum.bootWaitSeconds
+    /// ssi.quorum_wait= wins over [quorum] boot_wait_seconds; a cold
+    /// start of the CFS init node (below) waits only for running nodes to
+    /// rejoin.
+    static func waitSeconds(_ params: BootParameters, _ config: ClusterConfig, node: ClusterConfig.Node) -> Int {
+        if let given = params.quorumWait { return given }
+        if isColdStartServer(config, node: node) { return min(rejoinSeconds(config), config.quorum.bootWaitSeconds) }
+        return config.quorum.bootWaitSeconds
+    }
+
+    /// The CFS init node of a cluster whose other nodes are all diskless
+    /// (and that goes on without quorum): none of them can boot before it
+    /// serves their root, so waiting the whole boot wait for them only
+    /// delays them. Nodes that were running (the init node rebooted under
+    /// them) are corosync members and rejoin within a few token timeouts.
+    static func isColdStartServer(_ config: ClusterConfig, node: ClusterConfig.Node) -> Bool {
+        guard let server = config.cfsServer, server.number == node.number, config.onTimeout(for: node) == .continue else { return false }
+        return config.nodes.allSatisfy { $0.number == node.number || $0.role == .diskless }
+    }
+
+    /// Two token timeouts and 5 s: a running member has rejoined by then.
+    static func rejoinSeconds(_ config: ClusterConfig) -> Int {
+        2 * ((config.cluster.tokenTimeoutMs + 999) / 1000) + 5
     }
 
     /// The node's on_timeout (its own, else [quorum]'s, else the root
@@ -51,8 +73,12 @@ enum QuorumPolicy {
     /// goes on). The message says what was seen and, on a CFS client,
     /// whether the init node that serves its root was among the members.
     static func onTimeout(_ config: ClusterConfig, node: ClusterConfig.Node, waited seconds: Int,
-                          seen: String, members: [UInt32]) -> Timeout {
+                          seen: String, members: [UInt32], coldStart: Bool = false) -> Timeout {
         var why = "no quorum after \(seconds) s (\(seen))"
+        if coldStart {
+            return .serve(note: "\(why); the other nodes are diskless and boot from this node's root: serving it "
+                          + "(a node that was running would have rejoined by now)")
+        }
         if let server = config.cfsServer, server.number != node.number, !members.contains(UInt32(server.number)) {
             why += "; the init node \(server.name) (\(server.address)), which serves this node's root, is not among them"
         }
@@ -118,12 +144,15 @@ extension Boot {
         for agent in config.agents where agents[agent.name] == nil {
             agents[agent.name] = try startAgent(agent)
         }
-        let wait = QuorumPolicy.waitSeconds(params, config)
+        let wait = QuorumPolicy.waitSeconds(params, config, node: node)
+        let coldStart = params.quorumWait == nil && QuorumPolicy.isColdStartServer(config, node: node)
         switch try waitForQuorum(quorum, seconds: wait, names: QuorumPolicy.names(config)) {
         case .quorate:
             break
         case .timedOut(let seen, let members):
-            switch QuorumPolicy.onTimeout(config, node: node, waited: wait, seen: seen, members: members) {
+            switch QuorumPolicy.onTimeout(config, node: node, waited: wait, seen: seen, members: members, coldStart: coldStart) {
+            case .serve(let note):
+                log.info("membership", note)
             case .goOn(let warning):
                 log.warning("membership", warning)
             case .stop(let error):
