@@ -58,6 +58,30 @@ extension Boot {
         maskUnitsForCFSClient()
     }
 
+    /// systemd gives a device 90 s to appear, and on a shared root (CFS
+    /// over the network, GFS2 with a DLM lock per lookup) udev reads its
+    /// rules and runs its helpers at the cluster's pace: two diskless nodes
+    /// booting at once from a slow init node missed it, and the serial
+    /// console (dev-ttyS0.device) never got its login. A runtime drop-in
+    /// (moves into the root with /run, gone at the next boot) waits 5 min.
+    func waitLongerForDevices() {
+        let dir = "/run/systemd/system.conf.d"
+        do throws(SystemCallError) {
+            try FileSystem.makeDirectories(dir)
+            try FileSystem.writeFile(dir + "/" + Self.deviceTimeoutDropIn.name, Self.deviceTimeoutDropIn.text)
+        } catch {
+            log.warning("root", "could not write \(dir)/\(Self.deviceTimeoutDropIn.name): \(error.description); systemd keeps its 90 s device timeout")
+        }
+    }
+
+    static let deviceTimeoutDropIn = (name: "50-ssi-shared-root.conf", text: """
+        # Written by ssi-init at every boot on a shared root (CFS, GFS2):
+        # devices appear as fast as udev runs over the cluster's root.
+        [Manager]
+        DefaultDeviceTimeoutSec=300s
+
+        """)
+
     /// `[root] cached`: the distro's read-mostly trees again, with the
     /// NFS client's caches (a second superblock: its options differ from
     /// the root's). A tree that cannot be mounted stays on the coherent

@@ -121,6 +121,8 @@ extension VM {
                     #expect(try await g.run("findmnt -n -o FSTYPE /").output == "nfs4")
                     let usr = try await g.run("findmnt -n -o FSTYPE,OPTIONS /usr").output
                     #expect(usr.hasPrefix("nfs4") && usr.contains("acdirmax=10"), "\(g.name): /usr cached: \(usr)")
+                    #expect(try await g.run("systemctl show -P DefaultDeviceTimeoutUSec").output == "5min",
+                            "\(g.name): ssi-init's runtime drop-in gives devices 5 min")
                     let vars = try await g.run("findmnt -n -o SOURCE,OPTIONS /var").output
                     #expect(vars.hasPrefix("10.77.0.1:/cluster/nodes/\(g.name)/var") && vars.contains("acdirmax=10"),
                             "\(g.name): its own /var, cached: \(vars)")

@@ -75,14 +75,8 @@ cat > "$staging/etc/systemd/system/serial-getty@ttyS0.service.d/autologin.conf" 
 ExecStart=
 ExecStart=-/sbin/agetty --autologin root --noclear --keep-baud 115200 %I linux
 UNIT
-# Two diskless nodes booting at once from one TCG init node can keep udev
-# busy past systemd's 90 s device timeout: dev-ttyS0.device then fails and
-# the serial console never gets its login (seen in CI). Wait longer.
-mkdir -p "$staging/etc/systemd/system.conf.d"
-cat > "$staging/etc/systemd/system.conf.d/ssi-test.conf" <<'CONF'
-[Manager]
-DefaultDeviceTimeoutSec=300s
-CONF
+# No device timeout of its own: on a shared root ssi-init writes one
+# (/run/systemd/system.conf.d/50-ssi-shared-root.conf), which the CFS test checks.
 cat > "$staging/etc/systemd/system/ssi-test-marker.service" <<'UNIT'
 [Unit]
 Description=Tell the VM test that multi-user.target was reached

@@ -36,6 +36,7 @@ extension Boot {
         if privates.paths.contains("/etc/machine-id") {
             maskForBoot(["systemd-machine-id-commit.service"])
         }
+        waitLongerForDevices()
         log.info("private", "\(privates.paths.joined(separator: " ")) are \(me.name)'s own, from "
                  + "\(config.privatePaths.directory)/\(me.name)" + (made.isEmpty ? "" : " (seeded \(made.joined(separator: " ")))")
                  + (cached.isEmpty ? "" : "; \(cached.joined(separator: " ")) mounted cached")
