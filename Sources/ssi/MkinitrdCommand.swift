@@ -192,7 +192,9 @@ struct MkinitrdCommand {
             if !report.builtinRequested.isEmpty {
                 print("  built into \(kernel), nothing to carry: \(report.builtinRequested.joined(separator: ", "))")
             }
-            if report.holdsSecrets {
+            // A netboot image's mode was said above (0640 for dnsmasq's TFTP,
+            // or why not): one line about one file.
+            if report.holdsSecrets && netbootFiles == nil {
                 print("  the image holds the cluster key and the configuration's secrets: written mode 0600, keep it that way")
             }
             if !report.missingFirmware.isEmpty {

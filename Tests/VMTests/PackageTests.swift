@@ -70,6 +70,11 @@ extension VM {
                          "/etc/default/ssi"] {
                 #expect(((try? fm.attributesOfItem(atPath: root.path + file)[.size] as? Int) ?? 0) > 0, "\(file) missing or empty")
             }
+            // INSTALL.md's first cluster command writes the key there.
+            var isDir: ObjCBool = false
+            #expect(fm.fileExists(atPath: root.path + "/etc/ssi", isDirectory: &isDir) && isDir.boolValue, "/etc/ssi is not shipped")
+            let key = try root.run(["ssi", "cluster", "keygen", "-o", "/etc/ssi/authkey"], check: false)
+            #expect(key.status == 0, "ssi cluster keygen -o /etc/ssi/authkey: \(key.stderr)")
             for hook in ["/usr/lib/systemd/system-shutdown/ssi-gfs2-root", "/etc/kernel/postinst.d/ssi", "/etc/kernel/postrm.d/ssi"] {
                 #expect(fm.isExecutableFile(atPath: root.path + hook), "\(hook) missing or not executable")
             }
