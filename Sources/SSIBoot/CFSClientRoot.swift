@@ -106,9 +106,14 @@ extension Boot {
     }
 
     /// The shared root carries the init node's services, enabled: the
-    /// other nodes must not export their NFS root again.
+    /// other nodes must not export their NFS root again. Its fstab's `/`
+    /// line is the init node's disk: systemd-remount-fs would remount this
+    /// node's NFS root with that disk's options (errors=remount-ro...), fail,
+    /// and leave the system degraded; ssi-init mounted the root with ssi's
+    /// options already. (systemd-fsck-root is skipped by its own condition:
+    /// the root is read-write.)
     func maskUnitsForCFSClient() {
-        maskForBoot(["nfs-server.service", "nfs-kernel-server.service", CFSFiles.netbootUnitName])
+        maskForBoot(["nfs-server.service", "nfs-kernel-server.service", CFSFiles.netbootUnitName, "systemd-remount-fs.service"])
     }
 
     /// Runtime masks: /run/systemd/system outranks /etc and /lib, moves
