@@ -55,6 +55,9 @@ public final class MembershipAgent {
     private var bootEventsOffset = 0
     /// The CPG group's members, as of the last configuration change.
     private var members: Set<UInt32> = []
+    /// Each member's state and stage as it last said them on CPG: what its
+    /// record goes back to when corosync lists it again (QuorumRule).
+    private var reported: [UInt32: QuorumRule.Reported] = [:]
     /// The cluster network ("10.0.0.0/24"): NFS exports of cluster mounts.
     private var network: String?
     private var socket: AgentSocket?
@@ -321,6 +324,7 @@ public final class MembershipAgent {
             }
             writeView()
         case .state(let state, let stage):
+            reported[node] = .init(state: state, stage: stage)
             let old = record(node).state
             update(node) {
                 $0.state = state
@@ -347,6 +351,7 @@ public final class MembershipAgent {
             locks.membershipChanged(members: members, left: left.map(\.node), joined: joined.map(\.node))
         }
         for m in left where m.node != view.localNode {
+            reported[m.node] = nil
             let old = record(m.node).state
             update(m.node) {
                 $0.state = .down
@@ -374,14 +379,10 @@ public final class MembershipAgent {
             view.totalVotes = info.totalVotes
             view.quorum = info.quorum
         }
-        // Nodes corosync no longer sees are down even before CPG says so.
-        for i in view.nodes.indices where !q.members.contains(view.nodes[i].number) && view.nodes[i].number != view.localNode {
-            if view.nodes[i].state != .down {
-                view.nodes[i].state = .down
-                view.nodes[i].stage = ""
-                runHooks("down", node: view.nodes[i].number)
-            }
-        }
+        let (down, back) = QuorumRule.apply(to: &view.nodes, quorum: Set(q.members), cpg: members, reported: reported,
+                                            local: view.localNode)
+        for n in down { runHooks("down", node: n) }
+        for n in back where reported[n]?.state == .up { runHooks("up", node: n) }
         writeView()
     }
 
@@ -623,5 +624,42 @@ public final class MembershipAgent {
         let fd = signalfd(-1, &set, Int32(SFD_CLOEXEC))
         guard fd >= 0 else { let lastErrno = errno; throw SSIError("agent", "signalfd: \(errnoDescription(lastErrno))") }
         return Descriptor(owning: fd)
+    }
+}
+
+/// How corosync's quorum membership changes the view, whatever the order
+/// in which the quorum and CPG callbacks arrive. A node corosync no longer
+/// lists is down even before CPG says so; a node it lists again, that is a
+/// CPG member, gets back what it last said (or COMINGUP). Without the
+/// second half, a stale quorum list dispatched after a partition merged
+/// (corosync formed {2,3} then {1,2,3} within a second on a loaded host)
+/// marked node 1 down after its CPG state had arrived, and it stayed DOWN
+/// in nodes 2's and 3's views while it served their root.
+enum QuorumRule {
+    struct Reported: Equatable {
+        var state: NodeState
+        var stage: String
+    }
+
+    /// Returns the nodes it marked down and those it brought back.
+    static func apply(to nodes: inout [NodeRecord], quorum: Set<UInt32>, cpg: Set<UInt32>,
+                      reported: [UInt32: Reported], local: UInt32) -> (down: [UInt32], back: [UInt32]) {
+        var down: [UInt32] = [], back: [UInt32] = []
+        for i in nodes.indices where nodes[i].number != local {
+            let n = nodes[i].number
+            if !quorum.contains(n) {
+                if nodes[i].state != .down {
+                    nodes[i].state = .down
+                    nodes[i].stage = ""
+                    down.append(n)
+                }
+            } else if nodes[i].state == .down && cpg.contains(n) {
+                let r = reported[n] ?? Reported(state: .comingUp, stage: "")
+                nodes[i].state = r.state
+                nodes[i].stage = r.stage
+                back.append(n)
+            }
+        }
+        return (down, back)
     }
 }
