@@ -124,11 +124,13 @@ extension VM {
                 #expect(machineIDs.count == 3, "three different machine ids")
                 for g in diskless {
                     #expect(try await g.run("findmnt -n -o FSTYPE /").output == "nfs4")
-                    let usr = try await g.run("findmnt -n -o FSTYPE,OPTIONS /usr").output
+                    // Through a pipe: on the serial console findmnt cuts its
+                    // columns to the terminal's 80.
+                    let usr = try await g.run("findmnt -n -o FSTYPE,OPTIONS /usr | cat").output
                     #expect(usr.hasPrefix("nfs4") && usr.contains("acdirmax=10"), "\(g.name): /usr cached: \(usr)")
                     #expect(try await g.run("systemctl show -P DefaultDeviceTimeoutUSec").output == "5min",
                             "\(g.name): ssi-init's runtime drop-in gives devices 5 min")
-                    let vars = try await g.run("findmnt -n -o SOURCE,OPTIONS /var").output
+                    let vars = try await g.run("findmnt -n -o SOURCE,OPTIONS /var | cat").output
                     #expect(vars.hasPrefix("10.77.0.1:/cluster/nodes/\(g.name)/var") && vars.contains("acdirmax=10"),
                             "\(g.name): its own /var, cached: \(vars)")
                     let failed = try await g.run("systemctl --failed --no-legend --plain", expectStatus: nil).output

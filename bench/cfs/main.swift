@@ -135,7 +135,7 @@ struct CFSBench {
                 if kind == "ssi" {
                     try await g.waitForAnywhere("ABSOLUTELY NO WARRANTY")
                     options = try await g.run("findmnt -n -o OPTIONS /", timeout: .seconds(60)).output
-                    usrOptions = try await g.run("findmnt -n -t nfs4 -o TARGET,SOURCE,OPTIONS", timeout: .seconds(60)).output
+                    usrOptions = try await g.run("findmnt -n -t nfs4 -o TARGET,SOURCE,OPTIONS | cat", timeout: .seconds(60)).output
                     let cfs = try await g.run(FileRates.script(dir: "/root/bench-cfs", files: files), timeout: .seconds(900)).output
                     rates["diskless node, CFS root (NFSv4)"] = cfs.split(separator: " ").map(String.init)
                 }
