@@ -378,6 +378,20 @@ public final class Guest: Sendable {
         return result
     }
 
+    /// Runs `command` again, once a second, until `done` accepts its
+    /// result or `timeout` passes; returns the last result. For what a
+    /// node sees only after a bounded delay (a cached tree's change within
+    /// [root] cache_seconds), so a slow machine is not failed early and a
+    /// stuck one is not waited on for long.
+    public func runUntil(_ command: String, timeout: Duration, _ done: (ShellResult) -> Bool) async throws -> ShellResult {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            let result = try await run(command, expectStatus: nil)
+            if done(result) || ContinuousClock.now >= deadline { return result }
+            try await Task.sleep(for: .seconds(1))
+        }
+    }
+
     // MARK: - Lifetime
 
     /// The wrapper's exit status once it has exited (124: the time limit
