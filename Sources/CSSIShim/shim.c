@@ -56,12 +56,14 @@ int ssi_mount_bounded(const char *source, const char *target, const char *type,
     clock_gettime(CLOCK_MONOTONIC, &start);
     for (;;) {
         int status = 0;
-        pid_t r = waitpid(pid, &status, WNOHANG);
+        pid_t r = (pid_t)SSI_RETRY(waitpid(pid, &status, WNOHANG));
         if (r == pid) {
             if (WIFEXITED(status)) return WEXITSTATUS(status);
-            return EINTR;
+            /* Killed by a signal (not an interrupted call): the mount was
+               cancelled, and ECANCELED says so rather than EINTR. */
+            return ECANCELED;
         }
-        if (r < 0 && errno != EINTR) return errno;
+        if (r < 0) return errno;
         clock_gettime(CLOCK_MONOTONIC, &now);
         long ms = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
         if (ms >= timeout_ms) {

@@ -234,9 +234,8 @@ public struct SwapTool {
     /// The area's size as its swap header says ((last_page + 1) pages)
     /// and the device's or file's; nil when either cannot be read.
     static func sizes(_ path: String) -> (swap: UInt64, device: UInt64)? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
+        guard let file = try? Descriptor(open: path, O_RDONLY) else { return nil }
+        let fd = file.rawValue
         var header = [UInt8](repeating: 0, count: 8)
         guard header.withUnsafeMutableBytes({ pread(fd, $0.baseAddress, 8, 1024) }) == 8 else { return nil }
         let end = lseek(fd, 0, SEEK_END)

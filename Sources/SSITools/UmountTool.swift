@@ -136,9 +136,7 @@ public struct UmountTool {
     /// The path as the mount table has it (symlinks resolved); as given
     /// when it cannot be resolved.
     static func canonical(_ spec: String) -> String {
-        guard let resolved = realpath(spec, nil) else { return spec }
-        defer { free(resolved) }
-        return String(cString: resolved)
+        (try? FileSystem.realPath(spec)) ?? spec
     }
 
     func local(_ spec: String?, _ p: GetOpt.Parsed) -> Int32 {
