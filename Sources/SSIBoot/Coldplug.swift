@@ -52,7 +52,7 @@ extension Boot {
     func deviceWatch() throws(SSIError) -> DeviceWatch {
         if let devices { return devices }
         let udev: Udev
-        do throws(SystemCallError) { udev = try Udev() } catch {
+        do throws(SSIError) { udev = try Udev() } catch {
             throw SSIError("modules", "libudev: \(error)")
         }
         var monitor: UdevMonitor?

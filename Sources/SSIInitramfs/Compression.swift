@@ -2,6 +2,7 @@
 import Glibc
 #endif
 public import SSICore
+import SSILinux
 import CZstd
 import CZlib
 import CLzma
@@ -42,6 +43,7 @@ final class ZstdSink: ByteSink {
     private var out = [UInt8](repeating: 0, count: chunkSize)
 
     init(next: any ByteSink, level: Int32, threads: Int) throws(SSIError) {
+        try LazyLibrary.zstd.load()
         guard let cctx = ZSTD_createCCtx() else { throw SSIError("zstd", "cannot create a compression context") }
         self.cctx = cctx
         self.next = next
@@ -96,6 +98,7 @@ final class GzipSink: ByteSink {
 
     init(next: any ByteSink, level: Int32) throws(SSIError) {
         self.next = next
+        try LazyLibrary.zlib.load()
         // windowBits 15 + 16: a gzip header (mtime 0, so reproducible).
         let rc = deflateInit2_(&stream, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY,
                                zlibVersion(), Int32(MemoryLayout<z_stream>.size))
@@ -137,6 +140,7 @@ final class XzSink: ByteSink {
 
     init(next: any ByteSink, level: Int32) throws(SSIError) {
         self.next = next
+        try LazyLibrary.lzma.load()
         // The kernel's XZ decoder verifies CRC32 or nothing: never CRC64.
         let rc = lzma_easy_encoder(&stream, UInt32(level), LZMA_CHECK_CRC32)
         guard rc == LZMA_OK else { throw SSIError("xz", "encoder init failed (\(rc.rawValue))") }

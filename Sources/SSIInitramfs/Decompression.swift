@@ -2,6 +2,7 @@
 import Glibc
 #endif
 public import SSICore
+import SSILinux
 import CZstd
 import CZlib
 import CLzma
@@ -179,6 +180,7 @@ final class ZstdCodec: StreamCodec {
     let missing = "the rest of the frame and its checksum are"
 
     init() throws(SSIError) {
+        try LazyLibrary.zstd.load()
         guard let dctx = ZSTD_createDCtx() else { throw SSIError("zstd", "cannot create a decompression context") }
         // The default window limit (128 MiB, ZSTD_WINDOWLOG_LIMIT_DEFAULT)
         // is kept: a frame that asks for more memory is refused.
@@ -209,6 +211,7 @@ final class GzipCodec: StreamCodec {
     let missing = "the rest of the deflate data and the CRC-32/size trailer are"
 
     init() throws(SSIError) {
+        try LazyLibrary.zlib.load()
         // windowBits 15 + 32: a gzip (or zlib) header, detected.
         guard inflateInit2_(&stream, 15 + 32, zlibVersion(), Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
             throw SSIError("gzip", "cannot start a decompressor (inflateInit failed)")
@@ -286,6 +289,7 @@ final class XzCodec: StreamCodec {
     }
 
     func reset() throws(SSIError) {
+        try LazyLibrary.lzma.load()
         guard lzma_stream_decoder(&stream, Self.memoryLimit, Self.concatenated) == LZMA_OK else {
             throw SSIError("xz", "cannot start a decompressor")
         }

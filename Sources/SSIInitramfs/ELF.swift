@@ -14,6 +14,8 @@ public struct ELFDynamicInfo: Sendable, Equatable {
     public var needed: [String] = []
     public var rpath: [String] = []
     public var runpath: [String] = []
+    /// DT_SONAME: the name a library is loaded by ("libkmod.so.2").
+    public var soname: String?
     public var is64Bit: Bool
     public var machine: UInt16
 }
@@ -111,6 +113,7 @@ public enum ELF {
         let entSize = is64 ? 16 : 8
         var strtabAddr: UInt64?
         var needed: [UInt64] = [], rpath: [UInt64] = [], runpath: [UInt64] = []
+        var soname: UInt64?
         var i = 0
         while i + entSize <= dyn.count {
             let tag = is64 ? Int64(bitPattern: dyn.u64(i)) : Int64(Int32(bitPattern: dyn.u32(i)))
@@ -119,6 +122,7 @@ public enum ELF {
             case 0: i = dyn.count; continue        // DT_NULL
             case 1: needed.append(val)             // DT_NEEDED
             case 5: strtabAddr = val               // DT_STRTAB
+            case 14: soname = val                  // DT_SONAME
             case 15: rpath.append(val)             // DT_RPATH
             case 29: runpath.append(val)           // DT_RUNPATH
             default: break
@@ -129,7 +133,7 @@ public enum ELF {
             throw corrupt("\(needed.count) DT_NEEDED and \(rpath.count + runpath.count) search path entries (at most \(maxNames))")
         }
         guard let strtabAddr else {
-            if needed.isEmpty && rpath.isEmpty && runpath.isEmpty { return info }
+            if needed.isEmpty && rpath.isEmpty && runpath.isEmpty && soname == nil { return info }
             throw SSIError("elf", "\(path): has DT_NEEDED entries but no string table")
         }
         // DT_STRTAB is a virtual address; find the file offset through the
@@ -148,6 +152,7 @@ public enum ELF {
         for n in needed { info.needed.append(try str(n)) }
         for r in rpath { info.rpath += try str(r).split(separator: ":").map(String.init) }
         for r in runpath { info.runpath += try str(r).split(separator: ":").map(String.init) }
+        if let soname { info.soname = try str(soname) }
         return info
     }
 }

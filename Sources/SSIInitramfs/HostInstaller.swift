@@ -91,6 +91,20 @@ public struct HostInstaller {
         }
     }
 
+    /// Installs libraries that `binary` opens with dlopen (LazyLibrary):
+    /// no DT_NEEDED names them, so the closure walk cannot find them. They
+    /// are searched like the binary's own DT_NEEDED entries (dlopen uses
+    /// the caller's DT_RUNPATH, then the loader's directories).
+    public mutating func installLoaded(_ sonames: [String], by binary: String) throws(SSIError) {
+        guard let info = try ELF.read(hostRoot + binary) else {
+            throw SSIError("install", "\(binary) is not an ELF file; cannot place the libraries it loads")
+        }
+        for soname in sonames {
+            let found = try locate(soname, for: info, origin: dirname(of: binary), neededBy: binary)
+            try install(found, as: nil, permissions: nil, depth: 0, neededBy: binary)
+        }
+    }
+
     private func missing(_ path: String, _ neededBy: String?, _ cause: String) -> SSIError {
         if let neededBy {
             return SSIError("install", "\(printableName(path)), needed by \(printableName(neededBy)), is missing: \(printableName(cause))")

@@ -44,6 +44,13 @@ public struct ImageSpec: Sendable {
         "ext4", "nfsv4", "gfs2", "dlm", "configfs",
     ]
 
+    /// What ssi-init loads with dlopen in every image: module loading and
+    /// the device scan (their own DT_NEEDED, zstd and lzma, follow).
+    public static let bootLibraries: [LazyLibrary] = [.kmod, .udev]
+    /// What a cluster image adds, for ssi-init's membership step and the
+    /// agents it leaves running (in the image and in the daemons' root).
+    public static let clusterLibraries: [LazyLibrary] = LazyLibrary.corosync + [.sodium]
+
     /// Multi-call names the image links to the ssi binary.
     public static let appletNames = ["ssi-init", "ssi-mkinitrd"]
 }
@@ -132,6 +139,7 @@ public enum ImageBuilder {
         try modules.install(into: &tree, loadAtBoot: spec.loadAtBoot.filter { !modules.builtin.contains($0) })
         var installer = try HostInstaller(tree: tree)
         try installer.install(spec.ssiBinary, as: "usr/bin/ssi", permissions: 0o755)
+        try installer.installLoaded(ImageSpec.bootLibraries.map(\.soname), by: spec.ssiBinary)
         if let bb = spec.busybox {
             try installer.install(bb, as: "usr/bin/busybox", permissions: 0o755)
         }
@@ -174,7 +182,9 @@ public enum ImageBuilder {
         // The daemons' closure, computed on its own so it can be listed.
         var closure = try HostInstaller(tree: ImageTree())
         try closure.install(spec.ssiBinary, as: "usr/bin/ssi", permissions: 0o755)
+        try closure.installLoaded(ImageSpec.clusterLibraries.map(\.soname), by: spec.ssiBinary)
         var main = try HostInstaller(tree: tree)
+        try main.installLoaded(ImageSpec.clusterLibraries.map(\.soname), by: spec.ssiBinary)
         for daemon in cluster.daemons {
             try closure.install(daemon)
             try main.install(daemon)

@@ -23,6 +23,7 @@ public final class KmodContext {
     ///   options must not change what goes into an image for other machines.
     public init(directory: String, useSystemConfig: Bool) throws(SSIError) {
         self.directory = directory
+        try LazyLibrary.kmod.load()
         var ctx: OpaquePointer?
         if useSystemConfig {
             ctx = kmod_new(directory, nil)

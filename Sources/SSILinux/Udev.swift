@@ -71,9 +71,10 @@ public final class Udev {
     /// or a few thousand; a runaway list must not grow without bound.
     public static let maxDevices = 65536
 
-    public init() throws(SystemCallError) {
+    public init() throws(SSIError) {
+        try LazyLibrary.udev.load()
         guard let handle = udev_new() else {
-            throw SystemCallError("udev_new", errno: errno == 0 ? ENOMEM : errno)
+            throw SSIError("udev", "\(SystemCallError("udev_new", errno: errno == 0 ? ENOMEM : errno))")
         }
         self.handle = handle
     }

@@ -43,6 +43,7 @@ public final class QuorumClient {
     public var onChange: ((QuorumClient) -> Void)?
 
     public init() throws(SSIError) {
+        try LazyLibrary.quorum.load()
         var model = quorum_model_v1_data_t()
         model.model = QUORUM_MODEL_V1
         model.quorum_notify_fn = { handle, quorate, _, count, list in
@@ -63,7 +64,8 @@ public final class QuorumClient {
         if quorum_getquorate(handle, &q) == CS_OK { quorate = q != 0 }
     }
 
-    deinit { quorum_finalize(handle) }
+    // An init that threw (corosync down, the library missing) left 0.
+    deinit { if handle != 0 { quorum_finalize(handle) } }
 
     fileprivate static func from(_ h: quorum_handle_t) -> QuorumClient? {
         var ctx: UnsafeRawPointer?
@@ -122,10 +124,11 @@ public final class VotequorumClient {
     }
 
     public init() throws(SSIError) {
+        try LazyLibrary.votequorum.load()
         try check(votequorum_initialize(&handle, nil), "connect to votequorum")
     }
 
-    deinit { votequorum_finalize(handle) }
+    deinit { if handle != 0 { votequorum_finalize(handle) } }
 
     /// Node 0 means this node.
     public func info(node: UInt32 = 0) throws(SSIError) -> Info {
@@ -142,10 +145,11 @@ public final class CmapClient {
     private var handle: cmap_handle_t = 0
 
     public init() throws(SSIError) {
+        try LazyLibrary.cmap.load()
         try check(cmap_initialize(&handle), "connect to cmap")
     }
 
-    deinit { cmap_finalize(handle) }
+    deinit { if handle != 0 { cmap_finalize(handle) } }
 
     public func string(_ key: String) -> String? {
         var value: UnsafeMutablePointer<CChar>?
@@ -184,6 +188,7 @@ public final class CPGClient {
             for (i, b) in bytes.enumerated() { raw[i] = b }
         }
         group.length = UInt32(bytes.count)
+        try LazyLibrary.cpg.load()
         var model = cpg_model_v1_data_t()
         model.model = CPG_MODEL_V1
         model.cpg_deliver_fn = { h, _, nodeid, _, msg, len in
@@ -207,7 +212,7 @@ public final class CPGClient {
         _ = cpg_context_set(handle, Unmanaged.passUnretained(self).toOpaque())
     }
 
-    deinit { cpg_finalize(handle) }
+    deinit { if handle != 0 { cpg_finalize(handle) } }
 
     fileprivate static func from(_ h: cpg_handle_t) -> CPGClient? {
         var ctx: UnsafeMutableRawPointer?

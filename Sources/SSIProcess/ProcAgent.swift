@@ -111,6 +111,7 @@ public final class ProcAgent: @unchecked Sendable {
         sigemptyset(&none)
         sigprocmask(SIG_SETMASK, &none, nil)
         signal(SIGPIPE, SIG_IGN)
+        try LazyLibrary.sodium.load()
         key = SecureChannel.clusterKey(authkey: try AuthKey.read(path: options.authkeyPath))
         var view: ClusterView?
         for _ in 0..<300 {

@@ -35,6 +35,8 @@ struct StatusCommand {
     /// The agent's view with live quorum figures from corosync. Without the
     /// agent, corosync's own membership (states are then only UP/DOWN).
     func currentView() throws(SSIError) -> ClusterView {
+        // A missing library is its own error, not "corosync is not running".
+        try LazyLibrary.load(LazyLibrary.corosync)
         let quorum: QuorumClient
         do {
             quorum = try QuorumClient()

@@ -53,6 +53,7 @@ struct ClusterReloadCommand {
         let config = try ClusterConfig.load(path: file)
         let text: String
         do { text = try FileSystem.readText(file) } catch { throw SSIError("reload", "\(file): \(error.description)") }
+        try LazyLibrary.load(LazyLibrary.corosync)
         let quorum: QuorumClient
         do { quorum = try QuorumClient() } catch {
             throw SSIError("reload", "corosync is not running on this node", hint: "run it on a booted cluster member")

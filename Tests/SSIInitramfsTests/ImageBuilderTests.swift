@@ -37,6 +37,14 @@ struct ImageBuilderTests {
         #expect(byPath["usr/lib64/ld-linux-x86-64.so.2"] != nil)
         #expect(byPath["usr/lib/x86_64-linux-gnu/libc.so.6"] != nil)
         #expect(byPath["usr/lib/x86_64-linux-gnu/libselinux.so.1"] != nil)
+        // What ssi-init opens with dlopen, which no DT_NEEDED names, with
+        // their own closure; a single-node image has no cluster library.
+        for soname in ["libkmod.so.2", "libudev.so.1", "libzstd.so.1", "liblzma.so.5"] {
+            #expect(byPath["usr/lib/x86_64-linux-gnu/\(soname)"] != nil, "\(soname) in the image")
+        }
+        for library in ImageSpec.clusterLibraries {
+            #expect(byPath["usr/lib/x86_64-linux-gnu/\(library.soname)"] == nil, "\(library.soname) only in cluster images")
+        }
         // Modules with their dependencies and the indexes.
         let mods = "usr/lib/modules/\(v)"
         for name in ["ext4", "jbd2", "mbcache", "virtio_blk"] {

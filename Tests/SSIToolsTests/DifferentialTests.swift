@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import SSITestSupport
 
 /// The same command line through util-linux and through ssi (links named
 /// mount, umount, swapon, swapoff to the built binary, first in PATH), each
@@ -28,11 +29,7 @@ struct DifferentialTests {
 
 enum Differential {
     /// The ssi binary the links point at: SSI_BIN, else this build's.
-    static let ssi: String? = {
-        if let b = ProcessInfo.processInfo.environment["SSI_BIN"], FileManager.default.isExecutableFile(atPath: b) { return b }
-        let debug = FileManager.default.currentDirectoryPath + "/.build/debug/ssi"
-        return FileManager.default.isExecutableFile(atPath: debug) ? debug : nil
-    }()
+    static let ssi = BuiltBinary.ssi
 
     static let skipReason: String? = {
         if getuid() != 0 { return "needs root (mounts in a private mount namespace)" }

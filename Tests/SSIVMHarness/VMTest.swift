@@ -173,7 +173,7 @@ extension VMTest {
         var text = try String(contentsOfFile: VMHost.packageRoot + "/configs/cfs-3node.conf", encoding: .utf8)
         text = text.replacingOccurrences(of: "authkey = \"/etc/ssi/authkey\"", with: "authkey = \"\(authkey)\"")
         text = text.replacingOccurrences(of: "kernel_arguments = \"console=tty0 console=ttyS0,115200n8\"",
-                                         with: "kernel_arguments = \"console=ttyS0 panic=-1\"")
+                                         with: "kernel_arguments = \"\(GuestConfig.baseKernelArguments.joined(separator: " "))\"")
         let file = path("cluster.conf")
         try text.write(toFile: file, atomically: true, encoding: .utf8)
         return file

@@ -81,7 +81,7 @@ struct CFSBench {
             FileHandle.standardError.write(Data("dracut image built in \(fmt(seconds(ContinuousClock.now - started))) s: \(Command.commandLine(dracutArgs))\n".utf8))
             try """
                 #!ipxe
-                kernel vmlinuz initrd=dracut.img root=nfs4:10.77.0.1:/ rw ip=dhcp rd.neednet=1 console=ttyS0 panic=-1
+                kernel vmlinuz initrd=dracut.img root=nfs4:10.77.0.1:/ rw ip=dhcp rd.neednet=1 console=ttyS0 panic=-1 virtio_net.napi_tx=0
                 initrd dracut.img
                 boot
 
