@@ -50,6 +50,10 @@ public struct ImageSpec: Sendable {
     /// What a cluster image adds, for ssi-init's membership step and the
     /// agents it leaves running (in the image and in the daemons' root).
     public static let clusterLibraries: [LazyLibrary] = LazyLibrary.corosync + [.sodium]
+    /// What the agents load in the daemons' root after the hand-off: the
+    /// cluster's libraries, and libkmod (the process agent loads the
+    /// modules criu needs: tun, veth, the socket diagnostics).
+    public static let agentLibraries: [LazyLibrary] = clusterLibraries + [.kmod]
 
     /// Multi-call names the image links to the ssi binary.
     public static let appletNames = ["ssi-init", "ssi-mkinitrd"]
@@ -182,7 +186,7 @@ public enum ImageBuilder {
         // The daemons' closure, computed on its own so it can be listed.
         var closure = try HostInstaller(tree: ImageTree())
         try closure.install(spec.ssiBinary, as: "usr/bin/ssi", permissions: 0o755)
-        try closure.installLoaded(ImageSpec.clusterLibraries.map(\.soname), by: spec.ssiBinary)
+        try closure.installLoaded(ImageSpec.agentLibraries.map(\.soname), by: spec.ssiBinary)
         var main = try HostInstaller(tree: tree)
         try main.installLoaded(ImageSpec.clusterLibraries.map(\.soname), by: spec.ssiBinary)
         for daemon in cluster.daemons {

@@ -53,8 +53,13 @@ public final class ProcAgent: @unchecked Sendable {
 
     func loadCRIUModules() {
         guard modulesLoaded.withLock({ l -> Bool in defer { l = true }; return !l }) else { return }
-        guard let ctx = try? KmodContext(directory: options.systemRoot + "/lib/modules/" + Process.kernelRelease(), useSystemConfig: false) else {
-            trace("no module directory for \(Process.kernelRelease()) in the system root")
+        let ctx: KmodContext
+        do {
+            ctx = try KmodContext(directory: options.systemRoot + "/lib/modules/" + Process.kernelRelease(), useSystemConfig: false)
+        } catch {
+            // No module directory, or libkmod missing from the daemons'
+            // root (ImageSpec.agentLibraries): criu will say what it lacks.
+            trace("cannot load the modules criu needs: \(error.description)")
             return
         }
         for m in Self.criuModules {

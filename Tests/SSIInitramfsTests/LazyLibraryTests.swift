@@ -90,8 +90,13 @@ import SSITestSupport
         for library in ImageSpec.clusterLibraries {
             let path = "usr/lib/x86_64-linux-gnu/\(library.soname)"
             #expect(tree.node(path) != nil, "\(path) in the image")
+        }
+        // The process agent loads criu's modules with libkmod there.
+        for library in ImageSpec.agentLibraries {
+            let path = "usr/lib/x86_64-linux-gnu/\(library.soname)"
             #expect(list.contains(path + "\n"), "\(path) in the daemons' root: \(list)")
         }
+        #expect(ImageSpec.agentLibraries.contains(.kmod))
         // corosync's own dependencies come with them (libcpg -> libqb).
         #expect(list.contains("usr/lib/x86_64-linux-gnu/libqb.so.100\n"), "\(list)")
     }

@@ -75,7 +75,8 @@ extension VM {
             #expect(fm.fileExists(atPath: root.path + "/etc/ssi", isDirectory: &isDir) && isDir.boolValue, "/etc/ssi is not shipped")
             let key = try root.run(["ssi", "cluster", "keygen", "-o", "/etc/ssi/authkey"], check: false)
             #expect(key.status == 0, "ssi cluster keygen -o /etc/ssi/authkey: \(key.stderr)")
-            for hook in ["/usr/lib/systemd/system-shutdown/ssi-gfs2-root", "/etc/kernel/postinst.d/ssi", "/etc/kernel/postrm.d/ssi"] {
+            for hook in ["/usr/lib/systemd/system-shutdown/ssi-gfs2-root", "/etc/kernel/postinst.d/ssi", "/etc/kernel/postrm.d/ssi",
+                         "/etc/grub.d/09_ssi"] {
                 #expect(fm.isExecutableFile(atPath: root.path + hook), "\(hook) missing or not executable")
             }
 
@@ -103,6 +104,28 @@ extension VM {
                 #expect(!fm.fileExists(atPath: root.path + "/boot/initrd.img-\(v)"), "initramfs-tools' name was written")
                 try root.run(["/etc/kernel/postrm.d/ssi", v, "/boot/vmlinuz-\(v)"])
                 #expect(!fm.fileExists(atPath: root.path + "/boot/ssi-initrd.img-\(v)"), "postrm.d/ssi left the image")
+
+                // SSI_NETBOOT on a CFS init node: the newest kernel's install
+                // refreshes the netboot folder; an older one's does not.
+                try fm.copyItem(atPath: kernel.path, toPath: root.path + "/boot/vmlinuz-\(v)")
+                try fm.copyItem(atPath: VMHost.packageRoot + "/configs/cfs-3node.conf", toPath: root.path + "/etc/ssi/cluster.conf")
+                try "SSI_NETBOOT=/srv/ssi/netboot\n".write(toFile: root.path + "/etc/default/ssi", atomically: true, encoding: .utf8)
+                let served = try root.run(["/etc/kernel/postinst.d/ssi", v, "/boot/vmlinuz-\(v)"], check: false)
+                #expect(served.status == 0 && served.stderr.contains("/srv/ssi/netboot now serves \(v)"), "\(served.status) \(served.stderr)")
+                for f in ["initrd.img", "vmlinuz", "boot.ipxe", "dhcp-hosts"] {
+                    #expect(fm.fileExists(atPath: root.path + "/srv/ssi/netboot/" + f), "the hook's --netboot wrote no \(f)")
+                }
+                #expect(fm.contentsEqual(atPath: root.path + "/srv/ssi/netboot/vmlinuz", andPath: kernel.path), "the served kernel is \(v)'s")
+                #expect(!fm.fileExists(atPath: root.path + "/boot/ssi-initrd.img-\(v)"), "SSI_MKINITRD is not set: no /boot image")
+                try "k".write(toFile: root.path + "/boot/vmlinuz-99.1.0-1-amd64", atomically: true, encoding: .utf8)
+                let older = try root.run(["/etc/kernel/postinst.d/ssi", v], check: false)
+                #expect(older.status == 0 && older.stderr.contains("keeps serving 99.1.0-1-amd64, the newest kernel (not \(v))"), "\(older.stderr)")
+                try "SSI_NETBOOT=srv/netboot\n".write(toFile: root.path + "/etc/default/ssi", atomically: true, encoding: .utf8)
+                let relative = try root.run(["/etc/kernel/postinst.d/ssi", v], check: false)
+                #expect(relative.status == 1 && relative.stderr.contains("give the netboot folder (an absolute path"), "\(relative.stderr)")
+                try fm.removeItem(atPath: root.path + "/boot/vmlinuz-99.1.0-1-amd64")
+                try fm.removeItem(atPath: root.path + "/boot/vmlinuz-\(v)")
+                try "SSI_MKINITRD=yes\n".write(toFile: root.path + "/etc/default/ssi", atomically: true, encoding: .utf8)
             }
 
             // ssi divert: before, enable (twice: idempotent), after.
@@ -147,7 +170,8 @@ extension VM {
                 #expect(!fm.fileExists(atPath: root.path + "/usr/sbin/" + name), "/usr/sbin/\(name) is still there")
             }
             for file in ["/usr/share/man/man8/ssi.8.gz", "/usr/share/bash-completion/completions/ssi", "/etc/default/ssi",
-                         "/etc/kernel/postinst.d/ssi", "/usr/lib/systemd/system-shutdown/ssi-gfs2-root", "/usr/share/doc/ssi"] {
+                         "/etc/kernel/postinst.d/ssi", "/usr/lib/systemd/system-shutdown/ssi-gfs2-root", "/usr/share/doc/ssi",
+                         "/etc/grub.d/09_ssi"] {
                 #expect(!fm.fileExists(atPath: root.path + file), "\(file) is still there after the purge")
             }
             for path in Self.diverted {
