@@ -98,8 +98,8 @@ struct Demo {
         let p = Progress(total: 7)
         let inDistro = ToolsCluster.ssi
         try await VMTest.run("demo") { vm in
-            p.next("the cluster's image, netboot folder and init node's Debian disk"
-                   + (deb != nil ? ", with the ssi package installed in it" : ""))
+            p.next("the cluster's image and netboot folder, the init node's Debian disk"
+                   + (deb != nil ? " with the ssi package installed in it" : "") + ", and node1's boot from it")
             if !FileManager.default.fileExists(atPath: "/var/cache/ssi-test/debian-root") {
                 say("      first run: debootstrap builds a Debian 12 root from the archive and caches it in /var/cache/ssi-test (several minutes, once)")
             }
@@ -107,7 +107,7 @@ struct Demo {
             let cluster = try await ToolsCluster.boot(in: vm, ssi: ssi, kernel: VMHost.kernel!, deb: deb,
                                                       files: MigrationPrograms.all, memoryMB: 1024)
             let node1 = cluster.node1
-            p.next("node1, the init node, booted its disk into the cluster and serves the root (NFSv4) and PXE")
+            p.next("node1, the init node, is in the cluster and serves the root (NFSv4) and PXE")
             for line in node1.lines where line.hasPrefix("ssi-init:") && (line.contains("] cfs-server:") || line.contains("] membership:")) {
                 say("      " + line)
             }
@@ -121,7 +121,8 @@ struct Demo {
             while ContinuousClock.now < deadline {
                 let log = try await node1.run("cat /run/ssi/stages.log 2>/dev/null", timeout: .seconds(60), expectStatus: nil).output
                 let lines = log.split(separator: "\n").map(String.init)
-                for line in lines.dropFirst(shown) where line.contains("node2") || line.contains("node3") {
+                // "UPTIME node N STATE STAGE", as node1's agent logs them.
+                for line in lines.dropFirst(shown) where line.contains(" node 2 ") || line.contains(" node 3 ") {
                     say("      " + line)
                 }
                 shown = lines.count
@@ -175,7 +176,7 @@ struct Demo {
             try await node1.run("echo still-here > /mnt/data/after")
             say("      node2 reads what node1 wrote after the loss: \(try await node2.run("cat /mnt/data/after").output)")
 
-            p.next("shutting down: diskless node first, the init node last")
+            p.next("stopping the nodes' qemu, the diskless node first, the init node last; cleaning up")
             node2.kill()
             node1.kill()
             p.finishStep()
