@@ -105,7 +105,8 @@ final class GzipSink: ByteSink {
         guard rc == Z_OK else { throw SSIError("gzip", "deflateInit failed (\(rc))") }
     }
 
-    deinit { deflateEnd(&stream) }
+    // An init that threw before the library loaded left nothing to end.
+    deinit { if LazyLibrary.zlib.isLoaded { deflateEnd(&stream) } }
 
     private func pump(_ input: UnsafeRawBufferPointer, flush: Int32) throws(SSIError) {
         stream.next_in = UnsafeMutablePointer(mutating: input.baseAddress?.assumingMemoryBound(to: Bytef.self))
@@ -146,7 +147,7 @@ final class XzSink: ByteSink {
         guard rc == LZMA_OK else { throw SSIError("xz", "encoder init failed (\(rc.rawValue))") }
     }
 
-    deinit { lzma_end(&stream) }
+    deinit { if LazyLibrary.lzma.isLoaded { lzma_end(&stream) } }
 
     private func pump(_ input: UnsafeRawBufferPointer, action: lzma_action) throws(SSIError) {
         stream.next_in = input.baseAddress?.assumingMemoryBound(to: UInt8.self)

@@ -218,7 +218,8 @@ final class GzipCodec: StreamCodec {
         }
     }
 
-    deinit { inflateEnd(&stream) }
+    // An init that threw before the library loaded left nothing to end.
+    deinit { if LazyLibrary.zlib.isLoaded { inflateEnd(&stream) } }
 
     func step(_ input: UnsafeRawBufferPointer, _ output: UnsafeMutableRawBufferPointer, inputEnded: Bool) -> CodecStep {
         // avail_in and avail_out are 32-bit: the driver's chunks are far
@@ -263,7 +264,7 @@ final class XzCodec: StreamCodec {
         try reset()
     }
 
-    deinit { lzma_end(&stream) }
+    deinit { if LazyLibrary.lzma.isLoaded { lzma_end(&stream) } }
 
     func step(_ input: UnsafeRawBufferPointer, _ output: UnsafeMutableRawBufferPointer, inputEnded: Bool) -> CodecStep {
         stream.next_in = input.baseAddress?.assumingMemoryBound(to: UInt8.self)

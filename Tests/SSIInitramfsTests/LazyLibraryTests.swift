@@ -62,8 +62,12 @@ import SSITestSupport
         // In a private mount namespace, /dev/null over libcpg: dlopen fails
         // the way it does for a removed or broken package.
         let ssi = BuiltBinary.ssi!
-        let script = "mount --bind /dev/null \(Self.libraryDirectory)/libcpg.so.4 && "
-            + "\(ssi) mount -V; echo \"mount=$?\"; \(ssi) cluster status; echo \"status=$?\""
+        let gz = NSTemporaryDirectory() + "ssi-lazy-\(getpid()).gz"
+        defer { try? FileManager.default.removeItem(atPath: gz) }
+        let script = "echo x | gzip > \(gz) && "
+            + "mount --bind /dev/null \(Self.libraryDirectory)/libcpg.so.4 && mount --bind /dev/null \(Self.libraryDirectory)/libz.so.1 && "
+            + "\(ssi) mount -V; echo \"mount=$?\"; \(ssi) cluster status; echo \"status=$?\"; "
+            + "\(ssi) mkinitrd --list \(gz); echo \"list=$?\""
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
         p.arguments = ["-m", "--propagation", "private", "sh", "-c", script]
@@ -77,6 +81,9 @@ import SSITestSupport
         #expect(stdout.contains("ssi-mount from ssi") && stdout.contains("mount=0"), "mount needs no corosync: \(stdout) \(stderr)")
         #expect(stderr.contains("cannot load libcpg.so.4") && stderr.contains("install the package libcpg4"), "\(stderr)")
         #expect(stdout.contains("status=1"), "an error exit, not a signal: \(stdout)")
+        // A decompressor whose init threw ends nothing on its way out.
+        #expect(stderr.contains("cannot load libz.so.1") && stderr.contains("install the package zlib1g"), "\(stderr)")
+        #expect(stdout.contains("list=1"), "an error exit, not 127 from a stub: \(stdout)")
     }
 
     @Test("a cluster image carries corosync's client libraries and libsodium, and lists them for the daemons' root")

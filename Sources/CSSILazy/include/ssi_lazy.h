@@ -31,7 +31,8 @@ const char *ssi_lazy_package(int library);
 /// Loads the library now. 0, or -1 with dlerror's text in `error`.
 int ssi_lazy_load(int library, char *error, size_t size);
 /// 1 if the library was loaded by this process (through ssi_lazy_load or
-/// a first call), else 0. For tests and `ssi --version --verbose`.
+/// a first call), else 0: a deinit whose init threw before the load has
+/// nothing of that library to release.
 int ssi_lazy_loaded(int library);
 
 #endif
