@@ -59,8 +59,8 @@ int ssi_mount_bounded(const char *source, const char *target, const char *type,
         pid_t r = (pid_t)SSI_RETRY(waitpid(pid, &status, WNOHANG));
         if (r == pid) {
             if (WIFEXITED(status)) return WEXITSTATUS(status);
-            /* Killed by a signal (not an interrupted call): the mount was
-               cancelled, and ECANCELED says so rather than EINTR. */
+            /* Killed by a signal: the mount was cancelled, and ECANCELED
+               says so (interrupted waits are retried by SSI_RETRY). */
             return ECANCELED;
         }
         if (r < 0) return errno;

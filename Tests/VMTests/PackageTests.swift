@@ -123,6 +123,10 @@ extension VM {
                 try "SSI_NETBOOT=srv/netboot\n".write(toFile: root.path + "/etc/default/ssi", atomically: true, encoding: .utf8)
                 let relative = try root.run(["/etc/kernel/postinst.d/ssi", v], check: false)
                 #expect(relative.status == 1 && relative.stderr.contains("give the netboot folder (an absolute path"), "\(relative.stderr)")
+                try "SSI_NETBOOT=/srv/ssi/netboot\n".write(toFile: root.path + "/etc/default/ssi", atomically: true, encoding: .utf8)
+                let missing = try root.run(["/etc/kernel/postinst.d/ssi", "6.1.0-98-missing"], check: false)
+                #expect(missing.status == 0 && missing.stderr.contains("/boot/vmlinuz-6.1.0-98-missing does not exist, so /srv/ssi/netboot is left as it was"),
+                        "\(missing.status) \(missing.stderr)")
                 try fm.removeItem(atPath: root.path + "/boot/vmlinuz-99.1.0-1-amd64")
                 try fm.removeItem(atPath: root.path + "/boot/vmlinuz-\(v)")
                 try "SSI_MKINITRD=yes\n".write(toFile: root.path + "/etc/default/ssi", atomically: true, encoding: .utf8)
