@@ -15,6 +15,9 @@ protocol Checkpointer {
     /// `readFrom` (the agent's path to the same directory) on failure.
     /// Leaves the tree stopped when it succeeds (--leave-stopped).
     func dump(_ arguments: [String], imageDirectory: String, readFrom: String) throws(SSIError)
+    /// criu pre-dump with `arguments` (MigrationPlan.preDumpArguments): one
+    /// pre-copy round, the tree running on; its log is pre-dump.log.
+    func preDump(_ arguments: [String], imageDirectory: String, readFrom: String) throws(SSIError)
     /// criu restore of a process without a terminal or TCP connection,
     /// with the stand-ins' process ends `fds` as its --inherit-fd 3...
     func restore(_ arguments: [String], imageDirectory: String, fds: [Int32], readFrom: String) throws(SSIError)
@@ -29,6 +32,10 @@ struct CRIU: Checkpointer {
 
     func dump(_ arguments: [String], imageDirectory: String, readFrom: String) throws(SSIError) {
         try agent.runCRIU(arguments, dir: imageDirectory, log: "dump.log", readFrom: readFrom)
+    }
+
+    func preDump(_ arguments: [String], imageDirectory: String, readFrom: String) throws(SSIError) {
+        try agent.runCRIU(arguments, dir: imageDirectory, log: "pre-dump.log", readFrom: readFrom)
     }
 
     func restore(_ arguments: [String], imageDirectory: String, fds: [Int32], readFrom: String) throws(SSIError) {

@@ -15,7 +15,7 @@ enum LocalRequest: Equatable, Sendable {
     /// `ssi cluster ps`.
     case ps
     /// ssi-migrate: move `pid` (which runs on any node) to `node`.
-    case migrate(pid: pid_t, node: UInt32, tree: Bool, throughRoot: Bool)
+    case migrate(pid: pid_t, node: UInt32, tree: Bool, throughRoot: Bool, precopy: Bool)
     /// onnode, with its stdin, stdout and stderr as the message's 3 descriptors.
     case onnode(OnnodeRequest)
     /// On an onnode connection, after `started`: a signal onnode received,
@@ -30,9 +30,9 @@ enum LocalRequest: Equatable, Sendable {
             return f
         case .ps:
             return Fields("ps")
-        case .migrate(let pid, let node, let tree, let throughRoot):
+        case .migrate(let pid, let node, let tree, let throughRoot, let precopy):
             return Fields("migrate", [("pid", String(pid)), ("node", String(node)), ("tree", tree ? "1" : "0"),
-                                      ("root", throughRoot ? "1" : "0")])
+                                      ("root", throughRoot ? "1" : "0"), ("precopy", precopy ? "1" : "0")])
         case .onnode(let r):
             var f = Fields("onnode", [("node", String(r.node)), ("persistent", r.persistent ? "1" : "0"), ("cwd", r.cwd)])
             for a in r.argv { f.add("arg", a) }
@@ -61,7 +61,8 @@ enum LocalRequest: Equatable, Sendable {
         case "ps":
             return .ps
         case "migrate":
-            return .migrate(pid: try d.pid("pid"), node: try d.number("node"), tree: try d.flag("tree"), throughRoot: try d.flag("root"))
+            return .migrate(pid: try d.pid("pid"), node: try d.number("node"), tree: try d.flag("tree"), throughRoot: try d.flag("root"),
+                            precopy: try d.flag("precopy"))
         case "onnode":
             let argv = f.all("arg")
             guard !argv.isEmpty else { throw .missing(op: "onnode", field: "arg") }
@@ -111,6 +112,14 @@ enum LocalReply: Equatable, Sendable {
         var dumpMs: Int
         var totalMs: Int
         var shipped: Int
+        /// Where the freeze went after the dump: the target's restore
+        /// (the rest of it is the transfer); 0: not told.
+        var restoreMs: Int = 0
+        /// Pre-copy: the rounds, the pages they sent while the process
+        /// ran, and why there were none when asked for (empty otherwise).
+        var rounds: Int = 0
+        var precopyBytes: Int = 0
+        var note: String = ""
     }
 
     /// `PID SP UID SP COMMAND` (the command line cut, see ProcAgent.bounded).
@@ -127,7 +136,9 @@ enum LocalReply: Equatable, Sendable {
         case .exit(let status, let how): Fields("exit", [("status", String(status)), ("how", how)])
         case .migrated(let m):
             Fields("migrated", [("pid", String(m.pid)), ("node", String(m.node)), ("name", m.name), ("freeze_ms", String(m.freezeMs)),
-                                ("dump_ms", String(m.dumpMs)), ("total_ms", String(m.totalMs)), ("shipped", String(m.shipped))])
+                                ("dump_ms", String(m.dumpMs)), ("total_ms", String(m.totalMs)), ("shipped", String(m.shipped)),
+                                ("restore_ms", String(m.restoreMs)), ("rounds", String(m.rounds)), ("precopy_bytes", String(m.precopyBytes)),
+                                ("note", m.note)])
         case .where(let pid, let nodes): Fields("where", [("pid", String(pid)), ("nodes", nodes.map(String.init).joined(separator: ","))])
         case .ps(let node, let rows): Fields("ps", [("node", String(node))] + rows.map { ("p", $0.line) })
         case .error(let message): Fields("error", [("message", message)])
@@ -145,7 +156,8 @@ enum LocalReply: Equatable, Sendable {
         case "migrated":
             return .migrated(Migrated(pid: try d.pid("pid"), node: try d.number("node"), name: try d.text("name", empty: true),
                                       freezeMs: try d.number("freeze_ms"), dumpMs: try d.number("dump_ms"), totalMs: try d.number("total_ms"),
-                                      shipped: try d.number("shipped")))
+                                      shipped: try d.number("shipped"), restoreMs: try d.number("restore_ms"), rounds: try d.number("rounds"),
+                                      precopyBytes: try d.number("precopy_bytes"), note: try d.text("note", empty: true)))
         case "where":
             let text = try d.text("nodes", empty: true)
             var nodes: [UInt32] = []

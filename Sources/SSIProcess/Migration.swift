@@ -150,10 +150,10 @@ extension ProcAgent {
     /// The plan decides from what this node shows now (or refuses, with
     /// every reason); the transaction then moves it, or rolls back and
     /// the process runs on here.
-    func migrate(pid: pid_t, to target: UInt32, tree: Bool, uid: uid_t, throughRoot: Bool = false,
+    func migrate(pid: pid_t, to target: UInt32, tree: Bool, uid: uid_t, throughRoot: Bool = false, precopy: Bool = true,
                  reply: any MessageChannel) throws(SSIError) {
         let started = Process.now()
-        let request = MigrationRequest(pid: pid, target: target, tree: tree, uid: uid, throughRoot: throughRoot)
+        let request = MigrationRequest(pid: pid, target: target, tree: tree, uid: uid, throughRoot: throughRoot, precopy: precopy)
         let plan = try MigrationPlan.make(request, facts: .read(request, agent: self))
         guard migrating.withLock({ $0.insert(pid).inserted }) else { throw MigrationPlan.alreadyMoving(pid) }
         defer { _ = migrating.withLock { $0.remove(pid) } }
@@ -162,10 +162,14 @@ extension ProcAgent {
                                         host: self, checkpointer: CRIU(agent: self), target: RemoteTarget(agent: self, node: target))
         do throws(MigrationFailure) { try move.run() } catch { throw error.error }
         let ms = { (a: Double, b: Double) in Int((b - a) * 1000) }
-        trace("migrated \(pid) to node \(target): freeze \(ms(move.freezeStart, move.restored)) ms (dump \(ms(move.freezeStart, move.dumped)) ms)")
+        let rounds = move.rounds.map { "\($0.bytes >> 20) MB in \($0.dumpMs)+\($0.sendMs) ms" }
+        trace("migrated \(pid) to node \(target): freeze \(ms(move.freezeStart, move.restored)) ms (dump \(ms(move.freezeStart, move.dumped)) ms, "
+              + "restore \(move.restoreMs) ms); pre-copy rounds: " + (rounds.isEmpty ? "none" : rounds.joined(separator: ", ")))
         try reply.send(LocalReply.migrated(.init(pid: pid, node: target, name: plan.targetName, freezeMs: ms(move.freezeStart, move.restored),
                                                  dumpMs: ms(move.freezeStart, move.dumped), totalMs: ms(started, Process.now()),
-                                                 shipped: move.specs.count)).encode())
+                                                 shipped: move.specs.count, restoreMs: move.restoreMs, rounds: move.rounds.count,
+                                                 precopyBytes: move.rounds.reduce(0) { $0 + $1.bytes },
+                                                 note: move.precopyNote ?? "")).encode())
     }
 
     /// Gives a process a stand-in for its descriptor `fd` (a restored,
@@ -366,16 +370,30 @@ extension ProcAgent {
         do { try FileSystem.makeDirectories(path, mode: 0o700) } catch { throw SSIError("migrate", error.description) }
     }
 
-    func removeTree(_ path: String) {
-        for name in (try? FileSystem.list(path)) ?? [] { unlink(path + "/" + name) }
+    /// Removes an image directory and the pre-copy rounds' directories in
+    /// it (a symlink, such as criu's `parent`, is removed, not followed).
+    func removeTree(_ path: String, depth: Int = 0) {
+        for name in (try? FileSystem.list(path)) ?? [] where unlink(path + "/" + name) != 0 && errno == EISDIR && depth < 2 {
+            removeTree(path + "/" + name, depth: depth + 1)
+        }
         rmdir(path)
+    }
+
+    /// The bytes of memory pages in an image directory: criu's pages-N.img.
+    func pageBytes(in dir: String) -> Int {
+        ((try? FileSystem.list(dir)) ?? []).filter { $0.hasPrefix("pages-") && $0.hasSuffix(".img") }.reduce(0) { sum, name in
+            var st = stat()
+            return sum + (lstat(dir + "/" + name, &st) == 0 ? Int(st.st_size) : 0)
+        }
     }
 
     // MARK: the target's side
 
     /// `req` was checked by `RestoreRequest.decode`: its id is digits and
     /// dashes (never a path), its images under `rootImages`.
-    func restoreHere(_ req: RestoreRequest, from c: SecureChannel) throws(SSIError) {
+    /// `rounds`: the pre-copy rounds received on this connection
+    /// (`precopyHere`), in pre-1... under the image directory already.
+    func restoreHere(_ req: RestoreRequest, from c: SecureChannel, rounds: Int = 0) throws(SSIError) {
         let criu: any Checkpointer = CRIU(agent: self)
         let id = req.id, pid = req.pid
         let shared = req.images
@@ -390,6 +408,14 @@ extension ProcAgent {
                            hint: "--through-root needs \(Self.rootImages) on the shared cluster root")
         }
         defer { if shared == nil { removeTree(dir) } }
+        if rounds > 0 {
+            // The final dump's pages are the ones dirtied since the last
+            // round; criu finds the rest through `parent`.
+            guard symlink(MigrationTransaction.roundDirectory(rounds), dir + "/parent") == 0 else {
+                let lastErrno = errno
+                throw SSIError("migrate", "\(dir)/parent: \(errnoDescription(lastErrno))")
+            }
+        }
         var carries: [String: [UInt8]] = [:]
         c.setReceiveTimeout(seconds: 120)
         transfer: while true {
@@ -466,6 +492,7 @@ extension ProcAgent {
             for t in restoredTasks where FileSystem.exists("/proc/\(t)") { kill(t, SIGKILL) }
         }))
         var keeper: pid_t = 0
+        let restoreStarted = Process.now()
         do throws(SSIError) {
             if let tty = ttys.first {
                 keeper = try criu.restoreWithKeeper(args, imageDirectory: criuDir, tty: tty.processEnd, fds: inherited.map(\.processEnd),
@@ -513,7 +540,7 @@ extension ProcAgent {
         for m in made { close(m.processEnd) }
         for s in stands where s.kind == .tty { s.keeper = keeper }
         stands.forEach { standIns.add($0) }
-        try c.send(PeerReply.restored(pid: pid).encode())
+        try c.send(PeerReply.restored(pid: pid, ms: Int((Process.now() - restoreStarted) * 1000)).encode())
         trace("restored \(pid) (\(id)) with \(stands.count) stand-ins")
         // The source lets go of the homes' channels once it has our
         // answer; attaching waits for that.
@@ -525,6 +552,47 @@ extension ProcAgent {
             }
         }
         watchExit(pid, standIns: stands)
+    }
+
+    /// A move's pre-copy rounds (PROTOCOLS.md 3.10): each round's images
+    /// into pre-N under the move's image directory, linked to the round
+    /// before as criu links them (`parent`), then the move's restore on
+    /// the same connection. Whatever ends the connection before the
+    /// restore (the source gave up, failed or died) removes the rounds.
+    func precopyHere(id: String, from c: SecureChannel) throws(SSIError) {
+        let dir = options.systemRoot + options.stateDirectory + "/migrate/" + id + ".in"
+        try prepareImageSpace()
+        try makeDirectory(dir)
+        defer { removeTree(dir) }
+        var round = 0
+        while true {
+            // A round's pre-dump on the source (or its final dump) comes
+            // between two messages.
+            c.setReceiveTimeout(seconds: 300)
+            let f = try c.expectFields("a pre-copy round")
+            let step: PrecopyStep
+            do throws(ProcMessageError) { step = try PrecopyStep.decode(f, after: round) } catch {
+                throw SSIError("migrate", "the pre-copy from node \(c.peerNode): \(error.description)", hint: error.hint)
+            }
+            switch step {
+            case .round(let n):
+                let roundDir = dir + "/" + MigrationTransaction.roundDirectory(n)
+                try makeDirectory(roundDir)
+                if n > 1, symlink("../" + MigrationTransaction.roundDirectory(n - 1), roundDir + "/parent") != 0 {
+                    let lastErrno = errno
+                    throw SSIError("migrate", "\(roundDir)/parent: \(errnoDescription(lastErrno))")
+                }
+                round = n
+            case .file(let name, let size):
+                try receiveFile(size: size, into: dir + "/" + MigrationTransaction.roundDirectory(round) + "/" + name, from: c)
+            case .restore(let req):
+                guard req.id == id, req.images == nil else {
+                    throw SSIError("migrate", "node \(c.peerNode) sent the restore of move \(req.id) after the pre-copy of \(id)")
+                }
+                trace("pre-copy of \(id): \(round) rounds received")
+                return try restoreHere(req, from: c, rounds: round)
+            }
+        }
     }
 
     /// Reports a process's exit to its onnode session at home, once its

@@ -15,6 +15,9 @@ struct MigrationRequest: Sendable, Equatable {
     var uid: uid_t
     /// --through-root: the images go through the cluster root.
     var throughRoot: Bool = false
+    /// Pre-copy rounds while the process runs (the default); false:
+    /// --stop-and-copy, every page moves while it is frozen.
+    var precopy: Bool = true
 }
 
 /// One descriptor that stays home and is shipped: the first holder of
@@ -180,14 +183,32 @@ struct MigrationPlan: Sendable {
     /// process's session and terminal stay behind (the restore gives it
     /// the stand-in terminal's session). A unix socket whose peer stays
     /// home is external: "unix[INO]".
-    static func dumpArguments(pid: pid_t, imageDirectory criuDir: String, specs: [ShipSpec]) -> [String] {
+    /// `parent`: the last pre-copy round's directory, relative to
+    /// `criuDir`: only the pages dirtied since it are dumped (soft-dirty
+    /// tracking, --track-mem), the rest are found in the rounds at restore.
+    static func dumpArguments(pid: pid_t, imageDirectory criuDir: String, specs: [ShipSpec], parent: String? = nil) -> [String] {
         var dump = ["dump", "-t", String(pid), "-D", criuDir, "--shell-job", "--leave-stopped",
                     "--manage-cgroups=ignore", "--skip-in-flight"]
+        if let parent { dump += ["--track-mem", "--prev-images-dir", parent] }
         for s in specs where s.kind == .socket {
             dump += ["--external", "unix[" + s.resource.dropFirst("socket:[".count)]
         }
         if specs.contains(where: { $0.kind == .tcp }) { dump.append("--tcp-close") }
         return dump
+    }
+
+    /// criu pre-dump's arguments for one pre-copy round: the tree's
+    /// memory only, while it runs (it is frozen just long enough to list
+    /// its pages; --pre-dump-mode=read then copies them with
+    /// process_vm_readv instead of pinning them all in pipes), with
+    /// soft-dirty tracking reset so that the next round, or the final
+    /// dump, carries only what changed since. `parent`: the previous
+    /// round's directory, relative to this one's.
+    static func preDumpArguments(pid: pid_t, imageDirectory criuDir: String, parent: String?) -> [String] {
+        var args = ["pre-dump", "-t", String(pid), "-D", criuDir, "--shell-job", "--manage-cgroups=ignore",
+                    "--track-mem", "--pre-dump-mode=read"]
+        if let parent { args += ["--prev-images-dir", parent] }
+        return args
     }
 }
 

@@ -11,6 +11,10 @@ enum MigrationPhase: String, Sendable, CaseIterable {
     /// The target's PIDs checked, the image directory made, home channels
     /// opened for what stays here (devices get their injected stand-ins).
     case prepare
+    /// Pre-copy rounds: criu pre-dump while the tree runs, each round's
+    /// pages sent to the target (the first all of them, then those
+    /// dirtied since), until the rounds stop shrinking.
+    case precopy
     /// criu dump (the tree stays here, stopped), the frozen tree checked
     /// again, stand-ins from an earlier move paused and drained.
     case dump
@@ -39,7 +43,10 @@ protocol MigrationHost: AnyObject {
     /// Makes the image directory `dir` (the agent's path); the stream's
     /// tmpfs first unless the images go through the cluster root.
     func makeImageDirectory(_ dir: String, throughRoot: Bool) throws(SSIError)
+    /// Removes it, with its pre-copy rounds' directories.
     func removeImageDirectory(_ dir: String)
+    /// The bytes of memory pages in image directory `dir` (its pages-*.img).
+    func pageBytes(in dir: String) -> Int
     /// The agent's own copy of a process's descriptor (pidfd_getfd), or
     /// -1 and the errno.
     func takeCopy(pid: pid_t, fd: Int32) -> (fd: Int32, errno: Int32)
@@ -65,11 +72,27 @@ protocol MigrationTarget {
     /// The command holding `pid` on the target; nil when it is free (or
     /// the target could not be reached: the restore then says so).
     func commandHolding(_ pid: pid_t) throws(SSIError) -> String?
-    /// One restore connection (PROTOCOLS.md 3.9): `request`, the carried
-    /// bytes, the image files of `imageDirectory` unless `sendImages` is
-    /// false (they go through the cluster root), "go"; the target's answer.
+    /// One pre-copy round (PROTOCOLS.md 3.10): the image files of
+    /// `imageDirectory`, round `round` of move `id`, on the move's
+    /// connection (opened by the first round).
+    func sendRound(_ round: Int, id: String, imageDirectory: String) throws(SSIError)
+    /// The restore (PROTOCOLS.md 3.9), on the rounds' connection if they
+    /// opened one: `request`, the carried bytes, the image files of
+    /// `imageDirectory` unless `sendImages` is false (they go through the
+    /// cluster root), "go"; the target's answer.
     func restore(_ request: Fields, carries: [(resource: String, bytes: [UInt8])], imageDirectory: String,
                  sendImages: Bool) throws(SSIError) -> Fields
+    /// Closes the move's connection: a target that did not restore yet
+    /// drops the rounds it received.
+    func close()
+}
+
+/// One pre-copy round as the source saw it: the pages it carried, the
+/// pre-dump's and the transfer's time.
+struct PrecopyRound: Equatable, Sendable {
+    var bytes: Int
+    var dumpMs: Int
+    var sendMs: Int
 }
 
 /// One move of a planned tree: prepare, dump, transfer, commit. Every
@@ -108,6 +131,21 @@ final class MigrationTransaction {
     private var devices: [(agentEnd: Int32, device: Int32, path: String)] = []
     private var carries: [String: [UInt8]] = [:]
     private(set) var freezeStart = 0.0, dumped = 0.0, restored = 0.0
+    /// The pre-copy rounds done (their directories are pre-1, pre-2...
+    /// under the image directory); why there were none when pre-copy was
+    /// asked for and could not run.
+    private(set) var rounds: [PrecopyRound] = []
+    private(set) var precopyNote: String?
+    /// The target's own restore time, from its answer (0: not told).
+    private(set) var restoreMs = 0
+
+    /// When the rounds stop: at most this many; once a round carries no
+    /// more than `settledBytes` (the final dump's share is then small);
+    /// or once a round is not at least a fifth smaller than the one
+    /// before (the process dirties its memory about as fast as it goes:
+    /// more rounds would not shorten the freeze).
+    static let maxRounds = 6
+    static let settledBytes = 4 << 20
 
     init(plan: MigrationPlan, id: String, systemRoot: String, stateDirectory: String, host: any MigrationHost,
          checkpointer: any Checkpointer, target: any MigrationTarget, clock: @escaping () -> Double = { Process.now() }) {
@@ -135,6 +173,9 @@ final class MigrationTransaction {
             phase = .prepare
             try prepare()
             done.append(.prepare)
+            phase = .precopy
+            try precopy()
+            done.append(.precopy)
             phase = .dump
             try dump()
             done.append(.dump)
@@ -229,6 +270,56 @@ final class MigrationTransaction {
         }
     }
 
+    // MARK: precopy
+
+    /// A pre-copy round's directory, relative to the image directory.
+    static func roundDirectory(_ round: Int) -> String { "pre-\(round)" }
+
+    /// Whether the rounds stop after `rounds` (the last one just done).
+    static func settled(_ rounds: [PrecopyRound]) -> Bool {
+        guard let last = rounds.last else { return false }
+        if rounds.count >= maxRounds || last.bytes <= settledBytes { return true }
+        if rounds.count >= 2 && last.bytes * 5 > rounds[rounds.count - 2].bytes * 4 { return true }
+        return false
+    }
+
+    private func precopy() throws(SSIError) {
+        guard plan.request.precopy else { return }
+        let pid = plan.pid
+        // The target drops what it received when the connection closes
+        // before a restore.
+        onRollback("the target's pre-copy rounds") { [target] in target.close() }
+        var round = 0
+        repeat {
+            round += 1
+            let name = Self.roundDirectory(round)
+            try host.makeImageDirectory(dir + "/" + name, throughRoot: plan.request.throughRoot)
+            let started = clock()
+            do throws(SSIError) {
+                try checkpointer.preDump(MigrationPlan.preDumpArguments(pid: pid, imageDirectory: criuDir + "/" + name,
+                                                                        parent: round > 1 ? "../" + Self.roundDirectory(round - 1) : nil),
+                                         imageDirectory: criuDir + "/" + name, readFrom: dir + "/" + name)
+            } catch {
+                // criu thaws the tree when a pre-dump fails: it runs on,
+                // and the move goes on from the rounds done (none: a stop
+                // and copy, and the answer says why).
+                host.removeImageDirectory(dir + "/" + name)
+                host.trace("pre-copy round \(round) of \(pid) failed: \(error.message)")
+                if round == 1 { precopyNote = "no pre-copy (\(error.message))" }
+                break
+            }
+            let dumpedAt = clock()
+            let bytes = host.pageBytes(in: dir + "/" + name)
+            host.trace("sending the images of \(pid) to node \(target.node) (pre-copy round \(round), \(bytes >> 20) MB of pages)")
+            do throws(SSIError) {
+                if !plan.request.throughRoot { try target.sendRound(round, id: id, imageDirectory: dir + "/" + name) }
+            } catch {
+                throw SSIError("migrate", "node \(target.node) did not take pre-copy round \(round) of process \(pid): \(error.message); it goes on running on node \(host.localNode)")
+            }
+            rounds.append(PrecopyRound(bytes: bytes, dumpMs: Int((dumpedAt - started) * 1000), sendMs: Int((clock() - dumpedAt) * 1000)))
+        } while !Self.settled(rounds)
+    }
+
     // MARK: dump
 
     private func dump() throws(SSIError) {
@@ -240,7 +331,8 @@ final class MigrationTransaction {
             host.resumeProcesses(frozen ? tasks : host.processTree(root: pid))
         }
         freezeStart = clock()
-        try checkpointer.dump(MigrationPlan.dumpArguments(pid: pid, imageDirectory: criuDir, specs: specs),
+        try checkpointer.dump(MigrationPlan.dumpArguments(pid: pid, imageDirectory: criuDir, specs: specs,
+                                                          parent: rounds.isEmpty ? nil : Self.roundDirectory(rounds.count)),
                               imageDirectory: criuDir, readFrom: dir)
         dumped = clock()
         // What the process wrote to a device's stand-in before the freeze
@@ -316,12 +408,14 @@ final class MigrationTransaction {
             throw SSIError("migrate", "node \(target.node) could not restore process \(pid): \(result["message"] ?? result.op); it goes on running on node \(host.localNode)")
         }
         restored = clock()
+        restoreMs = result["restore_ms"].flatMap { Int($0) } ?? 0
     }
 
     // MARK: commit
 
     private func commit() {
         undo = []
+        target.close()
         // The devices' stand-ins at home are no longer needed.
         for d in devices {
             close(d.agentEnd)
@@ -382,10 +476,20 @@ extension ProcAgent: MigrationHost {
     }
 }
 
-/// The target's process agent, one connection per request.
-struct RemoteTarget: MigrationTarget {
+/// The target's process agent: one connection per request; a move's
+/// pre-copy rounds and its restore share one (the target drops the
+/// rounds if it closes before the restore).
+final class RemoteTarget: MigrationTarget {
     let agent: ProcAgent
     let node: UInt32
+    private var move: SecureChannel?
+
+    init(agent: ProcAgent, node: UInt32) {
+        self.agent = agent
+        self.node = node
+    }
+
+    deinit { move?.close() }
 
     func commandHolding(_ pid: pid_t) throws(SSIError) -> String? {
         // One request per connection (serveRemote's rule).
@@ -404,15 +508,29 @@ struct RemoteTarget: MigrationTarget {
         }
     }
 
+    func sendRound(_ round: Int, id: String, imageDirectory dir: String) throws(SSIError) {
+        let c: SecureChannel
+        if let move { c = move } else {
+            c = try agent.connect(node, timeoutSeconds: 30)
+            move = c
+            try c.send(PeerRequest.precopy(id: id).encode())
+        }
+        try c.send(PrecopyStep.round(number: round).encode())
+        for name in ((try? FileSystem.list(dir)) ?? []).sorted() where name.hasSuffix(".img") {
+            try agent.sendFile(dir + "/" + name, as: name, on: c)
+        }
+    }
+
     func restore(_ request: Fields, carries: [(resource: String, bytes: [UInt8])], imageDirectory dir: String,
                  sendImages: Bool) throws(SSIError) -> Fields {
-        let c = try agent.connect(node, timeoutSeconds: 30)
-        defer { c.close() }
+        let c: SecureChannel
+        if let move { c = move } else { c = try agent.connect(node, timeoutSeconds: 30) }
+        move = c
         c.setReceiveTimeout(seconds: 240)
         try c.send(request)
         let imageBytes = ((try? FileSystem.list(dir)) ?? []).reduce(0) { sum, name in
             var st = stat()
-            return sum + (stat(dir + "/" + name, &st) == 0 ? Int(st.st_size) : 0)
+            return sum + (lstat(dir + "/" + name, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG ? Int(st.st_size) : 0)
         }
         agent.trace("sending the images of \(request["pid"] ?? "?") to node \(node) (\(imageBytes >> 20) MB)")
         for (res, bytes) in carries {
@@ -424,5 +542,10 @@ struct RemoteTarget: MigrationTarget {
         }
         try c.send(RestoreStep.go.encode())
         return try c.expectFields("the target's restore result")
+    }
+
+    func close() {
+        move?.close()
+        move = nil
     }
 }

@@ -23,9 +23,12 @@ enum PeerRequest: Equatable, Sendable {
     case run(RunRequest)
     /// A move's restore, at its target; the transfer follows (`RestoreStep`).
     case restore(RestoreRequest)
+    /// A move's pre-copy rounds, at its target (`PrecopyStep`s), then its
+    /// `restore` on the same connection.
+    case precopy(id: String)
     /// Move `pid`, which runs on the receiving node (forwarded by the agent
     /// where the command was typed, with its caller's uid from the kernel).
-    case migrate(pid: pid_t, node: UInt32, tree: Bool, uid: uid_t, throughRoot: Bool)
+    case migrate(pid: pid_t, node: UInt32, tree: Bool, uid: uid_t, throughRoot: Bool, precopy: Bool)
     /// A command of onnode session `session` ended.
     case exited(session: String, status: Int32, how: String)
     /// onnode's signal to `pid`, as user `uid`.
@@ -45,9 +48,11 @@ enum PeerRequest: Equatable, Sendable {
             return r.encode()
         case .restore(let r):
             return r.encode()
-        case .migrate(let pid, let node, let tree, let uid, let throughRoot):
+        case .precopy(let id):
+            return Fields("precopy", [("id", id)])
+        case .migrate(let pid, let node, let tree, let uid, let throughRoot, let precopy):
             return Fields("migrate", [("pid", String(pid)), ("node", String(node)), ("tree", tree ? "1" : "0"), ("uid", String(uid)),
-                                      ("root", throughRoot ? "1" : "0")])
+                                      ("root", throughRoot ? "1" : "0"), ("precopy", precopy ? "1" : "0")])
         case .exited(let session, let status, let how):
             return Fields("exited", [("session", session), ("status", String(status)), ("how", how)])
         case .kill(let pid, let signal, let uid):
@@ -71,12 +76,14 @@ enum PeerRequest: Equatable, Sendable {
             return .run(try RunRequest.decode(f, from: peer))
         case "restore":
             return .restore(try RestoreRequest.decode(f))
+        case "precopy":
+            return .precopy(id: try RestoreRequest.moveID(d))
         case "migrate":
             // A uid of 2^32-1 is no one's ((uid_t)-1: "no change").
             let uid: uid_t = try d.number("uid")
             guard uid != uid_t.max else { throw d.invalid("uid") }
             return .migrate(pid: try d.pid("pid"), node: try d.number("node"), tree: try d.flag("tree"), uid: uid,
-                            throughRoot: try d.flag("root"))
+                            throughRoot: try d.flag("root"), precopy: try d.flag("precopy"))
         case "exited":
             return .exited(session: try d.text("session"), status: try d.number("status"), how: try d.text("how", empty: true))
         case "kill":
@@ -173,6 +180,16 @@ struct RestoreRequest: Equatable, Sendable {
 
     static let maxIDBytes = 64
 
+    /// The id names this move's image directory: never a path (a peer's
+    /// "../x" would have been one).
+    static func moveID(_ d: FieldReader) throws(ProcMessageError) -> String {
+        let id = try d.text("id")
+        guard id.utf8.count <= maxIDBytes, id.utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || $0 == UInt8(ascii: "-") }) else {
+            throw d.invalid("id")
+        }
+        return id
+    }
+
     func encode() -> Fields {
         var req = Fields("restore", [("id", id), ("pid", String(pid))])
         for t in tasks { req.add("task", String(t)) }
@@ -185,12 +202,7 @@ struct RestoreRequest: Equatable, Sendable {
 
     static func decode(_ f: Fields) throws(ProcMessageError) -> RestoreRequest {
         let d = FieldReader(f)
-        // The id names this move's image directory: never a path (a peer's
-        // "../x" would have been one).
-        let id = try d.text("id")
-        guard id.utf8.count <= maxIDBytes, id.utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || $0 == UInt8(ascii: "-") }) else {
-            throw d.invalid("id")
-        }
+        let id = try moveID(d)
         var tasks: [pid_t] = []
         for t in f.all("task") {
             guard let p = pid_t(t), p > 0 else { throw d.invalid("task", t) }
@@ -257,6 +269,47 @@ enum RestoreStep: Equatable, Sendable {
             return .file(name: name, size: size)
         case "go":
             return .go
+        default:
+            throw .unknownOp(f.op)
+        }
+    }
+}
+
+/// What follows a `precopy` on its connection (PROTOCOLS.md 3.10): each
+/// round announced, its image files (`RestoreStep.file`, then their
+/// `data` frames); then the move's `restore` request and its own steps.
+enum PrecopyStep: Equatable, Sendable {
+    /// Round `number` begins: 1, 2... in order, at most `maxRounds`.
+    case round(number: Int)
+    case file(name: String, size: Int)
+    /// The move's restore (its id is the rounds' id).
+    case restore(RestoreRequest)
+
+    func encode() -> Fields {
+        switch self {
+        case .round(let number): Fields("round", [("n", String(number))])
+        case .file(let name, let size): RestoreStep.file(name: name, size: size).encode()
+        case .restore(let r): r.encode()
+        }
+    }
+
+    /// `after`: the last round announced (0: none yet); a round out of
+    /// order, past the bound, or a file before any round is refused.
+    static func decode(_ f: Fields, after last: Int) throws(ProcMessageError) -> PrecopyStep {
+        let d = FieldReader(f)
+        switch f.op {
+        case "round":
+            let n: Int = try d.number("n")
+            guard n == last + 1, n <= MigrationTransaction.maxRounds else {
+                throw .invalid(op: "round", field: "n", why: "round \(n) after round \(last), at most \(MigrationTransaction.maxRounds)")
+            }
+            return .round(number: n)
+        case "file":
+            guard last > 0 else { throw .invalid(op: "file", field: "name", why: "an image file before any pre-copy round") }
+            guard case .file(let name, let size) = try RestoreStep.decode(f) else { throw .unknownOp(f.op) }
+            return .file(name: name, size: size)
+        case "restore":
+            return .restore(try RestoreRequest.decode(f))
         default:
             throw .unknownOp(f.op)
         }
@@ -358,8 +411,9 @@ enum PeerReply: Equatable, Sendable {
     case `where`(found: Bool, command: String)
     /// `run`: the command's pid on its node.
     case started(pid: pid_t)
-    /// A restore's result: the process runs there.
-    case restored(pid: pid_t)
+    /// A restore's result: the process runs there; criu's restore took
+    /// `ms` (the target's own clock).
+    case restored(pid: pid_t, ms: Int)
 
     func encode() -> Fields {
         switch self {
@@ -368,7 +422,7 @@ enum PeerReply: Equatable, Sendable {
         case .end: Fields("end")
         case .where(let found, let command): Fields("where", [("found", found ? "1" : "0"), ("command", command)])
         case .started(let pid): Fields("started", [("pid", String(pid))])
-        case .restored(let pid): Fields("restored", [("pid", String(pid))])
+        case .restored(let pid, let ms): Fields("restored", [("pid", String(pid)), ("restore_ms", String(ms))])
         }
     }
 
@@ -380,7 +434,7 @@ enum PeerReply: Equatable, Sendable {
         case "end": return .end
         case "where": return .where(found: try d.flag("found"), command: try d.text("command", empty: true))
         case "started": return .started(pid: try d.pid("pid"))
-        case "restored": return .restored(pid: try d.pid("pid"))
+        case "restored": return .restored(pid: try d.pid("pid"), ms: try d.number("restore_ms"))
         default: throw .unknownOp(f.op)
         }
     }

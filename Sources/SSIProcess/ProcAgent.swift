@@ -283,10 +283,12 @@ public final class ProcAgent: @unchecked Sendable {
                 try runHere(run, peer: ch.peerNode, on: ch)
             case .restore(let restore):
                 try restoreHere(restore, from: ch)
-            case .migrate(let pid, let node, let tree, let uid, let throughRoot):
+            case .precopy(let id):
+                try precopyHere(id: id, from: ch)
+            case .migrate(let pid, let node, let tree, let uid, let throughRoot, let precopy):
                 // Forwarded by the agent where the command was typed, with
                 // the caller's uid as its own agent took it from the kernel.
-                try migrate(pid: pid, to: node, tree: tree, uid: uid, throughRoot: throughRoot, reply: ch)
+                try migrate(pid: pid, to: node, tree: tree, uid: uid, throughRoot: throughRoot, precopy: precopy, reply: ch)
             case .exited(let session, let status, let how):
                 // Under the lock: the session's reader thread closes the
                 // client's connection under it when onnode goes.
@@ -371,16 +373,16 @@ public final class ProcAgent: @unchecked Sendable {
                     }
                 }
                 try ch.send(LocalReply.end.encode())
-            case .migrate(let p, let target, let tree, let throughRoot):
+            case .migrate(let p, let target, let tree, let throughRoot, let precopy):
                 let nodes = clusterWhere(pid: p)
                 guard let at = nodes.first else { throw SSIError("migrate", "\(p): no such process on any node") }
                 if at == localNode {
-                    try migrate(pid: p, to: target, tree: tree, uid: uid, throughRoot: throughRoot, reply: ch)
+                    try migrate(pid: p, to: target, tree: tree, uid: uid, throughRoot: throughRoot, precopy: precopy, reply: ch)
                 } else {
                     // Ask the process's node to move it; relay its answers.
                     let c = try connect(at)
                     defer { c.close() }
-                    try c.send(PeerRequest.migrate(pid: p, node: target, tree: tree, uid: uid, throughRoot: throughRoot).encode())
+                    try c.send(PeerRequest.migrate(pid: p, node: target, tree: tree, uid: uid, throughRoot: throughRoot, precopy: precopy).encode())
                     while let r = try c.receiveFields() {
                         try ch.send(r)
                         if r.op == "migrated" || r.op == "error" { break }

@@ -60,7 +60,7 @@ public struct ProcTools {
 
     // MARK: ssi-migrate
 
-    public static let migrateUsage = "migrate [-t] [--through-root] PID NODE"
+    public static let migrateUsage = "migrate [-t] [--through-root] [--stop-and-copy] PID NODE"
     public static let migrateHelp = """
         Usage:
          migrate [options] PID NODE
@@ -70,23 +70,32 @@ public struct ProcTools {
         the cluster root are reopened there, and its pipes, sockets and
         terminals stay on their home node, shipped to it.
 
+        Pre-copy: while the process runs, its memory goes to the target in
+        rounds (criu pre-dump), each carrying what changed since the one
+        before, until they stop shrinking; the freeze then carries only the
+        pages dirtied since the last round. The answer gives the rounds, the
+        pages they sent, and the freeze (dump, restore).
+
         Options:
-         -t, --tree          move the process with all its descendants
-             --through-root  pass CRIU's images through the cluster root
-                             (/cluster/migrate) instead of the agents'
-                             encrypted stream
-         -h, --help          display this help
+         -t, --tree           move the process with all its descendants
+             --through-root   pass CRIU's images through the cluster root
+                              (/cluster/migrate) instead of the agents'
+                              encrypted stream
+             --stop-and-copy  no pre-copy: every page moves while the
+                              process is frozen
+         -h, --help           display this help
 
         NODE is a node number or name. Exit status: 0 moved, 1 not moved
         (the process goes on where it was; the message says why), 2 usage.
         """
 
     public func migrate(_ args: [String]) -> Int32 {
-        var tree = false, throughRoot = false, operands: [String] = []
+        var tree = false, throughRoot = false, precopy = true, operands: [String] = []
         for a in args {
             switch a {
             case "-t", "--tree": tree = true
             case "--through-root": throughRoot = true
+            case "--stop-and-copy": precopy = false
             case "-h", "--help": out(Self.migrateHelp); return 0
             default:
                 if a.hasPrefix("-") && a.count > 1 { return usageError("unrecognized option '\(a)'", usage: Self.migrateUsage) }
@@ -101,11 +110,11 @@ public struct ProcTools {
             let target = try node(operands[1])
             let ch = try connect()
             defer { ch.close() }
-            try ch.send(LocalRequest.migrate(pid: pid, node: target, tree: tree, throughRoot: throughRoot).encode())
+            try ch.send(LocalRequest.migrate(pid: pid, node: target, tree: tree, throughRoot: throughRoot, precopy: precopy).encode())
             while let r = try reply(ch) {
                 switch r {
                 case .migrated(let m):
-                    out(Self.terminalSafe("\(pid): moved to node \(m.node) (\(m.name)), frozen \(m.freezeMs) ms (dump \(m.dumpMs) ms), \(m.totalMs) ms in all, \(m.shipped) descriptors shipped"))
+                    out(Self.terminalSafe(Self.movedLine(pid: pid, m)))
                     return 0
                 case .error(let message):
                     err(message)
@@ -120,6 +129,21 @@ public struct ProcTools {
             err(error.description)
             return 1
         }
+    }
+
+    /// ssi-migrate's answer: where it went, the freeze and its parts,
+    /// the pre-copy rounds. "frozen N ms" is what scripts (bench/migrate)
+    /// read.
+    static func movedLine(pid: pid_t, _ m: LocalReply.Migrated) -> String {
+        let mb = { (b: Int) -> String in
+            let tenths = (b * 10) >> 20
+            return b >= 10 << 20 ? "\(b >> 20) MB" : "\(tenths / 10).\(tenths % 10) MB"
+        }
+        let parts = m.restoreMs > 0 ? "dump \(m.dumpMs) ms, transfer \(max(0, m.freezeMs - m.dumpMs - m.restoreMs)) ms, restore \(m.restoreMs) ms"
+                                    : "dump \(m.dumpMs) ms"
+        let precopy = m.rounds > 0 ? "\(m.rounds) pre-copy round\(m.rounds == 1 ? "" : "s") sent \(mb(m.precopyBytes)) while it ran"
+                                   : (m.note.isEmpty ? "stop and copy" : m.note)
+        return "\(pid): moved to node \(m.node) (\(m.name)), frozen \(m.freezeMs) ms (\(parts)); \(precopy); \(m.totalMs) ms in all, \(m.shipped) descriptors shipped"
     }
 
     // MARK: onnode

@@ -52,7 +52,7 @@ public enum Wire {
 /// the typed messages' business (`PeerRequest`, `LocalRequest`,
 /// `RestoreStep`).
 ///
-/// Version rule: every encoded message starts with the line `v=1`
+/// Version rule: every encoded message starts with the line `v=2`
 /// (`version`), and `decode` refuses a message without it, or with
 /// another, as `ProcMessageError.unversioned`/`.unsupportedVersion`
 /// ("are both nodes running the same ssi?"). Both ends are the one `ssi`
@@ -61,7 +61,7 @@ public struct Fields: Sendable, Equatable, CustomStringConvertible {
     public var pairs: [(String, String)]
 
     /// The protocol version every message carries first.
-    public static let version = 1
+    public static let version = 2
     static let versionLine: [UInt8] = Array("v=\(version)".utf8)
 
     public init(_ op: String, _ pairs: [(String, String)] = []) { self.pairs = [("op", op)] + pairs }

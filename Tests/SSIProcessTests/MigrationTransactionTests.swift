@@ -40,7 +40,16 @@ import SSILinux
             directories.insert(dir)
         }
 
-        func removeImageDirectory(_ dir: String) { directories.remove(dir) }
+        /// With its rounds' directories in it.
+        func removeImageDirectory(_ dir: String) { directories = directories.filter { $0 != dir && !$0.hasPrefix(dir + "/") } }
+
+        /// What each pre-copy round's pages come to, in order.
+        var roundBytes: [Int] = [60 << 20, 3 << 20]
+        var pageReads: [String] = []
+        func pageBytes(in dir: String) -> Int {
+            pageReads.append(dir)
+            return pageReads.count <= roundBytes.count ? roundBytes[pageReads.count - 1] : 0
+        }
 
         func takeCopy(pid: pid_t, fd: Int32) -> (fd: Int32, errno: Int32) {
             if fail.contains("copy \(pid).\(fd)") { return (-1, EBADF) }
@@ -87,7 +96,16 @@ import SSILinux
     final class FakeCRIU: Checkpointer {
         let host: FakeHost
         var dumps: [[String]] = []
+        var preDumps: [[String]] = []
         init(host: FakeHost) { self.host = host }
+
+        /// A pre-dump leaves the tree running, failed or not.
+        func preDump(_ arguments: [String], imageDirectory: String, readFrom: String) throws(SSIError) {
+            preDumps.append(arguments)
+            if host.fail.contains("pre-dump \(preDumps.count)") {
+                throw SSIError("migrate", "criu pre-dump failed (exited 1): Error (criu/mem.c:1): soft-dirty tracking is off")
+            }
+        }
 
         func dump(_ arguments: [String], imageDirectory: String, readFrom: String) throws(SSIError) {
             dumps.append(arguments)
@@ -117,8 +135,20 @@ import SSILinux
         var unreachable = false
         var requests: [Fields] = []
         var carried: [String: [UInt8]] = [:]
+        /// Rounds taken (number, the source's directory); the round that
+        /// fails; how often the move's connection was closed.
+        var rounds: [(Int, String)] = []
+        var failRound = 0
+        var closed = 0
 
         func commandHolding(_ pid: pid_t) throws(SSIError) -> String? { inUse[pid] }
+
+        func sendRound(_ round: Int, id: String, imageDirectory: String) throws(SSIError) {
+            if round == failRound { throw SSIError("proc", "node 2: connection reset by peer") }
+            rounds.append((round, imageDirectory))
+        }
+
+        func close() { closed += 1 }
 
         func restore(_ request: Fields, carries: [(resource: String, bytes: [UInt8])], imageDirectory: String,
                      sendImages: Bool) throws(SSIError) -> Fields {
@@ -147,13 +177,23 @@ import SSILinux
         let host = FakeHost(), criu = FakeCRIU(host: host), target = FakeTarget()
         let move = Self.transaction(host, criu, target)
         try move.run()
-        #expect(move.done == [.prepare, .dump, .transfer, .commit])
+        #expect(move.done == [.prepare, .precopy, .dump, .transfer, .commit])
         #expect(host.retired == [100, 101], "the stopped original goes once the target runs it")
         #expect(host.homes.count == 3 && host.homes.get("1-100-7.0") != nil && host.homes.get("1-100-7.1") != nil
                 && host.homes.get("1-100-7.2") != nil, "the target attaches to them")
         #expect(host.directories.isEmpty && host.relayed.isEmpty)
+        // Two rounds (60 MB, then 3 MB: settled), the final dump on the second.
+        #expect(criu.preDumps == [["pre-dump", "-t", "100", "-D", "/run/ssi/migrate/1-100-7/pre-1", "--shell-job", "--manage-cgroups=ignore",
+                                   "--track-mem", "--pre-dump-mode=read"],
+                                  ["pre-dump", "-t", "100", "-D", "/run/ssi/migrate/1-100-7/pre-2", "--shell-job", "--manage-cgroups=ignore",
+                                   "--track-mem", "--pre-dump-mode=read", "--prev-images-dir", "../pre-1"]])
+        #expect(target.rounds.map(\.0) == [1, 2] && target.rounds.map(\.1) == ["/proc/1/root/run/ssi/migrate/1-100-7/pre-1",
+                                                                             "/proc/1/root/run/ssi/migrate/1-100-7/pre-2"])
+        #expect(move.rounds.map(\.bytes) == [60 << 20, 3 << 20])
         #expect(criu.dumps == [["dump", "-t", "100", "-D", "/run/ssi/migrate/1-100-7", "--shell-job", "--leave-stopped",
-                                "--manage-cgroups=ignore", "--skip-in-flight", "--external", "unix[904]"]])
+                                "--manage-cgroups=ignore", "--skip-in-flight", "--track-mem", "--prev-images-dir", "pre-2",
+                                "--external", "unix[904]"]])
+        #expect(target.closed == 1, "the move's connection is closed once the target runs it")
         let req = try #require(target.requests.first)
         #expect(req.op == "restore" && req["id"] == "1-100-7" && req.all("task") == ["100", "101"] && req["images"] == nil)
         // Devices first (injected, shipped as their socket), then the rest,
@@ -174,6 +214,54 @@ import SSILinux
         let dir = root ? "/cluster/migrate/1-100-7" : "/run/ssi/migrate/1-100-7"
         #expect(criu.dumps.first?[4] == dir)
         #expect(target.requests.first?["images"] == (root ? dir : nil))
+        // The rounds are on the cluster root too: the target reads them there.
+        #expect(criu.preDumps.map { $0[4] } == [dir + "/pre-1", dir + "/pre-2"])
+        #expect(target.rounds.count == (root ? 0 : 2))
+    }
+
+    @Test("when the rounds stop: the bound, a small round, or a round that did not shrink by a fifth")
+    func roundsSettle() {
+        func settled(_ mb: [Int]) -> Bool { MigrationTransaction.settled(mb.map { PrecopyRound(bytes: $0 << 20, dumpMs: 0, sendMs: 0) }) }
+        #expect(!settled([]))
+        #expect(!settled([200]) && !settled([200, 100]) && !settled([200, 100, 60, 30, 10]))
+        #expect(settled([200, 100, 60, 30, 10, 5]), "at most \(MigrationTransaction.maxRounds) rounds")
+        #expect(settled([3]) && settled([200, 4]), "4 MB or less: the final dump carries the rest")
+        #expect(settled([200, 170]) && settled([200, 250]), "not shrinking by a fifth: more rounds would not shorten the freeze")
+        #expect(!settled([200, 159]))
+    }
+
+    @Test("pre-copy that cannot run (criu's first pre-dump fails): a stop and copy, and the answer says why; a later round that fails: the rounds done stand")
+    func precopyFallsBack() throws {
+        for failing in [1, 2] {
+            let host = FakeHost(), criu = FakeCRIU(host: host), target = FakeTarget()
+            host.roundBytes = [60 << 20, 40 << 20, 20 << 20]
+            host.fail = ["pre-dump \(failing)"]
+            let move = Self.transaction(host, criu, target)
+            try move.run()
+            #expect(move.done == [.prepare, .precopy, .dump, .transfer, .commit])
+            #expect(move.rounds.count == failing - 1 && target.rounds.count == failing - 1)
+            #expect(!host.directories.contains("/proc/1/root/run/ssi/migrate/1-100-7/pre-\(failing)"), "the failed round's directory is gone")
+            if failing == 1 {
+                #expect(move.precopyNote == "no pre-copy (criu pre-dump failed (exited 1): Error (criu/mem.c:1): soft-dirty tracking is off)")
+                #expect(criu.dumps.first?.contains("--track-mem") == false)
+            } else {
+                #expect(move.precopyNote == nil)
+                #expect(criu.dumps.first.map { Array($0[9...12]) } == ["--track-mem", "--prev-images-dir", "pre-1", "--external"])
+            }
+            for h in ["1-100-7.0", "1-100-7.1", "1-100-7.2"] { host.homes.release(h) }
+        }
+    }
+
+    @Test("--stop-and-copy: no round, the final dump carries every page")
+    func stopAndCopy() throws {
+        let host = FakeHost(), criu = FakeCRIU(host: host), target = FakeTarget()
+        var plan = Self.plan
+        plan.request.precopy = false
+        plan.shipped = []
+        let move = Self.transaction(host, criu, target, plan: plan)
+        try move.run()
+        #expect(criu.preDumps.isEmpty && target.rounds.isEmpty && move.rounds.isEmpty && move.precopyNote == nil)
+        #expect(criu.dumps.first?.contains("--prev-images-dir") == false)
     }
 
     /// Where each failure is made, the phase it must be reported in, and
@@ -183,6 +271,8 @@ import SSILinux
         ("directory", .prepare, "/proc/1/root/run/ssi/migrate/1-100-7: No space left on device"),
         ("inject 100.4", .prepare, "giving process 100 its device stand-in on fd 4: ptrace: Operation not permitted"),
         ("copy 101.0", .prepare, "fd 0 of process 101: pidfd_getfd: "),
+        ("round 1 unreachable", .precopy, "node 2 did not take pre-copy round 1 of process 100: node 2: connection reset by peer; it goes on running on node 1"),
+        ("round 2 unreachable", .precopy, "node 2 did not take pre-copy round 2 of process 100: node 2: connection reset by peer; it goes on running on node 1"),
         ("dump", .dump, "criu dump failed (exited 1): Error (criu/cr-dump.c:1): oops"),
         ("fork", .dump, "process 100 cannot move: process 102 belongs to uid 0, not to uid 1000"),
         ("target unreachable", .transfer, "node 2 could not restore process 100: node 2: connection reset by peer; it goes on running on node 1"),
@@ -197,6 +287,7 @@ import SSILinux
         host.fail = [fail]
         if fail == "pid in use" { target.inUse[101] = "sshd" }
         if fail == "target unreachable" { target.unreachable = true }
+        if fail.hasPrefix("round") { target.failRound = Int(fail.dropFirst(6).prefix(1))! }
         if fail == "target error" { target.answer = Fields("error", [("message", "criu restore failed (exited 1): Error (criu/files.c:1): no")]) }
         let move = Self.transaction(host, criu, target)
         var failure: MigrationFailure?
@@ -215,9 +306,15 @@ import SSILinux
         let injected = fail != "pid in use" && fail != "directory" && fail != "inject 100.4"
         #expect(host.relayed == (injected ? ["/dev/ttyS1"] : []), "\(fail)")
         // Undone in reverse: the tree resumed before its channels went.
-        if phase != .prepare {
+        if phase == .precopy {
+            #expect(move.undone == ["the target's pre-copy rounds", "the home channel 1-100-7.2", "the home channel 1-100-7.0",
+                                    "the home channel 1-100-7.1 of /dev/ttyS1", "the image directory"], "\(move.undone)")
+            #expect(criu.dumps.isEmpty, "nothing was frozen")
+        } else if phase != .prepare {
             #expect(move.undone.first == "the stopped tree resumed" && move.undone.last == "the image directory", "\(move.undone)")
+            #expect(move.undone.contains("the target's pre-copy rounds"), "the target drops what it received")
         }
+        if phase != .prepare { #expect(target.closed >= 1, "\(fail): the move's connection is closed") }
         #expect(host.log.contains { $0.contains("failed in the \(phase.rawValue) phase") }, "the log names the phase: \(host.log)")
         if phase == .prepare { #expect(criu.dumps.isEmpty, "nothing was frozen") }
     }
@@ -271,6 +368,12 @@ import SSILinux
         func dump(_ arguments: [String], imageDirectory: String, readFrom: String) throws(SSIError) {
             for t in ProcessInspector.tree(root: pid_t(arguments[2])!) { kill(t, SIGSTOP) }
             if fails { throw SSIError("migrate", "criu dump failed (killed by signal 9)") }
+        }
+        /// A round's pages, and criu's link to the round before, in the
+        /// agent's view of the directory: the rollback removes them all.
+        func preDump(_ arguments: [String], imageDirectory: String, readFrom: String) throws(SSIError) {
+            _ = FileManager.default.createFile(atPath: readFrom + "/pages-1.img", contents: Data(count: 8192))
+            _ = symlink("../pre-0", readFrom + "/parent")
         }
         func restore(_ arguments: [String], imageDirectory: String, fds: [Int32], readFrom: String) throws(SSIError) {}
         func restoreWithKeeper(_ arguments: [String], imageDirectory: String, tty: Int32?, fds: [Int32], readFrom: String) throws(SSIError) -> pid_t { 0 }

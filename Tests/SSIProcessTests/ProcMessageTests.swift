@@ -37,14 +37,16 @@ import SSITestSupport
          .run(run), .run(RunRequest(cwd: "/", uid: 0, gid: 0, groups: [], argv: ["true"], environment: [], stdio: [], session: nil)),
          .restore(restore),
          .restore(RestoreRequest(id: "2-3-4", pid: 3, tasks: [], images: nil, ships: [], termios: [], reports: [])),
-         .migrate(pid: 70000, node: 2, tree: true, uid: 1000, throughRoot: false),
-         .migrate(pid: 1, node: 3, tree: false, uid: 0, throughRoot: true),
+         .precopy(id: "1-70000-42"),
+         .migrate(pid: 70000, node: 2, tree: true, uid: 1000, throughRoot: false, precopy: true),
+         .migrate(pid: 1, node: 3, tree: false, uid: 0, throughRoot: true, precopy: false),
          .exited(session: "1-5", status: 143, how: "killed by signal 15"), .exited(session: "1-6", status: 0, how: ""),
          .kill(pid: 70000, signal: 15, uid: 65534)]
     }
 
     static let localRequests: [LocalRequest] = [
-        .where(pids: [1, 65536, pid_t.max]), .where(pids: []), .ps, .migrate(pid: 70000, node: 2, tree: false, throughRoot: true),
+        .where(pids: [1, 65536, pid_t.max]), .where(pids: []), .ps, .migrate(pid: 70000, node: 2, tree: false, throughRoot: true, precopy: true),
+        .migrate(pid: 70000, node: 2, tree: true, throughRoot: false, precopy: false),
         .onnode(OnnodeRequest(node: 2, persistent: false, cwd: "/home/u\\x", argv: ["cat", "a\nb"], environment: ["A=b\r", "PATH=/bin"])),
         .onnode(OnnodeRequest(node: 1, persistent: true, cwd: "/", argv: ["true"], environment: [])),
         .signal(2), .signal(64),
@@ -53,12 +55,22 @@ import SSITestSupport
     static let steps: [RestoreStep] = [.carry(resource: "pipe:[7]", size: 0), .carry(resource: "tty[1:2]", size: ProcAgent.maxCarryBytes),
                                        .file(name: "pages-1.img", size: 1 << 33), .go]
 
+    /// Each with the last round announced before it.
+    static let precopySteps: [(step: PrecopyStep, after: Int)] = [
+        (.round(number: 1), 0), (.file(name: "pagemap-70000.img", size: 4096), 1), (.round(number: 2), 1),
+        (.round(number: MigrationTransaction.maxRounds), MigrationTransaction.maxRounds - 1), (.file(name: "pages-1.img", size: 0), 3),
+        (.restore(restore), 2),
+    ]
+
     static let replies: [PeerReply] = [.ok, .error("no such process on node 2"), .error(""), .end, .where(found: true, command: "sleep 30"),
-                                       .where(found: false, command: ""), .started(pid: 65537), .restored(pid: 100)]
+                                       .where(found: false, command: ""), .started(pid: 65537), .restored(pid: 100, ms: 1534)]
 
     static let localReplies: [LocalReply] = [
         .started(pid: 65537, node: 2), .exit(status: 143, how: "killed by signal 15"), .exit(status: 0, how: ""),
         .migrated(.init(pid: 70000, node: 3, name: "node 3", freezeMs: 812, dumpMs: 300, totalMs: 1500, shipped: 2)),
+        .migrated(.init(pid: 70000, node: 3, name: "", freezeMs: 812, dumpMs: 300, totalMs: 9500, shipped: 0, restoreMs: 400, rounds: 3,
+                        precopyBytes: 220 << 20, note: "")),
+        .migrated(.init(pid: 7, node: 2, name: "n2", freezeMs: 1, dumpMs: 1, totalMs: 1, shipped: 0, note: "no pre-copy (criu pre-dump failed)")),
         .where(pid: 70000, nodes: [1, 3]), .where(pid: 5, nodes: []),
         .ps(node: 2, rows: [.init(pid: 1, uid: 0, command: "/sbin/init"), .init(pid: 70000, uid: 1000, command: " two\nlines  x")]),
         .ps(node: 1, rows: []), .error("proc: unknown request x"), .end,
@@ -67,14 +79,15 @@ import SSITestSupport
     @Test("every request and reply round-trips through the wire bytes, which start with the version")
     func roundTrip() throws {
         for r in Self.peerRequests {
-            #expect(r.encode().encoded.starts(with: Array("v=1\nop=".utf8)))
+            #expect(r.encode().encoded.starts(with: Array("v=\(Fields.version)\nop=".utf8)))
             #expect(try PeerRequest.decode(Self.wire(r.encode()), from: 1) == r, "\(r.encode())")
         }
         for r in Self.localRequests {
-            #expect(r.encode().encoded.starts(with: Array("v=1\nop=".utf8)))
+            #expect(r.encode().encoded.starts(with: Array("v=\(Fields.version)\nop=".utf8)))
             #expect(try LocalRequest.decode(Self.wire(r.encode())) == r, "\(r.encode())")
         }
         for s in Self.steps { #expect(try RestoreStep.decode(Self.wire(s.encode())) == s) }
+        for (s, after) in Self.precopySteps { #expect(try PrecopyStep.decode(Self.wire(s.encode()), after: after) == s, "\(s)") }
         for r in Self.replies { #expect(try PeerReply.decode(Self.wire(r.encode())) == r) }
         for r in Self.localReplies { #expect(try LocalReply.decode(Self.wire(r.encode())) == r, "\(r.encode())") }
         // The agent's ps parts (built as rows under a budget) are LocalReply.ps.
@@ -99,7 +112,7 @@ import SSITestSupport
     @Test("the version line: missing or another is a clear error that asks about the ssi versions")
     func version() throws {
         let f = Fields("where", [("pid", "1")])
-        #expect(Array(f.encoded.prefix(4)) == Array("v=1\n".utf8))
+        #expect(Array(f.encoded.prefix(4)) == Array("v=2\n".utf8))
         func refusal(_ text: String) -> ProcMessageError? {
             do { _ = try Fields.decode(Array(text.utf8)); return nil } catch { return error }
         }
@@ -107,14 +120,14 @@ import SSITestSupport
         let old = refusal("op=where\npid=1")
         #expect(old?.isVersionMismatch == true && old?.description.contains("without a protocol version") == true, "\(String(describing: old))")
         #expect(old?.asSSIError.description.contains("are both nodes running the same ssi?") == true)
-        let newer = refusal("v=2\nop=where\npid=1")
-        #expect(newer?.isVersionMismatch == true && newer?.description.contains("\"2\"") == true, "\(String(describing: newer))")
-        #expect(refusal("v=1 \nop=where")?.isVersionMismatch == true, "the line is exactly v=1")
-        #expect(refusal("v=1\npid=1")?.description == "a message without op", "op comes first after the version")
-        #expect(refusal("v=1")?.description == "a message without op")
-        #expect(refusal("v=1\nop=ps") == nil)
+        let older = refusal("v=1\nop=where\npid=1")
+        #expect(older?.isVersionMismatch == true && older?.description.contains("\"1\"") == true, "\(String(describing: older))")
+        #expect(refusal("v=2 \nop=where")?.isVersionMismatch == true, "the line is exactly v=2")
+        #expect(refusal("v=2\npid=1")?.description == "a message without op", "op comes first after the version")
+        #expect(refusal("v=2")?.description == "a message without op")
+        #expect(refusal("v=2\nop=ps") == nil)
         // Over the limit: refused by its size alone.
-        let big = refusal("v=1\nop=ps\np=" + String(repeating: "x", count: SecureChannel.maxPayload))
+        let big = refusal("v=2\nop=ps\np=" + String(repeating: "x", count: SecureChannel.maxPayload))
         #expect(big?.description.contains("over the limit") == true)
     }
 
@@ -207,6 +220,44 @@ import SSITestSupport
         #expect(refusal(Fields("restored", [("pid", "1")])) == "unknown request restored")
     }
 
+    @Test("the pre-copy steps: rounds one by one up to the bound, no file before a round, no restore of another shape")
+    func precopyStepsChecked() {
+        func refusal(_ f: Fields, after: Int) -> String {
+            do { _ = try PrecopyStep.decode(Self.wire(f), after: after); return "" } catch { return error.description }
+        }
+        #expect(refusal(Fields("round", [("n", "2")]), after: 0) == "the round message has a bad n (round 2 after round 0, at most 6)")
+        #expect(refusal(Fields("round", [("n", "1")]), after: 1).hasPrefix("the round message has a bad n"), "a round again")
+        #expect(refusal(Fields("round", [("n", "7")]), after: 6).hasPrefix("the round message has a bad n"), "past the bound")
+        #expect(refusal(Fields("round", [("n", "-1")]), after: 0).hasPrefix("the round message has a bad n"))
+        #expect(refusal(Fields("round"), after: 0) == "the round message has no n")
+        #expect(refusal(Fields("file", [("name", "pages-1.img"), ("size", "1")]), after: 0)
+                == "the file message has a bad name (an image file before any pre-copy round)")
+        #expect(refusal(Fields("file", [("name", "../parent"), ("size", "1")]), after: 1).hasPrefix("the file message has a bad name"))
+        #expect(refusal(Fields("restore", [("id", "../x"), ("pid", "5")]), after: 1).hasPrefix("the restore message has a bad id"))
+        #expect(refusal(Fields("go"), after: 1) == "unknown request go", "the restore comes before its go")
+        #expect(refusal(Fields("precopy", [("id", "1-2-3")]), after: 0) == "unknown request precopy")
+        func peer(_ f: Fields) -> String {
+            do { _ = try PeerRequest.decode(Self.wire(f), from: 2); return "" } catch { return error.description }
+        }
+        #expect(peer(Fields("precopy", [("id", "1-2/3")])).hasPrefix("the precopy message has a bad id"))
+        #expect(peer(Fields("migrate", [("pid", "5"), ("node", "2"), ("tree", "0"), ("uid", "0"), ("root", "0")])) == "the migrate message has no precopy")
+    }
+
+    @Test("ssi-migrate's answer: the freeze's parts and the pre-copy rounds, or why there were none")
+    func movedLine() {
+        var m = LocalReply.Migrated(pid: 70000, node: 2, name: "node2", freezeMs: 900, dumpMs: 300, totalMs: 9000, shipped: 1,
+                                    restoreMs: 500, rounds: 3, precopyBytes: 230 << 20)
+        #expect(ProcTools.movedLine(pid: 70000, m) == "70000: moved to node 2 (node2), frozen 900 ms (dump 300 ms, transfer 100 ms, restore 500 ms); 3 pre-copy rounds sent 230 MB while it ran; 9000 ms in all, 1 descriptors shipped")
+        m.rounds = 1
+        m.precopyBytes = 3 << 19
+        #expect(ProcTools.movedLine(pid: 70000, m).contains("; 1 pre-copy round sent 1.5 MB while it ran;"))
+        m.rounds = 0
+        m.restoreMs = 0
+        #expect(ProcTools.movedLine(pid: 70000, m).contains("frozen 900 ms (dump 300 ms); stop and copy;"))
+        m.note = "no pre-copy (criu pre-dump failed (exited 1))"
+        #expect(ProcTools.movedLine(pid: 70000, m).contains("; no pre-copy (criu pre-dump failed (exited 1));"))
+    }
+
     @Test("a local request: bounded, exact, and identity fields are not read")
     func localChecked() throws {
         func refusal(_ f: Fields) -> String {
@@ -232,6 +283,7 @@ import SSITestSupport
     func fuzz() {
         let seeds = Self.peerRequests.map { $0.encode().encoded } + Self.localRequests.map { $0.encode().encoded }
             + Self.steps.map { $0.encode().encoded } + Self.replies.map { $0.encode().encoded }
+            + Self.precopySteps.map { $0.step.encode().encoded }
             + Self.localReplies.map { $0.encode().encoded }
         var mismatches: [String] = []
         var taken = 0
@@ -248,6 +300,12 @@ import SSITestSupport
             if let s = try? RestoreStep.decode(f) {
                 taken += 1
                 if (try? RestoreStep.decode(Self.wire(s.encode()))) != s { mismatches.append("\(s)") }
+            }
+            for after in [0, 1, MigrationTransaction.maxRounds] {
+                if let s = try? PrecopyStep.decode(f, after: after) {
+                    taken += 1
+                    if (try? PrecopyStep.decode(Self.wire(s.encode()), after: after)) != s { mismatches.append("\(s)") }
+                }
             }
             if let r = try? PeerReply.decode(f) {
                 taken += 1
