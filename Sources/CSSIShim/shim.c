@@ -1,6 +1,8 @@
 #define _GNU_SOURCE
 #include "ssi_shim.h"
 #include <linux/openat2.h>
+#include <linux/falloc.h>
+#include <fcntl.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -384,6 +386,10 @@ int ssi_accept(int fd) {
 }
 int ssi_pipe(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 int ssi_set_pipe_size(int fd, int size) { return fcntl(fd, F_SETPIPE_SZ, size); }
+
+int ssi_punch_hole(int fd, long long length) {
+    return (int)SSI_RETRY(fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, (off_t)length));
+}
 int ssi_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }
 
 #if defined(__x86_64__)

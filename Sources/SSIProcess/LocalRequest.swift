@@ -119,6 +119,8 @@ enum LocalReply: Equatable, Sendable {
         /// ran, and why there were none when asked for (empty otherwise).
         var rounds: Int = 0
         var precopyBytes: Int = 0
+        /// The pages the final dump carried while the process was frozen.
+        var frozenBytes: Int = 0
         var note: String = ""
     }
 
@@ -138,7 +140,7 @@ enum LocalReply: Equatable, Sendable {
             Fields("migrated", [("pid", String(m.pid)), ("node", String(m.node)), ("name", m.name), ("freeze_ms", String(m.freezeMs)),
                                 ("dump_ms", String(m.dumpMs)), ("total_ms", String(m.totalMs)), ("shipped", String(m.shipped)),
                                 ("restore_ms", String(m.restoreMs)), ("rounds", String(m.rounds)), ("precopy_bytes", String(m.precopyBytes)),
-                                ("note", m.note)])
+                                ("frozen_bytes", String(m.frozenBytes)), ("note", m.note)])
         case .where(let pid, let nodes): Fields("where", [("pid", String(pid)), ("nodes", nodes.map(String.init).joined(separator: ","))])
         case .ps(let node, let rows): Fields("ps", [("node", String(node))] + rows.map { ("p", $0.line) })
         case .error(let message): Fields("error", [("message", message)])
@@ -157,7 +159,8 @@ enum LocalReply: Equatable, Sendable {
             return .migrated(Migrated(pid: try d.pid("pid"), node: try d.number("node"), name: try d.text("name", empty: true),
                                       freezeMs: try d.number("freeze_ms"), dumpMs: try d.number("dump_ms"), totalMs: try d.number("total_ms"),
                                       shipped: try d.number("shipped"), restoreMs: try d.number("restore_ms"), rounds: try d.number("rounds"),
-                                      precopyBytes: try d.number("precopy_bytes"), note: try d.text("note", empty: true)))
+                                      precopyBytes: try d.number("precopy_bytes"), frozenBytes: try d.number("frozen_bytes"),
+                                      note: try d.text("note", empty: true)))
         case "where":
             let text = try d.text("nodes", empty: true)
             var nodes: [UInt32] = []

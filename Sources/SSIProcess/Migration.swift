@@ -163,12 +163,12 @@ extension ProcAgent {
         do throws(MigrationFailure) { try move.run() } catch { throw error.error }
         let ms = { (a: Double, b: Double) in Int((b - a) * 1000) }
         let rounds = move.rounds.map { "\($0.bytes >> 20) MB in \($0.dumpMs)+\($0.sendMs) ms" }
-        trace("migrated \(pid) to node \(target): freeze \(ms(move.freezeStart, move.restored)) ms (dump \(ms(move.freezeStart, move.dumped)) ms, "
+        trace("migrated \(pid) to node \(target): freeze \(ms(move.freezeStart, move.restored)) ms (dump \(ms(move.freezeStart, move.dumped)) ms, \(move.frozenBytes >> 20) MB, "
               + "restore \(move.restoreMs) ms); pre-copy rounds: " + (rounds.isEmpty ? "none" : rounds.joined(separator: ", ")))
         try reply.send(LocalReply.migrated(.init(pid: pid, node: target, name: plan.targetName, freezeMs: ms(move.freezeStart, move.restored),
                                                  dumpMs: ms(move.freezeStart, move.dumped), totalMs: ms(started, Process.now()),
                                                  shipped: move.specs.count, restoreMs: move.restoreMs, rounds: move.rounds.count,
-                                                 precopyBytes: move.rounds.reduce(0) { $0 + $1.bytes },
+                                                 precopyBytes: move.rounds.reduce(0) { $0 + $1.bytes }, frozenBytes: move.frozenBytes,
                                                  note: move.precopyNote ?? "")).encode())
     }
 
@@ -379,6 +379,23 @@ extension ProcAgent {
         rmdir(path)
     }
 
+    /// Punches out the pages of a round the target has: the files keep
+    /// their size and their page maps (criu's next round and the final
+    /// dump read a parent's page map to know which pages it holds, never
+    /// its pages), and the tmpfs gives their memory back.
+    func releasePages(in dir: String) {
+        for name in (try? FileSystem.list(dir)) ?? [] where name.hasPrefix("pages-") && name.hasSuffix(".img") {
+            let fd = open(dir + "/" + name, O_RDWR | O_CLOEXEC | O_NOFOLLOW)
+            guard fd >= 0 else { continue }
+            var st = stat()
+            if fstat(fd, &st) == 0, st.st_size > 0, ssi_punch_hole(fd, Int64(st.st_size)) != 0 {
+                let lastErrno = errno
+                trace("\(dir)/\(name): its pages stay in memory: fallocate: \(errnoDescription(lastErrno))")
+            }
+            close(fd)
+        }
+    }
+
     /// The bytes of memory pages in an image directory: criu's pages-N.img.
     func pageBytes(in dir: String) -> Int {
         ((try? FileSystem.list(dir)) ?? []).filter { $0.hasPrefix("pages-") && $0.hasSuffix(".img") }.reduce(0) { sum, name in
@@ -542,6 +559,9 @@ extension ProcAgent {
         stands.forEach { standIns.add($0) }
         try c.send(PeerReply.restored(pid: pid, ms: Int((Process.now() - restoreStarted) * 1000)).encode())
         trace("restored \(pid) (\(id)) with \(stands.count) stand-ins")
+        // criu's log of the last restore (-v4: each line timed), kept for
+        // `bench/migrate`'s breakdown of the restore; the images go.
+        try? FileSystem.copyFile(dir + "/restore.log", to: options.stateDirectory + "/last-restore.log", mode: 0o600)
         // The source lets go of the homes' channels once it has our
         // answer; attaching waits for that.
         for s in stands {
@@ -567,8 +587,11 @@ extension ProcAgent {
         var round = 0
         while true {
             // A round's pre-dump on the source (or its final dump) comes
-            // between two messages.
-            c.setReceiveTimeout(seconds: 300)
+            // between two messages: waited for while the source is a
+            // member, so that a source that died drops its rounds here
+            // once the membership sees it gone, not after a timeout.
+            try awaitMember(c, what: "the pre-copy of \(id)", seconds: 600)
+            c.setReceiveTimeout(seconds: 120)
             let f = try c.expectFields("a pre-copy round")
             let step: PrecopyStep
             do throws(ProcMessageError) { step = try PrecopyStep.decode(f, after: round) } catch {
@@ -593,6 +616,19 @@ extension ProcAgent {
                 return try restoreHere(req, from: c, rounds: round)
             }
         }
+    }
+
+    /// Waits until `c` has something to read, for at most `seconds`,
+    /// while its peer is an up member.
+    func awaitMember(_ c: SecureChannel, what: String, seconds: Int) throws(SSIError) {
+        for _ in 0..<max(1, seconds / 2) {
+            var p = pollfd(fd: c.fd, events: Int16(POLLIN), revents: 0)
+            if poll(&p, 1, 2000) != 0 { return }
+            guard peers()[c.peerNode]?.up == true else {
+                throw SSIError("migrate", "node \(c.peerNode) left the cluster during \(what)")
+            }
+        }
+        throw SSIError("migrate", "node \(c.peerNode) sent nothing for \(seconds) s during \(what)")
     }
 
     /// Reports a process's exit to its onnode session at home, once its

@@ -47,6 +47,8 @@ protocol MigrationHost: AnyObject {
     func removeImageDirectory(_ dir: String)
     /// The bytes of memory pages in image directory `dir` (its pages-*.img).
     func pageBytes(in dir: String) -> Int
+    /// Frees the memory of a round's pages once the target has them.
+    func releasePages(in dir: String)
     /// The agent's own copy of a process's descriptor (pidfd_getfd), or
     /// -1 and the errno.
     func takeCopy(pid: pid_t, fd: Int32) -> (fd: Int32, errno: Int32)
@@ -138,6 +140,9 @@ final class MigrationTransaction {
     private(set) var precopyNote: String?
     /// The target's own restore time, from its answer (0: not told).
     private(set) var restoreMs = 0
+    /// The pages the final dump carried (with pre-copy: those dirtied
+    /// since the last round).
+    private(set) var frozenBytes = 0
 
     /// When the rounds stop: at most this many; once a round carries no
     /// more than `settledBytes` (the final dump's share is then small);
@@ -311,10 +316,13 @@ final class MigrationTransaction {
             let dumpedAt = clock()
             let bytes = host.pageBytes(in: dir + "/" + name)
             host.trace("sending the images of \(pid) to node \(target.node) (pre-copy round \(round), \(bytes >> 20) MB of pages)")
-            do throws(SSIError) {
-                if !plan.request.throughRoot { try target.sendRound(round, id: id, imageDirectory: dir + "/" + name) }
-            } catch {
-                throw SSIError("migrate", "node \(target.node) did not take pre-copy round \(round) of process \(pid): \(error.message); it goes on running on node \(host.localNode)")
+            if !plan.request.throughRoot {
+                do throws(SSIError) { try target.sendRound(round, id: id, imageDirectory: dir + "/" + name) } catch {
+                    throw SSIError("migrate", "node \(target.node) did not take pre-copy round \(round) of process \(pid): \(error.message); it goes on running on node \(host.localNode)")
+                }
+                // Sent: its pages' memory in the images' tmpfs goes (the
+                // process's memory and every round would not fit twice).
+                host.releasePages(in: dir + "/" + name)
             }
             rounds.append(PrecopyRound(bytes: bytes, dumpMs: Int((dumpedAt - started) * 1000), sendMs: Int((clock() - dumpedAt) * 1000)))
         } while !Self.settled(rounds)
@@ -335,6 +343,7 @@ final class MigrationTransaction {
                                                           parent: rounds.isEmpty ? nil : Self.roundDirectory(rounds.count)),
                               imageDirectory: criuDir, readFrom: dir)
         dumped = clock()
+        frozenBytes = host.pageBytes(in: dir)
         // What the process wrote to a device's stand-in before the freeze
         // goes to the device now, before anything it writes on the target.
         for d in devices {

@@ -139,8 +139,8 @@ public struct ProcTools {
             let tenths = (b * 10) >> 20
             return b >= 10 << 20 ? "\(b >> 20) MB" : "\(tenths / 10).\(tenths % 10) MB"
         }
-        let parts = m.restoreMs > 0 ? "dump \(m.dumpMs) ms, transfer \(max(0, m.freezeMs - m.dumpMs - m.restoreMs)) ms, restore \(m.restoreMs) ms"
-                                    : "dump \(m.dumpMs) ms"
+        let dump = "dump \(m.dumpMs) ms" + (m.frozenBytes > 0 ? " of \(mb(m.frozenBytes))" : "")
+        let parts = m.restoreMs > 0 ? "\(dump), transfer \(max(0, m.freezeMs - m.dumpMs - m.restoreMs)) ms, restore \(m.restoreMs) ms" : dump
         let precopy = m.rounds > 0 ? "\(m.rounds) pre-copy round\(m.rounds == 1 ? "" : "s") sent \(mb(m.precopyBytes)) while it ran"
                                    : (m.note.isEmpty ? "stop and copy" : m.note)
         return "\(pid): moved to node \(m.node) (\(m.name)), frozen \(m.freezeMs) ms (\(parts)); \(precopy); \(m.totalMs) ms in all, \(m.shipped) descriptors shipped"

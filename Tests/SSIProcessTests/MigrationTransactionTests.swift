@@ -46,6 +46,8 @@ import SSILinux
         /// What each pre-copy round's pages come to, in order.
         var roundBytes: [Int] = [60 << 20, 3 << 20]
         var pageReads: [String] = []
+        var released: [String] = []
+        func releasePages(in dir: String) { released.append(dir) }
         func pageBytes(in dir: String) -> Int {
             pageReads.append(dir)
             return pageReads.count <= roundBytes.count ? roundBytes[pageReads.count - 1] : 0
@@ -190,6 +192,7 @@ import SSILinux
         #expect(target.rounds.map(\.0) == [1, 2] && target.rounds.map(\.1) == ["/proc/1/root/run/ssi/migrate/1-100-7/pre-1",
                                                                              "/proc/1/root/run/ssi/migrate/1-100-7/pre-2"])
         #expect(move.rounds.map(\.bytes) == [60 << 20, 3 << 20])
+        #expect(host.released == target.rounds.map(\.1), "each round's pages are let go once sent")
         #expect(criu.dumps == [["dump", "-t", "100", "-D", "/run/ssi/migrate/1-100-7", "--shell-job", "--leave-stopped",
                                 "--manage-cgroups=ignore", "--skip-in-flight", "--track-mem", "--prev-images-dir", "pre-2",
                                 "--external", "unix[904]"]])
@@ -217,6 +220,7 @@ import SSILinux
         // The rounds are on the cluster root too: the target reads them there.
         #expect(criu.preDumps.map { $0[4] } == [dir + "/pre-1", dir + "/pre-2"])
         #expect(target.rounds.count == (root ? 0 : 2))
+        #expect(host.released.count == (root ? 0 : 2), "the target reads the root's rounds: they stay")
     }
 
     @Test("when the rounds stop: the bound, a small round, or a round that did not shrink by a fifth")
@@ -383,6 +387,29 @@ import SSILinux
         let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
         guard let close = stat.lastIndex(of: ")") else { return "?" }
         return String(stat[stat.index(close, offsetBy: 2)...].prefix(1))
+    }
+
+    @Test("a sent round's pages: their memory goes, their size and page map stay; a round's directory is removed with the image directory")
+    func releaseAndRemove() throws {
+        // /dev/shm is a tmpfs, as the images' directory is.
+        let dir = "/dev/shm/ssi-release-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir + "/pre-1", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let pages = dir + "/pre-1/pages-1.img"
+        _ = FileManager.default.createFile(atPath: pages, contents: Data(repeating: 7, count: 1 << 20))
+        _ = FileManager.default.createFile(atPath: dir + "/pre-1/pagemap-5.img", contents: Data(repeating: 1, count: 100))
+        _ = symlink("../pre-0", dir + "/pre-1/parent")
+        var options = ProcAgent.Options()
+        options.stateDirectory = dir
+        let agent = ProcAgent(options: options, log: { _ in })
+        var st = stat()
+        #expect(stat(pages, &st) == 0 && st.st_blocks > 0)
+        agent.releasePages(in: dir + "/pre-1")
+        #expect(stat(pages, &st) == 0 && st.st_size == 1 << 20 && st.st_blocks == 0, "punched: \(st.st_blocks) blocks")
+        #expect(stat(dir + "/pre-1/pagemap-5.img", &st) == 0 && st.st_blocks > 0, "the page map stays")
+        #expect(agent.pageBytes(in: dir + "/pre-1") == 1 << 20)
+        agent.removeImageDirectory(dir)
+        #expect(!FileManager.default.fileExists(atPath: dir), "the directory and its round, link and all, are gone")
     }
 
     @Test("the agent as the node, a real process: stopped by the dump, running again after a failed dump or transfer; its pipe's home channel and the image directory gone",

@@ -69,7 +69,7 @@ import SSITestSupport
         .started(pid: 65537, node: 2), .exit(status: 143, how: "killed by signal 15"), .exit(status: 0, how: ""),
         .migrated(.init(pid: 70000, node: 3, name: "node 3", freezeMs: 812, dumpMs: 300, totalMs: 1500, shipped: 2)),
         .migrated(.init(pid: 70000, node: 3, name: "", freezeMs: 812, dumpMs: 300, totalMs: 9500, shipped: 0, restoreMs: 400, rounds: 3,
-                        precopyBytes: 220 << 20, note: "")),
+                        precopyBytes: 220 << 20, frozenBytes: 9 << 20, note: "")),
         .migrated(.init(pid: 7, node: 2, name: "n2", freezeMs: 1, dumpMs: 1, totalMs: 1, shipped: 0, note: "no pre-copy (criu pre-dump failed)")),
         .where(pid: 70000, nodes: [1, 3]), .where(pid: 5, nodes: []),
         .ps(node: 2, rows: [.init(pid: 1, uid: 0, command: "/sbin/init"), .init(pid: 70000, uid: 1000, command: " two\nlines  x")]),
@@ -246,13 +246,14 @@ import SSITestSupport
     @Test("ssi-migrate's answer: the freeze's parts and the pre-copy rounds, or why there were none")
     func movedLine() {
         var m = LocalReply.Migrated(pid: 70000, node: 2, name: "node2", freezeMs: 900, dumpMs: 300, totalMs: 9000, shipped: 1,
-                                    restoreMs: 500, rounds: 3, precopyBytes: 230 << 20)
-        #expect(ProcTools.movedLine(pid: 70000, m) == "70000: moved to node 2 (node2), frozen 900 ms (dump 300 ms, transfer 100 ms, restore 500 ms); 3 pre-copy rounds sent 230 MB while it ran; 9000 ms in all, 1 descriptors shipped")
+                                    restoreMs: 500, rounds: 3, precopyBytes: 230 << 20, frozenBytes: 12 << 20)
+        #expect(ProcTools.movedLine(pid: 70000, m) == "70000: moved to node 2 (node2), frozen 900 ms (dump 300 ms of 12 MB, transfer 100 ms, restore 500 ms); 3 pre-copy rounds sent 230 MB while it ran; 9000 ms in all, 1 descriptors shipped")
         m.rounds = 1
         m.precopyBytes = 3 << 19
         #expect(ProcTools.movedLine(pid: 70000, m).contains("; 1 pre-copy round sent 1.5 MB while it ran;"))
         m.rounds = 0
         m.restoreMs = 0
+        m.frozenBytes = 0
         #expect(ProcTools.movedLine(pid: 70000, m).contains("frozen 900 ms (dump 300 ms); stop and copy;"))
         m.note = "no pre-copy (criu pre-dump failed (exited 1))"
         #expect(ProcTools.movedLine(pid: 70000, m).contains("; no pre-copy (criu pre-dump failed (exited 1));"))

@@ -105,6 +105,53 @@ public enum MigrationPrograms {
                 time.sleep(1)
 
             """,
+        // Pre-copy's test and benchmark: MB of memory (argv[1]) rewritten
+        // 1 MB at a time (argv[2] MB a second, 10 by default) in a ring,
+        // each block filled with one byte value that the program
+        // remembers; a numbered line with its node to stdout every 5
+        // blocks; on SIGUSR1, every block checked against what it
+        // remembers ("check ok N" or "check bad:BLOCKS N").
+        "/usr/local/bin/ssi-dirtier": """
+            #!/usr/bin/python3
+            import signal, socket, sys, time
+            MB = 1 << 20
+            blocks = int(sys.argv[1])
+            rate = float(sys.argv[2]) if len(sys.argv) > 2 else 10.0
+            fills = [bytes([v + 1]) * MB for v in range(8)]
+            buf = bytearray(blocks * MB)
+            values = [0] * blocks
+            for b in range(blocks):
+                buf[b * MB:(b + 1) * MB] = fills[0]
+            check = False
+            def on_usr1(sig, frame):
+                global check
+                check = True
+            signal.signal(signal.SIGUSR1, on_usr1)
+            n = line = 0
+            start = time.monotonic()
+            while True:
+                b = n % blocks
+                v = (n // blocks + 1) % 8
+                buf[b * MB:(b + 1) * MB] = fills[v]
+                values[b] = v
+                n += 1
+                if n % 5 == 0:
+                    line += 1
+                    print("%d %s %d" % (line, socket.gethostname(), n), flush=True)
+                if check:
+                    check = False
+                    bad = [i for i in range(blocks) if buf[i * MB:(i + 1) * MB] != fills[values[i]]]
+                    print("check %s %d" % ("ok" if not bad else "bad:" + ",".join(map(str, bad[:5])), n), flush=True)
+                # The pace: n blocks by now. Another node's monotonic clock
+                # (after a move) differs: the pace starts again from there.
+                ahead = start + n / rate - time.monotonic()
+                if ahead < -1.0 or ahead > 1.0:
+                    start = time.monotonic() - n / rate
+                    ahead = 0.0
+                if ahead > 0:
+                    time.sleep(ahead)
+
+            """,
     ]
 
     /// MB of resident memory, then a line a second.

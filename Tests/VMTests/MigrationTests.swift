@@ -12,7 +12,7 @@ extension VM {
     @Suite struct MigrationTests {
         static let ssi = ToolsCluster.ssi
 
-        @Test("migration: a counter with a pipe home moves 1 -> 2 -> 3 without a gap, a tty program and a TCP client keep their terminal and connection, onnode runs there with stdio and status back, refusals say why, a target dying mid-transfer leaves the process running at home",
+        @Test("migration: a counter with a pipe home moves 1 -> 2 -> 3 without a gap, a tty program and a TCP client keep their terminal and connection, onnode runs there with stdio and status back, refusals say why, a pre-copy move of a process rewriting its 200 MB keeps every byte and line, a source dying after a round leaves nothing at the target, a target dying mid-transfer leaves the process running at home",
               .enabled(if: clusterSkipReason == nil, Comment(rawValue: clusterSkipReason ?? "")),
               .timeLimit(.minutes(30)))
         func migration() async throws {
@@ -21,9 +21,10 @@ extension VM {
                 let cluster = try await ToolsCluster.boot(in: vm, ssi: ssiHost, kernel: VMHost.kernel!, files: MigrationPrograms.all,
                                                           memoryMB: 1024)
                 let node1 = cluster.node1
-                let node2 = try cluster.startDiskless(2, in: vm)
+                // 1 GB: node 2 holds the 200 MB pre-copy process and its images.
+                let node2 = try cluster.startDiskless(2, in: vm, memoryMB: 1024)
                 try await ToolsCluster.waitUp(node2)
-                let node3 = try cluster.startDiskless(3, in: vm)
+                let node3 = try cluster.startDiskless(3, in: vm, memoryMB: 768)
                 try await ToolsCluster.waitUp(node3)
                 let ssi = Self.ssi
                 for g in [node1, node2, node3] {
@@ -67,6 +68,47 @@ extension VM {
                 let read = try await node1.run("cat /tmp/reader.out").output.split(separator: "\n").map(String.init)
                 #expect(read == numbers.map { "line \($0)" }, "the reader on node 1 got every line once, in order: \(read)")
                 #expect(try await node1.run("pgrep -x cat", expectStatus: nil).status == 1, "the reader saw end of file")
+
+                // Pre-copy: a process rewriting 10 MB/s of a 200 MB buffer
+                // moves while it runs; the rounds carry most of it, the
+                // freeze only what it dirtied since the last one.
+                try await node1.run("rm -f /tmp/dirtier.out; (ssi-dirtier 200 </dev/null 2>/dev/null | cat > /tmp/dirtier.out &)")
+                var dirtierLines = 0
+                for _ in 0..<60 where dirtierLines < 3 {
+                    try await Task.sleep(for: .seconds(1))
+                    dirtierLines = Int(try await node1.run("grep -c node1 /tmp/dirtier.out", expectStatus: nil).output) ?? 0
+                }
+                let dirtier = try await node1.run("pgrep -f ssi-dirtier | head -1").output
+                try await node1.run("kill -USR1 \(dirtier)")
+                let pre = try await node1.run("\(ssi) migrate \(dirtier) 2 2>&1", timeout: .seconds(600))
+                log("pre-copy migrate: \(pre.output)")
+                #expect(pre.status == 0 && pre.output.contains("moved to node 2"), "\(pre.output)")
+                func mb(_ text: String, after marker: String) -> Int? {
+                    guard let r = text.range(of: marker) else { return nil }
+                    return Int(text[r.upperBound...].prefix { $0.isNumber })
+                }
+                let sent = mb(pre.output, after: "pre-copy rounds sent ") ?? mb(pre.output, after: "pre-copy round sent ") ?? 0
+                let frozen = mb(pre.output, after: " ms of ") ?? 999
+                #expect(sent >= 200, "the rounds sent the whole buffer while it ran: \(pre.output)")
+                #expect(frozen < 120, "the freeze carried only what was dirtied since the last round: \(pre.output)")
+                try await Task.sleep(for: .seconds(4))
+                try await node2.run("kill -USR1 \(dirtier)")
+                var checks: [String] = []
+                for _ in 0..<30 where checks.count < 2 {
+                    try await Task.sleep(for: .seconds(1))
+                    checks = try await node1.run("grep '^check' /tmp/dirtier.out", expectStatus: nil).output.split(separator: "\n").map(String.init)
+                }
+                #expect(checks.count == 2 && checks.allSatisfy { $0.hasPrefix("check ok ") },
+                        "every block of the buffer holds what the program wrote, before and after the move: \(checks)")
+                try await node2.run("kill \(dirtier)")
+                try await Task.sleep(for: .seconds(2))
+                let dirtierOut = try await node1.run("grep -v '^check' /tmp/dirtier.out").output.split(separator: "\n").map { $0.split(separator: " ") }
+                #expect(dirtierOut.map { Int($0[0]) ?? 0 } == Array(1...max(1, dirtierOut.count)),
+                        "its pipe at home got every line once, in order: \(dirtierOut.count) lines")
+                let dirtierHosts = dirtierOut.compactMap { $0.count == 3 ? String($0[1]) : nil }
+                #expect(dirtierHosts.first == "node1" && dirtierHosts.last == "node2", "\(dirtierHosts.first ?? "") .. \(dirtierHosts.last ?? "")")
+                let counters = dirtierOut.compactMap { $0.count == 3 ? Int($0[2]) : nil }
+                #expect(counters == counters.indices.map { ($0 + 1) * 5 }, "its block counter went on without a reset")
 
                 // A program under a terminal made on node 1 (script's pty).
                 try await node1.run("rm -f /tmp/keys /tmp/tty.out; mkfifo /tmp/keys; (script -qfc 'ssi-tty-prog; exec sleep 1000' /tmp/tty.out < /tmp/keys > /dev/null &) ; exec 9>/tmp/keys")
@@ -155,12 +197,39 @@ extension VM {
                 let nowhere = try await node1.run("\(ssi) where_pid 4000000 2>&1", timeout: .seconds(30), expectStatus: 1).output
                 #expect(nowhere.contains("no such process on any node"), "\(nowhere)")
 
-                // The target dies in the middle of the transfer: the process
-                // goes on running on node 1. Node 3's link is slowed to
-                // 20 Mbit/s so that the 80 MB transfer lasts half a minute
-                // and the kill lands in it (at full speed, a CI run saw the
-                // move finish before the kill).
+                // Node 3's link is slowed to 20 Mbit/s so that a transfer to
+                // it lasts half a minute and a kill lands in it (at full
+                // speed, a CI run saw the move finish before the kill).
                 try cluster.network.limitRate(tap: node3.config.nics[0].tap, mbit: 20)
+
+                // The source dies after the first pre-copy round: the move
+                // is lost with it, nothing runs twice, and the target drops
+                // the rounds it received once it sees the source gone.
+                try await node2.run("(ssi-dirtier 60 </dev/null >/dev/null 2>&1 &)")
+                try await Task.sleep(for: .seconds(5))
+                let source = try await node2.run("pgrep -f ssi-dirtier | head -1").output
+                try await node2.run("((\(ssi) migrate \(source) 3 > /tmp/source-migrate.out 2>&1) &)")
+                var secondRound = false
+                for _ in 0..<180 where !secondRound {
+                    secondRound = try await node2.run("grep -c 'sending the images of \(source) to node 3 (pre-copy round 2' /run/ssi/proc-agent.log",
+                                                      expectStatus: nil).output != "0"
+                    if !secondRound { try await Task.sleep(for: .milliseconds(500)) }
+                }
+                // (Nothing is run on node 3 meanwhile: its slowed link is
+                // full, and its NFS root would answer after the round.)
+                #expect(secondRound, "the first round was sent, the second began")
+                node2.kill()
+                var left = "?"
+                for _ in 0..<60 where left != "0" {
+                    try await Task.sleep(for: .seconds(1))
+                    left = try await node3.run("ls -d /run/ssi/migrate/*.in 2>/dev/null | wc -l", expectStatus: nil).output
+                }
+                #expect(left == "0", "node 3 dropped the rounds of the dead source's move")
+                #expect(try await node3.run("test -e /proc/\(source)", expectStatus: nil).status != 0, "nothing runs twice: node 3 never restored it")
+                log("source death, node 3: " + (try await node3.run("grep -i 'pre-copy\\|left the cluster' /run/ssi/proc-agent.log | tail -3", expectStatus: nil).output))
+
+                // The target dies in the middle of the transfer (its first
+                // pre-copy round): the process goes on running on node 1.
                 try await node1.run("rm -f /root/hog.log; (ssi-hog 80 </dev/null >/dev/null 2>&1 &)")
                 try await Task.sleep(for: .seconds(5))
                 let hog = try await node1.run("pgrep -f ssi-hog | head -1").output

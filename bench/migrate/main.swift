@@ -6,13 +6,20 @@
 //     round trips): the network every figure below is compared with;
 //   - migration of a process with 10, 100 and 1000 MB resident (python3,
 //     touched), node 1 -> node 2: freeze time (dump start to the target
-//     running it) and total time, as ssi-migrate prints them, with the
-//     images on the agents' encrypted stream and --through-root;
-//   - shipped pipes and sockets: onnode 2 with its stdout (or a socket)
-//     at home on node 1: throughput one way and 1-byte round trips,
-//     against a local pipe/socket and raw TCP.
+//     running it) and its parts (dump, transfer, the target's restore),
+//     the pre-copy rounds and what they sent while it ran, and the total
+//     time, as ssi-migrate prints them, for each way asked (--ways):
+//     pre-copy on the agents' encrypted stream (the default), stop and
+//     copy on the stream, pre-copy through the cluster root;
+//   - a process that rewrites 10 MB/s of its memory (ssi-dirtier,
+//     --writer MB), moved with pre-copy: the rounds and the freeze;
+//   - shipped pipes and sockets (unless --shipping 0): onnode 2 with its
+//     stdout (or a socket) at home on node 1: throughput one way and
+//     1-byte round trips, against a local pipe/socket and raw TCP.
+// The ratios the issue sets are printed at the end.
 //
 //   swift run -c release ssi-bench-migrate [--ssi PATH] [--rounds N] [--sizes 10,100,1000]
+//       [--ways precopy,stop,root] [--writer 200] [--shipping 1]
 
 import Foundation
 import SSIVMHarness
@@ -84,12 +91,16 @@ struct MigrateBench {
         """
 
     static func main() async {
-        var values = ["rounds": "3", "sizes": "10,100,1000"]
-        let ssi = Bench.arguments(usage: "ssi-bench-migrate [--ssi PATH] [--rounds N] [--sizes 10,100,1000]", values: &values)
+        var values = ["rounds": "3", "sizes": "10,100,1000", "ways": "precopy,stop", "writer": "200", "shipping": "1"]
+        let ssi = Bench.arguments(usage: "ssi-bench-migrate [--ssi PATH] [--rounds N] [--sizes 10,100,1000] [--ways precopy,stop,root] [--writer MB] [--shipping 0|1]",
+                                  values: &values)
         guard let rounds = Int(values["rounds"]!), rounds > 0 else { Bench.fail("--rounds takes a number") }
         let sizes = values["sizes"]!.split(separator: ",").compactMap { Int($0) }
+        let ways = values["ways"]!.split(separator: ",").map(String.init)
+        guard ways.allSatisfy({ Way.all.keys.contains($0) }) else { Bench.fail("--ways: precopy, stop, root") }
+        guard let writer = Int(values["writer"]!), writer >= 0 else { Bench.fail("--writer takes MB (0: none)") }
         do {
-            try await run(ssi: ssi, rounds: rounds, sizes: sizes)
+            try await run(ssi: ssi, rounds: rounds, sizes: sizes, ways: ways, writer: writer, shipping: values["shipping"] != "0")
         } catch {
             print("failed: \(error)")
             exit(1)
@@ -97,6 +108,25 @@ struct MigrateBench {
     }
 
     static func median(_ v: [Double]) -> Double { Bench.median(v) }
+
+    /// criu -v4 stamps each line "(SS.UUUUUU)": the time from the start to
+    /// the first line of each phase we know, and the total.
+    static func restorePhases(_ log: String) -> String {
+        let marks = [("forking the tree", "Forking task"), ("files and sockets", "Opening fdinfo"),
+                     ("memory (premapping pages)", "premap"), ("restorer blob", "Restore via sigreturn"),
+                     ("restored", "Restore finished successfully")]
+        var out: [String] = []
+        func stamp(_ line: Substring) -> Double? {
+            guard let open = line.firstIndex(of: "("), let close = line.firstIndex(of: ")"), open < close else { return nil }
+            return Double(line[line.index(after: open)..<close].trimmingCharacters(in: .whitespaces))
+        }
+        let lines = log.split(separator: "\n")
+        for (name, key) in marks {
+            if let l = lines.first(where: { $0.contains(key) }), let t = stamp(l) { out.append("\(name) at \(fmt(t, 3)) s") }
+        }
+        if let t = lines.last.flatMap(stamp) { out.append("log ends at \(fmt(t, 3)) s") }
+        return out.isEmpty ? "(no restore log)" : out.joined(separator: "; ")
+    }
 
     static func number(_ text: String, after key: String) -> Double? {
         guard let r = text.range(of: key) else { return nil }
@@ -113,11 +143,38 @@ struct MigrateBench {
         throw HarnessError("\(g.name): nothing listens on port \(port) after a minute")
     }
 
-    static func run(ssi: String, rounds: Int, sizes: [Int]) async throws {
+    /// The ways a move is measured: ssi-migrate's options.
+    enum Way {
+        static let all = ["precopy": "", "stop": "--stop-and-copy ", "root": "--through-root "]
+        static let names = ["precopy": "pre-copy, agents' stream", "stop": "stop and copy, agents' stream",
+                            "root": "pre-copy, --through-root"]
+    }
+
+    /// One move as ssi-migrate printed it.
+    struct Move {
+        var freeze = 0.0, dump = 0.0, transfer = 0.0, restore = 0.0, total = 0.0
+        var rounds = 0.0, sentMB = 0.0, frozenMB = 0.0
+
+        init(_ out: String) {
+            freeze = number(out, after: "frozen ") ?? 0
+            dump = number(out, after: "(dump ") ?? 0
+            transfer = number(out, after: "transfer ") ?? 0
+            restore = number(out, after: "restore ") ?? 0
+            total = number(out, after: "while it ran; ") ?? number(out, after: "stop and copy; ") ?? 0
+            rounds = number(out, after: "; ") ?? 0
+            sentMB = number(out, after: " sent ") ?? 0
+            frozenMB = number(out, after: " ms of ") ?? 0
+        }
+
+        static func median(_ moves: [Move], _ key: KeyPath<Move, Double>) -> Double { Bench.median(moves.map { $0[keyPath: key] }) }
+    }
+
+    static func run(ssi: String, rounds: Int, sizes: [Int], ways: [String], writer: Int, shipping: Bool) async throws {
         try await VMTest.run("bench-migrate") { vm in
             let hog = MigrationPrograms.hog
             let c = try await ToolsCluster.boot(in: vm, ssi: ssi, kernel: VMHost.kernel!,
-                                                files: ["/usr/local/bin/ssi-netbench": netbench, "/usr/local/bin/ssi-hog": hog],
+                                                files: ["/usr/local/bin/ssi-netbench": netbench, "/usr/local/bin/ssi-hog": hog,
+                                                        "/usr/local/bin/ssi-dirtier": MigrationPrograms.all["/usr/local/bin/ssi-dirtier"]!],
                                                 memoryMB: 3072, rootMB: 4000)
             let node1 = c.node1
             let node2 = try c.startDiskless(2, in: vm, memoryMB: 3072)
@@ -146,7 +203,7 @@ struct MigrateBench {
             }
             var local: [Double] = [], shippedOut: [Double] = [], shippedIn: [Double] = []
             var localRTT: [Double] = [], pipeRTT: [Double] = [], sockLocalRTT: [Double] = [], sockRTT: [Double] = []
-            for _ in 0..<rounds {
+            for _ in 0..<(shipping ? rounds : 0) {
                 local.append(Double(mb) / (try await seconds(node1, "head -c \(mb)M /dev/zero | cat")))
                 shippedOut.append(Double(mb) / (try await seconds(node1, "\(s) onnode 2 head -c \(mb)M /dev/zero | cat")))
                 shippedIn.append(Double(mb) / (try await seconds(node1, "head -c \(mb)M /dev/zero | \(s) onnode 2 sh -c 'cat > /dev/null'")))
@@ -158,10 +215,10 @@ struct MigrateBench {
             print("local pipe \(local.map { fmt($0) }) MB/s; shipped out \(shippedOut.map { fmt($0) }); shipped in \(shippedIn.map { fmt($0) })")
             print("round trips (us): local pipe \(localRTT), shipped pipe \(pipeRTT), local socket \(sockLocalRTT), shipped socket \(sockRTT)")
 
-            // Migration freeze and total times.
-            var freeze: [String: [Double]] = [:], total: [String: [Double]] = [:]
+            // Migrations: each size, each way.
+            var moves: [String: [Move]] = [:]
             for size in sizes {
-                for via in ["stream", "root"] {
+                for way in ways {
                     for _ in 0..<rounds {
                         try await node1.run("(ssi-hog \(size) </dev/null >/dev/null 2>&1 &); sleep 2")
                         var pid = ""
@@ -171,15 +228,37 @@ struct MigrateBench {
                             if (Int(rss) ?? 0) > size * 1000 { break }
                             try await Task.sleep(for: .seconds(1))
                         }
-                        let out = try await node1.run("\(s) migrate \(via == "root" ? "--through-root " : "")\(pid) 2 2>&1", timeout: .seconds(1800)).output
-                        print("\(size) MB via \(via): \(out)")
+                        let out = try await node1.run("\(s) migrate \(Way.all[way]!)\(pid) 2 2>&1", timeout: .seconds(1800)).output
+                        print("\(size) MB, \(way): \(out)")
                         guard out.contains("moved to node 2") else { throw HarnessError("migration failed: \(out)") }
-                        freeze["\(size) \(via)", default: []].append(number(out, after: "frozen ") ?? 0)
-                        total["\(size) \(via)", default: []].append(number(out, after: "ms), ") ?? 0)
+                        moves["\(size) \(way)", default: []].append(Move(out))
                         try await node2.run("kill \(pid)")
                     }
                 }
             }
+            // A process that rewrites 10 MB/s of its memory, with pre-copy.
+            var writers: [Move] = []
+            for _ in 0..<(writer > 0 ? rounds : 0) {
+                try await node1.run("(ssi-dirtier \(writer) 10 </dev/null >/dev/null 2>&1 &)")
+                var pid = ""
+                for _ in 0..<120 {
+                    pid = try await node1.run("pgrep -f 'ssi-dirtier' | head -1").output
+                    let rss = try await node1.run("awk '/VmRSS/ {print $2}' /proc/\(pid)/status 2>/dev/null", expectStatus: nil).output
+                    if (Int(rss) ?? 0) > writer * 1000 { break }
+                    try await Task.sleep(for: .seconds(1))
+                }
+                try await Task.sleep(for: .seconds(3))
+                let out = try await node1.run("\(s) migrate \(pid) 2 2>&1", timeout: .seconds(1800)).output
+                print("\(writer) MB rewritten at 10 MB/s: \(out)")
+                guard out.contains("moved to node 2") else { throw HarnessError("migration failed: \(out)") }
+                writers.append(Move(out))
+                try await node2.run("kill \(pid)")
+            }
+            // What criu's restore spends its time on: the last restore's log
+            // on node 2 (criu -v4 stamps every line with its time).
+            let restoreLog = try await node2.run("cat /run/ssi/last-restore.log 2>/dev/null | tail -c 200000", expectStatus: nil).output
+            print("criu restore phases (the last move's restore.log on node 2):")
+            print(restorePhases(restoreLog))
 
             print("")
             print("| path (median of \(rounds), timed in the guests) | MB/s | x raw TCP | round trip us | x raw TCP |")
@@ -192,13 +271,29 @@ struct MigrateBench {
             print("| local socketpair (node 1) | | | \(fmt(median(sockLocalRTT), 0)) | \(fmt(median(sockLocalRTT) / rr, 2)) |")
             print("| shipped socket (onnode 2 cat on a socketpair) | | | \(fmt(median(sockRTT), 0)) | \(fmt(median(sockRTT) / rr, 2)) |")
             print("")
-            print("| process (resident MB), images via | freeze ms | total ms | image MB / total s |")
-            print("|---|---|---|---|")
+            print("| process (resident MB), way | freeze ms | dump ms (MB) | transfer ms | restore ms | pre-copy rounds, MB sent while running | total ms |")
+            print("|---|---|---|---|---|---|---|")
             for size in sizes {
-                for via in ["stream", "root"] {
-                    let f = median(freeze["\(size) \(via)"] ?? []), t = median(total["\(size) \(via)"] ?? [])
-                    print("| \(size) MB, \(via == "root" ? "--through-root" : "agents' stream") | \(fmt(f, 0)) | \(fmt(t, 0)) | \(fmt(Double(size) / (t / 1000))) |")
+                for way in ways {
+                    let m = moves["\(size) \(way)"] ?? []
+                    print("| \(size) MB, \(Way.names[way]!) | \(fmt(Move.median(m, \.freeze), 0)) | \(fmt(Move.median(m, \.dump), 0)) (\(fmt(Move.median(m, \.frozenMB), 0))) | \(fmt(Move.median(m, \.transfer), 0)) | \(fmt(Move.median(m, \.restore), 0)) | \(fmt(Move.median(m, \.rounds), 0)), \(fmt(Move.median(m, \.sentMB), 0)) | \(fmt(Move.median(m, \.total), 0)) |")
                 }
+            }
+            if !writers.isEmpty {
+                print("| \(writer) MB rewritten at 10 MB/s, pre-copy | \(fmt(Move.median(writers, \.freeze), 0)) | \(fmt(Move.median(writers, \.dump), 0)) (\(fmt(Move.median(writers, \.frozenMB), 0))) | \(fmt(Move.median(writers, \.transfer), 0)) | \(fmt(Move.median(writers, \.restore), 0)) | \(fmt(Move.median(writers, \.rounds), 0)), \(fmt(Move.median(writers, \.sentMB), 0)) | \(fmt(Move.median(writers, \.total), 0)) |")
+            }
+            print("")
+            // The issue's ratios, for each way measured.
+            for way in ways {
+                let f = { (size: Int) in Move.median(moves["\(size) \(way)"] ?? [], \.freeze) }
+                let t = { (size: Int) in Move.median(moves["\(size) \(way)"] ?? [], \.total) }
+                var line = "\(Way.names[way]!):"
+                if sizes.contains(10) && sizes.contains(1000) { line += " freeze 1000 MB / 10 MB = \(fmt(f(1000) / f(10), 2)) (goal <= 1.5);" }
+                if sizes.contains(10) && sizes.contains(100) { line += " freeze 100 MB / 10 MB = \(fmt(f(100) / f(10), 2)) (goal <= 1.2);" }
+                if let big = sizes.max(), r > 0 {
+                    line += " total \(big) MB / (\(big) MB at raw TCP) = \(fmt(t(big) / 1000 / (Double(big) / r), 2)) (goal <= 1.3)"
+                }
+                print(line)
             }
         }
     }

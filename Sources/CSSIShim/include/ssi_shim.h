@@ -130,6 +130,9 @@ int ssi_open_pty(int *master, int *slave);
 int ssi_accept(int fd);
 int ssi_pipe(int fds[2]);
 int ssi_set_pipe_size(int fd, int size);
+/* fallocate(PUNCH_HOLE | KEEP_SIZE) over the first `length` bytes: the
+   file keeps its size, its blocks (a tmpfs's memory) go. 0 or -1/errno. */
+int ssi_punch_hole(int fd, long long length);
 int ssi_set_child_subreaper(void);
 
 /* Makes the process `pid` (x86-64) replace its descriptor `target_fd`
