@@ -47,9 +47,15 @@ public struct Netlink: ~Copyable {
     /// The main routing table (RT_TABLE_MAIN), where `ip route` looks.
     public static let mainTable: UInt32 = 254
 
-    public init() throws(SystemCallError) {
+    public init() throws(SystemCallError) { try self.init(protocol: NL.netlinkRoute) }
+
+    /// A sock_diag socket (NETLINK_SOCK_DIAG): what `ss` asks, for the
+    /// process agent (which unix sockets are connected to which).
+    public static func socketDiagnostics() throws(SystemCallError) -> Netlink { try Netlink(protocol: NL.netlinkSockDiag) }
+
+    init(protocol family: Int32) throws(SystemCallError) {
         let descriptor = Descriptor(owning: try syscall("open netlink socket") {
-            socket(AF_NETLINK, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), NL.netlinkRoute)
+            socket(AF_NETLINK, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), family)
         })
         let fd = descriptor.rawValue
         var one: Int32 = 1
@@ -82,6 +88,43 @@ public struct Netlink: ~Copyable {
         self.portID = withUnsafeBytes(of: address) { $0.loadUnaligned(fromByteOffset: 4, as: UInt32.self) }
         self.descriptor = descriptor
         self.buffer = [UInt8](repeating: 0, count: Self.receiveBufferSize)
+    }
+
+    // MARK: Unix sockets (sock_diag)
+
+    /// SOCK_DIAG_BY_FAMILY for every unix socket, with its peer.
+    static func unixPeersRequest() -> NetlinkRequest {
+        var r = NetlinkRequest(type: NL.sockDiagByFamily, flags: NL.dump)
+        r.append(UInt8(AF_UNIX))
+        r.append(UInt8(0))
+        r.append(UInt16(0))
+        r.append(UInt32.max)                 // every state
+        r.append(UInt32(0))                  // any inode
+        r.append(NL.unixDiagShowPeer)
+        r.append(UInt32.max)                 // no cookie
+        r.append(UInt32.max)
+        return r
+    }
+
+    /// One socket of the dump and its peer (nil: none), or nil when the
+    /// message is too short to be one.
+    static func unixPeer(_ m: NetlinkMessage) -> (inode: UInt32, peer: UInt32?)? {
+        guard let inode = loadInteger(UInt32.self, m.payload, at: 4), m.payload.count >= NL.unixDiagMessageSize,
+              let attributes = NetlinkAttributes(m.payload.dropFirst(NL.unixDiagMessageSize)) else { return nil }
+        return (inode, attributes.u32(NL.unixDiagPeer))
+    }
+
+    /// Every connected unix socket of this network namespace, by inode,
+    /// with the inode of its peer (what `ss -x` shows): a socketpair's
+    /// two ends name each other. Needs the unix_diag module, which the
+    /// kernel loads on the first request.
+    public mutating func unixSocketPeers() throws(SystemCallError) -> [UInt32: UInt32] {
+        var peers: [UInt32: UInt32] = [:]
+        for m in try dump(Self.unixPeersRequest(), "list unix sockets") {
+            guard let (inode, peer) = Self.unixPeer(m) else { throw SystemCallError("list unix sockets (malformed reply)", errno: EBADMSG) }
+            if let peer, peer != 0 { peers[inode] = peer }
+        }
+        return peers
     }
 
     // MARK: Links

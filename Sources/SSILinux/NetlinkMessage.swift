@@ -35,6 +35,17 @@ enum NL {
     static let optCapAck: Int32 = 10         // NETLINK_CAP_ACK
     static let optExtAck: Int32 = 11         // NETLINK_EXT_ACK
     static let netlinkRoute: Int32 = 0       // NETLINK_ROUTE
+    static let netlinkSockDiag: Int32 = 4    // NETLINK_SOCK_DIAG
+
+    // <linux/sock_diag.h>, <linux/unix_diag.h>: sock_diag's one request.
+    static let sockDiagByFamily: UInt16 = 20
+    // struct unix_diag_req { u8 family; u8 protocol; u16 pad; u32 states;
+    // u32 ino; u32 show; u32 cookie[2]; }
+    static let unixDiagShowPeer: UInt32 = 0x04   // UDIAG_SHOW_PEER
+    // struct unix_diag_msg { u8 family; u8 type; u8 state; u8 pad; u32 ino;
+    // u32 cookie[2]; }, then attributes.
+    static let unixDiagMessageSize = 16
+    static let unixDiagPeer: UInt16 = 2          // UNIX_DIAG_PEER: u32
 
     // rtnetlink message types.
     static let newLink: UInt16 = 16
@@ -105,7 +116,9 @@ struct NetlinkRequest {
     /// SET, so GET is 2 modulo 4) with NLM_F_DUMP. The type matters because
     /// the flag bits mean other things in other requests: NLM_F_DUMP is
     /// NLM_F_REPLACE | NLM_F_EXCL on a NEW.
-    var isDump: Bool { type & 3 == 2 && flags & NL.dump == NL.dump }
+    /// sock_diag's SOCK_DIAG_BY_FAMILY, the one request on that family,
+    /// is a dump with the flag.
+    var isDump: Bool { (type & 3 == 2 || type == NL.sockDiagByFamily) && flags & NL.dump == NL.dump }
 
     mutating func append<T: FixedWidthInteger>(_ value: T) {
         withUnsafeBytes(of: value) { bytes.append(contentsOf: $0) }

@@ -60,6 +60,9 @@ struct MigrationFacts {
     var sameFile: (_ pid1: pid_t, _ pid2: pid_t, _ fd1: Int32, _ fd2: Int32) -> (result: Int32, errno: Int32)
     /// For each resource, a process outside `except` that holds it.
     var holders: (_ resources: Set<String>, _ except: Set<pid_t>) -> [String: (pid_t, Int32)]
+    /// Connected unix sockets by inode, with their peer's inode (sock_diag;
+    /// empty when it cannot be read: every unix socket is then shipped).
+    var unixPeers: [UInt32: UInt32] = [:]
 }
 
 /// What a move will do, decided before anything is touched: the tree that
@@ -139,6 +142,15 @@ struct MigrationPlan: Sendable {
                 }
             }
             refusals += (facts.mappingProblems[t] ?? []).map { t == pid ? $0 : "process \(t): \($0)" }
+        }
+        // A socketpair (or a connected unix socket) with both ends in the
+        // tree moves whole with CRIU too, as a pipe does: its peer is not
+        // home, it is beside it.
+        let sockets = Set(shipped.filter { $0.kind == .socket }.map(\.resource))
+        for r in sockets {
+            guard let inode = UInt32(r.dropFirst("socket:[".count).dropLast()), let peer = facts.unixPeers[inode],
+                  sockets.contains("socket:[\(peer)]") else { continue }
+            pipeEnds.insert(r)
         }
         // A pipe with both ends in the tree moves whole with CRIU (its
         // buffered data too), unless something outside the tree holds it.
@@ -243,6 +255,19 @@ extension MigrationFacts {
                 let e = errno
                 return (r, e)
             },
-            holders: { ProcessInspector.holders(of: $0, except: $1) })
+            holders: { ProcessInspector.holders(of: $0, except: $1) },
+            unixPeers: here ? Self.unixPeers(agent: agent) : [:])
+    }
+
+    /// sock_diag's view of the unix sockets; a failure (no unix_diag
+    /// module) is logged and ships every unix socket, as before.
+    static func unixPeers(agent: ProcAgent) -> [UInt32: UInt32] {
+        do throws(SystemCallError) {
+            var diag = try Netlink.socketDiagnostics()
+            return try diag.unixSocketPeers()
+        } catch {
+            agent.trace("unix socket peers unknown (\(error.description)): each end of a socketpair in the tree is shipped")
+            return [:]
+        }
     }
 }

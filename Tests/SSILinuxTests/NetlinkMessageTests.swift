@@ -39,6 +39,23 @@ import Testing
         #expect(!NetlinkRequest(type: NL.newRoute, flags: NL.replace | NL.exclusive).isDump)
     }
 
+    @Test("sock_diag: the unix sockets' dump request byte for byte; a reply's socket and peer, a short one refused")
+    func unixDiag() throws {
+        let bytes = Netlink.unixPeersRequest().finished(sequence: 7)
+        let expected = u32(16 + 24) + u16(20) + u16(0x0001 | 0x0004 | 0x0300) + u32(7) + u32(0)   // REQUEST ACK DUMP
+            + [1, 0] + u16(0) + u32(.max) + u32(0) + u32(4) + u32(.max) + u32(.max)                 // AF_UNIX, all states, SHOW_PEER
+        #expect(bytes == expected)
+        #expect(Netlink.unixPeersRequest().isDump, "sock_diag's request is a dump")
+        // unix_diag_msg: family, type, state, pad, ino, cookie; then UNIX_DIAG_PEER.
+        let reply = message(type: 20, [1, 1, 1, 0] + u32(4711) + u32(0) + u32(0) + attribute(2, u32(4712)))
+        let m = try #require(NetlinkMessage.split(reply[...])?.first)
+        #expect(Netlink.unixPeer(m)?.inode == 4711 && Netlink.unixPeer(m)?.peer == 4712)
+        let lonely = try #require(NetlinkMessage.split(message(type: 20, [1, 1, 10, 0] + u32(9) + u32(0) + u32(0))[...])?.first)
+        #expect(Netlink.unixPeer(lonely)?.inode == 9 && Netlink.unixPeer(lonely)?.peer == nil, "a listener has no peer")
+        let short = try #require(NetlinkMessage.split(message(type: 20, [1, 1, 1, 0, 5, 0])[...])?.first)
+        #expect(Netlink.unixPeer(short) == nil)
+    }
+
     @Test func splitsADatagramIntoMessages() throws {
         // The first message's length (17) is not a multiple of four: the
         // next one starts after the padding.

@@ -266,6 +266,19 @@ struct NetlinkTests {
     /// Failures come back as errors that name the operation and the link,
     /// with the kernel's own explanation when it gives one; lookups of
     /// what is not there are nil, not errors.
+    @Test("sock_diag on this kernel: a socketpair's two ends name each other, as ss -x shows them")
+    func unixSocketPeers() throws {
+        var fds: [Int32] = [-1, -1]
+        #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds) == 0)
+        defer { close(fds[0]); close(fds[1]) }
+        var a = stat(), b = stat()
+        fstat(fds[0], &a)
+        fstat(fds[1], &b)
+        var diag = try Netlink.socketDiagnostics()
+        let peers = try diag.unixSocketPeers()
+        #expect(peers[UInt32(a.st_ino)] == UInt32(b.st_ino) && peers[UInt32(b.st_ino)] == UInt32(a.st_ino), "\(a.st_ino) <-> \(b.st_ino)")
+    }
+
     @Test func errorsNameTheOperation() async throws {
         let seen = try await inNewNetworkNamespace { () throws -> Errors in
             var nl = try Netlink()

@@ -116,6 +116,33 @@ import SSICore
         #expect(Self.refusal(Self.request(), f)?.message == "process 102: permission denied")
     }
 
+    @Test("a socketpair with both ends in the tree moves with it (CRIU restores it); one end in the tree is shipped; one held outside too is refused")
+    func socketpairInTheTree() throws {
+        var f = Self.facts(tasks: [100, 101], descriptors: [
+            100: [Self.ship(100, 3, .socket, "socket:[70]"), Self.ship(100, 4, .socket, "socket:[80]")],
+            101: [Self.ship(101, 3, .socket, "socket:[71]")],
+        ])
+        // 70 <-> 71 is the pair inside the tree; 80's peer (81) is home.
+        f.unixPeers = [70: 71, 71: 70, 80: 81, 81: 80]
+        let plan = try MigrationPlan.make(Self.request(), facts: f)
+        #expect(plan.shipped == [ShippedDescriptor(resource: "socket:[80]", kind: .socket, pid: 100, fd: 4)])
+        // Without sock_diag's view: every end is shipped, as before.
+        f.unixPeers = [:]
+        #expect(try MigrationPlan.make(Self.request(), facts: f).shipped.map(\.resource) == ["socket:[70]", "socket:[80]", "socket:[71]"])
+        // Moving the parent alone: its end of the pair is shipped.
+        f.unixPeers = [70: 71, 71: 70]
+        var alone = Self.facts(tasks: [100], descriptors: [100: [Self.ship(100, 3, .socket, "socket:[70]")]])
+        alone.unixPeers = f.unixPeers
+        #expect(try MigrationPlan.make(Self.request(tree: false), facts: alone).shipped.map(\.resource) == ["socket:[70]"])
+        // An end also held outside the tree: CRIU would split it.
+        f.holders = { resources, _ in
+            #expect(resources == ["socket:[70]", "socket:[71]"])
+            return ["socket:[71]": (300, 9)]
+        }
+        #expect(Self.refusal(Self.request(), f)?.message
+                == "process 100 cannot move: socket:[71] joins processes of the tree and process 300 (fd 9) outside it: CRIU would split it; move a tree that holds all its ends")
+    }
+
     @Test("every refusal of every process is listed, children's named")
     func refusalsListed() throws {
         var f = Self.facts(tasks: [100, 101], descriptors: [

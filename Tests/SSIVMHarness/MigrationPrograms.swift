@@ -105,6 +105,33 @@ public enum MigrationPrograms {
                 time.sleep(1)
 
             """,
+        // A parent and its child talking over a socketpair: a ping a half
+        // second, the child's answer logged with both nodes to the cluster
+        // root's /root/pair.log. Moved with -t, the pair goes with the tree.
+        "/usr/local/bin/ssi-pair": """
+            #!/usr/bin/python3
+            import os, socket, time
+            a, b = socket.socketpair()
+            if os.fork() == 0:
+                a.close()
+                f = b.makefile("rw")
+                for line in f:
+                    f.write("pong %s %s\\n" % (line.split()[1], socket.gethostname()))
+                    f.flush()
+                os._exit(0)
+            b.close()
+            f = a.makefile("rw")
+            n = 0
+            while True:
+                n += 1
+                f.write("ping %d\\n" % n)
+                f.flush()
+                reply = f.readline().split()
+                with open("/root/pair.log", "a") as log:
+                    log.write("%d %s %s %s\\n" % (n, reply[1], reply[2], socket.gethostname()))
+                time.sleep(0.5)
+
+            """,
         // Pre-copy's test and benchmark: MB of memory (argv[1]) rewritten
         // 1 MB at a time (argv[2] MB a second, 10 by default) in a ring,
         // each block filled with one byte value that the program

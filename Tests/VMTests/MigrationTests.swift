@@ -12,7 +12,7 @@ extension VM {
     @Suite struct MigrationTests {
         static let ssi = ToolsCluster.ssi
 
-        @Test("migration: a counter with a pipe home moves 1 -> 2 -> 3 without a gap, a tty program and a TCP client keep their terminal and connection, onnode runs there with stdio and status back, refusals say why, a pre-copy move of a process rewriting its 200 MB keeps every byte and line, a source dying after a round leaves nothing at the target, a target dying mid-transfer leaves the process running at home",
+        @Test("migration: a counter with a pipe home moves 1 -> 2 -> 3 without a gap, a tty program and a TCP client keep their terminal and connection, onnode runs there with stdio and status back, refusals say why, a pre-copy move of a process rewriting its 200 MB keeps every byte and line, a socketpair inside a tree moves with it, a source dying after a round leaves nothing at the target, a target dying mid-transfer leaves the process running at home",
               .enabled(if: clusterSkipReason == nil, Comment(rawValue: clusterSkipReason ?? "")),
               .timeLimit(.minutes(30)))
         func migration() async throws {
@@ -109,6 +109,22 @@ extension VM {
                 #expect(dirtierHosts.first == "node1" && dirtierHosts.last == "node2", "\(dirtierHosts.first ?? "") .. \(dirtierHosts.last ?? "")")
                 let counters = dirtierOut.compactMap { $0.count == 3 ? Int($0[2]) : nil }
                 #expect(counters == counters.indices.map { ($0 + 1) * 5 }, "its block counter went on without a reset")
+
+                // A socketpair between a parent and its child moves with the
+                // tree (CRIU restores it): nothing is shipped, and they go on
+                // talking on node 2.
+                try await node1.run("rm -f /root/pair.log; (ssi-pair </dev/null >/dev/null 2>&1 &)")
+                try await Task.sleep(for: .seconds(4))
+                let pair = try await node1.run("pgrep -of ssi-pair").output
+                let pm = try await node1.run("\(ssi) migrate -t \(pair) 2 2>&1", timeout: .seconds(300))
+                log("socketpair migrate: \(pm.output)")
+                #expect(pm.status == 0 && pm.output.contains("moved to node 2") && pm.output.contains(" 0 descriptors shipped"), "\(pm.output)")
+                try await Task.sleep(for: .seconds(4))
+                try await node2.run("pkill -f ssi-pair", expectStatus: nil)
+                let pairLog = try await node1.run("cat /root/pair.log").output.split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
+                #expect(pairLog.map { Int($0[0]) ?? 0 } == Array(1...max(1, pairLog.count)) && pairLog.allSatisfy { $0.count == 4 && $0[0] == $0[1] && $0[2] == $0[3] },
+                        "every ping answered by the child on the parent's node: \(pairLog.suffix(4))")
+                #expect(pairLog.first?.last == "node1" && pairLog.last?.last == "node2", "\(pairLog.first ?? []) .. \(pairLog.last ?? [])")
 
                 // A program under a terminal made on node 1 (script's pty).
                 try await node1.run("rm -f /tmp/keys /tmp/tty.out; mkfifo /tmp/keys; (script -qfc 'ssi-tty-prog; exec sleep 1000' /tmp/tty.out < /tmp/keys > /dev/null &) ; exec 9>/tmp/keys")
