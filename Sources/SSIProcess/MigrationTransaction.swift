@@ -305,9 +305,11 @@ final class MigrationTransaction {
                                                                         parent: round > 1 ? "../" + Self.roundDirectory(round - 1) : nil),
                                          imageDirectory: criuDir + "/" + name, readFrom: dir + "/" + name)
             } catch {
-                // criu thaws the tree when a pre-dump fails: it runs on,
-                // and the move goes on from the rounds done (none: a stop
-                // and copy, and the answer says why).
+                // criu thaws the tree when a pre-dump fails (and a criu
+                // that died lets go of it); as after a failed dump, a
+                // SIGCONT makes sure. The move goes on from the rounds
+                // done (none: a stop and copy, and the answer says why).
+                host.resumeProcesses(host.processTree(root: pid))
                 host.removeImageDirectory(dir + "/" + name)
                 host.trace("pre-copy round \(round) of \(pid) failed: \(error.message)")
                 if round == 1 { precopyNote = "no pre-copy (\(error.message))" }
@@ -315,7 +317,8 @@ final class MigrationTransaction {
             }
             let dumpedAt = clock()
             let bytes = host.pageBytes(in: dir + "/" + name)
-            host.trace("sending the images of \(pid) to node \(target.node) (pre-copy round \(round), \(bytes >> 20) MB of pages)")
+            host.trace(plan.request.throughRoot ? "pre-copy round \(round) of \(pid): \(bytes >> 20) MB of pages in \(criuDir)"
+                       : "sending the images of \(pid) to node \(target.node) (pre-copy round \(round), \(bytes >> 20) MB of pages)")
             if !plan.request.throughRoot {
                 do throws(SSIError) { try target.sendRound(round, id: id, imageDirectory: dir + "/" + name) } catch {
                     throw SSIError("migrate", "node \(target.node) did not take pre-copy round \(round) of process \(pid): \(error.message); it goes on running on node \(host.localNode)")

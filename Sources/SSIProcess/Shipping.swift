@@ -69,7 +69,22 @@ public final class HomeChannel: @unchecked Sendable {
             }
             _ = ioctl(fd, UInt(TIOCGWINSZ), &lastWinsize)
         }
+        // Input read at home through a pipe: a larger pipe lets the writer
+        // put more in before it blocks, so that one `read` answer carries
+        // more (the pull has one answer on the way at a time). A node-local
+        // file is not a pipe: the kernel refuses and nothing changes.
+        if kind == .pipeIn { _ = ssi_set_pipe_size(fd, Int32(Self.readChunk)) }
     }
+
+    /// The most one answer to `read` carries (a `data` frame's payload is
+    /// at most SecureChannel.maxPayload).
+    static let readChunk = 512 * 1024
+    /// After the first bytes of an answer, how long home waits for more
+    /// (each time, up to `gatherPolls` times) before it answers: a writer
+    /// that refills the pipe at once fills the answer; one that stopped
+    /// costs a millisecond or a few.
+    static let gatherMs: Int32 = 1
+    static let gatherPolls = 8
 
     func release() {
         if kind == .tty, var t = savedTermios { tcsetattr(fd, TCSANOW, &t) }
@@ -123,7 +138,7 @@ public final class HomeChannel: @unchecked Sendable {
     }
 
     private func serveIn(_ ch: SecureChannel) throws(SSIError) {
-        var buf = [UInt8](repeating: 0, count: 256 * 1024)
+        var buf = [UInt8](repeating: 0, count: Self.readChunk)
         while let (type, payload) = try ch.receive() {
             guard type == Wire.fields else { return }
             // Anything but `read` or `close` (of this version) ends the direction.
@@ -142,7 +157,18 @@ public final class HomeChannel: @unchecked Sendable {
             var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             let ready = poll(&p, 1, 200)
             if ready <= 0 { try ch.send(Wire.nodata, []); continue }
-            let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress!, $0.count) }
+            var n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress!, $0.count) }
+            if n > 0 && kind != .tty {
+                // More of a stream that is being written: gathered into this
+                // answer (a terminal's line goes as it is typed).
+                for _ in 0..<Self.gatherPolls where n < buf.count {
+                    var more = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                    guard poll(&more, 1, Self.gatherMs) > 0, more.revents & Int16(POLLIN) != 0 else { break }
+                    let got = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress! + n, $0.count - n) }
+                    guard got > 0 else { break }
+                    n += got
+                }
+            }
             if n > 0 {
                 // And a resize made before these bytes were typed reaches
                 // it before them, as on a local terminal: checked only

@@ -117,17 +117,18 @@ struct MigrateBench {
         let marks = [("forking the tree", "Forking task"), ("files and sockets", "Opening fdinfo"),
                      ("memory (premapping pages)", "premap"), ("restorer blob", "Restore via sigreturn"),
                      ("restored", "Restore finished successfully")]
-        var out: [String] = []
+        var out: [(Double, String)] = []
         func stamp(_ line: Substring) -> Double? {
             guard let open = line.firstIndex(of: "("), let close = line.firstIndex(of: ")"), open < close else { return nil }
             return Double(line[line.index(after: open)..<close].trimmingCharacters(in: .whitespaces))
         }
         let lines = log.split(separator: "\n")
         for (name, key) in marks {
-            if let l = lines.first(where: { $0.contains(key) }), let t = stamp(l) { out.append("\(name) at \(fmt(t, 3)) s") }
+            if let l = lines.first(where: { $0.contains(key) }), let t = stamp(l) { out.append((t, "\(name) at \(fmt(t, 3)) s")) }
         }
-        if let t = lines.last.flatMap(stamp) { out.append("log ends at \(fmt(t, 3)) s") }
-        return out.isEmpty ? "(no restore log)" : out.joined(separator: "; ")
+        if let t = lines.last.flatMap(stamp) { out.append((t, "log ends at \(fmt(t, 3)) s")) }
+        // In the order criu reached them.
+        return out.isEmpty ? "(no restore log)" : out.sorted { $0.0 < $1.0 }.map(\.1).joined(separator: "; ")
     }
 
     static func number(_ text: String, after key: String) -> Double? {
