@@ -135,12 +135,14 @@ public struct ProcTools {
     /// the pre-copy rounds. "frozen N ms" is what scripts (bench/migrate)
     /// read.
     static func movedLine(pid: pid_t, _ m: LocalReply.Migrated) -> String {
+        // The numbers come from an agent, maybe relayed from another
+        // node: arithmetic that cannot overflow, whatever they are.
         let mb = { (b: Int) -> String in
-            let tenths = (b * 10) >> 20
-            return b >= 10 << 20 ? "\(b >> 20) MB" : "\(tenths / 10).\(tenths % 10) MB"
+            let tenths = ((b & 0xFFFFF) * 10) >> 20
+            return b >= 10 << 20 || b < 0 ? "\(b >> 20) MB" : "\(b >> 20).\(tenths) MB"
         }
         let dump = "dump \(m.dumpMs) ms" + (m.frozenBytes > 0 ? " of \(mb(m.frozenBytes))" : "")
-        let parts = m.restoreMs > 0 ? "\(dump), transfer \(max(0, m.freezeMs - m.dumpMs - m.restoreMs)) ms, restore \(m.restoreMs) ms" : dump
+        let parts = m.restoreMs > 0 ? "\(dump), transfer \(max(0, m.freezeMs &- m.dumpMs &- m.restoreMs)) ms, restore \(m.restoreMs) ms" : dump
         let precopy = m.rounds > 0 ? "\(m.rounds) pre-copy round\(m.rounds == 1 ? "" : "s") sent \(mb(m.precopyBytes)) while it ran"
                                    : (m.note.isEmpty ? "stop and copy" : m.note)
         return "\(pid): moved to node \(m.node) (\(m.name)), frozen \(m.freezeMs) ms (\(parts)); \(precopy); \(m.totalMs) ms in all, \(m.shipped) descriptors shipped"

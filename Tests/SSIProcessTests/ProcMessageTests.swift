@@ -257,6 +257,13 @@ import SSITestSupport
         #expect(ProcTools.movedLine(pid: 70000, m).contains("frozen 900 ms (dump 300 ms); stop and copy;"))
         m.note = "no pre-copy (criu pre-dump failed (exited 1))"
         #expect(ProcTools.movedLine(pid: 70000, m).contains("; no pre-copy (criu pre-dump failed (exited 1));"))
+        // Numbers at the ends of their range (a peer's) print, never trap.
+        let extreme = LocalReply.Migrated(pid: 1, node: 2, name: "", freezeMs: .min, dumpMs: .max, totalMs: .max, shipped: .min,
+                                          restoreMs: .max, rounds: .max, precopyBytes: .max, frozenBytes: .min)
+        #expect(ProcTools.movedLine(pid: 1, extreme).contains("pre-copy rounds sent"))
+        m.frozenBytes = (5 << 20) + (1 << 19)
+        m.restoreMs = 1
+        #expect(ProcTools.movedLine(pid: 70000, m).contains("dump 300 ms of 5.5 MB"))
     }
 
     @Test("a local request: bounded, exact, and identity fields are not read")
