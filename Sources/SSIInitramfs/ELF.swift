@@ -134,7 +134,11 @@ public enum ELF {
         }
         guard let strtabAddr else {
             if needed.isEmpty && rpath.isEmpty && runpath.isEmpty && soname == nil { return info }
-            throw SSIError("elf", "\(path): has DT_NEEDED entries but no string table")
+            // Name what is there: an object with only a DT_SONAME (no
+            // DT_NEEDED) used to be told it had DT_NEEDED entries.
+            let what = [needed.isEmpty ? nil : "DT_NEEDED", soname == nil ? nil : "DT_SONAME",
+                        rpath.isEmpty && runpath.isEmpty ? nil : "search path"].compactMap { $0 }
+            throw SSIError("elf", "\(path): has \(what.joined(separator: ", ")) entries but no string table (DT_STRTAB)")
         }
         // DT_STRTAB is a virtual address; find the file offset through the
         // PT_LOAD segment that maps it.

@@ -294,6 +294,15 @@ import SSITestSupport
         let m = message { _ = try ELF.parse(bytes: many, name: "many") }
         #expect(m?.contains("1100 DT_NEEDED") == true, "\(m ?? "no error")")
         #expect(try ELF.parse(bytes: Array("#!/bin/sh\n".utf8), name: "s") == nil)
+        // No DT_STRTAB: the error names the entries that are there.
+        var noStrtab = elf
+        for i in 0..<16 { noStrtab[64 + 3 * 56 + 32 + i] = 0 }       // DT_STRTAB -> DT_NULL
+        #expect(message { _ = try ELF.parse(bytes: noStrtab, name: "x") }?.contains("has DT_NEEDED, search path entries but no string table (DT_STRTAB)") == true)
+        var sonameOnly = noStrtab
+        for i in 0..<32 { sonameOnly[64 + 3 * 56 + i] = 0 }          // DT_NEEDED and DT_RUNPATH gone
+        sonameOnly[64 + 3 * 56] = 14                                   // DT_SONAME
+        let soname = message { _ = try ELF.parse(bytes: sonameOnly, name: "x") }
+        #expect(soname?.contains("has DT_SONAME entries but no string table") == true, "\(soname ?? "no error")")
     }
 
     // MARK: Finding 7: fuzzing
