@@ -151,7 +151,9 @@ public final class FstabTable {
         table = t
         let rc = mnt_table_parse_fstab(t, path)
         if rc != 0 && (path != nil || rc != -ENOENT) {
-            mnt_unref_table(t)
+            // Not unreferenced here: every stored property is set, so a
+            // throw runs deinit, which does it (twice was a double free
+            // that crashed `fsck -A` on a missing $FSTAB_FILE).
             throw SystemCallError("reading \(path ?? "/etc/fstab")", errno: rc < 0 ? -rc : EINVAL)
         }
     }

@@ -16,9 +16,14 @@ public struct FsckTool {
     public let output: Output
     public var stateDirectory = ClusterView.defaultDirectory
 
+    /// The fstab `-A` reads: $FSTAB_FILE, as util-linux's fsck takes it,
+    /// else libmount's default (/etc/fstab, or $LIBMOUNT_FSTAB).
+    public var fstabFile: String?
+
     public init(program: String, output: Output = .standard) {
         self.program = program
         self.output = output
+        fstabFile = getenv("FSTAB_FILE").map { String(cString: $0) }
     }
 
     var name: String { basename(of: program) }
@@ -163,26 +168,31 @@ public struct FsckTool {
             return 0
         }
         if !inv.noTitle { output.out("\(name) from ssi (util-linux compatible)") }
-        var targets: [(spec: String, type: String?)] = inv.devices.map { ($0, inv.types) }
+        var targets: [(spec: String, type: String?, mountPoint: String?)] = inv.devices.map { ($0, inv.types, nil) }
         if inv.all {
-            guard let table = try? FstabTable(path: nil) else {
-                output.error("\(name): cannot read /etc/fstab")
-                return 8
+            // As util-linux: a missing fstab is an empty one; one that
+            // cannot be read is said, and nothing is checked.
+            let path = fstabFile.flatMap { $0.isEmpty ? nil : $0 }
+            var entries: [FstabTable.Entry] = []
+            do throws(SystemCallError) { entries = try FstabTable(path: path).entries } catch {
+                if FileSystem.exists(path ?? "/etc/fstab") { output.error("\(name): \(path ?? "/etc/fstab"): failed to parse fstab") }
             }
-            let entries = table.entries.filter { $0.passNumber > 0 && !(inv.skipRoot && $0.target == "/") }
+            entries = entries.filter { $0.passNumber > 0 && !(inv.skipRoot && $0.target == "/") }
                 .filter { inv.types == nil || FstabTable.matches($0, types: inv.types, options: nil) }
                 .sorted { $0.passNumber < $1.passNumber }
-            targets = entries.map { ($0.source, $0.type.isEmpty || $0.type == "auto" ? nil : $0.type) }
+            targets = entries.map { ($0.source, $0.type.isEmpty || $0.type == "auto" ? nil : $0.type, $0.target) }
         }
         let cluster = ClusterLink.current(directory: stateDirectory)
         var status: Int32 = 0
         for t in targets {
-            status |= check(t.spec, type: t.type, inv, cluster: cluster)
+            status |= check(t.spec, type: t.type, inv, cluster: cluster, mountPoint: t.mountPoint)
         }
         return status
     }
 
-    func check(_ spec: String, type: String?, _ inv: Invocation, cluster: ClusterLink?) -> Int32 {
+    /// `mountPoint`: the fstab line's, which util-linux's dry-run and
+    /// verbose lines name instead of the device.
+    func check(_ spec: String, type: String?, _ inv: Invocation, cluster: ClusterLink?, mountPoint: String? = nil) -> Int32 {
         var dev: BlockDevice?
         if spec.hasPrefix("/") {
             dev = FileSystem.exists(spec) ? BlockDevices.probe(spec) : nil
@@ -243,7 +253,7 @@ public struct FsckTool {
         argv += inv.checkerOptions + [dev.path]
         if inv.dryRun || inv.verbose {
             // util-linux's dry-run line, its trailing space included.
-            output.out("[\(path) (1) -- \(dev.path)] " + argv.map { $0 + " " }.joined())
+            output.out("[\(path) (1) -- \(mountPoint ?? dev.path)] " + argv.map { $0 + " " }.joined())
             if inv.dryRun { return 0 }
         }
         do {

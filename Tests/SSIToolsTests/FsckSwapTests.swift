@@ -63,6 +63,25 @@ struct FsckCompareTests {
         #expect(broken == util.code && broken != 0, "ssi-fsck \(broken), util-linux \(util.code): \(util.out)")
     }
 
+    @Test("-A reads $FSTAB_FILE as util-linux's fsck does, and names the fstab line's mount point; a missing one checks nothing")
+    func allFromFstabFile() throws {
+        let img = try Self.image("all")
+        defer { try? FileManager.default.removeItem(atPath: img) }
+        let fstab = NSTemporaryDirectory() + "ssi-fsck-\(getpid()).fstab"
+        try "\(img) /mnt/ssi-all ext4 defaults 0 2\n\(img) /mnt/ssi-never ext4 defaults 0 0\n".write(toFile: fstab, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: fstab) }
+        for file in [fstab, fstab + ".missing"] {
+            let c = Captured()
+            var tool = FsckTool(program: "fsck", output: c.output)
+            tool.fstabFile = file
+            let code = tool.run(["-A", "-N", "-T"])
+            let util = try run(["/usr/bin/env", "FSTAB_FILE=" + file, "/usr/sbin/fsck", "-A", "-N", "-T"])
+            #expect(code == util.code && code == 0, "\(file)")
+            #expect(c.out == util.out.split(separator: "\n").map(String.init), "util-linux: \(util.out)")
+            #expect(file != fstab || c.out == ["[/usr/sbin/fsck.ext4 (1) -- /mnt/ssi-all] fsck.ext4 \(img) "], "\(c.out)")
+        }
+    }
+
     @Test("a missing device: exit 8, as util-linux's fsck")
     func missing() throws {
         let c = Captured()
