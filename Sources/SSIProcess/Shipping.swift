@@ -14,8 +14,10 @@ import SSILinux
 ///
 /// - "in" (the process reads): the stand-in node pulls. It asks "read",
 ///   the home polls the real object for up to 200 ms and answers with
-///   bytes, "nodata" or "eof". At most one chunk is ever on the way, so a
-///   pause for a migration knows exactly what is in flight.
+///   bytes, "nodata" or "eof". One read is on the way at a time (the
+///   stand-in asks for the next while it gives the process the last
+///   answer), and a pause for a migration collects its answer, so it
+///   knows exactly what was fetched.
 /// - "out" (the process writes): the stand-in node pushes a chunk, the
 ///   home writes all of it to the real object and acks.
 ///

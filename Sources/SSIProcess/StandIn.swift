@@ -84,10 +84,73 @@ public final class StandIn: @unchecked Sendable {
 
     private var inParked = Locked(false), outParked = Locked(false)
 
+    /// One answer to a `read`: window sizes (a terminal's) applied as they
+    /// come ahead of it, then its bytes, nothing yet, or the end.
+    private enum Answer { case data([UInt8]), nodata, eof, lost }
+
+    private func answer(_ ch: SecureChannel) -> Answer {
+        do {
+            // Window sizes come ahead of the read's answer (before the
+            // poll at home, and again before the bytes), each applied
+            // before anything that follows it.
+            var reply = try ch.receive()
+            while let (type, payload) = reply, type == Wire.fields {
+                guard let f = try? Fields.decode(payload), case .winsize(let w)? = try? RelayMessage.decode(f) else {
+                    log("stand-in \(channelID) in: an answer to read that is not a window size")
+                    return .lost
+                }
+                var ws = winsize(ws_row: w.rows, ws_col: w.cols, ws_xpixel: 0, ws_ypixel: 0)
+                let rc = ioctl(fd, UInt(TIOCSWINSZ), &ws)   // the kernel signals SIGWINCH
+                var fg: pid_t = 0
+                _ = ioctl(fd, UInt(TIOCGPGRP), &fg)
+                log("stand-in \(channelID): window \(w.rows)x\(w.cols) (rc \(rc), foreground group \(fg))")
+                reply = try ch.receive()
+            }
+            switch reply?.0 {
+            case Wire.data?: return .data(reply!.1)
+            case Wire.nodata?: return .nodata
+            case Wire.eof?: return .eof
+            default: return .lost
+            }
+        } catch {
+            log("stand-in \(channelID) in: \(error.description)")
+            return .lost
+        }
+    }
+
+    /// Input: pulled from home a `read` at a time. While the process is
+    /// given one answer's bytes, the next `read` is already on its way
+    /// (not for a terminal, whose keys stay home until the program asks),
+    /// so a round trip overlaps the process's reading. A pause collects
+    /// that answer too: what was fetched is in `carry`, nothing is in
+    /// flight. One read is on its way at a time, and at most two answers'
+    /// bytes are held (2 x HomeChannel.readChunk), well under what a move
+    /// may carry (ProcAgent.maxCarryBytes).
     private func relayIn(_ ch: SecureChannel) {
         var pending: [UInt8] = []
+        var asked = false
+        let readAhead = kind != .tty
+        /// The answer to the `read` on its way, if one is.
+        func collect() -> Answer? {
+            guard asked else { return nil }
+            asked = false
+            return answer(ch)
+        }
+        /// The process closed its reading end: tell home (after the
+        /// answer on its way, which nobody will read).
+        func tellHomeClosed() {
+            _ = collect()
+            try? ch.send(RelayMessage.close.encode())
+            _ = try? ch.receive()
+        }
         loop: while true {
             if state.current != .running {
+                switch collect() {
+                case .data(let bytes)?: pending += bytes
+                case .lost?: homeLost("in"); break loop
+                // End of file stays home's to tell the next node.
+                case .eof?, .nodata?, nil: break
+                }
                 carry.withLock { $0 += pending }
                 pending = []
                 inParked.withLock { $0 = true }
@@ -99,45 +162,35 @@ public final class StandIn: @unchecked Sendable {
                 // The process closed its reading end: tell home.
                 var p = pollfd(fd: fd, events: 0, revents: 0)
                 if kind == .pipeIn, poll(&p, 1, 0) > 0, p.revents & Int16(POLLERR) != 0 {
-                    try? ch.send(RelayMessage.close.encode())
-                    _ = try? ch.receive()
+                    tellHomeClosed()
                     break
                 }
-                do {
-                    try ch.send(RelayMessage.read.encode())
-                    // Window sizes come ahead of the read's answer (before
-                    // the poll at home, and again before the bytes), each
-                    // applied before anything that follows it.
-                    var reply = try ch.receive()
-                    while let (type, payload) = reply, type == Wire.fields {
-                        guard let f = try? Fields.decode(payload), case .winsize(let w)? = try? RelayMessage.decode(f) else {
-                            log("stand-in \(channelID) in: an answer to read that is not a window size")
-                            homeLost("in")
-                            break loop
-                        }
-                        var ws = winsize(ws_row: w.rows, ws_col: w.cols, ws_xpixel: 0, ws_ypixel: 0)
-                        let rc = ioctl(fd, UInt(TIOCSWINSZ), &ws)   // the kernel signals SIGWINCH
-                        var fg: pid_t = 0
-                        _ = ioctl(fd, UInt(TIOCGPGRP), &fg)
-                        log("stand-in \(channelID): window \(w.rows)x\(w.cols) (rc \(rc), foreground group \(fg))")
-                        reply = try ch.receive()
-                    }
-                    guard let (type, payload) = reply else {
+                if !asked {
+                    do {
+                        try ch.send(RelayMessage.read.encode())
+                    } catch {
+                        log("stand-in \(channelID) in: \(error.description)")
                         homeLost("in")
                         break
                     }
-                    switch type {
-                    case Wire.data: pending = payload
-                    case Wire.nodata: continue loop
-                    case Wire.eof:
-                        endProcessSide("in")
-                        break loop
-                    default: break loop
-                    }
-                } catch {
-                    log("stand-in \(channelID) in: \(error.description)")
+                    asked = true
+                }
+                switch collect() {
+                case .data(let bytes)?: pending = bytes
+                case .nodata?, nil: continue loop
+                case .eof?:
+                    endProcessSide("in")
+                    break loop
+                case .lost?:
                     homeLost("in")
-                    break
+                    break loop
+                }
+                if readAhead {
+                    if (try? ch.send(RelayMessage.read.encode())) == nil {
+                        homeLost("in")
+                        break
+                    }
+                    asked = true
                 }
             }
             // Give it to the process, a slice at a time so that a pause
@@ -145,7 +198,11 @@ public final class StandIn: @unchecked Sendable {
             while !pending.isEmpty && state.current == .running {
                 var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
                 guard poll(&p, 1, 200) > 0 else { continue }
-                if p.revents & Int16(POLLERR | POLLHUP) != 0 && p.revents & Int16(POLLOUT) == 0 { pending = []; break loop }
+                if p.revents & Int16(POLLERR | POLLHUP) != 0 && p.revents & Int16(POLLOUT) == 0 {
+                    pending = []
+                    if kind == .pipeIn && p.revents & Int16(POLLERR) != 0 { tellHomeClosed() }
+                    break loop
+                }
                 let n = pending.withUnsafeBytes { write(fd, $0.baseAddress!, $0.count) }
                 if n > 0 { pending.removeFirst(n) } else if errno != EAGAIN && errno != EINTR { break loop }
             }
