@@ -584,6 +584,13 @@ extension ProcAgent {
         try prepareImageSpace()
         try makeDirectory(dir)
         defer { removeTree(dir) }
+        do throws(SSIError) { try receiveRounds(id: id, into: dir, from: c) } catch {
+            trace("pre-copy of \(id) dropped: \(error.message)")
+            throw error
+        }
+    }
+
+    private func receiveRounds(id: String, into dir: String, from c: SecureChannel) throws(SSIError) {
         var round = 0
         while true {
             // A round's pre-dump on the source (or its final dump) comes
@@ -606,6 +613,7 @@ extension ProcAgent {
                     throw SSIError("migrate", "\(roundDir)/parent: \(errnoDescription(lastErrno))")
                 }
                 round = n
+                trace("pre-copy of \(id): round \(n) from node \(c.peerNode)")
             case .file(let name, let size):
                 try receiveFile(size: size, into: dir + "/" + MigrationTransaction.roundDirectory(round) + "/" + name, from: c)
             case .restore(let req):
