@@ -92,12 +92,15 @@ extension VM {
                 }
                 let (node2, node3) = (diskless[0], diskless[1])
                 for g in diskless {
-                    let mounted = try await g.waitFor(SSIInit.step("root", "mounted 10.77.0.1:/"), stalled: .seconds(180),
+                    // ")" ends the line's option list: a match on a line still
+                    // arriving on the console (CI read "...proto=tcp,har") would
+                    // check half of its options.
+                    let mounted = try await g.waitFor(SSIInit.step("root", "mounted 10.77.0.1:/", ")"), stalled: .seconds(180),
                                                       limit: .seconds(900), failOn: SSIInit.failFast)
                     #expect(mounted.contains("actimeo=0") && mounted.contains("lookupcache=none") && mounted.contains("hard"),
                             "coherence-first options: \(mounted)")
                     // /usr again, cached for 10 s ([root] cached's default).
-                    let cached = try await g.waitFor(SSIInit.step("root", "mounted 10.77.0.1:/usr on /sysroot/usr cached"),
+                    let cached = try await g.waitFor(SSIInit.step("root", "mounted 10.77.0.1:/usr on /sysroot/usr cached", ")"),
                                                      timeout: .seconds(120), failOn: SSIInit.failFast)
                     #expect(cached.contains("actimeo=10") && cached.contains("lookupcache=all"), "\(cached)")
                     try await g.waitFor(SSIInit.step("private"), timeout: .seconds(120), failOn: SSIInit.failFast)

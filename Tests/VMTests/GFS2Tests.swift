@@ -48,7 +48,8 @@ extension VM {
                 let (node1, node2, node3) = (nodes[0], nodes[1], nodes[2])
                 for g in nodes {
                     try await g.waitFor(SSIInit.step("dlm", "dlm_controld ready"), timeout: .seconds(600), failOn: SSIInit.failFast)
-                    let mounted = try await g.waitFor(SSIInit.step("root", "mounted /dev/vda (ssi:root)"), timeout: .seconds(300), failOn: SSIInit.failFast)
+                    // The closing ")" of the options: the whole line, not a part still arriving.
+                    let mounted = try await g.waitFor(SSIInit.step("root", "mounted /dev/vda (ssi:root)", ")"), timeout: .seconds(300), failOn: SSIInit.failFast)
                     #expect(mounted.contains("lockproto=lock_dlm"), "\(mounted)")
                     try await g.waitFor(SSIInit.step("private"), timeout: .seconds(120), failOn: SSIInit.failFast)
                 }
