@@ -136,6 +136,19 @@ struct MigrateBench {
         return Double(text[r.upperBound...].prefix { $0.isNumber || $0 == "." })
     }
 
+    /// The PID of the process matching `pattern` once `mb` MB of it are
+    /// resident (up to two minutes: python3 fills memory slowly under TCG).
+    static func residentPID(_ g: Guest, _ pattern: String, mb: Int) async throws -> String {
+        var pid = ""
+        for _ in 0..<120 {
+            pid = try await g.run("pgrep -f '\(pattern)' | head -1").output
+            let rss = try await g.run("awk '/VmRSS/ {print $2}' /proc/\(pid)/status 2>/dev/null", expectStatus: nil).output
+            if (Int(rss) ?? 0) > mb * 1000 { break }
+            try await Task.sleep(for: .seconds(1))
+        }
+        return pid
+    }
+
     /// python3 takes seconds to start under TCG: wait (up to a minute)
     /// until the port listens.
     static func waitListening(_ g: Guest, _ port: Int) async throws {
@@ -233,13 +246,7 @@ struct MigrateBench {
                 for way in ways {
                     for _ in 0..<rounds {
                         try await node1.run("(ssi-hog \(size) </dev/null >/dev/null 2>&1 &); sleep 2")
-                        var pid = ""
-                        for _ in 0..<120 {
-                            pid = try await node1.run("pgrep -f 'ssi-hog \(size)' | head -1").output
-                            let rss = try await node1.run("awk '/VmRSS/ {print $2}' /proc/\(pid)/status 2>/dev/null", expectStatus: nil).output
-                            if (Int(rss) ?? 0) > size * 1000 { break }
-                            try await Task.sleep(for: .seconds(1))
-                        }
+                        let pid = try await residentPID(node1, "ssi-hog \(size)", mb: size)
                         let out = try await node1.run("\(s) migrate \(Way.all[way]!)\(pid) 2 2>&1", timeout: .seconds(1800)).output
                         print("\(size) MB, \(way): \(out)")
                         guard out.contains("moved to node 2") else { throw HarnessError("migration failed: \(out)") }
@@ -252,13 +259,7 @@ struct MigrateBench {
             var writers: [Move] = []
             for _ in 0..<(writer > 0 ? rounds : 0) {
                 try await node1.run("(ssi-dirtier \(writer) 10 </dev/null >/dev/null 2>&1 &)")
-                var pid = ""
-                for _ in 0..<120 {
-                    pid = try await node1.run("pgrep -f 'ssi-dirtier' | head -1").output
-                    let rss = try await node1.run("awk '/VmRSS/ {print $2}' /proc/\(pid)/status 2>/dev/null", expectStatus: nil).output
-                    if (Int(rss) ?? 0) > writer * 1000 { break }
-                    try await Task.sleep(for: .seconds(1))
-                }
+                let pid = try await residentPID(node1, "ssi-dirtier", mb: writer)
                 try await Task.sleep(for: .seconds(3))
                 let out = try await node1.run("\(s) migrate \(pid) 2 2>&1", timeout: .seconds(1800)).output
                 print("\(writer) MB rewritten at 10 MB/s: \(out)")
