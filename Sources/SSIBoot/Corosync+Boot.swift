@@ -69,7 +69,7 @@ extension Boot {
         }
         while true {
             var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            if poll(&p, 1, 200) > 0 { try quorum.dispatch() }
+            if pollRetrying(&p, timeoutMs: 200) > 0 { try quorum.dispatch() }
             if quorum.quorate {
                 let ms = Int((Process.now() - started) * 1000)
                 log.info("membership", "quorate after \(ms) ms; \(seen())")

@@ -26,11 +26,10 @@ public enum AuthKey {
         var filled = 0
         while filled < size {
             let n = min(256, size - filled)
-            let rc = key.withUnsafeMutableBytes { buf in getentropy(buf.baseAddress! + filled, n) }
-            if rc != 0 {
-                if errno == EINTR { continue }
-                let lastErrno = errno
-                throw SSIError("keygen", "getentropy: \(errnoDescription(lastErrno))")
+            do throws(SystemCallError) {
+                try syscall("getentropy") { key.withUnsafeMutableBytes { buf in getentropy(buf.baseAddress! + filled, n) } }
+            } catch {
+                throw SSIError("keygen", error.description)
             }
             filled += n
         }

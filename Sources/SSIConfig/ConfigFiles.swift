@@ -12,9 +12,11 @@ public enum ConfigFiles {
     public static func readBytes(_ path: String, what: String) throws(SSIError) -> [UInt8] {
         // O_NONBLOCK: opening a FIFO with no writer would otherwise wait
         // forever, before there is anything to check.
-        let fd = retrying { open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK) }
-        guard fd >= 0 else {
-            let e = errno
+        let fd: Int32
+        do throws(SystemCallError) {
+            fd = try syscall("open") { open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK) }
+        } catch {
+            let e = error.errno
             throw SSIError("config", "\(what) \(printable(path)): \(errnoDescription(e))",
                            hint: e == ENOENT && what == "cluster config"
                                ? "write one (examples in configs/), or pass the file to use" : nil)
@@ -37,16 +39,16 @@ public enum ConfigFiles {
             // A pipe or socket can keep a reader waiting with no end.
             throw SSIError("config", "\(what) \(printable(path)) is a pipe or socket, not a file", hint: "save it to a file and pass that")
         }
-        var out: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { buf in retrying { read(fd, buf.baseAddress, buf.count) } }
-            if n < 0 { let lastErrno = errno; throw SSIError("config", "\(what) \(printable(path)): read: \(errnoDescription(lastErrno))") }
-            if n == 0 { break }
-            out.append(contentsOf: chunk[0..<n])
-            if out.count > 16 << 20 { throw SSIError("config", "\(what) \(printable(path)): larger than 16 MiB; is it the right file?") }
+        // /dev/zero never ends: the bound is checked as the bytes come.
+        let limit = 16 << 20
+        do throws(SystemCallError) {
+            return try readAll(fd, name: "", limit: limit)
+        } catch {
+            if error.errno == EFBIG {
+                throw SSIError("config", "\(what) \(printable(path)): larger than 16 MiB; is it the right file?")
+            }
+            throw SSIError("config", "\(what) \(printable(path)): read: \(errnoDescription(error.errno))")
         }
-        return out
     }
 
     /// Reads a UTF-8 text file; invalid UTF-8 is an error, not replaced.
@@ -79,8 +81,8 @@ public enum ConfigFiles {
         if !replace && access(path, F_OK) == 0 {
             throw SSIError(step, "\(path) exists", hint: "pass --force to replace it")
         }
-        let dir = directory(of: path)
-        var template = Array((dir == "/" ? "/" : dir + "/").utf8CString.dropLast()) + Array(".\(baseName(of: path)).XXXXXX".utf8CString)
+        let dir = dirname(of: path)
+        var template = Array((dir == "/" ? "/" : dir + "/").utf8CString.dropLast()) + Array(".\(basename(of: path)).XXXXXX".utf8CString)
         // mkstemp creates the file 0600, so the bytes are never readable
         // by others, even before the chmod.
         let fd = template.withUnsafeMutableBufferPointer { buf in mkstemp(buf.baseAddress!) }
@@ -96,11 +98,10 @@ public enum ConfigFiles {
             if !done { unlink(tmp) }
         }
         guard fchmod(fd, mode) == 0 else { let lastErrno = errno; throw SSIError(step, "chmod \(tmp): \(errnoDescription(lastErrno))") }
-        var off = 0
-        while off < bytes.count {
-            let n = bytes.withUnsafeBytes { buf in retrying { write(fd, buf.baseAddress! + off, buf.count - off) } }
-            if n < 0 { let lastErrno = errno; throw SSIError(step, "write \(tmp): \(errnoDescription(lastErrno))") }
-            off += n
+        do throws(SystemCallError) {
+            try writeAll(fd, bytes, name: tmp)
+        } catch {
+            throw SSIError(step, error.description)
         }
         guard fsync(fd) == 0 else { let lastErrno = errno; throw SSIError(step, "fsync \(tmp): \(errnoDescription(lastErrno))") }
         if replace {
@@ -120,23 +121,4 @@ public enum ConfigFiles {
         }
     }
 
-    static func directory(of path: String) -> String {
-        guard let slash = path.lastIndex(of: "/") else { return "." }
-        let d = String(path[..<slash])
-        return d.isEmpty ? "/" : d
-    }
-
-    static func baseName(of path: String) -> String {
-        guard let slash = path.lastIndex(of: "/") else { return path }
-        return String(path[path.index(after: slash)...])
-    }
-
-    @inline(__always)
-    static func retrying<T: FixedWidthInteger>(_ body: () -> T) -> T {
-        while true {
-            let rc = body()
-            if rc == -1 && errno == EINTR { continue }
-            return rc
-        }
-    }
 }

@@ -63,20 +63,10 @@ public struct Log: ~Copyable {
     }
 }
 
-/// Writes the whole string, retrying short writes and EINTR.
+/// Writes the whole string, best effort (a log line that cannot be
+/// written is dropped): the loop is IO.swift's.
 public func writeAll(_ fd: Int32, _ text: String) {
-    var text = text
-    text.withUTF8 { buf in
-        var off = 0
-        while off < buf.count {
-            let n = write(fd, buf.baseAddress! + off, buf.count - off)
-            if n < 0 {
-                if errno == EINTR { continue }
-                return
-            }
-            off += n
-        }
-    }
+    try? writeAll(fd, Array(text.utf8), name: "log")
 }
 
 extension String {

@@ -24,7 +24,7 @@ public struct SSIError: Error, CustomStringConvertible, Sendable {
 
 /// An errno value with the name of the call that produced it, for messages
 /// like "mount /dev/vda on /sysroot: No such device (ENODEV)".
-public struct SystemCallError: Error, CustomStringConvertible, Sendable {
+public struct SystemCallError: Error, CustomStringConvertible, Sendable, Equatable {
     public var call: String
     public var errno: Int32
 

@@ -472,14 +472,10 @@ public struct Netlink: ~Copyable {
         let bytes = request.finished(sequence: expected)
         let isDump = request.isDump
 
-        while true {
-            let sent = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
-            if sent == -1 {
-                if errno == EINTR { continue }
-                throw Failure(errno: errno)
-            }
-            if sent != bytes.count { throw Failure(errno: EMSGSIZE) }
-            break
+        switch attempt({ bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) } }) {
+        case .done(let sent): if sent != bytes.count { throw Failure(errno: EMSGSIZE) }
+        case .wouldBlock: throw Failure(errno: EAGAIN)
+        case .failed(let e): throw Failure(errno: e)
         }
 
         var collected: [NetlinkMessage] = []
@@ -518,20 +514,16 @@ public struct Netlink: ~Copyable {
     /// One datagram, copied out of the receive buffer.
     private mutating func receive() throws(Failure) -> [UInt8] {
         let fd = self.fd
-        while true {
-            // MSG_TRUNC: the real length comes back even when it did not
-            // fit, so a cut message is an error rather than garbage.
-            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_TRUNC)) }
-            if n == -1 {
-                let e = errno
-                if e == EINTR { continue }
-                // SO_RCVTIMEO expired.
-                if e == EAGAIN || e == EWOULDBLOCK { throw Failure(errno: ETIMEDOUT) }
-                throw Failure(errno: e)
-            }
+        // MSG_TRUNC: the real length comes back even when it did not
+        // fit, so a cut message is an error rather than garbage.
+        switch attempt({ buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_TRUNC)) } }) {
+        case .done(let n):
             if n > buffer.count { throw Failure(errno: EMSGSIZE) }
             datagramsReceived += 1
             return Array(buffer[0..<n])
+        // SO_RCVTIMEO expired.
+        case .wouldBlock: throw Failure(errno: ETIMEDOUT)
+        case .failed(let e): throw Failure(errno: e)
         }
     }
 }

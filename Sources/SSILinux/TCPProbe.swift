@@ -51,7 +51,7 @@ public enum TCPProbe {
         if rc == 0 { return .open }
         guard errno == EINPROGRESS else { return classify(errno) }
         var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-        let n = poll(&p, 1, timeoutMs)
+        let n = pollRetrying(&p, timeoutMs: timeoutMs)
         if n == 0 { return .noAnswer("no answer within \(timeoutMs) ms") }
         var err: Int32 = 0
         var len = socklen_t(MemoryLayout<Int32>.size)
@@ -82,18 +82,14 @@ public enum TCPLineClient {
         let fd = socket.rawValue
         var out = Array((line + "\n").utf8)
         while !out.isEmpty {
-            let n = out.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if n < 0 {
-                if errno == EAGAIN || errno == EINTR {
-                    var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-                    _ = poll(&p, 1, 100)
-                    if Process.now() > deadline { return .failure(.io("timed out sending")) }
-                    continue
-                }
-                let lastErrno = errno
-                return .failure(.io("send: \(errnoDescription(lastErrno))"))
+            switch attempt({ out.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) } }) {
+            case .done(let n): out.removeFirst(n)
+            case .wouldBlock:
+                var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+                _ = pollRetrying(&p, timeoutMs: 100)
+                if Process.now() > deadline { return .failure(.io("timed out sending")) }
+            case .failed(let e): return .failure(.io("send: \(errnoDescription(e))"))
             }
-            out.removeFirst(n)
         }
         var answer: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 512)
@@ -101,15 +97,14 @@ public enum TCPLineClient {
             let left = Int32(max(0, (deadline - Process.now()) * 1000))
             if left == 0 { return .failure(.io("no answer within \(timeoutMs) ms")) }
             var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            if poll(&p, 1, left) <= 0 { continue }
-            let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if n == 0 { break }
-            if n < 0 {
-                if errno == EAGAIN || errno == EINTR { continue }
-                let lastErrno = errno
-                return .failure(.io("recv: \(errnoDescription(lastErrno))"))
+            if pollRetrying(&p, timeoutMs: left) <= 0 { continue }
+            switch attempt({ buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) } }) {
+            case .done(0): break
+            case .done(let n): answer += buf[0..<n]; continue
+            case .wouldBlock: continue
+            case .failed(let e): return .failure(.io("recv: \(errnoDescription(e))"))
             }
-            answer += buf[0..<n]
+            break
         }
         let text = String(decoding: answer, as: UTF8.self)
         guard let first = text.lines(omittingEmpty: false).first, !answer.isEmpty else {

@@ -188,7 +188,7 @@ public final class UdevMonitor {
         while datagrams < Self.maxDatagramsPerWait {
             let left = max(0, Int(((deadline - Process.now()) * 1000).rounded(.up)))
             var pfd = pollfd(fd: fileDescriptor, events: Int16(POLLIN), revents: 0)
-            let ready = try syscall("poll uevent monitor") { poll(&pfd, 1, Int32(clamping: left)) }
+            let ready = try syscall("poll uevent monitor") { pollRetrying(&pfd, timeoutMs: Int32(clamping: left)) }
             if ready == 0 { return .timedOut }
             datagrams += 1
             // libudev reads one datagram; NULL with EAGAIN means it was

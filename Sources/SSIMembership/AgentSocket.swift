@@ -105,7 +105,9 @@ final class AgentSocket {
     func read(_ fd: Int32, line: (String) -> Void, closed: () -> Void) {
         var chunk = [UInt8](repeating: 0, count: 65536)
         while buffers[fd] != nil {
-            let n = Glibc.read(fd, &chunk, chunk.count)
+            let got = attempt { Glibc.read(fd, &chunk, chunk.count) }
+            if got == .wouldBlock { return }
+            guard case .done(let n) = got else { deliver(fd, line); break }
             if n > 0 {
                 buffers[fd, default: []].append(contentsOf: chunk[0..<n])
                 deliver(fd, line)
@@ -116,7 +118,6 @@ final class AgentSocket {
                 }
                 continue
             }
-            if n < 0 && (errno == EAGAIN || errno == EINTR) { return }
             // EOF or error: lines already complete still count.
             deliver(fd, line)
             break
@@ -220,10 +221,9 @@ public enum AgentClient {
                                hint: "check the other nodes (ssi cluster status)")
             }
             var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            _ = poll(&p, 1, left)
+            _ = pollRetrying(&p, timeoutMs: left)
             if p.revents == 0 { continue }
-            let n = read(fd, &chunk, chunk.count)
-            if n < 0 && errno == EINTR { continue }
+            let n = (try? syscall("read") { read(fd, &chunk, chunk.count) }) ?? -1
             guard n > 0 else {
                 throw SSIError("cluster", "the membership agent closed the connection", hint: "is it running? ssi cluster status")
             }

@@ -137,9 +137,11 @@ public enum AgentSupervisor {
     private static func waitForAgent(_ child: pid_t, signals: inout sigset_t, stopping: inout Bool) -> Process.Exit {
         while true {
             var status: Int32 = 0
-            let got = waitpid(child, &status, WNOHANG)
-            if got == child { return Process.decode(status) }
-            if got < 0 && errno != EINTR { return .exited(1) }
+            switch attempt({ waitpid(child, &status, WNOHANG) }) {
+            case .done(let got) where got == Int(child): return Process.decode(status)
+            case .failed: return .exited(1)
+            default: break
+            }
             var info = siginfo_t()
             var timeout = timespec(tv_sec: 1, tv_nsec: 0)
             let sig = sigtimedwait(&signals, &info, &timeout)

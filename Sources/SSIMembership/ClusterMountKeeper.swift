@@ -368,13 +368,12 @@ final class ClusterMountKeeper {
         for (pid, var c) in children {
             var ended = false
             while true {
-                let n = read(c.fd, &chunk, chunk.count)
-                if n > 0 {
-                    c.output.append(contentsOf: chunk[0..<n])
-                } else {
-                    ended = n == 0 || (errno != EAGAIN && errno != EINTR)
-                    break
+                switch attempt({ read(c.fd, &chunk, chunk.count) }) {
+                case .done(let n) where n > 0: c.output.append(contentsOf: chunk[0..<n]); continue
+                case .wouldBlock: break
+                case .done, .failed: ended = true
                 }
+                break
             }
             children[pid] = c
             // A killed child whose pipe never closes (stuck in the kernel)

@@ -96,7 +96,7 @@ public final class QuorumClient {
         let deadline = Process.now() + Double(timeoutMs) / 1000
         while members.isEmpty && Process.now() < deadline {
             var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            if poll(&p, 1, 200) > 0 { try dispatch() }
+            if pollRetrying(&p, timeoutMs: 200) > 0 { try dispatch() }
         }
         return members.sorted()
     }

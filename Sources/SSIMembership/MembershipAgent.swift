@@ -128,9 +128,8 @@ public final class MembershipAgent {
             fixed[3].events = door.listenEvents
             var fds = fixed + clients.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
                 + mounts.childFDs.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
-            let n = poll(&fds, nfds_t(fds.count), 1000)
+            let n = pollRetrying(&fds, timeoutMs: 1000)
             if n < 0 {
-                if errno == EINTR { continue }
                 let lastErrno = errno
                 throw SSIError("agent", "poll: \(errnoDescription(lastErrno))")
             }

@@ -112,7 +112,7 @@ extension ProcAgent {
         var code: UInt8 = 255
         // Less than the source waits for the answer (240 s), so that the
         // answer is criu's own error.
-        if poll(&p, 1, 180_000) > 0, read(status[0], &code, 1) == 1, code == 0 {
+        if pollRetrying(&p, timeoutMs: 180_000) > 0, read(status[0], &code, 1) == 1, code == 0 {
             reaper.unwatch(keeper)
             return keeper
         }

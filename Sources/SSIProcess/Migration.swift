@@ -195,7 +195,7 @@ extension ProcAgent {
             throw SSIError("migrate", "giving process \(pid) its \(kind) stand-in on fd \(fd): \(what): \(errnoDescription(lastErrno))")
         }
         var p = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
-        guard poll(&p, 1, 5000) > 0 else { throw SSIError("migrate", "process \(pid) did not connect its \(kind) stand-in") }
+        guard pollRetrying(&p, timeoutMs: 5000) > 0 else { throw SSIError("migrate", "process \(pid) did not connect its \(kind) stand-in") }
         let agentEnd = ssi_accept(listener)
         guard agentEnd >= 0 else { let lastErrno = errno; throw SSIError("migrate", "accept: \(errnoDescription(lastErrno))") }
         let resource = (try? FileSystem.readLink("/proc/\(pid)/fd/\(fd)")) ?? ""
@@ -224,9 +224,11 @@ extension ProcAgent {
         var buf = [UInt8](repeating: 0, count: SecureChannel.maxPayload)
         var sent = 0
         while sent < size {
-            let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress!, min($0.count, size - sent)) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { let lastErrno = errno; throw SSIError("migrate", "reading \(path): \(n == 0 ? "it shrank" : errnoDescription(lastErrno))") }
+            let n: Int
+            do throws(SystemCallError) {
+                n = try syscall("reading \(path)") { buf.withUnsafeMutableBytes { read(fd, $0.baseAddress!, min($0.count, size - sent)) } }
+            } catch { throw SSIError("migrate", error.description) }
+            guard n > 0 else { throw SSIError("migrate", "reading \(path): it shrank") }
             try c.send(Wire.data, Array(buf[0..<n]))
             sent += n
         }
@@ -307,9 +309,8 @@ extension ProcAgent {
     static func copyStream(from: Int32, to: Int32) {
         var buf = [UInt8](repeating: 0, count: 65536)
         while true {
-            let n = buf.withUnsafeMutableBytes { read(from, $0.baseAddress!, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { return }
+            guard case .done(let n) = attempt({ buf.withUnsafeMutableBytes { read(from, $0.baseAddress!, $0.count) } }),
+                  n > 0 else { return }
             do throws(SystemCallError) {
                 try writeAll(to, buf[0..<n], name: "relay")
             } catch { return }
@@ -332,7 +333,7 @@ extension ProcAgent {
         var buf = [UInt8](repeating: 0, count: 65536)
         while true {
             var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            guard poll(&p, 1, 0) > 0, p.revents & Int16(POLLIN) != 0 else { break }
+            guard pollRetrying(&p, timeoutMs: 0) > 0, p.revents & Int16(POLLIN) != 0 else { break }
             let n = buf.withUnsafeMutableBytes { recvOrRead(fd, $0.baseAddress!, $0.count) }
             if n <= 0 { break }
             out += buf[0..<n]
@@ -631,7 +632,7 @@ extension ProcAgent {
     func awaitMember(_ c: SecureChannel, what: String, seconds: Int) throws(SSIError) {
         for _ in 0..<max(1, seconds / 2) {
             var p = pollfd(fd: c.fd, events: Int16(POLLIN), revents: 0)
-            if poll(&p, 1, 2000) != 0 { return }
+            if pollRetrying(&p, timeoutMs: 2000) != 0 { return }
             guard peers()[c.peerNode]?.up == true else {
                 throw SSIError("migrate", "node \(c.peerNode) left the cluster during \(what)")
             }
@@ -680,7 +681,7 @@ extension StandIn {
 /// pass a typed error on).
 func writeAll(_ fd: Int32, _ bytes: ArraySlice<UInt8>, name: String) throws(SystemCallError) {
     let failure: SystemCallError? = bytes.withUnsafeBytes { b in
-        do throws(SystemCallError) { try SSILinux.writeAll(fd, b, name: name); return nil } catch { return error }
+        do throws(SystemCallError) { try SSICore.writeAll(fd, b, name: name); return nil } catch { return error }
     }
     if let failure { throw failure }
 }

@@ -243,7 +243,7 @@ public final class SecureChannel: @unchecked Sendable {
 
     private func readExactly(_ count: Int) throws(SSIError) -> [UInt8] {
         let bytes: [UInt8]
-        do throws(SystemCallError) { bytes = try SSILinux.readExactly(fd, count, name: "channel") } catch {
+        do throws(SystemCallError) { bytes = try SSICore.readExactly(fd, count, name: "channel") } catch {
             throw SSIError("proc", error.errno == EAGAIN ? "timed out waiting for the peer" : "recv: \(errnoDescription(error.errno))")
         }
         if bytes.isEmpty && count > 0 { throw SSIError("proc", "eof") }

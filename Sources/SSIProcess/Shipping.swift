@@ -157,17 +157,24 @@ public final class HomeChannel: @unchecked Sendable {
             try sendWindowIfChanged(ch)
             if ended.current.contains("in") { try ch.send(Wire.eof, []); continue }
             var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let ready = poll(&p, 1, 200)
+            let ready = pollRetrying(&p, timeoutMs: 200)
             if ready <= 0 { try ch.send(Wire.nodata, []); continue }
-            var n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress!, $0.count) }
+            // n: bytes read, 0 at the end (or EIO: a tty whose other side
+            // hung up), -1 when nothing was there after all.
+            var n: Int
+            switch attempt({ buf.withUnsafeMutableBytes { read(fd, $0.baseAddress!, $0.count) } }) {
+            case .done(let k): n = k
+            case .wouldBlock: n = -1
+            case .failed: n = 0
+            }
             if n > 0 && kind != .tty {
                 // More of a stream that is being written: gathered into this
                 // answer (a terminal's line goes as it is typed).
                 for _ in 0..<Self.gatherPolls where n < buf.count {
                     var more = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-                    guard poll(&more, 1, Self.gatherMs) > 0, more.revents & Int16(POLLIN) != 0 else { break }
-                    let got = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress! + n, $0.count - n) }
-                    guard got > 0 else { break }
+                    guard pollRetrying(&more, timeoutMs: Self.gatherMs) > 0, more.revents & Int16(POLLIN) != 0 else { break }
+                    guard case .done(let got) = attempt({ buf.withUnsafeMutableBytes { read(fd, $0.baseAddress! + n, $0.count - n) } }),
+                          got > 0 else { break }
                     n += got
                 }
             }
@@ -180,8 +187,7 @@ public final class HomeChannel: @unchecked Sendable {
                 // lost `winch 41 99`).
                 try sendWindowIfChanged(ch)
                 try ch.send(Wire.data, Array(buf[0..<n]))
-            } else if n == 0 || (errno != EAGAIN && errno != EINTR) {
-                // EIO: a tty whose other side hung up.
+            } else if n == 0 {
                 ended.withLock { _ = $0.insert("in") }
                 try ch.send(Wire.eof, [])
             } else {

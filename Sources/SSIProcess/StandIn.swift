@@ -161,7 +161,7 @@ public final class StandIn: @unchecked Sendable {
             if pending.isEmpty {
                 // The process closed its reading end: tell home.
                 var p = pollfd(fd: fd, events: 0, revents: 0)
-                if kind == .pipeIn, poll(&p, 1, 0) > 0, p.revents & Int16(POLLERR) != 0 {
+                if kind == .pipeIn, pollRetrying(&p, timeoutMs: 0) > 0, p.revents & Int16(POLLERR) != 0 {
                     tellHomeClosed()
                     break
                 }
@@ -197,14 +197,17 @@ public final class StandIn: @unchecked Sendable {
             // is noticed even when the process does not read.
             while !pending.isEmpty && state.current == .running {
                 var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-                guard poll(&p, 1, 200) > 0 else { continue }
+                guard pollRetrying(&p, timeoutMs: 200) > 0 else { continue }
                 if p.revents & Int16(POLLERR | POLLHUP) != 0 && p.revents & Int16(POLLOUT) == 0 {
                     pending = []
                     if kind == .pipeIn && p.revents & Int16(POLLERR) != 0 { tellHomeClosed() }
                     break loop
                 }
-                let n = pending.withUnsafeBytes { write(fd, $0.baseAddress!, $0.count) }
-                if n > 0 { pending.removeFirst(n) } else if errno != EAGAIN && errno != EINTR { break loop }
+                switch attempt({ pending.withUnsafeBytes { write(fd, $0.baseAddress!, $0.count) } }) {
+                case .done(let n): pending.removeFirst(n)
+                case .wouldBlock: continue
+                case .failed: break loop
+                }
             }
         }
         inParked.withLock { $0 = true }
@@ -229,7 +232,7 @@ public final class StandIn: @unchecked Sendable {
         do {
             while true {
                 var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-                let ready = poll(&p, 1, unacked > 0 ? 0 : 200)
+                let ready = pollRetrying(&p, timeoutMs: unacked > 0 ? 0 : 200)
                 if ready <= 0 {
                     // Nothing to read: everything sent is acknowledged
                     // first, then a pause can stop here, nothing is lost.
@@ -241,8 +244,12 @@ public final class StandIn: @unchecked Sendable {
                     }
                     continue
                 }
-                let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress!, $0.count) }
-                if n < 0 && (errno == EAGAIN || errno == EINTR) { continue }
+                let n: Int
+                switch attempt({ buf.withUnsafeMutableBytes { read(fd, $0.baseAddress!, $0.count) } }) {
+                case .done(let k): n = k
+                case .wouldBlock: continue
+                case .failed: n = 0
+                }
                 if n <= 0 {
                     // The process closed its end (EIO: a pty's last slave).
                     guard try settle(0) else { break }

@@ -240,8 +240,7 @@ public final class LocalChannel: MessageChannel, @unchecked Sendable {
         if got == 0 { return (nil, passed) }
         do throws(SSIError) {
             while got < 5 {
-                let k = head.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + got, 5 - got, 0) }
-                if k < 0, errno == EINTR { continue }
+                let k = (try? syscall("recv") { head.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + got, 5 - got, 0) } }) ?? -1
                 if k <= 0 { throw SSIError("proc", "the connection closed (or timed out) in the middle of a message") }
                 got += k
             }
@@ -250,8 +249,7 @@ public final class LocalChannel: MessageChannel, @unchecked Sendable {
             var done = 0
             while done < payload.count {
                 let want = payload.count - done
-                let k = payload.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + done, want, 0) }
-                if k < 0, errno == EINTR { continue }
+                let k = (try? syscall("recv") { payload.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + done, want, 0) } }) ?? -1
                 if k <= 0 { throw SSIError("proc", "the connection closed (or timed out) in the middle of a message") }
                 done += k
             }

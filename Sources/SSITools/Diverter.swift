@@ -167,7 +167,7 @@ public struct Diverter {
             try system.symlink(SSIDiversion.binary, path)
         } catch {
             throw SSIError("divert", "linking \(path) to \(SSIDiversion.binary): \(error.description)",
-                           hint: "check that \(Self.dirname(path)) is writable (not a read-only /usr)")
+                           hint: "check that \(dirname(of: path)) is writable (not a read-only /usr)")
         }
         undo.append { try? system.unlink(path) }
     }
@@ -208,7 +208,7 @@ public struct Diverter {
             }
             do { try system.unlink(path) } catch {
                 throw SSIError("divert", "removing the link \(path): \(error.description)",
-                               hint: "check that \(Self.dirname(path)) is writable")
+                               hint: "check that \(dirname(of: path)) is writable")
             }
             undo.append { try? system.symlink(SSIDiversion.binary, path) }
         }
@@ -261,10 +261,5 @@ public struct Diverter {
     /// The package that ships the command on Debian 12, for hints.
     static func owner(_ path: String) -> String {
         path.hasSuffix("/fsck") ? "util-linux" : "mount"
-    }
-
-    static func dirname(_ path: String) -> String {
-        guard let slash = path.lastIndex(of: "/"), slash != path.startIndex else { return "/" }
-        return String(path[..<slash])
     }
 }

@@ -1,3 +1,4 @@
+import SSICore
 import SSILinux
 
 // The one error-to-exit path of the util-linux drop-ins: every tool says

@@ -91,7 +91,7 @@ struct ClusterReloadCommand {
             // A member that leaves meanwhile (a node just stopped, not yet
             // declared gone when we asked) is no longer waited for.
             var p = pollfd(fd: events, events: Int16(POLLIN), revents: 0)
-            if poll(&p, 1, 100) > 0 {
+            if pollRetrying(&p, timeoutMs: 100) > 0 {
                 try quorum.dispatch()
                 if !quorum.members.isEmpty { members = quorum.members.sorted() }
             }

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import SSICore
 import SSILinux
 import SSIBoot
 import SSITools

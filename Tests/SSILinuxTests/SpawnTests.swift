@@ -3,7 +3,7 @@ import Testing
 import Glibc
 #endif
 import CSSIShim
-import SSICore
+@testable import SSICore
 @testable import SSILinux
 
 /// The one spawn (`SpawnSpec`, `ssi_spawn`): each step of the child as the

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import SSICore
 import SSILinux
 @testable import SSITools
 @testable import ssi

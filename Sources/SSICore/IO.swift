@@ -3,7 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-public import SSICore
+
 
 // The one read-to-end and write-everything loop. A write to a pipe or a
 // socket may take fewer bytes than asked (a signal, a full pipe buffer):
@@ -70,8 +70,9 @@ public func readExactly(_ fd: Int32, _ count: Int, name: String) throws(SystemCa
 }
 
 /// Reads to end of file; files in /proc report size 0, so st_size is
-/// never trusted.
-public func readAll(_ fd: Int32, name: String) throws(SystemCallError) -> [UInt8] {
+/// never trusted. More than `limit` bytes is EFBIG, checked as the bytes
+/// come (a character device like /dev/zero never ends).
+public func readAll(_ fd: Int32, name: String, limit: Int = Int.max) throws(SystemCallError) -> [UInt8] {
     var out: [UInt8] = []
     var chunk = [UInt8](repeating: 0, count: 65536)
     while true {
@@ -80,6 +81,7 @@ public func readAll(_ fd: Int32, name: String) throws(SystemCallError) -> [UInt8
         }
         if n == 0 { break }
         out.append(contentsOf: chunk[0..<n])
+        if out.count > limit { throw SystemCallError("read \(name)", errno: EFBIG) }
     }
     return out
 }
