@@ -129,10 +129,7 @@ public struct NodePrivatePaths: Sendable {
     }
 
     private func writeAtomically(_ path: String, _ text: String, mode: mode_t) throws(SystemCallError) {
-        let temp = path + ".ssi-new"
-        try FileSystem.writeFile(temp, text, mode: mode)
-        chmod(temp, mode)
-        try FileSystem.rename(temp, path)
+        try writeFileAtomically(path, Array(text.utf8), mode: mode, replace: true)
     }
 
     /// 128 random bits as 32 lowercase hex digits, machine-id(5)'s format.
@@ -142,8 +139,9 @@ public struct NodePrivatePaths: Sendable {
         let fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw SystemCallError("open /dev/urandom", errno: errno) }
         defer { close(fd) }
-        var bytes = [UInt8](repeating: 0, count: 16)
-        guard read(fd, &bytes, 16) == 16 else { throw SystemCallError("read /dev/urandom", errno: errno) }
+        let bytes = try readExactly(fd, 16, name: "/dev/urandom")
+        // A short read sets no errno: name it.
+        guard bytes.count == 16 else { throw SystemCallError("read /dev/urandom", errno: EIO) }
         let digits = Array("0123456789abcdef")
         return String(bytes.flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 15)]] })
     }

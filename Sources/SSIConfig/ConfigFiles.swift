@@ -72,53 +72,21 @@ public enum ConfigFiles {
         return String(validating: bytes[start...], as: UTF8.self) == nil ? line : nil
     }
 
-    /// Writes `bytes` to `path` atomically: a temporary file in the same
-    /// directory, created with `mode`, written, fsynced, then renamed over
-    /// `path` (with `replace`) or linked to it (without: linking fails if
-    /// `path` exists, so nothing is ever overwritten by a race), and the
-    /// directory fsynced. `step` names the command in errors.
+    /// Writes `bytes` to `path` atomically (`writeFileAtomically`), with
+    /// `step` naming the command in errors and the fix in the hint.
     public static func writeAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t, replace: Bool, step: String) throws(SSIError) {
         if !replace && access(path, F_OK) == 0 {
             throw SSIError(step, "\(path) exists", hint: "pass --force to replace it")
         }
-        let dir = dirname(of: path)
-        var template = Array((dir == "/" ? "/" : dir + "/").utf8CString.dropLast()) + Array(".\(basename(of: path)).XXXXXX".utf8CString)
-        // mkstemp creates the file 0600, so the bytes are never readable
-        // by others, even before the chmod.
-        let fd = template.withUnsafeMutableBufferPointer { buf in mkstemp(buf.baseAddress!) }
-        guard fd >= 0 else {
-            let e = errno
-            throw SSIError(step, "create a file in \(dir): \(errnoDescription(e))",
-                           hint: e == ENOENT ? "make the directory first (mkdir -p \(dir))" : nil)
-        }
-        let tmp = String(decoding: template.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        var done = false
-        defer {
-            close(fd)
-            if !done { unlink(tmp) }
-        }
-        guard fchmod(fd, mode) == 0 else { let lastErrno = errno; throw SSIError(step, "chmod \(tmp): \(errnoDescription(lastErrno))") }
         do throws(SystemCallError) {
-            try writeAll(fd, bytes, name: tmp)
+            try writeFileAtomically(path, bytes, mode: mode, replace: replace)
         } catch {
-            throw SSIError(step, error.description)
-        }
-        guard fsync(fd) == 0 else { let lastErrno = errno; throw SSIError(step, "fsync \(tmp): \(errnoDescription(lastErrno))") }
-        if replace {
-            guard rename(tmp, path) == 0 else { let lastErrno = errno; throw SSIError(step, "rename \(tmp) to \(path): \(errnoDescription(lastErrno))") }
-        } else {
-            guard link(tmp, path) == 0 else {
-                let e = errno
-                throw SSIError(step, "\(path): \(errnoDescription(e))", hint: e == EEXIST ? "pass --force to replace it" : nil)
+            let hint: String? = switch error.errno {
+            case EEXIST where !replace: "pass --force to replace it"
+            case ENOENT where error.call.hasPrefix("create a file in"): "make the directory first (mkdir -p \(dirname(of: path)))"
+            default: nil
             }
-            unlink(tmp)
-        }
-        done = true
-        let dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dfd >= 0 {
-            _ = fsync(dfd)
-            close(dfd)
+            throw SSIError(step, error.description, hint: hint)
         }
     }
-
 }

@@ -32,6 +32,15 @@ public func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, name: String)
 
 /// Writes every byte of an array or a slice of one.
 public func writeAll(_ fd: Int32, _ bytes: some Collection<UInt8>, name: String) throws(SystemCallError) {
+    // An array or a slice of one is written in place; anything else is
+    // copied once.
+    let inPlace: SystemCallError?? = bytes.withContiguousStorageIfAvailable { b in
+        do throws(SystemCallError) { try writeAll(fd, UnsafeRawBufferPointer(b), name: name); return nil } catch { return error }
+    }
+    if let inPlace {
+        if let failure = inPlace { throw failure }
+        return
+    }
     let array = Array(bytes)
     let failure: SystemCallError? = array.withUnsafeBytes { b in
         do throws(SystemCallError) { try writeAll(fd, b, name: name); return nil } catch { return error }
@@ -84,4 +93,39 @@ public func readAll(_ fd: Int32, name: String, limit: Int = Int.max) throws(Syst
         if out.count > limit { throw SystemCallError("read \(name)", errno: EFBIG) }
     }
     return out
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same
+/// directory (mkstemp: 0600 from the start, never readable by others),
+/// given `mode` by fchmod whatever a leftover had, written, fsynced, then
+/// renamed over `path` (with `replace`) or linked to it (without: the
+/// link fails with EEXIST if `path` exists, so nothing is overwritten by
+/// a race), and the directory fsynced. On a failure the temporary file
+/// is gone and `path` is as it was.
+public func writeFileAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t, replace: Bool) throws(SystemCallError) {
+    let dir = dirname(of: path)
+    var template = Array((dir == "/" ? "/" : dir + "/").utf8CString.dropLast()) + Array(".\(basename(of: path)).XXXXXX".utf8CString)
+    let fd = template.withUnsafeMutableBufferPointer { buf in mkstemp(buf.baseAddress!) }
+    guard fd >= 0 else { throw SystemCallError("create a file in \(dir)", errno: errno) }
+    let tmp = String(decoding: template.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    var done = false
+    defer {
+        close(fd)
+        if !done { unlink(tmp) }
+    }
+    try syscall("chmod \(tmp)") { fchmod(fd, mode) }
+    try writeAll(fd, bytes, name: tmp)
+    try syscall("fsync \(tmp)") { fsync(fd) }
+    if replace {
+        try syscall("rename \(tmp) to \(path)") { rename(tmp, path) }
+    } else {
+        try syscall(path) { link(tmp, path) }
+        unlink(tmp)
+    }
+    done = true
+    let dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    if dfd >= 0 {
+        _ = fsync(dfd)
+        close(dfd)
+    }
 }

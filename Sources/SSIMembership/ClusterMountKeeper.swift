@@ -58,6 +58,8 @@ final class ClusterMountKeeper {
 
     let agent: Agent
     let exeFD: Int32
+    /// Why `exeFD` could not be opened (errno is long gone when it is used).
+    let exeErrno: Int32
 
     /// What the keeper needs from the agent.
     struct Agent {
@@ -79,6 +81,7 @@ final class ClusterMountKeeper {
     init(agent: Agent) {
         self.agent = agent
         exeFD = open("/proc/self/exe", O_RDONLY | O_CLOEXEC)
+        exeErrno = exeFD < 0 ? errno : 0
         writeTable()
     }
 
@@ -335,7 +338,7 @@ final class ClusterMountKeeper {
         }
         let pipe: OwnedPipe
         do throws(SystemCallError) {
-            guard exeFD >= 0 else { throw SystemCallError("open /proc/self/exe", errno: errno) }
+            guard exeFD >= 0 else { throw SystemCallError("open /proc/self/exe", errno: exeErrno) }
             pipe = try OwnedPipe()
         } catch {
             finish(Child(id: e.id, unmount: unmount, report: report, fd: -1), result: "error: cannot start: \(errnoDescription(error.errno))")

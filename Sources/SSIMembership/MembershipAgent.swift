@@ -249,9 +249,10 @@ public final class MembershipAgent {
     /// `mode` 0600 for what may hold a secret: cluster.conf and dlm.conf
     /// carry the fence agents' arguments (passwords).
     private func writeAtomically(_ path: String, _ text: String, mode: mode_t = 0o644) throws(SSIError) {
-        do {
-            try FileSystem.writeFile(path + ".ssi-new", text, mode: mode)
-            try FileSystem.rename(path + ".ssi-new", path)
+        // A fresh temporary file given `mode` whatever a leftover of an
+        // agent killed mid-reload had (a fixed name kept its old mode).
+        do throws(SystemCallError) {
+            try writeFileAtomically(path, Array(text.utf8), mode: mode, replace: true)
         } catch {
             throw SSIError("reload", "writing \(path): \(error.description)")
         }

@@ -13,6 +13,14 @@ public import SSILinux
 public final class Reaper: @unchecked Sendable {
     private let statuses = Locked<[pid_t: Process.Exit]>([:])
     private let watched = Locked<Set<pid_t>>([])
+    /// Exits of children nobody had registered yet, with when they were
+    /// reaped: a process criu restores is running (and may end) before
+    /// criu's pidfile names it to `watch`. Kept for `unclaimedSeconds`, at
+    /// most `unclaimedLimit` of them, so that a pid the kernel reuses
+    /// later does not find an old status.
+    private var unclaimed: [pid_t: (exit: Process.Exit, at: Double)] = [:]
+    static let unclaimedSeconds = 60.0
+    static let unclaimedLimit = 1024
 
     public init() {}
 
@@ -22,16 +30,27 @@ public final class Reaper: @unchecked Sendable {
         startThread { [self] in
             while true {
                 var status: Int32 = 0
-                let pid = waitpid(-1, &status, 0)
-                if pid < 0 {
-                    if errno == ECHILD { Process.sleep(milliseconds: 50) }
-                    continue
-                }
-                let exit = Process.decode(status)
-                if watched.withLock({ $0.remove(pid) != nil }) {
-                    statuses.withLock { $0[pid] = exit }
+                switch attempt({ waitpid(-1, &status, 0) }) {
+                case .done(let pid): reaped(pid_t(pid), Process.decode(status))
+                case .wouldBlock, .failed: Process.sleep(milliseconds: 50)   // ECHILD: none yet
                 }
             }
+        }
+    }
+
+    /// What the thread does with an exit: to its waiter if the pid is
+    /// watched, else kept a while for a `watch` that comes late.
+    func reaped(_ pid: pid_t, _ exit: Process.Exit, now: Double = Process.now()) {
+        watched.withLock { w in
+            if w.remove(pid) != nil {
+                statuses.withLock { $0[pid] = exit }
+                return
+            }
+            unclaimed = unclaimed.filter { now - $0.value.at < Self.unclaimedSeconds }
+            if unclaimed.count >= Self.unclaimedLimit, let oldest = unclaimed.min(by: { $0.value.at < $1.value.at }) {
+                unclaimed[oldest.key] = nil
+            }
+            unclaimed[pid] = (exit, now)
         }
     }
 
@@ -43,6 +62,8 @@ public final class Reaper: @unchecked Sendable {
         try watched.withLock { (w: inout Set<pid_t>) throws(SystemCallError) -> pid_t in
             let pid = try spec.spawn()
             w.insert(pid)
+            // A new process: an old exit under the same (reused) pid is not its.
+            unclaimed[pid] = nil
             return pid
         }
     }
@@ -56,7 +77,16 @@ public final class Reaper: @unchecked Sendable {
     /// Marks `pid` as one whose status someone will ask for: for children
     /// that something else started (criu's restored process, which becomes
     /// ours when criu exits). Children we start go through `spawn`.
-    public func watch(_ pid: pid_t) { watched.withLock { _ = $0.insert(pid) } }
+    /// An exit reaped before the call (within `unclaimedSeconds`) counts.
+    public func watch(_ pid: pid_t, now: Double = Process.now()) {
+        watched.withLock { w in
+            if let early = unclaimed.removeValue(forKey: pid), now - early.at < Self.unclaimedSeconds {
+                statuses.withLock { $0[pid] = early.exit }
+            } else {
+                w.insert(pid)
+            }
+        }
+    }
     public func unwatch(_ pid: pid_t) { watched.withLock { _ = $0.remove(pid) } }
 
     /// Waits for a watched child's status (polling; bounded when

@@ -479,9 +479,6 @@ extension ProcAgent {
                 return try refuse(error.message)
             }
             undo.append(("the stand-in for \(spec.channel)", { close(m.processEnd); close(m.agentEnd) }))
-            if let bytes = carries[spec.resource], !bytes.isEmpty {
-                bytes.withUnsafeBytes { _ = write(m.agentEnd, $0.baseAddress!, $0.count) }
-            }
             made.append(m)
         }
         // Pipes and unix sockets: --inherit-fd. A terminal cannot be
@@ -552,8 +549,13 @@ extension ProcAgent {
         }
         for r in req.reports { exitReports.withLock { $0[r.pid] = (r.node, r.session) } }
         let stands = made.map { m in
-            StandIn(channelID: m.spec.channel, home: m.spec.home, kind: m.spec.kind, fd: m.agentEnd, resource: m.resource,
-                    log: { [weak self] in self?.trace($0) })
+            let s = StandIn(channelID: m.spec.channel, home: m.spec.home, kind: m.spec.kind, fd: m.agentEnd, resource: m.resource,
+                            log: { [weak self] in self?.trace($0) })
+            // The carried bytes are the relay's first: written into the
+            // pipe here, up to 4 MiB would block on its 1 MiB buffer
+            // before anything reads it.
+            if let bytes = carries[m.spec.resource] { s.carry.withLock { $0 = bytes } }
+            return s
         } + tcpStands
         for m in made { close(m.processEnd) }
         for s in stands where s.kind == .tty { s.keeper = keeper }
@@ -677,11 +679,3 @@ extension StandIn {
     var outFinished: Bool { !kind.directions.contains("out") || stoppedDirections.contains("out") }
 }
 
-/// SSILinux.writeAll for bytes in an array (withUnsafeBytes does not
-/// pass a typed error on).
-func writeAll(_ fd: Int32, _ bytes: ArraySlice<UInt8>, name: String) throws(SystemCallError) {
-    let failure: SystemCallError? = bytes.withUnsafeBytes { b in
-        do throws(SystemCallError) { try SSICore.writeAll(fd, b, name: name); return nil } catch { return error }
-    }
-    if let failure { throw failure }
-}

@@ -371,8 +371,10 @@ final class MigrationTransaction {
             // relay runs again.
             let unread = Locked<[UInt8]>([])
             onRollback("the stand-in \(s.channelID) resumed") {
+                // Ahead of what the relay fetched: the relay gives its
+                // carry to the process first (never a write that blocks).
                 let bytes = unread.current
-                if !bytes.isEmpty { bytes.withUnsafeBytes { _ = write(s.fd, $0.baseAddress!, $0.count) } }
+                if !bytes.isEmpty { s.carry.withLock { $0 = bytes + $0 } }
                 s.resume()
             }
             guard s.pause() else {

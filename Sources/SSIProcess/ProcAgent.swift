@@ -75,8 +75,7 @@ public final class ProcAgent: @unchecked Sendable {
     func trace(_ line: String) {
         let fd = open(options.stateDirectory + "/proc-agent.log", O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { return }
-        let text = "\(Log.uptimeString()) \(line)\n"
-        _ = text.withCString { write(fd, $0, strlen($0)) }
+        writeAll(fd, "\(Log.uptimeString()) \(line)\n")
         close(fd)
     }
 

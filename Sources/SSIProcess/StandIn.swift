@@ -39,7 +39,7 @@ public final class StandIn: @unchecked Sendable {
     }
 
     /// Attaches each direction to the home channel and starts relaying.
-    /// `initial`: bytes carried over from the previous node, given to the
+    /// What is in `carry` (bytes from the previous node) goes to the
     /// process before anything new from home.
     func start(connect: (UInt32) throws(SSIError) -> SecureChannel) throws(SSIError) {
         for dir in kind.directions {
@@ -127,7 +127,8 @@ public final class StandIn: @unchecked Sendable {
     /// bytes are held (2 x HomeChannel.readChunk), well under what a move
     /// may carry (ProcAgent.maxCarryBytes).
     private func relayIn(_ ch: SecureChannel) {
-        var pending: [UInt8] = []
+        // Bytes carried over from the previous node come first.
+        var pending: [UInt8] = carry.withLock { c in defer { c = [] }; return c }
         var asked = false
         let readAhead = kind != .tty
         /// The answer to the `read` on its way, if one is.

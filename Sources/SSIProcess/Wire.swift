@@ -231,7 +231,7 @@ public final class LocalChannel: MessageChannel, @unchecked Sendable {
         var head = [UInt8](repeating: 0, count: 5)
         var fds = [Int32](repeating: -1, count: 16)
         var nfds: Int32 = 0
-        var got = head.withUnsafeMutableBytes { ssi_recv_fds(fd, &fds, 16, &nfds, $0.baseAddress, 5) }
+        let got = head.withUnsafeMutableBytes { ssi_recv_fds(fd, &fds, 16, &nfds, $0.baseAddress, 5) }
         if got < 0 {
             let e = errno
             throw SSIError("proc", e == EAGAIN ? "timed out waiting for a request" : "recvmsg: \(errnoDescription(e))")
@@ -239,20 +239,13 @@ public final class LocalChannel: MessageChannel, @unchecked Sendable {
         let passed = Array(fds.prefix(Int(max(0, min(nfds, 16)))))
         if got == 0 { return (nil, passed) }
         do throws(SSIError) {
-            while got < 5 {
-                let k = (try? syscall("recv") { head.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + got, 5 - got, 0) } }) ?? -1
-                if k <= 0 { throw SSIError("proc", "the connection closed (or timed out) in the middle of a message") }
-                got += k
+            let cut = SSIError("proc", "the connection closed (or timed out) in the middle of a message")
+            if got < 5 {
+                guard let rest = try? readExactly(fd, 5 - got, name: "local request"), rest.count == 5 - got else { throw cut }
+                head.replaceSubrange(got..<5, with: rest)
             }
             let length = try Wire.localPayloadLength(head: Array(head[0..<4]), limit: limit)
-            var payload = [UInt8](repeating: 0, count: length)
-            var done = 0
-            while done < payload.count {
-                let want = payload.count - done
-                let k = (try? syscall("recv") { payload.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + done, want, 0) } }) ?? -1
-                if k <= 0 { throw SSIError("proc", "the connection closed (or timed out) in the middle of a message") }
-                done += k
-            }
+            guard let payload = try? readExactly(fd, length, name: "local request"), payload.count == length else { throw cut }
             return ((head[4], payload), passed)
         } catch {
             passed.forEach { Glibc.close($0) }

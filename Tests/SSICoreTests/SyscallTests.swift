@@ -109,4 +109,38 @@ import Glibc
         defer { close(fd) }
         #expect(throws: SystemCallError("read /dev/zero", errno: EFBIG)) { _ = try readAll(fd, name: "/dev/zero", limit: 1 << 20) }
     }
+
+    @Test func atomicWritesGiveTheModeAskedWhateverWasThere() throws {
+        var template = Array("/tmp/ssi-atomic-XXXXXX".utf8CString)
+        let dir = String(cString: template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!)! })
+        defer { system("rm -rf '\(dir)'") }
+        let path = dir + "/cluster.conf"
+        // An old file readable by all (a reload's secret must not stay so).
+        let old = open(path, O_WRONLY | O_CREAT, 0o644)
+        _ = write(old, "old", 3)
+        close(old)
+        chmod(path, 0o644)
+        try writeFileAtomically(path, Array("new".utf8), mode: 0o600, replace: true)
+        var st = stat()
+        stat(path, &st)
+        #expect(st.st_mode & 0o7777 == 0o600)
+        let fd = open(path, O_RDONLY)
+        #expect(try readAll(fd, name: path) == Array("new".utf8))
+        close(fd)
+        // Without replace an existing file is kept, and EEXIST says why.
+        #expect(throws: SystemCallError(path, errno: EEXIST)) { try writeFileAtomically(path, Array("x".utf8), mode: 0o600, replace: false) }
+        // A missing directory names the directory.
+        #expect(throws: SystemCallError("create a file in \(dir)/none", errno: ENOENT)) {
+            try writeFileAtomically(dir + "/none/f", [], mode: 0o600, replace: true)
+        }
+        // No temporary file is left behind by any of it.
+        guard let d = opendir(dir) else { Issue.record("opendir \(dir)"); return }
+        var names: [String] = []
+        while let e = readdir(d) {
+            let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        closedir(d)
+        #expect(names == ["cluster.conf"])
+    }
 }

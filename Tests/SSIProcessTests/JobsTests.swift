@@ -61,4 +61,27 @@ struct JobsTests {
         let pid = try reaper.spawn(JobSpec(root: nil, cwd: "/", argv: ["true"], environment: ["PATH=/usr/bin:/bin"], fds: []))
         #expect(try Process.wait(for: pid) == .exited(0))
     }
+
+    @Test("an exit reaped before its pid is watched is kept for the late watch (criu's restored process), and only for a while")
+    func earlyExitsAreKept() {
+        let reaper = Reaper()
+        // Reaped, then watched a second later: the waiter gets it.
+        reaper.reaped(4242, .exited(3), now: 100)
+        reaper.watch(4242, now: 101)
+        #expect(reaper.wait(4242, timeoutMs: 0) == .exited(3))
+        // Watched first, reaped after: as before.
+        reaper.watch(4343, now: 100)
+        reaper.reaped(4343, .signaled(9), now: 102)
+        #expect(reaper.wait(4343, timeoutMs: 0) == .signaled(9))
+        // Too old: a pid reused by a new process does not get the old exit.
+        reaper.reaped(4444, .exited(1), now: 100)
+        reaper.watch(4444, now: 100 + Reaper.unclaimedSeconds + 1)
+        #expect(reaper.wait(4444, timeoutMs: 0) == nil)
+        // Bounded: the oldest unclaimed exits go first.
+        for k in 0..<(Reaper.unclaimedLimit + 10) { reaper.reaped(pid_t(100_000 + k), .exited(0), now: 200 + Double(k) / 1000) }
+        reaper.watch(100_000, now: 202)
+        #expect(reaper.wait(100_000, timeoutMs: 0) == nil)
+        reaper.watch(pid_t(100_000 + Reaper.unclaimedLimit + 9), now: 202)
+        #expect(reaper.wait(pid_t(100_000 + Reaper.unclaimedLimit + 9), timeoutMs: 0) == .exited(0))
+    }
 }
