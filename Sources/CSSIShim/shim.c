@@ -8,7 +8,7 @@
 #include <unistd.h>
 #include <string.h>
 
-/* The one EINTR loop of the C side (the Swift side's is SSILinux's
+/* The one EINTR loop of the C side (the Swift side's is SSICore's
  * `syscall`): retries a call a signal interrupted, returns its result. */
 #define SSI_RETRY(call) ({ long ssi_r_; do ssi_r_ = (long)(call); while (ssi_r_ == -1 && errno == EINTR); ssi_r_; })
 

@@ -95,37 +95,61 @@ public func readAll(_ fd: Int32, name: String, limit: Int = Int.max) throws(Syst
     return out
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same
-/// directory (mkstemp: 0600 from the start, never readable by others),
-/// given `mode` by fchmod whatever a leftover had, written, fsynced, then
-/// renamed over `path` (with `replace`) or linked to it (without: the
-/// link fails with EEXIST if `path` exists, so nothing is overwritten by
-/// a race), and the directory fsynced. On a failure the temporary file
-/// is gone and `path` is as it was.
-public func writeFileAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t, replace: Bool) throws(SystemCallError) {
-    let dir = dirname(of: path)
-    var template = Array((dir == "/" ? "/" : dir + "/").utf8CString.dropLast()) + Array(".\(basename(of: path)).XXXXXX".utf8CString)
-    let fd = template.withUnsafeMutableBufferPointer { buf in mkstemp(buf.baseAddress!) }
-    guard fd >= 0 else { throw SystemCallError("create a file in \(dir)", errno: errno) }
-    let tmp = String(decoding: template.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    var done = false
-    defer {
+/// A file written in full before it appears at `path`: a temporary file
+/// in the same directory (mkstemp: 0600 from the start, never readable by
+/// others), given `mode` by fchmod whatever umask or a leftover says.
+/// `commit` fsyncs it, renames it over `path` (with `replace`) or links it
+/// there (without: EEXIST if `path` exists, so nothing is overwritten by
+/// a race) and fsyncs the directory. Not committed, it is removed: on a
+/// failure `path` is as it was.
+public struct AtomicFile: ~Copyable {
+    public let fd: Int32
+    /// Where the bytes go until `commit`, for messages.
+    public let temporaryPath: String
+    let path: String
+    let replace: Bool
+    var committed = false
+
+    public init(_ path: String, mode: mode_t, replace: Bool) throws(SystemCallError) {
+        let dir = dirname(of: path)
+        var template = Array((dir == "/" ? "/" : dir + "/").utf8CString.dropLast()) + Array(".\(basename(of: path)).XXXXXX".utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { buf in mkstemp(buf.baseAddress!) }
+        guard fd >= 0 else { throw SystemCallError("create a file in \(dir)", errno: errno) }
+        let tmp = String(decoding: template.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        guard fchmod(fd, mode) == 0 else {
+            let e = errno
+            unlink(tmp)
+            close(fd)
+            throw SystemCallError("chmod \(tmp)", errno: e)
+        }
+        (self.fd, self.temporaryPath, self.path, self.replace) = (fd, tmp, path, replace)
+    }
+
+    public consuming func commit() throws(SystemCallError) {
+        try syscall("fsync \(temporaryPath)") { fsync(fd) }
+        if replace {
+            try syscall("rename \(temporaryPath) to \(path)") { rename(temporaryPath, path) }
+        } else {
+            try syscall(path) { link(temporaryPath, path) }
+            unlink(temporaryPath)
+        }
+        committed = true
+        let dfd = open(dirname(of: path), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dfd >= 0 {
+            _ = fsync(dfd)
+            close(dfd)
+        }
+    }
+
+    deinit {
+        if !committed { unlink(temporaryPath) }
         close(fd)
-        if !done { unlink(tmp) }
     }
-    try syscall("chmod \(tmp)") { fchmod(fd, mode) }
-    try writeAll(fd, bytes, name: tmp)
-    try syscall("fsync \(tmp)") { fsync(fd) }
-    if replace {
-        try syscall("rename \(tmp) to \(path)") { rename(tmp, path) }
-    } else {
-        try syscall(path) { link(tmp, path) }
-        unlink(tmp)
-    }
-    done = true
-    let dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-    if dfd >= 0 {
-        _ = fsync(dfd)
-        close(dfd)
-    }
+}
+
+/// Writes `bytes` to `path` atomically (see `AtomicFile`).
+public func writeFileAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t, replace: Bool) throws(SystemCallError) {
+    let file = try AtomicFile(path, mode: mode, replace: replace)
+    try writeAll(file.fd, bytes, name: file.temporaryPath)
+    try file.commit()
 }

@@ -229,36 +229,22 @@ public enum ImageBuilder {
     }
 
     static func writeAtomically(_ tree: ImageTree, spec: ImageSpec, output: String, mode: mode_t) throws(SSIError) -> Int {
-        var template = Array((dirname(of: output) + "/." + basename(of: output) + ".tmp-XXXXXX").utf8CString)
-        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
-        guard fd >= 0 else {
-            let lastErrno = errno
-            throw SSIError("mkinitrd", "cannot write \(output): \(errnoDescription(lastErrno))",
-                           hint: "choose a writable place with -o")
-        }
-        let tmpFile = Descriptor(owning: fd)
-        let tmp = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        var committed = false
-        defer { if !committed { unlink(tmp) } }
         // Images without secrets are world-readable like the distro's own;
         // one that holds the cluster key is not.
-        fchmod(tmpFile.rawValue, mode)
-        let file = FileSink(fd: tmpFile.rawValue, name: tmp)
+        let target: AtomicFile
+        do throws(SystemCallError) { target = try AtomicFile(output, mode: mode, replace: true) } catch {
+            throw SSIError("mkinitrd", "cannot write \(output): \(error.description)", hint: "choose a writable place with -o")
+        }
+        let file = FileSink(fd: target.fd, name: target.temporaryPath)
         let compressed = try spec.compression.sink(into: file, level: spec.compressionLevel, threads: spec.threads)
         let sink = BufferedSink(compressed)
         let cpio = CpioWriter(sink: sink, mtime: spec.mtime)
         try stream(tree, into: cpio)
         try cpio.finish()
         try sink.finish()
-        if fsync(tmpFile.rawValue) != 0 {
-            let lastErrno = errno
-            throw SSIError("mkinitrd", "cannot write \(output): fsync: \(errnoDescription(lastErrno))")
+        do throws(SystemCallError) { try target.commit() } catch {
+            throw SSIError("mkinitrd", "cannot write \(output): \(error.description)")
         }
-        if rename(tmp, output) != 0 {
-            let lastErrno = errno
-            throw SSIError("mkinitrd", "cannot write \(output): rename: \(errnoDescription(lastErrno))")
-        }
-        committed = true
         return file.bytesWritten
     }
 
