@@ -89,35 +89,9 @@ public struct ClusterMount: Sendable, Equatable {
     /// A field of a record: backslash, tab, LF and CR escaped, by Unicode
     /// scalar (by Character, "\r\n" is one Character that matched neither
     /// case and went out raw, cutting a request line in two).
-    public static func escape(_ s: String) -> String {
-        var out = ""
-        for c in s.unicodeScalars {
-            switch c {
-            case "\\": out += "\\\\"
-            case "\t": out += "\\t"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            default: out.unicodeScalars.append(c)
-            }
-        }
-        return out
-    }
+    public static func escape(_ s: String) -> String { BackslashEscaping.records.escape(s) }
 
-    public static func unescape(_ s: String) -> String {
-        var out = ""
-        var escaping = false
-        for c in s.unicodeScalars {
-            if escaping {
-                out.unicodeScalars.append(c == "t" ? "\t" : c == "n" ? "\n" : c == "r" ? "\r" : c)
-                escaping = false
-            } else if c == "\\" {
-                escaping = true
-            } else {
-                out.unicodeScalars.append(c)
-            }
-        }
-        return out
-    }
+    public static func unescape(_ s: String) -> String { BackslashEscaping.records.unescape(s) }
 
     /// What node `local` does for this entry.
     public func role(on local: UInt32) -> Role {

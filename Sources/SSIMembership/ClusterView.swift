@@ -90,45 +90,14 @@ public struct ClusterView: Sendable, Equatable {
     static func word(_ s: String) -> String {
         if s.isEmpty { return "-" }
         if s == "-" { return "%2D" }
-        let hex = Array("0123456789ABCDEF".utf8)
-        var out: [UInt8] = []
-        for b in s.utf8 {
-            if b > 0x20 && b < 0x7f && b != UInt8(ascii: "%") && b != UInt8(ascii: ",") {
-                out.append(b)
-            } else {
-                out += [UInt8(ascii: "%"), hex[Int(b >> 4)], hex[Int(b & 15)]]
-            }
-        }
-        return String(decoding: out, as: UTF8.self)
+        return PercentEscaping.viewWords.escape(s)
     }
 
     /// The reverse of `word`: "-" is empty; a "%" not followed by two hex
     /// digits is kept as it is.
     static func unword(_ s: Substring) -> String {
         if s == "-" { return "" }
-        guard s.utf8.contains(UInt8(ascii: "%")) else { return String(s) }
-        func hex(_ b: UInt8) -> UInt8? {
-            switch b {
-            case 48...57: b - 48
-            case 65...70: b - 55
-            case 97...102: b - 87
-            default: nil
-            }
-        }
-        let bytes = Array(s.utf8)
-        var out: [UInt8] = []
-        var i = 0
-        while i < bytes.count {
-            if bytes[i] == UInt8(ascii: "%"), i + 2 < bytes.count,
-               let h = hex(bytes[i + 1]), let l = hex(bytes[i + 2]) {
-                out.append(h << 4 | l)
-                i += 3
-            } else {
-                out.append(bytes[i])
-                i += 1
-            }
-        }
-        return String(decoding: out, as: UTF8.self)
+        return PercentEscaping.viewWords.unescape(s, strict: false) ?? String(s)
     }
 
     /// The members (not DOWN) that have the GFS2 file system with this

@@ -42,35 +42,10 @@ struct ShipSpec: Equatable, Sendable {
 }
 
 extension ShipSpec {
-    static func escape(_ s: String) -> String {
-        var out = ""
-        for c in s.unicodeScalars {
-            switch c {
-            case "%": out += "%25"
-            case "|": out += "%7C"
-            default: out.unicodeScalars.append(c)
-            }
-        }
-        return out
-    }
+    static func escape(_ s: String) -> String { PercentEscaping.shipResources.escape(s) }
 
-    /// nil for a `%` that is not one of the two escapes.
-    static func unescape(_ s: String) -> String? {
-        guard s.contains("%") else { return s }
-        var out = ""
-        var rest = Substring(s)
-        while let i = rest.firstIndex(of: "%") {
-            out += rest[..<i]
-            let code = rest[i...].prefix(3)
-            switch code {
-            case "%25": out += "%"
-            case "%7C": out += "|"
-            default: return nil
-            }
-            rest = rest[i...].dropFirst(3)
-        }
-        return out + rest
-    }
+    /// nil for a `%` that is not an escape.
+    static func unescape(_ s: String) -> String? { PercentEscaping.shipResources.unescape(s, strict: true) }
 }
 
 /// A process-side stand-in made for a restore or a run: the end the

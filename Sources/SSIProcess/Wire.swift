@@ -115,34 +115,8 @@ public struct Fields: Sendable, Equatable, CustomStringConvertible {
 
     /// By scalar: every newline byte is escaped, whatever Character it
     /// is part of.
-    static func escape(_ s: String) -> String {
-        var out = String.UnicodeScalarView()
-        for c in s.unicodeScalars {
-            switch c {
-            case "\\": out.append(contentsOf: "\\\\".unicodeScalars)
-            case "\n": out.append(contentsOf: "\\n".unicodeScalars)
-            default: out.append(c)
-            }
-        }
-        return String(out)
-    }
-    static func unescape(_ bytes: ArraySlice<UInt8>) -> String {
-        var out: [UInt8] = []
-        out.reserveCapacity(bytes.count)
-        var i = bytes.startIndex
-        while i < bytes.endIndex {
-            let b = bytes[i]
-            if b == UInt8(ascii: "\\"), i + 1 < bytes.endIndex {
-                let n = bytes[i + 1]
-                out.append(n == UInt8(ascii: "n") ? 10 : n)
-                i += 2
-            } else {
-                out.append(b)
-                i += 1
-            }
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
+    static func escape(_ s: String) -> String { BackslashEscaping.lines.escape(s) }
+    static func unescape(_ bytes: ArraySlice<UInt8>) -> String { BackslashEscaping.lines.unescape(bytes) }
 }
 
 /// What both kinds of channel do: ordered messages.
