@@ -14,8 +14,14 @@ enum RelayMessage: Equatable, Sendable {
     case read
     /// The process closed its reading end of an input pipe (direction `in`).
     case close
-    /// A terminal's new window size, before the answer to a `read`.
+    /// A terminal's new window size, before the answer to a `read` (or to
+    /// a `size`).
     case winsize(Window)
+    /// A terminal's stand-in asks for the window size alone (direction
+    /// `in`), while it holds keys the process has not taken: home answers
+    /// `winsize` if the size changed since it last told, then `nodata`,
+    /// and reads nothing.
+    case size
 
     struct Window: Equatable, Sendable {
         var rows: UInt16
@@ -28,6 +34,7 @@ enum RelayMessage: Equatable, Sendable {
         case .read: Fields("read")
         case .close: Fields("close")
         case .winsize(let w): Fields("winsize", [("rows", String(w.rows)), ("cols", String(w.cols))])
+        case .size: Fields("size")
         }
     }
 
@@ -41,6 +48,7 @@ enum RelayMessage: Equatable, Sendable {
         case "read": return .read
         case "close": return .close
         case "winsize": return .winsize(Window(rows: try d.number("rows"), cols: try d.number("cols")))
+        case "size": return .size
         default: throw .unknownOp(f.op)
         }
     }

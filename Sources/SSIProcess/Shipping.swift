@@ -35,7 +35,10 @@ public final class HomeChannel: @unchecked Sendable {
     let ended = Locked<Set<String>>([])
     /// A tty's settings before it was made raw for shipping.
     var savedTermios: termios?
-    var lastWinsize = winsize()
+    /// A terminal's window size as last told to a stand-in (in `attached`
+    /// or `winsize`). Both directions' threads use it: an attach tells the
+    /// size of now, the `in` thread what changed since.
+    let lastWindow = Locked(RelayMessage.Window(rows: 0, cols: 0))
     /// Called once both directions ended or the process let go: the
     /// registry drops and closes the channel.
     var onEnd: (@Sendable () -> Void)?
@@ -69,7 +72,8 @@ public final class HomeChannel: @unchecked Sendable {
                 cfmakeraw(&raw)
                 tcsetattr(fd, TCSANOW, &raw)
             }
-            _ = ioctl(fd, UInt(TIOCGWINSZ), &lastWinsize)
+            var ws = winsize()
+            if ioctl(fd, UInt(TIOCGWINSZ), &ws) == 0 { lastWindow.withLock { $0 = .init(rows: ws.ws_row, cols: ws.ws_col) } }
         }
         // Input read at home through a pipe: a larger pipe lets the writer
         // put more in before it blocks, so that one `read` answer carries
@@ -121,7 +125,17 @@ public final class HomeChannel: @unchecked Sendable {
             if !ended.current.contains(direction) { watchForReattach(direction, generation: generation) }
         }
         do {
-            try ch.send(RelayMessage.attached(window: kind == .tty ? .init(rows: lastWinsize.ws_row, cols: lastWinsize.ws_col) : nil).encode())
+            // A terminal's size as it is now, not as last told: it may have
+            // changed while no stand-in was there to ask (during a move,
+            // before the first attach), and the one told before may never
+            // have reached a process (applied on the node a move left).
+            var window: RelayMessage.Window? = nil
+            if kind == .tty {
+                let now = currentWindow()
+                lastWindow.withLock { $0 = now }
+                window = now
+            }
+            try ch.send(RelayMessage.attached(window: window).encode())
             if direction == "in" { try serveIn(ch) } else { try serveOut(ch) }
         } catch {
             // The remote side went away: it reattaches (from the same or
@@ -152,13 +166,26 @@ public final class HomeChannel: @unchecked Sendable {
                 if !kind.isSocket && kind != .tty || both { onEnd?() }
                 return
             }
+            if message == .size {
+                // A terminal's stand-in that holds keys its process has not
+                // taken asks for the size alone: no keys are read for it.
+                try sendWindowIfChanged(ch)
+                try ch.send(Wire.nodata, [])
+                continue
+            }
             guard message == .read else { return }
             // A resize while the process waits for input reaches it now.
             try sendWindowIfChanged(ch)
             if ended.current.contains("in") { try ch.send(Wire.eof, []); continue }
             var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             let ready = pollRetrying(&p, timeoutMs: 200)
-            if ready <= 0 { try ch.send(Wire.nodata, []); continue }
+            if ready <= 0 {
+                // A resize during the wait goes with this answer, not with
+                // the next read's (which may be long in coming).
+                try sendWindowIfChanged(ch)
+                try ch.send(Wire.nodata, [])
+                continue
+            }
             // n: bytes read, 0 at the end (or EIO: a tty whose other side
             // hung up), -1 when nothing was there after all.
             var n: Int
@@ -178,14 +205,13 @@ public final class HomeChannel: @unchecked Sendable {
                     n += got
                 }
             }
+            // And a resize made before these bytes were typed (or during
+            // the wait) reaches it before this answer, as on a local
+            // terminal: checked only before the poll, a resize during it
+            // came after the line, and a shell that runs its WINCH trap
+            // when `read` returns waited for one more line.
+            try sendWindowIfChanged(ch)
             if n > 0 {
-                // And a resize made before these bytes were typed reaches
-                // it before them, as on a local terminal: checked only
-                // before the poll, a resize during it came after the
-                // line, and a shell that runs its WINCH trap when `read`
-                // returns waited for one more line (the migration test's
-                // lost `winch 41 99`).
-                try sendWindowIfChanged(ch)
                 try ch.send(Wire.data, Array(buf[0..<n]))
             } else if n == 0 {
                 ended.withLock { _ = $0.insert("in") }
@@ -196,16 +222,28 @@ public final class HomeChannel: @unchecked Sendable {
         }
     }
 
-    /// A terminal's window size, sent ahead of a read's answer when it
-    /// changed since the last one sent (the stand-in applies it, and its
-    /// kernel signals SIGWINCH there).
+    /// The home terminal's window size now (the last one told when it
+    /// cannot be read).
+    private func currentWindow() -> RelayMessage.Window {
+        var ws = winsize()
+        guard ioctl(fd, UInt(TIOCGWINSZ), &ws) == 0 else { return lastWindow.current }
+        return .init(rows: ws.ws_row, cols: ws.ws_col)
+    }
+
+    /// A terminal's window size, sent ahead of an answer (to `read` or
+    /// `size`) when it changed since it was last told (the stand-in
+    /// applies it, and its kernel signals SIGWINCH there).
     private func sendWindowIfChanged(_ ch: SecureChannel) throws(SSIError) {
         guard kind == .tty else { return }
-        var ws = winsize()
-        guard ioctl(fd, UInt(TIOCGWINSZ), &ws) == 0, ws.ws_row != lastWinsize.ws_row || ws.ws_col != lastWinsize.ws_col else { return }
-        lastWinsize = ws
-        log?("channel \(id): window \(ws.ws_row)x\(ws.ws_col) sent")
-        try ch.send(RelayMessage.winsize(.init(rows: ws.ws_row, cols: ws.ws_col)).encode())
+        let now = currentWindow()
+        let changed = lastWindow.withLock { last -> Bool in
+            if last == now { return false }
+            last = now
+            return true
+        }
+        guard changed else { return }
+        log?("channel \(id): window \(now.rows)x\(now.cols) sent")
+        try ch.send(RelayMessage.winsize(now).encode())
     }
 
     private func serveOut(_ ch: SecureChannel) throws(SSIError) {

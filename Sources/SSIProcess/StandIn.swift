@@ -42,6 +42,11 @@ public final class StandIn: @unchecked Sendable {
     /// What is in `carry` (bytes from the previous node) goes to the
     /// process before anything new from home.
     func start(connect: (UInt32) throws(SSIError) -> SecureChannel) throws(SSIError) {
+        // A terminal's keys go into its pty master without blocking: a
+        // blocking write to a pty whose process leaves its input unread
+        // held the relay for as long, so that neither a pause nor a window
+        // size got through.
+        if kind == .tty { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
         for dir in kind.directions {
             guard let direction = PeerRequest.Direction(rawValue: dir) else { continue }
             let ch = try connect(home)
@@ -63,12 +68,30 @@ public final class StandIn: @unchecked Sendable {
             }
             connections[dir] = ch
         }
+        if kind == .tty { tellWindow() }
         for (dir, ch) in connections {
             startThread { [self] in
                 if dir == "in" { self.relayIn(ch) } else { self.relayOut(ch) }
                 self.stopped.withLock { _ = $0.insert(dir) }
             }
         }
+    }
+
+    /// SIGWINCH to the terminal's foreground process group, once the size
+    /// home has now is set: a process that moved may have missed a resize
+    /// made while it was frozen (the kernel signalled the frozen original,
+    /// or the old node's stand-in applied it after the dump), and setting
+    /// the size here signals nothing when the restore already gave the pty
+    /// that size. A terminal emulator does the same when a session is
+    /// reattached; a process that did not miss anything asks for the same
+    /// size again, and one that has no handler ignores it (SIGWINCH's
+    /// default). No foreground group (a pty nobody has as its terminal):
+    /// nothing to tell.
+    private func tellWindow() {
+        var fg: pid_t = 0
+        guard ioctl(fd, UInt(TIOCGPGRP), &fg) == 0, fg > 0 else { return }
+        kill(-fg, SIGWINCH)
+        log("stand-in \(channelID): SIGWINCH to foreground group \(fg) (attached)")
     }
 
     /// Waits until a thread sees the state is no longer running.
@@ -198,7 +221,23 @@ public final class StandIn: @unchecked Sendable {
             // is noticed even when the process does not read.
             while !pending.isEmpty && state.current == .running {
                 var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-                guard pollRetrying(&p, timeoutMs: 200) > 0 else { continue }
+                guard pollRetrying(&p, timeoutMs: 200) > 0 else {
+                    // A terminal whose process leaves its keys unread (a
+                    // full-screen program busy drawing, a stopped job)
+                    // still hears of a resize: each time the wait runs
+                    // out, home is asked for the size alone.
+                    if kind == .tty && !asked {
+                        if (try? ch.send(RelayMessage.size.encode())) == nil { homeLost("in"); break loop }
+                        asked = true
+                        switch collect() {
+                        case .data(let more)?: pending += more    // not sent for `size`; kept if it were
+                        case .eof?: endProcessSide("in"); break loop
+                        case .lost?: homeLost("in"); break loop
+                        case .nodata?, nil: break
+                        }
+                    }
+                    continue
+                }
                 if p.revents & Int16(POLLERR | POLLHUP) != 0 && p.revents & Int16(POLLOUT) == 0 {
                     pending = []
                     if kind == .pipeIn && p.revents & Int16(POLLERR) != 0 { tellHomeClosed() }

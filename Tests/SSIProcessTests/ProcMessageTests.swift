@@ -333,7 +333,7 @@ import SSITestSupport
 /// The relay's messages (PROTOCOLS.md 3.8).
 @Suite struct RelayMessageTests {
     static let messages: [RelayMessage] = [.attached(window: nil), .attached(window: .init(rows: 41, cols: 99)), .read, .close,
-                                           .winsize(.init(rows: 0, cols: UInt16.max))]
+                                           .winsize(.init(rows: 0, cols: UInt16.max)), .size]
 
     @Test("round-trip; a window is both numbers or neither, each a UInt16")
     func roundTripAndChecks() throws {

@@ -165,7 +165,10 @@ import SSICore
         tcgetattr(homeTTY, &raw)
         cfmakeraw(&raw)
         tcsetattr(homeTTY, TCSANOW, &raw)
-        let (homes, server) = try home(.tty, fd: homeTTY)
+        // The channel owns (and closes) what it is given: its own copy, so
+        // that the test closing homeTTY is not a second close of a number
+        // another test may have by then.
+        let (homes, server) = try home(.tty, fd: dup(homeTTY))
         defer { server.stop() }
         let made = try MadeStandIn.make(ShipSpec(resource: "-", kind: .tty, home: 1, channel: "c1"))
         defer { close(made.processEnd) }
@@ -189,6 +192,138 @@ import SSICore
             #expect((there.ws_row, there.ws_col) == (ws.ws_row, ws.ws_col), "round \(round): the line came before its resize")
         }
         #expect(s.pause())
+        _ = homes
+    }
+
+    /// A home terminal (a pty whose master is the "keyboard"), raw, of
+    /// size 24x80, shipped as channel c1.
+    func homeTerminal() throws -> (keyboard: Int32, tty: Int32, homes: HomeRegistry, server: Server) {
+        var keyboard: Int32 = -1, homeTTY: Int32 = -1
+        #expect(ssi_open_pty(&keyboard, &homeTTY) == 0)
+        var raw = termios()
+        tcgetattr(homeTTY, &raw)
+        cfmakeraw(&raw)
+        tcsetattr(homeTTY, TCSANOW, &raw)
+        var ws = winsize(ws_row: 24, ws_col: 80, ws_xpixel: 0, ws_ypixel: 0)
+        #expect(ioctl(homeTTY, UInt(TIOCSWINSZ), &ws) == 0)
+        // The channel owns (and closes) what it is given: its own copy, so
+        // that the test closing homeTTY is not a second close of a number
+        // another test may have by then.
+        let (homes, server) = try home(.tty, fd: dup(homeTTY))
+        return (keyboard, homeTTY, homes, server)
+    }
+
+    /// The size of a stand-in pty, once it is `rows` x `cols` or after 5 s.
+    func windowOf(_ fd: Int32, becoming rows: UInt16, _ cols: UInt16) -> (UInt16, UInt16) {
+        var there = winsize()
+        for _ in 0..<100 {
+            _ = ioctl(fd, UInt(TIOCGWINSZ), &there)
+            if there.ws_row == rows && there.ws_col == cols { break }
+            usleep(50_000)
+        }
+        return (there.ws_row, there.ws_col)
+    }
+
+    /// A resize reaches a shipped terminal whose process leaves its keys
+    /// unread (a full-screen program busy drawing, a stopped job), and
+    /// the keys still arrive, all and in order. Before, the stand-in asked
+    /// home for nothing while it held keys the process had not taken (it
+    /// sat in a blocking write to its pty master), so the new size waited
+    /// for the process to read.
+    @Test func shippedTerminalGetsAResizeWhileItsKeysAreUnread() throws {
+        let (keyboard, homeTTY, homes, server) = try homeTerminal()
+        defer { server.stop(); close(keyboard); close(homeTTY) }
+        let made = try MadeStandIn.make(ShipSpec(resource: "-", kind: .tty, home: 1, channel: "c1"))
+        defer { close(made.processEnd) }
+        var raw = termios()
+        tcgetattr(made.processEnd, &raw)
+        cfmakeraw(&raw)
+        tcsetattr(made.processEnd, TCSANOW, &raw)
+        let s = StandIn(channelID: "c1", home: 1, kind: .tty, fd: made.agentEnd, resource: made.resource, log: { _ in })
+        try s.start { _ throws(SSIError) in try SecureChannel.connect(address: "127.0.0.1", port: server.port, key: Self.key, localNode: 2) }
+        #expect(windowOf(made.processEnd, becoming: 24, 80) == (24, 80))
+
+        // Keys typed at home until nothing more goes in for a second: the
+        // stand-in's pty, the relay and the home pty are full (the
+        // process end is never read).
+        _ = fcntl(keyboard, F_SETFL, fcntl(keyboard, F_GETFL) | O_NONBLOCK)
+        var typed: [UInt8] = []
+        let began = Date()
+        var lastProgress = Date()
+        while Date().timeIntervalSince(lastProgress) < 1, Date().timeIntervalSince(began) < 60 {
+            let chunk = (0..<4096).map { UInt8(ascii: "a") + UInt8((typed.count + $0) % 26) }
+            let n = chunk.withUnsafeBytes { write(keyboard, $0.baseAddress!, $0.count) }
+            if n > 0 {
+                typed += chunk[0..<n]
+                lastProgress = Date()
+            } else {
+                usleep(20_000)
+            }
+        }
+        #expect(!typed.isEmpty)
+
+        // Resized at home: it reaches the stand-in's pty (and SIGWINCH
+        // its process) although none of the keys were taken.
+        var ws = winsize(ws_row: 41, ws_col: 99, ws_xpixel: 0, ws_ypixel: 0)
+        #expect(ioctl(homeTTY, UInt(TIOCSWINSZ), &ws) == 0)
+        #expect(windowOf(made.processEnd, becoming: 41, 99) == (41, 99), "the resize waited for the process to read its keys")
+
+        // Asking for the size took no keys and lost none.
+        let got = readAvailable(made.processEnd, until: typed.count, timeoutMs: 10_000)
+        #expect(got.count == typed.count && got == typed, "\(got.count) of \(typed.count) bytes, in order: \(got == typed)")
+        _ = homes
+    }
+
+    /// A terminal's process that moves hears of a resize made while it
+    /// was frozen. The interleaving of a second move: home told the old
+    /// node's stand-in the new size, which applied it after the dump (its
+    /// SIGWINCH went to the frozen original, which the move then ends);
+    /// the restore gave the new pty that size already (criu restores the
+    /// dumped one), so the new stand-in setting it signalled nothing, and
+    /// home, having told it, never sent it again. The new stand-in now
+    /// signals the foreground group once attached.
+    @Test func movedTerminalProcessHearsOfAResizeMadeWhileItWasFrozen() throws {
+        let (keyboard, homeTTY, homes, server) = try homeTerminal()
+        defer { server.stop(); close(keyboard); close(homeTTY) }
+        let connect = { (_: UInt32) throws(SSIError) -> SecureChannel in
+            try SecureChannel.connect(address: "127.0.0.1", port: server.port, key: Self.key, localNode: 2)
+        }
+        // The node the process leaves: its stand-in gets the resize.
+        let old = try MadeStandIn.make(ShipSpec(resource: "-", kind: .tty, home: 1, channel: "c1"))
+        defer { close(old.processEnd) }
+        let leaving = StandIn(channelID: "c1", home: 1, kind: .tty, fd: old.agentEnd, resource: old.resource, log: { _ in })
+        try leaving.start(connect: connect)
+        var ws = winsize(ws_row: 41, ws_col: 99, ws_xpixel: 0, ws_ypixel: 0)
+        #expect(ioctl(homeTTY, UInt(TIOCSWINSZ), &ws) == 0)
+        #expect(windowOf(old.processEnd, becoming: 41, 99) == (41, 99))
+        // The move: the old stand-in settles and lets go.
+        #expect(leaving.pause())
+        leaving.finish()
+
+        // The new node: a pty of the restored size (41x99), and the
+        // process on it, waiting for SIGWINCH.
+        let new = try MadeStandIn.make(ShipSpec(resource: "-", kind: .tty, home: 1, channel: "c1"))
+        defer { close(new.processEnd) }
+        #expect(ioctl(new.processEnd, UInt(TIOCSWINSZ), &ws) == 0)
+        var out: [Int32] = [-1, -1]
+        #expect(ssi_pipe(&out) == 0)
+        defer { close(out[0]) }
+        var job = JobSpec(root: nil, cwd: "/", argv: ["/bin/sh", "-c", "trap 'echo winch; exit 0' WINCH; echo ready; i=0; while [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done"],
+                          environment: ["PATH=/usr/bin:/bin"], fds: [new.processEnd, out[1], out[1]])
+        job.controllingTTY = 0
+        let pid = try job.spawn()
+        close(out[1])
+        defer {
+            kill(pid, SIGKILL)
+            var status: Int32 = 0
+            _ = waitpid(pid, &status, 0)
+        }
+        #expect(String(decoding: readAvailable(out[0], until: 6), as: UTF8.self) == "ready\n")
+        let arriving = StandIn(channelID: "c1", home: 1, kind: .tty, fd: new.agentEnd, resource: new.resource, log: { _ in })
+        try arriving.start(connect: connect)
+        #expect(String(decoding: readAvailable(out[0], until: 6, timeoutMs: 5000), as: UTF8.self) == "winch\n",
+                "the process on the new node never heard of the resize")
+        #expect(windowOf(new.processEnd, becoming: 41, 99) == (41, 99))
         _ = homes
     }
 }

@@ -134,21 +134,30 @@ extension VM {
                 log("tty migrate: \(m.output)")
                 #expect(m.status == 0, "\(m.output)")
                 try await node1.run("echo hello-tty >&9")
+                // Waits follow progress, bounded (a slow machine takes longer
+                // to fork on a diskless root; fixed sleeps failed there).
+                func waitFor(_ text: String, in file: String, on g: Guest, seconds: Int = 60) async throws {
+                    try await g.run("for i in $(seq \(seconds)); do grep -q '\(text)' \(file) && break; sleep 1; done",
+                                    timeout: .seconds(seconds + 30), expectStatus: nil)
+                }
+                try await waitFor("got hello-tty on node2", in: "/tmp/tty.out", on: node1)
                 // The terminal: script's pty slave, which its shell (now sleep 1000,
                 // the moved program's parent having seen it go) still holds.
                 let pts = try await node1.run("readlink /proc/$(pgrep -f '^sleep 1000' | head -1)/fd/0").output
                 #expect(pts.hasPrefix("/dev/pts/"), "\(pts)")
-                try await Task.sleep(for: .seconds(3))
                 try await node1.run("stty -F \(pts) rows 41 cols 99 2>&1; echo", expectStatus: nil)
-                try await Task.sleep(for: .seconds(3))
-                // bash runs its WINCH trap once `read` returns: one more line.
+                // Applied on node 2 (the stand-in logs it), then one more line:
+                // bash runs its WINCH trap once `read` returns.
+                try await waitFor("window 41x99", in: "/run/ssi/proc-agent.log", on: node2, seconds: 30)
                 try await node1.run("echo after-winch >&9")
-                try await Task.sleep(for: .seconds(3))
+                try await waitFor("got after-winch on node2", in: "/tmp/tty.out", on: node1)
                 let tty = try await node1.run("cat /tmp/tty.out").output
                 #expect(tty.contains("got hello-tty on node2"), "keystrokes reach the program on node 2: \(tty)")
                 #expect(tty.contains("winch 41 99") && tty.contains("got after-winch on node2"), "the window size change reaches it: \(tty)")
                 try await node2.run("kill \(prog)", expectStatus: nil)
-                for g in [node1, node2] { log("\(g.name) agent: " + (try await g.run("tail -12 /run/ssi/proc-agent.log").output)) }
+                for g in [node1, node2] {
+                    log("\(g.name) agent: " + (try await g.run("grep -E 'window|SIGWINCH|stand-in|channel' /run/ssi/proc-agent.log | tail -20", expectStatus: nil).output))
+                }
                 // The FIFO that fed the terminal, fd 9 of this shell: the
                 // programs below have it too, and it is shipped with them.
 
