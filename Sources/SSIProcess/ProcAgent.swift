@@ -72,11 +72,16 @@ public final class ProcAgent: @unchecked Sendable {
         self.log = log
     }
 
+    /// The log, opened on first use and kept: a line that says the agent
+    /// ran out of descriptors cannot open a file to say it in.
+    private let traceFD = Locked<Int32>(-1)
+
     func trace(_ line: String) {
-        let fd = open(options.stateDirectory + "/proc-agent.log", O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { return }
-        writeAll(fd, "\(Log.uptimeString()) \(line)\n")
-        close(fd)
+        traceFD.withLock { fd in
+            if fd < 0 { fd = open(options.stateDirectory + "/proc-agent.log", O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600) }
+            guard fd >= 0 else { return }
+            writeAll(fd, "\(Log.uptimeString()) \(line)\n")
+        }
     }
 
     // MARK: peers

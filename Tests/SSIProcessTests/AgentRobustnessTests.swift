@@ -423,6 +423,66 @@ func securePair(key: [UInt8] = [UInt8](repeating: 7, count: 32)) throws -> (Secu
         #expect(took < 8, "onnode through 400 idle connections took \(took) s")
     }
 
+    @Test("out of descriptors: the agent backs off instead of spinning a core, says so once, and serves again when they are freed",
+          .enabled(if: skip == nil, Comment(rawValue: skip ?? "")), .timeLimit(.minutes(2)))
+    func outOfDescriptors() throws {
+        let pair = try Self.pair()
+        #expect(try onnodeWorks(pair, within: 5) < 5)
+        // Node 2's agent may hold only a few more descriptors than it has.
+        let agent = Self.agentPID(under: pair.agents[1].processIdentifier)
+        #expect(agent > 0)
+        let open = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(agent)/fd")) ?? []).count
+        // util-linux's prlimit(1): glibc's prlimit(2) wrapper is not in
+        // Swift's Glibc module.
+        func setLimit(_ n: String) -> Int32 {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/prlimit")
+            p.arguments = ["--pid", String(agent), "--nofile=\(n)"]
+            guard (try? p.run()) != nil else { return -1 }
+            p.waitUntilExit()
+            return p.terminationStatus
+        }
+        // The soft limit only, put back as it was.
+        let limits = (try? String(contentsOfFile: "/proc/\(agent)/limits", encoding: .utf8)) ?? ""
+        let soft = limits.split(separator: "\n").first { $0.hasPrefix("Max open files") }?
+            .split(separator: " ", omittingEmptySubsequences: true).dropFirst(3).first.map(String.init) ?? "1024"
+        #expect(setLimit("\(open + 6):") == 0)
+        defer { _ = setLimit("\(soft):") }
+        // More connections than it can accept: the rest wait in the backlog,
+        // and accept fails with EMFILE for as long as they do.
+        var idle: [Int32] = []
+        defer { idle.forEach { close($0) } }
+        for _ in 0..<24 {
+            let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var sin = sockaddr_in()
+            sin.sin_family = sa_family_t(AF_INET)
+            sin.sin_port = UInt16(Self.port).bigEndian
+            sin.sin_addr.s_addr = inet_addr("127.0.0.4")
+            _ = withUnsafePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            idle.append(s)
+        }
+        usleep(500_000)
+        /// utime + stime of the agent, in clock ticks (100 a second).
+        func cpuTicks() -> Int {
+            let stat = (try? String(contentsOfFile: "/proc/\(agent)/stat", encoding: .utf8)) ?? ""
+            // After the command name's ")": state is field 3, utime 14, stime 15.
+            let rest = stat[(stat.lastIndex(of: ")") ?? stat.startIndex)...].split(separator: " ")
+            return rest.count > 13 ? (Int(rest[12]) ?? 0) + (Int(rest[13]) ?? 0) : -1
+        }
+        let before = cpuTicks()
+        usleep(2_000_000)
+        let used = cpuTicks() - before
+        // A spin on accept is 200 ticks in 2 s; backing off, a few.
+        #expect(before >= 0 && used < 40, "the agent used \(used) ticks of CPU in 2 s while out of descriptors")
+        let log = (try? String(contentsOfFile: pair.dir + "/node2/proc-agent.log", encoding: .utf8)) ?? ""
+        #expect(log.contains("Too many open files") || log.contains("EMFILE"), "the agent says why it backs off: \(log.suffix(400))")
+        idle.forEach { close($0) }
+        idle = []
+        #expect(setLimit("\(soft):") == 0)
+        let took = try onnodeWorks(pair, within: 10)
+        #expect(took < 10, "onnode once the descriptors were freed took \(took) s")
+    }
+
     @Test("kill -9 of an agent: restarted within 2 s and logged; onnode works again; a relay through it ends with EOF, not a hang",
           .enabled(if: skip == nil, Comment(rawValue: skip ?? "")), .timeLimit(.minutes(2)))
     func killNine() throws {
