@@ -112,7 +112,7 @@ import SSITestSupport
     @Test("the version line: missing or another is a clear error that asks about the ssi versions")
     func version() throws {
         let f = Fields("where", [("pid", "1")])
-        #expect(Array(f.encoded.prefix(4)) == Array("v=2\n".utf8))
+        #expect(Array(f.encoded.prefix(4)) == Array("v=3\n".utf8))
         func refusal(_ text: String) -> ProcMessageError? {
             do { _ = try Fields.decode(Array(text.utf8)); return nil } catch { return error }
         }
@@ -122,12 +122,12 @@ import SSITestSupport
         #expect(old?.asSSIError.description.contains("are both nodes running the same ssi?") == true)
         let older = refusal("v=1\nop=where\npid=1")
         #expect(older?.isVersionMismatch == true && older?.description.contains("\"1\"") == true, "\(String(describing: older))")
-        #expect(refusal("v=2 \nop=where")?.isVersionMismatch == true, "the line is exactly v=2")
-        #expect(refusal("v=2\npid=1")?.description == "a message without op", "op comes first after the version")
-        #expect(refusal("v=2")?.description == "a message without op")
-        #expect(refusal("v=2\nop=ps") == nil)
+        #expect(refusal("v=3 \nop=where")?.isVersionMismatch == true, "the line is exactly v=3")
+        #expect(refusal("v=3\npid=1")?.description == "a message without op", "op comes first after the version")
+        #expect(refusal("v=3")?.description == "a message without op")
+        #expect(refusal("v=3\nop=ps") == nil)
         // Over the limit: refused by its size alone.
-        let big = refusal("v=2\nop=ps\np=" + String(repeating: "x", count: SecureChannel.maxPayload))
+        let big = refusal("v=3\nop=ps\np=" + String(repeating: "x", count: SecureChannel.maxPayload))
         #expect(big?.description.contains("over the limit") == true)
     }
 
