@@ -272,6 +272,17 @@ func securePair(key: [UInt8] = [UInt8](repeating: 7, count: 32)) throws -> (Secu
         return text.split(separator: " ").compactMap { Int32($0) }.first ?? 0
     }
 
+    /// A TCP connection to node 2's agent that never says anything.
+    static func idleConnection() -> Int32 {
+        let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var sin = sockaddr_in()
+        sin.sin_family = sa_family_t(AF_INET)
+        sin.sin_port = UInt16(port).bigEndian
+        sin.sin_addr.s_addr = inet_addr("127.0.0.4")
+        _ = withUnsafePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        return s
+    }
+
     func onnodeWorks(_ pair: AgentPairTests.Pair, within seconds: Double) throws -> Double {
         let started = Date()
         while Date().timeIntervalSince(started) < seconds {
@@ -406,13 +417,7 @@ func securePair(key: [UInt8] = [UInt8](repeating: 7, count: 32)) throws -> (Secu
         var idle: [Int32] = []
         defer { idle.forEach { close($0) } }
         for _ in 0..<200 {
-            let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var sin = sockaddr_in()
-            sin.sin_family = sa_family_t(AF_INET)
-            sin.sin_port = UInt16(Self.port).bigEndian
-            sin.sin_addr.s_addr = inet_addr("127.0.0.4")
-            _ = withUnsafePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-            idle.append(s)
+            idle.append(Self.idleConnection())
             if let l = try? LocalChannel.connect(path: pair.dir + "/node1/proc.sock") {
                 idle.append(dup(l.fd))
                 l.close()
@@ -453,13 +458,7 @@ func securePair(key: [UInt8] = [UInt8](repeating: 7, count: 32)) throws -> (Secu
         var idle: [Int32] = []
         defer { idle.forEach { close($0) } }
         for _ in 0..<24 {
-            let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var sin = sockaddr_in()
-            sin.sin_family = sa_family_t(AF_INET)
-            sin.sin_port = UInt16(Self.port).bigEndian
-            sin.sin_addr.s_addr = inet_addr("127.0.0.4")
-            _ = withUnsafePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-            idle.append(s)
+            idle.append(Self.idleConnection())
         }
         usleep(500_000)
         /// utime + stime of the agent, in clock ticks (100 a second).
