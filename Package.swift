@@ -78,7 +78,7 @@ let package = Package(
         // process agent and its commands.
         .target(
             name: "SSIProcess",
-            dependencies: ["SSICore", "SSILinux", "SSIMembership", "SSIConfig", "CSodium", "CSSIShim"],
+            dependencies: ["SSICore", "SSILinux", "SSIMembership", "SSIConfig", "SSITools", "CSodium", "CSSIShim"],
             swiftSettings: strict),
         .target(
             name: "SSIBoot",

@@ -5,6 +5,7 @@ import CSSIShim
 import SSICore
 import SSILinux
 import SSIMembership
+import SSITools
 
 /// The commands: ssi-migrate (migrate), onnode, where_pid, and the
 /// cluster's ps. Each talks to its node's process agent on
@@ -32,6 +33,17 @@ public struct ProcTools {
 
     func usageError(_ text: String, usage: String) -> Int32 {
         err(text)
+        return usageLines(usage)
+    }
+
+    /// A command line glibc's getopt_long refused: its message (which
+    /// names the program) as it is, then the usage.
+    func usageError(_ failure: GetOpt.Failure, usage: String) -> Int32 {
+        writeAll(2, Self.terminalSafe(failure.message) + "\n")
+        return usageLines(usage)
+    }
+
+    private func usageLines(_ usage: String) -> Int32 {
         writeAll(2, "Usage: \(usage)\nTry '\(program) --help' for more information.\n")
         return 2
     }
@@ -89,19 +101,20 @@ public struct ProcTools {
         (the process goes on where it was; the message says why), 2 usage.
         """
 
+    /// glibc's getopt_long, as every other command line of ssi: bundles,
+    /// unique prefixes of long names, "--", options after operands.
+    static let migrateOptions = GetOpt([
+        .init("t", "tree"), .init(nil, "through-root"), .init(nil, "stop-and-copy"), .init("h", "help"),
+    ])
+
     public func migrate(_ args: [String]) -> Int32 {
-        var tree = false, throughRoot = false, precopy = true, operands: [String] = []
-        for a in args {
-            switch a {
-            case "-t", "--tree": tree = true
-            case "--through-root": throughRoot = true
-            case "--stop-and-copy": precopy = false
-            case "-h", "--help": out(Self.migrateHelp); return 0
-            default:
-                if a.hasPrefix("-") && a.count > 1 { return usageError("unrecognized option '\(a)'", usage: Self.migrateUsage) }
-                operands.append(a)
-            }
+        let p: GetOpt.Parsed
+        do throws(GetOpt.Failure) { p = try Self.migrateOptions.parse(args, program: program) } catch {
+            return usageError(error, usage: Self.migrateUsage)
         }
+        if p.has("help") { out(Self.migrateHelp); return 0 }
+        let tree = p.has("tree"), throughRoot = p.has("through-root"), precopy = !p.has("stop-and-copy")
+        let operands = p.operands
         guard operands.count == 2 else {
             return usageError(operands.count < 2 ? "missing operand" : "too many operands", usage: Self.migrateUsage)
         }
@@ -165,19 +178,18 @@ public struct ProcTools {
          -h, --help         display this help
         """
 
+    /// Options end at the node (getopt's "+"): what follows is the
+    /// command's own command line.
+    static let onnodeOptions = GetOpt([.init("p", "persistent"), .init("h", "help")], ordering: .requireOrder)
+
     public func onnode(_ args: [String]) -> Int32 {
-        var persistent = false
-        var rest = args[...]
-        while let a = rest.first, a.hasPrefix("-"), a.count > 1 {
-            rest = rest.dropFirst()
-            switch a {
-            case "-p", "--persistent": persistent = true
-            case "-h", "--help": out(Self.onnodeHelp); return 0
-            case "--": break
-            default: return usageError("unrecognized option '\(a)'", usage: Self.onnodeUsage)
-            }
-            if a == "--" { break }
+        let p: GetOpt.Parsed
+        do throws(GetOpt.Failure) { p = try Self.onnodeOptions.parse(args, program: program) } catch {
+            return usageError(error, usage: Self.onnodeUsage)
         }
+        if p.has("help") { out(Self.onnodeHelp); return 0 }
+        let persistent = p.has("persistent")
+        let rest = p.operands[...]
         guard let nodeText = rest.first else { return usageError("missing node", usage: Self.onnodeUsage) }
         let command = Array(rest.dropFirst())
         guard !command.isEmpty else { return usageError("missing command", usage: Self.onnodeUsage) }

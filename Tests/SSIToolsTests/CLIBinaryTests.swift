@@ -6,10 +6,11 @@ import Testing
 @Suite struct CLIBinaryTests {
     static let ssi = ProcessInfo.processInfo.environment["SSI_BIN"].flatMap { $0.isEmpty ? nil : $0 }
 
-    static func run(_ args: [String]) throws -> (status: Int32, out: String, err: String) {
+    static func run(_ args: [String], environment: [String: String]? = nil) throws -> (status: Int32, out: String, err: String) {
         let p = Foundation.Process()
         p.executableURL = URL(fileURLWithPath: try #require(ssi))
         p.arguments = args
+        if let environment { p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         let out = Pipe(), err = Pipe()
         p.standardOutput = out
         p.standardError = err
@@ -19,6 +20,26 @@ import Testing
         return (p.terminationStatus,
                 String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self),
                 String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
+    }
+
+    @Test("migrate and onnode parse with getopt_long: errors in getopt's words (exit 2), bundles, prefixes, options after operands for migrate, none after the node for onnode",
+          .enabled(if: ssi != nil, "SSI_BIN is not set"))
+    func procCommandLines() throws {
+        // No agent there: a command line that parses fails to connect
+        // (migrate exits 1; onnode 255, as ssh does, since 1 may be the
+        // command's own).
+        let none = ["SSI_STATE_DIR": "/nonexistent-ssi-state"]
+        let bogus = try Self.run(["migrate", "--bogus", "1", "2"], environment: none)
+        #expect(bogus.status == 2 && bogus.err.contains("unrecognized option '--bogus'") && bogus.err.contains("--help' for more information"), "\(bogus.err)")
+        let letter = try Self.run(["onnode", "-x", "2", "true"], environment: none)
+        #expect(letter.status == 2 && letter.err.contains("invalid option -- 'x'"), "\(letter.err)")
+        for ok in [["migrate", "--thr", "--stop", "1", "2"], ["migrate", "1", "2", "-t"], ["migrate", "-t", "--", "1", "2"],
+                   ["onnode", "2", "ls", "-l", "--bogus"], ["onnode", "-p", "--", "2", "true"]] {
+            let r = try Self.run(ok, environment: none)
+            #expect(r.status == (ok[0] == "onnode" ? 255 : 1) && r.err.contains("no process agent"), "\(ok): \(r.status) \(r.err)")
+        }
+        let operands = try Self.run(["migrate", "1"], environment: none)
+        #expect(operands.status == 2 && operands.err.contains("missing operand"), "\(operands.err)")
     }
 
     @Test("usage error: stderr, exit 64, the option named; help and version: stdout, exit 0",
