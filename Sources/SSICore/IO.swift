@@ -4,7 +4,6 @@ import Glibc
 import Musl
 #endif
 
-
 // The one read-to-end and write-everything loop. A write to a pipe or a
 // socket may take fewer bytes than asked (a signal, a full pipe buffer):
 // every caller needs the loop, so it lives here, through `syscall` (which

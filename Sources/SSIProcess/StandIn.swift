@@ -42,11 +42,12 @@ public final class StandIn: @unchecked Sendable {
     /// What is in `carry` (bytes from the previous node) goes to the
     /// process before anything new from home.
     func start(connect: (UInt32) throws(SSIError) -> SecureChannel) throws(SSIError) {
-        // A terminal's keys go into its pty master without blocking: a
-        // blocking write to a pty whose process leaves its input unread
-        // held the relay for as long, so that neither a pause nor a window
-        // size got through.
-        if kind == .tty { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
+        // What home sends goes into the process's pipe, socket or pty
+        // without blocking: poll says "writable" when a page is free, and a
+        // blocking write of an answer (up to 512 KiB) then waited for the
+        // process to read, so that neither a pause (a move) nor a window
+        // size got through. The relays poll, then write what fits.
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
         for dir in kind.directions {
             guard let direction = PeerRequest.Direction(rawValue: dir) else { continue }
             let ch = try connect(home)

@@ -127,6 +127,46 @@ import SSICore
         _ = homes
     }
 
+    /// A process that leaves its shipped pipe unread: the stand-in holds
+    /// what home sent without blocking in a write to the full pipe, so a
+    /// pause (a move) settles at once, and every byte still arrives, in
+    /// order, once the process reads.
+    @Test func shippedPipeThatTheProcessLeavesUnreadStillPauses() throws {
+        var real: [Int32] = [-1, -1]
+        #expect(ssi_pipe(&real) == 0)
+        let (homes, server) = try home(.pipeIn, fd: real[0])
+        defer { server.stop() }
+        let made = try MadeStandIn.make(ShipSpec(resource: "-", kind: .pipeIn, home: 1, channel: "c1"))
+        defer { close(made.processEnd) }
+        let s = StandIn(channelID: "c1", home: 1, kind: .pipeIn, fd: made.agentEnd, resource: made.resource, log: { _ in })
+        try s.start { _ throws(SSIError) in try SecureChannel.connect(address: "127.0.0.1", port: server.port, key: Self.key, localNode: 2) }
+        // More than the stand-in pipe (1 MiB) and an answer (512 KiB) hold.
+        _ = fcntl(real[1], F_SETFL, O_NONBLOCK)
+        var sent: [UInt8] = []
+        let began = Date()
+        var lastProgress = Date()
+        while Date().timeIntervalSince(lastProgress) < 1, Date().timeIntervalSince(began) < 60 {
+            let chunk = (0..<65536).map { UInt8(truncatingIfNeeded: (sent.count + $0) % 251) }
+            let n = chunk.withUnsafeBytes { write(real[1], $0.baseAddress!, $0.count) }
+            if n > 0 { sent += chunk[0..<n]; lastProgress = Date() } else { usleep(20_000) }
+        }
+        #expect(sent.count > 3 << 19, "\(sent.count) bytes went in")
+        // The process takes a little: the pipe has room for a page or two,
+        // poll says it is writable, and a blocking write of the relay's
+        // half megabyte would wait there for the process.
+        var first = [UInt8](repeating: 0, count: 8192)
+        #expect(read(made.processEnd, &first, first.count) == first.count)
+        usleep(500_000)
+        let t0 = Date()
+        #expect(s.pause(timeoutMs: 5000), "the stand-in did not settle while its process left the pipe full")
+        #expect(Date().timeIntervalSince(t0) < 2)
+        s.resume()
+        close(real[1])
+        let got = first + readAvailable(made.processEnd, until: sent.count - first.count, timeoutMs: 20_000)
+        #expect(got.count == sent.count && got == sent, "\(got.count) of \(sent.count) bytes, in order: \(got == sent)")
+        _ = homes
+    }
+
     @Test func shippedPipeOutOfTheProcessArrivesHomeAndEndsThere() throws {
         var real: [Int32] = [-1, -1]
         #expect(ssi_pipe(&real) == 0)
