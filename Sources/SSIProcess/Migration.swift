@@ -139,7 +139,8 @@ extension ProcAgent {
         let ms = { (a: Double, b: Double) in Int((b - a) * 1000) }
         let rounds = move.rounds.map { "\($0.bytes >> 20) MB in \($0.dumpMs)+\($0.sendMs) ms" }
         trace("migrated \(pid) to node \(target): freeze \(ms(move.freezeStart, move.restored)) ms (dump \(ms(move.freezeStart, move.dumped)) ms, \(move.frozenBytes >> 20) MB, "
-              + "restore \(move.restoreMs) ms); pre-copy rounds: " + (rounds.isEmpty ? "none" : rounds.joined(separator: ", ")))
+              + "restore \(move.restoreMs) ms); pre-copy rounds: " + (rounds.isEmpty ? "none" : rounds.joined(separator: ", "))
+              + (move.answerLost.map { "; \($0)" } ?? ""))
         try reply.send(LocalReply.migrated(.init(pid: pid, node: target, name: plan.targetName, freezeMs: ms(move.freezeStart, move.restored),
                                                  dumpMs: ms(move.freezeStart, move.dumped), totalMs: ms(started, Process.now()),
                                                  shipped: move.specs.count, restoreMs: move.restoreMs, rounds: move.rounds.count,
@@ -401,6 +402,10 @@ extension ProcAgent {
                            hint: "--through-root needs \(Self.rootImages) on the shared cluster root")
         }
         defer { if shared == nil { removeTree(dir) } }
+        moves.begin(id)
+        // Whatever way this ends before the claim below, nothing of the
+        // move runs here (a claimed one stays recorded).
+        defer { moves.end(id) }
         if rounds > 0 {
             // The final dump's pages are the ones dirtied since the last
             // round; criu finds the rest through `parent`.
@@ -516,6 +521,14 @@ extension ProcAgent {
                 tcpStands.append(StandIn(channelID: spec.channel, home: spec.home, kind: .tcp, fd: agentEnd,
                                          resource: injected.1, log: { [weak self] in self?.trace($0) }))
             }
+        }
+        // The commit point, shared with a source that lost our answer and
+        // asked (`settle`): restored here, or given up and undone.
+        let restoreMs = Int((Process.now() - restoreStarted) * 1000)
+        guard moves.claim(id, pid: pid, ms: restoreMs) else {
+            return try refuse("node \(c.peerNode) gave the move up while it was being restored here (it resumes its own copy)")
+        }
+        if !tcp.isEmpty {
             // Commit from here on: nothing below fails.
             for t in req.tasks { kill(t, SIGCONT) }
             // Running again: its keeper can go (it becomes our child).
@@ -535,7 +548,8 @@ extension ProcAgent {
         for m in made { close(m.processEnd) }
         for s in stands where s.kind == .tty { s.keeper = keeper }
         stands.forEach { standIns.add($0) }
-        try c.send(PeerReply.restored(pid: pid, ms: Int((Process.now() - restoreStarted) * 1000)).encode())
+        // If this answer is lost, the source asks `settle` and gets it again.
+        try? c.send(PeerReply.restored(pid: pid, ms: restoreMs).encode())
         trace("restored \(pid) (\(id)) with \(stands.count) stand-ins")
         // criu's log of the last restore (-v4: each line timed), kept for
         // `bench/migrate`'s breakdown of the restore; the images go.
@@ -654,3 +668,65 @@ extension StandIn {
     var outFinished: Bool { !kind.directions.contains("out") || stoppedDirections.contains("out") }
 }
 
+
+/// What the target knows of the restores it took part in, for a source
+/// that lost the answer (`PeerRequest.settle`). The one rule: a move is
+/// either restored here (and the source must retire its copy) or given up
+/// here (and the source resumes its own), decided under one lock, so a
+/// lost answer never leaves two copies running.
+final class MoveRecords: @unchecked Sendable {
+    enum State: Equatable, Sendable {
+        case restoring
+        case restored(pid: pid_t, ms: Int)
+        /// The source asked while the restore ran: it resumed its own copy.
+        case abandoned
+    }
+
+    private let records = Locked<[String: (state: State, at: Double)]>([:])
+    /// How long an outcome is kept for a late question, and how many.
+    static let keepSeconds = 600.0
+    static let limit = 256
+
+    func begin(_ id: String, now: Double = Process.now()) {
+        records.withLock { r in
+            r = r.filter { now - $0.value.at < Self.keepSeconds }
+            if r.count >= Self.limit, let oldest = r.min(by: { $0.value.at < $1.value.at }) { r[oldest.key] = nil }
+            r[id] = (.restoring, now)
+        }
+    }
+
+    /// The restore succeeded: true if it stands (the source will be told
+    /// `restored`), false if the source gave it up meanwhile (undo it).
+    func claim(_ id: String, pid: pid_t, ms: Int, now: Double = Process.now()) -> Bool {
+        records.withLock { r in
+            if r[id]?.state == .abandoned { return false }
+            r[id] = (.restored(pid: pid, ms: ms), now)
+            return true
+        }
+    }
+
+    /// The restore failed or was undone here: nothing of it runs.
+    func end(_ id: String) {
+        records.withLock { r in
+            if case .restored? = r[id]?.state { return }
+            r[id] = nil
+        }
+    }
+
+    /// The answer to `settle`.
+    func settle(_ id: String) -> PeerReply {
+        records.withLock { r -> PeerReply in
+            switch r[id]?.state {
+            case .restored(let pid, let ms)?:
+                return .restored(pid: pid, ms: ms)
+            case .restoring?:
+                r[id]?.state = .abandoned
+                return .error("the restore of \(id) was still going on here: given up, it will be undone")
+            case .abandoned?:
+                return .error("the restore of \(id) was given up here")
+            case nil:
+                return .error("no restore of \(id) runs here")
+            }
+        }
+    }
+}

@@ -87,6 +87,11 @@ protocol MigrationTarget {
     /// Closes the move's connection: a target that did not restore yet
     /// drops the rounds it received.
     func close()
+    /// How move `id` ended on the target, asked on a new connection when
+    /// the restore's answer was lost: its `restored` answer, or why not
+    /// (a restore still running there is given up); nil if the target
+    /// cannot be reached.
+    func settle(id: String) -> Fields?
 }
 
 /// One pre-copy round as the source saw it: the pages it carried, the
@@ -416,7 +421,20 @@ final class MigrationTransaction {
             result = try target.restore(request, carries: carries.filter { !$0.value.isEmpty }.map { ($0.key, $0.value) },
                                         imageDirectory: dir, sendImages: !plan.request.throughRoot)
         } catch {
+            // No answer (a cut connection, a timeout): the target may
+            // have restored it all the same. Asked on a new connection, it
+            // says so, or gives the restore up for good; only then does
+            // the rollback resume the copy here, so two never run. A
+            // target that cannot be reached at all is taken as gone.
             result = Fields("error", [("message", error.message)])
+            if let settled = target.settle(id: id) {
+                if settled.op == "restored" {
+                    result = settled
+                    answerLost = "the restore's answer was lost (\(error.message)); node \(target.node) confirmed it"
+                } else if let why = settled["message"] {
+                    result = Fields("error", [("message", "\(error.message); then: \(why)")])
+                }
+            }
         }
         guard result.op == "restored" else {
             throw SSIError("migrate", "node \(target.node) could not restore process \(pid): \(result["message"] ?? result.op); it goes on running on node \(host.localNode)")
@@ -426,6 +444,9 @@ final class MigrationTransaction {
     }
 
     // MARK: commit
+
+    /// Why the target's answer came by `settle`, for the move's note.
+    private(set) var answerLost: String?
 
     private func commit() {
         undo = []
@@ -520,6 +541,15 @@ final class RemoteTarget: MigrationTarget {
         case .error(let message): throw SSIError("migrate", "node \(node): \(message)")
         default: throw SSIError("migrate", "node \(node) answered \(r.op) to where")
         }
+    }
+
+    func settle(id: String) -> Fields? {
+        // A new connection: the move's own is what broke.
+        guard let c = try? agent.connect(node, timeoutSeconds: 10) else { return nil }
+        defer { c.close() }
+        c.setReceiveTimeout(seconds: 30)
+        guard (try? c.send(PeerRequest.settle(id: id).encode())) != nil else { return nil }
+        return try? c.expectFields("settle")
     }
 
     func sendRound(_ round: Int, id: String, imageDirectory dir: String) throws(SSIError) {

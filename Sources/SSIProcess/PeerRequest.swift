@@ -33,6 +33,11 @@ enum PeerRequest: Equatable, Sendable {
     case exited(session: String, status: Int32, how: String)
     /// onnode's signal to `pid`, as user `uid`.
     case kill(pid: pid_t, signal: Int32, uid: uid_t)
+    /// A source that lost the answer to its restore asks how move `id`
+    /// ended here: `restored` if it runs here, else an error; a restore
+    /// still going on is given up (undone when it ends), so that the
+    /// source resuming its own copy never makes two.
+    case settle(id: String)
 
     enum Direction: String, Sendable { case `in`, out }
 
@@ -57,6 +62,8 @@ enum PeerRequest: Equatable, Sendable {
             return Fields("exited", [("session", session), ("status", String(status)), ("how", how)])
         case .kill(let pid, let signal, let uid):
             return Fields("kill", [("pid", String(pid)), ("signal", String(signal)), ("uid", String(uid))])
+        case .settle(let id):
+            return Fields("settle", [("id", id)])
         }
     }
 
@@ -90,6 +97,8 @@ enum PeerRequest: Equatable, Sendable {
             let uid: uid_t = try d.number("uid")
             guard uid != uid_t.max else { throw d.invalid("uid") }
             return .kill(pid: try d.pid("pid"), signal: try d.number("signal"), uid: uid)
+        case "settle":
+            return .settle(id: try RestoreRequest.moveID(d))
         default:
             throw .unknownOp(f.op)
         }

@@ -33,6 +33,8 @@ public final class ProcAgent: @unchecked Sendable {
     var localNode: UInt32 = 0
     let homes = HomeRegistry()
     let standIns = StandInRegistry()
+    /// Restores this node took part in, by move id (see `settle`).
+    let moves = MoveRecords()
     let reaper = Reaper()
     /// Processes that moved away and are about to be killed here: not
     /// "here" for where_pid, and their death is not an exit.
@@ -289,6 +291,8 @@ public final class ProcAgent: @unchecked Sendable {
                 try restoreHere(restore, from: ch)
             case .precopy(let id):
                 try precopyHere(id: id, from: ch)
+            case .settle(let id):
+                try ch.send(moves.settle(id).encode())
             case .migrate(let pid, let node, let tree, let uid, let throughRoot, let precopy):
                 // Forwarded by the agent where the command was typed, with
                 // the caller's uid as its own agent took it from the kernel.

@@ -145,6 +145,15 @@ import SSILinux
 
         func commandHolding(_ pid: pid_t) throws(SSIError) -> String? { inUse[pid] }
 
+        /// `settle`'s answer (nil: the target cannot be reached); the
+        /// ids asked about.
+        var settled: Fields? = nil
+        var settleAsked: [String] = []
+        func settle(id: String) -> Fields? {
+            settleAsked.append(id)
+            return settled
+        }
+
         func sendRound(_ round: Int, id: String, imageDirectory: String) throws(SSIError) {
             if round == failRound { throw SSIError("proc", "node 2: connection reset by peer") }
             rounds.append((round, imageDirectory))
@@ -172,6 +181,63 @@ import SSILinux
     static func transaction(_ host: FakeHost, _ criu: FakeCRIU, _ target: FakeTarget, plan: MigrationPlan = plan) -> MigrationTransaction {
         MigrationTransaction(plan: plan, id: "1-100-7", systemRoot: "/proc/1/root", stateDirectory: "/run/ssi", host: host,
                              checkpointer: criu, target: target, clock: { 0 })
+    }
+
+    @Test("the restore's answer is lost: the target is asked (settle); restored there, the move commits; given up or unreachable, the copy here resumes")
+    func lostAnswer() throws {
+        // Restored there: one copy, the target's.
+        do {
+            let host = FakeHost(), criu = FakeCRIU(host: host), target = FakeTarget()
+            target.unreachable = true
+            target.settled = Fields("restored", [("pid", "100"), ("restore_ms", "420")])
+            let move = Self.transaction(host, criu, target)
+            try move.run()
+            #expect(target.settleAsked == ["1-100-7"])
+            #expect(host.retired == [100, 101], "the original goes: the target runs it")
+            #expect(move.restoreMs == 420 && move.answerLost?.contains("node 2 confirmed it") == true, "\(move.answerLost ?? "")")
+        }
+        // Given up there (or never received), or the target unreachable:
+        // the copy here runs on, and the error says what the target said.
+        for settled in [Fields("error", [("message", "the restore of 1-100-7 was still going on here: given up, it will be undone")]), nil] {
+            let host = FakeHost(), criu = FakeCRIU(host: host), target = FakeTarget()
+            target.unreachable = true
+            target.settled = settled
+            let move = Self.transaction(host, criu, target)
+            var failure: MigrationFailure?
+            do throws(MigrationFailure) { try move.run() } catch { failure = error }
+            let f = try #require(failure)
+            #expect(f.phase == .transfer && host.retired.isEmpty && host.stopped.isEmpty, "\(f.error.message)")
+            #expect(f.error.message.contains("connection reset by peer") && f.error.message.hasSuffix("it goes on running on node 1"))
+            if settled != nil { #expect(f.error.message.contains("then: the restore of 1-100-7 was still going on here: given up")) }
+        }
+        // An explicit refusal from the target is not asked about again.
+        let host = FakeHost(), criu = FakeCRIU(host: host), target = FakeTarget()
+        target.answer = Fields("error", [("message", "no")])
+        do throws(MigrationFailure) { try Self.transaction(host, criu, target).run() } catch {}
+        #expect(target.settleAsked.isEmpty)
+    }
+
+    @Test("the target's record of a move: restored or given up, decided once, under one lock")
+    func moveRecords() {
+        let m = MoveRecords()
+        // Asked while restoring: given up, and the restore may not claim.
+        m.begin("1-5-1", now: 0)
+        #expect(m.settle("1-5-1") == .error("the restore of 1-5-1 was still going on here: given up, it will be undone"))
+        #expect(!m.claim("1-5-1", pid: 5, ms: 10, now: 1))
+        m.end("1-5-1")
+        #expect(m.settle("1-5-1") == .error("no restore of 1-5-1 runs here"))
+        // Claimed first: the question gets the answer that was lost.
+        m.begin("1-6-1", now: 0)
+        #expect(m.claim("1-6-1", pid: 6, ms: 20, now: 1))
+        m.end("1-6-1")
+        #expect(m.settle("1-6-1") == .restored(pid: 6, ms: 20))
+        // A failed restore leaves nothing; an unknown id is said so.
+        m.begin("1-7-1", now: 0)
+        m.end("1-7-1")
+        #expect(m.settle("1-7-1") == .error("no restore of 1-7-1 runs here"))
+        // Bounded: old outcomes go.
+        for k in 0..<(MoveRecords.limit + 5) { m.begin("9-\(k)-1", now: 10 + Double(k)) }
+        #expect(m.settle("1-6-1") == .error("no restore of 1-6-1 runs here"))
     }
 
     @Test("a move that succeeds: the phases in order, the homes kept for the target, the original retired")

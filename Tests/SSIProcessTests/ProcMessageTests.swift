@@ -41,7 +41,7 @@ import SSITestSupport
          .migrate(pid: 70000, node: 2, tree: true, uid: 1000, throughRoot: false, precopy: true),
          .migrate(pid: 1, node: 3, tree: false, uid: 0, throughRoot: true, precopy: false),
          .exited(session: "1-5", status: 143, how: "killed by signal 15"), .exited(session: "1-6", status: 0, how: ""),
-         .kill(pid: 70000, signal: 15, uid: 65534)]
+         .kill(pid: 70000, signal: 15, uid: 65534), .settle(id: "1-70000-42")]
     }
 
     static let localRequests: [LocalRequest] = [
