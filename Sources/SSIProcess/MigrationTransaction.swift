@@ -424,7 +424,8 @@ final class MigrationTransaction {
             // No answer (a cut connection, a timeout): the target may
             // have restored it all the same. Asked on a new connection, it
             // says so, or gives the restore up for good; only then does
-            // the rollback resume the copy here, so two never run. A
+            // the rollback resume the copy here (DESIGN-NOTES: "A lost
+            // answer never makes two copies", and its one window). A
             // target that cannot be reached at all is taken as gone.
             result = Fields("error", [("message", error.message)])
             if let settled = target.settle(id: id) {

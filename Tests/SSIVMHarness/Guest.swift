@@ -369,14 +369,23 @@ public final class Guest: Sendable {
         // The marker's line may carry a kernel message printed before its
         // newline ("__S_…[  163.01] dlm: …", seen in CI): a prefix match.
         let startLine = LineMatch(description: "the line \"\(start)\"") {
-            $0.trimmingCharacters(in: .whitespaces).hasPrefix(start)
+            LineMatch.startsWithMarker(Substring($0.trimmingCharacters(in: .whitespaces)), start)
         }
         let first = try await waitForLine(startLine, timeout: timeout, failOn: Self.defaultFailOn)
-        let last = try await waitForLine(LineMatch(description: "the end marker of `\(command)`") { $0.contains(end) },
+        // The end marker may follow output that has no final newline; one
+        // doubled byte in it is allowed, as in the start marker.
+        @Sendable func endMarker(_ line: String) -> Range<String.Index>? {
+            guard let at = line.range(of: "__E_", options: .backwards),
+                  LineMatch.startsWithMarker(line[at.lowerBound...], end) else { return nil }
+            let rest = line[at.lowerBound...]
+            let close = rest.firstIndex(of: " ").map { rest.index(after: $0) } ?? rest.endIndex
+            return at.lowerBound..<close
+        }
+        let last = try await waitForLine(LineMatch(description: "the end marker of `\(command)`") { endMarker($0) != nil },
                                          timeout: max(deadline - .now, .seconds(1)), failOn: Self.defaultFailOn)
         let all = lines
         var output = all[(first.index + 1)..<last.index].filter { !SerialLog.isKernelMessage($0) }
-        let marker = last.line.range(of: end)!
+        guard let marker = endMarker(last.line) else { throw failure("the end marker of `\(command)` went from its line") }
         let before = String(last.line[..<marker.lowerBound])
         if !before.isEmpty { output.append(before) }    // output without a final newline
         let statusText = last.line[marker.upperBound...].prefix { $0.isNumber }

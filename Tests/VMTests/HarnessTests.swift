@@ -142,6 +142,18 @@ extension VM {
 
     /// Quick checks of harness pieces that need no VM.
     @Suite struct HarnessUnitTests {
+        @Test("a command's start marker is found with one byte doubled by the console, and only its own")
+        func markerWithADoubledByte() {
+            let m = "__S_6283x14x249077899"
+            #expect(LineMatch.startsWithMarker("__S_6283x14x249077899", m))
+            #expect(LineMatch.startsWithMarker("__S_6283x144x249077899", m), "CI's console doubled the 4")
+            #expect(LineMatch.startsWithMarker("__S__6283x14x249077899 tail", m))
+            #expect(!LineMatch.startsWithMarker("__S_6283x15x249077899", m))
+            #expect(!LineMatch.startsWithMarker("__S_6283x154x249077899", m), "an inserted byte that doubles nothing")
+            #expect(!LineMatch.startsWithMarker("__S_6283x1", m))
+            #expect(!LineMatch.startsWithMarker("", m))
+        }
+
         @Test("a wait that follows progress: console lines and NIC bytes each count; neither for `stalled` is stuck")
         func progressWatch() {
             let t0 = ContinuousClock.now
