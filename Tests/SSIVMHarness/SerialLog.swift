@@ -39,6 +39,23 @@ public struct LineMatch: Sendable, CustomStringConvertible, ExpressibleByStringL
         return false
     }
 
+    /// Whether console output contains `expected`, allowing one byte of
+    /// a line doubled (see `startsWithMarker`): for checks on what a
+    /// command printed, whose text is the program's own (a doubled byte
+    /// is the transport's, not the program's).
+    public static func consoleText(_ output: String, contains expected: String) -> Bool {
+        if output.contains(expected) { return true }
+        for line in output.split(separator: "\n", omittingEmptySubsequences: false) where line.count > expected.count {
+            let chars = Array(line)
+            for i in 1..<chars.count where chars[i] == chars[i - 1] {
+                var c = chars
+                c.remove(at: i)
+                if String(c).contains(expected) { return true }
+            }
+        }
+        return false
+    }
+
     /// The line contains `text`.
     public static func contains(_ text: String) -> LineMatch {
         LineMatch(description: "a line containing \"\(text)\"") { $0.contains(text) }

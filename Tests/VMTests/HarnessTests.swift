@@ -152,6 +152,10 @@ extension VM {
             #expect(!LineMatch.startsWithMarker("__S_6283x154x249077899", m), "an inserted byte that doubles nothing")
             #expect(!LineMatch.startsWithMarker("__S_6283x1", m))
             #expect(!LineMatch.startsWithMarker("", m))
+            let status = "Cluster ssi: 3 nodes\n(* = this node)\nGFS22 ssi:root mounted on node1, node2, node3"
+            #expect(LineMatch.consoleText(status, contains: "GFS2 ssi:root mounted on node1, node2, node3"), "CI's node 2")
+            #expect(!LineMatch.consoleText(status, contains: "GFS2 ssi:other mounted"))
+            #expect(!LineMatch.consoleText("GFS3 ssi:root", contains: "GFS2 ssi:root"))
         }
 
         @Test("a wait that follows progress: console lines and NIC bytes each count; neither for `stalled` is stuck")
