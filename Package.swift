@@ -81,12 +81,16 @@ let package = Package(
             dependencies: ["SSICore", "SSILinux", "SSIMembership", "SSIConfig", "SSITools", "CSodium", "CSSIShim"],
             swiftSettings: strict),
         .target(
+            name: "SSITrust",
+            dependencies: ["SSICore", "SSIConfig", "CSodium", "CSSILazy"],
+            swiftSettings: strict),
+        .target(
             name: "SSIBoot",
-            dependencies: ["SSICore", "SSILinux", "SSIConfig", "SSIMembership", "SSIClusterFS", "CSSIShim"],
+            dependencies: ["SSICore", "SSILinux", "SSIConfig", "SSIMembership", "SSIClusterFS", "SSITrust", "CSSIShim"],
             swiftSettings: strict),
         .executableTarget(
             name: "ssi",
-            dependencies: ["SSICore", "SSILinux", "SSIInitramfs", "SSIBoot", "SSIConfig", "SSIMembership", "SSIClusterFS", "SSITools", "SSIProcess"],
+            dependencies: ["SSICore", "SSILinux", "SSIInitramfs", "SSIBoot", "SSIConfig", "SSIMembership", "SSIClusterFS", "SSITools", "SSIProcess", "SSITrust"],
             swiftSettings: strict,
             // The binary rides in every image: no symbol tables or debug
             // info in release builds (about 12 MB less), and identical
@@ -136,6 +140,10 @@ let package = Package(
         .testTarget(
             name: "VMTests",
             dependencies: ["SSIVMHarness"]),
+        .testTarget(
+            name: "SSITrustTests",
+            dependencies: ["SSITestSupport", "SSITrust", "SSIConfig", "SSICore"],
+            swiftSettings: strict),
         .testTarget(
             name: "SSIConfigTests",
             dependencies: ["SSITestSupport", "SSIConfig", "SSICore"],

@@ -144,6 +144,17 @@ SSI_LAZY(SSI_LIB_SODIUM, int, crypto_secretstream_xchacha20poly1305_pull, (crypt
 SSI_LAZY(SSI_LIB_SODIUM, int, crypto_secretstream_xchacha20poly1305_push, (crypto_secretstream_xchacha20poly1305_state *a1, unsigned char *a2, long long unsigned int *a3, const unsigned char *a4, long long unsigned int a5, const unsigned char *a6, long long unsigned int a7, unsigned char a8), (a1, a2, a3, a4, a5, a6, a7, a8))
 SSI_LAZY_VOID(SSI_LIB_SODIUM, randombytes_buf, (void *const a1, const size_t a2), (a1, a2))
 SSI_LAZY(SSI_LIB_SODIUM, int, sodium_init, (void), ())
+SSI_LAZY(SSI_LIB_SODIUM, int, crypto_sign_seed_keypair, (unsigned char *a1, unsigned char *a2, const unsigned char *a3), (a1, a2, a3))
+SSI_LAZY(SSI_LIB_SODIUM, int, crypto_sign_detached, (unsigned char *a1, unsigned long long *a2, const unsigned char *a3, unsigned long long a4, const unsigned char *a5), (a1, a2, a3, a4, a5))
+SSI_LAZY(SSI_LIB_SODIUM, int, crypto_sign_verify_detached, (const unsigned char *a1, const unsigned char *a2, unsigned long long a3, const unsigned char *a4), (a1, a2, a3, a4))
+SSI_LAZY(SSI_LIB_SODIUM, int, crypto_sign_ed25519_pk_to_curve25519, (unsigned char *a1, const unsigned char *a2), (a1, a2))
+SSI_LAZY(SSI_LIB_SODIUM, int, crypto_sign_ed25519_sk_to_curve25519, (unsigned char *a1, const unsigned char *a2), (a1, a2))
+SSI_LAZY(SSI_LIB_SODIUM, int, crypto_box_seal, (unsigned char *a1, const unsigned char *a2, unsigned long long a3, const unsigned char *a4), (a1, a2, a3, a4))
+SSI_LAZY(SSI_LIB_SODIUM, int, crypto_box_seal_open, (unsigned char *a1, const unsigned char *a2, unsigned long long a3, const unsigned char *a4, const unsigned char *a5), (a1, a2, a3, a4, a5))
+SSI_LAZY(SSI_LIB_SODIUM, int, crypto_hash_sha256, (unsigned char *a1, const unsigned char *a2, unsigned long long a3), (a1, a2, a3))
+SSI_LAZY(SSI_LIB_SODIUM, size_t, sodium_base64_encoded_len, (const size_t a1, const int a2), (a1, a2))
+SSI_LAZY(SSI_LIB_SODIUM, char *, sodium_bin2base64, (char *const a1, const size_t a2, const unsigned char *const a3, const size_t a4, const int a5), (a1, a2, a3, a4, a5))
+SSI_LAZY(SSI_LIB_SODIUM, int, sodium_base642bin, (unsigned char *const a1, const size_t a2, const char *const a3, const size_t a4, const char *const a5, size_t *const a6, const char **const a7, const int a8), (a1, a2, a3, a4, a5, a6, a7, a8))
 
 // CPG
 SSI_LAZY(SSI_LIB_CPG, cs_error_t, cpg_context_get, (cpg_handle_t a1, void **a2), (a1, a2))

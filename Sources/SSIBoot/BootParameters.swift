@@ -37,6 +37,14 @@ public struct BootParameters: Sendable, Equatable {
     /// server (default: the configuration's [root] wait_seconds).
     public var clusterRootWait: Int?
 
+    /// ssi.identity=PATH: the medium holding this node's key (overrides
+    /// the configuration's [identity] device).
+    public var identityDevice: String?
+    /// ssi.enroll: enrollment mode. A blank key medium gets a new key, and
+    /// a node the init node does not know waits for the administrator to
+    /// enroll it instead of stopping.
+    public var enroll = false
+
     public init() {}
 
     public init(_ cmdline: KernelCommandLine) throws(SSIError) {
@@ -71,6 +79,13 @@ public struct BootParameters: Sendable, Equatable {
         quorumWait = try Self.number(cmdline, "ssi.quorum_wait", in: Self.waitRange, unit: "seconds")
         clusterRootWait = try Self.number(cmdline, "ssi.root_wait", in: 1...Self.waitRange.upperBound, unit: "seconds")
         if let n = try Self.number(cmdline, "rootdelay", in: Self.rootDelayRange, unit: "seconds") { rootDelay = n }
+        if let d = cmdline.value("ssi.identity") {
+            guard d.hasPrefix("/"), d.utf8.count <= 4096 else {
+                throw SSIError("cmdline", "ssi.identity=\(printable(d)) must be an absolute path", hint: "e.g. ssi.identity=/dev/vdb")
+            }
+            identityDevice = d
+        }
+        enroll = cmdline.has("ssi.enroll")
     }
 
     /// Every wait on the command line: up to a day. The values become
@@ -108,6 +123,8 @@ public struct BootParameters: Sendable, Equatable {
         lines.append("node: \(node.map { String($0) } ?? "(by MAC address, from the cluster configuration)")")
         if let quorumWait { lines.append("quorum wait: \(quorumWait) s") }
         if let clusterRootWait { lines.append("wait for the CFS server: \(clusterRootWait) s") }
+        if let identityDevice { lines.append("identity: \(identityDevice)") }
+        if enroll { lines.append("enrollment mode: a blank key medium gets a new key; an unknown node waits to be enrolled") }
         let b = BreakPoint.allCases.filter { breaks.contains($0) }.map(\.rawValue)
         lines.append("break at: \(b.isEmpty ? "(nowhere)" : b.joined(separator: ", "))")
         for w in warnings { lines.append("warning: \(w)") }

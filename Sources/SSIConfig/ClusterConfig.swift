@@ -40,6 +40,8 @@ public struct ClusterConfig: Sendable, Equatable {
     public var privatePaths: PrivatePaths
     /// What the CFS init node serves to network-booting nodes.
     public var netboot: Netboot
+    /// Where the nodes' identities are kept (`[identity]`).
+    public var identity: Identity
     /// How dlm_controld cuts a failed node off the shared disk (required
     /// with a gfs2 root).
     public var fence: Fence?
@@ -48,7 +50,7 @@ public struct ClusterConfig: Sendable, Equatable {
 
     public init(file: String, cluster: Cluster, network: Network, quorum: Quorum, root: Root, nodes: [Node],
                 agents: [Agent] = [], privatePaths: PrivatePaths = PrivatePaths(), netboot: Netboot = Netboot(),
-                fence: Fence? = nil) {
+                identity: Identity = Identity(), fence: Fence? = nil) {
         self.file = file
         self.cluster = cluster
         self.network = network
@@ -58,6 +60,7 @@ public struct ClusterConfig: Sendable, Equatable {
         self.agents = agents
         self.privatePaths = privatePaths
         self.netboot = netboot
+        self.identity = identity
         self.fence = fence
     }
 
@@ -100,6 +103,38 @@ public struct ClusterConfig: Sendable, Equatable {
             self.enabled = enabled
             self.directory = directory
             self.kernelArguments = kernelArguments
+        }
+    }
+
+    /// `[identity]`: how a node proves who it is before the init node
+    /// gives it the cluster key (DESIGN-NOTES.md, "Node identity").
+    public struct Identity: Sendable, Equatable {
+        /// The enrolled nodes' public identities, one `NAME ed25519:KEY`
+        /// line each, kept by `ssi cluster node enroll` on the init node.
+        /// Public: images carry it so that a node can check the init node.
+        public var known: String
+        /// This node's own key file on a node with a disk (the init node
+        /// reads it from its root). Mode 0400, root's.
+        public var key: String
+        /// The local medium holding a diskless node's key: a small block
+        /// device (a USB stick, a virtual disk) or a file on one; ssi-init
+        /// reads it before it asks for the cluster key. `ssi.identity=` on
+        /// the kernel command line overrides it.
+        public var device: String?
+        /// How long a node booted with `ssi.enroll` waits for the
+        /// administrator to enroll it.
+        public var enrollWaitSeconds: Int
+
+        public static let defaultKnown = "/etc/ssi/identities"
+        public static let defaultKey = "/etc/ssi/node.key"
+        public static let defaultEnrollWaitSeconds = 900
+
+        public init(known: String = Identity.defaultKnown, key: String = Identity.defaultKey, device: String? = nil,
+                    enrollWaitSeconds: Int = Identity.defaultEnrollWaitSeconds) {
+            self.known = known
+            self.key = key
+            self.device = device
+            self.enrollWaitSeconds = enrollWaitSeconds
         }
     }
 

@@ -74,6 +74,30 @@ extension ConfigDecoder {
 }
 
 extension ConfigDecoder {
+    /// `[identity]`; nil with a problem reported.
+    mutating func decodeIdentity(_ t: TOMLTable?) -> ClusterConfig.Identity? {
+        guard let t else { return ClusterConfig.Identity() }
+        checkKeys(t, section: "identity")
+        var result = ClusterConfig.Identity()
+        var ok = true
+        for key in ["known", "key", "device"] {
+            if let (path, line) = string(t, key, "identity") {
+                if let why = absolutePathProblem(path) { report(line, "identity.\(key)", why); ok = false }
+                switch key {
+                case "known": result.known = path
+                case "key": result.key = path
+                default: result.device = path
+                }
+            } else if t.entry(key) != nil { ok = false }
+        }
+        if let (v, _) = integer(t, "enroll_wait_seconds", "identity", range: 1...86_400) {
+            result.enrollWaitSeconds = v
+        } else if t.entry("enroll_wait_seconds") != nil { ok = false }
+        return ok ? result : nil
+    }
+}
+
+extension ConfigDecoder {
     /// `[fence]`; nil with a problem reported. A gfs2 root needs it.
     mutating func decodeFence(_ t: TOMLTable?, rootType: String?, rootLine: Int) -> ClusterConfig.Fence?? {
         guard let t else {

@@ -74,20 +74,25 @@ public struct ClusterPayload: Sendable {
     /// Image path -> link target: multi-call names of the ssi binary the
     /// daemons run (fence_ssi).
     public var links: [String: String]
+    /// A served image (--netboot): its caller checked that the cluster
+    /// configuration holds no fence credentials, so that file is public
+    /// there, and there is no key.
+    public var served: Bool
 
     public init(daemons: [String], files: [String: (bytes: [UInt8], permissions: UInt32)], authkey: [UInt8]?,
-                links: [String: String] = [:]) {
+                links: [String: String] = [:], served: Bool = false) {
         self.daemons = daemons
         self.files = files
         self.authkey = authkey
         self.links = links
+        self.served = served
     }
 
     /// The payload holds a secret (the key, or a file only root may read,
     /// like a configuration with fence passwords): the image must not be
     /// readable by anyone else either.
     public var holdsSecrets: Bool {
-        authkey != nil || files.contains { Self.isSecret($0.key) || $0.value.permissions & 0o077 == 0 }
+        authkey != nil || files.contains { isSecret($0.key) || $0.value.permissions & 0o077 == 0 }
     }
 
     /// Image paths that hold secrets whatever mode the caller gave them:
@@ -95,11 +100,14 @@ public struct ClusterPayload: Sendable {
     /// fence agents' passwords). They are written for root alone.
     public static let secretPaths: Set<String> = ["etc/corosync/authkey", "etc/ssi/cluster.conf", "etc/dlm/dlm.conf"]
 
-    static func isSecret(_ path: String) -> Bool { secretPaths.contains(ImageTree.normalize(path)) }
+    func isSecret(_ path: String) -> Bool {
+        let p = ImageTree.normalize(path)
+        return Self.secretPaths.contains(p) && !(served && p == "etc/ssi/cluster.conf")
+    }
 
     /// The mode a payload file is written with: a secret loses every
     /// group and other bit.
-    static func permissions(of path: String, _ requested: UInt32) -> UInt32 {
+    func permissions(of path: String, _ requested: UInt32) -> UInt32 {
         isSecret(path) ? requested & ~0o077 : requested
     }
 }
@@ -204,9 +212,12 @@ public enum ImageBuilder {
         var files = cluster.files
         if let key = cluster.authkey { files["etc/corosync/authkey"] = (key, 0o400) }
         for (path, f) in files {
-            try tree.add(path, .data(f.bytes, permissions: ClusterPayload.permissions(of: path, f.permissions)))
+            try tree.add(path, .data(f.bytes, permissions: cluster.permissions(of: path, f.permissions)))
             listed.append(ImageTree.normalize(path))
         }
+        // A served image has no key: ssi-init receives it from the init
+        // node before the daemons' root is made, and copies it there too.
+        if cluster.authkey == nil { listed.append("etc/corosync/authkey") }
         for (path, target) in cluster.links where tree.node(path) == nil {
             try tree.add(path, .symlink(target: target))
             listed.append(ImageTree.normalize(path))

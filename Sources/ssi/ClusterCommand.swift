@@ -7,5 +7,6 @@ enum ClusterCommand {
         abstract: "Show and change the cluster: configuration, keys, members.",
         subcommands: [StatusCommand.command, NodeNumCommand.command, ClusterConfigCommand.command, ClusterKeygenCommand.command,
                       AgentCommand.command, ClusterReloadCommand.command, ClusterRootCommand.command,
-                      MountApplyCommand.command, ClusterPSCommand.command, ProcAgentCommand.command])
+                      MountApplyCommand.command, ClusterPSCommand.command, ProcAgentCommand.command,
+                      ClusterNodeCommand.command, KeyServerCommand.command])
 }

@@ -5,6 +5,7 @@ import SSICore
 import SSILinux
 import SSIInitramfs
 import SSIConfig
+import SSITrust
 import SSIClusterFS
 import SSITools
 
@@ -157,7 +158,7 @@ struct MkinitrdCommand {
         if let config {
             let cfg = try ClusterConfig.load(path: config)
             cluster = cfg
-            spec.cluster = try clusterPayload(cfg, path: config)
+            spec.cluster = try clusterPayload(cfg, path: config, served: netboot != nil)
             // The CFS init node's kernel NFS server: ssi-init loads it before
             // the hand-off, so the root need not carry the modules.
             if case .cfs = cfg.root, !spec.modules.contains("nfsd") {
@@ -241,8 +242,31 @@ struct MkinitrdCommand {
     /// corosync and what it loads at run time, its configuration generated
     /// from the cluster configuration (refused, with every problem listed,
     /// when invalid), and the key.
-    func clusterPayload(_ cfg: ClusterConfig, path: String) throws(SSIError) -> ClusterPayload {
-        let key = try AuthKey.read(path: authkey ?? cfg.cluster.authkey)
+    ///
+    /// A served image (`served`, --netboot) holds no secret: no key (a
+    /// node proves its identity to the init node's key server and receives
+    /// it at boot) and no fence credentials; it carries the enrolled
+    /// identities (public), so that a node can check the init node's answer.
+    func clusterPayload(_ cfg: ClusterConfig, path: String, served: Bool) throws(SSIError) -> ClusterPayload {
+        var key: [UInt8]? = nil
+        if served {
+            if authkey != nil {
+                throw SSIError("mkinitrd", "--authkey does not go with --netboot: a served image holds no key",
+                               hint: "diskless nodes receive the key from the init node's key server after proving their identity")
+            }
+            if cfg.fence != nil || cfg.nodes.contains(where: { !$0.fenceArguments.isEmpty }) {
+                throw SSIError("mkinitrd", "\(cfg.file): a served image would carry [fence]'s credentials (fence passwords), and "
+                               + "anyone on the cluster network can fetch it",
+                               hint: "a CFS root does not fence: remove [fence] and fence_args from the configuration the init node serves")
+            }
+            guard FileSystem.exists(cfg.identity.known) else {
+                throw SSIError("mkinitrd", "\(cfg.identity.known) does not exist: a node booted from the served image checks the "
+                               + "init node's identity there before it takes the cluster key",
+                               hint: "ssi cluster node key new -o \(cfg.identity.key); ssi cluster node enroll \(cfg.cfsServer?.name ?? "NAME") --key \(cfg.identity.key)")
+            }
+        } else {
+            key = try AuthKey.read(path: authkey ?? cfg.cluster.authkey)
+        }
         let corosync = "/usr/sbin/corosync"
         guard FileSystem.isExecutableFile(corosync) else {
             throw SSIError("mkinitrd", "\(corosync) is not installed", hint: "apt-get install corosync")
@@ -275,13 +299,17 @@ struct MkinitrdCommand {
             // Root's only: it holds the fence agents' passwords ([fence]
             // args, fence_args) and names the key; nothing that is not
             // root reads the image's copy.
-            "etc/ssi/cluster.conf": (text, 0o600),
+            "etc/ssi/cluster.conf": (text, served ? 0o644 : 0o600),
         ]
+        if FileSystem.exists(cfg.identity.known) {
+            let known = try KnownIdentities.load(cfg.identity.known)
+            files[String(cfg.identity.known.dropFirst())] = (Array(known.text.utf8), 0o644)
+        }
         var links: [String: String] = [:]
         if case .gfs2 = cfg.root {
             try addDLM(cfg, daemons: &daemons, files: &files, links: &links)
         }
-        return ClusterPayload(daemons: daemons, files: files, authkey: key, links: links)
+        return ClusterPayload(daemons: daemons, files: files, authkey: key, links: links, served: served)
     }
 
     /// A gfs2 root: dlm_controld and dlm_tool (ssi-init waits on dlm's

@@ -54,19 +54,13 @@ struct NetbootWriter {
         }
         let diskless = config.nodes.filter { $0.role == .diskless && !$0.macs.isEmpty }.map(\.name)
         notes.append("netboot: \(directory) serves \(diskless.isEmpty ? "no diskless node (none has a MAC)" : diskless.joined(separator: ", "))")
-        // The image holds the cluster key and the configuration's fence
-        // passwords: readable by root and by the group dnsmasq serves TFTP
-        // as (its user= and group= in the configuration ssi-init writes),
-        // nobody else. The image is written 0600; a failed chown leaves it
-        // so (dnsmasq cannot serve it then, which the note says) rather
-        // than opening it to the file's old group.
+        // A served image holds no secret (the payload was built without
+        // the key or fence credentials); anything else is not served.
         if holdsSecrets {
-            if let group = getgrnam("nogroup"), chown(imagePath, 0, group.pointee.gr_gid) == 0, chmod(imagePath, 0o640) == 0 {
-                notes.append("netboot: \(CFSFiles.imageName) is mode 0640, group nogroup (dnsmasq's TFTP); anyone who can fetch it over TFTP gets the cluster key and the fence passwords")
-            } else {
-                notes.append("netboot: \(CFSFiles.imageName) stays mode 0600 (no group nogroup, or chown failed): dnsmasq's TFTP cannot serve it")
-            }
+            try? FileSystem.unlink(imagePath)
+            throw SSIError("mkinitrd", "--netboot: the image would hold a secret, and anyone on the cluster network can fetch it; removed it")
         }
+        notes.append("netboot: \(CFSFiles.imageName) holds no secret (mode 0644): nodes receive the cluster key from \(config.cfsServer?.name ?? "the init node")'s key server after proving their identity")
         if let text = try? FileSystem.readText(CFSFiles.runDirectory + "/dnsmasq.pid"),
            let pid = pid_t(text.lines().first ?? ""), pid > 1, kill(pid, SIGHUP) == 0 {
             notes.append("netboot: told the running dnsmasq (pid \(pid)) to re-read \(CFSFiles.dhcpHostsName)")

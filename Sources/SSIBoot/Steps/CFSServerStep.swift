@@ -58,6 +58,17 @@ extension Boot {
         if config.netboot.enabled {
             try writeNetbootService(config, interface: identity.interface)
             units.append((CFSFiles.netbootUnitName, "../\(CFSFiles.netbootUnitName)"))
+            do {
+                try FileSystem.writeFile("/run/systemd/system/" + CFSFiles.keysUnitName, CFSFiles.keysUnit(config))
+            } catch {
+                throw SSIError("cfs-server", "writing the key server's unit: \(error.description)")
+            }
+            units.append((CFSFiles.keysUnitName, "../\(CFSFiles.keysUnitName)"))
+            if !FileSystem.exists(root + config.identity.key) {
+                log.warning("cfs-server", "\(config.identity.key) is missing on the root: the key server cannot prove it is the init node, "
+                            + "and diskless nodes get no cluster key (ssi cluster node key new -o \(config.identity.key); "
+                            + "ssi cluster node enroll \(me.name) --key \(config.identity.key))")
+            }
         }
         // Enabled for this boot only, whatever the root's own presets say.
         let wants = "/run/systemd/system/multi-user.target.wants"

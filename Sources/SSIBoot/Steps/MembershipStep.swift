@@ -127,6 +127,7 @@ extension Boot {
             maskDistroCorosync()
             // configfs must be mounted before the agents root binds /sys.
             if QuorumPolicy.needsDLMKernel(config) { try prepareDLMKernel() }
+            try fetchClusterKey(identity, params)
             try AgentsRoot.prepare()
             log.info("membership", "agents root ready in \(Int((Process.now() - started) * 1000)) ms")
             stage.set("membership")

@@ -1,0 +1,138 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SSICore
+import SSILinux
+import SSIConfig
+import SSITrust
+
+/// A served image holds no secret (DESIGN-NOTES.md, "Node identity"): a
+/// node booted from one proves who it is to the init node's key server
+/// and receives the cluster key, which lives only in RAM. Images built for
+/// a node with a disk (the init node, gfs2 nodes) still carry the key, as
+/// that disk already holds it; they skip this.
+struct KeyPlan: Equatable {
+    var server: ClusterConfig.Node
+    var serverIdentity: PublicIdentity
+    var device: String
+    /// How long to keep asking: a node in enrollment mode waits for the
+    /// administrator; any other waits only for the init node to answer.
+    var waitSeconds: Int
+    var enroll: Bool
+
+    static let unreachableWaitSeconds = 120
+    static let keyPath = "/etc/corosync/authkey"
+
+    /// nil when the image carries the key.
+    static func decide(imageHasKey: Bool, config: ClusterConfig, node: ClusterConfig.Node, params: BootParameters,
+                       known: KnownIdentities) throws(SSIError) -> KeyPlan? {
+        if imageHasKey { return nil }
+        guard let server = config.cfsServer, server.number != node.number else {
+            throw SSIError("keys", "this image carries no cluster key, and only a CFS cluster's init node gives the key to a booting node",
+                           hint: "build \(node.name)'s image with ssi-mkinitrd --config \(config.file) (without --netboot): it carries the key")
+        }
+        guard let serverIdentity = known.identity(of: server.name) else {
+            throw SSIError("keys", "the image does not know the init node \(server.name)'s identity (\(config.identity.known)), "
+                           + "so it cannot tell the real init node from an impostor",
+                           hint: "on \(server.name): ssi cluster node key new -o \(config.identity.key); ssi cluster node enroll \(server.name) "
+                           + "--key \(config.identity.key); then rebuild the served image (ssi-mkinitrd --config ... --netboot ...)")
+        }
+        guard let device = params.identityDevice ?? config.identity.device else {
+            throw SSIError("keys", "no key medium is named for \(node.name): the served image holds no secret, so the node proves "
+                           + "who it is with its own key",
+                           hint: "set [identity] device (e.g. \"/dev/vdb\", a small disk or USB stick) or boot with ssi.identity=PATH; "
+                           + "boot once with ssi.enroll to make the key")
+        }
+        return KeyPlan(server: server, serverIdentity: serverIdentity, device: device,
+                       waitSeconds: params.enroll ? config.identity.enrollWaitSeconds : unreachableWaitSeconds, enroll: params.enroll)
+    }
+
+    /// What a refusal means for the boot: wait (enrollment mode, for the
+    /// administrator) or stop with the init node's reason.
+    static func waits(after refusal: KeyExchange.Refusal, enroll: Bool) -> Bool {
+        enroll && (refusal == .unknownIdentity || refusal == .identityChanged)
+    }
+}
+
+extension Boot {
+    /// Part of the membership step, before corosync starts: the cluster
+    /// key from the init node when the image has none.
+    func fetchClusterKey(_ identity: NodeIdentity, _ params: BootParameters) throws(SSIError) {
+        let config = identity.config, node = identity.node
+        let known = try KnownIdentities.load(config.identity.known)
+        guard let plan = try KeyPlan.decide(imageHasKey: FileSystem.exists(KeyPlan.keyPath), config: config, node: node,
+                                            params: params, known: known) else { return }
+        let key = try loadNodeKey(plan)
+        let who = "\(plan.server.name) (\(plan.server.address))"
+        log.info("keys", "\(node.name) is \(key.identity.fingerprint) (key on \(plan.device)); asking \(who) for the cluster key")
+        let started = Process.now()
+        let deadline = started + Double(plan.waitSeconds)
+        var said = ""
+        while true {
+            var problem: SSIError
+            do throws(SSIError) {
+                switch try KeyClient.request(server: plan.server.address.description, node: UInt32(node.number), key: key,
+                                             serverIdentity: plan.serverIdentity) {
+                case .delivered(let bundle):
+                    try install(bundle)
+                    let ms = Int((Process.now() - started) * 1000)
+                    log.info("keys", "received the cluster key from \(who) in \(ms) ms; it is kept in RAM, mode 0400")
+                    return
+                case .refused(let why, let text):
+                    let error = SSIError("keys", "\(who) refused this node: \(why.summary): \(text)",
+                                         hint: why == .unknownIdentity || why == .identityChanged
+                                            ? "enroll it on the init node (the command above), with ssi.enroll on this node's command line to wait for it"
+                                            : nil)
+                    guard KeyPlan.waits(after: why, enroll: plan.enroll) else { throw error }
+                    problem = error
+                }
+            } catch {
+                problem = error
+            }
+            let now = Process.now()
+            if now >= deadline {
+                throw SSIError("keys", "no cluster key after \(plan.waitSeconds) s: \(problem.message)",
+                               hint: problem.hint ?? "is the init node \(who) up, and its ssi-keys.service running?")
+            }
+            if problem.message != said {
+                log.warning("keys", "\(problem.message); trying again for up to \(Int(deadline - now)) s"
+                            + (plan.enroll ? " (enrollment mode: this node's identity is \(key.identity.fingerprint))" : ""))
+                said = problem.message
+            }
+            Process.sleep(milliseconds: 3000)
+        }
+    }
+
+    /// The node's key from its medium (waiting for the device to appear);
+    /// a blank medium gets a new key in enrollment mode.
+    func loadNodeKey(_ plan: KeyPlan) throws(SSIError) -> NodeKey {
+        let deadline = Process.now() + 30
+        while !FileSystem.exists(plan.device) && Process.now() < deadline { Process.sleep(milliseconds: 250) }
+        switch try NodeKeyFile.read(plan.device) {
+        case .key(let key):
+            return key
+        case .blank:
+            guard plan.enroll else {
+                throw SSIError("keys", "\(plan.device) holds no node key",
+                               hint: "boot once with ssi.enroll: the node makes its key there and waits to be enrolled")
+            }
+            let key = NodeKey.generate()
+            try NodeKeyFile.write(key, to: plan.device, force: false)
+            log.info("keys", "made a new node key on \(plan.device): \(key.identity.fingerprint)")
+            return key
+        }
+    }
+
+    /// Writes what the init node gave, each file root's alone, in the
+    /// initramfs (RAM; the agents root copies it into /run's tmpfs).
+    func install(_ bundle: KeyBundle) throws(SSIError) {
+        for file in bundle.files {
+            do {
+                try FileSystem.makeDirectories(dirname(of: file.path), mode: 0o700)
+                try writeFileAtomically(file.path, file.bytes, mode: mode_t(file.mode), replace: true)
+            } catch {
+                throw SSIError("keys", "writing \(file.path): \(error.description)")
+            }
+        }
+    }
+}
