@@ -172,7 +172,7 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "SSIBootTests",
-            dependencies: ["SSITestSupport", "SSIBoot", "SSICore", "SSILinux", "SSIConfig", "SSIMembership"],
+            dependencies: ["SSITestSupport", "SSIBoot", "SSICore", "SSILinux", "SSIConfig", "SSIMembership", "SSITrust"],
             swiftSettings: strict),
         .testTarget(
             name: "SSIInitramfsTests",

@@ -4,7 +4,8 @@ import Glibc
 public import SSICore
 
 /// A node key on its local medium: a regular file (mode 0400, root's) on a
-/// node with a disk, or the first 4 KiB of a small block device on a
+/// node with a disk, or the first 4 KiB of a small block device (or of a
+/// disk image file) on a
 /// diskless one (a USB stick, a virtual disk: `ssi cluster node key new -o
 /// /dev/sdX`). The text:
 ///
@@ -87,12 +88,11 @@ public enum NodeKeyFile {
             var st = stat()
             try syscall("fstat \(path)") { fstat(fd, &st) }
             let kind = st.st_mode & S_IFMT
-            if kind == S_IFBLK {
+            if kind == S_IFBLK || kind == S_IFREG {
+                // The first 4 KiB: a key file, or a disk image holding one.
                 var buffer = [UInt8](repeating: 0, count: size)
                 let n = try syscall("read \(path)") { buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, size, 0) } }
                 raw = (kind, st.st_mode, Array(buffer.prefix(n)))
-            } else if kind == S_IFREG {
-                raw = (kind, st.st_mode, try readAll(fd, name: path, limit: size))
             } else {
                 raw = (kind, st.st_mode, [])
             }

@@ -32,14 +32,13 @@ public struct ToolsCluster: Sendable {
                                              with: "address = \"10.77.0.\(n)\"\nswap = \"LABEL=ssi-swap-\(n)\"\n")
         }
         try text.write(toFile: conf, atomically: true, encoding: .utf8)
-        let netboot = vm.path("netboot")
         // The root gets the image's modules (below): CRIU's socket
         // diagnostics and nf_tables come along for process migration, as a
-        // distro root's /lib/modules would have them.
-        try Command.run([ssi, "mkinitrd", "--config", conf, "--kver", kernel.version,
-                         "--netboot", netboot, "--kernel-image", kernel.path,
-                         "--add-modules", "unix_diag,inet_diag,tcp_diag,udp_diag,raw_diag,netlink_diag,af_packet_diag,nf_tables,tun,veth"],
-                        timeout: .seconds(300))
+        // distro root's /lib/modules would have them. Node 1 boots its own
+        // image (it carries the key); the served one holds no secret.
+        let (netboot, own, etc) = try vm.cfsImages(
+            ssi: ssi, config: conf, authkey: key, kernel: kernel, enrolled: [2, 3],
+            extraArguments: ["--add-modules", "unix_diag,inet_diag,tcp_diag,udp_diag,raw_diag,netlink_diag,af_packet_diag,nf_tables,tun,veth"])
 
         let data = try vm.blankDisk(name: "data", megabytes: 64)
         try Command.run(["mkfs.ext4", "-q", "-F", "-L", "ssi-data", data])
@@ -70,7 +69,6 @@ public struct ToolsCluster: Sendable {
             chmod(local, 0o755)
             copies += ["--copy", local + ":" + dest]
         }
-        let etc = try vm.etcSSI(config: conf, authkey: key)
         let unpacked = vm.path("unpacked")
         try FileManager.default.createDirectory(atPath: unpacked, withIntermediateDirectories: true)
         try Command.run(["sh", "-c", "cd \(unpacked) && zstd -dc \(netboot)/initrd.img | cpio -id --quiet 'usr/lib/modules/*'"],
@@ -85,7 +83,7 @@ public struct ToolsCluster: Sendable {
 
         let common = swaps.map { Disk($0, shared: true) } + [Disk(shared, shared: true)]
         let network = try vm.network()
-        var c1 = GuestConfig(name: "node1", initrd: netboot + "/initrd.img",
+        var c1 = GuestConfig(name: "node1", initrd: own,
                              kernelArguments: ["root=UUID=\(uuid)", "ro", "ssi.quorum_wait=5"])
         c1.memoryMB = memoryMB
         c1.disks = [Disk(debian, snapshot: true), Disk(data)] + common
@@ -104,7 +102,8 @@ public struct ToolsCluster: Sendable {
         c.networkBoot = true
         c.memoryMB = memoryMB
         c.timeLimit = .seconds(1500)
-        c.disks = commonDisks
+        // The node's key disk first: /dev/vda, the configuration's [identity] device.
+        c.disks = [Disk(vm.identityDisk(node: n), snapshot: true)] + commonDisks
         c.nics = [try network.addNIC(mac: Cluster.mac(node: n))]
         return try vm.start(c)
     }

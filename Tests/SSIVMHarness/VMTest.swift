@@ -174,10 +174,60 @@ extension VMTest {
         text = text.replacingOccurrences(of: "authkey = \"/etc/ssi/authkey\"", with: "authkey = \"\(authkey)\"")
         text = text.replacingOccurrences(of: "kernel_arguments = \"console=tty0 console=ttyS0,115200n8\"",
                                          with: "kernel_arguments = \"\(GuestConfig.baseKernelArguments.joined(separator: " "))\"")
+        // Node identities (cfsIdentities below): the files in the scratch
+        // folder, each diskless node's key on its first disk (the
+        // example's device).
+        text = text.replacingOccurrences(of: "\ndevice = \"/dev/vda\"\n", with: """
+
+            known = "\(path("identities"))"
+            key = "\(path("node1.key"))"
+            device = "/dev/vda"
+            enroll_wait_seconds = 600
+
+            """)
+        guard text.contains(path("identities")) else {
+            throw HarnessError("configs/cfs-3node.conf has no `device = \"/dev/vda\"` line in [identity] to extend")
+        }
         let file = path("cluster.conf")
         try text.write(toFile: file, atomically: true, encoding: .utf8)
         return file
     }
+}
+
+extension VMTest {
+    /// The node identities of the example CFS cluster, made with the ssi
+    /// binary as an administrator would: node 1's key file (the key
+    /// server's), and for each node of `enrolled` a 1 MiB key disk (its
+    /// /dev/vda), all enrolled in the known identities file beside them.
+    public func cfsIdentities(ssi: String, config: String, enrolled: [Int]) throws {
+        try Command.run([ssi, "cluster", "node", "key", "new", "-o", path("node1.key")])
+        try Command.run([ssi, "cluster", "node", "enroll", "node1", "--key", path("node1.key"), "--config", config])
+        for n in enrolled {
+            let disk = identityDisk(node: n)
+            try Command.run([ssi, "cluster", "node", "key", "new", "-o", disk])
+            guard truncate(disk, 1 << 20) == 0 else { throw HarnessError("cannot grow \(disk)") }
+            try Command.run([ssi, "cluster", "node", "enroll", "node\(n)", "--key", disk, "--config", config])
+        }
+    }
+
+    /// The example CFS cluster's images and node 1's /etc/ssi: the
+    /// identities (`enrolled` nodes get key disks), the served image in
+    /// NETBOOT (no secret), node 1's own image (it carries the key), and
+    /// the folder for node 1's root (mkdebian.sh --copy ETC:/etc/ssi).
+    public func cfsImages(ssi: String, config: String, authkey: String, kernel: Kernel, enrolled: [Int],
+                          extraArguments: [String] = []) throws -> (netboot: String, own: String, etc: String) {
+        try cfsIdentities(ssi: ssi, config: config, enrolled: enrolled)
+        let netboot = path("netboot")
+        try Command.run([ssi, "mkinitrd", "--config", config, "--kver", kernel.version, "--netboot", netboot,
+                         "--kernel-image", kernel.path, "-q"] + extraArguments, timeout: .seconds(300))
+        let own = path("node1.img")
+        try Command.run([ssi, "mkinitrd", "--config", config, "--kver", kernel.version, "-o", own, "-q"] + extraArguments,
+                        timeout: .seconds(300))
+        return (netboot, own, try etcSSI(config: config, authkey: authkey))
+    }
+
+    /// Node N's key disk made by `cfsIdentities`.
+    public func identityDisk(node n: Int) -> String { path("id-node\(n).img") }
 }
 
 extension VMTest {
@@ -199,10 +249,20 @@ extension VMTest {
     /// administrator keeps them.
     public func etcSSI(config: String, authkey: String) throws -> String {
         let etc = path("etc-ssi")
+        // Made afresh: a scenario that built another root before (the GFS2
+        // benchmark's CFS half) copied the last one already.
+        try? FileManager.default.removeItem(atPath: etc)
         try FileManager.default.createDirectory(atPath: etc, withIntermediateDirectories: true)
         try FileManager.default.copyItem(atPath: authkey, toPath: etc + "/authkey")
+        // The identities, where the configuration says (an init node's
+        // /etc/ssi), when cfsIdentities made them.
+        for (name, dest) in [("identities", "identities"), ("node1.key", "node.key")] where FileManager.default.fileExists(atPath: path(name)) {
+            try FileManager.default.copyItem(atPath: path(name), toPath: etc + "/" + dest)
+        }
         try String(contentsOfFile: config, encoding: .utf8)
             .replacingOccurrences(of: "authkey = \"\(authkey)\"", with: "authkey = \"/etc/ssi/authkey\"")
+            .replacingOccurrences(of: "known = \"\(path("identities"))\"", with: "known = \"/etc/ssi/identities\"")
+            .replacingOccurrences(of: "key = \"\(path("node1.key"))\"", with: "key = \"/etc/ssi/node.key\"")
             .write(toFile: etc + "/cluster.conf", atomically: true, encoding: .utf8)
         return etc
     }

@@ -26,10 +26,60 @@ extension VM {
                 let key = vm.path("authkey")
                 try Command.run([ssi, "cluster", "keygen", "-o", key])
                 let conf = try vm.exampleCFSConfig(authkey: key)
+                // Network-booted nodes in enrollment mode: node 4, below,
+                // makes its key and waits to be enrolled.
+                let enrolling = try String(contentsOfFile: conf, encoding: .utf8)
+                    .replacingOccurrences(of: "kernel_arguments = \"", with: "kernel_arguments = \"ssi.enroll ")
+                try enrolling.write(toFile: conf, atomically: true, encoding: .utf8)
+                // Node 1's key (the key server's) and nodes 2 and 3's key
+                // disks, enrolled ahead; node 4 enrolls at boot.
+                try vm.cfsIdentities(ssi: ssi, config: conf, enrolled: [2, 3])
                 let netboot = vm.path("netboot")
                 let built = try Command.run([ssi, "mkinitrd", "--config", conf, "--kver", kernel.version,
                                              "--netboot", netboot, "--kernel-image", kernel.path], timeout: .seconds(300))
                 #expect(built.stdout.contains("serves node2, node3"), "\(built.stdout)")
+                #expect(built.stdout.contains("initrd.img holds no secret (mode 0644)"), "\(built.stdout)")
+                // Node 1 boots its own image, which carries the key.
+                let own = vm.path("node1.img")
+                try Command.run([ssi, "mkinitrd", "--config", conf, "--kver", kernel.version, "-o", own, "-q"], timeout: .seconds(300))
+
+                // The served image holds no secret: not the cluster key,
+                // not a node key's seed; node 1's own image (the same
+                // search) holds the cluster key.
+                let keyBytes = try Data(contentsOf: URL(fileURLWithPath: key))
+                var seeds: [Data] = []
+                for file in [vm.path("node1.key"), vm.identityDisk(node: 2), vm.identityDisk(node: 3)] {
+                    let text = String(decoding: try Data(contentsOf: URL(fileURLWithPath: file)).prefix(4096), as: UTF8.self)
+                    let seed = text.split(separator: "\n").first { $0.hasPrefix("seed ") }.map { String($0.dropFirst(5)) }
+                    seeds.append(Data((try #require(seed, "\(file) has a seed line")).utf8))
+                }
+                func secretsIn(_ image: String) throws -> [String] {
+                    let dir = vm.path("search-" + (image as NSString).lastPathComponent)
+                    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+                    try Command.run(["sh", "-c", "cd \(dir) && zstd -dc \(image) | cpio -id --quiet"], timeout: .seconds(120))
+                    var found: [String] = []
+                    let files = FileManager.default.enumerator(atPath: dir)?.compactMap { $0 as? String } ?? []
+                    for f in files {
+                        var isDir: ObjCBool = false
+                        guard FileManager.default.fileExists(atPath: dir + "/" + f, isDirectory: &isDir), !isDir.boolValue,
+                              let data = FileManager.default.contents(atPath: dir + "/" + f) else { continue }
+                        if data.range(of: keyBytes) != nil { found.append("the cluster key in \(f)") }
+                        for s in seeds where data.range(of: s) != nil { found.append("a node key in \(f)") }
+                        // Any node key's seed line (the binary holds the
+                        // format's words, never a 32-byte base64 value).
+                        let text = String(decoding: data, as: UTF8.self)
+                        if text.range(of: "seed [A-Za-z0-9+/]{43}=\n", options: .regularExpression) != nil {
+                            found.append("a key file in \(f)")
+                        }
+                    }
+                    try? FileManager.default.removeItem(atPath: dir)
+                    return found
+                }
+                let served = try secretsIn(netboot + "/initrd.img")
+                #expect(served.isEmpty, "the served image holds: \(served)")
+                let mode = try FileManager.default.attributesOfItem(atPath: netboot + "/initrd.img")[.posixPermissions] as? Int
+                #expect(mode == 0o644, "the served image is world-readable: it holds nothing secret")
+                #expect(try secretsIn(own) == ["the cluster key in etc/corosync/authkey"], "node 1's own image carries the key")
                 for f in ["initrd.img", "vmlinuz", "boot.ipxe", "dhcp-hosts"] {
                     #expect(FileManager.default.fileExists(atPath: netboot + "/" + f), "--netboot wrote \(f)")
                 }
@@ -59,23 +109,23 @@ extension VM {
                                 timeout: .seconds(900))
 
                 let network = try vm.network()
-                var c1 = GuestConfig(name: "node1", initrd: netboot + "/initrd.img",
+                var c1 = GuestConfig(name: "node1", initrd: own,
                                      kernelArguments: ["root=UUID=\(uuid)", "ro", "ssi.quorum_wait=5"])
                 c1.memoryMB = 640
                 c1.disks = [Disk(debian, snapshot: true)]
                 c1.timeLimit = .seconds(1500)
                 c1.nics = [try network.addNIC(mac: Cluster.mac(node: 1))]
                 let node1 = try vm.start(c1)
-                let served = try await node1.waitFor(SSIInit.step("cfs-server", "exporting / to 10.77.0.0/24"),
-                                                     timeout: .seconds(300), failOn: SSIInit.failFast)
-                #expect(served.contains(" node2:/var") && served.contains(" node3:/var"), "the init node seeds the diskless nodes' copies: \(served)")
+                let exporting = try await node1.waitFor(SSIInit.step("cfs-server", "exporting / to 10.77.0.0/24"),
+                                                        timeout: .seconds(300), failOn: SSIInit.failFast)
+                #expect(exporting.contains(" node2:/var") && exporting.contains(" node3:/var"), "the init node seeds the diskless nodes' copies: \(exporting)")
                 // Waits follow progress: a slow machine is given the time
                 // while the node prints or talks to the network; a stuck
                 // one fails within `stalled`, saying what it waited for.
                 try await node1.waitFor(.contains("SSI-TEST multi-user"), stalled: .seconds(180), limit: .seconds(900))
                 try await node1.waitForAnywhere("ABSOLUTELY NO WARRANTY")
-                let active = try await node1.run("systemctl is-active nfs-server ssi-netboot", timeout: .seconds(60), expectStatus: nil).output
-                #expect(active == "active\nactive", "\(active)")
+                let active = try await node1.run("systemctl is-active nfs-server ssi-netboot ssi-keys", timeout: .seconds(60), expectStatus: nil).output
+                #expect(active == "active\nactive\nactive", "\(active)")
                 let exports = try await node1.run("exportfs -v", timeout: .seconds(30)).output
                 #expect(exports.contains("10.77.0.0/24") && exports.contains("fsid=0"), "\(exports)")
 
@@ -87,11 +137,15 @@ extension VM {
                     c.networkBoot = true
                     c.memoryMB = 512
                     c.timeLimit = .seconds(1500)
+                    c.disks = [Disk(vm.identityDisk(node: n), snapshot: true)]
                     c.nics = [try network.addNIC(mac: Cluster.mac(node: n))]
                     diskless.append(try vm.start(c))
                 }
                 let (node2, node3) = (diskless[0], diskless[1])
                 for g in diskless {
+                    let keyed = try await g.waitFor(SSIInit.step("keys", "received the cluster key from node1 (10.77.0.1)"),
+                                                    stalled: .seconds(180), limit: .seconds(600), failOn: SSIInit.failFast)
+                    #expect(keyed.contains("kept in RAM, mode 0400"), "\(keyed)")
                     // ")" ends the line's option list: a match on a line still
                     // arriving on the console (CI read "...proto=tcp,har") would
                     // check half of its options.
@@ -125,6 +179,17 @@ extension VM {
                     #expect(procs.contains("@/usr/sbin/corosync -f") && procs.contains("@/usr/bin/ssi cluster agent"), "\(procs)")
                 }
                 #expect(machineIDs.count == 3, "three different machine ids")
+                // The key came from node 1's key server, which logged each
+                // delivery with the node's address and MAC; on the nodes it
+                // is root's alone, in RAM (the daemons' root in /run).
+                let keyLog = try await node1.run("journalctl -q -o cat -u ssi-keys | cat", timeout: .seconds(60)).output
+                for n in 2...3 {
+                    #expect(keyLog.contains("gave node\(n) from 10.77.0.\(n) (52:54:00:00:00:0\(n)) the cluster key"), "\(keyLog)")
+                }
+                for g in diskless {
+                    let held = try await g.run("stat -c '%a %U' /run/ssi/root/etc/corosync/authkey; stat -f -c %T /run/ssi/root/etc/corosync/authkey").output
+                    #expect(held == "400 root\ntmpfs", "\(g.name): \(held)")
+                }
                 for g in diskless {
                     #expect(try await g.run("findmnt -n -o FSTYPE /").output == "nfs4")
                     // Through a pipe: on the serial console findmnt cuts its
@@ -194,16 +259,65 @@ extension VM {
                 #expect(reloaded.contains("applied on 3 members") && reloaded.contains("node1 (1): ok"), "\(reloaded)")
                 let four = try await ssiClusterInDistro(node3, "status")
                 #expect(four.contains("Cluster ssi: 4 nodes, 3 members, quorate"), "\(four)")
-                var c4 = GuestConfig(name: "node4")
-                c4.networkBoot = true
-                c4.memoryMB = 512
-                c4.nics = [try network.addNIC(mac: Cluster.mac(node: 4))]
-                let node4 = try vm.start(c4)
+                // Node 4 boots in enrollment mode with a blank key disk: it
+                // makes its key, shows the fingerprint and waits; the
+                // administrator compares and enrolls it on the init node.
+                func fingerprint(_ line: String) -> String {
+                    String(line[(line.range(of: "SHA256:")?.lowerBound ?? line.endIndex)...].prefix { !$0.isWhitespace })
+                }
+                func bootNode4(_ name: String) throws -> (Guest, String) {
+                    var c4 = GuestConfig(name: name)
+                    c4.networkBoot = true
+                    c4.memoryMB = 512
+                    c4.disks = [Disk(try vm.blankDisk(name: "id-" + name, megabytes: 1))]
+                    c4.nics = [try network.addNIC(mac: Cluster.mac(node: 4))]
+                    return (try vm.start(c4), name)
+                }
+                let (node4, _) = try bootNode4("node4")
+                let fp4 = fingerprint(try await node4.waitFor(SSIInit.step("keys", "made a new node key on /dev/vda: SHA256:"),
+                                                              timeout: .seconds(300), failOn: SSIInit.failFast))
+                let unknown = try await node4.waitFor(SSIInit.step("keys", "unknown identity"), timeout: .seconds(120), failOn: SSIInit.failFast)
+                #expect(unknown.contains("enrollment mode"), "\(unknown)")
+                let pending = try await ssiClusterInDistro(node1, "node list")
+                #expect(pending.contains("4 node4: not enrolled; offers \(fp4) from 10.77.0.4 (52:54:00:00:00:04)"), "\(pending)")
+                let wrong = try await node1.run("\(ToolsCluster.ssi) cluster node enroll node4 --fingerprint SHA256:someoneElse", expectStatus: nil)
+                #expect(wrong.status == 1 && wrong.output.contains("not SHA256:someoneElse: nothing enrolled"), "\(wrong.output)")
+                let enrolled = try await ssiClusterInDistro(node1, "node enroll node4 --fingerprint \(fp4)")
+                #expect(enrolled.contains("enrolled node4 as \(fp4)"), "\(enrolled)")
+                try await node4.waitFor(SSIInit.step("keys", "received the cluster key"), timeout: .seconds(60), failOn: SSIInit.failFast)
                 try await node4.waitFor(SSIInit.step("membership", "quorate"), timeout: .seconds(300), failOn: SSIInit.failFast)
                 try await node4.waitFor(SSIInit.step("switch-root"), timeout: .seconds(300), failOn: SSIInit.failFast)
                 let joined = try await ssiClusterInDistro(node1, "status")
                 #expect(joined.contains("4 nodes, 4 members, quorate"), "\(joined)")
                 node4.kill()
+
+                // A replaced board (a new, blank key disk) with node 4's
+                // MAC and address, booting the served image: it is refused
+                // as "identity changed", gets no key and joins nothing, and
+                // the init node logs it; re-enrolled, it joins.
+                let (newBoard, _) = try bootNode4("node4-new-board")
+                let fp4b = fingerprint(try await newBoard.waitFor(SSIInit.step("keys", "made a new node key on /dev/vda: SHA256:"),
+                                                                  timeout: .seconds(300), failOn: SSIInit.failFast))
+                #expect(fp4b != fp4)
+                let changed = try await newBoard.waitFor(SSIInit.step("keys", "identity changed"), timeout: .seconds(120), failOn: SSIInit.failFast)
+                #expect(changed.contains(fp4), "the console names the enrolled identity: \(changed)")
+                let refusals = try await node1.run("journalctl -q -o cat -u ssi-keys | grep 'node 4' | cat", timeout: .seconds(60)).output
+                #expect(refusals.contains("refused node 4 from 10.77.0.4 (52:54:00:00:00:04): unknown identity"), "\(refusals)")
+                #expect(refusals.contains("refused node 4 from 10.77.0.4 (52:54:00:00:00:04): identity changed"), "\(refusals)")
+                let outside = try await ssiClusterInDistro(node2, "status")
+                // It fetched the image (COMINGUP at stage "image", as DHCP and
+                // TFTP showed it) and got no further: not in corosync's votes.
+                let row4 = outside.split(separator: "\n").first { $0.hasPrefix("4 ") }.map(String.init) ?? ""
+                #expect(outside.contains("total votes 3") && row4.contains("COMINGUP") && row4.contains("image"),
+                        "the refused node is no member: \(outside)")
+                let needsReplace = try await node1.run("\(ToolsCluster.ssi) cluster node enroll node4 --fingerprint \(fp4b)", expectStatus: nil)
+                #expect(needsReplace.status == 1 && needsReplace.output.contains("run again with --replace"), "\(needsReplace.output)")
+                let replaced = try await ssiClusterInDistro(node1, "node enroll node4 --replace --fingerprint \(fp4b)")
+                #expect(replaced.contains("enrolled node4 as \(fp4b)"), "\(replaced)")
+                try await newBoard.waitFor(SSIInit.step("membership", "quorate"), timeout: .seconds(300), failOn: SSIInit.failFast)
+                newBoard.kill()
+                let forgotten = try await ssiClusterInDistro(node1, "node remove node4")
+                #expect(forgotten.contains("removed node4's identity"), "\(forgotten)")
                 // And removed again: back to three expected votes, so that
                 // nodes 2 and 3 alone keep quorum below.
                 try await node1.run("head -n -6 /etc/ssi/cluster.conf > /tmp/c && cat /tmp/c > /etc/ssi/cluster.conf")
@@ -226,13 +340,16 @@ extension VM {
                 var again = GuestConfig(name: "node3-again", initrd: netboot + "/initrd.img",
                                         kernelArguments: ["ssi.root_wait=15"])
                 again.memoryMB = 512
+                again.disks = [Disk(vm.identityDisk(node: 3), snapshot: true)]
                 again.nics = [try network.addNIC(mac: Cluster.mac(node: 3))]
                 let late = try vm.start(again)
-                let waiting = try await late.waitFor(SSIInit.step("root", "waiting for the init node node1 (10.77.0.1)"),
+                // Its key comes from the init node too: it waits as long as
+                // it would for the root, names the init node, and stops.
+                let waiting = try await late.waitFor(SSIInit.step("keys", "the init node node1 (10.77.0.1) is unreachable"),
                                                      timeout: .seconds(300))
-                #expect(waiting.contains("down or unreachable"), "\(waiting)")
-                let failed = try await late.waitFor(SSIInit.error("root", "did not serve NFS within 15 s"), timeout: .seconds(120))
-                #expect(failed.contains("node1"), "\(failed)")
+                #expect(waiting.contains("connecting to 10.77.0.1:7792"), "\(waiting)")
+                let failed = try await late.waitFor(SSIInit.error("keys", "no cluster key: the init node node1"), timeout: .seconds(120))
+                #expect(failed.contains("unreachable"), "\(failed)")
                 try await late.waitFor(SSIInit.step("emergency"), timeout: .seconds(30))
             }
         }

@@ -51,9 +51,9 @@ struct CFSBench {
             let key = vm.path("authkey")
             try Command.run([ssi, "cluster", "keygen", "-o", key])
             let conf = try vm.exampleCFSConfig(authkey: key)
-            let netboot = vm.path("netboot")
-            try Command.run([ssi, "mkinitrd", "--config", conf, "--kver", kernel.version, "--netboot", netboot,
-                             "--kernel-image", kernel.path, "-q"], timeout: .seconds(300))
+            // Node 1 boots its own image; the served one holds no secret,
+            // and node 2 proves its identity (its key disk) for the key.
+            let (netboot, own, etc) = try vm.cfsImages(ssi: ssi, config: conf, authkey: key, kernel: kernel, enrolled: [2])
             // The same cluster with no cached trees: the whole root coherent.
             let coherentConf = vm.path("cluster-coherent.conf")
             let confText = try String(contentsOfFile: conf, encoding: .utf8)
@@ -95,9 +95,10 @@ struct CFSBench {
             let debian = vm.path("debian.img")
             let uuid = "0de0de0d-3333-4222-8333-444455556666"
             try Command.run([VMHost.packageRoot + "/initramfs/testroot/mkdebian.sh", debian, "--uuid", uuid,
-                             "--size", "1500M", "--copy", netboot + ":/srv/ssi/netboot"], timeout: .seconds(900))
+                             "--size", "1500M", "--copy", netboot + ":/srv/ssi/netboot", "--copy", etc + ":/etc/ssi"],
+                            timeout: .seconds(900))
             let network = try vm.network()
-            var c1 = GuestConfig(name: "node1", initrd: netboot + "/initrd.img",
+            var c1 = GuestConfig(name: "node1", initrd: own,
                                  kernelArguments: ["root=UUID=\(uuid)", "ro", "ssi.quorum_wait=5"])
             c1.memoryMB = 640
             c1.disks = [Disk(debian, snapshot: true)]
@@ -125,6 +126,7 @@ struct CFSBench {
                 var c = GuestConfig(name: "node2-\(kind)")
                 c.networkBoot = true
                 c.memoryMB = 512
+                c.disks = [Disk(vm.identityDisk(node: 2), snapshot: true)]
                 c.timeLimit = .seconds(1200)
                 c.nics = [try network.addNIC(mac: Cluster.mac(node: 2))]
                 let g = try vm.start(c)

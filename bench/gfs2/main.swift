@@ -105,14 +105,14 @@ struct GFS2Bench {
             // CFS on the same three VMs: node 1 serves its Debian disk, nodes
             // 2 and 3 boot from the network.
             let cfsConf = try vm.exampleCFSConfig(authkey: root.authkey)
-            let netboot = vm.path("netboot")
-            try Command.run([ssi, "mkinitrd", "--config", cfsConf, "--kver", kernel.version, "--netboot", netboot,
-                             "--kernel-image", kernel.path, "-q"], timeout: .seconds(300))
+            let (netboot, own, etc) = try vm.cfsImages(ssi: ssi, config: cfsConf, authkey: root.authkey, kernel: kernel,
+                                                       enrolled: [2, 3])
             let debian = vm.path("cfs-debian.img")
             let uuid = "0de0de0d-6666-4222-8333-444455556666"
             try Command.run([VMHost.packageRoot + "/initramfs/testroot/mkdebian.sh", debian, "--uuid", uuid,
-                             "--size", "1500M", "--copy", netboot + ":/srv/ssi/netboot"], timeout: .seconds(900))
-            var c1 = GuestConfig(name: "cfs-node1", initrd: netboot + "/initrd.img", kernelArguments: ["root=UUID=\(uuid)", "ro", "ssi.quorum_wait=5"])
+                             "--size", "1500M", "--copy", netboot + ":/srv/ssi/netboot", "--copy", etc + ":/etc/ssi"],
+                            timeout: .seconds(900))
+            var c1 = GuestConfig(name: "cfs-node1", initrd: own, kernelArguments: ["root=UUID=\(uuid)", "ro", "ssi.quorum_wait=5"])
             c1.memoryMB = 640
             c1.disks = [Disk(debian, snapshot: true)]
             c1.nics = [try network.addNIC(mac: Cluster.mac(node: 1))]
@@ -123,6 +123,7 @@ struct GFS2Bench {
                 var c = GuestConfig(name: "cfs-node\(n)")
                 c.networkBoot = true
                 c.memoryMB = 512
+                c.disks = [Disk(vm.identityDisk(node: n), snapshot: true)]
                 c.nics = [try network.addNIC(mac: Cluster.mac(node: n))]
                 diskless.append(try vm.start(c))
             }

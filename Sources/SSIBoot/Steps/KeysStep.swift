@@ -15,12 +15,14 @@ struct KeyPlan: Equatable {
     var server: ClusterConfig.Node
     var serverIdentity: PublicIdentity
     var device: String
-    /// How long to keep asking: a node in enrollment mode waits for the
-    /// administrator; any other waits only for the init node to answer.
-    var waitSeconds: Int
+    /// How long to wait for the init node to answer: as long as for its
+    /// NFS server (ssi.root_wait=, [root] wait_seconds), as the node cannot
+    /// boot without either.
+    var unreachableSeconds: Int
+    /// How long a node in enrollment mode waits for the administrator.
+    var enrollSeconds: Int
     var enroll: Bool
 
-    static let unreachableWaitSeconds = 120
     static let keyPath = "/etc/corosync/authkey"
 
     /// nil when the image carries the key.
@@ -43,8 +45,10 @@ struct KeyPlan: Equatable {
                            hint: "set [identity] device (e.g. \"/dev/vdb\", a small disk or USB stick) or boot with ssi.identity=PATH; "
                            + "boot once with ssi.enroll to make the key")
         }
-        return KeyPlan(server: server, serverIdentity: serverIdentity, device: device,
-                       waitSeconds: params.enroll ? config.identity.enrollWaitSeconds : unreachableWaitSeconds, enroll: params.enroll)
+        var rootWait = params.clusterRootWait ?? 180
+        if case .cfs(let cfs) = config.root { rootWait = params.clusterRootWait ?? cfs.waitSeconds }
+        return KeyPlan(server: server, serverIdentity: serverIdentity, device: device, unreachableSeconds: rootWait,
+                       enrollSeconds: config.identity.enrollWaitSeconds, enroll: params.enroll)
     }
 
     /// What a refusal means for the boot: wait (enrollment mode, for the
@@ -66,8 +70,9 @@ extension Boot {
         let who = "\(plan.server.name) (\(plan.server.address))"
         log.info("keys", "\(node.name) is \(key.identity.fingerprint) (key on \(plan.device)); asking \(who) for the cluster key")
         let started = Process.now()
-        let deadline = started + Double(plan.waitSeconds)
+        var deadline = started + Double(plan.unreachableSeconds)
         var said = ""
+        var waitingForEnrollment = false
         while true {
             var problem: SSIError
             do throws(SSIError) {
@@ -84,15 +89,21 @@ extension Boot {
                                             ? "enroll it on the init node (the command above), with ssi.enroll on this node's command line to wait for it"
                                             : nil)
                     guard KeyPlan.waits(after: why, enroll: plan.enroll) else { throw error }
+                    if !waitingForEnrollment {
+                        waitingForEnrollment = true
+                        deadline = Process.now() + Double(plan.enrollSeconds)
+                    }
                     problem = error
                 }
             } catch {
-                problem = error
+                problem = error.message.hasPrefix("connecting to")
+                    ? SSIError("keys", "the init node \(who) is unreachable (\(error.message))",
+                               hint: "is it up, and its ssi-keys.service running? ssi.root_wait=N waits longer")
+                    : error
             }
             let now = Process.now()
             if now >= deadline {
-                throw SSIError("keys", "no cluster key after \(plan.waitSeconds) s: \(problem.message)",
-                               hint: problem.hint ?? "is the init node \(who) up, and its ssi-keys.service running?")
+                throw SSIError("keys", "no cluster key: \(problem.message)", hint: problem.hint)
             }
             if problem.message != said {
                 log.warning("keys", "\(problem.message); trying again for up to \(Int(deadline - now)) s"

@@ -1,0 +1,84 @@
+import Testing
+import SSICore
+import SSIConfig
+import SSITrust
+@testable import SSIBoot
+
+/// The keys part of the membership step: who asks the init node for the
+/// cluster key, with which medium and waits, and what stops the boot.
+@Suite struct KeyPlanTests {
+    let initKey = NodeKey.generate().identity
+
+    func known() -> KnownIdentities {
+        var k = KnownIdentities()
+        k.set("node1", initKey)
+        return k
+    }
+
+    func message(_ body: () throws(SSIError) -> KeyPlan?) -> String {
+        do { return try body().map { "\($0)" } ?? "nil" } catch { return error.description }
+    }
+
+    @Test func anImageWithTheKeyAsksNobody() throws {
+        let config = try BootTestConfigs.cfs()
+        let node = try #require(config.node(number: 2))
+        #expect(try KeyPlan.decide(imageHasKey: true, config: config, node: node, params: BootParameters(), known: known()) == nil)
+    }
+
+    @Test func aServedImageAsksTheInitNodeWithTheMediumAndWaits() throws {
+        let config = try BootTestConfigs.cfs("\n[identity]\ndevice = \"/dev/vdb\"\nenroll_wait_seconds = 300\n")
+        let node = try #require(config.node(number: 2))
+        let plan = try #require(try KeyPlan.decide(imageHasKey: false, config: config, node: node,
+                                                   params: BootTestConfigs.params("ssi.enroll"), known: known()))
+        #expect(plan.server.number == 1 && plan.serverIdentity == initKey && plan.device == "/dev/vdb")
+        #expect(plan.unreachableSeconds == 120, "[root] wait_seconds of the test config")
+        #expect(plan.enrollSeconds == 300 && plan.enroll)
+        // The command line wins for the medium and the wait.
+        let given = try #require(try KeyPlan.decide(imageHasKey: false, config: config, node: node,
+                                                    params: BootTestConfigs.params("ssi.identity=/dev/sdz ssi.root_wait=15"), known: known()))
+        #expect(given.device == "/dev/sdz" && given.unreachableSeconds == 15 && !given.enroll)
+    }
+
+    @Test func whatStopsTheBootIsNamed() throws {
+        let config = try BootTestConfigs.cfs()
+        let node2 = try #require(config.node(number: 2)), node1 = try #require(config.node(number: 1))
+        let noMedium = message { () throws(SSIError) in
+            try KeyPlan.decide(imageHasKey: false, config: config, node: node2, params: BootParameters(), known: known())
+        }
+        #expect(noMedium.contains("no key medium is named for node2") && noMedium.contains("ssi.identity=PATH"), "\(noMedium)")
+        let noServerIdentity = message { () throws(SSIError) in
+            try KeyPlan.decide(imageHasKey: false, config: config, node: node2, params: BootParameters(), known: KnownIdentities())
+        }
+        #expect(noServerIdentity.contains("does not know the init node node1's identity"), "\(noServerIdentity)")
+        let initNode = message { () throws(SSIError) in
+            try KeyPlan.decide(imageHasKey: false, config: config, node: node1, params: BootParameters(), known: known())
+        }
+        #expect(initNode.contains("only a CFS cluster's init node gives the key"), "\(initNode)")
+        let gfs2 = try BootTestConfigs.gfs2()
+        let g1 = try #require(gfs2.nodes.first)
+        let gfs2Message = message { () throws(SSIError) in
+            try KeyPlan.decide(imageHasKey: false, config: gfs2, node: g1, params: BootParameters(), known: known())
+        }
+        #expect(gfs2Message.contains("without --netboot"), "\(gfs2Message)")
+    }
+
+    @Test func onlyAnEnrollingNodeWaitsForTheAdministrator() {
+        #expect(KeyPlan.waits(after: .unknownIdentity, enroll: true))
+        #expect(KeyPlan.waits(after: .identityChanged, enroll: true))
+        #expect(!KeyPlan.waits(after: .unknownIdentity, enroll: false))
+        #expect(!KeyPlan.waits(after: .notANode, enroll: true))
+        #expect(!KeyPlan.waits(after: .badProof, enroll: true))
+    }
+
+    @Test func commandLine() throws {
+        let p = try BootTestConfigs.params("ssi.identity=/dev/vdb ssi.enroll")
+        #expect(p.identityDevice == "/dev/vdb" && p.enroll)
+        #expect(p.explanation.contains("identity: /dev/vdb") && p.explanation.contains("enrollment mode"))
+        do {
+            _ = try BootTestConfigs.params("ssi.identity=vdb")
+            Issue.record("a relative medium path is refused")
+        } catch {
+            #expect("\(error)".contains("ssi.identity=vdb must be an absolute path"))
+        }
+    }
+}
