@@ -119,7 +119,8 @@ public enum KeyExchange {
                 guard body.count > 64 + 48 else { throw SSIError("keys", "the key server's answer is too short to hold keys") }
                 self = .keys(sealed: Array(body.dropLast(64)), signature: Array(body.suffix(64)))
             } else if let why = Refusal(rawValue: status) {
-                self = .refused(why, String(decoding: body, as: UTF8.self))
+                // The reason is shown on a console: escaped here, once.
+                self = .refused(why, printable(String(decoding: body, as: UTF8.self)))
             } else {
                 throw SSIError("keys", "the key server answered with an unknown status \(status)")
             }

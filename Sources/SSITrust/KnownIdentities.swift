@@ -46,10 +46,10 @@ public struct KnownIdentities: Sendable, Equatable {
             }
             let name = String(words[0])
             guard validName(name) else {
-                throw SSIError("identity", "\(source) line \(number): \"\(printable(name))\" is not a node name")
+                throw SSIError("identity", "\(source) line \(number): \"\(printable(name.prefix(80)))\" is not a node name")
             }
             guard let identity = PublicIdentity(words[1]) else {
-                throw SSIError("identity", "\(source) line \(number): \"\(printable(words[1]))\" is not ed25519: and a 32-byte base64 key")
+                throw SSIError("identity", "\(source) line \(number): \"\(printable(words[1].prefix(80)))\" is not ed25519: and a 32-byte base64 key")
             }
             if let first = result.entries.first(where: { $0.name == name }) {
                 throw SSIError("identity", "\(source) line \(number): \(name) is also on line \(first.line)",

@@ -46,7 +46,7 @@ public enum NodeKeyFile {
             let number = index + 1
             if number == 1 {
                 guard line == header else {
-                    throw SSIError("identity", "\(source) line 1: expected \"\(header)\", found \"\(printable(line))\"",
+                    throw SSIError("identity", "\(source) line 1: expected \"\(header)\", found \"\(printable(line.prefix(80)))\"",
                                    hint: "this medium holds something else; give the node's key medium ([identity] device, ssi.identity=)")
                 }
                 continue
@@ -65,7 +65,7 @@ public enum NodeKeyFile {
                 }
                 stated = id
             default:
-                throw SSIError("identity", "\(source) line \(number): unknown line \"\(printable(line))\"",
+                throw SSIError("identity", "\(source) line \(number): unknown line \"\(printable(line.prefix(80)))\"",
                                hint: "a key file has the lines \(header), seed and public")
             }
         }
@@ -142,10 +142,4 @@ public enum NodeKeyFile {
                            hint: error.errno == EEXIST ? "--force replaces it (the node must then be enrolled again)" : nil)
         }
     }
-}
-
-/// A line from outside, shown with control characters escaped and cut.
-func printable(_ s: some StringProtocol) -> String {
-    let shown = s.unicodeScalars.prefix(80).map { $0.value < 0x20 || $0.value == 0x7F ? "\\x" + String($0.value, radix: 16) : String($0) }
-    return shown.joined() + (s.unicodeScalars.count > 80 ? "..." : "")
 }

@@ -81,7 +81,7 @@ func scratch(_ name: String) throws -> String {
         let a = NodeKey.generate(), b = NodeKey.generate()
         let mixed = "ssi node identity v1\nseed \(Base64.encode(a.seed))\npublic \(b.identity)\n"
         #expect(message(mixed).contains("does not belong to the seed"))
-        #expect(message("ssi node identity v1\n\u{1b}[2J\n").contains("\\x1b"), "control characters are escaped")
+        #expect(message("ssi node identity v1\n\u{1b}[2J\n").contains("\\u001B"), "control characters are escaped")
     }
 
     @Test func filesAreRootsAloneAndNotReplacedByAccident() throws {

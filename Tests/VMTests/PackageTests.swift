@@ -109,6 +109,11 @@ extension VM {
                 // refreshes the netboot folder; an older one's does not.
                 try fm.copyItem(atPath: kernel.path, toPath: root.path + "/boot/vmlinuz-\(v)")
                 try fm.copyItem(atPath: VMHost.packageRoot + "/configs/cfs-3node.conf", toPath: root.path + "/etc/ssi/cluster.conf")
+                // The served image carries the init node's enrolled identity.
+                let key = try root.run(["ssi-cluster", "node", "key", "new", "-o", "/etc/ssi/node.key"])
+                #expect(key.stdout.contains("fingerprint: SHA256:"), "\(key.stdout)")
+                let enrolled = try root.run(["ssi-cluster", "node", "enroll", "node1", "--key", "/etc/ssi/node.key"])
+                #expect(enrolled.stdout.contains("enrolled node1 as SHA256:") && enrolled.stdout.contains("rebuild it"), "\(enrolled.stdout)")
                 try "SSI_NETBOOT=/srv/ssi/netboot\n".write(toFile: root.path + "/etc/default/ssi", atomically: true, encoding: .utf8)
                 let served = try root.run(["/etc/kernel/postinst.d/ssi", v, "/boot/vmlinuz-\(v)"], check: false)
                 #expect(served.status == 0 && served.stderr.contains("/srv/ssi/netboot now serves \(v)"), "\(served.status) \(served.stderr)")

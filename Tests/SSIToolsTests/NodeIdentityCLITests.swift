@@ -1,0 +1,115 @@
+import Foundation
+import Testing
+
+/// `ssi cluster node ...` and `ssi-mkinitrd --netboot`'s refusals, run as
+/// an administrator would, on a scratch configuration.
+@Suite struct NodeIdentityCLITests {
+    static let ssi = CLIBinaryTests.ssi
+
+    static func scratch() throws -> String {
+        let dir = NSTemporaryDirectory() + "ssi-node-cli-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let config = """
+            [cluster]
+            name = "ssi"
+            authkey = "\(dir)/authkey"
+
+            [network]
+            prefix = "10.77.0.0/24"
+
+            [root]
+            type = "cfs"
+            server = 1
+
+            [identity]
+            known = "\(dir)/identities"
+            key = "\(dir)/node.key"
+            device = "/dev/vda"
+
+            [[node]]
+            number = 1
+            name = "node1"
+            mac = "52:54:00:00:00:01"
+            address = "10.77.0.1"
+            role = "init"
+
+            [[node]]
+            number = 2
+            name = "node2"
+            mac = "52:54:00:00:00:02"
+            address = "10.77.0.2"
+            role = "diskless"
+
+            """
+        try config.write(toFile: dir + "/cluster.conf", atomically: true, encoding: .utf8)
+        return dir
+    }
+
+    @Test("key new/show, enroll from a key file, a changed key needs --replace, list, remove",
+          .enabled(if: ssi != nil, "SSI_BIN is not set"))
+    func enrollFlow() throws {
+        let dir = try Self.scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let conf = dir + "/cluster.conf"
+        let made = try CLIBinaryTests.run(["cluster", "node", "key", "new", "-o", dir + "/node2.key"])
+        #expect(made.status == 0, "\(made.err)")
+        let fp = try #require(made.out.split(separator: "\n").first { $0.hasPrefix("fingerprint: ") }).dropFirst(13)
+        let shown = try CLIBinaryTests.run(["cluster", "node", "key", "show", dir + "/node2.key"])
+        #expect(shown.out.contains("fingerprint: \(fp)"))
+        let again = try CLIBinaryTests.run(["cluster", "node", "key", "new", "-o", dir + "/node2.key"])
+        #expect(again.status == 1 && again.err.contains("--force replaces it"), "\(again.err)")
+
+        let enrolled = try CLIBinaryTests.run(["cluster", "node", "enroll", "node2", "--key", dir + "/node2.key", "--config", conf])
+        #expect(enrolled.status == 0 && enrolled.out.contains("enrolled node2 as \(fp)"), "\(enrolled)")
+        let known = try String(contentsOfFile: dir + "/identities", encoding: .utf8)
+        #expect(known.hasPrefix("node2 ed25519:") && known.split(separator: "\n").count == 1, "\(known)")
+        let same = try CLIBinaryTests.run(["cluster", "node", "enroll", "2", "--key", dir + "/node2.key", "--config", conf])
+        #expect(same.status == 0 && same.out.contains("already enrolled"), "\(same)")
+
+        _ = try CLIBinaryTests.run(["cluster", "node", "key", "new", "--force", "-o", dir + "/node2.key"])
+        let changed = try CLIBinaryTests.run(["cluster", "node", "enroll", "node2", "--key", dir + "/node2.key", "--config", conf])
+        #expect(changed.status == 1 && changed.err.contains("run again with --replace"), "\(changed.err)")
+        #expect(try String(contentsOfFile: dir + "/identities", encoding: .utf8) == known, "nothing changed on a refusal")
+        let replaced = try CLIBinaryTests.run(["cluster", "node", "enroll", "node2", "--replace", "--key", dir + "/node2.key", "--config", conf])
+        #expect(replaced.status == 0, "\(replaced.err)")
+
+        // No pending offer, no terminal: the errors say what to do.
+        let nothing = try CLIBinaryTests.run(["cluster", "node", "enroll", "node1", "--config", conf])
+        #expect(nothing.status == 1 && nothing.err.contains("node1 has offered no identity"), "\(nothing.err)")
+        let stranger = try CLIBinaryTests.run(["cluster", "node", "enroll", "node9", "--key", dir + "/node2.key", "--config", conf])
+        #expect(stranger.status == 1 && stranger.err.contains("node9 is not a node of") && stranger.err.contains("1 node1, 2 node2"),
+                "\(stranger.err)")
+
+        let list = try CLIBinaryTests.run(["cluster", "node", "list", "--config", conf])
+        #expect(list.out.contains("1 node1: not enrolled") && list.out.contains("2 node2: SHA256:"), "\(list.out)")
+        let removed = try CLIBinaryTests.run(["cluster", "node", "remove", "node2", "--config", conf])
+        #expect(removed.status == 0 && removed.out.contains("removed node2's identity"), "\(removed)")
+        let twice = try CLIBinaryTests.run(["cluster", "node", "remove", "node2", "--config", conf])
+        #expect(twice.status == 1 && twice.err.contains("no enrolled identity"), "\(twice.err)")
+    }
+
+    @Test("--netboot refuses --authkey, fence credentials and a missing identities file, each with the fix",
+          .enabled(if: ssi != nil, "SSI_BIN is not set"))
+    func netbootRefusals() throws {
+        let dir = try Self.scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let conf = dir + "/cluster.conf"
+        func netboot(_ extra: [String] = [], config: String) throws -> (status: Int32, out: String, err: String) {
+            // The refusals come before any module is looked at: an empty
+            // module folder will do.
+            try CLIBinaryTests.run(["mkinitrd", "--config", config, "--kver", "6.1.0-0-test", "--kmoddir", dir, "--netboot", dir + "/netboot",
+                                    "--kernel-image", conf] + extra)
+        }
+        let noKnown = try netboot(config: conf)
+        #expect(noKnown.status == 1 && noKnown.err.contains("\(dir)/identities does not exist")
+                && noKnown.err.contains("ssi cluster node enroll node1 --key \(dir)/node.key"), "\(noKnown.err)")
+        let withKey = try netboot(["--authkey", dir + "/authkey"], config: conf)
+        #expect(withKey.status == 1 && withKey.err.contains("--authkey does not go with --netboot"), "\(withKey.err)")
+        let fenced = dir + "/fenced.conf"
+        try (try String(contentsOfFile: conf, encoding: .utf8) + "\n[fence]\nagent = \"/usr/sbin/fence_ipmilan\"\nargs = \"password=secret\"\n")
+            .write(toFile: fenced, atomically: true, encoding: .utf8)
+        let fence = try netboot(config: fenced)
+        #expect(fence.status == 1 && fence.err.contains("would carry [fence]'s credentials"), "\(fence.err)")
+        #expect(!FileManager.default.fileExists(atPath: dir + "/netboot/initrd.img"), "nothing written")
+    }
+}
