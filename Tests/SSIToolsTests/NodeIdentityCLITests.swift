@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import SSITestSupport
 
 /// `ssi cluster node ...` and `ssi-mkinitrd --netboot`'s refusals, run as
 /// an administrator would, on a scratch configuration.
@@ -9,38 +10,7 @@ import Testing
     static func scratch() throws -> String {
         let dir = NSTemporaryDirectory() + "ssi-node-cli-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let config = """
-            [cluster]
-            name = "ssi"
-            authkey = "\(dir)/authkey"
-
-            [network]
-            prefix = "10.77.0.0/24"
-
-            [root]
-            type = "cfs"
-            server = 1
-
-            [identity]
-            known = "\(dir)/identities"
-            key = "\(dir)/node.key"
-            device = "/dev/vda"
-
-            [[node]]
-            number = 1
-            name = "node1"
-            mac = "52:54:00:00:00:01"
-            address = "10.77.0.1"
-            role = "init"
-
-            [[node]]
-            number = 2
-            name = "node2"
-            mac = "52:54:00:00:00:02"
-            address = "10.77.0.2"
-            role = "diskless"
-
-            """
+        let config = SampleConfigs.cfsWithIdentities(dir: dir, nodes: 2)
         try config.write(toFile: dir + "/cluster.conf", atomically: true, encoding: .utf8)
         return dir
     }

@@ -79,44 +79,7 @@ struct TrustFixture {
 
     init(_ name: String) throws {
         dir = try scratch(name)
-        let text = """
-            [cluster]
-            name = "ssi"
-            authkey = "\(dir)/authkey"
-
-            [network]
-            prefix = "10.77.0.0/24"
-
-            [root]
-            type = "cfs"
-            server = 1
-
-            [identity]
-            known = "\(dir)/identities"
-            key = "\(dir)/node.key"
-
-            [[node]]
-            number = 1
-            name = "node1"
-            mac = "52:54:00:00:00:01"
-            address = "10.77.0.1"
-            role = "init"
-
-            [[node]]
-            number = 2
-            name = "node2"
-            mac = "52:54:00:00:00:02"
-            address = "10.77.0.2"
-            role = "diskless"
-
-            [[node]]
-            number = 3
-            name = "node3"
-            mac = "52:54:00:00:00:03"
-            address = "10.77.0.3"
-            role = "diskless"
-
-            """
+        let text = SampleConfigs.cfsWithIdentities(dir: dir)
         try text.write(toFile: dir + "/cluster.conf", atomically: true, encoding: .utf8)
         config = try ClusterConfig.load(path: dir + "/cluster.conf")
         server = NodeKey.generate()
