@@ -74,7 +74,12 @@ extension Boot {
         var said = ""
         var waitingForEnrollment = false
         while true {
-            var problem: SSIError
+            var problem = SSIError("keys", "no answer from \(who)")
+            // A refusal ends the boot's wait at once, unless enrolling: it
+            // is the init node's answer, not a network problem. (Thrown
+            // after the do/catch, which would otherwise take it for one.)
+            var refusal: SSIError?
+            var waits = false
             do throws(SSIError) {
                 switch try KeyClient.request(server: plan.server.address.description, node: UInt32(node.number), key: key,
                                              serverIdentity: plan.serverIdentity) {
@@ -84,22 +89,25 @@ extension Boot {
                     log.info("keys", "received the cluster key from \(who) in \(ms) ms; it is kept in RAM, mode 0400")
                     return
                 case .refused(let why, let text):
-                    let error = SSIError("keys", "\(who) refused this node: \(why.summary): \(text)",
-                                         hint: why == .unknownIdentity || why == .identityChanged
-                                            ? "enroll it on the init node (the command above), with ssi.enroll on this node's command line to wait for it"
-                                            : nil)
-                    guard KeyPlan.waits(after: why, enroll: plan.enroll) else { throw error }
-                    if !waitingForEnrollment {
-                        waitingForEnrollment = true
-                        deadline = Process.now() + Double(plan.enrollSeconds)
-                    }
-                    problem = error
+                    refusal = SSIError("keys", "\(who) refused this node: \(why.summary): \(text)",
+                                       hint: why == .unknownIdentity || why == .identityChanged
+                                          ? "enroll it on the init node (the command above), with ssi.enroll on this node's command line to wait for it"
+                                          : nil)
+                    waits = KeyPlan.waits(after: why, enroll: plan.enroll)
                 }
             } catch {
                 problem = error.message.hasPrefix("connecting to")
                     ? SSIError("keys", "the init node \(who) is unreachable (\(error.message))",
                                hint: "is it up, and its ssi-keys.service running? ssi.root_wait=N waits longer")
                     : error
+            }
+            if let refusal {
+                guard waits else { throw refusal }
+                if !waitingForEnrollment {
+                    waitingForEnrollment = true
+                    deadline = Process.now() + Double(plan.enrollSeconds)
+                }
+                problem = refusal
             }
             let now = Process.now()
             if now >= deadline {
