@@ -45,14 +45,18 @@ public enum KeyPolicy {
 
 /// The init node's key server: gives the cluster key to enrolled nodes
 /// that prove who they are, sealed to their key and signed by the init
-/// node's. Requests are served one at a time, each within 10 s (a boot
-/// asks once; a stranger holding a connection delays the next by at most
-/// that). Every answer is one line on stdout (the journal), with the
+/// node's. Requests are served one at a time, each within 10 s however
+/// the peer paces its bytes (a boot asks once; a stranger holding a
+/// connection delays the next by at most that). Every answer is one line on stdout (the journal), with the
 /// requester's address and MAC.
 public struct KeyServer: Sendable {
     public var configPath: String
     public var pendingDirectory = PendingEnrollment.directory
     public var arpTable = "/proc/net/arp"
+
+    /// The most one request may take, start to end.
+    public static let defaultExchangeSeconds = 10.0
+    public var exchangeSeconds = KeyServer.defaultExchangeSeconds
 
     public init(configPath: String) { self.configPath = configPath }
 
@@ -99,10 +103,13 @@ public struct KeyServer: Sendable {
 
     /// One request, start to end; the line to log.
     public func serve(_ fd: Int32, peer: String) -> String {
+        _ = sodium_init()
+        // The whole exchange, however the peer paces its bytes.
+        let deadline = TCP.now() + exchangeSeconds
         let who = "\(peer) (\(mac(of: peer) ?? "MAC unknown"))"
         let hello: KeyExchange.Hello
         do {
-            hello = try KeyExchange.Hello(decoding: try TCP.receive(fd, KeyExchange.Hello.size, what: "request"))
+            hello = try KeyExchange.Hello(decoding: try TCP.receive(fd, KeyExchange.Hello.size, what: "request", deadline: deadline))
         } catch {
             return "\(who): \(error.message)"
         }
@@ -112,7 +119,7 @@ public struct KeyServer: Sendable {
         let proof: KeyExchange.Proof
         do {
             try TCP.send(fd, challenge.bytes)
-            proof = try KeyExchange.Proof(decoding: try TCP.receive(fd, KeyExchange.Proof.size, what: "proof"))
+            proof = try KeyExchange.Proof(decoding: try TCP.receive(fd, KeyExchange.Proof.size, what: "proof", deadline: deadline))
         } catch {
             return "node \(hello.node) from \(who): \(error.message)"
         }
@@ -209,21 +216,23 @@ public enum KeyClient {
                                serverIdentity: PublicIdentity, seconds: Int = 10) throws(SSIError) -> Outcome {
         let fd = try TCP.connect(server, port: port, seconds: seconds)
         defer { close(fd) }
-        return try exchange(fd, server: server, node: node, key: key, serverIdentity: serverIdentity)
+        return try exchange(fd, server: server, node: node, key: key, serverIdentity: serverIdentity,
+                            deadline: TCP.now() + Double(seconds) + KeyServer.defaultExchangeSeconds)
     }
 
     /// The exchange on a connected socket.
-    public static func exchange(_ fd: Int32, server: String, node: UInt32, key: NodeKey,
-                                serverIdentity: PublicIdentity) throws(SSIError) -> Outcome {
+    public static func exchange(_ fd: Int32, server: String, node: UInt32, key: NodeKey, serverIdentity: PublicIdentity,
+                                deadline given: Double? = nil) throws(SSIError) -> Outcome {
+        let deadline = given ?? TCP.now() + 2 * KeyServer.defaultExchangeSeconds
         var nonce = [UInt8](repeating: 0, count: 32)
         _ = sodium_init()
         randombytes_buf(&nonce, 32)
         let hello = KeyExchange.Hello(node: node, identity: key.identity, nonce: nonce)
         try TCP.send(fd, hello.bytes)
-        let challenge = try KeyExchange.Challenge(decoding: try TCP.receive(fd, KeyExchange.Challenge.size, what: "challenge"))
+        let challenge = try KeyExchange.Challenge(decoding: try TCP.receive(fd, KeyExchange.Challenge.size, what: "challenge", deadline: deadline))
         try TCP.send(fd, KeyExchange.Proof(signature: key.sign(KeyExchange.proofMessage(hello, challenge))).bytes)
-        let header = try KeyExchange.Answer.bodyLength(header: try TCP.receive(fd, KeyExchange.Answer.headerSize, what: "answer"))
-        let body = try TCP.receive(fd, header.length, what: "answer")
+        let header = try KeyExchange.Answer.bodyLength(header: try TCP.receive(fd, KeyExchange.Answer.headerSize, what: "answer", deadline: deadline))
+        let body = try TCP.receive(fd, header.length, what: "answer", deadline: deadline)
         guard body.count == header.length else { throw SSIError("keys", "the key server's answer is cut short") }
         switch try KeyExchange.Answer(status: header.status, body: body) {
         case .refused(let why, let text):

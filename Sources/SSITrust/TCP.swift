@@ -93,12 +93,34 @@ enum TCP {
         do { try sendAll(fd, bytes, name: "send") } catch { throw SSIError("keys", "sending: \(error.description)") }
     }
 
-    static func receive(_ fd: Int32, _ count: Int, what: String) throws(SSIError) -> [UInt8] {
-        do {
-            return try readExactly(fd, count, name: what)
-        } catch {
-            let why = error.errno == EAGAIN || error.errno == EWOULDBLOCK ? "no answer in time" : error.description
-            throw SSIError("keys", "reading the \(what): \(why)")
+    /// Monotonic seconds, for whole-exchange deadlines.
+    static func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+
+    /// Exactly `count` bytes (fewer only at end of stream) by `deadline`:
+    /// each read waits only for what is left of it, so a peer that sends
+    /// one byte at a time cannot stretch the exchange past it.
+    static func receive(_ fd: Int32, _ count: Int, what: String, deadline: Double) throws(SSIError) -> [UInt8] {
+        var buffer = [UInt8](repeating: 0, count: count)
+        var done = 0
+        while done < count {
+            let left = deadline - now()
+            guard left > 0 else { throw SSIError("keys", "reading the \(what): no answer in time") }
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard pollRetrying(&p, timeoutMs: Int32(min(left, 3600) * 1000) + 1) == 1 else {
+                throw SSIError("keys", "reading the \(what): no answer in time")
+            }
+            let at = done
+            switch attempt({ buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + at, count - at, Int32(MSG_DONTWAIT)) } }) {
+            case .done(0): return Array(buffer.prefix(done))
+            case .done(let n): done += n
+            case .wouldBlock: continue
+            case .failed(let e): throw SSIError("keys", "reading the \(what): \(errnoDescription(e))")
+            }
         }
+        return buffer
     }
 }

@@ -192,6 +192,33 @@ struct TrustFixture {
     }
 }
 
+@Suite struct KeyServerPacingTests {
+    @Test func aPeerDrippingBytesIsCutAtTheExchangeDeadline() throws {
+        let f = try TrustFixture("drip")
+        defer { try? FileManager.default.removeItem(atPath: f.dir) }
+        var server = f.keyServer
+        server.exchangeSeconds = 1
+        var fds: [Int32] = [0, 0]
+        #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds) == 0)
+        defer { close(fds[0]); close(fds[1]) }
+        let hello = KeyExchange.Hello(node: 2, identity: NodeKey.generate().identity, nonce: [UInt8](repeating: 1, count: 32)).bytes
+        // One byte every 100 ms: each read would be in time, the whole not.
+        let t = Thread { [fds] in
+            for b in hello.prefix(30) {
+                var byte = b
+                if write(fds[0], &byte, 1) != 1 { return }
+                usleep(100_000)
+            }
+        }
+        t.start()
+        let started = Date()
+        let line = server.serve(fds[1], peer: "10.77.0.2")
+        let took = Date().timeIntervalSince(started)
+        #expect(line.contains("no answer in time"), "\(line)")
+        #expect(took >= 0.9 && took < 2.5, "cut at the 1 s deadline, not after 30 bytes' worth: \(took) s")
+    }
+}
+
 @Suite struct KeyPolicyTests {
     @Test func everyDecision() throws {
         let f = try TrustFixture("policy")
