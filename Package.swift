@@ -82,7 +82,7 @@ let package = Package(
             swiftSettings: strict),
         .target(
             name: "SSITrust",
-            dependencies: ["SSICore", "SSIConfig", "CSodium", "CSSILazy"],
+            dependencies: ["SSICore", "SSILinux", "SSIConfig", "CSodium", "CSSILazy"],
             swiftSettings: strict),
         .target(
             name: "SSIBoot",

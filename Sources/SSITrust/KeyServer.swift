@@ -158,7 +158,7 @@ public struct KeyServer: Sendable {
 
     /// The MAC the kernel's ARP table holds for `address`.
     func mac(of address: String) -> String? {
-        guard let text = try? FileSystemText.read(arpTable) else { return nil }
+        guard let text = try? ConfigFiles.readText(arpTable, what: "ARP table") else { return nil }
         for line in text.split(separator: "\n").dropFirst() {
             let f = line.split(separator: " ", omittingEmptySubsequences: true)
             if f.count >= 4, f[0] == address { return String(f[3]) }
@@ -191,17 +191,8 @@ public struct PendingEnrollment: Equatable, Sendable {
     public static let directory = "/run/ssi/enroll"
 
     public static func load(directory: String = PendingEnrollment.directory, name: String) -> PendingEnrollment? {
-        guard KnownIdentities.validName(name), let text = try? FileSystemText.read(directory + "/" + name) else { return nil }
+        guard KnownIdentities.validName(name), let text = try? ConfigFiles.readText(directory + "/" + name, what: "pending enrollment") else { return nil }
         return parse(text)
-    }
-}
-
-/// A small text file (/proc/net/arp, a pending record), bounded.
-enum FileSystemText {
-    static func read(_ path: String) throws(SystemCallError) -> String {
-        let fd = try syscall("open \(path)") { open(path, O_RDONLY | O_CLOEXEC) }
-        defer { close(fd) }
-        return String(decoding: try readAll(fd, name: path, limit: 1 << 20), as: UTF8.self)
     }
 }
 

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 public import SSICore
+import SSIConfig
 
 /// The enrolled nodes' public identities (`[identity] known`, default
 /// /etc/ssi/identities), in the spirit of SSH's known_hosts: one
@@ -63,19 +64,8 @@ public struct KnownIdentities: Sendable, Equatable {
     /// The file at `path`; a missing file is an empty list (no node
     /// enrolled yet).
     public static func load(_ path: String) throws(SSIError) -> KnownIdentities {
-        let bytes: [UInt8]
-        do throws(SystemCallError) {
-            let fd = try syscall("open \(path)") { open(path, O_RDONLY | O_CLOEXEC) }
-            defer { close(fd) }
-            bytes = try readAll(fd, name: path, limit: maxBytes)
-        } catch {
-            if error.errno == ENOENT { return KnownIdentities() }
-            throw SSIError("identity", "\(path): \(error.description)")
-        }
-        guard let text = String(validating: bytes, as: UTF8.self) else {
-            throw SSIError("identity", "\(path) is not UTF-8 text")
-        }
-        return try parse(text, source: path)
+        guard access(path, F_OK) == 0 || errno != ENOENT else { return KnownIdentities() }
+        return try parse(try ConfigFiles.readText(path, what: "known identities"), source: path)
     }
 
     public func identity(of name: String) -> PublicIdentity? {

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import SSICore
+import SSILinux
 
 /// The few TCP calls the key exchange makes, on IPv4 (the cluster
 /// network), with every wait bounded.
@@ -94,11 +95,7 @@ enum TCP {
     }
 
     /// Monotonic seconds, for whole-exchange deadlines.
-    static func now() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-    }
+    static func now() -> Double { Process.now() }
 
     /// Exactly `count` bytes (fewer only at end of stream) by `deadline`:
     /// each read waits only for what is left of it, so a peer that sends

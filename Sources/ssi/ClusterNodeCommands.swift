@@ -103,11 +103,7 @@ private func configuredNode(_ config: ClusterConfig, _ given: String) throws(SSI
 }
 
 private func writeKnown(_ known: KnownIdentities, _ path: String) throws(SSIError) {
-    do {
-        try writeFileAtomically(path, Array(known.text.utf8), mode: 0o644, replace: true)
-    } catch {
-        throw SSIError("identity", "writing \(path): \(error.description)")
-    }
+    try ConfigFiles.writeAtomically(path, Array(known.text.utf8), mode: 0o644, replace: true, step: "identity")
 }
 
 struct NodeEnrollCommand {

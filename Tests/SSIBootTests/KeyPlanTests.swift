@@ -15,26 +15,20 @@ import SSITrust
         return k
     }
 
-    func message(_ body: () throws(SSIError) -> KeyPlan?) -> String {
-        do { return try body().map { "\($0)" } ?? "nil" } catch { return error.description }
-    }
-
-    @Test func anImageWithTheKeyAsksNobody() throws {
-        let config = try BootTestConfigs.cfs()
-        let node = try #require(config.node(number: 2))
-        #expect(try KeyPlan.decide(imageHasKey: true, config: config, node: node, params: BootParameters(), known: known()) == nil)
+    func message(_ body: () throws(SSIError) -> KeyPlan) -> String {
+        do { return "\(try body())" } catch { return error.description }
     }
 
     @Test func aServedImageAsksTheInitNodeWithTheMediumAndWaits() throws {
         let config = try BootTestConfigs.cfs("\n[identity]\ndevice = \"/dev/vdb\"\nenroll_wait_seconds = 300\n")
         let node = try #require(config.node(number: 2))
-        let plan = try #require(try KeyPlan.decide(imageHasKey: false, config: config, node: node,
+        let plan = try (KeyPlan.decide(config: config, node: node,
                                                    params: BootTestConfigs.params("ssi.enroll"), known: known()))
         #expect(plan.server.number == 1 && plan.serverIdentity == initKey && plan.device == "/dev/vdb")
         #expect(plan.unreachableSeconds == 120, "[root] wait_seconds of the test config")
         #expect(plan.enrollSeconds == 300 && plan.enroll)
         // The command line wins for the medium and the wait.
-        let given = try #require(try KeyPlan.decide(imageHasKey: false, config: config, node: node,
+        let given = try (KeyPlan.decide(config: config, node: node,
                                                     params: BootTestConfigs.params("ssi.identity=/dev/sdz ssi.root_wait=15"), known: known()))
         #expect(given.device == "/dev/sdz" && given.unreachableSeconds == 15 && !given.enroll)
     }
@@ -43,21 +37,21 @@ import SSITrust
         let config = try BootTestConfigs.cfs()
         let node2 = try #require(config.node(number: 2)), node1 = try #require(config.node(number: 1))
         let noMedium = message { () throws(SSIError) in
-            try KeyPlan.decide(imageHasKey: false, config: config, node: node2, params: BootParameters(), known: known())
+            try KeyPlan.decide(config: config, node: node2, params: BootParameters(), known: known())
         }
         #expect(noMedium.contains("no key medium is named for node2") && noMedium.contains("ssi.identity=PATH"), "\(noMedium)")
         let noServerIdentity = message { () throws(SSIError) in
-            try KeyPlan.decide(imageHasKey: false, config: config, node: node2, params: BootParameters(), known: KnownIdentities())
+            try KeyPlan.decide(config: config, node: node2, params: BootParameters(), known: KnownIdentities())
         }
         #expect(noServerIdentity.contains("does not know the init node node1's identity"), "\(noServerIdentity)")
         let initNode = message { () throws(SSIError) in
-            try KeyPlan.decide(imageHasKey: false, config: config, node: node1, params: BootParameters(), known: known())
+            try KeyPlan.decide(config: config, node: node1, params: BootParameters(), known: known())
         }
         #expect(initNode.contains("only a CFS cluster's init node gives the key"), "\(initNode)")
         let gfs2 = try BootTestConfigs.gfs2()
         let g1 = try #require(gfs2.nodes.first)
         let gfs2Message = message { () throws(SSIError) in
-            try KeyPlan.decide(imageHasKey: false, config: gfs2, node: g1, params: BootParameters(), known: known())
+            try KeyPlan.decide(config: gfs2, node: g1, params: BootParameters(), known: known())
         }
         #expect(gfs2Message.contains("without --netboot"), "\(gfs2Message)")
     }

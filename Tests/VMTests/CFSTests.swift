@@ -53,10 +53,10 @@ extension VM {
                     let seed = text.split(separator: "\n").first { $0.hasPrefix("seed ") }.map { String($0.dropFirst(5)) }
                     seeds.append(Data((try #require(seed, "\(file) has a seed line")).utf8))
                 }
-                func secretsIn(_ image: String) throws -> [String] {
+                func secretsIn(_ image: String, only member: String = "") throws -> [String] {
                     let dir = vm.path("search-" + (image as NSString).lastPathComponent)
                     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-                    try Command.run(["sh", "-c", "cd \(dir) && zstd -dc \(image) | cpio -id --quiet"], timeout: .seconds(120))
+                    try Command.run(["sh", "-c", "cd \(dir) && zstd -dc \(image) | cpio -id --quiet \(member)"], timeout: .seconds(120))
                     var found: [String] = []
                     let files = FileManager.default.enumerator(atPath: dir)?.compactMap { $0 as? String } ?? []
                     for f in files {
@@ -79,7 +79,8 @@ extension VM {
                 #expect(served.isEmpty, "the served image holds: \(served)")
                 let mode = try FileManager.default.attributesOfItem(atPath: netboot + "/initrd.img")[.posixPermissions] as? Int
                 #expect(mode == 0o644, "the served image is world-readable: it holds nothing secret")
-                #expect(try secretsIn(own) == ["the cluster key in etc/corosync/authkey"], "node 1's own image carries the key")
+                #expect(try secretsIn(own, only: "etc/corosync/authkey") == ["the cluster key in etc/corosync/authkey"],
+                        "node 1's own image carries the key (the search finds it)")
                 for f in ["initrd.img", "vmlinuz", "boot.ipxe", "dhcp-hosts"] {
                     #expect(FileManager.default.fileExists(atPath: netboot + "/" + f), "--netboot wrote \(f)")
                 }
@@ -262,32 +263,28 @@ extension VM {
                 let four = try await ssiClusterInDistro(node3, "status")
                 #expect(four.contains("Cluster ssi: 4 nodes, 3 members, quorate"), "\(four)")
                 // Node 4 boots in enrollment mode with a blank key disk: it
-                // makes its key, shows the fingerprint and waits; the
-                // administrator compares and enrolls it on the init node.
+                // makes its key, shows the fingerprint and waits. One boot
+                // goes through what enrollment meets: an unknown identity;
+                // then a key enrolled ahead for node 4 that is not the one
+                // its board holds (a replaced board): "identity changed",
+                // refused, logged, no member; then --replace, and it joins.
                 // The fingerprint is read from the key disk itself (the
-                // host's file), and found on the console: what an
+                // host's file) and found on the console: what an
                 // administrator compares, without trusting the serial line's
                 // bytes for the value typed back.
-                func bootNode4(_ name: String) throws -> (Guest, String) {
-                    var c4 = GuestConfig(name: name)
-                    c4.networkBoot = true
-                    c4.memoryMB = 512
-                    let disk = try vm.blankDisk(name: "id-" + name, megabytes: 1)
-                    chmod(disk, 0o600)
-                    c4.disks = [Disk(disk)]
-                    c4.nics = [try network.addNIC(mac: Cluster.mac(node: 4))]
-                    return (try vm.start(c4), disk)
-                }
-                func fingerprint(of guest: Guest, disk: String) async throws -> String {
-                    let made = try await guest.waitFor(SSIInit.step("keys", "made a new node key on /dev/vda: SHA256:"),
-                                                       timeout: .seconds(300), failOn: SSIInit.failFast)
-                    let shown = try Command.run([ssi, "cluster", "node", "key", "show", disk]).stdout
-                    let fp = String(try #require(shown.split(separator: "\n").first { $0.hasPrefix("fingerprint: ") }).dropFirst(13))
-                    #expect(LineMatch.consoleText(made, contains: fp), "the console shows the key disk's fingerprint: \(made) vs \(fp)")
-                    return fp
-                }
-                let (node4, disk4) = try bootNode4("node4")
-                let fp4 = try await fingerprint(of: node4, disk: disk4)
+                var c4 = GuestConfig(name: "node4")
+                c4.networkBoot = true
+                c4.memoryMB = 512
+                let disk4 = try vm.blankDisk(name: "id-node4", megabytes: 1)
+                chmod(disk4, 0o600)
+                c4.disks = [Disk(disk4)]
+                c4.nics = [try network.addNIC(mac: Cluster.mac(node: 4))]
+                let node4 = try vm.start(c4)
+                let made = try await node4.waitFor(SSIInit.step("keys", "made a new node key on /dev/vda: SHA256:"),
+                                                   timeout: .seconds(300), failOn: SSIInit.failFast)
+                let shown = try Command.run([ssi, "cluster", "node", "key", "show", disk4]).stdout
+                let fp4 = String(try #require(shown.split(separator: "\n").first { $0.hasPrefix("fingerprint: ") }).dropFirst(13))
+                #expect(LineMatch.consoleText(made, contains: fp4), "the console shows the key disk's fingerprint: \(made) vs \(fp4)")
                 let unknown = try await node4.waitFor(SSIInit.step("keys", "unknown identity"), timeout: .seconds(120), failOn: SSIInit.failFast)
                 #expect(unknown.contains("enrollment mode"), "\(unknown)")
                 let pending = try await ssiClusterInDistro(node1, "node list")
@@ -295,24 +292,12 @@ extension VM {
                         "\(pending)")
                 let wrong = try await node1.run("\(ToolsCluster.ssi) cluster node enroll node4 --fingerprint SHA256:someoneElse", expectStatus: nil)
                 #expect(wrong.status == 1 && wrong.output.contains("not SHA256:someoneElse: nothing enrolled"), "\(wrong.output)")
-                let enrolled = try await ssiClusterInDistro(node1, "node enroll node4 --fingerprint \(fp4)")
-                #expect(enrolled.contains("enrolled node4 as \(fp4)"), "\(enrolled)")
-                try await node4.waitFor(SSIInit.step("keys", "received the cluster key"), timeout: .seconds(60), failOn: SSIInit.failFast)
-                try await node4.waitFor(SSIInit.step("membership", "quorate"), timeout: .seconds(300), failOn: SSIInit.failFast)
-                try await node4.waitFor(SSIInit.step("switch-root"), timeout: .seconds(300), failOn: SSIInit.failFast)
-                let joined = try await ssiClusterInDistro(node1, "status")
-                #expect(joined.contains("4 nodes, 4 members, quorate"), "\(joined)")
-                node4.kill()
-
-                // A replaced board (a new, blank key disk) with node 4's
-                // MAC and address, booting the served image: it is refused
-                // as "identity changed", gets no key and joins nothing, and
-                // the init node logs it; re-enrolled, it joins.
-                let (newBoard, newDisk) = try bootNode4("node4-new-board")
-                let fp4b = try await fingerprint(of: newBoard, disk: newDisk)
-                #expect(fp4b != fp4)
-                let changed = try await newBoard.waitFor(SSIInit.step("keys", "identity changed"), timeout: .seconds(120), failOn: SSIInit.failFast)
-                #expect(LineMatch.consoleText(changed, contains: fp4), "the console names the enrolled identity: \(changed)")
+                // The key enrolled ahead, on node 1: not the board's.
+                let old = try await node1.run("\(ToolsCluster.ssi) cluster node key new -o /root/node4-old.key && "
+                                              + "\(ToolsCluster.ssi) cluster node enroll node4 --key /root/node4-old.key").output
+                #expect(old.contains("enrolled node4 as SHA256:"), "\(old)")
+                let changed = try await node4.waitFor(SSIInit.step("keys", "identity changed"), timeout: .seconds(60), failOn: SSIInit.failFast)
+                #expect(LineMatch.consoleText(changed, contains: fp4), "the console names the offered identity: \(changed)")
                 let refusals = try await node1.run("journalctl -q -o cat -u ssi-keys | grep 'node 4' | cat", timeout: .seconds(60)).output
                 for why in ["unknown identity", "identity changed"] {
                     #expect(LineMatch.consoleText(refusals, contains: "refused node 4 from 10.77.0.4 (52:54:00:00:00:04): \(why)"), "\(refusals)")
@@ -323,12 +308,16 @@ extension VM {
                 let row4 = outside.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.first { $0.hasPrefix("4 ") } ?? ""
                 #expect(outside.contains("total votes 3") && row4.contains("COMINGUP") && row4.contains("image"),
                         "the refused node is no member: \(outside)")
-                let needsReplace = try await node1.run("\(ToolsCluster.ssi) cluster node enroll node4 --fingerprint \(fp4b)", expectStatus: nil)
+                let needsReplace = try await node1.run("\(ToolsCluster.ssi) cluster node enroll node4 --fingerprint \(fp4)", expectStatus: nil)
                 #expect(needsReplace.status == 1 && needsReplace.output.contains("run again with --replace"), "\(needsReplace.output)")
-                let replaced = try await ssiClusterInDistro(node1, "node enroll node4 --replace --fingerprint \(fp4b)")
-                #expect(replaced.contains("enrolled node4 as \(fp4b)"), "\(replaced)")
-                try await newBoard.waitFor(SSIInit.step("membership", "quorate"), timeout: .seconds(300), failOn: SSIInit.failFast)
-                newBoard.kill()
+                let replaced = try await ssiClusterInDistro(node1, "node enroll node4 --replace --fingerprint \(fp4)")
+                #expect(replaced.contains("enrolled node4 as \(fp4)"), "\(replaced)")
+                try await node4.waitFor(SSIInit.step("keys", "received the cluster key"), timeout: .seconds(60), failOn: SSIInit.failFast)
+                try await node4.waitFor(SSIInit.step("membership", "quorate"), timeout: .seconds(300), failOn: SSIInit.failFast)
+                try await node4.waitFor(SSIInit.step("switch-root"), timeout: .seconds(300), failOn: SSIInit.failFast)
+                let joined = try await ssiClusterInDistro(node1, "status")
+                #expect(joined.contains("4 nodes, 4 members, quorate"), "\(joined)")
+                node4.kill()
                 let forgotten = try await ssiClusterInDistro(node1, "node remove node4")
                 #expect(forgotten.contains("removed node4's identity"), "\(forgotten)")
                 // And removed again: back to three expected votes, so that

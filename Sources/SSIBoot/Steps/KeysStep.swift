@@ -25,10 +25,9 @@ struct KeyPlan: Equatable {
 
     static let keyPath = "/etc/corosync/authkey"
 
-    /// nil when the image carries the key.
-    static func decide(imageHasKey: Bool, config: ClusterConfig, node: ClusterConfig.Node, params: BootParameters,
-                       known: KnownIdentities) throws(SSIError) -> KeyPlan? {
-        if imageHasKey { return nil }
+    /// For an image that carries no key.
+    static func decide(config: ClusterConfig, node: ClusterConfig.Node, params: BootParameters,
+                       known: KnownIdentities) throws(SSIError) -> KeyPlan {
         guard let server = config.cfsServer, server.number != node.number else {
             throw SSIError("keys", "this image carries no cluster key, and only a CFS cluster's init node gives the key to a booting node",
                            hint: "build \(node.name)'s image with ssi-mkinitrd --config \(config.file) (without --netboot): it carries the key")
@@ -62,10 +61,12 @@ extension Boot {
     /// Part of the membership step, before corosync starts: the cluster
     /// key from the init node when the image has none.
     func fetchClusterKey(_ identity: NodeIdentity, _ params: BootParameters) throws(SSIError) {
+        // An image with the key (the init node's, a gfs2 node's) reads
+        // nothing more on the boot path.
+        if FileSystem.exists(KeyPlan.keyPath) { return }
         let config = identity.config, node = identity.node
         let known = try KnownIdentities.load(config.identity.known)
-        guard let plan = try KeyPlan.decide(imageHasKey: FileSystem.exists(KeyPlan.keyPath), config: config, node: node,
-                                            params: params, known: known) else { return }
+        let plan = try KeyPlan.decide(config: config, node: node, params: params, known: known)
         let key = try loadNodeKey(plan)
         let who = "\(plan.server.name) (\(plan.server.address))"
         log.info("keys", "\(node.name) is \(key.identity.fingerprint) (key on \(plan.device)); asking \(who) for the cluster key")
