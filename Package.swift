@@ -60,7 +60,7 @@ let package = Package(
         // corosync bindings, the membership agent and the cluster view.
         .target(
             name: "SSIMembership",
-            dependencies: ["SSICore", "SSILinux", "SSIConfig", "CCorosync", "CSSIShim"],
+            dependencies: ["SSICore", "SSILinux", "SSIConfig", "SSITrust", "CCorosync", "CSSIShim"],
             swiftSettings: strict),
         // Cluster roots: node-private paths, the CFS export and network
         // boot files, generated from the configuration.
@@ -142,7 +142,7 @@ let package = Package(
             dependencies: ["SSIVMHarness"]),
         .testTarget(
             name: "SSITrustTests",
-            dependencies: ["SSITestSupport", "SSITrust", "SSIConfig", "SSICore"],
+            dependencies: ["SSITestSupport", "SSITrust", "SSIConfig", "SSICore", "SSILinux"],
             swiftSettings: strict),
         .testTarget(
             name: "SSIConfigTests",
@@ -164,7 +164,7 @@ let package = Package(
             name: "SSIToolsTests",
             // "ssi": the command tree itself (its man pages, completions and
             // parse are tested in-process, without running a command).
-            dependencies: ["SSITestSupport", "SSITools", "SSILinux", "SSIMembership", "SSICore", "ssi"],
+            dependencies: ["SSITestSupport", "SSITools", "SSILinux", "SSIMembership", "SSICore", "SSIConfig", "ssi"],
             swiftSettings: strict),
         .testTarget(
             name: "SSIProcessTests",

@@ -13,7 +13,6 @@ extension Boot {
     /// A node other than the init node: wait (bounded) for the init node's
     /// NFS server, then mount the root from it (the private step follows).
     func mountCFSClientRoot(_ root: RootPlan.CFSClientRoot) throws(SSIError) {
-        let server = root.server
         let who = root.who
         loadFileSystem("nfs4")
         // "nfs4" is registered by nfs.ko; the protocol itself is nfsv4.ko,
@@ -29,7 +28,7 @@ extension Boot {
         var lastReport = started
         var last = TCPProbe.Result.noAnswer("not tried")
         while true {
-            last = TCPProbe.probe(server.address, port: 2049, timeoutMs: 2000)
+            last = TCPProbe.probe(root.serverAddress, port: 2049, timeoutMs: 2000)
             if last == .open { break }
             let now = Process.now()
             if now >= deadline { break }

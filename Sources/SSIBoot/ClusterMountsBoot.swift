@@ -20,7 +20,7 @@ extension Boot {
         let tablePath = ClusterView.defaultDirectory + "/" + ClusterMount.tableFile
         let table = ClusterMount.table(parsing: (try? FileSystem.readText(tablePath)) ?? "")
         guard !table.isEmpty else { return }
-        let applier = ClusterMountApplier(localAddress: node.address.description, network: config.network.prefix.description,
+        let applier = ClusterMountApplier(localAddress: config.clusterAddress(node).description, network: config.clusterNetwork.description,
                                           targetPrefix: newRoot)
         let members = Set(((try? ClusterView.load())?.nodes ?? []).filter { $0.state != .down }.map(\.number))
         for m in Boot.mountsBeforeHandOff(table, config: config, me: node, members: members) {
@@ -58,7 +58,7 @@ extension Boot {
                 mounts.append(HandOffMount(entry: e, role: role, server: nil))
             case .mountFrom(let owner):
                 guard members.contains(owner), let n = config.node(number: Int(owner)) else { continue }
-                mounts.append(HandOffMount(entry: e, role: role, server: n.address.description))
+                mounts.append(HandOffMount(entry: e, role: role, server: config.clusterAddress(n).description))
             }
         }
         return mounts

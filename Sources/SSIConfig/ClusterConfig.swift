@@ -42,6 +42,9 @@ public struct ClusterConfig: Sendable, Equatable {
     public var netboot: Netboot
     /// Where the nodes' identities are kept (`[identity]`).
     public var identity: Identity
+    /// The encrypted cluster network (`[tunnel]`); nil: the cluster
+    /// network itself carries the cluster's traffic.
+    public var tunnel: Tunnel?
     /// How dlm_controld cuts a failed node off the shared disk (required
     /// with a gfs2 root).
     public var fence: Fence?
@@ -50,7 +53,7 @@ public struct ClusterConfig: Sendable, Equatable {
 
     public init(file: String, cluster: Cluster, network: Network, quorum: Quorum, root: Root, nodes: [Node],
                 agents: [Agent] = [], privatePaths: PrivatePaths = PrivatePaths(), netboot: Netboot = Netboot(),
-                identity: Identity = Identity(), fence: Fence? = nil) {
+                identity: Identity = Identity(), tunnel: Tunnel? = nil, fence: Fence? = nil) {
         self.file = file
         self.cluster = cluster
         self.network = network
@@ -61,6 +64,7 @@ public struct ClusterConfig: Sendable, Equatable {
         self.privatePaths = privatePaths
         self.netboot = netboot
         self.identity = identity
+        self.tunnel = tunnel
         self.fence = fence
     }
 
@@ -137,6 +141,45 @@ public struct ClusterConfig: Sendable, Equatable {
             self.enrollWaitSeconds = enrollWaitSeconds
         }
     }
+
+    /// `[tunnel]`: a WireGuard network between the nodes, keyed by their
+    /// identities (DESIGN-NOTES.md, "The tunnel"). Node N's tunnel address
+    /// is host N of `prefix`; corosync, the NFS root, cluster mounts and
+    /// the agents use it, and the cluster network (`[network]`) carries
+    /// only DHCP, the served image, the key exchange and the tunnel's own
+    /// UDP packets.
+    public struct Tunnel: Sendable, Equatable {
+        /// The tunnel's addresses, in network form; must not overlap
+        /// `[network] prefix`.
+        public var prefix: IPv4CIDR
+        /// The UDP port every node listens on.
+        public var port: Int
+
+        public static let defaultPort = 51820
+        /// The link's name on every node.
+        public static let interface = "ssi0"
+
+        public init(prefix: IPv4CIDR, port: Int = Tunnel.defaultPort) {
+            self.prefix = prefix
+            self.port = port
+        }
+
+        /// Node `number`'s address in the tunnel.
+        public func address(of number: Int) -> IPv4Address {
+            IPv4Address(prefix.address.value &+ UInt32(truncatingIfNeeded: number))
+        }
+    }
+
+    /// The address the cluster's traffic uses for `node`: its tunnel
+    /// address with `[tunnel]`, else its `address`. (DHCP, the served
+    /// image, the key exchange and the tunnel's endpoints use `address`.)
+    public func clusterAddress(_ node: Node) -> IPv4Address {
+        tunnel?.address(of: node.number) ?? node.address
+    }
+
+    /// The network the cluster's traffic comes from: what exports and
+    /// agents accept.
+    public var clusterNetwork: IPv4CIDR { tunnel?.prefix ?? network.prefix }
 
     /// The private paths of `node`: `[private] paths`, then the node's own
     /// `private` entries.

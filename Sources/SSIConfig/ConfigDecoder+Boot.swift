@@ -1,5 +1,8 @@
 // [private] and [netboot]: how nodes share one root without trampling each
-// other, and what the CFS init node serves to network-booting nodes.
+// other, and what the CFS init node serves to network-booting nodes;
+// [identity], [tunnel] and [fence].
+
+import SSICore
 
 extension ConfigDecoder {
     /// nil when a problem was reported.
@@ -98,6 +101,50 @@ extension ConfigDecoder {
 }
 
 extension ConfigDecoder {
+    /// `[tunnel]`: .some(nil) without the section, nil with a problem
+    /// reported. Node N's tunnel address is host N of the prefix, so the
+    /// prefix must hold every node number, and stay apart from the
+    /// cluster network (a route to one would shadow the other).
+    mutating func decodeTunnel(_ t: TOMLTable?, network: ClusterConfig.Network?, nodes: [NodeDraft]) -> ClusterConfig.Tunnel?? {
+        guard let t else { return .some(nil) }
+        checkKeys(t, section: "tunnel")
+        var ok = true
+        var prefix: IPv4CIDR?
+        if let (p, line) = string(t, "prefix", "tunnel") {
+            do {
+                let parsed = try IPv4CIDR(parsingNetwork: p)
+                if parsed.prefixLength > 30 || parsed.prefixLength < 8 {
+                    report(line, "tunnel.prefix", "/\(parsed.prefixLength) is not a usable tunnel network", hint: "use a prefix length between /8 and /30")
+                    ok = false
+                } else if let network, network.prefix.contains(parsed.address) || parsed.contains(network.prefix.address) {
+                    report(line, "tunnel.prefix", "\(parsed) overlaps network.prefix \(network.prefix)",
+                           hint: "the tunnel needs addresses of its own, e.g. \"10.78.0.0/24\" beside \"10.77.0.0/24\"")
+                    ok = false
+                } else {
+                    let hosts = parsed.prefixLength >= 31 ? 0 : (1 << (32 - parsed.prefixLength)) - 2
+                    for n in nodes where n.hasNumber && n.node.number > hosts {
+                        report(line, "tunnel.prefix", "\(parsed) has \(hosts) host addresses; node \(n.node.number) (line \(n.numberLine)) needs host \(n.node.number)",
+                               hint: "node N's tunnel address is host N of the prefix: use a larger one")
+                        ok = false
+                    }
+                }
+                prefix = parsed
+            } catch {
+                report(line, "tunnel.prefix", error.description, hint: error.ipv6Hint)
+                ok = false
+            }
+        } else {
+            if t.entry("prefix") == nil { report(t.line, "tunnel.prefix", "missing", hint: "prefix = \"10.78.0.0/24\" (node N is host N in it)") }
+            ok = false
+        }
+        var port = ClusterConfig.Tunnel.defaultPort
+        if let (v, _) = integer(t, "port", "tunnel", range: 1...65535) {
+            port = v
+        } else if t.entry("port") != nil { ok = false }
+        guard ok, let prefix else { return nil }
+        return .some(ClusterConfig.Tunnel(prefix: prefix, port: port))
+    }
+
     /// `[fence]`; nil with a problem reported. A gfs2 root needs it.
     mutating func decodeFence(_ t: TOMLTable?, rootType: String?, rootLine: Int) -> ClusterConfig.Fence?? {
         guard let t else {

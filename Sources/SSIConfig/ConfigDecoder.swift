@@ -41,7 +41,7 @@ struct ConfigDecoder {
 
     /// Every section and its keys, in the order hints look them up.
     static let sections: [(name: String, keys: [String])] = [
-        ("", ["cluster", "network", "quorum", "root", "private", "netboot", "identity", "fence", "node", "agent"]),
+        ("", ["cluster", "network", "quorum", "root", "private", "netboot", "identity", "tunnel", "fence", "node", "agent"]),
         ("cluster", ["name", "authkey", "crypto_cipher", "crypto_hash", "token_timeout_ms"]),
         ("network", ["prefix", "gateway", "interface"]),
         ("quorum", ["expected_votes", "wait_for_all", "two_node", "boot_wait_seconds", "on_timeout"]),
@@ -49,6 +49,7 @@ struct ConfigDecoder {
         ("private", ["paths", "directory"]),
         ("netboot", ["enabled", "directory", "kernel_arguments"]),
         ("identity", ["known", "key", "device", "enroll_wait_seconds"]),
+        ("tunnel", ["prefix", "port"]),
         ("fence", ["agent", "args", "files", "post_join_delay"]),
         ("node", ["number", "name", "mac", "address", "role", "votes", "swap", "private", "on_timeout", "fence_args"]),
         ("agent", ["name", "command", "files"]),
@@ -208,14 +209,16 @@ struct ConfigDecoder {
         let privatePaths = decodePrivate(section(doc, "private", required: false))
         let netboot = decodeNetboot(section(doc, "netboot", required: false))
         let identity = decodeIdentity(section(doc, "identity", required: false))
+        let tunnel = decodeTunnel(section(doc, "tunnel", required: false), network: network?.value, nodes: drafts)
         let fence = decodeFence(section(doc, "fence", required: false),
                                 rootType: root?.root.type ?? rootTable?["type"]?.string, rootLine: rootTable?.line ?? 0)
 
         guard let cluster, let network, network.valid, let root, let quorum, let agents, let privatePaths, let netboot,
-              let identity, let fence, !drafts.isEmpty, drafts.allSatisfy(\.valid) else { return nil }
+              let identity, let tunnel, let fence, !drafts.isEmpty, drafts.allSatisfy(\.valid) else { return nil }
         return ClusterConfig(file: file, cluster: cluster.value, network: network.value, quorum: quorum,
                              root: root.root, nodes: drafts.map(\.node), agents: agents,
-                             privatePaths: privatePaths, netboot: netboot, identity: identity, fence: fence)
+                             privatePaths: privatePaths, netboot: netboot, identity: identity, tunnel: tunnel,
+                             fence: fence)
     }
 
     // MARK: [[agent]]

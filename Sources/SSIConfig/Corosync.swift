@@ -42,7 +42,7 @@ extension ClusterConfig {
                     node {
                         nodeid: \(n.number)
                         name: \(n.name)
-                        ring0_addr: \(n.address)
+                        ring0_addr: \(clusterAddress(n))
 
                 """
             if n.votes != 1 { out += "        quorum_votes: \(n.votes)\n" }

@@ -438,7 +438,7 @@ public struct Netlink: ~Copyable {
     }
 
     @discardableResult
-    private mutating func perform(_ request: NetlinkRequest, _ operation: String) throws(SystemCallError) -> [NetlinkMessage] {
+    mutating func perform(_ request: NetlinkRequest, _ operation: String) throws(SystemCallError) -> [NetlinkMessage] {
         do {
             return try transact(request).messages
         } catch {
@@ -448,7 +448,7 @@ public struct Netlink: ~Copyable {
 
     /// A dump, again if the kernel says a change interrupted it (the
     /// parts would not be one consistent view).
-    private mutating func dump(_ request: NetlinkRequest, _ operation: String) throws(SystemCallError) -> [NetlinkMessage] {
+    mutating func dump(_ request: NetlinkRequest, _ operation: String) throws(SystemCallError) -> [NetlinkMessage] {
         for _ in 0..<Self.dumpAttempts {
             let reply: (messages: [NetlinkMessage], interrupted: Bool)
             do {

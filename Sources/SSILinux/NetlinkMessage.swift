@@ -100,6 +100,9 @@ enum NL {
 /// attributes. Length and sequence number are filled in when it is sent.
 struct NetlinkRequest {
     private(set) var bytes: [UInt8] = []
+    /// A generic netlink request (WireGuard's): its type is a family
+    /// number the kernel chose, so only the flags say whether it is a dump.
+    var generic = false
 
     init(type: UInt16, flags: UInt16) {
         append(UInt32(0))          // nlmsg_len, set by finished(sequence:)
@@ -118,7 +121,7 @@ struct NetlinkRequest {
     /// NLM_F_REPLACE | NLM_F_EXCL on a NEW.
     /// sock_diag's SOCK_DIAG_BY_FAMILY, the one request on that family,
     /// is a dump with the flag.
-    var isDump: Bool { (type & 3 == 2 || type == NL.sockDiagByFamily) && flags & NL.dump == NL.dump }
+    var isDump: Bool { (generic || type & 3 == 2 || type == NL.sockDiagByFamily) && flags & NL.dump == NL.dump }
 
     mutating func append<T: FixedWidthInteger>(_ value: T) {
         withUnsafeBytes(of: value) { bytes.append(contentsOf: $0) }
@@ -244,6 +247,24 @@ struct NetlinkAttributes {
     }
 
     subscript(type: UInt16) -> ArraySlice<UInt8>? { values[type] }
+
+    /// Every attribute in order, repeats kept: the lists generic netlink
+    /// families nest (WireGuard numbers every peer 0). nil if a length
+    /// runs past the end.
+    static func list(_ bytes: ArraySlice<UInt8>) -> [(type: UInt16, payload: ArraySlice<UInt8>)]? {
+        var out: [(type: UInt16, payload: ArraySlice<UInt8>)] = []
+        var offset = 0
+        while bytes.count - offset >= NL.attrHeaderSize {
+            let rest = bytes[(bytes.startIndex + offset)...]
+            guard let length = loadInteger(UInt16.self, rest, at: 0).map(Int.init),
+                  let type = loadInteger(UInt16.self, rest, at: 2),
+                  length >= NL.attrHeaderSize, length <= rest.count
+            else { return nil }
+            out.append((type & NL.attrTypeMask, rest[(rest.startIndex + NL.attrHeaderSize)..<(rest.startIndex + length)]))
+            offset += NL.align(length)
+        }
+        return out
+    }
 
     func u8(_ type: UInt16) -> UInt8? { values[type].flatMap { loadInteger(UInt8.self, $0, at: 0) } }
     func u32(_ type: UInt16) -> UInt32? { values[type].flatMap { loadInteger(UInt32.self, $0, at: 0) } }

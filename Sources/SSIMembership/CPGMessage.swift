@@ -59,6 +59,15 @@ enum CPGMessage: Equatable, Sendable {
     /// the newcomers listed in TO. A NAME may come again (in this part or
     /// a later one): its holders continue the queue.
     case locks(to: [UInt32], part: Part, queues: [LockQueue])
+    /// `peers` { LF NAME SP IDENTITY }: the enrolled identities, from the
+    /// CFS init node, for the tunnel's peers (`[tunnel]`). Tokens only;
+    /// the receiver parses them as an identities file.
+    case peers([Identity])
+
+    struct Identity: Equatable, Sendable {
+        var name: String
+        var key: String
+    }
 
     struct LockQueue: Equatable, Sendable {
         var name: String
@@ -74,7 +83,8 @@ enum CPGMessage: Equatable, Sendable {
         var description: String { "\(index)/\(count)" }
     }
 
-    static let version = 2
+    /// 3: `peers` (the tunnel's) was added.
+    static let version = 3
     /// The longest message, sent or accepted (corosync takes about 1 MiB).
     static let maxMessageBytes = 256 * 1024
     /// What a split message aims at per part.
@@ -152,6 +162,8 @@ enum CPGMessage: Equatable, Sendable {
             return Array("\(v)unlock \(name) \(holder)".utf8)
         case .locks(let to, let part, let queues):
             return Array(([Self.locksHeader(to, part)] + queues.map(Self.queueText)).joined(separator: " ").utf8)
+        case .peers(let list):
+            return Array((["\(v)peers"] + list.map { "\($0.name) \($0.key)" }).joined(separator: "\n").utf8)
         }
     }
 
@@ -335,6 +347,15 @@ enum CPGMessage: Equatable, Sendable {
             let target = ClusterMount.unescape(args.dropFirst().joined(separator: " "))
             guard target.hasPrefix("/") else { throw bad("target not absolute") }
             return .umount(id: id, target: target)
+        case "peers":
+            guard args.isEmpty else { throw bad("\(args.count) fields, want 0") }
+            var list: [Identity] = []
+            for line in body?.split(separator: 10, omittingEmptySubsequences: false) ?? [] {
+                let f = String(decoding: line, as: UTF8.self).split(separator: " ", omittingEmptySubsequences: false)
+                guard f.count == 2, list.count < maxListItems else { throw bad("a bad identity line") }
+                list.append(Identity(name: try token(f[0], "the name"), key: try token(f[1], "the key")))
+            }
+            return .peers(list)
         case "ctable":
             guard args.count == 2 else { throw bad("\(args.count) fields, want 2") }
             var entries: [ClusterMount] = []

@@ -4,6 +4,7 @@ import Glibc
 public import SSICore
 import SSILinux
 import SSIConfig
+import SSITrust
 import CSSIShim
 
 /// The membership agent: one per node, started by ssi-init right after
@@ -52,6 +53,15 @@ public final class MembershipAgent {
     private var running = true
     /// The node serving the CFS root, if the root is CFS.
     private var cfsServer: (number: UInt32, name: String, address: String)?
+    /// Nodes by their cluster-network address (what dnsmasq's boot events
+    /// name), which is not the view's address when a tunnel is set.
+    private var nodesByLinkAddress: [String: UInt32] = [:]
+    /// The configuration as last loaded (the tunnel's peers follow it).
+    private var config: ClusterConfig?
+    /// The enrolled identities the CFS init node last sent (`peers`).
+    private var identities: KnownIdentities?
+    /// On the init node: the identities file as last sent ("" forces a send).
+    private var identitiesStamp = ""
     private var bootEventsOffset = 0
     /// The CPG group's members, as of the last configuration change.
     private var members: Set<UInt32> = []
@@ -157,6 +167,7 @@ public final class MembershipAgent {
             }
             Process.reapZombies()
             readBootEvents()
+            sendIdentitiesIfChanged()
             checkGFS2Mounts()
             checkDevices()
         }
@@ -233,13 +244,16 @@ public final class MembershipAgent {
             for n in config.nodes {
                 update(UInt32(n.number)) {
                     $0.name = n.name
-                    $0.address = n.address.description
+                    $0.address = config.clusterAddress(n).description
                 }
             }
             let kept = Set(config.nodes.map { UInt32($0.number) })
             view.nodes.removeAll { !kept.contains($0.number) && $0.state == .down }
             view.nodes.sort { $0.number < $1.number }
             writeView()
+            // A node dropped from the configuration loses its tunnel peer
+            // here, on every node at once.
+            syncTunnel()
         } catch {
             result = "error: \(error.description)"
         }
@@ -307,6 +321,16 @@ public final class MembershipAgent {
             if (try? FileSystem.readText(options.reloadDirectory + "/request"))?.hasPrefix(id + "\n") == true {
                 appendReloadResult(id: id, line: "\(from) \(result.prefix { $0 != "\n" })")
             }
+        case .peers(let list):
+            // Only the init node, which keeps the enrolled identities, says who the peers are.
+            guard node == cfsServer?.number else { return }
+            let text = list.map { "\($0.name) \($0.key)\n" }.joined()
+            do throws(SSIError) {
+                identities = try KnownIdentities.parse(text, source: "the identities from node \(node)")
+                syncTunnel()
+            } catch {
+                log("agent: ignoring the tunnel peers from node \(node): \(error.message)")
+            }
         case .devices(let list):
             update(node) { $0.devices = list }
             writeView()
@@ -368,6 +392,8 @@ public final class MembershipAgent {
             }
             // A newcomer knows nobody's state: everyone says theirs again.
             try? announce()
+            // A newcomer learns the tunnel's peers from the init node.
+            identitiesStamp = ""
         }
         writeView()
     }
@@ -537,9 +563,50 @@ public final class MembershipAgent {
 
     private func loadConfig() {
         guard let config = try? ClusterConfig.load(path: options.configPath) else { return }
-        network = config.network.prefix.description
+        self.config = config
+        network = config.clusterNetwork.description
+        nodesByLinkAddress = Dictionary(config.nodes.map { ($0.address.description, UInt32($0.number)) }) { a, _ in a }
         guard let server = config.cfsServer else { return }
-        cfsServer = (UInt32(server.number), server.name, server.address.description)
+        cfsServer = (UInt32(server.number), server.name, config.clusterAddress(server).description)
+    }
+
+    /// On the CFS init node with [tunnel]: the enrolled identities (its
+    /// own root's file, a local disk) to every member when the file
+    /// changes (`ssi cluster node enroll`, `remove`) or a node joins.
+    private func sendIdentitiesIfChanged() {
+        guard let config, config.tunnel != nil, cfsServer?.number == view.localNode else { return }
+        let path = "/proc/1/root" + config.identity.known
+        var st = stat()
+        let stamp = stat(path, &st) == 0 ? "\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec) \(st.st_size) \(st.st_ino)" : "none"
+        guard stamp != identitiesStamp else { return }
+        identitiesStamp = stamp
+        do throws(SSIError) {
+            let known = try KnownIdentities.load(path)
+            try send(.peers(known.entries.map { CPGMessage.Identity(name: $0.name, key: $0.identity.description) }))
+        } catch {
+            log("agent: cannot send the tunnel's peers: \(error.message)")
+        }
+    }
+
+    /// The tunnel's peers made what the configuration and the identities
+    /// say (before any identities arrived: the current peers of nodes
+    /// still in the configuration).
+    private func syncTunnel() {
+        guard let config, config.tunnel != nil else { return }
+        let me = Int(view.localNode)
+        do throws(SSIError) {
+            let change: (added: Int, removed: Int)
+            if let identities {
+                change = try ClusterTunnel.sync(peers: ClusterTunnel.peers(config: config, known: identities, me: me).peers)
+            } else {
+                change = try ClusterTunnel.prune(config: config, me: me)
+            }
+            if change.added + change.removed > 0 {
+                log("agent: tunnel peers: \(change.added) added, \(change.removed) removed")
+            }
+        } catch {
+            log("agent: \(error.description)")
+        }
     }
 
     /// New lines from dnsmasq's script (only on the CFS init node): a DHCP
@@ -558,14 +625,14 @@ public final class MembershipAgent {
         bootEventsOffset = end
         for line in text.lines() {
             let f = line.split(separator: " ").map(String.init)
-            guard f.count >= 3, let node = view.nodes.first(where: { $0.address == f[1] }) else { continue }
+            guard f.count >= 3, let number = nodesByLinkAddress[f[1]] else { continue }
             let stage: String
             switch f[0] {
             case "dhcp": stage = "dhcp"
             case "tftp" where f[2] == "initrd.img": stage = "image"
             default: continue
             }
-            try? send(.boot(node: node.number, stage: stage))
+            try? send(.boot(node: number, stage: stage))
         }
     }
 

@@ -8,5 +8,5 @@ enum ClusterCommand {
         subcommands: [StatusCommand.command, NodeNumCommand.command, ClusterConfigCommand.command, ClusterKeygenCommand.command,
                       AgentCommand.command, ClusterReloadCommand.command, ClusterRootCommand.command,
                       MountApplyCommand.command, ClusterPSCommand.command, ProcAgentCommand.command,
-                      ClusterNodeCommand.command, KeyServerCommand.command])
+                      ClusterNodeCommand.command, KeyServerCommand.command, ClusterTunnelCommand.command])
 }

@@ -164,6 +164,10 @@ struct MkinitrdCommand {
             if case .cfs = cfg.root, !spec.modules.contains("nfsd") {
                 spec.modules.append("nfsd")
             }
+            // [tunnel]: ssi-init brings WireGuard up before corosync.
+            if cfg.tunnel != nil, !spec.modules.contains("wireguard") {
+                spec.modules.append("wireguard")
+            }
         } else if authkey != nil {
             throw SSIError("mkinitrd", "--authkey needs --config", hint: "the key belongs to a cluster configuration")
         }
@@ -304,6 +308,21 @@ struct MkinitrdCommand {
         if FileSystem.exists(cfg.identity.known) {
             let known = try KnownIdentities.load(cfg.identity.known)
             files[String(cfg.identity.known.dropFirst())] = (Array(known.text.utf8), 0o644)
+        } else if cfg.tunnel != nil {
+            throw SSIError("mkinitrd", "\(cfg.identity.known) does not exist: with [tunnel], a node's peers are the enrolled identities",
+                           hint: "ssi cluster node key new -o \(cfg.identity.key); ssi cluster node enroll \(cfg.cfsServer?.name ?? "NAME") --key \(cfg.identity.key)")
+        }
+        // [tunnel] on a node that boots its own disk (the init node): its
+        // tunnel key is its node key, read before the root is mounted, so
+        // its own image carries it (as it carries the cluster key). A
+        // served image never does.
+        // (Without the file, the node reads [identity] device, if set.)
+        if cfg.tunnel != nil && !served && (FileSystem.exists(cfg.identity.key) || cfg.identity.device == nil) {
+            guard case .key(let nodeKey) = try NodeKeyFile.read(cfg.identity.key) else {
+                throw SSIError("mkinitrd", "\(cfg.identity.key) holds no node key, and [tunnel] needs this node's",
+                               hint: "ssi cluster node key new -o \(cfg.identity.key), then enroll it (ssi cluster node enroll NAME --key \(cfg.identity.key))")
+            }
+            files[String(cfg.identity.key.dropFirst())] = (Array(NodeKeyFile.text(nodeKey).utf8), 0o400)
         }
         var links: [String: String] = [:]
         if case .gfs2 = cfg.root {

@@ -60,7 +60,7 @@ let cfsText = """
     @Test("mount options: coherence-first defaults, the addresses, then [root] options")
     func mountOptions() throws {
         guard case .cfs(let cfs) = config.root else { Issue.record("not cfs"); return }
-        let o = CFSFiles.mountOptions(cfs, server: config.node(number: 1)!, client: config.node(number: 2)!)
+        let o = CFSFiles.mountOptions(cfs, server: config.node(number: 1)!.address, client: config.node(number: 2)!.address)
         #expect(o == "vers=4.2,proto=tcp,hard,timeo=600,retrans=2,actimeo=0,lookupcache=none,addr=10.77.0.1,clientaddr=10.77.0.2,rsize=65536")
     }
 
@@ -69,13 +69,27 @@ let cfsText = """
         guard case .cfs(let cfs) = config.root else { Issue.record("not cfs"); return }
         let (server, client) = (config.node(number: 1)!, config.node(number: 2)!)
         let cached = "vers=4.2,proto=tcp,hard,timeo=600,retrans=2,actimeo=10,lookupcache=all,addr=10.77.0.1,clientaddr=10.77.0.2,rsize=65536"
-        #expect(CFSFiles.cachedMountOptions(cfs, server: server, client: client) == cached)
+        #expect(CFSFiles.cachedMountOptions(cfs, server: server.address, client: client.address) == cached)
         let p = CFSFiles.privateMount(config, client: client, copy: "/cluster/nodes/node2/var")
         #expect(p?.source == "10.77.0.1:/cluster/nodes/node2/var" && p?.options == cached)
         #expect(CFSFiles.privateMount(config, client: server, copy: "/cluster/nodes/node1/var") == nil, "the server's own paths are local")
         let off = try ClusterConfig.parse(text: cfsText.replacingOccurrences(of: "type = \"cfs\"", with: "type = \"cfs\"\ncache_private = false"),
                                           file: "c")
         #expect(CFSFiles.privateMount(off, client: client, copy: "/cluster/nodes/node2/var") == nil)
+    }
+
+    @Test("[tunnel]: the export is to the tunnel's network only, and the private mounts go to the server's tunnel address")
+    func tunnelAddresses() throws {
+        let tunneled = try ClusterConfig.parse(text: cfsText.replacingOccurrences(of: "[[node]]", with: "[tunnel]\nprefix = \"10.78.0.0/24\"\n\n[[node]]",
+                                                                                  options: [], range: cfsText.range(of: "[[node]]")),
+                                               file: "c")
+        let exports = CFSFiles.exports(tunneled)
+        #expect(exports.contains("/ 10.78.0.0/24(rw,") && !exports.contains("10.77.0.0/24"), "\(exports)")
+        let p = CFSFiles.privateMount(tunneled, client: tunneled.node(number: 2)!, copy: "/cluster/nodes/node2/var")
+        #expect(p?.source == "10.78.0.1:/cluster/nodes/node2/var" && p?.options.contains("addr=10.78.0.1,clientaddr=10.78.0.2") == true,
+                "\(String(describing: p))")
+        // DHCP stays on the cluster network.
+        #expect(CFSFiles.dhcpHosts(tunneled).contains("10.77.0.2"))
     }
 
     @Test("DHCP hosts: the diskless nodes with MACs (every MAC of a node on its line); not the init node, not members")

@@ -2,7 +2,8 @@
 // (ToolsCluster: node 1 boots its disk and serves the root; every node has
 // three swap disks and one shared ext4 disk, node 1 alone the "data"
 // disk): node 2 network-boots, both make cluster mounts, then node 3 boots
-// late and must find them. One boot, many assertions.
+// late and must find them. One boot, many assertions; the migration
+// scenarios (MigrationTests.swift) then run on the same boot.
 
 import Foundation
 import SSIVMHarness
@@ -14,17 +15,21 @@ extension VM {
         /// else the one ssi-init left in the daemons' root.
         static let ssi = packageSkipReason == nil ? "/usr/sbin/ssi" : ToolsCluster.ssi
 
-        @Test("ssi-mount/umount/swapon/fsck: node=1 device seen over NFS on every node, node=* tmpfs on each, a late joiner replays both, umount everywhere, util-linux's errors with nothing mounted anywhere, each node's own swap, another's refused, fsck refused while mounted elsewhere and serialized across nodes",
+        @Test("ssi-mount/umount/swapon/fsck: node=1 device seen over NFS on every node, node=* tmpfs on each, a late joiner replays both, umount everywhere, util-linux's errors with nothing mounted anywhere, each node's own swap, another's refused, fsck refused while mounted elsewhere and serialized across nodes; then, on the same boot, migration: a counter with a pipe home moves 1 -> 2 -> 3 without a gap, a tty program and a TCP client keep their terminal and connection, onnode runs there with stdio and status back, refusals say why, a pre-copy move of a process rewriting its 200 MB keeps every byte and line, a socketpair inside a tree moves with it, a source dying after a round leaves nothing at the target, a target dying mid-transfer leaves the process running at home",
               .enabled(if: clusterSkipReason == nil, Comment(rawValue: clusterSkipReason ?? "")),
-              .timeLimit(.minutes(25)))
+              .timeLimit(.minutes(45)))
         func clusterTools() async throws {
             let ssiHost = try SSIBinary.require()
             try await VMTest.run("tools") { vm in
+                // 1 GB for node 1, 1.5 GB for node 2 and 768 MB for node
+                // 3: the migration part moves a 200 MB process to node 2,
+                // whose tmpfs holds its pre-copy rounds while it is
+                // restored (1 GB ran out after the tools' part on one boot).
                 let cluster = try await ToolsCluster.boot(in: vm, ssi: ssiHost, kernel: VMHost.kernel!,
-                                                          deb: packageSkipReason == nil ? packageDeb : nil)
+                                                          deb: packageSkipReason == nil ? packageDeb : nil,
+                                                          files: MigrationPrograms.all, memoryMB: 1024)
                 let node1 = cluster.node1
-                func diskless(_ n: Int) throws -> Guest { try cluster.startDiskless(n, in: vm) }
-                let node2 = try diskless(2)
+                let node2 = try cluster.startDiskless(2, in: vm, memoryMB: 1536)
                 try await node2.waitFor(.contains("SSI-TEST multi-user"), timeout: .seconds(600), failOn: SSIInit.failFast)
                 try await node2.waitForAnywhere("ABSOLUTELY NO WARRANTY")
 
@@ -70,7 +75,7 @@ extension VM {
 
                 // A late joiner: node 3 boots now and finds both mounts,
                 // mounted by its ssi-init before the hand-off.
-                let node3 = try diskless(3)
+                let node3 = try cluster.startDiskless(3, in: vm, memoryMB: 768)
                 let replayed = try await node3.waitFor(SSIInit.step("cluster-mounts", "mounted /mnt/data"), timeout: .seconds(600),
                                                        failOn: SSIInit.failFast)
                 log("node3: \(replayed)")
@@ -137,30 +142,39 @@ extension VM {
                 // opting in makes them the system's mount and umount (the
                 // shared /usr: every node at once); opting out gives
                 // util-linux's back.
-                guard packageSkipReason == nil else {
-                    log("the package part is skipped: \(packageSkipReason!)")
-                    return
+                if let why = packageSkipReason {
+                    log("the package part is skipped: \(why)")
+                } else {
+                    try await Self.packageDivert(node1: node1, node2: node2, node3: node3)
                 }
-                let named = try await node2.run("ssi-mount -t tmpfs -o size=4m,node='*' pkg /mnt/pkg", timeout: .seconds(120)).output
-                #expect(named.contains("mounted on every member (node=*)"), "\(named)")
-                try await node1.run("ssi divert enable", timeout: .seconds(60))
-                // The diversion changes the shared /usr, which the diskless
-                // nodes cache for [root] cache_seconds (10 s): seen within it.
-                let diverted = Date()
-                let link = try await node2.runUntil("readlink /usr/bin/mount", timeout: .seconds(30)) { $0.output == "/usr/sbin/ssi" }
-                #expect(link.output == "/usr/sbin/ssi", "node2 sees the diversion within the cache bound: \(link.output)")
-                let version = try await node3.runUntil("mount --version", timeout: .seconds(30)) { $0.output.contains("from ssi") }
-                #expect(version.output.contains("from ssi"), "\(version.output)")
-                log("the diversion reached the diskless nodes after \(Int(Date().timeIntervalSince(diverted))) s (cache bound 10 s)")
-                let plain = try await node3.run("umount /mnt/pkg", timeout: .seconds(120)).output
-                #expect(plain.contains("unmounted on every member"), "the system's umount is ssi's: \(plain)")
-                for g in [node1, node2, node3] {
-                    #expect(try await g.run("mountpoint -q /mnt/pkg", expectStatus: nil).status != 0, "\(g.name): /mnt/pkg gone")
-                }
-                try await node1.run("ssi divert disable", timeout: .seconds(60))
-                let back = try await node2.runUntil("mount --version", timeout: .seconds(30)) { $0.output.contains("util-linux") }
-                #expect(back.output.contains("util-linux"), "\(back.output)")
+
+                try await Self.migration(cluster: cluster, node1: node1, node2: node2, node3: node3)
             }
+        }
+
+        /// The package in the booted cluster: its command names, and opting
+        /// in makes them the system's mount and umount (the shared /usr:
+        /// every node at once); opting out gives util-linux's back.
+        static func packageDivert(node1: Guest, node2: Guest, node3: Guest) async throws {
+            let named = try await node2.run("ssi-mount -t tmpfs -o size=4m,node='*' pkg /mnt/pkg", timeout: .seconds(120)).output
+            #expect(named.contains("mounted on every member (node=*)"), "\(named)")
+            try await node1.run("ssi divert enable", timeout: .seconds(60))
+            // The diversion changes the shared /usr, which the diskless
+            // nodes cache for [root] cache_seconds (10 s): seen within it.
+            let diverted = Date()
+            let link = try await node2.runUntil("readlink /usr/bin/mount", timeout: .seconds(30)) { $0.output == "/usr/sbin/ssi" }
+            #expect(link.output == "/usr/sbin/ssi", "node2 sees the diversion within the cache bound: \(link.output)")
+            let version = try await node3.runUntil("mount --version", timeout: .seconds(30)) { $0.output.contains("from ssi") }
+            #expect(version.output.contains("from ssi"), "\(version.output)")
+            log("the diversion reached the diskless nodes after \(Int(Date().timeIntervalSince(diverted))) s (cache bound 10 s)")
+            let plain = try await node3.run("umount /mnt/pkg", timeout: .seconds(120)).output
+            #expect(plain.contains("unmounted on every member"), "the system's umount is ssi's: \(plain)")
+            for g in [node1, node2, node3] {
+                #expect(try await g.run("mountpoint -q /mnt/pkg", expectStatus: nil).status != 0, "\(g.name): /mnt/pkg gone")
+            }
+            try await node1.run("ssi divert disable", timeout: .seconds(60))
+            let back = try await node2.runUntil("mount --version", timeout: .seconds(30)) { $0.output.contains("util-linux") }
+            #expect(back.output.contains("util-linux"), "\(back.output)")
         }
     }
 }

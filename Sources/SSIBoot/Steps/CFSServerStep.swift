@@ -48,7 +48,7 @@ extension Boot {
             }
         }
         let ms = Int((Process.now() - started) * 1000)
-        log.info("cfs-server", "exporting \(cfs.export) to \(config.network.prefix) (\(CFSFiles.exportsFile)); "
+        log.info("cfs-server", "exporting \(cfs.export) to \(config.clusterNetwork) (\(CFSFiles.exportsFile)); "
                  + (seeded.isEmpty ? "every node's private copies exist" : "seeded \(seeded.joined(separator: " ")) in \(ms) ms"))
 
         var units: [(String, String)] = []

@@ -59,11 +59,14 @@ struct KeyPlan: Equatable {
 
 extension Boot {
     /// Part of the membership step, before corosync starts: the cluster
-    /// key from the init node when the image has none.
-    func fetchClusterKey(_ identity: NodeIdentity, _ params: BootParameters) throws(SSIError) {
+    /// key from the init node when the image has none. Returns the node
+    /// key it proved itself with (nil when the image has the cluster key),
+    /// which the tunnel uses next.
+    @discardableResult
+    func fetchClusterKey(_ identity: NodeIdentity, _ params: BootParameters) throws(SSIError) -> NodeKey? {
         // An image with the key (the init node's, a gfs2 node's) reads
         // nothing more on the boot path.
-        if FileSystem.exists(KeyPlan.keyPath) { return }
+        if FileSystem.exists(KeyPlan.keyPath) { return nil }
         let config = identity.config, node = identity.node
         let known = try KnownIdentities.load(config.identity.known)
         let plan = try KeyPlan.decide(config: config, node: node, params: params, known: known)
@@ -88,7 +91,7 @@ extension Boot {
                     try install(bundle)
                     let ms = Int((Process.now() - started) * 1000)
                     log.info("keys", "received the cluster key from \(who) in \(ms) ms; it is kept in RAM, mode 0400")
-                    return
+                    return key
                 case .refused(let why, let text):
                     refusal = SSIError("keys", "\(who) refused this node: \(why.summary): \(text)",
                                        hint: why == .unknownIdentity || why == .identityChanged

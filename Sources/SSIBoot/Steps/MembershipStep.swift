@@ -80,7 +80,7 @@ enum QuorumPolicy {
                           + "(a node that was running would have rejoined by now)")
         }
         if let server = config.cfsServer, server.number != node.number, !members.contains(UInt32(server.number)) {
-            why += "; the init node \(server.name) (\(server.address)), which serves this node's root, is not among them"
+            why += "; the init node \(server.name) (\(config.clusterAddress(server))), which serves this node's root, is not among them"
         }
         if config.onTimeout(for: node) == .continue {
             return .goOn(warning: "\(why); going on without quorum (on_timeout = continue for \(node.name))")
@@ -127,7 +127,8 @@ extension Boot {
             maskDistroCorosync()
             // configfs must be mounted before the agents root binds /sys.
             if QuorumPolicy.needsDLMKernel(config) { try prepareDLMKernel() }
-            try fetchClusterKey(identity, params)
+            let key = try fetchClusterKey(identity, params)
+            try bringUpTunnel(identity, params, key: key)
             try AgentsRoot.prepare()
             log.info("membership", "agents root ready in \(Int((Process.now() - started) * 1000)) ms")
             stage.set("membership")

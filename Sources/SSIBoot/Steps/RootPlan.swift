@@ -69,6 +69,8 @@ enum RootPlan: Equatable {
     /// The init node's export, mounted over NFSv4.
     struct CFSClientRoot: Equatable {
         var server: ClusterConfig.Node
+        /// The server's cluster address (its tunnel address with [tunnel]).
+        var serverAddress: IPv4Address
         var me: ClusterConfig.Node
         /// How long to wait for the server's NFS port: ssi.root_wait= or
         /// [root] wait_seconds.
@@ -90,7 +92,7 @@ enum RootPlan: Equatable {
         }
 
         /// "the init node NAME (ADDRESS)", in every line about the wait.
-        var who: String { "the init node \(server.name) (\(server.address))" }
+        var who: String { "the init node \(server.name) (\(serverAddress))" }
 
         /// What a failed NFS mount most likely means.
         static func mountHint(errno e: Int32, network: IPv4CIDR) -> String {
@@ -202,13 +204,15 @@ enum RootPlan: Equatable {
                 guard let server = cluster.config.node(number: cfs.server) else {
                     throw SSIError("root", "the CFS server, node \(cfs.server), is not in the configuration")
                 }
-                let cachedOptions = CFSFiles.cachedMountOptions(cfs, server: server, client: me)
-                return (.cfsClient(CFSClientRoot(server: server, me: me, waitSeconds: params.clusterRootWait ?? cfs.waitSeconds,
-                                                 source: "\(server.address):/",
-                                                 options: CFSFiles.mountOptions(cfs, server: server, client: me),
-                                                 network: cluster.config.network.prefix,
+                let address = cluster.config.clusterAddress(server), mine = cluster.config.clusterAddress(me)
+                let cachedOptions = CFSFiles.cachedMountOptions(cfs, server: address, client: mine)
+                return (.cfsClient(CFSClientRoot(server: server, serverAddress: address, me: me,
+                                                 waitSeconds: params.clusterRootWait ?? cfs.waitSeconds,
+                                                 source: "\(address):/",
+                                                 options: CFSFiles.mountOptions(cfs, server: address, client: mine),
+                                                 network: cluster.config.clusterNetwork,
                                                  cached: cfs.cached.map {
-                                                     .init(source: "\(server.address):\($0)", target: "/sysroot" + $0, options: cachedOptions)
+                                                     .init(source: "\(address):\($0)", target: "/sysroot" + $0, options: cachedOptions)
                                                  })), nil)
             }
             return (.local(local(params)), "root= is on the command line: mounting it rather than the CFS root from node \(cfs.server)")

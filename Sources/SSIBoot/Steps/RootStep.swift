@@ -82,6 +82,7 @@ extension Boot {
         case .privatePaths?: step("private") { () throws(SSIError) in try mountPrivatePaths(config, me: me) }
         case nil: break
         }
+        syncTunnelPeers(cluster.identity, root: "/sysroot")
         cluster.stage.set("root-mounted")
     }
 

@@ -1,0 +1,75 @@
+import SSICore
+import SSILinux
+import SSIConfig
+import SSITrust
+
+/// `[tunnel]`: the node's WireGuard link, keyed by its identity, before
+/// corosync starts (part of the membership step) and so before the NFS
+/// root is mounted through it (DESIGN-NOTES.md, "The tunnel").
+enum TunnelPlan {
+    /// Where a node whose image has the cluster key (so no key step ran)
+    /// reads its node key: ssi.identity=, else the key file the image
+    /// carries (an image built without --netboot, on the node it boots),
+    /// else [identity] device; nil: nowhere.
+    static func keyPath(config: ClusterConfig, params: BootParameters, imageHasKeyFile: Bool) -> String? {
+        params.identityDevice ?? (imageHasKeyFile ? config.identity.key : config.identity.device)
+    }
+}
+
+extension Boot {
+    /// Brings the tunnel up when the configuration has one: the wireguard
+    /// module, the link ssi0 with the node's key, a peer per enrolled
+    /// node (from the image's identities; the root's copy after the root
+    /// mount, see `syncTunnelPeers`), the node's tunnel address.
+    func bringUpTunnel(_ identity: NodeIdentity, _ params: BootParameters, key fetched: NodeKey?) throws(SSIError) {
+        let config = identity.config, node = identity.node
+        guard let tunnel = config.tunnel else { return }
+        let key: NodeKey
+        if let fetched {
+            key = fetched
+        } else {
+            guard let path = TunnelPlan.keyPath(config: config, params: params, imageHasKeyFile: FileSystem.exists(config.identity.key)) else {
+                throw SSIError("tunnel", "[tunnel] needs \(node.name)'s node key, and this image has none (\(config.identity.key)) "
+                               + "and no [identity] device is set",
+                               hint: "build \(node.name)'s image on \(node.name) with its key at \(config.identity.key), or set [identity] device")
+            }
+            switch try NodeKeyFile.read(path) {
+            case .key(let k): key = k
+            case .blank:
+                throw SSIError("tunnel", "\(path) holds no node key, and [tunnel] needs one",
+                               hint: "ssi cluster node key new -o \(config.identity.key) on \(node.name), enroll it, and rebuild its image")
+            }
+        }
+        do throws(SSIError) { _ = try loadModule("wireguard") } catch {
+            throw SSIError("tunnel", "\(error.message): [tunnel] needs the kernel's WireGuard",
+                           hint: "rebuild the image with ssi-mkinitrd --config (it carries wireguard with [tunnel])")
+        }
+        let known = try KnownIdentities.load(config.identity.known)
+        let (peers, missing) = ClusterTunnel.peers(config: config, known: known, me: node.number)
+        try ClusterTunnel.up(config: config, key: key, me: node.number, peers: peers)
+        log.info("tunnel", "\(ClusterConfig.Tunnel.interface) \(config.clusterAddress(node))/\(tunnel.prefix.prefixLength) up, "
+                 + "UDP \(tunnel.port), keyed by \(key.identity.fingerprint); peers: "
+                 + (peers.isEmpty ? "none" : config.nodes.filter { $0.number != node.number && !missing.contains($0.name) }.map(\.name).joined(separator: ", "))
+                 + (missing.isEmpty ? "" : "; not enrolled yet: \(missing.joined(separator: ", "))"))
+    }
+
+    /// After the root mount: the peers from the root's identities (the
+    /// init node's current file on a CFS root), which know nodes enrolled
+    /// after the image was built.
+    func syncTunnelPeers(_ identity: NodeIdentity, root: String) {
+        let config = identity.config, node = identity.node
+        guard config.tunnel != nil else { return }
+        let path = root + config.identity.known
+        guard FileSystem.exists(path) else { return }
+        do throws(SSIError) {
+            let known = try KnownIdentities.load(path)
+            let (peers, _) = ClusterTunnel.peers(config: config, known: known, me: node.number)
+            let change = try ClusterTunnel.sync(peers: peers)
+            if change.added + change.removed > 0 {
+                log.info("tunnel", "peers from the root's \(config.identity.known): \(change.added) added, \(change.removed) removed")
+            }
+        } catch {
+            log.warning("tunnel", "\(error.message); the peers stay as the image gave them")
+        }
+    }
+}

@@ -1,0 +1,140 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CSodium
+public import SSICore
+public import SSIConfig
+public import SSILinux
+
+/// The cluster's WireGuard network (`[tunnel]`; DESIGN-NOTES.md, "The
+/// tunnel"). Its keys are the node identities themselves, converted to
+/// X25519 (libsodium's birational map, as the cluster key is sealed to
+/// them): a node's tunnel key is the key it already proves itself with,
+/// and every node computes its peers' keys from the public identities
+/// file. No key is made, stored or sent for the tunnel.
+public enum ClusterTunnel {
+    /// One peer per node of the configuration other than `me` that has an
+    /// enrolled identity: its identity's X25519 form, its cluster-network
+    /// address as the endpoint, and its tunnel address alone as the
+    /// allowed IPs (so a packet from a peer can only carry that peer's
+    /// address). A node without an identity, or whose key is not a valid
+    /// curve point, is left out and named in `missing`.
+    public static func peers(config: ClusterConfig, known: KnownIdentities, me: Int)
+        -> (peers: [WireGuardPeer], missing: [String])
+    {
+        guard let tunnel = config.tunnel else { return ([], []) }
+        var peers: [WireGuardPeer] = [], missing: [String] = []
+        for node in config.nodes where node.number != me {
+            guard let identity = known.identity(of: node.name), let key = publicKey(identity) else {
+                missing.append(node.name)
+                continue
+            }
+            // The prefix was checked to hold every node number.
+            guard let host = try? IPv4CIDR(tunnel.address(of: node.number), prefixLength: 32) else { continue }
+            peers.append(WireGuardPeer(publicKey: key, endpoint: WireGuardEndpoint(node.address, port: UInt16(tunnel.port)),
+                                       allowedIPs: [host]))
+        }
+        return (peers, missing)
+    }
+
+    /// An identity's X25519 public key; nil if it is not a curve point.
+    public static func publicKey(_ identity: PublicIdentity) -> [UInt8]? {
+        _ = sodium_init()
+        var x = [UInt8](repeating: 0, count: 32)
+        guard crypto_sign_ed25519_pk_to_curve25519(&x, identity.key) == 0 else { return nil }
+        return x
+    }
+
+    /// Brings up (or brings back to the configuration) the tunnel link:
+    /// creates it if missing, sets the node's private key, the port and
+    /// exactly `peers`, its address, and up. Returns the link's public key
+    /// as the kernel reports it, which must be this node's identity's.
+    @discardableResult
+    public static func up(config: ClusterConfig, key: NodeKey, me: Int, peers: [WireGuardPeer]) throws(SSIError) -> WireGuardDevice {
+        guard let tunnel = config.tunnel else { throw SSIError("tunnel", "\(config.file) has no [tunnel] section") }
+        let name = ClusterConfig.Tunnel.interface
+        let address = tunnel.address(of: me)
+        do {
+            var rt = try Netlink()
+            let link = try rt.link(named: name) ?? rt.addLink(named: name, kind: "wireguard")
+            var wg = try Netlink.generic()
+            try wg.setWireGuard(name, privateKey: key.tunnelPrivateKey, listenPort: UInt16(tunnel.port),
+                                peers: peers, replacePeers: true)
+            let has = try rt.addresses(of: link.index).contains { $0.address.address == address }
+            if !has { try rt.addAddress(address, prefixLength: tunnel.prefix.prefixLength, to: link.index) }
+            try rt.setUp(link.index)
+            let device = try wg.wireGuardDevice(name)
+            guard device.publicKey == publicKey(key.identity) else {
+                throw SSIError("tunnel", "\(name)'s public key is not this node's identity's (the kernel reports another key)")
+            }
+            return device
+        } catch let error as SSIError {
+            throw error
+        } catch let error as SystemCallError {
+            throw SSIError("tunnel", error.description,
+                           hint: error.errno == ENOENT ? "the image needs the wireguard module (ssi-mkinitrd adds it with [tunnel])" : nil)
+        } catch {
+            throw SSIError("tunnel", "\(error)")
+        }
+    }
+
+    /// Makes the link's peers exactly `peers` (the running cluster's: a
+    /// node enrolled, removed, or dropped from the configuration), without
+    /// touching its key. Only what differs is sent: a peer that stays
+    /// keeps its session (replacing the whole list would drop every
+    /// session and cost each peer a new handshake). Returns how many
+    /// peers were added and removed.
+    @discardableResult
+    public static func sync(peers: [WireGuardPeer]) throws(SSIError) -> (added: Int, removed: Int) {
+        let name = ClusterConfig.Tunnel.interface
+        do {
+            var wg = try Netlink.generic()
+            let current = try wg.wireGuardDevice(name).peers
+            let wanted = Set(peers.map(\.publicKey))
+            let gone = current.map(\.publicKey).filter { !wanted.contains($0) }
+            let changed = peers.filter { p in
+                !current.contains { $0.publicKey == p.publicKey && $0.allowedIPs == p.allowedIPs && $0.endpoint == p.endpoint }
+            }
+            try wg.removeWireGuardPeers(name, publicKeys: gone)
+            if !changed.isEmpty {
+                try wg.setWireGuard(name, privateKey: nil, listenPort: nil, peers: changed, replacePeers: false)
+            }
+            let known = Set(current.map(\.publicKey))
+            return (changed.filter { !known.contains($0.publicKey) }.count, gone.count)
+        } catch {
+            throw SSIError("tunnel", error.description)
+        }
+    }
+}
+
+extension ClusterTunnel {
+    /// Removes the peers whose tunnel address is not a configured node's
+    /// (other than `me`): what a reload can do before the identities are
+    /// known.
+    @discardableResult
+    public static func prune(config: ClusterConfig, me: Int) throws(SSIError) -> (added: Int, removed: Int) {
+        guard let tunnel = config.tunnel else { return (0, 0) }
+        let wanted = Set(config.nodes.filter { $0.number != me }.map { tunnel.address(of: $0.number) })
+        do {
+            var wg = try Netlink.generic()
+            let peers = try wg.wireGuardDevice(ClusterConfig.Tunnel.interface).peers
+            let gone = peers.filter { !$0.allowedIPs.allSatisfy { $0.prefixLength == 32 && wanted.contains($0.address) } }
+            try wg.removeWireGuardPeers(ClusterConfig.Tunnel.interface, publicKeys: gone.map(\.publicKey))
+            return (0, gone.count)
+        } catch {
+            throw SSIError("tunnel", error.description)
+        }
+    }
+}
+
+extension NodeKey {
+    /// The X25519 form of the node's secret key: its WireGuard private key.
+    public var tunnelPrivateKey: [UInt8] {
+        _ = sodium_init()
+        var pk = [UInt8](repeating: 0, count: 32), sk = [UInt8](repeating: 0, count: 64)
+        _ = crypto_sign_seed_keypair(&pk, &sk, seed)
+        var x = [UInt8](repeating: 0, count: 32)
+        _ = crypto_sign_ed25519_sk_to_curve25519(&x, sk)
+        return x
+    }
+}

@@ -1,0 +1,49 @@
+import Testing
+import SSICore
+@testable import SSIConfig
+
+/// [tunnel]: off without the section; with it, node N's cluster address is
+/// host N of the prefix, and corosync, the exports and the NFS mounts use
+/// it; every problem is named by line and field.
+@Suite struct TunnelConfigTests {
+    func withTunnel(_ body: String) -> String {
+        replacing("[[node]]", with: "[tunnel]\n" + body + "\n[[node]]", in: baseCFS)
+    }
+
+    @Test("without [tunnel] the cluster address is the node's address; with it, host N of the prefix")
+    func addresses() throws {
+        let plain = try valid(baseCFS)
+        #expect(plain.tunnel == nil)
+        #expect(plain.clusterAddress(plain.nodes[1]).description == "10.77.0.2")
+        #expect(plain.clusterNetwork.description == "10.77.0.0/24")
+
+        let c = try valid(withTunnel("prefix = \"10.78.0.0/24\"\n"))
+        #expect(c.tunnel == ClusterConfig.Tunnel(prefix: try IPv4CIDR(parsingNetwork: "10.78.0.0/24"), port: 51820))
+        #expect(c.nodes.map { c.clusterAddress($0).description } == ["10.78.0.1", "10.78.0.2", "10.78.0.3"])
+        #expect(c.nodes.map(\.address.description) == ["10.77.0.1", "10.77.0.2", "10.77.0.3"], "DHCP and the endpoints keep these")
+        #expect(c.clusterNetwork.description == "10.78.0.0/24")
+        let corosync = c.corosyncConf(keyfile: "/etc/corosync/authkey")
+        #expect(corosync.contains("ring0_addr: 10.78.0.2") && !corosync.contains("ring0_addr: 10.77.0.2"), "\(corosync)")
+        #expect(try valid(withTunnel("prefix = \"172.16.0.0/16\"\nport = 4500\n")).tunnel?.port == 4500)
+    }
+
+    @Test("problems: no prefix, overlap with the cluster network, too small for the node numbers, a bad port, a typo")
+    func problemsNamed() {
+        let missing = withTunnel("port = 1\n")
+        expectOneProblem(missing, line: line(of: "[tunnel]", in: missing), field: "tunnel.prefix", "missing")
+        let overlap = withTunnel("prefix = \"10.77.0.0/16\"\n")
+        expectOneProblem(overlap, line: line(of: "prefix = \"10.77.0.0/16\"", in: overlap), field: "tunnel.prefix",
+                         "overlaps network.prefix 10.77.0.0/24")
+        let inside = withTunnel("prefix = \"10.77.0.128/25\"\n")
+        expectOneProblem(inside, line: line(of: "prefix = \"10.77.0.128/25\"", in: inside), field: "tunnel.prefix", "overlaps")
+        let small = withTunnel("prefix = \"10.78.0.0/30\"\n")
+        expectOneProblem(small, line: line(of: "prefix = \"10.78.0.0/30\"", in: small), field: "tunnel.prefix",
+                         "2 host addresses; node 3", "needs host 3")
+        let hostBits = withTunnel("prefix = \"10.78.0.5/24\"\n")
+        #expect(problems(hostBits).contains { $0.field == "tunnel.prefix" })
+        let port = withTunnel("prefix = \"10.78.0.0/24\"\nport = 70000\n")
+        expectOneProblem(port, line: line(of: "port = 70000", in: port), field: "tunnel.port", "out of range")
+        let typo = withTunnel("prefix = \"10.78.0.0/24\"\nprot = 1\n")
+        expectOneProblem(typo, line: line(of: "prot = 1", in: typo), field: "tunnel.prot", "did you mean port?")
+    }
+}

@@ -1,0 +1,49 @@
+import Testing
+import SSICore
+import SSIConfig
+import SSILinux
+@testable import ssi
+
+/// `ssi cluster tunnel`'s report: each peer named by the node whose
+/// tunnel address it carries, its handshake age and traffic.
+@Suite struct TunnelCLITests {
+    @Test func rendersPeersByNode() throws {
+        let text = """
+            [cluster]
+            name = "ssi"
+            [network]
+            prefix = "10.77.0.0/24"
+            [tunnel]
+            prefix = "10.78.0.0/24"
+            [root]
+            type = "cfs"
+            server = 1
+            [[node]]
+            number = 1
+            mac = "52:54:00:00:00:01"
+            address = "10.77.0.1"
+            role = "init"
+            [[node]]
+            number = 2
+            mac = "52:54:00:00:00:02"
+            address = "10.77.0.2"
+            role = "diskless"
+            """
+        let config = try ClusterConfig.parse(text: text, file: "t.conf")
+        var seen = WireGuardPeer(publicKey: [UInt8](repeating: 1, count: 32),
+                                 endpoint: WireGuardEndpoint(IPv4Address(10, 77, 0, 2), port: 51820),
+                                 allowedIPs: [try IPv4CIDR(parsing: "10.78.0.2/32")])
+        seen.lastHandshakeSeconds = 1000
+        seen.receivedBytes = 92
+        seen.sentBytes = 148
+        let stranger = WireGuardPeer(publicKey: [UInt8](repeating: 2, count: 32), endpoint: nil,
+                                     allowedIPs: [try IPv4CIDR(parsing: "10.78.0.9/32")])
+        let device = WireGuardDevice(name: "ssi0", publicKey: [UInt8](repeating: 0, count: 32), listenPort: 51820, peers: [seen, stranger])
+        let out = ClusterTunnelCommand.render(device, config: config, tunnel: config.tunnel!, now: 1042)
+        let lines = out.split(separator: "\n").map(String.init)
+        #expect(lines.count == 3)
+        #expect(lines[0] == "ssi0: port 51820, public key AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=, 2 peers")
+        #expect(lines[1] == "  node2 10.78.0.2/32 at 10.77.0.2:51820: handshake 42 s ago, received 92 B, sent 148 B")
+        #expect(lines[2] == "  ? 10.78.0.9/32 at -: no handshake yet, received 0 B, sent 0 B")
+    }
+}
