@@ -67,6 +67,21 @@ extension ClusterConfig {
             }
 
             """
+        // In the tunnel, corosync's packets are decrypted by WireGuard in
+        // kernel worker threads of normal priority; corosync's default,
+        // SCHED_RR at the top priority for it and knet's threads, can
+        // starve them on a busy node, so that its own traffic stops
+        // arriving and it never rejoins (seen in the CFS VM test after a
+        // reload). The highest non-realtime priority instead.
+        if tunnel != nil {
+            out += """
+                system {
+                    sched_rr: no
+                    priority: max
+                }
+
+                """
+        }
         return out
     }
 }

@@ -233,17 +233,8 @@ struct NetlinkAttributes {
 
     /// nil if an attribute's length runs past the end.
     init?(_ bytes: ArraySlice<UInt8>) {
-        var offset = 0
-        while bytes.count - offset >= NL.attrHeaderSize {
-            let rest = bytes[(bytes.startIndex + offset)...]
-            guard let length = loadInteger(UInt16.self, rest, at: 0).map(Int.init),
-                  let type = loadInteger(UInt16.self, rest, at: 2),
-                  length >= NL.attrHeaderSize, length <= rest.count
-            else { return nil }
-            values[type & NL.attrTypeMask] = rest[(rest.startIndex + NL.attrHeaderSize)..<(rest.startIndex + length)]
-            offset += NL.align(length)
-        }
-        // A tail shorter than an attribute header is padding at most.
+        guard let all = Self.list(bytes) else { return nil }
+        for (type, payload) in all { values[type] = payload }
     }
 
     subscript(type: UInt16) -> ArraySlice<UInt8>? { values[type] }
@@ -263,6 +254,7 @@ struct NetlinkAttributes {
             out.append((type & NL.attrTypeMask, rest[(rest.startIndex + NL.attrHeaderSize)..<(rest.startIndex + length)]))
             offset += NL.align(length)
         }
+        // A tail shorter than an attribute header is padding at most.
         return out
     }
 

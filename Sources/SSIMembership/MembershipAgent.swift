@@ -580,6 +580,12 @@ public final class MembershipAgent {
         let stamp = stat(path, &st) == 0 ? "\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec) \(st.st_size) \(st.st_ino)" : "none"
         guard stamp != identitiesStamp else { return }
         identitiesStamp = stamp
+        // A missing file says nothing (it is not "no node enrolled", which
+        // would take every peer away): the peers stay as they are.
+        guard stamp != "none" else {
+            log("agent: \(config.identity.known) is not on this node's root: the tunnel's peers are not sent")
+            return
+        }
         do throws(SSIError) {
             let known = try KnownIdentities.load(path)
             try send(.peers(known.entries.map { CPGMessage.Identity(name: $0.name, key: $0.identity.description) }))

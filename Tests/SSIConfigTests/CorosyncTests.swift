@@ -85,7 +85,9 @@ import Testing
         let hostName = String(decoding: host.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
             .split(separator: ".").first.map(String.init) ?? ""
         let usable = hostNameProblem(hostName) == nil && !["node2", "node3"].contains(hostName.lowercased())
-        for base in [baseCFS, baseGFS2] {
+        // And a tunnel's: its ring addresses and system section.
+        let tunneled = replacing("[[node]]", with: "[tunnel]\nprefix = \"10.78.0.0/24\"\n\n[[node]]", in: baseCFS)
+        for base in [baseCFS, baseGFS2, tunneled] {
             let dir = try TempDir()
             var text = base
             if usable {

@@ -24,6 +24,8 @@ import SSICore
         #expect(c.clusterNetwork.description == "10.78.0.0/24")
         let corosync = c.corosyncConf(keyfile: "/etc/corosync/authkey")
         #expect(corosync.contains("ring0_addr: 10.78.0.2") && !corosync.contains("ring0_addr: 10.77.0.2"), "\(corosync)")
+        #expect(corosync.contains("system {\n    sched_rr: no\n    priority: max\n}"), "not realtime over WireGuard: \(corosync)")
+        #expect(!plain.corosyncConf().contains("sched_rr"), "corosync's own default without a tunnel")
         #expect(try valid(withTunnel("prefix = \"172.16.0.0/16\"\nport = 4500\n")).tunnel?.port == 4500)
     }
 
@@ -43,6 +45,8 @@ import SSICore
         #expect(problems(hostBits).contains { $0.field == "tunnel.prefix" })
         let port = withTunnel("prefix = \"10.78.0.0/24\"\nport = 70000\n")
         expectOneProblem(port, line: line(of: "port = 70000", in: port), field: "tunnel.port", "out of range")
+        let gfs2 = replacing("[[node]]", with: "[tunnel]\nprefix = \"10.78.0.0/24\"\n\n[[node]]", in: baseGFS2)
+        expectOneProblem(gfs2, line: line(of: "[tunnel]", in: gfs2), field: "tunnel", "cfs root only")
         let typo = withTunnel("prefix = \"10.78.0.0/24\"\nprot = 1\n")
         expectOneProblem(typo, line: line(of: "prot = 1", in: typo), field: "tunnel.prot", "did you mean port?")
     }

@@ -2,33 +2,15 @@ import Testing
 import SSICore
 import SSIConfig
 import SSILinux
+import SSITestSupport
 @testable import ssi
 
 /// `ssi cluster tunnel`'s report: each peer named by the node whose
 /// tunnel address it carries, its handshake age and traffic.
 @Suite struct TunnelCLITests {
     @Test func rendersPeersByNode() throws {
-        let text = """
-            [cluster]
-            name = "ssi"
-            [network]
-            prefix = "10.77.0.0/24"
-            [tunnel]
-            prefix = "10.78.0.0/24"
-            [root]
-            type = "cfs"
-            server = 1
-            [[node]]
-            number = 1
-            mac = "52:54:00:00:00:01"
-            address = "10.77.0.1"
-            role = "init"
-            [[node]]
-            number = 2
-            mac = "52:54:00:00:00:02"
-            address = "10.77.0.2"
-            role = "diskless"
-            """
+        let text = SampleConfigs.cfsWithIdentities(dir: "/nonexistent", nodes: 2)
+            .replacingOccurrences(of: "[identity]", with: "[tunnel]\nprefix = \"10.78.0.0/24\"\n\n[identity]")
         let config = try ClusterConfig.parse(text: text, file: "t.conf")
         var seen = WireGuardPeer(publicKey: [UInt8](repeating: 1, count: 32),
                                  endpoint: WireGuardEndpoint(IPv4Address(10, 77, 0, 2), port: 51820),

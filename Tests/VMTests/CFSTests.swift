@@ -117,7 +117,7 @@ extension VM {
                 c1.timeLimit = .seconds(1500)
                 c1.nics = [try network.addNIC(mac: Cluster.mac(node: 1))]
                 let node1 = try vm.start(c1)
-                let exporting = try await node1.waitFor(SSIInit.step("cfs-server", "exporting / to 10.77.0.0/24"),
+                let exporting = try await node1.waitFor(SSIInit.step("cfs-server", "exporting / to 10.78.0.0/24"),
                                                         timeout: .seconds(300), failOn: SSIInit.failFast)
                 #expect(exporting.contains(" node2:/var") && exporting.contains(" node3:/var"), "the init node seeds the diskless nodes' copies: \(exporting)")
                 // Waits follow progress: a slow machine is given the time
@@ -128,7 +128,8 @@ extension VM {
                 let active = try await node1.run("systemctl is-active nfs-server ssi-netboot ssi-keys", timeout: .seconds(60), expectStatus: nil).output
                 #expect(active == "active\nactive\nactive", "\(active)")
                 let exports = try await node1.run("exportfs -v", timeout: .seconds(30)).output
-                #expect(exports.contains("10.77.0.0/24") && exports.contains("fsid=0"), "\(exports)")
+                // [tunnel]: exported to the tunnel's network only.
+                #expect(exports.contains("10.78.0.0/24") && !exports.contains("10.77.0.0/24") && exports.contains("fsid=0"), "\(exports)")
 
                 // The diskless nodes: no disk, no -kernel; qemu's iPXE ROM
                 // asks node 1's dnsmasq.
@@ -151,12 +152,17 @@ extension VM {
                     // ")" ends the line's option list: a match on a line still
                     // arriving on the console (CI read "...proto=tcp,har") would
                     // check half of its options.
-                    let mounted = try await g.waitFor(SSIInit.step("root", "mounted 10.77.0.1:/", ")"), stalled: .seconds(180),
+                    // The tunnel came up before corosync, keyed by the
+                    // identity the key step proved, with both other nodes
+                    // as peers; the root comes through it.
+                    let tunnel = try await g.waitFor(SSIInit.step("tunnel", "ssi0 10.78.0."), timeout: .seconds(120), failOn: SSIInit.failFast)
+                    #expect(tunnel.contains("UDP 51820") && tunnel.contains("peers: node1, node"), "\(tunnel)")
+                    let mounted = try await g.waitFor(SSIInit.step("root", "mounted 10.78.0.1:/", ")"), stalled: .seconds(180),
                                                       limit: .seconds(900), failOn: SSIInit.failFast)
                     #expect(mounted.contains("actimeo=0") && mounted.contains("lookupcache=none") && mounted.contains("hard"),
                             "coherence-first options: \(mounted)")
                     // /usr again, cached for 10 s ([root] cached's default).
-                    let cached = try await g.waitFor(SSIInit.step("root", "mounted 10.77.0.1:/usr on /sysroot/usr cached", ")"),
+                    let cached = try await g.waitFor(SSIInit.step("root", "mounted 10.78.0.1:/usr on /sysroot/usr cached", ")"),
                                                      timeout: .seconds(120), failOn: SSIInit.failFast)
                     #expect(cached.contains("actimeo=10") && cached.contains("lookupcache=all"), "\(cached)")
                     try await g.waitFor(SSIInit.step("private"), timeout: .seconds(120), failOn: SSIInit.failFast)
@@ -181,6 +187,33 @@ extension VM {
                     #expect(procs.contains("@/usr/sbin/corosync -f") && procs.contains("@/usr/bin/ssi cluster agent"), "\(procs)")
                 }
                 #expect(machineIDs.count == 3, "three different machine ids")
+                // The tunnel: every node has the two others as peers, with
+                // a handshake and traffic; corosync and the agents use the
+                // tunnel's addresses.
+                for (n, g) in [(1, node1), (2, node2), (3, node3)] {
+                    let report = try await ssiClusterInDistro(g, "tunnel")
+                    let others = [1, 2, 3].filter { $0 != n }
+                    #expect(report.contains("ssi0: port 51820") && report.contains("2 peers"), "node\(n): \(report)")
+                    for o in others {
+                        let line = report.split(separator: "\n").first { $0.contains("node\(o) 10.78.0.\(o)/32 at 10.77.0.\(o):51820") } ?? ""
+                        #expect(line.contains("handshake") && !line.contains("no handshake") && !line.contains("received 0 B"),
+                                "node\(n) -> node\(o): \(report)")
+                    }
+                    // The view's addresses are corosync's ring addresses.
+                    let status = try await ssiClusterInDistro(g, "status")
+                    #expect((1...3).allSatisfy { status.contains("node\($0)  10.78.0.\($0) ") } && !status.contains("10.77.0."),
+                            "node\(n): \(status)")
+                    let listening = try await g.run("ss -Htln | awk '{print $4}' | grep -c '^10.78.0.\(n):'", expectStatus: nil).output
+                    #expect(listening != "0", "node\(n): the process agent listens on its tunnel address")
+                }
+                // The plain cluster network does not reach the root: node 2
+                // mounting it from node 1's cluster address is refused (the
+                // export names the tunnel's network only).
+                let plain = try await node2.run("mkdir -p /tmp/plain && timeout 60 mount -t nfs4 -o vers=4.2,soft,timeo=50,retrans=1,addr=10.77.0.1,clientaddr=10.77.0.2 10.77.0.1:/ /tmp/plain 2>&1",
+                                                timeout: .seconds(90), expectStatus: nil)
+                #expect(plain.status != 0 && (plain.output.contains("access denied") || plain.output.contains("Permission denied")
+                                              || plain.output.contains("not permitted")), "\(plain.output)")
+                #expect(try await node2.run("mountpoint -q /tmp/plain", expectStatus: nil).status != 0, "nothing mounted from the plain network")
                 // The key came from node 1's key server, which logged each
                 // delivery with the node's address and MAC; on the nodes it
                 // is root's alone, in RAM (the daemons' root in /run).
@@ -202,7 +235,7 @@ extension VM {
                     #expect(try await g.run("systemctl show -P DefaultDeviceTimeoutUSec").output == "5min",
                             "\(g.name): ssi-init's runtime drop-in gives devices 5 min")
                     let vars = try await g.run("findmnt -n -o SOURCE,OPTIONS /var | cat").output
-                    #expect(vars.hasPrefix("10.77.0.1:/cluster/nodes/\(g.name)/var") && vars.contains("acdirmax=10"),
+                    #expect(vars.hasPrefix("10.78.0.1:/cluster/nodes/\(g.name)/var") && vars.contains("acdirmax=10"),
                             "\(g.name): its own /var, cached: \(vars)")
                     let failed = try await g.run("systemctl --failed --no-legend --plain", expectStatus: nil).output
                     #expect(failed.isEmpty, "\(g.name): no failed units:\n\(failed)")
@@ -317,21 +350,31 @@ extension VM {
                 try await node4.waitFor(SSIInit.step("switch-root"), timeout: .seconds(300), failOn: SSIInit.failFast)
                 let joined = try await ssiClusterInDistro(node1, "status")
                 #expect(joined.contains("4 nodes, 4 members, quorate"), "\(joined)")
+                // Node 4 was enrolled after the others booted: the init
+                // node told them its identity, and they are its tunnel peers.
+                let withFour = try await ssiClusterInDistro(node2, "tunnel")
+                let fourPeer = withFour.split(separator: "\n").first { $0.contains("node4 10.78.0.4/32") } ?? ""
+                #expect(fourPeer.contains("handshake") && !fourPeer.contains("no handshake"), "node 2 talks to node 4 in the tunnel: \(withFour)")
                 node4.kill()
-                let forgotten = try await ssiClusterInDistro(node1, "node remove node4")
-                #expect(forgotten.contains("removed node4's identity"), "\(forgotten)")
-                // And removed again: back to three expected votes, so that
-                // nodes 2 and 3 alone keep quorum below.
+                // Removed from the configuration: back to three expected
+                // votes (so that nodes 2 and 3 alone keep quorum below), and
+                // its tunnel peer gone on every node by the reload's end.
                 try await node1.run("head -n -6 /etc/ssi/cluster.conf > /tmp/c && cat /tmp/c > /etc/ssi/cluster.conf")
                 let removed = try await ssiClusterInDistro(node1, "reload")
                 #expect(removed.contains("3 nodes"), "\(removed)")
+                for g in [node1, node2, node3] {
+                    let report = try await ssiClusterInDistro(g, "tunnel")
+                    #expect(report.contains("2 peers") && !report.contains("10.78.0.4"), "\(g.name) keeps no peer for node 4: \(report)")
+                }
+                let forgotten = try await ssiClusterInDistro(node1, "node remove node4")
+                #expect(forgotten.contains("removed node4's identity"), "\(forgotten)")
                 let three = try await ssiClusterInDistro(node2, "status")
                 #expect(three.contains("Cluster ssi: 3 nodes, 3 members, quorate"), "\(three)")
 
                 // The init node dies: every other node says what that means.
                 node1.kill()
                 for g in diskless {
-                    let said = try await g.waitFor(.contains("the CFS init node node1 (node 1, 10.77.0.1) is DOWN"), timeout: .seconds(60))
+                    let said = try await g.waitFor(.contains("the CFS init node node1 (node 1, 10.78.0.1) is DOWN"), timeout: .seconds(60))
                     #expect(said.contains("CFS cannot survive the loss of its init node"), "\(said)")
                 }
 

@@ -43,7 +43,7 @@ extension VM {
                 #expect(m.contains("mounted on every member (node=1)") && m.contains("node 1: mounted") && m.contains("node 2: mounted"), "\(m)")
                 #expect(try await node1.run("findmnt -n -o FSTYPE /mnt/data").output == "ext4")
                 #expect(try await node2.run("findmnt -n -o FSTYPE /mnt/data").output == "nfs4")
-                #expect(try await node2.run("findmnt -n -o SOURCE /mnt/data").output == "10.77.0.1:/mnt/data")
+                #expect(try await node2.run("findmnt -n -o SOURCE /mnt/data").output == "10.78.0.1:/mnt/data", "through the tunnel")
                 try await node2.run("echo from-node2 > /mnt/data/f2")
                 #expect(try await node1.run("cat /mnt/data/f2").output == "from-node2")
                 try await node1.run("echo from-node1 > /mnt/data/f1")

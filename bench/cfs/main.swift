@@ -12,7 +12,11 @@
 //    when ssi-init had mounted its root (what starting them from the
 //    initramfs would gain at most);
 //  - file create/stat/read/unlink rates on the CFS root (from the diskless
-//    node) against the init node's local disk, with the mount options.
+//    node) against the init node's local disk, with the mount options;
+//  - what the tunnel costs ([tunnel], the example's): the same rates on the
+//    root mounted from the init node's cluster address instead (an export
+//    to the cluster network made for the bench, which dracut's boot needs
+//    too), and TCP throughput to the init node inside and outside it.
 //
 //   swift run -c release ssi-bench-cfs [--ssi PATH] [--files N]
 //
@@ -63,8 +67,12 @@ struct CFSBench {
             try confText.replacingOccurrences(of: "cached = [\"/usr\"]\n", with: "cached = []\n")
                 .replacingOccurrences(of: "cache_private = true\n", with: "cache_private = false\n")
                 .write(toFile: coherentConf, atomically: true, encoding: .utf8)
-            try Command.run([ssi, "mkinitrd", "--config", coherentConf, "--kver", kernel.version,
-                             "-o", netboot + "/initrd-coherent.img", "-q"], timeout: .seconds(300))
+            // A served image too (no key, no node's key file): built into a
+            // folder of its own, its image served beside ours.
+            let coherentDir = vm.path("netboot-coherent")
+            try Command.run([ssi, "mkinitrd", "--config", coherentConf, "--kver", kernel.version, "--netboot", coherentDir,
+                             "--kernel-image", kernel.path, "-q"], timeout: .seconds(300))
+            try FileManager.default.copyItem(atPath: coherentDir + "/initrd.img", toPath: netboot + "/initrd-coherent.img")
             chmod(netboot + "/initrd-coherent.img", 0o644)
             // dracut's NFS root image, served beside ours.
             let dracutArgs = ["dracut", "-q", "--no-hostonly", "--force", "--kver", kernel.version,
@@ -120,6 +128,14 @@ struct CFSBench {
             rates["init node, local ext4"] = local.split(separator: " ").map(String.init)
             var options = ""
             var usrOptions = ""
+            var throughput: [String: [Double]] = [:]
+            // dracut has no tunnel: its NFS root comes from the cluster
+            // network, which the export (to the tunnel only) refuses. The
+            // bench exports the root there too; ssi's nodes do not use it.
+            try await node1.run("exportfs -o rw,sync,no_subtree_check,no_root_squash,fsid=0,sec=sys 10.77.0.0/24:/", timeout: .seconds(60))
+            // A sink for the throughput runs: reads whatever comes, 8 times.
+            try await node1.run("(perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(LocalPort => 7100, Listen => 8, ReuseAddr => 1) or die; "
+                                + "for (1..8) { $c = $s->accept or next; 1 while sysread($c, $b, 65536) > 0; close $c }' >/dev/null 2>&1 &)")
             let kinds = ["ssi", "ssi-coherent", "dracut"]
             for kind in kinds {
                 try await node1.run("cp /srv/ssi/netboot/boot-\(kind).ipxe /srv/ssi/netboot/boot.ipxe")
@@ -140,6 +156,20 @@ struct CFSBench {
                     usrOptions = try await g.run("findmnt -n -t nfs4 -o TARGET,SOURCE,OPTIONS | cat", timeout: .seconds(60)).output
                     let cfs = try await g.run(FileRates.script(dir: "/root/bench-cfs", files: files), timeout: .seconds(900)).output
                     rates["diskless node, CFS root (NFSv4)"] = cfs.split(separator: " ").map(String.init)
+                    let mount = "mkdir -p /mnt/plain && mount -t nfs4 -o vers=4.2,proto=tcp,hard,timeo=600,retrans=2,actimeo=0,lookupcache=none,"
+                        + "addr=10.77.0.1,clientaddr=10.77.0.2 10.77.0.1:/ /mnt/plain"
+                    let plain = try await g.run(mount + " && " + FileRates.script(dir: "/mnt/plain/root/bench-plain", files: files),
+                                                timeout: .seconds(900)).output
+                    rates["diskless node, the same root without the tunnel"] = plain.split(separator: " ").map(String.init)
+                    // 64 MiB to node 1, alternating, four times each; KiB/s.
+                    for _ in 1...4 {
+                        for (label, address) in [("tunnel", "10.78.0.1"), ("cluster network", "10.77.0.1")] {
+                            let kib = try await g.run("bash -c 't0=$(date +%s%N); dd if=/dev/zero bs=64k count=1024 2>/dev/null "
+                                                      + "> /dev/tcp/\(address)/7100; t1=$(date +%s%N); echo $(( 65536 * 1000000000 / (t1 - t0) ))'",
+                                                      timeout: .seconds(300)).output
+                            throughput[label, default: []].append(Double(kib) ?? 0)
+                        }
+                    }
                 }
                 g.kill()
                 _ = try? await g.waitForExit(timeout: .seconds(30))
@@ -171,6 +201,19 @@ struct CFSBench {
                     return fmt(a / b, 3) + "x"
                 }
                 print("| CFS / local | \(ratio.joined(separator: " | ")) |")
+            }
+            if let t = rates["diskless node, CFS root (NFSv4)"], let p = rates["diskless node, the same root without the tunnel"],
+               t.count == 4, p.count == 4 {
+                let ratio = zip(t, p).map { pair -> String in
+                    guard let a = Double(pair.0), let b = Double(pair.1), b > 0 else { return "?" }
+                    return fmt(a / b, 3) + "x"
+                }
+                print("| tunnel / without | \(ratio.joined(separator: " | ")) |")
+            }
+            if let t = throughput["tunnel"], let p = throughput["cluster network"], !t.isEmpty, !p.isEmpty {
+                let median = { (v: [Double]) in v.sorted()[v.count / 2] / 1024 }
+                print("\nTCP to the init node, 64 MiB, median of \(t.count) (MiB/s): tunnel \(fmt(median(t))), cluster network \(fmt(median(p))); "
+                      + "tunnel / plain \(fmt(median(t) / median(p), 2))x (runs: \(t.map { fmt($0 / 1024) }) and \(p.map { fmt($0 / 1024) }))")
             }
             print("\nCFS mount options: \(options)")
             print("cached mounts:\n\(usrOptions)")
