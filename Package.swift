@@ -164,7 +164,7 @@ let package = Package(
             name: "SSIToolsTests",
             // "ssi": the command tree itself (its man pages, completions and
             // parse are tested in-process, without running a command).
-            dependencies: ["SSITestSupport", "SSITools", "SSILinux", "SSIMembership", "SSICore", "SSIConfig", "ssi"],
+            dependencies: ["SSITestSupport", "SSITools", "SSILinux", "SSIMembership", "SSICore", "SSIConfig", "SSITrust", "ssi"],
             swiftSettings: strict),
         .testTarget(
             name: "SSIProcessTests",

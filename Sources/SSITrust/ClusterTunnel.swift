@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CSodium
+import Synchronization
 public import SSICore
 public import SSIConfig
 public import SSILinux
@@ -13,28 +14,50 @@ public import SSILinux
 /// and every node computes its peers' keys from the public identities
 /// file. No key is made, stored or sent for the tunnel.
 public enum ClusterTunnel {
-    /// One peer per node of the configuration other than `me` that has an
-    /// enrolled identity: its identity's X25519 form, its cluster-network
-    /// address as the endpoint, and its tunnel address alone as the
-    /// allowed IPs (so a packet from a peer can only carry that peer's
-    /// address). A node without an identity, or whose key is not a valid
-    /// curve point, is left out and named in `missing`.
+    /// One peer per node of the configuration other than `me`: its
+    /// identity's X25519 form, its cluster-network address as the
+    /// endpoint, and its tunnel address alone as the allowed IPs (so a
+    /// packet from a peer can only carry that peer's address).
+    ///
+    /// A node without an enrolled identity (or whose key is not a curve
+    /// point) is named in `missing` and gets a stand-in key
+    /// (`standInKey`): without a peer, every packet to its address fails
+    /// at once with ENOKEY, and knet, which corosync sends with, spins on
+    /// such errors (the CFS VM test saw the whole cluster lose its token
+    /// when a configured node was not enrolled yet). With the stand-in,
+    /// packets to it wait for a handshake no one can complete.
     public static func peers(config: ClusterConfig, known: KnownIdentities, me: Int)
         -> (peers: [WireGuardPeer], missing: [String])
     {
         guard let tunnel = config.tunnel else { return ([], []) }
         var peers: [WireGuardPeer] = [], missing: [String] = []
         for node in config.nodes where node.number != me {
-            guard let identity = known.identity(of: node.name), let key = publicKey(identity) else {
-                missing.append(node.name)
-                continue
-            }
             // The prefix was checked to hold every node number.
             guard let host = try? IPv4CIDR(tunnel.address(of: node.number), prefixLength: 32) else { continue }
-            peers.append(WireGuardPeer(publicKey: key, endpoint: WireGuardEndpoint(node.address, port: UInt16(tunnel.port)),
+            var key = known.identity(of: node.name).flatMap(publicKey)
+            if key == nil {
+                missing.append(node.name)
+                key = standInKey(for: node.number)
+            }
+            peers.append(WireGuardPeer(publicKey: key!, endpoint: WireGuardEndpoint(node.address, port: UInt16(tunnel.port)),
                                        allowedIPs: [host]))
         }
         return (peers, missing)
+    }
+
+    private static let standIns = Mutex<[Int: [UInt8]]>([:])
+
+    /// A public key whose private half nobody holds (made from a new
+    /// random key, thrown away at once), one per node number for the life
+    /// of the process, so that a later sync sees no change.
+    static func standInKey(for number: Int) -> [UInt8] {
+        standIns.withLock { keys in
+            if let k = keys[number] { return k }
+            var k: [UInt8]?
+            while k == nil { k = publicKey(NodeKey.generate().identity) }
+            keys[number] = k
+            return k!
+        }
     }
 
     /// An identity's X25519 public key; nil if it is not a curve point.

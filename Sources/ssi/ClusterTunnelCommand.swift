@@ -40,15 +40,19 @@ struct ClusterTunnelCommand {
                 throw SSIError("tunnel", error.description, hint: "is this node booted with [tunnel] (ssi-init brings \(ClusterConfig.Tunnel.interface) up)?")
             }
             let now = Int64(time(nil))
-            print(Self.render(device, config: cfg, tunnel: tunnel, now: now), terminator: "")
+            // Public: tells an enrolled node's peer from a stand-in.
+            let known = try? KnownIdentities.load(cfg.identity.known)
+            print(Self.render(device, config: cfg, tunnel: tunnel, known: known, now: now), terminator: "")
         } catch {
             printError(tool: "ssi-cluster", error)
             throw ExitCode(1)
         }
     }
 
-    /// One line for the link, one per peer.
-    static func render(_ device: WireGuardDevice, config: ClusterConfig, tunnel: ClusterConfig.Tunnel, now: Int64) -> String {
+    /// One line for the link, one per peer; a configured node without an
+    /// enrolled identity has a stand-in key (ClusterTunnel.peers), said so.
+    static func render(_ device: WireGuardDevice, config: ClusterConfig, tunnel: ClusterConfig.Tunnel,
+                       known: KnownIdentities?, now: Int64) -> String {
         var byAddress: [IPv4Address: ClusterConfig.Node] = [:]
         for n in config.nodes { byAddress[tunnel.address(of: n.number)] = n }
         let key = device.publicKey.map { Base64.encode($0) } ?? "-"
@@ -56,7 +60,9 @@ struct ClusterTunnelCommand {
         for p in device.peers {
             let node = p.allowedIPs.first.flatMap { byAddress[$0.address] }
             let handshake = p.lastHandshakeSeconds == 0 ? "no handshake yet" : "handshake \(max(0, now - p.lastHandshakeSeconds)) s ago"
+            let enrolled = node.flatMap { known?.identity(of: $0.name) }.flatMap(ClusterTunnel.publicKey) == p.publicKey
             out += "  \(node?.name ?? "?") \(p.allowedIPs.map(\.description).joined(separator: ",")) at \(p.endpoint?.description ?? "-"): "
+                + (enrolled || known == nil ? "" : "not enrolled (a stand-in key: nothing passes), ")
                 + "\(handshake), received \(p.receivedBytes) B, sent \(p.sentBytes) B\n"
         }
         return out

@@ -75,4 +75,14 @@ import SSITrust
             #expect("\(error)".contains("ssi.identity=vdb must be an absolute path"))
         }
     }
+
+    @Test("the tunnel's key on a node whose image has the cluster key: ssi.identity=, else the image's key file, else [identity] device")
+    func tunnelKeyPath() throws {
+        let config = try BootTestConfigs.cfs("\n[identity]\ndevice = \"/dev/vdb\"\nkey = \"/etc/ssi/node.key\"\n")
+        #expect(TunnelPlan.keyPath(config: config, params: try BootTestConfigs.params("ssi.identity=/dev/sdz"), imageHasKeyFile: true) == "/dev/sdz")
+        #expect(TunnelPlan.keyPath(config: config, params: BootParameters(), imageHasKeyFile: true) == "/etc/ssi/node.key")
+        #expect(TunnelPlan.keyPath(config: config, params: BootParameters(), imageHasKeyFile: false) == "/dev/vdb")
+        let none = try BootTestConfigs.cfs()
+        #expect(TunnelPlan.keyPath(config: none, params: BootParameters(), imageHasKeyFile: false) == nil)
+    }
 }

@@ -21,12 +21,20 @@ import Testing
         for (i, k) in keys.enumerated() { known.set("node\(i + 1)", k.identity) }
         let (peers, missing) = ClusterTunnel.peers(config: try config(), known: known, me: 2)
         #expect(missing == ["node4"], "node 4 has no enrolled identity")
-        #expect(peers.count == 2)
-        #expect(peers.map { $0.endpoint?.description } == ["10.77.0.1:51999", "10.77.0.3:51999"])
-        #expect(peers.map { $0.allowedIPs.map(\.description) } == [["10.78.0.1/32"], ["10.78.0.3/32"]])
+        #expect(peers.count == 3)
+        #expect(peers.map { $0.endpoint?.description } == ["10.77.0.1:51999", "10.77.0.3:51999", "10.77.0.4:51999"])
+        #expect(peers.map { $0.allowedIPs.map(\.description) } == [["10.78.0.1/32"], ["10.78.0.3/32"], ["10.78.0.4/32"]])
         #expect(peers[0].publicKey == ClusterTunnel.publicKey(keys[0].identity))
         #expect(peers[1].publicKey == ClusterTunnel.publicKey(keys[2].identity))
         #expect(peers.allSatisfy { $0.publicKey.count == 32 && $0.publicKey != keys[0].identity.key })
+        // Node 4's stand-in: no identity's, and the same on the next call
+        // (a sync sees no change); once enrolled, its own.
+        let standIn = peers[2].publicKey
+        #expect(!keys.contains { ClusterTunnel.publicKey($0.identity) == standIn })
+        #expect(ClusterTunnel.peers(config: try config(), known: known, me: 2).peers[2].publicKey == standIn)
+        let four = NodeKey.generate()
+        known.set("node4", four.identity)
+        #expect(ClusterTunnel.peers(config: try config(), known: known, me: 2).peers[2].publicKey == ClusterTunnel.publicKey(four.identity))
         #expect(ClusterTunnel.peers(config: try config(tunnel: false), known: known, me: 2).peers.isEmpty, "no [tunnel], no peers")
     }
 

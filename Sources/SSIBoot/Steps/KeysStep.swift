@@ -62,7 +62,6 @@ extension Boot {
     /// key from the init node when the image has none. Returns the node
     /// key it proved itself with (nil when the image has the cluster key),
     /// which the tunnel uses next.
-    @discardableResult
     func fetchClusterKey(_ identity: NodeIdentity, _ params: BootParameters) throws(SSIError) -> NodeKey? {
         // An image with the key (the init node's, a gfs2 node's) reads
         // nothing more on the boot path.

@@ -49,8 +49,8 @@ extension Boot {
         try ClusterTunnel.up(config: config, key: key, me: node.number, peers: peers)
         log.info("tunnel", "\(ClusterConfig.Tunnel.interface) \(config.clusterAddress(node))/\(tunnel.prefix.prefixLength) up, "
                  + "UDP \(tunnel.port), keyed by \(key.identity.fingerprint); peers: "
-                 + (peers.isEmpty ? "none" : config.nodes.filter { $0.number != node.number && !missing.contains($0.name) }.map(\.name).joined(separator: ", "))
-                 + (missing.isEmpty ? "" : "; not enrolled yet: \(missing.joined(separator: ", "))"))
+                 + (peers.count == missing.count ? "none" : config.nodes.filter { $0.number != node.number && !missing.contains($0.name) }.map(\.name).joined(separator: ", "))
+                 + (missing.isEmpty ? "" : "; not enrolled yet (a stand-in key, nothing passes): \(missing.joined(separator: ", "))"))
     }
 
     /// After the root mount: the peers from the root's identities (the
