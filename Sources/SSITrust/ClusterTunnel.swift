@@ -37,7 +37,7 @@ public enum ClusterTunnel {
             var key = known.identity(of: node.name).flatMap(publicKey)
             if key == nil {
                 missing.append(node.name)
-                key = standInKey(for: node.number)
+                key = standInKey(for: host.address)
             }
             peers.append(WireGuardPeer(publicKey: key!, endpoint: WireGuardEndpoint(node.address, port: UInt16(tunnel.port)),
                                        allowedIPs: [host]))
@@ -45,17 +45,17 @@ public enum ClusterTunnel {
         return (peers, missing)
     }
 
-    private static let standIns = Mutex<[Int: [UInt8]]>([:])
+    private static let standIns = Mutex<[IPv4Address: [UInt8]]>([:])
 
     /// A public key whose private half nobody holds (made from a new
-    /// random key, thrown away at once), one per node number for the life
-    /// of the process, so that a later sync sees no change.
-    static func standInKey(for number: Int) -> [UInt8] {
+    /// random key, thrown away at once), one per tunnel address for the
+    /// life of the process, so that a later sync sees no change.
+    static func standInKey(for address: IPv4Address) -> [UInt8] {
         standIns.withLock { keys in
-            if let k = keys[number] { return k }
+            if let k = keys[address] { return k }
             var k: [UInt8]?
             while k == nil { k = publicKey(NodeKey.generate().identity) }
-            keys[number] = k
+            keys[address] = k
             return k!
         }
     }
@@ -101,18 +101,28 @@ public enum ClusterTunnel {
         }
     }
 
-    /// Makes the link's peers exactly `peers` (the running cluster's: a
-    /// node enrolled, removed, or dropped from the configuration), without
-    /// touching its key. Only what differs is sent: a peer that stays
-    /// keeps its session (replacing the whole list would drop every
-    /// session and cost each peer a new handshake). Returns how many
-    /// peers were added and removed.
+    /// Makes the link's peers `peers` (the running cluster's: a node
+    /// enrolled, removed, or dropped from the configuration), without
+    /// touching its key. A node's key that is not wanted any more is
+    /// removed, and its address given a stand-in (`standInKey`): nothing
+    /// passes to or from it, and corosync, which may still send to it
+    /// until its own reload, gets no ENOKEY to spin on (see `peers`).
+    /// Only what differs is sent: a peer that stays keeps its session
+    /// (replacing the whole list would drop every session and cost each
+    /// peer a new handshake). Returns how many keys were added and removed.
     @discardableResult
-    public static func sync(peers: [WireGuardPeer]) throws(SSIError) -> (added: Int, removed: Int) {
+    public static func sync(peers wantedPeers: [WireGuardPeer]) throws(SSIError) -> (added: Int, removed: Int) {
         let name = ClusterConfig.Tunnel.interface
         do {
             var wg = try Netlink.generic()
             let current = try wg.wireGuardDevice(name).peers
+            var peers = wantedPeers
+            let covered = Set(wantedPeers.flatMap(\.allowedIPs))
+            for p in current where !wantedPeers.contains(where: { $0.publicKey == p.publicKey }) {
+                for a in p.allowedIPs where !covered.contains(a) && a.prefixLength == 32 {
+                    peers.append(WireGuardPeer(publicKey: standInKey(for: a.address), endpoint: p.endpoint, allowedIPs: [a]))
+                }
+            }
             let wanted = Set(peers.map(\.publicKey))
             let gone = current.map(\.publicKey).filter { !wanted.contains($0) }
             let changed = peers.filter { p in
@@ -131,22 +141,22 @@ public enum ClusterTunnel {
 }
 
 extension ClusterTunnel {
-    /// Removes the peers whose tunnel address is not a configured node's
-    /// (other than `me`): what a reload can do before the identities are
+    /// Takes the keys of nodes that are not in the configuration any more
+    /// (other than `me`) out of the tunnel, their addresses left to
+    /// stand-ins (`sync`): what a reload can do before the identities are
     /// known.
     @discardableResult
     public static func prune(config: ClusterConfig, me: Int) throws(SSIError) -> (added: Int, removed: Int) {
         guard let tunnel = config.tunnel else { return (0, 0) }
         let wanted = Set(config.nodes.filter { $0.number != me }.map { tunnel.address(of: $0.number) })
+        let current: [WireGuardPeer]
         do {
             var wg = try Netlink.generic()
-            let peers = try wg.wireGuardDevice(ClusterConfig.Tunnel.interface).peers
-            let gone = peers.filter { !$0.allowedIPs.allSatisfy { $0.prefixLength == 32 && wanted.contains($0.address) } }
-            try wg.removeWireGuardPeers(ClusterConfig.Tunnel.interface, publicKeys: gone.map(\.publicKey))
-            return (0, gone.count)
+            current = try wg.wireGuardDevice(ClusterConfig.Tunnel.interface).peers
         } catch {
             throw SSIError("tunnel", error.description)
         }
+        return try sync(peers: current.filter { $0.allowedIPs.allSatisfy { $0.prefixLength == 32 && wanted.contains($0.address) } })
     }
 }
 

@@ -49,20 +49,23 @@ struct ClusterTunnelCommand {
         }
     }
 
-    /// One line for the link, one per peer; a configured node without an
-    /// enrolled identity has a stand-in key (ClusterTunnel.peers), said so.
+    /// One line for the link, one per peer; a peer whose key is no enrolled
+    /// identity's is a stand-in (ClusterTunnel.peers, .sync), said so.
     static func render(_ device: WireGuardDevice, config: ClusterConfig, tunnel: ClusterConfig.Tunnel,
                        known: KnownIdentities?, now: Int64) -> String {
         var byAddress: [IPv4Address: ClusterConfig.Node] = [:]
         for n in config.nodes { byAddress[tunnel.address(of: n.number)] = n }
         let key = device.publicKey.map { Base64.encode($0) } ?? "-"
         var out = "\(device.name): port \(device.listenPort), public key \(key), \(device.peers.count) peer\(device.peers.count == 1 ? "" : "s")\n"
+        // Every enrolled node's tunnel key: a peer holding none is a stand-in.
+        let enrolledKeys = Set((known?.entries ?? []).compactMap { ClusterTunnel.publicKey($0.identity) })
         for p in device.peers {
             let node = p.allowedIPs.first.flatMap { byAddress[$0.address] }
             let handshake = p.lastHandshakeSeconds == 0 ? "no handshake yet" : "handshake \(max(0, now - p.lastHandshakeSeconds)) s ago"
-            let enrolled = node.flatMap { known?.identity(of: $0.name) }.flatMap(ClusterTunnel.publicKey) == p.publicKey
+            let standIn = known != nil && !enrolledKeys.contains(p.publicKey)
+            let why = node == nil ? "not in the configuration" : "not enrolled"
             out += "  \(node?.name ?? "?") \(p.allowedIPs.map(\.description).joined(separator: ",")) at \(p.endpoint?.description ?? "-"): "
-                + (enrolled || known == nil ? "" : "not enrolled (a stand-in key: nothing passes), ")
+                + (standIn ? "\(why) (a stand-in key: nothing passes), " : "")
                 + "\(handshake), received \(p.receivedBytes) B, sent \(p.sentBytes) B\n"
         }
         return out

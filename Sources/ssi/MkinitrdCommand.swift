@@ -7,6 +7,7 @@ import SSIInitramfs
 import SSIConfig
 import SSITrust
 import SSIClusterFS
+import SSIMembership
 import SSITools
 
 struct MkinitrdCommand {
@@ -38,7 +39,7 @@ struct MkinitrdCommand {
             .flag("no-busybox", help: "No emergency shell in the image."),
             .flag("force", help: "Replace an existing output file."),
             .flag("quiet", short: "q", help: "Print nothing but errors."),
-            .value("netboot", "dir", help: "Write what the CFS init node serves to network-booting nodes into this folder (needs --config): the image, the kernel, iPXE's boot script and dnsmasq's DHCP hosts; a running ssi-netboot dnsmasq re-reads them. The image holds no secret: diskless nodes prove their identity to the init node's key server for the cluster key."),
+            .value("netboot", "dir", help: "Write what the CFS init node serves to network-booting nodes into this folder (needs --config): the image, the kernel, iPXE's boot script and dnsmasq's DHCP hosts; a running ssi-netboot dnsmasq re-reads them; on the running init node, new nodes' private copies are seeded from its disk. The image holds no secret: diskless nodes prove their identity to the init node's key server for the cluster key."),
             .value("kernel-image", "file", help: "The kernel --netboot serves (default: /boot/vmlinuz-VERSION)."),
             .value("list", "image", help: "List the contents of an image (any generator's) and exit."),
             .flag("update", short: "u", help: "(Re)build the ssi image /boot/ssi-initrd.img-VERSION of the kernel given with -k (-k all: every kernel under /lib/modules; default: the running kernel), with /etc/ssi/cluster.conf when it exists (the Debian package's kernel hooks run this)."),
@@ -191,6 +192,9 @@ struct MkinitrdCommand {
         if let netbootFiles {
             let notes = try netbootFiles.finish(holdsSecrets: report.holdsSecrets)
             if !quiet { for n in notes { print("  " + n) } }
+            if let cfg = cluster, let seeded = try seedPrivateCopiesOnInitNode(cfg), !quiet, !seeded.isEmpty {
+                print("  seeded the private copies of nodes added since this init node booted: \(seeded.joined(separator: " "))")
+            }
         }
         if !quiet {
             print(summary(report))
@@ -208,6 +212,25 @@ struct MkinitrdCommand {
                       + (report.missingFirmware.count > 5 ? ", ..." : ""))
             }
         }
+    }
+
+    /// On the running CFS init node (its cluster view says so), the private
+    /// copies of the other nodes that do not exist yet, from its local
+    /// disk, as ssi-init does at the init node's boot: a node added to the
+    /// configuration since then would otherwise copy them over the network
+    /// at its first boot (a Debian /var is 125 MB: minutes through the
+    /// tunnel under TCG). nil when this is not the running init node.
+    func seedPrivateCopiesOnInitNode(_ cfg: ClusterConfig) throws(SSIError) -> [String]? {
+        guard case .cfs(let cfs) = cfg.root, let view = try? ClusterView.load(), view.localNode == UInt32(cfs.server) else { return nil }
+        var seeded: [String] = []
+        for node in cfg.nodes where node.number != cfs.server {
+            let privates = NodePrivatePaths(root: "", directory: cfg.privatePaths.directory, nodeName: node.name,
+                                            paths: cfg.privatePaths(for: node))
+            for (path, result) in try privates.seed() where result != .kept && path != "/etc/hostname" {
+                seeded.append("\(node.name):\(path)")
+            }
+        }
+        return seeded
     }
 
     /// -u: the image of each selected kernel, at its fixed path, replaced;
