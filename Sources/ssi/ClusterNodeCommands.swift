@@ -219,14 +219,17 @@ struct NodeRemoveCommand {
     func run() throws {
         do throws(SSIError) {
             let cfg = try ClusterConfig.load(path: config)
-            let target = try configuredNode(cfg, node)
             var known = try KnownIdentities.load(cfg.identity.known)
-            guard known.remove(target.name) else {
-                throw SSIError("identity", "\(target.name) has no enrolled identity in \(cfg.identity.known)")
+            // A node already dropped from the configuration is forgotten
+            // by the name it was enrolled under.
+            let name = known.identity(of: node) != nil && cfg.nodes.allSatisfy({ $0.name != node }) ? node
+                : try configuredNode(cfg, node).name
+            guard known.remove(name) else {
+                throw SSIError("identity", "\(name) has no enrolled identity in \(cfg.identity.known)")
             }
             try writeKnown(known, cfg.identity.known)
-            print("ssi-cluster: removed \(target.name)'s identity from \(cfg.identity.known); a running node keeps the key it has "
-                  + "until it reboots (change the cluster key to cut it off now)")
+            print("ssi-cluster: removed \(name)'s identity from \(cfg.identity.known); a running node keeps the cluster key it has "
+                  + "until it reboots (change the cluster key to cut it off now); its key leaves every node's tunnel")
         } catch {
             printError(tool: "ssi-cluster", error)
             throw ExitCode(1)

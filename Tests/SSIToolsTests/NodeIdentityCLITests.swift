@@ -56,6 +56,14 @@ import SSITestSupport
         #expect(removed.status == 0 && removed.out.contains("removed node2's identity"), "\(removed)")
         let twice = try CLIBinaryTests.run(["cluster", "node", "remove", "node2", "--config", conf])
         #expect(twice.status == 1 && twice.err.contains("no enrolled identity"), "\(twice.err)")
+
+        // A node dropped from the configuration first is still forgotten
+        // by its enrolled name; an unknown name is still refused.
+        try "node7 ed25519:\(known.split(separator: ":")[1])".write(toFile: dir + "/identities", atomically: true, encoding: .utf8)
+        let dropped = try CLIBinaryTests.run(["cluster", "node", "remove", "node7", "--config", conf])
+        #expect(dropped.status == 0 && dropped.out.contains("removed node7's identity"), "\(dropped)")
+        let unknown = try CLIBinaryTests.run(["cluster", "node", "remove", "node8", "--config", conf])
+        #expect(unknown.status == 1 && unknown.err.contains("node8 is not a node of"), "\(unknown.err)")
     }
 
     @Test("--netboot refuses --authkey, fence credentials and a missing identities file, each with the fix",
