@@ -251,8 +251,8 @@ public final class MembershipAgent {
             view.nodes.removeAll { !kept.contains($0.number) && $0.state == .down }
             view.nodes.sort { $0.number < $1.number }
             writeView()
-            // A node dropped from the configuration loses its tunnel peer
-            // here, on every node at once.
+            // A node dropped from the configuration has its key taken
+            // out of the tunnel here, on every node at once.
             syncTunnel()
         } catch {
             result = "error: \(error.description)"

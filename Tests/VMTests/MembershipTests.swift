@@ -11,10 +11,16 @@ let clusterSkipReason: String? = VMHost.skipReason
 
 /// The example CFS configuration (configs/cfs-3node.conf) with the test's
 /// key, and one configured agent: a busybox shell that says it started in
-/// /run and then stays.
+/// /run and then stays. Without its `[tunnel]`: these boots test membership
+/// on the plain cluster network, with images that carry the key and no
+/// node identities (the tunnel is tested in the CFS and tools boots).
 func testClusterConfig(_ vm: VMTest, authkey: String) throws -> String {
     var text = try String(contentsOfFile: VMHost.packageRoot + "/configs/cfs-3node.conf", encoding: .utf8)
     text = text.replacingOccurrences(of: "authkey = \"/etc/ssi/authkey\"", with: "authkey = \"\(authkey)\"")
+    guard let start = text.range(of: "\n[tunnel]\n"), let end = text.range(of: "\n[[node]]", range: start.upperBound..<text.endIndex) else {
+        throw HarnessError("configs/cfs-3node.conf has no [tunnel] section before its nodes to take out")
+    }
+    text.removeSubrange(start.lowerBound..<end.lowerBound)
     text += """
 
         [[agent]]
