@@ -2,6 +2,7 @@
 import Glibc
 #endif
 public import SSICore
+public import SSIConfig
 import SSILinux
 
 /// Node-private paths on a shared root: OpenSSI's context-dependent links,
@@ -26,6 +27,21 @@ public struct NodePrivatePaths: Sendable {
         self.directory = directory
         self.nodeName = nodeName
         self.paths = paths.sorted()
+    }
+
+    /// Every node's copies but the CFS server's own, made where missing,
+    /// from the shared root mounted at `root` ("" on the running init
+    /// node, "/sysroot" in its initramfs): "NAME:PATH" for each one made.
+    public static func seedOthers(_ config: ClusterConfig, server: Int, root: String) throws(SSIError) -> [String] {
+        var seeded: [String] = []
+        for node in config.nodes where node.number != server {
+            let privates = NodePrivatePaths(root: root, directory: config.privatePaths.directory, nodeName: node.name,
+                                            paths: config.privatePaths(for: node))
+            for (path, result) in try privates.seed() where result != .kept {
+                seeded.append("\(node.name):\(path)")
+            }
+        }
+        return seeded
     }
 
     /// The node's copy of `path`, within the shared root.

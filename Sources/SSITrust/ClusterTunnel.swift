@@ -135,7 +135,8 @@ public enum ClusterTunnel {
             let known = Set(current.map(\.publicKey))
             return (changed.filter { !known.contains($0.publicKey) }.count, gone.count)
         } catch {
-            throw SSIError("tunnel", error.description)
+            throw SSIError("tunnel", error.description,
+                           hint: error.errno == ENODEV ? "this node has no \(name) link: it booted without [tunnel] (reboot it to join the tunnel)" : nil)
         }
     }
 }

@@ -222,15 +222,7 @@ struct MkinitrdCommand {
     /// tunnel under TCG). nil when this is not the running init node.
     func seedPrivateCopiesOnInitNode(_ cfg: ClusterConfig) throws(SSIError) -> [String]? {
         guard case .cfs(let cfs) = cfg.root, let view = try? ClusterView.load(), view.localNode == UInt32(cfs.server) else { return nil }
-        var seeded: [String] = []
-        for node in cfg.nodes where node.number != cfs.server {
-            let privates = NodePrivatePaths(root: "", directory: cfg.privatePaths.directory, nodeName: node.name,
-                                            paths: cfg.privatePaths(for: node))
-            for (path, result) in try privates.seed() where result != .kept && path != "/etc/hostname" {
-                seeded.append("\(node.name):\(path)")
-            }
-        }
-        return seeded
+        return try NodePrivatePaths.seedOthers(cfg, server: cfs.server, root: "")
     }
 
     /// -u: the image of each selected kernel, at its fixed path, replaced;

@@ -291,7 +291,7 @@ extension VM {
                 let rebuilt = try await node1.run("/run/ssi/root/usr/bin/ssi mkinitrd --config /etc/ssi/cluster.conf --netboot /srv/ssi/netboot --kernel-image /srv/ssi/netboot/vmlinuz",
                                                   timeout: .seconds(300)).output
                 #expect(rebuilt.contains("serves node2, node3, node4") && rebuilt.contains("told the running dnsmasq"), "\(rebuilt)")
-                #expect(rebuilt.contains("seeded the private copies of nodes added since this init node booted: node4:/etc/machine-id node4:/tmp node4:/var"),
+                #expect(rebuilt.contains("seeded the private copies of nodes added since this init node booted: node4:/etc/hostname node4:/etc/machine-id node4:/tmp node4:/var"),
                         "the init node seeds node 4's copies from its disk: \(rebuilt)")
                 let reloaded = try await ssiClusterInDistro(node2, "reload")
                 #expect(reloaded.contains("applied on 3 members") && reloaded.contains("node1 (1): ok"), "\(reloaded)")

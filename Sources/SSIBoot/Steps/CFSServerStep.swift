@@ -39,14 +39,7 @@ extension Boot {
                         + "(rebuild the image with ssi-mkinitrd --config: a cfs configuration carries nfsd)")
         }
         let started = Process.now()
-        var seeded: [String] = []
-        for node in config.nodes where node.number != me.number {
-            let privates = NodePrivatePaths(root: root, directory: config.privatePaths.directory, nodeName: node.name,
-                                            paths: config.privatePaths(for: node))
-            for (path, result) in try privates.seed() where result != .kept {
-                seeded.append("\(node.name):\(path)")
-            }
-        }
+        let seeded = try NodePrivatePaths.seedOthers(config, server: me.number, root: root)
         let ms = Int((Process.now() - started) * 1000)
         log.info("cfs-server", "exporting \(cfs.export) to \(config.clusterNetwork) (\(CFSFiles.exportsFile)); "
                  + (seeded.isEmpty ? "every node's private copies exist" : "seeded \(seeded.joined(separator: " ")) in \(ms) ms"))
