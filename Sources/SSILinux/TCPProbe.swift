@@ -113,3 +113,18 @@ public enum TCPLineClient {
         return .success(String(first))
     }
 }
+
+/// Socket addresses of connected IPv4 sockets.
+public enum SocketAddress {
+    /// The IPv4 address of a connected socket's peer, or nil (not IPv4,
+    /// not connected).
+    public static func peer(_ fd: Int32) -> IPv4Address? {
+        var sin = sockaddr_in()
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let rc = withUnsafeMutablePointer(to: &sin) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &len) }
+        }
+        guard rc == 0, sin.sin_family == sa_family_t(AF_INET) else { return nil }
+        return IPv4Address(UInt32(bigEndian: sin.sin_addr.s_addr))
+    }
+}

@@ -233,6 +233,9 @@ public final class MembershipAgent {
             guard config.cluster.name == view.clusterName || view.clusterName.isEmpty else {
                 throw SSIError("reload", "the configuration is for cluster \(config.cluster.name), this node is in \(view.clusterName)")
             }
+            if let running = self.config, let why = running.reloadRefusal(to: config) {
+                throw SSIError("reload", why)
+            }
             try writeAtomically(options.corosyncConfPath, config.corosyncConf(keyfile: "/etc/corosync/authkey"))
             if FileSystem.exists(options.dlmConfPath) {
                 try writeAtomically(options.dlmConfPath, config.dlmConf(), mode: 0o600)

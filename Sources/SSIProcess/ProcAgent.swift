@@ -31,6 +31,8 @@ public final class ProcAgent: @unchecked Sendable {
     let log: @Sendable (String) -> Void
     var key: [UInt8] = []
     var localNode: UInt32 = 0
+    /// This node's cluster address: the agent listens and connects from it.
+    var localAddress: String?
     let homes = HomeRegistry()
     let standIns = StandInRegistry()
     /// Restores this node took part in, by move id (see `settle`).
@@ -102,7 +104,7 @@ public final class ProcAgent: @unchecked Sendable {
         }
         guard p.up else { throw SSIError("proc", "node \(node) (\(p.name)) is not up", hint: "see `ssi cluster status`") }
         return try SecureChannel.connect(address: p.address, port: options.port, key: key, localNode: localNode,
-                                         timeoutSeconds: timeoutSeconds)
+                                         from: localAddress, timeoutSeconds: timeoutSeconds)
     }
 
     // MARK: run
@@ -138,6 +140,7 @@ public final class ProcAgent: @unchecked Sendable {
                            hint: "the membership agent (ssi cluster agent) must run first")
         }
         localNode = view.localNode
+        localAddress = me.address
         homes.log = { [weak self] in self?.trace($0) }
         // An onnode session whose channels were all abandoned (the agent
         // that ran its command died, and with it the exit report): its
@@ -159,13 +162,24 @@ public final class ProcAgent: @unchecked Sendable {
         trace("listening on \(me.address):\(options.port)")
         startThread { [self] in
             acceptLoop(listener, gate: remoteGate, what: "cluster") { [self] fd in
+                // Only the nodes' cluster addresses may talk to the agent:
+                // with [tunnel] that is what WireGuard authenticates, and a
+                // machine reaching this address over the plain network is
+                // turned away before it can cost a handshake.
+                let peer = SocketAddress.peer(fd)?.description ?? "?"
+                if let why = ProcAgent.strangerReason(peer: peer, addresses: peers().values.map(\.address)) {
+                    remoteGate.leave(fd)
+                    close(fd)
+                    trace("refused a connection from \(peer): \(why)")
+                    return
+                }
                 let ch: SecureChannel
                 do throws(SSIError) {
                     ch = try SecureChannel.accept(fd: fd, key: key, localNode: localNode, closeOnFailure: false)
                 } catch {
                     remoteGate.leave(fd)
                     close(fd)
-                    trace("refused a connection: \(error.description)")
+                    trace("refused a connection from \(peer): \(error.description)")
                     return
                 }
                 // Authenticated: it no longer counts against strangers.
@@ -174,6 +188,12 @@ public final class ProcAgent: @unchecked Sendable {
             }
         }
         acceptLoop(local, gate: localGate, what: "local") { [self] fd in serveLocal(LocalChannel(fd: fd)) }
+    }
+
+    /// Why a connection from `peer` is not even heard, or nil when it
+    /// comes from one of the nodes' cluster `addresses`.
+    static func strangerReason(peer: String, addresses: [String]) -> String? {
+        addresses.contains(peer) ? nil : "not a node's cluster address (\(addresses.sorted().joined(separator: ", ")))"
     }
 
     /// Connections accepted and not yet authenticated (a cluster peer's

@@ -47,8 +47,11 @@ public final class SecureChannel: @unchecked Sendable {
     private init(fd: Int32) { self.fd = fd }
 
     /// Connects to a peer's agent and authenticates both ways.
+    /// `from`: the local address to connect from. Agents give their own
+    /// cluster address: the other side hears only the nodes' addresses,
+    /// and a node with several addresses must not pick another one.
     public static func connect(address: String, port: UInt16, key: [UInt8], localNode: UInt32,
-                               timeoutSeconds: Int = 10) throws(SSIError) -> SecureChannel {
+                               from source: String? = nil, timeoutSeconds: Int = 10) throws(SSIError) -> SecureChannel {
         var sin = sockaddr_in()
         sin.sin_family = sa_family_t(AF_INET)
         sin.sin_port = port.bigEndian
@@ -58,6 +61,20 @@ public final class SecureChannel: @unchecked Sendable {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { let lastErrno = errno; throw SSIError("proc", "socket: \(errnoDescription(lastErrno))") }
         setTimeout(fd, seconds: timeoutSeconds)
+        if let source {
+            var local = sockaddr_in()
+            local.sin_family = sa_family_t(AF_INET)
+            let parsed = inet_pton(AF_INET, source, &local.sin_addr) == 1
+            let bound = parsed && withUnsafePointer(to: &local) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            } == 0
+            if !bound {
+                let e = errno
+                Glibc.close(fd)
+                throw SSIError("proc", "connecting from \(source): " + (parsed ? errnoDescription(e) : "not an IPv4 address"),
+                               hint: "is this node's cluster address up? (ip address)")
+            }
+        }
         let rc = withUnsafePointer(to: &sin) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }

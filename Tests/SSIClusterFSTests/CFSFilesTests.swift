@@ -57,6 +57,13 @@ let cfsText = """
         #expect(lines == ["/ 10.77.0.0/24(rw,sync,no_subtree_check,no_root_squash,fsid=0,sec=sys)"])
     }
 
+    @Test("the NFS server's drop-in sets a 15 s lease before rpc.nfsd starts, under /run (gone at reboot)")
+    func nfsLease() {
+        #expect(CFSFiles.nfsServerDropIn == "/run/systemd/system/nfs-server.service.d/50-ssi.conf")
+        let lines = CFSFiles.nfsServerLease().split(separator: "\n").filter { !$0.hasPrefix("#") }
+        #expect(lines == ["[Service]", "ExecStartPre=/bin/sh -c 'echo 15 > /proc/fs/nfsd/nfsv4leasetime'"])
+    }
+
     @Test("mount options: coherence-first defaults, the addresses, then [root] options")
     func mountOptions() throws {
         guard case .cfs(let cfs) = config.root else { Issue.record("not cfs"); return }

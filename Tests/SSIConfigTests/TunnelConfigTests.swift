@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import SSICore
 @testable import SSIConfig
@@ -27,6 +28,23 @@ import SSICore
         #expect(corosync.contains("system {\n    sched_rr: no\n    priority: max\n}"), "not realtime over WireGuard: \(corosync)")
         #expect(!plain.corosyncConf().contains("sched_rr"), "corosync's own default without a tunnel")
         #expect(try valid(withTunnel("prefix = \"172.16.0.0/16\"\nport = 4500\n")).tunnel?.port == 4500)
+    }
+
+    @Test("a reload may change the nodes but not [tunnel]: added, removed, moved or another port is refused with both sides named")
+    func reloadKeepsTheTunnel() throws {
+        let plain = try valid(baseCFS)
+        let tunnel = try valid(withTunnel("prefix = \"10.78.0.0/24\"\n"))
+        let fewer = try valid(withTunnel("prefix = \"10.78.0.0/24\"\n").components(separatedBy: "[[node]]").dropLast().joined(separator: "[[node]]"))
+        #expect(fewer.nodes.count == tunnel.nodes.count - 1)
+        #expect(tunnel.reloadRefusal(to: fewer) == nil, "a node removed: the tunnel stays")
+        #expect(plain.reloadRefusal(to: plain) == nil)
+        let added = plain.reloadRefusal(to: tunnel) ?? ""
+        #expect(added.contains("running: none; new: prefix 10.78.0.0/24, port 51820") && added.contains("reboot every node"), "\(added)")
+        #expect(tunnel.reloadRefusal(to: plain)?.contains("running: prefix 10.78.0.0/24, port 51820; new: none") == true)
+        let moved = try valid(withTunnel("prefix = \"10.79.0.0/24\"\n"))
+        #expect(tunnel.reloadRefusal(to: moved)?.contains("new: prefix 10.79.0.0/24") == true)
+        let port = try valid(withTunnel("prefix = \"10.78.0.0/24\"\nport = 4500\n"))
+        #expect(tunnel.reloadRefusal(to: port)?.contains("new: prefix 10.78.0.0/24, port 4500") == true)
     }
 
     @Test("problems: no prefix, overlap with the cluster network, too small for the node numbers, a bad port, a typo")

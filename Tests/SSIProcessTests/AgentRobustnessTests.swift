@@ -272,16 +272,26 @@ func securePair(key: [UInt8] = [UInt8](repeating: 7, count: 32)) throws -> (Secu
         return text.split(separator: " ").compactMap { Int32($0) }.first ?? 0
     }
 
-    /// A TCP connection to node 2's agent that never says anything.
-    static func idleConnection() -> Int32 {
+    /// A TCP connection to node 2's agent from `source` (node 1's
+    /// address unless said: the agent hears only the nodes' addresses),
+    /// or -1.
+    static func connection(from source: String = "127.0.0.3") -> Int32 {
         let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var local = sockaddr_in()
+        local.sin_family = sa_family_t(AF_INET)
+        local.sin_addr.s_addr = inet_addr(source)
         var sin = sockaddr_in()
         sin.sin_family = sa_family_t(AF_INET)
         sin.sin_port = UInt16(port).bigEndian
         sin.sin_addr.s_addr = inet_addr("127.0.0.4")
-        _ = withUnsafePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        let bound = withUnsafePointer(to: &local) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        let rc = withUnsafePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        if bound != 0 || rc != 0 { close(s); return -1 }
         return s
     }
+
+    /// A TCP connection to node 2's agent that never says anything.
+    static func idleConnection() -> Int32 { connection() }
 
     func onnodeWorks(_ pair: AgentPairTests.Pair, within seconds: Double) throws -> Double {
         let started = Date()
@@ -325,7 +335,7 @@ func securePair(key: [UInt8] = [UInt8](repeating: 7, count: 32)) throws -> (Secu
                                   (Array("v=7\nop=where\npid=1".utf8), "protocol version \"7\""),
                                   (Fields("where", [("pid", "1x")]).encoded, "the where message has a bad pid (\"1x\")"),
                                   (Fields("where").encoded, "the where message has no pid")] {
-            let peer = try SecureChannel.connect(address: "127.0.0.4", port: UInt16(Self.port), key: key, localNode: 1)
+            let peer = try SecureChannel.connect(address: "127.0.0.4", port: UInt16(Self.port), key: key, localNode: 1, from: "127.0.0.3")
             defer { peer.close() }
             try peer.send(Wire.fields, bytes)
             let answer = try peer.expectFields("node 2's answer")
@@ -343,14 +353,10 @@ func securePair(key: [UInt8] = [UInt8](repeating: 7, count: 32)) throws -> (Secu
                                       node: 1, input: nil, cwd: "/tmp")
         #expect(badEnv.status == 0 && badEnv.out == "unset 1\n" && badEnv.err.contains("the environment variable BAD is not valid UTF-8"), "\(badEnv)")
 
-        // A stranger announcing 1 MiB before authenticating: dropped at once.
-        let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var sin = sockaddr_in()
-        sin.sin_family = sa_family_t(AF_INET)
-        sin.sin_port = UInt16(Self.port).bigEndian
-        sin.sin_addr.s_addr = inet_addr("127.0.0.4")
-        let rc = withUnsafePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        #expect(rc == 0)
+        // A stranger announcing 1 MiB before authenticating, from a
+        // node's address: dropped at once.
+        let s = Self.connection()
+        #expect(s >= 0)
         let stranger = Array("SSIP1\n".utf8) + [UInt8](repeating: 1, count: 32) + [UInt8](repeating: 2, count: 24) + [0x00, 0x10, 0x00, 0x00]
         _ = stranger.withUnsafeBytes { send(s, $0.baseAddress!, $0.count, Int32(MSG_NOSIGNAL)) }
         var tv = timeval(tv_sec: 3, tv_usec: 0)
@@ -365,6 +371,23 @@ func securePair(key: [UInt8] = [UInt8](repeating: 7, count: 32)) throws -> (Secu
         }
         close(s)
         #expect(Date().timeIntervalSince(t0) < 2.5, "the agent waited for the stranger's megabyte")
+
+        // A machine that is not a node (127.0.0.1 here; with [tunnel], one
+        // reaching a tunnel address over the plain network): closed before
+        // a byte, and the agent's log names it.
+        let outsider = Self.connection(from: "127.0.0.1")
+        #expect(outsider >= 0)
+        var one: UInt8 = 0
+        var tv3 = timeval(tv_sec: 3, tv_usec: 0)
+        setsockopt(outsider, SOL_SOCKET, SO_RCVTIMEO, &tv3, socklen_t(MemoryLayout<timeval>.size))
+        #expect(read(outsider, &one, 1) == 0, "the agent closes a connection from a non-node address at once")
+        close(outsider)
+        var logged = ""
+        for _ in 0..<30 where !logged.contains("refused a connection from 127.0.0.1") {
+            usleep(100_000)
+            logged = (try? String(contentsOfFile: pair.dir + "/node2/proc-agent.log", encoding: .utf8)) ?? ""
+        }
+        #expect(logged.contains("refused a connection from 127.0.0.1: not a node's cluster address (127.0.0.3, 127.0.0.4)"), "\(logged)")
 
         // Processes with 1 MB command lines: ps from node 1 asks node 2
         // too; both replies would have been over the limit (a trap).

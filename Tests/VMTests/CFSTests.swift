@@ -359,6 +359,35 @@ extension VM {
                 let fourPeer = withFour.split(separator: "\n").first { $0.contains("node4 10.78.0.4/32") } ?? ""
                 #expect(fourPeer.contains("handshake") && !fourPeer.contains("no handshake"), "node 2 talks to node 4 in the tunnel: \(withFour)")
                 node4.kill()
+
+                // An intruder takes node 4's place on the network (its MAC
+                // and address; node 4 is down, still configured and
+                // enrolled): a plain Debian machine with the tools and none
+                // of the cluster's secrets (the served image's own
+                // impostor is node 4's "identity changed" above). It cannot
+                // mount the root, reach an agent or join.
+                if let debianInitrd {
+                    try await intrude(on: node1, debian: debian, uuid: uuid, initrd: debianInitrd, vm: vm, network: network)
+                } else {
+                    log("intruder: not run: \(noDebianInitrd ?? "")")
+                }
+                // Local users get nothing either: nobody on a diskless node
+                // reads no key, and what it runs elsewhere runs as nobody.
+                let asNobody = "setpriv --reuid=65534 --regid=65534 --clear-groups"
+                let nobody2 = try await node2.run("cd / && \(asNobody) sh -c 'id -u; for f in /etc/corosync/authkey /dev/vda; do "
+                                                  + "head -c1 $f >/dev/null 2>&1 && echo READ $f; done; "
+                                                  + "\(ToolsCluster.ssi) onnode 1 id -u; "
+                                                  + "\(ToolsCluster.ssi) onnode 1 cat /etc/corosync/authkey >/dev/null 2>&1 || echo denied-there'",
+                                                  timeout: .seconds(60)).output
+                #expect(nobody2.split(separator: "\n").map(String.init) == ["65534", "65534", "denied-there"], "nobody on node 2: \(nobody2)")
+                // ... and on the init node the netboot folder holds nothing
+                // it may not read (the image's contents are checked above),
+                // while the key and the node's identity stay out of reach.
+                let nobody1 = try await node1.run("cd / && \(asNobody) sh -c 'for f in /srv/ssi/netboot/* /etc/corosync/authkey /etc/ssi/authkey; do "
+                                                  + "head -c1 $f >/dev/null 2>&1 && echo read ${f##*/} || echo denied ${f##*/}; done'",
+                                                  timeout: .seconds(60)).output
+                #expect(nobody1.contains("read initrd.img") && nobody1.contains("denied authkey") && !nobody1.contains("read authkey")
+                        && !nobody1.contains("denied initrd.img"), "nobody on node 1: \(nobody1)")
                 // Removed from the configuration: back to three expected
                 // votes (so that nodes 2 and 3 alone keep quorum below), and
                 // its key out of the tunnel on every node by the reload's
@@ -374,6 +403,12 @@ extension VM {
                     #expect(LineMatch.consoleText(String(line), contains: "not in the configuration (a stand-in key: nothing passes)"),
                             "\(g.name): node 4's key is out of its tunnel: \(report)")
                 }
+                // Node 4 died holding delegations (files it had read): a
+                // writer of one here (the identities file just below)
+                // waits for its lease to run out, 15 s on the init node
+                // (it hung for more than a minute with the kernel's 90).
+                let lease = try await node1.run("cat /proc/fs/nfsd/nfsv4leasetime", expectStatus: nil).output
+                #expect(lease == "15", "the init node's NFS lease: \(lease)")
                 let forgotten = try await ssiClusterInDistro(node1, "node remove node4")
                 #expect(forgotten.contains("removed node4's identity"), "\(forgotten)")
                 let three = try await ssiClusterInDistro(node2, "status")
@@ -407,4 +442,57 @@ extension VM {
             }
         }
     }
+}
+
+/// A plain Debian machine on the cluster network as node 4 (its MAC and
+/// address): the test root booted by Debian's initramfs into a shell
+/// (ssi-test-plain: the cluster's secrets and services removed from its
+/// copy). Each attempt fails, and the init node says so where it can.
+func intrude(on node1: Guest, debian: String, uuid: String, initrd: String, vm: VMTest, network: TestNetwork) async throws {
+    var c = GuestConfig(name: "intruder", initrd: initrd,
+                        kernelArguments: ["root=UUID=\(uuid)", "ro", "net.ifnames=0", "init=/usr/local/sbin/ssi-test-plain"])
+    c.memoryMB = 384
+    c.timeLimit = .seconds(600)
+    c.disks = [Disk(debian, snapshot: true)]
+    c.nics = [try network.addNIC(mac: Cluster.mac(node: 4))]
+    let intruder = try vm.start(c)
+    defer { intruder.kill() }
+    try await intruder.waitFor(.contains("SSI-TEST plain"), timeout: .seconds(240))
+    let bare = try await intruder.run("ls /etc/ssi /etc/corosync/authkey 2>&1; ip link set eth0 up && ip address add 10.77.0.4/24 dev eth0 && echo up",
+                                      timeout: .seconds(30)).output
+    #expect(bare.contains("No such file") && bare.hasSuffix("up"), "the intruder has none of the cluster's files: \(bare)")
+    // The root over the plain network: exported to the tunnel's network only.
+    let plainNFS = try await intruder.run("mkdir -p /mnt/root; timeout -s KILL 60 mount -t nfs4 -o soft,timeo=30,retrans=1 10.77.0.1:/ /mnt/root 2>&1; "
+                                          + "echo status=$?", timeout: .seconds(90)).output
+    // The server's own refusal (EACCES or EPERM), not a timeout or a
+    // missing module.
+    #expect((plainNFS.contains("access denied") || plainNFS.contains("not permitted")) && !plainNFS.contains("status=0"),
+            "the root over the plain network: \(plainNFS)")
+    // The init node's tunnel address over the plain network: the process
+    // agent answers TCP there (addresses are the host's, not the link's)
+    // and closes at once, naming the stranger.
+    let port = 7791
+    let agent = try await intruder.run("ip route add 10.78.0.0/24 dev eth0 && timeout 20 bash -c 'exec 3<>/dev/tcp/10.78.0.1/\(port) "
+                                       + "&& echo connected && echo hello >&3; cat <&3 | wc -c'; echo status=$?",
+                                       timeout: .seconds(40)).output
+    #expect(agent.contains("connected") && agent.contains("\n0\n") && agent.hasSuffix("status=0"), "the agent over the plain network: \(agent)")
+    let refused = try await node1.run("grep -c 'refused a connection from 10.77.0.4: not a node.s cluster address' /run/ssi/proc-agent.log",
+                                      timeout: .seconds(30), expectStatus: nil).output
+    #expect(refused != "0" && !refused.isEmpty, "the init node's agent logs the stranger: \(refused)")
+    // Claiming node 4's tunnel address on the plain network: the init
+    // node's answers go into the tunnel, sealed for node 4's key, so no
+    // connection completes: not the root, not the agent.
+    let spoofed = try await intruder.run("ip address add 10.78.0.4/32 dev eth0 && ip route replace 10.78.0.0/24 dev eth0 src 10.78.0.4 && "
+                                         + "{ timeout -s KILL 30 mount -t nfs4 -o soft,timeo=20,retrans=1 10.78.0.1:/ /mnt/root >/dev/null 2>&1; echo nfs=$?; "
+                                         + "timeout 10 bash -c 'exec 3<>/dev/tcp/10.78.0.1/\(port)' 2>/dev/null; echo agent=$?; "
+                                         + "mountpoint -q /mnt/root && echo MOUNTED; }", timeout: .seconds(60), expectStatus: nil).output
+    #expect(!spoofed.contains("nfs=0") && !spoofed.contains("agent=0") && !spoofed.contains("MOUNTED") && spoofed.contains("agent="),
+            "as node 4's tunnel address: \(spoofed)")
+    // corosync: datagrams to its port from both addresses change nothing.
+    _ = try await intruder.run("for i in 1 2 3; do echo join > /dev/udp/10.78.0.1/5405; done; "
+                               + "ip route replace 10.78.0.0/24 dev eth0 src 10.77.0.4; for i in 1 2 3; do echo join > /dev/udp/10.78.0.1/5405; done",
+                               timeout: .seconds(30), expectStatus: nil)
+    let members = try await node1.run("corosync-quorumtool -s | awk '/^Total votes:/ {print $3}'", timeout: .seconds(30), expectStatus: nil).output
+    #expect(members == "3", "corosync's members are still nodes 1 to 3: \(members)")
+    log("intruder: \(plainNFS.split(separator: "\n").first ?? ""); agent: refused (\(refused) in its log); as 10.78.0.4: \(spoofed.split(separator: "\n").joined(separator: " "))")
 }

@@ -8,6 +8,8 @@
 #     when multi-user.target is reached;
 #   - no /etc/hostname and an empty machine-id: the hostname comes from
 #     ssi-init (the cluster node's name), the machine-id is made at boot.
+# kmod (modprobe) is there as on any Debian machine: the CFS test's
+# intruder loads the NFS client with it.
 # The distro's corosync package is installed and its service enabled, as an
 # administrator's would be: ssi-init must keep it from starting a second
 # corosync. The CFS init node's services come from the distro too: the
@@ -44,7 +46,7 @@ case "$img" in /*) ;; *) img="$PWD/$img" ;; esac
 command -v mkfs.ext4 >/dev/null || die "mkfs.ext4 not found (apt-get install e2fsprogs)"
 
 root="$cache/debian-root"
-packages=systemd,systemd-sysv,udev,libkmod2,libblkid1,libcpg4,libquorum5,libvotequorum8,libcmap4,libzstd1,liblzma5,procps,iproute2,corosync,nfs-kernel-server,dnsmasq-base,gfs2-utils,criu,libsodium23
+packages=systemd,systemd-sysv,udev,kmod,libkmod2,libblkid1,libcpg4,libquorum5,libvotequorum8,libcmap4,libzstd1,liblzma5,procps,iproute2,corosync,nfs-kernel-server,dnsmasq-base,gfs2-utils,criu,libsodium23
 stamp="$root.packages"
 if [ ! -x "$root/lib/systemd/systemd" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$packages" ]; then
     command -v debootstrap >/dev/null || die "debootstrap not found (apt-get install debootstrap)"
@@ -88,6 +90,30 @@ ExecStart=/bin/sh -c 'echo "SSI-TEST multi-user $(cut -d" " -f1 /proc/uptime)" >
 WantedBy=multi-user.target
 UNIT
 ln -sf ../ssi-test-marker.service "$staging/etc/systemd/system/multi-user.target.wants/ssi-test-marker.service"
+# init= for a plain machine on the cluster network (the CFS test's
+# intruder): this Debian with the tools, none of the cluster's files (the
+# copy is a qemu snapshot: nothing reaches the image), a root shell on the
+# console after "SSI-TEST plain".
+mkdir -p "$staging/usr/local/sbin"
+cat > "$staging/usr/local/sbin/ssi-test-plain" <<'SCRIPT'
+#!/bin/sh
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TERM=linux
+# Debian's initramfs moved /proc, /sys, /dev and /run here already.
+mountpoint -q /proc || mount -t proc proc /proc
+mountpoint -q /sys || mount -t sysfs sysfs /sys
+mountpoint -q /dev || mount -t devtmpfs devtmpfs /dev
+mount -o remount,rw /
+mountpoint -q /run || mount -t tmpfs tmpfs /run
+mount -t tmpfs tmpfs /tmp
+rm -rf /etc/ssi /srv/ssi /etc/corosync/authkey
+hostname intruder
+ip link set lo up
+echo "SSI-TEST plain"
+# -w: when setsid must fork (init leads its process group), init waits
+# for the shell instead of exiting (the kernel panics when init exits).
+exec setsid -w -c /bin/bash -i <>/dev/ttyS0 >&0 2>&1
+SCRIPT
+chmod 755 "$staging/usr/local/sbin/ssi-test-plain"
 # A quiet prompt the harness can type after, and no bracketed-paste escapes
 # around command output (they would glue onto the harness's marker lines).
 echo 'PS1="# "' >> "$staging/root/.bashrc"

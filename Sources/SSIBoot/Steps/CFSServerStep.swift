@@ -47,6 +47,13 @@ extension Boot {
         var units: [(String, String)] = []
         if FileSystem.exists(root + "/lib/systemd/system/nfs-server.service") {
             units.append(("nfs-server.service", "/lib/systemd/system/nfs-server.service"))
+            do {
+                try FileSystem.makeDirectories(dirname(of: CFSFiles.nfsServerDropIn))
+                try FileSystem.writeFile(CFSFiles.nfsServerDropIn, CFSFiles.nfsServerLease())
+            } catch {
+                log.warning("cfs-server", "writing \(CFSFiles.nfsServerDropIn): \(error.description): the NFS server keeps the kernel's "
+                            + "90 s lease (a node that dies holding a file stalls its writers here that long)")
+            }
         }
         if config.netboot.enabled {
             try writeNetbootService(config, interface: identity.interface)
