@@ -382,7 +382,7 @@ extension VM {
                 #expect(nobody2.split(separator: "\n").map(String.init) == ["65534", "65534", "denied-there"], "nobody on node 2: \(nobody2)")
                 // ... and on the init node the netboot folder holds nothing
                 // it may not read (the image's contents are checked above),
-                // while the key and the node's identity stay out of reach.
+                // while the cluster key stays out of reach.
                 let nobody1 = try await node1.run("cd / && \(asNobody) sh -c 'for f in /srv/ssi/netboot/* /etc/corosync/authkey /etc/ssi/authkey; do "
                                                   + "head -c1 $f >/dev/null 2>&1 && echo read ${f##*/} || echo denied ${f##*/}; done'",
                                                   timeout: .seconds(60)).output
