@@ -111,6 +111,7 @@ let package = Package(
             path: "Tests/SSITestSupport"),
         .target(
             name: "SSIVMHarness",
+            dependencies: ["SSITestSupport"],
             path: "Tests/SSIVMHarness"),
         // The demo and the benchmarks run on the same harness (not tests).
         .executableTarget(
@@ -139,7 +140,7 @@ let package = Package(
             path: "bench/migrate"),
         .testTarget(
             name: "VMTests",
-            dependencies: ["SSIVMHarness"]),
+            dependencies: ["SSIVMHarness", "SSITestSupport"]),
         .testTarget(
             name: "SSITrustTests",
             dependencies: ["SSITestSupport", "SSITrust", "SSIConfig", "SSICore", "SSILinux"],

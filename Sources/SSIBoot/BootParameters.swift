@@ -80,8 +80,8 @@ public struct BootParameters: Sendable, Equatable {
         clusterRootWait = try Self.number(cmdline, "ssi.root_wait", in: 1...Self.waitRange.upperBound, unit: "seconds")
         if let n = try Self.number(cmdline, "rootdelay", in: Self.rootDelayRange, unit: "seconds") { rootDelay = n }
         if let d = cmdline.value("ssi.identity") {
-            guard d.hasPrefix("/"), d.utf8.count <= 4096 else {
-                throw SSIError("cmdline", "ssi.identity=\(printable(d)) must be an absolute path", hint: "e.g. ssi.identity=/dev/vdb")
+            guard d == "tpm" || d.hasPrefix("/"), d.utf8.count <= 4096 else {
+                throw SSIError("cmdline", "ssi.identity=\(printable(d)) must be \"tpm\" or an absolute path", hint: "e.g. ssi.identity=/dev/vdb")
             }
             identityDevice = d
         }

@@ -120,10 +120,12 @@ public struct ClusterConfig: Sendable, Equatable {
         /// This node's own key file on a node with a disk (the init node
         /// reads it from its root). Mode 0400, root's.
         public var key: String
-        /// The local medium holding a diskless node's key: a small block
-        /// device (a USB stick, a virtual disk) or a file on one; ssi-init
-        /// reads it before it asks for the cluster key. `ssi.identity=` on
-        /// the kernel command line overrides it.
+        /// Where a diskless node's key comes from: `"tpm"` (the node's TPM
+        /// 2.0 derives it, nothing stored; the default when unset), or the
+        /// local medium holding it: a small block device (a USB stick, a
+        /// virtual disk) or a file on one; ssi-init reads it before it asks
+        /// for the cluster key. `ssi.identity=` on the kernel command line
+        /// overrides it.
         public var device: String?
         /// How long a node booted with `ssi.enroll` waits for the
         /// administrator to enroll it.

@@ -85,7 +85,11 @@ extension ConfigDecoder {
         var ok = true
         for key in ["known", "key", "device"] {
             if let (path, line) = string(t, key, "identity") {
-                if let why = absolutePathProblem(path) { report(line, "identity.\(key)", why); ok = false }
+                // The device may be the TPM (the default when unset).
+                if let why = absolutePathProblem(path), !(key == "device" && path == "tpm") {
+                    report(line, "identity.\(key)", key == "device" ? "\(why), or \"tpm\"" : why)
+                    ok = false
+                }
                 switch key {
                 case "known": result.known = path
                 case "key": result.key = path

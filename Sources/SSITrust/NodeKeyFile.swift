@@ -143,3 +143,42 @@ public enum NodeKeyFile {
         }
     }
 }
+
+/// Where a node's key comes from: its TPM (the default for a diskless
+/// node), or a key medium ([identity] device, ssi.identity=PATH).
+public enum KeySource: Equatable, Sendable, CustomStringConvertible {
+    case tpm
+    case medium(String)
+
+    /// How the configuration and the command line name the TPM.
+    public static let tpmName = "tpm"
+
+    /// `tpm` or an absolute path; nil for anything else.
+    public init?(_ text: String) {
+        if text == Self.tpmName {
+            self = .tpm
+        } else if text.hasPrefix("/") {
+            self = .medium(text)
+        } else {
+            return nil
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .tpm: "the TPM (\(TPM.device))"
+        case .medium(let path): path
+        }
+    }
+}
+
+extension NodeKeyFile {
+    /// The node's key from `source`: derived by the TPM (never blank), or
+    /// read from the medium.
+    public static func load(_ source: KeySource) throws(SSIError) -> Contents {
+        switch source {
+        case .tpm: .key(try NodeKey(seed: TPM().identitySeed()))
+        case .medium(let path): try read(path)
+        }
+    }
+}

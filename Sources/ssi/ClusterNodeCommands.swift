@@ -71,7 +71,8 @@ struct NodeKeyShowCommand {
     static let command = CLICommand(
         "show",
         abstract: "Print a node key's public identity and fingerprint.",
-        arguments: [CLIArgument("path", help: "The key file or device.", default: ClusterConfig.Identity.defaultKey)]) {
+        discussion: "`tpm` shows the identity this machine's TPM 2.0 derives (what a diskless node without a key medium offers).",
+        arguments: [CLIArgument("path", help: "The key file or device, or tpm.", default: ClusterConfig.Identity.defaultKey)]) {
         try NodeKeyShowCommand($0).run()
     }
 
@@ -80,7 +81,7 @@ struct NodeKeyShowCommand {
 
     func run() throws {
         do throws(SSIError) {
-            switch try NodeKeyFile.read(path) {
+            switch try NodeKeyFile.load(path == KeySource.tpmName ? .tpm : .medium(path)) {
             case .blank:
                 throw SSIError("identity", "\(path) holds no node key (blank)", hint: "ssi cluster node key new -o \(path)")
             case .key(let key):

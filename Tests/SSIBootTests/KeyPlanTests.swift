@@ -24,22 +24,24 @@ import SSITrust
         let node = try #require(config.node(number: 2))
         let plan = try (KeyPlan.decide(config: config, node: node,
                                                    params: BootTestConfigs.params("ssi.enroll"), known: known()))
-        #expect(plan.server.number == 1 && plan.serverIdentity == initKey && plan.device == "/dev/vdb")
+        #expect(plan.server.number == 1 && plan.serverIdentity == initKey && plan.source == .medium("/dev/vdb"))
         #expect(plan.unreachableSeconds == 120, "[root] wait_seconds of the test config")
         #expect(plan.enrollSeconds == 300 && plan.enroll)
         // The command line wins for the medium and the wait.
         let given = try (KeyPlan.decide(config: config, node: node,
                                                     params: BootTestConfigs.params("ssi.identity=/dev/sdz ssi.root_wait=15"), known: known()))
-        #expect(given.device == "/dev/sdz" && given.unreachableSeconds == 15 && !given.enroll)
+        #expect(given.source == .medium("/dev/sdz") && given.unreachableSeconds == 15 && !given.enroll)
     }
 
     @Test func whatStopsTheBootIsNamed() throws {
         let config = try BootTestConfigs.cfs()
         let node2 = try #require(config.node(number: 2)), node1 = try #require(config.node(number: 1))
-        let noMedium = message { () throws(SSIError) in
-            try KeyPlan.decide(config: config, node: node2, params: BootParameters(), known: known())
-        }
-        #expect(noMedium.contains("no key medium is named for node2") && noMedium.contains("ssi.identity=PATH"), "\(noMedium)")
+        // No medium named: the node's TPM; "tpm" names it too.
+        let noMedium = try KeyPlan.decide(config: config, node: node2, params: BootParameters(), known: known())
+        #expect(noMedium.source == .tpm)
+        let named = try KeyPlan.decide(config: BootTestConfigs.cfs("\n[identity]\ndevice = \"/dev/vdb\"\n"), node: node2,
+                                       params: BootTestConfigs.params("ssi.identity=tpm"), known: known())
+        #expect(named.source == .tpm)
         let noServerIdentity = message { () throws(SSIError) in
             try KeyPlan.decide(config: config, node: node2, params: BootParameters(), known: KnownIdentities())
         }
@@ -68,11 +70,12 @@ import SSITrust
         let p = try BootTestConfigs.params("ssi.identity=/dev/vdb ssi.enroll")
         #expect(p.identityDevice == "/dev/vdb" && p.enroll)
         #expect(p.explanation.contains("identity: /dev/vdb") && p.explanation.contains("enrollment mode"))
+        #expect(try BootTestConfigs.params("ssi.identity=tpm").identityDevice == "tpm")
         do {
             _ = try BootTestConfigs.params("ssi.identity=vdb")
             Issue.record("a relative medium path is refused")
         } catch {
-            #expect("\(error)".contains("ssi.identity=vdb must be an absolute path"))
+            #expect("\(error)".contains("ssi.identity=vdb must be \"tpm\" or an absolute path"))
         }
     }
 

@@ -187,6 +187,18 @@ import SSICore
         expectOneProblem(text, line: line(of: "mac = [", in: text), field: "node.mac", "array of strings")
     }
 
+    @Test func theKeyMediumIsTheTPMOrAPath() throws {
+        // Unset: the TPM (ssi-init's default). "tpm" says so; a path names a medium.
+        #expect(try valid(baseCFS).identity.device == nil)
+        let tpm = baseCFS + "\n[identity]\ndevice = \"tpm\"\n"
+        #expect(try valid(tpm).identity.device == "tpm")
+        let text = baseCFS + "\n[identity]\ndevice = \"usbstick\"\n"
+        expectOneProblem(text, line: line(of: "usbstick", in: text), field: "identity.device", "or \"tpm\"")
+        // The other paths stay paths.
+        let known = baseCFS + "\n[identity]\nknown = \"tpm\"\n"
+        #expect(!problems(known).isEmpty)
+    }
+
     @Test func singleNodeTableInsteadOfArray() {
         let text = """
             [cluster]

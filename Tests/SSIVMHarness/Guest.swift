@@ -66,6 +66,10 @@ public struct GuestConfig: Sendable {
     /// and image; SeaBIOS and iPXE print on the serial console.
     public var networkBoot: Bool = false
     public var extraQEMUArguments: [String] = []
+    /// A TPM 2.0 for the guest: swtpm, its state in this directory (made
+    /// if missing; the same directory is the same TPM at the next boot, a
+    /// new one another TPM), started before qemu and ended with it.
+    public var tpmState: String?
 
     public init(name: String, kernel: String? = nil, initrd: String? = nil, kernelArguments: [String] = []) {
         self.name = name
@@ -157,14 +161,38 @@ public final class Guest: Sendable {
             guard let ip = Command.find("ip") else { throw HarnessError("ip not found (iproute2)") }
             wrapper += [ip, "netns", "exec", ns]
         }
-        let argv = wrapper + [qemu] + qemuArguments(config, files: files)
+        var tpmSocket: String?
+        if let state = config.tpmState {
+            tpmSocket = try startTPM(state: state, base: base, wrapper: Array(wrapper.prefix(10)))
+        }
+        let argv = wrapper + [qemu] + qemuArguments(config, files: files, tpmSocket: tpmSocket)
         let line = Command.commandLine(argv)
         try? (line + "\n").write(toFile: files.out, atomically: false, encoding: .utf8)
         let pid = try Command.spawn(argv, stdout: files.out, stderr: files.out)
         return Guest(config: config, pid: pid, files: files, commandLine: line)
     }
 
-    static func qemuArguments(_ c: GuestConfig, files: (log: String, socket: String, pid: String, out: String)) -> [String] {
+    /// swtpm for a guest, bound like qemu (`wrapper`: setpriv, timeout)
+    /// and ending when qemu closes its control socket; returns the socket
+    /// once it exists.
+    static func startTPM(state: String, base: String, wrapper: [String]) throws -> String {
+        guard let swtpm = Command.find("swtpm") else { throw HarnessError("swtpm not found (scripts/setup installs it)") }
+        try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
+        let socket = base + ".tpm"
+        try? FileManager.default.removeItem(atPath: socket)
+        _ = try Command.spawn(wrapper + [swtpm, "socket", "--tpm2", "--tpmstate", "dir=" + state,
+                                         "--ctrl", "type=unixio,path=" + socket, "--terminate"],
+                              stdout: base + ".tpm.log", stderr: base + ".tpm.log")
+        let deadline = ContinuousClock.now + .seconds(10)
+        while !FileManager.default.fileExists(atPath: socket) {
+            guard ContinuousClock.now < deadline else { throw HarnessError("swtpm made no socket \(socket) in 10 s (\(base).tpm.log)") }
+            usleep(20_000)
+        }
+        return socket
+    }
+
+    static func qemuArguments(_ c: GuestConfig, files: (log: String, socket: String, pid: String, out: String),
+                              tpmSocket: String? = nil) -> [String] {
         func esc(_ s: String) -> String { s.replacingOccurrences(of: ",", with: ",,") }
         var a = ["-name", c.name,
                  "-machine", c.machine, "-accel", "tcg", "-cpu", c.cpu,
@@ -190,6 +218,10 @@ public final class Guest: Sendable {
         for (i, n) in c.nics.enumerated() {
             a += ["-netdev", "tap,id=net\(i),ifname=\(n.tap),script=no,downscript=no",
                   "-device", "virtio-net-pci,netdev=net\(i),mac=\(n.mac)" + (c.nicBootROM || (c.networkBoot && i == 0) ? "" : ",romfile=")]
+        }
+        if let tpmSocket {
+            a += ["-chardev", "socket,id=tpm0,path=\(esc(tpmSocket))", "-tpmdev", "emulator,id=tpm0,chardev=tpm0",
+                  "-device", "tpm-tis,tpmdev=tpm0"]
         }
         a += ["-pidfile", files.pid]
         return a + c.extraQEMUArguments

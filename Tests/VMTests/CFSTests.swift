@@ -6,6 +6,7 @@
 
 import Foundation
 import SSIVMHarness
+import SSITestSupport
 import Testing
 
 /// `ssi cluster ARGS` from the booted Debian: the binary ssi-init left in
@@ -297,30 +298,42 @@ extension VM {
                 #expect(reloaded.contains("applied on 3 members") && reloaded.contains("node1 (1): ok"), "\(reloaded)")
                 let four = try await ssiClusterInDistro(node3, "status")
                 #expect(four.contains("Cluster ssi: 4 nodes, 3 members, quorate"), "\(four)")
-                // Node 4 boots in enrollment mode with a blank key disk: it
-                // makes its key, shows the fingerprint and waits. One boot
-                // goes through what enrollment meets: an unknown identity;
-                // then a key enrolled ahead for node 4 that is not the one
-                // its board holds (a replaced board): "identity changed",
-                // refused, logged, no member; then --replace, and it joins.
-                // The fingerprint is read from the key disk itself (the
-                // host's file) and found on the console: what an
-                // administrator compares, without trusting the serial line's
-                // bytes for the value typed back.
-                var c4 = GuestConfig(name: "node4")
-                c4.networkBoot = true
-                c4.memoryMB = 512
-                c4.timeLimit = .seconds(900)
-                let disk4 = try vm.blankDisk(name: "id-node4", megabytes: 1)
-                chmod(disk4, 0o600)
-                c4.disks = [Disk(disk4)]
-                c4.nics = [try network.addNIC(mac: Cluster.mac(node: 4))]
-                let node4 = try vm.start(c4)
-                let made = try await node4.waitFor(SSIInit.step("keys", "made a new node key on /dev/vda: SHA256:"),
+                // Node 4 has no key medium: its TPM (swtpm, a TPM 2.0 of its
+                // own) derives its identity. It boots in enrollment mode,
+                // shows the fingerprint and waits: an unknown identity,
+                // refused and logged; a wrong fingerprint enrolls nothing;
+                // the right one lets it join. Then its TPM is replaced (a
+                // new board): "identity changed", refused, logged, no
+                // member; --replace, and it joins again. Each fingerprint
+                // is computed on the host from the TPM's state by tpm2-tools
+                // (tpm2-tss, not ssi's TPM code): what an administrator
+                // compares, without trusting the serial line's bytes for the
+                // value typed back.
+                func tpmFingerprint(_ state: String) throws -> String {
+                    let work = vm.path("tpm-work-" + (state as NSString).lastPathComponent)
+                    try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+                    let keyFile = work + "/node.key"
+                    try SoftwareTPM.keyFileText(state: state, label: Array("ssi node identity v1".utf8), work: work)
+                        .write(toFile: keyFile, atomically: true, encoding: .utf8)
+                    chmod(keyFile, 0o400)
+                    let shown = try Command.run([ssi, "cluster", "node", "key", "show", keyFile]).stdout
+                    return String(try #require(shown.split(separator: "\n").first { $0.hasPrefix("fingerprint: ") }).dropFirst(13))
+                }
+                func bootNode4(_ name: String, tpm: String) throws -> Guest {
+                    var c4 = GuestConfig(name: name)
+                    c4.networkBoot = true
+                    c4.memoryMB = 512
+                    c4.timeLimit = .seconds(900)
+                    c4.tpmState = tpm
+                    c4.nics = [try network.addNIC(mac: Cluster.mac(node: 4))]
+                    return try vm.start(c4)
+                }
+                let tpm4 = vm.path("tpm-node4"), newTPM4 = vm.path("tpm-node4-new")
+                let fp4 = try tpmFingerprint(tpm4)
+                var node4 = try bootNode4("node4", tpm: tpm4)
+                let made = try await node4.waitFor(SSIInit.step("keys", "node identity from the TPM (/dev/tpmrm0): SHA256:"),
                                                    timeout: .seconds(300), failOn: SSIInit.failFast)
-                let shown = try Command.run([ssi, "cluster", "node", "key", "show", disk4]).stdout
-                let fp4 = String(try #require(shown.split(separator: "\n").first { $0.hasPrefix("fingerprint: ") }).dropFirst(13))
-                #expect(LineMatch.consoleText(made, contains: fp4), "the console shows the key disk's fingerprint: \(made) vs \(fp4)")
+                #expect(LineMatch.consoleText(made, contains: fp4), "the console shows the TPM's fingerprint: \(made) vs \(fp4)")
                 let unknown = try await node4.waitFor(SSIInit.step("keys", "unknown identity"), timeout: .seconds(120), failOn: SSIInit.failFast)
                 #expect(unknown.contains("enrollment mode"), "\(unknown)")
                 let pending = try await ssiClusterInDistro(node1, "node list")
@@ -328,26 +341,8 @@ extension VM {
                         "\(pending)")
                 let wrong = try await node1.run("\(ToolsCluster.ssi) cluster node enroll node4 --fingerprint SHA256:someoneElse", expectStatus: nil)
                 #expect(wrong.status == 1 && wrong.output.contains("not SHA256:someoneElse: nothing enrolled"), "\(wrong.output)")
-                // The key enrolled ahead, on node 1: not the board's.
-                let old = try await node1.run("\(ToolsCluster.ssi) cluster node key new -o /root/node4-old.key && "
-                                              + "\(ToolsCluster.ssi) cluster node enroll node4 --key /root/node4-old.key").output
-                #expect(old.contains("enrolled node4 as SHA256:"), "\(old)")
-                let changed = try await node4.waitFor(SSIInit.step("keys", "identity changed"), timeout: .seconds(60), failOn: SSIInit.failFast)
-                #expect(LineMatch.consoleText(changed, contains: fp4), "the console names the offered identity: \(changed)")
-                let refusals = try await node1.run("journalctl -q -o cat -u ssi-keys | grep 'node 4' | cat", timeout: .seconds(60)).output
-                for why in ["unknown identity", "identity changed"] {
-                    #expect(LineMatch.consoleText(refusals, contains: "refused node 4 from 10.77.0.4 (52:54:00:00:00:04): \(why)"), "\(refusals)")
-                }
-                let outside = try await ssiClusterInDistro(node2, "status")
-                // It fetched the image (COMINGUP at stage "image", as DHCP and
-                // TFTP showed it) and got no further: not in corosync's votes.
-                let row4 = outside.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.first { $0.hasPrefix("4 ") } ?? ""
-                #expect(outside.contains("total votes 3") && row4.contains("COMINGUP") && row4.contains("image"),
-                        "the refused node is no member: \(outside)")
-                let needsReplace = try await node1.run("\(ToolsCluster.ssi) cluster node enroll node4 --fingerprint \(fp4)", expectStatus: nil)
-                #expect(needsReplace.status == 1 && needsReplace.output.contains("run again with --replace"), "\(needsReplace.output)")
-                let replaced = try await ssiClusterInDistro(node1, "node enroll node4 --replace --fingerprint \(fp4)")
-                #expect(replaced.contains("enrolled node4 as \(fp4)"), "\(replaced)")
+                let enrolled = try await ssiClusterInDistro(node1, "node enroll node4 --fingerprint \(fp4)")
+                #expect(enrolled.contains("enrolled node4 as \(fp4)"), "\(enrolled)")
                 try await node4.waitFor(SSIInit.step("keys", "received the cluster key"), timeout: .seconds(60), failOn: SSIInit.failFast)
                 try await node4.waitFor(SSIInit.step("membership", "quorate"), timeout: .seconds(300), failOn: SSIInit.failFast)
                 try await node4.waitFor(SSIInit.step("switch-root"), timeout: .seconds(300), failOn: SSIInit.failFast)
@@ -358,6 +353,32 @@ extension VM {
                 let withFour = try await ssiClusterInDistro(node2, "tunnel")
                 let fourPeer = withFour.split(separator: "\n").first { $0.contains("node4 10.78.0.4/32") } ?? ""
                 #expect(fourPeer.contains("handshake") && !fourPeer.contains("no handshake"), "node 2 talks to node 4 in the tunnel: \(withFour)")
+                node4.kill()
+
+                // A new TPM on node 4's board.
+                let fp4New = try tpmFingerprint(newTPM4)
+                #expect(fp4New != fp4, "a new TPM, a new identity")
+                node4 = try bootNode4("node4-new-tpm", tpm: newTPM4)
+                let changed = try await node4.waitFor(SSIInit.step("keys", "identity changed"), timeout: .seconds(300), failOn: SSIInit.failFast)
+                #expect(LineMatch.consoleText(changed, contains: fp4New), "the console names the offered identity: \(changed)")
+                let refusals = try await node1.run("journalctl -q -o cat -u ssi-keys | grep 'node 4' | cat", timeout: .seconds(60)).output
+                for why in ["unknown identity", "identity changed"] {
+                    #expect(LineMatch.consoleText(refusals, contains: "refused node 4 from 10.77.0.4 (52:54:00:00:00:04): \(why)"), "\(refusals)")
+                }
+                let outside = try await ssiClusterInDistro(node2, "status")
+                // It fetched the image (COMINGUP at stage "image", as DHCP and
+                // TFTP showed it) and got no further: not in corosync's votes.
+                let row4 = outside.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.first { $0.hasPrefix("4 ") } ?? ""
+                #expect(outside.contains("total votes 3") && row4.contains("COMINGUP") && row4.contains("image"),
+                        "the refused node is no member: \(outside)")
+                let needsReplace = try await node1.run("\(ToolsCluster.ssi) cluster node enroll node4 --fingerprint \(fp4New)", expectStatus: nil)
+                #expect(needsReplace.status == 1 && needsReplace.output.contains("run again with --replace"), "\(needsReplace.output)")
+                let replaced = try await ssiClusterInDistro(node1, "node enroll node4 --replace --fingerprint \(fp4New)")
+                #expect(replaced.contains("enrolled node4 as \(fp4New)"), "\(replaced)")
+                try await node4.waitFor(SSIInit.step("keys", "received the cluster key"), timeout: .seconds(60), failOn: SSIInit.failFast)
+                try await node4.waitFor(SSIInit.step("membership", "quorate"), timeout: .seconds(300), failOn: SSIInit.failFast)
+                let rejoined = try await ssiClusterInDistro(node1, "status")
+                #expect(rejoined.contains("4 nodes, 4 members, quorate"), "\(rejoined)")
                 node4.kill()
 
                 // An intruder takes node 4's place on the network (its MAC

@@ -14,7 +14,8 @@ import SSITrust
 struct KeyPlan: Equatable {
     var server: ClusterConfig.Node
     var serverIdentity: PublicIdentity
-    var device: String
+    /// The node's TPM unless a key medium is named.
+    var source: KeySource
     /// How long to wait for the init node to answer: as long as for its
     /// NFS server (ssi.root_wait=, [root] wait_seconds), as the node cannot
     /// boot without either.
@@ -38,15 +39,17 @@ struct KeyPlan: Equatable {
                            hint: "on \(server.name): ssi cluster node key new -o \(config.identity.key); ssi cluster node enroll \(server.name) "
                            + "--key \(config.identity.key); then rebuild the served image (ssi-mkinitrd --config ... --netboot ...)")
         }
-        guard let device = params.identityDevice ?? config.identity.device else {
-            throw SSIError("keys", "no key medium is named for \(node.name): the served image holds no secret, so the node proves "
-                           + "who it is with its own key",
-                           hint: "set [identity] device (e.g. \"/dev/vdb\", a small disk or USB stick) or boot with ssi.identity=PATH; "
-                           + "boot once with ssi.enroll to make the key")
+        // No medium named: the node's TPM.
+        var source = KeySource.tpm
+        if let named = params.identityDevice ?? config.identity.device {
+            guard let given = KeySource(named) else {
+                throw SSIError("keys", "the key medium \"\(printable(named))\" is neither \"tpm\" nor an absolute path")
+            }
+            source = given
         }
         var rootWait = params.clusterRootWait ?? 180
         if case .cfs(let cfs) = config.root { rootWait = params.clusterRootWait ?? cfs.waitSeconds }
-        return KeyPlan(server: server, serverIdentity: serverIdentity, device: device, unreachableSeconds: rootWait,
+        return KeyPlan(server: server, serverIdentity: serverIdentity, source: source, unreachableSeconds: rootWait,
                        enrollSeconds: config.identity.enrollWaitSeconds, enroll: params.enroll)
     }
 
@@ -69,9 +72,9 @@ extension Boot {
         let config = identity.config, node = identity.node
         let known = try KnownIdentities.load(config.identity.known)
         let plan = try KeyPlan.decide(config: config, node: node, params: params, known: known)
-        let key = try loadNodeKey(plan)
+        let key = try loadNodeKey(plan, node: node)
         let who = "\(plan.server.name) (\(plan.server.address))"
-        log.info("keys", "\(node.name) is \(key.identity.fingerprint) (key on \(plan.device)); asking \(who) for the cluster key")
+        log.info("keys", "\(node.name) is \(key.identity.fingerprint) (key from \(plan.source)); asking \(who) for the cluster key")
         let started = Process.now()
         var deadline = started + Double(plan.unreachableSeconds)
         var said = ""
@@ -125,22 +128,36 @@ extension Boot {
         }
     }
 
-    /// The node's key from its medium (waiting for the device to appear);
-    /// a blank medium gets a new key in enrollment mode.
-    func loadNodeKey(_ plan: KeyPlan) throws(SSIError) -> NodeKey {
-        let deadline = Process.now() + 30
-        while !FileSystem.exists(plan.device) && Process.now() < deadline { Process.sleep(milliseconds: 250) }
-        switch try NodeKeyFile.read(plan.device) {
+    /// The node's key: from its TPM, or from its medium (waiting for the
+    /// device to appear; a blank medium gets a new key in enrollment mode).
+    func loadNodeKey(_ plan: KeyPlan, node: ClusterConfig.Node) throws(SSIError) -> NodeKey {
+        let device: String
+        switch plan.source {
+        case .tpm: device = TPM.device
+        case .medium(let path): device = path
+        }
+        // A TPM's driver is built in (Debian) or loaded by the coldplug
+        // before this step; a USB stick may take its time.
+        let deadline = Process.now() + (plan.source == .tpm ? 5 : 30)
+        while !FileSystem.exists(device) && Process.now() < deadline { Process.sleep(milliseconds: 250) }
+        if plan.source == .tpm && !FileSystem.exists(device) {
+            throw SSIError("keys", "\(node.name) has no TPM (\(TPM.device) is missing) and no key medium is named: "
+                           + "the served image holds no secret, so the node proves who it is with its own key",
+                           hint: "enable the TPM 2.0 in the firmware, or set [identity] device (e.g. \"/dev/vdb\", a small disk or "
+                           + "USB stick) or boot with ssi.identity=PATH; boot once with ssi.enroll to make the key")
+        }
+        switch try NodeKeyFile.load(plan.source) {
         case .key(let key):
+            if plan.source == .tpm { log.info("keys", "node identity from the TPM (\(TPM.device)): \(key.identity.fingerprint)") }
             return key
         case .blank:
             guard plan.enroll else {
-                throw SSIError("keys", "\(plan.device) holds no node key",
+                throw SSIError("keys", "\(device) holds no node key",
                                hint: "boot once with ssi.enroll: the node makes its key there and waits to be enrolled")
             }
             let key = NodeKey.generate()
-            try NodeKeyFile.write(key, to: plan.device, force: false)
-            log.info("keys", "made a new node key on \(plan.device): \(key.identity.fingerprint)")
+            try NodeKeyFile.write(key, to: device, force: false)
+            log.info("keys", "made a new node key on \(device): \(key.identity.fingerprint)")
             return key
         }
     }

@@ -10,7 +10,7 @@ enum TunnelPlan {
     /// Where a node whose image has the cluster key (so no key step ran)
     /// reads its node key: ssi.identity=, else the key file the image
     /// carries (an image built without --netboot, on the node it boots),
-    /// else [identity] device; nil: nowhere.
+    /// else [identity] device ("tpm" or a medium); nil: nowhere.
     static func keyPath(config: ClusterConfig, params: BootParameters, imageHasKeyFile: Bool) -> String? {
         params.identityDevice ?? (imageHasKeyFile ? config.identity.key : config.identity.device)
     }
@@ -33,7 +33,10 @@ extension Boot {
                                + "and no [identity] device is set",
                                hint: "build \(node.name)'s image on \(node.name) with its key at \(config.identity.key), or set [identity] device")
             }
-            switch try NodeKeyFile.read(path) {
+            guard let source = KeySource(path) else {
+                throw SSIError("tunnel", "the key medium \"\(printable(path))\" is neither \"tpm\" nor an absolute path")
+            }
+            switch try NodeKeyFile.load(source) {
             case .key(let k): key = k
             case .blank:
                 throw SSIError("tunnel", "\(path) holds no node key, and [tunnel] needs one",

@@ -1,0 +1,96 @@
+// swtpm on loopback for the tests: a real TPM 2.0 implementation (libtpms,
+// what qemu's guests get), and tpm2-tools (tpm2-tss) as the independent
+// client that checks ssi's own TPM commands.
+
+import Foundation
+
+/// A running swtpm with its state in a directory, on a free loopback port
+/// (and the next one, its control port), killed with this object.
+public final class SoftwareTPM {
+    /// Why the TPM tests cannot run here; nil when they can.
+    public static let missing: String? = {
+        for tool in ["swtpm", "tpm2_createprimary", "tpm2_hmac", "tpm2_flushcontext"]
+        where !["/usr/bin/", "/usr/local/bin/"].contains(where: { FileManager.default.isExecutableFile(atPath: $0 + tool) }) {
+            return "\(tool) is not installed (scripts/setup installs swtpm and tpm2-tools)"
+        }
+        return nil
+    }()
+
+    let process = Process()
+    public let port: UInt16
+
+    public init(state: String) throws {
+        try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
+        port = try Self.freePort()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/swtpm")
+        process.arguments = ["socket", "--tpm2", "--tpmstate", "dir=\(state)",
+                             "--server", "type=tcp,port=\(port),bindaddr=127.0.0.1",
+                             "--ctrl", "type=tcp,port=\(port + 1),bindaddr=127.0.0.1",
+                             "--flags", "not-need-init,startup-clear"]
+        process.standardInput = FileHandle.nullDevice
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+    }
+
+    deinit {
+        // KILL, not TERM: the test runner's threads block signals, and a
+        // child inherits the mask (swtpm ignored TERM here). swtpm has
+        // written its state by the time a command returns.
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    /// A free loopback port whose successor is below 65536.
+    static func freePort() throws -> UInt16 {
+        for _ in 0..<50 {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            defer { close(fd) }
+            var sin = sockaddr_in()
+            sin.sin_family = sa_family_t(AF_INET)
+            sin.sin_addr.s_addr = inet_addr("127.0.0.1")
+            var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+            _ = withUnsafePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
+            _ = withUnsafeMutablePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+            let port = UInt16(bigEndian: sin.sin_port)
+            if port > 1024 && port < 65000 { return port }
+        }
+        throw CocoaError(.featureUnsupported)
+    }
+
+    /// tpm2-tools' HMAC of `label` with the key ssi derives from (an owner
+    /// HMAC-SHA256 primary of the same template), with its files in `dir`.
+    public func toolsHMAC(of label: [UInt8], in dir: String) throws -> [UInt8] {
+        let tcti = "swtpm:host=127.0.0.1,port=\(port)"
+        let attributes = "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda|sign"
+        let labelFile = dir + "/label", out = dir + "/hmac"
+        try Data(label).write(to: URL(fileURLWithPath: labelFile))
+        let script = "set -e; timeout 20 tpm2_createprimary -Q -C o -G hmac -a '\(attributes)' -c \(dir)/primary.ctx; "
+            + "timeout 20 tpm2_hmac -c \(dir)/primary.ctx -o \(out) \(labelFile); timeout 20 tpm2_flushcontext -t"
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", script]
+        p.environment = ["TPM2TOOLS_TCTI": tcti, "PATH": "/usr/bin:/bin"]
+        p.standardInput = FileHandle.nullDevice
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else { throw CocoaError(.executableLoad) }
+        return [UInt8](try Data(contentsOf: URL(fileURLWithPath: out)))
+    }
+
+    /// What a node key file made from this TPM's identity seed holds
+    /// (`ssi node identity v1`, the seed), computed by tpm2-tools: the
+    /// host's view of a guest's TPM identity, for its fingerprint.
+    public static func keyFileText(state: String, label: [UInt8], work: String) throws -> String {
+        let tpm = try SoftwareTPM(state: state)
+        var seed: [UInt8]?
+        for _ in 0..<50 where seed == nil {
+            seed = try? tpm.toolsHMAC(of: label, in: work)
+            if seed == nil { usleep(100_000) }
+        }
+        guard let seed else { throw CocoaError(.executableLoad) }
+        return "ssi node identity v1\nseed \(Data(seed).base64EncodedString())\n"
+    }
+}
