@@ -389,6 +389,9 @@ public struct ClusterConfig: Sendable, Equatable {
         /// key=value words the fence agent gets for this node (its IPMI
         /// address, its switch port), after [fence] args.
         public var fenceArguments: [String] = []
+        /// Where this node's key comes from ("tpm" or a medium's path),
+        /// over [identity] device.
+        public var identity: String?
         /// The line of the node's [[node]] header.
         public var line: Int
     }

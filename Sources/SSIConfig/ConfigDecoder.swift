@@ -51,7 +51,7 @@ struct ConfigDecoder {
         ("identity", ["known", "key", "device", "enroll_wait_seconds"]),
         ("tunnel", ["prefix", "port"]),
         ("fence", ["agent", "args", "files", "post_join_delay"]),
-        ("node", ["number", "name", "mac", "address", "role", "votes", "swap", "private", "on_timeout", "fence_args"]),
+        ("node", ["number", "name", "mac", "address", "role", "votes", "swap", "private", "on_timeout", "fence_args", "identity"]),
         ("agent", ["name", "command", "files"]),
     ]
 
@@ -518,6 +518,17 @@ struct ConfigDecoder {
         let fenceArguments = fenceArguments(t)
         if fenceArguments == nil { ok = false }
 
+        // This node's key source, over [identity] device: a cluster may
+        // mix nodes with a TPM and nodes with a key medium.
+        var identity: String? = nil
+        if let (d, line) = string(t, "identity", "node") {
+            if d != "tpm", let why = absolutePathProblem(d) {
+                report(line, "node.identity", "\(why), or \"tpm\"")
+                ok = false
+            }
+            identity = d
+        } else if t.entry("identity") != nil { ok = false }
+
         if macs.isEmpty && t.entry("mac") == nil && network != nil && network?.interface == nil {
             report(t.line, "node.mac", "node \(number > 0 ? String(number) : "") has no mac and [network] names no interface: ssi-init could not tell which interface to configure",
                    hint: "add mac = \"...\" (also lets ssi-init find the node without ssi.node=), or set interface in [network]")
@@ -525,7 +536,7 @@ struct ConfigDecoder {
         }
         return NodeDraft(node: .init(number: number, name: name, macs: macs, address: address, role: role, votes: votes,
                                      swap: swap, privatePaths: privatePaths, onTimeout: onTimeout,
-                                     fenceArguments: fenceArguments ?? [], line: t.line),
+                                     fenceArguments: fenceArguments ?? [], identity: identity, line: t.line),
                          numberLine: numberLine, nameLine: nameLine, macLines: macLines, addressLine: addressLine,
                          roleLine: roleLine, onTimeoutLine: onTimeoutLine,
                          valid: ok, hasNumber: number > 0, hasAddress: hasAddress)

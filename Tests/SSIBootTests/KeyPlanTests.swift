@@ -79,13 +79,28 @@ import SSITrust
         }
     }
 
-    @Test("the tunnel's key on a node whose image has the cluster key: ssi.identity=, else the image's key file, else [identity] device")
+    @Test("the tunnel's key on a node whose image has the cluster key: ssi.identity=, else the image's key file, else the node's identity, else [identity] device")
     func tunnelKeyPath() throws {
         let config = try BootTestConfigs.cfs("\n[identity]\ndevice = \"/dev/vdb\"\nkey = \"/etc/ssi/node.key\"\n")
-        #expect(TunnelPlan.keyPath(config: config, params: try BootTestConfigs.params("ssi.identity=/dev/sdz"), imageHasKeyFile: true) == "/dev/sdz")
-        #expect(TunnelPlan.keyPath(config: config, params: BootParameters(), imageHasKeyFile: true) == "/etc/ssi/node.key")
-        #expect(TunnelPlan.keyPath(config: config, params: BootParameters(), imageHasKeyFile: false) == "/dev/vdb")
+        let node = try #require(config.node(number: 2))
+        #expect(TunnelPlan.keyPath(config: config, node: node, params: try BootTestConfigs.params("ssi.identity=/dev/sdz"), imageHasKeyFile: true) == "/dev/sdz")
+        #expect(TunnelPlan.keyPath(config: config, node: node, params: BootParameters(), imageHasKeyFile: true) == "/etc/ssi/node.key")
+        #expect(TunnelPlan.keyPath(config: config, node: node, params: BootParameters(), imageHasKeyFile: false) == "/dev/vdb")
+        var tpmNode = node
+        tpmNode.identity = "tpm"
+        #expect(TunnelPlan.keyPath(config: config, node: tpmNode, params: BootParameters(), imageHasKeyFile: false) == "tpm")
         let none = try BootTestConfigs.cfs()
-        #expect(TunnelPlan.keyPath(config: none, params: BootParameters(), imageHasKeyFile: false) == nil)
+        #expect(TunnelPlan.keyPath(config: none, node: node, params: BootParameters(), imageHasKeyFile: false) == nil)
+    }
+
+    @Test func aNodesOwnIdentityLineComesBetweenTheCommandLineAndTheSection() throws {
+        var config = try BootTestConfigs.cfs("\n[identity]\ndevice = \"/dev/vdb\"\n")
+        let index = try #require(config.nodes.firstIndex { $0.number == 2 })
+        config.nodes[index].identity = "tpm"
+        let node2 = config.nodes[index], node3 = try #require(config.node(number: 3))
+        #expect(try KeyPlan.decide(config: config, node: node2, params: BootParameters(), known: known()).source == .tpm)
+        #expect(try KeyPlan.decide(config: config, node: node3, params: BootParameters(), known: known()).source == .medium("/dev/vdb"))
+        let given = try KeyPlan.decide(config: config, node: node2, params: BootTestConfigs.params("ssi.identity=/dev/sdz"), known: known())
+        #expect(given.source == .medium("/dev/sdz"))
     }
 }

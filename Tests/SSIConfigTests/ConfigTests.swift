@@ -194,6 +194,11 @@ import SSICore
         #expect(try valid(tpm).identity.device == "tpm")
         let text = baseCFS + "\n[identity]\ndevice = \"usbstick\"\n"
         expectOneProblem(text, line: line(of: "usbstick", in: text), field: "identity.device", "or \"tpm\"")
+        // A node's own line: "tpm" or a path, over [identity] device.
+        let own = replacing("name = \"node2\"", with: "name = \"node2\"\nidentity = \"tpm\"", in: baseCFS)
+        #expect(try valid(own).node(number: 2)?.identity == "tpm")
+        let bad = replacing("name = \"node2\"", with: "name = \"node2\"\nidentity = \"vdb\"", in: baseCFS)
+        expectOneProblem(bad, line: line(of: "identity = \"vdb\"", in: bad), field: "node.identity", "or \"tpm\"")
         // The other paths stay paths.
         let known = baseCFS + "\n[identity]\nknown = \"tpm\"\n"
         #expect(!problems(known).isEmpty)

@@ -288,7 +288,7 @@ extension VM {
                 // command rebuilds what it serves (dnsmasq re-reads its
                 // hosts), one gives the running members the new nodelist;
                 // node 4 then boots from the network and joins.
-                try await node1.run("printf '\\n[[node]]\\nnumber = 4\\nname = \"node4\"\\nmac = \"52:54:00:00:00:04\"\\naddress = \"10.77.0.4\"\\nrole = \"diskless\"\\n' >> /etc/ssi/cluster.conf")
+                try await node1.run("printf '\\n[[node]]\\nnumber = 4\\nname = \"node4\"\\nmac = \"52:54:00:00:00:04\"\\naddress = \"10.77.0.4\"\\nrole = \"diskless\"\\nidentity = \"tpm\"\\n' >> /etc/ssi/cluster.conf")
                 let rebuilt = try await node1.run("/run/ssi/root/usr/bin/ssi mkinitrd --config /etc/ssi/cluster.conf --netboot /srv/ssi/netboot --kernel-image /srv/ssi/netboot/vmlinuz",
                                                   timeout: .seconds(300)).output
                 #expect(rebuilt.contains("serves node2, node3, node4") && rebuilt.contains("told the running dnsmasq"), "\(rebuilt)")
@@ -414,7 +414,7 @@ extension VM {
                 // its key out of the tunnel on every node by the reload's
                 // end (its address left to a stand-in nobody holds the key
                 // of, while it is still enrolled).
-                try await node1.run("head -n -6 /etc/ssi/cluster.conf > /tmp/c && cat /tmp/c > /etc/ssi/cluster.conf")
+                try await node1.run("head -n -7 /etc/ssi/cluster.conf > /tmp/c && cat /tmp/c > /etc/ssi/cluster.conf")
                 let removed = try await ssiClusterInDistro(node1, "reload", timeout: .seconds(120))
                 #expect(removed.contains("3 nodes"), "\(removed)")
                 for g in [node1, node2, node3] {

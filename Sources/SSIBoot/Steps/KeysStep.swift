@@ -39,9 +39,9 @@ struct KeyPlan: Equatable {
                            hint: "on \(server.name): ssi cluster node key new -o \(config.identity.key); ssi cluster node enroll \(server.name) "
                            + "--key \(config.identity.key); then rebuild the served image (ssi-mkinitrd --config ... --netboot ...)")
         }
-        // No medium named: the node's TPM.
+        // The command line, the node's own line, [identity]; none: the TPM.
         var source = KeySource.tpm
-        if let named = params.identityDevice ?? config.identity.device {
+        if let named = params.identityDevice ?? node.identity ?? config.identity.device {
             guard let given = KeySource(named) else {
                 throw SSIError("keys", "the key medium \"\(printable(named))\" is neither \"tpm\" nor an absolute path")
             }

@@ -10,9 +10,10 @@ enum TunnelPlan {
     /// Where a node whose image has the cluster key (so no key step ran)
     /// reads its node key: ssi.identity=, else the key file the image
     /// carries (an image built without --netboot, on the node it boots),
-    /// else [identity] device ("tpm" or a medium); nil: nowhere.
-    static func keyPath(config: ClusterConfig, params: BootParameters, imageHasKeyFile: Bool) -> String? {
-        params.identityDevice ?? (imageHasKeyFile ? config.identity.key : config.identity.device)
+    /// else the node's `identity`, else [identity] device ("tpm" or a
+    /// medium); nil: nowhere.
+    static func keyPath(config: ClusterConfig, node: ClusterConfig.Node, params: BootParameters, imageHasKeyFile: Bool) -> String? {
+        params.identityDevice ?? (imageHasKeyFile ? config.identity.key : node.identity ?? config.identity.device)
     }
 }
 
@@ -28,7 +29,7 @@ extension Boot {
         if let fetched {
             key = fetched
         } else {
-            guard let path = TunnelPlan.keyPath(config: config, params: params, imageHasKeyFile: FileSystem.exists(config.identity.key)) else {
+            guard let path = TunnelPlan.keyPath(config: config, node: node, params: params, imageHasKeyFile: FileSystem.exists(config.identity.key)) else {
                 throw SSIError("tunnel", "[tunnel] needs \(node.name)'s node key, and this image has none (\(config.identity.key)) "
                                + "and no [identity] device is set",
                                hint: "build \(node.name)'s image on \(node.name) with its key at \(config.identity.key), or set [identity] device")
