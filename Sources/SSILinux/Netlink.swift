@@ -366,6 +366,57 @@ public struct Netlink: ~Copyable {
         return result
     }
 
+    // MARK: Rules
+
+    /// RTM_NEWRULE or RTM_DELRULE for `rule`, as ip(8) sends it.
+    static func ruleRequest(_ rule: RoutingRule, type: UInt16, flags: UInt16) -> NetlinkRequest {
+        var request = NetlinkRequest(type: type, flags: flags)
+        request.append(NL.afInet)
+        request.append(UInt8(rule.destination?.prefixLength ?? 0))
+        request.append(UInt8(0))                                   // src_len
+        request.append(UInt8(0))                                   // tos
+        switch rule.action {
+        case .lookup(let table):
+            request.append(UInt8(table < 256 ? table : 0))
+            request.append([0, 0])                                 // res1, res2
+            request.append(NL.frActToTable)
+        case .blackhole:
+            request.append([0, 0, 0])                              // table, res1, res2
+            request.append(NL.frActBlackhole)
+        }
+        request.append(UInt32(0))                                  // flags
+        request.attribute(NL.fraPriority, u32: rule.priority)
+        if let name = rule.inputInterface { request.attribute(NL.fraIifname, string: name) }
+        if let destination = rule.destination { request.attribute(NL.fraDst, destination.address.octets) }
+        if case .lookup(let table) = rule.action { request.attribute(NL.fraTable, u32: table) }
+        return request
+    }
+
+    /// Adds a policy rule (`ip rule add`); false if the same rule was
+    /// already there.
+    @discardableResult
+    public mutating func addRule(_ rule: RoutingRule) throws(SystemCallError) -> Bool {
+        do {
+            try perform(Self.ruleRequest(rule, type: NL.newRule, flags: NL.create | NL.exclusive), "add rule \(rule)")
+            return true
+        } catch where error.errno == EEXIST {
+            return false
+        }
+    }
+
+    /// Deletes a policy rule (`ip rule del`); false if there was none.
+    /// The kernel deletes the first rule that matches what is given: give
+    /// the interface and destination the rule has.
+    @discardableResult
+    public mutating func deleteRule(_ rule: RoutingRule) throws(SystemCallError) -> Bool {
+        do {
+            try perform(Self.ruleRequest(rule, type: NL.delRule, flags: 0), "delete rule \(rule)")
+            return true
+        } catch where error.errno == ENOENT {
+            return false
+        }
+    }
+
     // MARK: Requests and replies
 
     /// What a request failed with: the errno and the kernel's sentence.

@@ -55,6 +55,17 @@ enum NL {
     static let getAddr: UInt16 = 22
     static let newRoute: UInt16 = 24
     static let getRoute: UInt16 = 26
+    static let newRule: UInt16 = 32
+    static let delRule: UInt16 = 33
+
+    // struct fib_rule_hdr { u8 family, dst_len, src_len, tos, table, res1, res2, action; u32 flags; }
+    static let fibRuleSize = 12
+    static let fraDst: UInt16 = 1
+    static let fraIifname: UInt16 = 3
+    static let fraPriority: UInt16 = 6
+    static let fraTable: UInt16 = 15
+    static let frActToTable: UInt8 = 1
+    static let frActBlackhole: UInt8 = 6
 
     // struct ifinfomsg { u8 family; u8 pad; u16 type; i32 index; u32 flags; u32 change; }
     static let ifinfoSize = 16

@@ -221,3 +221,41 @@ public struct Route: Sendable, Equatable, CustomStringConvertible {
         return s
     }
 }
+
+/// An IPv4 routing policy rule, as `ip rule` writes one: a priority, an
+/// optional input interface and destination, and a table to look up or a
+/// blackhole.
+public struct RoutingRule: Sendable, Equatable, CustomStringConvertible {
+    public enum Action: Sendable, Equatable {
+        case lookup(table: UInt32)
+        case blackhole
+    }
+
+    /// The kernel's table of local and broadcast addresses.
+    public static let localTable: UInt32 = 255
+
+    public var priority: UInt32
+    /// Matches packets that arrived on this link ("lo": the node's own).
+    public var inputInterface: String?
+    public var destination: IPv4CIDR?
+    public var action: Action
+
+    public init(priority: UInt32, inputInterface: String? = nil, destination: IPv4CIDR? = nil, action: Action) {
+        self.priority = priority
+        self.inputInterface = inputInterface
+        self.destination = destination
+        self.action = action
+    }
+
+    /// ip(8)'s words for the rule.
+    public var description: String {
+        var s = "\(priority): from all"
+        if let inputInterface { s += " iif \(inputInterface)" }
+        if let destination { s += " to \(destination.prefixLength == 32 ? "\(destination.address)" : "\(destination)")" }
+        switch action {
+        case .lookup(let table): s += " lookup " + (table == Self.localTable ? "local" : "\(table)")
+        case .blackhole: s += " blackhole"
+        }
+        return s
+    }
+}

@@ -101,6 +101,42 @@ public enum ClusterTunnel {
         }
     }
 
+    /// The policy rules that make the node's tunnel address reachable only
+    /// through the tunnel (or from the node itself): Linux takes a packet
+    /// for any of its addresses on any link (the weak host model), so a
+    /// machine on the cluster network that routes the tunnel's addresses
+    /// over eth0 would reach the sockets bound to them, and rp_filter
+    /// cannot stop it (it checks the source). The local table is moved to
+    /// priority 1, and at 0 the node's own packets (iif lo) and the
+    /// tunnel's look it up, while anything else for the tunnel address is
+    /// dropped unanswered. In this order: local lookups never stop.
+    public static func guardRules(address: IPv4Address, interface: String) -> (add: [RoutingRule], remove: RoutingRule) {
+        let local = RoutingRule.Action.lookup(table: RoutingRule.localTable)
+        return ([RoutingRule(priority: 1, action: local),
+                 RoutingRule(priority: 0, inputInterface: "lo", action: local),
+                 RoutingRule(priority: 0, inputInterface: interface, action: local),
+                 RoutingRule(priority: 0, destination: IPv4CIDR(unchecked: address, prefixLength: 32), action: .blackhole)],
+                RoutingRule(priority: 0, action: local))
+    }
+
+    /// Installs `guardRules` (once: the moved local rule says it is done).
+    /// Returns false when they were there already.
+    @discardableResult
+    public static func guardAddress(_ address: IPv4Address, interface: String = ClusterConfig.Tunnel.interface) throws(SSIError) -> Bool {
+        let rules = guardRules(address: address, interface: interface)
+        do throws(SystemCallError) {
+            var rt = try Netlink()
+            guard try rt.addRule(rules.add[0]) else { return false }
+            // Before the rules at 0 exist: the kernel deletes the first
+            // rule at 0 that matches, and only the original one is there.
+            try rt.deleteRule(rules.remove)
+            for rule in rules.add.dropFirst() { try rt.addRule(rule) }
+            return true
+        } catch {
+            throw SSIError("tunnel", error.description, hint: "the kernel needs policy routing (CONFIG_IP_MULTIPLE_TABLES, in Debian's)")
+        }
+    }
+
     /// Makes the link's peers `peers` (the running cluster's: a node
     /// enrolled, removed, or dropped from the configuration), without
     /// touching its key. A node's key that is not wanted any more is

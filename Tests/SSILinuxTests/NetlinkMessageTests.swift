@@ -1,4 +1,5 @@
 import Testing
+import SSICore
 @testable import SSILinux
 
 /// The wire format without a kernel: requests laid out byte for byte as
@@ -37,6 +38,20 @@ import Testing
         #expect(!r.isDump, "CREATE|EXCL shares bits with DUMP; only a GET is a dump")
         #expect(NetlinkRequest(type: NL.getLink, flags: NL.dump).isDump)
         #expect(!NetlinkRequest(type: NL.newRoute, flags: NL.replace | NL.exclusive).isDump)
+    }
+
+    @Test("policy rules: RTM_NEWRULE and RTM_DELRULE byte for byte, as ip(8) sends them")
+    func ruleRequests() throws {
+        let lookup = RoutingRule(priority: 0, inputInterface: "lo", action: .lookup(table: 255))
+        let bytes = Netlink.ruleRequest(lookup, type: NL.newRule, flags: NL.create | NL.exclusive).finished(sequence: 3)
+        let attributes = attribute(6, u32(0)) + attribute(3, Array("lo".utf8) + [0]) + attribute(15, u32(255))
+        #expect(bytes == u32(UInt32(16 + 12 + attributes.count)) + u16(32) + u16(0x0001 | 0x0004 | 0x0400 | 0x0200) + u32(3) + u32(0)
+                + [2, 0, 0, 0, 255, 0, 0, 1] + u32(0) + attributes)            // AF_INET, table local, FR_ACT_TO_TBL
+        let blackhole = RoutingRule(priority: 0, destination: try IPv4CIDR(parsing: "10.78.0.1/32"), action: .blackhole)
+        let dropped = Netlink.ruleRequest(blackhole, type: NL.delRule, flags: 0).finished(sequence: 4)
+        let dropAttributes = attribute(6, u32(0)) + attribute(1, [10, 78, 0, 1])
+        #expect(dropped == u32(UInt32(16 + 12 + dropAttributes.count)) + u16(33) + u16(0x0001 | 0x0004) + u32(4) + u32(0)
+                + [2, 32, 0, 0, 0, 0, 0, 6] + u32(0) + dropAttributes)         // dst_len 32, FR_ACT_BLACKHOLE
     }
 
     @Test("sock_diag: the unix sockets' dump request byte for byte; a reply's socket and peer, a short one refused")

@@ -376,6 +376,41 @@ struct NetlinkTests {
         #expect(seen.addresses.first?.scope == RouteScope.host)
         #expect(seen.echo == "hello lo")
     }
+
+    /// Policy rules as the tunnel's guard sets them: the local table moved
+    /// from 0 to 1, rules at 0 by input link and destination, a blackhole;
+    /// what `ip -4 rule show` then lists, and the same calls again.
+    @Test(.enabled(if: IPTool.path != nil, IPTool.skipReason))
+    func policyRulesAsIpSeesThem() async throws {
+        let (listed, again, deletedTwice) = try await inNewNetworkNamespace { () throws -> (String, [Bool], Bool) in
+            var nl = try Netlink()
+            let local = RoutingRule.Action.lookup(table: RoutingRule.localTable)
+            let destination = try IPv4CIDR(parsing: "10.78.0.1/32")
+            let rules = [RoutingRule(priority: 1, action: local),
+                         RoutingRule(priority: 0, inputInterface: "lo", action: local),
+                         RoutingRule(priority: 0, inputInterface: "ssi0", action: local),
+                         RoutingRule(priority: 0, destination: destination, action: .blackhole),
+                         RoutingRule(priority: 40, inputInterface: "d9", action: .lookup(table: 1000))]
+            try nl.addRule(rules[0])
+            let deleted = try nl.deleteRule(RoutingRule(priority: 0, action: local))
+            let deletedAgain = try nl.deleteRule(RoutingRule(priority: 0, action: local))
+            for rule in rules.dropFirst() { try nl.addRule(rule) }
+            let again = try rules.map { rule throws(SystemCallError) in try nl.addRule(rule) }
+            return (try ip("-4", "rule", "show"), again, deleted && !deletedAgain)
+        }
+        #expect(deletedTwice, "the first delete finds the rule, the second nothing")
+        #expect(again == [false, false, false, false, false], "each rule is there once")
+        // ip(8) marks a rule whose input link does not exist "[detached]".
+        let lines = listed.split(separator: "\n").map { $0.replacingOccurrences(of: "\t", with: " ")
+            .replacingOccurrences(of: " [detached]", with: "").trimmingCharacters(in: .whitespaces) }
+        #expect(lines == ["0: from all iif lo lookup local", "0: from all iif ssi0 lookup local",
+                          "0: from all to 10.78.0.1 blackhole", "1: from all lookup local",
+                          "40: from all iif d9 lookup 1000",
+                          "32766: from all lookup main", "32767: from all lookup default"], "\(listed)")
+        // Our own rendering says the same.
+        #expect("\(RoutingRule(priority: 0, destination: try IPv4CIDR(parsing: "10.78.0.1/32"), action: .blackhole))"
+                == "0: from all to 10.78.0.1 blackhole")
+    }
 }
 
 /// Sends a datagram to itself over 127.0.0.1: the text that came back, or

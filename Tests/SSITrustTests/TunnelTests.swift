@@ -47,3 +47,14 @@ import Testing
         #expect(NodeKey.generate().tunnelPrivateKey != k.tunnelPrivateKey)
     }
 }
+
+@Suite struct TunnelGuardTests {
+    @Test("the guard: the local table moves to 1 first, then the node's own packets and the tunnel's look it up at 0, and the rest for the address is dropped")
+    func guardRulesInOrder() throws {
+        let address = try IPv4Address(parsing: "10.78.0.3")
+        let rules = ClusterTunnel.guardRules(address: address, interface: "ssi0")
+        #expect(rules.add.map(\.description) == ["1: from all lookup local", "0: from all iif lo lookup local",
+                                                  "0: from all iif ssi0 lookup local", "0: from all to 10.78.0.3 blackhole"])
+        #expect(rules.remove.description == "0: from all lookup local")
+    }
+}
