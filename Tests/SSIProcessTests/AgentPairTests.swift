@@ -2,6 +2,7 @@ import Testing
 import Foundation
 import SSICore
 import SSIMembership
+import SSITestSupport
 
 /// Two process agents on this machine (127.0.0.1 and 127.0.0.2, each with
 /// its own state directory and membership view), and the commands against
@@ -35,20 +36,7 @@ import SSIMembership
     /// CI run) do not take each other's agents (a fixed port did).
     static let port = freePort()
 
-    static func freePort() -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var sin = sockaddr_in()
-        sin.sin_family = sa_family_t(AF_INET)
-        sin.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ok = withUnsafeMutablePointer(to: &sin) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0
-            }
-        }
-        return ok ? Int(UInt16(bigEndian: sin.sin_port)) : 17791
-    }
+    static func freePort() -> Int { freeLoopbackPort().map(Int.init) ?? 17791 }
 
     /// Two agents on `addresses` and `port`: another suite that runs at
     /// the same time takes other addresses and another port.

@@ -41,19 +41,11 @@ public final class SoftwareTPM {
         process.waitUntilExit()
     }
 
-    /// A free loopback port whose successor is below 65536.
+    /// A free loopback port whose successor (the control port) is free
+    /// too, as far as anyone can tell, and below 65536.
     static func freePort() throws -> UInt16 {
         for _ in 0..<50 {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            defer { close(fd) }
-            var sin = sockaddr_in()
-            sin.sin_family = sa_family_t(AF_INET)
-            sin.sin_addr.s_addr = inet_addr("127.0.0.1")
-            var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-            _ = withUnsafePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
-            _ = withUnsafeMutablePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-            let port = UInt16(bigEndian: sin.sin_port)
-            if port > 1024 && port < 65000 { return port }
+            if let port = freeLoopbackPort(), port > 1024, port < 65000 { return port }
         }
         throw CocoaError(.featureUnsupported)
     }

@@ -493,15 +493,19 @@ func intrude(on node1: Guest, debian: String, uuid: String, initrd: String, vm: 
     // it that arrives on eth0 is dropped before any socket sees it (the
     // tunnel's guard rules), while its cluster address answers on the same
     // port: TCP to NFS's 2049 on both, and to the agent's 7791 (which
-    // listens on the tunnel address only).
+    // listens on the tunnel address only). Without the rules both tunnel
+    // connections completed (CI, 2026-12-04); with them they fail within
+    // seconds (status 1, not the timeout's 124), likely because node 1 no
+    // longer answers ARP for its tunnel address on eth0 (the kernel's ARP
+    // asks the same input route; not checked further).
     let port = 7791
     let plain = try await intruder.run("ip route add 10.78.0.0/24 dev eth0 && "
                                        + "timeout 10 bash -c 'exec 3<>/dev/tcp/10.77.0.1/2049' && echo cluster-nfs=connected; "
                                        + "timeout 10 bash -c 'exec 3<>/dev/tcp/10.78.0.1/2049' 2>/dev/null; echo tunnel-nfs=$?; "
                                        + "timeout 10 bash -c 'exec 3<>/dev/tcp/10.78.0.1/\(port)' 2>/dev/null; echo tunnel-agent=$?",
                                        timeout: .seconds(60), expectStatus: nil).output
-    #expect(plain.contains("cluster-nfs=connected") && plain.contains("tunnel-nfs=124") && plain.contains("tunnel-agent=124"),
-            "the tunnel address over the plain network: \(plain)")
+    #expect(plain.contains("cluster-nfs=connected") && plain.contains("tunnel-nfs=") && !plain.contains("tunnel-nfs=0")
+            && plain.contains("tunnel-agent=") && !plain.contains("tunnel-agent=0"), "the tunnel address over the plain network: \(plain)")
     let rules = try await node1.run("ip -4 rule show", timeout: .seconds(30)).output
     #expect(LineMatch.consoleText(rules, contains: "from all to 10.78.0.1 blackhole")
             && LineMatch.consoleText(rules, contains: "from all iif ssi0 lookup local")
