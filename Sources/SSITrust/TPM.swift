@@ -4,8 +4,8 @@ import Glibc
 public import SSICore
 import SSILinux
 
-/// A node's identity from its TPM 2.0 (DESIGN-NOTES.md, "Node identity
-/// from a TPM"). The TPM makes a keyed-hash (HMAC) primary key under its
+/// A node's identity from its TPM 2.0 (DESIGN-NOTES.md, "Node identity",
+/// "A TPM 2.0 derives the key"). The TPM makes a keyed-hash (HMAC) primary key under its
 /// owner hierarchy: a primary key is derived from the hierarchy's seed and
 /// the template, so the same TPM gives the same key at every boot, nothing
 /// is stored (not on a disk, not in the TPM's NV memory), and a cleared or
@@ -13,9 +13,9 @@ import SSILinux
 /// HMAC of a fixed label; the HMAC key itself never leaves the TPM.
 ///
 /// Three commands, written here (TPM 2.0 Library, Part 3) rather than
-/// through tpm2-tss: its ESAPI brings libcrypto (4.5 MB) and four
-/// libraries of its own into every image with a TPM, for three commands of
-/// a few dozen bytes. tpm2-tools checks the result in the tests.
+/// through tpm2-tss: its ESAPI brings five libraries (1.1 MB) and a
+/// package dependency into every image that may meet a TPM, for three
+/// commands of a few dozen bytes. tpm2-tools checks the result in the tests.
 public final class TPM {
     /// The kernel's resource manager: transient objects belong to the open
     /// file and are flushed when it closes, so an interrupted boot leaks

@@ -169,6 +169,12 @@ struct MkinitrdCommand {
             if cfg.tunnel != nil, !spec.modules.contains("wireguard") {
                 spec.modules.append("wireguard")
             }
+            // A served image's node may take its identity from its TPM: the
+            // drivers, where the kernel has them as modules (Debian's are
+            // built in; the coldplug loads a module by its ACPI alias).
+            if netboot != nil {
+                for driver in ["tpm_tis", "tpm_crb"] where !spec.modules.contains(driver) { spec.modules.append(driver) }
+            }
         } else if authkey != nil {
             throw SSIError("mkinitrd", "--authkey needs --config", hint: "the key belongs to a cluster configuration")
         }
