@@ -85,9 +85,8 @@ extension ConfigDecoder {
         var ok = true
         for key in ["known", "key", "device"] {
             if let (path, line) = string(t, key, "identity") {
-                // The device may be the TPM (the default when unset).
-                if let why = absolutePathProblem(path), !(key == "device" && path == "tpm") {
-                    report(line, "identity.\(key)", key == "device" ? "\(why), or \"tpm\"" : why)
+                if let why = key == "device" ? keySourceProblem(path) : absolutePathProblem(path) {
+                    report(line, "identity.\(key)", why)
                     ok = false
                 }
                 switch key {

@@ -522,8 +522,8 @@ struct ConfigDecoder {
         // mix nodes with a TPM and nodes with a key medium.
         var identity: String? = nil
         if let (d, line) = string(t, "identity", "node") {
-            if d != "tpm", let why = absolutePathProblem(d) {
-                report(line, "node.identity", "\(why), or \"tpm\"")
+            if let why = keySourceProblem(d) {
+                report(line, "node.identity", why)
                 ok = false
             }
             identity = d
@@ -879,6 +879,12 @@ func interfaceNameProblem(_ s: String) -> String? {
 }
 
 /// Absolute, normalized: no empty, "." or ".." components, no trailing /.
+/// Where a node's key comes from ([identity] device, a node's identity):
+/// "tpm" (its TPM derives it) or a key medium's absolute path.
+func keySourceProblem(_ p: String) -> String? {
+    p == "tpm" ? nil : absolutePathProblem(p).map { "\($0), or \"tpm\"" }
+}
+
 func absolutePathProblem(_ p: String) -> String? {
     guard p.hasPrefix("/") else { return "\"\(p)\" is not an absolute path" }
     if p == "/" { return nil }

@@ -59,7 +59,6 @@ enum NL {
     static let delRule: UInt16 = 33
 
     // struct fib_rule_hdr { u8 family, dst_len, src_len, tos, table, res1, res2, action; u32 flags; }
-    static let fibRuleSize = 12
     static let fraDst: UInt16 = 1
     static let fraIifname: UInt16 = 3
     static let fraPriority: UInt16 = 6

@@ -141,8 +141,8 @@ extension Boot {
         let deadline = Process.now() + (plan.source == .tpm ? 5 : 30)
         while !FileSystem.exists(device) && Process.now() < deadline { Process.sleep(milliseconds: 250) }
         if plan.source == .tpm && !FileSystem.exists(device) {
-            throw SSIError("keys", "\(node.name) has no TPM (\(TPM.device) is missing) and no key medium is named: "
-                           + "the served image holds no secret, so the node proves who it is with its own key",
+            throw SSIError("keys", "\(node.name) takes its key from its TPM (no key medium is named for it, or \"tpm\" is), "
+                           + "and it has none: \(TPM.device) is missing; the served image holds no secret, so the node needs a key of its own",
                            hint: "enable the TPM 2.0 in the firmware, or set [identity] device (e.g. \"/dev/vdb\", a small disk or "
                            + "USB stick) or boot with ssi.identity=PATH; boot once with ssi.enroll to make the key")
         }
