@@ -167,7 +167,16 @@ public final class ProcAgent: @unchecked Sendable {
                 // machine reaching this address over the plain network is
                 // turned away before it can cost a handshake.
                 let peer = SocketAddress.peer(fd)?.description ?? "?"
-                if let why = ProcAgent.strangerReason(peer: peer, addresses: peers().values.map(\.address)) {
+                // Unreadable view (out of descriptors, say): refused, and
+                // the log says why, not that the peer is a stranger.
+                let why: String?
+                do throws(SSIError) {
+                    why = ProcAgent.strangerReason(peer: peer,
+                                                   addresses: try ClusterView.load(directory: options.stateDirectory).nodes.map(\.address))
+                } catch {
+                    why = "the cluster view, which names the nodes, cannot be read: \(error.message)"
+                }
+                if let why {
                     remoteGate.leave(fd)
                     close(fd)
                     trace("refused a connection from \(peer): \(why)")
