@@ -43,6 +43,20 @@ public enum AuthKey {
         try ConfigFiles.writeAtomically(path, key, mode: 0o400, replace: force, step: "keygen")
     }
 
+    /// Where a running node keeps the key it received or unsealed at
+    /// boot: the daemons' root in /run's tmpfs (RAM), mode 0400.
+    public static let runningCopy = "/run/ssi/root/etc/corosync/authkey"
+
+    /// The cluster key on this machine: the configured file when it
+    /// exists, else the running node's copy in RAM (a node whose disk
+    /// holds the key only sealed, DESIGN-NOTES.md "Keys at rest").
+    public static func readConfiguredOrRunning(_ configured: String) throws(SSIError) -> (key: [UInt8], path: String) {
+        if access(configured, F_OK) != 0 && errno == ENOENT && access(runningCopy, F_OK) == 0 {
+            return (try read(path: runningCopy), runningCopy)
+        }
+        return (try read(path: configured), configured)
+    }
+
     /// Reads a key for an image and checks it: a regular file of a size
     /// corosync accepts, readable by its owner only.
     public static func read(path: String) throws(SSIError) -> [UInt8] {

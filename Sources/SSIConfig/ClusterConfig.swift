@@ -130,17 +130,24 @@ public struct ClusterConfig: Sendable, Equatable {
         /// How long a node booted with `ssi.enroll` waits for the
         /// administrator to enroll it.
         public var enrollWaitSeconds: Int
+        /// The cluster key sealed to each enrolled node's identity
+        /// (`ssi cluster key seal`): what a node that boots from its own
+        /// disk (a gfs2 node, the init node) carries instead of the key,
+        /// and opens with its TPM or key medium. Ciphertext only: public.
+        public var sealed: String
 
         public static let defaultKnown = "/etc/ssi/identities"
         public static let defaultKey = "/etc/ssi/node.key"
         public static let defaultEnrollWaitSeconds = 900
+        public static let defaultSealed = "/etc/ssi/sealed-keys"
 
         public init(known: String = Identity.defaultKnown, key: String = Identity.defaultKey, device: String? = nil,
-                    enrollWaitSeconds: Int = Identity.defaultEnrollWaitSeconds) {
+                    enrollWaitSeconds: Int = Identity.defaultEnrollWaitSeconds, sealed: String = Identity.defaultSealed) {
             self.known = known
             self.key = key
             self.device = device
             self.enrollWaitSeconds = enrollWaitSeconds
+            self.sealed = sealed
         }
     }
 
@@ -431,6 +438,10 @@ public struct ClusterConfig: Sendable, Equatable {
     }
 
     public var initNode: Node? { nodes.first { $0.role == .initNode } }
+
+    /// `[fence]` or a node's `fence_args` is set: the configuration may
+    /// hold a fence agent's password, so it is root's alone.
+    public var holdsFenceCredentials: Bool { fence != nil || nodes.contains { !$0.fenceArguments.isEmpty } }
 
     /// The node serving a CFS root (nil for gfs2).
     public var cfsServer: Node? {

@@ -83,7 +83,7 @@ extension ConfigDecoder {
         checkKeys(t, section: "identity")
         var result = ClusterConfig.Identity()
         var ok = true
-        for key in ["known", "key", "device"] {
+        for key in ["known", "key", "device", "sealed"] {
             if let (path, line) = string(t, key, "identity") {
                 if let why = key == "device" ? keySourceProblem(path) : absolutePathProblem(path) {
                     report(line, "identity.\(key)", why)
@@ -92,6 +92,7 @@ extension ConfigDecoder {
                 switch key {
                 case "known": result.known = path
                 case "key": result.key = path
+                case "sealed": result.sealed = path
                 default: result.device = path
                 }
             } else if t.entry(key) != nil { ok = false }

@@ -48,7 +48,7 @@ struct ConfigDecoder {
         ("root", ["type", "server", "export", "device", "lock_table", "options", "wait_seconds", "cached", "cache_seconds", "cache_private"]),
         ("private", ["paths", "directory"]),
         ("netboot", ["enabled", "directory", "kernel_arguments"]),
-        ("identity", ["known", "key", "device", "enroll_wait_seconds"]),
+        ("identity", ["known", "key", "device", "sealed", "enroll_wait_seconds"]),
         ("tunnel", ["prefix", "port"]),
         ("fence", ["agent", "args", "files", "post_join_delay"]),
         ("node", ["number", "name", "mac", "address", "role", "votes", "swap", "private", "on_timeout", "fence_args", "identity"]),

@@ -74,18 +74,18 @@ public struct ClusterPayload: Sendable {
     /// Image path -> link target: multi-call names of the ssi binary the
     /// daemons run (fence_ssi).
     public var links: [String: String]
-    /// A served image (--netboot): its caller checked that the cluster
-    /// configuration holds no fence credentials, so that file is public
-    /// there, and there is no key.
-    public var served: Bool
+    /// The caller checked that the cluster configuration holds no fence
+    /// credentials (a served image; an image with the key sealed and no
+    /// [fence]), so that file is public there.
+    public var configIsPublic: Bool
 
     public init(daemons: [String], files: [String: (bytes: [UInt8], permissions: UInt32)], authkey: [UInt8]?,
-                links: [String: String] = [:], served: Bool = false) {
+                links: [String: String] = [:], configIsPublic: Bool = false) {
         self.daemons = daemons
         self.files = files
         self.authkey = authkey
         self.links = links
-        self.served = served
+        self.configIsPublic = configIsPublic
     }
 
     /// The payload holds a secret (the key, or a file only root may read,
@@ -102,7 +102,7 @@ public struct ClusterPayload: Sendable {
 
     func isSecret(_ path: String) -> Bool {
         let p = ImageTree.normalize(path)
-        return Self.secretPaths.contains(p) && !(served && p == "etc/ssi/cluster.conf")
+        return Self.secretPaths.contains(p) && !(configIsPublic && p == "etc/ssi/cluster.conf")
     }
 
     /// The mode a payload file is written with: a secret loses every
@@ -215,8 +215,9 @@ public enum ImageBuilder {
             try tree.add(path, .data(f.bytes, permissions: cluster.permissions(of: path, f.permissions)))
             listed.append(ImageTree.normalize(path))
         }
-        // A served image has no key: ssi-init receives it from the init
-        // node before the daemons' root is made, and copies it there too.
+        // An image without the key (served, or with the key sealed):
+        // ssi-init receives or opens it before the daemons' root is made,
+        // and copies it there too.
         if cluster.authkey == nil { listed.append("etc/corosync/authkey") }
         for (path, target) in cluster.links where tree.node(path) == nil {
             try tree.add(path, .symlink(target: target))

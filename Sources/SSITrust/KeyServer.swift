@@ -75,7 +75,7 @@ public struct KeyServer: Sendable {
             throw SSIError("keys", "\(config.identity.key) is blank: the init node needs its own key",
                            hint: "ssi cluster node key new -o \(config.identity.key), then ssi cluster node enroll NAME --key \(config.identity.key)")
         }
-        let authkey = try AuthKey.read(path: config.cluster.authkey)
+        let authkey = try AuthKey.readConfiguredOrRunning(config.cluster.authkey).key
         return State(config: config, me: me, authkey: authkey, known: try KnownIdentities.load(config.identity.known))
     }
 

@@ -113,7 +113,7 @@ public enum Base64 {
         _ = sodium_init()
         let input = Array(text.utf8)
         guard !input.isEmpty else { return [] }
-        guard input.count <= 4096 else { return nil }
+        guard input.count <= SealedKeys.maxLine else { return nil }
         var out = [UInt8](repeating: 0, count: input.count * 3 / 4 + 3)
         var length = 0
         var whole = false

@@ -117,12 +117,16 @@ struct NodeEnrollCommand {
             the fingerprints, then enroll: with --fingerprint the command checks it matches; \
             without, it asks on the terminal. A node whose enrolled identity differs (a replaced \
             board or key medium) needs --replace. --key FILE enrolls a key file's identity (the \
-            init node's own, or a key made ahead for a node).
+            init node's own, or a key made ahead for a node). --identity ed25519:KEY enrolls a \
+            public identity as a node that boots from its own disk prints it on its console \
+            (gfs2 nodes: no key server takes offers there); then seal the key again \
+            (ssi cluster key seal).
             """,
         arguments: [CLIArgument("node", help: "The node's name or number.")],
         options: [
             .value("fingerprint", "SHA256:...", help: "The fingerprint the node's console shows; must match."),
             .value("key", "path", help: "Enroll the identity of this key file or device instead of a pending offer."),
+            .value("identity", "ed25519:KEY", help: "Enroll this public identity (what a node that boots from its disk prints)."),
             .flag("replace", help: "Replace the node's enrolled identity."),
             configOption(),
         ]) { try NodeEnrollCommand($0).run() }
@@ -130,6 +134,7 @@ struct NodeEnrollCommand {
     var node: String
     var fingerprint: String?
     var key: String?
+    var identity: String?
     var replace: Bool
     var config: String
     var pendingDirectory = "/run/ssi/enroll"
@@ -138,6 +143,7 @@ struct NodeEnrollCommand {
         node = v.argument("node") ?? ""
         fingerprint = v.string("fingerprint")
         key = v.string("key")
+        identity = v.string("identity")
         replace = v.flag("replace")
         config = v.string("config") ?? ClusterConfig.defaultPath
     }
@@ -157,7 +163,17 @@ struct NodeEnrollCommand {
         var known = try KnownIdentities.load(cfg.identity.known)
         let offered: PublicIdentity
         var source: String
-        if let key {
+        if key != nil && identity != nil {
+            throw SSIError("identity", "--key and --identity both name an identity: give one")
+        }
+        if let identity {
+            guard let given = PublicIdentity(identity) else {
+                throw SSIError("identity", "--identity \"\(printable(identity.prefix(80)))\" is not ed25519: and a 32-byte base64 key",
+                               hint: "copy the whole ed25519:... word from the node's console")
+            }
+            offered = given
+            source = "--identity"
+        } else if let key {
             guard case .key(let k) = try NodeKeyFile.read(key) else {
                 throw SSIError("identity", "\(key) holds no node key", hint: "ssi cluster node key new -o \(key)")
             }
@@ -176,7 +192,7 @@ struct NodeEnrollCommand {
                 throw SSIError("identity", "\(target.name) offers \(offered.fingerprint) from \(source), not \(fingerprint): nothing enrolled",
                                hint: "compare with the node's console again; a different fingerprint may be another machine")
             }
-        } else if key == nil {
+        } else if key == nil && identity == nil {
             guard isatty(0) == 1 else {
                 throw SSIError("identity", "no terminal to confirm \(target.name)'s fingerprint \(offered.fingerprint)",
                                hint: "give --fingerprint with what the node's console shows")
@@ -196,6 +212,10 @@ struct NodeEnrollCommand {
         try writeKnown(known, cfg.identity.known)
         unlink(pendingDirectory + "/" + target.name)
         var lines = ["ssi-cluster: enrolled \(target.name) as \(offered.fingerprint) in \(cfg.identity.known)"]
+        if access(cfg.identity.sealed, F_OK) == 0 {
+            lines.append("  the key in \(cfg.identity.sealed) is not sealed to this identity yet: run ssi cluster key seal, "
+                         + "then rebuild the images of the nodes that boot from a disk")
+        }
         if target.number == cfg.cfsServer?.number {
             lines.append("  the init node's identity is in the served image: rebuild it (ssi-mkinitrd --config \(cfg.file) --netboot \(cfg.netboot.directory))")
         }
@@ -229,6 +249,9 @@ struct NodeRemoveCommand {
                 throw SSIError("identity", "\(name) has no enrolled identity in \(cfg.identity.known)")
             }
             try writeKnown(known, cfg.identity.known)
+            if access(cfg.identity.sealed, F_OK) == 0 {
+                print("ssi-cluster: \(cfg.identity.sealed) still seals the key to \(name): run ssi cluster key seal and rebuild the images")
+            }
             print("ssi-cluster: removed \(name)'s identity from \(cfg.identity.known); a running node keeps the cluster key it has "
                   + "until it reboots (change the cluster key to cut it off now); its key leaves every node's tunnel")
         } catch {

@@ -169,10 +169,11 @@ struct MkinitrdCommand {
             if cfg.tunnel != nil, !spec.modules.contains("wireguard") {
                 spec.modules.append("wireguard")
             }
-            // A served image's node may take its identity from its TPM: the
-            // drivers, where the kernel has them as modules (Debian's are
-            // built in; the coldplug loads a module by its ACPI alias).
-            if netboot != nil {
+            // A served image's node, or one that opens its sealed key, may
+            // take its identity from its TPM: the drivers, where the kernel
+            // has them as modules (Debian's are built in; the coldplug
+            // loads a module by its ACPI alias).
+            if netboot != nil || spec.cluster?.authkey == nil {
                 for driver in ["tpm_tis", "tpm_crb"] where !spec.modules.contains(driver) { spec.modules.append(driver) }
             }
         } else if authkey != nil {
@@ -274,12 +275,13 @@ struct MkinitrdCommand {
     /// identities (public), so that a node can check the init node's answer.
     func clusterPayload(_ cfg: ClusterConfig, path: String, served: Bool) throws(SSIError) -> ClusterPayload {
         var key: [UInt8]? = nil
+        var sealed: SealedKeys? = nil
         if served {
             if authkey != nil {
                 throw SSIError("mkinitrd", "--authkey does not go with --netboot: a served image holds no key",
                                hint: "diskless nodes receive the key from the init node's key server after proving their identity")
             }
-            if cfg.fence != nil || cfg.nodes.contains(where: { !$0.fenceArguments.isEmpty }) {
+            if cfg.holdsFenceCredentials {
                 throw SSIError("mkinitrd", "\(cfg.file): a served image would carry [fence]'s credentials (fence passwords), and "
                                + "anyone on the cluster network can fetch it",
                                hint: "a CFS root does not fence: remove [fence] and fence_args from the configuration the init node serves")
@@ -289,6 +291,10 @@ struct MkinitrdCommand {
                                + "init node's identity there before it takes the cluster key",
                                hint: "ssi cluster node key new -o \(cfg.identity.key); ssi cluster node enroll \(cfg.cfsServer?.name ?? "NAME") --key \(cfg.identity.key)")
             }
+        } else if authkey == nil, FileSystem.exists(cfg.identity.sealed) {
+            // The key sealed to the enrolled identities, not the key: the
+            // node opens its own line at boot (DESIGN-NOTES.md, "Keys at rest").
+            sealed = try checkedSealedKeys(cfg)
         } else {
             key = try AuthKey.read(path: authkey ?? cfg.cluster.authkey)
         }
@@ -324,8 +330,11 @@ struct MkinitrdCommand {
             // Root's only: it holds the fence agents' passwords ([fence]
             // args, fence_args) and names the key; nothing that is not
             // root reads the image's copy.
-            "etc/ssi/cluster.conf": (text, served ? 0o644 : 0o600),
+            "etc/ssi/cluster.conf": (text, served || (key == nil && !cfg.holdsFenceCredentials) ? 0o644 : 0o600),
         ]
+        if let sealed {
+            files[String(cfg.identity.sealed.dropFirst())] = (Array(sealed.text.utf8), 0o644)
+        }
         if FileSystem.exists(cfg.identity.known) {
             let known = try KnownIdentities.load(cfg.identity.known)
             files[String(cfg.identity.known.dropFirst())] = (Array(known.text.utf8), 0o644)
@@ -349,7 +358,36 @@ struct MkinitrdCommand {
         if case .gfs2 = cfg.root {
             try addDLM(cfg, daemons: &daemons, files: &files, links: &links)
         }
-        return ClusterPayload(daemons: daemons, files: files, authkey: key, links: links, served: served)
+        return ClusterPayload(daemons: daemons, files: files, authkey: key, links: links,
+                              configIsPublic: served || (key == nil && !cfg.holdsFenceCredentials))
+    }
+
+    /// The sealed keys an image for nodes with a disk carries, checked
+    /// against the enrolled identities: a line sealed to an identity that
+    /// was replaced since would stop that node's boot, so it is refused
+    /// here; a configured node without a line is named (it cannot boot
+    /// this image until it is enrolled and the key sealed again).
+    func checkedSealedKeys(_ cfg: ClusterConfig) throws(SSIError) -> SealedKeys {
+        let sealed = try SealedKeys.load(cfg.identity.sealed)
+        let known = try KnownIdentities.load(cfg.identity.known)
+        for box in sealed.boxes {
+            guard let enrolled = known.identity(of: box.name) else {
+                throw SSIError("mkinitrd", "\(cfg.identity.sealed) line \(box.line): \(box.name) is no longer enrolled in \(cfg.identity.known), "
+                               + "but the cluster key is still sealed to it",
+                               hint: "seal it again for the enrolled nodes: ssi cluster key seal --config \(cfg.file)")
+            }
+            guard enrolled.fingerprint == box.fingerprint else {
+                throw SSIError("mkinitrd", "\(cfg.identity.sealed) line \(box.line): sealed to \(box.name) as \(box.fingerprint), "
+                               + "but \(box.name) is enrolled as \(enrolled.fingerprint) now: it could not open its key",
+                               hint: "seal it again: ssi cluster key seal --config \(cfg.file)")
+            }
+        }
+        let without = cfg.nodes.filter { sealed.box(of: $0.name) == nil }.map(\.name)
+        if !without.isEmpty && !quiet {
+            print("  no cluster key is sealed to \(without.joined(separator: ", ")) in \(cfg.identity.sealed): "
+                  + "\(without.count == 1 ? "it" : "they") cannot boot this image until enrolled and sealed (ssi cluster key seal)")
+        }
+        return sealed
     }
 
     /// A gfs2 root: dlm_controld and dlm_tool (ssi-init waits on dlm's

@@ -58,6 +58,23 @@ import SSITrust
         #expect(gfs2Message.contains("without --netboot"), "\(gfs2Message)")
     }
 
+    @Test func theSealedKeysPathAndTheNodesKeySource() throws {
+        let gfs2 = try BootTestConfigs.gfs2("\n[identity]\nsealed = \"/etc/ssi/keys.sealed\"\n")
+        #expect(gfs2.identity.sealed == "/etc/ssi/keys.sealed")
+        #expect(try BootTestConfigs.gfs2().identity.sealed == "/etc/ssi/sealed-keys", "the default")
+        do {
+            _ = try BootTestConfigs.gfs2("\n[identity]\nsealed = \"keys\"\n")
+            Issue.record("a relative path is refused")
+        } catch {
+            #expect("\(error)".contains("identity.sealed"), "\(error)")
+        }
+        // A disk node opens its line with the same key a served one
+        // proves itself with: command line, its own line, [identity], TPM.
+        let g1 = try #require(gfs2.nodes.first)
+        #expect(try KeyPlan.source(config: gfs2, node: g1, params: BootParameters()) == .tpm)
+        #expect(try KeyPlan.source(config: gfs2, node: g1, params: BootTestConfigs.params("ssi.identity=/dev/vdc")) == .medium("/dev/vdc"))
+    }
+
     @Test func onlyAnEnrollingNodeWaitsForTheAdministrator() {
         #expect(KeyPlan.waits(after: .unknownIdentity, enroll: true))
         #expect(KeyPlan.waits(after: .identityChanged, enroll: true))

@@ -219,6 +219,27 @@ import SSITestSupport
         #expect(ImageBuilder.imageMode(spec) == 0o644)
         spec.cluster = ClusterPayload(daemons: [], files: [:], authkey: [1, 2, 3])
         #expect(ImageBuilder.imageMode(spec) == 0o600)
+        // The key sealed and no fence credentials: the configuration is
+        // public, the image too, and the daemons' root still lists the key
+        // (ssi-init opens it into the initramfs before the copy).
+        let sealed = ClusterPayload(daemons: [], files: [
+            "etc/ssi/cluster.conf": (Array("[cluster]\n".utf8), 0o644),
+            "etc/ssi/sealed-keys": (Array("node1 SHA256:x y\n".utf8), 0o644),
+        ], authkey: nil, configIsPublic: true)
+        #expect(!sealed.holdsSecrets)
+        spec.cluster = sealed
+        #expect(ImageBuilder.imageMode(spec) == 0o644)
+        var sealedTree = ImageTree()
+        try ImageBuilder.addCluster(sealed, spec: spec, to: &sealedTree)
+        #expect(sealedTree.node("etc/ssi/cluster.conf").map(permissions) == 0o644)
+        #expect(sealedTree.node("etc/corosync/authkey") == nil)
+        if case .data(let list, _) = try #require(sealedTree.node("etc/ssi/agents.list")) {
+            #expect(String(decoding: list, as: UTF8.self).split(separator: "\n").contains("etc/corosync/authkey"))
+        } else {
+            Issue.record("agents.list is not a file")
+        }
+        // dlm.conf stays root's even then: it carries the fence arguments.
+        #expect(ClusterPayload(daemons: [], files: ["etc/dlm/dlm.conf": ([], 0o644)], authkey: nil, configIsPublic: true).holdsSecrets)
     }
 
     func permissions(_ node: ImageTree.Node) -> UInt32? {

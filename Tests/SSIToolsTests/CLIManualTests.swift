@@ -12,7 +12,7 @@ import Testing
     /// generate-manual wrote them (PackageTests looks for some by name).
     static let expectedPages = [
         "ssi", "ssi.mkinitrd", "ssi.init", "ssi.cluster", "ssi.cluster.status", "ssi.cluster.node-num", "ssi.cluster.config",
-        "ssi.cluster.config.check", "ssi.cluster.config.import-clustertab", "ssi.cluster.config.corosync", "ssi.cluster.keygen",
+        "ssi.cluster.config.check", "ssi.cluster.config.import-clustertab", "ssi.cluster.config.corosync", "ssi.cluster.keygen", "ssi.cluster.key", "ssi.cluster.key.seal",
         "ssi.cluster.agent", "ssi.cluster.reload", "ssi.cluster.root", "ssi.cluster.root.create", "ssi.cluster.root.add-journal",
         "ssi.cluster.mount-apply", "ssi.cluster.ps", "ssi.cluster.proc-agent", "ssi.mount", "ssi.umount", "ssi.swapon",
         "ssi.swapoff", "ssi.fsck", "ssi.divert", "ssi.divert.enable", "ssi.divert.disable", "ssi.divert.status", "ssi.migrate",

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import SSITestSupport
+import SSITrust
 
 /// `ssi cluster node ...` and `ssi-mkinitrd --netboot`'s refusals, run as
 /// an administrator would, on a scratch configuration.
@@ -64,6 +65,59 @@ import SSITestSupport
         #expect(dropped.status == 0 && dropped.out.contains("removed node7's identity"), "\(dropped)")
         let unknown = try CLIBinaryTests.run(["cluster", "node", "remove", "node8", "--config", conf])
         #expect(unknown.status == 1 && unknown.err.contains("node8 is not a node of"), "\(unknown.err)")
+    }
+
+    @Test("key seal: the key sealed to every enrolled node (enrolled by --identity), each opens its own; --remove-plain; the refusals",
+          .enabled(if: ssi != nil, "SSI_BIN is not set"))
+    func sealFlow() throws {
+        let dir = try Self.scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let conf = dir + "/cluster.conf"
+        // [identity] sealed in the scratch folder, not the host's /etc.
+        try (String(contentsOfFile: conf, encoding: .utf8).replacingOccurrences(of: "[identity]\n", with: "[identity]\nsealed = \"\(dir)/sealed-keys\"\n"))
+            .write(toFile: conf, atomically: true, encoding: .utf8)
+        let none = try CLIBinaryTests.run(["cluster", "key", "seal", "--config", conf])
+        #expect(none.status == 1 && none.err.contains("authkey \(dir)/authkey") && none.err.contains("ssi cluster keygen"), "\(none.err)")
+        #expect(try CLIBinaryTests.run(["cluster", "keygen", "-o", dir + "/authkey"]).status == 0)
+        let nobody = try CLIBinaryTests.run(["cluster", "key", "seal", "--config", conf])
+        #expect(nobody.status == 1 && nobody.err.contains("no node is enrolled in \(dir)/identities"), "\(nobody.err)")
+        #expect(!FileManager.default.fileExists(atPath: dir + "/sealed-keys"), "nothing written on a refusal")
+
+        // Two nodes, enrolled by their public identities as a disk node's
+        // console prints them.
+        var keys: [NodeKey] = []
+        for n in 1...2 {
+            let key = NodeKey.generate()
+            keys.append(key)
+            let enrolled = try CLIBinaryTests.run(["cluster", "node", "enroll", "node\(n)", "--identity", "\(key.identity)", "--config", conf])
+            #expect(enrolled.status == 0 && enrolled.out.contains("enrolled node\(n) as \(key.identity.fingerprint)"), "\(enrolled)")
+        }
+        let bad = try CLIBinaryTests.run(["cluster", "node", "enroll", "node2", "--identity", "ed25519:AAAA", "--config", conf])
+        #expect(bad.status == 1 && bad.err.contains("is not ed25519: and a 32-byte base64 key"), "\(bad.err)")
+        let both = try CLIBinaryTests.run(["cluster", "node", "enroll", "node2", "--identity", "\(keys[0].identity)", "--key", dir + "/x", "--config", conf])
+        #expect(both.status == 1 && both.err.contains("give one"), "\(both.err)")
+
+        let sealed = try CLIBinaryTests.run(["cluster", "key", "seal", "--config", conf])
+        #expect(sealed.status == 0, "\(sealed.err)")
+        #expect(sealed.out.contains("sealed the cluster key from \(dir)/authkey to 2 nodes in \(dir)/sealed-keys"), "\(sealed.out)")
+        #expect(sealed.out.contains("still holds the key in the clear"), "\(sealed.out)")
+        let authkey = Array(try Data(contentsOf: URL(fileURLWithPath: dir + "/authkey")))
+        let file = try SealedKeys.load(dir + "/sealed-keys")
+        for (n, key) in keys.enumerated() {
+            let opened = try file.open(for: "node\(n + 1)", with: key, source: "t")
+            #expect(opened.files.map(\.path) == ["/etc/corosync/authkey"] && opened.files[0].bytes == authkey)
+        }
+        let attributes = try FileManager.default.attributesOfItem(atPath: dir + "/sealed-keys")
+        #expect((attributes[.posixPermissions] as? Int) == 0o644, "ciphertext: public")
+        // A new enrollment: the command says the key is not sealed to it yet.
+        let replaced = NodeKey.generate()
+        let re = try CLIBinaryTests.run(["cluster", "node", "enroll", "node2", "--replace", "--identity", "\(replaced.identity)", "--config", conf])
+        #expect(re.status == 0 && re.out.contains("not sealed to this identity yet: run ssi cluster key seal"), "\(re.out)")
+
+        let removed = try CLIBinaryTests.run(["cluster", "key", "seal", "--remove-plain", "--config", conf])
+        #expect(removed.status == 0 && removed.out.contains("removed \(dir)/authkey"), "\(removed)")
+        #expect(!FileManager.default.fileExists(atPath: dir + "/authkey"))
+        #expect(try SealedKeys.load(dir + "/sealed-keys").open(for: "node2", with: replaced, source: "t").files[0].bytes == authkey)
     }
 
     @Test("--netboot refuses --authkey, fence credentials and a missing identities file, each with the fix",

@@ -8,6 +8,8 @@ import Foundation
 public struct GFS2Root: Sendable {
     /// The cluster configuration on the host (configs/gfs2-3node.conf).
     public let config: String
+    /// The cluster key on the host only: images carry it sealed to the
+    /// nodes' TPM identities, and the shared root not at all.
     public let authkey: String
     /// The nodes' image, built from `config`.
     public let image: String
@@ -17,6 +19,8 @@ public struct GFS2Root: Sendable {
     public let createOutput: String
     /// The maker, still running (it sees the disk as /dev/vdb).
     public let maker: Guest
+    /// Node N's TPM state is this path followed by N.
+    let tpmBase: String
 
     /// Builds the configuration, the nodes' image, the maker and the root.
     /// `extraRootArguments` go to `ssi cluster root create`.
@@ -25,12 +29,25 @@ public struct GFS2Root: Sendable {
         let kernel = VMHost.kernel!
         let key = vm.path("authkey")
         try Command.run([ssi, "cluster", "keygen", "-o", key])
-        let conf = try vm.exampleGFS2Config(authkey: key)
+        // The identities and the sealed key where the administrator's
+        // machine keeps them (here: the test's folder; the shared root's
+        // /etc/ssi gets copies).
+        let conf = try vm.exampleGFS2Config(authkey: key) {
+            $0 + "\n[identity]\nknown = \"\(vm.path("identities"))\"\nsealed = \"\(vm.path("sealed-keys"))\"\n"
+        }
+        // Each node's identity comes from its TPM (the default): computed
+        // on this host from the TPM's state, enrolled, and the key sealed
+        // to all three. The image carries the sealed key, not the key.
+        for n in 1...3 {
+            try Command.run([ssi, "cluster", "node", "enroll", "node\(n)", "--key", try vm.tpmKeyFile(tpmState(vm, n)), "--config", conf])
+        }
+        try Command.run([ssi, "cluster", "key", "seal", "--config", conf])
         let image = vm.path("cluster.img")
         try Command.run([ssi, "mkinitrd", "--config", conf, "--kver", kernel.version, "-o", image], timeout: .seconds(300))
         let makerImage = vm.path("maker.img")
         try Command.run([ssi, "mkinitrd", "--kver", kernel.version, "-o", makerImage, "--force-modules", "gfs2"], timeout: .seconds(300))
-        let etc = try vm.etcSSI(config: conf, authkey: key)
+        // The shared root holds the key only sealed: no authkey in its /etc/ssi.
+        let etc = try vm.etcSSI(config: conf, authkey: key, copyKey: false)
         let debian = vm.path("debian.img")
         let uuid = "0de0de0d-5555-4222-8333-444455556666"
         try Command.run([VMHost.packageRoot + "/initramfs/testroot/mkdebian.sh", debian, "--uuid", uuid, "--size", "1500M",
@@ -48,7 +65,16 @@ public struct GFS2Root: Sendable {
                             + "nfsdcld.service run-rpc_pipefs.mount rpc-gssd.service rpc-svcgssd.service >/dev/null 2>&1")
         let created = try await maker.run("ssi cluster root create --gfs2 /dev/vdb --from / \(extraRootArguments) 2>&1",
                                           timeout: .seconds(1200)).output
-        return GFS2Root(config: conf, authkey: key, image: image, disk: disk, createOutput: created, maker: maker)
+        return GFS2Root(config: conf, authkey: key, image: image, disk: disk, createOutput: created, maker: maker,
+                        tpmBase: vm.path("tpm-node"))
+    }
+
+    /// Node N's TPM state (swtpm), the same for every boot of node N.
+    static func tpmState(_ vm: VMTest, _ n: Int) -> String { vm.path("tpm-node\(n)") }
+    public func tpmState(_ n: Int) -> String { tpmBase + "\(n)" }
+    /// The key file the host computed from node N's TPM (VMTest.tpmKeyFile).
+    public func tpmKeyFile(_ n: Int) -> String {
+        (tpmBase as NSString).deletingLastPathComponent + "/tpm-work-tpm-node\(n)/node.key"
     }
 
     /// A node of the GFS2 cluster: the shared disk is its only disk.
@@ -59,6 +85,7 @@ public struct GFS2Root: Sendable {
         c.timeLimit = .seconds(2100)
         c.nics = [try network.addNIC(mac: Cluster.mac(node: n))]
         c.disks = [Disk(disk, shared: true)]
+        c.tpmState = tpmState(n)
         return c
     }
 }

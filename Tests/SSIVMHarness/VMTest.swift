@@ -247,22 +247,25 @@ extension VMTest {
     /// A folder for a guest's /etc/ssi (mkdebian.sh --copy DIR:/etc/ssi):
     /// the key, and the configuration pointing at it there, where an
     /// administrator keeps them.
-    public func etcSSI(config: String, authkey: String) throws -> String {
+    public func etcSSI(config: String, authkey: String, copyKey: Bool = true) throws -> String {
         let etc = path("etc-ssi")
         // Made afresh: a scenario that built another root before (the GFS2
         // benchmark's CFS half) copied the last one already.
         try? FileManager.default.removeItem(atPath: etc)
         try FileManager.default.createDirectory(atPath: etc, withIntermediateDirectories: true)
-        try FileManager.default.copyItem(atPath: authkey, toPath: etc + "/authkey")
-        // The identities, where the configuration says (an init node's
-        // /etc/ssi), when cfsIdentities made them.
-        for (name, dest) in [("identities", "identities"), ("node1.key", "node.key")] where FileManager.default.fileExists(atPath: path(name)) {
+        // copyKey false: the key is only sealed on this root (GFS2Root).
+        if copyKey { try FileManager.default.copyItem(atPath: authkey, toPath: etc + "/authkey") }
+        // The identities and the sealed key, where the configuration says
+        // (/etc/ssi), when the scenario made them.
+        for (name, dest) in [("identities", "identities"), ("node1.key", "node.key"), ("sealed-keys", "sealed-keys")]
+        where FileManager.default.fileExists(atPath: path(name)) {
             try FileManager.default.copyItem(atPath: path(name), toPath: etc + "/" + dest)
         }
         try String(contentsOfFile: config, encoding: .utf8)
             .replacingOccurrences(of: "authkey = \"\(authkey)\"", with: "authkey = \"/etc/ssi/authkey\"")
             .replacingOccurrences(of: "known = \"\(path("identities"))\"", with: "known = \"/etc/ssi/identities\"")
             .replacingOccurrences(of: "key = \"\(path("node1.key"))\"", with: "key = \"/etc/ssi/node.key\"")
+            .replacingOccurrences(of: "sealed = \"\(path("sealed-keys"))\"", with: "sealed = \"/etc/ssi/sealed-keys\"")
             .write(toFile: etc + "/cluster.conf", atomically: true, encoding: .utf8)
         return etc
     }

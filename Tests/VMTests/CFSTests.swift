@@ -310,14 +310,7 @@ extension VM {
                 // compares, without trusting the serial line's bytes for the
                 // value typed back.
                 func tpmFingerprint(_ state: String) throws -> String {
-                    let work = vm.path("tpm-work-" + (state as NSString).lastPathComponent)
-                    try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
-                    let keyFile = work + "/node.key"
-                    try SoftwareTPM.keyFileText(state: state, label: Array("ssi node identity v1".utf8), work: work)
-                        .write(toFile: keyFile, atomically: true, encoding: .utf8)
-                    chmod(keyFile, 0o400)
-                    let shown = try Command.run([ssi, "cluster", "node", "key", "show", keyFile]).stdout
-                    return String(try #require(shown.split(separator: "\n").first { $0.hasPrefix("fingerprint: ") }).dropFirst(13))
+                    try vm.shownIdentity(try vm.tpmKeyFile(state), ssi: ssi).fingerprint
                 }
                 func bootNode4(_ name: String, tpm: String) throws -> Guest {
                     var c4 = GuestConfig(name: name)

@@ -27,9 +27,25 @@ extension VM {
                                                    extraRootArguments: "--spare-journals 0 --journal-size 32")
                 let (conf, key, image, shared, makerGuest) = (root.config, root.authkey, root.image, root.disk, root.maker)
                 let listing = try Command.run([ssi, "mkinitrd", "--list", image], timeout: .seconds(60)).stdout
-                for f in ["usr/sbin/dlm_controld", "usr/sbin/dlm_tool", "etc/dlm/dlm.conf", "usr/sbin/fence_ssi -> ../bin/ssi", "gfs2.ko"] {
+                for f in ["usr/sbin/dlm_controld", "usr/sbin/dlm_tool", "etc/dlm/dlm.conf", "usr/sbin/fence_ssi -> ../bin/ssi", "gfs2.ko",
+                          "etc/ssi/sealed-keys"] {
                     #expect(listing.contains(f), "the image carries \(f)")
                 }
+                // The image carries the key sealed to the three nodes' TPM
+                // identities, never the key, nor a TPM-derived seed (those
+                // are in no file anywhere; the host computed them here).
+                #expect(!listing.contains("etc/corosync/authkey"), "no key file in the image")
+                let keyBytes = try Data(contentsOf: URL(fileURLWithPath: key))
+                let cpio = vm.path("cluster.cpio")
+                try Command.run(["sh", "-c", "zstd -dc \(image) > \(cpio)"], timeout: .seconds(120))
+                #expect(try !VMHost.file(cpio, contains: keyBytes), "the cluster key is nowhere in the image")
+                for n in 1...3 {
+                    let text = try String(contentsOfFile: root.tpmKeyFile(n), encoding: .utf8)
+                    let seed = try #require(text.split(separator: "\n").first { $0.hasPrefix("seed ") }).dropFirst(5)
+                    #expect(try !VMHost.file(cpio, contains: Data(seed.utf8)) && !VMHost.file(cpio, contains: Data(base64Encoded: String(seed))!),
+                            "node \(n)'s TPM seed is not in the image")
+                }
+                try? FileManager.default.removeItem(atPath: cpio)
                 let created = root.createOutput
                 log("root create: \(created.split(separator: "\n").last ?? "")")
                 #expect(created.contains("is the GFS2 root of cluster ssi: lock table ssi:root, 3 journals of 32 MiB"), "\(created)")
@@ -46,7 +62,13 @@ extension VM {
                     nodes.append(g)
                 }
                 let (node1, node2, node3) = (nodes[0], nodes[1], nodes[2])
-                for g in nodes {
+                for (n, g) in nodes.enumerated() {
+                    // Each opens its own line with its TPM's key: the
+                    // fingerprint the host computed with tpm2-tools.
+                    let fp = try vm.shownIdentity(root.tpmKeyFile(n + 1), ssi: ssi).fingerprint
+                    let opened = try await g.waitFor(SSIInit.step("keys", "opened the cluster key sealed to node\(n + 1)'s identity"),
+                                                     timeout: .seconds(600), failOn: SSIInit.failFast)
+                    #expect(LineMatch.consoleText(opened, contains: fp) && opened.contains("key from tpm"), "\(opened) vs \(fp)")
                     try await g.waitFor(SSIInit.step("dlm", "dlm_controld ready"), timeout: .seconds(600), failOn: SSIInit.failFast)
                     // The closing ")" of the options: the whole line, not a part still arriving.
                     let mounted = try await g.waitFor(SSIInit.step("root", "mounted /dev/vda (ssi:root)", ")"), timeout: .seconds(300), failOn: SSIInit.failFast)
@@ -75,6 +97,13 @@ extension VM {
                     #expect(failed.isEmpty, "node\(n): no failed units:\n\(failed)")
                 }
                 #expect(machineIDs.count == 3, "three different machine ids")
+                // The key lives in RAM only: the daemons' root in /run's
+                // tmpfs, root's alone; the shared root's /etc/ssi has the
+                // sealed file and no key.
+                let inRAM = try await node2.run("stat -c '%a %U' /run/ssi/root/etc/corosync/authkey; findmnt -n -o FSTYPE -T /run/ssi/root/etc/corosync/authkey; "
+                                                + "ls /etc/ssi").output
+                #expect(inRAM.contains("400 root") && inRAM.contains("tmpfs") && inRAM.contains("sealed-keys") && !inRAM.contains("authkey"),
+                        "\(inRAM)")
                 // dlm_tool lives in the daemons' root, with its libraries.
                 let lockspaces = try await node1.run("chroot /run/ssi/root dlm_tool ls", expectStatus: nil).output
                 let words = lockspaces.split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
@@ -177,16 +206,50 @@ extension VM {
 
                 // Node 4: added to the configuration and given to the
                 // members with reload; the disk has no journal for it yet.
+                // Its TPM is not enrolled at first: an image built then has
+                // no key sealed to it, and the node says so, printing the
+                // identity to enroll. A member enrolls it and seals the key
+                // again from its copy in RAM (no disk has the key in the
+                // clear); the new sealed file, read back from the shared
+                // root, goes into node 4's image.
                 let node4Text = "\n[[node]]\nnumber = 4\nname = \"node4\"\nmac = \"52:54:00:00:00:04\"\naddress = \"10.77.0.4\"\n"
-                let conf4 = try vm.exampleGFS2Config(authkey: key, name: "cluster4.conf") { $0 + node4Text }
-                let image4 = vm.path("node4.img")
-                try Command.run([ssi, "mkinitrd", "--config", conf4, "--kver", kernel.version, "-o", image4], timeout: .seconds(300))
+                func conf4(_ name: String, known: String, sealed: String) throws -> String {
+                    try vm.exampleGFS2Config(authkey: key, name: name) {
+                        $0 + node4Text + "\n[identity]\nknown = \"\(known)\"\nsealed = \"\(sealed)\"\n"
+                    }
+                }
+                let (id4, fp4) = try vm.shownIdentity(try vm.tpmKeyFile(root.tpmState(4)), ssi: ssi)
+                let unsealedImage = vm.path("node4-unsealed.img")
+                let unsealedBuild = try Command.run([ssi, "mkinitrd", "--config", try conf4("cluster4a.conf", known: vm.path("identities"), sealed: vm.path("sealed-keys")),
+                                                     "--kver", kernel.version, "-o", unsealedImage], timeout: .seconds(300)).stdout
+                #expect(unsealedBuild.contains("no cluster key is sealed to node4"), "\(unsealedBuild)")
                 try await node1.run("printf '\(node4Text.replacingOccurrences(of: "\n", with: "\\n"))' >> /etc/ssi/cluster.conf")
                 let reloaded = try await node2.run("ssi cluster reload", timeout: .seconds(120)).output
                 #expect(reloaded.contains("applied on 3 members"), "\(reloaded)")
+                let stranger = try vm.start(try root.nodeConfig(4, name: "node4-unenrolled", image: unsealedImage, network: network))
+                let notSealed = try await stranger.waitFor(SSIInit.error("keys", "holds no cluster key sealed to node4"), timeout: .seconds(600))
+                // The error and its hint are one console line.
+                #expect(LineMatch.consoleText(notSealed, contains: fp4), "the console names its identity: \(notSealed)")
+                #expect(LineMatch.consoleText(notSealed, contains: "ssi cluster node enroll node4 --identity \(id4)"), "\(notSealed)")
+                #expect(!((try? String(contentsOfFile: stranger.serialLogPath, encoding: .utf8)) ?? "").contains("started agent corosync"),
+                        "no corosync without the key")
+                stranger.kill()
+                let enrolled4 = try await node1.run("ssi cluster node enroll node4 --identity \(id4) 2>&1", timeout: .seconds(60)).output
+                #expect(enrolled4.contains("enrolled node4 as \(fp4)") && enrolled4.contains("run ssi cluster key seal"), "\(enrolled4)")
+                let resealed = try await node1.run("ssi cluster key seal 2>&1", timeout: .seconds(60)).output
+                #expect(resealed.contains("sealed the cluster key from /run/ssi/root/etc/corosync/authkey to 4 nodes in /etc/ssi/sealed-keys"),
+                        "\(resealed)")
+                try await node1.readFile("/etc/ssi/sealed-keys").write(to: URL(fileURLWithPath: vm.path("sealed-keys-4")))
+                try await node1.readFile("/etc/ssi/identities").write(to: URL(fileURLWithPath: vm.path("identities-4")))
+                let image4 = vm.path("node4.img")
+                let built4 = try Command.run([ssi, "mkinitrd", "--config", try conf4("cluster4.conf", known: vm.path("identities-4"), sealed: vm.path("sealed-keys-4")),
+                                              "--kver", kernel.version, "-o", image4], timeout: .seconds(300)).stdout
+                #expect(!built4.contains("no cluster key is sealed"), "\(built4)")
                 let c4 = try root.nodeConfig(4, name: "node4", image: image4, network: network, arguments: ["ssi.quorum_wait=120"])
                 let node4 = try vm.start(c4)
                 fence.attach(node: 4, node4)
+                try await node4.waitFor(SSIInit.step("keys", "opened the cluster key sealed to node4's identity"), timeout: .seconds(600),
+                                        failOn: SSIInit.failFast)
                 let noJournal = try await node4.waitFor(SSIInit.error("root"), timeout: .seconds(600))
                 log("node 4 without a journal: \(noJournal)")
                 #expect(noJournal.contains("no free journal on LABEL=ssi:root for node 4") && noJournal.contains("add-journal"), "\(noJournal)")
@@ -242,6 +305,9 @@ extension VM {
                     let statfs = report.split(separator: "\n").filter { $0.hasPrefix("free:") }
                     log("fsck.gfs2 -n: status \(fsck.status), statfs free blocks recorded vs counted: \(statfs)")
                 }
+                // No block of the shared disk holds the key: a stolen disk
+                // (or a copy of it) gives ciphertext only.
+                #expect(try !VMHost.file(shared, contains: keyBytes), "the cluster key is nowhere on the shared disk")
             }
         }
     }

@@ -8,9 +8,10 @@ import SSITrust
 
 /// A served image holds no secret (DESIGN-NOTES.md, "Node identity"): a
 /// node booted from one proves who it is to the init node's key server
-/// and receives the cluster key, which lives only in RAM. Images built for
-/// a node with a disk (the init node, gfs2 nodes) still carry the key, as
-/// that disk already holds it; they skip this.
+/// and receives the cluster key, which lives only in RAM. An image built
+/// for a node with a disk (gfs2 nodes, the init node) carries the key
+/// sealed to the enrolled identities ("Keys at rest"), which the node
+/// opens itself, or, built with --authkey or before any seal, the key.
 struct KeyPlan: Equatable {
     var server: ClusterConfig.Node
     var serverIdentity: PublicIdentity
@@ -30,8 +31,10 @@ struct KeyPlan: Equatable {
     static func decide(config: ClusterConfig, node: ClusterConfig.Node, params: BootParameters,
                        known: KnownIdentities) throws(SSIError) -> KeyPlan {
         guard let server = config.cfsServer, server.number != node.number else {
-            throw SSIError("keys", "this image carries no cluster key, and only a CFS cluster's init node gives the key to a booting node",
-                           hint: "build \(node.name)'s image with ssi-mkinitrd --config \(config.file) (without --netboot): it carries the key")
+            throw SSIError("keys", "this image carries neither the cluster key nor the key sealed to the enrolled nodes (\(config.identity.sealed)), "
+                           + "and only a CFS cluster's init node gives the key to a booting node",
+                           hint: "enroll \(node.name) and seal the key (ssi cluster node enroll, ssi cluster key seal), then build its image "
+                           + "with ssi-mkinitrd --config \(config.file) (without --netboot)")
         }
         guard let serverIdentity = known.identity(of: server.name) else {
             throw SSIError("keys", "the image does not know the init node \(server.name)'s identity (\(config.identity.known)), "
@@ -39,18 +42,21 @@ struct KeyPlan: Equatable {
                            hint: "on \(server.name): ssi cluster node key new -o \(config.identity.key); ssi cluster node enroll \(server.name) "
                            + "--key \(config.identity.key); then rebuild the served image (ssi-mkinitrd --config ... --netboot ...)")
         }
-        // The command line, the node's own line, [identity]; none: the TPM.
-        var source = KeySource.tpm
-        if let named = params.identityDevice ?? node.identity ?? config.identity.device {
-            guard let given = KeySource(named) else {
-                throw SSIError("keys", "the key medium \"\(printable(named))\" is neither \"tpm\" nor an absolute path")
-            }
-            source = given
-        }
+        let source = try Self.source(config: config, node: node, params: params)
         var rootWait = params.clusterRootWait ?? 180
         if case .cfs(let cfs) = config.root { rootWait = params.clusterRootWait ?? cfs.waitSeconds }
         return KeyPlan(server: server, serverIdentity: serverIdentity, source: source, unreachableSeconds: rootWait,
                        enrollSeconds: config.identity.enrollWaitSeconds, enroll: params.enroll)
+    }
+
+    /// Where the node's key comes from: the command line, the node's own
+    /// line, [identity] device; none of them: the TPM.
+    static func source(config: ClusterConfig, node: ClusterConfig.Node, params: BootParameters) throws(SSIError) -> KeySource {
+        guard let named = params.identityDevice ?? node.identity ?? config.identity.device else { return .tpm }
+        guard let given = KeySource(named) else {
+            throw SSIError("keys", "the key medium \"\(printable(named))\" is neither \"tpm\" nor an absolute path")
+        }
+        return given
     }
 
     /// What a refusal means for the boot: wait (enrollment mode, for the
@@ -70,9 +76,12 @@ extension Boot {
         // nothing more on the boot path.
         if FileSystem.exists(KeyPlan.keyPath) { return nil }
         let config = identity.config, node = identity.node
+        // An image for a node with a disk carries the key sealed to the
+        // enrolled identities instead (ssi cluster key seal).
+        if FileSystem.exists(config.identity.sealed) { return try openSealedKey(identity, params) }
         let known = try KnownIdentities.load(config.identity.known)
         let plan = try KeyPlan.decide(config: config, node: node, params: params, known: known)
-        let key = try loadNodeKey(plan, node: node)
+        let key = try loadNodeKey(plan.source, enroll: plan.enroll, node: node)
         let who = "\(plan.server.name) (\(plan.server.address))"
         log.info("keys", "\(node.name) is \(key.identity.fingerprint) (key from \(plan.source)); asking \(who) for the cluster key")
         let started = Process.now()
@@ -130,28 +139,28 @@ extension Boot {
 
     /// The node's key: from its TPM, or from its medium (waiting for the
     /// device to appear; a blank medium gets a new key in enrollment mode).
-    func loadNodeKey(_ plan: KeyPlan, node: ClusterConfig.Node) throws(SSIError) -> NodeKey {
+    func loadNodeKey(_ source: KeySource, enroll: Bool, node: ClusterConfig.Node) throws(SSIError) -> NodeKey {
         let device: String
-        switch plan.source {
+        switch source {
         case .tpm: device = TPM.device
         case .medium(let path): device = path
         }
         // A TPM's driver is built in (Debian) or loaded by the coldplug
         // before this step; a USB stick may take its time.
-        let deadline = Process.now() + (plan.source == .tpm ? 5 : 30)
+        let deadline = Process.now() + (source == .tpm ? 5 : 30)
         while !FileSystem.exists(device) && Process.now() < deadline { Process.sleep(milliseconds: 250) }
-        if plan.source == .tpm && !FileSystem.exists(device) {
+        if source == .tpm && !FileSystem.exists(device) {
             throw SSIError("keys", "\(node.name) takes its key from its TPM (no key medium is named for it, or \"tpm\" is), "
                            + "and it has none: \(TPM.device) is missing; the served image holds no secret, so the node needs a key of its own",
                            hint: "enable the TPM 2.0 in the firmware, or set [identity] device (e.g. \"/dev/vdb\", a small disk or "
                            + "USB stick) or boot with ssi.identity=PATH; boot once with ssi.enroll to make the key")
         }
-        switch try NodeKeyFile.load(plan.source) {
+        switch try NodeKeyFile.load(source) {
         case .key(let key):
-            if plan.source == .tpm { log.info("keys", "node identity from the TPM (\(TPM.device)): \(key.identity.fingerprint)") }
+            if source == .tpm { log.info("keys", "node identity from the TPM (\(TPM.device)): \(key.identity.fingerprint)") }
             return key
         case .blank:
-            guard plan.enroll else {
+            guard enroll else {
                 throw SSIError("keys", "\(device) holds no node key",
                                hint: "boot once with ssi.enroll: the node makes its key there and waits to be enrolled")
             }
@@ -160,6 +169,25 @@ extension Boot {
             log.info("keys", "made a new node key on \(device): \(key.identity.fingerprint)")
             return key
         }
+    }
+
+    /// A node that boots from its own disk: its cluster key sealed to its
+    /// identity in the image (DESIGN-NOTES.md, "Keys at rest"), opened
+    /// with the key its TPM or medium gives. Nothing is asked of the
+    /// network, so the first node of a cold cluster boots like the last.
+    func openSealedKey(_ identity: NodeIdentity, _ params: BootParameters) throws(SSIError) -> NodeKey {
+        let config = identity.config, node = identity.node, path = config.identity.sealed
+        let sealed = try SealedKeys.load(path)
+        let source = try KeyPlan.source(config: config, node: node, params: params)
+        let key = try loadNodeKey(source, enroll: params.enroll, node: node)
+        // On failure the hint names the whole public key to enroll (a
+        // fingerprint alone cannot be sealed to): no init node is there to
+        // take an offer.
+        let bundle = try sealed.open(for: node.name, with: key, source: path)
+        try install(bundle)
+        log.info("keys", "opened the cluster key sealed to \(node.name)'s identity \(key.identity.fingerprint) (key from \(source)); "
+                 + "it is kept in RAM, mode 0400")
+        return key
     }
 
     /// Writes what the init node gave, each file root's alone, in the
