@@ -96,18 +96,22 @@ import SSITrust
         }
     }
 
-    @Test("the tunnel's key on a node whose image has the cluster key: ssi.identity=, else the image's key file, else the node's identity, else [identity] device")
-    func tunnelKeyPath() throws {
+    @Test("a disk node's key (to open its sealed key, or for the tunnel): ssi.identity=, else the image's key file, else the node's identity, else [identity] device, else the TPM")
+    func diskNodeKeySource() throws {
         let config = try BootTestConfigs.cfs("\n[identity]\ndevice = \"/dev/vdb\"\nkey = \"/etc/ssi/node.key\"\n")
         let node = try #require(config.node(number: 2))
-        #expect(TunnelPlan.keyPath(config: config, node: node, params: try BootTestConfigs.params("ssi.identity=/dev/sdz"), imageHasKeyFile: true) == "/dev/sdz")
-        #expect(TunnelPlan.keyPath(config: config, node: node, params: BootParameters(), imageHasKeyFile: true) == "/etc/ssi/node.key")
-        #expect(TunnelPlan.keyPath(config: config, node: node, params: BootParameters(), imageHasKeyFile: false) == "/dev/vdb")
+        func source(_ node: ClusterConfig.Node, _ params: BootParameters = BootParameters(), keyFile: Bool,
+                    in config: ClusterConfig) throws -> KeySource {
+            try KeyPlan.diskNodeSource(config: config, node: node, params: params, imageHasKeyFile: keyFile)
+        }
+        #expect(try source(node, try BootTestConfigs.params("ssi.identity=/dev/sdz"), keyFile: true, in: config) == .medium("/dev/sdz"))
+        #expect(try source(node, keyFile: true, in: config) == .medium("/etc/ssi/node.key"))
+        #expect(try source(node, keyFile: false, in: config) == .medium("/dev/vdb"))
         var tpmNode = node
         tpmNode.identity = "tpm"
-        #expect(TunnelPlan.keyPath(config: config, node: tpmNode, params: BootParameters(), imageHasKeyFile: false) == "tpm")
-        let none = try BootTestConfigs.cfs()
-        #expect(TunnelPlan.keyPath(config: none, node: node, params: BootParameters(), imageHasKeyFile: false) == nil)
+        #expect(try source(tpmNode, keyFile: false, in: config) == .tpm)
+        // Nothing named: the TPM, the default for every node.
+        #expect(try source(node, keyFile: false, in: try BootTestConfigs.cfs()) == .tpm)
     }
 
     @Test func aNodesOwnIdentityLineComesBetweenTheCommandLineAndTheSection() throws {

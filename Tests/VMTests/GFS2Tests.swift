@@ -27,8 +27,10 @@ extension VM {
                                                    extraRootArguments: "--spare-journals 0 --journal-size 32")
                 let (conf, key, image, shared, makerGuest) = (root.config, root.authkey, root.image, root.disk, root.maker)
                 let listing = try Command.run([ssi, "mkinitrd", "--list", image], timeout: .seconds(60)).stdout
+                // The sealed keys at the configuration's path (here the
+                // test folder's, as the identities).
                 for f in ["usr/sbin/dlm_controld", "usr/sbin/dlm_tool", "etc/dlm/dlm.conf", "usr/sbin/fence_ssi -> ../bin/ssi", "gfs2.ko",
-                          "etc/ssi/sealed-keys"] {
+                          String(vm.path("sealed-keys").dropFirst())] {
                     #expect(listing.contains(f), "the image carries \(f)")
                 }
                 // The image carries the key sealed to the three nodes' TPM
@@ -68,7 +70,7 @@ extension VM {
                     let fp = try vm.shownIdentity(root.tpmKeyFile(n + 1), ssi: ssi).fingerprint
                     let opened = try await g.waitFor(SSIInit.step("keys", "opened the cluster key sealed to node\(n + 1)'s identity"),
                                                      timeout: .seconds(600), failOn: SSIInit.failFast)
-                    #expect(LineMatch.consoleText(opened, contains: fp) && opened.contains("key from tpm"), "\(opened) vs \(fp)")
+                    #expect(LineMatch.consoleText(opened, contains: fp) && opened.contains("key from the TPM"), "\(opened) vs \(fp)")
                     try await g.waitFor(SSIInit.step("dlm", "dlm_controld ready"), timeout: .seconds(600), failOn: SSIInit.failFast)
                     // The closing ")" of the options: the whole line, not a part still arriving.
                     let mounted = try await g.waitFor(SSIInit.step("root", "mounted /dev/vda (ssi:root)", ")"), timeout: .seconds(300), failOn: SSIInit.failFast)

@@ -59,6 +59,17 @@ struct KeyPlan: Equatable {
         return given
     }
 
+    /// Where a node that boots from its own disk reads its node key (to
+    /// open its sealed cluster key, or for the tunnel when its image has
+    /// the key itself): ssi.identity=, else the key file its image carries
+    /// (the init node's, built on it), else as any node: its own line,
+    /// [identity] device, its TPM.
+    static func diskNodeSource(config: ClusterConfig, node: ClusterConfig.Node, params: BootParameters,
+                               imageHasKeyFile: Bool) throws(SSIError) -> KeySource {
+        if params.identityDevice == nil && imageHasKeyFile { return .medium(config.identity.key) }
+        return try source(config: config, node: node, params: params)
+    }
+
     /// What a refusal means for the boot: wait (enrollment mode, for the
     /// administrator) or stop with the init node's reason.
     static func waits(after refusal: KeyExchange.Refusal, enroll: Bool) -> Bool {
@@ -178,7 +189,8 @@ extension Boot {
     func openSealedKey(_ identity: NodeIdentity, _ params: BootParameters) throws(SSIError) -> NodeKey {
         let config = identity.config, node = identity.node, path = config.identity.sealed
         let sealed = try SealedKeys.load(path)
-        let source = try KeyPlan.source(config: config, node: node, params: params)
+        let source = try KeyPlan.diskNodeSource(config: config, node: node, params: params,
+                                                imageHasKeyFile: FileSystem.exists(config.identity.key))
         let key = try loadNodeKey(source, enroll: params.enroll, node: node)
         // On failure the hint names the whole public key to enroll (a
         // fingerprint alone cannot be sealed to): no init node is there to

@@ -4,19 +4,8 @@ import SSIConfig
 import SSITrust
 
 /// `[tunnel]`: the node's WireGuard link, keyed by its identity, before
-/// corosync starts (part of the membership step) and so before the NFS
-/// root is mounted through it (DESIGN-NOTES.md, "The tunnel").
-enum TunnelPlan {
-    /// Where a node whose image has the cluster key (so no key step ran)
-    /// reads its node key: ssi.identity=, else the key file the image
-    /// carries (an image built without --netboot, on the node it boots),
-    /// else the node's `identity`, else [identity] device ("tpm" or a
-    /// medium); nil: nowhere.
-    static func keyPath(config: ClusterConfig, node: ClusterConfig.Node, params: BootParameters, imageHasKeyFile: Bool) -> String? {
-        params.identityDevice ?? (imageHasKeyFile ? config.identity.key : node.identity ?? config.identity.device)
-    }
-}
-
+/// corosync starts (part of the membership step) and so before the root
+/// is mounted through it (DESIGN-NOTES.md, "The tunnel").
 extension Boot {
     /// Brings the tunnel up when the configuration has one: the wireguard
     /// module, the link ssi0 with the node's key, a peer per enrolled
@@ -29,20 +18,10 @@ extension Boot {
         if let fetched {
             key = fetched
         } else {
-            guard let path = TunnelPlan.keyPath(config: config, node: node, params: params, imageHasKeyFile: FileSystem.exists(config.identity.key)) else {
-                throw SSIError("tunnel", "[tunnel] needs \(node.name)'s node key, and this image has none (\(config.identity.key)) "
-                               + "and no [identity] device is set",
-                               hint: "build \(node.name)'s image on \(node.name) with its key at \(config.identity.key), or set [identity] device")
-            }
-            guard let source = KeySource(path) else {
-                throw SSIError("tunnel", "the key medium \"\(printable(path))\" is neither \"tpm\" nor an absolute path")
-            }
-            switch try NodeKeyFile.load(source) {
-            case .key(let k): key = k
-            case .blank:
-                throw SSIError("tunnel", "\(path) holds no node key, and [tunnel] needs one",
-                               hint: "ssi cluster node key new -o \(config.identity.key) on \(node.name), enroll it, and rebuild its image")
-            }
+            // An image with the key in it: no key step ran.
+            let source = try KeyPlan.diskNodeSource(config: config, node: node, params: params,
+                                                    imageHasKeyFile: FileSystem.exists(config.identity.key))
+            key = try loadNodeKey(source, enroll: false, node: node)
         }
         do throws(SSIError) { _ = try loadModule("wireguard") } catch {
             throw SSIError("tunnel", "\(error.message): [tunnel] needs the kernel's WireGuard",
