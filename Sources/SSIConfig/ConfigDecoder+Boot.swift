@@ -109,18 +109,10 @@ extension ConfigDecoder {
     /// reported. Node N's tunnel address is host N of the prefix, so the
     /// prefix must hold every node number, and stay apart from the
     /// cluster network (a route to one would shadow the other).
-    mutating func decodeTunnel(_ t: TOMLTable?, network: ClusterConfig.Network?, nodes: [NodeDraft], rootType: String?) -> ClusterConfig.Tunnel?? {
+    mutating func decodeTunnel(_ t: TOMLTable?, network: ClusterConfig.Network?, nodes: [NodeDraft]) -> ClusterConfig.Tunnel?? {
         guard let t else { return .some(nil) }
         checkKeys(t, section: "tunnel")
         var ok = true
-        // A gfs2 node boots an image built for it, which would have to
-        // carry that node's own key: not built yet (DESIGN-NOTES.md, "The
-        // tunnel"), so refused rather than half working.
-        if rootType == "gfs2" {
-            report(t.line, "tunnel", "[tunnel] works with a cfs root only for now",
-                   hint: "remove [tunnel]: a gfs2 cluster's traffic uses the cluster network itself")
-            ok = false
-        }
         var prefix: IPv4CIDR?
         if let (p, line) = string(t, "prefix", "tunnel") {
             do {

@@ -209,8 +209,7 @@ struct ConfigDecoder {
         let privatePaths = decodePrivate(section(doc, "private", required: false))
         let netboot = decodeNetboot(section(doc, "netboot", required: false))
         let identity = decodeIdentity(section(doc, "identity", required: false))
-        let tunnel = decodeTunnel(section(doc, "tunnel", required: false), network: network?.value, nodes: drafts,
-                                  rootType: root?.root.type ?? rootTable?["type"]?.string)
+        let tunnel = decodeTunnel(section(doc, "tunnel", required: false), network: network?.value, nodes: drafts)
         let fence = decodeFence(section(doc, "fence", required: false),
                                 rootType: root?.root.type ?? rootTable?["type"]?.string, rootLine: rootTable?.line ?? 0)
 

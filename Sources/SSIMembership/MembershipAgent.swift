@@ -325,8 +325,8 @@ public final class MembershipAgent {
                 appendReloadResult(id: id, line: "\(from) \(result.prefix { $0 != "\n" })")
             }
         case .peers(let list):
-            // Only the init node, which keeps the enrolled identities, says who the peers are.
-            guard node == cfsServer?.number else { return }
+            // Only the identity sender says who the peers are.
+            guard node == identitySender else { return }
             let text = list.map { "\($0.name) \($0.key)\n" }.joined()
             do throws(SSIError) {
                 identities = try KnownIdentities.parse(text, source: "the identities from node \(node)")
@@ -573,11 +573,17 @@ public final class MembershipAgent {
         cfsServer = (UInt32(server.number), server.name, config.clusterAddress(server).description)
     }
 
-    /// On the CFS init node with [tunnel]: the enrolled identities (its
-    /// own root's file, a local disk) to every member when the file
-    /// changes (`ssi cluster node enroll`, `remove`) or a node joins.
+    /// Who tells the members the tunnel's peers: the CFS init node, which
+    /// keeps the enrolled identities on its own disk; on a shared root
+    /// (gfs2), where every member reads the same file, the lowest-numbered
+    /// member.
+    private var identitySender: UInt32? { cfsServer?.number ?? members.min() }
+
+    /// On the identity sender with [tunnel]: the enrolled identities (its
+    /// root's file) to every member when the file changes (`ssi cluster
+    /// node enroll`, `remove`) or a node joins.
     private func sendIdentitiesIfChanged() {
-        guard let config, config.tunnel != nil, cfsServer?.number == view.localNode else { return }
+        guard let config, config.tunnel != nil, identitySender == view.localNode else { return }
         let path = "/proc/1/root" + config.identity.known
         var st = stat()
         let stamp = stat(path, &st) == 0 ? "\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec) \(st.st_size) \(st.st_ino)" : "none"

@@ -342,12 +342,13 @@ struct MkinitrdCommand {
             throw SSIError("mkinitrd", "\(cfg.identity.known) does not exist: with [tunnel], a node's peers are the enrolled identities",
                            hint: "ssi cluster node key new -o \(cfg.identity.key); ssi cluster node enroll \(cfg.cfsServer?.name ?? "NAME") --key \(cfg.identity.key)")
         }
-        // [tunnel] on a node that boots its own disk (the init node): its
-        // tunnel key is its node key, read before the root is mounted, so
-        // its own image carries it (as it carries the cluster key). A
-        // served image never does.
-        // (Without the file, the node reads [identity] device, if set.)
-        if cfg.tunnel != nil && !served && (FileSystem.exists(cfg.identity.key) || cfg.identity.device == nil) {
+        // [tunnel] on a node that boots its own disk and keeps its node key
+        // in a file there (the init node): its tunnel key, read before the
+        // root is mounted, so its own image carries it. A served image
+        // never does. Without the file, a node takes its key where it
+        // would to open a sealed cluster key: its own line, [identity]
+        // device, its TPM.
+        if cfg.tunnel != nil && !served && FileSystem.exists(cfg.identity.key) {
             guard case .key(let nodeKey) = try NodeKeyFile.read(cfg.identity.key) else {
                 throw SSIError("mkinitrd", "\(cfg.identity.key) holds no node key, and [tunnel] needs this node's",
                                hint: "ssi cluster node key new -o \(cfg.identity.key), then enroll it (ssi cluster node enroll NAME --key \(cfg.identity.key))")

@@ -32,9 +32,7 @@ public struct GFS2Root: Sendable {
         // The identities and the sealed key where the administrator's
         // machine keeps them (here: the test's folder; the shared root's
         // /etc/ssi gets copies).
-        let conf = try vm.exampleGFS2Config(authkey: key) {
-            $0 + "\n[identity]\nknown = \"\(vm.path("identities"))\"\nsealed = \"\(vm.path("sealed-keys"))\"\n"
-        }
+        let conf = try vm.exampleGFS2Config(authkey: key)
         // Each node's identity comes from its TPM (the default): computed
         // on this host from the TPM's state, enrolled, and the key sealed
         // to all three. The image carries the sealed key, not the key.

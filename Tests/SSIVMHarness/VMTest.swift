@@ -231,12 +231,18 @@ extension VMTest {
 }
 
 extension VMTest {
-    /// configs/gfs2-3node.conf with `authkey`, written to the scratch
-    /// folder as NAME; `edit` changes the text first. Returns its path.
-    public func exampleGFS2Config(authkey: String, name: String = "cluster.conf",
+    /// configs/gfs2-3node.conf with `authkey`, the enrolled identities and
+    /// the sealed key in the scratch folder (`known`, `sealed`: other
+    /// files there), written to the scratch folder as NAME; `edit` changes
+    /// the text first. Returns its path.
+    public func exampleGFS2Config(authkey: String, name: String = "cluster.conf", known: String? = nil, sealed: String? = nil,
                                   edit: (String) -> String = { $0 }) throws -> String {
         var text = try String(contentsOfFile: VMHost.packageRoot + "/configs/gfs2-3node.conf", encoding: .utf8)
         text = text.replacingOccurrences(of: "authkey = \"/etc/ssi/authkey\"", with: "authkey = \"\(authkey)\"")
+        // The node key file: none, and not the host's /etc/ssi/node.key.
+        text = text.replacingOccurrences(of: "# known = \"/etc/ssi/identities\"\n# sealed = \"/etc/ssi/sealed-keys\"\n",
+                                         with: "known = \"\(known ?? path("identities"))\"\nsealed = \"\(sealed ?? path("sealed-keys"))\"\n"
+                                            + "key = \"\(path("node.key"))\"\n")
         let file = path(name)
         try edit(text).write(toFile: file, atomically: true, encoding: .utf8)
         return file
@@ -266,6 +272,7 @@ extension VMTest {
             .replacingOccurrences(of: "known = \"\(path("identities"))\"", with: "known = \"/etc/ssi/identities\"")
             .replacingOccurrences(of: "key = \"\(path("node1.key"))\"", with: "key = \"/etc/ssi/node.key\"")
             .replacingOccurrences(of: "sealed = \"\(path("sealed-keys"))\"", with: "sealed = \"/etc/ssi/sealed-keys\"")
+            .replacingOccurrences(of: "key = \"\(path("node.key"))\"", with: "key = \"/etc/ssi/node.key\"")
             .write(toFile: etc + "/cluster.conf", atomically: true, encoding: .utf8)
         return etc
     }

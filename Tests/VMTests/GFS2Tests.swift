@@ -2,8 +2,10 @@
 // (locking off, shared writes on). A fourth guest, booted from a local
 // Debian disk, makes the shared root with `ssi cluster root create`; then
 // the three nodes boot from it with corosync, dlm_controld and lock_dlm,
-// and a fence switch in the test namespace cuts off the node the survivors
-// fence. One boot of the cluster, many assertions.
+// each with a TPM (swtpm) whose identity opens its sealed cluster key and
+// keys its WireGuard tunnel, and a fence switch in the test namespace
+// cuts off the node the survivors fence. One boot of the cluster, many
+// assertions.
 
 import Foundation
 import SSIVMHarness
@@ -106,6 +108,16 @@ extension VM {
                                                 + "ls /etc/ssi").output
                 #expect(inRAM.contains("400 root") && inRAM.contains("tmpfs") && inRAM.contains("sealed-keys") && !inRAM.contains("authkey"),
                         "\(inRAM)")
+                // [tunnel]: each node's WireGuard key is its TPM identity;
+                // corosync (knet's UDP) and dlm (TCP 21064) use the tunnel's
+                // addresses, never the cluster network's.
+                let tunnel = try await node1.run("ssi cluster tunnel", timeout: .seconds(60)).output
+                #expect(tunnel.contains("2 peers") && tunnel.contains("node2 10.78.0.2/32 at 10.77.0.2:51820: handshake")
+                        && tunnel.contains("node3 10.78.0.3/32 at 10.77.0.3:51820: handshake"), "\(tunnel)")
+                let sockets = try await node2.run("ss -Hlun 'sport = :5405'; ss -Htn state established '( sport = :21064 or dport = :21064 )'",
+                                                  timeout: .seconds(60)).output
+                #expect(sockets.contains("10.78.0.2:5405") && sockets.contains(":21064") && !sockets.contains("10.77.0."),
+                        "corosync and dlm on the tunnel: \(sockets)")
                 // dlm_tool lives in the daemons' root, with its libraries.
                 let lockspaces = try await node1.run("chroot /run/ssi/root dlm_tool ls", expectStatus: nil).output
                 let words = lockspaces.split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
@@ -216,9 +228,7 @@ extension VM {
                 // root, goes into node 4's image.
                 let node4Text = "\n[[node]]\nnumber = 4\nname = \"node4\"\nmac = \"52:54:00:00:00:04\"\naddress = \"10.77.0.4\"\n"
                 func conf4(_ name: String, known: String, sealed: String) throws -> String {
-                    try vm.exampleGFS2Config(authkey: key, name: name) {
-                        $0 + node4Text + "\n[identity]\nknown = \"\(known)\"\nsealed = \"\(sealed)\"\n"
-                    }
+                    try vm.exampleGFS2Config(authkey: key, name: name, known: known, sealed: sealed) { $0 + node4Text }
                 }
                 let (id4, fp4) = try vm.shownIdentity(try vm.tpmKeyFile(root.tpmState(4)), ssi: ssi)
                 let unsealedImage = vm.path("node4-unsealed.img")
@@ -238,6 +248,12 @@ extension VM {
                 stranger.kill()
                 let enrolled4 = try await node1.run("ssi cluster node enroll node4 --identity \(id4) 2>&1", timeout: .seconds(60)).output
                 #expect(enrolled4.contains("enrolled node4 as \(fp4)") && enrolled4.contains("run ssi cluster key seal"), "\(enrolled4)")
+                // The members take node 4's key into their tunnels (the
+                // lowest-numbered member tells them the shared root's identities).
+                let peer4 = try await node2.runUntil("ssi cluster tunnel", timeout: .seconds(60)) {
+                    $0.output.contains("node4 10.78.0.4/32") && !$0.output.contains("not enrolled")
+                }
+                #expect(peer4.output.contains("node4 10.78.0.4/32") && !peer4.output.contains("not enrolled"), "\(peer4.output)")
                 let resealed = try await node1.run("ssi cluster key seal 2>&1", timeout: .seconds(60)).output
                 #expect(resealed.contains("sealed the cluster key from /run/ssi/root/etc/corosync/authkey to 4 nodes in /etc/ssi/sealed-keys"),
                         "\(resealed)")
