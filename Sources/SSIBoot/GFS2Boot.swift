@@ -37,6 +37,27 @@ extension Boot {
         }
     }
 
+    /// dlm.conf with the fence secrets in it, when [fence] names any as
+    /// `@NAME`: the image's copy keeps the names, and only the daemons'
+    /// root (RAM) gets the values, from the secrets opened with the key.
+    /// Checked before the daemons' root is made, which copies them.
+    func resolvedDLMConf(_ config: ClusterConfig) throws(SSIError) -> String? {
+        guard let fence = config.fence, let first = config.fenceSecretNames.first else { return nil }
+        guard FileSystem.exists(FenceSecrets.runtimePath) else {
+            throw SSIError("dlm", "[fence] names @\(first), and this node has no fence secrets: the key was sealed (or the image built) "
+                           + "without \(fence.secrets)",
+                           hint: "on a member or where the key is: ssi cluster key seal with \(fence.secrets) there (NAME=value lines), then rebuild this image")
+        }
+        return try config.dlmConf(secrets: try FenceSecrets.load(FenceSecrets.runtimePath), source: FenceSecrets.runtimePath)
+    }
+
+    func writeResolvedDLMConf(_ text: String) throws(SSIError) {
+        let path = AgentsRoot.path + "/etc/dlm/dlm.conf"
+        do throws(SystemCallError) { try writeFileAtomically(path, Array(text.utf8), mode: 0o600, replace: true) } catch {
+            throw SSIError("dlm", "writing \(path): \(error.description)")
+        }
+    }
+
     /// Starts dlm_controld in the agents root and waits (bounded) until it
     /// has configured this node's lockspace communications: mounting
     /// earlier fails with ENOTCONN.

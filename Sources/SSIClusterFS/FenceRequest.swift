@@ -4,8 +4,11 @@ public import SSICore
 /// into one line for the fence switch (see the ssi executable's
 /// FenceAgent for the protocol).
 public struct FenceRequest: Sendable, Equatable {
-    /// `off N`, `on N` or `monitor`.
+    /// `off N`, `on N` or `monitor`: what is logged.
     public var line: String
+    /// `password=` (or `passwd=`): the switch's, sent after the line,
+    /// never logged.
+    public var password: String?
     public var address: IPv4Address
     public var port: UInt16
     public var timeoutSeconds: Int
@@ -53,8 +56,12 @@ public struct FenceRequest: Sendable, Equatable {
         default:
             return .failure(ParseFailure("action=\(action) is not off, reboot, on or monitor"))
         }
-        return .success(FenceRequest(line: line, address: address, port: port, timeoutSeconds: timeout))
+        return .success(FenceRequest(line: line, password: values["password"] ?? values["passwd"],
+                                     address: address, port: port, timeoutSeconds: timeout))
     }
+
+    /// What goes to the switch: the line, then the password if there is one.
+    public var wireLine: String { line + (password.map { " " + $0 } ?? "") }
 
     public struct ParseFailure: Error, Equatable, CustomStringConvertible {
         public var description: String

@@ -45,7 +45,10 @@ public enum AuthKey {
 
     /// Where a running node keeps the key it received or unsealed at
     /// boot: the daemons' root in /run's tmpfs (RAM), mode 0400.
-    public static let runningCopy = "/run/ssi/root/etc/corosync/authkey"
+    public static let runningCopy = runningRoot + "/etc/corosync/authkey"
+    /// The daemons' root (SSIBoot's AgentsRoot), where a running node's
+    /// opened secrets are.
+    public static let runningRoot = "/run/ssi/root"
 
     /// The cluster key on this machine: the configured file when it
     /// exists, else the running node's copy in RAM (a node whose disk

@@ -439,9 +439,6 @@ public struct ClusterConfig: Sendable, Equatable {
 
     public var initNode: Node? { nodes.first { $0.role == .initNode } }
 
-    /// `[fence]` or a node's `fence_args` is set: the configuration may
-    /// hold a fence agent's password, so it is root's alone.
-    public var holdsFenceCredentials: Bool { fence != nil || nodes.contains { !$0.fenceArguments.isEmpty } }
 
     /// The node serving a CFS root (nil for gfs2).
     public var cfsServer: Node? {

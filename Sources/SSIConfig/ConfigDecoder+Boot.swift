@@ -182,6 +182,10 @@ extension ConfigDecoder {
             fence.files = files.map(\.value)
         } else if t.entry("files") != nil { ok = false }
         if let (d, _) = integer(t, "post_join_delay", "fence", range: 0...3600) { fence.postJoinDelay = d } else if t.entry("post_join_delay") != nil { ok = false }
+        if let (p, line) = string(t, "secrets", "fence") {
+            if let why = absolutePathProblem(p) { report(line, "fence.secrets", why); ok = false }
+            fence.secrets = p
+        } else if t.entry("secrets") != nil { ok = false }
         return ok ? .some(fence) : nil
     }
 

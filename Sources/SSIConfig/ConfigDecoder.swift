@@ -50,7 +50,7 @@ struct ConfigDecoder {
         ("netboot", ["enabled", "directory", "kernel_arguments"]),
         ("identity", ["known", "key", "device", "sealed", "enroll_wait_seconds"]),
         ("tunnel", ["prefix", "port"]),
-        ("fence", ["agent", "args", "files", "post_join_delay"]),
+        ("fence", ["agent", "args", "files", "post_join_delay", "secrets"]),
         ("node", ["number", "name", "mac", "address", "role", "votes", "swap", "private", "on_timeout", "fence_args", "identity"]),
         ("agent", ["name", "command", "files"]),
     ]

@@ -51,6 +51,13 @@ public enum ConfigFiles {
         }
     }
 
+    /// A file's permission bits (following links); nil if it cannot be
+    /// stat()ed.
+    public static func mode(_ path: String) -> mode_t? {
+        var st = stat()
+        return stat(path, &st) == 0 ? st.st_mode & 0o7777 : nil
+    }
+
     /// Reads a UTF-8 text file; invalid UTF-8 is an error, not replaced.
     public static func readText(_ path: String, what: String) throws(SSIError) -> String {
         let bytes = try readBytes(path, what: what)

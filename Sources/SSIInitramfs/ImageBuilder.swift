@@ -76,16 +76,21 @@ public struct ClusterPayload: Sendable {
     public var links: [String: String]
     /// The caller checked that the cluster configuration holds no fence
     /// credentials (a served image; an image with the key sealed and no
-    /// [fence]), so that file is public there.
+    /// password in [fence] but as @NAME), so that file and dlm.conf are
+    /// public there.
     public var configIsPublic: Bool
+    /// Image paths ssi-init writes before it makes the daemons' root (the
+    /// key and fence secrets it receives or opens): listed for the copy.
+    public var atBoot: [String]
 
     public init(daemons: [String], files: [String: (bytes: [UInt8], permissions: UInt32)], authkey: [UInt8]?,
-                links: [String: String] = [:], configIsPublic: Bool = false) {
+                links: [String: String] = [:], configIsPublic: Bool = false, atBoot: [String] = []) {
         self.daemons = daemons
         self.files = files
         self.authkey = authkey
         self.links = links
         self.configIsPublic = configIsPublic
+        self.atBoot = atBoot
     }
 
     /// The payload holds a secret (the key, or a file only root may read,
@@ -98,11 +103,11 @@ public struct ClusterPayload: Sendable {
     /// Image paths that hold secrets whatever mode the caller gave them:
     /// the key, the cluster configuration and dlm.conf (both carry the
     /// fence agents' passwords). They are written for root alone.
-    public static let secretPaths: Set<String> = ["etc/corosync/authkey", "etc/ssi/cluster.conf", "etc/dlm/dlm.conf"]
+    public static let secretPaths: Set<String> = ["etc/corosync/authkey", "etc/ssi/cluster.conf", "etc/dlm/dlm.conf", "etc/ssi/fence-secrets"]
 
     func isSecret(_ path: String) -> Bool {
         let p = ImageTree.normalize(path)
-        return Self.secretPaths.contains(p) && !(configIsPublic && p == "etc/ssi/cluster.conf")
+        return Self.secretPaths.contains(p) && !(configIsPublic && (p == "etc/ssi/cluster.conf" || p == "etc/dlm/dlm.conf"))
     }
 
     /// The mode a payload file is written with: a secret loses every
@@ -219,6 +224,7 @@ public enum ImageBuilder {
         // ssi-init receives or opens it before the daemons' root is made,
         // and copies it there too.
         if cluster.authkey == nil { listed.append("etc/corosync/authkey") }
+        listed += cluster.atBoot.map(ImageTree.normalize)
         for (path, target) in cluster.links where tree.node(path) == nil {
             try tree.add(path, .symlink(target: target))
             listed.append(ImageTree.normalize(path))

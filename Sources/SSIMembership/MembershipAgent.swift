@@ -34,6 +34,7 @@ public final class MembershipAgent {
         /// rewritten on reload so that a new node can be fenced too
         /// (dlm_controld reads the fence devices when it fences).
         public var dlmConfPath = "/etc/dlm/dlm.conf"
+        public var fenceSecretsPath = FenceSecrets.runtimePath
         public init() {}
     }
 
@@ -238,7 +239,11 @@ public final class MembershipAgent {
             }
             try writeAtomically(options.corosyncConfPath, config.corosyncConf(keyfile: "/etc/corosync/authkey"))
             if FileSystem.exists(options.dlmConfPath) {
-                try writeAtomically(options.dlmConfPath, config.dlmConf(), mode: 0o600)
+                // With @NAME fence arguments: resolved from the secrets this
+                // node opened at boot, in the daemons' root (RAM).
+                let dlm = config.fenceSecretNames.isEmpty ? config.dlmConf()
+                    : try config.dlmConf(secrets: try FenceSecrets.load(options.fenceSecretsPath), source: options.fenceSecretsPath)
+                try writeAtomically(options.dlmConfPath, dlm, mode: 0o600)
             }
             try writeAtomically(options.configPath, text, mode: 0o600)
             loadConfig()

@@ -1,4 +1,5 @@
 public import SSICore
+import SSIConfig
 
 /// The key-delivery exchange between a booting node and the init node's
 /// key server (TCP 7792 on the cluster network). One codec, exact bytes:
@@ -156,7 +157,7 @@ public struct KeyBundle: Equatable, Sendable {
 
     /// The only paths a bundle may name: a node never writes anything else,
     /// whoever answered.
-    public static let allowedPaths: Set<String> = ["/etc/corosync/authkey"]
+    public static let allowedPaths: Set<String> = ["/etc/corosync/authkey", FenceSecrets.runtimePath]
     static let magic = Array("SSIB1".utf8)
 
     public var bytes: [UInt8] {

@@ -65,27 +65,52 @@ struct ClusterKeySealCommand {
             throw SSIError("keys", "no node is enrolled in \(cfg.identity.known): there is nobody to seal the key to",
                            hint: "enroll the nodes first: ssi cluster node enroll NAME --identity ed25519:... (or --key FILE)")
         }
-        let bundle = KeyBundle(files: [.init(path: "/etc/corosync/authkey", mode: 0o400, bytes: key)])
+        var files: [KeyBundle.File] = [.init(path: "/etc/corosync/authkey", mode: 0o400, bytes: key)]
+        // The fence agents' secrets travel with the key: from their file,
+        // else (a member sealing again) the running node's copy in RAM.
+        var secretsFrom: String?
+        if let fence = cfg.fence {
+            let running = AuthKey.runningRoot + FenceSecrets.runtimePath
+            let path = FileSystem.exists(fence.secrets) ? fence.secrets : FileSystem.exists(running) ? running : nil
+            if let path {
+                let secrets = try FenceSecrets.load(path)
+                for name in cfg.fenceSecretNames where secrets.values[name] == nil {
+                    throw SSIError("keys", "\(path) has no \(name), which [fence] names as @\(name)",
+                                   hint: "add \(name)=VALUE to \(fence.secrets); nothing was sealed")
+                }
+                files.append(.init(path: FenceSecrets.runtimePath, mode: 0o400, bytes: Array(secrets.text.utf8)))
+                secretsFrom = path
+            } else if let first = cfg.fenceSecretNames.first {
+                throw SSIError("keys", "[fence] names @\(first), but \(fence.secrets) does not exist",
+                               hint: "write \(fence.secrets) (mode 0600, NAME=value lines), then seal")
+            }
+        }
+        let bundle = KeyBundle(files: files)
         let sealed = try SealedKeys.seal(bundle, to: known)
         // Ciphertext: public like the identities, so that any image may carry it.
         try ConfigFiles.writeAtomically(cfg.identity.sealed, Array(sealed.text.utf8), mode: 0o644, replace: true, step: "keys")
-        var lines = ["ssi-cluster: sealed the cluster key from \(from) to \(sealed.boxes.count) node"
-                     + (sealed.boxes.count == 1 ? "" : "s") + " in \(cfg.identity.sealed):"]
+        var lines = ["ssi-cluster: sealed the cluster key from \(from)" + (secretsFrom.map { " and the fence secrets from \($0)" } ?? "")
+                     + " to \(sealed.boxes.count) node" + (sealed.boxes.count == 1 ? "" : "s") + " in \(cfg.identity.sealed):"]
         for box in sealed.boxes { lines.append("  \(box.name) \(box.fingerprint)") }
         let unsealed = cfg.nodes.filter { known.identity(of: $0.name) == nil }.map(\.name)
         if !unsealed.isEmpty {
             lines.append("  not enrolled, so nothing sealed to them: \(unsealed.joined(separator: ", "))")
         }
         lines.append("  rebuild the images of the nodes that boot from a disk (ssi-mkinitrd --config \(cfg.file) ...)")
-        if from != AuthKey.runningCopy {
+        let plain = [from, secretsFrom].compactMap { $0 }.filter { !$0.hasPrefix(AuthKey.runningRoot + "/") }
+        if !plain.isEmpty {
             if removePlain {
-                do throws(SystemCallError) { try FileSystem.unlink(from) } catch {
-                    throw SSIError("keys", "the sealed file is written, but removing \(from) failed: \(error.description)",
-                                   hint: "remove it by hand")
+                for path in plain {
+                    do throws(SystemCallError) { try FileSystem.unlink(path) } catch {
+                        throw SSIError("keys", "the sealed file is written, but removing \(path) failed: \(error.description)",
+                                       hint: "remove it by hand")
+                    }
                 }
-                lines.append("  removed \(from): no file on this disk holds the key in the clear (running nodes keep it in RAM)")
+                lines.append("  removed \(plain.joined(separator: " and ")): no file on this disk holds them in the clear "
+                             + "(running nodes keep them in RAM)")
             } else {
-                lines.append("  \(from) still holds the key in the clear: once the images are rebuilt, run again with --remove-plain")
+                lines.append("  \(plain.joined(separator: " and ")) still hold\(plain.count == 1 ? "s" : "") them in the clear: "
+                             + "once the images are rebuilt, run again with --remove-plain")
             }
         }
         return lines.joined(separator: "\n")

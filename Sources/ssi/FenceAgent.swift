@@ -14,11 +14,12 @@ import SSIClusterFS
 /// of the switch, `node` (or `plug`, `port`) the node id, `action` off
 /// (default; reboot means off too: the node must stop writing before its
 /// journal is replayed, and it boots again by itself or by hand), on, or
-/// monitor, `timeout` in seconds (default 60).
+/// monitor, `timeout` in seconds (default 60), `password` the switch's.
 ///
 /// The protocol, one TCP connection per request: the agent sends
-/// `off N`, `on N` or `monitor`, and the switch answers `ok` once done, or
-/// `error WHY`. INSTALL.md says what a real site uses instead.
+/// `off N`, `on N` or `monitor`, followed by ` PASSWORD` when `password=`
+/// is given (a switch may require one), and the switch answers `ok` once
+/// done, or `error WHY`. INSTALL.md says what a real site uses instead.
 enum FenceAgent {
     static func run(_ arguments: [String]) -> Never {
         let log = Log(tag: "fence_ssi", useKmsg: getuid() == 0 && FileSystem.exists("/dev/kmsg"))
@@ -38,7 +39,7 @@ enum FenceAgent {
             log.error("fence", why.description)
             exit(1)
         case .success(let request):
-            let answer = TCPLineClient.request(request.line, to: request.address, port: request.port,
+            let answer = TCPLineClient.request(request.wireLine, to: request.address, port: request.port,
                                                timeoutMs: Int32(request.timeoutSeconds * 1000))
             switch answer {
             case .success(let text) where text == "ok":

@@ -284,7 +284,8 @@ struct MkinitrdCommand {
             if cfg.holdsFenceCredentials {
                 throw SSIError("mkinitrd", "\(cfg.file): a served image would carry [fence]'s credentials (fence passwords), and "
                                + "anyone on the cluster network can fetch it",
-                               hint: "a CFS root does not fence: remove [fence] and fence_args from the configuration the init node serves")
+                               hint: "a CFS root does not fence: remove [fence] and fence_args from the configuration the init node serves, "
+                               + "or write its passwords as key=@NAME, their values in [fence] secrets' file")
             }
             guard FileSystem.exists(cfg.identity.known) else {
                 throw SSIError("mkinitrd", "\(cfg.identity.known) does not exist: a node booted from the served image checks the "
@@ -359,8 +360,21 @@ struct MkinitrdCommand {
         if case .gfs2 = cfg.root {
             try addDLM(cfg, daemons: &daemons, files: &files, links: &links)
         }
+        // [fence] arguments written @NAME: their values come with the key,
+        // sealed with it, or, in an image that carries the key itself,
+        // beside it (root's alone).
+        var atBoot: [String] = []
+        if let fence = cfg.fence, !cfg.fenceSecretNames.isEmpty {
+            if key == nil {
+                atBoot.append(String(FenceSecrets.runtimePath.dropFirst()))
+            } else {
+                let secrets = try FenceSecrets.load(fence.secrets)
+                _ = try cfg.dlmConf(secrets: secrets, source: fence.secrets)
+                files[String(FenceSecrets.runtimePath.dropFirst())] = (Array(secrets.text.utf8), 0o400)
+            }
+        }
         return ClusterPayload(daemons: daemons, files: files, authkey: key, links: links,
-                              configIsPublic: served || (key == nil && !cfg.holdsFenceCredentials))
+                              configIsPublic: served || (key == nil && !cfg.holdsFenceCredentials), atBoot: atBoot)
     }
 
     /// The sealed keys an image for nodes with a disk carries, checked

@@ -12,6 +12,14 @@ import SSICore
         #expect(r.timeoutSeconds == 60)
     }
 
+    @Test func aPasswordGoesAfterTheLineAndIsNotPartOfIt() throws {
+        let r = try FenceRequest.parse(["ipaddr=10.77.0.254", "password=s3cret", "node=3"]).get()
+        #expect(r.line == "off 3" && r.password == "s3cret" && r.wireLine == "off 3 s3cret")
+        let p = try FenceRequest.parse(["ipaddr=10.77.0.254", "passwd=x", "action=monitor"]).get()
+        #expect(p.wireLine == "monitor x")
+        #expect(try FenceRequest.parse(["ipaddr=10.77.0.254", "node=3"]).get().wireLine == "off 3")
+    }
+
     @Test func rebootMeansOffAndPlugNamesTheNode() throws {
         let r = try FenceRequest.parse(["--ip=10.0.0.1", "action=reboot", "plug=2", "timeout=5"]).get()
         #expect(r.line == "off 2")

@@ -238,8 +238,11 @@ import SSITestSupport
         } else {
             Issue.record("agents.list is not a file")
         }
-        // dlm.conf stays root's even then: it carries the fence arguments.
-        #expect(ClusterPayload(daemons: [], files: ["etc/dlm/dlm.conf": ([], 0o644)], authkey: nil, configIsPublic: true).holdsSecrets)
+        // dlm.conf follows the configuration (its passwords are @NAME
+        // there); the fence secrets themselves are root's whatever asked.
+        #expect(!ClusterPayload(daemons: [], files: ["etc/dlm/dlm.conf": ([], 0o644)], authkey: nil, configIsPublic: true).holdsSecrets)
+        #expect(ClusterPayload(daemons: [], files: ["etc/ssi/fence-secrets": ([], 0o644)], authkey: nil, configIsPublic: true).holdsSecrets)
+        #expect(ClusterPayload(daemons: [], files: ["etc/dlm/dlm.conf": ([], 0o644)], authkey: nil, configIsPublic: false).holdsSecrets)
     }
 
     func permissions(_ node: ImageTree.Node) -> UInt32? {

@@ -100,7 +100,7 @@ import SSITrust
         let sealed = try CLIBinaryTests.run(["cluster", "key", "seal", "--config", conf])
         #expect(sealed.status == 0, "\(sealed.err)")
         #expect(sealed.out.contains("sealed the cluster key from \(dir)/authkey to 2 nodes in \(dir)/sealed-keys"), "\(sealed.out)")
-        #expect(sealed.out.contains("still holds the key in the clear"), "\(sealed.out)")
+        #expect(sealed.out.contains("\(dir)/authkey still holds them in the clear"), "\(sealed.out)")
         let authkey = Array(try Data(contentsOf: URL(fileURLWithPath: dir + "/authkey")))
         let file = try SealedKeys.load(dir + "/sealed-keys")
         for (n, key) in keys.enumerated() {
@@ -118,6 +118,40 @@ import SSITrust
         #expect(removed.status == 0 && removed.out.contains("removed \(dir)/authkey"), "\(removed)")
         #expect(!FileManager.default.fileExists(atPath: dir + "/authkey"))
         #expect(try SealedKeys.load(dir + "/sealed-keys").open(for: "node2", with: replaced, source: "t").files[0].bytes == authkey)
+    }
+
+    @Test("key seal takes the fence secrets [fence] names as @NAME with the key; a missing file or name is refused; --remove-plain deletes both",
+          .enabled(if: ssi != nil, "SSI_BIN is not set"))
+    func sealWithFenceSecrets() throws {
+        let dir = try Self.scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let conf = dir + "/cluster.conf"
+        let text = try String(contentsOfFile: conf, encoding: .utf8)
+            .replacingOccurrences(of: "[identity]\n", with: "[identity]\nsealed = \"\(dir)/sealed-keys\"\n")
+            + "\n[fence]\nagent = \"/usr/sbin/fence_ipmilan\"\nargs = \"lanplus=1 password=@ipmi\"\nsecrets = \"\(dir)/fence-secrets\"\n"
+        try text.write(toFile: conf, atomically: true, encoding: .utf8)
+        #expect(try CLIBinaryTests.run(["cluster", "keygen", "-o", dir + "/authkey"]).status == 0)
+        let key = NodeKey.generate()
+        #expect(try CLIBinaryTests.run(["cluster", "node", "enroll", "node1", "--identity", "\(key.identity)", "--config", conf]).status == 0)
+        let missing = try CLIBinaryTests.run(["cluster", "key", "seal", "--config", conf])
+        #expect(missing.status == 1 && missing.err.contains("[fence] names @ipmi, but \(dir)/fence-secrets does not exist"), "\(missing.err)")
+        try "other=x\n".write(toFile: dir + "/fence-secrets", atomically: true, encoding: .utf8)
+        chmod(dir + "/fence-secrets", 0o644)
+        let open = try CLIBinaryTests.run(["cluster", "key", "seal", "--config", conf])
+        #expect(open.status == 1 && open.err.contains("mode 644: others can read the fence passwords"), "\(open.err)")
+        chmod(dir + "/fence-secrets", 0o600)
+        let noName = try CLIBinaryTests.run(["cluster", "key", "seal", "--config", conf])
+        #expect(noName.status == 1 && noName.err.contains("has no ipmi"), "\(noName.err)")
+        #expect(!FileManager.default.fileExists(atPath: dir + "/sealed-keys"), "nothing sealed on a refusal")
+        try "ipmi=s3cret\n".write(toFile: dir + "/fence-secrets", atomically: true, encoding: .utf8)
+        chmod(dir + "/fence-secrets", 0o600)
+        let sealed = try CLIBinaryTests.run(["cluster", "key", "seal", "--remove-plain", "--config", conf])
+        #expect(sealed.status == 0 && sealed.out.contains("and the fence secrets from \(dir)/fence-secrets to 1 node"), "\(sealed)")
+        #expect(sealed.out.contains("removed \(dir)/authkey and \(dir)/fence-secrets"), "\(sealed.out)")
+        let bundle = try SealedKeys.load(dir + "/sealed-keys").open(for: "node1", with: key, source: "t")
+        #expect(bundle.files.map(\.path) == ["/etc/corosync/authkey", "/etc/ssi/fence-secrets"])
+        #expect(String(decoding: bundle.files[1].bytes, as: UTF8.self) == "ipmi=s3cret\n" && bundle.files[1].mode == 0o400)
+        #expect(!(try String(contentsOfFile: dir + "/sealed-keys", encoding: .utf8)).contains("s3cret"))
     }
 
     @Test("--netboot refuses --authkey, fence credentials and a missing identities file, each with the fix",

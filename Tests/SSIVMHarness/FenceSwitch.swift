@@ -20,6 +20,9 @@ public final class FenceSwitch: Sendable {
 
     public let address: String
     public let port: UInt16
+    /// Required after every request when set (`off N PASSWORD`), as a real
+    /// power switch's login is; the events record the request without it.
+    public let password: String?
     private let guests = Mutex<[Int: Guest]>([:])
     private let log = Mutex<[Event]>([])
     private let stopped = Atomic<Bool>(false)
@@ -27,9 +30,10 @@ public final class FenceSwitch: Sendable {
 
     /// Listens on `address:port` inside `network`'s namespace (the address
     /// must be the network's host address).
-    public init(network: TestNetwork, address: String, port: UInt16 = 7070) throws {
+    public init(network: TestNetwork, address: String, port: UInt16 = 7070, password: String? = nil) throws {
         self.address = address
         self.port = port
+        self.password = password
         let ready = Mutex<Result<Int32, HarnessError>?>(nil)
         let namespace = network.namespace
         let thread = Thread {
@@ -132,8 +136,16 @@ public final class FenceSwitch: Sendable {
             if n <= 0 { break }
             data += buf[0..<n]
         }
-        let request = String(decoding: data, as: UTF8.self).split(separator: "\n").first.map(String.init) ?? ""
-        let answer = respond(to: request)
+        var request = String(decoding: data, as: UTF8.self).split(separator: "\n").first.map(String.init) ?? ""
+        let answer: String
+        if let password {
+            var words = request.split(separator: " ")
+            let given = words.count > 1 ? words.removeLast() : ""
+            request = words.joined(separator: " ")
+            answer = given == password ? respond(to: request) : "error wrong password"
+        } else {
+            answer = respond(to: request)
+        }
         log.withLock { $0.append(Event(request: request, answer: answer, at: .now)) }
         _ = Array((answer + "\n").utf8).withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
     }

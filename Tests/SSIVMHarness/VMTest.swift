@@ -239,6 +239,12 @@ extension VMTest {
                                   edit: (String) -> String = { $0 }) throws -> String {
         var text = try String(contentsOfFile: VMHost.packageRoot + "/configs/gfs2-3node.conf", encoding: .utf8)
         text = text.replacingOccurrences(of: "authkey = \"/etc/ssi/authkey\"", with: "authkey = \"\(authkey)\"")
+        // The fence switch's password, a sealed fence secret: the
+        // configuration names it @switch, its value is in the scratch
+        // folder's fence-secrets (gfs2FencePassword).
+        _ = try gfs2FencePassword()
+        text = text.replacingOccurrences(of: "args = \"ipaddr=10.77.0.254 ipport=7070\"",
+                                         with: "args = \"ipaddr=10.77.0.254 ipport=7070 password=@switch\"\nsecrets = \"\(path("fence-secrets"))\"")
         // The node key file: none, and not the host's /etc/ssi/node.key.
         text = text.replacingOccurrences(of: "# known = \"/etc/ssi/identities\"\n# sealed = \"/etc/ssi/sealed-keys\"\n",
                                          with: "known = \"\(known ?? path("identities"))\"\nsealed = \"\(sealed ?? path("sealed-keys"))\"\n"
@@ -246,6 +252,22 @@ extension VMTest {
         let file = path(name)
         try edit(text).write(toFile: file, atomically: true, encoding: .utf8)
         return file
+    }
+}
+
+extension VMTest {
+    /// The GFS2 scenario's fence switch password (FenceSwitch(password:)),
+    /// made once per scenario in the fence secrets file (mode 0600) that
+    /// `ssi cluster key seal` seals with the key.
+    public func gfs2FencePassword() throws -> String {
+        let file = path("fence-secrets")
+        if let text = try? String(contentsOfFile: file, encoding: .utf8), let line = text.split(separator: "\n").first(where: { $0.hasPrefix("switch=") }) {
+            return String(line.dropFirst(7))
+        }
+        let password = "fence-" + String(UInt64.random(in: 1...UInt64.max), radix: 36)
+        try "switch=\(password)\n".write(toFile: file, atomically: true, encoding: .utf8)
+        chmod(file, 0o600)
+        return password
     }
 }
 
@@ -273,6 +295,7 @@ extension VMTest {
             .replacingOccurrences(of: "key = \"\(path("node1.key"))\"", with: "key = \"/etc/ssi/node.key\"")
             .replacingOccurrences(of: "sealed = \"\(path("sealed-keys"))\"", with: "sealed = \"/etc/ssi/sealed-keys\"")
             .replacingOccurrences(of: "key = \"\(path("node.key"))\"", with: "key = \"/etc/ssi/node.key\"")
+            .replacingOccurrences(of: "secrets = \"\(path("fence-secrets"))\"", with: "secrets = \"/etc/ssi/fence-secrets\"")
             .write(toFile: etc + "/cluster.conf", atomically: true, encoding: .utf8)
         return etc
     }

@@ -21,7 +21,7 @@ extension VM {
             let kernel = VMHost.kernel!
             try await VMTest.run("gfs2") { vm in
                 let network = try vm.network(hostAddress: "10.77.0.254/24")
-                let fence = try FenceSwitch(network: network, address: "10.77.0.254", port: 7070)
+                let fence = try FenceSwitch(network: network, address: "10.77.0.254", port: 7070, password: try vm.gfs2FencePassword())
                 defer { fence.stop() }
                 // --spare-journals 0: three journals, so that a fourth node
                 // finds none until one is added.
@@ -43,6 +43,10 @@ extension VM {
                 let cpio = vm.path("cluster.cpio")
                 try Command.run(["sh", "-c", "zstd -dc \(image) > \(cpio)"], timeout: .seconds(120))
                 #expect(try !VMHost.file(cpio, contains: keyBytes), "the cluster key is nowhere in the image")
+                // Nor the fence switch's password: [fence] names it @switch,
+                // and its value is sealed with the key.
+                let fencePassword = try vm.gfs2FencePassword()
+                #expect(try !VMHost.file(cpio, contains: Data(fencePassword.utf8)), "the fence password is nowhere in the image")
                 for n in 1...3 {
                     let text = try String(contentsOfFile: root.tpmKeyFile(n), encoding: .utf8)
                     let seed = try #require(text.split(separator: "\n").first { $0.hasPrefix("seed ") }).dropFirst(5)
@@ -108,6 +112,12 @@ extension VM {
                                                 + "ls /etc/ssi").output
                 #expect(inRAM.contains("400 root") && inRAM.contains("tmpfs") && inRAM.contains("sealed-keys") && !inRAM.contains("authkey"),
                         "\(inRAM)")
+                // The fence password: named in the shared configuration,
+                // its value only in dlm.conf in RAM (root's alone).
+                let dlm = try await node2.run("stat -c '%a' /run/ssi/root/etc/dlm/dlm.conf; grep -c 'password=\(fencePassword)' /run/ssi/root/etc/dlm/dlm.conf; "
+                                              + "grep -c 'password=@switch' /etc/ssi/cluster.conf; grep -rlF '\(fencePassword)' /etc/ssi; true").output
+                #expect(dlm.split(separator: "\n").prefix(3).map(String.init) == ["600", "1", "1"] && !dlm.contains("/etc/ssi/"),
+                        "dlm.conf 0600 with the password, cluster.conf with @switch, no file of /etc/ssi with the value: \(dlm)")
                 // [tunnel]: each node's WireGuard key is its TPM identity;
                 // corosync (knet's UDP) and dlm (TCP 21064) use the tunnel's
                 // addresses, never the cluster network's.
@@ -164,6 +174,7 @@ extension VM {
                 let cut = ContinuousClock.now
                 _ = try await fence.waitUntilFenced(node: 3, timeout: .seconds(240))
                 #expect(fence.fencedNodes == [3], "the switch was asked to cut node 3 off: \(fence.events)")
+                #expect(!fence.events.contains { $0.answer.contains("password") }, "fence_ssi gave the sealed password: \(fence.events)")
                 #expect(!node3.isRunning, "node 3's qemu is gone")
                 try await node1.run("timeout 300 sh -c 'echo after-fence > /root/after-fence'", timeout: .seconds(320))
                 log("node 1 writes again \(Guest.seconds(ContinuousClock.now - cut)) after node 3 was cut off")
@@ -255,8 +266,8 @@ extension VM {
                 }
                 #expect(peer4.output.contains("node4 10.78.0.4/32") && !peer4.output.contains("not enrolled"), "\(peer4.output)")
                 let resealed = try await node1.run("ssi cluster key seal 2>&1", timeout: .seconds(60)).output
-                #expect(resealed.contains("sealed the cluster key from /run/ssi/root/etc/corosync/authkey to 4 nodes in /etc/ssi/sealed-keys"),
-                        "\(resealed)")
+                #expect(resealed.contains("sealed the cluster key from /run/ssi/root/etc/corosync/authkey and the fence secrets from "
+                                          + "/run/ssi/root/etc/ssi/fence-secrets to 4 nodes in /etc/ssi/sealed-keys"), "\(resealed)")
                 try await node1.readFile("/etc/ssi/sealed-keys").write(to: URL(fileURLWithPath: vm.path("sealed-keys-4")))
                 try await node1.readFile("/etc/ssi/identities").write(to: URL(fileURLWithPath: vm.path("identities-4")))
                 let image4 = vm.path("node4.img")
@@ -326,6 +337,10 @@ extension VM {
                 // No block of the shared disk holds the key: a stolen disk
                 // (or a copy of it) gives ciphertext only.
                 #expect(try !VMHost.file(shared, contains: keyBytes), "the cluster key is nowhere on the shared disk")
+                #expect(try !VMHost.file(shared, contains: Data(fencePassword.utf8)), "the fence password is nowhere on the shared disk")
+                // The nodes that left were fenced with dlm.conf as the reload
+                // wrote it (node 4's addition): the password resolved there too.
+                #expect(!fence.events.contains { $0.answer.contains("password") }, "\(fence.events)")
             }
         }
     }

@@ -56,7 +56,7 @@ struct GFS2Bench {
         let kernel = VMHost.kernel!
         try await VMTest.run("bench-gfs2") { vm in
             let network = try vm.network(hostAddress: "10.77.0.254/24")
-            let fence = try FenceSwitch(network: network, address: "10.77.0.254", port: 7070)
+            let fence = try FenceSwitch(network: network, address: "10.77.0.254", port: 7070, password: try vm.gfs2FencePassword())
             defer { fence.stop() }
             let root = try await GFS2Root.make(in: vm, ssi: ssi, network: network)
             root.maker.kill()

@@ -129,7 +129,9 @@ extension Boot {
             if QuorumPolicy.needsDLMKernel(config) { try prepareDLMKernel() }
             let key = try fetchClusterKey(identity, params)
             try bringUpTunnel(identity, params, key: key)
+            let dlmConf = try resolvedDLMConf(config)
             try AgentsRoot.prepare()
+            if let dlmConf { try writeResolvedDLMConf(dlmConf) }
             log.info("membership", "agents root ready in \(Int((Process.now() - started) * 1000)) ms")
             stage.set("membership")
             corosync = try startAgent(Boot.corosyncAgent)
