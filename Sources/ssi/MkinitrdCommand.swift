@@ -343,15 +343,17 @@ struct MkinitrdCommand {
             throw SSIError("mkinitrd", "\(cfg.identity.known) does not exist: with [tunnel], a node's peers are the enrolled identities",
                            hint: "ssi cluster node key new -o \(cfg.identity.key); ssi cluster node enroll \(cfg.cfsServer?.name ?? "NAME") --key \(cfg.identity.key)")
         }
-        // [tunnel] on a node that boots its own disk and keeps its node key
-        // in a file there (the init node): its tunnel key, read before the
-        // root is mounted, so its own image carries it. A served image
-        // never does. Without the file, a node takes its key where it
-        // would to open a sealed cluster key: its own line, [identity]
-        // device, its TPM.
-        if cfg.tunnel != nil && !served && FileSystem.exists(cfg.identity.key) {
+        // The CFS init node keeps its node key in a file on its disk: with
+        // [tunnel] (its tunnel key) or a sealed cluster key (what opens
+        // it), needed before the root is mounted, so its own image carries
+        // it. A served image never does; nor does a gfs2 image, which every
+        // node boots: there each node's key is its own (its line,
+        // [identity] device, its TPM).
+        var cfsInitNode = false
+        if case .cfs = cfg.root { cfsInitNode = true }
+        if cfsInitNode && (cfg.tunnel != nil || sealed != nil) && !served && FileSystem.exists(cfg.identity.key) {
             guard case .key(let nodeKey) = try NodeKeyFile.read(cfg.identity.key) else {
-                throw SSIError("mkinitrd", "\(cfg.identity.key) holds no node key, and [tunnel] needs this node's",
+                throw SSIError("mkinitrd", "\(cfg.identity.key) holds no node key, and the init node's image needs it",
                                hint: "ssi cluster node key new -o \(cfg.identity.key), then enroll it (ssi cluster node enroll NAME --key \(cfg.identity.key))")
             }
             files[String(cfg.identity.key.dropFirst())] = (Array(NodeKeyFile.text(nodeKey).utf8), 0o400)
