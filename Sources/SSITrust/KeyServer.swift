@@ -71,12 +71,26 @@ public struct KeyServer: Sendable {
 
     func load() throws(SSIError) -> State {
         let config = try ClusterConfig.load(path: configPath)
-        guard case .key(let me) = try NodeKeyFile.read(config.identity.key) else {
+        guard case .key(let me) = try Self.initNodeKey(config) else {
             throw SSIError("keys", "\(config.identity.key) is blank: the init node needs its own key",
                            hint: "ssi cluster node key new -o \(config.identity.key), then ssi cluster node enroll NAME --key \(config.identity.key)")
         }
         let authkey = try AuthKey.readConfiguredOrRunning(config.cluster.authkey).key
         return State(config: config, me: me, authkey: authkey, known: try KnownIdentities.load(config.identity.known))
+    }
+
+    /// The init node's own key: `[identity] key` when that file exists,
+    /// else the init node's own `identity` line ("tpm" or a medium), so
+    /// that an init node whose identity is its TPM keeps no key file on
+    /// its disk (DESIGN-NOTES.md, "Keys at rest").
+    static func initNodeKey(_ config: ClusterConfig) throws(SSIError) -> NodeKeyFile.Contents {
+        if let server = config.cfsServer, let named = server.identity, access(config.identity.key, F_OK) != 0 {
+            guard let source = KeySource(named) else {
+                throw SSIError("keys", "\(server.name)'s identity \"\(printable(named))\" is neither \"tpm\" nor an absolute path")
+            }
+            return try NodeKeyFile.load(source)
+        }
+        return try NodeKeyFile.read(config.identity.key)
     }
 
     /// Checks that the server can serve (its key, the cluster key, the

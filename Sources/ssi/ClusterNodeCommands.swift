@@ -212,7 +212,9 @@ struct NodeEnrollCommand {
         try writeKnown(known, cfg.identity.known)
         unlink(pendingDirectory + "/" + target.name)
         var lines = ["ssi-cluster: enrolled \(target.name) as \(offered.fingerprint) in \(cfg.identity.known)"]
-        if access(cfg.identity.sealed, F_OK) == 0 {
+        // A diskless node gets the key from the key server; a node with a
+        // disk opens the sealed file, which must name its new identity.
+        if target.role != .diskless && access(cfg.identity.sealed, F_OK) == 0 {
             lines.append("  the key in \(cfg.identity.sealed) is not sealed to this identity yet: run ssi cluster key seal, "
                          + "then rebuild the images of the nodes that boot from a disk")
         }

@@ -199,9 +199,15 @@ extension VMTest {
     /// binary as an administrator would: node 1's key file (the key
     /// server's), and for each node of `enrolled` a 1 MiB key disk (its
     /// /dev/vda), all enrolled in the known identities file beside them.
-    public func cfsIdentities(ssi: String, config: String, enrolled: [Int]) throws {
-        try Command.run([ssi, "cluster", "node", "key", "new", "-o", path("node1.key")])
-        try Command.run([ssi, "cluster", "node", "enroll", "node1", "--key", path("node1.key"), "--config", config])
+    /// `initNodeTPM`: node 1's identity is the TPM with this state (its
+    /// key computed here by tpm2-tools), not a key file on its disk.
+    public func cfsIdentities(ssi: String, config: String, enrolled: [Int], initNodeTPM: String? = nil) throws {
+        if let initNodeTPM {
+            try Command.run([ssi, "cluster", "node", "enroll", "node1", "--key", try tpmKeyFile(initNodeTPM), "--config", config])
+        } else {
+            try Command.run([ssi, "cluster", "node", "key", "new", "-o", path("node1.key")])
+            try Command.run([ssi, "cluster", "node", "enroll", "node1", "--key", path("node1.key"), "--config", config])
+        }
         for n in enrolled {
             let disk = identityDisk(node: n)
             try Command.run([ssi, "cluster", "node", "key", "new", "-o", disk])

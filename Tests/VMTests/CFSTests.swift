@@ -32,29 +32,45 @@ extension VM {
                 let enrolling = try String(contentsOfFile: conf, encoding: .utf8)
                     .replacingOccurrences(of: "kernel_arguments = \"", with: "kernel_arguments = \"ssi.enroll ")
                 try enrolling.write(toFile: conf, atomically: true, encoding: .utf8)
-                // Node 1's key (the key server's) and nodes 2 and 3's key
-                // disks, enrolled ahead; node 4 enrolls at boot.
-                try vm.cfsIdentities(ssi: ssi, config: conf, enrolled: [2, 3])
+                // Node 1, the init node, takes its identity from its TPM:
+                // no node key file on its disk, and its image and disk hold
+                // the cluster key only sealed (key server included: it signs
+                // with the TPM's key and hands out the key from RAM).
+                let tpm1 = vm.path("tpm-node1")
+                try (try String(contentsOfFile: conf, encoding: .utf8)
+                    .replacingOccurrences(of: "role = \"init\"\n", with: "role = \"init\"\nidentity = \"tpm\"\n")
+                    .replacingOccurrences(of: "enroll_wait_seconds = 600\n", with: "enroll_wait_seconds = 600\nsealed = \"\(vm.path("sealed-keys"))\"\n"))
+                    .write(toFile: conf, atomically: true, encoding: .utf8)
+                // Node 1's TPM identity and nodes 2 and 3's key disks,
+                // enrolled ahead; node 4 enrolls at boot.
+                try vm.cfsIdentities(ssi: ssi, config: conf, enrolled: [2, 3], initNodeTPM: tpm1)
+                let node1Key = try vm.tpmKeyFile(tpm1)
+                let fp1 = try vm.shownIdentity(node1Key, ssi: ssi).fingerprint
+                let sealedNote = try Command.run([ssi, "cluster", "key", "seal", "--config", conf]).stdout
+                #expect(sealedNote.contains("to 3 nodes"), "\(sealedNote)")
                 let netboot = vm.path("netboot")
                 let built = try Command.run([ssi, "mkinitrd", "--config", conf, "--kver", kernel.version,
                                              "--netboot", netboot, "--kernel-image", kernel.path], timeout: .seconds(300))
                 #expect(built.stdout.contains("serves node2, node3"), "\(built.stdout)")
                 #expect(built.stdout.contains("initrd.img holds no secret (mode 0644)"), "\(built.stdout)")
-                // Node 1 boots its own image, which carries the key.
+                // Node 1 boots its own image, which carries the key sealed.
                 let own = vm.path("node1.img")
                 try Command.run([ssi, "mkinitrd", "--config", conf, "--kver", kernel.version, "-o", own, "-q"], timeout: .seconds(300))
 
                 // The served image holds no secret: not the cluster key,
-                // not a node key's seed; node 1's own image (the same
-                // search) holds the cluster key.
+                // not a node key's seed; nor does node 1's own image.
                 let keyBytes = try Data(contentsOf: URL(fileURLWithPath: key))
                 var seeds: [Data] = []
-                for file in [vm.path("node1.key"), vm.identityDisk(node: 2), vm.identityDisk(node: 3)] {
+                for file in [node1Key, vm.identityDisk(node: 2), vm.identityDisk(node: 3)] {
                     let text = String(decoding: try Data(contentsOf: URL(fileURLWithPath: file)).prefix(4096), as: UTF8.self)
                     let seed = text.split(separator: "\n").first { $0.hasPrefix("seed ") }.map { String($0.dropFirst(5)) }
                     seeds.append(Data((try #require(seed, "\(file) has a seed line")).utf8))
                 }
-                func secretsIn(_ image: String, only member: String = "") throws -> [String] {
+                func secretsIn(_ image: String, only member: String = "", building: Bool = false) throws -> [String] {
+                    if building {
+                        try Command.run([ssi, "mkinitrd", "--config", conf, "--authkey", key, "--kver", kernel.version, "-o", image, "-q"],
+                                        timeout: .seconds(300))
+                    }
                     let dir = vm.path("search-" + (image as NSString).lastPathComponent)
                     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
                     try Command.run(["sh", "-c", "cd \(dir) && zstd -dc \(image) | cpio -id --quiet \(member)"], timeout: .seconds(120))
@@ -80,8 +96,10 @@ extension VM {
                 #expect(served.isEmpty, "the served image holds: \(served)")
                 let mode = try FileManager.default.attributesOfItem(atPath: netboot + "/initrd.img")[.posixPermissions] as? Int
                 #expect(mode == 0o644, "the served image is world-readable: it holds nothing secret")
-                #expect(try secretsIn(own, only: "etc/corosync/authkey") == ["the cluster key in etc/corosync/authkey"],
-                        "node 1's own image carries the key (the search finds it)")
+                let ownHolds = try secretsIn(own)
+                #expect(ownHolds.isEmpty, "node 1's own image holds the key only sealed: \(ownHolds)")
+                // (The search finds a key where there is one.)
+                #expect(try secretsIn(vm.path("with-key.img"), building: true) == ["the cluster key in etc/corosync/authkey"])
                 for f in ["initrd.img", "vmlinuz", "boot.ipxe", "dhcp-hosts"] {
                     #expect(FileManager.default.fileExists(atPath: netboot + "/" + f), "--netboot wrote \(f)")
                 }
@@ -94,7 +112,7 @@ extension VM {
                 // keeps them, and the image's own module folder (our
                 // indexes; the test root has no kernel package) so that
                 // ssi-mkinitrd can run on the init node.
-                let etc = try vm.etcSSI(config: conf, authkey: key)
+                let etc = try vm.etcSSI(config: conf, authkey: key, copyKey: false)
                 let unpacked = vm.path("unpacked")
                 try FileManager.default.createDirectory(atPath: unpacked, withIntermediateDirectories: true)
                 try Command.run(["sh", "-c", "cd \(unpacked) && zstd -dc \(netboot)/initrd.img | cpio -id --quiet 'usr/lib/modules/*'"],
@@ -117,7 +135,11 @@ extension VM {
                 c1.disks = [Disk(debian, snapshot: true)]
                 c1.timeLimit = .seconds(1500)
                 c1.nics = [try network.addNIC(mac: Cluster.mac(node: 1))]
+                c1.tpmState = tpm1
                 let node1 = try vm.start(c1)
+                let opened = try await node1.waitFor(SSIInit.step("keys", "opened the cluster key sealed to node1's identity"),
+                                                     timeout: .seconds(300), failOn: SSIInit.failFast)
+                #expect(LineMatch.consoleText(opened, contains: fp1) && opened.contains("key from the TPM"), "\(opened) vs \(fp1)")
                 let exporting = try await node1.waitFor(SSIInit.step("cfs-server", "exporting / to 10.78.0.0/24"),
                                                         timeout: .seconds(300), failOn: SSIInit.failFast)
                 #expect(exporting.contains(" node2:/var") && exporting.contains(" node3:/var"), "the init node seeds the diskless nodes' copies: \(exporting)")
@@ -128,6 +150,11 @@ extension VM {
                 try await node1.waitForAnywhere("ABSOLUTELY NO WARRANTY")
                 let active = try await node1.run("systemctl is-active nfs-server ssi-netboot ssi-keys", timeout: .seconds(60), expectStatus: nil).output
                 #expect(active == "active\nactive\nactive", "\(active)")
+                // No secret on the init node's disk: /etc/ssi has the
+                // identities and the sealed key, no key file of either kind.
+                let etcSSI = try await node1.run("ls /etc/ssi", timeout: .seconds(60)).output
+                #expect(etcSSI.contains("sealed-keys") && etcSSI.contains("identities") && !etcSSI.contains("authkey") && !etcSSI.contains("node.key"),
+                        "\(etcSSI)")
                 let exports = try await node1.run("exportfs -v", timeout: .seconds(30)).output
                 // [tunnel]: exported to the tunnel's network only.
                 #expect(exports.contains("10.78.0.0/24") && !exports.contains("10.77.0.0/24") && exports.contains("fsid=0"), "\(exports)")

@@ -64,10 +64,10 @@ extension Boot {
                 throw SSIError("cfs-server", "writing the key server's unit: \(error.description)")
             }
             units.append((CFSFiles.keysUnitName, "../\(CFSFiles.keysUnitName)"))
-            if !FileSystem.exists(root + config.identity.key) {
+            if !FileSystem.exists(root + config.identity.key) && me.identity == nil {
                 log.warning("cfs-server", "\(config.identity.key) is missing on the root: the key server cannot prove it is the init node, "
                             + "and diskless nodes get no cluster key (ssi cluster node key new -o \(config.identity.key); "
-                            + "ssi cluster node enroll \(me.name) --key \(config.identity.key))")
+                            + "ssi cluster node enroll \(me.name) --key \(config.identity.key); or its own identity = \"tpm\")")
             }
         }
         // Enabled for this boot only, whatever the root's own presets say.
