@@ -26,10 +26,8 @@ public struct FenceSecrets: Sendable, Equatable {
     public static func parse(_ text: String, source: String) throws(SSIError) -> FenceSecrets {
         var result = FenceSecrets()
         var lineOf: [String: Int] = [:]
-        // Bytes, not Characters: "\r\n" is one Character.
-        var raw = text.utf8.split(separator: 0x0A, omittingEmptySubsequences: false).map {
-            String(decoding: $0.last == 0x0D ? $0.dropLast() : $0[...], as: UTF8.self)
-        }
+        // LF or CRLF lines (textLines); no last empty line after a final LF.
+        var raw = textLines(text)
         if raw.last == "" { raw.removeLast() }
         for (index, line) in raw.enumerated() {
             let number = index + 1

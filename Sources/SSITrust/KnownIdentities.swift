@@ -29,15 +29,13 @@ public struct KnownIdentities: Sendable, Equatable {
 
     public static func parse(_ text: String, source: String) throws(SSIError) -> KnownIdentities {
         var result = KnownIdentities()
-        // Bytes, not Characters: "\r\n" is one Character.
-        var raw = text.utf8.split(separator: 0x0A, omittingEmptySubsequences: false).map {
-            String(decoding: $0.last == 0x0D ? $0.dropLast() : $0[...], as: UTF8.self)
-        }
+        // LF or CRLF lines (textLines); no last empty line after a final LF.
+        var raw = textLines(text)
         if raw.last == "" { raw.removeLast() }
         for (index, whole) in raw.enumerated() {
             let number = index + 1
-            result.lines.append(whole)
-            var line = whole
+            result.lines.append(String(whole))
+            var line = String(whole)
             if let hash = line.firstIndex(of: "#") { line = String(line[..<hash]) }
             let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
             if words.isEmpty { continue }

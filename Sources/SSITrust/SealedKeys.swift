@@ -59,9 +59,8 @@ public struct SealedKeys: Sendable, Equatable {
 
     public static func parse(_ text: String, source: String) throws(SSIError) -> SealedKeys {
         var result = SealedKeys()
-        var raw = text.utf8.split(separator: 0x0A, omittingEmptySubsequences: false).map {
-            String(decoding: $0.last == 0x0D ? $0.dropLast() : $0[...], as: UTF8.self)
-        }
+        // LF or CRLF lines (textLines); no last empty line after a final LF.
+        var raw = textLines(text)
         if raw.last == "" { raw.removeLast() }
         for (index, whole) in raw.enumerated() {
             let number = index + 1
@@ -69,7 +68,7 @@ public struct SealedKeys: Sendable, Equatable {
                 throw SSIError("keys", "\(source) line \(number): \(whole.utf8.count) bytes, longer than any sealed key",
                                hint: "write the file again with ssi cluster key seal")
             }
-            var line = whole
+            var line = String(whole)
             if let hash = line.firstIndex(of: "#") { line = String(line[..<hash]) }
             let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
             if words.isEmpty { continue }

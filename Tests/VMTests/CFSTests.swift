@@ -96,10 +96,17 @@ extension VM {
                 #expect(served.isEmpty, "the served image holds: \(served)")
                 let mode = try FileManager.default.attributesOfItem(atPath: netboot + "/initrd.img")[.posixPermissions] as? Int
                 #expect(mode == 0o644, "the served image is world-readable: it holds nothing secret")
-                let ownHolds = try secretsIn(own)
+                // The whole archive, searched as one file (memchr: seconds,
+                // where a file-by-file search of this image takes minutes).
+                let ownCpio = vm.path("node1.cpio")
+                try Command.run(["sh", "-c", "zstd -dc \(own) > \(ownCpio)"], timeout: .seconds(120))
+                var ownHolds: [String] = []
+                if try VMHost.file(ownCpio, contains: keyBytes) { ownHolds.append("the cluster key") }
+                for s in seeds where try VMHost.file(ownCpio, contains: s) { ownHolds.append("a node key's seed") }
+                try? FileManager.default.removeItem(atPath: ownCpio)
                 #expect(ownHolds.isEmpty, "node 1's own image holds the key only sealed: \(ownHolds)")
                 // (The search finds a key where there is one.)
-                #expect(try secretsIn(vm.path("with-key.img"), building: true) == ["the cluster key in etc/corosync/authkey"])
+                #expect(try secretsIn(vm.path("with-key.img"), only: "etc/corosync/authkey", building: true) == ["the cluster key in etc/corosync/authkey"])
                 for f in ["initrd.img", "vmlinuz", "boot.ipxe", "dhcp-hosts"] {
                     #expect(FileManager.default.fileExists(atPath: netboot + "/" + f), "--netboot wrote \(f)")
                 }
