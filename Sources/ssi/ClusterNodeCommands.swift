@@ -251,7 +251,7 @@ struct NodeRemoveCommand {
                 throw SSIError("identity", "\(name) has no enrolled identity in \(cfg.identity.known)")
             }
             try writeKnown(known, cfg.identity.known)
-            if access(cfg.identity.sealed, F_OK) == 0 {
+            if (try? SealedKeys.load(cfg.identity.sealed))?.box(of: name) != nil {
                 print("ssi-cluster: \(cfg.identity.sealed) still seals the key to \(name): run ssi cluster key seal and rebuild the images")
             }
             print("ssi-cluster: removed \(name)'s identity from \(cfg.identity.known); a running node keeps the cluster key it has "

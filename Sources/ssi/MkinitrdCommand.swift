@@ -399,7 +399,8 @@ struct MkinitrdCommand {
                                hint: "seal it again: ssi cluster key seal --config \(cfg.file)")
             }
         }
-        let without = cfg.nodes.filter { sealed.box(of: $0.name) == nil }.map(\.name)
+        // Diskless nodes get the key from the key server: no line needed.
+        let without = cfg.nodes.filter { $0.role != .diskless && sealed.box(of: $0.name) == nil }.map(\.name)
         if !without.isEmpty && !quiet {
             print("  no cluster key is sealed to \(without.joined(separator: ", ")) in \(cfg.identity.sealed): "
                   + "\(without.count == 1 ? "it" : "they") cannot boot this image until enrolled and sealed (ssi cluster key seal)")
