@@ -4,6 +4,7 @@ import Glibc
 import CSSIShim
 import SSICore
 import SSILinux
+import SSIConfig
 
 /// Where the cluster daemons live so that they outlive the initramfs.
 ///
@@ -17,7 +18,9 @@ import SSILinux
 /// /run/ssi. Their files stay visible and accounted for in the booted
 /// system's /run, and nothing of the initramfs is kept alive.
 enum AgentsRoot {
-    static let path = "/run/ssi/root"
+    /// One definition with the tools that read a running node's opened
+    /// key there (ssi cluster key seal, the key server).
+    static let path = AuthKey.runningRoot
     static let listFile = "/etc/ssi/agents.list"
 
     /// Copies the listed files and links, creates the directories the

@@ -101,8 +101,9 @@ public struct ClusterPayload: Sendable {
     }
 
     /// Image paths that hold secrets whatever mode the caller gave them:
-    /// the key, the cluster configuration and dlm.conf (both carry the
-    /// fence agents' passwords). They are written for root alone.
+    /// the key, the fence secrets, and the cluster configuration and
+    /// dlm.conf unless `configIsPublic` (a fence password in the clear is
+    /// in both). They are written for root alone.
     public static let secretPaths: Set<String> = ["etc/corosync/authkey", "etc/ssi/cluster.conf", "etc/dlm/dlm.conf", "etc/ssi/fence-secrets"]
 
     func isSecret(_ path: String) -> Bool {

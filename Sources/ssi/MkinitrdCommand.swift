@@ -349,9 +349,7 @@ struct MkinitrdCommand {
         // it. A served image never does; nor does a gfs2 image, which every
         // node boots: there each node's key is its own (its line,
         // [identity] device, its TPM).
-        var cfsInitNode = false
-        if case .cfs = cfg.root { cfsInitNode = true }
-        if cfsInitNode && (cfg.tunnel != nil || sealed != nil) && !served && FileSystem.exists(cfg.identity.key) {
+        if case .cfs = cfg.root, cfg.tunnel != nil || sealed != nil, !served, FileSystem.exists(cfg.identity.key) {
             guard case .key(let nodeKey) = try NodeKeyFile.read(cfg.identity.key) else {
                 throw SSIError("mkinitrd", "\(cfg.identity.key) holds no node key, and the init node's image needs it",
                                hint: "ssi cluster node key new -o \(cfg.identity.key), then enroll it (ssi cluster node enroll NAME --key \(cfg.identity.key))")

@@ -104,6 +104,9 @@ struct GFS2Bench {
 
             // CFS on the same three VMs: node 1 serves its Debian disk, nodes
             // 2 and 3 boot from the network.
+            // Its own identities: the GFS2 half's (the nodes' TPMs) and
+            // its sealed key belong to the other cluster.
+            for f in ["identities", "sealed-keys"] { try? FileManager.default.removeItem(atPath: vm.path(f)) }
             let cfsConf = try vm.exampleCFSConfig(authkey: root.authkey)
             let (netboot, own, etc) = try vm.cfsImages(ssi: ssi, config: cfsConf, authkey: root.authkey, kernel: kernel,
                                                        enrolled: [2, 3])
