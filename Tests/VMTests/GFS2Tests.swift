@@ -114,9 +114,15 @@ extension VM {
                         "\(inRAM)")
                 // The fence password: named in the shared configuration,
                 // its value only in dlm.conf in RAM (root's alone).
-                let dlm = try await node2.run("stat -c '%a' /run/ssi/root/etc/dlm/dlm.conf; grep -c 'password=\(fencePassword)' /run/ssi/root/etc/dlm/dlm.conf; "
-                                              + "grep -c 'password=@switch' /etc/ssi/cluster.conf; grep -rlF '\(fencePassword)' /etc/ssi; true").output
-                #expect(dlm.split(separator: "\n").prefix(3).map(String.init) == ["600", "1", "1"] && !dlm.contains("/etc/ssi/"),
+                // The password is never typed on the console: the login
+                // shell there is bash, whose history file on the shared
+                // root would hold it. The node compares its hash, and
+                // searches /etc/ssi for the value dlm.conf holds.
+                let passwordHash = try Command.run(["sh", "-c", "printf %s \"$1\" | sha256sum", "sh", fencePassword]).stdout.prefix(64)
+                let dlm = try await node2.run("stat -c '%a' /run/ssi/root/etc/dlm/dlm.conf; "
+                                              + "v=$(grep -o 'password=[^ ]*' /run/ssi/root/etc/dlm/dlm.conf | cut -d= -f2); printf %s \"$v\" | sha256sum; "
+                                              + "grep -c 'password=@switch' /etc/ssi/cluster.conf; test -n \"$v\" && grep -rlF \"$v\" /etc/ssi; true").output
+                #expect(dlm.split(separator: "\n").prefix(3).map { String($0.prefix(64)) } == ["600", String(passwordHash), "1"] && !dlm.contains("/etc/ssi/"),
                         "dlm.conf 0600 with the password, cluster.conf with @switch, no file of /etc/ssi with the value: \(dlm)")
                 // [tunnel]: each node's WireGuard key is its TPM identity;
                 // corosync (knet's UDP) and dlm (TCP 21064) use the tunnel's
