@@ -94,6 +94,12 @@ public enum CFSFiles {
         } else {
             lines.append("dhcp-option=option:router")
         }
+        // Option 26: a PXE-booted kernel's own DHCP (another initramfs, an
+        // installer) takes the network's jumbo MTU too; ssi's nodes set it
+        // from the configuration.
+        if let mtu = config.network.mtu {
+            lines.append("dhcp-option=option:mtu,\(mtu)")
+        }
         lines += [
             "enable-tftp",
             "tftp-root=\(nb.directory)",

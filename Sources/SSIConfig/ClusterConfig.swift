@@ -165,6 +165,13 @@ public struct ClusterConfig: Sendable, Equatable {
         public var port: Int
 
         public static let defaultPort = 51820
+        /// What WireGuard adds to a packet over IPv4 (20 IP, 8 UDP, 32
+        /// WireGuard) plus 20 of margin: wg-quick's rule, and the
+        /// kernel's default 1420 on a 1500 link.
+        public static let overhead = 80
+
+        /// The tunnel link's MTU on a cluster network link of `linkMTU`.
+        public static func mtu(onLink linkMTU: Int) -> Int { max(linkMTU - overhead, 576) }
         /// The link's name on every node.
         public static let interface = "ssi0"
 
@@ -262,6 +269,13 @@ public struct ClusterConfig: Sendable, Equatable {
         /// The interface to configure, when it cannot be found by the
         /// node's MAC (required when a node has no MAC).
         public var interface: String?
+        /// The cluster network's MTU (jumbo frames: 9000), set on each
+        /// node's interface by ssi-init and handed out by the init node's
+        /// DHCP; nil leaves the link's own (1500 on Ethernet). The
+        /// tunnel's link is always this less `Tunnel.overhead`.
+        public var mtu: Int? = nil
+
+        public static let mtuRange = 1280...65535
     }
 
     public struct Quorum: Sendable, Equatable {

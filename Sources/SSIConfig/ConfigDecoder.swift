@@ -43,7 +43,7 @@ struct ConfigDecoder {
     static let sections: [(name: String, keys: [String])] = [
         ("", ["cluster", "network", "quorum", "root", "private", "netboot", "identity", "tunnel", "fence", "node", "agent"]),
         ("cluster", ["name", "authkey", "crypto_cipher", "crypto_hash", "token_timeout_ms"]),
-        ("network", ["prefix", "gateway", "interface"]),
+        ("network", ["prefix", "gateway", "interface", "mtu"]),
         ("quorum", ["expected_votes", "wait_for_all", "two_node", "boot_wait_seconds", "on_timeout"]),
         ("root", ["type", "server", "export", "device", "lock_table", "options", "wait_seconds", "cached", "cache_seconds", "cache_private"]),
         ("private", ["paths", "directory"]),
@@ -394,8 +394,12 @@ struct ConfigDecoder {
             if let why = interfaceNameProblem(n) { report(line, "network.interface", why); ok = false }
             interface = n
         } else if t.entry("interface") != nil { ok = false }
+        var mtu: Int? = nil
+        if let (m, _) = integer(t, "mtu", "network", range: ClusterConfig.Network.mtuRange) {
+            mtu = m
+        } else if t.entry("mtu") != nil { ok = false }
         guard let prefix else { return nil }
-        return NetworkDraft(value: .init(prefix: prefix, gateway: gateway, interface: interface),
+        return NetworkDraft(value: .init(prefix: prefix, gateway: gateway, interface: interface, mtu: mtu),
                             prefixLine: prefixLine, gatewayLine: gatewayLine, valid: ok)
     }
 

@@ -73,7 +73,10 @@ public enum ClusterTunnel {
     /// exactly `peers`, its address, and up. Returns the link's public key
     /// as the kernel reports it, which must be this node's identity's.
     @discardableResult
-    public static func up(config: ClusterConfig, key: NodeKey, me: Int, peers: [WireGuardPeer]) throws(SSIError) -> WireGuardDevice {
+    /// `underlay`: the cluster network's interface, whose MTU less
+    /// WireGuard's overhead is the tunnel's (8920 on a jumbo network,
+    /// where the kernel's default 1420 would split every packet in six).
+    public static func up(config: ClusterConfig, key: NodeKey, me: Int, peers: [WireGuardPeer], underlay: String) throws(SSIError) -> (device: WireGuardDevice, mtu: Int) {
         guard let tunnel = config.tunnel else { throw SSIError("tunnel", "\(config.file) has no [tunnel] section") }
         let name = ClusterConfig.Tunnel.interface
         let address = tunnel.address(of: me)
@@ -85,12 +88,17 @@ public enum ClusterTunnel {
                                 peers: peers, replacePeers: true)
             let has = try rt.addresses(of: link.index).contains { $0.address.address == address }
             if !has { try rt.addAddress(address, prefixLength: tunnel.prefix.prefixLength, to: link.index) }
+            var mtu = link.mtu
+            if let lower = try rt.link(named: underlay) {
+                mtu = ClusterConfig.Tunnel.mtu(onLink: lower.mtu)
+                if mtu != link.mtu { try rt.setMTU(link.index, mtu) }
+            }
             try rt.setUp(link.index)
             let device = try wg.wireGuardDevice(name)
             guard device.publicKey == publicKey(key.identity) else {
                 throw SSIError("tunnel", "\(name)'s public key is not this node's identity's (the kernel reports another key)")
             }
-            return device
+            return (device, mtu)
         } catch let error as SSIError {
             throw error
         } catch let error as SystemCallError {

@@ -114,6 +114,10 @@ let cfsText = """
                      "dhcp-script=/run/ssi/netboot/event"] {
             #expect(text.split(separator: "\n").contains(Substring(line)), "missing \(line)")
         }
+        #expect(!text.contains("option:mtu"), "no MTU unless configured")
+        var jumbo = config
+        jumbo.network.mtu = 9000
+        #expect(CFSFiles.dnsmasqConf(jumbo, interface: "eth0").split(separator: "\n").contains("dhcp-option=option:mtu,9000"))
     }
 
     @Test("iPXE's script names the kernel, the image and the configured command line")

@@ -176,6 +176,20 @@ import SSICore
         #expect(ps.map(\.field) == ["network.gateway", "node.address"], "\(ps)")
     }
 
+    @Test("[network] mtu: unset keeps the link's; 9000 taken; out of range or quoted named with its line; the tunnel's is 80 less")
+    func networkMTU() throws {
+        #expect(try valid(baseCFS).network.mtu == nil)
+        let jumbo = replacing("prefix = \"10.77.0.0/24\"", with: "prefix = \"10.77.0.0/24\"\nmtu = 9000", in: baseCFS)
+        #expect(try valid(jumbo).network.mtu == 9000)
+        let small = replacing("mtu = 9000", with: "mtu = 576", in: jumbo)
+        expectOneProblem(small, line: line(of: "mtu = 576", in: small), field: "network.mtu", "576 is out of range 1280...65535")
+        let quoted = replacing("mtu = 9000", with: "mtu = \"9000\"", in: jumbo)
+        expectOneProblem(quoted, line: line(of: "mtu = \"9000\"", in: quoted), field: "network.mtu", "must be an integer, not a string", "drop the quotes")
+        #expect(ClusterConfig.Tunnel.mtu(onLink: 1500) == 1420)
+        #expect(ClusterConfig.Tunnel.mtu(onLink: 9000) == 8920)
+        #expect(ClusterConfig.Tunnel.mtu(onLink: 600) == 576)
+    }
+
     @Test func wrongTypes() {
         var text = replacing("number = 2", with: "number = \"2\"", in: baseCFS)
         expectOneProblem(text, line: line(of: "number = \"2\"", in: text), field: "node.number", "must be an integer, not a string", "drop the quotes")

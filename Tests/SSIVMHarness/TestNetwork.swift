@@ -22,6 +22,10 @@ public final class TestNetwork: Sendable {
     /// The address given to br0 inside the namespace (CIDR), if any: a place
     /// for host-side listeners that guests can reach.
     public let hostAddress: String?
+    /// The bridge's and every tap's MTU: 9000 is a jumbo-frame network
+    /// (the guests set theirs: ssi-init from `[network] mtu`, others by
+    /// DHCP option 26).
+    public let mtu: Int
 
     private static let counter = Atomic<Int>(0)
     private let state = Mutex<(taps: Int, removed: Bool)>((0, false))
@@ -29,15 +33,16 @@ public final class TestNetwork: Sendable {
     /// Makes the namespace, with `lo` up and an up bridge `br0` (STP off,
     /// no forwarding delay). `hostAddress` (e.g. "10.77.0.254/24") goes on
     /// br0, inside the namespace only.
-    public init(hostAddress: String? = nil) throws {
+    public init(hostAddress: String? = nil, mtu: Int = 1500) throws {
         Self.collectStaleNamespaces()
         let n = Self.counter.wrappingAdd(1, ordering: .relaxed).newValue
         namespace = "ssi-t\(getpid())-\(n)"
         self.hostAddress = hostAddress
+        self.mtu = mtu
         try Command.run(["ip", "netns", "add", namespace], timeout: .seconds(20))
         do {
             try exec(["ip", "link", "set", "lo", "up"])
-            try exec(["ip", "link", "add", bridge, "type", "bridge", "stp_state", "0", "forward_delay", "0"])
+            try exec(["ip", "link", "add", bridge, "mtu", "\(mtu)", "type", "bridge", "stp_state", "0", "forward_delay", "0"])
             try exec(["ip", "link", "set", bridge, "up"])
             if let hostAddress {
                 try exec(["ip", "addr", "add", hostAddress, "dev", bridge])
@@ -60,7 +65,7 @@ public final class TestNetwork: Sendable {
         }
         let tap = "tap\(index)"
         try exec(["ip", "tuntap", "add", tap, "mode", "tap"])
-        try exec(["ip", "link", "set", tap, "master", bridge, "up"])
+        try exec(["ip", "link", "set", tap, "mtu", "\(mtu)", "master", bridge, "up"])
         return NIC(namespace: namespace, tap: tap,
                    mac: mac ?? String(format: "52:54:00:00:00:%02x", (index + 1) & 0xff))
     }

@@ -96,8 +96,8 @@ public final class VMTest: Sendable {
     }
 
     /// A new network namespace with a bridge, deleted with this scope.
-    public func network(hostAddress: String? = nil) throws -> TestNetwork {
-        let network = try TestNetwork(hostAddress: hostAddress)
+    public func network(hostAddress: String? = nil, mtu: Int = 1500) throws -> TestNetwork {
+        let network = try TestNetwork(hostAddress: hostAddress, mtu: mtu)
         owned.withLock { $0.networks.append(network) }
         return network
     }
@@ -169,8 +169,15 @@ extension VMTest {
     /// 10.77.0.0/24, node N at 10.77.0.N with MAC 52:54:00:00:00:0N) with
     /// `authkey` and the serial console as network-booted nodes' console,
     /// written to the scratch folder; returns its path.
-    public func exampleCFSConfig(authkey: String) throws -> String {
+    /// `mtu`: the example's commented `[network] mtu` line set (the test
+    /// network's, `network(mtu:)`).
+    public func exampleCFSConfig(authkey: String, mtu: Int? = nil) throws -> String {
         var text = try String(contentsOfFile: VMHost.packageRoot + "/configs/cfs-3node.conf", encoding: .utf8)
+        if let mtu {
+            let commented = "# mtu = 9000 "
+            guard text.contains(commented) else { throw HarnessError("configs/cfs-3node.conf has no `\(commented)` line in [network] to set") }
+            text = text.replacingOccurrences(of: commented, with: "mtu = \(mtu)   ")
+        }
         text = text.replacingOccurrences(of: "authkey = \"/etc/ssi/authkey\"", with: "authkey = \"\(authkey)\"")
         text = text.replacingOccurrences(of: "kernel_arguments = \"console=tty0 console=ttyS0,115200n8\"",
                                          with: "kernel_arguments = \"\(GuestConfig.baseKernelArguments.joined(separator: " "))\"")

@@ -18,7 +18,12 @@
 //    to the cluster network made for the bench, which dracut's boot needs
 //    too), and TCP throughput to the init node inside and outside it.
 //
-//   swift run -c release ssi-bench-cfs [--ssi PATH] [--files N]
+//   swift run -c release ssi-bench-cfs [--ssi PATH] [--files N] [--mtu N] [--cached T1,T2]
+//
+// --mtu 9000: a jumbo-frame test network (bridge and taps), the example's
+// `[network] mtu` set to it, and dracut's node given it by the init node's
+// DHCP (option 26); default 1500, the NICs' own. --cached: the first boot's
+// `[root] cached` trees instead of the example's (/usr).
 //
 // Needs root, qemu, a Debian kernel, debootstrap, dracut-core,
 // dracut-network and nfs-common (scripts/setup --bench).
@@ -34,37 +39,46 @@ struct Boot { var hostSeconds: Double; var guestUptime: String }
 @main
 struct CFSBench {
     static func main() async {
-        var values = ["files": "300"]
-        let ssi = Bench.arguments(usage: "ssi-bench-cfs [--ssi PATH] [--files N]", values: &values)
+        var values = ["files": "300", "mtu": "1500", "cached": ""]
+        let ssi = Bench.arguments(usage: "ssi-bench-cfs [--ssi PATH] [--files N] [--mtu N] [--cached T1,T2]", values: &values)
         guard let files = Int(values["files"]!), files > 0 else { Bench.fail("--files takes a number") }
+        guard let mtu = Int(values["mtu"]!), (1280...65535).contains(mtu) else { Bench.fail("--mtu takes a number, 1280 to 65535") }
         for tool in ["dracut", "mount.nfs"] where Command.find(tool) == nil {
             FileHandle.standardError.write(Data("cannot run: \(tool) missing (scripts/setup --bench)\n".utf8))
             exit(2)
         }
         do {
-            try await run(ssi: ssi, files: files)
+            let cached = values["cached"]!.split(separator: ",").map(String.init)
+            try await run(ssi: ssi, files: files, mtu: mtu, cached: cached)
         } catch {
             print("failed: \(error)")
             exit(1)
         }
     }
 
-    static func run(ssi: String, files: Int) async throws {
+    static func run(ssi: String, files: Int, mtu: Int, cached: [String]) async throws {
         let kernel = VMHost.kernel!
         try await VMTest.run("bench-cfs") { vm in
             let key = vm.path("authkey")
             try Command.run([ssi, "cluster", "keygen", "-o", key])
-            let conf = try vm.exampleCFSConfig(authkey: key)
+            let conf = try vm.exampleCFSConfig(authkey: key, mtu: mtu == 1500 ? nil : mtu)
+            if !cached.isEmpty {
+                let text = try String(contentsOfFile: conf, encoding: .utf8)
+                guard text.contains("cached = [\"/usr\"]\n") else { Bench.fail("\(conf): no cached = [\"/usr\"] line to replace") }
+                try text.replacingOccurrences(of: "cached = [\"/usr\"]\n", with: "cached = [" + cached.map { "\"\($0)\"" }.joined(separator: ", ") + "]\n")
+                    .write(toFile: conf, atomically: true, encoding: .utf8)
+            }
             // Node 1 boots its own image; the served one holds no secret,
             // and node 2 proves its identity (its key disk) for the key.
             let (netboot, own, etc) = try vm.cfsImages(ssi: ssi, config: conf, authkey: key, kernel: kernel, enrolled: [2])
             // The same cluster with no cached trees: the whole root coherent.
             let coherentConf = vm.path("cluster-coherent.conf")
             let confText = try String(contentsOfFile: conf, encoding: .utf8)
-            for line in ["cached = [\"/usr\"]\n", "cache_private = true\n"] where !confText.contains(line) {
-                Bench.fail("\(conf): no \(line.dropLast()) line to turn off")
+            let cachedLine = confText.split(separator: "\n").first { $0.hasPrefix("cached = [") }.map { $0 + "\n" }
+            guard let cachedLine, confText.contains("cache_private = true\n") else {
+                Bench.fail("\(conf): no cached = [...] or cache_private = true line to turn off")
             }
-            try confText.replacingOccurrences(of: "cached = [\"/usr\"]\n", with: "cached = []\n")
+            try confText.replacingOccurrences(of: cachedLine, with: "cached = []\n")
                 .replacingOccurrences(of: "cache_private = true\n", with: "cache_private = false\n")
                 .write(toFile: coherentConf, atomically: true, encoding: .utf8)
             // A served image too (no key, no node's key file): built into a
@@ -105,7 +119,7 @@ struct CFSBench {
             try Command.run([VMHost.packageRoot + "/initramfs/testroot/mkdebian.sh", debian, "--uuid", uuid,
                              "--size", "1500M", "--copy", netboot + ":/srv/ssi/netboot", "--copy", etc + ":/etc/ssi"],
                             timeout: .seconds(900))
-            let network = try vm.network()
+            let network = try vm.network(mtu: mtu)
             var c1 = GuestConfig(name: "node1", initrd: own,
                                  kernelArguments: ["root=UUID=\(uuid)", "ro", "ssi.quorum_wait=5"])
             c1.memoryMB = 640
@@ -129,6 +143,7 @@ struct CFSBench {
             var options = ""
             var usrOptions = ""
             var throughput: [String: [Double]] = [:]
+            var nfsRead: [String: String] = [:], nicMTU: [String: String] = [:], rootOps: [String: String] = [:]
             // dracut has no tunnel: its NFS root comes from the cluster
             // network, which the export (to the tunnel only) refuses. The
             // bench exports the root there too; ssi's nodes do not use it.
@@ -150,8 +165,20 @@ struct CFSBench {
                 let host = seconds(ContinuousClock.now - g.startedAt)
                 boots[kind] = Boot(hostSeconds: host, guestUptime: String(marker.split(separator: " ").last ?? "?"))
                 print("\(kind): multi-user \(fmt(host)) s after qemu started (guest uptime \(boots[kind]!.guestUptime) s)")
+                // What the boot read from the NFS server (every NFS mount's
+                // server read bytes, /proc/self/mountstats; mounts of one
+                // file system share a superblock and its counters, counted
+                // once) and the NIC's MTU.
+                try await g.waitForAnywhere("ABSOLUTELY NO WARRANTY")
+                let read = try await g.run("awk '/^device .* nfs4? /{nfs=1; next} /^device /{nfs=0} nfs && $1==\"bytes:\" && !seen[$0]++{s+=$6} END{printf \"%.1f\", s/1048576}' /proc/self/mountstats; "
+                                           + "echo; cat /sys/class/net/e*/mtu | head -1", timeout: .seconds(60)).output.split(separator: "\n")
+                nfsRead[kind] = read.first.map(String.init) ?? "?"
+                nicMTU[kind] = read.dropFirst().first.map(String.init) ?? "?"
+                // The root mount's busiest NFS operations by then: where
+                // the round trips went.
+                rootOps[kind] = try await g.run("awk '/^device /{root = ($5 == \"/\")} root && /^[[:space:]]*[A-Z_]+: [0-9]+ /{sub(\":\", \"\", $1); print $2, $1}' /proc/self/mountstats "
+                                                + "| sort -rn | head -6 | awk '{printf \"%s %s, \", $2, $1}'", timeout: .seconds(60)).output
                 if kind == "ssi" {
-                    try await g.waitForAnywhere("ABSOLUTELY NO WARRANTY")
                     options = try await g.run("findmnt -n -o OPTIONS /", timeout: .seconds(60)).output
                     usrOptions = try await g.run("findmnt -n -t nfs4 -o TARGET,SOURCE,OPTIONS | cat", timeout: .seconds(60)).output
                     let cfs = try await g.run(FileRates.script(dir: "/root/bench-cfs", files: files), timeout: .seconds(900)).output
@@ -176,15 +203,18 @@ struct CFSBench {
             }
 
             print("\nCFS benchmark: qemu TCG guests (init node 640 MB, diskless 512 MB, 1 vCPU each) on \(ProcessInfo.processInfo.activeProcessorCount) host cores; kernel \(kernel.version)\n")
-            print("| diskless boot to multi-user.target | host s from qemu start | guest uptime s | / ssi |")
-            print("|---|---|---|---|")
+            print("network MTU \(mtu)\n")
+            print("| diskless boot to multi-user.target | host s from qemu start | guest uptime s | / ssi | MB read from NFS by then | NIC MTU |")
+            print("|---|---|---|---|---|---|")
             let names = ["ssi": "ssi (join, NFSv4 root, /usr and private /var, /tmp cached 10 s)",
                          "ssi-coherent": "ssi, nothing cached (`cached = []`, `cache_private = false`)",
                          "dracut": "dracut 059 NFS root (dracut-network)"]
             for kind in kinds {
                 guard let b = boots[kind], let s = boots["ssi"] else { continue }
-                print("| \(names[kind] ?? kind) | \(fmt(b.hostSeconds)) | \(b.guestUptime) | \(fmt(b.hostSeconds / s.hostSeconds, 2))x |")
+                print("| \(names[kind] ?? kind) | \(fmt(b.hostSeconds)) | \(b.guestUptime) | \(fmt(b.hostSeconds / s.hostSeconds, 2))x | \(nfsRead[kind] ?? "?") | \(nicMTU[kind] ?? "?") |")
             }
+            print("\nthe root mount's busiest NFS operations at the login prompt (count):")
+            for kind in kinds { print("- \(kind): \(rootOps[kind] ?? "?")") }
             if let m = mountedAt, ready.count == 2 {
                 let nfs = ready[0] / 1e6, dhcp = ready[1] / 1e6
                 print("\ninit node (guest uptime, s): root mounted by ssi-init \(fmt(m, 2)); nfs-server.service active \(fmt(nfs, 2)); ssi-netboot.service active \(fmt(dhcp, 2)); starting them in the initramfs would gain at most \(fmt(max(nfs, dhcp) - m, 1)) s")

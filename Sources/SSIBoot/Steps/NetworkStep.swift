@@ -66,6 +66,7 @@ struct NodeIdentity: Equatable {
     /// The line that ends the network step.
     var upLine: String {
         "this is node \(node.number) (\(node.name), \(found)); \(interface) \(node.address)/\(config.network.prefix.prefixLength) up"
+            + (config.network.mtu.map { ", mtu \($0)" } ?? "")
     }
 }
 
@@ -93,6 +94,13 @@ extension Boot {
             }
             guard let link else { throw NodeIdentity.noInterface(config, node, links: links) }
             let identity = NodeIdentity(config: config, node: node, found: found, interface: link.name)
+            // Before the link is up: a driver may reset it for a new MTU.
+            if let mtu = config.network.mtu, mtu != link.mtu {
+                do throws(SystemCallError) { try nl.setMTU(link.index, mtu) } catch {
+                    throw SSIError("network", "\(error.description) ([network] mtu in \(config.file))",
+                                   hint: "the NIC or its driver does not take that MTU; lower [network] mtu, or remove it to keep the link's \(link.mtu)")
+                }
+            }
             try nl.setUp(link.index)
             if try !nl.waitForCarrier(link.index, timeout: .seconds(10)) {
                 log.warning("network", "\(link.name) has no carrier after 10 s (cable, switch port?); going on")

@@ -29,13 +29,13 @@ extension Boot {
         }
         let known = try KnownIdentities.load(config.identity.known)
         let (peers, missing) = ClusterTunnel.peers(config: config, known: known, me: node.number)
-        try ClusterTunnel.up(config: config, key: key, me: node.number, peers: peers)
+        let (_, mtu) = try ClusterTunnel.up(config: config, key: key, me: node.number, peers: peers, underlay: identity.interface)
         let address = tunnel.address(of: node.number)
         if try ClusterTunnel.guardAddress(address) {
             log.info("tunnel", "\(address) takes packets from \(ClusterConfig.Tunnel.interface) and this node only "
                      + "(policy rules at priority 0; the local table moved to 1)")
         }
-        log.info("tunnel", "\(ClusterConfig.Tunnel.interface) \(config.clusterAddress(node))/\(tunnel.prefix.prefixLength) up, "
+        log.info("tunnel", "\(ClusterConfig.Tunnel.interface) \(config.clusterAddress(node))/\(tunnel.prefix.prefixLength) up, mtu \(mtu), "
                  + "UDP \(tunnel.port), keyed by \(key.identity.fingerprint); peers: "
                  + (peers.count == missing.count ? "none" : config.nodes.filter { $0.number != node.number && !missing.contains($0.name) }.map(\.name).joined(separator: ", "))
                  + (missing.isEmpty ? "" : "; not enrolled yet (a stand-in key, nothing passes): \(missing.joined(separator: ", "))"))
