@@ -52,7 +52,9 @@ extension Boot {
                            hint: RootPlan.CFSClientRoot.mountHint(errno: error.errno, network: root.network))
         }
         let ms = Int((Process.now() - started) * 1000)
-        log.info("root", "mounted \(source) from \(who) on /sysroot (nfs4, \(options)) after \(ms) ms")
+        log.info("root", "mounted \(source) from \(who) on /sysroot (nfs4, \(options)) after \(ms) ms"
+                 + (root.coherent == nil ? "" : "; its top level cached"))
+        if let coherent = root.coherent { try mountCoherentTopLevel(coherent, who: who) }
         mountCachedTrees(root)
         maskUnitsForCFSClient()
     }
@@ -80,6 +82,32 @@ extension Boot {
         DefaultDeviceTimeoutSec=300s
 
         """)
+
+    /// The root's top-level directories, each mounted again coherent
+    /// over the cached root (RootPlan.CFSClientRoot.CoherentTopLevel). One
+    /// that fails stops the boot: left on the cached mount, a directory
+    /// every node writes would be stale for `cache_seconds` without a word.
+    func mountCoherentTopLevel(_ coherent: RootPlan.CFSClientRoot.CoherentTopLevel, who: String) throws(SSIError) {
+        let names: [String]
+        do { names = try FileSystem.list("/sysroot") } catch {
+            throw SSIError("root", "\(error.description) (the CFS root from \(who))")
+        }
+        let dirs = coherent.directories(names) { name in
+            (try? FileSystem.status("/sysroot/" + name).kind) == .directory
+        }
+        let started = Process.now()
+        for name in dirs {
+            let source = "\(coherent.server):/\(name)"
+            do {
+                try Mount.mountBounded(source: source, target: "/sysroot/" + name, type: "nfs4", data: coherent.options, timeoutMs: 60_000)
+            } catch {
+                throw SSIError("root", "\(error.description): /\(name) from \(who) could not be mounted coherent over the cached top level",
+                               hint: "[root] cached = [] mounts the whole root coherent, as one mount")
+            }
+        }
+        let ms = Int((Process.now() - started) * 1000)
+        log.info("root", "coherent (nfs4, \(coherent.options)): /\(dirs.joined(separator: " /")) in \(ms) ms")
+    }
 
     /// `[root] cached`: the distro's read-mostly trees again, with the
     /// NFS client's caches (a second superblock: its options differ from

@@ -82,14 +82,39 @@ import SSIConfig
         #expect(root.server.number == 1)
         #expect(root.me.number == 2)
         #expect(root.source == "10.77.0.1:/")
-        #expect(root.options == ClusterConfig.CFS.defaultMountOptions + ",addr=10.77.0.1,clientaddr=10.77.0.2")
+        // The top level cached with /usr ([root] cached's default), the
+        // other top-level directories coherent; nothing nested to cache.
+        let cachedOptions = "vers=4.2,proto=tcp,hard,timeo=600,retrans=2,actimeo=10,lookupcache=all,addr=10.77.0.1,clientaddr=10.77.0.2"
+        #expect(root.options == cachedOptions)
+        #expect(root.coherent == .init(server: "10.77.0.1", options: ClusterConfig.CFS.defaultMountOptions + ",addr=10.77.0.1,clientaddr=10.77.0.2",
+                                       skip: ["proc", "sys", "dev", "run", "usr", "var", "tmp"]))
+        #expect(root.cached.isEmpty)
+        let names = ["bin", "etc", "usr", "proc", "var", "tmp", "root", ".snapshot", "cluster", "lib", "vmlinuz", "home"]
+        #expect(root.coherent?.directories(names) { !["bin", "lib", "vmlinuz"].contains($0) } == ["cluster", "etc", "home", "root"])
         #expect(root.waitSeconds == 120)
         #expect(root.network.description == "10.77.0.0/24")
         #expect(root.who == "the init node node1 (10.77.0.1)")
-        // /usr again, with caching bounded by [root] cache_seconds.
-        #expect(root.cached == [.init(source: "10.77.0.1:/usr", target: "/sysroot/usr",
-                                      options: "vers=4.2,proto=tcp,hard,timeo=600,retrans=2,actimeo=10,lookupcache=all,addr=10.77.0.1,clientaddr=10.77.0.2")])
         #expect(note == nil)
+    }
+
+    @Test("[root] cached: a nested tree mounted cached over its coherent top-level directory; [] keeps one coherent root mount")
+    func cfsClientCachedTrees() throws {
+        let base = try BootTestConfigs.cfs()
+        guard case .cfs(var cfs) = base.root else { Issue.record("not cfs"); return }
+        var config = base
+        cfs.cached = ["/usr", "/etc/systemd"]
+        config.root = .cfs(cfs)
+        var (plan, _) = try decide("", try BootTestConfigs.identity(config, node: 2))
+        guard case .cfsClient(let nested) = plan else { Issue.record("expected a CFS client, got \(plan)"); return }
+        #expect(nested.cached.map(\.target) == ["/sysroot/etc/systemd"])
+        #expect(nested.cached.first?.options == nested.options)
+        #expect(nested.coherent?.skip.contains("etc") == false)
+        cfs.cached = []
+        config.root = .cfs(cfs)
+        (plan, _) = try decide("", try BootTestConfigs.identity(config, node: 2))
+        guard case .cfsClient(let coherent) = plan else { Issue.record("expected a CFS client, got \(plan)"); return }
+        #expect(coherent.options == ClusterConfig.CFS.defaultMountOptions + ",addr=10.77.0.1,clientaddr=10.77.0.2")
+        #expect(coherent.coherent == nil && coherent.cached.isEmpty)
     }
 
     @Test func cfsClientWaitComesFromTheCommandLineFirst() throws {

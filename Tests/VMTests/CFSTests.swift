@@ -194,12 +194,18 @@ extension VM {
                     #expect(tunnel.contains("UDP 51820") && tunnel.contains("peers: node1, node"), "\(tunnel)")
                     let mounted = try await g.waitFor(SSIInit.step("root", "mounted 10.78.0.1:/", ")"), stalled: .seconds(180),
                                                       limit: .seconds(900), failOn: SSIInit.failFast)
-                    #expect(mounted.contains("actimeo=0") && mounted.contains("lookupcache=none") && mounted.contains("hard"),
-                            "coherence-first options: \(mounted)")
-                    // /usr again, cached for 10 s ([root] cached's default).
-                    let cached = try await g.waitFor(SSIInit.step("root", "mounted 10.78.0.1:/usr on /sysroot/usr cached", ")"),
-                                                     timeout: .seconds(120), failOn: SSIInit.failFast)
-                    #expect(cached.contains("actimeo=10") && cached.contains("lookupcache=all"), "\(cached)")
+                    // The root's top level (and /usr with it, [root]
+                    // cached's default) cached for 10 s; every other
+                    // top-level directory mounted again coherent-first.
+                    #expect(mounted.contains("actimeo=10") && mounted.contains("lookupcache=all") && mounted.contains("hard"),
+                            "the top level cached: \(mounted)")
+                    let coherent = try await g.waitFor(SSIInit.step("root", "coherent (nfs4, ", " ms"),
+                                                       timeout: .seconds(120), failOn: SSIInit.failFast)
+                    let dirs = Set((coherent.components(separatedBy: "): ").last ?? "").split(separator: " ").map(String.init))
+                    #expect(coherent.contains("actimeo=0") && coherent.contains("lookupcache=none") && coherent.contains("hard")
+                            && dirs.isSuperset(of: ["/etc", "/root", "/cluster", "/srv", "/home"])
+                            && dirs.isDisjoint(with: ["/usr", "/proc", "/sys", "/dev", "/run", "/var", "/tmp", "/lib", "/bin"]),
+                            "coherence-first below the top level: \(coherent)")
                     try await g.waitFor(SSIInit.step("private"), timeout: .seconds(120), failOn: SSIInit.failFast)
                 }
                 for g in diskless {
@@ -241,11 +247,10 @@ extension VM {
                     let listening = try await g.run("ss -Htln | awk '{print $4}' | grep -c '^10.78.0.\(n):'", expectStatus: nil).output
                     #expect(listening != "0", "node\(n): the process agent listens on its tunnel address")
                     // [network] mtu = 9000 (a jumbo test network): the
-                    // NIC has it, the tunnel 80 less, and the NFS root's
-                    // TCP connections run with that path MTU.
-                    let mtus = try await g.run("d=$(ip -o -4 addr show to 10.77.0.\(n)/32 | awk '{print $2}'); cat /sys/class/net/$d/mtu /sys/class/net/ssi0/mtu; "
-                                               + "ss -Htin '( sport = :2049 or dport = :2049 )' | grep -o 'pmtu:[0-9]*' | sort -u", expectStatus: nil).output
-                    #expect(mtus.split(separator: "\n").map(String.init) == ["9000", "8920", "pmtu:8920"], "node\(n): \(mtus)")
+                    // NIC has it, the tunnel 80 less.
+                    let mtus = try await g.run("d=$(ip -o -4 addr show to 10.77.0.\(n)/32 | awk '{print $2}'); cat /sys/class/net/$d/mtu /sys/class/net/ssi0/mtu",
+                                               expectStatus: nil).output
+                    #expect(mtus.split(separator: "\n").map(String.init) == ["9000", "8920"], "node\(n): \(mtus)")
                 }
                 let dhcpMTU = try await node1.run("grep -c '^dhcp-option=option:mtu,9000$' /run/ssi/netboot/dnsmasq.conf", expectStatus: nil).output
                 #expect(dhcpMTU == "1", "the init node's DHCP hands out the jumbo MTU: \(dhcpMTU)")
@@ -273,8 +278,10 @@ extension VM {
                     #expect(try await g.run("findmnt -n -o FSTYPE /").output == "nfs4")
                     // Through a pipe: on the serial console findmnt cuts its
                     // columns to the terminal's 80.
-                    let usr = try await g.run("findmnt -n -o FSTYPE,OPTIONS /usr | cat").output
+                    let usr = try await g.run("findmnt -n -o FSTYPE,OPTIONS -T /usr | cat").output
                     #expect(usr.hasPrefix("nfs4") && usr.contains("acdirmax=10"), "\(g.name): /usr cached: \(usr)")
+                    let etc = try await g.run("findmnt -n -o TARGET,OPTIONS -T /etc/ssi | cat").output
+                    #expect(etc.hasPrefix("/etc ") && etc.contains("acdirmax=0") && etc.contains("lookupcache=none"), "\(g.name): /etc coherent: \(etc)")
                     #expect(try await g.run("systemctl show -P DefaultDeviceTimeoutUSec").output == "5min",
                             "\(g.name): ssi-init's runtime drop-in gives devices 5 min")
                     let vars = try await g.run("findmnt -n -o SOURCE,OPTIONS /var | cat").output

@@ -79,8 +79,39 @@ enum RootPlan: Equatable {
         var options: String
         /// The cluster network, which the export must allow.
         var network: IPv4CIDR
-        /// `[root] cached`: mounted over the root's trees after it.
+        /// `[root] cached` trees below a top-level directory (such as
+        /// /etc/systemd): mounted cached over its coherent mount. A
+        /// top-level cached tree (/usr) is the root mount's own.
         var cached: [CachedTree] = []
+        /// With any cached tree the root's top level (the names in /) is
+        /// cached too, and each top-level directory mounted again
+        /// coherent; nil when `[root] cached = []` (the root mount itself
+        /// coherent).
+        var coherent: CoherentTopLevel? = nil
+
+        /// A coherent root mount revalidates every name in / at every
+        /// path walk, /proc, /sys, /run and /usr included: one LOOKUP
+        /// round trip per path any process resolves. Cached, / costs one
+        /// GETATTR per `cache_seconds`; the trees below it that must be
+        /// coherent get their own mounts with the coherent options (one
+        /// superblock for all: same server, file system and options).
+        struct CoherentTopLevel: Equatable {
+            /// "10.77.0.1": the export is the NFSv4 pseudo-root.
+            var server: String
+            var options: String
+            /// Top-level names left on the cached root: the kernel's
+            /// file systems (mounted over), the cached trees, the node's
+            /// private directories (the private step mounts over them).
+            var skip: Set<String>
+
+            static let kernelMounts: Set<String> = ["proc", "sys", "dev", "run"]
+
+            /// The top-level directories to mount coherent, of `names`
+            /// (the root's entries) where `isDirectory` (not a symlink).
+            func directories(_ names: [String], isDirectory: (String) -> Bool) -> [String] {
+                names.filter { !skip.contains($0) && !$0.hasPrefix(".") && isDirectory($0) }.sorted()
+            }
+        }
 
         /// One tree of the shared root mounted again with caching.
         struct CachedTree: Equatable {
@@ -206,14 +237,22 @@ enum RootPlan: Equatable {
                 }
                 let address = cluster.config.clusterAddress(server), mine = cluster.config.clusterAddress(me)
                 let cachedOptions = CFSFiles.cachedMountOptions(cfs, server: address, client: mine)
-                return (.cfsClient(CFSClientRoot(server: server, serverAddress: address, me: me,
-                                                 waitSeconds: params.clusterRootWait ?? cfs.waitSeconds,
-                                                 source: "\(address):/",
-                                                 options: CFSFiles.mountOptions(cfs, server: address, client: mine),
-                                                 network: cluster.config.clusterNetwork,
-                                                 cached: cfs.cached.map {
-                                                     .init(source: "\(address):\($0)", target: "/sysroot" + $0, options: cachedOptions)
-                                                 })), nil)
+                let coherentOptions = CFSFiles.mountOptions(cfs, server: address, client: mine)
+                let topLevel = { (paths: [String]) in paths.filter { !$0.dropFirst().contains("/") }.map { String($0.dropFirst()) } }
+                var root = CFSClientRoot(server: server, serverAddress: address, me: me,
+                                         waitSeconds: params.clusterRootWait ?? cfs.waitSeconds,
+                                         source: "\(address):/", options: coherentOptions,
+                                         network: cluster.config.clusterNetwork)
+                if !cfs.cached.isEmpty {
+                    root.options = cachedOptions
+                    root.cached = cfs.cached.filter { $0.dropFirst().contains("/") }.map {
+                        .init(source: "\(address):\($0)", target: "/sysroot" + $0, options: cachedOptions)
+                    }
+                    root.coherent = .init(server: "\(address)", options: coherentOptions,
+                                          skip: CFSClientRoot.CoherentTopLevel.kernelMounts
+                                            .union(topLevel(cfs.cached)).union(topLevel(cluster.config.privatePaths(for: me))))
+                }
+                return (.cfsClient(root), nil)
             }
             return (.local(local(params)), "root= is on the command line: mounting it rather than the CFS root from node \(cfs.server)")
         case .gfs2(let g):
