@@ -70,12 +70,13 @@ public enum ClusterTunnel {
 
     /// Brings up (or brings back to the configuration) the tunnel link:
     /// creates it if missing, sets the node's private key, the port and
-    /// exactly `peers`, its address, and up. Returns the link's public key
-    /// as the kernel reports it, which must be this node's identity's.
+    /// exactly `peers`, its address, its MTU, and up. `underlay`: the
+    /// cluster network's interface, whose MTU less WireGuard's overhead is
+    /// the tunnel's (8920 on a jumbo network, where the kernel's default
+    /// 1420 would split every packet in six). Returns the device as the
+    /// kernel reports it (its public key must be this node's identity's)
+    /// and the MTU set.
     @discardableResult
-    /// `underlay`: the cluster network's interface, whose MTU less
-    /// WireGuard's overhead is the tunnel's (8920 on a jumbo network,
-    /// where the kernel's default 1420 would split every packet in six).
     public static func up(config: ClusterConfig, key: NodeKey, me: Int, peers: [WireGuardPeer], underlay: String) throws(SSIError) -> (device: WireGuardDevice, mtu: Int) {
         guard let tunnel = config.tunnel else { throw SSIError("tunnel", "\(config.file) has no [tunnel] section") }
         let name = ClusterConfig.Tunnel.interface

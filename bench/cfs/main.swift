@@ -2,7 +2,8 @@
 // and serving it (ssi's CFS: the distro's NFS server, dnsmasq), it measures
 //  - a diskless node's network boot to systemd's multi-user.target, on the
 //    host clock from qemu's start: once with ssi's image (join, NFSv4 root
-//    with ssi's options, /usr and the private /var and /tmp cached), once
+//    with ssi's options: the top level and /usr cached, every other
+//    top-level directory coherent, the private /var and /tmp cached), once
 //    with the same image but nothing cached (`[root] cached = []`,
 //    `cache_private = false`: every lookup a round trip), once with
 //    dracut's NFS root
@@ -206,7 +207,7 @@ struct CFSBench {
             print("network MTU \(mtu)\n")
             print("| diskless boot to multi-user.target | host s from qemu start | guest uptime s | / ssi | MB read from NFS by then | NIC MTU |")
             print("|---|---|---|---|---|---|")
-            let names = ["ssi": "ssi (join, NFSv4 root, /usr and private /var, /tmp cached 10 s)",
+            let names = ["ssi": "ssi (join, NFSv4 root: / and /usr cached 10 s, the other top-level trees coherent; private /var, /tmp cached)",
                          "ssi-coherent": "ssi, nothing cached (`cached = []`, `cache_private = false`)",
                          "dracut": "dracut 059 NFS root (dracut-network)"]
             for kind in kinds {
