@@ -135,6 +135,10 @@ let package = Package(
             dependencies: ["SSIVMHarness"],
             path: "bench/tools"),
         .executableTarget(
+            name: "ssi-bench-level",
+            dependencies: ["SSIVMHarness"],
+            path: "bench/level"),
+        .executableTarget(
             name: "ssi-bench-migrate",
             dependencies: ["SSIVMHarness"],
             path: "bench/migrate"),

@@ -364,6 +364,12 @@ pid_t ssi_spawn(const struct ssi_spawn *s, const char **failed_step) {
     return -1;
 }
 
+int ssi_pty_slave_name(int master, char *name, size_t size) {
+    int e = ptsname_r(master, name, size);
+    if (e != 0) { errno = e; return -1; }
+    return 0;
+}
+
 int ssi_open_pty(int *master, int *slave) {
     int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
     if (m < 0) return -1;
@@ -391,20 +397,27 @@ int ssi_punch_hole(int fd, long long length) {
     return (int)SSI_RETRY(fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, (off_t)length));
 }
 int ssi_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }
+#include <sys/auxv.h>
+const char *ssi_exec_path(void) { return (const char *)getauxval(AT_EXECFN); }
+int ssi_close_from(int fd) { return (int)syscall(SYS_close_range, (unsigned)fd, ~0U, 0); }
+int ssi_set_comm(const char *name) { return prctl(PR_SET_NAME, (unsigned long)name, 0, 0, 0); }
 
 #if defined(__x86_64__)
 #include <sys/ptrace.h>
 #include <sys/user.h>
+#include <sys/mman.h>
 #include <sys/un.h>
 #include <stddef.h>
+#include <dirent.h>
 
-/* One syscall in the tracee: `syscall` written at rip, single-stepped. */
-static long inject_syscall(pid_t pid, const struct user_regs_struct *base, long nr,
-                           long a1, long a2, long a3, int *failed) {
+/* One syscall in the tracee: `syscall` written at rip, single-stepped.
+ * Up to six arguments (x86_64: rdi rsi rdx r10 r8 r9). */
+static long inject_syscall6(pid_t pid, const struct user_regs_struct *base, long nr,
+                            long a1, long a2, long a3, long a4, long a5, long a6, int *failed) {
     struct user_regs_struct r = *base;
     r.rax = nr;
     r.orig_rax = -1;     /* not in a syscall: no restart logic */
-    r.rdi = a1; r.rsi = a2; r.rdx = a3;
+    r.rdi = a1; r.rsi = a2; r.rdx = a3; r.r10 = a4; r.r8 = a5; r.r9 = a6;
     if (ptrace(PTRACE_SETREGS, pid, 0, &r) != 0) { *failed = 1; return -1; }
     /* The first stop may be another one (the group stop the process was
      * left in): step again until rip is past the syscall instruction. */
@@ -422,21 +435,34 @@ static long inject_syscall(pid_t pid, const struct user_regs_struct *base, long 
     return -1;
 }
 
-static int inject_here(pid_t pid, int target_fd, const char *name, int stop, const char **step) {
+static long inject_syscall(pid_t pid, const struct user_regs_struct *base, long nr,
+                           long a1, long a2, long a3, int *failed) {
+    return inject_syscall6(pid, base, nr, a1, a2, a3, 0, 0, 0, failed);
+}
+
+/* Seizes `pid` into a ptrace stop and reads its registers and the
+ * instruction word at rip (which the caller replaces by `syscall`, 0f 05).
+ * On failure it is detached as it was (a stopped process stays stopped). */
+static int seize_for_injection(pid_t pid, struct user_regs_struct *saved, long *code, const char **step) {
     *step = "PTRACE_SEIZE";
     if (ptrace(PTRACE_SEIZE, pid, 0, 0) != 0) return -1;
     *step = "PTRACE_INTERRUPT";
     if (ptrace(PTRACE_INTERRUPT, pid, 0, 0) != 0) { int e = errno; ptrace(PTRACE_DETACH, pid, 0, 0); errno = e; return -1; }
     int st;
     if (waitpid(pid, &st, __WALL) != pid) { int e = errno; ptrace(PTRACE_DETACH, pid, 0, 0); errno = e; return -1; }
-    struct user_regs_struct saved;
     *step = "PTRACE_GETREGS";
-    if (ptrace(PTRACE_GETREGS, pid, 0, &saved) != 0) { int e = errno; ptrace(PTRACE_DETACH, pid, 0, 0); errno = e; return -1; }
-    /* The instruction word at rip, replaced by `syscall` (0f 05). */
-    unsigned long ip = saved.rip;
+    if (ptrace(PTRACE_GETREGS, pid, 0, saved) != 0) { int e = errno; ptrace(PTRACE_DETACH, pid, 0, 0); errno = e; return -1; }
     errno = 0;
-    long code = ptrace(PTRACE_PEEKTEXT, pid, ip, 0);
+    *code = ptrace(PTRACE_PEEKTEXT, pid, saved->rip, 0);
     if (errno != 0) { *step = "PTRACE_PEEKTEXT"; int e = errno; ptrace(PTRACE_DETACH, pid, 0, 0); errno = e; return -1; }
+    return 0;
+}
+
+static int inject_here(pid_t pid, int target_fd, const char *name, int stop, const char **step) {
+    struct user_regs_struct saved;
+    long code;
+    if (seize_for_injection(pid, &saved, &code, step) != 0) return -1;
+    unsigned long ip = saved.rip;
     long patched = (code & ~0xffffL) | 0x050fL;
     /* The sockaddr below the red zone of its stack. */
     struct sockaddr_un addr;
@@ -480,37 +506,249 @@ detach:
     return result;
 }
 
+/* The deputy (DESIGN-NOTES "A deputy at home"): the stopped original of a
+ * process that moved away becomes `path` (ssi-deputy) under its own PID,
+ * parent, group and session. Injected: an anonymous page for the
+ * arguments; a unix socket connected to the agent's `name`, on
+ * `target_fd`; every signal but SIGCONT blocked (the mask survives the
+ * exec, so nothing sent meanwhile is lost or acted on by default; SIGCONT
+ * stays unblocked so that the agent's own SIGCONT, which lets it run, is
+ * not queued for the deputy to forward); then execve. `blob` is the page:
+ * the caller laid it out for address 0 (pointers are offsets), and each
+ * pointer word listed in `relocs` (offsets into the blob) gets the page's
+ * address added. On success the process runs the deputy; on failure it
+ * is back in its stop, with its memory and registers as they were
+ * (a descriptor it had on `target_fd` may be lost: the caller kills it). */
+/* A frozen process (cgroup v2 freezer, `freeze_fd` its cgroup.freeze): its
+ * threads are each held in a ptrace stop, then the cgroup thawed, so that
+ * the injected calls run (a frozen task goes back to its freezer trap as
+ * soon as it leaves a ptrace stop) while no thread runs its own code. The
+ * exec ends the other threads; on failure the cgroup is frozen again and
+ * they are let go into it. At most 256 threads are held. */
+#define SSI_HELD_MAX 256
+struct held_threads { pid_t tid[SSI_HELD_MAX]; int n; };
+
+static int hold_other_threads(pid_t pid, struct held_threads *held) {
+    held->n = 0;
+    char dir[64];
+    snprintf(dir, sizeof dir, "/proc/%d/task", (int)pid);
+    /* Listed again until no new thread shows (one may be cloned while
+     * they are seized; a frozen process makes none). */
+    for (int pass = 0; pass < 4; pass++) {
+        DIR *d = opendir(dir);
+        if (!d) return -1;
+        int added = 0;
+        struct dirent *de;
+        while ((de = readdir(d))) {
+            pid_t tid = (pid_t)atoi(de->d_name);
+            if (tid <= 0 || tid == pid) continue;
+            int known = 0;
+            for (int i = 0; i < held->n; i++) if (held->tid[i] == tid) known = 1;
+            if (known) continue;
+            if (held->n == SSI_HELD_MAX) { closedir(d); errno = E2BIG; return -1; }
+            if (ptrace(PTRACE_SEIZE, tid, 0, 0) != 0) { if (errno == ESRCH) continue; int e = errno; closedir(d); errno = e; return -1; }
+            held->tid[held->n++] = tid;
+            added++;
+            int st;
+            if (ptrace(PTRACE_INTERRUPT, tid, 0, 0) != 0 || waitpid(tid, &st, __WALL) != tid) { int e = errno; closedir(d); errno = e; return -1; }
+        }
+        closedir(d);
+        if (!added) return 0;
+    }
+    return 0;
+}
+
+static void let_threads_go(const struct held_threads *held) {
+    for (int i = 0; i < held->n; i++) ptrace(PTRACE_DETACH, held->tid[i], 0, 0);
+}
+
+/* Waits for the leader's next stop. Held threads the exec ends report
+ * their exit to this tracer and stay zombies until it reaps them, and the
+ * exec waits for that (de_thread): each is reaped on the way. This
+ * forked tracer has no other children. */
+static pid_t wait_leader(pid_t pid, int *st) {
+    for (int i = 0; i < SSI_HELD_MAX + 8; i++) {
+        pid_t got = waitpid(-1, st, __WALL);
+        if (got == pid || got < 0) return got;
+    }
+    return -1;
+}
+
+static int inject_deputy_here(pid_t pid, const char *name, int target_fd, const unsigned char *blob, size_t bloblen,
+                              const size_t *relocs, size_t nrelocs, size_t path_off, size_t argv_off, size_t envp_off,
+                              int freeze_fd, const char **step) {
+    if (bloblen > 4096 || bloblen % 8 != 0) { errno = E2BIG; *step = "arguments"; return -1; }
+    struct user_regs_struct saved;
+    long code;
+    static struct held_threads held;
+    held.n = 0;
+    if (seize_for_injection(pid, &saved, &code, step) != 0) return -1;
+    if (freeze_fd >= 0) {
+        if (hold_other_threads(pid, &held) != 0) {
+            int e = errno; let_threads_go(&held); ptrace(PTRACE_DETACH, pid, 0, 0);
+            *step = "threads"; errno = e; return -1;
+        }
+        if (pwrite(freeze_fd, "0", 1, 0) != 1) {
+            int e = errno; let_threads_go(&held); ptrace(PTRACE_DETACH, pid, 0, 0);
+            *step = "thaw"; errno = e; return -1;
+        }
+    }
+    unsigned long ip = saved.rip;
+    long patched = (code & ~0xffffL) | 0x050fL;
+    int failed = 0, e = 0, st;
+    const char *what = NULL;
+    long page = -1, fd = -1, rc;
+    if (ptrace(PTRACE_POKETEXT, pid, ip, patched) != 0) { what = "PTRACE_POKETEXT"; e = errno; goto detach; }
+    page = inject_syscall6(pid, &saved, SYS_mmap, 0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0, &failed);
+    if (failed || (page < 0 && page > -4096)) { what = "mmap"; e = failed ? errno : (int)-page; page = -1; goto restore; }
+    for (size_t off = 0; off < bloblen; off += 8) {
+        long word;
+        memcpy(&word, blob + off, 8);
+        for (size_t i = 0; i < nrelocs; i++) if (relocs[i] == off) word += page;
+        if (ptrace(PTRACE_POKEDATA, pid, page + off, word) != 0) { what = "PTRACE_POKEDATA"; e = errno; goto restore; }
+    }
+    /* The socket address is the blob's first bytes. */
+    fd = inject_syscall(pid, &saved, SYS_socket, AF_UNIX, SOCK_STREAM, 0, &failed);
+    if (failed || fd < 0) { what = "socket"; e = failed ? errno : (int)-fd; fd = -1; goto restore; }
+    struct sockaddr_un probe;
+    socklen_t alen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + strnlen(name, sizeof probe.sun_path - 2));
+    rc = inject_syscall(pid, &saved, SYS_connect, fd, page, alen, &failed);
+    if (failed || rc < 0) { what = "connect"; e = failed ? errno : (int)-rc; goto restore; }
+    if (fd != target_fd) {
+        rc = inject_syscall(pid, &saved, SYS_dup2, fd, target_fd, 0, &failed);
+        if (failed || rc < 0) { what = "dup2"; e = failed ? errno : (int)-rc; goto restore; }
+        inject_syscall(pid, &saved, SYS_close, fd, 0, 0, &failed);
+        fd = -1;
+    }
+    /* The mask: the blob's second 8 bytes (the kernel's sigset is 8). */
+    rc = inject_syscall6(pid, &saved, SYS_rt_sigprocmask, SIG_SETMASK, page + 112, 0, 8, 0, 0, &failed);
+    if (failed || rc < 0) { what = "rt_sigprocmask"; e = failed ? errno : (int)-rc; goto restore; }
+    /* execve: on success rip is the new program's entry, not past the
+     * patched instruction (the single step's trap comes after the exec). */
+    {
+        struct user_regs_struct r = saved;
+        r.rax = SYS_execve;
+        r.orig_rax = -1;
+        r.rdi = page + path_off; r.rsi = page + argv_off; r.rdx = page + envp_off;
+        if (ptrace(PTRACE_SETREGS, pid, 0, &r) != 0) { what = "PTRACE_SETREGS"; e = errno; goto restore; }
+        for (int tries = 0; tries < 8; tries++) {
+            if (ptrace(PTRACE_SINGLESTEP, pid, 0, 0) != 0) { what = "PTRACE_SINGLESTEP"; e = errno; goto restore; }
+            if (wait_leader(pid, &st) != pid || !WIFSTOPPED(st)) { what = "execve"; e = ESRCH; goto out; }
+            struct user_regs_struct after;
+            if (ptrace(PTRACE_GETREGS, pid, 0, &after) != 0) { what = "PTRACE_GETREGS"; e = errno; goto restore; }
+            if (after.rip == saved.rip + 2) { what = "execve"; e = (int)-(long)after.rax; goto restore; }
+            if (after.rip != saved.rip) {
+                /* The deputy runs: let it go (the caller sends SIGCONT to
+                 * one left stopped by the dump). The exec ended the other
+                 * threads. */
+                ptrace(PTRACE_DETACH, pid, 0, 0);
+                return 0;
+            }
+        }
+        what = "execve"; e = ETIMEDOUT;
+    }
+restore:
+    if (page != -1) {
+        int f2 = 0;
+        inject_syscall(pid, &saved, SYS_munmap, page, 4096, 0, &f2);
+    }
+    ptrace(PTRACE_POKETEXT, pid, ip, code);
+    ptrace(PTRACE_SETREGS, pid, 0, &saved);
+detach:
+    if (freeze_fd >= 0) {
+        /* Back into the frozen cgroup, no stop its parent could see. */
+        (void)!pwrite(freeze_fd, "1", 1, 0);
+        let_threads_go(&held);
+        ptrace(PTRACE_DETACH, pid, 0, 0);
+    } else {
+        ptrace(PTRACE_DETACH, pid, 0, SIGSTOP);
+    }
+out:
+    *step = what;
+    errno = e;
+    return -1;
+}
+
 /* The tracing is done by a forked child: a tracee's stops are reported to
  * whatever thread of the tracer's process waits first, and the process
  * agent has a thread in waitpid(-1) (its reaper). The child reports the
- * result on a pipe, not by its exit status, which the reaper may take. */
-int ssi_inject_unix_fd(pid_t pid, int target_fd, const char *name, int stop, const char **step) {
-    static const char *steps[] = { "PTRACE_SEIZE", "PTRACE_INTERRUPT", "PTRACE_GETREGS", "PTRACE_PEEKTEXT",
-                                   "PTRACE_POKETEXT", "socket", "connect", "dup2", "fork" };
+ * result on a pipe, not by its exit status, which the reaper may take: an
+ * errno and the index of the failed step in `steps` (the last one is
+ * "fork", for anything unnamed). */
+struct injection { int (*body)(void *ctx, const char **what); void *ctx; const char *const *steps; int nsteps; };
+
+static int inject_in_child(const struct injection *in, const char **step) {
     int result[2];
     if (pipe2(result, O_CLOEXEC) != 0) { *step = "pipe"; return -1; }
     pid_t child = fork();
     if (child < 0) { int e = errno; close(result[0]); close(result[1]); *step = "fork"; errno = e; return -1; }
     if (child == 0) {
         const char *what = NULL;
-        int rc = inject_here(pid, target_fd, name, stop, &what);
-        int msg[2] = { rc == 0 ? 0 : errno, 8 };
-        for (int i = 0; i < 8 && what; i++) if (strcmp(steps[i], what) == 0) msg[1] = i;
+        int rc = in->body(in->ctx, &what);
+        int msg[2] = { rc == 0 ? 0 : errno, in->nsteps - 1 };
+        for (int i = 0; i < in->nsteps && what; i++) if (strcmp(in->steps[i], what) == 0) msg[1] = i;
         (void)!write(result[1], msg, sizeof msg);
         _exit(0);
     }
     close(result[1]);
-    int msg[2] = { EIO, 8 };
+    int msg[2] = { EIO, in->nsteps - 1 };
     ssize_t n;
     n = SSI_RETRY(read(result[0], msg, sizeof msg));
     close(result[0]);
     if (n != (ssize_t)sizeof msg) { *step = "fork"; errno = EIO; return -1; }
     if (msg[0] == 0) return 0;
-    *step = steps[msg[1] < 9 ? msg[1] : 8];
+    *step = in->steps[msg[1] >= 0 && msg[1] < in->nsteps ? msg[1] : in->nsteps - 1];
     errno = msg[0];
     return -1;
 }
+
+struct deputy_args {
+    pid_t pid; const char *name; int target_fd; const unsigned char *blob; size_t bloblen;
+    const size_t *relocs; size_t nrelocs; size_t path_off, argv_off, envp_off; int freeze_fd;
+};
+
+static int deputy_body(void *ctx, const char **what) {
+    const struct deputy_args *a = ctx;
+    return inject_deputy_here(a->pid, a->name, a->target_fd, a->blob, a->bloblen, a->relocs, a->nrelocs,
+                              a->path_off, a->argv_off, a->envp_off, a->freeze_fd, what);
+}
+
+int ssi_inject_deputy(pid_t pid, const char *name, int target_fd, const unsigned char *blob, size_t bloblen,
+                      const size_t *relocs, size_t nrelocs, size_t path_off, size_t argv_off, size_t envp_off,
+                      int freeze_fd, const char **step) {
+    static const char *const steps[] = { "PTRACE_SEIZE", "PTRACE_INTERRUPT", "PTRACE_GETREGS", "PTRACE_PEEKTEXT",
+                                         "PTRACE_POKETEXT", "mmap", "PTRACE_POKEDATA", "socket", "connect", "dup2",
+                                         "rt_sigprocmask", "PTRACE_SETREGS", "PTRACE_SINGLESTEP", "execve", "arguments",
+                                         "threads", "thaw", "fork" };
+    struct deputy_args a = { pid, name, target_fd, blob, bloblen, relocs, nrelocs, path_off, argv_off, envp_off, freeze_fd };
+    struct injection in = { deputy_body, &a, steps, (int)(sizeof steps / sizeof steps[0]) };
+    return inject_in_child(&in, step);
+}
+
+struct unix_fd_args { pid_t pid; int target_fd; const char *name; int stop; };
+
+static int unix_fd_body(void *ctx, const char **what) {
+    const struct unix_fd_args *a = ctx;
+    return inject_here(a->pid, a->target_fd, a->name, a->stop, what);
+}
+
+int ssi_inject_unix_fd(pid_t pid, int target_fd, const char *name, int stop, const char **step) {
+    static const char *const steps[] = { "PTRACE_SEIZE", "PTRACE_INTERRUPT", "PTRACE_GETREGS", "PTRACE_PEEKTEXT",
+                                         "PTRACE_POKETEXT", "socket", "connect", "dup2", "fork" };
+    struct unix_fd_args a = { pid, target_fd, name, stop };
+    struct injection in = { unix_fd_body, &a, steps, (int)(sizeof steps / sizeof steps[0]) };
+    return inject_in_child(&in, step);
+}
 #else
+int ssi_inject_deputy(pid_t pid, const char *name, int target_fd, const unsigned char *blob, size_t bloblen,
+                      const size_t *relocs, size_t nrelocs, size_t path_off, size_t argv_off, size_t envp_off,
+                      int freeze_fd, const char **step) {
+    (void)pid; (void)name; (void)target_fd; (void)blob; (void)bloblen; (void)relocs; (void)nrelocs;
+    (void)path_off; (void)argv_off; (void)envp_off; (void)freeze_fd;
+    *step = "inject";
+    errno = ENOSYS;
+    return -1;
+}
 int ssi_inject_unix_fd(pid_t pid, int target_fd, const char *name, int stop, const char **step) {
     (void)pid; (void)target_fd; (void)name; (void)stop;
     *step = "inject";

@@ -78,6 +78,16 @@ public enum Process {
         return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
     }
 
+    /// Microseconds of the real-time clock since the epoch (0 before it),
+    /// for numbers that must grow across a restart (not for waits: the
+    /// clock can be set).
+    public static func wallClockMicroseconds() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        guard ts.tv_sec >= 0 else { return 0 }
+        return UInt64(ts.tv_sec) * 1_000_000 + UInt64(ts.tv_nsec / 1000)
+    }
+
     /// The kernel release the running kernel reports (uname -r).
     public static func kernelRelease() -> String {
         var u = utsname()

@@ -63,6 +63,9 @@ enum CPGMessage: Equatable, Sendable {
     /// CFS init node, for the tunnel's peers (`[tunnel]`). Tokens only;
     /// the receiver parses them as an identities file.
     case peers([Identity])
+    /// `load RUNNABLE CPUS`: the sender's load for the load leveler, in
+    /// hundredths of a runnable process (0...100000), and its CPUs (1...4096).
+    case load(hundredths: UInt32, cpus: UInt32)
 
     struct Identity: Equatable, Sendable {
         var name: String
@@ -83,8 +86,8 @@ enum CPGMessage: Equatable, Sendable {
         var description: String { "\(index)/\(count)" }
     }
 
-    /// 3: `peers` (the tunnel's) was added.
-    static let version = 3
+    /// 3: `peers` (the tunnel's) was added. 4: `load` (the load leveler's).
+    static let version = 4
     /// The longest message, sent or accepted (corosync takes about 1 MiB).
     static let maxMessageBytes = 256 * 1024
     /// What a split message aims at per part.
@@ -164,6 +167,8 @@ enum CPGMessage: Equatable, Sendable {
             return Array(([Self.locksHeader(to, part)] + queues.map(Self.queueText)).joined(separator: " ").utf8)
         case .peers(let list):
             return Array((["\(v)peers"] + list.map { "\($0.name) \($0.key)" }).joined(separator: "\n").utf8)
+        case .load(let hundredths, let cpus):
+            return Array("\(v)load \(hundredths) \(cpus)".utf8)
         }
     }
 
@@ -310,6 +315,11 @@ enum CPGMessage: Equatable, Sendable {
         }
 
         switch kind {
+        case "load":
+            try expect(2)
+            let load = try node(args[0]), cpus = try node(args[1])
+            guard load <= 100_000, (1...4096).contains(cpus) else { throw bad("load \(load) on \(cpus) CPUs") }
+            return .load(hundredths: load, cpus: cpus)
         case "state":
             try expect(2)
             guard let state = NodeState(rawValue: String(args[0])) else { throw bad("state '\(args[0].prefix(24))'") }

@@ -145,19 +145,24 @@ final class ClusterMountKeeper {
             if case .umounted = message { umount = true }
             answer(id: id, node: n, result: result, umount: umount)
         case .umount(let id, let target):
-            if awaitingTable && umountedWhileAwaiting.count < 1024 { umountedWhileAwaiting.insert(target) }
+            if (awaitingTable || tableTimedOut) && umountedWhileAwaiting.count < 1024 { umountedWhileAwaiting.insert(target) }
             startUmount(id: id, target: target)
         case .table(let to, let part, let entries):
             // For the nodes listed (the newcomers), in parts.
-            guard awaitingTable, to.contains(agent.localNode()),
+            // Also after the wait ran out: an old member on a busy host
+            // sent it late (seen in CI: 5 s were not enough), and a node
+            // that dropped it never got the mounts made before it came.
+            guard awaitingTable || tableTimedOut, to.contains(agent.localNode()),
                   let all = incoming.add(from: node, key: "", part: part, items: entries) else { return true }
+            let late = !awaitingTable
             awaitingTable = false
+            tableTimedOut = false
             for e in all where !table.contains(where: { $0.target == e.target }) && !umountedWhileAwaiting.contains(e.target) {
                 table.append(e)
             }
             umountedWhileAwaiting = []
             writeTable()
-            agent.log("agent: cluster mount table from node \(node): \(table.count) entries")
+            agent.log("agent: cluster mount table from node \(node): \(table.count) entries" + (late ? " (after the wait ran out: merged)" : ""))
         default:
             return false
         }
@@ -194,13 +199,18 @@ final class ClusterMountKeeper {
 
     private var previousMembers: Set<UInt32> = []
     private var joinedAt = 0.0
+    /// The wait ran out before a table came: one that comes later is
+    /// still taken, merged into what this node learnt since.
+    var tableTimedOut = false
     static let tableWaitSeconds = 5.0
 
     /// Still waiting for the table, or given up on it.
     func checkTableWait() {
         if awaitingTable && joinedAt > 0 && Process.now() - joinedAt > Self.tableWaitSeconds {
             awaitingTable = false
-            umountedWhileAwaiting = []
+            // A table that still comes is merged (its umounts seen since
+            // kept out of it): see the `.table` case.
+            tableTimedOut = true
             agent.log("agent: no cluster mount table came in \(Int(Self.tableWaitSeconds)) s: starting from an empty one")
         }
     }

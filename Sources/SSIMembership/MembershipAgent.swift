@@ -69,6 +69,10 @@ public final class MembershipAgent {
     /// Each member's state and stage as it last said them on CPG: what its
     /// record goes back to when corosync lists it again (QuorumRule).
     private var reported: [UInt32: QuorumRule.Reported] = [:]
+    /// The members' loads as they published them (`load`), and this
+    /// node's sampler.
+    private var loads = NodeLoads()
+    private var loadSampler = LoadSampler()
     /// The cluster network ("10.0.0.0/24"): NFS exports of cluster mounts.
     private var network: String?
     private var socket: AgentSocket?
@@ -167,6 +171,9 @@ public final class MembershipAgent {
                 throw SSIError("agent", "corosync closed the connection", hint: "corosync stopped or crashed; see its log")
             }
             Process.reapZombies()
+            if let mine = loadSampler.tick(now: Process.now(), loadavg: { try? FileSystem.readText("/proc/loadavg") }) {
+                try? send(.load(hundredths: mine.hundredths, cpus: mine.cpus))
+            }
             readBootEvents()
             sendIdentitiesIfChanged()
             checkGFS2Mounts()
@@ -339,6 +346,9 @@ public final class MembershipAgent {
             } catch {
                 log("agent: ignoring the tunnel peers from node \(node): \(error.message)")
             }
+        case .load(let hundredths, let cpus):
+            loads.byNode[node] = .init(hundredths: hundredths, cpus: cpus)
+            writeLoads()
         case .devices(let list):
             update(node) { $0.devices = list }
             writeView()
@@ -381,6 +391,10 @@ public final class MembershipAgent {
         defer {
             mounts.membershipChanged(members: members, left: left.map(\.node), joined: joined.map(\.node))
             locks.membershipChanged(members: members, left: left.map(\.node), joined: joined.map(\.node))
+        }
+        if !left.isEmpty {
+            for m in left { loads.byNode[m.node] = nil }
+            writeLoads()
         }
         for m in left where m.node != view.localNode {
             reported[m.node] = nil
@@ -669,6 +683,14 @@ public final class MembershipAgent {
                 $0.name = name
                 $0.address = addr
             }
+        }
+    }
+
+    private func writeLoads() {
+        do throws(SSIError) {
+            try writeAtomically(options.stateDirectory + "/" + NodeLoads.fileName, loads.text)
+        } catch {
+            log("agent: \(error.description)")
         }
     }
 

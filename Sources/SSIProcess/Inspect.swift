@@ -269,6 +269,114 @@ public struct ProcessInspector: Sendable {
         return found
     }
 
+    /// Whether the process catches or ignores `signal` (SigCgt, SigIgn in
+    /// /proc/PID/status): false when its default action applies.
+    public static func handles(_ pid: pid_t, signal: Int32) -> Bool {
+        guard let text = try? FileSystem.readText("/proc/\(pid)/status"), (1...64).contains(signal) else { return false }
+        let bit = UInt64(1) << UInt64(signal - 1)
+        for line in text.lines() where line.hasPrefix("SigCgt:") || line.hasPrefix("SigIgn:") {
+            let hex = line.drop { $0 != ":" }.dropFirst().trimmingCharacters(in: " \t")
+            if let mask = UInt64(hex, radix: 16), mask & bit != 0 { return true }
+        }
+        return false
+    }
+
+    /// Whether `pid` may read terminal `tty` now, as the kernel would let
+    /// it at home: yes unless the terminal is its controlling terminal and
+    /// its process group is not the terminal's foreground group (a
+    /// stopped or background job: at home, its read would stop it). A
+    /// process that is gone may (its relay ends on its own).
+    public static func mayRead(terminal tty: Int32, pid: pid_t) -> Bool {
+        guard let text = try? FileSystem.readText("/proc/\(pid)/stat"), let close = text.lastIndex(of: ")") else { return true }
+        // After the command: state ppid pgrp session tty_nr tpgid ...
+        let f = text[text.index(after: close)...].split(separator: " ")
+        guard f.count > 5, let pgrp = Int32(f[2]), let ttyNr = UInt64(f[4]), let tpgid = Int32(f[5]) else { return true }
+        var st = stat()
+        guard fstat(tty, &st) == 0 else { return true }
+        let rdev = UInt64(st.st_rdev)
+        let major = ((rdev >> 8) & 0xfff) | ((rdev >> 32) & ~UInt64(0xfff))
+        let minor = (rdev & 0xff) | ((rdev >> 12) & ~UInt64(0xff))
+        // /proc's encoding of the device (the kernel's new_encode_dev).
+        let encoded = (minor & 0xff) | (major << 8) | ((minor & ~UInt64(0xff)) << 12)
+        guard ttyNr == encoded else { return true }
+        return tpgid == pgrp
+    }
+
+    /// Whether one of `pids` (the first 64) sleeps in a read of the
+    /// terminal `slave` (its /dev/pts path) now: its main thread's
+    /// syscall is read or readv on a descriptor that is that terminal,
+    /// and it is asleep (a stopped process still shows the read it was
+    /// stopped in, and is not reading).
+    public static func sleepsInRead(of slave: String, among pids: [pid_t]) -> Bool {
+        for pid in pids.prefix(64) {
+            guard let text = try? FileSystem.readText("/proc/\(pid)/stat"), let close = text.lastIndex(of: ")"),
+                  text[text.index(after: close)...].split(separator: " ").first == "S",
+                  let call = try? FileSystem.readText("/proc/\(pid)/syscall") else { continue }
+            // "NR ARG0 ARG1 ...": the number in decimal, the arguments in hex.
+            let f = call.split(separator: " ")
+            guard f.count > 1, f[0] == "0" || f[0] == "19", f[1].hasPrefix("0x"),
+                  let fd = Int32(f[1].dropFirst(2), radix: 16) else { continue }
+            if (try? FileSystem.readLink("/proc/\(pid)/fd/\(fd)")) == slave { return true }
+        }
+        return false
+    }
+
+    /// A background job read its terminal (`pid`, at home, is its
+    /// deputy): SIGTTIN to its group, as the kernel sends it, unless the
+    /// group is orphaned (the kernel fails such a read with EIO and sends
+    /// nothing) or `pid` is stopped already. Returns whether it was sent.
+    @discardableResult
+    public static func stopForTerminalInput(_ pid: pid_t) -> Bool {
+        guard let text = try? FileSystem.readText("/proc/\(pid)/stat"), let close = text.lastIndex(of: ")") else { return false }
+        let f = text[text.index(after: close)...].split(separator: " ")
+        guard f.count > 2, f[0] != "T", f[0] != "t", let pgrp = pid_t(f[2]), pgrp > 0, !isOrphaned(group: pgrp) else { return false }
+        return kill(-pgrp, SIGTTIN) == 0
+    }
+
+    /// Whether `pid`'s group is the foreground group of its controlling
+    /// terminal (stat's tpgid is its pgrp); false without a terminal or
+    /// when it is gone.
+    public static func isForeground(_ pid: pid_t) -> Bool {
+        guard let text = try? FileSystem.readText("/proc/\(pid)/stat"), let close = text.lastIndex(of: ")") else { return false }
+        // After the command: state ppid pgrp session tty_nr tpgid ...
+        let f = text[text.index(after: close)...].split(separator: " ")
+        guard f.count > 5, let pgrp = Int32(f[2]), let ttyNr = Int64(f[4]), let tpgid = Int32(f[5]) else { return false }
+        return ttyNr != 0 && tpgid == pgrp
+    }
+
+    /// Whether process group `pgrp` is orphaned, as the kernel decides
+    /// (POSIX): no member has a parent in the same session but another
+    /// group. The kernel discards SIGTSTP, SIGTTIN and SIGTTOU to such a
+    /// group's members unless they catch them.
+    public static func isOrphaned(group pgrp: pid_t) -> Bool {
+        var info: [pid_t: (ppid: pid_t, pgrp: pid_t, session: pid_t)] = [:]
+        for name in (try? FileSystem.list("/proc")) ?? [] {
+            guard let pid = pid_t(name), let text = try? FileSystem.readText("/proc/\(pid)/stat"),
+                  let close = text.lastIndex(of: ")") else { continue }
+            let f = text[text.index(after: close)...].split(separator: " ")
+            guard f.count > 3, let ppid = pid_t(f[1]), let g = pid_t(f[2]), let s = pid_t(f[3]) else { continue }
+            info[pid] = (ppid, g, s)
+        }
+        for (_, m) in info where m.pgrp == pgrp {
+            guard let parent = info[m.ppid] else { continue }
+            if parent.session == m.session && parent.pgrp != pgrp { return false }
+        }
+        return true
+    }
+
+    /// A process's group, from /proc/PID/stat.
+    public static func group(of pid: pid_t) -> pid_t? {
+        guard let text = try? FileSystem.readText("/proc/\(pid)/stat"), let close = text.lastIndex(of: ")") else { return nil }
+        let f = text[text.index(after: close)...].split(separator: " ")
+        return f.count > 2 ? pid_t(f[2]) : nil
+    }
+
+    /// A process's argv, as /proc has it (empty for a kernel thread).
+    public static func arguments(_ pid: pid_t) -> [String] {
+        let raw = (try? FileSystem.readFile("/proc/\(pid)/cmdline")) ?? []
+        return raw.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+    }
+
     /// The threads' count and the command name of a process.
     public static func command(_ pid: pid_t) -> String {
         let raw = (try? FileSystem.readFile("/proc/\(pid)/cmdline")) ?? []

@@ -24,14 +24,39 @@ public final class Reaper: @unchecked Sendable {
 
     public init() {}
 
+    /// A child stopped (with the signal) or continued (nil): restored
+    /// processes whose deputy is elsewhere report it there. Set before
+    /// `start`.
+    public var onJobControl: (@Sendable (pid_t, Int32?) -> Void)?
+
+    /// What one waitpid status is: an end, a stop (and its signal) or a
+    /// continue. (The W* macros, which Swift does not import.)
+    enum Event: Equatable {
+        case ended(Process.Exit)
+        case stopped(Int32)
+        case continued
+    }
+
+    static func event(_ status: Int32) -> Event {
+        if status == 0xffff { return .continued }
+        if status & 0xff == 0x7f { return .stopped((status >> 8) & 0xff) }
+        return .ended(Process.decode(status))
+    }
+
     /// Starts the reaper thread.
     public func start() {
         _ = ssi_set_child_subreaper()
+        let onJobControl = self.onJobControl
         startThread { [self] in
             while true {
                 var status: Int32 = 0
-                switch attempt({ waitpid(-1, &status, 0) }) {
-                case .done(let pid): reaped(pid_t(pid), Process.decode(status))
+                switch attempt({ waitpid(-1, &status, WUNTRACED | WCONTINUED) }) {
+                case .done(let pid):
+                    switch Self.event(status) {
+                    case .ended(let exit): reaped(pid_t(pid), exit)
+                    case .stopped(let sig): onJobControl?(pid_t(pid), sig)
+                    case .continued: onJobControl?(pid_t(pid), nil)
+                    }
                 case .wouldBlock, .failed: Process.sleep(milliseconds: 50)   // ECHILD: none yet
                 }
             }

@@ -21,6 +21,11 @@ enum LocalRequest: Equatable, Sendable {
     /// On an onnode connection, after `started`: a signal onnode received,
     /// for the command.
     case signal(Int32)
+    /// ssi kill: `signal` to `pid`, wherever it runs, as the caller.
+    case kill(pid: pid_t, signal: Int32)
+    /// A leveled program is about to run (ssi-ll's wrapper): the node it
+    /// should run on.
+    case place
 
     func encode() -> Fields {
         switch self {
@@ -40,6 +45,10 @@ enum LocalRequest: Equatable, Sendable {
             return f
         case .signal(let sig):
             return Fields("signal", [("signal", String(sig))])
+        case .kill(let pid, let sig):
+            return Fields("kill", [("pid", String(pid)), ("signal", String(sig))])
+        case .place:
+            return Fields("place")
         }
     }
 
@@ -72,6 +81,13 @@ enum LocalRequest: Equatable, Sendable {
             let sig: Int32 = try d.number("signal")
             guard (1...64).contains(sig) else { throw d.invalid("signal") }
             return .signal(sig)
+        case "kill":
+            // 0 checks that the process exists and may be signalled.
+            let sig: Int32 = try d.number("signal")
+            guard (0...64).contains(sig) else { throw d.invalid("signal") }
+            return .kill(pid: try d.pid("pid"), signal: sig)
+        case "place":
+            return .place
         default:
             throw .unknownOp(f.op)
         }
@@ -100,6 +116,8 @@ enum LocalReply: Equatable, Sendable {
     case `where`(pid: pid_t, nodes: [UInt32])
     /// `ssi cluster ps`: a part of one node's list.
     case ps(node: UInt32, rows: [PSRow])
+    /// `place`: run it on `node` (this one when leveling is off).
+    case placed(node: UInt32)
     case error(String)
     /// The last answer to `where` and `ps`.
     case end
@@ -143,6 +161,7 @@ enum LocalReply: Equatable, Sendable {
                                 ("frozen_bytes", String(m.frozenBytes)), ("note", m.note)])
         case .where(let pid, let nodes): Fields("where", [("pid", String(pid)), ("nodes", nodes.map(String.init).joined(separator: ","))])
         case .ps(let node, let rows): Fields("ps", [("node", String(node))] + rows.map { ("p", $0.line) })
+        case .placed(let node): Fields("placed", [("node", String(node))])
         case .error(let message): Fields("error", [("message", message)])
         case .end: Fields("end")
         }
@@ -179,6 +198,8 @@ enum LocalReply: Equatable, Sendable {
                 rows.append(PSRow(pid: pid, uid: uid, command: String(w[2])))
             }
             return .ps(node: try d.number("node"), rows: rows)
+        case "placed":
+            return .placed(node: try d.number("node"))
         case "error":
             return .error(try d.text("message", empty: true))
         case "end":

@@ -154,16 +154,8 @@ extension ProcAgent {
     /// syscalls (ssi_inject_unix_fd). `stop`: the process was stopped and
     /// stays so. Returns the agent's end and the process end's resource name.
     func injectStandIn(pid: pid_t, fd: Int32, name: String, stop: Bool, what kind: String) throws(SSIError) -> (Int32, String) {
-        let listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard listener >= 0 else { let lastErrno = errno; throw SSIError("migrate", "socket: \(errnoDescription(lastErrno))") }
+        let listener = try abstractListener(name)
         defer { close(listener) }
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(name.utf8.prefix(100))
-        withUnsafeMutableBytes(of: &addr.sun_path) { p in for (i, b) in bytes.enumerated() { p[i + 1] = b } }
-        let len = socklen_t(MemoryLayout<sa_family_t>.size + 1 + bytes.count)
-        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, len) } }
-        guard rc == 0, listen(listener, 1) == 0 else { let lastErrno = errno; throw SSIError("migrate", "bind @\(name): \(errnoDescription(lastErrno))") }
         var step: UnsafePointer<CChar>? = nil
         guard ssi_inject_unix_fd(pid, fd, name, stop ? 1 : 0, &step) == 0 else {
             let what = step.map { String(validatingCString: $0) ?? "?" } ?? "?"
@@ -402,6 +394,10 @@ extension ProcAgent {
                            hint: "--through-root needs \(Self.rootImages) on the shared cluster root")
         }
         defer { if shared == nil { removeTree(dir) } }
+        if isDeputy(pid) {
+            throw SSIError("migrate", "process \(pid) has its deputy here, on node \(localNode) (its home), which holds its PID for its parent: it cannot move back home",
+                           hint: "move it to another node")
+        }
         moves.begin(id)
         // Whatever way this ends before the claim below, nothing of the
         // move runs here (a claimed one stays recorded).
@@ -536,6 +532,10 @@ extension ProcAgent {
             keeper = 0
         }
         for r in req.reports { exitReports.withLock { $0[r.pid] = (r.node, r.session) } }
+        if let home = req.deputy { adoptDeputyHome(pid, home: home) }
+        // Just arrived: the leveler here leaves it alone for a while (it
+        // would otherwise move back a process another node just sent).
+        levelMoves.withLock { $0[pid] = Process.now() }
         let stands = made.map { m in
             let s = StandIn(channelID: m.spec.channel, home: m.spec.home, kind: m.spec.kind, fd: m.agentEnd, resource: m.resource,
                             log: { [weak self] in self?.trace($0) })
@@ -543,6 +543,12 @@ extension ProcAgent {
             // pipe here, up to 4 MiB would block on its 1 MiB buffer
             // before anything reads it.
             if let bytes = carries[m.spec.resource] { s.carry.withLock { $0 = bytes } }
+            // The tree's processes that may read the terminal's slave.
+            var name = [CChar](repeating: 0, count: 64)
+            if m.spec.kind == .tty, ssi_pty_slave_name(m.agentEnd, &name, name.count) == 0 {
+                let slave = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self), tasks = req.tasks
+                s.waitingReader = { ProcessInspector.sleepsInRead(of: slave, among: tasks) }
+            }
             return s
         } + tcpStands
         for m in made { close(m.processEnd) }
@@ -619,12 +625,14 @@ extension ProcAgent {
     }
 
     /// Waits until `c` has something to read, for at most `seconds`,
-    /// while its peer is an up member.
+    /// while its peer is a member (or out of the membership for less than
+    /// the departure grace).
     func awaitMember(_ c: SecureChannel, what: String, seconds: Int) throws(SSIError) {
+        var downSince: Double?
         for _ in 0..<max(1, seconds / 2) {
             var p = pollfd(fd: c.fd, events: Int16(POLLIN), revents: 0)
             if pollRetrying(&p, timeoutMs: 2000) != 0 { return }
-            guard peers()[c.peerNode]?.up == true else {
+            guard !peerDeparted(c.peerNode, downSince: &downSince) else {
                 throw SSIError("migrate", "node \(c.peerNode) left the cluster during \(what)")
             }
         }
@@ -640,12 +648,23 @@ extension ProcAgent {
             // Its terminal's keeper holds the pty open: it goes now, so the
             // relays see the end and home gets its terminal back.
             for s in stands where s.keeper > 0 { kill(s.keeper, SIGTERM) }
-            guard let report = exitReports.withLock({ $0.removeValue(forKey: pid) }) else { return }
-            // Let the output relays finish (bounded).
-            for _ in 0..<250 {
+            let report = exitReports.withLock({ $0.removeValue(forKey: pid) })
+            let hasDeputy = deputyHomes.withLock { $0[pid] } != nil
+            guard report != nil || hasDeputy else { return }
+            // Let the output relays finish (bounded: 60 s; a parent that
+            // goes on when its child ended, as gcc reads the assembly its
+            // cc1 wrote, must find all of it).
+            for _ in 0..<1500 {
                 if stands.allSatisfy({ $0.kind == .pipeIn || $0.outFinished }) { break }
                 Process.sleep(milliseconds: 40)
             }
+            if hasDeputy {
+                switch exit {
+                case .exited(let c): self.report(.exited(code: c & 0xff), of: pid)
+                case .signaled(let s): self.report(.killed(signal: s), of: pid)
+                }
+            }
+            guard let report else { return }
             let (status, how): (Int32, String) = {
                 switch exit {
                 case .exited(let c): return (c, "")

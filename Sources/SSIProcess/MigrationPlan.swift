@@ -191,16 +191,21 @@ struct MigrationPlan: Sendable {
     }
 
     /// criu dump's arguments. --leave-stopped: the process stays here,
-    /// stopped, until the target has it running. --shell-job: the
+    /// stopped, until the target has it running; or, `freezeCgroup` (criu's
+    /// path to the tree's frozen cgroup, TreeFreezer), --leave-running
+    /// --freeze-cgroup: it stays frozen there, a stop its parent does
+    /// not see. --shell-job: the
     /// process's session and terminal stay behind (the restore gives it
     /// the stand-in terminal's session). A unix socket whose peer stays
     /// home is external: "unix[INO]".
     /// `parent`: the last pre-copy round's directory, relative to
     /// `criuDir`: only the pages dirtied since it are dumped (soft-dirty
     /// tracking, --track-mem), the rest are found in the rounds at restore.
-    static func dumpArguments(pid: pid_t, imageDirectory criuDir: String, specs: [ShipSpec], parent: String? = nil) -> [String] {
-        var dump = ["dump", "-t", String(pid), "-D", criuDir, "--shell-job", "--leave-stopped",
-                    "--manage-cgroups=ignore", "--skip-in-flight"]
+    static func dumpArguments(pid: pid_t, imageDirectory criuDir: String, specs: [ShipSpec], parent: String? = nil,
+                              freezeCgroup: String? = nil) -> [String] {
+        var dump = ["dump", "-t", String(pid), "-D", criuDir, "--shell-job"]
+            + (freezeCgroup.map { ["--leave-running", "--freeze-cgroup", $0] } ?? ["--leave-stopped"])
+            + ["--manage-cgroups=ignore", "--skip-in-flight"]
         if let parent { dump += ["--track-mem", "--prev-images-dir", parent] }
         for s in specs where s.kind == .socket {
             dump += ["--external", "unix[" + s.resource.dropFirst("socket:[".count)]

@@ -66,6 +66,25 @@ protocol MigrationHost: AnyObject {
     /// The target runs them: they are killed here, without counting as
     /// exits, and their exit reports are the target's now.
     func retireProcesses(_ tasks: [pid_t])
+    /// Where the moved process's deputy is: this node for a process that
+    /// moves from its home, its home for one that moves on, nil for an
+    /// onnode command (its session gets its exit).
+    func deputyHome(of pid: pid_t) -> UInt32?
+    /// Registers the deputy-to-be of `pid` (owner `uid`), whose process
+    /// runs on `node` once restored; `forgetDeputy` undoes it.
+    func expectDeputy(pid: pid_t, uid: uid_t, node: UInt32)
+    func forgetDeputy(_ pid: pid_t)
+    /// The stopped original becomes its deputy: nil, or why not.
+    func becomeDeputy(_ pid: pid_t, moveID: String, shippedTTY: Bool) -> String?
+    /// Freezes the tree of `pid` in a cgroup of its own for move `id`
+    /// (TreeFreezer): criu's path to that cgroup, or nil when this node
+    /// cannot (the dump then stops it, as criu does by itself).
+    func freezeTree(_ pid: pid_t, moveID: String) -> String?
+    /// A failed move: the frozen tree runs on where it was.
+    func thawTree(moveID: String)
+    /// A committed move: the deputy (if one was made) back in its own
+    /// cgroup, and the move's cgroup removed.
+    func releaseTree(moveID: String, deputy: pid_t?)
 }
 
 /// The node a move goes to. `RemoteTarget` talks to its agent.
@@ -131,6 +150,8 @@ final class MigrationTransaction {
     /// The tree: as planned, then as CRIU froze it.
     private(set) var tasks: [pid_t]
     private var frozen = false
+    /// criu's path to the cgroup the tree is frozen in, if it is.
+    private(set) var freezeCgroup: String?
     private var ttyModes: [String: String] = [:]
     private var oldStandIns: [(standIn: StandIn, pid: pid_t, fd: Int32)] = []
     /// Devices whose descriptors became sockets to this agent: the
@@ -145,6 +166,11 @@ final class MigrationTransaction {
     private(set) var precopyNote: String?
     /// The target's own restore time, from its answer (0: not told).
     private(set) var restoreMs = 0
+    /// Where the process's deputy is (see MigrationHost.deputyHome).
+    private(set) var deputyHome: UInt32?
+    /// Why the original did not become a deputy here, when it should have
+    /// (it was killed instead: its parent saw it die).
+    private(set) var deputyNote: String?
     /// The pages the final dump carried (with pre-copy: those dirtied
     /// since the last round).
     private(set) var frozenBytes = 0
@@ -271,7 +297,23 @@ final class MigrationTransaction {
                 throw SSIError("migrate", "fd \(s.fd) of process \(s.pid): pidfd_getfd: \(errnoDescription(copy.errno))")
             }
             let channel = "\(id).\(n)"
-            host.homes.add(HomeChannel(id: channel, kind: s.kind, fd: copy.fd))
+            let home = HomeChannel(id: channel, kind: s.kind, fd: copy.fd)
+            if s.kind == .tty {
+                // The holder's place (its deputy's, once it moved) in the
+                // terminal's job control decides when keys go to it.
+                let (pid, tty) = (s.pid, copy.fd)
+                home.readable = { ProcessInspector.mayRead(terminal: tty, pid: pid) }
+                // At most once a second: the stand-in says `waiting` with
+                // each read until the stop reaches the process there.
+                let last = Locked<Double>(0)
+                home.onBackgroundRead = { [weak home] in
+                    let now = Process.now()
+                    guard last.withLock({ l in defer { if now - l >= 1 { l = now } }; return now - l >= 1 }) else { return }
+                    if ProcessInspector.stopForTerminalInput(pid) { home?.log?("process \(pid) read its terminal in the background: SIGTTIN to its group") }
+                }
+                home.signalsAtHome()
+            }
+            host.homes.add(home)
             onRollback("the home channel \(channel)") { [host] in host.homes.release(channel) }
             var spec = ShipSpec(resource: s.resource, kind: s.kind, home: host.localNode, channel: channel)
             spec.pid = s.pid
@@ -343,12 +385,20 @@ final class MigrationTransaction {
         // Registered before criu runs: criu thaws the tree when a dump
         // fails, but the tree must not stay stopped if it did not, nor
         // after any later failure. The frozen tree once it is known.
-        onRollback("the stopped tree resumed") { [self] in
-            host.resumeProcesses(frozen ? tasks : host.processTree(root: pid))
-        }
         freezeStart = clock()
+        // Frozen in a cgroup when the node can: its parent sees no stop
+        // (a job-control shell would say "Stopped" of a foreground job).
+        freezeCgroup = host.freezeTree(pid, moveID: id)
+        if freezeCgroup != nil {
+            onRollback("the frozen tree thawed") { [self] in host.thawTree(moveID: id) }
+        } else {
+            onRollback("the stopped tree resumed") { [self] in
+                host.resumeProcesses(frozen ? tasks : host.processTree(root: pid))
+            }
+        }
         try checkpointer.dump(MigrationPlan.dumpArguments(pid: pid, imageDirectory: criuDir, specs: specs,
-                                                          parent: rounds.isEmpty ? nil : Self.roundDirectory(rounds.count)),
+                                                          parent: rounds.isEmpty ? nil : Self.roundDirectory(rounds.count),
+                                                          freezeCgroup: freezeCgroup),
                               imageDirectory: criuDir, readFrom: dir)
         dumped = clock()
         frozenBytes = host.pageBytes(in: dir)
@@ -405,17 +455,27 @@ final class MigrationTransaction {
 
     /// The restore request (PROTOCOLS.md 3.5).
     static func restoreRequest(id: String, pid: pid_t, tasks: [pid_t], sharedImages: String?, specs: [ShipSpec],
-                               ttyModes: [String: String], reports: [(pid_t, (node: UInt32, session: String))]) -> Fields {
+                               ttyModes: [String: String], reports: [(pid_t, (node: UInt32, session: String))],
+                               deputy: UInt32? = nil) -> Fields {
         RestoreRequest(id: id, pid: pid, tasks: tasks, images: sharedImages, ships: specs,
                        termios: ttyModes.map { RestoreRequest.Mode(resource: $0.key, hex: $0.value) },
-                       reports: reports.map { RestoreRequest.Report(pid: $0.0, node: $0.1.node, session: $0.1.session) }).encode()
+                       reports: reports.map { RestoreRequest.Report(pid: $0.0, node: $0.1.node, session: $0.1.session) },
+                       deputy: deputy).encode()
     }
 
     private func transfer() throws(SSIError) {
         let pid = plan.pid
+        deputyHome = host.deputyHome(of: pid)
+        if deputyHome == host.localNode {
+            // Before the request: what the target reports at once (a
+            // process that ends as soon as it runs) waits for the deputy.
+            host.expectDeputy(pid: pid, uid: host.processStatus(pid)?.uids.first ?? 0, node: target.node)
+            onRollback("the deputy's record") { [host] in host.forgetDeputy(pid) }
+        }
         let request = Self.restoreRequest(id: id, pid: pid, tasks: tasks, sharedImages: plan.request.throughRoot ? criuDir : nil,
                                           specs: specs, ttyModes: ttyModes,
-                                          reports: tasks.compactMap { t in host.exitReport(t).map { (t, $0) } })
+                                          reports: tasks.compactMap { t in host.exitReport(t).map { (t, $0) } },
+                                          deputy: deputyHome)
         var result: Fields
         do throws(SSIError) {
             result = try target.restore(request, carries: carries.filter { !$0.value.isEmpty }.map { ($0.key, $0.value) },
@@ -458,8 +518,27 @@ final class MigrationTransaction {
             close(d.device)
         }
         devices = []
-        // The target runs it: the stopped original goes.
-        host.retireProcesses(tasks)
+        // The target runs it: the stopped original becomes its deputy if
+        // this is its home (its parent, group and session keep it), and
+        // goes otherwise; the rest of a tree goes (their parent moved),
+        // first: the deputy's injection thaws the frozen cgroup they are in.
+        var retired = tasks
+        var deputy: pid_t?
+        if deputyHome == host.localNode {
+            let rest = tasks.filter { $0 != plan.pid }
+            if !rest.isEmpty { host.retireProcesses(rest) }
+            retired = [plan.pid]
+            if let why = host.becomeDeputy(plan.pid, moveID: id, shippedTTY: specs.contains { $0.kind == .tty }) {
+                deputyNote = "no deputy here (\(why)): its parent saw it killed"
+                host.trace("process \(plan.pid): \(deputyNote ?? "")")
+                host.forgetDeputy(plan.pid)
+            } else {
+                retired = []
+                deputy = plan.pid
+            }
+        }
+        if !retired.isEmpty { host.retireProcesses(retired) }
+        if freezeCgroup != nil { host.releaseTree(moveID: id, deputy: deputy) }
         for (s, _, _) in oldStandIns {
             s.finish()
             host.standIns.remove(s.resource)
@@ -496,13 +575,42 @@ extension ProcAgent: MigrationHost {
         for t in tasks { kill(t, SIGCONT) }
     }
 
+    func freezeTree(_ pid: pid_t, moveID: String) -> String? {
+        do throws(SSIError) {
+            let f = try TreeFreezer.freeze(name: "ssi-move-" + moveID, systemRoot: options.systemRoot,
+                                           tree: { ProcessInspector.tree(root: pid) })
+            freezers.withLock { $0[moveID] = f }
+            return f.criuPath
+        } catch {
+            // Said once per agent: every move here would say the same.
+            let first = freezerUnavailableSaid.withLock { said in defer { said = true }; return !said }
+            if first { trace("moves stop the process (its parent can see the stop): no cgroup freezer here: \(error.message)") }
+            return nil
+        }
+    }
+
+    func thawTree(moveID: String) {
+        freezers.withLock { $0.removeValue(forKey: moveID) }?.thaw()
+    }
+
+    func releaseTree(moveID: String, deputy: pid_t?) {
+        freezers.withLock { $0.removeValue(forKey: moveID) }?.release(deputy: deputy)
+    }
+
     func exitReport(_ pid: pid_t) -> (node: UInt32, session: String)? { exitReports.withLock { $0[pid] } }
+
+    func deputyHome(of pid: pid_t) -> UInt32? {
+        if exitReport(pid) != nil { return nil }
+        return deputyHomes.withLock { $0[pid] } ?? localNode
+    }
 
     func retireProcesses(_ tasks: [pid_t]) {
         departed.withLock { d in for t in tasks { d.insert(t) } }
         for t in tasks {
             kill(t, SIGKILL)
             exitReports.withLock { _ = $0.removeValue(forKey: t) }
+            // Moved on: the new node reports to its deputy now.
+            deputyHomes.withLock { _ = $0.removeValue(forKey: t) }
         }
         // A while later the pids may be reused here.
         startThread { [self, tasks] in

@@ -118,16 +118,44 @@ extension ProcAgent {
         }
     }
 
+    /// ssi kill: `sig` to `pid` on the node where it runs (not its
+    /// deputy: the process itself), as user `uid`.
+    func killAnywhere(_ pid: pid_t, _ sig: Int32, uid: uid_t) throws(SSIError) {
+        guard let node = clusterWhere(pid: pid).first else { throw SSIError("kill", "(\(pid)): no such process on any node") }
+        if node == localNode {
+            if let problem = signalHere(pid, sig, uid: uid) { throw SSIError("kill", "(\(pid)): \(problem)") }
+            return
+        }
+        let c = try connect(node, timeoutSeconds: 5)
+        defer { c.close() }
+        try c.send(PeerRequest.kill(pid: pid, signal: sig, uid: uid).encode())
+        let r = try c.expectFields("node \(node)'s answer")
+        if case .error(let message)? = try? PeerReply.decode(r) { throw SSIError("kill", "(\(pid)) on node \(node): \(message)") }
+    }
+
     /// kill(2) for a user: nil, or why not. The owner is read from the
     /// process's real and saved uids (/proc/PID/status), as the kernel's
     /// own rule does: the effective uid alone (the owner of /proc/PID)
     /// would let a user signal a root process that took their uid as its
     /// effective one for a moment, and refuse a setuid program they started.
     func signalHere(_ pid: pid_t, _ sig: Int32, uid: uid_t) -> String? {
-        guard (1...64).contains(sig) else { return "signal \(sig) is not a signal (1 to 64)" }
+        guard (0...64).contains(sig) else { return "signal \(sig) is not a signal (0 to 64)" }
         guard isHere(pid), let status = ProcessStatus.of(pid) else { return "no such process on node \(localNode)" }
         guard status.signallable(by: uid) else { return "process \(pid) belongs to \(status.ownerDescription), not to uid \(uid)" }
-        guard kill(pid, sig) == 0 else {
+        var sent = sig
+        if [SIGTSTP, SIGTTIN, SIGTTOU].contains(sig), deputyHomes.withLock({ $0[pid] }) != nil,
+           !ProcessInspector.handles(pid, signal: sig) {
+            // A restored process's group is orphaned here (its parent is
+            // this agent, in another session), and the kernel discards
+            // these three stop signals for an orphaned group. At its home
+            // (where the signal was meant: its deputy got it) the group is
+            // its shell's job: the signal's default, a stop, is done by
+            // SIGSTOP, and the stop is reported home as this signal.
+            sent = SIGSTOP
+            convertedStops.withLock { $0[pid] = sig }
+            trace("signal \(sig) to \(pid), whose deputy is at home: sent as SIGSTOP, reported as \(sig)")
+        }
+        guard kill(pid, sent) == 0 else {
             let e = errno
             return "kill: \(errnoDescription(e))"
         }

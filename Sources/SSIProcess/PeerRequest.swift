@@ -38,6 +38,11 @@ enum PeerRequest: Equatable, Sendable {
     /// still going on is given up (undone when it ends), so that the
     /// source resuming its own copy never makes two.
     case settle(id: String)
+    /// From the node a moved process runs on, to its home: what happened
+    /// to it, for its deputy there (DeputyEvent). `seq` numbers the
+    /// sender's reports (DeputyRecord.lastReport): a report sent again
+    /// after its answer was lost is known, and not acted on twice.
+    case deputy(pid: pid_t, event: DeputyEvent, seq: UInt64)
 
     enum Direction: String, Sendable { case `in`, out }
 
@@ -64,6 +69,8 @@ enum PeerRequest: Equatable, Sendable {
             return Fields("kill", [("pid", String(pid)), ("signal", String(signal)), ("uid", String(uid))])
         case .settle(let id):
             return Fields("settle", [("id", id)])
+        case .deputy(let pid, let event, let seq):
+            return Fields("deputy", [("pid", String(pid)), ("event", event.name), ("value", String(event.value)), ("seq", String(seq))])
         }
     }
 
@@ -99,6 +106,10 @@ enum PeerRequest: Equatable, Sendable {
             return .kill(pid: try d.pid("pid"), signal: try d.number("signal"), uid: uid)
         case "settle":
             return .settle(id: try RestoreRequest.moveID(d))
+        case "deputy":
+            let value: UInt32 = try d.number("value")
+            guard let event = DeputyEvent(name: try d.text("event"), value: value) else { throw d.invalid("event") }
+            return .deputy(pid: try d.pid("pid"), event: event, seq: try d.number("seq"))
         default:
             throw .unknownOp(f.op)
         }
@@ -175,6 +186,10 @@ struct RestoreRequest: Equatable, Sendable {
     var termios: [Mode]
     /// Where an onnode session waits for a task's exit.
     var reports: [Report]
+    /// The node where the moved process's deputy is (its first home):
+    /// the target reports its stops and its end there. nil: none (an
+    /// onnode command, whose session has its exit).
+    var deputy: UInt32? = nil
 
     struct Mode: Equatable, Sendable {
         var resource: String
@@ -206,6 +221,7 @@ struct RestoreRequest: Equatable, Sendable {
         for s in ships { req.add("ship", s.line) }
         for m in termios { req.add("termios", m.resource + "|" + m.hex) }
         for r in reports { req.add("report", "\(r.pid)|\(r.node)|\(r.session)") }
+        if let deputy { req.add("deputy", String(deputy)) }
         return req
     }
 
@@ -239,7 +255,14 @@ struct RestoreRequest: Equatable, Sendable {
             guard p.count == 3, let pid = pid_t(p[0]), pid > 0, let node = UInt32(p[1]), !p[2].isEmpty else { throw d.invalid("report", r) }
             reports.append(Report(pid: pid, node: node, session: p[2]))
         }
-        return RestoreRequest(id: id, pid: try d.pid("pid"), tasks: tasks, images: images, ships: ships, termios: modes, reports: reports)
+        var deputy: UInt32?
+        if f["deputy"] != nil {
+            let n: UInt32 = try d.number("deputy")
+            guard n > 0 else { throw d.invalid("deputy") }
+            deputy = n
+        }
+        return RestoreRequest(id: id, pid: try d.pid("pid"), tasks: tasks, images: images, ships: ships, termios: modes, reports: reports,
+                              deputy: deputy)
     }
 }
 

@@ -46,6 +46,27 @@ public final class ProcAgent: @unchecked Sendable {
     /// onnode sessions waiting at home for their command's exit.
     let sessions = Locked<[String: LocalChannel]>([:])
     let migrating = Locked<Set<pid_t>>([])
+    /// Deputies here: originals of processes that moved away (Deputies.swift).
+    let deputies = Locked<[pid_t: DeputyRecord]>([:])
+    /// Restored processes here whose deputy is elsewhere: the home's node.
+    let deputyHomes = Locked<[pid_t: UInt32]>([:])
+    /// Trees frozen in a cgroup of their own for a move, by move ID.
+    let freezers = Locked<[String: TreeFreezer]>([:])
+    /// Said once: the first move that could not freeze in a cgroup.
+    let freezerUnavailableSaid = Locked<Bool>(false)
+    /// Stop signals sent as SIGSTOP (signalHere), by pid: reported as sent.
+    let convertedStops = Locked<[pid_t: Int32]>([:])
+    let deputyReports = Locked<[(pid_t, UInt32, DeputyEvent, UInt64)]>([])
+    /// The last deputy report's number. It starts at the agent's start
+    /// in microseconds of the real-time clock, so that a restarted
+    /// agent's numbers follow its predecessor's (DeputyRecord.lastReport).
+    let deputyReportNumber = Locked<UInt64>(Process.wallClockMicroseconds())
+    let deputyReportsReady = Wakeup()
+    /// The leveler's recent placements (Leveler.pendingSeconds) and moves
+    /// (Leveler.cooldownSeconds).
+    let placements = Locked<[(node: UInt32, at: Double)]>([])
+    let levelMoves = Locked<[pid_t: Double]>([:])
+    let lastLevelMove = Locked(0.0)
     let modulesLoaded = Locked(false)
 
     /// The kernel modules CRIU needs (socket diagnostics for its socket
@@ -89,6 +110,23 @@ public final class ProcAgent: @unchecked Sendable {
     }
 
     // MARK: peers
+
+    /// How long a peer must stay out of the membership before what
+    /// depends on it (a deputy, a move's rounds) is given up. A membership
+    /// that re-forms around a node stalled for a few seconds (a busy host,
+    /// seen as "left" and "joined" in one change) lists it as not up for
+    /// a moment; only a node still gone after this is taken for dead.
+    static let departureGraceSeconds: Double = 10
+
+    /// Whether `node` has been out of the membership for
+    /// `departureGraceSeconds`: `downSince` is the caller's record of when
+    /// it was first seen out (nil while it is up).
+    func peerDeparted(_ node: UInt32, downSince: inout Double?) -> Bool {
+        guard peers()[node]?.up != true else { downSince = nil; return false }
+        let now = Process.now()
+        if downSince == nil { downSince = now }
+        return now - (downSince ?? now) >= Self.departureGraceSeconds
+    }
 
     /// The members and their cluster addresses, from the membership view.
     func peers() -> [UInt32: (name: String, address: String, up: Bool)] {
@@ -155,7 +193,10 @@ public final class ProcAgent: @unchecked Sendable {
                 }
             }
         }
+        reaper.onJobControl = { [weak self] pid, sig in self?.jobControl(pid, stopped: sig) }
         reaper.start()
+        startDeputyReporter()
+        startLeveler()
         let listener = try listenTCP(address: me.address)
         let local = try listenLocal()
         log("proc-agent: node \(localNode) listening on \(me.address):\(options.port)")
@@ -335,8 +376,14 @@ public final class ProcAgent: @unchecked Sendable {
                     }
                 }
                 try ch.send(PeerReply.ok.encode())
+            case .deputy(let pid, let event, let seq):
+                if let problem = deputyEvent(pid, event, seq: seq, from: ch.peerNode) {
+                    try ch.send(PeerReply.error(problem).encode())
+                } else {
+                    try ch.send(PeerReply.ok.encode())
+                }
             case .kill(let pid, let sig, let uid):
-                // A signal onnode forwarded from another node.
+                // A signal from another node: onnode's, a deputy's, ssi kill's.
                 if let problem = signalHere(pid, sig, uid: uid) {
                     try ch.send(PeerReply.error(problem).encode())
                 } else {
@@ -429,6 +476,11 @@ public final class ProcAgent: @unchecked Sendable {
                 keepOpen = try onnode(r, fds: fds, caller: caller, client: ch)
             case .signal:
                 throw SSIError("proc", "a signal request without an onnode session")
+            case .kill(let pid, let sig):
+                try killAnywhere(pid, sig, uid: uid)
+                try ch.send(LocalReply.end.encode())
+            case .place:
+                try ch.send(LocalReply.placed(node: placement()).encode())
             }
         } catch {
             try? ch.send(LocalReply.error(error.description).encode())
@@ -439,7 +491,7 @@ public final class ProcAgent: @unchecked Sendable {
     // MARK: where and ps
 
     func isHere(_ pid: pid_t) -> Bool {
-        guard pid > 0, !departed.current.contains(pid),
+        guard pid > 0, !departed.current.contains(pid), !isDeputy(pid),
               let stat = try? FileSystem.readText("/proc/\(pid)/stat"), let close = stat.lastIndex(of: ")") else { return false }
         let state = stat[stat.index(after: close)...].split(separator: " ").first ?? ""
         // Not a zombie, and a process, not a thread of another one.

@@ -163,7 +163,7 @@ public struct ProcTools {
 
     // MARK: onnode
 
-    public static let onnodeUsage = "onnode [-p] NODE COMMAND [ARG...]"
+    public static let onnodeUsage = "onnode [-p] [-b] NODE COMMAND [ARG...]"
     public static let onnodeHelp = """
         Usage:
          onnode [options] NODE COMMAND [ARG...]
@@ -174,13 +174,15 @@ public struct ProcTools {
         SIGUSR1 and SIGUSR2 sent to onnode go to the command, wherever it runs.
 
         Options:
-         -p, --persistent   leave the command running there and return at once
+         -p, --pin          pin the command to NODE: the load leveler never moves it
+                            (OpenSSI's -p; SSI_LL_PIN=1 in its environment)
+         -b, --background   leave the command running there and return at once
          -h, --help         display this help
         """
 
     /// Options end at the node (getopt's "+"): what follows is the
     /// command's own command line.
-    static let onnodeOptions = GetOpt([.init("p", "persistent"), .init("h", "help")], ordering: .requireOrder)
+    static let onnodeOptions = GetOpt([.init("p", "pin"), .init("b", "background"), .init("h", "help")], ordering: .requireOrder)
 
     public func onnode(_ args: [String]) -> Int32 {
         let p: GetOpt.Parsed
@@ -188,7 +190,8 @@ public struct ProcTools {
             return usageError(error, usage: Self.onnodeUsage)
         }
         if p.has("help") { out(Self.onnodeHelp); return 0 }
-        let persistent = p.has("persistent")
+        let persistent = p.has("background")
+        let pin = p.has("pin")
         let rest = p.operands[...]
         guard let nodeText = rest.first else { return usageError("missing node", usage: Self.onnodeUsage) }
         let command = Array(rest.dropFirst())
@@ -213,6 +216,7 @@ public struct ProcTools {
                 }
                 e += 1
             }
+            if pin { environment = environment.filter { !$0.hasPrefix("SSI_LL_PIN=") } + ["SSI_LL_PIN=1"] }
             let cwd = try currentDirectory()
             let f = LocalRequest.onnode(OnnodeRequest(node: target, persistent: persistent, cwd: cwd, argv: command,
                                                       environment: environment)).encode()
@@ -396,5 +400,80 @@ public struct ProcTools {
             }
         }
         return o + "\""
+    }
+}
+
+// MARK: kill
+
+extension ProcTools {
+    /// Linux's signal names, by number (x86_64).
+    static let signalNames = ["HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV", "USR2", "PIPE",
+                              "ALRM", "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU", "URG", "XCPU", "XFSZ",
+                              "VTALRM", "PROF", "WINCH", "IO", "PWR", "SYS"]
+
+    /// A signal by name (TERM, SIGTERM, any case) or number (0 to 64).
+    static func signalNumber(_ text: String) -> Int32? {
+        if let n = Int32(text) { return (0...64).contains(n) ? n : nil }
+        var name = text.uppercased()
+        if name.hasPrefix("SIG") { name.removeFirst(3) }
+        if let i = signalNames.firstIndex(of: name) { return Int32(i + 1) }
+        return nil
+    }
+
+    static let killUsage = "ssi kill [-s SIGNAL | -SIGNAL] PID...\n       ssi kill -l"
+
+    /// `ssi kill`: a signal to processes wherever they run in the
+    /// cluster, as the caller (the agent of the node each runs on checks
+    /// that the caller may signal it, as kill(2) does). A PID whose
+    /// process moved away reaches the process, not its deputy.
+    public func kill(_ args: [String]) -> Int32 {
+        var sig = SIGTERM
+        var rest = args[...]
+        if rest.first == "-h" || rest.first == "--help" {
+            out("Usage:\n \(Self.killUsage)\n\nSend a signal (default TERM) to each process, on whatever node it runs now.")
+            return 0
+        }
+        if rest.first == "-l" || rest.first == "--list" {
+            out(Self.signalNames.joined(separator: " "))
+            return 0
+        }
+        if let first = rest.first, first == "-s" || first == "--signal" || first == "-n" {
+            guard rest.count >= 2 else { return usageError("option requires an argument -- '\(first.dropFirst())'", usage: Self.killUsage) }
+            guard let n = Self.signalNumber(rest[rest.startIndex + 1]) else {
+                return usageError("unknown signal \(rest[rest.startIndex + 1]); see ssi kill -l", usage: Self.killUsage)
+            }
+            sig = n
+            rest = rest.dropFirst(2)
+        } else if let first = rest.first, first.hasPrefix("-"), first != "--", Int(first) == nil || first.count > 1 {
+            guard let n = Self.signalNumber(String(first.dropFirst())) else {
+                return usageError("unknown signal \(first.dropFirst()); see ssi kill -l", usage: Self.killUsage)
+            }
+            sig = n
+            rest = rest.dropFirst()
+        }
+        if rest.first == "--" { rest = rest.dropFirst() }
+        guard !rest.isEmpty else { return usageError("not enough arguments", usage: Self.killUsage) }
+        var pids: [pid_t] = []
+        for a in rest {
+            guard let p = pid_t(a), p > 0 else { return usageError("\(a): not a process ID (ssi kill takes PIDs, not groups)", usage: Self.killUsage) }
+            pids.append(p)
+        }
+        var status: Int32 = 0
+        for p in pids {
+            do {
+                let ch = try connect()
+                defer { ch.close() }
+                try ch.send(LocalRequest.kill(pid: p, signal: sig).encode())
+                switch try reply(ch) {
+                case .end?: break
+                case .error(let message)?: err(message); status = 1
+                default: err("(\(p)): no answer from the process agent"); status = 1
+                }
+            } catch {
+                err(error.description)
+                status = 1
+            }
+        }
+        return status
     }
 }

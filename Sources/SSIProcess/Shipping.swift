@@ -35,6 +35,19 @@ public final class HomeChannel: @unchecked Sendable {
     let ended = Locked<Set<String>>([])
     /// A tty's settings before it was made raw for shipping.
     var savedTermios: termios?
+    /// Raw, as shipping set them, once the home makes the signals of the
+    /// process's keys (`signalsAtHome`); nil: the stand-in makes them.
+    var rawTermios: termios?
+    /// Whether the process may take input now: a terminal's stand-in is
+    /// given keys only while the process's group (its deputy's, here) is
+    /// the terminal's foreground group, so that a stopped or background
+    /// job does not take the keys typed to its shell. nil: always.
+    var readable: (@Sendable () -> Bool)?
+    /// Called when the process sleeps in a read of its terminal (the
+    /// stand-in says `waiting`) while it may not read (`readable`): what
+    /// the kernel does to a background job that reads, SIGTTIN to its
+    /// group, is done to its deputy's group here.
+    var onBackgroundRead: (@Sendable () -> Void)?
     /// A terminal's window size as last told to a stand-in (in `attached`
     /// or `winsize`). Both directions' threads use it: an attach tells the
     /// size of now, the `in` thread what changed since.
@@ -66,8 +79,9 @@ public final class HomeChannel: @unchecked Sendable {
             var t = termios()
             if tcgetattr(fd, &t) == 0 {
                 savedTermios = t
-                // The stand-in's line discipline does the editing, echo and
-                // signals; the home tty only carries bytes.
+                // The stand-in's line discipline does the editing, echo
+                // and signals; the home tty only carries bytes (a moved
+                // process's makes its signals: `signalsAtHome`).
                 var raw = t
                 cfmakeraw(&raw)
                 tcsetattr(fd, TCSANOW, &raw)
@@ -80,6 +94,22 @@ public final class HomeChannel: @unchecked Sendable {
         // more (the pull has one answer on the way at a time). A node-local
         // file is not a pipe: the kernel refuses and nothing changes.
         if kind == .pipeIn { _ = ssi_set_pipe_size(fd, Int32(Self.readChunk)) }
+    }
+
+    /// A moved process's terminal: home's terminal makes the signals of
+    /// its keys itself (raw, with ISIG and the process's VINTR, VQUIT and
+    /// VSUSP, as the stand-in tells them: `keys`), for its foreground
+    /// group, whose deputy forwards them; there the process's group is
+    /// orphaned and need not be its pty's foreground group. (onnode's
+    /// terminal keeps its signals on the command's node, where the
+    /// command leads its own session.)
+    func signalsAtHome() {
+        guard kind == .tty, let saved = savedTermios else { return }
+        var raw = saved
+        cfmakeraw(&raw)
+        raw = RelayMessage.SignalKeys(saved).applied(to: raw)
+        rawTermios = raw
+        tcsetattr(fd, TCSANOW, &raw)
     }
 
     /// The most one answer to `read` carries (a `data` frame's payload is
@@ -173,10 +203,18 @@ public final class HomeChannel: @unchecked Sendable {
                 try ch.send(Wire.nodata, [])
                 continue
             }
-            guard message == .read else { return }
+            guard case .read(let waiting)? = message else { return }
             // A resize while the process waits for input reaches it now.
             try sendWindowIfChanged(ch)
             if ended.current.contains("in") { try ch.send(Wire.eof, []); continue }
+            if let readable, !readable() {
+                // A background job that reads its terminal: the kernel
+                // would stop its group with SIGTTIN; home does it.
+                if waiting { onBackgroundRead?() }
+                Process.sleep(milliseconds: 200)
+                try ch.send(Wire.nodata, [])
+                continue
+            }
             var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             let ready = pollRetrying(&p, timeoutMs: 200)
             if ready <= 0 {
@@ -264,9 +302,14 @@ public final class HomeChannel: @unchecked Sendable {
                 // at home see end of file.
                 if !kind.isSocket || both { onEnd?() }
             case Wire.fields:
-                // `op=termios` or any: the stand-in's modes stay there
-                // (home is raw), so nothing is read from it.
-                _ = payload
+                // The stand-in's signal keys: home's terminal makes those
+                // signals (the rest of its modes stay raw). Anything else
+                // of this version is acked and left.
+                if kind == .tty, let base = rawTermios, let f = try? Fields.decode(payload),
+                   case .keys(let keys)? = try? RelayMessage.decode(f) {
+                    var t = keys.applied(to: base)
+                    tcsetattr(fd, TCSANOW, &t)
+                }
                 try ch.send(Wire.ack, [])
             default:
                 return

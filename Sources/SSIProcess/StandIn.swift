@@ -28,6 +28,9 @@ public final class StandIn: @unchecked Sendable {
     /// A terminal's session keeper (see restoreWithKeeper): it goes when
     /// the process leaves or ends.
     var keeper: pid_t = 0
+    /// A terminal's: whether its process sleeps in a read of it now (told
+    /// home with each `read`, for the SIGTTIN of a background job).
+    var waitingReader: (@Sendable () -> Bool)?
 
     init(channelID: String, home: UInt32, kind: ShipKind, fd: Int32, resource: String, log: @escaping @Sendable (String) -> Void) {
         self.channelID = channelID
@@ -106,7 +109,34 @@ public final class StandIn: @unchecked Sendable {
         }
     }
 
-    private var inParked = Locked(false), outParked = Locked(false)
+    /// Where a relay is: a pause waits until both are parked (or ended),
+    /// and one that runs out names where each was waiting.
+    private enum Place: CustomStringConvertible {
+        case starting, running, asking, waitingForAnswer, giving(bytes: Int)
+        case waitingForOutput, waitingForAcks(chunks: Int), parked, ended
+
+        var settled: Bool {
+            switch self {
+            case .parked, .ended: return true
+            default: return false
+            }
+        }
+
+        var description: String {
+            switch self {
+            case .starting: return "starting"
+            case .running: return "running"
+            case .asking: return "asking home for input"
+            case .waitingForAnswer: return "waiting for home's answer to a read"
+            case .giving(let n): return "giving the process \(n) bytes"
+            case .waitingForOutput: return "waiting for the process's output"
+            case .waitingForAcks(let n): return "waiting for home's ack of \(n) chunks"
+            case .parked: return "parked"
+            case .ended: return "ended"
+            }
+        }
+    }
+    private let inAt = Locked(Place.starting), outAt = Locked(Place.starting)
 
     /// One answer to a `read`: window sizes (a terminal's) applied as they
     /// come ahead of it, then its bytes, nothing yet, or the end.
@@ -159,6 +189,7 @@ public final class StandIn: @unchecked Sendable {
         func collect() -> Answer? {
             guard asked else { return nil }
             asked = false
+            inAt.withLock { $0 = .waitingForAnswer }
             return answer(ch)
         }
         /// The process closed its reading end: tell home (after the
@@ -178,9 +209,9 @@ public final class StandIn: @unchecked Sendable {
                 }
                 carry.withLock { $0 += pending }
                 pending = []
-                inParked.withLock { $0 = true }
+                inAt.withLock { $0 = .parked }
                 guard parkIfPaused() else { break }
-                inParked.withLock { $0 = false }
+                inAt.withLock { $0 = .running }
                 pending = carry.withLock { c in defer { c = [] }; return c }
             }
             if pending.isEmpty {
@@ -191,8 +222,9 @@ public final class StandIn: @unchecked Sendable {
                     break
                 }
                 if !asked {
+                    inAt.withLock { $0 = .asking }
                     do {
-                        try ch.send(RelayMessage.read.encode())
+                        try ch.send(RelayMessage.read(waiting: kind == .tty && waitingReader?() == true).encode())
                     } catch {
                         log("stand-in \(channelID) in: \(error.description)")
                         homeLost("in")
@@ -211,7 +243,7 @@ public final class StandIn: @unchecked Sendable {
                     break loop
                 }
                 if readAhead {
-                    if (try? ch.send(RelayMessage.read.encode())) == nil {
+                    if (try? ch.send(RelayMessage.read(waiting: false).encode())) == nil {
                         homeLost("in")
                         break
                     }
@@ -221,6 +253,7 @@ public final class StandIn: @unchecked Sendable {
             // Give it to the process, a slice at a time so that a pause
             // is noticed even when the process does not read.
             while !pending.isEmpty && state.current == .running {
+                inAt.withLock { $0 = .giving(bytes: pending.count) }
                 var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
                 guard pollRetrying(&p, timeoutMs: 200) > 0 else {
                     // A terminal whose process leaves its keys unread (a
@@ -251,7 +284,7 @@ public final class StandIn: @unchecked Sendable {
                 }
             }
         }
-        inParked.withLock { $0 = true }
+        inAt.withLock { $0 = .ended }
     }
 
     /// Chunks of output sent home and not yet acknowledged, at most: a
@@ -265,13 +298,25 @@ public final class StandIn: @unchecked Sendable {
         // false when home answered something else (its reader is gone).
         func settle(_ limit: Int) throws(SSIError) -> Bool {
             while unacked > limit {
+                outAt.withLock { $0 = .waitingForAcks(chunks: unacked) }
                 guard let (type, _) = try ch.receive(), type == Wire.ack else { return false }
                 unacked -= 1
             }
             return true
         }
+        // A terminal's signal keys as home last heard of them.
+        var keysTold: RelayMessage.SignalKeys?
         do {
             while true {
+                if kind == .tty, state.current == .running {
+                    var t = termios()
+                    if tcgetattr(fd, &t) == 0, keysTold != RelayMessage.SignalKeys(t) {
+                        keysTold = RelayMessage.SignalKeys(t)
+                        try ch.send(RelayMessage.keys(RelayMessage.SignalKeys(t)).encode())
+                        unacked += 1
+                    }
+                }
+                outAt.withLock { $0 = .waitingForOutput }
                 var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
                 let ready = pollRetrying(&p, timeoutMs: unacked > 0 ? 0 : 200)
                 if ready <= 0 {
@@ -279,9 +324,9 @@ public final class StandIn: @unchecked Sendable {
                     // first, then a pause can stop here, nothing is lost.
                     guard try settle(0) else { homeLost("out"); break }
                     if state.current != .running {
-                        outParked.withLock { $0 = true }
+                        outAt.withLock { $0 = .parked }
                         guard parkIfPaused() else { break }
-                        outParked.withLock { $0 = false }
+                        outAt.withLock { $0 = .running }
                     }
                     continue
                 }
@@ -307,7 +352,7 @@ public final class StandIn: @unchecked Sendable {
             log("stand-in \(channelID) out: \(error.description)")
             homeLost("out")
         }
-        outParked.withLock { $0 = true }
+        outAt.withLock { $0 = .ended }
     }
 
     /// The home side of a direction is gone (its node or its agent died,
@@ -327,15 +372,24 @@ public final class StandIn: @unchecked Sendable {
     /// terminal's end is replaced by /dev/null, which closes the pipe end
     /// (EOF, EPIPE) or the pty master (hangup) under the same number.
     func endProcessSide(_ direction: String) {
-        if kind.isSocket {
-            shutdown(fd, direction == "in" ? Int32(SHUT_WR) : Int32(SHUT_RD))
-            return
+        // Under `fdClosed`'s lock: `finish` may close `fd` at the same
+        // time, and a dup2 onto a closed number would take whatever the
+        // process (the agent, or a test beside it) opened there since.
+        fdClosed.withLock { closed in
+            guard !closed else { return }
+            if kind.isSocket {
+                shutdown(fd, direction == "in" ? Int32(SHUT_WR) : Int32(SHUT_RD))
+                return
+            }
+            let null = open("/dev/null", O_RDWR | O_CLOEXEC)
+            guard null >= 0 else { return }
+            if dup2(null, fd) == fd { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+            close(null)
         }
-        let null = open("/dev/null", O_RDWR | O_CLOEXEC)
-        guard null >= 0 else { return }
-        if dup2(null, fd) == fd { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
-        close(null)
     }
+
+    /// Whether `finish` has closed `fd` (see endProcessSide).
+    private let fdClosed = Locked(false)
 
     /// Stops relaying (the process is frozen): output is sent home until
     /// the stand-in is empty; input already fetched is kept in `carry`.
@@ -344,8 +398,8 @@ public final class StandIn: @unchecked Sendable {
         state.withLock { $0 = .pausing }
         var waited = 0
         while waited < timeoutMs {
-            let inDone = !connections.keys.contains("in") || inParked.current || stopped.current.contains("in")
-            let outDone = !connections.keys.contains("out") || outParked.current || stopped.current.contains("out")
+            let inDone = !connections.keys.contains("in") || inAt.current.settled || stopped.current.contains("in")
+            let outDone = !connections.keys.contains("out") || outAt.current.settled || stopped.current.contains("out")
             if inDone && outDone {
                 state.withLock { $0 = .paused }
                 return true
@@ -353,6 +407,8 @@ public final class StandIn: @unchecked Sendable {
             Process.sleep(milliseconds: 20)
             waited += 20
         }
+        func at(_ d: String, _ place: Locked<Place>) -> String { connections.keys.contains(d) ? place.current.description : "not relayed" }
+        log("stand-in \(channelID): the pause ran out after \(timeoutMs) ms: in \(at("in", inAt)), out \(at("out", outAt))")
         return false
     }
 
@@ -365,7 +421,20 @@ public final class StandIn: @unchecked Sendable {
         if keeper > 0 { kill(keeper, SIGTERM) }
         state.withLock { $0 = .closing }
         for ch in connections.values { ch.shutdown() }
-        close(fd)
+        // The relays stop before `fd` is closed: one between its poll and
+        // its write would otherwise write to whatever took the number.
+        // Paused (a move), they are parked and see `closing` within 20 ms;
+        // running, within a poll's 200 ms. Bounded all the same.
+        var waited = 0
+        while stopped.current.count < connections.count && waited < 1000 {
+            Process.sleep(milliseconds: 10)
+            waited += 10
+        }
+        fdClosed.withLock { closed in
+            guard !closed else { return }
+            closed = true
+            close(fd)
+        }
     }
 }
 

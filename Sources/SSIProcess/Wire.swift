@@ -61,7 +61,7 @@ public struct Fields: Sendable, Equatable, CustomStringConvertible {
     public var pairs: [(String, String)]
 
     /// The protocol version every message carries first.
-    public static let version = 3
+    public static let version = 4
     static let versionLine: [UInt8] = Array("v=\(version)".utf8)
 
     public init(_ op: String, _ pairs: [(String, String)] = []) { self.pairs = [("op", op)] + pairs }

@@ -13,6 +13,11 @@ public struct Applet: Sendable, Equatable {
         case divert
         case migrate, onnode
         case wherePID = "where_pid"
+        case kill
+        case deputy = "ssi-deputy"
+        case loadlevel, ll, loads, onall
+        case clusterNodeNum = "clusternode_num"
+        case clusterList = "cluster-list"
         case fence = "fence_ssi"
     }
 
@@ -64,6 +69,18 @@ public struct Applet: Sendable, Equatable {
                links: ["usr/sbin/ssi-migrate", "usr/bin/migrate"]),
         Applet(.onnode, names: ["onnode"], subcommand: "onnode", own: true, links: ["usr/bin/onnode"]),
         Applet(.wherePID, names: ["where_pid"], subcommand: "where_pid", own: true, links: ["usr/bin/where_pid"]),
+        Applet(.kill, names: ["ssi-kill"], subcommand: "kill", own: true, links: ["usr/bin/ssi-kill"]),
+        Applet(.loadlevel, names: ["loadlevel"], subcommand: "loadlevel", own: true, links: ["usr/bin/loadlevel"]),
+        Applet(.ll, names: ["ssi-ll"], subcommand: "ll", own: true, links: ["usr/bin/ssi-ll"]),
+        Applet(.loads, names: ["loads"], subcommand: "loads", own: true, links: ["usr/bin/loads"]),
+        Applet(.onall, names: ["onall"], subcommand: "onall", own: true, links: ["usr/bin/onall"]),
+        Applet(.clusterNodeNum, names: ["clusternode_num"], subcommand: "clusternode_num", own: true, links: ["usr/bin/clusternode_num"]),
+        // OpenSSI's `cluster` (its scripts' node list); ssi's own cluster
+        // commands are `ssi cluster ...`, reached by subcommand only.
+        Applet(.clusterList, names: ["cluster"], subcommand: nil, own: true, links: ["usr/bin/cluster"]),
+        // Exec'd by the process agent into a process that moved away
+        // (its deputy); never run by hand, so no link and no subcommand.
+        Applet(.deputy, names: ["ssi-deputy"], subcommand: nil, links: []),
         Applet(.fence, names: ["fence_ssi"], subcommand: nil, links: ["usr/sbin/fence_ssi"]),
     ]
 

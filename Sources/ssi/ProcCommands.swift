@@ -21,15 +21,70 @@ enum ProcDocCommands {
             mappings, PIDs already used on the target.
             """)
 
-    static let onnode = ownCommandLine(.onnode, usage: "[-p] NODE COMMAND [ARG...]",
+    static let onnode = ownCommandLine(.onnode, usage: "[-p] [-b] NODE COMMAND [ARG...]",
         abstract: "Run a command on another node, its stdio shipped back here.",
         discussion: """
-            onnode [-p] NODE COMMAND [ARG...]. The command runs on NODE as the caller (uid, gid, groups), with the \
+            onnode [-p] [-b] NODE COMMAND [ARG...]. The command runs on NODE as the caller (uid, gid, groups), with the \
             caller's environment and working directory; its stdin, stdout and stderr stay here and are shipped. \
             onnode exits with the command's exit status (128+N when a signal N killed it). SIGINT, SIGTERM, SIGHUP, \
             SIGQUIT, SIGUSR1 and SIGUSR2 sent to onnode go to the command, wherever it runs by then (a terminal's \
-            keys, such as Ctrl-C, reach it through the shipped terminal). -p leaves the command running there and \
-            returns at once.
+            keys, such as Ctrl-C, reach it through the shipped terminal). -p pins it to NODE, as OpenSSI's -p did: the \
+            load leveler never moves it (SSI_LL_PIN=1 in its environment). -b leaves the command running there and \
+            returns at once (it was -p before ssi had load leveling).
+            """)
+
+    static let kill = ownCommandLine(.kill, usage: "[-s SIGNAL | -SIGNAL] PID...",
+        abstract: "Send a signal to processes wherever they run in the cluster.",
+        discussion: """
+            ssi kill [-s SIGNAL | -SIGNAL] PID... (also ssi-kill; -l lists the names). The signal (TERM by default, \
+            by name or number) goes to each process on the node where it runs now, as the caller: that node's \
+            process agent checks the caller may signal it, as kill(2) does. A process that moved away keeps a deputy \
+            under its PID on its home node, so kill PID there reaches it too (the deputy forwards it); ssi kill works \
+            from any node. Exit 1 if any PID could not be signalled.
+            """)
+
+    static let loadlevel = ownCommandLine(.loadlevel, usage: "[-a | -n NODE] [on | off]",
+        abstract: "Turn load leveling on or off, cluster-wide or for one node.",
+        discussion: """
+            loadlevel [-a | -n NODE] [on | off] (OpenSSI's name). -a on|off: every node (the cluster line of \
+            /etc/ssi/loadlevel, and no node line any more); on|off: this node, or NODE with -n. Without on or off it \
+            shows where leveling is on. Off by default. Leveled are the programs named in /etc/ssi/loadlevellist (one \
+            name per line; without the file: cc, gcc, c++, g++, clang, clang++) when run under ssi-ll: each starts on \
+            the least loaded node where leveling is on, and a node with more than one runnable process per CPU moves \
+            its busiest leveled process to a node lighter by one per CPU (a moved process waits 30 s before it moves \
+            again). A leveled process keeps a deputy at home, so its parent sees nothing move.
+            """)
+
+    static let ll = ownCommandLine(.ll, usage: "[COMMAND [ARG...]]",
+        abstract: "Run a command (default: your shell) whose leveled programs are load-leveled (OpenSSI's bash-ll).",
+        discussion: """
+            ssi-ll [COMMAND [ARG...]]. COMMAND runs with /run/ssi/ll first in PATH and SSI_LL=1 in its environment: a \
+            program of /etc/ssi/loadlevellist it runs asks its node's process agent where to start (here while this node \
+            has a CPU to spare) and runs there as onnode would run it, its stdio, signals and exit status here; and the \
+            leveler may move it while it runs. SSI_LL_PIN=1 in a process's environment keeps the leveler from moving it.
+            """)
+
+    static let loads = ownCommandLine(.loads, usage: "",
+        abstract: "Show each node's load as the load leveler sees it.",
+        discussion: """
+            loads. Each node's runnable processes (smoothed over a few seconds), its CPUs, the load per CPU, and \
+            whether leveling is on there. Each membership agent publishes its node's load over CPG when it changes by a \
+            quarter, or every 10 s; every node keeps what it heard in /run/ssi/loads.
+            """)
+
+    static let onall = ownCommandLine(.onall, usage: "COMMAND [ARG...]",
+        abstract: "Run a command on every node, its output prefixed by the node (OpenSSI's onall).",
+        discussion: """
+            onall COMMAND [ARG...]. COMMAND runs on each node that is up, one after the other, as onnode runs it (the \
+            caller, the caller's environment and directory; its stdin /dev/null); each line of its output and errors \
+            is printed prefixed with the node's name. The exit status is the highest of theirs.
+            """)
+
+    static let clusterNodeNum = ownCommandLine(.clusterNodeNum, usage: "",
+        abstract: "Print this node's number (OpenSSI's clusternode_num).",
+        discussion: """
+            clusternode_num. The number of the node it runs on, from the membership agent's view (the same number \
+            as ssi cluster node-num, which asks corosync).
             """)
 
     static let wherePID = ownCommandLine(.wherePID, usage: "PID...",

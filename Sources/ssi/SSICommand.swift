@@ -35,7 +35,14 @@ enum SSICommand {
         case .migrate: ProcDocCommands.migrate
         case .onnode: ProcDocCommands.onnode
         case .wherePID: ProcDocCommands.wherePID
-        case .fence: nil  // fence_ssi: a fence agent's key=value stdin, no subcommand
+        case .kill: ProcDocCommands.kill
+        case .loadlevel: ProcDocCommands.loadlevel
+        case .ll: ProcDocCommands.ll
+        case .loads: ProcDocCommands.loads
+        case .onall: ProcDocCommands.onall
+        case .clusterNodeNum: ProcDocCommands.clusterNodeNum
+        case .clusterList: nil  // argv[0] only: `ssi cluster` is ssi's own command group
+        case .fence, .deputy: nil  // fence_ssi: a fence agent's key=value stdin; the deputy: exec'd by the agent
         }
     }
 }

@@ -24,6 +24,14 @@ enum Tools {
         case .migrate: exit(ProcTools(program: invokedAs).migrate(args))
         case .onnode: exit(ProcTools(program: invokedAs).onnode(args))
         case .wherePID: exit(ProcTools(program: invokedAs).wherePID(args))
+        case .kill: exit(ProcTools(program: invokedAs).kill(args))
+        case .loadlevel: exit(ProcTools(program: invokedAs).loadlevel(args))
+        case .ll: exit(ProcTools(program: invokedAs).ll(args))
+        case .loads: exit(ProcTools(program: invokedAs).loads(args))
+        case .onall: exit(ProcTools(program: invokedAs).onall(args))
+        case .clusterNodeNum: exit(ProcTools(program: invokedAs).clusterNodeNum(args))
+        case .clusterList: exit(ProcTools(program: invokedAs).cluster(args))
+        case .deputy: Deputy.run()
         }
     }
 }

@@ -5,6 +5,8 @@ import SSICore
 import SSILinux
 import SSIBoot
 import SSITools
+import SSIProcess
+import CSSIShim
 
 // ONE binary for every command. As PID 1 it is ssi-init before anything
 // else runs: with no /proc yet, CommandLine.arguments is empty, so the
@@ -15,6 +17,13 @@ if getpid() == 1 {
 
 let arguments = CommandLine.arguments
 let invokedAs = basename(of: arguments.first ?? "ssi")
+
+// A leveled program's wrapper (ssi-ll): a link in /run/ssi/ll named after
+// the program (cc, gcc, ...), so argv[0] is the program's name; the path
+// the kernel executed (AT_EXECFN) tells it apart.
+if let execfn = ssi_exec_path(), String(cString: execfn).hasPrefix(ProcTools.levelDirectory + "/") {
+    exit(ProcTools(program: invokedAs).leveledExec(arguments))
+}
 
 // The applet table (SSITools/Applets.swift) says what each name runs:
 // argv[0] first (ssi-mount, onnode, /init), then `ssi NAME ...` for the

@@ -191,6 +191,37 @@ final class FakeCluster {
         #expect(c.keepers[3]!.awaitingTable == false)
     }
 
+    @Test("a table that comes after the newcomer's wait ran out is still taken: merged, and an unmount seen meanwhile stays out")
+    func lateTableAfterTheWait() throws {
+        let c = try FakeCluster(nodes: [1, 2])
+        c.keepers[2]!.requestMount(entry(.node(2), "/mnt/disk2"), client: 1)
+        c.keepers[1]!.requestMount(entry(.every, "/mnt/t", source: "tmpfs"), client: 1)
+        c.run()
+        try c.add(3)
+        c.members.insert(3)
+        for n in [UInt32(1), 2, 3] { c.keepers[n]!.membershipChanged(members: c.members, left: [], joined: [3]) }
+        // The old member's table is held back; node 3's wait runs out.
+        let held = c.queue
+        c.queue = []
+        c.keepers[3]!.awaitingTable = false
+        c.keepers[3]!.tableTimedOut = true
+        #expect(c.tables()[3] == [])
+        // Meanwhile node 1 unmounts /mnt/t cluster-wide: node 3 sees
+        // the request (CPG's order puts it before the late table).
+        c.keepers[1]!.requestUmount(target: "/mnt/t", client: 9)
+        let umount = c.queue
+        c.queue = []
+        #expect(!umount.isEmpty)
+        for (from, bytes) in umount { c.deliver(from, bytes, to: [3]) }
+        // Then the late table (it still lists /mnt/t) arrives.
+        for (from, bytes) in held { c.deliver(from, bytes, to: [3]) }
+        #expect(c.tables()[3] == ["/mnt/disk2"], "taken late, without what was unmounted since: \(c.tables()[3] ?? [])")
+        #expect(c.keepers[3]!.tableTimedOut == false && c.keepers[3]!.awaitingTable == false)
+        // A second table (for a later newcomer that lists node 3 too) changes nothing.
+        for (from, bytes) in held { c.deliver(from, bytes, to: [3]) }
+        #expect(c.tables()[3] == ["/mnt/disk2"])
+    }
+
     @Test("a member leaving mid-request is not waited for")
     func leaverNotAwaited() throws {
         let c = try FakeCluster(nodes: [1, 2, 3])

@@ -11,38 +11,40 @@ import SSILinux
 
     @Test("the agent's own messages decode exactly; values the view cannot hold are refused")
     func decodeExact() {
-        #expect(decode("v3 state UP -") == .state(.up, stage: ""))
-        #expect(decode("v3 state COMINGUP root-mounted") == .state(.comingUp, stage: "root-mounted"))
-        #expect(decode("v3 boot 3 dhcp") == .boot(node: 3, stage: "dhcp"))
-        #expect(decode("v3 gfs2 c:root,c:data") == .gfs2(["c:root", "c:data"]))
-        #expect(decode("v3 devs -") == .devices([]))
-        #expect(decode("v3 peers\nnode1 ed25519:AAAA\nnode2 ed25519:BB+/=") == .peers([.init(name: "node1", key: "ed25519:AAAA"),
+        #expect(decode("v4 state UP -") == .state(.up, stage: ""))
+        #expect(decode("v4 state COMINGUP root-mounted") == .state(.comingUp, stage: "root-mounted"))
+        #expect(decode("v4 boot 3 dhcp") == .boot(node: 3, stage: "dhcp"))
+        #expect(decode("v4 gfs2 c:root,c:data") == .gfs2(["c:root", "c:data"]))
+        #expect(decode("v4 devs -") == .devices([]))
+        #expect(decode("v4 peers\nnode1 ed25519:AAAA\nnode2 ed25519:BB+/=") == .peers([.init(name: "node1", key: "ed25519:AAAA"),
                                                                                         .init(name: "node2", key: "ed25519:BB+/=")]))
-        #expect(decode("v3 peers") == .peers([]))
-        #expect(decode("v3 peers x") == nil)
-        #expect(decode("v3 peers\nnode1 ed25519:A extra") == nil)
-        #expect(decode("v3 peers\nnode1 \u{1b}[2J") == nil)
-        #expect(String(decoding: CPGMessage.peers([.init(name: "n1", key: "k")]).encode(), as: UTF8.self) == "v3 peers\nn1 k")
-        #expect(decode("v3 reload 12-345 1/1\n[cluster]\r\nname = \"x\"\n")
+        #expect(decode("v4 peers") == .peers([]))
+        #expect(decode("v4 load 150 2") == .load(hundredths: 150, cpus: 2))
+        #expect(decode("v4 load 100001 2") == nil && decode("v4 load 1 0") == nil && decode("v4 load 1") == nil, "out of range, or short")
+        #expect(decode("v4 peers x") == nil)
+        #expect(decode("v4 peers\nnode1 ed25519:A extra") == nil)
+        #expect(decode("v4 peers\nnode1 \u{1b}[2J") == nil)
+        #expect(String(decoding: CPGMessage.peers([.init(name: "n1", key: "k")]).encode(), as: UTF8.self) == "v4 peers\nn1 k")
+        #expect(decode("v4 reload 12-345 1/1\n[cluster]\r\nname = \"x\"\n")
                 == .reload(id: "12-345", part: .only, bytes: Array("[cluster]\r\nname = \"x\"\n".utf8)))
-        #expect(decode("v3 reloaded 12-345 2\nerror: it failed") == .reloaded(id: "12-345", node: 2, result: "error: it failed"))
+        #expect(decode("v4 reloaded 12-345 2\nerror: it failed") == .reloaded(id: "12-345", node: 2, result: "error: it failed"))
         // A stage with a newline would add a line to the view file.
-        #expect(decode("v3 state UP a\nnode 9 UP - x 1.2.3.4") == nil)
-        #expect(decode("v3 state UP \u{1b}[2J") == nil)
-        #expect(decode("v3 state SIDEWAYS -") == nil)
-        #expect(decode("v3 boot 99999999999 dhcp") == nil)
-        #expect(decode("v3 devs a,,b") == nil)
-        #expect(decode("v3 devs " + String(repeating: "a,", count: 2000) + "a") == nil)
+        #expect(decode("v4 state UP a\nnode 9 UP - x 1.2.3.4") == nil)
+        #expect(decode("v4 state UP \u{1b}[2J") == nil)
+        #expect(decode("v4 state SIDEWAYS -") == nil)
+        #expect(decode("v4 boot 99999999999 dhcp") == nil)
+        #expect(decode("v4 devs a,,b") == nil)
+        #expect(decode("v4 devs " + String(repeating: "a,", count: 2000) + "a") == nil)
         // A reload id names a file: no paths.
-        #expect(decode("v3 reload ../../etc/passwd 1/1\nx") == nil)
-        #expect(decode("v3 reloaded ../x 1\nok") == nil)
-        #expect(decode("v3 reload 1 1/1") == nil)
-        #expect(decode("v3 reload 1 2/1\nx") == nil)
-        #expect(decode("v3 reload 1 0/1\nx") == nil)
+        #expect(decode("v4 reload ../../etc/passwd 1/1\nx") == nil)
+        #expect(decode("v4 reloaded ../x 1\nok") == nil)
+        #expect(decode("v4 reload 1 1/1") == nil)
+        #expect(decode("v4 reload 1 2/1\nx") == nil)
+        #expect(decode("v4 reload 1 0/1\nx") == nil)
         #expect(decode("") == nil)
         // Exact fields: a double space is not a separator run any more.
-        #expect(decode("v3 cmounted  1.1.1 2\nok") == nil)
-        #expect(decode("v3 lock fsck:x 1.2.3 extra") == nil)
+        #expect(decode("v4 cmounted  1.1.1 2\nok") == nil)
+        #expect(decode("v4 lock fsck:x 1.2.3 extra") == nil)
     }
 
     @Test("versions: an old agent's messages, another version and an unknown kind are typed errors, not misparses")
@@ -54,13 +56,13 @@ import SSILinux
         #expect(error("v1 UP -") == .unsupportedVersion("v1"))
         #expect(error("gfs2 -") == .unversioned)
         #expect(error("ctable 3") == .unversioned)
-        #expect(error("v4 state UP -") == .unsupportedVersion("v4"))
-        #expect(error("v2 state UP -") == .unsupportedVersion("v2"), "the version before `peers`")
+        #expect(error("v5 state UP -") == .unsupportedVersion("v5"))
+        #expect(error("v3 state UP -") == .unsupportedVersion("v3"), "the version before `load`")
         #expect(error("v99999999999999999999999 state UP -") == .unsupportedVersion("v99999999999999999999999"))
-        #expect(error("v3 ctablex 3 1/1") == .unknownKind("ctablex"))
-        #expect(error("v3 ctable") == .malformed(kind: "ctable", why: "0 fields, want 2"))
-        #expect(error("v3") == .malformed(kind: "", why: "no kind"))
-        #expect(error("v3 state UP -")?.isVersionMismatch == nil)
+        #expect(error("v4 ctablex 3 1/1") == .unknownKind("ctablex"))
+        #expect(error("v4 ctable") == .malformed(kind: "ctable", why: "0 fields, want 2"))
+        #expect(error("v4") == .malformed(kind: "", why: "no kind"))
+        #expect(error("v4 state UP -")?.isVersionMismatch == nil)
         #expect(error("v1 UP -")?.isVersionMismatch == true)
         // Before anything is copied.
         let big = [UInt8](repeating: 65, count: CPGMessage.maxMessageBytes + 1)
@@ -71,8 +73,8 @@ import SSILinux
     func lockHolderValidated() throws {
         let c = try FakeCluster(nodes: [1, 2])
         // Node 2 queues a bogus holder, then one of node 1's, then its own.
-        for bogus in ["v3 lock fsck:x .", "v3 lock fsck:x ..", "v3 lock fsck:x 1.3.1", "v3 lock fsck:x a.b.c", "v3 lock fsck:x 2.3",
-                      "v3 unlock fsck:x 1.3.1", "v3 locks 1,2 1/1 fsck:x=.,..", "v3 lock . 2.1.1x"] {
+        for bogus in ["v4 lock fsck:x .", "v4 lock fsck:x ..", "v4 lock fsck:x 1.3.1", "v4 lock fsck:x a.b.c", "v4 lock fsck:x 2.3",
+                      "v4 unlock fsck:x 1.3.1", "v4 locks 1,2 1/1 fsck:x=.,..", "v4 lock . 2.1.1x"] {
             c.queue.append((2, Array(bogus.utf8)))
         }
         c.run()
@@ -102,12 +104,12 @@ import SSILinux
         c.locks[1]!.request("fsck:abc", client: 4)
         c.run()
         let seeds = Fuzz.seeds([
-            "v3 peers\nnode1 ed25519:AAAA\nnode2 ed25519:BBBB", "v3 state UP -", "v3 state COMINGUP network", "v3 boot 3 image", "v3 gfs2 c:root", "v3 devs m:1234-abcd,s:5678",
-            "v3 reload 12-34 1/2\n[cluster]\nname = \"t\"\n", "v3 reloaded 12-34 2\nok",
-            "v3 lock fsck:abc 2.5.1", "v3 unlock fsck:abc 2.5.1", "v3 locks 3 1/1 fsck:abc=1.4.1,2.5.1",
-            "v3 cmount 1.1.1\t1\t/mnt/x\t/dev/vdb\text4\t-", "v3 cmounted 1.1.1 2\nok", "v3 cumount 1.2.3 /mnt/x",
-            "v3 cumounted 1.2.3 2\nerror: x", "v3 ctable 3 1/2\n1.1.1\t1\t/mnt/x\t/dev/vdb\text4\t-",
-            "v3 ctable 3 2/2\n2.1.1\t*\t/mnt/y\ttmpfs\ttmpfs\t-",
+            "v4 peers\nnode1 ed25519:AAAA\nnode2 ed25519:BBBB", "v4 state UP -", "v4 state COMINGUP network", "v4 boot 3 image", "v4 gfs2 c:root", "v4 devs m:1234-abcd,s:5678",
+            "v4 reload 12-34 1/2\n[cluster]\nname = \"t\"\n", "v4 reloaded 12-34 2\nok",
+            "v4 lock fsck:abc 2.5.1", "v4 unlock fsck:abc 2.5.1", "v4 locks 3 1/1 fsck:abc=1.4.1,2.5.1",
+            "v4 cmount 1.1.1\t1\t/mnt/x\t/dev/vdb\text4\t-", "v4 cmounted 1.1.1 2\nok", "v4 cumount 1.2.3 /mnt/x",
+            "v4 cumounted 1.2.3 2\nerror: x", "v4 ctable 3 1/2\n1.1.1\t1\t/mnt/x\t/dev/vdb\text4\t-",
+            "v4 ctable 3 2/2\n2.1.1\t*\t/mnt/y\ttmpfs\ttmpfs\t-",
         ])
         Fuzz.run("cpg-messages", seeds: seeds, iterations: Fuzz.iterations(default: 800)) { bytes in
             if bytes.count <= CPGMessage.maxResultBytes, let m = try? CPGMessage.decode(bytes) {

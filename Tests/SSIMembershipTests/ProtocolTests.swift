@@ -32,13 +32,13 @@ import SSILinux
         ]
         for m in messages {
             let bytes = m.encode()
-            #expect(bytes.starts(with: Array("v3 ".utf8)), "\(m)")
+            #expect(bytes.starts(with: Array("v4 ".utf8)), "\(m)")
             #expect(try CPGMessage.decode(bytes) == m)
         }
         // The wire form is what PROTOCOLS.md says.
-        #expect(String(decoding: CPGMessage.state(.up, stage: "").encode(), as: UTF8.self) == "v3 state UP -")
-        #expect(String(decoding: CPGMessage.mounted(id: "1.2.3", node: 2, result: "ok").encode(), as: UTF8.self) == "v3 cmounted 1.2.3 2\nok")
-        #expect(String(decoding: CPGMessage.locks(to: [3], part: .only, queues: []).encode(), as: UTF8.self) == "v3 locks 3 1/1")
+        #expect(String(decoding: CPGMessage.state(.up, stage: "").encode(), as: UTF8.self) == "v4 state UP -")
+        #expect(String(decoding: CPGMessage.mounted(id: "1.2.3", node: 2, result: "ok").encode(), as: UTF8.self) == "v4 cmounted 1.2.3 2\nok")
+        #expect(String(decoding: CPGMessage.locks(to: [3], part: .only, queues: []).encode(), as: UTF8.self) == "v4 locks 3 1/1")
         // A result is cut when sent, on a scalar boundary.
         let long = String(repeating: "é", count: CPGMessage.maxResultBytes)
         guard case .mounted(_, _, let cut) = try CPGMessage.decode(CPGMessage.mounted(id: "1", node: 1, result: long).encode()) else {
@@ -51,14 +51,14 @@ import SSILinux
     @Test("ctable: ID not a token, a lone 'ctable' prefix or a bad record is refused")
     func tableRefusals() {
         func refused(_ text: String) -> Bool { (try? CPGMessage.decode(Array(text.utf8))) == nil }
-        #expect(refused("v3 ctable3 1/1"))
-        #expect(refused("v3 ctable 3 1/1\nnot a record"))
-        #expect(refused("v3 ctable 3 1/1\na b\t1\t/mnt/x\ts\tt\to"))
-        #expect(refused("v3 ctable 3,x 1/1"))
-        #expect(refused("v3 ctable 3 1/\(CPGMessage.maxParts + 1)"))
-        #expect(refused("v3 cmount a b\t1\t/mnt/x\ts\tt\to"))
-        #expect(refused("v3 cumount 1.2.3 relative"))
-        #expect(!refused("v3 ctable 3 1/1\n1.1.1\t1\t/mnt/x\ts\tt\to"))
+        #expect(refused("v4 ctable3 1/1"))
+        #expect(refused("v4 ctable 3 1/1\nnot a record"))
+        #expect(refused("v4 ctable 3 1/1\na b\t1\t/mnt/x\ts\tt\to"))
+        #expect(refused("v4 ctable 3,x 1/1"))
+        #expect(refused("v4 ctable 3 1/\(CPGMessage.maxParts + 1)"))
+        #expect(refused("v4 cmount a b\t1\t/mnt/x\ts\tt\to"))
+        #expect(refused("v4 cumount 1.2.3 relative"))
+        #expect(!refused("v4 ctable 3 1/1\n1.1.1\t1\t/mnt/x\ts\tt\to"))
     }
 
     func entries(_ n: Int, padding: Int) -> [ClusterMount] {
@@ -215,7 +215,7 @@ import SSILinux
 
     @Test("Fuzz: reassembly of mutated parts never traps and never returns more than was sent")
     func reassemblyFuzz() {
-        let seeds = Fuzz.seeds(["v3 reload 1 1/3\nabc", "v3 reload 1 2/3\ndef", "v3 reload 1 3/3\ng", "v3 reload 2 1/1\n"])
+        let seeds = Fuzz.seeds(["v4 reload 1 1/3\nabc", "v4 reload 1 2/3\ndef", "v4 reload 1 3/3\ng", "v4 reload 2 1/1\n"])
         var r = Reassembly<UInt8>()
         Fuzz.run("cpg-reassembly", seeds: seeds, iterations: Fuzz.iterations(default: 400)) { bytes in
             guard case .reload(let id, let part, let b)? = try? CPGMessage.decode(bytes) else { return }
@@ -250,8 +250,8 @@ import SSILinux
             do { _ = try AgentRequest.decode(line); return nil } catch { return error }
         }
         #expect(error("mount 1\t1\t/mnt/x\ts\tt\to") == .unversioned("mount 1\t1\t/mnt/x\ts\tt\to"))
-        #expect(error("v3 lock x") == .unsupportedVersion("v3"))
-        #expect(error("v3 lock x")?.description.contains("speaks protocol v2") == true)
+        #expect(error("v4 lock x") == .unsupportedVersion("v4"))
+        #expect(error("v4 lock x")?.description.contains("speaks protocol v2") == true)
         #expect(error("v2 frobnicate") == .unknownKind("v2 frobnicate"))
         #expect(error("v2 frobnicate")?.description == "unknown request: v2 frobnicate")
         #expect(error("v2 mount not-a-record") != nil)

@@ -149,7 +149,7 @@ import SSITestSupport
 
         // -p: returns at once; the command goes on there.
         let marker = pair.dir + "/persistent"
-        let p = try pair.run(["onnode", "-p", "2", "sh", "-c", "sleep 1; echo done > \(marker)"])
+        let p = try pair.run(["onnode", "-b", "2", "sh", "-c", "sleep 1; echo done > \(marker)"])
         #expect(p.status == 0 && p.err.contains("runs on node 2"), "\(p)")
         #expect(!FileManager.default.fileExists(atPath: marker))
         var waited = 0

@@ -193,5 +193,10 @@ import SSICore
                 == ["dump", "-t", "100", "-D", "/run/ssi/migrate/1-100-5", "--shell-job", "--leave-stopped",
                     "--manage-cgroups=ignore", "--skip-in-flight", "--external", "unix[12]", "--tcp-close"])
         #expect(MigrationPlan.dumpArguments(pid: 7, imageDirectory: "/d", specs: []).last == "--skip-in-flight")
+        // Frozen in a cgroup: criu leaves it there, running as far as
+        // criu knows, instead of stopping it.
+        #expect(MigrationPlan.dumpArguments(pid: 7, imageDirectory: "/d", specs: [], freezeCgroup: "/sys/fs/cgroup/m")
+                == ["dump", "-t", "7", "-D", "/d", "--shell-job", "--leave-running", "--freeze-cgroup", "/sys/fs/cgroup/m",
+                    "--manage-cgroups=ignore", "--skip-in-flight"])
     }
 }

@@ -3,6 +3,7 @@ import Foundation
 import CSSIShim
 import SSICore
 import SSILinux
+import SSIMembership
 @testable import SSIProcess
 
 /// The migration transaction against fakes of CRIU, the target and the
@@ -90,6 +91,35 @@ import SSILinux
         func exitReport(_ pid: pid_t) -> (node: UInt32, session: String)? { pid == 100 ? (3, "s-1") : nil }
 
         func retireProcesses(_ tasks: [pid_t]) { retired += tasks }
+
+        /// pid -> home node of a process restored here from elsewhere.
+        var remoteHomes: [pid_t: UInt32] = [:]
+        var expectedDeputies: [pid_t: (uid: uid_t, node: UInt32)] = [:]
+        var deputies: [pid_t] = []
+        func deputyHome(of pid: pid_t) -> UInt32? {
+            if exitReport(pid) != nil { return nil }
+            return remoteHomes[pid] ?? localNode
+        }
+        func expectDeputy(pid: pid_t, uid: uid_t, node: UInt32) { expectedDeputies[pid] = (uid, node) }
+        func forgetDeputy(_ pid: pid_t) { expectedDeputies[pid] = nil }
+        func becomeDeputy(_ pid: pid_t, moveID: String, shippedTTY: Bool) -> String? {
+            if fail.contains("deputy") { return "execve: Permission denied" }
+            deputies.append(pid)
+            return nil
+        }
+        /// The cgroup freezer (off unless set: the stop is what most tests
+        /// look at); what was done with it.
+        var freezer = false
+        var freezes: [String] = []
+        func freezeTree(_ pid: pid_t, moveID: String) -> String? {
+            if !freezer { return nil }
+            freezes.append("freeze \(pid)")
+            tree.forEach { frozenInCgroup.insert($0) }
+            return "/sys/fs/cgroup/ssi-move-" + moveID
+        }
+        var frozenInCgroup = Set<pid_t>()
+        func thawTree(moveID: String) { freezes.append("thaw"); frozenInCgroup = [] }
+        func releaseTree(moveID: String, deputy: pid_t?) { freezes.append("release \(deputy.map(String.init) ?? "-")"); frozenInCgroup = [] }
     }
 
     /// criu: a dump stops the tree (--leave-stopped). A failing one leaves
@@ -111,7 +141,8 @@ import SSILinux
 
         func dump(_ arguments: [String], imageDirectory: String, readFrom: String) throws(SSIError) {
             dumps.append(arguments)
-            host.stopped.formUnion(host.tree)
+            // Frozen in its cgroup, criu leaves it so (--leave-running).
+            if !arguments.contains("--leave-running") { host.stopped.formUnion(host.tree) }
             if host.fail.contains("dump") { throw SSIError("migrate", "criu dump failed (exited 1): Error (criu/cr-dump.c:1): oops") }
             if host.fail.contains("fork") {
                 // A setuid child appeared in the tree just before the freeze.
@@ -270,6 +301,77 @@ import SSILinux
         #expect(req.all("ship") == ["socket:[904]|socket|1|1-100-7.1", "pipe:[7]|pipe-out|1|1-100-7.0", "run/in.txt|pipe-in|1|1-100-7.2"])
         #expect(req.all("report") == ["100|3|s-1"])
         for h in ["1-100-7.0", "1-100-7.1", "1-100-7.2"] { host.homes.release(h) }
+    }
+
+    @Test("the deputy: a process moving from its home leaves one (registered before the restore, named in the request); one moving on names its home; an onnode command none; a failed deputy is killed; a failed move forgets it",
+          arguments: ["home", "moving on", "onnode", "deputy fails", "target error"])
+    func deputy(_ situation: String) throws {
+        let host = FakeHost(), criu = FakeCRIU(host: host), target = FakeTarget()
+        // 200: no onnode session waits for it (100 is an onnode command).
+        var plan = Self.plan
+        if situation != "onnode" {
+            plan.request.pid = 200
+            plan.tasks = [200, 201]
+            plan.shipped = []
+            host.tree = [200, 201]
+        }
+        if situation == "moving on" { host.remoteHomes[200] = 3 }
+        if situation == "deputy fails" { host.fail = ["deputy"] }
+        if situation == "target error" { target.answer = Fields("error", [("message", "no")]) }
+        let move = Self.transaction(host, criu, target, plan: plan)
+        var failed = false
+        do throws(MigrationFailure) { try move.run() } catch { failed = true }
+        let req = try #require(target.requests.first)
+        switch situation {
+        case "home":
+            #expect(req["deputy"] == "1" && host.deputies == [200] && host.retired == [201],
+                    "the original stays as the deputy, its child goes: \(host.retired)")
+            #expect(host.expectedDeputies[200]?.node == 2 && host.expectedDeputies[200]?.uid == 1000)
+        case "moving on":
+            #expect(req["deputy"] == "3" && host.deputies.isEmpty && host.retired == [200, 201], "its deputy is at its home, node 3")
+        case "onnode":
+            #expect(req["deputy"] == nil && host.deputies.isEmpty && host.retired == [100, 101] && host.expectedDeputies.isEmpty)
+        case "deputy fails":
+            #expect(!failed && host.retired == [201, 200] && host.expectedDeputies.isEmpty, "killed as before deputies (its child first)")
+            #expect(move.deputyNote?.contains("execve: Permission denied") == true)
+        default:
+            #expect(failed && host.expectedDeputies.isEmpty && host.retired.isEmpty && host.deputies.isEmpty,
+                    "a failed move leaves no deputy record and kills nothing")
+        }
+    }
+
+    @Test("frozen in a cgroup (no stop its parent sees): criu leaves it frozen; the commit retires the rest of the tree before the deputy's injection thaws the cgroup, then releases it; a failed move thaws it with no SIGCONT; a failed deputy still releases it",
+          arguments: ["home", "target error", "deputy fails", "moving on"])
+    func frozenInCgroup(_ situation: String) throws {
+        let host = FakeHost(), criu = FakeCRIU(host: host), target = FakeTarget()
+        host.freezer = true
+        var plan = Self.plan
+        plan.request.pid = 200
+        plan.tasks = [200, 201]
+        plan.shipped = []
+        host.tree = [200, 201]
+        if situation == "target error" { target.answer = Fields("error", [("message", "no")]) }
+        if situation == "deputy fails" { host.fail = ["deputy"] }
+        if situation == "moving on" { host.remoteHomes[200] = 3 }
+        let move = Self.transaction(host, criu, target, plan: plan)
+        var failed = false
+        do throws(MigrationFailure) { try move.run() } catch { failed = true }
+        let dump = try #require(criu.dumps.first)
+        #expect(Array(dump.prefix(9)) == ["dump", "-t", "200", "-D", "/run/ssi/migrate/1-100-7", "--shell-job",
+                                          "--leave-running", "--freeze-cgroup", "/sys/fs/cgroup/ssi-move-1-100-7"], "\(dump)")
+        #expect(!dump.contains("--leave-stopped") && host.stopped.isEmpty, "never stopped")
+        #expect(host.frozenInCgroup.isEmpty, "nothing stays frozen")
+        switch situation {
+        case "home":
+            #expect(!failed && host.retired == [201] && host.deputies == [200] && host.freezes == ["freeze 200", "release 200"])
+        case "deputy fails":
+            #expect(!failed && host.retired == [201, 200] && host.freezes == ["freeze 200", "release -"])
+        case "moving on":
+            #expect(!failed && host.retired == [200, 201] && host.deputies.isEmpty && host.freezes == ["freeze 200", "release -"])
+        default:
+            #expect(failed && host.retired.isEmpty && host.freezes == ["freeze 200", "thaw"])
+            #expect(move.undone.contains("the frozen tree thawed") && !move.undone.contains("the stopped tree resumed"), "\(move.undone)")
+        }
     }
 
     @Test("through the root: the images' directory is the cluster root's, named in the request",
@@ -454,6 +556,36 @@ import SSILinux
         let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
         guard let close = stat.lastIndex(of: ")") else { return "?" }
         return String(stat[stat.index(close, offsetBy: 2)...].prefix(1))
+    }
+
+    @Test("a peer out of the membership is given up only after the departure grace; one back in time is kept")
+    func departureGrace() throws {
+        let dir = NSTemporaryDirectory() + "ssi-grace-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        func view(node2: NodeState) throws {
+            try ClusterView(clusterName: "t", localNode: 1, quorate: true, expectedVotes: 2, totalVotes: 2, quorum: 2,
+                            nodes: [NodeRecord(number: 1, name: "one", address: "127.0.0.1", state: .up, stage: ""),
+                                    NodeRecord(number: 2, name: "two", address: "127.0.0.2", state: node2, stage: "")])
+                .write(directory: dir)
+        }
+        var options = ProcAgent.Options()
+        options.stateDirectory = dir
+        let agent = ProcAgent(options: options, log: { _ in })
+        var since: Double?
+        try view(node2: .up)
+        #expect(!agent.peerDeparted(2, downSince: &since) && since == nil)
+        // The membership re-forms: node 2 is listed down for a moment.
+        try view(node2: .down)
+        #expect(!agent.peerDeparted(2, downSince: &since), "not given up when first seen out")
+        #expect(since != nil)
+        try view(node2: .up)
+        #expect(!agent.peerDeparted(2, downSince: &since) && since == nil, "back in time: kept, and the clock starts again")
+        try view(node2: .down)
+        #expect(!agent.peerDeparted(2, downSince: &since))
+        since = (since ?? 0) - ProcAgent.departureGraceSeconds
+        #expect(agent.peerDeparted(2, downSince: &since), "still out after the grace: gone")
+        #expect(agent.peerDeparted(7, downSince: &since), "a node the view does not list is out too")
     }
 
     @Test("a sent round's pages: their memory goes, their size and page map stay; a round's directory is removed with the image directory")

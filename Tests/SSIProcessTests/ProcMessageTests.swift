@@ -112,7 +112,7 @@ import SSITestSupport
     @Test("the version line: missing or another is a clear error that asks about the ssi versions")
     func version() throws {
         let f = Fields("where", [("pid", "1")])
-        #expect(Array(f.encoded.prefix(4)) == Array("v=3\n".utf8))
+        #expect(Array(f.encoded.prefix(4)) == Array("v=4\n".utf8))
         func refusal(_ text: String) -> ProcMessageError? {
             do { _ = try Fields.decode(Array(text.utf8)); return nil } catch { return error }
         }
@@ -122,12 +122,13 @@ import SSITestSupport
         #expect(old?.asSSIError.description.contains("are both nodes running the same ssi?") == true)
         let older = refusal("v=1\nop=where\npid=1")
         #expect(older?.isVersionMismatch == true && older?.description.contains("\"1\"") == true, "\(String(describing: older))")
-        #expect(refusal("v=3 \nop=where")?.isVersionMismatch == true, "the line is exactly v=3")
-        #expect(refusal("v=3\npid=1")?.description == "a message without op", "op comes first after the version")
-        #expect(refusal("v=3")?.description == "a message without op")
-        #expect(refusal("v=3\nop=ps") == nil)
+        #expect(refusal("v=4 \nop=where")?.isVersionMismatch == true, "the line is exactly v=4")
+        #expect(refusal("v=3\nop=where\npid=1")?.isVersionMismatch == true, "the version before deputies")
+        #expect(refusal("v=4\npid=1")?.description == "a message without op", "op comes first after the version")
+        #expect(refusal("v=4")?.description == "a message without op")
+        #expect(refusal("v=4\nop=ps") == nil)
         // Over the limit: refused by its size alone.
-        let big = refusal("v=3\nop=ps\np=" + String(repeating: "x", count: SecureChannel.maxPayload))
+        let big = refusal("v=4\nop=ps\np=" + String(repeating: "x", count: SecureChannel.maxPayload))
         #expect(big?.description.contains("over the limit") == true)
     }
 
@@ -279,7 +280,10 @@ import SSITestSupport
         #expect(refusal(Fields("onnode", [("node", "2"), ("persistent", "0"), ("cwd", "/")])) == "the onnode message has no arg")
         #expect(refusal(Fields("signal", [("signal", "0")])).hasPrefix("the signal message has a bad signal"))
         #expect(refusal(Fields("signal", [("signal", "65")])).hasPrefix("the signal message has a bad signal"))
-        #expect(refusal(Fields("kill", [])) == "unknown request kill")
+        #expect(refusal(Fields("kill", [("pid", "5")])) == "the kill message has no signal")
+        #expect(refusal(Fields("kill", [("pid", "5"), ("signal", "65")])).hasPrefix("the kill message has a bad signal"))
+        #expect(try LocalRequest.decode(Self.wire(LocalRequest.kill(pid: 70001, signal: 0).encode())) == .kill(pid: 70001, signal: 0))
+        #expect(refusal(Fields("nope", [])) == "unknown request nope")
         // A forged identity in an onnode request decodes to the same request.
         var forged = LocalRequest.onnode(OnnodeRequest(node: 2, persistent: false, cwd: "/", argv: ["id"], environment: [])).encode()
         for (k, v) in [("client", "1"), ("uid", "0"), ("gid", "0"), ("group", "0")] { forged.add(k, v) }
@@ -332,8 +336,10 @@ import SSITestSupport
 
 /// The relay's messages (PROTOCOLS.md 3.8).
 @Suite struct RelayMessageTests {
-    static let messages: [RelayMessage] = [.attached(window: nil), .attached(window: .init(rows: 41, cols: 99)), .read, .close,
-                                           .winsize(.init(rows: 0, cols: UInt16.max)), .size]
+    static let messages: [RelayMessage] = [.attached(window: nil), .attached(window: .init(rows: 41, cols: 99)), .read(waiting: false),
+                                           .read(waiting: true), .close,
+                                           .winsize(.init(rows: 0, cols: UInt16.max)), .size,
+                                           .keys(.init(isig: true, intr: 3, quit: 28, susp: 26)), .keys(.init(isig: false, intr: 0, quit: 255, susp: 0))]
 
     @Test("round-trip; a window is both numbers or neither, each a UInt16")
     func roundTripAndChecks() throws {
@@ -344,6 +350,26 @@ import SSITestSupport
         #expect(refusal(Fields("attached", [("rows", "24")])) == "the attached message has no cols")
         #expect(refusal(Fields("winsize", [("rows", "65536"), ("cols", "80")])).hasPrefix("the winsize message has a bad rows"))
         #expect(refusal(Fields("termios")) == "unknown request termios")
+        #expect(refusal(Fields("read", [("waiting", "yes")])).hasPrefix("the read message has a bad waiting"))
+        #expect(try RelayMessage.decode(ProcMessageTests.wire(Fields("read"))) == .read(waiting: false), "a peer before `waiting` sends none")
+        #expect(RelayMessage.read(waiting: false).encode() == Fields("read"), "and is sent none when it is not set")
+        #expect(refusal(Fields("keys", [("isig", "1"), ("intr", "256"), ("quit", "28"), ("susp", "26")])).hasPrefix("the keys message has a bad intr"))
+        #expect(refusal(Fields("keys", [("isig", "2"), ("intr", "3"), ("quit", "28"), ("susp", "26")])).hasPrefix("the keys message has a bad isig"))
+    }
+
+    @Test("the signal keys: read from a terminal's modes, and put on home's raw modes (ISIG and the three characters only)")
+    func signalKeys() {
+        var cooked = termios()
+        cooked.c_lflag = tcflag_t(ISIG | ICANON | ECHO)
+        withUnsafeMutableBytes(of: &cooked.c_cc) { cc in cc[Int(VINTR)] = 3; cc[Int(VQUIT)] = 28; cc[Int(VSUSP)] = 26; cc[Int(VEOF)] = 4 }
+        let keys = RelayMessage.SignalKeys(cooked)
+        #expect(keys == .init(isig: true, intr: 3, quit: 28, susp: 26))
+        var raw = cooked
+        cfmakeraw(&raw)
+        let home = keys.applied(to: raw)
+        #expect(home.c_lflag & tcflag_t(ISIG) != 0 && home.c_lflag & tcflag_t(ICANON | ECHO) == 0, "raw, but making signals")
+        let off = RelayMessage.SignalKeys(isig: false, intr: 3, quit: 28, susp: 26).applied(to: home)
+        #expect(off.c_lflag & tcflag_t(ISIG) == 0, "a program that turned ISIG off gets its keys as bytes")
     }
 
     @Test("Fuzz: relay messages never trap, and what is taken re-encodes to itself")

@@ -26,7 +26,9 @@ import SSICore
             _ = withUnsafeMutablePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(sock, $0, &len) } }
             port = UInt16(bigEndian: sin.sin_port)
             let listener = sock
+            let ended = acceptEnded
             startThread {
+                defer { ended.signal() }
                 while true {
                     let c = ssi_accept(listener)
                     if c < 0 { return }
@@ -36,7 +38,15 @@ import SSICore
                 }
             }
         }
-        func stop() { shutdown(fd, Int32(SHUT_RDWR)); close(fd) }
+        /// Shut, then wait for the accepting thread before the close: a
+        /// number closed under a thread still calling accept on it could
+        /// be another test's socket a moment later.
+        let acceptEnded = DispatchSemaphore(value: 0)
+        func stop() {
+            shutdown(fd, Int32(SHUT_RDWR))
+            _ = acceptEnded.wait(timeout: .now() + 5)
+            close(fd)
+        }
     }
 
     @Test func secureChannelAuthenticatesBothWaysAndCarriesMessages() throws {
@@ -94,6 +104,33 @@ import SSICore
             } else { waited += 50 }
         }
         return out
+    }
+
+    /// A pause that runs out says where the relay was: here home
+    /// attaches the pipe and then never answers a read, so the stand-in
+    /// cannot settle, and its log names the direction and the wait.
+    @Test func aPauseThatRunsOutSaysWhereTheRelayWaits() throws {
+        let release = DispatchSemaphore(value: 0)
+        let server = try Server(key: Self.key, node: 1) { ch in
+            guard (try? ch.receiveFields())?.op == "attach" else { return }
+            try? ch.send(RelayMessage.attached(window: nil).encode())
+            _ = release.wait(timeout: .now() + 20)   // never answers the read
+            ch.close()
+        }
+        defer { release.signal(); server.stop() }
+        let made = try MadeStandIn.make(ShipSpec(resource: "-", kind: .pipeIn, home: 1, channel: "c1"))
+        defer { close(made.processEnd) }
+        let said = Locked<[String]>([])
+        let s = StandIn(channelID: "c1", home: 1, kind: .pipeIn, fd: made.agentEnd, resource: made.resource,
+                        log: { line in said.withLock { $0.append(line) } })
+        try s.start { _ throws(SSIError) in try SecureChannel.connect(address: "127.0.0.1", port: server.port, key: Self.key, localNode: 2) }
+        usleep(300_000)
+        #expect(!s.pause(timeoutMs: 400))
+        #expect(said.current.contains("stand-in c1: the pause ran out after 400 ms: in waiting for home's answer to a read, out not relayed"),
+                "\(said.current)")
+        // Let go first, then let home close: a home that ends while the
+        // stand-in is still running would have it end the process's side.
+        s.finish()
     }
 
     @Test func shippedPipeIntoTheProcessKeepsOrderPausesAndEnds() throws {
@@ -331,13 +368,16 @@ import SSICore
         // The node the process leaves: its stand-in gets the resize.
         let old = try MadeStandIn.make(ShipSpec(resource: "-", kind: .tty, home: 1, channel: "c1"))
         defer { close(old.processEnd) }
-        let leaving = StandIn(channelID: "c1", home: 1, kind: .tty, fd: old.agentEnd, resource: old.resource, log: { _ in })
+        // Its log is kept: a pause that runs out says where each relay was.
+        let said = Locked<[String]>([])
+        let leaving = StandIn(channelID: "c1", home: 1, kind: .tty, fd: old.agentEnd, resource: old.resource,
+                              log: { line in said.withLock { $0.append(line) } })
         try leaving.start(connect: connect)
         var ws = winsize(ws_row: 41, ws_col: 99, ws_xpixel: 0, ws_ypixel: 0)
         #expect(ioctl(homeTTY, UInt(TIOCSWINSZ), &ws) == 0)
         #expect(windowOf(old.processEnd, becoming: 41, 99) == (41, 99))
         // The move: the old stand-in settles and lets go.
-        #expect(leaving.pause())
+        #expect(leaving.pause(), "\(said.current)")
         leaving.finish()
 
         // The new node: a pty of the restored size (41x99), and the

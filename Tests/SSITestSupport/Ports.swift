@@ -4,7 +4,7 @@ import Foundation
 /// read back), so that two test runs on one machine (a developer's beside
 /// a CI run) do not take each other's servers; nil if the kernel gave none.
 public func freeLoopbackPort() -> UInt16? {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
     guard fd >= 0 else { return nil }
     defer { close(fd) }
     var sin = sockaddr_in()

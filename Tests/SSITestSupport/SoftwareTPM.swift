@@ -16,21 +16,56 @@ public final class SoftwareTPM {
         return nil
     }()
 
-    let process = Process()
+    let process: Process
     public let port: UInt16
 
+    /// Started, and listening: a client that connects at once is served
+    /// (tpm2-tools run right after found nothing there under load, and a
+    /// control port taken since `freePort` made swtpm exit: tried again on
+    /// other ports, three times).
     public init(state: String) throws {
         try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
-        port = try Self.freePort()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/swtpm")
-        process.arguments = ["socket", "--tpm2", "--tpmstate", "dir=\(state)",
-                             "--server", "type=tcp,port=\(port),bindaddr=127.0.0.1",
-                             "--ctrl", "type=tcp,port=\(port + 1),bindaddr=127.0.0.1",
-                             "--flags", "not-need-init,startup-clear"]
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+        for _ in 0..<3 {
+            let port = try Self.freePort()
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/swtpm")
+            process.arguments = ["socket", "--tpm2", "--tpmstate", "dir=\(state)",
+                                 "--server", "type=tcp,port=\(port),bindaddr=127.0.0.1",
+                                 "--ctrl", "type=tcp,port=\(port + 1),bindaddr=127.0.0.1",
+                                 "--flags", "not-need-init,startup-clear"]
+            process.standardInput = FileHandle.nullDevice
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            for _ in 0..<100 where process.isRunning && !Self.accepts(port) { usleep(50_000) }
+            if process.isRunning && Self.accepts(port) {
+                self.process = process
+                self.port = port
+                return
+            }
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            process.waitUntilExit()
+        }
+        throw CocoaError(.executableLoad)
+    }
+
+    /// Whether something accepts TCP connections on 127.0.0.1:`port`.
+    /// The socket is close-on-exec (a child spawned meanwhile by another
+    /// test once kept it, and swtpm, which serves one client at a time,
+    /// waited on it for good) and its connect is bounded to 2 s.
+    static func accepts(_ port: UInt16) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var bound = timeval(tv_sec: 2, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &bound, socklen_t(MemoryLayout<timeval>.size))
+        var sin = sockaddr_in()
+        sin.sin_family = sa_family_t(AF_INET)
+        sin.sin_port = port.bigEndian
+        sin.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return withUnsafePointer(to: &sin) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
     }
 
     deinit {

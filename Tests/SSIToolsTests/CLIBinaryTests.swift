@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import SSIMembership
 
 /// The built ssi (SSI_BIN; scripts/test and the brief's `swift test` set
 /// it): what a script sees of the command line, streams and exit codes.
@@ -34,12 +35,49 @@ import Testing
         let letter = try Self.run(["onnode", "-x", "2", "true"], environment: none)
         #expect(letter.status == 2 && letter.err.contains("invalid option -- 'x'"), "\(letter.err)")
         for ok in [["migrate", "--thr", "--stop", "1", "2"], ["migrate", "1", "2", "-t"], ["migrate", "-t", "--", "1", "2"],
-                   ["onnode", "2", "ls", "-l", "--bogus"], ["onnode", "-p", "--", "2", "true"]] {
+                   ["onnode", "2", "ls", "-l", "--bogus"], ["onnode", "-p", "--", "2", "true"], ["onnode", "-b", "2", "true"]] {
             let r = try Self.run(ok, environment: none)
             #expect(r.status == (ok[0] == "onnode" ? 255 : 1) && r.err.contains("no process agent"), "\(ok): \(r.status) \(r.err)")
         }
         let operands = try Self.run(["migrate", "1"], environment: none)
         #expect(operands.status == 2 && operands.err.contains("missing operand"), "\(operands.err)")
+    }
+
+    @Test("OpenSSI's `cluster` (argv[0]): the up nodes' numbers; -v each node's state; -V its name and address too; NODEs: exit 0 only if all are up; bad words refused",
+          .enabled(if: ssi != nil, "SSI_BIN is not set"))
+    func openSSICluster() throws {
+        let dir = NSTemporaryDirectory() + "ssi-cluster-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try ClusterView(clusterName: "ssi", localNode: 1, quorate: true, expectedVotes: 3, totalVotes: 2, quorum: 2,
+                        nodes: [NodeRecord(number: 3, name: "node3", address: "10.77.0.3", state: .up, stage: ""),
+                                NodeRecord(number: 1, name: "node1", address: "10.77.0.1", state: .up, stage: ""),
+                                NodeRecord(number: 2, name: "node2", address: "10.77.0.2", state: .down, stage: "")]).write(directory: dir)
+        try FileManager.default.createSymbolicLink(atPath: dir + "/cluster", withDestinationPath: try #require(Self.ssi))
+        func cluster(_ args: [String]) throws -> (status: Int32, out: String, err: String) {
+            let p = Foundation.Process()
+            p.executableURL = URL(fileURLWithPath: dir + "/cluster")
+            p.arguments = args
+            p.environment = ProcessInfo.processInfo.environment.merging(["SSI_STATE_DIR": dir]) { $1 }
+            let out = Pipe(), err = Pipe()
+            p.standardOutput = out
+            p.standardError = err
+            try p.run()
+            p.waitUntilExit()
+            return (p.terminationStatus, String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self),
+                    String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
+        }
+        let plain = try cluster([])
+        #expect(plain.status == 0 && plain.out == "1\n3\n", "\(plain)")
+        let v = try cluster(["-v"])
+        #expect(v.status == 0 && v.out == "1: UP\n2: DOWN\n3: UP\n", "\(v)")
+        let bigV = try cluster(["-V", "2"])
+        #expect(bigV.status == 1 && bigV.out == "2: DOWN node2 10.77.0.2\n", "one node, down: exit 1: \(bigV)")
+        #expect(try cluster(["1", "3"]).status == 0, "both up")
+        let unknown = try cluster(["7"])
+        #expect(unknown.status == 1 && unknown.err.contains("node 7 is not in the cluster's configuration"), "\(unknown)")
+        let bad = try cluster(["-x"])
+        #expect(bad.status != 0 && bad.err.contains("unknown option: -x"), "\(bad)")
     }
 
     @Test("usage error: stderr, exit 64, the option named; help and version: stdout, exit 0",

@@ -16,7 +16,7 @@ import Testing
         "ssi.cluster.agent", "ssi.cluster.reload", "ssi.cluster.root", "ssi.cluster.root.create", "ssi.cluster.root.add-journal",
         "ssi.cluster.mount-apply", "ssi.cluster.ps", "ssi.cluster.proc-agent", "ssi.mount", "ssi.umount", "ssi.swapon",
         "ssi.swapoff", "ssi.fsck", "ssi.divert", "ssi.divert.enable", "ssi.divert.disable", "ssi.divert.status", "ssi.migrate",
-        "ssi.onnode", "ssi.where_pid", "ssi.cluster.node", "ssi.cluster.node.key", "ssi.cluster.node.key.new",
+        "ssi.onnode", "ssi.where_pid", "ssi.kill", "ssi.loadlevel", "ssi.ll", "ssi.loads", "ssi.onall", "ssi.clusternode_num", "ssi.cluster.node", "ssi.cluster.node.key", "ssi.cluster.node.key.new",
         "ssi.cluster.node.key.show", "ssi.cluster.node.enroll", "ssi.cluster.node.remove", "ssi.cluster.node.list",
         "ssi.cluster.keyserver", "ssi.cluster.tunnel",
     ].map { $0 + ".8" }

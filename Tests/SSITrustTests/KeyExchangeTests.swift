@@ -203,8 +203,16 @@ struct TrustFixture {
         defer { close(fds[0]); close(fds[1]) }
         let hello = KeyExchange.Hello(node: 2, identity: NodeKey.generate().identity, nonce: [UInt8](repeating: 1, count: 32)).bytes
         // One byte every 100 ms: each read would be in time, the whole not.
+        // The dripper stops when told and is waited for before the
+        // descriptors close: a write after the close went to whatever
+        // file another test opened next under the same number (the
+        // fresh-clone CI found a node number's 0x02 in another test's
+        // cluster.conf).
+        let stop = LineBox()
+        let finished = DispatchSemaphore(value: 0)
         let t = Thread { [fds] in
-            for b in hello.prefix(30) {
+            defer { finished.signal() }
+            for b in hello.prefix(30) where stop.withLock({ $0.isEmpty }) {
                 var byte = b
                 if write(fds[0], &byte, 1) != 1 { return }
                 usleep(100_000)
@@ -214,6 +222,8 @@ struct TrustFixture {
         let started = Date()
         let line = server.serve(fds[1], peer: "10.77.0.2")
         let took = Date().timeIntervalSince(started)
+        stop.withLock { $0 = "stop" }
+        #expect(finished.wait(timeout: .now() + 5) == .success, "the dripping thread ends when told")
         #expect(line.contains("no answer in time"), "\(line)")
         #expect(took >= 0.9 && took < 2.5, "cut at the 1 s deadline, not after 30 bytes' worth: \(took) s")
     }

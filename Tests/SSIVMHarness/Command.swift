@@ -112,6 +112,16 @@ public enum Command {
         } else {
             posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_APPEND, 0o644)
         }
+        // Nothing else of the runner's: a descriptor another test opened
+        // without O_CLOEXEC (a probe's socket, a unit test's connection)
+        // held by a long-lived qemu kept its peer waiting for an end that
+        // never came (a CFS run hung on its swtpm that way).
+        // (glibc 2.34's call; Swift's Glibc module does not declare it.)
+        typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+        guard let symbol = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np") else {
+            return .failure(HarnessError("cannot start \(commandLine(argv)): glibc has no posix_spawn_file_actions_addclosefrom_np (2.34 or later is needed)"))
+        }
+        _ = unsafeBitCast(symbol, to: AddCloseFrom.self)(&actions, 3)
 
         // A clean signal state: the test runner's threads may block or
         // ignore signals that `timeout` and qemu rely on.

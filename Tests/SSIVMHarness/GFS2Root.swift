@@ -80,7 +80,7 @@ public struct GFS2Root: Sendable {
                            arguments: [String] = ["ssi.quorum_wait=300"]) throws -> GuestConfig {
         var c = GuestConfig(name: name ?? "node\(n)", initrd: image ?? self.image, kernelArguments: arguments)
         c.memoryMB = 512
-        c.timeLimit = .seconds(2100)
+        c.timeLimit = .seconds(2700)
         c.nics = [try network.addNIC(mac: Cluster.mac(node: n))]
         c.disks = [Disk(disk, shared: true)]
         c.tpmState = tpmState(n)

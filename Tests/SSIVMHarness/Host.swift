@@ -19,6 +19,15 @@ public struct Kernel: Sendable, CustomStringConvertible {
 }
 
 public enum VMHost {
+    /// The host's time of day, HH:MM:SS (UTC), for the test log's lines:
+    /// set beside the guests' own clocks in their serial logs.
+    public static func timeOfDay() -> String {
+        var now = time(nil)
+        var parts = tm()
+        gmtime_r(&now, &parts)
+        return String(format: "%02d:%02d:%02d", parts.tm_hour, parts.tm_min, parts.tm_sec)
+    }
+
     /// The package root (the folder with Package.swift), from this file's
     /// path: Tests/SSIVMHarness/Host.swift.
     public static let packageRoot: String = {

@@ -92,6 +92,25 @@ public enum MigrationPrograms {
 
             """,
         // MB of resident memory, then a line a second.
+        // A child that ends when a file appears, with the exit code it
+        // is given: its parent waits for it at home (the deputy test).
+        "/usr/local/bin/ssi-exit-when": """
+            #!/usr/bin/python3
+            import os, sys, time
+            path, code = sys.argv[1], int(sys.argv[2])
+            while not os.path.exists(path):
+                time.sleep(0.2)
+            sys.exit(code)
+
+            """,
+        // A CPU spinner for the load leveler: runs until killed.
+        "/usr/local/bin/ssi-spin": """
+            #!/usr/bin/python3
+            n = 0
+            while True:
+                n += 1
+
+            """,
         "/usr/local/bin/ssi-hog": """
             #!/usr/bin/python3
             import sys, time

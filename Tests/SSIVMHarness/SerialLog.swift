@@ -149,6 +149,21 @@ struct SerialLog: Sendable {
         String(decoding: bytes.filter { $0 != UInt8(ascii: "\r") }, as: UTF8.self)
     }
 
+    /// A line a daemon logs to the console, which lands between a shell
+    /// command's output lines as a kernel message does: corosync's
+    /// ("Dec 05 18:05:01 info    [KNET  ] ...") and the membership
+    /// agent's ("ssi-cluster: agent: ..."). No command the tests run
+    /// prints either as its own output.
+    static func isDaemonConsoleLine(_ line: String) -> Bool {
+        if line.hasPrefix("ssi-cluster: agent: ") { return true }
+        // "Mon DD HH:MM:SS LEVEL [SUBSYS] ..."
+        let f = line.split(separator: " ", maxSplits: 4, omittingEmptySubsequences: true)
+        guard f.count == 5, f[0].count == 3, f[0].first?.isUppercase == true, f[1].count == 2, f[1].allSatisfy(\.isNumber),
+              f[2].count == 8, f[2].filter({ $0 == ":" }).count == 2,
+              ["notice", "info", "warning", "error", "debug", "crit", "alert", "emerg"].contains(String(f[3])) else { return false }
+        return f[4].drop { $0 == " " }.hasPrefix("[")
+    }
+
     /// A kernel printk line ("[    1.234567] ..."), which can land in the
     /// middle of a shell command's output on the console.
     static func isKernelMessage(_ line: String) -> Bool {

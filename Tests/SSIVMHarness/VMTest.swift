@@ -165,6 +165,35 @@ public final class VMTest: Sendable {
 }
 
 extension VMTest {
+    /// corosync's token timeout in the CFS, GFS2 and tools boots: 10 s, not
+    /// the example's 3 s. Three TCG guests on two host cores stall for
+    /// seconds at a time when the host is busy (a CI run saw corosync "not
+    /// scheduled" for 7.6 and 16.6 s while a 200 MB process was moved); at
+    /// 3 s each stall re-formed the membership, and what hangs on it (a
+    /// move's rounds, GFS2's fencing) failed a run that had done nothing
+    /// wrong. A node killed on purpose is seen gone about 7 s later than
+    /// at 3 s. The membership boot keeps 3 s: it measures detection.
+    public static let guestTokenTimeoutMs = 10_000
+
+    /// The GFS2 boot's: 20 s. Its fourth node brings four TCG guests onto
+    /// the two host cores, and twice in a row (the landing CI of session
+    /// 35's work and session 36's fresh-clone run) node 1 stopped running
+    /// for about 25 s right as it ran `add-journal` there (corosync "not
+    /// scheduled" for 24.4 s; an RCU stall with `ssi` in a page fault; a
+    /// clocksource read 23.6 s late). The others dropped it, dlm fenced
+    /// it, and the run was lost to the host, not to ssi. At 20 s (a new
+    /// membership about 45 s after the last token, with consensus) such a stall
+    /// is ridden out; a node cut off on purpose is fenced about 20 s later.
+    public static let gfs2TokenTimeoutMs = 20_000
+
+    /// `text` (the example configuration `file`) with its
+    /// `token_timeout_ms = 3000` line set to `ms`.
+    static func guestTokenTimeout(in text: String, file: String, ms: Int = guestTokenTimeoutMs) throws -> String {
+        let line = "token_timeout_ms = 3000"
+        guard text.contains(line) else { throw HarnessError("\(file) has no `\(line)` line in [cluster] to set") }
+        return text.replacingOccurrences(of: line, with: "token_timeout_ms = \(ms)")
+    }
+
     /// configs/cfs-3node.conf (the cluster the VM tests build: network
     /// 10.77.0.0/24, node N at 10.77.0.N with MAC 52:54:00:00:00:0N) with
     /// `authkey` and the serial console as network-booted nodes' console,
@@ -172,7 +201,8 @@ extension VMTest {
     /// `mtu`: the example's commented `[network] mtu` line set (the test
     /// network's, `network(mtu:)`).
     public func exampleCFSConfig(authkey: String, mtu: Int? = nil) throws -> String {
-        var text = try String(contentsOfFile: VMHost.packageRoot + "/configs/cfs-3node.conf", encoding: .utf8)
+        var text = try Self.guestTokenTimeout(in: String(contentsOfFile: VMHost.packageRoot + "/configs/cfs-3node.conf", encoding: .utf8),
+                                              file: "configs/cfs-3node.conf")
         if let mtu {
             let commented = "# mtu = 9000 "
             guard text.contains(commented) else { throw HarnessError("configs/cfs-3node.conf has no `\(commented)` line in [network] to set") }
@@ -250,7 +280,8 @@ extension VMTest {
     /// the text first. Returns its path.
     public func exampleGFS2Config(authkey: String, name: String = "cluster.conf", known: String? = nil, sealed: String? = nil,
                                   edit: (String) -> String = { $0 }) throws -> String {
-        var text = try String(contentsOfFile: VMHost.packageRoot + "/configs/gfs2-3node.conf", encoding: .utf8)
+        var text = try Self.guestTokenTimeout(in: String(contentsOfFile: VMHost.packageRoot + "/configs/gfs2-3node.conf", encoding: .utf8),
+                                              file: "configs/gfs2-3node.conf", ms: Self.gfs2TokenTimeoutMs)
         text = text.replacingOccurrences(of: "authkey = \"/etc/ssi/authkey\"", with: "authkey = \"\(authkey)\"")
         // The fence switch's password, a sealed fence secret: the
         // configuration names it @switch, its value is in the scratch

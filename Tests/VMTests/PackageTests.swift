@@ -224,7 +224,9 @@ struct Chroot {
         let scratch = try Chroot.temporaryDirectory("ssi-pkg")
         path = scratch + "/root"
         do {
-            try Command.run(["cp", "-a", debianRoot + "/.", path + "/"], timeout: .seconds(300))
+            // Shared hold of mkdebian.sh's lock, as its own copies take it.
+            let lock = (debianRoot as NSString).deletingLastPathComponent + "/.lock"
+            try Command.run(["flock", "-s", lock, "cp", "-a", debianRoot + "/.", path + "/"], timeout: .seconds(300))
         } catch {
             try? FileManager.default.removeItem(atPath: scratch)
             throw error

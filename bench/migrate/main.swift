@@ -15,13 +15,16 @@
 //     copy on the stream, pre-copy through the cluster root;
 //   - a process that rewrites 10 MB/s of its memory (ssi-dirtier,
 //     --writer MB), moved with pre-copy: the rounds and the freeze;
+//   - deputies (--deputy N rounds, 0: none): a parent's kill(SIGTERM) of
+//     its child until its waitpid returns, local and with the child moved
+//     to node 2 (through its deputy), and the deputy's making at home;
 //   - shipped pipes and sockets (unless --shipping 0): onnode 2 with its
 //     stdout (or a socket) at home on node 1: throughput one way and
 //     1-byte round trips, against a local pipe/socket and raw TCP.
 // The ratios the issue sets are printed at the end.
 //
 //   swift run -c release ssi-bench-migrate [--ssi PATH] [--rounds N] [--sizes 10,100,1000]
-//       [--ways precopy,stop,root] [--writer 200] [--shipping 1]
+//       [--ways precopy,stop,root] [--writer 200] [--shipping 1] [--deputy 3]
 
 import Foundation
 import SSIVMHarness
@@ -30,6 +33,28 @@ func fmt(_ v: Double, _ digits: Int = 1) -> String { Bench.format(v, digits) }
 
 @main
 struct MigrateBench {
+    /// A parent that forks a child, prints its PID, and once /root/dep.go
+    /// exists times its kill(SIGTERM) of the child until waitpid returns.
+    /// Its files are on the cluster root: the child that moves has the
+    /// output open, and a node's own /tmp is not on the target (criu's
+    /// restore there failed: "Can't open file tmp/dep.out").
+    static let deputyBench = """
+        #!/usr/bin/python3
+        import os, signal, sys, time
+        child = os.fork()
+        if child == 0:
+            while True:
+                time.sleep(1000)
+        print(child, flush=True)
+        while not os.path.exists("/root/dep.go"):
+            time.sleep(0.05)
+        t = time.monotonic()
+        os.kill(child, signal.SIGTERM)
+        os.waitpid(child, 0)
+        print("us %d" % ((time.monotonic() - t) * 1e6), flush=True)
+
+        """
+
     static let netbench = """
         #!/usr/bin/python3
         # ssi-netbench recv PORT           count bytes from one connection, print MB/s
@@ -93,8 +118,8 @@ struct MigrateBench {
         """
 
     static func main() async {
-        var values = ["rounds": "3", "sizes": "10,100,1000", "ways": "precopy,stop", "writer": "200", "shipping": "1"]
-        let ssi = Bench.arguments(usage: "ssi-bench-migrate [--ssi PATH] [--rounds N] [--sizes 10,100,1000] [--ways precopy,stop,root] [--writer MB] [--shipping 0|1]",
+        var values = ["rounds": "3", "sizes": "10,100,1000", "ways": "precopy,stop", "writer": "200", "shipping": "1", "deputy": "3"]
+        let ssi = Bench.arguments(usage: "ssi-bench-migrate [--ssi PATH] [--rounds N] [--sizes 10,100,1000] [--ways precopy,stop,root] [--writer MB] [--shipping 0|1] [--deputy N]",
                                   values: &values)
         guard let rounds = Int(values["rounds"]!), rounds > 0 else { Bench.fail("--rounds takes a number") }
         let sizes = values["sizes"]!.split(separator: ",").compactMap { Int($0) }
@@ -102,7 +127,8 @@ struct MigrateBench {
         guard ways.allSatisfy({ Way.all.keys.contains($0) }) else { Bench.fail("--ways: precopy, stop, root") }
         guard let writer = Int(values["writer"]!), writer >= 0 else { Bench.fail("--writer takes MB (0: none)") }
         do {
-            try await run(ssi: ssi, rounds: rounds, sizes: sizes, ways: ways, writer: writer, shipping: values["shipping"] != "0")
+            try await run(ssi: ssi, rounds: rounds, sizes: sizes, ways: ways, writer: writer, shipping: values["shipping"] != "0",
+                          deputy: Int(values["deputy"]!) ?? 3)
         } catch {
             print("failed: \(error)")
             exit(1)
@@ -185,12 +211,13 @@ struct MigrateBench {
         static func median(_ moves: [Move], _ key: KeyPath<Move, Double>) -> Double { Bench.median(moves.map { $0[keyPath: key] }) }
     }
 
-    static func run(ssi: String, rounds: Int, sizes: [Int], ways: [String], writer: Int, shipping: Bool) async throws {
+    static func run(ssi: String, rounds: Int, sizes: [Int], ways: [String], writer: Int, shipping: Bool, deputy: Int) async throws {
         try await VMTest.run("bench-migrate") { vm in
             let hog = MigrationPrograms.hog
             let c = try await ToolsCluster.boot(in: vm, ssi: ssi, kernel: VMHost.kernel!,
                                                 files: ["/usr/local/bin/ssi-netbench": netbench, "/usr/local/bin/ssi-hog": hog,
-                                                        "/usr/local/bin/ssi-dirtier": MigrationPrograms.all["/usr/local/bin/ssi-dirtier"]!],
+                                                        "/usr/local/bin/ssi-dirtier": MigrationPrograms.all["/usr/local/bin/ssi-dirtier"]!,
+                                                        "/usr/local/bin/ssi-deputy-bench": deputyBench],
                                                 memoryMB: 3072, rootMB: 4000)
             let node1 = c.node1
             let node2 = try c.startDiskless(2, in: vm, memoryMB: 3072)
@@ -239,6 +266,34 @@ struct MigrateBench {
             let first = try await node1.run("\(s) migrate --stop-and-copy \(warm) 2 2>&1", timeout: .seconds(600)).output
             print("first move to node 2 (cold criu): \(first)")
             try await node2.run("kill \(warm)", expectStatus: nil)
+
+            // Deputies: what a deputy adds to a signal's round trip (a
+            // parent's kill(SIGTERM) of its child until its waitpid returns:
+            // the child local, then moved to node 2, where the signal goes
+            // through the deputy and the end comes back), and to a move (the
+            // home agent's log: the injection and the deputy's start).
+            var localKill: [Double] = [], deputyKill: [Double] = [], deputyMake: [Double] = []
+            for moved in [false, true] {
+                for _ in 0..<deputy {
+                    try await node1.run("rm -f /root/dep.go /root/dep.out; (ssi-deputy-bench > /root/dep.out 2>&1 </dev/null &); sleep 2")
+                    let child = try await node1.run("head -1 /root/dep.out").output
+                    if moved {
+                        let out = try await node1.run("\(s) migrate \(child) 2 2>&1", timeout: .seconds(600)).output
+                        guard out.contains("moved to node 2") else { throw HarnessError("migration failed: \(out)") }
+                        let made = try await node1.run("grep 'process \(child) left a deputy here in' /run/ssi/proc-agent.log | tail -1").output
+                        deputyMake.append(number(made, after: "left a deputy here in ") ?? 0)
+                    }
+                    try await node1.run("touch /root/dep.go")
+                    let out = try await node1.run("for i in $(seq 60); do grep -q '^us ' /root/dep.out && break; sleep 0.5; done; cat /root/dep.out",
+                                                  timeout: .seconds(90)).output
+                    let us = number(out, after: "us ") ?? 0
+                    if moved { deputyKill.append(us) } else { localKill.append(us) }
+                }
+            }
+            if deputy > 0 {
+                print("kill(SIGTERM) to waitpid, us: local child \(localKill.map { fmt($0, 0) }); moved child, through its deputy \(deputyKill.map { fmt($0, 0) })")
+                print("deputy made at the home (after the target's answer), ms: \(deputyMake.map { fmt($0, 0) })")
+            }
 
             // Migrations: each size, each way.
             var moves: [String: [Move]] = [:]
@@ -294,6 +349,13 @@ struct MigrateBench {
             }
             if !writers.isEmpty {
                 print("| \(writer) MB rewritten at 10 MB/s, pre-copy | \(fmt(Move.median(writers, \.freeze), 0)) | \(fmt(Move.median(writers, \.dump), 0)) (\(fmt(Move.median(writers, \.frozenMB), 0))) | \(fmt(Move.median(writers, \.transfer), 0)) | \(fmt(Move.median(writers, \.restore), 0)) | \(fmt(Move.median(writers, \.rounds), 0)), \(fmt(Move.median(writers, \.sentMB), 0)) | \(fmt(Move.median(writers, \.total), 0)) |")
+            }
+            if deputy > 0 {
+                print("")
+                print("| deputy (median of \(deputy), timed in the guests) | local | moved to node 2 | added |")
+                print("|---|---|---|---|")
+                print("| parent's kill(SIGTERM) until its waitpid returns, ms | \(fmt(median(localKill) / 1000, 2)) | \(fmt(median(deputyKill) / 1000, 2)) | \(fmt((median(deputyKill) - median(localKill)) / 1000, 2)) |")
+                print("| the deputy made at home, in the move's commit, ms | | | \(fmt(median(deputyMake), 0)) |")
             }
             print("")
             // The issue's ratios, for each way measured.

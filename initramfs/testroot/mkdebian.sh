@@ -9,7 +9,8 @@
 #   - no /etc/hostname and an empty machine-id: the hostname comes from
 #     ssi-init (the cluster node's name), the machine-id is made at boot.
 # kmod (modprobe) is there as on any Debian machine: the CFS test's
-# intruder loads the NFS client with it.
+# intruder loads the NFS client with it. make and gcc build a real C tree
+# (Lua, SourceTree.swift) in the load-leveling test.
 # The distro's corosync package is installed and its service enabled, as an
 # administrator's would be: ssi-init must keep it from starting a second
 # corosync. The CFS init node's services come from the distro too: the
@@ -27,7 +28,7 @@ set -euo pipefail
 prog=$(basename "$0")
 die() { echo "$prog: error: $*" >&2; exit 2; }
 
-img=""; cache=/var/cache/ssi-test; uuid=""; label=ssi-debian; size=1G; copies=(); debs=()
+img=""; cache=/var/cache/ssi-test; uuid=""; label=ssi-debian; size=2G; copies=(); debs=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --cache) cache=${2:?--cache needs a value}; shift 2 ;;
@@ -46,11 +47,17 @@ case "$img" in /*) ;; *) img="$PWD/$img" ;; esac
 command -v mkfs.ext4 >/dev/null || die "mkfs.ext4 not found (apt-get install e2fsprogs)"
 
 root="$cache/debian-root"
-packages=systemd,systemd-sysv,udev,kmod,libkmod2,libblkid1,libcpg4,libquorum5,libvotequorum8,libcmap4,libzstd1,liblzma5,procps,iproute2,corosync,nfs-kernel-server,dnsmasq-base,gfs2-utils,criu,libsodium23
+packages=systemd,systemd-sysv,udev,kmod,libkmod2,libblkid1,libcpg4,libquorum5,libvotequorum8,libcmap4,libzstd1,liblzma5,procps,iproute2,corosync,nfs-kernel-server,dnsmasq-base,gfs2-utils,criu,libsodium23,make,gcc,libc6-dev
 stamp="$root.packages"
+# Tests that may run side by side (two runs on one machine, a test's
+# chroot copy, the VM suite): one builds the cache while the others wait (exclusive),
+# and copies of it (shared) keep the Lua reference build made inside it
+# (SourceTree.swift, exclusive) out of their images.
+mkdir -p "$cache"
+exec 9>"$cache/.lock"
+flock 9
 if [ ! -x "$root/lib/systemd/systemd" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$packages" ]; then
     command -v debootstrap >/dev/null || die "debootstrap not found (apt-get install debootstrap)"
-    mkdir -p "$cache"
     rm -rf "$root.tmp"
     echo "$prog: building the Debian root in $root (debootstrap, about a minute)" >&2
     debootstrap --variant=minbase --include="$packages" bookworm "$root.tmp" >&2 \
@@ -68,7 +75,9 @@ cleanup() {
     rm -rf --one-file-system "$staging"
 }
 trap cleanup EXIT
+flock -s 9
 cp -a "$root/." "$staging/"
+flock -u 9
 rm -f "$staging/etc/hostname"
 : > "$staging/etc/machine-id"
 mkdir -p "$staging/etc/systemd/system/serial-getty@ttyS0.service.d"

@@ -124,6 +124,9 @@ pid_t ssi_spawn(const struct ssi_spawn *spec, const char **failed_step);
 /* A new pseudo-terminal: the master (close-on-exec, read-write) and its
  * slave, opened without becoming anybody's controlling terminal. */
 int ssi_open_pty(int *master, int *slave);
+/* The path of pty master `master`'s slave (/dev/pts/N) in `name`
+ * (`size` bytes): 0, or -1 with errno. */
+int ssi_pty_slave_name(int master, char *name, size_t size);
 
 /* GNU calls Swift's Glibc module does not show: accept4(SOCK_CLOEXEC),
  * pipe2(O_CLOEXEC), F_SETPIPE_SZ, PR_SET_CHILD_SUBREAPER. */
@@ -134,6 +137,12 @@ int ssi_set_pipe_size(int fd, int size);
    file keeps its size, its blocks (a tmpfs's memory) go. 0 or -1/errno. */
 int ssi_punch_hole(int fd, long long length);
 int ssi_set_child_subreaper(void);
+/* The path the kernel executed (AT_EXECFN), or NULL. */
+const char *ssi_exec_path(void);
+/* close_range(fd, ~0U, 0). */
+int ssi_close_from(int fd);
+/* prctl(PR_SET_NAME): the process's comm (15 bytes). */
+int ssi_set_comm(const char *name);
 
 /* Makes the process `pid` (x86-64) replace its descriptor `target_fd`
  * with a unix stream socket connected to the abstract address `name`
@@ -149,6 +158,11 @@ int ssi_set_child_subreaper(void);
  * dump most devices). Returns 0, or -1 with errno and *step naming what
  * failed. */
 int ssi_inject_unix_fd(pid_t pid, int target_fd, const char *name, int stop, const char **step);
+/* Makes stopped (or, `freeze_fd` >= 0, cgroup-frozen) process `pid` exec
+ * the deputy (see shim.c). */
+int ssi_inject_deputy(pid_t pid, const char *name, int target_fd, const unsigned char *blob, size_t bloblen,
+                      const size_t *relocs, size_t nrelocs, size_t path_off, size_t argv_off, size_t envp_off,
+                      int freeze_fd, const char **step);
 
 /* SO_PEERGROUPS (Linux 4.13): the supplementary groups of a unix socket's
  * peer, as the kernel recorded them at its connect(). Stores at most `max`
