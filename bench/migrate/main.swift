@@ -20,11 +20,14 @@
 //     to node 2 (through its deputy), and the deputy's making at home;
 //   - shipped pipes and sockets (unless --shipping 0): onnode 2 with its
 //     stdout (or a socket) at home on node 1: throughput one way and
-//     1-byte round trips, against a local pipe/socket and raw TCP.
+//     1-byte round trips, against a local pipe/socket and raw TCP;
+//   - with --criu-lazy 1, criu's own post-copy (lazy pages, userfaultfd),
+//     run by hand between the nodes over the cluster network, not through
+//     ssi: what post-copy would give these guests (issue 17's choice).
 // The ratios the issue sets are printed at the end.
 //
 //   swift run -c release ssi-bench-migrate [--ssi PATH] [--rounds N] [--sizes 10,100,1000]
-//       [--ways precopy,stop,root] [--writer 200] [--shipping 1] [--deputy 3]
+//       [--ways precopy,stop,root] [--writer 200] [--shipping 1] [--deputy 3] [--criu-lazy 0|1]
 
 import Foundation
 import SSIVMHarness
@@ -118,8 +121,9 @@ struct MigrateBench {
         """
 
     static func main() async {
-        var values = ["rounds": "3", "sizes": "10,100,1000", "ways": "precopy,stop", "writer": "200", "shipping": "1", "deputy": "3"]
-        let ssi = Bench.arguments(usage: "ssi-bench-migrate [--ssi PATH] [--rounds N] [--sizes 10,100,1000] [--ways precopy,stop,root] [--writer MB] [--shipping 0|1] [--deputy N]",
+        var values = ["rounds": "3", "sizes": "10,100,1000", "ways": "precopy,stop", "writer": "200", "shipping": "1", "deputy": "3",
+                      "criu-lazy": "0"]
+        let ssi = Bench.arguments(usage: "ssi-bench-migrate [--ssi PATH] [--rounds N] [--sizes 10,100,1000] [--ways precopy,stop,root] [--writer MB] [--shipping 0|1] [--deputy N] [--criu-lazy 0|1]",
                                   values: &values)
         guard let rounds = Int(values["rounds"]!), rounds > 0 else { Bench.fail("--rounds takes a number") }
         let sizes = values["sizes"]!.split(separator: ",").compactMap { Int($0) }
@@ -128,7 +132,7 @@ struct MigrateBench {
         guard let writer = Int(values["writer"]!), writer >= 0 else { Bench.fail("--writer takes MB (0: none)") }
         do {
             try await run(ssi: ssi, rounds: rounds, sizes: sizes, ways: ways, writer: writer, shipping: values["shipping"] != "0",
-                          deputy: Int(values["deputy"]!) ?? 3)
+                          deputy: Int(values["deputy"]!) ?? 3, criuLazy: values["criu-lazy"] == "1")
         } catch {
             print("failed: \(error)")
             exit(1)
@@ -211,7 +215,8 @@ struct MigrateBench {
         static func median(_ moves: [Move], _ key: KeyPath<Move, Double>) -> Double { Bench.median(moves.map { $0[keyPath: key] }) }
     }
 
-    static func run(ssi: String, rounds: Int, sizes: [Int], ways: [String], writer: Int, shipping: Bool, deputy: Int) async throws {
+    static func run(ssi: String, rounds: Int, sizes: [Int], ways: [String], writer: Int, shipping: Bool, deputy: Int,
+                    criuLazy: Bool) async throws {
         try await VMTest.run("bench-migrate") { vm in
             let hog = MigrationPrograms.hog
             let c = try await ToolsCluster.boot(in: vm, ssi: ssi, kernel: VMHost.kernel!,
@@ -322,6 +327,8 @@ struct MigrateBench {
                 writers.append(Move(out))
                 try await node2.run("kill \(pid)")
             }
+            let lazy = criuLazy ? try await criuPostCopy(node1: node1, node2: node2, sizes: sizes, rounds: rounds) : []
+
             // What criu's restore spends its time on: the last restore's log
             // on node 2 (criu -v4 stamps every line with its time).
             let restoreLog = try await node2.run("cat /run/ssi/last-restore.log 2>/dev/null | tail -c 200000", expectStatus: nil).output
@@ -357,6 +364,19 @@ struct MigrateBench {
                 print("| parent's kill(SIGTERM) until its waitpid returns, ms | \(fmt(median(localKill) / 1000, 2)) | \(fmt(median(deputyKill) / 1000, 2)) | \(fmt((median(deputyKill) - median(localKill)) / 1000, 2)) |")
                 print("| the deputy made at home, in the move's commit, ms | | | \(fmt(median(deputyMake), 0)) |")
             }
+            if !lazy.isEmpty {
+                print("")
+                print("| criu's own post-copy, by hand, not through ssi (median of \(rounds)) | frozen ms (host: dump start to restore's return) | dump ms (criu) | restore ms (criu) | all pages on node 2 ms (lazy-pages daemon) |")
+                print("|---|---|---|---|---|")
+                for size in sizes {
+                    let m = lazy.filter { $0.size == size }
+                    func med(_ k: KeyPath<LazyMove, Double>) -> String { fmt(Bench.median(m.map { $0[keyPath: k] }), 0) }
+                    print("| \(size) MB | \(med(\.frozen)) | \(med(\.dump)) | \(med(\.restore)) | \(med(\.pages)) |")
+                }
+                let f = { (size: Int) in Bench.median(lazy.filter { $0.size == size }.map(\.frozen)) }
+                if sizes.contains(10) && sizes.contains(1000) { print("criu post-copy: freeze 1000 MB / 10 MB = \(fmt(f(1000) / f(10), 2)) (goal <= 1.5)") }
+                if sizes.contains(10) && sizes.contains(100) { print("criu post-copy: freeze 100 MB / 10 MB = \(fmt(f(100) / f(10), 2)) (goal <= 1.2)") }
+            }
             print("")
             // The issue's ratios, for each way measured.
             for way in ways {
@@ -371,5 +391,90 @@ struct MigrateBench {
                 print(line)
             }
         }
+    }
+
+    /// One post-copy move made with criu by hand.
+    struct LazyMove { var size: Int; var frozen = 0.0, dump = 0.0, restore = 0.0, pages = 0.0 }
+
+    /// The last "(SS.uuuuuu)" stamp of a criu -v4 log, in ms: how long that
+    /// criu ran.
+    /// With `at`, the stamp of the first line containing it.
+    static func lastStamp(_ log: String, at marker: String? = nil) -> Double {
+        var last = 0.0
+        for line in log.split(separator: "\n") where line.hasPrefix("(") {
+            if let close = line.firstIndex(of: ")"), let v = Double(line[line.index(after: line.startIndex)..<close].trimmingCharacters(in: .whitespaces)) {
+                last = v * 1000
+                if let marker, line.contains(marker) { return last }
+            }
+        }
+        return last
+    }
+
+    /// criu's own post-copy between node 1 and node 2, by hand over the
+    /// cluster network (criu's page server, unencrypted by criu; inside the
+    /// tunnel when the cluster has one): `criu dump --lazy-pages` on node 1
+    /// serves the pages it did not write, node 2 runs `criu lazy-pages` and
+    /// `criu restore --lazy-pages`; the process runs on node 2 from the
+    /// restore's return while its pages arrive. The images (without the
+    /// lazy pages) go through the shared root. Frozen is timed on the host,
+    /// from before the dump command to the restore's return, so it carries
+    /// a few console round trips (the same for every size): the ratio of
+    /// sizes is the figure; criu's own logs give the dump and restore.
+    static func criuPostCopy(node1: Guest, node2: Guest, sizes: [Int], rounds: Int) async throws -> [LazyMove] {
+        let check = try await node2.run("criu check --feature uffd-noncoop 2>&1 | tail -1", expectStatus: nil).output
+        print("criu check --feature uffd-noncoop on node 2: \(check)")
+        var moves: [LazyMove] = []
+        var port = 7400
+        for size in sizes {
+            for i in 0..<rounds {
+                port += 1
+                try await node1.run("(ssi-hog \(size) </dev/null >/dev/null 2>&1 &); sleep 2")
+                let pid = try await residentPID(node1, "ssi-hog \(size)", mb: size)
+                let dir = "/root/lazy-\(size)-\(i)"
+                try await node1.run("rm -rf \(dir) && mkdir -p \(dir)")
+                let t0 = ContinuousClock.now
+                // (Both in the background of a subshell: the console's framing
+                // appends "; echo ..." to the line, which a trailing & breaks.)
+                try await node1.run("((criu dump -t \(pid) -D \(dir) -o dump.log -v4 --shell-job --manage-cgroups=ignore --lazy-pages --address 10.77.0.1 --port \(port) "
+                                    + "</dev/null >/dev/null 2>&1; echo $? > \(dir)/dump.rc) &)")
+                // The page server listens once the dump is written.
+                var listening = false
+                for _ in 0..<600 {
+                    if try await node1.run("ss -ltnH 'sport = :\(port)' | grep -c LISTEN", expectStatus: nil).output != "0" { listening = true; break }
+                    if try await node1.run("cat \(dir)/dump.rc 2>/dev/null", expectStatus: nil).output != "" { break }
+                    try await Task.sleep(for: .milliseconds(200))
+                }
+                guard listening else {
+                    let log = try await node1.run("tail -5 \(dir)/dump.log", expectStatus: nil).output
+                    throw HarnessError("criu dump --lazy-pages of \(size) MB did not serve its pages: \(log)")
+                }
+                // Their socket and logs in a node-local work directory, not on NFS.
+                try await node2.run("rm -rf /tmp/lazy.rc /tmp/lw; mkdir /tmp/lw; ((criu lazy-pages -D \(dir) -W /tmp/lw -o lazy.log -v4 --page-server --address 10.77.0.1 --port \(port) "
+                                    + "</dev/null >/dev/null 2>&1; echo $? > /tmp/lazy.rc) &)")
+                let out = try await node2.run("criu restore -D \(dir) -W /tmp/lw -o restore.log -v4 --shell-job --manage-cgroups=ignore --lazy-pages -d 2>&1; echo rc=$?",
+                                              timeout: .seconds(900), expectStatus: nil).output
+                let frozen = ContinuousClock.now - t0
+                guard out.contains("rc=0") else {
+                    let log = try await node2.run("grep -i -E 'error|warn' /tmp/lw/restore.log | tail -5; tail -3 /tmp/lw/lazy.log", expectStatus: nil).output
+                    throw HarnessError("criu restore --lazy-pages of \(size) MB: \(out) \(log)")
+                }
+                let done = try await node2.run("for i in $(seq 1800); do [ -s /tmp/lazy.rc ] && break; sleep 0.5; done; cat /tmp/lazy.rc",
+                                               timeout: .seconds(960), expectStatus: nil).output
+                guard done == "0" else { throw HarnessError("criu lazy-pages of \(size) MB ended with '\(done)'") }
+                let dumpLog = try await node1.run("grep -m1 'Starting lazy pages server' \(dir)/dump.log", expectStatus: nil).output
+                let restoreLog = try await node2.run("grep '^(' /tmp/lw/restore.log | tail -1", expectStatus: nil).output
+                let lazyLog = try await node2.run("grep '^(' /tmp/lw/lazy.log | tail -1", expectStatus: nil).output
+                // Still running, with every page: its log goes on.
+                let alive = try await node2.run("kill -0 \(pid) && echo alive", expectStatus: nil).output
+                guard alive == "alive" else { throw HarnessError("the \(size) MB process did not run on after its lazy restore") }
+                let move = LazyMove(size: size, frozen: Double(frozen.components.seconds) * 1000 + Double(frozen.components.attoseconds) / 1e15,
+                                    dump: lastStamp(dumpLog, at: "Starting lazy pages server"), restore: lastStamp(restoreLog), pages: lastStamp(lazyLog))
+                print("criu post-copy, \(size) MB: frozen \(fmt(move.frozen, 0)) ms on the host's clock; dump.log \(fmt(move.dump, 0)) ms "
+                      + "to its page server, restore.log \(fmt(move.restore, 0)) ms, lazy-pages \(fmt(move.pages, 0)) ms")
+                moves.append(move)
+                try await node2.run("kill \(pid); rm -rf \(dir)", expectStatus: nil)
+            }
+        }
+        return moves
     }
 }
