@@ -23,11 +23,14 @@
 //     1-byte round trips, against a local pipe/socket and raw TCP;
 //   - with --criu-lazy 1, criu's own post-copy (lazy pages, userfaultfd),
 //     run by hand between the nodes over the cluster network, not through
-//     ssi: what post-copy would give these guests (issue 17's choice).
+//     ssi: what post-copy would give these guests (issue 17's choice);
+//     with --criu-lazy 2 the same with criu's page server and lazy-pages
+//     daemon each on a socketpair (--ps-socket) relayed by a script, the
+//     shape of a relay by the agents.
 // The ratios the issue sets are printed at the end.
 //
 //   swift run -c release ssi-bench-migrate [--ssi PATH] [--rounds N] [--sizes 10,100,1000]
-//       [--ways precopy,stop,root] [--writer 200] [--shipping 1] [--deputy 3] [--criu-lazy 0|1]
+//       [--ways precopy,stop,root] [--writer 200] [--shipping 1] [--deputy 3] [--criu-lazy 0|1|2]
 
 import Foundation
 import SSIVMHarness
@@ -55,6 +58,49 @@ struct MigrateBench {
         os.kill(child, signal.SIGTERM)
         os.waitpid(child, 0)
         print("us %d" % ((time.monotonic() - t) * 1e6), flush=True)
+
+        """
+
+    /// criu's page server and lazy-pages daemon each on a socketpair given
+    /// with --ps-socket, the other end relayed over one TCP connection by
+    /// this script: the shape an agent relay would have (--criu-lazy 2).
+    ///   ssi-ps-relay serve PORT -- criu dump ...    (node 1)
+    ///   ssi-ps-relay connect HOST PORT -- criu lazy-pages ...   (node 2)
+    /// "{fd}" in criu's arguments becomes the socketpair's end; the
+    /// script exits with criu's status once both directions have ended.
+    static let psRelay = """
+        #!/usr/bin/python3
+        import socket, subprocess, sys, threading
+        mode = sys.argv[1]
+        if mode == "serve":
+            port = int(sys.argv[2]); cmd = sys.argv[4:]
+            lst = socket.socket(); lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            lst.bind(("0.0.0.0", port)); lst.listen(1)
+        else:
+            host, port = sys.argv[2], int(sys.argv[3]); cmd = sys.argv[5:]
+        mine, criu = socket.socketpair()
+        p = subprocess.Popen([a.replace("{fd}", str(criu.fileno())) for a in cmd], pass_fds=[criu.fileno()])
+        criu.close()
+        if mode == "serve":
+            peer, _ = lst.accept()
+        else:
+            peer = socket.create_connection((host, port))
+        peer.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        def pump(a, b):
+            while True:
+                data = a.recv(1 << 20)
+                if not data:
+                    break
+                b.sendall(data)
+            try:
+                b.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+        t = [threading.Thread(target=pump, args=x, daemon=True) for x in ((mine, peer), (peer, mine))]
+        for x in t: x.start()
+        rc = p.wait()
+        for x in t: x.join(30)
+        sys.exit(rc)
 
         """
 
@@ -123,7 +169,7 @@ struct MigrateBench {
     static func main() async {
         var values = ["rounds": "3", "sizes": "10,100,1000", "ways": "precopy,stop", "writer": "200", "shipping": "1", "deputy": "3",
                       "criu-lazy": "0"]
-        let ssi = Bench.arguments(usage: "ssi-bench-migrate [--ssi PATH] [--rounds N] [--sizes 10,100,1000] [--ways precopy,stop,root] [--writer MB] [--shipping 0|1] [--deputy N] [--criu-lazy 0|1]",
+        let ssi = Bench.arguments(usage: "ssi-bench-migrate [--ssi PATH] [--rounds N] [--sizes 10,100,1000] [--ways precopy,stop,root] [--writer MB] [--shipping 0|1] [--deputy N] [--criu-lazy 0|1|2]",
                                   values: &values)
         guard let rounds = Int(values["rounds"]!), rounds > 0 else { Bench.fail("--rounds takes a number") }
         let sizes = values["sizes"]!.split(separator: ",").compactMap { Int($0) }
@@ -132,7 +178,7 @@ struct MigrateBench {
         guard let writer = Int(values["writer"]!), writer >= 0 else { Bench.fail("--writer takes MB (0: none)") }
         do {
             try await run(ssi: ssi, rounds: rounds, sizes: sizes, ways: ways, writer: writer, shipping: values["shipping"] != "0",
-                          deputy: Int(values["deputy"]!) ?? 3, criuLazy: values["criu-lazy"] == "1")
+                          deputy: Int(values["deputy"]!) ?? 3, criuLazy: Int(values["criu-lazy"]!) ?? 0)
         } catch {
             print("failed: \(error)")
             exit(1)
@@ -216,13 +262,13 @@ struct MigrateBench {
     }
 
     static func run(ssi: String, rounds: Int, sizes: [Int], ways: [String], writer: Int, shipping: Bool, deputy: Int,
-                    criuLazy: Bool) async throws {
+                    criuLazy: Int) async throws {
         try await VMTest.run("bench-migrate") { vm in
             let hog = MigrationPrograms.hog
             let c = try await ToolsCluster.boot(in: vm, ssi: ssi, kernel: VMHost.kernel!,
                                                 files: ["/usr/local/bin/ssi-netbench": netbench, "/usr/local/bin/ssi-hog": hog,
                                                         "/usr/local/bin/ssi-dirtier": MigrationPrograms.all["/usr/local/bin/ssi-dirtier"]!,
-                                                        "/usr/local/bin/ssi-deputy-bench": deputyBench],
+                                                        "/usr/local/bin/ssi-deputy-bench": deputyBench, "/usr/local/bin/ssi-ps-relay": psRelay],
                                                 memoryMB: 3072, rootMB: 4000)
             let node1 = c.node1
             let node2 = try c.startDiskless(2, in: vm, memoryMB: 3072)
@@ -327,7 +373,7 @@ struct MigrateBench {
                 writers.append(Move(out))
                 try await node2.run("kill \(pid)")
             }
-            let lazy = criuLazy ? try await criuPostCopy(node1: node1, node2: node2, sizes: sizes, rounds: rounds) : []
+            let lazy = criuLazy > 0 ? try await criuPostCopy(node1: node1, node2: node2, sizes: sizes, rounds: rounds, relayed: criuLazy == 2) : []
 
             // What criu's restore spends its time on: the last restore's log
             // on node 2 (criu -v4 stamps every line with its time).
@@ -366,7 +412,7 @@ struct MigrateBench {
             }
             if !lazy.isEmpty {
                 print("")
-                print("| criu's own post-copy, by hand, not through ssi (median of \(rounds)) | frozen ms (host: dump start to restore's return) | dump ms (criu) | restore ms (criu) | all pages on node 2 ms (lazy-pages daemon) |")
+                print("| criu's own post-copy, by hand, not through ssi\(criuLazy == 2 ? ", its sockets relayed (--ps-socket)" : "") (median of \(rounds)) | frozen ms (host: dump start to restore's return) | dump ms (criu) | restore ms (criu) | all pages on node 2 ms (lazy-pages daemon) |")
                 print("|---|---|---|---|---|")
                 for size in sizes {
                     let m = lazy.filter { $0.size == size }
@@ -420,7 +466,7 @@ struct MigrateBench {
     /// from before the dump command to the restore's return, so it carries
     /// a few console round trips (the same for every size): the ratio of
     /// sizes is the figure; criu's own logs give the dump and restore.
-    static func criuPostCopy(node1: Guest, node2: Guest, sizes: [Int], rounds: Int) async throws -> [LazyMove] {
+    static func criuPostCopy(node1: Guest, node2: Guest, sizes: [Int], rounds: Int, relayed: Bool) async throws -> [LazyMove] {
         let check = try await node2.run("criu check --feature uffd-noncoop 2>&1 | tail -1", expectStatus: nil).output
         print("criu check --feature uffd-noncoop on node 2: \(check)")
         var moves: [LazyMove] = []
@@ -435,12 +481,18 @@ struct MigrateBench {
                 let t0 = ContinuousClock.now
                 // (Both in the background of a subshell: the console's framing
                 // appends "; echo ..." to the line, which a trailing & breaks.)
-                try await node1.run("((criu dump -t \(pid) -D \(dir) -o dump.log -v4 --shell-job --manage-cgroups=ignore --lazy-pages --address 10.77.0.1 --port \(port) "
+                // With `relayed`, criu's page server is on a socketpair
+                // (--ps-socket) and ssi-ps-relay listens on the port instead.
+                let serve = relayed ? "ssi-ps-relay serve \(port) -- criu dump --ps-socket {fd}" : "criu dump --address 10.77.0.1 --port \(port)"
+                try await node1.run("((\(serve) -t \(pid) -D \(dir) -o dump.log -v4 --shell-job --manage-cgroups=ignore --lazy-pages "
                                     + "</dev/null >/dev/null 2>&1; echo $? > \(dir)/dump.rc) &)")
-                // The page server listens once the dump is written.
+                // The page server listens once the dump is written (the
+                // relay listens at once: then the dump's log says when).
+                let ready = relayed ? "grep -q 'Starting lazy pages server' \(dir)/dump.log 2>/dev/null && echo yes"
+                                    : "ss -ltnH 'sport = :\(port)' | grep -q LISTEN && echo yes"
                 var listening = false
                 for _ in 0..<600 {
-                    if try await node1.run("ss -ltnH 'sport = :\(port)' | grep -c LISTEN", expectStatus: nil).output != "0" { listening = true; break }
+                    if try await node1.run(ready, expectStatus: nil).output == "yes" { listening = true; break }
                     if try await node1.run("cat \(dir)/dump.rc 2>/dev/null", expectStatus: nil).output != "" { break }
                     try await Task.sleep(for: .milliseconds(200))
                 }
@@ -449,8 +501,12 @@ struct MigrateBench {
                     throw HarnessError("criu dump --lazy-pages of \(size) MB did not serve its pages: \(log)")
                 }
                 // Their socket and logs in a node-local work directory, not on NFS.
-                try await node2.run("rm -rf /tmp/lazy.rc /tmp/lw; mkdir /tmp/lw; ((criu lazy-pages -D \(dir) -W /tmp/lw -o lazy.log -v4 --page-server --address 10.77.0.1 --port \(port) "
+                try await node2.run("rm -rf /tmp/lazy.rc /tmp/lw; mkdir /tmp/lw; ((\(relayed ? "ssi-ps-relay connect 10.77.0.1 \(port) -- criu lazy-pages --ps-socket {fd}" : "criu lazy-pages --address 10.77.0.1 --port \(port)") -D \(dir) -W /tmp/lw -o lazy.log -v4 --page-server "
                                     + "</dev/null >/dev/null 2>&1; echo $? > /tmp/lazy.rc) &)")
+                // The restore connects to the daemon's socket: wait for it
+                // (python3 takes seconds to start the relay under TCG).
+                try await node2.run("for i in $(seq 600); do [ -S /tmp/lw/lazy-pages.socket ] && break; [ -s /tmp/lazy.rc ] && break; sleep 0.1; done",
+                                    timeout: .seconds(90))
                 let out = try await node2.run("criu restore -D \(dir) -W /tmp/lw -o restore.log -v4 --shell-job --manage-cgroups=ignore --lazy-pages -d 2>&1; echo rc=$?",
                                               timeout: .seconds(900), expectStatus: nil).output
                 let frozen = ContinuousClock.now - t0
