@@ -16,6 +16,24 @@ public enum Bench {
         return s.isEmpty ? 0 : s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
     }
 
+    /// Runs a benchmark's body: a failure prints "failed: ..." and exits 1.
+    public static func run(_ body: @Sendable () async throws -> Void) async {
+        do {
+            try await body()
+        } catch {
+            print("failed: \(error)")
+            exit(1)
+        }
+    }
+
+    /// The option `name` (parsed by `arguments`) as a whole number of at
+    /// least `minimum`; anything else exits 2 saying what it takes.
+    public static func number(_ values: [String: String], _ name: String, atLeast minimum: Int = 1,
+                              takes: String = "a number") -> Int {
+        guard let v = values[name].flatMap({ Int($0) }), v >= minimum else { fail("--\(name) takes \(takes)") }
+        return v
+    }
+
     /// Parses `--ssi PATH` and the options in `values` (`--name VALUE`,
     /// stored by name); prints `usage` and exits 2 on anything else, or
     /// when the VM tests could not run here. Returns the ssi binary.

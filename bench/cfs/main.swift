@@ -42,19 +42,14 @@ struct CFSBench {
     static func main() async {
         var values = ["files": "300", "mtu": "1500", "cached": ""]
         let ssi = Bench.arguments(usage: "ssi-bench-cfs [--ssi PATH] [--files N] [--mtu N] [--cached T1,T2]", values: &values)
-        guard let files = Int(values["files"]!), files > 0 else { Bench.fail("--files takes a number") }
+        let files = Bench.number(values, "files")
         guard let mtu = Int(values["mtu"]!), (1280...65535).contains(mtu) else { Bench.fail("--mtu takes a number, 1280 to 65535") }
         for tool in ["dracut", "mount.nfs"] where Command.find(tool) == nil {
             FileHandle.standardError.write(Data("cannot run: \(tool) missing (scripts/setup --bench)\n".utf8))
             exit(2)
         }
-        do {
-            let cached = values["cached"]!.split(separator: ",").map(String.init)
-            try await run(ssi: ssi, files: files, mtu: mtu, cached: cached)
-        } catch {
-            print("failed: \(error)")
-            exit(1)
-        }
+        let cached = values["cached"]!.split(separator: ",").map(String.init)
+        await Bench.run { try await run(ssi: ssi, files: files, mtu: mtu, cached: cached) }
     }
 
     static func run(ssi: String, files: Int, mtu: Int, cached: [String]) async throws {

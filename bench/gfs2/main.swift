@@ -26,13 +26,8 @@ struct GFS2Bench {
     static func main() async {
         var values = ["files": "300"]
         let ssi = Bench.arguments(usage: "ssi-bench-gfs2 [--ssi PATH] [--files N]", values: &values)
-        guard let files = Int(values["files"]!), files > 0 else { Bench.fail("--files takes a number") }
-        do {
-            try await run(ssi: ssi, files: files)
-        } catch {
-            print("failed: \(error)")
-            exit(1)
-        }
+        let files = Bench.number(values, "files")
+        await Bench.run { try await run(ssi: ssi, files: files) }
     }
 
     /// For each guest, host seconds from its qemu start to multi-user.target

@@ -171,17 +171,18 @@ struct MigrateBench {
                       "criu-lazy": "0"]
         let ssi = Bench.arguments(usage: "ssi-bench-migrate [--ssi PATH] [--rounds N] [--sizes 10,100,1000] [--ways precopy,stop,root] [--writer MB] [--shipping 0|1] [--deputy N] [--criu-lazy 0|1|2]",
                                   values: &values)
-        guard let rounds = Int(values["rounds"]!), rounds > 0 else { Bench.fail("--rounds takes a number") }
+        let rounds = Bench.number(values, "rounds")
         let sizes = values["sizes"]!.split(separator: ",").compactMap { Int($0) }
         let ways = values["ways"]!.split(separator: ",").map(String.init)
         guard ways.allSatisfy({ Way.all.keys.contains($0) }) else { Bench.fail("--ways: precopy, stop, root") }
-        guard let writer = Int(values["writer"]!), writer >= 0 else { Bench.fail("--writer takes MB (0: none)") }
-        do {
-            try await run(ssi: ssi, rounds: rounds, sizes: sizes, ways: ways, writer: writer, shipping: values["shipping"] != "0",
-                          deputy: Int(values["deputy"]!) ?? 3, criuLazy: Int(values["criu-lazy"]!) ?? 0)
-        } catch {
-            print("failed: \(error)")
-            exit(1)
+        let writer = Bench.number(values, "writer", atLeast: 0, takes: "MB (0: none)")
+        let deputy = Bench.number(values, "deputy", atLeast: 0, takes: "a number of rounds (0: none)")
+        let criuLazy = Bench.number(values, "criu-lazy", atLeast: 0, takes: "0, 1 or 2")
+        guard criuLazy <= 2 else { Bench.fail("--criu-lazy takes 0, 1 or 2") }
+        let shipping = values["shipping"] != "0"
+        await Bench.run {
+            try await run(ssi: ssi, rounds: rounds, sizes: sizes, ways: ways, writer: writer, shipping: shipping,
+                          deputy: deputy, criuLazy: criuLazy)
         }
     }
 
@@ -523,7 +524,7 @@ struct MigrateBench {
                 // Still running, with every page: its log goes on.
                 let alive = try await node2.run("kill -0 \(pid) && echo alive", expectStatus: nil).output
                 guard alive == "alive" else { throw HarnessError("the \(size) MB process did not run on after its lazy restore") }
-                let move = LazyMove(size: size, frozen: Double(frozen.components.seconds) * 1000 + Double(frozen.components.attoseconds) / 1e15,
+                let move = LazyMove(size: size, frozen: Bench.seconds(frozen) * 1000,
                                     dump: lastStamp(dumpLog, at: "Starting lazy pages server"), restore: lastStamp(restoreLog), pages: lastStamp(lazyLog))
                 print("criu post-copy, \(size) MB: frozen \(fmt(move.frozen, 0)) ms on the host's clock; dump.log \(fmt(move.dump, 0)) ms "
                       + "to its page server, restore.log \(fmt(move.restore, 0)) ms, lazy-pages \(fmt(move.pages, 0)) ms")

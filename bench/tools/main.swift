@@ -22,13 +22,8 @@ struct ToolsBench {
     static func main() async {
         var values = ["rounds": "7"]
         let ssi = Bench.arguments(usage: "ssi-bench-tools [--ssi PATH] [--rounds N]", values: &values)
-        guard let rounds = Int(values["rounds"]!), rounds > 0 else { Bench.fail("--rounds takes a number") }
-        do {
-            try await run(ssi: ssi, rounds: rounds)
-        } catch {
-            print("failed: \(error)")
-            exit(1)
-        }
+        let rounds = Bench.number(values, "rounds")
+        await Bench.run { try await run(ssi: ssi, rounds: rounds) }
     }
 
     static func median(_ v: [Double]) -> Double { Bench.median(v) }
