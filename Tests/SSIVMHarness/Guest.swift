@@ -65,6 +65,12 @@ public struct GuestConfig: Sendable {
     /// firmware's PXE (qemu's iPXE ROM on the first NIC) fetches kernel
     /// and image; SeaBIOS and iPXE print on the serial console.
     public var networkBoot: Bool = false
+    /// Boot from the first disk like a machine with its own disk: no
+    /// `-kernel`, SeaBIOS starts the disk's boot loader (GRUB); both print
+    /// on the serial console.
+    public var diskBoot: Bool = false
+    /// No `-kernel`: the firmware finds what to boot.
+    var firmwareBoots: Bool { networkBoot || diskBoot }
     public var extraQEMUArguments: [String] = []
     /// A TPM 2.0 for the guest: swtpm, its state in this directory (made
     /// if missing; the same directory is the same TPM at the next boot, a
@@ -141,7 +147,7 @@ public final class Guest: Sendable {
         guard let setpriv = Command.find("setpriv"), let timeout = Command.find("timeout") else {
             throw HarnessError("setpriv and timeout are needed to bound qemu (util-linux, coreutils)")
         }
-        guard config.networkBoot || FileManager.default.fileExists(atPath: config.kernel) else {
+        guard config.firmwareBoots || FileManager.default.fileExists(atPath: config.kernel) else {
             throw HarnessError("guest \(config.name): kernel \(config.kernel) not found")
         }
         let base = directory + "/" + config.name
@@ -191,16 +197,17 @@ public final class Guest: Sendable {
         return socket
     }
 
-    static func qemuArguments(_ c: GuestConfig, files: (log: String, socket: String, pid: String, out: String),
+    public static func qemuArguments(_ c: GuestConfig, files: (log: String, socket: String, pid: String, out: String),
                               tpmSocket: String? = nil) -> [String] {
         func esc(_ s: String) -> String { s.replacingOccurrences(of: ",", with: ",,") }
         var a = ["-name", c.name,
                  "-machine", c.machine, "-accel", "tcg", "-cpu", c.cpu,
                  "-m", "\(c.memoryMB)", "-smp", "\(c.cpus)",
                  "-nodefaults", "-no-reboot", "-display", "none"]
-        if c.networkBoot {
+        if c.firmwareBoots {
+            // graphics=off: SeaBIOS prints on the serial console.
             a[a.firstIndex(of: c.machine)!] = c.machine + ",graphics=off"
-            a += ["-boot", "n"]
+            a += ["-boot", c.networkBoot ? "n" : "c"]
         } else {
             a += ["-kernel", c.kernel]
             if let initrd = c.initrd { a += ["-initrd", initrd] }

@@ -69,4 +69,31 @@ public struct RootDisk: Sendable {
         try Command.run(args, timeout: .seconds(60))
         return RootDisk(path: path, uuid: uuid, label: label)
     }
+
+    /// A whole disk that boots through GRUB from its MBR, made by
+    /// initramfs/testroot/mkgrubdisk.sh: partition 1 is the test root with
+    /// the kernel, the ssi image and the grub.cfg that Debian's 00_header
+    /// and the package's 09_ssi (debian/grub.d-ssi) write. The root is
+    /// /dev/vda1 in the guest.
+    public static func makeGrubDisk(at path: String, kernel: String, version: String, image: String,
+                                    uuid: String = UUID().uuidString.lowercased(), label: String = "ssi-grubroot",
+                                    cmdline: [String] = GuestConfig.baseKernelArguments) throws -> RootDisk {
+        if let grubDiskSkipReason { throw HarnessError(grubDiskSkipReason) }
+        try Command.run([VMHost.testrootDirectory + "/mkgrubdisk.sh", path, "--kernel", kernel, "--image", image,
+                         "--version", version, "--uuid", uuid, "--label", label, "--cmdline", cmdline.joined(separator: " ")],
+                        timeout: .seconds(120))
+        return RootDisk(path: path, uuid: uuid, label: label)
+    }
+
+    /// Why a GRUB disk cannot be made on this host, or nil.
+    public static let grubDiskSkipReason: String? = {
+        let needs = ["/usr/lib/grub/i386-pc/boot.img": "grub-pc-bin", "/etc/grub.d/00_header": "grub-common"]
+        for (file, package) in needs.sorted(by: { $0.key < $1.key }) where !FileManager.default.fileExists(atPath: file) {
+            return "a GRUB disk needs \(file) (\(package); scripts/setup installs it)"
+        }
+        for tool in ["grub-mkimage", "sfdisk", "unshare"] where Command.find(tool) == nil {
+            return "a GRUB disk needs \(tool) (scripts/setup installs grub-pc-bin, fdisk and util-linux)"
+        }
+        return nil
+    }()
 }

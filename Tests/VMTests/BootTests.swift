@@ -87,13 +87,13 @@ func bootSSI(_ vm: VMTest, ssi: String, root: RootDisk, _ arguments: [String]) a
 
 /// The markers of the test root's init after a good hand-off, through its
 /// power-off.
-func expectRealInit(_ guest: Guest, root: RootDisk) async throws {
+func expectRealInit(_ guest: Guest, root: RootDisk, device: String = "/dev/vda") async throws {
     try await guest.waitFor(.exactly(RootDisk.Marker.realInitPID1), timeout: .seconds(60), failOn: SSIInit.failFast)
     log("\(guest.name): real init after \(Guest.seconds(guest.elapsed))")
     try await guest.waitFor(.exactly(RootDisk.Marker.procYes), timeout: .seconds(10))
     try await guest.waitFor(.exactly(RootDisk.Marker.devConsoleYes), timeout: .seconds(10))
     let mount = try await guest.waitFor(.contains(RootDisk.Marker.rootMount), timeout: .seconds(10))
-    #expect(mount.contains("=/dev/vda / ext4 ro"), "root mount line: \(mount)")
+    #expect(mount.contains("=\(device) / ext4 ro"), "root mount line: \(mount)")
     let uptime = try await guest.waitFor(.contains(RootDisk.Marker.uptime), timeout: .seconds(10))
     log("\(guest.name): \(uptime)")
     try await guest.waitFor(.exactly(RootDisk.Marker.poweroff), timeout: .seconds(10))
@@ -127,6 +127,45 @@ extension VM {
                 try await expectRealInit(guest, root: root)
                 let cmdline = guest.lines.first { $0.hasPrefix(RootDisk.Marker.cmdline) } ?? ""
                 #expect(cmdline.contains(root.rootByUUID), "the real init sees the kernel command line: \(cmdline)")
+                #expect(!guest.lines.contains { SSIInit.anyError.matches($0) })
+            }
+        }
+
+        @Test("a node with its own disk boots ssi's image through GRUB: the package's 09_ssi entry is the default and hands off to the root's init",
+              .enabled(if: bootSkipReason == nil && RootDisk.grubDiskSkipReason == nil,
+                       Comment(rawValue: bootSkipReason ?? RootDisk.grubDiskSkipReason ?? "")),
+              .timeLimit(.minutes(5)))
+        func grubBoot() async throws {
+            let ssi = try SSIBinary.require()
+            let kernel = try #require(VMHost.kernel)
+            try await VMTest.run("ssi-grub") { vm in
+                // The image the kernel hook's `ssi-mkinitrd -u` writes as
+                // /boot/ssi-initrd.img-VERSION (the package test runs the
+                // hook); here the same build, on a disk with GRUB.
+                let image = try await SSIImage.shared.path(ssi: ssi)
+                let root = try RootDisk.makeGrubDisk(at: vm.path("grub-disk.img"), kernel: kernel.path,
+                                                     version: kernel.version, image: image)
+                var config = GuestConfig(name: "grub")
+                config.diskBoot = true
+                config.disks = [Disk(root.path)]
+                let guest = try vm.start(config)
+                let fail = SSIInit.failFast + [.contains("error: ")]   // GRUB's errors
+
+                try await guest.waitFor(.contains("Booting from Hard Disk"), timeout: .seconds(60), failOn: fail)
+                // GRUB's default entry is the newest ssi one (no menu wait).
+                try await guest.waitFor(.containsInOrder(["Booting `", "with Linux \(kernel.version) (ssi)'"]),
+                                        timeout: .seconds(60), failOn: fail)
+                try await guest.waitFor(.contains("Loading Linux \(kernel.version) with its ssi image"), timeout: .seconds(30), failOn: fail)
+                log("grub: GRUB chose the ssi entry after \(Guest.seconds(guest.elapsed))")
+                try await guest.waitFor(SSIInit.step("start"), timeout: .seconds(180), failOn: fail)
+                try await guest.waitFor(SSIInit.step("root", "found", "UUID=\(root.uuid)", "/dev/vda1", "ext4"),
+                                        timeout: .seconds(60), failOn: fail)
+                try await guest.waitFor(SSIInit.step("switch-root", "handing off", "/sbin/init"),
+                                        timeout: .seconds(30), failOn: fail)
+                try await expectRealInit(guest, root: root, device: "/dev/vda1")
+                let cmdline = guest.lines.first { $0.hasPrefix(RootDisk.Marker.cmdline) } ?? ""
+                #expect(cmdline.contains("BOOT_IMAGE=/boot/vmlinuz-\(kernel.version) \(root.rootByUUID) ro console=ttyS0"),
+                        "the kernel command line 09_ssi wrote: \(cmdline)")
                 #expect(!guest.lines.contains { SSIInit.anyError.matches($0) })
             }
         }

@@ -279,6 +279,36 @@ extension VM {
             #expect(badUUID.stderr.contains("not a UUID"))
         }
 
+        @Test("a disk boot and a network boot leave the kernel to the firmware, which prints on the serial console")
+        func firmwareBootArguments() {
+            let files = (log: "/t/g.log", socket: "/t/g.sock", pid: "/t/g.pid", out: "/t/g.out")
+            var disk = GuestConfig(name: "g", kernel: "/k", initrd: "/i")
+            disk.diskBoot = true
+            disk.disks = [Disk("/t/disk.img")]
+            let a = Guest.qemuArguments(disk, files: files)
+            #expect(!a.contains("-kernel") && !a.contains("-initrd") && !a.contains("-append"), "\(a)")
+            #expect(a.contains("q35,graphics=off"))
+            #expect(a.firstIndex(of: "-boot").map { a[$0 + 1] } == "c")
+            var net = GuestConfig(name: "g")
+            net.networkBoot = true
+            let n = Guest.qemuArguments(net, files: files)
+            #expect(n.firstIndex(of: "-boot").map { n[$0 + 1] } == "n")
+            let direct = Guest.qemuArguments(GuestConfig(name: "g", kernel: "/k", initrd: "/i"), files: files)
+            #expect(direct.contains("-kernel") && !direct.contains("-boot") && direct.contains("q35"))
+        }
+
+        @Test("mkgrubdisk.sh rejects bad usage with a message naming what is missing",
+              .enabled(if: VMHost.bootSkipReason == nil, Comment(rawValue: VMHost.bootSkipReason ?? "")))
+        func mkgrubdiskUsage() throws {
+            let script = VMHost.testrootDirectory + "/mkgrubdisk.sh"
+            let noDisk = try Command.run([script], check: false)
+            #expect(noDisk.status == 2 && noDisk.stderr.contains("missing DISK"), "\(noDisk.stderr)")
+            let noKernel = try Command.run([script, "/nonexistent/d.img", "--kernel", "/nonexistent/vmlinuz"], check: false)
+            #expect(noKernel.status == 2 && noKernel.stderr.contains("--kernel: no such file: '/nonexistent/vmlinuz'"), "\(noKernel.stderr)")
+            let noVersion = try Command.run([script, "/nonexistent/d.img", "--kernel", script, "--image", script], check: false)
+            #expect(noVersion.status == 2 && noVersion.stderr.contains("--version is needed"), "\(noVersion.stderr)")
+        }
+
         @Test("the root disk gets its UUID and label; a non-executable init is possible",
               .enabled(if: VMHost.bootSkipReason == nil, Comment(rawValue: VMHost.bootSkipReason ?? "")))
         func rootDiskContent() async throws {
