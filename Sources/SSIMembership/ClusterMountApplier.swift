@@ -14,9 +14,6 @@ public struct ClusterMountApplier {
     public var network: String
     /// Prepended to every target (ssi-init: the new root's mount point).
     public var targetPrefix = ""
-    /// False: libmount never starts a helper program (/sbin/mount.TYPE):
-    /// the membership agent's thread, whose process reaps every child.
-    public var runsHelpers = true
 
     public init(localAddress: String, network: String, targetPrefix: String = "") {
         self.localAddress = localAddress
@@ -68,7 +65,6 @@ public struct ClusterMountApplier {
             // mount.nfs needed (the initramfs has none).
             cxt.setNoHelpers(true)
         }
-        if !runsHelpers { cxt.setNoHelpers(true) }
         cxt.target = target
         let outcome = cxt.mount()
         guard outcome.exitCode == MountContext.ExitCode.success else {
@@ -121,22 +117,10 @@ public struct ClusterMountApplier {
         do { cxt = try MountContext() } catch { throw SSIError("umount", error.description) }
         cxt.target = target
         cxt.setLazy(lazy)
-        if !runsHelpers { cxt.setNoHelpers(true) }
         let o = cxt.umount()
         guard o.exitCode == MountContext.ExitCode.success else {
             throw SSIError("umount", "\(target): \(o.message.isEmpty ? "umount failed (exit \(o.exitCode))" : o.message)")
         }
-    }
-
-    /// Whether mounting (or unmounting) a file system of `type` here would
-    /// start a helper program: libmount runs /sbin/mount.TYPE (umount.TYPE)
-    /// when there is one, in its search path (/sbin, /sbin/fs.d, /sbin/fs;
-    /// /usr/sbin, which /sbin is on merged-usr systems), and a type it must
-    /// probe, a list or a subtype (fuse.sshfs) may pick one.
-    public static func needsHelper(type: String, unmount: Bool) -> Bool {
-        if type.isEmpty || type == "auto" || type.contains(",") || type.contains(".") { return true }
-        let name = (unmount ? "umount." : "mount.") + type
-        return ["/sbin", "/sbin/fs.d", "/sbin/fs", "/usr/sbin"].contains { FileSystem.exists("\($0)/\(name)") }
     }
 
     /// True when `path` is a mount point in this root's mount table.

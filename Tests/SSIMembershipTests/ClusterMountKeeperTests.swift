@@ -269,26 +269,3 @@ final class FakeCluster {
         }
     }
 }
-
-/// Which parts the agent does on a thread of its own, and which need a
-/// helper program (and so a child: the agent reaps every child it has).
-@Suite struct ClusterMountHelperTests {
-    @Test("a type libmount must probe, a list, a subtype or one with /sbin/mount.TYPE needs a helper; tmpfs and ext4 do not")
-    func needsHelper() {
-        for type in ["", "auto", "ext4,xfs", "fuse.sshfs"] {
-            #expect(ClusterMountApplier.needsHelper(type: type, unmount: false), "'\(type)'")
-        }
-        // Debian ships no mount.tmpfs or mount.ext4 (the kernel mounts them).
-        for type in ["tmpfs", "ext4"] {
-            #expect(!ClusterMountApplier.needsHelper(type: type, unmount: false), "'\(type)'")
-            #expect(!ClusterMountApplier.needsHelper(type: type, unmount: true), "'\(type)'")
-        }
-        // nfs-common's helpers, where this host has them.
-        if FileManager.default.fileExists(atPath: "/sbin/mount.nfs4") {
-            #expect(ClusterMountApplier.needsHelper(type: "nfs4", unmount: false))
-        }
-        if FileManager.default.fileExists(atPath: "/sbin/umount.nfs4") {
-            #expect(ClusterMountApplier.needsHelper(type: "nfs4", unmount: true))
-        }
-    }
-}
