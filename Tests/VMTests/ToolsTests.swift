@@ -138,7 +138,11 @@ extension VM {
                 let u2 = try await node2.run("\(Self.ssi) umount /mnt/data", timeout: .seconds(120)).output
                 #expect(u2.contains("unmounted on every member"), "\(u2)")
                 for g in [node1, node2, node3] {
-                    #expect(try await g.run("findmnt -n /mnt/scratch /mnt/data", expectStatus: nil).output.isEmpty, "\(g.name): none left")
+                    // One findmnt per mount point: `findmnt A B` looks for
+                    // source A on target B, which never matches, so it
+                    // proved nothing (a no-op umount passed it).
+                    let left = try await g.run("findmnt -n -M /mnt/scratch; findmnt -n -M /mnt/data", expectStatus: nil).output
+                    #expect(left.isEmpty, "\(g.name): none left: \(left)")
                     #expect(try await g.run("cat /run/ssi/cluster-mounts").output.isEmpty, "\(g.name): an empty table")
                 }
                 #expect(!(try await node1.run("exportfs -v").output.contains("/mnt/data")), "no export left")
