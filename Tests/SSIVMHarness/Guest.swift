@@ -198,7 +198,7 @@ public final class Guest: Sendable {
     }
 
     public static func qemuArguments(_ c: GuestConfig, files: (log: String, socket: String, pid: String, out: String),
-                              tpmSocket: String? = nil) -> [String] {
+                                     tpmSocket: String? = nil) -> [String] {
         func esc(_ s: String) -> String { s.replacingOccurrences(of: ",", with: ",,") }
         var a = ["-name", c.name,
                  "-machine", c.machine, "-accel", "tcg", "-cpu", c.cpu,

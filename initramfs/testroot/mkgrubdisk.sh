@@ -30,13 +30,8 @@ export PATH="$PATH:/usr/sbin:/sbin"   # sfdisk, for a non-login shell
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 prog=$(basename "$0")
 
-die() {
-    echo "$prog: error: $*" >&2
-    exit 2
-}
-need_arg() {
-    [ $# -ge 2 ] && [ -n "$2" ] || die "option $1 needs a value"
-}
+# shellcheck source=options.sh
+. "$here/options.sh"
 
 disk=""
 kernel=""

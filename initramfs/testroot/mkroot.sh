@@ -30,15 +30,8 @@ usage: $prog IMG [options]
 EOF
 }
 
-die() {
-    echo "$prog: error: $*" >&2
-    echo "(run '$prog --help' for the options)" >&2
-    exit 2
-}
-
-need_arg() {
-    [ $# -ge 2 ] && [ -n "$2" ] || die "option $1 needs a value"
-}
+# shellcheck source=options.sh
+. "$here/options.sh"
 
 img=""
 uuid=""
