@@ -8,6 +8,9 @@ let strict: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
 ]
 
+// The directory this manifest is in: the release link's linker/ (below).
+let packageRoot = String(#filePath.dropLast("/Package.swift".count))
+
 let package = Package(
     name: "ssi",
     platforms: [.macOS(.v15)],
@@ -95,9 +98,27 @@ let package = Package(
             // The binary rides in every image: no symbol tables or debug
             // info in release builds (about 12 MB less), and identical
             // functions folded into one (generic specializations repeat).
-            // lld, for DT_RELR (gold has no -z pack-relative-relocs): the
-            // binary's 24,000 relative relocations take 4 KB, not 529 KB.
-            linkerSettings: [.unsafeFlags(["-use-ld=lld", "-Xlinker", "--strip-all", "-Xlinker", "--icf=all", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"], .when(configuration: .release))]),
+            // lld, for DT_RELR (gold has no -z pack-relative-relocs).
+            //
+            // Start-up is most of a local mount's time (issue 19: within
+            // 1.3x of util-linux), so the release link also cuts what the
+            // loader does before main (DESIGN-NOTES, "Start-up"):
+            // - a fixed-address executable (-no-pie): the loader no longer
+            //   relocates 24,000 pointers, which dirtied 72 pages of
+            //   Swift metadata in every command;
+            // - libstdc++ and libgcc linked in (only what the Swift runtime
+            //   uses, +94 KB): two libraries fewer to map, relocate and
+            //   initialise, and two fewer in every image. The toolchain's
+            //   -lstdc++ comes before any flag of ours, so linker/ holds a
+            //   linker script by that name that asks for libstdc++.a;
+            // - no exported symbols (the toolchain's -export-dynamic put
+            //   all 5,600 Swift symbols in .dynsym; nothing dlopens us).
+            linkerSettings: [.unsafeFlags([
+                "-use-ld=lld", "-Xlinker", "--strip-all", "-Xlinker", "--icf=all",
+                "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs",
+                "-Xclang-linker", "-no-pie", "-Xclang-linker", "-static-libgcc",
+                "-L\(packageRoot)/linker", "-Xlinker", "--no-export-dynamic",
+            ], .when(configuration: .release))]),
 
         .testTarget(
             name: "SSICoreTests",

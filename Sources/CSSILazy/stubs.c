@@ -4,7 +4,8 @@
 // handle (dlsym on a handle searches that library, never this binary) the
 // first time, then jumps straight to it.
 //
-// The stubs are hidden: the executable exports its symbols, and an
+// The stubs are hidden: were the executable to export its symbols (the
+// debug build does; the release link has --no-export-dynamic), an
 // exported ZSTD_decompressStream here would be the one libkmod binds to.
 // Each prototype comes from the library's own header, so a stub that does
 // not match the real function does not compile.
