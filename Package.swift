@@ -180,7 +180,7 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "SSIMembershipTests",
-            dependencies: ["SSITestSupport", "SSIMembership", "SSICore"],
+            dependencies: ["SSITestSupport", "SSIMembership", "SSICore", "SSILinux", "CSSIShim"],
             swiftSettings: strict),
         .testTarget(
             name: "SSIClusterFSTests",

@@ -401,6 +401,9 @@ int ssi_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0
 const char *ssi_exec_path(void) { return (const char *)getauxval(AT_EXECFN); }
 int ssi_close_from(int fd) { return (int)syscall(SYS_close_range, (unsigned)fd, ~0U, 0); }
 int ssi_set_comm(const char *name) { return prctl(PR_SET_NAME, (unsigned long)name, 0, 0, 0); }
+#include <sched.h>
+int ssi_unshare_fs(void) { return unshare(CLONE_FS); }
+int ssi_unshare_fs_and_mounts(void) { return unshare(CLONE_FS | CLONE_NEWNS); }
 
 #if defined(__x86_64__)
 #include <sys/ptrace.h>

@@ -14,6 +14,16 @@ public struct ClusterMountApplier {
     public var network: String
     /// Prepended to every target (ssi-init: the new root's mount point).
     public var targetPrefix = ""
+    /// False: libmount never starts a helper program (/sbin/mount.TYPE):
+    /// the membership agent's thread, whose process reaps every child.
+    /// Unmounts are then umount(2) itself (below).
+    public var runsHelpers = true
+    /// The mount table this caller's root sees. On a thread that entered a
+    /// root of its own (the membership agent's), /proc/self is the thread
+    /// group leader's, and the kernel writes its mountinfo relative to the
+    /// leader's root: a mount in the system's root is not in it. Such a
+    /// thread reads /proc/thread-self/mountinfo.
+    public var mountTable = "/proc/self/mountinfo"
 
     public init(localAddress: String, network: String, targetPrefix: String = "") {
         self.localAddress = localAddress
@@ -65,6 +75,7 @@ public struct ClusterMountApplier {
             // mount.nfs needed (the initramfs has none).
             cxt.setNoHelpers(true)
         }
+        if !runsHelpers { cxt.setNoHelpers(true) }
         cxt.target = target
         let outcome = cxt.mount()
         guard outcome.exitCode == MountContext.ExitCode.success else {
@@ -86,7 +97,7 @@ public struct ClusterMountApplier {
     public func unmount(_ entry: ClusterMount, role: ClusterMount.Role) throws(SSIError) {
         let target = targetPrefix + entry.target
         if role == .mountAndExport { unexport(entry) }
-        guard Self.isMounted(target) else { return }
+        guard isMounted(target) else { return }
         if case .mountFrom = role {
             try unmountTarget(target, lazy: true)
             return
@@ -104,7 +115,7 @@ public struct ClusterMountApplier {
                 return
             } catch {
                 attempt += 1
-                guard attempt < 20, Self.nfsdRunning(), Self.isMounted(target) else { throw error }
+                guard attempt < 20, Self.nfsdRunning(), isMounted(target) else { throw error }
                 if role == .mountAndExport { unlockNFSState(entry) }
                 if FileSystem.isExecutableFile(Self.exportfs) { _ = Self.run([Self.exportfs, "-f"]) }
                 Process.sleep(milliseconds: 500)
@@ -113,6 +124,17 @@ public struct ClusterMountApplier {
     }
 
     private func unmountTarget(_ target: String, lazy: Bool) throws(SSIError) {
+        if !runsHelpers {
+            // Without a helper, libmount's umount is umount(2) after a
+            // lookup in /proc/self/mountinfo, which on the agent's thread
+            // is the wrong root's table (mountTable, above).
+            do throws(SystemCallError) {
+                try Mount.unmount(target, detach: lazy)
+            } catch {
+                throw SSIError("umount", "\(target): \(errnoDescription(error.errno))")
+            }
+            return
+        }
         let cxt: MountContext
         do { cxt = try MountContext() } catch { throw SSIError("umount", error.description) }
         cxt.target = target
@@ -123,9 +145,25 @@ public struct ClusterMountApplier {
         }
     }
 
-    /// True when `path` is a mount point in this root's mount table.
-    public static func isMounted(_ path: String) -> Bool {
-        Mount.entries().contains { $0.mountPoint == path }
+    /// Whether mounting (or unmounting) a file system of `type` here would
+    /// start a helper program: libmount runs /sbin/mount.TYPE (umount.TYPE)
+    /// when there is one, in its search path (/sbin, /sbin/fs.d, /sbin/fs;
+    /// /usr/sbin, which /sbin is on merged-usr systems), and a type it must
+    /// probe, a list or a subtype (fuse.sshfs) may pick one.
+    public static func needsHelper(type: String, unmount: Bool) -> Bool {
+        if type.isEmpty || type == "auto" || type.contains(",") || type.contains(".") { return true }
+        let name = (unmount ? "umount." : "mount.") + type
+        return ["/sbin", "/sbin/fs.d", "/sbin/fs", "/usr/sbin"].contains { FileSystem.exists("\($0)/\(name)") }
+    }
+
+    /// True when `path` is a mount point in this caller's mount table.
+    public func isMounted(_ path: String) -> Bool {
+        Self.isMounted(path, table: mountTable)
+    }
+
+    /// True when `path` is a mount point in the mount table `table`.
+    public static func isMounted(_ path: String, table: String = "/proc/self/mountinfo") -> Bool {
+        Mount.entries(path: table).contains { $0.mountPoint == path }
     }
 
     // MARK: NFS export

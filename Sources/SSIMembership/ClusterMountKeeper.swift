@@ -6,7 +6,8 @@ import SSILinux
 import CSSIShim
 
 /// The membership agent's half of cluster mounts: the table, the
-/// requests in flight, and the children that do this node's part.
+/// requests in flight, and the workers (threads or children) that do this
+/// node's part.
 ///
 /// Every agent sees every message in the same (CPG agreed) order with the
 /// same membership, so every agent reaches the same decision on its own:
@@ -32,6 +33,8 @@ final class ClusterMountKeeper {
         var started = false
     }
 
+    /// One node's part under way: a child process, or a thread of the
+    /// agent; either writes its "ssi-result ..." line into `fd`'s other end.
     struct Child {
         var id: String
         var unmount: Bool
@@ -41,6 +44,9 @@ final class ClusterMountKeeper {
         var started = Process.now()
         var target = ""
         var killed = false
+        /// The child process, or nil for a thread (which cannot be killed:
+        /// its part is reported failed after the bound all the same).
+        var pid: pid_t? = nil
     }
 
     /// A child still at it after this long is killed and its part reported
@@ -51,7 +57,8 @@ final class ClusterMountKeeper {
     private(set) var table: [ClusterMount] = []
     private var mounts: [String: Request] = [:]
     private var umounts: [String: Request] = [:]
-    private var children: [pid_t: Child] = [:]
+    private var children: [Int: Child] = [:]
+    private var childKeys = 0
     private var failures: [String: (count: Int, last: Double)] = [:]
     private var sequence = 0
     var awaitingTable = true
@@ -346,39 +353,105 @@ final class ClusterMountKeeper {
             if report { agent.send(.mounted(id: e.id, node: me, result: "ok")) }
             return
         }
-        let pipe: OwnedPipe
+        let environment: [String] = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"]
+        // The result comes back on a socket: a thread given up on after the
+        // bound may still write to it, and a send there is an EPIPE, never
+        // a SIGPIPE for the agent.
+        var ends: [Int32] = [-1, -1]
         do throws(SystemCallError) {
-            guard exeFD >= 0 else { throw SystemCallError("open /proc/self/exe", errno: exeErrno) }
-            pipe = try OwnedPipe()
+            guard exeFD >= 0 || role == .mountItself else { throw SystemCallError("open /proc/self/exe", errno: exeErrno) }
+            try syscall("socketpair") { socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &ends) }
         } catch {
             finish(Child(id: e.id, unmount: unmount, report: report, fd: -1), result: "error: cannot start: \(errnoDescription(error.errno))")
             return
         }
-        let environment: [String] = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"]
-        var pid: pid_t = -1, failure = ""
-        do throws(SystemCallError) { pid = try SpawnSpec.inRoot("/proc/1/root", .descriptor(exeFD), argv: args, environment: environment, output: pipe.write.rawValue).spawn() } catch { failure = error.description }
-        // Only the child may hold the write end, or the read never ends.
-        pipe.write.close()
+        let (output, input) = (ends[0], ends[1])
         agent.trace("cluster mount \(e.id): \(unmount ? "unmounting" : "mounting") \(e.target) here (\(role))")
-        guard pid > 0 else {
-            finish(Child(id: e.id, unmount: unmount, report: report, fd: -1, target: e.target), result: "error: cannot start: \(failure)")
+        childKeys += 1
+        var child = Child(id: e.id, unmount: unmount, report: report, fd: output, target: e.target)
+        if role == .mountItself {
+            // A mount of this node's own (node=*, or the owner's without an
+            // export) is done by a thread of the agent moved into the
+            // system's root: under TCG a child (this 10 MB binary started
+            // again, its libraries read from the system's root) cost most
+            // of a node's part. The thread starts a child itself when the
+            // part needs a helper program (below).
+            let (local, network, exe, args) = (agent.address(me) ?? "", agent.network() ?? "", exeFD, args)
+            startThread {
+                Self.partOnThread(e, unmount: unmount, localAddress: local, network: network,
+                                  childArguments: args, environment: environment, exe: exe, output: input)
+            }
+        } else {
+            // An export runs the distro's exportfs, an NFS client's mount
+            // can wait on a silent server: a child, which can be killed.
+            var pid: pid_t = -1, failure = ""
+            do throws(SystemCallError) { pid = try SpawnSpec.inRoot("/proc/1/root", .descriptor(exeFD), argv: args, environment: environment, output: input).spawn() } catch { failure = error.description }
+            // Only the child may hold the write end, or the read never ends.
+            close(input)
+            guard pid > 0 else {
+                close(output)
+                finish(Child(id: e.id, unmount: unmount, report: report, fd: -1, target: e.target), result: "error: cannot start: \(failure)")
+                return
+            }
+            child.pid = pid
+        }
+        // Closed by checkChildren when the output ends.
+        _ = fcntl(output, F_SETFL, fcntl(output, F_GETFL) | O_NONBLOCK)
+        children[childKeys] = child
+    }
+
+    /// This node's part of a `mountItself` entry, on a thread of its own:
+    /// the thread alone moves into the system's root (the agent lives in
+    /// the daemons' root), does the mount or unmount with libmount there,
+    /// and sends "ssi-result ..." into `output`, which it closes. A part
+    /// that needs a helper program (/sbin/mount.TYPE, umount.TYPE, or a
+    /// type libmount must probe) runs in a child as before: the agent's
+    /// loop reaps every child it has (waitpid -1), so a helper forked by
+    /// libmount on this thread could lose its exit status to it.
+    static func partOnThread(_ e: ClusterMount, unmount: Bool, localAddress: String, network: String,
+                             childArguments: [String], environment: [String], exe: Int32, output: Int32) {
+        defer { close(output) }
+        func result(_ text: String) { try? sendAll(output, Array("ssi-result \(text)\n".utf8), name: "cluster mount result") }
+        do throws(SystemCallError) {
+            try enterRootOnThisThread("/proc/1/root")
+        } catch {
+            result("error: cannot enter the system's root: \(error.description)")
             return
         }
-        // Closed by checkChildren when the child's output ends.
-        let output = pipe.read.take()
-        _ = fcntl(output, F_SETFL, fcntl(output, F_GETFL) | O_NONBLOCK)
-        children[pid] = Child(id: e.id, unmount: unmount, report: report, fd: output, target: e.target)
+        if ClusterMountApplier.needsHelper(type: e.type, unmount: unmount) {
+            guard exe >= 0 else { return result("error: cannot start: no /proc/self/exe") }
+            do throws(SystemCallError) {
+                // This thread's root is the system's: "/" is it.
+                _ = try SpawnSpec.inRoot("/", .descriptor(exe), argv: childArguments, environment: environment, output: output).spawn()
+            } catch {
+                result("error: cannot start: \(error.description)")
+            }
+            return
+        }
+        var applier = ClusterMountApplier(localAddress: localAddress, network: network)
+        applier.runsHelpers = false
+        applier.mountTable = "/proc/thread-self/mountinfo"
+        do throws(SSIError) {
+            if unmount {
+                try applier.unmount(e, role: .mountItself)
+            } else {
+                try applier.mount(e, role: .mountItself, serverAddress: nil)
+            }
+            result("ok")
+        } catch {
+            result("error: \(error.message)")
+        }
     }
 
     var childFDs: [Int32] { children.values.map(\.fd) }
 
-    /// Collects children's output and exits (called from the poll loop).
-    /// Collects children's output; a child is done when its pipe reaches
-    /// end of file (it exited: its exit status is not used, because the
-    /// agent's loop reaps every child it has, ours included).
+    /// Collects the workers' output (called from the poll loop); one is
+    /// done when its output reaches end of file (a child exited: its exit
+    /// status is not used, because the agent's loop reaps every child it
+    /// has, ours included; a thread closed its end).
     func checkChildren() {
         var chunk = [UInt8](repeating: 0, count: 4096)
-        for (pid, var c) in children {
+        for (key, var c) in children {
             var ended = false
             while true {
                 switch attempt({ read(c.fd, &chunk, chunk.count) }) {
@@ -388,21 +461,22 @@ final class ClusterMountKeeper {
                 }
                 break
             }
-            children[pid] = c
-            // A killed child whose pipe never closes (stuck in the kernel)
-            // is given up on: its part is reported failed all the same.
+            children[key] = c
+            // A killed child whose output never closes (stuck in the
+            // kernel), or a thread, is given up on: its part is reported
+            // failed all the same.
             if c.killed && Process.now() - c.started > Self.childSeconds + 5 { ended = true }
             guard ended else {
                 if !c.killed && Process.now() - c.started > Self.childSeconds {
-                    kill(pid, SIGKILL)
+                    if let pid = c.pid { kill(pid, SIGKILL) }
                     c.killed = true
-                    c.output += Array("\nssi-result error: \(c.target): no answer in \(Int(Self.childSeconds)) s (stopped)\n".utf8)
-                    children[pid] = c
+                    c.output += Array("\nssi-result error: \(c.target): no answer in \(Int(Self.childSeconds)) s (\(c.pid == nil ? "given up" : "stopped"))\n".utf8)
+                    children[key] = c
                 }
                 continue
             }
             close(c.fd)
-            children[pid] = nil
+            children[key] = nil
             let text = String(decoding: c.output, as: UTF8.self)
             let result = text.lines().last { $0.hasPrefix("ssi-result ") }.map { String($0.dropFirst(11)) }
                 ?? "error: the mount helper ended without a result: \(text.lines().last ?? "")"

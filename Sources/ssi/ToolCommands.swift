@@ -11,8 +11,10 @@ import SSITools
 /// should the tree be reached with its name.
 func ownCommandLine(_ command: Applet.Command, usage: String, abstract: String, discussion: String) -> CLICommand {
     let applet = Applet.applet(command)
+    // A command that takes no arguments (loads, clusternode_num) lists none.
+    let arguments = usage.isEmpty ? [] : [CLIArgument(CLIProgram.passThroughName, help: usage, optional: true, repeated: true)]
     return CLICommand(applet.subcommand ?? command.rawValue, abstract: abstract, discussion: discussion,
-                      arguments: [CLIArgument(CLIProgram.passThroughName, help: usage, optional: true, repeated: true)],
+                      arguments: arguments,
                       passThrough: true) { v in
         Tools.run(applet, program: applet.program, invokedAs: applet.program, v.argumentList(CLIProgram.passThroughName))
     }

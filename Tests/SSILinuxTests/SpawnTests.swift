@@ -3,6 +3,7 @@ import Testing
 import Glibc
 #endif
 import CSSIShim
+import Synchronization
 @testable import SSICore
 @testable import SSILinux
 
@@ -189,6 +190,45 @@ struct SpawnTests {
         } catch {
             #expect(error.call == "chroot \(root)/no-such-root" && error.errno == ENOENT, "\(error)")
         }
+    }
+
+    @Test("a thread that enters another root sees it as /, the process's other threads keep theirs, and a child the thread starts begins there",
+          .enabled(if: canChangeIDs && FileSystem.isExecutableFile("/usr/bin/busybox")))
+    func threadRoot() throws {
+        var template = Array("/tmp/ssi-troot-XXXXXX".utf8CString)
+        let root = String(cString: try #require(mkdtemp(&template)))
+        defer { unlink(root + "/busybox"); unlink(root + "/marker"); rmdir(root) }
+        try FileSystem.copyFile("/usr/bin/busybox", to: root + "/busybox", mode: 0o755)
+        try FileSystem.writeFile(root + "/marker", "inside\n")
+        let null = try Descriptor(open: "/dev/null", O_RDONLY)
+        let pipe = try OwnedPipe()
+        let (nullFD, out) = (null.rawValue, pipe.write.rawValue)
+        final class Shared: Sendable { let state = Mutex<(lines: [String], done: Bool)>(([], false)) }
+        let shared = Shared()
+        startThread {
+            var lines: [String] = []
+            do throws(SystemCallError) {
+                try enterRootOnThisThread(root)
+                lines.append((try? FileSystem.readText("/marker")) ?? "no /marker")
+                let spec = SpawnSpec(.path("/busybox"), argv: ["busybox", "sh", "-c", "/busybox cat /marker; pwd"], environment: [])
+                var mapped = spec
+                mapped.descriptors = .exactly([.fd(nullFD), .fd(out), .fd(out)])
+                let pid = try mapped.spawn()
+                lines.append("\(try Process.wait(for: pid))")
+            } catch {
+                lines.append("error: \(error)")
+            }
+            shared.state.withLock { $0 = (lines, true) }
+        }
+        for _ in 0..<500 where !shared.state.withLock({ $0.done }) { usleep(10_000) }
+        pipe.write.close()
+        let (lines, done) = shared.state.withLock { $0 }
+        #expect(done, "the thread did not finish in 5 s")
+        #expect(lines == ["inside\n", "\(Process.Exit.exited(0))"], "\(lines)")
+        let output = String(decoding: try readAll(pipe.read.rawValue, name: "out"), as: UTF8.self)
+        #expect(output == "inside\n/\n", "\(output)")
+        // This thread's root is still the process's.
+        #expect(!FileSystem.exists("/marker") && !FileSystem.exists("/busybox"))
     }
 
     @Test("a new session: the child leads it")

@@ -1,5 +1,9 @@
 import Foundation
 import Testing
+import Synchronization
+import CSSIShim
+import SSILinux
+import SSICore
 @testable import SSIMembership
 
 /// Several keepers on one in-memory "CPG": every message goes to every
@@ -267,5 +271,75 @@ final class FakeCluster {
             #expect(!escaped.unicodeScalars.contains { $0 == "\n" || $0 == "\r" || $0 == "\t" }, "\(escaped)")
             #expect(ClusterMount.unescape(escaped) == target)
         }
+    }
+}
+
+/// Which parts the agent does on a thread of its own, and which need a
+/// helper program (and so a child: the agent reaps every child it has).
+@Suite struct ClusterMountHelperTests {
+    @Test("a type libmount must probe, a list, a subtype or one with /sbin/mount.TYPE needs a helper; tmpfs and ext4 do not")
+    func needsHelper() {
+        for type in ["", "auto", "ext4,xfs", "fuse.sshfs"] {
+            #expect(ClusterMountApplier.needsHelper(type: type, unmount: false), "'\(type)'")
+        }
+        // Debian ships no mount.tmpfs or mount.ext4 (the kernel mounts them).
+        for type in ["tmpfs", "ext4"] {
+            #expect(!ClusterMountApplier.needsHelper(type: type, unmount: false), "'\(type)'")
+            #expect(!ClusterMountApplier.needsHelper(type: type, unmount: true), "'\(type)'")
+        }
+        // nfs-common's helpers, where this host has them.
+        if FileManager.default.fileExists(atPath: "/sbin/mount.nfs4") {
+            #expect(ClusterMountApplier.needsHelper(type: "nfs4", unmount: false))
+        }
+        if FileManager.default.fileExists(atPath: "/sbin/umount.nfs4") {
+            #expect(ClusterMountApplier.needsHelper(type: "nfs4", unmount: true))
+        }
+    }
+}
+
+/// The applier as the agent's thread runs it: on a thread whose root (here,
+/// whose mount namespace) is its own, the process's /proc/self/mountinfo
+/// does not show the thread's mounts, so a check there would skip the
+/// unmount and report "ok" with the file system still mounted (the fault
+/// the fresh-clone CI of 05f824a found).
+@Suite struct ClusterMountThreadTests {
+    @Test("on a thread with mounts of its own, the applier sees its tmpfs in /proc/thread-self and the unmount really removes it",
+          .enabled(if: getuid() == 0, "needs root: mount(2) and unshare(CLONE_NEWNS)"))
+    func unmountOnAThreadIsDone() throws {
+        var template = Array("/tmp/ssi-tmount-XXXXXX".utf8CString)
+        let target = String(cString: try #require(mkdtemp(&template)))
+        defer { rmdir(target) }
+        let entry = ClusterMount(id: "t1", rule: try NodeRule(parsing: "*"), source: "ssi-test", target: target, type: "tmpfs", options: "size=1m")
+        final class Shared: Sendable { let state = Mutex<(steps: [String], done: Bool)>(([], false)) }
+        let shared = Shared()
+        startThread {
+            var steps: [String] = []
+            func table(_ path: String) -> Bool { ClusterMountApplier.isMounted(target, table: path) }
+            if ssi_unshare_fs_and_mounts() != 0 || mount(nil, "/", nil, UInt(MS_REC | MS_PRIVATE), nil) != 0 {
+                steps.append("cannot make a private mount namespace: errno \(errno)")
+            } else {
+                var applier = ClusterMountApplier(localAddress: "", network: "")
+                applier.runsHelpers = false
+                applier.mountTable = "/proc/thread-self/mountinfo"
+                do throws(SSIError) {
+                    try applier.mount(entry, role: .mountItself, serverAddress: nil)
+                    steps.append("mounted: thread-self \(table("/proc/thread-self/mountinfo")), self \(table("/proc/self/mountinfo"))")
+                    try applier.unmount(entry, role: .mountItself)
+                    steps.append("unmounted: thread-self \(table("/proc/thread-self/mountinfo"))")
+                    // A second unmount of what is gone is no error.
+                    try applier.unmount(entry, role: .mountItself)
+                    steps.append("again: ok")
+                } catch {
+                    steps.append("error: \(error.message)")
+                }
+            }
+            shared.state.withLock { $0 = (steps, true) }
+        }
+        for _ in 0..<500 where !shared.state.withLock({ $0.done }) { usleep(10_000) }
+        let (steps, done) = shared.state.withLock { $0 }
+        #expect(done, "the thread did not finish in 5 s")
+        #expect(steps == ["mounted: thread-self true, self false", "unmounted: thread-self false", "again: ok"], "\(steps)")
+        // Nothing of it reached this namespace.
+        #expect(!ClusterMountApplier.isMounted(target))
     }
 }

@@ -4,6 +4,7 @@ import SSICore
 import SSIMembership
 import SSITestSupport
 @testable import SSIProcess
+import func SSILinux.startThread
 import CSSIShim
 
 /// Frames with exact bytes, sizes from peers, and mutated input: the

@@ -3,6 +3,7 @@ import Foundation
 import CSSIShim
 import SSICore
 @testable import SSIProcess
+import func SSILinux.startThread
 
 /// The secure channel and fd shipping on loopback, in this process: a
 /// home channel served on one side, a stand-in relaying on the other.

@@ -27,6 +27,14 @@ import Testing
         #expect(pages.map(\.fileName).sorted() == Self.expectedPages.sorted())
     }
 
+    @Test("no page has an empty line (groff warns of each one, and lintian shows it: loads and clusternode_num had one)")
+    func noEmptyLines() {
+        for page in CLIManual.pages(Self.ssiRoot, section: 8, date: "2025-11-30") {
+            let lines = page.text.split(separator: "\n", omittingEmptySubsequences: false).dropLast()
+            #expect(!lines.contains { $0.trimmingCharacters(in: .whitespaces).isEmpty }, "\(page.fileName)")
+        }
+    }
+
     @Test("every command's help lists each of its options and arguments, and its visible subcommands")
     func everyHelp() {
         func visit(_ path: [CLICommand]) {

@@ -143,6 +143,13 @@ const char *ssi_exec_path(void);
 int ssi_close_from(int fd);
 /* prctl(PR_SET_NAME): the process's comm (15 bytes). */
 int ssi_set_comm(const char *name);
+/* unshare(CLONE_FS): the calling thread's root, cwd and umask become its
+   own (glibc declares unshare only with _GNU_SOURCE). */
+int ssi_unshare_fs(void);
+/* unshare(CLONE_FS | CLONE_NEWNS): the calling thread alone gets a mount
+   namespace of its own too (the unit tests' stand-in for a thread in
+   another root: its mounts are not in the process's /proc/self). */
+int ssi_unshare_fs_and_mounts(void);
 
 /* Makes the process `pid` (x86-64) replace its descriptor `target_fd`
  * with a unix stream socket connected to the abstract address `name`

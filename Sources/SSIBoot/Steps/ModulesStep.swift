@@ -25,9 +25,13 @@ extension Boot {
         let ctx = try modules(dir)
         var loaded: [String] = []
         var failed: [String] = []
+        // Each load's own time, for the summary line: under TCG a module
+        // whose probe waits on hardware (ahci's SATA links) is most of the
+        // step, and the line says which.
         func load(_ name: String, reason: String) {
             do throws(SSIError) {
-                if try ctx.insertIfNeeded(name) { loaded.append(name) }
+                let t0 = Process.now()
+                if try ctx.insertIfNeeded(name) { loaded.append("\(name) \(Int((Process.now() - t0) * 1000)) ms") }
             } catch {
                 log.error("modules", "\(error.message) (\(reason))")
                 failed.append(name)
@@ -82,7 +86,7 @@ extension Boot {
                            hint: "the lines above say why")
         }
         let ms = Int((Process.now() - started) * 1000)
-        log.info("modules", "loaded \(loaded.count) modules (\(loaded.joined(separator: " "))) in \(ms) ms")
+        log.info("modules", "loaded \(loaded.count) modules (\(loaded.joined(separator: ", "))) in \(ms) ms")
     }
 
     func modules(_ dir: String) throws(SSIError) -> KmodContext {

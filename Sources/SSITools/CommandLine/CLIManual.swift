@@ -48,7 +48,8 @@ public enum CLIManual {
         out.append(".Bl -tag -width 6n")
         for a in command.arguments {
             out.append(".It Ar \(a.name)" + (a.isRepeated ? "..." : ""))
-            out.append(escaped(a.help))
+            // No empty line for an empty text: groff warns of it (lintian).
+            if !a.help.isEmpty { out.append(escaped(a.help)) }
         }
         for o in options {
             var names: [String] = []
@@ -57,7 +58,7 @@ public enum CLIManual {
             // `.It Fl o , -output Ar file` renders as "-o, --output file".
             let value = o.takesValue ? " Ar \(o.valueName)" + (o.isRepeatable ? "..." : "") : ""
             out.append(".It Fl " + names.joined(separator: " , ") + value)
-            out.append(escaped(o.help))
+            if !o.help.isEmpty { out.append(escaped(o.help)) }
         }
         out.append(".El")
         out.append(".Sh \"EXIT STATUS\"")
