@@ -14,16 +14,18 @@ public struct ClusterMountApplier {
     public var network: String
     /// Prepended to every target (ssi-init: the new root's mount point).
     public var targetPrefix = ""
-    /// False: libmount never starts a helper program (/sbin/mount.TYPE):
-    /// the membership agent's thread, whose process reaps every child.
-    /// Unmounts are then umount(2) itself (below).
-    public var runsHelpers = true
-    /// The mount table this caller's root sees. On a thread that entered a
-    /// root of its own (the membership agent's), /proc/self is the thread
-    /// group leader's, and the kernel writes its mountinfo relative to the
-    /// leader's root: a mount in the system's root is not in it. Such a
-    /// thread reads /proc/thread-self/mountinfo.
-    public var mountTable = "/proc/self/mountinfo"
+    /// True on a thread that entered the system's root by itself (the
+    /// membership agent's), which changes three things together:
+    /// - libmount never starts a helper program (/sbin/mount.TYPE): the
+    ///   agent's loop reaps every child the process has;
+    /// - the mount table is /proc/thread-self/mountinfo: /proc/self is the
+    ///   thread group leader's, and the kernel writes its mountinfo
+    ///   relative to the leader's root, where no mount of the system's is;
+    /// - an unmount is umount(2) itself: libmount's looks the target up in
+    ///   /proc/self.
+    public var onOwnRootThread = false
+
+    var mountTable: String { onOwnRootThread ? "/proc/thread-self/mountinfo" : "/proc/self/mountinfo" }
 
     public init(localAddress: String, network: String, targetPrefix: String = "") {
         self.localAddress = localAddress
@@ -75,7 +77,7 @@ public struct ClusterMountApplier {
             // mount.nfs needed (the initramfs has none).
             cxt.setNoHelpers(true)
         }
-        if !runsHelpers { cxt.setNoHelpers(true) }
+        if onOwnRootThread { cxt.setNoHelpers(true) }
         cxt.target = target
         let outcome = cxt.mount()
         guard outcome.exitCode == MountContext.ExitCode.success else {
@@ -124,10 +126,9 @@ public struct ClusterMountApplier {
     }
 
     private func unmountTarget(_ target: String, lazy: Bool) throws(SSIError) {
-        if !runsHelpers {
-            // Without a helper, libmount's umount is umount(2) after a
-            // lookup in /proc/self/mountinfo, which on the agent's thread
-            // is the wrong root's table (mountTable, above).
+        if onOwnRootThread {
+            // libmount's umount would look the target up in the wrong
+            // root's table (onOwnRootThread, above).
             do throws(SystemCallError) {
                 try Mount.unmount(target, detach: lazy)
             } catch {

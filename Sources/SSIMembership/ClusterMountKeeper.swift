@@ -429,8 +429,7 @@ final class ClusterMountKeeper {
             return
         }
         var applier = ClusterMountApplier(localAddress: localAddress, network: network)
-        applier.runsHelpers = false
-        applier.mountTable = "/proc/thread-self/mountinfo"
+        applier.onOwnRootThread = true
         do throws(SSIError) {
             if unmount {
                 try applier.unmount(e, role: .mountItself)

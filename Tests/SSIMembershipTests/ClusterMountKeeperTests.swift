@@ -319,8 +319,7 @@ final class FakeCluster {
                 steps.append("cannot make a private mount namespace: errno \(errno)")
             } else {
                 var applier = ClusterMountApplier(localAddress: "", network: "")
-                applier.runsHelpers = false
-                applier.mountTable = "/proc/thread-self/mountinfo"
+                applier.onOwnRootThread = true
                 do throws(SSIError) {
                     try applier.mount(entry, role: .mountItself, serverAddress: nil)
                     steps.append("mounted: thread-self \(table("/proc/thread-self/mountinfo")), self \(table("/proc/self/mountinfo"))")
