@@ -149,6 +149,7 @@ int ssi_swapoff(const char *path) { return swapoff(path); }
 #endif
 
 int ssi_pidfd_open(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
+int ssi_finit_module(int fd, const char *params, int flags) { return (int)syscall(SYS_finit_module, fd, params, flags); }
 int ssi_pidfd_getfd(int pidfd, int fd) { return (int)syscall(SYS_pidfd_getfd, pidfd, fd, 0); }
 
 int ssi_kcmp_file(int pid1, int pid2, int fd1, int fd2) {

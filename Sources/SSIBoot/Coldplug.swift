@@ -97,8 +97,8 @@ extension Boot {
     /// The modules the image's index names for a modalias (none when it
     /// has none, or the lookup fails: a device without a carried driver is
     /// normal).
-    static func driverModules(_ ctx: KmodContext, _ alias: String) -> [String] {
-        guard case .modules(let mods) = (try? ctx.lookup(alias)) ?? .notFound else { return [] }
-        return mods.map(\.name)
+    static func driverModules(_ ctx: ModuleLoader, _ alias: String) -> [String] {
+        guard case .modules(let mods) = ctx.lookup(alias) else { return [] }
+        return mods
     }
 }

@@ -50,7 +50,7 @@ public enum InitProgram {
 /// and device watch the modules step opens and the root wait goes on using.
 final class Boot {
     let log: Log
-    var kmod: KmodContext?
+    var moduleLoader: ModuleLoader?
     /// libudev and the kernel's uevent monitor, from the modules step on.
     var devices: DeviceWatch?
 

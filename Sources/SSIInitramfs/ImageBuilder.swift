@@ -44,16 +44,17 @@ public struct ImageSpec: Sendable {
         "ext4", "nfsv4", "gfs2", "dlm", "configfs",
     ]
 
-    /// What ssi-init loads with dlopen in every image: module loading and
-    /// the device scan (their own DT_NEEDED, zstd and lzma, follow).
-    public static let bootLibraries: [LazyLibrary] = [.kmod, .udev]
+    /// What ssi-init loads with dlopen in every image: the device scan.
+    /// Modules are loaded without libkmod (`ModuleLoader`), which would
+    /// bring libcrypto, liblzma and libzstd (5.7 MB) into every image.
+    public static let bootLibraries: [LazyLibrary] = [.udev]
     /// What a cluster image adds, for ssi-init's membership step and the
     /// agents it leaves running (in the image and in the daemons' root).
     public static let clusterLibraries: [LazyLibrary] = LazyLibrary.corosync + [.sodium]
     /// What the agents load in the daemons' root after the hand-off: the
-    /// cluster's libraries, and libkmod (the process agent loads the
-    /// modules criu needs: tun, veth, the socket diagnostics).
-    public static let agentLibraries: [LazyLibrary] = clusterLibraries + [.kmod]
+    /// cluster's libraries (the process agent loads the modules criu needs
+    /// with `ModuleLoader` too).
+    public static let agentLibraries: [LazyLibrary] = clusterLibraries
 
     /// Multi-call names the image links to the ssi binary.
     public static let appletNames = ["ssi-init", "ssi-mkinitrd"]

@@ -90,41 +90,61 @@ public struct ModuleSet: Sendable {
         return p.hasPrefix(prefix) ? String(p.dropFirst(prefix.count)) : nil
     }
 
-    /// Adds the modules, their firmware, the indexes libkmod needs and the
-    /// boot list to the image tree.
+    /// Adds the modules, their firmware, the indexes ssi-init's loader
+    /// reads and the boot list to the image tree.
     /// `loadAtBoot` is the list ssi-init always loads; everything else is
     /// loaded when a device or a file system needs it.
+    ///
+    /// The indexes are depmod's text files for exactly these modules
+    /// (`ModuleIndex`), not libkmod's binary ones: the image carries no
+    /// libkmod (DESIGN-NOTES, "Module loading at boot"). A compressed
+    /// module is stored decompressed, as mkinitramfs stores it: the image
+    /// is compressed as a whole, and finit_module then needs no
+    /// decompressor in the kernel or in the image.
     public func install(into tree: inout ImageTree, loadAtBoot: [String]) throws(SSIError) {
         let base = "usr/lib/modules/\(kernelVersion)"
         try tree.add(base, .directory(permissions: 0o755))
         let names = modules.keys.sorted()
-        let dep = KmodIndexWriter()
-        let alias = KmodIndexWriter()
-        for (i, name) in names.enumerated() {
+        var stored: [String: String] = [:]
+        for name in names {
+            guard let rel = relativePath(modules[name]!) else {
+                throw SSIError("modules", "\(name): \(modules[name]!.path ?? "no path") is outside \(directory)")
+            }
+            stored[name] = Self.storedPath(rel)
+        }
+        var dep = "", alias = ""
+        for name in names {
             let m = modules[name]!
-            guard let rel = relativePath(m), let path = m.path else {
-                throw SSIError("modules", "\(name): \(m.path ?? "no path") is outside \(directory)")
+            let path = m.path!
+            let rel = relativePath(m)!
+            if let format = Self.compression(of: rel) {
+                let raw: [UInt8]
+                do { raw = try FileSystem.readFile(path) } catch {
+                    throw SSIError("modules", "\(name): \(error.description)")
+                }
+                let plain = try Decompress.all(raw[...], format: format, source: path)
+                try tree.add("\(base)/\(stored[name]!)", .data(plain, permissions: 0o644))
+            } else {
+                let st: FileSystem.Status
+                do { st = try FileSystem.status(path, followSymlinks: true) } catch {
+                    throw SSIError("modules", "\(name): \(error.description)")
+                }
+                try tree.add("\(base)/\(rel)", .hostFile(source: path, permissions: 0o644, size: st.size))
             }
-            let st: FileSystem.Status
-            do { st = try FileSystem.status(path, followSymlinks: true) } catch {
-                throw SSIError("modules", "\(name): \(error.description)")
-            }
-            try tree.add("\(base)/\(rel)", .hostFile(source: path, permissions: 0o644, size: st.size))
-            // libkmod hands the modules.dep list back reversed (it prepends
-            // while parsing); modprobe loads the list from its end, so the
-            // index must hold depmod's order again.
-            let deps = (hardDependencies[name] ?? []).reversed().compactMap(relativePath)
-            dep.insert(key: name, value: "\(rel):" + deps.map { " " + $0 }.joined(), priority: UInt32(i))
-            for a in aliases[name] ?? [] {
-                alias.insert(key: normalizeAlias(a), value: name, priority: UInt32(i))
+            // modules.dep's order: libkmod hands the list back reversed (it
+            // prepends while parsing), so it is reversed again here; the
+            // loader takes it from its end, as modprobe does.
+            let deps = (hardDependencies[name] ?? []).reversed().compactMap { stored[$0.name] }
+            dep += "\(stored[name]!):" + deps.map { " " + $0 }.joined() + "\n"
+            for a in aliases[name] ?? [] where !a.isEmpty && !a.contains("\n") {
+                alias += "alias \(a) \(name)\n"
             }
         }
-        try tree.add("\(base)/modules.dep.bin", .data(dep.serialized(), permissions: 0o644))
-        try tree.add("\(base)/modules.alias.bin", .data(alias.serialized(), permissions: 0o644))
-        try tree.add("\(base)/modules.symbols.bin", .data(symbolIndex(names: Set(names)).serialized(), permissions: 0o644))
-        let (builtinIndex, builtinAliases) = builtinIndexes()
-        try tree.add("\(base)/modules.builtin.bin", .data(builtinIndex.serialized(), permissions: 0o644))
-        try tree.add("\(base)/modules.builtin.alias.bin", .data(builtinAliases.serialized(), permissions: 0o644))
+        try tree.add("\(base)/modules.dep", .data(Array(dep.utf8), permissions: 0o644))
+        try tree.add("\(base)/modules.alias", .data(Array(alias.utf8), permissions: 0o644))
+        let (builtinNames, builtinAliases) = builtinIndexes()
+        try tree.add("\(base)/modules.builtin", .data(Array(builtinNames.utf8), permissions: 0o644))
+        try tree.add("\(base)/modules.builtin.alias", .data(Array(builtinAliases.utf8), permissions: 0o644))
         var soft = ""
         for name in softdeps.keys.sorted() {
             let s = softdeps[name]!
@@ -148,61 +168,39 @@ public struct ModuleSet: Sendable {
         try tree.add("etc/ssi/modules", .data(Array(list.utf8), permissions: 0o644))
     }
 
-    private func symbolIndex(names: Set<String>) -> KmodIndexWriter {
-        let idx = KmodIndexWriter()
-        guard let text = try? FileSystem.readText(directory + "/modules.symbols") else { return idx }
-        // "alias symbol:NAME module"
-        for line in text.lines() {
-            let f = line.split(separator: " ")
-            if f.count == 3, f[0] == "alias", names.contains(String(f[2])) {
-                idx.insert(key: String(f[1]), value: String(f[2]))
-            }
-        }
-        return idx
+    /// The compression of a module file, by its name.
+    static func compression(of path: String) -> ArchiveFormat? {
+        if path.hasSuffix(".ko.zst") { return .zstd }
+        if path.hasSuffix(".ko.xz") { return .xz }
+        if path.hasSuffix(".ko.gz") { return .gzip }
+        return nil
     }
 
-    /// modules.builtin (one path per built-in module) and the aliases in
-    /// modules.builtin.modinfo, so lookups of built-in names succeed.
-    private func builtinIndexes() -> (KmodIndexWriter, KmodIndexWriter) {
-        let names = KmodIndexWriter()
-        let aliases = KmodIndexWriter()
-        if let text = try? FileSystem.readText(directory + "/modules.builtin") {
-            for line in text.lines() {
-                names.insert(key: moduleName(fromPath: String(line)), value: "")
-            }
+    /// Where a module is stored in the image: decompressed, as NAME.ko.
+    static func storedPath(_ rel: String) -> String {
+        for ext in [".zst", ".xz", ".gz"] where compression(of: rel) != nil && rel.hasSuffix(ext) {
+            return String(rel.dropLast(ext.count))
         }
+        return rel
+    }
+
+    /// modules.builtin as the kernel ships it, and the aliases of built-in
+    /// modules from modules.builtin.modinfo as "alias PATTERN MODULE"
+    /// lines, so that lookups of built-in names and aliases succeed.
+    private func builtinIndexes() -> (names: String, aliases: String) {
+        let names = (try? FileSystem.readText(directory + "/modules.builtin")) ?? ""
+        var aliases = ""
         if let raw = try? FileSystem.readFile(directory + "/modules.builtin.modinfo") {
             for rec in raw.split(separator: 0) {
                 let s = String(decoding: rec, as: UTF8.self)
-                guard let dot = s.firstIndex(of: "."), let eq = s.firstIndex(of: "="), dot < eq else { continue }
-                if s[s.index(after: dot)..<eq] == "alias" {
-                    aliases.insert(key: normalizeAlias(String(s[s.index(after: eq)...])), value: String(s[..<dot]))
-                }
+                guard let dot = s.firstIndex(of: "."), let eq = s.firstIndex(of: "="), dot < eq,
+                      s[s.index(after: dot)..<eq] == "alias" else { continue }
+                let pattern = s[s.index(after: eq)...]
+                if pattern.isEmpty || pattern.contains("\n") { continue }
+                aliases += "alias \(pattern) \(s[..<dot])\n"
             }
         }
         return (names, aliases)
     }
 }
 
-/// "kernel/fs/ext4/ext4.ko" -> "ext4"; dashes become underscores as in
-/// the kernel's own module names.
-public func moduleName(fromPath path: String) -> String {
-    var base = basename(of: path)
-    for ext in [".ko.zst", ".ko.xz", ".ko.gz", ".ko"] where base.hasSuffix(ext) {
-        base = String(base.dropLast(ext.count))
-        break
-    }
-    return String(base.map { $0 == "-" ? "_" : $0 })
-}
-
-/// libkmod looks aliases up with '-' turned into '_' outside bracket
-/// expressions; the index must hold them the same way.
-public func normalizeAlias(_ alias: String) -> String {
-    var out = ""
-    var inBracket = false
-    for c in alias {
-        if c == "[" { inBracket = true } else if c == "]" { inBracket = false }
-        out.append(!inBracket && c == "-" ? "_" : c)
-    }
-    return out
-}

@@ -78,12 +78,15 @@ public final class ProcAgent: @unchecked Sendable {
 
     func loadCRIUModules() {
         guard modulesLoaded.withLock({ l -> Bool in defer { l = true }; return !l }) else { return }
-        let ctx: KmodContext
+        let ctx: ModuleLoader
         do {
-            ctx = try KmodContext(directory: options.systemRoot + "/lib/modules/" + Process.kernelRelease(), useSystemConfig: false)
+            // The system's depmod text indexes, no modprobe.d: the same
+            // loader as ssi-init's (no libkmod in the daemons' root).
+            ctx = try ModuleLoader(directory: options.systemRoot + "/lib/modules/" + Process.kernelRelease(),
+                                   commandLine: KernelCommandLine(""),
+                                   sysModule: options.systemRoot + "/sys/module")
         } catch {
-            // No module directory, or libkmod missing from the daemons'
-            // root (ImageSpec.agentLibraries): criu will say what it lacks.
+            // No module directory: criu will say what it lacks.
             trace("cannot load the modules criu needs: \(error.description)")
             return
         }

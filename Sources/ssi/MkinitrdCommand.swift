@@ -16,7 +16,7 @@ struct MkinitrdCommand {
         abstract: "Build the initramfs that brings a node into the cluster.",
         discussion: """
             The image holds ssi (as /init), the kernel modules asked for with their \
-            dependency closure and firmware, libkmod indexes for them, busybox for the \
+            dependency closure and firmware, text indexes for them (depmod's format), busybox for the \
             emergency shell when it is installed, and any --install'ed programs with \
             their shared libraries. Builds are reproducible: the same inputs give \
             byte-identical images (SOURCE_DATE_EPOCH sets the timestamps, else 0).

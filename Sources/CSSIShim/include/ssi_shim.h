@@ -44,6 +44,8 @@ int ssi_swapoff(const char *path);
 /* pidfd_open(2) and pidfd_getfd(2): a copy of another process's
  * descriptor (the process migration's home agent keeps the real object). */
 int ssi_pidfd_open(pid_t pid);
+/* finit_module(2), which glibc does not wrap. */
+int ssi_finit_module(int fd, const char *params, int flags);
 int ssi_pidfd_getfd(int pidfd, int fd);
 
 /* kcmp(2) KCMP_FILE: 0 when fd1 of pid1 and fd2 of pid2 are the same open

@@ -85,14 +85,20 @@ extension Boot {
             throw SSIError("modules", "could not load \(failed.joined(separator: ", "))",
                            hint: "the lines above say why")
         }
+        if !ctx.softdepFailures.isEmpty {
+            log.info("modules", "passed over softdeps that would not load, as modprobe does: \(ctx.softdepFailures.joined(separator: "; "))")
+        }
         let ms = Int((Process.now() - started) * 1000)
         log.info("modules", "loaded \(loaded.count) modules (\(loaded.joined(separator: ", "))) in \(ms) ms")
     }
 
-    func modules(_ dir: String) throws(SSIError) -> KmodContext {
-        if let kmod { return kmod }
-        let ctx = try KmodContext(directory: dir, useSystemConfig: true)
-        kmod = ctx
+    /// The image's module loader (its indexes read once), with options
+    /// and blacklist from the kernel command line.
+    func modules(_ dir: String) throws(SSIError) -> ModuleLoader {
+        if let moduleLoader { return moduleLoader }
+        let line = KernelCommandLine((try? FileSystem.readText("/proc/cmdline")) ?? "")
+        let ctx = try ModuleLoader(directory: dir, commandLine: line)
+        moduleLoader = ctx
         return ctx
     }
 
@@ -110,7 +116,7 @@ extension Boot {
     func loadFileSystem(_ type: String) {
         guard let ctx = try? modules("/lib/modules/\(Process.kernelRelease())") else { return }
         do throws(SSIError) {
-            if case .modules = try ctx.lookup("fs-\(type)"), try ctx.insertIfNeeded("fs-\(type)") {
+            if case .modules = ctx.lookup("fs-\(type)"), try ctx.insertIfNeeded("fs-\(type)") {
                 log.info("modules", "loaded the \(type) file system driver")
             }
         } catch {
