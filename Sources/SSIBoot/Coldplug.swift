@@ -37,11 +37,10 @@ final class DeviceWatch {
 
     /// The new modaliases of every device sysfs lists now.
     func enumerateAliases() throws(SSIError) -> [String] {
-        do throws(SystemCallError) {
-            return aliases.newAliases(of: try udev.devices(withModalias: true))
-        } catch {
-            throw SSIError("modules", "cannot list the machine's devices: \(error)")
+        guard FileSystem.isDirectory("/sys/bus") else {
+            throw SSIError("modules", "cannot list the machine's devices: /sys/bus is missing (is sysfs mounted?)")
         }
+        return aliases.newAliases(sysfsModaliases())
     }
 }
 

@@ -5,6 +5,7 @@ import Musl
 #endif
 public import SSICore
 import CSSIShim
+import Synchronization
 
 /// modprobe for an image: inserts modules by name or alias from a module
 /// directory's text indexes (`ModuleIndex`) with finit_module(2). What it
@@ -12,7 +13,12 @@ import CSSIShim
 /// and `modprobe.blacklist=` from the kernel command line (an image
 /// carries no /etc/modprobe.d). The blacklist applies to aliases only, as
 /// modprobe applies it: a module asked for by name is loaded.
-public final class ModuleLoader {
+///
+/// Safe to use from several threads at once (ssi-init loads the drivers
+/// of different devices in parallel): two loads that share a dependency
+/// both call finit_module for it, and the kernel makes the second wait for
+/// the first and answer EEXIST, which is success here.
+public final class ModuleLoader: Sendable {
     public let directory: String
     public let index: ModuleIndex
     /// Module name -> its parameters from the command line ("a=1 b=2").
@@ -22,13 +28,14 @@ public final class ModuleLoader {
     let sysModule: String
     /// Softdeps that would not load, as modprobe ignores them (the
     /// caller may log them): "crc32c_intel: insert failed: ...".
-    public private(set) var softdepFailures: [String] = []
+    public var softdepFailures: [String] { failures.withLock { $0 } }
+    private let failures = Mutex<[String]>([])
     /// The system call (tests record instead): 0 or an errno.
-    let insertModule: (_ fd: Int32, _ params: String, _ flags: Int32) -> Int32
+    let insertModule: @Sendable (_ fd: Int32, _ params: String, _ flags: Int32) -> Int32
 
     public init(directory: String, commandLine: KernelCommandLine,
                 sysModule: String = "/sys/module",
-                insertModule: ((Int32, String, Int32) -> Int32)? = nil) throws(SSIError) {
+                insertModule: (@Sendable (Int32, String, Int32) -> Int32)? = nil) throws(SSIError) {
         self.directory = directory
         self.index = try ModuleIndex.read(directory: directory)
         let parsed = Self.commandLineOptions(commandLine)
@@ -104,7 +111,7 @@ public final class ModuleLoader {
                     inserted = true
                 } catch {
                     if step.required { throw error }
-                    softdepFailures.append(error.message)
+                    failures.withLock { $0.append(error.message) }
                 }
             }
         }

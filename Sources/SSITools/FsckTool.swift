@@ -168,8 +168,12 @@ public struct FsckTool {
             return 0
         }
         if !inv.noTitle { output.out("\(name) from ssi (util-linux compatible)") }
-        var targets: [(spec: String, type: String?, mountPoint: String?)] = inv.devices.map { ($0, inv.types, nil) }
-        if inv.all {
+        var targets: [(spec: String, type: String?, mountPoint: String?, pass: Int)] = inv.devices.map { ($0, inv.types, nil, 0) }
+        var serial = inv.serialize
+        // util-linux: no file system named and no -A checks fstab's all
+        // the same, one at a time ("equivalent to -As").
+        if inv.all || inv.devices.isEmpty {
+            if inv.verbose { output.out("Checking all file systems.") }
             // As util-linux: a missing fstab is an empty one; one that
             // cannot be read is said, and nothing is checked.
             let path = fstabFile.flatMap { $0.isEmpty ? nil : $0 }
@@ -177,17 +181,36 @@ public struct FsckTool {
             do throws(SystemCallError) { entries = try FstabTable(path: path).entries } catch {
                 if FileSystem.exists(path ?? "/etc/fstab") { output.error("\(name): \(path ?? "/etc/fstab"): failed to parse fstab") }
             }
+            // A nofail line whose device is not there is passed over, as
+            // util-linux does (a boot-time fsck -A must not fail on it).
             entries = entries.filter { $0.passNumber > 0 && !(inv.skipRoot && $0.target == "/") }
+                .filter { MountOptions.value(of: "nofail", in: $0.options) == nil || deviceExists($0.source) }
                 .filter { inv.types == nil || FstabTable.matches($0, types: inv.types, options: nil) }
                 .sorted { $0.passNumber < $1.passNumber }
-            targets = entries.map { ($0.source, $0.type.isEmpty || $0.type == "auto" ? nil : $0.type, $0.target) }
+            targets = entries.map { ($0.source, $0.type.isEmpty || $0.type == "auto" ? nil : $0.type, $0.target, Int($0.passNumber)) }
+            if !inv.all { serial = true }
         }
         let cluster = ClusterLink.current(directory: stateDirectory)
         var status: Int32 = 0
+        var lastPass = -1
         for t in targets {
+            // The number in the dry-run line is util-linux's count of
+            // checkers running at once: devices named on the command line
+            // run side by side (1, 2, ...); with -s one at a time (1). For
+            // fstab's lines it waits while another checker runs on the
+            // same disk, which it cannot tell for files and missing
+            // devices, and this fsck checks one at a time anyway: 1.
+            instance = serial || t.pass > 0 || t.pass != lastPass ? 1 : instance + 1
+            lastPass = t.pass
             status |= check(t.spec, type: t.type, inv, cluster: cluster, mountPoint: t.mountPoint)
         }
         return status
+    }
+
+    func deviceExists(_ spec: String) -> Bool {
+        if spec.hasPrefix("/") { return FileSystem.exists(spec) }
+        guard let want = try? DeviceSpec(parsing: spec, field: "fsck") else { return false }
+        return BlockDevices.scan().contains { want.matches($0) }
     }
 
     /// `mountPoint`: the fstab line's, which util-linux's dry-run and
@@ -200,6 +223,14 @@ public struct FsckTool {
             dev = BlockDevices.scan().first { want.matches($0) }
         }
         guard let dev else {
+            // util-linux: a device named by path whose type is known (the
+            // fstab line's, -t) goes to its checker all the same, which
+            // says what is wrong; -N prints its line.
+            // With no type it is fsck.ext2's, util-linux's default.
+            if spec.hasPrefix("/") {
+                let t = type?.split(separator: ",").first.map(String.init) ?? ""
+                return runChecker(fsType: t.isEmpty || t == "auto" ? "ext2" : t, device: spec, inv, mountPoint: mountPoint)
+            }
             output.error("\(name): \(spec): no such device (Possibly non-existent device?)")
             return 8
         }
@@ -242,18 +273,31 @@ public struct FsckTool {
                 }
             }
         }
+        return runChecker(fsType: fsType, device: dev.path, inv, mountPoint: mountPoint)
+    }
+
+    /// Which checker of its pass this one is, for the dry-run line.
+    final class Counter: @unchecked Sendable { var value = 1 }
+    let counter = Counter()
+    var instance: Int {
+        get { counter.value }
+        nonmutating set { counter.value = newValue }
+    }
+
+    /// Runs (or with -N prints) fsck.TYPE on `device`.
+    func runChecker(fsType: String, device: String, _ inv: Invocation, mountPoint: String?) -> Int32 {
         let checker = "fsck." + fsType
         guard let path = ["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map({ $0 + "/" + checker }).first(where: FileSystem.isExecutableFile) else {
             output.error("\(name): \(checker): not found")
-            output.error("\(name): error 2 (No such file or directory) while executing \(checker) for \(dev.path)")
+            output.error("\(name): error 2 (No such file or directory) while executing \(checker) for \(device)")
             return 8
         }
         var argv = [checker]
         if let fd = inv.progressFD, fsType.hasPrefix("ext") { argv.append(fd.isEmpty ? "-C0" : "-C\(fd)") }
-        argv += inv.checkerOptions + [dev.path]
+        argv += inv.checkerOptions + [device]
         if inv.dryRun || inv.verbose {
             // util-linux's dry-run line, its trailing space included.
-            output.out("[\(path) (1) -- \(mountPoint ?? dev.path)] " + argv.map { $0 + " " }.joined())
+            output.out("[\(path) (\(instance)) -- \(mountPoint ?? device)] " + argv.map { $0 + " " }.joined())
             if inv.dryRun { return 0 }
         }
         do {
@@ -263,7 +307,7 @@ public struct FsckTool {
             case .signaled: return 8
             }
         } catch {
-            output.error("\(name): error \(error.errno) (\(errnoDescription(error.errno))) while executing \(checker) for \(dev.path)")
+            output.error("\(name): error \(error.errno) (\(errnoDescription(error.errno))) while executing \(checker) for \(device)")
             return 8
         }
     }

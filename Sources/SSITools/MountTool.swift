@@ -46,7 +46,6 @@ public struct MountTool {
         public var move = false
         /// --make-*: a propagation change of the one target.
         public var propagation = false
-        public var readOnly: Bool?
         public var options: [String] = []
         public var testOptions: String?
         public var types: String?
@@ -58,9 +57,7 @@ public struct MountTool {
         public var unsupported: [String] = []
 
         public var optionString: String? {
-            var o = options
-            if let ro = readOnly { o.append(ro ? "ro" : "rw") }
-            return o.isEmpty ? nil : o.joined(separator: ",")
+            options.isEmpty ? nil : options.joined(separator: ",")
         }
     }
 
@@ -85,8 +82,10 @@ public struct MountTool {
             case "no-mtab": v.noMtab = true
             case "options": v.options.append(value)
             case "test-opts": v.testOptions = value
-            case "read-only": v.readOnly = true
-            case "read-write": v.readOnly = false
+            // -r and -w are "ro" and "rw" in the option list where they
+            // stand: `-r -o rw` mounts rw, `-w -o ro` ro, as util-linux.
+            case "read-only": v.options.append("ro")
+            case "read-write": v.options.append("rw")
             case "s": v.sloppy = true
             case "make-shared", "make-slave", "make-private", "make-unbindable",
                  "make-rshared", "make-rslave", "make-rprivate", "make-runbindable":
@@ -109,6 +108,12 @@ public struct MountTool {
             case "namespace": v.namespace = value
             default: break
             }
+        }
+        // util-linux: "-o move" is --move (libmount knows no such option).
+        if let list = v.optionString, MountOptions.value(of: "move", in: list) != nil {
+            v.move = true
+            let rest = MountOptions.removing("move", from: list)
+            v.options = rest.isEmpty ? [] : [rest]
         }
         switch p.operands.count {
         case 0: break

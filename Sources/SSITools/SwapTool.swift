@@ -45,6 +45,18 @@ public struct SwapTool {
 
     var name: String { basename(of: program) }
 
+    /// How util-linux names a spec in "cannot find the device for ...":
+    /// -L and -U values bare, a LABEL=/UUID= operand as given.
+    final class ShownSpecs: @unchecked Sendable { var names: [String: String] = [:] }
+    let shown = ShownSpecs()
+    var shownSpecs: [String: String] {
+        get { shown.names }
+        nonmutating set { shown.names = newValue }
+    }
+
+    /// strerror(3)'s text alone, as util-linux prints it (no errno name).
+    static func strerror(_ code: Int32) -> String { String(cString: Glibc.strerror(code)) }
+
     /// util-linux swapon's exit codes: 0, 1 usage, 255 (-1) failure;
     /// swapoff's: 4 swapoff failed, 16 usage, 32/64 with --all.
     public func run(_ args: [String]) -> Int32 {
@@ -118,11 +130,17 @@ public struct SwapTool {
             }
         }
         var specs = p.operands
-        for o in p.options where o.key == "L" { specs.append("LABEL=" + (o.value ?? "")) }
-        for o in p.options where o.key == "U" { specs.append("UUID=" + (o.value ?? "")) }
+        for o in p.options where o.key == "L" { specs.append("LABEL=" + (o.value ?? "")); shownSpecs["LABEL=" + (o.value ?? "")] = o.value ?? "" }
+        for o in p.options where o.key == "U" { specs.append("UUID=" + (o.value ?? "")); shownSpecs["UUID=" + (o.value ?? "")] = o.value ?? "" }
         let fstabPath = p.last("fstab")
-        let priority = p.last("priority").flatMap { Int16($0) }.map { Int32($0) }
-        let discard = keys.contains("discard")
+        var priority = p.last("priority").flatMap { Int16($0) }.map { Int32($0) }
+        var discard = keys.contains("discard")
+        // util-linux: -o's pri= and discard apply too, and -o wins over -p.
+        for o in p.options where o.key == "options" {
+            let list = o.value ?? ""
+            if let v = MountOptions.value(of: "pri", in: list), let n = Int16(v) { priority = Int32(n) }
+            if MountOptions.value(of: "discard", in: list) != nil { discard = true }
+        }
         let ifExists = keys.contains("ifexists")
         let verbose = keys.contains("verbose")
         let owners = SwapOwners(configPath: configPath, fstab: fstabPath)
@@ -171,7 +189,7 @@ public struct SwapTool {
         guard let dev = resolve(spec) else {
             if ifExists { return 0 }
             if spec.contains("=") {
-                output.error("\(name): cannot find the device for \(spec)")
+                output.error("\(name): cannot find the device for \(shownSpecs[spec] ?? spec)")
             } else {
                 output.error("\(name): cannot open \(spec): No such file or directory")
             }
@@ -209,7 +227,7 @@ public struct SwapTool {
             try Swap.on(dev.path, priority: priority, discard: discard)
         } catch {
             if error.errno == EBUSY && ifExists { return 0 }
-            output.error("\(name): \(dev.path): swapon failed: \(errnoDescription(error.errno))")
+            output.error("\(name): \(dev.path): swapon failed: \(Self.strerror(error.errno))")
             return 255
         }
         if verbose { output.out("\(name) \(dev.path)") }
@@ -218,14 +236,20 @@ public struct SwapTool {
 
     /// `quiet`: -a's, which says nothing of a failure but ENOMEM's.
     func swapoff(_ spec: String, ifExists: Bool, quiet: Bool, verbose: Bool) -> Int32 {
-        let path = resolve(spec)?.path ?? spec
+        let device = resolve(spec)
+        if device == nil, spec.contains("="), !spec.hasPrefix("/") {
+            if ifExists || quiet { return 0 }
+            output.error("\(name): cannot find the device for \(shownSpecs[spec] ?? spec)")
+            return 255
+        }
+        let path = device?.path ?? spec
         if verbose { output.out("\(name) \(path)") }
         do {
             try Swap.off(path)
         } catch {
             if ifExists && (error.errno == ENOENT || error.errno == EINVAL) { return 0 }
             if quiet && error.errno != ENOMEM { return 4 }
-            output.error("\(name): \(path): swapoff failed: \(errnoDescription(error.errno))")
+            output.error("\(name): \(path): swapoff failed: \(Self.strerror(error.errno))")
             return 4
         }
         return 0
@@ -254,6 +278,11 @@ public struct SwapTool {
         if spec.hasPrefix("/") {
             guard FileSystem.exists(spec) else { return nil }
             return BlockDevices.probe(spec)
+        }
+        // A relative path ("sw", "./sw"): util-linux takes it from the
+        // working directory, and the kernel lists it by its full path.
+        if !spec.contains("="), FileSystem.exists(spec), let full = try? FileSystem.realPath(spec) {
+            return BlockDevices.probe(full)
         }
         guard let want = try? DeviceSpec(parsing: spec, field: "swap") else { return nil }
         return BlockDevices.scan().first { want.matches($0) }
@@ -286,6 +315,8 @@ public struct SwapTool {
     func show(summary: Bool, _ table: Table) -> Int32 {
         let swaps = activeSwaps()
         if summary {
+            // util-linux prints nothing, not even the header, with no swap.
+            guard !swaps.isEmpty else { return 0 }
             if let text = try? FileSystem.readText("/proc/swaps") { output.out(String(text.dropLast(text.hasSuffix("\n") ? 1 : 0))) }
             return 0
         }

@@ -52,19 +52,23 @@ public struct UmountTool {
         if all && !p.operands.isEmpty || !all && p.operands.isEmpty {
             return output.usage("\(name): bad usage", program: program, code: MountContext.ExitCode.usage)
         }
+        if keys.contains("recursive") && keys.contains("read-only") {
+            return output.fail("mutually exclusive arguments: --recursive --read-only", program: program, code: MountContext.ExitCode.usage)
+        }
         let cluster = ClusterLink.current()
+        // util-linux adds the operands' exit codes up (32 + 0 + 32 = 64).
         var code: Int32 = 0
         for spec in p.operands {
             if let cluster, let entry = clusterEntry(spec, cluster: cluster) {
-                code = max(code, cluster.umount(target: entry.target, program: program, output: output))
+                code &+= cluster.umount(target: entry.target, program: program, output: output)
                 continue
             }
             if keys.contains("all-targets") {
-                code = max(code, allTargets(spec, p, recursive: keys.contains("recursive")))
+                code &+= allTargets(spec, p, recursive: keys.contains("recursive"))
             } else if keys.contains("recursive") {
-                code = max(code, recursive(spec, p))
+                code &+= recursive(spec, p)
             } else {
-                code = max(code, local(spec, p))
+                code &+= local(spec, p)
             }
         }
         if all { code = local(nil, p) }
@@ -176,7 +180,9 @@ public struct UmountTool {
         let o = cxt.umount()
         // util-linux names the target as libmount resolved it.
         let target = cxt.target ?? spec
-        if !o.message.isEmpty { output.error("\(name): \(target): \(o.message).") }
+        // -q: no "not mounted" (util-linux's only use of it).
+        let quietNotMounted = p.options.contains(where: { $0.key == "quiet" }) && o.message == "not mounted"
+        if !o.message.isEmpty && !quietNotMounted { output.error("\(name): \(target): \(o.message).") }
         if o.exitCode == 0 && cxt.mounted && p.options.contains(where: { $0.key == "verbose" }) {
             output.error("\(name): \(target)" + (cxt.source.map { " (\($0))" } ?? "") + " unmounted")
         }

@@ -38,6 +38,16 @@ extension UdevTests {
         #expect(devices.allSatisfy { $0.modalias != nil && $0.action == nil && $0.sysPath.hasPrefix("/sys/") })
     }
 
+    /// ssi-init's own scan (SSILinux.sysfsModaliases) finds what libudev's
+    /// enumeration finds, no more and no less, on this host's real sysfs.
+    @Test func directScanMatchesLibudev() throws {
+        let found = Set(try Udev().devices(withModalias: true).compactMap(\.modalias))
+        let scanned = SSILinux.sysfsModaliases()
+        try #require(!found.isEmpty, "libudev lists no modalias on this host: nothing to compare")
+        #expect(Set(scanned) == found, "only libudev: \(found.subtracting(scanned).sorted()); only the scan: \(Set(scanned).subtracting(found).sorted())")
+        #expect(SSILinux.sysfsModaliases(root: "/nonexistent").isEmpty)
+    }
+
     @Test func enumerationFiltersBySubsystem() throws {
         let udev = try Udev()
         let block = try udev.devices(subsystems: ["block"])

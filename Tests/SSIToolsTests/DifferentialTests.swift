@@ -33,7 +33,8 @@ enum Differential {
 
     static let skipReason: String? = {
         if getuid() != 0 { return "needs root (mounts in a private mount namespace)" }
-        for tool in ["/usr/bin/unshare", "/usr/bin/mount", "/usr/bin/umount", "/usr/sbin/swapon", "/usr/sbin/mkswap"]
+        for tool in ["/usr/bin/unshare", "/usr/bin/mount", "/usr/bin/umount", "/usr/sbin/swapon", "/usr/sbin/mkswap",
+                     "/usr/sbin/fsck", "/usr/sbin/mkfs.ext4"]
         where !FileManager.default.isExecutableFile(atPath: tool) {
             return "needs \(tool) (util-linux)"
         }
@@ -70,7 +71,7 @@ enum Differential {
     static let links: String = {
         let dir = NSTemporaryDirectory() + "ssi-difflinks-\(getpid())"
         try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        for tool in ["mount", "umount", "swapon", "swapoff"] {
+        for tool in ["mount", "umount", "swapon", "swapoff", "fsck"] {
             try? FileManager.default.removeItem(atPath: dir + "/" + tool)
             try? FileManager.default.createSymbolicLink(atPath: dir + "/" + tool, withDestinationPath: ssi ?? "/nonexistent")
         }
@@ -144,5 +145,29 @@ enum Differential {
                 printf $PWD'/sw none swap sw,node=2 0 0\\n' > fstab; mount --bind $PWD/fstab /etc/fstab
                 """,
              command: "swapon -a -v", swap: true),
+        // Found by the parity audit of 2026-12-07 (cases util-linux's man
+        // pages document that the first set did not cover).
+        Case(name: "swapon of a relative path; -o pri= wins over -p; errors without errno names",
+             setup: "dd if=/dev/zero of=sw bs=1M count=16; chmod 600 sw; mkswap sw",
+             command: """
+                swapon sw; awk 'NR>1 {print $1, $5}' /proc/swaps; swapon $PWD/sw; echo $?; swapoff sw
+                swapon -p 4 -o pri=5 $PWD/sw; awk 'NR>1 {print $1, $5}' /proc/swaps; swapoff $PWD/sw; swapoff $PWD/nothere; echo $?
+                """, swap: true),
+        Case(name: "swapoff -L and -U of what nobody has: the bare value named, 255; swapon -s with no swap prints nothing",
+             setup: "", command: "swapoff -L nolabel; echo $?; swapoff -U 99999999-3333-4444-8555-666666666666; echo $?; swapon -s",
+             swap: true),
+        Case(name: "mount -o move is --move", setup: "mkdir a b; mount -t tmpfs tt a; mkdir a/sub; mount -t tmpfs ts a/sub",
+             command: "mount -o move a b"),
+        Case(name: "mount -r/-w and -o ro/rw: the last one on the command line wins", setup: "mkdir a b",
+             command: "mount -r -o rw -t tmpfs tt a; mount -w -o ro -t tmpfs tt b; findmnt -n -o OPTIONS $PWD/a; findmnt -n -o OPTIONS $PWD/b"),
+        Case(name: "umount -q says nothing of what is not mounted; several operands add their exit codes; -R -r refused",
+             setup: "mkdir a b; mount -t tmpfs tt a",
+             command: "umount -q b; echo $?; umount nothere a nothere2; echo $?; umount -R -r b"),
+        Case(name: "fsck -A: a nofail line whose device is missing is passed over; a missing one without nofail goes to its checker",
+             setup: """
+                truncate -s 16M img; mkfs.ext4 -q img; mkdir b c d
+                printf "$PWD/nothere $PWD/b ext4 nofail 0 2\n$PWD/img $PWD/c ext4 defaults 0 2\n$PWD/gone $PWD/d ext4 defaults 0 2\n" > fstab
+                """,
+             command: "FSTAB_FILE=$PWD/fstab fsck -T -A -N; echo $?; FSTAB_FILE=$PWD/fstab fsck -T -N; echo $?; fsck -T -N /dev/nosuch"),
     ]
 }

@@ -3,6 +3,67 @@ import Glibc
 #endif
 import SSICore
 import SSILinux
+import Synchronization
+
+/// Driver loads in flight, each on a thread of its own, and what they
+/// came to. A module is started once per boot step, whichever devices ask.
+final class DriverLoads: Sendable {
+    struct Result: Sendable {
+        let name: String
+        let reason: String
+        let inserted: Bool
+        let error: String?
+        let milliseconds: Int
+    }
+    private struct State {
+        var started: [String] = []
+        var inFlight = 0
+        var done: [String: Result] = [:]
+    }
+    private let state = Mutex(State())
+    private let loader: ModuleLoader
+
+    init(_ loader: ModuleLoader) { self.loader = loader }
+
+    func start(_ name: String, reason: String) {
+        let new = state.withLock { s -> Bool in
+            guard !s.started.contains(name) else { return false }
+            s.started.append(name)
+            s.inFlight += 1
+            return true
+        }
+        guard new else { return }
+        let loader = self.loader
+        startThread { [self] in
+            let t0 = Process.now()
+            var inserted = false
+            var message: String?
+            do throws(SSIError) { inserted = try loader.insertIfNeeded(name) } catch { message = error.message }
+            let r = Result(name: name, reason: reason, inserted: inserted, error: message,
+                           milliseconds: Int((Process.now() - t0) * 1000))
+            state.withLock { s in
+                s.done[name] = r
+                s.inFlight -= 1
+            }
+        }
+    }
+
+    var busy: Bool { state.withLock { $0.inFlight > 0 } }
+    var insertedCount: Int { state.withLock { $0.done.values.filter(\.inserted).count } }
+
+    /// Until every load started has ended. Loads take tens to hundreds of
+    /// milliseconds; a look every 5 ms costs nothing beside them. Not
+    /// bounded, as a load was not before: finit_module returns when the
+    /// module's init does.
+    func waitAll() {
+        while busy { Process.sleep(milliseconds: 5) }
+    }
+
+    /// The finished loads, in the order they were started.
+    var results: [Result] {
+        state.withLock { s in s.started.compactMap { s.done[$0] } }
+    }
+}
 
 /// The modules step, and the module loads the later steps ask for.
 extension Boot {
@@ -23,23 +84,14 @@ extension Boot {
         }
         let started = Process.now()
         let ctx = try modules(dir)
-        var loaded: [String] = []
-        var failed: [String] = []
-        // Each load's own time, for the summary line: under TCG a module
-        // whose probe waits on hardware (ahci's SATA links) is most of the
-        // step, and the line says which.
-        func load(_ name: String, reason: String) {
-            do throws(SSIError) {
-                let t0 = Process.now()
-                if try ctx.insertIfNeeded(name) { loaded.append("\(name) \(Int((Process.now() - t0) * 1000)) ms") }
-            } catch {
-                log.error("modules", "\(error.message) (\(reason))")
-                failed.append(name)
-            }
-        }
+        // Each driver loads on a thread of its own: a load whose probe
+        // waits on hardware (ahci's SATA links: half a second under TCG)
+        // no longer holds up the other devices' drivers, nor the events
+        // the loaded ones bring.
+        let loads = DriverLoads(ctx)
         func loadDrivers(_ aliases: [String]) {
             for (module, alias) in modulesToLoad(for: aliases, lookup: { Self.driverModules(ctx, $0) }) {
-                load(module, reason: "for device \(alias)")
+                loads.start(module, reason: "for device \(alias)")
             }
         }
         let watch = try deviceWatch()
@@ -48,8 +100,10 @@ extension Boot {
         loadDrivers(try watch.enumerateAliases())
         if watch.monitor != nil {
             var settle = QuietWait(startingAt: Process.now(), quiet: DeviceWatch.settleQuiet, limit: DeviceWatch.settleLimit)
-            while let ms = settle.timeoutMilliseconds(at: Process.now()),
-                  let event = nextDeviceEvent(watch, timeoutMilliseconds: ms) {
+            while let ms = settle.timeoutMilliseconds(at: Process.now()) {
+                // While loads run it is not quiet yet: look at them often.
+                let busy = loads.busy
+                guard let event = nextDeviceEvent(watch, timeoutMilliseconds: busy ? min(ms, 10) : ms) else { break }
                 switch event {
                 case .device(let device):
                     guard let alias = watch.aliases.alias(for: device) else { continue }
@@ -59,10 +113,11 @@ extension Boot {
                     settle.eventArrived(at: Process.now())
                     loadDrivers(try watch.enumerateAliases())
                 case .timedOut:
-                    continue
+                    if busy { settle.eventArrived(at: Process.now()) }
                 }
             }
         }
+        loads.waitAll()
         // Then enumerate again while that finds new buses, with or without
         // a monitor: a driver's probe runs inside its module load, so the
         // devices a bus driver brings exist when the load returns, and a
@@ -74,13 +129,28 @@ extension Boot {
         // already in the kernel is not loaded again.
         watch.aliases = ModaliasTracker()
         for _ in 0..<DeviceWatch.passesWithoutMonitor {
-            let before = loaded.count
+            let before = loads.insertedCount
             loadDrivers(try watch.enumerateAliases())
-            if loaded.count == before { break }
+            loads.waitAll()
+            if loads.insertedCount == before { break }
         }
         let forced = (try? FileSystem.readText("/etc/ssi/modules"))?
             .lines().map(String.init).filter { !$0.isEmpty } ?? []
-        for name in forced { load(name, reason: "listed in /etc/ssi/modules") }
+        for name in forced { loads.start(name, reason: "listed in /etc/ssi/modules") }
+        loads.waitAll()
+        var loaded: [String] = []
+        var failed: [String] = []
+        // Each load's own time, for the summary line: under TCG a module
+        // whose probe waits on hardware is most of the step, and the line
+        // says which.
+        for r in loads.results {
+            if let error = r.error {
+                log.error("modules", "\(error) (\(r.reason))")
+                failed.append(r.name)
+            } else if r.inserted {
+                loaded.append("\(r.name) \(r.milliseconds) ms")
+            }
+        }
         if !failed.isEmpty {
             throw SSIError("modules", "could not load \(failed.joined(separator: ", "))",
                            hint: "the lines above say why")
