@@ -276,20 +276,25 @@ extension MountContext {
 
 extension MountContext {
     /// umount -a: libmount's walk of the mount table, last mount first.
-    public func umountAll(_ each: (_ target: String, _ outcome: Outcome) -> Void) -> Int32 {
+    /// umount -a: `each` sees every mount, `outcome` nil for one the
+    /// patterns passed over. Returns the exit codes OR'ed, as umount(8).
+    public func umountAll(_ each: (_ target: String, _ outcome: Outcome?) -> Void) -> Int32 {
         let itr = mnt_new_iter(Int32(MNT_ITER_BACKWARD))
         defer { mnt_free_iter(itr) }
         var fs: OpaquePointer?
         var rc: Int32 = 0
         var ignored: Int32 = 0
-        var worst: Int32 = 0
+        var all: Int32 = 0
         while mnt_context_next_umount(cxt, itr, &fs, &rc, &ignored) == 0 {
-            guard ignored == 0 else { continue }
             let target = fs.flatMap { mnt_fs_get_target($0) }.map { String(cString: $0) } ?? "?"
+            guard ignored == 0 else {
+                each(target, nil)
+                continue
+            }
             let o = outcome(rc)
             each(target, o)
-            worst = max(worst, o.exitCode)
+            all |= o.exitCode
         }
-        return worst
+        return all
     }
 }

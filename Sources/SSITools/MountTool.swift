@@ -37,6 +37,9 @@ public struct MountTool {
         public var sloppy = false
         public var noCanonicalize = false
         public var showLabels = false
+        /// The source came from -L or -U: util-linux gives libmount the
+        /// value quoted (LABEL="x"), which its error repeats.
+        public var quotedTag = false
         public var help = false
         /// -i: no /sbin/mount.TYPE helper.
         public var internalOnly = false
@@ -77,8 +80,8 @@ public struct MountTool {
             case "help": v.help = true
             case "internal-only": v.internalOnly = true
             case "show-labels": v.showLabels = true
-            case "label": v.source = "LABEL=" + value
-            case "uuid": v.source = "UUID=" + value
+            case "label": v.source = "LABEL=" + value; v.quotedTag = true
+            case "uuid": v.source = "UUID=" + value; v.quotedTag = true
             case "no-mtab": v.noMtab = true
             case "options": v.options.append(value)
             case "test-opts": v.testOptions = value
@@ -159,6 +162,11 @@ public struct MountTool {
             return output.fail("\(option) is not supported by ssi-mount; run util-linux's mount "
                 + "(\(SSIDiversion.divertedPath("/usr/bin/mount")) once diverted)", program: program, code: MountContext.ExitCode.usage)
         }
+        // util-linux reads -T's file as it meets the option: one it cannot
+        // parse (or read) stops everything.
+        if let fstab = inv.fstab, (try? FstabTable(path: fstab)) == nil {
+            return output.fail("\(fstab): failed to parse", program: program, code: 1)
+        }
         let cluster = ClusterLink.current()
         if inv.all { return mountAll(inv, cluster: cluster) }
         if inv.source == nil && inv.target == nil {
@@ -209,14 +217,20 @@ public struct MountTool {
             stripNode(table)
             cxt.setFstab(table)
         }
-        cxt.source = inv.source
+        if inv.quotedTag, let src = inv.source, let eq = src.firstIndex(of: "=") {
+            cxt.source = String(src[...eq]) + "\"" + String(src[src.index(after: eq)...]) + "\""
+        } else {
+            cxt.source = inv.source
+        }
         cxt.target = inv.target
         // mount(8): for --bind, --rbind, --move (not remounts) and --make-*
         // fstab and the mount table are not consulted.
         if (inv.bind || inv.rbind || inv.move) && MountOptions.value(of: "remount", in: options) == nil || inv.propagation {
             cxt.setNoTables()
         }
-        cxt.setType(inv.types)
+        // util-linux: a -t starting with "no" is a pattern (the whole list
+        // negated, the type then probed), not a list of types to try.
+        if let t = inv.types, t.hasPrefix("no") { cxt.setTypePattern(t) } else { cxt.setType(inv.types) }
         let cliOptions = inv.optionString.map { MountOptions.removing("node", from: $0) }
         cxt.setOptions(cliOptions?.isEmpty == true ? nil : cliOptions)
         let outcome = cxt.mount()
@@ -337,6 +351,9 @@ public struct MountTool {
                 } else {
                     failed += 1
                     if !outcome.message.isEmpty { output.error("\(basename(of: program)): \(target): \(outcome.message).") }
+                    if cxt.syscallFailed {
+                        output.error("       dmesg(1) may have more information after failed mount system call.")
+                    }
                 }
             } else if inv.verbose {
                 output.out(pad(target) + (ignored == 1 ? ": ignored" : ": already mounted"))
@@ -373,7 +390,7 @@ public struct MountTool {
             if let t = inv.types, !FstabTable.matches(FstabTable.Entry(source: e.source, target: e.target, type: e.type, options: e.options), types: t, options: nil) {
                 continue
             }
-            var line = "\(e.source) on \(e.target) type \(e.type) (\(e.options))"
+            var line = "\(Self.prettyPath(e.source)) on \(e.target) type \(e.type) (\(e.options))"
             // -l: util-linux adds the file system label of a device.
             if inv.showLabels, e.source.hasPrefix("/dev/"), let label = BlockDevices.probe(e.source)?.label, !label.isEmpty {
                 line += " [\(label)]"
@@ -381,6 +398,25 @@ public struct MountTool {
             output.out(line)
         }
         return 0
+    }
+
+    /// libmount's mnt_pretty_path, as mount's listing shows a source: an
+    /// autoclear loop device (`mount IMAGE DIR`) as its backing file,
+    /// /dev/dm-N as /dev/mapper/NAME.
+    static func prettyPath(_ source: String, sys: String = "/sys/block") -> String {
+        guard source.hasPrefix("/dev/") else { return source }
+        let dev = String(source.dropFirst(5))
+        func read(_ path: String) -> String? {
+            (try? FileSystem.readText(path)).map { String($0.lines().first ?? "") }.flatMap { $0.isEmpty ? nil : $0 }
+        }
+        if dev.hasPrefix("loop"), !dev.contains("/"), read("\(sys)/\(dev)/loop/autoclear") == "1",
+           let file = read("\(sys)/\(dev)/loop/backing_file") {
+            return file
+        }
+        if dev.hasPrefix("dm-"), !dev.contains("/"), let name = read("\(sys)/\(dev)/dm/name") {
+            return "/dev/mapper/" + name
+        }
+        return source
     }
 
     static func usage(_ name: String) -> String {

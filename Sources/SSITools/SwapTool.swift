@@ -195,8 +195,26 @@ public struct SwapTool {
             }
             return 255
         }
+        // util-linux's checks before the header, in its order and words.
+        var st = stat()
+        if stat(dev.path, &st) == 0 {
+            let mode = UInt32(st.st_mode)
+            let regular = mode & UInt32(S_IFMT) == UInt32(S_IFREG)
+            let mask: UInt32 = mode & UInt32(S_IFMT) == UInt32(S_IFBLK) ? 0o7007 : 0o7077
+            func octal(_ v: UInt32) -> String { let t = String(v, radix: 8); return String(repeating: "0", count: max(0, 4 - t.count)) + t }
+            if mode & mask != 0 {
+                output.error("\(name): \(dev.path): insecure permissions \(octal(mode & 0o7777)), \(octal(~mask & 0o666)) suggested.")
+            }
+            if regular && st.st_uid != 0 {
+                output.error("\(name): \(dev.path): insecure file owner \(st.st_uid), 0 (root) suggested.")
+            }
+            if regular && Int64(st.st_blocks) * 512 < Int64(st.st_size) {
+                output.error("\(name): \(dev.path): skipping - it appears to have holes.")
+                return 255
+            }
+        }
         guard dev.type == "swap" else {
-            output.error("\(name): \(dev.path): not a swap area (\(dev.type.map { "it holds \($0)" } ?? "no signature found")); make one with mkswap")
+            output.error("\(name): \(dev.path): read swap header failed")
             return 255
         }
         if let view {

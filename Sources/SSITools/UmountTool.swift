@@ -115,7 +115,10 @@ public struct UmountTool {
     func allTargets(_ spec: String, _ p: GetOpt.Parsed, recursive: Bool) -> Int32 {
         let tree = Mount.tree()
         let path = Self.canonical(spec)
-        guard let named = tree.last(where: { $0.entry.mountPoint == path }) ?? tree.last(where: { $0.entry.source == spec || $0.entry.source == path }) else {
+        // An image file names the loop devices it backs (util-linux too).
+        let loops = Set(Self.loopDevices(backing: path))
+        guard let named = tree.last(where: { $0.entry.mountPoint == path })
+                ?? tree.last(where: { $0.entry.source == spec || $0.entry.source == path || loops.contains($0.entry.source) }) else {
             return notMounted(spec, p)
         }
         for fs in tree.reversed() where fs.entry.device == named.entry.device {
@@ -135,6 +138,15 @@ public struct UmountTool {
             output.error("\(basename(of: program)): \(spec): \(access(spec, F_OK) == 0 ? "not mounted" : "not found")")
         }
         return MountContext.ExitCode.usage
+    }
+
+    /// The loop devices whose backing file is `file` (a regular file's
+    /// full path), from sysfs.
+    static func loopDevices(backing file: String, sys: String = "/sys/block") -> [String] {
+        guard let st = try? FileSystem.status(file, followSymlinks: true), st.kind == .regular else { return [] }
+        return ((try? FileSystem.list(sys)) ?? []).filter { $0.hasPrefix("loop") }.sorted().filter { dev in
+            (try? FileSystem.readText("\(sys)/\(dev)/loop/backing_file"))?.lines().first.map(String.init) == file
+        }.map { "/dev/" + $0 }
     }
 
     /// The path as the mount table has it (symlinks resolved); as given
@@ -172,8 +184,15 @@ public struct UmountTool {
             // umount -a: every mount of the table, last first, by libmount.
             cxt.setTypePattern(types)
             cxt.setOptionsPattern(testOptions)
+            let verbose = p.options.contains { $0.key == "verbose" }
             return cxt.umountAll { target, outcome in
+                func pad(_ s: String) -> String { s.count >= 25 ? s : s + String(repeating: " ", count: 25 - s.count) }
+                guard let outcome else {
+                    if verbose { output.out(pad(target) + ": ignored") }
+                    return
+                }
                 if !outcome.message.isEmpty { output.error("\(name): \(target): \(outcome.message).") }
+                if outcome.exitCode == 0 && verbose { output.out(pad(target) + ": successfully unmounted") }
             }
         }
         cxt.target = spec

@@ -70,7 +70,9 @@ enum ToolDocCommands {
         discussion: """
             util-linux fsck's command line (-A, -R, -M, -N, -T, -V, -s, -t TYPES, -C [FD]; other options and \
             everything after -- go to the checker) and exit codes (the OR of the checkers'; 8 operational \
-            error, 16 usage). Runs fsck.TYPE, the type from -t or libblkid. With a cluster running, a file \
+            error, 16 usage). Runs fsck.TYPE, the type from -t, fstab or libblkid (fsck.ext2 for a device \
+            that is not there, which says so). With no file system named it checks fstab's, one at a time, \
+            as -A -s; -A passes over a nofail line whose device is missing. With a cluster running, a file \
             system that any other member has mounted (by UUID, or a GFS2 lock table) is refused with the nodes \
             named, and the check holds the cluster lock fsck:UUID: a second node checking the same device \
             waits until the first is done.

@@ -145,7 +145,7 @@ enum Differential {
                 printf $PWD'/sw none swap sw,node=2 0 0\\n' > fstab; mount --bind $PWD/fstab /etc/fstab
                 """,
              command: "swapon -a -v", swap: true),
-        // Found by the parity audit of 2026-12-07 (cases util-linux's man
+        // Found by the parity audit of 2026-12-06 (cases util-linux's man
         // pages document that the first set did not cover).
         Case(name: "swapon of a relative path; -o pri= wins over -p; errors without errno names",
              setup: "dd if=/dev/zero of=sw bs=1M count=16; chmod 600 sw; mkswap sw",
@@ -156,6 +156,26 @@ enum Differential {
         Case(name: "swapoff -L and -U of what nobody has: the bare value named, 255; swapon -s with no swap prints nothing",
              setup: "", command: "swapoff -L nolabel; echo $?; swapoff -U 99999999-3333-4444-8555-666666666666; echo $?; swapon -s",
              swap: true),
+        Case(name: "swapon warns of a swap file's permissions and owner, and refuses one without a swap header",
+             setup: "dd if=/dev/zero of=sw bs=1M count=16; chmod 644 sw; mkswap sw; dd if=/dev/zero of=z bs=1M count=8; chmod 600 z",
+             command: "swapon $PWD/sw; echo $?; chown 1:1 sw; swapoff $PWD/sw; swapon $PWD/sw; swapoff $PWD/sw; swapon $PWD/z",
+             swap: true),
+        Case(name: "mount's listing shows an image file's path, not its loop device; -L's value quoted in the error",
+             setup: "truncate -s 16M img; mkfs.ext4 -q img; mkdir a",
+             command: "mount img a; mount | grep ' on '$PWD; mount -t ext4 | grep -c $PWD/img; umount a; mount -L nosuchlabel a"),
+        Case(name: "mount -t with a no prefix negates the whole list", setup: "mkdir a; touch f",
+             command: "mount -t nosuchfs,tmpfs none a; mount -t notmpfs none a; mount -t nosuchfs $PWD/f a"),
+        Case(name: "mount -a: the dmesg hint after a failed mount; -T naming a file that is not there",
+             setup: """
+                mkdir a b c; printf "tt $PWD/a tmpfs defaults 0 0\n/dev/nosuch $PWD/b ext4 defaults 0 0\n/dev/nosuch2 $PWD/c ext4 nofail 0 0\n" > fstab
+                """,
+             command: "mount -a -T fstab; echo $?; mount -a -T /nonexistent/fstab; echo $?; mount -T /nonexistent a"),
+        Case(name: "umount -a -v: a line for each mount, unmounted or ignored",
+             setup: "mkdir a b c; mount -t tmpfs -o nr_inodes=4321 tt a; mount -t tmpfs -o nr_inodes=4321 tu b; mount -t tmpfs tv c",
+             command: "umount -a -v -O nr_inodes=4321 | grep $PWD"),
+        Case(name: "umount -A of an image file: every mount of its loop device",
+             setup: "truncate -s 16M img; mkfs.ext4 -q img; mkdir a b; mount img a; mount --bind a b",
+             command: "umount -A img; echo $?; losetup -j $PWD/img | wc -l"),
         Case(name: "mount -o move is --move", setup: "mkdir a b; mount -t tmpfs tt a; mkdir a/sub; mount -t tmpfs ts a/sub",
              command: "mount -o move a b"),
         Case(name: "mount -r/-w and -o ro/rw: the last one on the command line wins", setup: "mkdir a b",
