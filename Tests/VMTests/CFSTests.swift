@@ -113,14 +113,20 @@ extension VM {
 
                 // The init node's disk: Debian 12 with the netboot folder,
                 // the cluster configuration and key where an administrator
-                // keeps them, and the image's own module folder (our
-                // indexes; the test root has no kernel package) so that
-                // ssi-mkinitrd can run on the init node.
+                // keeps them, and the image's own module folder (the test
+                // root has no kernel package) so that ssi-mkinitrd can run
+                // on the init node. The image holds only depmod's text
+                // indexes (ssi-init reads those); libkmod, which
+                // ssi-mkinitrd resolves with, needs the binary ones, which
+                // a kernel package's depmod makes: the host's depmod makes
+                // them here.
                 let etc = try vm.etcSSI(config: conf, authkey: key, copyKey: false)
                 let unpacked = vm.path("unpacked")
                 try FileManager.default.createDirectory(atPath: unpacked, withIntermediateDirectories: true)
                 try Command.run(["sh", "-c", "cd \(unpacked) && zstd -dc \(netboot)/initrd.img | cpio -id --quiet 'usr/lib/modules/*'"],
                                 timeout: .seconds(120))
+                let depmod = ["/usr/sbin/depmod", "/sbin/depmod"].first { FileManager.default.isExecutableFile(atPath: $0) } ?? "depmod"
+                try Command.run([depmod, "-b", unpacked + "/usr", kernel.version], timeout: .seconds(120))
                 let debian = vm.path("debian.img")
                 let uuid = "0de0de0d-2222-4222-8333-444455556666"
                 // The fstab an installed init node has: its own disk as /.
