@@ -13,7 +13,7 @@ public import SSICore
 /// and device aliases with this instead of libkmod, which would bring
 /// libcrypto (4.7 MB, for module signatures it never reads) into every
 /// image (DESIGN-NOTES, "Module loading at boot").
-public struct ModuleIndex: Sendable, Equatable {
+public struct ModuleIndex: Sendable {
     public struct Entry: Sendable, Equatable {
         /// Path relative to the module directory ("kernel/fs/ext4/ext4.ko").
         public var path: String
@@ -30,14 +30,6 @@ public struct ModuleIndex: Sendable, Equatable {
     public private(set) var builtinAliases: [(pattern: String, module: String)] = []
 
     public init() {}
-
-    public static func == (a: ModuleIndex, b: ModuleIndex) -> Bool {
-        a.modules == b.modules && a.builtin == b.builtin
-            && a.aliases.elementsEqual(b.aliases, by: { $0 == $1 })
-            && a.builtinAliases.elementsEqual(b.builtinAliases, by: { $0 == $1 })
-            && a.softdeps.keys.sorted() == b.softdeps.keys.sorted()
-            && a.softdeps.allSatisfy { k, v in b.softdeps[k].map { $0.pre == v.pre && $0.post == v.post } ?? false }
-    }
 
     /// Reads the indexes in `directory`. modules.dep must be there; the
     /// others may be missing (no aliases, softdeps or built-ins). A line

@@ -193,6 +193,7 @@ public struct FsckTool {
         let cluster = ClusterLink.current(directory: stateDirectory)
         var status: Int32 = 0
         var lastPass = -1
+        var instance = 1
         for t in targets {
             // The number in the dry-run line is util-linux's count of
             // checkers running at once: devices named on the command line
@@ -202,7 +203,7 @@ public struct FsckTool {
             // devices, and this fsck checks one at a time anyway: 1.
             instance = serial || t.pass > 0 || t.pass != lastPass ? 1 : instance + 1
             lastPass = t.pass
-            status |= check(t.spec, type: t.type, inv, cluster: cluster, mountPoint: t.mountPoint)
+            status |= check(t.spec, type: t.type, inv, cluster: cluster, mountPoint: t.mountPoint, instance: instance)
         }
         return status
     }
@@ -215,7 +216,8 @@ public struct FsckTool {
 
     /// `mountPoint`: the fstab line's, which util-linux's dry-run and
     /// verbose lines name instead of the device.
-    func check(_ spec: String, type: String?, _ inv: Invocation, cluster: ClusterLink?, mountPoint: String? = nil) -> Int32 {
+    /// `instance`: which checker of its pass this is, for the dry-run line.
+    func check(_ spec: String, type: String?, _ inv: Invocation, cluster: ClusterLink?, mountPoint: String? = nil, instance: Int = 1) -> Int32 {
         var dev: BlockDevice?
         if spec.hasPrefix("/") {
             dev = FileSystem.exists(spec) ? BlockDevices.probe(spec) : nil
@@ -229,7 +231,7 @@ public struct FsckTool {
             // With no type it is fsck.ext2's, util-linux's default.
             if spec.hasPrefix("/") {
                 let t = type?.split(separator: ",").first.map(String.init) ?? ""
-                return runChecker(fsType: t.isEmpty || t == "auto" ? "ext2" : t, device: spec, inv, mountPoint: mountPoint)
+                return runChecker(fsType: t.isEmpty || t == "auto" ? "ext2" : t, device: spec, inv, mountPoint: mountPoint, instance: instance)
             }
             output.error("\(name): \(spec): no such device (Possibly non-existent device?)")
             return 8
@@ -273,19 +275,11 @@ public struct FsckTool {
                 }
             }
         }
-        return runChecker(fsType: fsType, device: dev.path, inv, mountPoint: mountPoint)
-    }
-
-    /// Which checker of its pass this one is, for the dry-run line.
-    final class Counter: @unchecked Sendable { var value = 1 }
-    let counter = Counter()
-    var instance: Int {
-        get { counter.value }
-        nonmutating set { counter.value = newValue }
+        return runChecker(fsType: fsType, device: dev.path, inv, mountPoint: mountPoint, instance: instance)
     }
 
     /// Runs (or with -N prints) fsck.TYPE on `device`.
-    func runChecker(fsType: String, device: String, _ inv: Invocation, mountPoint: String?) -> Int32 {
+    func runChecker(fsType: String, device: String, _ inv: Invocation, mountPoint: String?, instance: Int) -> Int32 {
         let checker = "fsck." + fsType
         guard let path = ["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map({ $0 + "/" + checker }).first(where: FileSystem.isExecutableFile) else {
             output.error("\(name): \(checker): not found")
