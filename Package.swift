@@ -23,7 +23,10 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CKmod", providers: [.apt(["libkmod-dev"])]),
         .systemLibrary(name: "CBlkid", pkgConfig: "blkid", providers: [.apt(["libblkid-dev"])]),
-        .systemLibrary(name: "CMount", pkgConfig: "mount", providers: [.apt(["libmount-dev"])]),
+        // Loaded on use (ssi_lazy.h) like the libraries below: an image
+        // without a cluster never mounts through libmount, and leaves it
+        // out with libselinux and libpcre2 (1.2 MB) that it brings.
+        .systemLibrary(name: "CMount", providers: [.apt(["libmount-dev"])]),
         // Device enumeration and the kernel's uevent monitor for ssi-init's
         // coldplug, hotplug and root-device wait (no udevd needed).
         .systemLibrary(name: "CUdev", providers: [.apt(["libudev-dev"])]),
@@ -40,7 +43,7 @@ let package = Package(
         .target(name: "CSSIShim"),
         // The libraries above that only some commands need, loaded with
         // dlopen on first use (ssi_lazy.h): none of CKmod, CUdev, CZstd,
-        // CLzma, CZlib, CSodium or CCorosync is linked.
+        // CLzma, CZlib, CSodium, CCorosync or CMount is linked.
         .target(name: "CSSILazy", linkerSettings: [.linkedLibrary("dl")]),
 
         .target(

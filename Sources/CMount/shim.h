@@ -1,1 +1,1 @@
-#include <libmount.h>
+#include <libmount/libmount.h>

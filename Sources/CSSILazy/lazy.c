@@ -28,6 +28,7 @@ static const struct {
     [SSI_LIB_QUORUM] = {"libquorum.so.5", "libquorum5"},
     [SSI_LIB_VOTEQUORUM] = {"libvotequorum.so.8", "libvotequorum8"},
     [SSI_LIB_CMAP] = {"libcmap.so.4", "libcmap4"},
+    [SSI_LIB_MOUNT] = {"libmount.so.1", "libmount1"},
 };
 
 // Written once per library with the handle dlopen returned; a race loads

@@ -113,20 +113,25 @@ extension Boot {
             throw root.mountError(errno: error.errno, description: error.description)
         }
         log.info("root", "mounted \(device.path) (\(root.lockTable)) on /sysroot (gfs2, \(options)) after \(Int((Process.now() - started) * 1000)) ms")
-        installShutdownHook()
+        installShutdownHook(gfs2: true)
     }
 
     /// systemd-shutdown runs the executables in this folder last, after
     /// killing every process but corosync's and dlm's (argv[0] "@"): the
     /// moment the root can be remounted read-only, which writes GFS2's
     /// unmount record and leaves this node's journal clean. Without it a
-    /// powered-off node's journal was left dirty (the VM test's fsck saw it).
+    /// powered-off node's journal was left dirty (the VM test's fsck saw
+    /// it). Then it stops corosync, whose leave message tells the others
+    /// at once: a node that powered off without one was seen gone only
+    /// after the token and consensus (45 s at the GFS2 test's 20 s token).
     static let shutdownHookDirectory = "/usr/lib/systemd/system-shutdown"
     static let shutdownHookName = "ssi-gfs2-root"
     static let shutdownHook = """
         #!/bin/sh
-        # Installed by ssi-init on a GFS2 root: leave this node's journal clean.
-        # systemd-shutdown runs it after every other process is gone.
+        # Installed by ssi-init on a GFS2 or CFS root, and by the ssi package. At
+        # power-off, systemd-shutdown runs it after every process is gone but the
+        # cluster's agents (argv[0] "@"): the moment to leave a GFS2 node's journal
+        # clean, then to leave the cluster.
         sync
         if grep -q ' / gfs2 ' /proc/mounts; then
             if mount -o remount,ro / 2>/dev/null; then
@@ -135,10 +140,34 @@ extension Boot {
                 echo "<3>ssi: / (gfs2) could not be remounted read-only: this node's journal stays dirty and is replayed by the next mounter" > /dev/kmsg
             fi
         fi
+        # corosync as ssi-init started it (argv[0] "@/usr/sbin/corosync") sends its
+        # leave message when it stops: the others see this node gone at once, not
+        # after the token timeout. Last: the remount above needs the lock manager.
+        pid=
+        for d in /proc/[0-9]*; do
+            case "$(tr '\\0' ' ' < "$d/cmdline" 2>/dev/null)" in
+                "@/usr/sbin/corosync "*) pid=${d#/proc/} ;;
+            esac
+        done
+        # Said first: the others may fence this node (power it off) as soon as
+        # they see it go, before anything said after the stop reaches the console.
+        running() { [ -r "/proc/$1/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status"; }
+        if [ -n "$pid" ]; then
+            echo "<5>ssi: leaving the cluster: stopping corosync (pid $pid), whose leave message tells the others at once" > /dev/kmsg
+            kill -TERM "$pid" 2>/dev/null
+            i=0
+            while running "$pid" && [ "$i" -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+            if running "$pid"; then
+                echo "<4>ssi: corosync did not stop within 5 s: the others see this node gone after the token timeout" > /dev/kmsg
+            fi
+        fi
 
         """
 
-    func installShutdownHook() {
+    /// Puts the hook in the root (a GFS2 root, or the CFS init node's,
+    /// which every diskless node shares). A failure is a warning: the
+    /// node boots, and leaves after the token timeout at power-off.
+    func installShutdownHook(gfs2: Bool) {
         let dir = "/sysroot" + Boot.shutdownHookDirectory
         let path = dir + "/" + Boot.shutdownHookName
         if (try? FileSystem.readText(path)) == Boot.shutdownHook { return }
@@ -146,9 +175,13 @@ extension Boot {
             try FileSystem.makeDirectories(dir)
             try FileSystem.writeFile(path + ".ssi-new", Boot.shutdownHook, mode: 0o755)
             try FileSystem.rename(path + ".ssi-new", path)
-            log.info("root", "installed \(Boot.shutdownHookDirectory)/\(Boot.shutdownHookName): the root is remounted read-only at power-off")
+            log.info("root", "installed \(Boot.shutdownHookDirectory)/\(Boot.shutdownHookName): at power-off this node leaves the cluster at once"
+                     + (gfs2 ? ", its journal clean" : ""))
         } catch {
-            log.warning("root", "cannot install \(path): \(error.description); this node's journal may be left dirty at power-off")
+            log.warning("root", "cannot install \(path): \(error.description); at power-off "
+                        + (gfs2 ? "this node's journal is left dirty and the others see it gone only after the token timeout"
+                                : "the nodes booted from this root are seen gone only after the token timeout")
+                        + "; check that the root is writable and has room, then reboot this node")
         }
     }
 }

@@ -53,6 +53,8 @@ final class Boot {
     var moduleLoader: ModuleLoader?
     /// libudev and the kernel's uevent monitor, from the modules step on.
     var devices: DeviceWatch?
+    /// Module loads the modules step left running (`finishModules`).
+    var pendingModules: PendingModules?
 
     init(log: consuming Log) {
         self.log = log
@@ -63,10 +65,16 @@ final class Boot {
         log.info("start", "ssi-init \(SSIBootVersion.string) on Linux \(kernel)")
         let args = step("cmdline") { () throws(SSIError) in try readCommandLine() }
         let params = args.params
-        step("modules") { () throws(SSIError) in try loadModules(kernel: kernel) }
+        // A local root's boot looks for its disk while driver probes run
+        // (ahci's, under TCG): the loads are waited for once the root is
+        // mounted. A cluster node needs its network drivers, and a break
+        // its shell with every driver, at once.
+        let clustered = FileSystem.exists(Boot.clusterConfigPath)
+        let leaveLoadsRunning = !clustered && params.breaks.isEmpty
+        step("modules") { () throws(SSIError) in try loadModules(kernel: kernel, leaveLoadsRunning: leaveLoadsRunning) }
         breakIfAsked(.modules, params, "after loading modules")
         let cluster: Membership?
-        if FileSystem.exists(Boot.clusterConfigPath) {
+        if clustered {
             let identity = step("network") { () throws(SSIError) in try setUpNetwork(params) }
             let agents = StartedAgents()
             cluster = step("membership") { () throws(SSIError) in try joinCluster(identity, params, agents: agents) }
@@ -77,6 +85,9 @@ final class Boot {
         // The root step's own copy, kept across its retries (RootStep.swift).
         var rootParams = params
         let root = step("root") { () throws(SSIError) in try mountRoot(cluster, &rootParams) }
+        // The loads the modules step left running end before anything
+        // else: a failed one stops the boot here, named.
+        step("modules") { () throws(SSIError) in try finishModules() }
         afterRoot(root, cluster)
         step("init") { () throws(SSIError) in try checkInit(params.initPath) }
         breakIfAsked(.prePivot, params, "with the root mounted at /sysroot, before switching to it")

@@ -16,6 +16,9 @@ public struct ELFDynamicInfo: Sendable, Equatable {
     public var runpath: [String] = []
     /// DT_SONAME: the name a library is loaded by ("libkmod.so.2").
     public var soname: String?
+    /// NT_GNU_BUILD_ID: the linker's hash of the file's contents, which
+    /// names a packed binary archive (`BinaryArchive`).
+    public var buildID: [UInt8]?
     public var is64Bit: Bool
     public var machine: UInt16
 }
@@ -27,6 +30,7 @@ public enum ELF {
     /// allocation.
     static let maxProgramHeaders = 1 << 20
     static let maxDynamicSection = 1 << 20
+    static let maxNotes = 1 << 16
     static let maxString = 4096
     /// DT_NEEDED, DT_RPATH and DT_RUNPATH entries together: each is a
     /// string of up to 4 KiB kept in memory (real programs have tens).
@@ -53,6 +57,24 @@ public enum ELF {
     /// The same from bytes in memory (tests, fuzzing).
     public static func parse(bytes: [UInt8], name: String) throws(SSIError) -> ELFDynamicInfo? {
         try parse(MemoryBytes(bytes: bytes, name: printableName(name)), name: printableName(name))
+    }
+
+    /// The descriptor of the GNU build-id note among `notes` (a PT_NOTE
+    /// segment's bytes: namesz, descsz, type, then name and descriptor,
+    /// each padded to 4 bytes), or nil. A malformed note ends the search.
+    static func buildID(in notes: [UInt8]) -> [UInt8]? {
+        var i = 0
+        while i + 12 <= notes.count {
+            let namesz = Int(notes.u32(i)), descsz = Int(notes.u32(i + 4)), type = notes.u32(i + 8)
+            let name = i + 12, desc = name + (namesz + 3) & ~3
+            guard namesz <= notes.count, descsz <= notes.count, desc + descsz <= notes.count else { return nil }
+            let NT_GNU_BUILD_ID: UInt32 = 3
+            if type == NT_GNU_BUILD_ID && namesz == 4 && Array(notes[name..<name + 4]) == [0x47, 0x4e, 0x55, 0] && descsz > 0 {
+                return Array(notes[desc..<desc + descsz])
+            }
+            i = desc + (descsz + 3) & ~3
+        }
+        return nil
     }
 
     static func parse(_ file: some RandomAccessBytes, name path: String) throws(SSIError) -> ELFDynamicInfo? {
@@ -92,16 +114,27 @@ public enum ELF {
             let (offset, vaddr, filesz) = is64
                 ? (phdrs.u64(b + 8), phdrs.u64(b + 16), phdrs.u64(b + 32))
                 : (UInt64(phdrs.u32(b + 4)), UInt64(phdrs.u32(b + 8)), UInt64(phdrs.u32(b + 16)))
-            // Segments we never read (PT_NOTE, GNU_STACK...) may say
-            // anything; the ones we read must lie in the file.
-            let PT_LOAD: UInt32 = 1, PT_DYNAMIC: UInt32 = 2, PT_INTERP: UInt32 = 3
+            // Segments we never read (GNU_STACK...) may say anything; the
+            // ones we read must lie in the file. Notes are optional: one
+            // that does not is passed over (no build id, nothing more).
+            let PT_LOAD: UInt32 = 1, PT_DYNAMIC: UInt32 = 2, PT_INTERP: UInt32 = 3, PT_NOTE: UInt32 = 4
+            if type == PT_NOTE {
+                if let off = Int(exactly: offset), let size = Int(exactly: filesz),
+                   off <= file.size, size <= file.size - off {
+                    segments.append(ELFSegment(type: type, offset: off, vaddr: vaddr, filesz: size))
+                }
+                continue
+            }
             guard type == PT_LOAD || type == PT_DYNAMIC || type == PT_INTERP else { continue }
             let off = try int(offset, "p_offset"), size = try int(filesz, "p_filesz")
             guard off + size <= file.size else { throw corrupt("segment \(i) (\(off)+\(size)) is beyond the file's \(file.size) bytes") }
             guard vaddr.addingReportingOverflow(filesz).overflow == false else { throw corrupt("segment \(i) wraps the address space") }
             segments.append(ELFSegment(type: type, offset: off, vaddr: vaddr, filesz: size))
         }
-        let PT_LOAD: UInt32 = 1, PT_DYNAMIC: UInt32 = 2, PT_INTERP: UInt32 = 3
+        let PT_LOAD: UInt32 = 1, PT_DYNAMIC: UInt32 = 2, PT_INTERP: UInt32 = 3, PT_NOTE: UInt32 = 4
+        for note in segments where note.type == PT_NOTE && note.filesz <= maxNotes && info.buildID == nil {
+            info.buildID = buildID(in: try file.bytes(at: note.offset, count: note.filesz))
+        }
         if let interp = segments.first(where: { $0.type == PT_INTERP }) {
             info.interpreter = try file.cString(at: interp.offset, max: min(interp.filesz, maxString))
         }

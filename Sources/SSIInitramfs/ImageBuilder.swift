@@ -17,6 +17,9 @@ public struct ImageSpec: Sendable {
     public var installs: [String] = []
     /// The multi-call binary that becomes /init.
     public var ssiBinary: String
+    /// `ssiBinary` packed on its own (`BinaryArchive`): a zstd image
+    /// appends this archive instead of compressing the binary again.
+    public var binaryArchive: String?
     /// A static busybox for the emergency shell, if any.
     public var busybox: String?
     public var compression: Compression = .zstd
@@ -49,8 +52,9 @@ public struct ImageSpec: Sendable {
     /// bring libcrypto, liblzma and libzstd (5.7 MB) into every image.
     public static let bootLibraries: [LazyLibrary] = [.udev]
     /// What a cluster image adds, for ssi-init's membership step and the
-    /// agents it leaves running (in the image and in the daemons' root).
-    public static let clusterLibraries: [LazyLibrary] = LazyLibrary.corosync + [.sodium]
+    /// agents it leaves running (in the image and in the daemons' root):
+    /// libmount for the cluster mounts they apply.
+    public static let clusterLibraries: [LazyLibrary] = LazyLibrary.corosync + [.sodium, .mount]
     /// What the agents load in the daemons' root after the hand-off: the
     /// cluster's libraries (the process agent loads the modules criu needs
     /// with `ModuleLoader` too).
@@ -132,6 +136,8 @@ public struct ImageReport: Sendable {
     /// The image carries a secret (the cluster key, fence passwords) and
     /// was written mode 0600.
     public var holdsSecrets: Bool
+    /// The packed binary's archive the image appended, if any.
+    public var packedBinary: String?
     public var seconds: Double
 }
 
@@ -182,12 +188,13 @@ public enum ImageBuilder {
         let info = "kernel=\(spec.kernelVersion)\ncompression=\(spec.compression.rawValue)\nmodules=\(modules.modules.count)\n"
         try tree.add("etc/ssi/image", .data(Array(info.utf8), permissions: 0o644))
 
-        let bytes = try writeAtomically(tree, spec: spec, output: output, mode: imageMode(spec))
+        let packed = spec.compression == .zstd ? spec.binaryArchive : nil
+        let bytes = try writeAtomically(tree, spec: spec, output: output, mode: imageMode(spec), appending: packed)
         return ImageReport(output: output, compression: spec.compression, bytes: bytes,
                            uncompressedBytes: tree.payloadBytes, entries: tree.nodes.count,
                            modules: modules.modules.count, builtinRequested: modules.builtin,
                            firmware: modules.firmware.count, missingFirmware: modules.missingFirmware,
-                           holdsSecrets: spec.cluster?.holdsSecrets == true,
+                           holdsSecrets: spec.cluster?.holdsSecrets == true, packedBinary: packed,
                            seconds: Process.now() - started)
     }
 
@@ -248,7 +255,10 @@ public enum ImageBuilder {
         return tree
     }
 
-    static func writeAtomically(_ tree: ImageTree, spec: ImageSpec, output: String, mode: mode_t) throws(SSIError) -> Int {
+    /// `appending`: the packed binary's archive, which then follows the
+    /// main archive in place of its usr/bin/ssi.
+    static func writeAtomically(_ tree: ImageTree, spec: ImageSpec, output: String, mode: mode_t,
+                                appending packed: String? = nil) throws(SSIError) -> Int {
         // Images without secrets are world-readable like the distro's own;
         // one that holds the cluster key is not.
         let target: AtomicFile
@@ -259,19 +269,41 @@ public enum ImageBuilder {
         let compressed = try spec.compression.sink(into: file, level: spec.compressionLevel, threads: spec.threads)
         let sink = BufferedSink(compressed)
         let cpio = CpioWriter(sink: sink, mtime: spec.mtime)
-        try stream(tree, into: cpio)
+        try stream(tree, into: cpio, skipping: packed == nil ? nil : "usr/bin/ssi")
         try cpio.finish()
         try sink.finish()
+        if let packed { try copy(packed, to: file) }
         do throws(SystemCallError) { try target.commit() } catch {
             throw SSIError("mkinitrd", "cannot write \(output): \(error.description)")
         }
         return file.bytesWritten
     }
 
-    /// Writes the tree in sorted order, streaming host files in chunks.
-    public static func stream(_ tree: ImageTree, into cpio: CpioWriter) throws(SSIError) {
+    /// Appends a file's bytes as they are (the packed binary's archive).
+    static func copy(_ path: String, to sink: any ByteSink) throws(SSIError) {
+        let file: Descriptor
+        do throws(SystemCallError) { file = try Descriptor(open: path, O_RDONLY | O_NOCTTY) } catch {
+            throw SSIError("mkinitrd", "cannot read \(printableName(path)): \(errnoDescription(error.errno))")
+        }
+        let fd = file.rawValue
         var buffer = [UInt8](repeating: 0, count: 1 << 20)
-        for path in tree.sortedPaths {
+        while true {
+            let n: Int
+            do throws(SystemCallError) {
+                n = try syscall("read") { buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) } }
+            } catch {
+                throw SSIError("mkinitrd", "cannot read \(printableName(path)): \(errnoDescription(error.errno))")
+            }
+            if n == 0 { return }
+            try sink.write(Array(buffer[0..<n]))
+        }
+    }
+
+    /// Writes the tree in its archive order, streaming host files in chunks;
+    /// `skipping` is left out (it comes in an archive of its own).
+    public static func stream(_ tree: ImageTree, into cpio: CpioWriter, skipping: String? = nil) throws(SSIError) {
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        for path in tree.archiveOrder where path != skipping {
             switch tree.nodes[path]! {
             case .directory(let perm):
                 try cpio.directory(path, permissions: perm)

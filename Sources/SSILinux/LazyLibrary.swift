@@ -6,7 +6,7 @@ public import SSICore
 /// libkmod or compression library. Entry points call `load()` first so
 /// that a missing library is an error that names it and its package.
 public enum LazyLibrary: CaseIterable, Sendable {
-    case kmod, udev, zstd, lzma, zlib, sodium, cpg, quorum, votequorum, cmap
+    case kmod, udev, zstd, lzma, zlib, sodium, cpg, quorum, votequorum, cmap, mount
 
     /// corosync's client libraries, which the membership code uses together.
     public static let corosync: [LazyLibrary] = [.cpg, .quorum, .votequorum, .cmap]
@@ -23,6 +23,7 @@ public enum LazyLibrary: CaseIterable, Sendable {
         case .quorum: Int32(SSI_LIB_QUORUM.rawValue)
         case .votequorum: Int32(SSI_LIB_VOTEQUORUM.rawValue)
         case .cmap: Int32(SSI_LIB_CMAP.rawValue)
+        case .mount: Int32(SSI_LIB_MOUNT.rawValue)
         }
     }
 

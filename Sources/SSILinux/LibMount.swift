@@ -36,6 +36,7 @@ public final class MountContext {
     }
 
     public init() throws(SystemCallError) {
+        try loadLibMount()
         guard let c = mnt_new_context() else { throw SystemCallError("mnt_new_context", errno: ENOMEM) }
         cxt = c
     }
@@ -70,6 +71,29 @@ public final class MountContext {
     /// Neither fstab nor the mount table completes the command line (mount(8)
     /// for --bind, --move and --make-*: the operands are the whole story).
     public func setNoTables() { mnt_context_set_optsmode(cxt, Int32(MNT_OMODE_NOTAB)) }
+    /// libmount's MNT_OMODE_* bits, for `setOptionsMode`.
+    public enum OptionsMode {
+        public static let ignore = Int32(MNT_OMODE_IGNORE)
+        public static let append = Int32(MNT_OMODE_APPEND)
+        public static let prepend = Int32(MNT_OMODE_PREPEND)
+        public static let replace = Int32(MNT_OMODE_REPLACE)
+        public static let force = Int32(MNT_OMODE_FORCE)
+        public static let fstab = Int32(MNT_OMODE_FSTAB)
+        public static let mtab = Int32(MNT_OMODE_MTAB)
+        public static let noTables = Int32(MNT_OMODE_NOTAB)
+    }
+    /// --options-mode / --options-source(-force): how fstab's and the
+    /// mount table's options join the command line's (MNT_OMODE_* bits).
+    public func setOptionsMode(_ mask: Int32) { mnt_context_set_optsmode(cxt, mask) }
+    /// --target-prefix: the target under this folder (a chroot's).
+    public func setTargetPrefix(_ path: String) { mnt_context_set_target_prefix(cxt, path) }
+    /// -N: mount (or unmount) in the mount namespace of this file, or of
+    /// this pid (/proc/PID/ns/mnt), as util-linux reads the option.
+    public func setTargetNamespace(_ value: String) throws(SystemCallError) {
+        let path = Int32(value).flatMap { $0 > 0 ? "/proc/\($0)/ns/mnt" : nil } ?? value
+        let rc = mnt_context_set_target_ns(cxt, path)
+        if rc != 0 { throw SystemCallError("failed to set target namespace to \(path)", errno: rc < 0 ? -rc : errno) }
+    }
     /// umount -d: the loop device goes with the mount.
     public func setLoopDelete(_ on: Bool) { mnt_context_enable_loopdel(cxt, on ? 1 : 0) }
     /// `MS_*` flags that have no option name (--bind, --move, --rbind).
@@ -95,7 +119,11 @@ public final class MountContext {
     /// mount -a: each fstab entry in turn. `each` gets the target and what
     /// happened: nil outcome for an entry skipped (`ignored` 1: filtered
     /// out or noauto, 2: already mounted).
-    public func mountAll(_ each: (_ target: String, _ ignored: Int32, _ outcome: Outcome?) -> Void) {
+    /// With --fork (`setFork`) each mount runs in a child: `each` then
+    /// only hears of the fork (an outcome of success), and the result is
+    /// the children's count and how many of them failed.
+    @discardableResult
+    public func mountAll(_ each: (_ target: String, _ ignored: Int32, _ outcome: Outcome?) -> Void) -> (children: Int32, failed: Int32) {
         let itr = mnt_new_iter(Int32(MNT_ITER_FORWARD))
         defer { mnt_free_iter(itr) }
         var fs: OpaquePointer?
@@ -110,7 +138,10 @@ public final class MountContext {
                 each(target, 0, o)
             }
         }
-        if isParent { mnt_context_wait_for_children(cxt, nil, nil) }
+        var children: Int32 = 0
+        var failed: Int32 = 0
+        if isParent { mnt_context_wait_for_children(cxt, &children, &failed) }
+        return (children, failed)
     }
 
     func outcome(_ rc: Int32) -> Outcome {
@@ -127,6 +158,12 @@ public final class MountContext {
 /// An fstab (or any mount table file) read by libmount, editable in memory.
 public final class FstabTable {
     let table: OpaquePointer
+    /// Lines libmount could not parse and passed over, as its error
+    /// callback gave them (file as named, line from 1): util-linux's tools
+    /// warn of each ("FILE: parse error at line N -- ignored").
+    private let skipped = SkippedLines()
+    final class SkippedLines { var lines: [(file: String, line: Int)] = [] }
+    public var parseErrors: [(file: String, line: Int)] { skipped.lines }
 
     /// One entry, copied out of the table.
     public struct Entry: Sendable, Equatable {
@@ -146,9 +183,22 @@ public final class FstabTable {
 
     /// Reads `path` (/etc/fstab when nil). A missing /etc/fstab is an
     /// empty table, as for mount(8).
+    /// No load first, unlike MountContext: callers read a table that
+    /// cannot be made as "no fstab", which a missing libmount is not; the
+    /// stub's exit 127, naming the library and its package, is the error.
     public init(path: String?) throws(SystemCallError) {
         guard let t = mnt_new_table() else { throw SystemCallError("mnt_new_table", errno: ENOMEM) }
         table = t
+        // The callback gets the table only: the list rides as its user
+        // data (alive as long as self). 1: pass the line over and go on,
+        // as libmount does with no callback.
+        mnt_table_set_userdata(t, Unmanaged.passUnretained(skipped).toOpaque())
+        mnt_table_set_parser_errcb(t) { tb, file, line in
+            guard let tb, let raw = mnt_table_get_userdata(tb) else { return 1 }
+            Unmanaged<SkippedLines>.fromOpaque(raw).takeUnretainedValue().lines
+                .append((file.map { String(cString: $0) } ?? "?", Int(line)))
+            return 1
+        }
         let rc = mnt_table_parse_fstab(t, path)
         if rc != 0 && (path != nil || rc != -ENOENT) {
             // Not unreferenced here: every stored property is set, so a
@@ -296,5 +346,13 @@ extension MountContext {
             all |= o.exitCode
         }
         return all
+    }
+}
+
+/// libmount is opened on first use (LazyLibrary): a missing one is an
+/// error with dlopen's cause, naming the library and its package.
+private func loadLibMount() throws(SystemCallError) {
+    do throws(SSIError) { try LazyLibrary.mount.load() } catch {
+        throw SystemCallError("\(error.message); \(error.hint ?? "install the package \(LazyLibrary.mount.package)")", errno: ENOENT)
     }
 }

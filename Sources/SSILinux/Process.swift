@@ -43,6 +43,17 @@ public enum Process {
         }
     }
 
+    /// `wait(for:)` with the child's resource use (wait4): fsck -r's
+    /// statistics.
+    public static func waitWithUsage(for pid: pid_t) throws(SystemCallError) -> (exit: Exit, usage: rusage) {
+        while true {
+            var status: Int32 = 0
+            var usage = rusage()
+            let got = try syscall("wait4 \(pid)") { wait4(pid, &status, 0, &usage) }
+            if got == pid { return (decode(status), usage) }
+        }
+    }
+
     /// Reaps every child that has exited, without blocking.
     public static func reapZombies() {
         var status: Int32 = 0

@@ -129,7 +129,13 @@ extension ProcAgent {
                  reply: any MessageChannel) throws(SSIError) {
         let started = Process.now()
         let request = MigrationRequest(pid: pid, target: target, tree: tree, uid: uid, throughRoot: throughRoot, precopy: precopy)
-        let plan = try MigrationPlan.make(request, facts: .read(request, agent: self))
+        let facts = MigrationFacts.read(request, agent: self)
+        let plan = try MigrationPlan.make(request, facts: facts)
+        // What the plan was made from: a move that ships nothing its
+        // process needed is read from here afterwards.
+        trace("moving \(pid) to node \(target): tree \(plan.tasks.map(String.init).joined(separator: " ")); "
+              + facts.descriptorSummary + "; shipping " + (plan.shipped.isEmpty ? "nothing"
+                : plan.shipped.map { "fd \($0.fd) of \($0.pid) (\($0.resource), \($0.kind.rawValue))" }.joined(separator: ", ")))
         guard migrating.withLock({ $0.insert(pid).inserted }) else { throw MigrationPlan.alreadyMoving(pid) }
         defer { _ = migrating.withLock { $0.remove(pid) } }
         let move = MigrationTransaction(plan: plan, id: MigrationTransaction.newID(node: localNode, pid: pid),

@@ -230,6 +230,20 @@ struct MigrationPlan: Sendable {
 }
 
 extension MigrationFacts {
+    /// Each task's descriptors as the plan saw them ("65803: 0 /dev/null,
+    /// 1 pipe:[4711]"), for the agent's log; at most 4000 characters (a
+    /// tree with thousands of descriptors is cut short, and says so).
+    var descriptorSummary: String {
+        let text = tasks.map { t in
+            switch descriptors[t] {
+            case .success(let d)?: return "\(t): " + d.map { "\($0.fd) \($0.target)" }.joined(separator: ", ")
+            case .failure(let e)?: return "\(t): \(e.message)"
+            case nil: return "\(t): not read"
+            }
+        }.joined(separator: "; ")
+        return text.count <= 4000 ? text : text.prefix(4000) + " ... (cut)"
+    }
+
     /// The facts as this node shows them now (reads only: /proc, the
     /// membership view, pidfd copies that are closed again).
     static func read(_ request: MigrationRequest, agent: ProcAgent) -> MigrationFacts {

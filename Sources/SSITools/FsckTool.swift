@@ -44,6 +44,10 @@ public struct FsckTool {
         public var types: String?
         /// -C: "" without a descriptor, else its number.
         public var progressFD: String?
+        /// -r: each checker's statistics, on stdout or (a descriptor
+        /// above 0) one line each on that descriptor.
+        public var reportStats = false
+        public var statsFD: Int32?
         public var checkerOptions: [String] = []
         public var devices: [String] = []
     }
@@ -52,6 +56,9 @@ public struct FsckTool {
     public struct CommandLineError: Error, Sendable, Equatable {
         public var message: String
         public var code: Int32
+        /// A second line of ours, printed as it is (the message may quote
+        /// the command line, so it is escaped and kept to one line).
+        public var secondLine: String? = nil
     }
 
     /// util-linux fsck's bounds on devices and checker words (MAX_DEVICES, MAX_ARGS).
@@ -119,13 +126,13 @@ public struct FsckTool {
                         v.progressFD = ""
                     }
                 case "r":
-                    // Statistics are not written; the descriptor is still
-                    // checked, as util-linux does.
+                    v.reportStats = true
                     let word: String? = j < chars.count ? rest : i < args.count && args[i].first.map({ ("0"..."9").contains($0) }) == true ? args[i] : nil
                     if let word {
-                        guard UInt32(word) != nil else {
+                        guard let fd = UInt32(word), fd <= UInt32(Int32.max) else {
                             throw CommandLineError(message: "invalid argument of -r: '\(word)'", code: 16)
                         }
+                        if fd > 0 { v.statsFD = Int32(fd) }
                         if j == chars.count { i += 1 }
                         break letters
                     }
@@ -134,6 +141,8 @@ public struct FsckTool {
                     if j < chars.count { v.types = rest }
                     else if i < args.count { v.types = args[i]; i += 1 }
                     else { throw CommandLineError(message: "option '-t' requires an argument", code: 16) }
+                    // util-linux compiles the list as it meets it.
+                    _ = try TypeFilter(v.types ?? "")
                     break letters
                 case "-": forChecker = true
                 case "?": v.help = true; return v
@@ -145,6 +154,26 @@ public struct FsckTool {
         return v
     }
 
+    static let optionsHelp = """
+         -A         check every file system of fstab ($FSTAB_FILE), pass by pass
+         -C [<fd>]  progress bars (ext checkers), on <fd>
+         -l         accepted (util-linux locks the disk)
+         -M         do not check mounted file systems
+         -N         print what would be run, run nothing
+         -P         accepted (the root is checked with the others)
+         -r [<fd>]  each checker's statistics, on <fd>
+         -R         with -A, skip the root file system
+         -s         one checker at a time
+         -t <list>  the types to check: a list, all or none with "no" or "!",
+                    and opts=<option> / noopts=<option> for fstab's options
+         -T         no title line
+         -V         say what is being done
+         -?, --help this text
+         --version  the version
+        Words fsck does not know, and everything after "--", go to the checker.
+
+        """
+
     /// util-linux's string_to_int: a non-negative int, else nil.
     static func descriptor(_ s: String) -> Int32? {
         guard let n = Int32(s), n >= 0 else { return nil }
@@ -155,39 +184,73 @@ public struct FsckTool {
         let inv: Invocation
         do { inv = try Self.parse(args) } catch {
             // util-linux's errx(): no "Try --help" line.
-            return output.fail(error.message, program: program, code: error.code)
+            let code = output.fail(error.message, program: program, code: error.code)
+            if let second = error.secondLine { output.error(second) }
+            return code
         }
         if inv.help {
             output.out("\nUsage:\n \(name) [options] -- [fs-options] [<filesystem> ...]\n\n"
                 + "Check and repair a Linux filesystem; in a cluster, never one another member has mounted,\n"
-                + "and never on two nodes at once.\n")
+                + "and never on two nodes at once.\n\nOptions (util-linux fsck's; see fsck(8)):\n" + Self.optionsHelp)
             return 0
         }
         if inv.version {
             output.out("\(name) from ssi (util-linux compatible)")
             return 0
         }
+        // util-linux resolves a named tag while it reads the command line:
+        // one that names no device ends the run before the title.
+        for spec in inv.devices where !spec.hasPrefix("/") {
+            if let want = try? DeviceSpec(parsing: spec, field: "fsck"), !BlockDevices.scan().contains(where: { want.matches($0) }) {
+                output.error("\(name): couldn't find matching filesystem: \(spec)")
+                return 8
+            }
+        }
         if !inv.noTitle { output.out("\(name) from ssi (util-linux compatible)") }
-        var targets: [(spec: String, type: String?, mountPoint: String?, pass: Int)] = inv.devices.map { ($0, inv.types, nil, 0) }
+        // util-linux reads fstab on every run (a named device is looked up
+        // in it): a missing one is an empty one; one that cannot be read is
+        // said; each line libmount passes over is named.
+        let fstabPath = fstabFile.flatMap { $0.isEmpty ? nil : $0 }
+        var fstab: [FstabTable.Entry] = []
+        do throws(SystemCallError) {
+            let table = try FstabTable(path: fstabPath)
+            for e in table.parseErrors { output.error("\(name): \(e.file): parse error at line \(e.line) -- ignored") }
+            fstab = table.entries
+        } catch {
+            if FileSystem.exists(fstabPath ?? "/etc/fstab") { output.error("\(name): \(fstabPath ?? "/etc/fstab"): failed to parse fstab") }
+        }
+        let filter = (try? TypeFilter(inv.types ?? "")) ?? TypeFilter()
+        // A named device is its fstab line's when it is that line's source
+        // or mount point (the line's type and mount point go with it); it
+        // still runs beside the others named (pass 0).
+        var targets: [Target] = inv.devices.map { spec in
+            if let e = fstab.first(where: { $0.source == spec }) ?? fstab.first(where: { $0.target == spec }) {
+                return Target(spec: e.source, fstabType: e.type, mountPoint: e.target, pass: 0)
+            }
+            return Target(spec: spec, fstabType: nil, mountPoint: nil, pass: 0)
+        }
         var serial = inv.serialize
+        let fromFstab = inv.all || inv.devices.isEmpty
         // util-linux: no file system named and no -A checks fstab's all
         // the same, one at a time ("equivalent to -As").
-        if inv.all || inv.devices.isEmpty {
-            if inv.verbose { output.out("Checking all file systems.") }
-            // As util-linux: a missing fstab is an empty one; one that
-            // cannot be read is said, and nothing is checked.
-            let path = fstabFile.flatMap { $0.isEmpty ? nil : $0 }
-            var entries: [FstabTable.Entry] = []
-            do throws(SystemCallError) { entries = try FstabTable(path: path).entries } catch {
-                if FileSystem.exists(path ?? "/etc/fstab") { output.error("\(name): \(path ?? "/etc/fstab"): failed to parse fstab") }
+        if fromFstab {
+            var entries = fstab.filter { $0.passNumber > 0 }
+            if inv.verbose {
+                // util-linux's first scan: a source that is no block device
+                // (an image file too) is "nonexistent", and a nofail one is
+                // passed over.
+                for e in entries where !deviceExists(e.source) {
+                    output.out(MountOptions.value(of: "nofail", in: e.options) != nil
+                        ? "\(e.source): skipping nonexistent device"
+                        : "\(e.source): nonexistent device (\"nofail\" fstab option may be used to skip this device)")
+                }
+                output.out("Checking all file systems.")
             }
-            // A nofail line whose device is not there is passed over, as
-            // util-linux does (a boot-time fsck -A must not fail on it).
-            entries = entries.filter { $0.passNumber > 0 && !(inv.skipRoot && $0.target == "/") }
+            entries = entries.filter { !(inv.skipRoot && $0.target == "/") }
                 .filter { MountOptions.value(of: "nofail", in: $0.options) == nil || deviceExists($0.source) }
-                .filter { inv.types == nil || FstabTable.matches($0, types: inv.types, options: nil) }
+                .filter { filter.matches(type: $0.type, options: $0.options) }
                 .sorted { $0.passNumber < $1.passNumber }
-            targets = entries.map { ($0.source, $0.type.isEmpty || $0.type == "auto" ? nil : $0.type, $0.target, Int($0.passNumber)) }
+            targets = entries.map { Target(spec: $0.source, fstabType: $0.type, mountPoint: $0.target, pass: Int($0.passNumber)) }
             if !inv.all { serial = true }
         }
         let cluster = ClusterLink.current(directory: stateDirectory)
@@ -203,43 +266,130 @@ public struct FsckTool {
             // devices, and this fsck checks one at a time anyway: 1.
             instance = serial || t.pass > 0 || t.pass != lastPass ? 1 : instance + 1
             lastPass = t.pass
-            status |= check(t.spec, type: t.type, inv, cluster: cluster, mountPoint: t.mountPoint, instance: instance)
+            status |= check(t, inv, cluster: cluster, instance: instance, fromFstab: fromFstab)
         }
         return status
     }
 
+    /// One file system to check: the device as named, and its fstab
+    /// line's type and mount point when it has one.
+    struct Target {
+        var spec: String
+        var fstabType: String?
+        var mountPoint: String?
+        var pass: Int
+    }
+
+    /// util-linux's device_exists(): a block device (an image file is
+    /// not one), or a tag that names one.
     func deviceExists(_ spec: String) -> Bool {
-        if spec.hasPrefix("/") { return FileSystem.exists(spec) }
+        if spec.hasPrefix("/") {
+            guard let st = try? FileSystem.status(spec, followSymlinks: true) else { return false }
+            return st.kind == .blockDevice
+        }
         guard let want = try? DeviceSpec(parsing: spec, field: "fsck") else { return false }
         return BlockDevices.scan().contains { want.matches($0) }
     }
 
-    /// `mountPoint`: the fstab line's, which util-linux's dry-run and
-    /// verbose lines name instead of the device.
+    /// fsck -r's line for one checker, as util-linux prints it: on stdout
+    /// "DEVICE: status N, rss KB, real S.U, user S.U, sys S.U", on a
+    /// descriptor "DEVICE N KB S.U S.U S.U" (microseconds, six digits).
+    static func statistics(device: String, status: Int32, maxRSS: Int, realMicros: Int64,
+                           user: timeval, system: timeval, forDescriptor: Bool) -> String {
+        func t(_ micros: Int64) -> String {
+            let u = String(micros % 1_000_000)
+            return "\(micros / 1_000_000)." + String(repeating: "0", count: 6 - u.count) + u
+        }
+        let real = t(max(0, realMicros))
+        let u = t(Int64(user.tv_sec) * 1_000_000 + Int64(user.tv_usec))
+        let s = t(Int64(system.tv_sec) * 1_000_000 + Int64(system.tv_usec))
+        return forDescriptor ? "\(device) \(status) \(maxRSS) \(real) \(u) \(s)"
+                             : "\(device): status \(status), rss \(maxRSS), real \(real), user \(u), sys \(s)"
+    }
+
+    func reportStats(device: String, status: Int32, usage: rusage, realMicros: Int64, fd: Int32?) {
+        let line = Self.statistics(device: device, status: status, maxRSS: Int(usage.ru_maxrss), realMicros: realMicros,
+                                   user: usage.ru_utime, system: usage.ru_stime, forDescriptor: fd != nil)
+        guard let fd else { output.out(line); return }
+        let bytes = Array((line + "\n").utf8)
+        if bytes.withUnsafeBytes({ Glibc.write(fd, $0.baseAddress, $0.count) }) < 0 {
+            output.error("\(name): cannot write the statistics to descriptor \(fd): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// util-linux's choice of checker: the fstab line's type (not "auto"),
+    /// else what blkid finds on the device, else -t's when it is one plain
+    /// type (no "no", "opts=" or "loop", no list), else ext2.
+    static func checkerType(fstab: String?, probed: String?, option: String?) -> String {
+        if let t = fstab?.split(separator: ",").first.map(String.init), !t.isEmpty, t != "auto" { return t }
+        if let probed, !probed.isEmpty { return probed }
+        if let o = option, !o.isEmpty, !o.hasPrefix("no"), !o.hasPrefix("opts="), !o.hasPrefix("loop"), !o.contains(",") { return o }
+        return "ext2"
+    }
+
+    /// The types whose checker must be there (util-linux's really_wanted):
+    /// for any other, a missing checker means nothing to check.
+    static let checkerRequired: Set<String> = ["minix", "ext2", "ext3", "ext4", "ext4dev", "jfs", "reiserfs"]
+
+    /// util-linux fsck's -t: a list of types, all or none negated ("no" or
+    /// "!"), and "opts=OPT" / "noopts=OPT" (and "loop", opts=loop) that an
+    /// fstab line's options must hold or must not.
+    struct TypeFilter {
+        var types: [String] = []
+        var negated = false
+        var options: [(option: String, negated: Bool)] = []
+
+        init() {}
+
+        init(_ list: String) throws(CommandLineError) {
+            guard !list.isEmpty else { return }
+            var first = true
+            for word in list.split(separator: ",", omittingEmptySubsequences: true).map(String.init) {
+                var w = Substring(word)
+                var negate = false
+                if w.hasPrefix("no") { w = w.dropFirst(2); negate = true } else if w.hasPrefix("!") { w = w.dropFirst(); negate = true }
+                if w == "loop" {
+                    options.append(("loop", negate))
+                } else if w.hasPrefix("opts=") {
+                    options.append((String(w.dropFirst(5)), negate))
+                } else {
+                    if first { negated = negate; first = false }
+                    guard negate == negated else {
+                        throw CommandLineError(message: "Either all or none of the filesystem types passed to -t must be prefixed",
+                                               code: 16, secondLine: "with 'no' or '!'.")
+                    }
+                    types.append(String(w))
+                }
+            }
+        }
+
+        func matches(type: String, options lineOptions: String) -> Bool {
+            let held = Set(lineOptions.split(separator: ",").map(String.init))
+            for o in options where held.contains(o.option) == o.negated { return false }
+            guard !types.isEmpty else { return true }
+            return types.contains(type) != negated
+        }
+    }
+
+    /// The target's fstab mount point, when it has one, is what
+    /// util-linux's dry-run and verbose lines name instead of the device.
     /// `instance`: which checker of its pass this is, for the dry-run line.
-    func check(_ spec: String, type: String?, _ inv: Invocation, cluster: ClusterLink?, mountPoint: String? = nil, instance: Int = 1) -> Int32 {
+    /// `fromFstab`: -A's (or no device named), which passes over a type
+    /// whose checker is missing instead of failing.
+    func check(_ t: Target, _ inv: Invocation, cluster: ClusterLink?, instance: Int = 1, fromFstab: Bool = false) -> Int32 {
+        let spec = t.spec
         var dev: BlockDevice?
         if spec.hasPrefix("/") {
             dev = FileSystem.exists(spec) ? BlockDevices.probe(spec) : nil
         } else if let want = try? DeviceSpec(parsing: spec, field: "fsck") {
             dev = BlockDevices.scan().first { want.matches($0) }
         }
+        let fsType = Self.checkerType(fstab: t.fstabType, probed: dev?.type, option: inv.types)
         guard let dev else {
-            // util-linux: a device named by path whose type is known (the
-            // fstab line's, -t) goes to its checker all the same, which
-            // says what is wrong; -N prints its line.
-            // With no type it is fsck.ext2's, util-linux's default.
-            if spec.hasPrefix("/") {
-                let t = type?.split(separator: ",").first.map(String.init) ?? ""
-                return runChecker(fsType: t.isEmpty || t == "auto" ? "ext2" : t, device: spec, inv, mountPoint: mountPoint, instance: instance)
-            }
-            output.error("\(name): \(spec): no such device (Possibly non-existent device?)")
-            return 8
-        }
-        let fsType = type?.split(separator: ",").first.map(String.init) ?? dev.type ?? ""
-        guard !fsType.isEmpty else {
-            output.error("\(name): \(dev.path): no file system found (blkid); give its type with -t")
-            return 8
+            // util-linux: a device that is not there goes to its checker all
+            // the same, named as given, and the checker says what is wrong;
+            // -N prints its line.
+            return runChecker(fsType: fsType, device: spec, inv, mountPoint: t.mountPoint, instance: instance, fromFstab: fromFstab)
         }
         if inv.skipMounted && Mount.entries().contains(where: { $0.source == dev.path }) { return 0 }
         var lockFD: Int32 = -1
@@ -275,14 +425,20 @@ public struct FsckTool {
                 }
             }
         }
-        return runChecker(fsType: fsType, device: dev.path, inv, mountPoint: mountPoint, instance: instance)
+        return runChecker(fsType: fsType, device: dev.path, inv, mountPoint: t.mountPoint, instance: instance, fromFstab: fromFstab)
     }
 
-    /// Runs (or with -N prints) fsck.TYPE on `device`.
-    func runChecker(fsType: String, device: String, _ inv: Invocation, mountPoint: String?, instance: Int) -> Int32 {
+    /// Runs (or with -N prints) fsck.TYPE on `device`. A missing checker
+    /// is an error only for the types that need one (util-linux's
+    /// really_wanted), and for -A's lines only a warning.
+    func runChecker(fsType: String, device: String, _ inv: Invocation, mountPoint: String?, instance: Int, fromFstab: Bool = false) -> Int32 {
         let checker = "fsck." + fsType
         guard let path = ["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map({ $0 + "/" + checker }).first(where: FileSystem.isExecutableFile) else {
-            output.error("\(name): \(checker): not found")
+            guard Self.checkerRequired.contains(fsType) else { return 0 }
+            if fromFstab {
+                output.error("\(name): cannot check \(device): \(checker) not found")
+                return 0
+            }
             output.error("\(name): error 2 (No such file or directory) while executing \(checker) for \(device)")
             return 8
         }
@@ -295,11 +451,22 @@ public struct FsckTool {
             if inv.dryRun { return 0 }
         }
         do {
+            var started = timespec()
+            clock_gettime(CLOCK_MONOTONIC, &started)
             let pid = try Process.spawn(path, argv, environment: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "FSCK_FORCE_ALL_PARALLEL=0"])
-            switch try Process.wait(for: pid) {
-            case .exited(let code): return code
-            case .signaled: return 8
+            let (exit, usage) = try Process.waitWithUsage(for: pid)
+            let code: Int32
+            switch exit {
+            case .exited(let c): code = c
+            case .signaled: code = 8
             }
+            if inv.reportStats {
+                var ended = timespec()
+                clock_gettime(CLOCK_MONOTONIC, &ended)
+                let realMicros = (Int64(ended.tv_sec) - Int64(started.tv_sec)) * 1_000_000 + (Int64(ended.tv_nsec) - Int64(started.tv_nsec)) / 1000
+                reportStats(device: device, status: code, usage: usage, realMicros: realMicros, fd: inv.statsFD)
+            }
+            return code
         } catch {
             output.error("\(name): error \(error.errno) (\(errnoDescription(error.errno))) while executing \(checker) for \(device)")
             return 8

@@ -56,8 +56,28 @@ public struct MountTool {
         public var source: String?
         public var target: String?
         public var namespace: String?
-        /// Options util-linux has and ssi-mount does not do: refused, named.
-        public var unsupported: [String] = []
+        /// --options-mode's MNT_OMODE_* bit (ignore, append, prepend, replace).
+        public var optionsMode: Int32 = 0
+        /// --options-source's bits (fstab, mtab, disable), --options-source-force's.
+        public var optionsSource: Int32 = 0
+        public var optionsSourceForce = false
+        public var targetPrefix: String?
+
+        /// util-linux's mask for mnt_context_set_optsmode: 0 when none of
+        /// the three options was given; else a missing mode is prepend and
+        /// a missing source is fstab and mtab.
+        public var optionsModeMask: Int32 {
+            var mask = optionsMode | optionsSource | (optionsSourceForce ? MountContext.OptionsMode.force : 0)
+            guard mask != 0 else { return 0 }
+            if optionsMode == 0 { mask |= MountContext.OptionsMode.prepend }
+            if optionsSource == 0 { mask |= MountContext.OptionsMode.fstab | MountContext.OptionsMode.mtab }
+            return mask
+        }
+
+        /// What libmount alone must do: the options' sources and modes, a
+        /// target prefix or another namespace are not a cluster mount's,
+        /// and fstab's line is libmount's to find and merge.
+        public var libmountOnly: Bool { optionsModeMask != 0 || targetPrefix != nil || namespace != nil }
 
         public var optionString: String? {
             options.isEmpty ? nil : options.joined(separator: ",")
@@ -100,8 +120,22 @@ public struct MountTool {
                 // util-linux: an alias of -o X-mount.mkdir[=MODE]; "-m=0700" too.
                 let mode = o.value.map { $0.hasPrefix("=") ? String($0.dropFirst()) : $0 }
                 v.options.append("X-mount.mkdir" + (mode.map { "=" + $0 } ?? ""))
-            case "target-prefix", "options-mode", "options-source", "options-source-force":
-                v.unsupported.append("--" + o.key)
+            case "target-prefix": v.targetPrefix = value
+            case "options-mode":
+                let modes: [String: Int32] = ["ignore": MountContext.OptionsMode.ignore, "append": MountContext.OptionsMode.append,
+                                              "prepend": MountContext.OptionsMode.prepend, "replace": MountContext.OptionsMode.replace]
+                guard let mode = modes[value] else { throw GetOpt.Failure(message: "\(basename(of: program)): bad usage") }
+                v.optionsMode = mode
+            case "options-source":
+                let sources: [String: Int32] = ["fstab": MountContext.OptionsMode.fstab, "mtab": MountContext.OptionsMode.mtab,
+                                                "disable": MountContext.OptionsMode.noTables]
+                var mask: Int32 = 0
+                for word in value.split(separator: ",", omittingEmptySubsequences: false) {
+                    guard let bit = sources[String(word)] else { throw GetOpt.Failure(message: "\(basename(of: program)): bad usage") }
+                    mask |= bit
+                }
+                v.optionsSource = mask
+            case "options-source-force": v.optionsSourceForce = true
             case "verbose": v.verbose = true
             case "version": v.version = true
             case "types": v.types = value
@@ -154,18 +188,18 @@ public struct MountTool {
             output.out(Self.usage(short))
             return 0
         }
+        if let failed = output.loadLibMount(program: program) { return failed }
         if inv.version {
             output.out("\(short) from ssi (libmount \(MountContext.libraryVersion))")
             return 0
         }
-        if let option = (inv.namespace != nil ? ["--namespace"] : []).first ?? inv.unsupported.first {
-            return output.fail("\(option) is not supported by ssi-mount; run util-linux's mount "
-                + "(\(SSIDiversion.divertedPath("/usr/bin/mount")) once diverted)", program: program, code: MountContext.ExitCode.usage)
-        }
         // util-linux reads -T's file as it meets the option: one it cannot
         // parse (or read) stops everything.
-        if let fstab = inv.fstab, (try? FstabTable(path: fstab)) == nil {
-            return output.fail("\(fstab): failed to parse", program: program, code: 1)
+        if let fstab = inv.fstab {
+            guard let table = try? FstabTable(path: fstab) else {
+                return output.fail("\(fstab): failed to parse", program: program, code: 1)
+            }
+            warnSkippedLines(table)
         }
         let cluster = ClusterLink.current()
         if inv.all { return mountAll(inv, cluster: cluster) }
@@ -199,7 +233,8 @@ public struct MountTool {
         let plainOptions = MountOptions.removing("node", from: options)
         // Binds, moves, remounts and fake mounts are this node's business.
         let special = inv.bind || inv.rbind || inv.move || inv.fake || MountOptions.value(of: "remount", in: options) != nil
-        if let cluster, !special, let source, let target, let rule = clusterRule(nodeValue, source: source, cluster: cluster) {
+        if let cluster, !special, !inv.libmountOnly, let source, let target,
+           let rule = clusterRule(nodeValue, source: source, cluster: cluster) {
             let entry = ClusterMount(id: "-", rule: rule, source: source, target: absolute(target), type: type ?? "",
                                      options: plainOptions)
             return cluster.mount(entry, tool: self, verbose: inv.verbose)
@@ -210,6 +245,7 @@ public struct MountTool {
         let cxt: MountContext
         do { cxt = try MountContext() } catch { return fail(error.description) }
         configure(cxt, inv)
+        if let failed = configureLibmountOnly(cxt, inv) { return failed }
         if let fstab = inv.fstab, let table = try? FstabTable(path: fstab) {
             stripNode(table)
             cxt.setFstab(table)
@@ -239,8 +275,17 @@ public struct MountTool {
             let name = basename(of: program)
             let src = cxt.source ?? "none"
             let tgt = cxt.target ?? ""
-            output.out(inv.move ? "\(name): \(src) moved to \(tgt)." : inv.bind || inv.rbind
-                ? "\(name): \(src) bound on \(tgt)." : "\(name): \(src) mounted on \(tgt).")
+            if inv.move {
+                output.out("\(name): \(src) moved to \(tgt).")
+            } else if inv.bind || inv.rbind {
+                output.out("\(name): \(src) bound on \(tgt).")
+            } else if inv.propagation {
+                // A mount and a propagation change together say both.
+                if src != "none" { output.out("\(name): \(src) mounted on \(tgt).") }
+                output.out("\(name): \(tgt) propagation flags changed.")
+            } else {
+                output.out("\(name): \(src) mounted on \(tgt).")
+            }
         }
         return report(cxt, outcome)
     }
@@ -267,6 +312,7 @@ public struct MountTool {
 
     func fstabEntry(_ inv: Invocation) -> FstabTable.Entry? {
         guard let table = try? FstabTable(path: inv.fstab) else { return nil }
+        if inv.fstab == nil { warnSkippedLines(table) }    // -T's were said when it was read
         let entries = table.entries
         if let t = inv.target {
             let abs = absolute(t)
@@ -276,11 +322,36 @@ public struct MountTool {
         return nil
     }
 
+    /// util-linux's warning for each fstab line libmount passed over,
+    /// once per file read (the -T file when the option is met, /etc/fstab
+    /// when a mount consults it).
+    func warnSkippedLines(_ table: FstabTable) {
+        for e in table.parseErrors {
+            output.error("\(basename(of: program)): \(e.file): parse error at line \(e.line) -- ignored")
+        }
+    }
+
     /// node= means nothing to the kernel: it never reaches it.
     func stripNode(_ table: FstabTable) {
         table.editOptions { e in
             MountOptions.value(of: "node", in: e.options) == nil ? e.options : MountOptions.removing("node", from: e.options)
         }
+    }
+
+    /// -N, --target-prefix and the options' mode and sources, as
+    /// util-linux gives them to libmount (before the --bind/--move rule,
+    /// which overrides the mode). -N names a pid (its /proc/PID/ns/mnt)
+    /// or a file; one that cannot be entered ends the run with exit 2.
+    func configureLibmountOnly(_ cxt: MountContext, _ inv: Invocation) -> Int32? {
+        if let ns = inv.namespace {
+            do { try cxt.setTargetNamespace(ns) } catch {
+                output.error("\(basename(of: program)): \(error.call): \(String(cString: strerror(error.errno)))")
+                return MountContext.ExitCode.system
+            }
+        }
+        if let prefix = inv.targetPrefix { cxt.setTargetPrefix(prefix) }
+        if inv.optionsModeMask != 0 { cxt.setOptionsMode(inv.optionsModeMask) }
+        return nil
     }
 
     func configure(_ cxt: MountContext, _ inv: Invocation) {
@@ -321,6 +392,7 @@ public struct MountTool {
     func mountAll(_ inv: Invocation, cluster: ClusterLink?) -> Int32 {
         let table: FstabTable
         do { table = try FstabTable(path: inv.fstab) } catch { return fail(error.description) }
+        if inv.fstab == nil { warnSkippedLines(table) }
         var clusterEntries: [FstabTable.Entry] = []
         // Entries with node= are the cluster's (when one runs): libmount
         // skips them (noauto) and the agents mount them.
@@ -336,15 +408,20 @@ public struct MountTool {
         let cxt: MountContext
         do { cxt = try MountContext() } catch { return fail(error.description) }
         configure(cxt, inv)
+        if let failed = configureLibmountOnly(cxt, inv) { return failed }
         cxt.setFstab(table)
         cxt.setTypePattern(inv.types)
         cxt.setOptionsPattern(inv.testOptions)
         if let o = inv.optionString { cxt.setOptions(MountOptions.removing("node", from: o)) }
         var ok = 0
         var failed = 0
-        cxt.mountAll { target, ignored, outcome in
+        let forked = cxt.mountAll { target, ignored, outcome in
             if clusterEntries.contains(where: { $0.target == target }) { return }
-            if let outcome {
+            if outcome != nil && cxt.isFork {
+                // util-linux: the child mounts and says what went wrong;
+                // the parent counts the children's exits below.
+                if inv.verbose { output.out(pad(target) + ": mount successfully forked") }
+            } else if let outcome {
                 if outcome.exitCode == MountContext.ExitCode.success {
                     ok += 1
                     if inv.verbose && cxt.mounted { output.out(pad(target) + ": successfully mounted") }
@@ -358,6 +435,10 @@ public struct MountTool {
             } else if inv.verbose {
                 output.out(pad(target) + (ignored == 1 ? ": ignored" : ": already mounted"))
             }
+        }
+        if cxt.isFork {
+            ok += Int(forked.children - forked.failed)
+            failed += Int(forked.failed)
         }
         if let cluster {
             let mountedHere = Set(Mount.entries().map(\.mountPoint))
@@ -438,7 +519,7 @@ public struct MountTool {
          -n, --no-mtab           don't write to /etc/mtab
          -o, --options <list>    comma-separated list of mount options
          -O, --test-opts <list>  limit the set of filesystems (use with -a)
-         -r, --read-only         mount the filesystem read-only (same as -o ro)
+         -r, --read-only, --ro   mount the filesystem read-only (same as -o ro)
          -t, --types <list>      limit the set of filesystem types
          -v, --verbose           say what is being done
          -w, --rw, --read-write  mount the filesystem read-write (default)
@@ -447,6 +528,27 @@ public struct MountTool {
          -R, --rbind             mount a subtree and all submounts somewhere else
          -L, --label <label>     synonym for LABEL=<label>
          -U, --uuid <uuid>       synonym for UUID=<uuid>
+         -c, --no-canonicalize   use the paths as given, without resolving them
+         -i, --internal-only     do not call a /sbin/mount.<type> helper
+         -l, --show-labels       with the listing, add each device's label
+         -m, --mkdir[=<mode>]    create the mount point first (-o X-mount.mkdir)
+         -N, --namespace <ns>    mount in another mount namespace (a pid or a file)
+         -s                      tolerate options the file system does not know
+             --source <src>      the operand is a source
+             --target <dir>      the operand is a mount point
+             --target-prefix <dir>  look for every mount point under <dir>
+             --options-mode <mode>  ignore, append, prepend or replace the
+                                 options fstab or the mount table give
+             --options-source <list>  where those come from: fstab, mtab, disable
+             --options-source-force  read them even when source and target are given
+             --make-shared, --make-slave, --make-private, --make-unbindable
+             --make-rshared, --make-rslave, --make-rprivate, --make-runbindable
+                                 change the propagation of a mount (its subtree with r)
+         -h, --help              this text
+         -V, --version           the version
+
+        Sources: a device path, LABEL=, UUID=, PARTLABEL=, PARTUUID=, ID=,
+        a file (loop), <host>:<dir> (NFS), or a directory (--bind).
 
         Cluster options (OpenSSI's fstab semantics):
          -o node=N               node N mounts the device; every other member sees it at

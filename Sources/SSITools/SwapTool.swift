@@ -27,6 +27,38 @@ public struct SwapTool {
         .init("L", nil, .required), .init("U", nil, .required),
     ])
 
+    static let swaponHelp = """
+         -a, --all                enable every swap line of fstab (and, in a cluster, this node's areas)
+         -d, --discard[=<policy>] discard freed pages (once or pages)
+         -e, --ifexists           say nothing of a device that is not there
+         -f, --fixpgsz            accepted; the header is not rewritten
+         -o, --options <list>     fstab-style options: pri=, discard, nofail
+         -p, --priority <prio>    the area's priority (-1 to 32767)
+         -s, --summary            the active areas (deprecated, as util-linux)
+         -T, --fstab <path>       another fstab (util-linux 2.39's)
+         -L <label>               the area with this label
+         -U <uuid>                the area with this UUID
+         -v, --verbose            say what is being done
+             --show[=<columns>]   the active areas as a table
+             --output-all         every column
+             --noheadings         no heading line
+             --raw                raw output
+             --bytes              sizes in bytes
+         -h, --help               this text
+         -V, --version            the version
+        Columns: \(columns.joined(separator: ", "))
+
+        """
+    static let swapoffHelp = """
+         -a, --all                disable every active area, then fstab's
+         -L <label>               the area with this label
+         -U <uuid>                the area with this UUID
+         -v, --verbose            say what is being done
+         -h, --help               this text
+         -V, --version            the version
+
+        """
+
     /// swapon --show's columns (util-linux's names).
     public static let columns = ["NAME", "TYPE", "SIZE", "USED", "PRIO", "UUID", "LABEL"]
 
@@ -70,6 +102,8 @@ public struct SwapTool {
         if keys.contains("help") {
             output.out("\nUsage:\n \(name) [options] [<spec>]\n\n"
                 + (off ? "Disable devices for paging and swapping.\n" : "Enable this node's devices for paging and swapping.\n")
+                + "\nOptions (util-linux \(off ? "swapoff" : "swapon")'s; see \(off ? "swapoff" : "swapon")(8)):\n"
+                + (off ? Self.swapoffHelp : Self.swaponHelp)
                 + "\nA swap area belongs to the node whose cluster.conf swap or fstab node=N names it;\n"
                 + "another node's swap, or one another member has active, is refused.\n")
             return 0
@@ -148,14 +182,25 @@ public struct SwapTool {
         var status: Int32 = 0
         var ok = 0
         var failed = 0
+        if keys.contains("all") {
+            for e in owners.parseErrors { output.error("\(name): \(e.file): parse error at line \(e.line) -- ignored") }
+        }
         if keys.contains("all") && off {
             // util-linux: every active area of this kernel (/proc/swaps, the
-            // last first; a node's kernel has only its own), then fstab's
-            // and the configuration's, quietly: swapoff -a twice is no error.
-            for s in activeSwaps().reversed() {
+            // last first; a node's kernel has only its own), then, quietly,
+            // each line of fstab's (noauto too) and the configuration's that
+            // was not active at the start (libmount reads /proc/swaps once):
+            // swapoff -a twice is no error, and -v names what it tried.
+            let active = activeSwaps()
+            let wasActive = Set(active.map(\.path))
+            for s in active.reversed() {
                 if swapoff(s.path, ifExists: false, quiet: true, verbose: verbose) == 0 { ok += 1 } else { failed += 1 }
             }
-            for a in owners.areas(for: view?.localNode ?? owners.localNode) + owners.fstab where isActive(a.spec) {
+            // A cluster node: its own areas and fstab's unassigned ones
+            // (another node's are not its to try), as for swapon -a.
+            let mine = view == nil ? owners.fstab : owners.areas(for: view?.localNode ?? owners.localNode)
+            var tried = Set<String>()
+            for a in mine where tried.insert(a.spec).inserted && !(resolve(a.spec).map { wasActive.contains($0.path) } ?? false) {
                 _ = swapoff(a.spec, ifExists: true, quiet: true, verbose: verbose)
             }
             return failed == 0 ? 0 : ok == 0 ? 32 : 64
@@ -164,7 +209,18 @@ public struct SwapTool {
             // A cluster node: its own areas and fstab's unassigned ones.
             // No cluster: fstab's lines, node= dropped (as mount -a does).
             let mine = view == nil ? owners.fstab : owners.areas(for: view?.localNode ?? owners.localNode)
-            for a in mine where !isActive(a.spec) {
+            let active = Set(activeSwaps().map(\.path))
+            for a in mine {
+                // util-linux's order: noauto first, then an unresolvable
+                // spec, then an active area; -v says why a line is passed over.
+                if a.noAuto {
+                    if verbose { output.error("\(name): \(a.spec): noauto option -- ignored") }
+                    continue
+                }
+                if let dev = resolve(a.spec), active.contains(dev.path) {
+                    if verbose { output.error("\(name): \(dev.path): already active -- ignored") }
+                    continue
+                }
                 // util-linux: a missing area is an error unless nofail or -e.
                 let r = swapon(a.spec, priority: a.priority ?? priority, discard: discard, owners: owners, view: view,
                                ifExists: a.noFail || ifExists, verbose: verbose)
@@ -369,17 +425,21 @@ public struct SwapTool {
             for r in all { output.out(r.joined(separator: " ")) }
             return 0
         }
-        let widths = table.columns.indices.map { c in all.map { $0[c].count }.max() ?? 0 }
+        // As libsmartcols lays it out: a column is as wide as its widest
+        // cell or its heading, printed or not (--noheadings keeps the
+        // widths); a left-aligned last column is not padded, but an empty
+        // last cell keeps the space before it.
+        let widths = table.columns.indices.map { c in ([table.columns] + rows).map { $0[c].count }.max() ?? 0 }
         let rightAligned: Set<String> = ["SIZE", "USED", "PRIO"]
+        let last = table.columns.count - 1
         for r in all {
             var cells: [String] = []
             for (c, cell) in r.enumerated() {
                 let pad = String(repeating: " ", count: widths[c] - cell.count)
-                cells.append(rightAligned.contains(table.columns[c]) ? pad + cell : cell + pad)
+                if rightAligned.contains(table.columns[c]) { cells.append(pad + cell) }
+                else { cells.append(c == last ? cell : cell + pad) }
             }
-            var line = cells.joined(separator: " ")
-            while line.hasSuffix(" ") { line.removeLast() }
-            output.out(line)
+            output.out(cells.joined(separator: " "))
         }
         return 0
     }
@@ -395,15 +455,21 @@ struct SwapOwners {
         var priority: Int32?
         /// fstab's `nofail`: -a says nothing when it is missing.
         var noFail = false
+        /// fstab's `noauto`: -a passes it over (saying so with -v); the
+        /// line still names its owner, and swapoff -a still tries it.
+        var noAuto = false
     }
 
     var areas: [Area] = []
     /// fstab swap lines without node=: any node may use them (util-linux's -a).
     var unassigned: [Area] = []
-    /// Every fstab swap line but noauto ones, node= or not: what -a turns
-    /// on with no cluster running (node= is dropped then, as by mount -a).
+    /// Every fstab swap line, node= or not, in the file's order: what -a
+    /// turns on with no cluster running (node= is dropped then, as by
+    /// mount -a), noauto ones passed over.
     var fstab: [Area] = []
     var localNode: UInt32 = 0
+    /// The fstab lines libmount passed over (util-linux's -a warns of each).
+    var parseErrors: [(file: String, line: Int)] = []
 
     init(configPath: String, fstab: String?) {
         if let config = try? ClusterConfig.load(path: configPath) {
@@ -413,21 +479,17 @@ struct SwapOwners {
         }
         let fstabName = fstab ?? "/etc/fstab"
         if let table = try? FstabTable(path: fstab) {
+            parseErrors = table.parseErrors
             for e in table.entries where e.type == "swap" {
                 let noFail = MountOptions.value(of: "nofail", in: e.options) != nil
-                if MountOptions.value(of: "noauto", in: e.options) == nil {
-                    self.fstab.append(Area(spec: e.source, node: 0, source: fstabName,
-                                      priority: MountOptions.value(of: "pri", in: e.options).flatMap { Int32($0) }, noFail: noFail))
-                }
+                let noAuto = MountOptions.value(of: "noauto", in: e.options) != nil
+                let prio = MountOptions.value(of: "pri", in: e.options).flatMap { Int32($0) }
+                self.fstab.append(Area(spec: e.source, node: 0, source: fstabName, priority: prio, noFail: noFail, noAuto: noAuto))
                 guard let v = MountOptions.value(of: "node", in: e.options), let n = UInt32(v) else {
-                    if MountOptions.value(of: "noauto", in: e.options) == nil {
-                        unassigned.append(Area(spec: e.source, node: 0, source: fstabName,
-                                               priority: MountOptions.value(of: "pri", in: e.options).flatMap { Int32($0) }, noFail: noFail))
-                    }
+                    unassigned.append(Area(spec: e.source, node: 0, source: fstabName, priority: prio, noFail: noFail, noAuto: noAuto))
                     continue
                 }
-                let prio = MountOptions.value(of: "pri", in: e.options).flatMap { Int32($0) }
-                areas.append(Area(spec: e.source, node: n, source: "\(fstabName): node=\(n)", priority: prio, noFail: noFail))
+                areas.append(Area(spec: e.source, node: n, source: "\(fstabName): node=\(n)", priority: prio, noFail: noFail, noAuto: noAuto))
             }
         }
     }

@@ -20,4 +20,15 @@ extension Output {
         error("\(basename(of: program).escapedForTerminal): \(message.escapedForTerminal)")
         return code
     }
+
+    /// mount and umount load libmount before anything else: without it
+    /// every path fails the same way, naming dlopen's cause and the
+    /// package, with mount(8)'s system-error exit (2), instead of a stub's
+    /// 127 at whichever call came first.
+    func loadLibMount(program: String) -> Int32? {
+        do throws(SSIError) { try LazyLibrary.mount.load() } catch {
+            return fail("\(error.message); \(error.hint ?? "")", program: program, code: MountContext.ExitCode.system)
+        }
+        return nil
+    }
 }

@@ -18,6 +18,28 @@ public struct UmountTool {
         .init("V", "version"), .init("N", "namespace", .required),
     ])
 
+    static let optionsHelp = """
+         -a, --all               unmount every file system in the mount table
+         -A, --all-targets       unmount every mount of the device the operand names
+         -c, --no-canonicalize   use the paths as given, without resolving them
+         -d, --detach-loop       detach the loop device too
+             --fake              dry run; skip the umount(2) syscall
+         -f, --force             force the unmount (an unreachable NFS server)
+         -i, --internal-only     do not call a /sbin/umount.<type> helper
+         -n, --no-mtab           don't write to /etc/mtab
+         -l, --lazy              detach now, clean up once no longer busy
+         -O, --test-opts <list>  with -a, only file systems with these options
+         -q, --quiet             say nothing of what is not mounted
+         -r, --read-only         remount read-only when the unmount fails
+         -R, --recursive         unmount the mount and everything under it
+         -t, --types <list>      with -a, only file systems of these types
+         -v, --verbose           say what is being done
+         -N, --namespace <ns>    unmount in another mount namespace (a pid or a file)
+         -h, --help              this text
+         -V, --version           the version
+
+        """
+
     public let program: String
     public let output: Output
 
@@ -37,15 +59,19 @@ public struct UmountTool {
         let keys = Set(p.options.map(\.key))
         if keys.contains("help") {
             output.out("\nUsage:\n \(name) [-hV]\n \(name) -a [options]\n \(name) [options] <source> | <directory>\n\n"
-                + "Unmount filesystems; a cluster mount (see ssi-mount) is unmounted on every node.\n")
+                + "Unmount filesystems; a cluster mount (see ssi-mount) is unmounted on every node.\n\n"
+                + "Options (util-linux umount's; see umount(8)):\n" + Self.optionsHelp)
             return 0
         }
+        if let failed = output.loadLibMount(program: program) { return failed }
         if keys.contains("version") {
             output.out("\(name) from ssi (libmount \(MountContext.libraryVersion))")
             return 0
         }
-        if keys.contains("namespace") {
-            return output.fail("--namespace is not supported by ssi-umount; run util-linux's umount "
+        // -N: libmount unmounts in the other namespace; -R and -A walk
+        // this one's mount tree, so they are refused with it.
+        if keys.contains("namespace") && (keys.contains("recursive") || keys.contains("all-targets")) {
+            return output.fail("--namespace with --recursive or --all-targets is not supported by ssi-umount; run util-linux's umount "
                 + "(\(SSIDiversion.divertedPath("/usr/bin/umount")) once diverted)", program: program, code: MountContext.ExitCode.usage)
         }
         let all = keys.contains("all")
@@ -55,7 +81,8 @@ public struct UmountTool {
         if keys.contains("recursive") && keys.contains("read-only") {
             return output.fail("mutually exclusive arguments: --recursive --read-only", program: program, code: MountContext.ExitCode.usage)
         }
-        let cluster = ClusterLink.current()
+        // Another namespace's mounts are not the cluster's.
+        let cluster = keys.contains("namespace") ? nil : ClusterLink.current()
         // util-linux adds the operands' exit codes up (32 + 0 + 32 = 64).
         var code: Int32 = 0
         for spec in p.operands {
@@ -177,6 +204,13 @@ public struct UmountTool {
             case "detach-loop": cxt.setLoopDelete(true)
             case "types": types = o.value
             case "test-opts": testOptions = o.value
+            case "namespace":
+                // util-linux: a pid is its /proc/PID/ns/mnt; exit 2 when
+                // it cannot be entered.
+                do { try cxt.setTargetNamespace(o.value ?? "") } catch {
+                    output.error("\(name): \(error.call): \(String(cString: strerror(error.errno)))")
+                    return MountContext.ExitCode.system
+                }
             default: break
             }
         }

@@ -42,6 +42,7 @@ struct MkinitrdCommand {
             .value("netboot", "dir", help: "Write what the CFS init node serves to network-booting nodes into this folder (needs --config): the image, the kernel, iPXE's boot script and dnsmasq's DHCP hosts; a running ssi-netboot dnsmasq re-reads them; on the running init node, new nodes' private copies are seeded from its disk. The image holds no secret: diskless nodes prove their identity to the init node's key server for the cluster key."),
             .value("kernel-image", "file", help: "The kernel --netboot serves (default: /boot/vmlinuz-VERSION)."),
             .value("list", "image", help: "List the contents of an image (any generator's) and exit."),
+            .flag("pack-binary", help: "Pack this ssi binary (or --ssi-binary) once, at zstd level 19, into an archive in DIR/../lib/ssi/ for a binary in DIR (the package ships /usr/lib/ssi/ssi-BUILDID-SIZE.cpio.zst), and exit. zstd images of that binary then append the archive instead of compressing it again: smaller images, faster builds."),
             .flag("update", short: "u", help: "(Re)build the ssi image /boot/ssi-initrd.img-VERSION of the kernel given with -k (-k all: every kernel under /lib/modules; default: the running kernel), with /etc/ssi/cluster.conf when it exists (the Debian package's kernel hooks run this)."),
         ]) { try MkinitrdCommand($0).run() }
 
@@ -68,6 +69,7 @@ struct MkinitrdCommand {
     var kernelImage: String?
     var listImage: String?
     var update: Bool
+    var packBinary: Bool
 
     init(_ v: CLIValues) {
         output = v.string("output")
@@ -91,6 +93,7 @@ struct MkinitrdCommand {
         kernelImage = v.string("kernel-image")
         listImage = v.string("list")
         update = v.flag("update")
+        packBinary = v.flag("pack-binary")
     }
 
     func run() throws {
@@ -101,6 +104,10 @@ struct MkinitrdCommand {
             }
             if update {
                 try updateImages()
+                return
+            }
+            if packBinary {
+                try pack()
                 return
             }
             try build()
@@ -130,9 +137,9 @@ struct MkinitrdCommand {
         var modules = noDefaultModules ? [] : ImageSpec.defaultModules
         for m in names(addModules) where !modules.contains(m) { modules.append(m) }
 
-        var binary = ssiBinary ?? ""
-        if binary.isEmpty { binary = try FileSystem.realPathOrThrow("/proc/self/exe") }
+        let binary = try binaryPath()
         var spec = ImageSpec(kernelVersion: kernel, moduleDirectory: moduleDir, modules: modules, ssiBinary: binary)
+        spec.binaryArchive = BinaryArchive.find(for: binary)
         spec.loadAtBoot = names(forceModules)
         spec.installs = installs.flatMap { $0.split(separator: " ").map(String.init) }
         spec.compression = method
@@ -148,13 +155,7 @@ struct MkinitrdCommand {
                 spec.busybox = ["/usr/bin/busybox", "/bin/busybox"].first(where: FileSystem.isExecutableFile)
             }
         }
-        if let epoch = getenv("SOURCE_DATE_EPOCH") {
-            let text = String(cString: epoch)
-            guard let v = UInt32(text) else {
-                throw SSIError("mkinitrd", "SOURCE_DATE_EPOCH=\(text) is not a number of seconds")
-            }
-            spec.mtime = v
-        }
+        spec.mtime = try Self.sourceDateEpoch()
         var cluster: ClusterConfig? = nil
         if let config {
             let cfg = try ClusterConfig.load(path: config)
@@ -313,6 +314,16 @@ struct MkinitrdCommand {
                            hint: "apt-get install libknet1 (it comes with corosync)")
         }
         daemons.append(plugin)
+        // glibc opens libgcc_s with dlopen when a thread exits
+        // (pthread_exit unwinds with it): without it corosync's clean
+        // exit aborted ("libgcc_s.so.1 must be installed for pthread_exit
+        // to work"), seen when the power-off hook stopped it.
+        let libgcc = ["/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu", "/usr/lib64", "/lib64"]
+            .map { $0 + "/libgcc_s.so.1" }.filter(FileSystem.exists)
+        guard let gcc = libgcc.first else {
+            throw SSIError("mkinitrd", "libgcc_s.so.1 was not found", hint: "apt-get install libgcc-s1")
+        }
+        daemons.append(gcc)
         // Configured agents: their programs and files join the daemons'.
         for agent in cfg.agents {
             for path in [agent.command[0]] + agent.files where !daemons.contains(path) {
@@ -444,6 +455,42 @@ struct MkinitrdCommand {
         "ssi-mkinitrd: wrote \(r.output): \(mib(r.bytes)) \(r.compression.rawValue)"
             + " (\(mib(r.uncompressedBytes)) unpacked), \(r.entries) entries, \(r.modules) modules,"
             + " \(r.firmware) firmware files, \(String(format3(r.seconds))) s"
+            + (r.packedBinary.map { "; ssi from its packed archive \($0)" } ?? "")
+    }
+
+    /// The binary that becomes /init: --ssi-binary, else this one.
+    func binaryPath() throws(SSIError) -> String {
+        if let ssiBinary, !ssiBinary.isEmpty { return ssiBinary }
+        return try FileSystem.realPathOrThrow("/proc/self/exe")
+    }
+
+    /// Every entry's timestamp: SOURCE_DATE_EPOCH, else 0.
+    static func sourceDateEpoch() throws(SSIError) -> UInt32 {
+        guard let epoch = getenv("SOURCE_DATE_EPOCH") else { return 0 }
+        let text = String(cString: epoch)
+        guard let v = UInt32(text) else {
+            throw SSIError("mkinitrd", "SOURCE_DATE_EPOCH=\(text) is not a number of seconds")
+        }
+        return v
+    }
+
+    /// --pack-binary.
+    func pack() throws(SSIError) {
+        let binary = try binaryPath()
+        guard FileSystem.isExecutableFile(binary) else {
+            throw SSIError("mkinitrd", "--ssi-binary \(binary) is not an executable file")
+        }
+        let mtime = try Self.sourceDateEpoch()
+        if let path = BinaryArchive.find(for: binary) {
+            if !quiet { print("ssi-mkinitrd: \(binary) is packed already: \(path)") }
+            return
+        }
+        let started = Process.now()
+        let path = try BinaryArchive.pack(binary, threads: threads ?? Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), mtime: mtime)
+        if !quiet {
+            let size = (try? FileSystem.status(path).size) ?? 0
+            print("ssi-mkinitrd: packed \(binary) into \(path): \(mib(size)) zstd level \(BinaryArchive.level), \(String(format3(Process.now() - started))) s")
+        }
     }
 
     /// Streams the listing: lines are printed as entries are read, and an

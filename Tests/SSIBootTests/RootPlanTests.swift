@@ -270,3 +270,31 @@ import SSIConfig
         #expect(MountedRoot.alreadyMounted.after == nil)
     }
 }
+
+/// Which file system driver the root wait loads before the superblock is
+/// read: the one disk file system the image carries, or none.
+@Suite struct EarlyRootFileSystemTests {
+    static func lookup(_ table: [String: ModuleLookup]) -> (String) -> ModuleLookup {
+        { table[$0] ?? .notFound }
+    }
+
+    @Test("ext4's module serving ext2, ext3 and ext4 is one driver: ext4 is loaded early")
+    func oneModuleForTheExtFamily() {
+        let table: [String: ModuleLookup] = ["fs-ext4": .modules(["ext4"]), "fs-ext3": .modules(["ext4"]),
+                                             "fs-ext2": .modules(["ext4"]), "fs-nfs4": .modules(["nfsv4"]),
+                                             "fs-gfs2": .modules(["gfs2"]), "fs-vfat": .builtin]
+        #expect(Boot.onlyDiskFileSystem(Self.lookup(table)) == "ext4")
+    }
+
+    @Test("two disk file systems carried: none is guessed; none carried: none")
+    func severalOrNone() {
+        #expect(Boot.onlyDiskFileSystem(Self.lookup(["fs-ext4": .modules(["ext4"]), "fs-xfs": .modules(["xfs"])])) == nil)
+        #expect(Boot.onlyDiskFileSystem(Self.lookup(["fs-nfs4": .modules(["nfsv4"]), "fs-ext4": .builtin])) == nil)
+        #expect(Boot.onlyDiskFileSystem(Self.lookup([:])) == nil)
+    }
+
+    @Test("only xfs carried: xfs")
+    func onlyXFS() {
+        #expect(Boot.onlyDiskFileSystem(Self.lookup(["fs-xfs": .modules(["xfs"]), "fs-gfs2": .modules(["gfs2"])])) == "xfs")
+    }
+}

@@ -57,9 +57,20 @@ struct ImageBuilderTests {
         }
         #expect(byPath["etc/ssi/modules"]?.data == Array("ext4\n".utf8))
         #expect(String(decoding: byPath["etc/ssi/image"]!.data!, as: UTF8.self).contains("kernel=\(v)"))
-        // Sorted, every parent before its children, fixed mtime, root-owned.
-        let paths = segments[0].entries.map(\.path)
-        #expect(paths == paths.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) })
+        // Directories first (every parent before its children), then the
+        // modules, then the rest, each in byte order; fixed mtime, root-owned.
+        let entries = segments[0].entries
+        func sorted(_ e: [CpioEntry]) -> [String] {
+            e.map(\.path).sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
+        }
+        let dirs = entries.filter(\.isDirectory)
+        let others = entries.filter { !$0.isDirectory }
+        let modules = others.filter { $0.path.hasPrefix("usr/lib/modules/") }
+        let rest = others.filter { !$0.path.hasPrefix("usr/lib/modules/") }
+        let expected = sorted(dirs) + sorted(modules) + sorted(rest)
+        #expect(entries.map(\.path) == expected)
+        let leading = entries.prefix(dirs.count).filter { !$0.isDirectory }
+        #expect(leading.isEmpty)
         #expect(segments[0].entries.allSatisfy { $0.header.mtime == 1_700_000_000 && $0.header.uid == 0 })
     }
 

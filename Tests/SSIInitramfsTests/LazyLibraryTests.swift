@@ -33,7 +33,7 @@ import SSITestSupport
           .enabled(if: BuiltBinary.ssi != nil, "no ssi binary: set SSI_BIN or run swift build first"))
     func binaryDoesNotLinkThem() throws {
         let info = try #require(try ELF.read(BuiltBinary.ssi!))
-        #expect(info.needed.contains("libmount.so.1"), "the check reads the right file: \(info.needed)")
+        #expect(info.needed.contains("libblkid.so.1"), "the check reads the right file: \(info.needed)")
         for library in LazyLibrary.allCases {
             #expect(!info.needed.contains(library.soname), "\(library.soname) is linked: \(info.needed)")
         }
@@ -84,6 +84,33 @@ import SSITestSupport
         // A decompressor whose init threw ends nothing on its way out.
         #expect(stderr.contains("cannot load libz.so.1") && stderr.contains("install the package zlib1g"), "\(stderr)")
         #expect(stdout.contains("list=1"), "an error exit, not 127 from a stub: \(stdout)")
+    }
+
+    @Test("without libmount, mount says so and exits 2, and fsck -A stops naming it instead of reading no fstab",
+          .enabled(if: BuiltBinary.ssi != nil && getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/unshare"),
+                   "needs root, unshare and a built ssi"))
+    func missingLibMountIsNamed() throws {
+        let ssi = BuiltBinary.ssi!
+        let dir = NSTemporaryDirectory() + "ssi-nomount-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let script = "mount --bind /dev/null \(Self.libraryDirectory)/libmount.so.1 && "
+            + "\(ssi) mount -t tmpfs t \(dir); echo \"mount=$?\"; "
+            + "FSTAB_FILE=/etc/fstab \(ssi) fsck -A -N; echo \"fsck=$?\""
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
+        p.arguments = ["-m", "--propagation", "private", "sh", "-c", script]
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        p.waitUntilExit()
+        let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(stdout.contains("mount=2"), "mount's system-error exit: \(stdout) \(stderr)")
+        #expect(stderr.contains("cannot load libmount.so.1") && stderr.contains("libmount1"), "\(stderr)")
+        #expect(stdout.contains("fsck=127") && !stderr.contains("failed to parse fstab"), "\(stdout) \(stderr)")
+        #expect(stderr.contains("libmount.so.1") && stderr.contains("install the package libmount1"), "\(stderr)")
     }
 
     @Test("a cluster image carries corosync's client libraries and libsodium, and lists them for the daemons' root")

@@ -342,3 +342,27 @@ final class FakeCluster {
         #expect(!ClusterMountApplier.isMounted(target))
     }
 }
+
+/// A busy umount on an NFS server: knfsd's caches flushed as `exportfs -f`
+/// flushes them, and the retries' back-off.
+@Suite struct NFSDCacheFlushTests {
+    @Test("each of the four caches present gets the time and a newline; a missing one is passed over")
+    func flushWritesEveryCache() throws {
+        let root = "/tmp/ssi-rpc-flush-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        for cache in ["auth.unix.ip", "nfsd.fh", "nfsd.export"] {
+            try FileManager.default.createDirectory(atPath: "\(root)/\(cache)", withIntermediateDirectories: true)
+            #expect(FileManager.default.createFile(atPath: "\(root)/\(cache)/flush", contents: Data()))
+        }
+        ClusterMountApplier.flushNFSDCaches(now: 1_700_000_123, root: root)
+        for cache in ["auth.unix.ip", "nfsd.fh", "nfsd.export"] {
+            #expect(try String(contentsOfFile: "\(root)/\(cache)/flush", encoding: .utf8) == "1700000123\n", "\(cache)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: "\(root)/auth.unix.gid/flush"), "a cache the kernel lacks is not made")
+    }
+
+    @Test("retries come 20, 40, 80, 160, 320 ms apart, then every 500 ms")
+    func backOff() {
+        #expect((0..<8).map(ClusterMountApplier.retryDelay) == [20, 40, 80, 160, 320, 500, 500, 500])
+    }
+}

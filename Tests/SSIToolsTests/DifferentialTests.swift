@@ -156,6 +156,14 @@ enum Differential {
         Case(name: "swapoff -L and -U of what nobody has: the bare value named, 255; swapon -s with no swap prints nothing",
              setup: "", command: "swapoff -L nolabel; echo $?; swapoff -U 99999999-3333-4444-8555-666666666666; echo $?; swapon -s",
              swap: true),
+        Case(name: "swapon --show: widths count the headings even without them; an empty last cell keeps its space",
+             setup: """
+                dd if=/dev/zero of=sw bs=1M count=16; dd if=/dev/zero of=sw2 bs=1M count=16; chmod 600 sw sw2
+                mkswap -U 11111111-2222-4333-8444-555555555555 -L lab sw; mkswap -U 11111111-2222-4333-8444-666666666666 sw2
+                swapon -p 3 $PWD/sw; swapon -p 2 $PWD/sw2
+                """,
+             command: "swapon --show --noheadings; swapon --show=NAME,TYPE,SIZE,USED,PRIO,UUID,LABEL; swapon --show=NAME,LABEL,TYPE; swapoff $PWD/sw $PWD/sw2",
+             swap: true),
         Case(name: "swapon warns of a swap file's permissions and owner, and refuses one without a swap header",
              setup: "dd if=/dev/zero of=sw bs=1M count=16; chmod 644 sw; mkswap sw; dd if=/dev/zero of=z bs=1M count=8; chmod 600 z",
              command: "swapon $PWD/sw; echo $?; chown 1:1 sw; swapoff $PWD/sw; swapon $PWD/sw; swapoff $PWD/sw; swapon $PWD/z",
@@ -189,5 +197,75 @@ enum Differential {
                 printf "$PWD/nothere $PWD/b ext4 nofail 0 2\n$PWD/img $PWD/c ext4 defaults 0 2\n$PWD/gone $PWD/d ext4 defaults 0 2\n" > fstab
                 """,
              command: "FSTAB_FILE=$PWD/fstab fsck -T -A -N; echo $?; FSTAB_FILE=$PWD/fstab fsck -T -N; echo $?; fsck -T -N /dev/nosuch"),
+        // Parity rows 19, 31, 32 and 36 (docs/util-linux-parity.md).
+        Case(name: "mount -a: a line fstab cannot parse is named and passed over, the others mounted",
+             setup: "mkdir a b; printf 'garbage\\ntt '$PWD'/a tmpfs defaults 0 0\\nbad line\\n' > fstab",
+             command: "mount -a -T fstab; echo $?; mount -T $PWD/fstab -t tmpfs tu b; echo $?"),
+        Case(name: "mount -v --make-*: the propagation change is said, with the mount when there is one",
+             setup: "mkdir a b; mount -t tmpfs tt a",
+             command: "mount -v --make-shared a; echo $?; mount -v --make-rprivate a; mount -v --make-private -t tmpfs tu b; echo $?"),
+        Case(name: "swapon -a -v: a noauto line and an area already active are passed over, and each is said",
+             setup: """
+                dd if=/dev/zero of=sw bs=1M count=16; dd if=/dev/zero of=sw2 bs=1M count=16; chmod 600 sw sw2; mkswap sw; mkswap sw2
+                printf $PWD'/sw none swap sw,pri=4 0 0\n'$PWD'/sw2 none swap sw,noauto 0 0\n' > fstab; mount --bind $PWD/fstab /etc/fstab
+                """,
+             command: "swapon -a -v; echo $?; swapon -av; echo $?", swap: true),
+        Case(name: "swapoff -a -v: fstab lines that were not active are tried too, quietly, and named",
+             setup: """
+                dd if=/dev/zero of=sw bs=1M count=16; chmod 600 sw; mkswap sw; swapon sw
+                printf 'garbage\n'$PWD'/sw none swap sw 0 0\n'$PWD'/nothere none swap sw 0 0\n'$PWD'/sw3 none swap sw,noauto 0 0\n' > fstab
+                mount --bind $PWD/fstab /etc/fstab
+                """,
+             command: "swapoff -a -v; echo $?", swap: true),
+        // Parity row 33.
+        Case(name: "mount -a -F -v: each mount forked and said so, the exit code the children's",
+             setup: """
+                mkdir a b; printf "tt $PWD/a tmpfs defaults 0 0\ntu $PWD/b tmpfs ro,noauto 0 0\ntv $PWD/nothere tmpfs size=1m 0 0\n" > fstab
+                printf "tw $PWD/nothere tmpfs defaults 0 0\n" > fstab2
+                """,
+             // One mount that works: two forked children finish in no set order.
+             command: "mount -a -F -v -T fstab; echo $?; mount -a -F -T fstab2; echo $?"),
+        // Parity row 13: what util-linux's mount gives libmount as it is.
+        Case(name: "mount --options-mode, --options-source(-force), --target-prefix and -N, as libmount does them; a bad mode is bad usage",
+             setup: """
+                mkdir a b c; mkdir -p p/d
+                printf "tt $PWD/a tmpfs noexec,size=2m 0 0\ntu $PWD/b tmpfs size=1m 0 0\n" > fstab
+                """,
+             command: """
+                mount -T fstab --options-mode ignore -o nosuid a; echo $?; mount -T fstab --options-mode append -o nodev b; echo $?; \
+                mount -T fstab --options-source-force -o remount,nosuid a; echo $?; mount --options-source disable -t tmpfs tv c; echo $?; \
+                mount --target-prefix $PWD/p -t tmpfs tw /d; echo $?; mount -N $$ -t tmpfs tx c; echo $?; \
+                mount -N /nonexist -t tmpfs ty c; echo $?; mount --options-mode bogus a; echo $?; mount --options-source fstab,nope a; echo $?; \
+                umount -N /nonexist c; echo $?; umount -N $$ $PWD/c; echo $?
+                """),
+        // Parity rows 7, 11, 12, 26, 27 and 28: fsck's named devices, its
+        // choice of checker, its -t, and -A -V's first scan (-T: the
+        // title names ssi, row 24, a difference kept on purpose).
+        Case(name: "fsck: a named device or mount point is its fstab line's (type, mount point); named ones are numbered; a relative word is the checker's",
+             setup: """
+                truncate -s 16M img; mkfs.ext4 -q img; cp img img2; mkdir b
+                printf "garbage\n$PWD/img2 $PWD/b ext4 defaults 0 2\n" > fstab
+                """,
+             command: """
+                export FSTAB_FILE=$PWD/fstab; fsck -T -N b; fsck -T -N $PWD/b; fsck -T -N $PWD/img2; fsck -T -N $PWD/img $PWD/img2; \
+                fsck -T -N -s $PWD/img $PWD/img2; fsck -T -N -t xfs $PWD/b; echo $?
+                """),
+        Case(name: "fsck: blkid's type wins over -t for a device not in fstab; -t's plain type, then ext2, for one blkid cannot tell; a missing checker matters only for types that need one",
+             setup: "truncate -s 16M img; mkfs.ext4 -q img; truncate -s 1M empty",
+             command: """
+                fsck -T -N -t xfs $PWD/img; fsck -T -N -t noext4 $PWD/img; fsck -T -N $PWD/empty; fsck -T -N -t ext2,ext3 $PWD/empty; \
+                fsck -T -n -t xfs $PWD/empty; echo $?; fsck -T -N -t ext4dev $PWD/empty; echo $?; fsck -T -N -t jfs /dev/ssi-nosuch; echo $?; \
+                fsck -T -N /dev/ssi-nosuch; echo $?; fsck -T -N LABEL=ssi-nosuch-label; echo $?; fsck -T -N -t ext4,noxfs $PWD/img; echo $?
+                """),
+        Case(name: "fsck -A -V: the first scan names each line whose source is no block device; -t opts= and noopts= select by options",
+             setup: """
+                truncate -s 16M img; mkfs.ext4 -q img; truncate -s 1M empty; mkdir b c d e
+                printf "$PWD/img $PWD/b ext4 defaults 0 2\n$PWD/gone $PWD/c ext4 nofail 0 2\nLABEL=ssi-nosuch $PWD/d ext4 defaults,noatime 0 1\n" > fstab
+                printf "$PWD/empty $PWD/e xfs defaults 0 2\n$PWD/empty $PWD/e jfs defaults 0 3\n$PWD/img $PWD/b ext4 defaults 0 0\n" >> fstab
+                """,
+             command: """
+                export FSTAB_FILE=$PWD/fstab; fsck -T -A -N -V; echo $?; fsck -T -A -N -t opts=defaults; fsck -T -A -N -t opts=noatime; \
+                fsck -T -A -N -t noopts=noatime; fsck -T -A -N -t '!xfs'; fsck -T -A -N -t loop; echo $?; fsck -T -A -n -t jfs,xfs; echo $?
+                """),
     ]
 }

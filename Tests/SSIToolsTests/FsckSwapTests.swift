@@ -45,6 +45,34 @@ struct FsckCompareTests {
         #expect(c.out == util.out.split(separator: "\n").map(String.init), "util-linux: \(util.out)")
     }
 
+    @Test("-r: each checker's statistics line in util-linux's form, on stdout and on a descriptor (the numbers masked)")
+    func statistics() throws {
+        let img = try Self.image("stats")
+        defer { try? FileManager.default.removeItem(atPath: img) }
+        func mask(_ s: String) -> String { s.replacing(/[0-9]+/, with: "N") }
+        func statsLines(_ text: String) -> [String] {
+            text.split(separator: "\n").map(String.init).filter { $0.contains(", rss ") || $0.hasPrefix(img + " ") }.map(mask)
+        }
+        let c = Captured()
+        #expect(FsckTool(program: "fsck", output: c.output).run(["-T", "-r", "-n", img]) == 0)
+        let util = try run(["/usr/sbin/fsck", "-T", "-r", "-n", img])
+        #expect(statsLines(util.out).count == 1, "util-linux: \(util.out)")
+        #expect(c.out.map(mask) == statsLines(util.out), "ours: \(c.out)")
+        // -r3: the same numbers, space-separated, on descriptor 3.
+        var fds: [Int32] = [0, 0]
+        #expect(pipe(&fds) == 0)
+        let d = Captured()
+        #expect(FsckTool(program: "fsck", output: d.output).run(["-T", "-r\(fds[1])", "-n", img]) == 0)
+        close(fds[1])
+        let ours = String(decoding: FileHandle(fileDescriptor: fds[0], closeOnDealloc: true).readDataToEndOfFile(), as: UTF8.self)
+        let utilFD = try run(["/bin/bash", "-c", "/usr/sbin/fsck -T -r3 -n \(img) 3>&1 >/dev/null"])
+        #expect(d.out.isEmpty, "nothing on stdout with a descriptor: \(d.out)")
+        #expect(statsLines(ours) == statsLines(utilFD.out) && statsLines(ours).count == 1, "ours: \(ours) util-linux: \(utilFD.out)")
+        #expect(FsckTool.statistics(device: "/dev/x", status: 4, maxRSS: 2836, realMicros: 4_700,
+                                    user: timeval(tv_sec: 1, tv_usec: 5), system: timeval(tv_sec: 0, tv_usec: 123_456), forDescriptor: false)
+                == "/dev/x: status 4, rss 2836, real 0.004700, user 1.000005, sys 0.123456")
+    }
+
     @Test("-n on a clean file system and on a damaged one: fsck.ext4's exit codes, like util-linux's fsck")
     func exitCodes() throws {
         let img = try Self.image("codes")
@@ -104,11 +132,18 @@ struct FsckCompareTests {
             UUID=0000-3333 none swap sw,node=3,pri=5 0 0
             /dev/vdz none swap sw 0 0
             /dev/vdy none swap sw,noauto 0 0
+            UUID=0000-4444 none swap sw,node=3,noauto 0 0
 
             """.write(toFile: dir + "/fstab", atomically: true, encoding: .utf8)
         let o = SwapOwners(configPath: dir + "/cluster.conf", fstab: dir + "/fstab")
-        #expect(o.areas(for: 2).map(\.spec) == ["LABEL=swap-two", "/dev/vdz"])
-        #expect(o.areas(for: 3).map(\.spec) == ["UUID=0000-3333", "/dev/vdz"])
+        // noauto lines are kept, marked: -a passes them over (saying so
+        // with -v), swapoff -a tries them, and they still name an owner.
+        #expect(o.areas(for: 2).map(\.spec) == ["LABEL=swap-two", "/dev/vdz", "/dev/vdy"])
+        #expect(o.areas(for: 2).map(\.noAuto) == [false, false, true])
+        #expect(o.areas(for: 3).map(\.spec) == ["UUID=0000-3333", "UUID=0000-4444", "/dev/vdz", "/dev/vdy"])
+        #expect(o.areas(for: 3).map(\.noAuto) == [false, true, false, true])
+        #expect(o.fstab.map(\.spec) == ["UUID=0000-3333", "/dev/vdz", "/dev/vdy", "UUID=0000-4444"])
+        #expect(o.owner(of: .init(name: "vdf", path: "/dev/vdf", type: "swap", uuid: "0000-4444"))?.node == 3)
         #expect(o.areas(for: 3).first?.priority == 5)
         #expect(o.owner(of: .init(name: "vdc", path: "/dev/vdc", type: "swap", label: "swap-two"))?.node == 2)
         #expect(o.owner(of: .init(name: "vdd", path: "/dev/vdd", type: "swap", uuid: "0000-3333"))?.node == 3)

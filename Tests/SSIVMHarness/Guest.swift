@@ -175,7 +175,18 @@ public final class Guest: Sendable {
         let line = Command.commandLine(argv)
         try? (line + "\n").write(toFile: files.out, atomically: false, encoding: .utf8)
         let pid = try Command.spawn(argv, stdout: files.out, stderr: files.out)
-        return Guest(config: config, pid: pid, files: files, commandLine: line)
+        let guest = Guest(config: config, pid: pid, files: files, commandLine: line)
+        // qemu waits for this connection before it runs the guest.
+        do {
+            let connection = try SerialConnection.connect(path: files.socket, logPath: files.log, timeout: .seconds(60),
+                                                          alive: { guest.isRunning })
+            guest.state.withLock { $0.connection = connection }
+        } catch {
+            guest.kill()
+            let output = (try? String(contentsOfFile: files.out, encoding: .utf8)) ?? ""
+            throw HarnessError("guest \(config.name): \(error)\nqemu's output (\(files.out)):\n\(output.suffix(2000))")
+        }
+        return guest
     }
 
     /// swtpm for a guest, bound like qemu (`wrapper`: setpriv, timeout)
@@ -230,7 +241,7 @@ public final class Guest: Sendable {
             if d.snapshot { drive += ",snapshot=on" }
             a += ["-drive", drive, "-device", "virtio-blk-pci,drive=disk\(i)" + (d.shared ? ",share-rw=on" : "")]
         }
-        a += ["-chardev", "socket,id=ser0,path=\(esc(files.socket)),server=on,wait=off,logfile=\(esc(files.log))",
+        a += ["-chardev", "socket,id=ser0,path=\(esc(files.socket)),server=on,wait=on",
               "-serial", "chardev:ser0"]
         for (i, n) in c.nics.enumerated() {
             a += ["-netdev", "tap,id=net\(i),ifname=\(n.tap),script=no,downscript=no",
@@ -376,14 +387,17 @@ public final class Guest: Sendable {
 
     // MARK: - Typing into the console
 
-    /// Writes `text` to the serial port (connecting to qemu's socket the
-    /// first time).
+    /// Stops copying the console to the log for `duration` (the guest's
+    /// output waits meanwhile): for the harness's test that a busy host,
+    /// which leaves the copy unscheduled, loses and doubles no byte.
+    public func holdConsole(for duration: Duration) {
+        state.withLock { $0.connection }?.hold(for: duration)
+    }
+
+    /// Writes `text` to the serial port.
     public func send(_ text: String) throws {
-        let connection = try state.withLock { s -> SerialConnection in
-            if let c = s.connection { return c }
-            let c = try SerialConnection.connect(path: serialSocketPath, timeout: .seconds(10))
-            s.connection = c
-            return c
+        guard let connection = state.withLock({ $0.connection }) else {
+            throw failure("the serial connection is closed (the guest was stopped)")
         }
         try connection.write(Array(text.utf8))
     }
@@ -468,7 +482,10 @@ public final class Guest: Sendable {
     public func runUntil(_ command: String, timeout: Duration, _ done: (ShellResult) -> Bool) async throws -> ShellResult {
         let deadline = ContinuousClock.now + timeout
         while true {
-            let result = try await run(command, expectStatus: nil)
+            // Each try may take what is left of the whole bound (at least
+            // 30 s, run's default): a guest that stalls for half a minute
+            // (CI, GFS2) is waited for within the caller's bound.
+            let result = try await run(command, timeout: max(deadline - .now, .seconds(30)), expectStatus: nil)
             if done(result) || ContinuousClock.now >= deadline { return result }
             try await Task.sleep(for: .seconds(1))
         }
@@ -479,10 +496,15 @@ public final class Guest: Sendable {
     /// The wrapper's exit status once it has exited (124: the time limit
     /// hit), else nil.
     public func exitStatus() -> Int32? {
-        state.withLock { s in
+        let (status, connection) = state.withLock { s in
             if s.exitStatus == nil { s.exitStatus = Command.reap(pid: pid) }
-            return s.exitStatus
+            return (s.exitStatus, s.connection)
         }
+        // Once qemu has exited, the log is complete when the serial
+        // connection's thread has copied its last bytes (a power-off's
+        // lines): callers read the log after this says "exited".
+        if status != nil { connection?.waitForEnd(timeout: .seconds(3)) }
+        return status
     }
 
     public var isRunning: Bool { exitStatus() == nil }
@@ -504,20 +526,24 @@ public final class Guest: Sendable {
     /// Stops qemu: SIGTERM through the wrapper, SIGKILL if that takes more
     /// than 3 s. Safe to call more than once; returns promptly.
     public func kill() {
+        if exitStatus() == nil {
+            Glibc.kill(pid, SIGTERM)
+            if !waitSync(.seconds(3)) {
+                Glibc.kill(pid, SIGKILL)
+                if let text = try? String(contentsOfFile: pidFilePath, encoding: .utf8),
+                   let qemuPID = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), qemuPID > 1 {
+                    Glibc.kill(qemuPID, SIGKILL)
+                }
+                _ = waitSync(.seconds(5))
+            }
+        }
+        // After qemu: what it sent before it stopped goes to the log.
         let connection = state.withLock { s -> SerialConnection? in
             defer { s.connection = nil }
             return s.connection
         }
+        connection?.waitForEnd(timeout: .seconds(1))
         connection?.close()
-        guard exitStatus() == nil else { return }
-        Glibc.kill(pid, SIGTERM)
-        if waitSync(.seconds(3)) { return }
-        Glibc.kill(pid, SIGKILL)
-        if let text = try? String(contentsOfFile: pidFilePath, encoding: .utf8),
-           let qemuPID = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), qemuPID > 1 {
-            Glibc.kill(qemuPID, SIGKILL)
-        }
-        _ = waitSync(.seconds(5))
     }
 
     private func waitSync(_ timeout: Duration) -> Bool {
@@ -550,7 +576,14 @@ public final class Guest: Sendable {
     }
 
     private func failure(_ what: String) -> HarnessError {
-        HarnessError("guest \(name) \(what) [after \(Self.seconds(elapsed))]\n\(diagnostics())")
+        var text = "guest \(name) \(what) [after \(Self.seconds(elapsed))]\n\(diagnostics())"
+        if isRunning {
+            // Its processes as the host sees them (HostView): the one
+            // trace a guest stalled from outside leaves.
+            let base = String(serialLogPath.dropLast(".serial.log".count)) + "."
+            text += "\nhost view of \(name)'s processes:\n" + HostView.describe(processesMentioning: base)
+        }
+        return HarnessError(text)
     }
 
     static func describe(exit status: Int32, limit: Duration) -> String {

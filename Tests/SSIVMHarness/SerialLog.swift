@@ -1,4 +1,4 @@
-// Reading a guest's serial log file (written by qemu's chardev logfile=)
+// Reading a guest's serial log file (written by SerialConnection)
 // incrementally, as lines, and matching lines.
 
 import Foundation

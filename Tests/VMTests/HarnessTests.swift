@@ -85,6 +85,14 @@ extension VM {
                 #expect(try await node1.run("false", expectStatus: nil).status == 1)
                 #expect(try await node1.run("printf no-newline").output == "no-newline")
                 #expect(try await node1.run("echo a; echo b").output == "a\nb")
+                // A console copy held for 3 s (as a busy host's scheduler
+                // may hold it): qemu's side of the socket fills, and every
+                // byte still arrives once, in order. qemu's own logfile=
+                // doubled a byte here (SerialConnection).
+                node1.holdConsole(for: .seconds(3))
+                let counted = try await node1.run("seq 1 3000", timeout: .seconds(120)).output
+                #expect(counted == (1...3000).map(String.init).joined(separator: "\n"),
+                        "the first difference: \(zip(counted.split(separator: "\n"), 1...3000).first { $0.0 != "\($0.1)" }.map { "\($0.0) for \($0.1)" } ?? "a count of \(counted.split(separator: "\n").count) lines")")
 
                 for n in 1...2 {
                     let guest = cluster.node(n)
@@ -136,6 +144,11 @@ extension VM {
                     let whole = quoted.dropLast().allSatisfy(lines.contains)
                     let last = quoted.last.map { q in lines.contains { $0.hasPrefix(q) } } ?? false
                     #expect(!quoted.isEmpty && whole && last, "the error quotes the serial log: \(quoted.suffix(3))")
+                    // And the host's view of its qemu: each thread's state,
+                    // CPU time and wchan (HostView), for a guest stalled from outside.
+                    let host = error.message.components(separatedBy: "host view of limit's processes:\n").last ?? ""
+                    #expect(host.contains("qemu-system-x86_64 ") && host.contains("state ") && host.contains(", cpu ")
+                            && host.contains("load: "), "\(host)")
                 }
                 let status = try await guest.waitForExit(timeout: .seconds(30))
                 #expect(status == 124, "timeout(1) ends qemu at the guest's time limit")
@@ -146,6 +159,28 @@ extension VM {
 
     /// Quick checks of harness pieces that need no VM.
     @Suite struct HarnessUnitTests {
+        @Test("a departure in corosync's console log: heard (its leave), timed out, or not yet; a later stall does not count")
+        func corosyncDeparture() {
+            // Node 4's console in the GFS2 test's CI run of 2026-12-07:
+            // node 3 left at once, then node 1 stalled for 30 s.
+            let leftThenStall = [
+                "Dec 07 10:38:37 notice  [QUORUM] Sync left[1]: 3",
+                "Dec 07 10:38:37 notice  [TOTEM ] A new membership (1.21) was formed. Members left: 3",
+                "Dec 07 10:39:01 notice  [TOTEM ] Token has not been received in 23476 ms ",
+                "Dec 07 10:39:11 notice  [TOTEM ] A processor failed, forming new configuration: token timed out (31300ms), waiting 37560ms for consensus.",
+                "Dec 07 10:39:18 notice  [TOTEM ] A new membership (1.25) was formed. Members",
+            ]
+            #expect(CorosyncLog.departure(of: 3, in: leftThenStall) == .left)
+            let silent = [
+                "Dec 07 10:39:11 notice  [TOTEM ] A processor failed, forming new configuration: token timed out (31300ms), waiting 37560ms for consensus.",
+                "Dec 07 10:39:50 notice  [TOTEM ] A new membership (1.29) was formed. Members left: 2 3",
+            ]
+            #expect(CorosyncLog.departure(of: 3, in: silent) == .timedOut(silent[0]))
+            #expect(CorosyncLog.departure(of: 1, in: silent) == .notYet, "node 1 is not among those left")
+            #expect(CorosyncLog.departure(of: 3, in: ["Members left: 13"]) == .notYet, "13 is not 3")
+            #expect(CorosyncLog.departure(of: 3, in: [String]()) == .notYet)
+        }
+
         @Test("the secret search: a needle anywhere (also at the ends, and after a false start), a seed line only whole")
         func secretSearch() {
             let key = Data([0, 7, 7, 9])

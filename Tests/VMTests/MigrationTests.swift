@@ -47,6 +47,14 @@ extension VM.ToolsTests {
             let m = try await node1.run("\(ssi) migrate -t \(counter) \(target) 2>&1", timeout: .seconds(300))
             log("migrate to \(target): \(m.output)")
             #expect(m.status == 0 && m.output.contains("moved to node \(target)"), "\(m.output)")
+            if !m.output.contains(" 1 descriptors shipped") {
+                // Its stdout (the pipe home, or its stand-in) must go with
+                // it; a fresh-clone CI once saw 0 on the second move, and
+                // the process died at its next write. The source's plan:
+                let source = target == 2 ? node1 : node2
+                let plan = try await source.run("grep 'moving \(counter) ' /run/ssi/proc-agent.log | tail -3", expectStatus: nil).output
+                Issue.record("the counter's pipe home was not shipped to node \(target): \(m.output)\nthe plan on the source: \(plan)")
+            }
             #expect(try await node1.run("\(ssi) where_pid \(counter)", timeout: .seconds(30)).output == "\(target)")
             #expect(try await g.run("cat /proc/\(counter)/comm").output == "ssi-counter")
             try await Task.sleep(for: .seconds(4))

@@ -101,6 +101,13 @@ extension VM {
                 #expect(built.stdout.contains("wrote /boot/ssi-initrd.img-\(v)"), "postinst.d/ssi \(v): \(built.stdout)")
                 let listing = try root.run(["ssi-mkinitrd", "--list", "/boot/ssi-initrd.img-\(v)"]).stdout
                 #expect(listing.contains(" init") && listing.contains(".ko"), "the image has no /init or no module")
+                // The package's binary, packed when the package was built
+                // (debian/rules, after dh_strip), is appended as it is.
+                let packed = (try? fm.contentsOfDirectory(atPath: root.path + "/usr/lib/ssi")) ?? []
+                #expect(packed.count == 1 && packed[0].hasPrefix("ssi-") && packed[0].hasSuffix(".cpio.zst"), "/usr/lib/ssi: \(packed)")
+                #expect(built.stdout.contains("ssi from its packed archive /usr/lib/ssi/ssi-"), "\(built.stdout)")
+                #expect(listing.contains("# archive 2") && (listing.components(separatedBy: "# archive 2").last ?? "").contains(" usr/bin/ssi\n"),
+                        "the packed binary is the image's second archive: \(listing.suffix(300))")
                 #expect(!fm.fileExists(atPath: root.path + "/boot/initrd.img-\(v)"), "initramfs-tools' name was written")
                 try root.run(["/etc/kernel/postrm.d/ssi", v, "/boot/vmlinuz-\(v)"])
                 #expect(!fm.fileExists(atPath: root.path + "/boot/ssi-initrd.img-\(v)"), "postrm.d/ssi left the image")

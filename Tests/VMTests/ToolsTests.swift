@@ -118,8 +118,12 @@ extension VM {
                 try await Task.sleep(for: .seconds(3))
 
                 // Two nodes check one device at once: one waits for the other.
+                // The slow checker is the fstab line's type: as util-linux,
+                // -t names the checker only when neither fstab nor blkid does.
                 for g in [node2, node3] {
-                    try await g.run("sh -c '(\(Self.ssi) fsck -t slow -n LABEL=ssi-shared > /tmp/fsck.out 2>&1; echo FSCK-$((6*7))-EXIT-$? > /dev/console) >/dev/null 2>&1 &'")
+                    try await g.run("echo 'LABEL=ssi-shared /mnt/shared slow noauto 0 0' > /tmp/fstab-slow")
+                    try await g.run("sh -c '(FSTAB_FILE=/tmp/fstab-slow \(Self.ssi) fsck -n LABEL=ssi-shared > /tmp/fsck.out 2>&1; "
+                                    + "echo FSCK-$((6*7))-EXIT-$? > /dev/console) >/dev/null 2>&1 &'")
                 }
                 for g in [node2, node3] {
                     let done = try await g.waitFor(.contains("FSCK-42-EXIT-"), timeout: .seconds(120))

@@ -21,6 +21,7 @@ enum ssi_lazy_library {
     SSI_LIB_QUORUM,
     SSI_LIB_VOTEQUORUM,
     SSI_LIB_CMAP,
+    SSI_LIB_MOUNT,
     SSI_LIB_COUNT
 };
 

@@ -49,6 +49,9 @@ final class DriverLoads: Sendable {
     }
 
     var busy: Bool { state.withLock { $0.inFlight > 0 } }
+
+    /// The loads still in flight, in the order they were started.
+    var inFlight: [String] { state.withLock { s in s.started.filter { s.done[$0] == nil } } }
     var insertedCount: Int { state.withLock { $0.done.values.filter(\.inserted).count } }
 
     /// Until every load started has ended. Loads take tens to hundreds of
@@ -65,6 +68,75 @@ final class DriverLoads: Sendable {
     }
 }
 
+/// What the modules step leaves running: its loads still in flight, then
+/// the fallback passes and the image's always-loaded modules, on a thread
+/// of their own. A local root's boot goes on looking for its disk
+/// meanwhile (ahci's half-second SATA probe no longer holds it up) and
+/// waits for them once the root is mounted (`Boot.finishModules`); a
+/// cluster node, or a boot asked to break, waits at once.
+final class PendingModules: Sendable {
+    let loads: DriverLoads
+    let loader: ModuleLoader
+    let startedAt: Double
+    private struct State {
+        var finished = false
+        var reported: Set<String> = []
+        var reportedBefore = false
+    }
+    private let state = Mutex(State())
+
+    init(_ loads: DriverLoads, _ loader: ModuleLoader, startedAt: Double) {
+        self.loads = loads
+        self.loader = loader
+        self.startedAt = startedAt
+    }
+
+    func start(forced: [String]) {
+        let loads = self.loads, loader = self.loader
+        startThread { [self] in
+            loads.waitAll()
+            var tracker = ModaliasTracker()
+            for _ in 0..<DeviceWatch.passesWithoutMonitor {
+                let before = loads.insertedCount
+                for (module, alias) in modulesToLoad(for: tracker.newAliases(sysfsModaliases()),
+                                                     lookup: { Boot.driverModules(loader, $0) }) {
+                    loads.start(module, reason: "for device \(alias)")
+                }
+                loads.waitAll()
+                if loads.insertedCount == before { break }
+            }
+            for name in forced { loads.start(name, reason: "listed in /etc/ssi/modules") }
+            loads.waitAll()
+            state.withLock { $0.finished = true }
+        }
+    }
+
+    /// Until the thread is done: its loads, then at most a few passes.
+    /// Not bounded, as a load was not before (finit_module returns when
+    /// the module's init does).
+    func wait() {
+        while !state.withLock({ $0.finished }) { Process.sleep(milliseconds: 5) }
+    }
+
+    var reportedBefore: Bool { state.withLock { $0.reportedBefore } }
+
+    /// The loads that ended with a module inserted and were not reported
+    /// yet, as "NAME MS ms", each with its own time: under TCG a module
+    /// whose probe waits on hardware is most of the step, and the line
+    /// says which.
+    func report() -> [String] {
+        let results = loads.results
+        return state.withLock { s in
+            let new = results.filter { $0.inserted && !s.reported.contains($0.name) }
+            for r in new { s.reported.insert(r.name) }
+            s.reportedBefore = true
+            return new.map { "\($0.name) \($0.milliseconds) ms" }
+        }
+    }
+
+    var failures: [DriverLoads.Result] { loads.results.filter { $0.error != nil } }
+}
+
 /// The modules step, and the module loads the later steps ask for.
 extension Boot {
     /// Loads what this machine needs from the modules the image carries:
@@ -72,10 +144,17 @@ extension Boot {
     /// would: one libudev enumeration, then the kernel's "add" events for
     /// the devices new buses bring, until they go quiet: virtio_pci brings
     /// the virtio devices that want virtio_blk), then the modules the image
-    /// was told to always load. File system modules wait until the root's
-    /// type is known. Loading everything carried would cost seconds under
-    /// TCG.
-    func loadModules(kernel: String) throws(SSIError) {
+    /// was told to always load. File system modules wait for the root
+    /// step (`startRootFileSystemLoad`, `loadFileSystem`). Loading
+    /// everything carried would cost seconds under TCG.
+    ///
+    /// `leaveLoadsRunning` (a local root's boot): the step ends once the
+    /// first devices' events are quiet, with the loads still in flight
+    /// (`PendingModules`). The root wait loads the drivers of the devices
+    /// they bring from the same events, and finds the disk while a probe
+    /// that waits on hardware runs (ahci's SATA links: 650-800 ms under
+    /// TCG, on a machine whose root is on virtio).
+    func loadModules(kernel: String, leaveLoadsRunning: Bool = false) throws(SSIError) {
         let dir = "/lib/modules/\(kernel)"
         guard FileSystem.isDirectory(dir) else {
             let built = imageKernel() ?? "another kernel"
@@ -102,7 +181,7 @@ extension Boot {
             var settle = QuietWait(startingAt: Process.now(), quiet: DeviceWatch.settleQuiet, limit: DeviceWatch.settleLimit)
             while let ms = settle.timeoutMilliseconds(at: Process.now()) {
                 // While loads run it is not quiet yet: look at them often.
-                let busy = loads.busy
+                let busy = !leaveLoadsRunning && loads.busy
                 guard let event = nextDeviceEvent(watch, timeoutMilliseconds: busy ? min(ms, 10) : ms) else { break }
                 switch event {
                 case .device(let device):
@@ -117,49 +196,61 @@ extension Boot {
                 }
             }
         }
-        loads.waitAll()
         // Then enumerate again while that finds new buses, with or without
         // a monitor: a driver's probe runs inside its module load, so the
         // devices a bus driver brings exist when the load returns, and a
         // pass finds them whatever became of their events. (Events alone
         // lost virtio_net in CI: virtio_blk was loaded from its event, the
         // NIC's never came, and three VM tests booted with no interface.)
-        // The passes start from a fresh record of what was looked up, so
+        // The passes keep a record of their own of what was looked up, so
         // they do not depend on the events' bookkeeping either; a module
-        // already in the kernel is not loaded again.
-        watch.aliases = ModaliasTracker()
-        for _ in 0..<DeviceWatch.passesWithoutMonitor {
-            let before = loads.insertedCount
-            loadDrivers(try watch.enumerateAliases())
-            loads.waitAll()
-            if loads.insertedCount == before { break }
-        }
+        // already in the kernel is not loaded again. They run on a thread
+        // with the loads they wait for (`PendingModules`).
         let forced = (try? FileSystem.readText("/etc/ssi/modules"))?
             .lines().map(String.init).filter { !$0.isEmpty } ?? []
-        for name in forced { loads.start(name, reason: "listed in /etc/ssi/modules") }
-        loads.waitAll()
-        var loaded: [String] = []
+        let pending = PendingModules(loads, ctx, startedAt: started)
+        pending.start(forced: forced)
+        pendingModules = pending
+        let slow = loads.inFlight
+        if leaveLoadsRunning && !slow.isEmpty {
+            let loaded = pending.report()
+            let ms = Int((Process.now() - started) * 1000)
+            let done = loaded.isEmpty ? "" : "loaded \(loaded.count) modules (\(loaded.joined(separator: ", "))), "
+            log.info("modules", "\(done)still loading \(slow.joined(separator: ", ")) after \(ms) ms: "
+                     + "the boot looks for the root meanwhile, and waits for them once it is mounted")
+            return
+        }
+        try finishModules()
+    }
+
+    /// Waits for the loads the modules step left running (and its
+    /// fallback passes), then reports them: the summary line, and an
+    /// error naming any that failed. Nothing to do when none are left.
+    func finishModules() throws(SSIError) {
+        guard let pending = pendingModules else { return }
+        pendingModules = nil
+        pending.wait()
         var failed: [String] = []
-        // Each load's own time, for the summary line: under TCG a module
-        // whose probe waits on hardware is most of the step, and the line
-        // says which.
-        for r in loads.results {
-            if let error = r.error {
-                log.error("modules", "\(error) (\(r.reason))")
-                failed.append(r.name)
-            } else if r.inserted {
-                loaded.append("\(r.name) \(r.milliseconds) ms")
-            }
+        for r in pending.failures {
+            log.error("modules", "\(r.error ?? "failed") (\(r.reason))")
+            failed.append(r.name)
         }
         if !failed.isEmpty {
             throw SSIError("modules", "could not load \(failed.joined(separator: ", "))",
                            hint: "the lines above say why")
         }
+        let ctx = pending.loader
         if !ctx.softdepFailures.isEmpty {
             log.info("modules", "passed over softdeps that would not load, as modprobe does: \(ctx.softdepFailures.joined(separator: "; "))")
         }
-        let ms = Int((Process.now() - started) * 1000)
-        log.info("modules", "loaded \(loaded.count) modules (\(loaded.joined(separator: ", "))) in \(ms) ms")
+        let reportedBefore = pending.reportedBefore
+        let loaded = pending.report()
+        let ms = Int((Process.now() - pending.startedAt) * 1000)
+        if reportedBefore {
+            if !loaded.isEmpty { log.info("modules", "then loaded \(loaded.joined(separator: ", ")) (\(ms) ms after the step began)") }
+        } else {
+            log.info("modules", "loaded \(loaded.count) modules (\(loaded.joined(separator: ", "))) in \(ms) ms")
+        }
     }
 
     /// The image's module loader (its indexes read once), with options

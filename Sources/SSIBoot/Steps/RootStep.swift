@@ -47,7 +47,12 @@ extension Boot {
         if let note { log.info("root", note) }
         switch plan {
         case .local(let root):
-            try mountLocalRoot(root)
+            do throws(SSIError) { try mountLocalRoot(root) } catch {
+                // The emergency shell gets every driver, and the console
+                // any load that failed, before the root's error.
+                try? finishModules()
+                throw error
+            }
             return .local
         case .cfsServer(let root):
             // Read-write whatever `ro` says: the init node writes the export
@@ -59,6 +64,9 @@ extension Boot {
                 params.readOnly = false
             }
             try mountLocalRoot(root)
+            // Every diskless node boots this root (mounted read-write,
+            // above): they leave the cluster at once at power-off too.
+            installShutdownHook(gfs2: false)
             return .cfsServer
         case .cfsClient(let root):
             try mountCFSClientRoot(root)
@@ -96,10 +104,19 @@ extension Boot {
             log.info("root", "waiting \(root.delaySeconds) s (rootdelay=)")
             Process.sleep(milliseconds: root.delayMilliseconds)
         }
+        let early = startRootFileSystemLoad(root)
         let device = try waitForDevice(spec, timeout: root.timeoutSeconds)
         log.info("root", "found \(spec) at \(device.path) (\(device.type ?? "no file system"))")
         let type = try root.fileSystemType(of: device)
-        loadFileSystem(type)
+        // Waited for even when the superblock says otherwise: two loads of
+        // one module family at once could find it half-loaded.
+        early?.loads.waitAll()
+        if let early, early.type == type, let r = early.loads.results.first {
+            if let error = r.error { log.error("modules", error) }
+            else if r.inserted { log.info("modules", "loaded the \(type) file system driver (\(r.milliseconds) ms, begun while the disk was awaited)") }
+        } else {
+            loadFileSystem(type)
+        }
         var flags: Mount.Flags = []
         if root.readOnly { flags.insert(.readOnly) }
         do {
@@ -108,6 +125,35 @@ extension Boot {
             throw SSIError("root", "\(error.description)", hint: RootPlan.LocalRoot.mountHint(errno: error.errno, type: type))
         }
         log.info("root", root.mountedLine(path: device.path, type: type))
+    }
+
+    /// The root's file system driver, loaded while its disk is awaited:
+    /// under TCG ext4 takes half a second to load, and the wait for the
+    /// disk's driver and a SATA probe leave the vCPU idle meanwhile. The
+    /// type is rootfstype=, or else the one local-disk file system whose
+    /// driver the image carries; with several and no rootfstype=, the
+    /// superblock decides and the load waits for it, as before.
+    func startRootFileSystemLoad(_ root: RootPlan.LocalRoot) -> (type: String, loads: DriverLoads)? {
+        guard let ctx = try? modules("/lib/modules/\(Process.kernelRelease())"),
+              let type = root.fsType ?? Self.onlyDiskFileSystem(ctx.lookup),
+              case .modules = ctx.lookup("fs-\(type)") else { return nil }
+        let loads = DriverLoads(ctx)
+        loads.start("fs-\(type)", reason: "the root's file system")
+        return (type, loads)
+    }
+
+    /// File systems a local root is commonly on, by the name mount takes.
+    static let diskFileSystems = ["ext4", "ext3", "ext2", "xfs", "btrfs", "f2fs", "jfs", "reiserfs", "nilfs2", "vfat", "exfat", "ntfs3"]
+
+    /// The one disk file system whose driver `lookup` finds as a module
+    /// (ext2 and ext3 are usually served by ext4's module: one driver),
+    /// or nil when there are none or several.
+    static func onlyDiskFileSystem(_ lookup: (String) -> ModuleLookup) -> String? {
+        var drivers: [[String]: String] = [:]
+        for type in diskFileSystems {
+            if case .modules(let names) = lookup("fs-\(type)"), drivers[names] == nil { drivers[names] = type }
+        }
+        return drivers.count == 1 ? drivers.first?.value : nil
     }
 
     /// Waits for the root's block device, for at most `timeout` s: one
