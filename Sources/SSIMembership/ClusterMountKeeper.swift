@@ -110,6 +110,7 @@ final class ClusterMountKeeper {
             return
         }
         pendingClients[e.id] = client
+        agent.trace("cluster mount \(e.id): asked here to mount \(e.target)")
         agent.send(.mount(e))
     }
 
@@ -122,6 +123,7 @@ final class ClusterMountKeeper {
         sequence += 1
         let id = "\(agent.localNode()).\(sequence).\(Int(Process.now()))"
         pendingClients[id] = client
+        agent.trace("cluster mount \(id): asked here to unmount \(target)")
         agent.send(.umount(id: id, target: target))
     }
 
@@ -150,6 +152,7 @@ final class ClusterMountKeeper {
             guard n == node else { return true }
             var umount = false
             if case .umounted = message { umount = true }
+            agent.trace("cluster mount \(id): node \(n) answered \(result)")
             answer(id: id, node: n, result: result, umount: umount)
         case .umount(let id, let target):
             if (awaitingTable || tableTimedOut) && umountedWhileAwaiting.count < 1024 { umountedWhileAwaiting.insert(target) }
@@ -264,6 +267,7 @@ final class ClusterMountKeeper {
         }
         writeTable()
         if let c = pendingClients.removeValue(forKey: id) {
+            agent.trace("cluster mount \(id): every node answered; replying to the caller")
             for n in r.asked.union(r.results.keys).sorted() {
                 let result = r.results[n] ?? (ownerFailed ? "not tried: node \(owner!) did not mount it" : "left the cluster")
                 agent.reply(c, "node \(n): \(result == "ok" ? "mounted" : result)")
@@ -308,6 +312,7 @@ final class ClusterMountKeeper {
         guard r.asked.isSubset(of: Set(r.results.keys)) else { return }
         umounts[id] = nil
         if let c = pendingClients.removeValue(forKey: id) {
+            agent.trace("cluster mount \(id): every node answered; replying to the caller")
             for n in r.results.keys.sorted() {
                 agent.reply(c, "node \(n): \(r.results[n] == "ok" ? "unmounted" : r.results[n]!)")
             }

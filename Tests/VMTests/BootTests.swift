@@ -132,6 +132,13 @@ extension VM {
                 try await guest.waitFor(SSIInit.step("root", "mounted", "/dev/vda", "/sysroot"),
                                         timeout: .seconds(30), failOn: fail)
                 if modules.contains("still loading") {
+                    // One look names each load once: loaded or still loading.
+                    let slowNames = Set((modules.components(separatedBy: "still loading ").last ?? "")
+                        .components(separatedBy: " after ").first?.components(separatedBy: ", ") ?? [])
+                    let loadedNames = Set((modules.components(separatedBy: " modules (").dropFirst().first ?? "")
+                        .components(separatedBy: "), still").first?.components(separatedBy: ", ")
+                        .compactMap { $0.split(separator: " ").first.map(String.init) } ?? [])
+                    #expect(!slowNames.isEmpty && slowNames.isDisjoint(with: loadedNames), "\(modules)")
                     // Each load left running is reported, with its time,
                     // once the root is mounted and before the hand-off.
                     let joined = try await guest.waitFor(SSIInit.step("modules", "then loaded"), timeout: .seconds(30), failOn: fail)

@@ -10,7 +10,10 @@
 //     it, nodes 2 and 3 mount the export over NFSv4.
 // Prints medians and ratios to the baseline.
 //
-//   swift run -c release ssi-bench-tools [--ssi PATH] [--rounds N]
+//   swift run -c release ssi-bench-tools [--ssi PATH] [--rounds N] [--trace yes]
+//
+// --trace yes: after the node=* case, each node's agent.log lines of its
+// last round (uptime-stamped: where a cluster mount's time goes).
 
 import Foundation
 import SSIVMHarness
@@ -20,10 +23,11 @@ func fmt(_ v: Double, _ digits: Int = 1) -> String { Bench.format(v, digits) }
 @main
 struct ToolsBench {
     static func main() async {
-        var values = ["rounds": "7"]
-        let ssi = Bench.arguments(usage: "ssi-bench-tools [--ssi PATH] [--rounds N]", values: &values)
+        var values = ["rounds": "7", "trace": "no"]
+        let ssi = Bench.arguments(usage: "ssi-bench-tools [--ssi PATH] [--rounds N] [--trace yes]", values: &values)
         let rounds = Bench.number(values, "rounds")
-        await Bench.run { try await run(ssi: ssi, rounds: rounds) }
+        let trace = values["trace"] == "yes"
+        await Bench.run { try await run(ssi: ssi, rounds: rounds, trace: trace) }
     }
 
     static func median(_ v: [Double]) -> Double { Bench.median(v) }
@@ -44,7 +48,7 @@ struct ToolsBench {
         return (m, u)
     }
 
-    static func run(ssi: String, rounds: Int) async throws {
+    static func run(ssi: String, rounds: Int, trace: Bool) async throws {
         try await VMTest.run("bench-tools") { vm in
             let c = try await ToolsCluster.boot(in: vm, ssi: ssi, kernel: VMHost.kernel!)
             let others = try [2, 3].map { try c.startDiskless($0, in: vm) }
@@ -82,6 +86,12 @@ struct ToolsBench {
                 let t = try await time(node1, mount: m, umount: u, rounds: rounds)
                 results.append((name, median(t.mount), median(t.umount)))
                 print("\(name): mount \(t.mount.map { fmt($0) }.joined(separator: " ")) ms; umount \(t.umount.map { fmt($0) }.joined(separator: " ")) ms")
+                if trace && target == "/mnt/all" {
+                    for g in all {
+                        let lines = try await g.run("grep 'cluster mount' /run/ssi/agent.log | tail -n 12", expectStatus: nil).output
+                        print("\(g.name) agent.log, the last round:\n\(lines)")
+                    }
+                }
             }
             let base = results[0]
             print("")

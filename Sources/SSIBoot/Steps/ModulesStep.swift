@@ -50,8 +50,6 @@ final class DriverLoads: Sendable {
 
     var busy: Bool { state.withLock { $0.inFlight > 0 } }
 
-    /// The loads still in flight, in the order they were started.
-    var inFlight: [String] { state.withLock { s in s.started.filter { s.done[$0] == nil } } }
     var insertedCount: Int { state.withLock { $0.done.values.filter(\.inserted).count } }
 
     /// Until every load started has ended. Loads take tens to hundreds of
@@ -65,6 +63,14 @@ final class DriverLoads: Sendable {
     /// The finished loads, in the order they were started.
     var results: [Result] {
         state.withLock { s in s.started.compactMap { s.done[$0] } }
+    }
+
+    /// The finished loads and the ones still in flight, from one look: a
+    /// load that ends between two looks would be named in both (a CI boot
+    /// logged "loaded 2 modules (..., crct10dif_pclmul 95 ms), still
+    /// loading crct10dif_pclmul, ...").
+    var progress: (results: [Result], inFlight: [String]) {
+        state.withLock { s in (s.started.compactMap { s.done[$0] }, s.started.filter { s.done[$0] == nil }) }
     }
 }
 
@@ -124,8 +130,8 @@ final class PendingModules: Sendable {
     /// yet, as "NAME MS ms", each with its own time: under TCG a module
     /// whose probe waits on hardware is most of the step, and the line
     /// says which.
-    func report() -> [String] {
-        let results = loads.results
+    func report(_ results: [DriverLoads.Result]? = nil) -> [String] {
+        let results = results ?? loads.results
         return state.withLock { s in
             let new = results.filter { $0.inserted && !s.reported.contains($0.name) }
             for r in new { s.reported.insert(r.name) }
@@ -211,9 +217,9 @@ extension Boot {
         let pending = PendingModules(loads, ctx, startedAt: started)
         pending.start(forced: forced)
         pendingModules = pending
-        let slow = loads.inFlight
+        let (results, slow) = loads.progress
         if leaveLoadsRunning && !slow.isEmpty {
-            let loaded = pending.report()
+            let loaded = pending.report(results)
             let ms = Int((Process.now() - started) * 1000)
             let done = loaded.isEmpty ? "" : "loaded \(loaded.count) modules (\(loaded.joined(separator: ", "))), "
             log.info("modules", "\(done)still loading \(slow.joined(separator: ", ")) after \(ms) ms: "
