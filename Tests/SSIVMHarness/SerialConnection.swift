@@ -96,9 +96,6 @@ final class SerialConnection: Sendable {
         }
     }
 
-    /// Waits (bounded) until qemu's end of the socket has closed and
-    /// everything it sent is in the log: after the guest exited, so that
-    /// its last lines (a power-off's) are there to read.
     /// Stops copying for `duration`, so qemu's side of the socket fills
     /// and the guest's output waits: for the harness's own test that this
     /// loses and doubles nothing.
@@ -106,8 +103,11 @@ final class SerialConnection: Sendable {
         heldUntil.withLock { $0 = .now + duration }
     }
 
-    /// Waits at most once: a qemu that outlived its wrapper must not
-    /// slow every later look at the guest.
+    /// Waits (bounded) until qemu's end of the socket has closed and
+    /// everything it sent is in the log: after the guest exited, so that
+    /// its last lines (a power-off's) are there to read. Waits at most
+    /// once: a qemu that outlived its wrapper must not slow every later
+    /// look at the guest.
     func waitForEnd(timeout: Duration) {
         guard !gaveUp.load(ordering: .relaxed) else { return }
         let deadline = ContinuousClock.now + timeout
