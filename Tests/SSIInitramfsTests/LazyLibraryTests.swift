@@ -55,6 +55,23 @@ import SSITestSupport
         }
     }
 
+    /// Runs `script` with sh in a private mount namespace (its bind
+    /// mounts over the host's libraries go with it); its stdout and stderr.
+    static func inPrivateMountNamespace(_ script: String) throws -> (stdout: String, stderr: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
+        p.arguments = ["-m", "--propagation", "private", "sh", "-c", script]
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        // Read before waiting: a full pipe would hold the script up.
+        let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        return (stdout, stderr)
+    }
+
     @Test("a library that cannot be loaded is an error naming it and its package; commands that do not need it run",
           .enabled(if: BuiltBinary.ssi != nil && getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/unshare"),
                    "needs root, unshare and a built ssi"))
@@ -68,16 +85,7 @@ import SSITestSupport
             + "mount --bind /dev/null \(Self.libraryDirectory)/libcpg.so.4 && mount --bind /dev/null \(Self.libraryDirectory)/libz.so.1 && "
             + "\(ssi) mount -V; echo \"mount=$?\"; \(ssi) cluster status; echo \"status=$?\"; "
             + "\(ssi) mkinitrd --list \(gz); echo \"list=$?\""
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
-        p.arguments = ["-m", "--propagation", "private", "sh", "-c", script]
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        p.waitUntilExit()
-        let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let (stdout, stderr) = try Self.inPrivateMountNamespace(script)
         #expect(stdout.contains("ssi-mount from ssi") && stdout.contains("mount=0"), "mount needs no corosync: \(stdout) \(stderr)")
         #expect(stderr.contains("cannot load libcpg.so.4") && stderr.contains("install the package libcpg4"), "\(stderr)")
         #expect(stdout.contains("status=1"), "an error exit, not a signal: \(stdout)")
@@ -97,16 +105,7 @@ import SSITestSupport
         let script = "mount --bind /dev/null \(Self.libraryDirectory)/libmount.so.1 && "
             + "\(ssi) mount -t tmpfs t \(dir); echo \"mount=$?\"; "
             + "FSTAB_FILE=/etc/fstab \(ssi) fsck -A -N; echo \"fsck=$?\""
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
-        p.arguments = ["-m", "--propagation", "private", "sh", "-c", script]
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        p.waitUntilExit()
-        let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let (stdout, stderr) = try Self.inPrivateMountNamespace(script)
         #expect(stdout.contains("mount=2"), "mount's system-error exit: \(stdout) \(stderr)")
         #expect(stderr.contains("cannot load libmount.so.1") && stderr.contains("libmount1"), "\(stderr)")
         #expect(stdout.contains("fsck=127") && !stderr.contains("failed to parse fstab"), "\(stdout) \(stderr)")
