@@ -152,7 +152,8 @@ final class ClusterMountKeeper {
             guard n == node else { return true }
             var umount = false
             if case .umounted = message { umount = true }
-            agent.trace("cluster mount \(id): node \(n) answered \(result)")
+            // A peer's words: no control character reaches the log.
+            agent.trace("cluster mount \(id): node \(n) answered \(MembershipAgent.printable(Substring(result)))")
             answer(id: id, node: n, result: result, umount: umount)
         case .umount(let id, let target):
             if (awaitingTable || tableTimedOut) && umountedWhileAwaiting.count < 1024 { umountedWhileAwaiting.insert(target) }

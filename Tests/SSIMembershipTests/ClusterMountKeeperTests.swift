@@ -23,6 +23,8 @@ final class FakeCluster {
     var performed: [String] = []
     var failing: Set<String> = []   // "NODE mount|umount"
     var replies: [UInt32: [String]] = [:]
+    /// Each keeper's agent.log lines.
+    var traces: [UInt32: [String]] = [:]
     let directory: String
 
     init(nodes: [UInt32]) throws {
@@ -43,7 +45,7 @@ final class FakeCluster {
             address: { "10.0.0.\($0)" }, network: { "10.0.0.0/24" },
             send: { [unowned self] message in self.post(n, message) },
             reply: { [unowned self] _, line in self.replies[n, default: []].append(line) },
-            log: { _ in }, stateDirectory: dir,
+            log: { _ in }, trace: { [unowned self] line in self.traces[n, default: []].append(line) }, stateDirectory: dir,
             perform: { [unowned self] e, unmount in
                 let what = "\(n) \(unmount ? "umount" : "mount") \(e.target)"
                 self.performed.append(what)
@@ -142,6 +144,21 @@ final class FakeCluster {
         #expect(said1.firstIndex(of: "node 3: error: /mnt/t: it failed") != nil, "\(said1)")
         #expect(c.replies[1]?.suffix(2) == ["undone: /mnt/t is not mounted on any node", "end 32"])
         #expect(c.tables().values.allSatisfy { $0.isEmpty })
+    }
+
+    @Test("agent.log traces the request, each node's answer and the reply; a peer's answer reaches it without control characters")
+    func traces() throws {
+        let c = try FakeCluster(nodes: [1, 2, 3])
+        c.keepers[1]!.requestMount(entry(.every, "/mnt/all", source: "tmpfs"), client: 1)
+        c.run()
+        let lines = c.traces[1] ?? []
+        #expect(lines.contains { $0.hasSuffix("asked here to mount /mnt/all") }, "\(lines)")
+        for n in 1...3 { #expect(lines.contains { $0.hasSuffix("node \(n) answered ok") }, "\(lines)") }
+        #expect(lines.last?.hasSuffix("every node answered; replying to the caller") == true, "\(lines)")
+        // A peer's result is its own text: a forged second line and a
+        // terminal escape stay on one line, as "?".
+        _ = c.keepers[1]!.received(.mounted(id: "2.9.9", node: 2, result: "error: x\n9.9.9 node 3 answered ok\u{1b}[2J"), from: 2)
+        #expect(c.traces[1]?.last?.hasSuffix("node 2 answered error: x?9.9.9 node 3 answered ok?[2J") == true, "\(c.traces[1] ?? [])")
     }
 
     @Test("the owner fails: nobody else tries")
