@@ -236,8 +236,10 @@ extension MigrationFacts {
     var descriptorSummary: String {
         let text = tasks.map { t in
             switch descriptors[t] {
-            case .success(let d)?: return "\(t): " + d.map { "\($0.fd) \($0.target)" }.joined(separator: ", ")
-            case .failure(let e)?: return "\(t): \(e.message)"
+            // A file's name is its owner's to choose: escaped, it cannot
+            // forge a line of the log.
+            case .success(let d)?: return "\(t): " + d.map { "\($0.fd) \(printable($0.target))" }.joined(separator: ", ")
+            case .failure(let e)?: return "\(t): \(printable(e.message))"
             case nil: return "\(t): not read"
             }
         }.joined(separator: "; ")

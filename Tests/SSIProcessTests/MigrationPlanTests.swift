@@ -40,6 +40,18 @@ import SSICore
         } catch { return error }
     }
 
+    @Test("the plan's trace: each task's descriptors, a file's name escaped (it cannot forge a log line), cut at 4000 characters")
+    func descriptorSummary() {
+        let forged = OpenDescriptor(pid: 100, fd: 3, target: "/tmp/x\n123.456 moving 1 to node 9\u{1b}[2J",
+                                    disposition: .reopen)
+        var f = Self.facts(tasks: [100, 101], descriptors: [100: [Self.ship(100, 1, .pipeOut, "pipe:[4711]"), forged]])
+        f.descriptors[101] = nil
+        #expect(f.descriptorSummary == "100: 1 pipe:[4711], 3 /tmp/x\\n123.456 moving 1 to node 9\\u001B[2J; 101: not read")
+        let many = (0..<500).map { OpenDescriptor(pid: 100, fd: Int32($0), target: "/srv/data/file-\($0)", disposition: .reopen) }
+        let long = Self.facts(descriptors: [100: many]).descriptorSummary
+        #expect(long.count == 4000 + " ... (cut)".count && long.hasSuffix(" ... (cut)"))
+    }
+
     @Test("the checks before any inspection: same node, unknown or down target, no such process, a daemon")
     func preliminaryRefusals() {
         var f = Self.facts()
