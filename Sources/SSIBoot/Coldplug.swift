@@ -35,12 +35,13 @@ final class DeviceWatch {
     /// Enumeration passes without a monitor (each may bring new buses).
     static let passesWithoutMonitor = 6
 
-    /// The new modaliases of every device sysfs lists now.
-    func enumerateAliases() throws(SSIError) -> [String] {
+    /// The new modaliases of every device sysfs lists now, each with the
+    /// first device that has it.
+    func enumerateAliases() throws(SSIError) -> [ModaliasDevice] {
         guard FileSystem.isDirectory("/sys/bus") else {
             throw SSIError("modules", "cannot list the machine's devices: /sys/bus is missing (is sysfs mounted?)")
         }
-        return aliases.newAliases(sysfsModaliases())
+        return aliases.newDevices(sysfsModaliasDevices())
     }
 }
 
@@ -81,16 +82,40 @@ extension Boot {
     /// modules step (a disk or NIC whose bus came up late), from the image.
     /// A failure is logged, not fatal: the wait that saw the event goes on
     /// and reports what it was waiting for.
+    ///
+    /// While the modules step's loads still run (a local root's boot), it
+    /// first waits for any of them that loads the driver of a device above
+    /// this one (`DriverLoads`: virtio_pci, for a virtio disk).
     func loadDriver(for event: UdevDevice, _ watch: DeviceWatch) {
         guard let alias = watch.aliases.alias(for: event),
               let ctx = try? modules("/lib/modules/\(Process.kernelRelease())") else { return }
         for (module, _) in modulesToLoad(for: [alias], lookup: { Self.driverModules(ctx, $0) }) {
+            let waited = pendingModules?.loads.waitForParents(of: ModaliasDevice(alias: alias, path: event.sysPath), loading: module) ?? []
+            let after = waited.isEmpty ? "" : ", once \(waited.joined(separator: ", ")) had loaded"
             do throws(SSIError) {
-                if try ctx.insertIfNeeded(module) { log.info("modules", "loaded \(module) for device \(alias) (hotplug)") }
+                if try ctx.insertIfNeeded(module) { log.info("modules", "loaded \(module) for device \(alias) (hotplug\(after))") }
             } catch {
                 log.error("modules", "\(error.message) (for device \(alias), hotplug)")
             }
         }
+    }
+
+    /// The drivers the devices above a device want (nearest first), by
+    /// their modaliases: for a virtio disk, virtio_pci. The device's path
+    /// is its sysfs directory, or a link to it (/sys/bus/virtio/devices/
+    /// virtio4). Drivers its own alias wants are not its parents' (the
+    /// CPUs' directory has the CPUs' modalias: crct10dif_pclmul and
+    /// crc32c_intel are wanted by both, and load side by side).
+    static func parentDrivers(of device: ModaliasDevice, _ ctx: ModuleLoader) -> [String] {
+        guard let path = try? FileSystem.realPath(device.path) else { return [] }
+        let own = Set(driverModules(ctx, device.alias))
+        var out: [String] = []
+        for parent in ancestorDevicePaths(of: path) {
+            guard let text = try? FileSystem.readText(parent + "/modalias"),
+                  let alias = text.lines().first.map(String.init), !alias.isEmpty else { continue }
+            for module in driverModules(ctx, alias) where !own.contains(module) && !out.contains(module) { out.append(module) }
+        }
+        return out
     }
 
     /// The modules the image's index names for a modalias (none when it

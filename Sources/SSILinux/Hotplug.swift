@@ -27,6 +27,12 @@ public struct ModaliasTracker: Sendable {
         aliases.filter { note($0) }
     }
 
+    /// The devices of a sysfs scan whose modalias is new, in order: the
+    /// first device of each alias.
+    public mutating func newDevices(_ devices: [ModaliasDevice]) -> [ModaliasDevice] {
+        devices.filter { note($0.alias) }
+    }
+
     /// The modalias an event asks a driver for: a device that was added
     /// and whose modalias has not been looked up yet. "change", "remove",
     /// "bind" and the rest never ask for a driver (udev's own rule loads
@@ -51,7 +57,23 @@ public struct ModaliasTracker: Sendable {
 /// Sorted by bus or class and name, so that a pass loads in a stable order.
 /// A device that goes away during the scan is skipped: an event says so.
 public func sysfsModaliases(root: String = "/sys", limit: Int = 65536) -> [String] {
-    var out: [String] = []
+    sysfsModaliasDevices(root: root, limit: limit).map(\.alias)
+}
+
+/// A device a sysfs scan found with a modalias: `path` is its link under
+/// /sys/bus or /sys/class (`parentDrivers` resolves it).
+public struct ModaliasDevice: Sendable, Equatable {
+    public var alias: String
+    public var path: String
+    public init(alias: String, path: String) {
+        self.alias = alias
+        self.path = path
+    }
+}
+
+/// `sysfsModaliases`, with each alias's device.
+public func sysfsModaliasDevices(root: String = "/sys", limit: Int = 65536) -> [ModaliasDevice] {
+    var out: [ModaliasDevice] = []
     func names(_ dir: String) -> [String] { ((try? FileSystem.list(dir)) ?? []).sorted() }
     func read(_ path: String) -> String? {
         guard let text = try? FileSystem.readText(path) else { return nil }
@@ -62,18 +84,36 @@ public func sysfsModaliases(root: String = "/sys", limit: Int = 65536) -> [Strin
         let dir = "\(root)/bus/\(bus)/devices"
         for device in names(dir) where out.count < limit {
             if let alias = read("\(dir)/\(device)/modalias") {
-                out.append(alias)
+                out.append(ModaliasDevice(alias: alias, path: "\(dir)/\(device)"))
             } else if let uevent = try? FileSystem.readText("\(dir)/\(device)/uevent"),
                       let line = uevent.lines().first(where: { $0.hasPrefix("MODALIAS=") }), line.count > 9 {
-                out.append(String(line.dropFirst(9)))
+                out.append(ModaliasDevice(alias: String(line.dropFirst(9)), path: "\(dir)/\(device)"))
             }
         }
     }
     for cls in names(root + "/class") {
         let dir = "\(root)/class/\(cls)"
         for device in names(dir) where out.count < limit {
-            if let alias = read("\(dir)/\(device)/modalias") { out.append(alias) }
+            if let alias = read("\(dir)/\(device)/modalias") { out.append(ModaliasDevice(alias: alias, path: "\(dir)/\(device)")) }
         }
+    }
+    return out
+}
+
+/// The device directories above a sysfs device directory, nearest first,
+/// within /sys/devices: "/sys/devices/pci0000:00/0000:00:05.0/virtio4"
+/// hangs from ".../0000:00:05.0" and "/sys/devices/pci0000:00". Any other
+/// path has none (a class link is resolved first).
+public func ancestorDevicePaths(of sysPath: String) -> [String] {
+    let top = "/sys/devices"
+    guard sysPath.hasPrefix(top + "/") else { return [] }
+    var parts = sysPath.dropFirst(top.count + 1).split(separator: "/", omittingEmptySubsequences: true).map(String.init)
+    // ".." would climb out of the tree: not a resolved sysfs path.
+    guard !parts.contains(where: { $0 == ".." || $0 == "." }) else { return [] }
+    var out: [String] = []
+    while parts.count > 1 {
+        parts.removeLast()
+        out.append(top + "/" + parts.joined(separator: "/"))
     }
     return out
 }

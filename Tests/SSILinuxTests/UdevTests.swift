@@ -46,6 +46,18 @@ extension UdevTests {
         try #require(!found.isEmpty, "libudev lists no modalias on this host: nothing to compare")
         #expect(Set(scanned) == found, "only libudev: \(found.subtracting(scanned).sorted()); only the scan: \(Set(scanned).subtracting(found).sorted())")
         #expect(SSILinux.sysfsModaliases(root: "/nonexistent").isEmpty)
+        // Each alias's device is a link into the device tree, whose own
+        // modalias it is, and which names its parents (ssi-init's wait for
+        // a bus's driver reads them).
+        let devices = SSILinux.sysfsModaliasDevices()
+        #expect(devices.map(\.alias) == scanned)
+        for device in devices.prefix(200) {
+            let real = try FileSystem.realPath(device.path)
+            #expect(real.hasPrefix("/sys/devices/"), "\(device.path) -> \(real)")
+            let own = try? FileSystem.readText(device.path + "/modalias")
+            if let own { #expect(own.hasPrefix(device.alias), "\(device.path)") }
+            #expect(ancestorDevicePaths(of: real).allSatisfy { real.hasPrefix($0 + "/") && FileSystem.isDirectory($0) }, "\(real)")
+        }
     }
 
     @Test func enumerationFiltersBySubsystem() throws {
@@ -205,6 +217,29 @@ extension UdevTests {
         #expect(tracker.alias(for: Self.event("add", "block", node: "/dev/vda")) == nil, "no modalias")
         #expect(tracker.alias(for: Self.event("add", "virtio", modalias: "virtio:d2")) == "virtio:d2")
         #expect(tracker.alias(for: Self.event("add", "virtio", modalias: "virtio:d2")) == nil, "once")
+    }
+
+    @Test func theDevicesAboveADeviceAreItsSysfsParentsWithinTheDeviceTree() {
+        #expect(ancestorDevicePaths(of: "/sys/devices/pci0000:00/0000:00:05.0/virtio4")
+                == ["/sys/devices/pci0000:00/0000:00:05.0", "/sys/devices/pci0000:00"])
+        #expect(ancestorDevicePaths(of: "/sys/devices/pci0000:00//0000:00:05.0/") == ["/sys/devices/pci0000:00"])
+        #expect(ancestorDevicePaths(of: "/sys/devices/platform").isEmpty)
+        #expect(ancestorDevicePaths(of: "/sys/devices").isEmpty)
+        // A link or anything outside the tree names no parents (resolve first).
+        #expect(ancestorDevicePaths(of: "/sys/bus/virtio/devices/virtio4").isEmpty)
+        #expect(ancestorDevicePaths(of: "/sys/devicesX/a/b").isEmpty)
+        #expect(ancestorDevicePaths(of: "/sys/devices/a/../../etc/b").isEmpty)
+        #expect(ancestorDevicePaths(of: "").isEmpty)
+    }
+
+    @Test func aScanGivesTheFirstDeviceOfEachNewModalias() {
+        var tracker = ModaliasTracker()
+        let a = ModaliasDevice(alias: "virtio:d2", path: "/sys/bus/virtio/devices/virtio0")
+        let b = ModaliasDevice(alias: "virtio:d2", path: "/sys/bus/virtio/devices/virtio4")
+        let c = ModaliasDevice(alias: "virtio:d1", path: "/sys/bus/virtio/devices/virtio1")
+        #expect(tracker.newDevices([a, b, c]) == [a, c])
+        #expect(tracker.newDevices([b, c]).isEmpty)
+        #expect(tracker.alias(for: Self.event("add", "virtio", modalias: "virtio:d2")) == nil, "seen in the scan")
     }
 
     @Test func modulesToLoadAreEachLoadedOnceNamingTheAliasThatAskedFirst() {

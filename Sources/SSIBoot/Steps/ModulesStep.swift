@@ -7,6 +7,15 @@ import Synchronization
 
 /// Driver loads in flight, each on a thread of its own, and what they
 /// came to. A module is started once per boot step, whichever devices ask.
+///
+/// A device's driver does not load while the driver of a device it hangs
+/// from (its bus) is still loading: the bus's probe registers its devices
+/// one by one inside that load, and a child driver loaded meanwhile probes
+/// some from its own registration and some from the bus's, in no set
+/// order. That made a CI node's 64 MB disk /dev/vda and its key disk
+/// /dev/vdb (virtio_blk probed virtio4 before virtio0); waiting for
+/// virtio_pci's load gives the kernel's own order, as a sequential
+/// modprobe did.
 final class DriverLoads: Sendable {
     struct Result: Sendable {
         let name: String
@@ -14,6 +23,14 @@ final class DriverLoads: Sendable {
         let inserted: Bool
         let error: String?
         let milliseconds: Int
+        /// The parent drivers' loads it waited for first (none mostly).
+        var waitedFor: [String] = []
+
+        /// "virtio_blk 40 ms", or "virtio_blk 40 ms (after virtio_pci)"
+        /// when it waited for its bus's driver first (the time is its own).
+        var summary: String {
+            "\(name) \(milliseconds) ms" + (waitedFor.isEmpty ? "" : " (after \(waitedFor.joined(separator: "+")))")
+        }
     }
     private struct State {
         var started: [String] = []
@@ -21,31 +38,86 @@ final class DriverLoads: Sendable {
         var done: [String: Result] = [:]
     }
     private let state = Mutex(State())
-    private let loader: ModuleLoader
+    private let insert: @Sendable (String) throws(SSIError) -> Bool
+    /// The modules the devices above a device want.
+    private let parentDrivers: @Sendable (ModaliasDevice) -> [String]
 
-    init(_ loader: ModuleLoader) { self.loader = loader }
+    init(insert: @escaping @Sendable (String) throws(SSIError) -> Bool,
+         parentDrivers: @escaping @Sendable (ModaliasDevice) -> [String]) {
+        self.insert = insert
+        self.parentDrivers = parentDrivers
+    }
 
-    func start(_ name: String, reason: String) {
-        let new = state.withLock { s -> Bool in
-            guard !s.started.contains(name) else { return false }
+    convenience init(_ loader: ModuleLoader) {
+        self.init(insert: { name throws(SSIError) in try loader.insertIfNeeded(name) },
+                  parentDrivers: { Boot.parentDrivers(of: $0, loader) })
+    }
+
+    /// Starts loading `name` unless it was started before. `device`: the
+    /// device that asks; its load first waits for any
+    /// load of a driver of a device above it that started earlier (only
+    /// earlier ones, so two loads never wait for each other).
+    func start(_ name: String, reason: String, device: ModaliasDevice? = nil) {
+        let position = state.withLock { s -> (index: Int, othersRunning: Bool)? in
+            guard !s.started.contains(name) else { return nil }
             s.started.append(name)
             s.inFlight += 1
-            return true
+            return (s.started.count - 1, s.inFlight > 1)
         }
-        guard new else { return }
-        let loader = self.loader
+        guard let position else { return }
+        let insert = self.insert
+        // Reading the devices above costs a few sysfs reads and index
+        // lookups: done only when another load is in flight to wait for.
+        let parents = device.map { position.othersRunning ? parentDrivers($0).filter { $0 != name } : [] } ?? []
         startThread { [self] in
+            let waitedFor = waitWhileLoading(parents, startedBefore: position.index)
             let t0 = Process.now()
             var inserted = false
             var message: String?
-            do throws(SSIError) { inserted = try loader.insertIfNeeded(name) } catch { message = error.message }
+            do throws(SSIError) { inserted = try insert(name) } catch { message = error.message }
             let r = Result(name: name, reason: reason, inserted: inserted, error: message,
-                           milliseconds: Int((Process.now() - t0) * 1000))
+                           milliseconds: Int((Process.now() - t0) * 1000), waitedFor: waitedFor)
             state.withLock { s in
                 s.done[name] = r
                 s.inFlight -= 1
             }
         }
+    }
+
+    /// The drivers `lookup` names for the devices' modaliases, each module
+    /// once, each load with the first device that asked for it.
+    func startDrivers(for devices: [ModaliasDevice], lookup: (String) -> [String]) {
+        let first = Dictionary(devices.map { ($0.alias, $0) }, uniquingKeysWith: { first, _ in first })
+        for (module, alias) in modulesToLoad(for: devices.map(\.alias), lookup: lookup) {
+            start(module, reason: "for device \(alias)", device: first[alias])
+        }
+    }
+
+    /// For a load outside these (the root wait's hotplug): until none of
+    /// them loads a driver of a device above `device`. Returns those it
+    /// waited for.
+    func waitForParents(of device: ModaliasDevice, loading name: String) -> [String] {
+        guard busy else { return [] }
+        return waitWhileLoading(parentDrivers(device).filter { $0 != name }, startedBefore: nil)
+    }
+
+    /// Until none of `modules` that were started (before the load at
+    /// `startedBefore`, when given) is still loading; returns those it
+    /// waited for. Bounded by those loads, as they are by their modules'
+    /// inits; each takes tens to hundreds of milliseconds, so a look every
+    /// 5 ms costs nothing beside them.
+    private func waitWhileLoading(_ modules: [String], startedBefore index: Int?) -> [String] {
+        var waitedFor: [String] = []
+        while !modules.isEmpty {
+            let loading = state.withLock { s in
+                let earlier = index.map { s.started.prefix($0) } ?? s.started[...]
+                return modules.filter { earlier.contains($0) && s.done[$0] == nil }
+            }
+            if loading.isEmpty { break }
+            for m in loading where !waitedFor.contains(m) { waitedFor.append(m) }
+            Process.sleep(milliseconds: 5)
+        }
+        return waitedFor
     }
 
     var busy: Bool { state.withLock { $0.inFlight > 0 } }
@@ -104,10 +176,7 @@ final class PendingModules: Sendable {
             var tracker = ModaliasTracker()
             for _ in 0..<DeviceWatch.passesWithoutMonitor {
                 let before = loads.insertedCount
-                for (module, alias) in modulesToLoad(for: tracker.newAliases(sysfsModaliases()),
-                                                     lookup: { Boot.driverModules(loader, $0) }) {
-                    loads.start(module, reason: "for device \(alias)")
-                }
+                loads.startDrivers(for: tracker.newDevices(sysfsModaliasDevices()), lookup: { Boot.driverModules(loader, $0) })
                 loads.waitAll()
                 if loads.insertedCount == before { break }
             }
@@ -127,7 +196,7 @@ final class PendingModules: Sendable {
     var reportedBefore: Bool { state.withLock { $0.reportedBefore } }
 
     /// The loads that ended with a module inserted and were not reported
-    /// yet, as "NAME MS ms", each with its own time: under TCG a module
+    /// yet (`Result.summary`), each with its own time: under TCG a module
     /// whose probe waits on hardware is most of the step, and the line
     /// says which.
     func report(_ results: [DriverLoads.Result]? = nil) -> [String] {
@@ -136,7 +205,7 @@ final class PendingModules: Sendable {
             let new = results.filter { $0.inserted && !s.reported.contains($0.name) }
             for r in new { s.reported.insert(r.name) }
             s.reportedBefore = true
-            return new.map { "\($0.name) \($0.milliseconds) ms" }
+            return new.map(\.summary)
         }
     }
 
@@ -174,10 +243,8 @@ extension Boot {
         // no longer holds up the other devices' drivers, nor the events
         // the loaded ones bring.
         let loads = DriverLoads(ctx)
-        func loadDrivers(_ aliases: [String]) {
-            for (module, alias) in modulesToLoad(for: aliases, lookup: { Self.driverModules(ctx, $0) }) {
-                loads.start(module, reason: "for device \(alias)")
-            }
+        func loadDrivers(_ devices: [ModaliasDevice]) {
+            loads.startDrivers(for: devices, lookup: { Self.driverModules(ctx, $0) })
         }
         let watch = try deviceWatch()
         // A retry from the emergency shell looks at every device again.
@@ -193,7 +260,7 @@ extension Boot {
                 case .device(let device):
                     guard let alias = watch.aliases.alias(for: device) else { continue }
                     settle.eventArrived(at: Process.now())
-                    loadDrivers([alias])
+                    loadDrivers([ModaliasDevice(alias: alias, path: device.sysPath)])
                 case .lost:
                     settle.eventArrived(at: Process.now())
                     loadDrivers(try watch.enumerateAliases())
