@@ -450,6 +450,10 @@ final class ClusterMountKeeper {
 
     var childFDs: [Int32] { children.values.map(\.fd) }
 
+    /// A cluster mount or unmount under way: a request still waiting for
+    /// answers, or this node's part still running.
+    var busy: Bool { !children.isEmpty || !mounts.isEmpty || !umounts.isEmpty }
+
     /// Collects the workers' output (called from the poll loop); one is
     /// done when its output reaches end of file (a child exited: its exit
     /// status is not used, because the agent's loop reaps every child it

@@ -288,7 +288,7 @@ extension Boot {
         if leaveLoadsRunning && !slow.isEmpty {
             let loaded = pending.report(results)
             let ms = Int((Process.now() - started) * 1000)
-            let done = loaded.isEmpty ? "" : "loaded \(loaded.count) modules (\(loaded.joined(separator: ", "))), "
+            let done = loaded.isEmpty ? "" : "loaded \(loaded.count) module\(loaded.count == 1 ? "" : "s") (\(loaded.joined(separator: ", "))), "
             log.info("modules", "\(done)still loading \(slow.joined(separator: ", ")) after \(ms) ms: "
                      + "the boot looks for the root meanwhile, and waits for them once it is mounted")
             return
@@ -322,7 +322,7 @@ extension Boot {
         if reportedBefore {
             if !loaded.isEmpty { log.info("modules", "then loaded \(loaded.joined(separator: ", ")) (\(ms) ms after the step began)") }
         } else {
-            log.info("modules", "loaded \(loaded.count) modules (\(loaded.joined(separator: ", "))) in \(ms) ms")
+            log.info("modules", "loaded \(loaded.count) module\(loaded.count == 1 ? "" : "s") (\(loaded.joined(separator: ", "))) in \(ms) ms")
         }
     }
 
