@@ -34,6 +34,6 @@ public final class TableWatch {
     /// `timeoutMilliseconds`).
     public func changed(timeoutMilliseconds: Int32 = 0) -> Bool {
         var entry = [pollEntry]
-        return poll(&entry, 1, timeoutMilliseconds) > 0 && Self.changed(entry[0].revents)
+        return pollRetrying(&entry, timeoutMs: timeoutMilliseconds) > 0 && Self.changed(entry[0].revents)
     }
 }
