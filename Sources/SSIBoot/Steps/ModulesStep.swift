@@ -54,9 +54,9 @@ final class DriverLoads: Sendable {
     }
 
     /// Starts loading `name` unless it was started before. `device`: the
-    /// device that asks; its load first waits for any
-    /// load of a driver of a device above it that started earlier (only
-    /// earlier ones, so two loads never wait for each other).
+    /// device that asks; the load first waits for any load of a driver of
+    /// a device above it that started earlier (only earlier ones, so two
+    /// loads never wait for each other).
     func start(_ name: String, reason: String, device: ModaliasDevice? = nil) {
         let position = state.withLock { s -> (index: Int, othersRunning: Bool)? in
             guard !s.started.contains(name) else { return nil }
