@@ -184,7 +184,8 @@ public enum AgentClient {
     }
 
     /// Sends `request` on `fd` and reads answer lines until "end CODE" (each
-    /// line also goes to `progress`), waiting at most `timeoutMs` in all.
+    /// line also goes to `progress`, both with control characters escaped),
+    /// waiting at most `timeoutMs` in all.
     /// An agent older than the request's protocol is an error that says so.
     public static func exchange(_ fd: Int32, _ request: AgentRequest, timeoutMs: Int, progress: (String) -> Void = { _ in })
         throws(SSIError) -> Answer
@@ -208,8 +209,12 @@ public enum AgentClient {
                     }
                     return Answer(lines: lines, code: code)
                 case .line(let text):
-                    lines.append(text)
-                    progress(text)
+                    // An answer can carry a peer's own words (its mount's
+                    // error): its control characters never reach the
+                    // terminal or a log as such.
+                    let safe = printable(text)
+                    lines.append(safe)
+                    progress(safe)
                 }
             }
             guard buffer.count <= AgentSocket.maxLineBytes else {

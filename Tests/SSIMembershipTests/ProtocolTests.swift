@@ -289,6 +289,13 @@ import SSILinux
         _ = "bad lock name\nend 1\n".withCString { write(pair[1], $0, strlen($0)) }
         let a = try AgentClient.exchange(pair[0], request, timeoutMs: 2000)
         #expect(a.code == 1 && a.lines == ["bad lock name"])
+        // A peer's words in an answer (a mount's error from node 2) reach
+        // the caller, and its terminal, with their controls escaped.
+        _ = "node 2: \u{1B}[2Jmount failed\tEBUSY\u{7F}\nend 32\n".withCString { write(pair[1], $0, strlen($0)) }
+        var seen: [String] = []
+        let b = try AgentClient.exchange(pair[0], request, timeoutMs: 2000) { seen.append($0) }
+        #expect(b.code == 32 && b.lines == ["node 2: \\u001B[2Jmount failed\\tEBUSY\\u007F"], "\(b.lines)")
+        #expect(seen == b.lines)
     }
 }
 
