@@ -111,8 +111,7 @@ extension Boot {
         let own = Set(driverModules(ctx, device.alias))
         var out: [String] = []
         for parent in ancestorDevicePaths(of: path) {
-            guard let text = try? FileSystem.readText(parent + "/modalias"),
-                  let alias = text.lines().first.map(String.init), !alias.isEmpty else { continue }
+            guard let alias = sysfsModalias(parent) else { continue }
             for module in driverModules(ctx, alias) where !own.contains(module) && !out.contains(module) { out.append(module) }
         }
         return out

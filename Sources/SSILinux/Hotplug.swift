@@ -75,29 +75,33 @@ public struct ModaliasDevice: Sendable, Equatable {
 public func sysfsModaliasDevices(root: String = "/sys", limit: Int = 65536) -> [ModaliasDevice] {
     var out: [ModaliasDevice] = []
     func names(_ dir: String) -> [String] { ((try? FileSystem.list(dir)) ?? []).sorted() }
-    func read(_ path: String) -> String? {
-        guard let text = try? FileSystem.readText(path) else { return nil }
-        let line = text.lines().first.map(String.init) ?? ""
-        return line.isEmpty ? nil : line
-    }
     for bus in names(root + "/bus") {
         let dir = "\(root)/bus/\(bus)/devices"
         for device in names(dir) where out.count < limit {
-            if let alias = read("\(dir)/\(device)/modalias") {
-                out.append(ModaliasDevice(alias: alias, path: "\(dir)/\(device)"))
-            } else if let uevent = try? FileSystem.readText("\(dir)/\(device)/uevent"),
-                      let line = uevent.lines().first(where: { $0.hasPrefix("MODALIAS=") }), line.count > 9 {
-                out.append(ModaliasDevice(alias: String(line.dropFirst(9)), path: "\(dir)/\(device)"))
-            }
+            if let alias = sysfsModalias("\(dir)/\(device)") { out.append(ModaliasDevice(alias: alias, path: "\(dir)/\(device)")) }
         }
     }
     for cls in names(root + "/class") {
         let dir = "\(root)/class/\(cls)"
         for device in names(dir) where out.count < limit {
-            if let alias = read("\(dir)/\(device)/modalias") { out.append(ModaliasDevice(alias: alias, path: "\(dir)/\(device)")) }
+            if let alias = sysfsModalias("\(dir)/\(device)", orUevent: false) {
+                out.append(ModaliasDevice(alias: alias, path: "\(dir)/\(device)"))
+            }
         }
     }
     return out
+}
+
+/// A sysfs device directory's modalias: its `modalias` file's first line,
+/// or (`orUevent`) the MODALIAS line of its uevent, which is all a CPU
+/// has; nil when it has none.
+public func sysfsModalias(_ dir: String, orUevent: Bool = true) -> String? {
+    if let text = try? FileSystem.readText(dir + "/modalias"), let line = text.lines().first, !line.isEmpty {
+        return String(line)
+    }
+    guard orUevent, let uevent = try? FileSystem.readText(dir + "/uevent"),
+          let line = uevent.lines().first(where: { $0.hasPrefix("MODALIAS=") }), line.count > 9 else { return nil }
+    return String(line.dropFirst(9))
 }
 
 /// The device directories above a sysfs device directory, nearest first,
