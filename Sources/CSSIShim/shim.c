@@ -77,6 +77,38 @@ int ssi_mount_bounded(const char *source, const char *target, const char *type,
     }
 }
 
+int ssi_umount_bounded(const char *target, int flags, int timeout_ms) {
+    pid_t pid = fork();
+    if (pid < 0) return errno;
+    if (pid == 0) {
+        /* The last reference to a lazily detached mount is dropped as the
+           child returns from umount2: the file system's own shutdown (a
+           GFS2 leaving its lockspace) runs here, in the child. */
+        if (umount2(target, flags) == 0) _exit(0);
+        _exit(errno > 0 && errno < 255 ? errno : 255);
+    }
+    struct timespec start, now, nap = { 0, 20 * 1000 * 1000 };
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        int status = 0;
+        pid_t r = (pid_t)SSI_RETRY(waitpid(pid, &status, WNOHANG));
+        if (r == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : ECANCELED;
+        if (r < 0) return errno;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long ms = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+        if (ms >= timeout_ms) {
+            kill(pid, SIGKILL);
+            return ETIMEDOUT;
+        }
+        nanosleep(&nap, NULL);
+    }
+}
+
+#include <sys/reboot.h>
+int ssi_reboot(int what) {
+    return reboot(what == 0 ? RB_POWER_OFF : what == 1 ? RB_AUTOBOOT : RB_HALT_SYSTEM);
+}
+
 #include <linux/loop.h>
 #include <sys/ioctl.h>
 #include <fcntl.h>

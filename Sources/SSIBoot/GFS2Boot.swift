@@ -114,6 +114,7 @@ extension Boot {
         }
         log.info("root", "mounted \(device.path) (\(root.lockTable)) on /sysroot (gfs2, \(options)) after \(Int((Process.now() - started) * 1000)) ms")
         installShutdownHook(gfs2: true)
+        prepareExitRoot()
     }
 
     /// systemd-shutdown runs the executables in this folder last, after
@@ -149,6 +150,13 @@ extension Boot {
                 "@/usr/sbin/corosync "*) pid=${d#/proc/} ;;
             esac
         done
+        # On a GFS2 root with ssi's exit root, systemd-shutdown goes there next,
+        # and ssi unmounts the root, which leaves the lockspace, before it stops
+        # corosync: stopping it here would have the others fence this node.
+        if grep -q ' / gfs2 ' /proc/mounts && [ -x /run/initramfs/shutdown ] && [ -f /run/initramfs/ssi-exit-root ]; then
+            echo "<5>ssi: corosync stops in the exit root, once the root is unmounted" > /dev/kmsg
+            exit 0
+        fi
         # Said first: the others may fence this node (power it off) as soon as
         # they see it go, before anything said after the stop reaches the console.
         running() { [ -r "/proc/$1/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status"; }

@@ -137,6 +137,11 @@ public enum FileSystem {
         try syscall("rename \(from) to \(to)") { Glibc.rename(from, to) }
     }
 
+    /// link(2): a second name for the same file (same file system only).
+    public static func hardLink(_ existing: String, at path: String) throws(SystemCallError) {
+        try syscall("link \(existing) to \(path)") { Glibc.link(existing, path) }
+    }
+
     public static func symlink(target: String, at path: String) throws(SystemCallError) {
         try syscall("symlink \(path)") { Glibc.symlink(target, path) }
     }

@@ -52,6 +52,18 @@ public enum Mount {
         try syscall("umount \(target)") { umount2(target, detach ? Int32(MNT_DETACH) : 0) }
     }
 
+    /// umount2(2) in a child process, waited for at most `timeoutMs`: the
+    /// file system's own shutdown (GFS2 leaving its lockspace, which waits
+    /// for dlm_controld) runs in the child as the last reference goes.
+    /// Throws ETIMEDOUT when the wait ran out; the child is killed and not
+    /// waited for.
+    public static func unmountBounded(_ target: String, detach: Bool, timeoutMs: Int32) throws(SystemCallError) {
+        let rc = ssi_umount_bounded(target, detach ? Int32(MNT_DETACH) : 0, timeoutMs)
+        if rc != 0 {
+            throw SystemCallError("umount \(target)", errno: rc)
+        }
+    }
+
     /// True if `path` is a mount point: its device differs from its parent's.
     public static func isMountPoint(_ path: String) -> Bool {
         guard let me = try? FileSystem.status(path, followSymlinks: true),

@@ -12,6 +12,11 @@ import CSSIShim
 // else runs: with no /proc yet, CommandLine.arguments is empty, so the
 // init path must not look at it.
 if getpid() == 1 {
+    // systemd-shutdown's exec of /shutdown in the exit root (ExitRoot):
+    // the path the kernel executed, which needs no /proc.
+    if let execfn = ssi_exec_path(), String(cString: execfn) == "/shutdown" {
+        ShutdownProgram.run(arguments: ShutdownProgram.arguments())
+    }
     InitProgram.run()
 }
 

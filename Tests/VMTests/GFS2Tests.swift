@@ -311,16 +311,19 @@ extension VM {
                 #expect(try await node1.run("ssi cluster status", timeout: .seconds(60)).output.contains("4 nodes, 4 members, quorate"))
 
                 // The cluster stops, one node at a time: each remounts its
-                // root read-only on the way down (its journal clean) and
-                // stops its corosync (the others see it go at once); the
-                // others fence it (its qemu is gone already), replay its
-                // journal and go on. Node 4 goes last: the nodes that mounted
-                // before its journal was added do not know that journal
-                // (GFS2 reads the journal index at mount), so they could not
-                // replay it (INSTALL.md). Expected votes follow the nodes
-                // down (corosync-quorumtool -e), as INSTALL.md describes;
-                // the last node alone is told it is the cluster.
-                let fencedBefore = fence.fencedNodes.count
+                // root read-only on the way down (its journal clean), then
+                // systemd-shutdown pivots into the exit root ssi-init made
+                // (/run/initramfs), where ssi unmounts the root (the node
+                // leaves its lockspace) and stops the agents, dlm_controld
+                // and corosync, in that order: the others see it go at once
+                // and fence nobody. Node 4 goes last: the nodes that
+                // mounted before its journal was added do not know that
+                // journal (GFS2 reads the journal index at mount), so they
+                // could not replay it (INSTALL.md). Expected votes follow
+                // the nodes down (corosync-quorumtool -e), as INSTALL.md
+                // describes; the last node alone is told it is the cluster.
+                let fenceRequests = { fence.events.filter { $0.request.hasPrefix("off ") } }
+                let fencedBefore = fenceRequests().count
                 for (g, number, remaining) in [(node3b, 3, 3), (node2, 2, 2), (node1, 1, 1)] {
                     let mark = node4.lines.count
                     try await g.run("sh -c '(sleep 1; systemctl poweroff) >/dev/null 2>&1 &'")
@@ -328,28 +331,25 @@ extension VM {
                     let off = ContinuousClock.now
                     log("\(g.name) powered off (status \(status))")
                     // Refused (CS_ERR_INVALID_PARAM) until corosync has seen
-                    // the node go: expected votes cannot drop below the votes present.
-                    // The shutdown hook stopped the node's corosync, whose
-                    // leave message tells the others at once. 120 s: a node
-                    // that goes without one is seen gone after the token and
-                    // consensus (over a minute at VMTest.gfs2TokenTimeoutMs).
+                    // the node go: expected votes cannot drop below the votes
+                    // present. 120 s: a node that goes without its leave
+                    // message is seen gone after the token and consensus
+                    // (over a minute at VMTest.gfs2TokenTimeoutMs).
                     try await node4.run("timeout 120 sh -c 'until corosync-quorumtool -e \(remaining) >/dev/null 2>&1; do sleep 0.2; done'",
                                         timeout: .seconds(130))
                     let seen = ContinuousClock.now - off
                     log("\(g.name) seen gone on node4 \(Guest.seconds(seen)) after its qemu exited")
                     // Its leave was heard: node 4's corosync formed the
-                    // membership without it before any token timeout. Not
-                    // timed: seen gone 0.6-5.4 s after its qemu exited, but
-                    // for the first to go 19.0, 20.4 and 37.4 s: node 4's
-                    // shell (on GFS2) waits for dlm's recovery, which waits
-                    // for the fence (17 s once), and once node 1 stalled
-                    // for 30 s right after the leave and the membership
-                    // re-formed.
+                    // membership without it before any token timeout.
                     let departure = CorosyncLog.departure(of: number, in: node4.lines.dropFirst(mark))
                     #expect(departure == .left, "\(g.name) left without its leave message being heard: \(departure)")
-                    try await node4.run("timeout 120 sh -c 'echo \(g.name)-gone > /root/gone'", timeout: .seconds(130))
+                    // Node 4's root goes on at once: no recovery waits for a
+                    // fence (it took 17 s once when every leave was fenced).
+                    let wrote = ContinuousClock.now
+                    try await node4.run("timeout 120 sh -c 'echo \(g.name)-gone > /root/gone && sync /root/gone'", timeout: .seconds(130))
+                    log("node4 wrote to the root \(Guest.seconds(ContinuousClock.now - wrote)) after \(g.name) was seen gone")
                 }
-                #expect(fence.fencedNodes.count - fencedBefore == 3, "the nodes that left were fenced: \(fence.events)")
+                #expect(fenceRequests().count == fencedBefore, "a node that left cleanly was fenced: \(fenceRequests().dropFirst(fencedBefore))")
                 try await node4.run("sh -c '(sleep 1; systemctl poweroff) >/dev/null 2>&1 &'")
                 log("node4 powered off (status \(try await node4.waitForExit(timeout: .seconds(300))))")
                 for g in [node3b, node2, node1, node4] {
@@ -357,11 +357,22 @@ extension VM {
                     // The console's last lines go with a failure: a fresh-clone
                     // CI once saw neither line from node4 (the last to go).
                     let end = console.split(separator: "\n").suffix(40).joined(separator: "\n")
+                    #expect(console.contains("root: made the exit root /run/initramfs ("), "\(g.name): ssi-init made the exit root")
                     #expect(console.contains("ssi: / (gfs2) remounted read-only: this node's journal is clean"),
                             "\(g.name): the shutdown hook left its journal clean; its console ends:\n\(end)")
-                    #expect(console.contains("ssi: leaving the cluster: stopping corosync"),
-                            "\(g.name): the shutdown hook stopped corosync")
-                    #expect(!console.contains("corosync did not stop within 5 s"), "\(g.name): corosync stopped at once")
+                    #expect(console.contains("ssi: corosync stops in the exit root, once the root is unmounted"),
+                            "\(g.name): the shutdown hook left corosync to the exit root; its console ends:\n\(end)")
+                    #expect(console.contains("ssi-shutdown: ") && console.contains("exit: in the exit root for poweroff"),
+                            "\(g.name): systemd-shutdown ran ssi in the exit root; its console ends:\n\(end)")
+                    #expect(console.contains("exit: the old root is unmounted and no lockspace is left"),
+                            "\(g.name): the root unmounted, the lockspace left; its console ends:\n\(end)")
+                    let stops = ["exit: stopping the agents", "exit: stopping dlm_controld", "exit: stopping corosync"]
+                        .map { console.range(of: $0)?.lowerBound }
+                    #expect(stops.allSatisfy { $0 != nil } && stops.compactMap { $0 } == stops.compactMap { $0 }.sorted(),
+                            "\(g.name): the agents, dlm_controld and corosync stopped in that order; its console ends:\n\(end)")
+                    #expect(!console.contains("did not stop within") && !console.contains("the others fence this node"),
+                            "\(g.name): every step of the exit root finished; its console ends:\n\(end)")
+                    #expect(console.contains("exit: powering off"), "\(g.name): \(end)")
                     #expect(!console.contains("libgcc_s.so.1 must be installed"), "\(g.name): corosync's threads exit cleanly")
                 }
                 // Every journal clean, passes 1-4 clean. The statfs totals

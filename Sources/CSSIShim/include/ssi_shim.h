@@ -28,6 +28,15 @@ int ssi_open_in_root(int dirfd, const char *path, int flags);
  * namespace, as if it had been made there. */
 int ssi_mount_bounded(const char *source, const char *target, const char *type,
                       unsigned long flags, const char *data, int timeout_ms);
+/* umount2(target, flags) in a child process, waited for at most
+ * timeout_ms. Returns 0, the child's errno, or ETIMEDOUT: then the child
+ * is sent SIGKILL and NOT waited for (a GFS2 unmount that waits for the
+ * lock manager may not die at once; the caller, about to power off, must
+ * not block on it). */
+int ssi_umount_bounded(const char *target, int flags, int timeout_ms);
+/* reboot(2) with <sys/reboot.h>'s commands, which Swift's Glibc does not
+ * import: 0 powers off, 1 reboots, 2 halts. Returns only on failure. */
+int ssi_reboot(int what);
 #endif
 
 /* Attaches the regular file `path` to a free loop device (read-write,
