@@ -183,6 +183,7 @@ SSI_LAZY(SSI_LIB_QUORUM, cs_error_t, quorum_trackstart, (quorum_handle_t a1, uns
 // VOTEQUORUM
 SSI_LAZY(SSI_LIB_VOTEQUORUM, cs_error_t, votequorum_finalize, (votequorum_handle_t a1), (a1))
 SSI_LAZY(SSI_LIB_VOTEQUORUM, cs_error_t, votequorum_getinfo, (votequorum_handle_t a1, unsigned int a2, struct votequorum_info *a3), (a1, a2, a3))
+SSI_LAZY(SSI_LIB_VOTEQUORUM, cs_error_t, votequorum_setexpected, (votequorum_handle_t a1, unsigned int a2), (a1, a2))
 SSI_LAZY(SSI_LIB_VOTEQUORUM, cs_error_t, votequorum_initialize, (votequorum_handle_t *a1, votequorum_callbacks_t *a2), (a1, a2))
 
 // CMAP

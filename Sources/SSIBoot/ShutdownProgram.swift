@@ -13,7 +13,9 @@ import CSSIShim
 ///
 /// The order is what makes the leave clean:
 /// 1. unmount /oldroot: GFS2 leaves its lockspace, dlm_controld leaving
-///    the lockspace's group cleanly (it must still run);
+///    the lockspace's group cleanly (it must still run, and see sysfs and
+///    configfs, which systemd unmounted from its root: they are mounted
+///    there again first);
 /// 2. stop the agents (the membership agent announces GOINGDOWN and
 ///    leaves its CPG group), then dlm_controld (it exits once no
 ///    lockspace is left), then corosync, whose leave message tells the

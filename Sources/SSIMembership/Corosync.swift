@@ -130,6 +130,12 @@ public final class VotequorumClient {
 
     deinit { if handle != 0 { votequorum_finalize(handle) } }
 
+    /// Sets the expected votes (corosync-quorumtool -e): refused while
+    /// they would be below the votes present.
+    public func setExpectedVotes(_ votes: UInt32) throws(SSIError) {
+        try check(votequorum_setexpected(handle, votes), "set the expected votes to \(votes)")
+    }
+
     /// Node 0 means this node.
     public func info(node: UInt32 = 0) throws(SSIError) -> Info {
         var i = votequorum_info()

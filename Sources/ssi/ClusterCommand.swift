@@ -8,5 +8,6 @@ enum ClusterCommand {
         subcommands: [StatusCommand.command, NodeNumCommand.command, ClusterConfigCommand.command, ClusterKeygenCommand.command, ClusterKeyCommand.command,
                       AgentCommand.command, ClusterReloadCommand.command, ClusterRootCommand.command,
                       MountApplyCommand.command, ClusterPSCommand.command, ProcAgentCommand.command,
-                      ClusterNodeCommand.command, KeyServerCommand.command, ClusterTunnelCommand.command])
+                      ClusterNodeCommand.command, KeyServerCommand.command, ClusterTunnelCommand.command,
+                      ClusterShutdownCommand.command])
 }
