@@ -45,6 +45,31 @@ static void ssi_early_init(void) {
 #include <sys/wait.h>
 #include <time.h>
 
+/* Waits for the forked child `pid` at most timeout_ms: its exit code (an
+ * errno value), ECANCELED when a signal ended it, ETIMEDOUT when the wait
+ * ran out; then the child is killed, and reaped only when `reap` is set
+ * (a child stuck in the kernel may not die at once). */
+static int wait_bounded(pid_t pid, int timeout_ms, int reap) {
+    struct timespec start, now, nap = { 0, 20 * 1000 * 1000 };
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        int status = 0;
+        pid_t r = (pid_t)SSI_RETRY(waitpid(pid, &status, WNOHANG));
+        /* Killed by a signal: the call was cancelled, and ECANCELED says
+           so (interrupted waits are retried by SSI_RETRY). */
+        if (r == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : ECANCELED;
+        if (r < 0) return errno;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long ms = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+        if (ms >= timeout_ms) {
+            kill(pid, SIGKILL);
+            if (reap) (void)SSI_RETRY(waitpid(pid, &status, 0));
+            return ETIMEDOUT;
+        }
+        nanosleep(&nap, NULL);
+    }
+}
+
 int ssi_mount_bounded(const char *source, const char *target, const char *type,
                       unsigned long flags, const char *data, int timeout_ms) {
     pid_t pid = fork();
@@ -54,27 +79,7 @@ int ssi_mount_bounded(const char *source, const char *target, const char *type,
         if (mount(source, target, type, flags, data) == 0) _exit(0);
         _exit(errno > 0 && errno < 255 ? errno : 255);
     }
-    struct timespec start, now, nap = { 0, 20 * 1000 * 1000 };
-    clock_gettime(CLOCK_MONOTONIC, &start);
-    for (;;) {
-        int status = 0;
-        pid_t r = (pid_t)SSI_RETRY(waitpid(pid, &status, WNOHANG));
-        if (r == pid) {
-            if (WIFEXITED(status)) return WEXITSTATUS(status);
-            /* Killed by a signal: the mount was cancelled, and ECANCELED
-               says so (interrupted waits are retried by SSI_RETRY). */
-            return ECANCELED;
-        }
-        if (r < 0) return errno;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        long ms = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
-        if (ms >= timeout_ms) {
-            kill(pid, SIGKILL);
-            (void)SSI_RETRY(waitpid(pid, &status, 0));
-            return ETIMEDOUT;
-        }
-        nanosleep(&nap, NULL);
-    }
+    return wait_bounded(pid, timeout_ms, 1);
 }
 
 int ssi_umount_bounded(const char *target, int flags, int timeout_ms) {
@@ -87,21 +92,7 @@ int ssi_umount_bounded(const char *target, int flags, int timeout_ms) {
         if (umount2(target, flags) == 0) _exit(0);
         _exit(errno > 0 && errno < 255 ? errno : 255);
     }
-    struct timespec start, now, nap = { 0, 20 * 1000 * 1000 };
-    clock_gettime(CLOCK_MONOTONIC, &start);
-    for (;;) {
-        int status = 0;
-        pid_t r = (pid_t)SSI_RETRY(waitpid(pid, &status, WNOHANG));
-        if (r == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : ECANCELED;
-        if (r < 0) return errno;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        long ms = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
-        if (ms >= timeout_ms) {
-            kill(pid, SIGKILL);
-            return ETIMEDOUT;
-        }
-        nanosleep(&nap, NULL);
-    }
+    return wait_bounded(pid, timeout_ms, 0);
 }
 
 #include <sys/reboot.h>
