@@ -23,12 +23,18 @@ enum AgentsRoot {
     static let path = AuthKey.runningRoot
     static let listFile = "/etc/ssi/agents.list"
 
+    /// The image's list of the daemons' files, relative to "/", one per
+    /// line (what ssi-mkinitrd wrote).
+    static func list() throws(SystemCallError) -> [String] {
+        try FileSystem.readText(listFile).lines().map(String.init).filter { !$0.isEmpty }
+    }
+
     /// Copies the listed files and links, creates the directories the
     /// daemons write to, and binds the API file systems in.
     static func prepare() throws(SSIError) {
         let list: [String]
         do {
-            list = try FileSystem.readText(listFile).lines().map(String.init).filter { !$0.isEmpty }
+            list = try Self.list()
         } catch {
             throw SSIError("membership", "\(listFile) is missing from the image: \(error.description)",
                            hint: "rebuild the image with ssi-mkinitrd --config")

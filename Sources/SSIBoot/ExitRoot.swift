@@ -95,8 +95,7 @@ extension Boot {
     /// still clean: the shutdown hook remounts it read-only).
     func prepareExitRoot() {
         do {
-            let list = try FileSystem.readText(AgentsRoot.listFile).lines().map(String.init).filter { !$0.isEmpty }
-            let linked = try ExitRoot.make(from: AgentsRoot.path, list: list, at: ExitRoot.path)
+            let linked = try ExitRoot.make(from: AgentsRoot.path, list: try AgentsRoot.list(), at: ExitRoot.path)
             log.info("root", "made the exit root \(ExitRoot.path) (\(linked) files linked from \(AgentsRoot.path)): at power-off "
                      + "this node unmounts its root and leaves the lockspace before corosync stops, so it is not fenced")
         } catch {
