@@ -185,6 +185,7 @@ public final class MembershipAgent {
             if Process.now() - lastReconcile >= 2 {
                 lastReconcile = Process.now()
                 mounts.reconcile()
+                refreshVotes()
             }
             if fds[0].revents & Int16(POLLHUP | POLLERR) != 0 || fds[1].revents & Int16(POLLHUP | POLLERR) != 0 {
                 throw SSIError("agent", "corosync closed the connection", hint: "corosync stopped or crashed; see its log")
@@ -448,6 +449,19 @@ public final class MembershipAgent {
             // A newcomer learns the tunnel's peers from the init node.
             identitiesStamp = ""
         }
+        writeView()
+    }
+
+    /// votequorum tells the quorum library of membership and quorum
+    /// changes only: expected votes lowered by a reload or by `ssi cluster
+    /// shutdown` left the view's numbers stale until the next change.
+    /// Asked every 2 s; the view is written only when they moved.
+    private func refreshVotes() {
+        guard let info = try? votequorum?.info(),
+              (info.expectedVotes, info.totalVotes, info.quorum) != (view.expectedVotes, view.totalVotes, view.quorum) else { return }
+        view.expectedVotes = info.expectedVotes
+        view.totalVotes = info.totalVotes
+        view.quorum = info.quorum
         writeView()
     }
 

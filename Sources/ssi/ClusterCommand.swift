@@ -9,5 +9,5 @@ enum ClusterCommand {
                       AgentCommand.command, ClusterReloadCommand.command, ClusterRootCommand.command,
                       MountApplyCommand.command, ClusterPSCommand.command, ProcAgentCommand.command,
                       ClusterNodeCommand.command, KeyServerCommand.command, ClusterTunnelCommand.command,
-                      ClusterShutdownCommand.command])
+                      ClusterShutdownCommand.command, ClusterRebootCommand.command])
 }

@@ -62,9 +62,10 @@ struct ClusterShutdownCommand {
         guard let seconds = Int(timeout), (1...3600).contains(seconds) else {
             throw SSIError("shutdown", "--timeout \(printable(timeout)): want whole seconds from 1 to 3600")
         }
-        let view = try ClusterView.load(directory: stateDirectory)
+        let driver = MemberDriver(step: "shutdown", stateDirectory: stateDirectory)
+        let view = try driver.view()
         let plan = try ShutdownPlan.make(view: view, cfsServer: Self.cfsServer())
-        say(plan.summary)
+        driver.say(plan.summary)
         if dryRun { return }
         guard geteuid() == 0 else {
             throw SSIError("shutdown", "powering nodes off needs root", hint: "run it as root")
@@ -72,23 +73,23 @@ struct ClusterShutdownCommand {
         var gone: [String] = []
         for node in plan.others {
             let name = "node \(node.number) (\(printable(node.name)))"
-            say("\(name): powering off")
+            driver.say("\(name): powering off")
             let started = Process.now()
-            let status = try onnode(node.number, ["systemctl", "--no-block", "poweroff"])
+            let status = try driver.onnode(node.number, ["systemctl", "--no-block", "poweroff"])
             guard status == 0 else {
                 throw SSIError("shutdown", "\(name) did not take the power-off (onnode exit \(status)); stopped there"
                                + (gone.isEmpty ? "" : " after \(gone.joined(separator: ", "))") + "; this node stays up",
                                hint: "power \(name) off by hand, then run ssi cluster shutdown again")
             }
-            guard waitGone(node.number, seconds: Double(seconds)) else {
+            guard driver.waitGone(node.number, seconds: Double(seconds)) else {
                 throw SSIError("shutdown", "\(name) was not seen gone within \(seconds) s; stopped there; this node stays up",
                                hint: "look at its console; once it is off, run ssi cluster shutdown again")
             }
             gone.append(name)
             let left = (try? ClusterView.load(directory: stateDirectory))?.nodes.filter { $0.state != .down }.count ?? 0
-            say("\(name): gone after \(Int(Process.now() - started)) s" + lowerExpectedVotes(to: UInt32(max(left, 1))))
+            driver.say("\(name): gone after \(Int(Process.now() - started)) s" + lowerExpectedVotes(to: UInt32(max(left, 1))))
         }
-        say("node \(plan.me.number) (\(printable(plan.me.name))), this node: powering off")
+        driver.say("node \(plan.me.number) (\(printable(plan.me.name))), this node: powering off")
         fflush(nil)
         guard let systemctl = ["/usr/bin/systemctl", "/bin/systemctl"].first(where: FileSystem.isExecutableFile) else {
             throw SSIError("shutdown", "no systemctl on this node: the others are off; power this one off by hand")
@@ -98,36 +99,6 @@ struct ClusterShutdownCommand {
         } catch {
             throw SSIError("shutdown", "\(error.description): the others are off; power this one off by hand")
         }
-    }
-
-    func say(_ line: String) {
-        print("ssi-cluster: shutdown: \(line)")
-        fflush(nil)
-    }
-
-    /// `ssi onnode NODE COMMAND...`, its exit status.
-    func onnode(_ node: UInt32, _ command: [String]) throws(SSIError) -> Int32 {
-        let exe = (try? FileSystem.readLink("/proc/self/exe")) ?? "/usr/sbin/ssi"
-        do throws(SystemCallError) {
-            let pid = try Process.spawn(exe, ["ssi", "onnode", String(node)] + command, environment: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"])
-            switch try Process.wait(for: pid) {
-            case .exited(let code): return code
-            case .signaled(let s): return 128 + s
-            }
-        } catch {
-            throw SSIError("shutdown", "running onnode \(node): \(error.description)")
-        }
-    }
-
-    /// Until the agent's view has the node down (or gone), polling.
-    func waitGone(_ node: UInt32, seconds: Double) -> Bool {
-        let deadline = Process.now() + seconds
-        while Process.now() < deadline {
-            if let v = try? ClusterView.load(directory: stateDirectory),
-               !v.nodes.contains(where: { $0.number == node && $0.state != .down }) { return true }
-            Process.sleep(milliseconds: 200)
-        }
-        return false
     }
 
     /// Lowers votequorum's expected votes to the members left, retrying

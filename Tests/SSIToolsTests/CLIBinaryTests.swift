@@ -98,4 +98,19 @@ import SSIMembership
         let bash = try Self.run(["--generate-completion-script", "bash"])
         #expect(bash.status == 0 && bash.out.contains("complete -F _ssi ssi") && !bash.out.hasPrefix("#!"))
     }
+
+    @Test("shutdown and reboot off the cluster: the command's own step, why (no agent's view) and where to run it; reboot's bad words refused",
+          .enabled(if: ssi != nil, "SSI_BIN is not set"))
+    func wholeClusterCommandsNeedAMember() throws {
+        let dir = "/nonexistent-ssi-state-\(getpid())"
+        for verb in ["shutdown", "reboot"] {
+            let r = try Self.run(["cluster", verb, "--dry-run", "--state-dir", dir] + (verb == "reboot" ? ["2"] : []))
+            #expect(r.status == 1 && r.out.isEmpty, "\(verb): \(r.status) \(r.out)")
+            #expect(r.err.contains("ssi-cluster: \(verb): no cluster view at \(dir)/members")
+                    && r.err.contains("this node is not a running member of a cluster")
+                    && r.err.contains("run ssi cluster \(verb) on a node booted into the cluster"), "\(verb): \(r.err)")
+        }
+        let timeout = try Self.run(["cluster", "reboot", "--timeout", "0", "2"])
+        #expect(timeout.status == 1 && timeout.err.contains("--timeout 0: want whole seconds from 1 to 7200"), "\(timeout.err)")
+    }
 }

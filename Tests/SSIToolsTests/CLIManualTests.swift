@@ -18,7 +18,7 @@ import Testing
         "ssi.swapoff", "ssi.fsck", "ssi.divert", "ssi.divert.enable", "ssi.divert.disable", "ssi.divert.status", "ssi.migrate",
         "ssi.onnode", "ssi.where_pid", "ssi.kill", "ssi.loadlevel", "ssi.ll", "ssi.loads", "ssi.onall", "ssi.clusternode_num", "ssi.cluster.node", "ssi.cluster.node.key", "ssi.cluster.node.key.new",
         "ssi.cluster.node.key.show", "ssi.cluster.node.enroll", "ssi.cluster.node.remove", "ssi.cluster.node.list",
-        "ssi.cluster.keyserver", "ssi.cluster.tunnel", "ssi.cluster.shutdown",
+        "ssi.cluster.keyserver", "ssi.cluster.tunnel", "ssi.cluster.shutdown", "ssi.cluster.reboot",
     ].map { $0 + ".8" }
 
     @Test("one page per command, named by its path; no page for the build's own generate-manual")

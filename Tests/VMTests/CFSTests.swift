@@ -503,6 +503,22 @@ extension VM {
                 let three = try await ssiClusterInDistro(node2, "status")
                 #expect(three.contains("Cluster ssi: 3 nodes, 3 members, quorate"), "\(three)")
 
+                // Stopping and rebooting, as planned from this cluster's
+                // configuration (/etc/ssi/cluster.conf: node 1 serves the
+                // root): the whole cluster only from the init node, which
+                // goes last; a rolling reboot of a diskless node from
+                // another, never of the init node. Dry runs: the init node
+                // dies next.
+                let fromDiskless = try await ssiClusterInDistro(node2, "shutdown --dry-run 2>&1", expectStatus: 1)
+                #expect(fromDiskless.contains("node 1 (node1) serves the CFS root and must go last") && fromDiskless.contains("run ssi cluster shutdown on node 1"),
+                        "\(fromDiskless)")
+                let fromInit = try await ssiClusterInDistro(node1, "shutdown --dry-run 2>&1")
+                #expect(fromInit.hasSuffix("3 nodes power off in this order: node 3 (node3), node 2 (node2), then this node, node 1 (node1)"), "\(fromInit)")
+                let rebootInit = try await ssiClusterInDistro(node2, "reboot --dry-run node1 2>&1", expectStatus: 1)
+                #expect(rebootInit.contains("node 1 (node1) serves the CFS root") && rebootInit.contains("ssi cluster shutdown"), "\(rebootInit)")
+                let rebootAll = try await ssiClusterInDistro(node2, "reboot --dry-run all 2>&1")
+                #expect(rebootAll.hasSuffix("ssi-cluster: reboot: node 3 (node3) reboots"), "all: every other member but the root's server: \(rebootAll)")
+
                 // The init node dies: every other node says what that means.
                 node1.kill()
                 for g in diskless {
