@@ -49,7 +49,7 @@ extension Boot {
         }
     }
 
-    enum Outcome { case quorate, timedOut(String, members: [UInt32]) }
+    enum Outcome { case quorate(members: [UInt32]), timedOut(String, members: [UInt32]) }
 
     /// Waits until the partition is quorate, for at most `seconds`,
     /// reporting progress every 5 s. Returns what was seen on timeout.
@@ -73,7 +73,7 @@ extension Boot {
             if quorum.quorate {
                 let ms = Int((Process.now() - started) * 1000)
                 log.info("membership", "quorate after \(ms) ms; \(seen())")
-                return .quorate
+                return .quorate(members: quorum.members.sorted())
             }
             let now = Process.now()
             if now - started >= Double(seconds) { return .timedOut(seen(), members: quorum.members.sorted()) }

@@ -11,6 +11,19 @@ import SSIConfig
         return QuorumPolicy.onTimeout(config, node: node, waited: 60, seen: "members: seen", members: members)
     }
 
+    @Test("a member this image's configuration lacks: the image is stale; on GFS2 the boot stops (dlm would never reach it), named with the fix")
+    func membersUnknownToTheImage() throws {
+        #expect(QuorumPolicy.strangers(try BootTestConfigs.gfs2(), members: [1, 2, 3]) == nil)
+        let stale = try #require(QuorumPolicy.strangers(try BootTestConfigs.gfs2(), members: [1, 2, 3, 4]))
+        #expect(stale.step == "membership")
+        #expect(stale.message == "node 4 is a member of the cluster but not in this image's configuration (nodes 1, 2, 3): the image is older than "
+                + "the configuration the cluster runs; dlm cannot reach it, and the root's mount would wait for it forever", "\(stale.message)")
+        #expect((stale.hint ?? "").contains("ssi-mkinitrd -u"))
+        let cfs = try #require(QuorumPolicy.strangers(try BootTestConfigs.cfs(), members: [1, 5, 7]))
+        #expect(cfs.message.hasPrefix("node 5, node 7 are members of the cluster but not in this image's configuration")
+                && cfs.message.hasSuffix("its name and address are unknown here"), "\(cfs.message)")
+    }
+
     @Test func cfsInitNodeGoesOnWithoutQuorumAndSaysWhy() throws {
         guard case .goOn(let warning) = try timeout(try BootTestConfigs.cfs(), node: 1, members: [1]) else {
             Issue.record("the CFS init node must go on: the others need its root"); return

@@ -96,6 +96,25 @@ enum QuorumPolicy {
         return false
     }
 
+    /// Members this image's configuration does not have: the image is
+    /// older than the configuration the cluster runs (a node added since it
+    /// was built). On a GFS2 root that stops the boot: dlm learns a node's
+    /// address from this configuration, and the root's mount waited forever
+    /// for the member it could not reach (seen after `ssi cluster reboot`
+    /// of a node whose image predated node 4). Elsewhere it is a warning.
+    static func strangers(_ config: ClusterConfig, members: [UInt32]) -> SSIError? {
+        let known = Set(config.nodes.map { UInt32($0.number) })
+        let unknown = members.filter { !known.contains($0) }
+        guard !unknown.isEmpty else { return nil }
+        let list = unknown.map { "node \($0)" }.joined(separator: ", ")
+        let mine = config.nodes.map { String($0.number) }.joined(separator: ", ")
+        let what = needsDLMKernel(config) ? "dlm cannot reach \(unknown.count == 1 ? "it" : "them"), and the root's mount would wait for it forever"
+            : "its name and address are unknown here"
+        return SSIError("membership", "\(list) \(unknown.count == 1 ? "is a member" : "are members") of the cluster but not in this image's configuration "
+                        + "(nodes \(mine)): the image is older than the configuration the cluster runs; \(what)",
+                        hint: "rebuild the image from the current configuration (ssi-mkinitrd, or ssi-mkinitrd -u on a member) and boot it")
+    }
+
     /// Node number to name, for the member lists in the waiting lines.
     static func names(_ config: ClusterConfig) -> [UInt32: String] {
         var names: [UInt32: String] = [:]
@@ -151,8 +170,11 @@ extension Boot {
         let wait = QuorumPolicy.waitSeconds(params, config, node: node)
         let coldStart = params.quorumWait == nil && QuorumPolicy.isColdStartServer(config, node: node)
         switch try waitForQuorum(quorum, seconds: wait, names: QuorumPolicy.names(config)) {
-        case .quorate:
-            break
+        case .quorate(let members):
+            if let stale = QuorumPolicy.strangers(config, members: members) {
+                if QuorumPolicy.needsDLMKernel(config) { throw stale }
+                log.warning("membership", stale.message + "; " + (stale.hint ?? ""))
+            }
         case .timedOut(let seen, let members):
             switch QuorumPolicy.onTimeout(config, node: node, waited: wait, seen: seen, members: members, coldStart: coldStart) {
             case .serve(let note):
