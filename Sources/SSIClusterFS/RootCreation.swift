@@ -461,7 +461,9 @@ public struct JournalAddition {
         let now = try GFS2Journals.count(mountPoint: mountPoint, system: system)
         system.print("ssi-cluster root add-journal: \(mountPoint) had \(have) journals, now \(now) (for \(cfg.nodes.count) configured nodes)")
         system.print("  note: the nodes that have it mounted now learn of the new journals only when they mount it again (GFS2 reads its journal index at mount); "
-                     + "until each of them has rebooted, a node using a new journal that fails cannot be recovered by them (INSTALL.md, adding a node)")
+                     + "until each of them has rebooted, a node using a new journal that fails cannot be recovered by them (INSTALL.md, adding a node): "
+                     + "add-journal --reboot does that, one node at a time, this node last (or ssi cluster reboot all, then ssi cluster reboot with this "
+                     + "node's number on another member)")
     }
 }
 
