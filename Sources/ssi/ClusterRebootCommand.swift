@@ -59,7 +59,7 @@ struct ClusterRebootCommand {
             throw SSIError("reboot", "--timeout \(printable(timeout)): want whole seconds from 1 to 7200")
         }
         let driver = MemberDriver(step: "reboot", stateDirectory: stateDirectory)
-        let plan = try RebootPlan.make(view: try driver.view(), words: words, cfsServer: ClusterShutdownCommand.cfsServer())
+        let plan = try RebootPlan.make(view: try driver.view(), words: words, cfsServer: MemberDriver.cfsServer())
         driver.say(plan.summary)
         if dryRun { return }
         guard geteuid() == 0 else {
@@ -79,7 +79,7 @@ struct ClusterRebootCommand {
             let stopped = "; stopped there" + (done.isEmpty ? "" : " after \(done.joined(separator: ", "))")
             // Quorum again, from the view as it is now: a member may have
             // gone since the plan was made.
-            _ = try RebootPlan.make(view: try driver.view(), words: [String(node.number)], cfsServer: ClusterShutdownCommand.cfsServer())
+            _ = try RebootPlan.make(view: try driver.view(), words: [String(node.number)], cfsServer: MemberDriver.cfsServer())
             driver.say("\(name): rebooting")
             let started = Process.now()
             let status = try driver.onnode(node.number, ["systemctl", "--no-block", "reboot"])
@@ -94,8 +94,10 @@ struct ClusterRebootCommand {
             let down = Process.now()
             driver.say("\(name): gone after \(Int(down - started)) s")
             guard driver.waitBack(node, seconds: Double(seconds)) else {
-                throw SSIError("reboot", "\(name) was not seen UP again within \(seconds) s of going\(stopped)",
-                               hint: "look at its console; once it is back, run ssi cluster reboot for the rest")
+                throw SSIError("reboot", "\(name) was not seen UP again within \(seconds) s of going"
+                               + "; the view shows it \(driver.stateOf(node.number))\(stopped)",
+                               hint: "look at its console (a boot stopped in the emergency shell says why there); once it is back, "
+                               + "run ssi cluster reboot for the rest")
             }
             driver.say("\(name): UP again after \(Int(Process.now() - down)) s (\(Int(Process.now() - started)) s in all)")
             done.append(name)

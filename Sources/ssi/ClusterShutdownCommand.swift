@@ -51,20 +51,13 @@ struct ClusterShutdownCommand {
         }
     }
 
-    /// The CFS root's server (its init node), nil for another root or
-    /// without a configuration.
-    static func cfsServer() -> UInt32? {
-        guard let config = try? ClusterConfig.load(path: ClusterConfig.defaultPath), case .cfs = config.root else { return nil }
-        return config.nodes.first { $0.role == .initNode }.map { UInt32($0.number) }
-    }
-
     func shutdown() throws(SSIError) {
         guard let seconds = Int(timeout), (1...3600).contains(seconds) else {
             throw SSIError("shutdown", "--timeout \(printable(timeout)): want whole seconds from 1 to 3600")
         }
         let driver = MemberDriver(step: "shutdown", stateDirectory: stateDirectory)
         let view = try driver.view()
-        let plan = try ShutdownPlan.make(view: view, cfsServer: Self.cfsServer())
+        let plan = try ShutdownPlan.make(view: view, cfsServer: MemberDriver.cfsServer())
         driver.say(plan.summary)
         if dryRun { return }
         guard geteuid() == 0 else {

@@ -4,6 +4,7 @@ import Glibc
 import SSICore
 import SSILinux
 import SSIMembership
+import SSIConfig
 
 /// What `ssi cluster shutdown` and `ssi cluster reboot` share: the agent's
 /// view read in the command's own words, another member told what to do
@@ -32,6 +33,23 @@ struct MemberDriver {
             view.quorum = info.quorum
         }
         return view
+    }
+
+    /// The CFS root's server (its init node), nil for another root or
+    /// without a configuration: it goes last at a shutdown and is never
+    /// rebooted with the others.
+    static func cfsServer() -> UInt32? {
+        guard let config = try? ClusterConfig.load(path: ClusterConfig.defaultPath), case .cfs = config.root else { return nil }
+        return config.nodes.first { $0.role == .initNode }.map { UInt32($0.number) }
+    }
+
+    /// A node's state as the view has it now, for an error: "COMINGUP
+    /// membership", "DOWN", or "gone from the view".
+    func stateOf(_ node: UInt32) -> String {
+        guard let n = (try? ClusterView.load(directory: stateDirectory))?.nodes.first(where: { $0.number == node }) else {
+            return "gone from the view"
+        }
+        return n.state.rawValue + (n.state == .comingUp && !n.stage.isEmpty ? " " + printable(n.stage) : "")
     }
 
     func say(_ line: String) {
