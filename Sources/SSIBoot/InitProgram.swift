@@ -3,6 +3,7 @@ import Glibc
 #endif
 import SSICore
 import SSILinux
+import SSIMembership
 
 /// ssi-init: PID 1 in the initramfs.
 ///
@@ -55,6 +56,9 @@ final class Boot {
     var devices: DeviceWatch?
     /// Module loads the modules step left running (`finishModules`).
     var pendingModules: PendingModules?
+    /// The daemons the membership step started (a reference, kept across
+    /// its retries); a failed step tells the membership agent (`tellStage`).
+    let startedAgents = StartedAgents()
 
     init(log: consuming Log) {
         self.log = log
@@ -76,8 +80,7 @@ final class Boot {
         let cluster: Membership?
         if clustered {
             let identity = step("network") { () throws(SSIError) in try setUpNetwork(params) }
-            let agents = StartedAgents()
-            cluster = step("membership") { () throws(SSIError) in try joinCluster(identity, params, agents: agents) }
+            cluster = step("membership") { () throws(SSIError) in try joinCluster(identity, params, agents: startedAgents) }
         } else {
             cluster = nil
         }
@@ -106,7 +109,9 @@ final class Boot {
                 return try body()
             } catch {
                 log.error(error.step, Boot.failureLine(error))
+                tellStage(BootStageName.emergency(name))
                 emergencyShell("exit the shell to retry step '\(name)'")
+                tellStage(name)
             }
         }
     }
@@ -115,6 +120,16 @@ final class Boot {
     /// hint after "; " when there is one.
     static func failureLine(_ error: SSIError) -> String {
         error.hint.map { "\(error.message); \($0)" } ?? error.message
+    }
+
+    /// Once the membership agent runs, a failed step is the boot stage
+    /// `emergency:STEP` until its shell exits (then the step's name while
+    /// it is tried again): `ssi cluster status` on every member shows the
+    /// node stopped, not still coming up, and `ssi cluster reboot` stops
+    /// waiting for it. Before the agent, only the console says so.
+    func tellStage(_ stage: String) {
+        guard let agent = startedAgents[Boot.membershipAgent.name] else { return }
+        BootStage(agent: agent).set(stage)
     }
 
     func breakIfAsked(_ point: BreakPoint, _ params: BootParameters, _ what: String) {

@@ -34,6 +34,31 @@ public struct NodeRecord: Sendable, Equatable {
     }
 }
 
+/// The boot stages other commands act on. ssi-init tells its agent the
+/// stage through /run/ssi/stage; the agent carries it as one token
+/// (printable, no spaces) to every member's view.
+public enum BootStageName {
+    static let emergencyPrefix = "emergency:"
+
+    /// A step failed and ssi-init waits in its emergency shell; the stage
+    /// holds until the shell exits and the step is tried again.
+    public static func emergency(_ step: String) -> String { emergencyPrefix + step }
+
+    /// The step an `emergency:STEP` stage names; nil for any other stage.
+    public static func failedStep(_ stage: String) -> String? {
+        guard stage.hasPrefix(emergencyPrefix), stage.count > emergencyPrefix.count else { return nil }
+        return String(stage.dropFirst(emergencyPrefix.count))
+    }
+}
+
+extension NodeRecord {
+    /// The boot step this node is stopped at in its emergency shell (its
+    /// console says why), nil while it is not.
+    public var failedStep: String? {
+        state == .comingUp ? BootStageName.failedStep(stage) : nil
+    }
+}
+
 /// The cluster view the membership agent keeps in /run/ssi, for
 /// `ssi-cluster status`, scripts and the other ssi commands: plain text,
 /// one node per line, replaced atomically on every change.

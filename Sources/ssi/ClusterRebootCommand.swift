@@ -23,8 +23,8 @@ struct ClusterRebootCommand {
             reports on the way. Refused, before anything is done, for this node (it drives the reboot), for the CFS \
             root's server (the diskless nodes' roots would hang; stop the whole cluster with ssi cluster shutdown), \
             for a node that is down, and when one node away would take the cluster below quorum. When a node is not \
-            seen gone or back within --timeout, the command stops there and says which; the nodes after it are not \
-            touched.
+            seen gone or back within --timeout, or comes back to its emergency shell (its stage emergency:STEP, its \
+            console says why), the command stops there and says which; the nodes after it are not touched.
             """,
         arguments: [CLIArgument("node", help: "A node's number or name, or all.", repeated: true)],
         options: [
@@ -93,11 +93,17 @@ struct ClusterRebootCommand {
             }
             let down = Process.now()
             driver.say("\(name): gone after \(Int(down - started)) s")
-            guard driver.waitBack(node, seconds: Double(seconds)) else {
+            switch driver.waitBack(node, seconds: Double(seconds)) {
+            case .up:
+                break
+            case .stopped(let step):
+                throw SSIError("reboot", "\(name) stopped in its emergency shell at boot step '\(printable(step))'\(stopped)",
+                               hint: "its console says why; mend the cause, leave the shell there to retry the step "
+                               + "(or reboot it), then run ssi cluster reboot for the rest")
+            case .timedOut:
                 throw SSIError("reboot", "\(name) was not seen UP again within \(seconds) s of going"
                                + "; the view shows it \(driver.stateOf(node.number))\(stopped)",
-                               hint: "look at its console (a boot stopped in the emergency shell says why there); once it is back, "
-                               + "run ssi cluster reboot for the rest")
+                               hint: "look at its console; once it is back, run ssi cluster reboot for the rest")
             }
             driver.say("\(name): UP again after \(Int(Process.now() - down)) s (\(Int(Process.now() - started)) s in all)")
             done.append(name)

@@ -82,22 +82,34 @@ struct MemberDriver {
         return false
     }
 
-    /// Until the agent's view has the node UP again, polling; each boot
-    /// stage it reports on the way (COMINGUP and its stage) is printed once.
-    func waitBack(_ node: NodeRecord, seconds: Double) -> Bool {
+    /// How a wait for a node to come back ended.
+    enum Back: Equatable {
+        case up
+        /// COMINGUP with the stage `emergency:STEP`: its boot failed at
+        /// STEP and waits in the emergency shell, so waiting longer is
+        /// pointless (the node says why on its console).
+        case stopped(step: String)
+        case timedOut
+    }
+
+    /// Until the agent's view has the node UP again, or stopped in its
+    /// emergency shell, polling; each boot stage it reports on the way
+    /// (COMINGUP and its stage) is printed once.
+    func waitBack(_ node: NodeRecord, seconds: Double) -> Back {
         let deadline = Process.now() + seconds
         var last = ""
         while Process.now() < deadline {
             if let v = try? ClusterView.load(directory: stateDirectory), let now = v.nodes.first(where: { $0.number == node.number }) {
-                if now.state == .up { return true }
+                if now.state == .up { return .up }
                 let seen = now.state == .comingUp ? "COMINGUP " + (now.stage.isEmpty ? "-" : printable(now.stage)) : ""
                 if !seen.isEmpty && seen != last {
                     say("node \(node.number) (\(printable(node.name))): \(seen)")
                     last = seen
                 }
+                if let step = now.failedStep { return .stopped(step: step) }
             }
             Process.sleep(milliseconds: 200)
         }
-        return false
+        return .timedOut
     }
 }

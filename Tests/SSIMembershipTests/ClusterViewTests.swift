@@ -37,6 +37,29 @@ import SSICore
         #expect(throws: SSIError.self) { try ClusterView(parsing: "cluster a\ngfs2 9 a:b\n", source: "m") }
     }
 
+    @Test("a node stopped in its emergency shell: the stage ssi-init tells survives the agent's token and the view file; only COMINGUP counts")
+    func emergencyStage() throws {
+        let stage = BootStageName.emergency("root")
+        #expect(stage == "emergency:root")
+        #expect(MembershipAgent.stageToken(stage) == stage, "the agent carries it unchanged")
+        var v = view
+        v.nodes[2].stage = stage
+        let back = try ClusterView(parsing: v.serialized(), source: "members")
+        let node2 = try #require(back.nodes.first { $0.number == 2 })
+        #expect(node2.failedStep == "root")
+        #expect(back.statusText().contains("emergency:root"), "status shows it: \(back.statusText())")
+        // Other stages, an empty step, and the same stage on a node that is
+        // no longer COMINGUP say nothing failed.
+        #expect(back.nodes.first { $0.number == 1 }?.failedStep == nil)
+        for other in ["root", "membership", "emergency:", "emergency", "emergencyroot", ""] {
+            #expect(BootStageName.failedStep(other) == nil, "\(other)")
+        }
+        var upAgain = node2
+        upAgain.state = .up
+        #expect(upAgain.failedStep == nil)
+        #expect(BootStageName.failedStep("emergency:cluster-mounts") == "cluster-mounts")
+    }
+
     @Test func badLinesAreNamed() {
         #expect {
             try ClusterView(parsing: "cluster a\nnode x UP - n -\n", source: "/run/ssi/members")

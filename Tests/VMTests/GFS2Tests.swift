@@ -203,10 +203,20 @@ extension VM {
                 // of command output. Journal ids follow mount order, not node
                 // numbers; with the rings emptied at the cut, any journal
                 // recovered since is node 3's.
+                // The bound is generous: in one CI run on a host whose guests
+                // stalled for seconds at a time (the kernel's clocksource
+                // watchdog said 2.5 and 6 s), this pipe on node 1 did not
+                // finish within the default 30 s right after the recovery.
+                // The time each took is logged, so a slow one shows.
                 let replayed = "dmesg | grep -E 'jid=[0-9]+: Done' | sed 's/^\\[[^]]*\\] //'; true"
-                let recovered = try await node1.run(replayed, expectStatus: nil).output + (try await node2.run(replayed, expectStatus: nil).output)
+                var recovered = ""
+                for g in [node1, node2] {
+                    let asked = ContinuousClock.now
+                    recovered += try await g.run(replayed, timeout: .seconds(180), expectStatus: nil).output
+                    log("\(g.name): the kernel's recovery lines read in \(Guest.seconds(ContinuousClock.now - asked))")
+                }
                 #expect(recovered.contains(": Done"), "a survivor replayed node 3's journal: \(recovered)")
-                let loop = try await node2.run("tail -n 2 /root/loop3 | head -n 1; wc -l < /root/loop3").output
+                let loop = try await node2.run("tail -n 2 /root/loop3 | head -n 1; wc -l < /root/loop3", timeout: .seconds(120)).output
                 log("node 3's loop file after recovery: \(loop)")
 
                 // A node with another key: no quorum, no mount, and it says why.
@@ -302,6 +312,13 @@ extension VM {
                 let noJournal = try await node4.waitFor(SSIInit.error("root"), timeout: .seconds(600))
                 log("node 4 without a journal: \(noJournal)")
                 #expect(noJournal.contains("no free journal on LABEL=ssi:root for node 4") && noJournal.contains("add-journal"), "\(noJournal)")
+                // Stopped in its emergency shell after joining, node 4 tells
+                // the cluster: the others' status shows it at the failed
+                // step, not still coming up (and a rolling reboot waiting for
+                // it stops there).
+                let stuck = try await node1.runUntil("ssi cluster status", timeout: .seconds(90)) { $0.output.contains("emergency:root") }
+                let row4 = stuck.output.split(separator: "\n").first { $0.contains("node4") } ?? ""
+                #expect(row4.contains("COMINGUP") && row4.contains("emergency:root"), "node 4's row: \(stuck.output)")
                 let added = try await node1.run("ssi cluster root add-journal --journal-size 32 2>&1", timeout: .seconds(300)).output
                 #expect(added.contains("had 3 journals, now 4"), "\(added)")
                 try await node4.waitFor(SSIInit.step("emergency"), timeout: .seconds(60))
