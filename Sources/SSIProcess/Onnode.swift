@@ -43,7 +43,7 @@ extension ProcAgent {
                 continue
             }
             let channel = "\(session).\(i)"
-            homes.add(HomeChannel(id: channel, kind: kind, fd: fd))
+            homes.add(HomeChannel(id: channel, kind: kind, fd: fd, passesHalfClose: false))
             made.append(channel)
             if let key { sharedChannel[key] = (kind, channel) }
             std.append(RunRequest.Stdio(index: i, spec: ShipSpec(resource: "-", kind: kind, home: localNode, channel: channel)))

@@ -71,10 +71,22 @@ public final class HomeChannel: @unchecked Sendable {
     /// the channel (and the onnode waiting for it) staying forever.
     static let reattachSeconds = 30
 
-    init(id: String, kind: ShipKind, fd: Int32) {
+    /// Whether the end of the process's writing to a socket is passed on
+    /// as a half-close (shutdown SHUT_WR) of home's socket. Yes for a
+    /// moved process's own socket, whose only other holder went with it.
+    /// No for onnode's stdio: onnode and whatever started it hold the same
+    /// socket, and locally one holder's close sends nothing while others
+    /// hold it; a shutdown broke their writes too (a systemd unit running
+    /// `ssi cluster reboot` died of SIGPIPE when the `onnode ... systemctl
+    /// reboot` it ran ended: home had shut down the unit's own stdout, the
+    /// journal's socket). The peer sees the end once every holder closed.
+    let passesHalfClose: Bool
+
+    init(id: String, kind: ShipKind, fd: Int32, passesHalfClose: Bool = true) {
         self.id = id
         self.kind = kind
         self.fd = fd
+        self.passesHalfClose = passesHalfClose
         if kind == .tty {
             var t = termios()
             if tcgetattr(fd, &t) == 0 {
@@ -296,7 +308,7 @@ public final class HomeChannel: @unchecked Sendable {
                 try ch.send(Wire.ack, [])
             case Wire.eof:
                 let both = ended.withLock { e -> Bool in e.insert("out"); return e.contains("in") }
-                if kind.isSocket { shutdown(fd, Int32(SHUT_WR)) }
+                if kind.isSocket && passesHalfClose { shutdown(fd, Int32(SHUT_WR)) }
                 try ch.send(Wire.ack, [])
                 // A pipe's writer closed: closing our copy lets the readers
                 // at home see end of file.

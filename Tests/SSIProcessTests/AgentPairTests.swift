@@ -184,6 +184,45 @@ import SSITestSupport
         close(sp[0])
         #expect(echo.terminationStatus == 0)
 
+        // stdout a socket that the caller keeps too (a systemd unit's
+        // journal stream): the command's end is not a shutdown of it, and
+        // the caller writes on after onnode returned (it died of SIGPIPE
+        // when home shut the socket down).
+        var kept: [Int32] = [-1, -1]
+        #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &kept) == 0)
+        let once = Process()
+        once.executableURL = URL(fileURLWithPath: AgentPairTests.ssi!)
+        once.arguments = ["onnode", "2", "echo", "from-node-2"]
+        var onceEnv = ProcessInfo.processInfo.environment
+        onceEnv["SSI_STATE_DIR"] = pair.dir + "/node1"
+        once.environment = onceEnv
+        once.standardInput = FileHandle.nullDevice
+        once.standardOutput = FileHandle(fileDescriptor: kept[1], closeOnDealloc: false)
+        once.standardError = FileHandle.nullDevice
+        try once.run()
+        once.waitUntilExit()
+        #expect(once.terminationStatus == 0)
+        // Home's copy may still be letting go: a write after the command's
+        // end must reach the peer all the same, however long that takes.
+        usleep(300_000)
+        let after = Array("caller-after\n".utf8)
+        let wrote = after.withUnsafeBytes { send(kept[1], $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        #expect(wrote == after.count, "the caller's write on its own socket after onnode: \(wrote), errno \(errno)")
+        close(kept[1])
+        var got: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 256)
+        for _ in 0..<50 {
+            var p = pollfd(fd: kept[0], events: Int16(POLLIN), revents: 0)
+            guard poll(&p, 1, 200) > 0 else { continue }
+            let n = read(kept[0], &chunk, chunk.count)
+            if n <= 0 { break }
+            got += chunk[0..<n]
+            if String(decoding: got, as: UTF8.self).contains("caller-after") { break }
+        }
+        let text = String(decoding: got, as: UTF8.self)
+        #expect(text.contains("from-node-2\n") && text.contains("caller-after\n"), "the peer read: \(text)")
+        close(kept[0])
+
         // A signal to onnode goes to the command; onnode waits for its end.
         let signalled = Process()
         signalled.executableURL = URL(fileURLWithPath: AgentPairTests.ssi!)
