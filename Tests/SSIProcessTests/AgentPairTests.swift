@@ -11,6 +11,18 @@ import SSITestSupport
 /// needs CRIU, which only works in the VM tests' guests.
 @Suite(.serialized) struct AgentPairTests {
     static let ssi = ProcessInfo.processInfo.environment["SSI_BIN"]
+
+    /// `ssi ARGS` as a process of node 1 of `pair` (its agent's state
+    /// directory), not started: the caller sets its stdio.
+    func onnodeOnNode1(_ args: [String], pair: Pair) -> Process {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: AgentPairTests.ssi!)
+        p.arguments = args
+        var env = ProcessInfo.processInfo.environment
+        env["SSI_STATE_DIR"] = pair.dir + "/node1"
+        p.environment = env
+        return p
+    }
     static let skip: String? = ssi == nil ? "SSI_BIN is not set (scripts/test sets it to the release binary)"
         : getuid() != 0 ? "needs root: the agent starts commands chrooted in the system root" : nil
 
@@ -159,12 +171,7 @@ import SSITestSupport
         // stdin and stdout on one socket: one channel, every byte echoed.
         var sp: [Int32] = [-1, -1]
         #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &sp) == 0)
-        let echo = Process()
-        echo.executableURL = URL(fileURLWithPath: AgentPairTests.ssi!)
-        echo.arguments = ["onnode", "2", "cat"]
-        var echoEnv = ProcessInfo.processInfo.environment
-        echoEnv["SSI_STATE_DIR"] = pair.dir + "/node1"
-        echo.environment = echoEnv
+        let echo = onnodeOnNode1(["onnode", "2", "cat"], pair: pair)
         echo.standardInput = FileHandle(fileDescriptor: sp[1], closeOnDealloc: false)
         echo.standardOutput = FileHandle(fileDescriptor: sp[1], closeOnDealloc: false)
         echo.standardError = FileHandle.nullDevice
@@ -190,12 +197,7 @@ import SSITestSupport
         // when home shut the socket down).
         var kept: [Int32] = [-1, -1]
         #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &kept) == 0)
-        let once = Process()
-        once.executableURL = URL(fileURLWithPath: AgentPairTests.ssi!)
-        once.arguments = ["onnode", "2", "echo", "from-node-2"]
-        var onceEnv = ProcessInfo.processInfo.environment
-        onceEnv["SSI_STATE_DIR"] = pair.dir + "/node1"
-        once.environment = onceEnv
+        let once = onnodeOnNode1(["onnode", "2", "echo", "from-node-2"], pair: pair)
         once.standardInput = FileHandle.nullDevice
         once.standardOutput = FileHandle(fileDescriptor: kept[1], closeOnDealloc: false)
         once.standardError = FileHandle.nullDevice
@@ -224,12 +226,7 @@ import SSITestSupport
         close(kept[0])
 
         // A signal to onnode goes to the command; onnode waits for its end.
-        let signalled = Process()
-        signalled.executableURL = URL(fileURLWithPath: AgentPairTests.ssi!)
-        signalled.arguments = ["onnode", "2", "sleep", "30"]
-        var env = ProcessInfo.processInfo.environment
-        env["SSI_STATE_DIR"] = pair.dir + "/node1"
-        signalled.environment = env
+        let signalled = onnodeOnNode1(["onnode", "2", "sleep", "30"], pair: pair)
         let errPipe = Pipe()
         signalled.standardInput = FileHandle.nullDevice
         signalled.standardOutput = FileHandle.nullDevice
